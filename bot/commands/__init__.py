@@ -1,0 +1,1 @@
+"""Command groups of the supportbot CLI, one module per group."""

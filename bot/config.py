@@ -1,0 +1,151 @@
+"""Settings from the environment and ``.env`` (pydantic-settings).
+
+Nothing here reads the environment at import time: call :func:`load_settings`. Conventional
+variable names are used as they are (``DATABASE_URL``, ``SLACK_BOT_TOKEN``, ...); the rest are
+``SUPPORTBOT_*``. Every problem surfaces as one :class:`ConfigError` line naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///supportbot.db"
+DEFAULT_KB_URI = "supportbot_kb"
+
+EmbedderName = Literal["auto", "openai", "local", "none"]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+def normalize_database_url(url: str) -> str:
+    """Map the URLs PaaS providers hand out to the async drivers SQLAlchemy needs."""
+    url = url.strip()
+    if not url:
+        raise ValueError("is empty")
+    if url.startswith("postgres://"):
+        url = "postgresql+asyncpg://" + url.removeprefix("postgres://")
+    elif url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    elif url.startswith("postgresql+psycopg2://"):
+        url = "postgresql+asyncpg://" + url.removeprefix("postgresql+psycopg2://")
+    elif url.startswith("sqlite:///") or url == "sqlite://":
+        url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+        raise ValueError("must be a postgres:// or sqlite:/// URL")
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
+    kb_uri: str = Field(DEFAULT_KB_URI, validation_alias=_env("SUPPORTBOT_KB_URI"))
+    embedder: EmbedderName = Field("auto", validation_alias=_env("SUPPORTBOT_EMBEDDER"))
+    log_level: str = Field("INFO", validation_alias=_env("SUPPORTBOT_LOG_LEVEL"))
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_model: str = Field("gpt-4o-mini", validation_alias=_env("OPENAI_MODEL"))
+    openai_embedding_model: str = Field(
+        "text-embedding-3-small", validation_alias=_env("SUPPORTBOT_OPENAI_EMBEDDING_MODEL")
+    )
+    openai_timeout: float = Field(30.0, gt=0, validation_alias=_env("SUPPORTBOT_OPENAI_TIMEOUT"))
+    openai_max_retries: int = Field(3, ge=0, validation_alias=_env("SUPPORTBOT_OPENAI_RETRIES"))
+
+    memory_turns: int = Field(10, ge=1, validation_alias=_env("SUPPORTBOT_MEMORY_TURNS"))
+    max_question_chars: int = Field(
+        4000, ge=100, validation_alias=_env("SUPPORTBOT_MAX_QUESTION_CHARS")
+    )
+
+    host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
+    port: int = Field(3000, ge=1, le=65535, validation_alias=_env("PORT"))
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_client_id: str | None = Field(None, validation_alias=_env("SLACK_CLIENT_ID"))
+    slack_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_CLIENT_SECRET")
+    )
+    slack_state_secret: SecretStr | None = Field(
+        None, validation_alias=_env("SLACK_STATE_SECRET")
+    )
+    slack_api_url: str | None = Field(None, validation_alias=_env("SLACK_API_URL"))
+    slack_escalation_target: str | None = Field(
+        None, validation_alias=_env("SUPPORTBOT_SLACK_ESCALATION_CHANNEL")
+    )
+
+    discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
+    discord_api_url: str | None = Field(None, validation_alias=_env("DISCORD_API_URL"))
+    discord_message_content: bool = Field(
+        False, validation_alias=_env("SUPPORTBOT_DISCORD_MESSAGE_CONTENT")
+    )
+    discord_shard_count: int | None = Field(
+        None, ge=1, validation_alias=_env("SUPPORTBOT_DISCORD_SHARD_COUNT")
+    )
+    discord_forum_channels: str = Field(
+        "", validation_alias=_env("SUPPORTBOT_DISCORD_FORUM_CHANNELS")
+    )
+    discord_escalation_channel: str | None = Field(
+        None, validation_alias=_env("SUPPORTBOT_DISCORD_ESCALATION_CHANNEL")
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_db(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file for SQLite URLs (None for PostgreSQL and in-memory SQLite)."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split(":///", 1)[-1] if ":///" in self.database_url else ""
+        return Path(path) if path and path != ":memory:" else None
+
+    def secret(self, name: str) -> str:
+        """The plain value of a required secret, or a ConfigError naming its variable."""
+        value = getattr(self, name)
+        if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
+            raise ConfigError(f"{name.upper()} is not set; it is required for this command.")
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    def require(self, *names: str) -> None:
+        """Refuse to start a platform whose credentials are missing (names every missing one)."""
+        missing = [n.upper() for n in names if not _has_value(getattr(self, n))]
+        if missing:
+            raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
+
+
+def _has_value(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return value not in (None, "")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings now; a bad value becomes one ConfigError line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field_name = str(first["loc"][0]) if first.get("loc") else "setting"
+        alias = Settings.model_fields.get(field_name)
+        variable = field_name.upper()
+        if alias is not None and isinstance(alias.validation_alias, AliasChoices):
+            variable = str(alias.validation_alias.choices[0])
+        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+        raise ConfigError(f"{variable} {message}") from None

@@ -1,0 +1,102 @@
+"""Neutral message types shared by every adapter and the core (DESIGN.md section 3).
+
+Frozen dataclasses with no platform objects inside, except an opaque ``raw`` kept for debugging.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+class Platform(enum.StrEnum):
+    SLACK = "slack"
+    DISCORD = "discord"
+    CONSOLE = "console"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Where a conversation lives. Memory is per thread root; per channel for DMs without threads."""
+
+    platform: Platform
+    workspace_id: str
+    channel_id: str
+    thread_id: str | None = None
+
+    @property
+    def session_id(self) -> str:
+        parts = [self.platform.value, self.workspace_id or "-", self.channel_id]
+        if self.thread_id:
+            parts.append(self.thread_id)
+        return ":".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    id: str
+    display_name: str = ""
+    is_bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    url: str = ""
+    content_type: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """One user turn, whatever platform it came from.
+
+    ``text`` has the bot mention stripped and platform markup turned into plain text.
+    ``command`` is the slash command name without the slash (``"ask"``, ``"forget"``), else None.
+    """
+
+    id: str
+    conversation: ConversationKey
+    author: Author
+    text: str
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    is_direct: bool = False
+    mentions_bot: bool = False
+    command: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    raw: Any = field(default=None, compare=False, repr=False)
+
+
+class ReplyKind(enum.StrEnum):
+    ANSWER = "answer"
+    NO_ANSWER = "no_answer"
+    ESCALATED = "escalated"
+    ERROR = "error"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    title: str
+    url_or_path: str
+    snippet: str = ""
+    score: float = 0.0
+    heading: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the core answers. ``text`` is Markdown; adapters render it natively.
+
+    ``memory_id`` is the stored assistant memory this reply became (feedback buttons refer to it).
+    """
+
+    text: str
+    kind: ReplyKind = ReplyKind.ANSWER
+    sources: tuple[Source, ...] = ()
+    ephemeral: bool = False
+    suggested_questions: tuple[str, ...] = ()
+    memory_id: int | None = None
+    session_id: str | None = None

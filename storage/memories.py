@@ -1,0 +1,87 @@
+"""Session memories: append, load the recent window, forget, export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from sqlalchemy import delete, func, select
+
+from storage.db import Database
+from storage.models import Memory
+
+
+class MemoryOut(BaseModel):
+    """External JSON of a memory. Keeps the historical field name ``metadata`` for exports and APIs."""
+
+    model_config = ConfigDict(populate_by_name=True, from_attributes=True, serialize_by_alias=True)
+
+    id: int
+    session_id: str
+    role: str
+    content: str
+    # Read from ORM rows by its own name first: a Memory's ``metadata`` attribute is the
+    # declarative MetaData, not the column. Written out as "metadata" (the historical name).
+    tool_metadata: dict[str, Any] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("tool_metadata", "metadata"),
+        serialization_alias="metadata",
+    )
+    created_at: datetime | None = None
+
+
+async def append_memory(
+    db: Database,
+    *,
+    session_id: str,
+    role: str,
+    content: str,
+    tool_metadata: dict[str, Any] | None = None,
+) -> Memory:
+    async with db.session() as session:
+        memory = Memory(
+            session_id=session_id, role=role, content=content, tool_metadata=tool_metadata
+        )
+        session.add(memory)
+    return memory
+
+
+async def load_recent(db: Database, *, session_id: str, limit: int) -> list[Memory]:
+    """The last ``limit`` memories of a session, oldest first."""
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(Memory)
+            .where(Memory.session_id == session_id)
+            .order_by(Memory.id.desc())
+            .limit(limit)
+        )
+        return list(reversed(rows.all()))
+
+
+async def get_memory(db: Database, *, memory_id: int) -> Memory | None:
+    async with db.sessions() as session:
+        return await session.get(Memory, memory_id)
+
+
+async def count_memories(db: Database, *, session_id: str) -> int:
+    async with db.sessions() as session:
+        total = await session.scalar(
+            select(func.count()).select_from(Memory).where(Memory.session_id == session_id)
+        )
+        return int(total or 0)
+
+
+async def forget_session(db: Database, *, session_id: str) -> int:
+    """Delete every memory of a session; returns how many were deleted."""
+    async with db.session() as session:
+        result = await session.execute(delete(Memory).where(Memory.session_id == session_id))
+        return int(result.rowcount or 0)
+
+
+async def export_session(db: Database, *, session_id: str) -> list[MemoryOut]:
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(Memory).where(Memory.session_id == session_id).order_by(Memory.id)
+        )
+        return [MemoryOut.model_validate(row) for row in rows]
