@@ -8,10 +8,12 @@ variable names are used as they are (``DATABASE_URL``, ``SLACK_BOT_TOKEN``, ...)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.errors import ConfigError
 
@@ -41,7 +43,19 @@ def normalize_database_url(url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
         raise ValueError("must be a postgres:// or sqlite:/// URL")
+    try:
+        make_url(url)  # catches what the scheme check cannot, e.g. a port that is not a number
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"is not a valid database URL ({exc})") from None
     return url
+
+
+def mask_url_password(url: str) -> str:
+    """The URL with its password replaced by ***, for logs and reprs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable URL>"
 
 
 class Settings(BaseSettings):
@@ -80,9 +94,7 @@ class Settings(BaseSettings):
     slack_client_secret: SecretStr | None = Field(
         None, validation_alias=_env("SLACK_CLIENT_SECRET")
     )
-    slack_state_secret: SecretStr | None = Field(
-        None, validation_alias=_env("SLACK_STATE_SECRET")
-    )
+    slack_state_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_STATE_SECRET"))
     slack_api_url: str | None = Field(None, validation_alias=_env("SLACK_API_URL"))
     slack_escalation_target: str | None = Field(
         None, validation_alias=_env("SUPPORTBOT_SLACK_ESCALATION_CHANNEL")
@@ -120,14 +132,29 @@ class Settings(BaseSettings):
         """The plain value of a required secret, or a ConfigError naming its variable."""
         value = getattr(self, name)
         if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
-            raise ConfigError(f"{name.upper()} is not set; it is required for this command.")
+            raise ConfigError(f"{variable_name(name)} is not set; it is required for this command.")
         return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
     def require(self, *names: str) -> None:
         """Refuse to start a platform whose credentials are missing (names every missing one)."""
-        missing = [n.upper() for n in names if not _has_value(getattr(self, n))]
+        missing = [variable_name(n) for n in names if not _has_value(getattr(self, n))]
         if missing:
             raise ConfigError(f"missing required environment variable(s): {', '.join(missing)}")
+
+    def __repr_args__(self) -> Any:
+        # SecretStr fields mask themselves; a password inside DATABASE_URL must be masked too.
+        for name, value in super().__repr_args__():
+            if name == "database_url" and isinstance(value, str):
+                value = mask_url_password(value)
+            yield name, value
+
+
+def variable_name(field_name: str) -> str:
+    """The environment variable that sets a Settings field (e.g. kb_uri -> SUPPORTBOT_KB_URI)."""
+    field = Settings.model_fields.get(field_name)
+    if field is not None and isinstance(field.validation_alias, AliasChoices):
+        return str(field.validation_alias.choices[0])
+    return field_name.upper()
 
 
 def _has_value(value: object) -> bool:
@@ -143,9 +170,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field_name = str(first["loc"][0]) if first.get("loc") else "setting"
-        alias = Settings.model_fields.get(field_name)
-        variable = field_name.upper()
-        if alias is not None and isinstance(alias.validation_alias, AliasChoices):
-            variable = str(alias.validation_alias.choices[0])
-        message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+        variable = variable_name(field_name)
+        message = str(first.get("msg", "is invalid"))
+        if message.startswith("Value error, "):  # our validators phrase the rest of the sentence
+            message = message.removeprefix("Value error, ")
+        else:
+            message = f"is invalid: {message}"
         raise ConfigError(f"{variable} {message}") from None

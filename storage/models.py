@@ -1,8 +1,9 @@
 """All tables (DESIGN.md section 4), SQLAlchemy 2.0 typed declarative.
 
 The JSON column of ``memories`` is ``tool_metadata``. It may never be called ``metadata``: the
-Declarative API reserves that attribute for the table collection and raises
-``InvalidRequestError: Attribute name 'metadata' is reserved`` at import (the original bug).
+Declarative API reserves that attribute for the table collection. SQLAlchemy 2.0 raises
+``InvalidRequestError: Attribute name 'metadata' is reserved`` at import (the original bug);
+2.1 only warns, and the column then hides ``Base.metadata`` on that class.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names on SQLite and PostgreSQL, so batch migrations can find them by name.
 NAMING_CONVENTION = {
@@ -47,6 +50,27 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always hands back aware UTC datetimes.
+
+    SQLite stores no zone and would return naive values (PostgreSQL returns aware ones); mixing
+    the two makes comparisons raise. Values are stored as UTC; naive input is taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -64,7 +88,7 @@ class Memory(Base):
     tool_metadata: Mapped[dict[str, Any] | None] = mapped_column(
         MutableDict.as_mutable(JsonType), nullable=True
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ProcessedEvent(Base):
@@ -85,12 +109,10 @@ class ProcessedEvent(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="received")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
-    received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
-    )
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Feedback(Base):
@@ -107,7 +129,7 @@ class Feedback(Base):
     user_id: Mapped[str] = mapped_column(String(255))
     value: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Escalation(Base):
@@ -125,12 +147,12 @@ class Escalation(Base):
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
     resolved_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     notice_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ChannelSetting(Base):
-    """Per-channel behaviour: auto-answer, ephemeral replies, escalation target, knowledge filter."""
+    """Per-channel behaviour: auto-answer, ephemeral, escalation target, knowledge filter."""
 
     __tablename__ = "channel_settings"
     __table_args__ = (UniqueConstraint("platform", "workspace_id", "channel_id"),)
@@ -143,6 +165,82 @@ class ChannelSetting(Base):
     ephemeral: Mapped[bool] = mapped_column(Boolean, default=False)
     escalation_target: Mapped[str | None] = mapped_column(String(255), nullable=True)
     knowledge_filter: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+# --- Slack OAuth (slack adapter) ----------------------------------------------------------------
+# slack_sdk's AsyncSQLAlchemyInstallationStore / AsyncSQLAlchemyOAuthStateStore read and write
+# these tables with their own Table objects; the definitions below mirror
+# slack_sdk/oauth/installation_store/sqlalchemy and state_store/sqlalchemy column for column
+# (naive DateTime included, as slack_sdk writes naive UTC), so Alembic manages them with the rest.
+# Migration: migrations/versions/0005_slack_oauth.py.
+
+from sqlalchemy import Column, Table, func  # noqa: E402
+
+slack_installations = Table(
+    "slack_installations",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(32), nullable=False),
+    Column("app_id", String(32), nullable=False),
+    Column("enterprise_id", String(32)),
+    Column("enterprise_name", String(200)),
+    Column("enterprise_url", String(200)),
+    Column("team_id", String(32)),
+    Column("team_name", String(200)),
+    Column("bot_token", String(200)),
+    Column("bot_id", String(32)),
+    Column("bot_user_id", String(32)),
+    Column("bot_scopes", String(1000)),
+    Column("bot_refresh_token", String(200)),
+    Column("bot_token_expires_at", DateTime),
+    Column("user_id", String(32), nullable=False),
+    Column("user_token", String(200)),
+    Column("user_scopes", String(1000)),
+    Column("user_refresh_token", String(200)),
+    Column("user_token_expires_at", DateTime),
+    Column("incoming_webhook_url", String(200)),
+    Column("incoming_webhook_channel", String(200)),
+    Column("incoming_webhook_channel_id", String(200)),
+    Column("incoming_webhook_configuration_url", String(200)),
+    Column("is_enterprise_install", Boolean, default=False, nullable=False),
+    Column("token_type", String(32)),
+    Column("installed_at", DateTime, nullable=False, default=func.now()),
+    Index(
+        "slack_installations_idx",
+        "client_id",
+        "enterprise_id",
+        "team_id",
+        "user_id",
+        "installed_at",
+    ),
+)
+
+slack_bots = Table(
+    "slack_bots",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(32), nullable=False),
+    Column("app_id", String(32), nullable=False),
+    Column("enterprise_id", String(32)),
+    Column("enterprise_name", String(200)),
+    Column("team_id", String(32)),
+    Column("team_name", String(200)),
+    Column("bot_token", String(200)),
+    Column("bot_id", String(32)),
+    Column("bot_user_id", String(32)),
+    Column("bot_scopes", String(1000)),
+    Column("bot_refresh_token", String(200)),
+    Column("bot_token_expires_at", DateTime),
+    Column("is_enterprise_install", Boolean, default=False, nullable=False),
+    Column("installed_at", DateTime, nullable=False, default=func.now()),
+    Index("slack_bots_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
+)
+
+slack_oauth_states = Table(
+    "slack_oauth_states",
+    Base.metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(200), nullable=False),
+    Column("expire_at", DateTime, nullable=False),
+)

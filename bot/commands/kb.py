@@ -1,9 +1,212 @@
-"""`supportbot` commands of the kb group (placeholder until its issue lands)."""
+"""`supportbot ingest`, `supportbot kb search|stats` and `supportbot eval`.
+
+Thin CLI over storage.knowledge: settings pick the URI and embedder, storage errors become the
+project's one-line errors (KnowledgeBaseError / IngestError / ConfigError).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from bot import texts
+from bot.errors import ConfigError, IngestError, KnowledgeBaseError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "sample_docs"
+EMBEDDER_CHOICES = ("auto", "openai", "local", "none")
+SNIPPET_CHARS = 300
+
+kb_app = typer.Typer(help="Search and inspect the knowledge base.", no_args_is_help=True)
+
+
+def open_knowledge_base(embedder_name: str | None = None, **options: Any) -> Any:
+    """The configured KnowledgeBase (settings: SUPPORTBOT_KB_URI, SUPPORTBOT_EMBEDDER, OPENAI_*)."""
+    from bot.config import load_settings
+    from storage.embeddings import make_embedder
+    from storage.knowledge import KnowledgeBase
+
+    settings = load_settings()
+    name = embedder_name or settings.embedder
+    if name not in EMBEDDER_CHOICES:
+        raise ConfigError(f"--embedder must be one of {', '.join(EMBEDDER_CHOICES)}")
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    try:
+        embedder = make_embedder(
+            name,
+            openai_api_key=key,
+            openai_base_url=settings.openai_base_url,
+            openai_model=settings.openai_embedding_model,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"SUPPORTBOT_EMBEDDER: {exc}") from None
+    with storage_errors():
+        return KnowledgeBase.open(settings.kb_uri, embedder, **options)
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Storage exceptions become the CLI's one-line errors."""
+    from storage.knowledge import IngestInputError, KnowledgeError
+
+    try:
+        yield
+    except IngestInputError as exc:
+        raise IngestError(str(exc)) from None
+    except KnowledgeError as exc:
+        raise KnowledgeBaseError(str(exc)) from None
+
+
+def hit_json(hit: Any) -> dict[str, Any]:
+    """The stable ``kb search --json`` object (documented in README)."""
+    return {
+        "source": hit.source,
+        "title": hit.title,
+        "heading": hit.heading,
+        "snippet": hit.snippet(SNIPPET_CHARS),
+        "score": round(float(hit.score), 6),
+    }
+
+
+def ingest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Docs folders or files.")] = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove chunks of files not found in PATHs.")
+    ] = False,
+    embedder: Annotated[
+        str | None, typer.Option(help="auto | openai | local | none (default: settings).")
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Ingest the bundled sample docs.")
+    ] = False,
+    recreate: Annotated[
+        bool, typer.Option("--recreate", help="Rebuild from scratch (e.g. new embedder).")
+    ] = False,
+    max_file_mb: Annotated[
+        float, typer.Option(help="Skip files larger than this many MB.", min=0.001)
+    ] = 10.0,
+) -> None:
+    """Read docs (md, rst, txt, html, pdf), chunk, embed new or changed chunks, index."""
+    roots = list(paths or [])
+    if sample:
+        if not SAMPLE_DOCS.is_dir():
+            raise IngestError(texts.KB_SAMPLE_MISSING)
+        roots.append(SAMPLE_DOCS)
+    if not roots:
+        raise IngestError(texts.KB_NO_PATHS)
+    kb = open_knowledge_base(embedder, max_file_bytes=int(max_file_mb * 1024 * 1024))
+    with storage_errors():
+        report = kb.ingest(roots, prune=prune, progress=sys.stderr.isatty(), recreate=recreate)
+    for skipped in report.skipped:
+        typer.echo(texts.kb_skipped_file(str(skipped.path), skipped.reason), err=True)
+    for warning in report.warnings:
+        typer.echo(texts.kb_file_warning(warning), err=True)
+    typer.echo(
+        texts.kb_ingest_summary(
+            files=report.files,
+            added=report.chunks_added,
+            unchanged=report.chunks_unchanged,
+            removed=report.chunks_removed,
+            skipped=report.skipped_count,
+            embedded=report.embedded,
+            seconds=report.seconds,
+        )
+    )
+
+
+@kb_app.command("search")
+def kb_search(
+    question: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="How many sources.", min=1, max=100)] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of hits.")] = False,
+    mode: Annotated[str, typer.Option(help="hybrid | fts | vector")] = "hybrid",
+) -> None:
+    """Show the best passage of the best matching sources."""
+    kb = open_knowledge_base()
+    with storage_errors():
+        try:
+            hits = kb.search(question, k=k, mode=mode)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([hit_json(hit) for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        typer.echo(texts.KB_NO_HITS)
+        return
+    for rank, hit in enumerate(hits, start=1):
+        place = " > ".join(p for p in (hit.title, hit.heading) if p)
+        typer.echo(f"{rank}. [{hit.score:.4f}] {hit.source} — {place}")
+        typer.echo(f"   {hit.snippet(SNIPPET_CHARS)}")
+
+
+@kb_app.command("stats")
+def kb_stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Files, chunks, embedder, dimension, index state and size on disk."""
+    from dataclasses import asdict
+
+    kb = open_knowledge_base()
+    with storage_errors():
+        stats = kb.stats()
+    if as_json:
+        typer.echo(json.dumps(asdict(stats), indent=2))
+        return
+    size = f"{stats.size_bytes / 1e6:.1f} MB" if stats.size_bytes is not None else "unknown"
+    typer.echo(f"knowledge base: {stats.uri}")
+    typer.echo(f"files: {stats.files}   chunks: {stats.chunks}   size: {size}")
+    typer.echo(f"embedder: {stats.embedder or 'none (BM25 only)'}   dimension: {stats.dimension}")
+    fts = "yes" if stats.fts_index else "no"
+    vector = stats.vector_index or "none (flat scan)"
+    typer.echo(f"indexes: full-text {fts}, vector {vector}; unindexed rows {stats.unindexed_rows}")
+
+
+def eval_command(
+    file: Annotated[Path, typer.Argument(help="JSON lines: {question, gold: [sources]}.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mode: Annotated[str, typer.Option(help="hybrid | fts | vector | all")] = "hybrid",
+) -> None:
+    """Recall@5 and MRR@10 over distinct sources, with latency p50/p95."""
+    from bot.kb_eval import evaluate, load_questions
+
+    if not file.is_file():
+        raise IngestError(f"{file} does not exist")
+    try:
+        questions = load_questions(file)
+    except ValueError as exc:
+        raise IngestError(str(exc)) from None
+    modes = ["hybrid", "fts", "vector"] if mode == "all" else [mode]
+    kb = open_knowledge_base()
+    if kb.embedder is None:
+        modes = [m for m in modes if m == "fts"] or ["fts"]
+    with storage_errors():
+        try:
+            results = [evaluate(kb, questions, mode=m) for m in modes]
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    typer.echo(f"{len(questions)} questions, knowledge base {kb.uri}")
+    typer.echo(f"{'mode':<8} {'recall@5':>9} {'MRR@10':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    for r in results:
+        typer.echo(
+            f"{r.mode:<8} {r.recall_at_5:>9.3f} {r.mrr_at_10:>7.3f} "
+            f"{r.latency_p50_ms:>7.1f} {r.latency_p95_ms:>7.1f}"
+        )
 
 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
     """Add this group's commands to the root app (and to `supportbot run`)."""
+    app.command("ingest")(ingest)
+    app.command("eval")(eval_command)
+    app.add_typer(kb_app, name="kb")

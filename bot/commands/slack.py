@@ -1,9 +1,81 @@
-"""`supportbot` commands of the slack group (placeholder until its issue lands)."""
+"""`supportbot serve`, `supportbot run slack [--socket-mode]` and `supportbot slack manifest`.
+
+The Slack adapter (slack_bolt) is imported inside the commands, so other commands never load it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from enum import StrEnum
+
 import typer
+
+from bot.config import Settings, load_settings
+
+slack_app = typer.Typer(help="Slack app helpers.", no_args_is_help=True)
+
+
+class ManifestFormat(StrEnum):
+    json = "json"
+    yaml = "yaml"
 
 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:
-    """Add this group's commands to the root app (and to `supportbot run`)."""
+    """Add `serve`, `run slack` and the `slack` group."""
+    app.command("serve")(serve)
+    run_app.command("slack")(run_slack)
+    app.add_typer(slack_app, name="slack")
+
+
+def _require_slack(settings: Settings, *, socket_mode: bool) -> None:
+    """Refuse to start without credentials, naming the missing variable(s)."""
+    needed = ["slack_app_token"] if socket_mode else ["slack_signing_secret"]
+    if settings.slack_client_id or settings.slack_client_secret:
+        needed += ["slack_client_id", "slack_client_secret"]
+    else:
+        needed.append("slack_bot_token")
+    settings.require(*needed)
+
+
+def _start(socket_mode: bool) -> None:
+    from bot.cli import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    _require_slack(settings, socket_mode=socket_mode)
+    if socket_mode:
+        from adapters.slack.socket_mode import run_socket_mode
+
+        asyncio.run(run_socket_mode(settings))
+    else:
+        from adapters.slack.server import serve as serve_http
+
+        asyncio.run(serve_http(settings))
+
+
+def serve() -> None:
+    """Serve Slack over HTTP on $PORT: POST /slack/events, OAuth install/redirect, /healthz."""
+    _start(socket_mode=False)
+
+
+def run_slack(
+    socket_mode: bool = typer.Option(
+        False, "--socket-mode", help="Connect over Socket Mode (SLACK_APP_TOKEN) instead of HTTP."
+    ),
+) -> None:
+    """Run the Slack bot (HTTP like `serve`, or Socket Mode with --socket-mode)."""
+    _start(socket_mode=socket_mode)
+
+
+@slack_app.command("manifest")
+def manifest(
+    url: str = typer.Option(..., "--url", help="The public base URL, e.g. https://bot.example.com"),
+    output: ManifestFormat = typer.Option(ManifestFormat.json, "--format", help="json or yaml."),
+    socket_mode: bool = typer.Option(False, "--socket-mode", help="A Socket Mode manifest."),
+) -> None:
+    """Print the Slack app manifest (scopes, events, /ask, /forget, interactivity) for URL."""
+    from adapters.slack.manifest import build_manifest, to_yaml
+
+    data = build_manifest(url, socket_mode=socket_mode)
+    typer.echo(json.dumps(data, indent=2) if output is ManifestFormat.json else to_yaml(data))

@@ -1,0 +1,229 @@
+"""Pure translation of Slack payloads into neutral ``IncomingMessage`` objects.
+
+No I/O here: everything the decision needs (who the bot is, whether it already takes part in a
+thread) is passed in. ``None`` means "the bot must not answer this".
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform
+
+# Message subtypes that are still a person talking; every other subtype (joins, topic changes,
+# bot messages, replies bookkeeping, deletes) is not a question.
+ANSWERABLE_SUBTYPES = frozenset({None, "", "file_share", "thread_broadcast", "me_message"})
+
+_USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
+_CHANNEL_REF = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|([^>]*))?>")
+_SPECIAL_REF = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
+_LINK_REF = re.compile(r"<((?:https?|mailto|tel|ftp):[^|>]+)(?:\|([^>]*))?>")
+
+
+@dataclass(frozen=True, slots=True)
+class BotIdentity:
+    """Who the bot is in one workspace (from auth.test or the stored installation)."""
+
+    user_id: str | None
+    bot_id: str | None = None
+
+
+def plain_text(text: str, *, bot_user_id: str | None = None) -> str:
+    """Slack markup -> plain text: drop the bot's own mention, resolve references, unescape."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    text = _USER_REF.sub(lambda m: "@" + (m.group(2) or m.group(1)), text)
+    text = _CHANNEL_REF.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
+    text = _SPECIAL_REF.sub(lambda m: m.group(2) or "@" + m.group(1), text)
+    text = _LINK_REF.sub(_link_text, text)
+    text = html.unescape(text)
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def _link_text(match: re.Match[str]) -> str:
+    url, label = match.group(1), match.group(2)
+    if url.startswith("mailto:") and (not label or label == url.removeprefix("mailto:")):
+        return url.removeprefix("mailto:")
+    if not label or label == url:
+        return url
+    return f"{label} ({url})"
+
+
+def mentions(text: str, user_id: str | None) -> bool:
+    return bool(user_id) and f"<@{user_id}" in (text or "")
+
+
+def is_from_bot(event: dict[str, Any], bot: BotIdentity) -> bool:
+    """Messages of any bot (including this one) are never questions."""
+    if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
+        return True
+    return bool(bot.user_id) and event.get("user") == bot.user_id
+
+
+def is_direct(event: dict[str, Any]) -> bool:
+    channel_type = event.get("channel_type")
+    if channel_type:
+        return channel_type == "im"
+    return str(event.get("channel", "")).startswith("D")
+
+
+def message_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The human message an event is about: the event itself, or the new version of an edit."""
+    subtype = event.get("subtype")
+    if event.get("type") == "message" and subtype == "message_changed":
+        inner = dict(event.get("message") or {})
+        previous = event.get("previous_message") or {}
+        if not inner or inner.get("text", "") == previous.get("text", ""):
+            return None  # unfurls and other edits that did not change the question
+        inner.setdefault("channel", event.get("channel"))
+        inner.setdefault("channel_type", event.get("channel_type"))
+        return inner
+    if subtype not in ANSWERABLE_SUBTYPES:
+        return None
+    return event
+
+
+def thread_root(event: dict[str, Any]) -> str | None:
+    return event.get("thread_ts") or None
+
+
+def is_threaded_channel_message(event: dict[str, Any]) -> bool:
+    """A channel message in a thread: answered without a mention only if the bot joined it."""
+    message = message_of(event)
+    return bool(message and not is_direct(message) and thread_root(message))
+
+
+def conversation_for(event: dict[str, Any], *, team_id: str) -> ConversationKey:
+    """Memory is per thread root in channels (a mention starts a thread under itself) and per
+    channel in DMs, except Assistant-panel DM threads, which are threads of their own."""
+    channel = str(event.get("channel", ""))
+    root = thread_root(event)
+    if is_direct(event):
+        return ConversationKey(Platform.SLACK, team_id, channel, root)
+    return ConversationKey(Platform.SLACK, team_id, channel, root or str(event.get("ts", "")))
+
+
+def event_to_incoming(
+    event: dict[str, Any],
+    *,
+    team_id: str,
+    bot: BotIdentity,
+    thread_joined: bool = False,
+) -> IncomingMessage | None:
+    """``app_mention`` / ``message`` (incl. edits) -> IncomingMessage, or None to ignore it."""
+    if event.get("type") not in ("app_mention", "message"):
+        return None
+    message = message_of(event) if event.get("type") == "message" else event
+    if message is None or is_from_bot(message, bot):
+        return None
+    raw_text = str(message.get("text") or "")
+    direct = is_direct(message)
+    mentioned = event.get("type") == "app_mention" or mentions(raw_text, bot.user_id)
+    if not (direct or mentioned or (thread_joined and thread_root(message))):
+        return None
+    text = plain_text(raw_text, bot_user_id=bot.user_id)
+    ts = str(message.get("ts", ""))
+    edited = (message.get("edited") or {}).get("ts")
+    return IncomingMessage(
+        id=f"{ts}:edit:{edited}" if edited else ts,
+        conversation=conversation_for(message, team_id=team_id),
+        author=Author(id=str(message.get("user", "")), display_name="", is_bot=False),
+        text=text,
+        sent_at=_ts_to_datetime(ts),
+        is_direct=direct,
+        mentions_bot=mentioned,
+        command=None,
+        raw=event,
+    )
+
+
+def dedupe_key(event: dict[str, Any], *, team_id: str, event_id: str) -> str:
+    """The ledger key: channel + ts for messages, so the ``app_mention`` and ``message`` twins of
+    one mention (different event ids) collide; an edit is keyed by its edit time."""
+    message = message_of(event) if event.get("type") == "message" else event
+    if event.get("type") in ("app_mention", "message") and message is not None:
+        channel, ts = message.get("channel") or event.get("channel"), message.get("ts")
+        edited = (message.get("edited") or {}).get("ts")
+        key = f"msg:{team_id}:{channel}:{ts}"
+        return f"{key}:edit:{edited}" if edited else key
+    return f"ev:{event_id}"
+
+
+def command_conversation(body: dict[str, Any]) -> ConversationKey:
+    """Slash commands have no thread: a DM is its own conversation; in a channel each user's
+    /ask exchanges form one conversation, so /forget there forgets only that user's."""
+    team_id, channel = str(body.get("team_id", "")), str(body.get("channel_id", ""))
+    if channel.startswith("D"):
+        return ConversationKey(Platform.SLACK, team_id, channel, None)
+    return ConversationKey(Platform.SLACK, team_id, channel, f"ask-{body.get('user_id', '')}")
+
+
+def command_to_incoming(body: dict[str, Any]) -> IncomingMessage:
+    """A slash command (``/ask``, ``/forget``, ``/help``) -> IncomingMessage with ``command``."""
+    name = str(body.get("command", "")).lstrip("/").lower()
+    channel = str(body.get("channel_id", ""))
+    return IncomingMessage(
+        id=str(body.get("trigger_id", "")),
+        conversation=command_conversation(body),
+        author=Author(id=str(body.get("user_id", "")), display_name=str(body.get("user_name", ""))),
+        text=plain_text(str(body.get("text") or "")),
+        is_direct=channel.startswith("D"),
+        mentions_bot=True,
+        command=name,
+        raw=body,
+    )
+
+
+def conversation_from_session_id(session_id: str) -> ConversationKey | None:
+    """Inverse of ``ConversationKey.session_id`` for Slack keys (button values carry it)."""
+    parts = session_id.split(":")
+    if len(parts) not in (3, 4) or parts[0] != Platform.SLACK.value:
+        return None
+    workspace = "" if parts[1] == "-" else parts[1]
+    return ConversationKey(
+        Platform.SLACK, workspace, parts[2], parts[3] if len(parts) == 4 else None
+    )
+
+
+def _ts_to_datetime(ts: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(ts), tz=UTC)
+    except (TypeError, ValueError):
+        return datetime.now(UTC)
+
+
+def incoming_to_payload(msg: IncomingMessage) -> dict[str, Any]:
+    """A JSON-safe copy of a message for the ledger, so another process can answer it later."""
+    key = msg.conversation
+    return {
+        "id": msg.id,
+        "workspace_id": key.workspace_id,
+        "channel_id": key.channel_id,
+        "thread_id": key.thread_id,
+        "author_id": msg.author.id,
+        "author_name": msg.author.display_name,
+        "text": msg.text,
+        "sent_at": msg.sent_at.isoformat(),
+        "is_direct": msg.is_direct,
+        "mentions_bot": msg.mentions_bot,
+        "command": msg.command,
+    }
+
+
+def incoming_from_payload(data: dict[str, Any]) -> IncomingMessage:
+    return IncomingMessage(
+        id=str(data["id"]),
+        conversation=ConversationKey(
+            Platform.SLACK, str(data["workspace_id"]), str(data["channel_id"]), data["thread_id"]
+        ),
+        author=Author(id=str(data["author_id"]), display_name=str(data.get("author_name") or "")),
+        text=str(data["text"]),
+        sent_at=datetime.fromisoformat(data["sent_at"]),
+        is_direct=bool(data.get("is_direct")),
+        mentions_bot=bool(data.get("mentions_bot")),
+        command=data.get("command"),
+    )

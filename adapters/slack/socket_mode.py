@@ -1,0 +1,49 @@
+"""``supportbot run slack --socket-mode``: the same bolt app over a Socket Mode websocket.
+
+The no-public-URL path (Socket Mode apps cannot be listed in the Slack Marketplace). The
+websocket address comes from ``apps.connections.open`` on ``SLACK_API_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+from adapters.slack.app import SlackBot, make_web_client
+from bot.config import Settings
+from bot.runtime import build_runtime, ensure_schema
+
+log = logging.getLogger(__name__)
+
+
+def make_socket_handler(bot: SlackBot) -> AsyncSocketModeHandler:
+    # A token-less client on SLACK_API_URL: apps.connections.open is called with the app token.
+    web_client = make_web_client(bot.settings)
+    return AsyncSocketModeHandler(
+        bot.app, app_token=bot.settings.secret("slack_app_token"), web_client=web_client
+    )
+
+
+async def run_socket_mode(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    runtime = await build_runtime(settings)
+    try:
+        await ensure_schema(runtime.db)
+        bot = SlackBot(runtime, socket_mode=True)
+        handler = make_socket_handler(bot)
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await bot.start()
+        await handler.connect_async()
+        log.info("supportbot connected to Slack over Socket Mode")
+        try:
+            await stop.wait()
+        finally:
+            await handler.close_async()
+            await bot.aclose()
+    finally:
+        await runtime.aclose()

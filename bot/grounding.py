@@ -1,0 +1,161 @@
+"""Does a retrieved passage actually answer the question? Lexical evidence for the offline answerer.
+
+No single retrieval score separates answerable from unanswerable questions (BM25 scores depend on
+the query's length and words; fused ranks carry no absolute meaning). What does: whether the
+passage *contains what the question is about*. We compare the question's content words
+(stop-words and question fluff removed, crudely stemmed, typo-tolerant) with each passage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_STOPWORDS_TEXT = """
+    a about above after again against all am an and any are aren as at be because been before
+    being below between both but by can cannot could did do does doing don down during each few
+    for from further had has have having he her here hers herself him himself his how i if in
+    into is isn it its itself just let me more most my myself no nor not now of off on once only
+    or other ours ourselves out over own same she should so some such than that the their theirs
+    them themselves then there these they this those through to too under until up very was we
+    were what when where which while who whom why will with would you your yours yourself
+    yourselves also get got getting use using used want need able way ways possible please thanks
+    thank hi hello hey tell explain know anyone someone something thing things make sure
+    doesn work works working happen happens happened there's it's i'm can't don't isn't
+    wat whats what's long many much often still straight right one ones kind kinds anything
+    best good okay ok yes via per etc really actually currently already instead
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])|\n+")
+MIN_COVERAGE = 0.6
+FUZZY_MIN_LENGTH = 4
+ANSWER_SENTENCES = 3
+MAX_QUOTE_CHARS = 420
+
+
+def stem(word: str) -> str:
+    """A deliberately crude suffix stripper: enough to match 'tokens' with 'token'."""
+    for suffix in ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            base = word[: -len(suffix)]
+            return base + "y" if suffix in ("ies", "ied") else base
+    return word
+
+
+def content_words(text: str) -> set[str]:
+    words = set()
+    for raw in WORD.findall(text.lower()):
+        word = raw.strip("-_")
+        if len(word) < 2 or word in STOPWORDS:
+            continue
+        words.add(stem(word))
+        if "-" in word:  # "sign-on" also matches "sign on"
+            words.update(stem(part) for part in word.split("-") if len(part) > 1)
+    return words
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """Damerau distance <= 1 (one insertion, deletion, substitution or transposition)."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    if la == lb:
+        diffs = [i for i in range(la) if a[i] != b[i]]
+        if len(diffs) == 1:
+            return True
+        i, j = diffs[0], diffs[-1]
+        return len(diffs) == 2 and j == i + 1 and a[i] == b[j] and a[j] == b[i]
+    short, longer = (a, b) if la < lb else (b, a)
+    return any(longer[:i] + longer[i + 1 :] == short for i in range(len(longer)))
+
+
+def found_in(word: str, passage: set[str]) -> bool:
+    if word in passage:
+        return True
+    if len(word) < FUZZY_MIN_LENGTH:
+        return False
+    return any(abs(len(p) - len(word)) <= 1 and within_one_edit(word, p) for p in passage)
+
+
+@dataclass
+class Evidence:
+    """How well one passage covers the question."""
+
+    hit: Any
+    rank: int
+    covered: set[str]
+    missing: set[str]
+
+    @property
+    def coverage(self) -> float:
+        total = len(self.covered) + len(self.missing)
+        return len(self.covered) / total if total else 0.0
+
+
+@dataclass
+class Decision:
+    answerable: bool
+    question_words: set[str]
+    best_coverage: float
+    chosen: list[Any] = field(default_factory=list)
+    missing: set[str] = field(default_factory=set)
+    reason: str = ""
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "answerable": self.answerable,
+            "reason": self.reason,
+            "best_coverage": round(self.best_coverage, 3),
+            "question_words": sorted(self.question_words),
+            "missing": sorted(self.missing),
+            "chosen": [h.chunk_id for h in self.chosen],
+        }
+
+
+def passage_words(hit: Any) -> set[str]:
+    return content_words(f"{hit.title} {hit.heading} {hit.text}")
+
+
+def evidence(question_words: set[str], hits: list[Any]) -> list[Evidence]:
+    """Each passage's coverage, best first (ties keep the retrieval order)."""
+    found = []
+    for rank, hit in enumerate(hits):
+        words = passage_words(hit)
+        covered = {w for w in question_words if found_in(w, words)}
+        found.append(Evidence(hit, rank, covered, question_words - covered))
+    return sorted(found, key=lambda e: (-e.coverage, e.rank))
+
+
+def decide(question: str, hits: list[Any], min_coverage: float = MIN_COVERAGE) -> Decision:
+    """Answer when one passage covers enough of what the question is about."""
+    words = content_words(question)
+    if not words or not hits:
+        return Decision(False, words, 0.0, reason="nothing to match" if hits else "no passages")
+    ranked = evidence(words, hits)
+    best = ranked[0]
+    if best.coverage < min_coverage:
+        return Decision(False, words, best.coverage, missing=best.missing, reason="low coverage")
+    chosen = [e.hit for e in ranked if e.coverage >= max(min_coverage, best.coverage - 0.15)]
+    return Decision(True, words, best.coverage, chosen[:2], best.missing, reason="covered")
+
+
+def best_sentences(question_words: set[str], text: str) -> str:
+    """The passage's sentences that share most words with the question, in document order."""
+    sentences = [s.strip(" -*#>|\t") for s in SENTENCE_SPLIT.split(text)]
+    sentences = [s for s in sentences if len(s) > 2 and not s.startswith("```")]
+    if not sentences:
+        return text.strip()[:MAX_QUOTE_CHARS]
+
+    def overlap(i: int) -> int:
+        return sum(1 for w in question_words if found_in(w, content_words(sentences[i])))
+
+    ranked = sorted(range(len(sentences)), key=lambda i: (-overlap(i), i))
+    keep = sorted(i for i in ranked[:ANSWER_SENTENCES] if overlap(i) > 0) or [0]
+    quote = " ".join(sentences[i] for i in keep)
+    if len(quote) > MAX_QUOTE_CHARS:
+        quote = quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
+    return quote

@@ -1,0 +1,273 @@
+"""The Responder: the one entry point and the single error boundary for every message.
+
+Every platform adapter turns its event into an :class:`IncomingMessage` and calls
+:meth:`Responder.handle` (or :meth:`Responder.stream`). Whatever fails inside (retrieval, the
+model, storage) is logged with the conversation's session id and becomes a short
+``Reply(kind=ERROR)``: no traceback ever reaches a user, and the next message works.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bot import slash, texts
+from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
+from bot.errors import ModelError
+from bot.memory import ASSISTANT, USER, MemoryPolicy
+from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
+from storage import escalations, feedback
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+# Control characters other than newline and tab are noise from binary input.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LEADING_MENTION = re.compile(r"^(\s*<@[!&]?[A-Za-z0-9]+>)+")
+_HUMAN_REQUEST = re.compile(
+    r"^\s*(please\s+)?(talk|speak|connect me|escalate)( to)?( a| an)? (human|person|agent|someone)",
+    re.IGNORECASE,
+)
+
+
+class Responder:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        agent: Agent,
+        memory: MemoryPolicy,
+        max_question_chars: int = 4000,
+    ) -> None:
+        self.db = db
+        self.agent = agent
+        self.memory = memory
+        self.max_question_chars = max_question_chars
+
+    # --- messages ---------------------------------------------------------------------------
+
+    async def handle(self, msg: IncomingMessage) -> Reply | None:
+        """The final Reply for a message (None when there is nothing to say). Never raises."""
+        final: Reply | None = None
+        async for item in self.stream(msg):
+            if isinstance(item, Reply):
+                final = item
+        return final
+
+    async def stream(self, msg: IncomingMessage) -> AsyncIterator[str | Reply]:
+        """Text deltas as they are produced, then exactly one final Reply. Never raises.
+
+        The final Reply is authoritative: normally the deltas join to its text, but after an
+        error mid-answer it carries the apology instead. Messages written by bots yield nothing.
+        """
+        if msg.author.is_bot:
+            return
+        session_id = _session_id(msg)
+        try:
+            async for item in self._answer(msg, session_id):
+                yield item
+        except Exception as exc:
+            # The error boundary: log for the operator (session id, exception type and
+            # traceback; never message contents or credentials), apologise to the user.
+            log.error(
+                "answer failed for session %s (message %s): %s",
+                session_id,
+                msg.id,
+                type(exc).__name__,
+                exc_info=True,
+            )
+            yield Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
+
+    async def _answer(self, msg: IncomingMessage, session_id: str) -> AsyncIterator[str | Reply]:
+        command = slash.find_command(msg.command) if msg.command else None
+        if msg.command and command is None:
+            yield self._info(self.help_text(), session_id, ephemeral=True)
+            return
+        if command is slash.HELP:
+            yield self._info(self.help_text(), session_id, ephemeral=True)
+            return
+        if command is slash.FORGET:
+            count = await self.memory.forget(session_id)
+            text = texts.forgotten(count) if count else texts.FORGOTTEN_NONE
+            yield self._info(text, session_id, ephemeral=True)
+            return
+
+        question, problem = clean_text(msg.text, self.max_question_chars)
+        if problem == "empty":
+            usage = texts.ASK_USAGE if command is slash.ASK else texts.EMPTY_QUESTION
+            yield self._info(usage, session_id, ephemeral=True)
+            return
+        if problem == "unreadable":
+            yield self._info(texts.UNREADABLE_INPUT, session_id)
+            return
+        if _HUMAN_REQUEST.match(question):
+            reply, _ = await self.escalate(
+                conversation=msg.conversation, requested_by=msg.author.id, reason=question
+            )
+            yield reply
+            return
+
+        started = time.perf_counter()
+        context = await self.memory.load(session_id)
+        await self.memory.remember(session_id, USER, question, {"message_id": msg.id})
+        result: AgentResult | None = None
+        request = AgentRequest(question=question, context=context, session_id=session_id)
+        async for item in self.agent.run(request):
+            if isinstance(item, AgentResult):
+                result = item
+            else:
+                yield item
+        if result is None:  # an agent must end with a result; treat a silent one as a bug
+            raise RuntimeError("agent finished without a result")
+
+        text, kind = result.text, result.kind
+        if problem == "truncated":
+            note = "\n\n" + texts.truncated_note(self.max_question_chars)
+            text += note
+            yield note
+        escalation_id = None
+        if result.escalation_reason:
+            escalation = await escalations.open_escalation(
+                self.db,
+                session_id=session_id,
+                platform=msg.conversation.platform.value,
+                channel_id=msg.conversation.channel_id,
+                thread_id=msg.conversation.thread_id,
+                requested_by=msg.author.id,
+                reason=result.escalation_reason,
+            )
+            escalation_id = escalation.id
+            kind = ReplyKind.ESCALATED
+            if texts.ESCALATION_OPENED not in text:
+                addition = ("\n\n" if text else "") + texts.ESCALATION_OPENED
+                text += addition
+                yield addition
+        metadata: dict[str, Any] = dict(result.tool_metadata)
+        metadata["kind"] = kind.value
+        metadata["responder_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        if escalation_id is not None:
+            metadata["escalation_id"] = escalation_id
+        memory_id = await self.memory.remember(session_id, ASSISTANT, text, metadata)
+        await self.memory.compact(session_id)
+        yield Reply(
+            text=text,
+            kind=kind,
+            sources=result.sources,
+            memory_id=memory_id,
+            session_id=session_id,
+        )
+
+    # --- commands and buttons -----------------------------------------------------------------
+
+    async def forget(self, conversation: ConversationKey) -> int:
+        return await self.memory.forget(conversation.session_id)
+
+    def help_text(self) -> str:
+        return texts.help_text([(c.usage, c.description) for c in slash.COMMANDS])
+
+    async def feedback(
+        self, *, memory_id: int, session_id: str, user_id: str, helpful: bool
+    ) -> Reply:
+        try:
+            await feedback.record_feedback(
+                self.db,
+                memory_id=memory_id,
+                session_id=session_id,
+                user_id=user_id,
+                value=1 if helpful else -1,
+            )
+        except Exception:
+            log.error("feedback failed for session %s", session_id, exc_info=True)
+            return Reply(
+                texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True, session_id=session_id
+            )
+        text = texts.FEEDBACK_THANKS_HELPFUL if helpful else texts.FEEDBACK_THANKS_UNHELPFUL
+        return self._info(text, session_id, ephemeral=True)
+
+    async def escalate(
+        self, *, conversation: ConversationKey, requested_by: str, reason: str | None = None
+    ) -> tuple[Reply, int]:
+        """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR."""
+        session_id = conversation.session_id
+        try:
+            escalation = await escalations.open_escalation(
+                self.db,
+                session_id=session_id,
+                platform=conversation.platform.value,
+                channel_id=conversation.channel_id,
+                thread_id=conversation.thread_id,
+                requested_by=requested_by,
+                reason=(reason or "")[:1000] or None,
+            )
+        except Exception:
+            log.error("escalation failed for session %s", session_id, exc_info=True)
+            return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, session_id=session_id), 0
+        already = escalation.requested_by != requested_by or escalation.reason != (
+            (reason or "")[:1000] or None
+        )
+        text = texts.ESCALATION_ALREADY_OPEN if already else texts.ESCALATION_OPENED
+        return Reply(text, ReplyKind.ESCALATED, session_id=session_id), int(escalation.id)
+
+    async def resolve_escalation(self, *, escalation_id: int, resolved_by: str) -> Reply:
+        try:
+            done = await escalations.resolve_escalation(
+                self.db, escalation_id=escalation_id, resolved_by=resolved_by
+            )
+        except Exception:
+            log.error("resolving escalation %s failed", escalation_id, exc_info=True)
+            return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True)
+        text = texts.ESCALATION_RESOLVED if done else texts.ESCALATION_NOT_OPEN
+        return Reply(text, ReplyKind.INFO)
+
+    @staticmethod
+    def _info(text: str, session_id: str, *, ephemeral: bool = False) -> Reply:
+        return Reply(text=text, kind=ReplyKind.INFO, ephemeral=ephemeral, session_id=session_id)
+
+
+def _session_id(msg: IncomingMessage) -> str:
+    try:
+        return msg.conversation.session_id
+    except Exception:  # a malformed key must not escape the boundary
+        return "unknown"
+
+
+def _apology(exc: BaseException) -> str:
+    if isinstance(exc, ModelTimeoutError):
+        return texts.ERROR_MODEL_TIMEOUT
+    if isinstance(exc, ModelError):
+        return texts.ERROR_MODEL_UNAVAILABLE
+    return texts.ERROR_GENERIC
+
+
+def clean_text(raw: object, limit: int) -> tuple[str, str | None]:
+    """Normalise user input. Returns (text, problem): problem is None, "empty", "unreadable"
+    (binary garbage) or "truncated" (only the first ``limit`` characters are kept)."""
+    if isinstance(raw, bytes | bytearray):
+        raw = bytes(raw).decode("utf-8", errors="replace")
+    text = str(raw or "")
+    # Lone surrogates cannot be encoded (and would break JSON and the database): replace them.
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    if not text.strip():
+        return "", "empty"
+    text = unicodedata.normalize("NFC", text)
+    noise = sum(1 for ch in text if _is_noise(ch))
+    text = _CONTROL.sub(" ", text)
+    text = _LEADING_MENTION.sub("", text).strip()  # adapters strip mentions; be safe anyway
+    if not text:
+        return "", "empty" if _LEADING_MENTION.match(str(raw)) else "unreadable"
+    if noise / max(1, len(text)) > 0.2 or not any(ch.isalnum() for ch in text):
+        return "", "unreadable"
+    if len(text) > limit:
+        return text[:limit].rstrip(), "truncated"
+    return text, None
+
+
+def _is_noise(ch: str) -> bool:
+    """Characters that come from decoding binary data, not from a person typing."""
+    if ch in "\n\t\r ":
+        return False
+    return ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cn", "Cs")

@@ -1,0 +1,99 @@
+"""Composes one process's core: database, knowledge base, agent and Responder.
+
+Adapters and CLI commands call :func:`build_runtime` and hand ``runtime.responder`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import inspect
+
+from bot import texts
+from bot.agent import Agent, OfflineAgent, OpenAIAgent
+from bot.config import Settings
+from bot.errors import DatabaseError
+from bot.memory import MemoryPolicy
+from bot.responder import Responder
+from storage.db import Database
+from storage.embeddings import make_embedder
+from storage.knowledge import KnowledgeBase
+
+log = logging.getLogger(__name__)
+
+REQUIRED_TABLES = ("memories", "feedback", "escalations")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    knowledge: KnowledgeBase
+    responder: Responder
+    agent: Agent | None = None
+
+    async def aclose(self) -> None:
+        close = getattr(self.agent, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # closing an HTTP client must not mask the real shutdown
+                log.warning("closing the model client failed", exc_info=True)
+        await self.db.dispose()
+
+
+def make_agent(settings: Settings, knowledge: KnowledgeBase) -> Agent:
+    """The OpenAI tool-calling agent when a key is set, else the offline extractive answerer."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    if key:
+        return OpenAIAgent(
+            knowledge,
+            api_key=key,
+            model=settings.openai_model,
+            base_url=settings.openai_base_url or None,
+            timeout=settings.openai_timeout,
+            max_retries=settings.openai_max_retries,
+        )
+    return OfflineAgent(knowledge)
+
+
+async def build_runtime(settings: Settings, *, db: Database | None = None) -> Runtime:
+    """Open the database engine (schema comes from migrations) and the knowledge base."""
+    database = db or Database(settings.database_url)
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    try:
+        embedder = await asyncio.to_thread(
+            make_embedder,
+            settings.embedder,
+            openai_api_key=key,
+            openai_base_url=settings.openai_base_url,
+            openai_model=settings.openai_embedding_model,
+        )
+        knowledge = await asyncio.to_thread(KnowledgeBase.open, settings.kb_uri, embedder)
+    except BaseException:
+        if db is None:
+            await database.dispose()
+        raise
+    agent = make_agent(settings, knowledge)
+    responder = Responder(
+        db=database,
+        agent=agent,
+        memory=MemoryPolicy(database, turns=settings.memory_turns),
+        max_question_chars=settings.max_question_chars,
+    )
+    return Runtime(
+        settings=settings, db=database, knowledge=knowledge, responder=responder, agent=agent
+    )
+
+
+async def ensure_schema(db: Database) -> None:
+    """A clear one-line error when migrations have not been run (instead of SQL errors later)."""
+    try:
+        async with db.engine.connect() as conn:
+            present = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    except Exception as exc:
+        raise DatabaseError(f"cannot open the database: {type(exc).__name__}") from None
+    if not all(table in present for table in REQUIRED_TABLES):
+        raise DatabaseError(texts.CONSOLE_SCHEMA_MISSING)

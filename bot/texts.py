@@ -1,0 +1,217 @@
+"""Every user-facing sentence, in one place (Markdown; adapters render it natively).
+
+Other areas append their own clearly separated blocks at the end of this file.
+"""
+
+from __future__ import annotations
+
+# --- agent core -----------------------------------------------------------------------------
+
+BOT_NAME = "supportbot"
+
+ERROR_GENERIC = (
+    "Sorry, something went wrong on my side while answering. "
+    "Please try again in a moment; if it keeps happening, ask for a human."
+)
+ERROR_MODEL_TIMEOUT = (
+    "Sorry, the language model took too long to answer. Please try again in a moment."
+)
+ERROR_MODEL_UNAVAILABLE = (
+    "Sorry, the language model is not available right now. Please try again in a moment."
+)
+
+NOT_IN_DOCS = (
+    "I couldn't find this in the documentation, so I'd rather not guess. "
+    "Would you like me to bring in a human? Use the *Talk to a human* button "
+    "(or say “talk to a human”)."
+)
+
+OFFLINE_LABEL = "_Offline answer (no language model configured): quoted from the docs._"
+
+EMPTY_QUESTION = (
+    "Hi! Ask me a question about the docs, for example: `/ask How do I reset my password?`"
+)
+UNREADABLE_INPUT = (
+    "I couldn't read that message (it doesn't look like text). "
+    "Please type your question in plain words."
+)
+ASK_USAGE = "Usage: `/ask <your question>`, for example `/ask How do I reset my password?`"
+
+
+def truncated_note(limit: int) -> str:
+    """Appended when a message was longer than we read."""
+    return f"_(Your message was very long, so I only read its first {limit:,} characters.)_"
+
+
+FORGOTTEN_NONE = "There was nothing to forget: I have no memory of this conversation."
+
+
+def forgotten(count: int) -> str:
+    noun = "message" if count == 1 else "messages"
+    return f"Done: I forgot this conversation ({count} {noun})."
+
+
+FEEDBACK_THANKS_HELPFUL = "Thanks for the feedback! Glad it helped."
+FEEDBACK_THANKS_UNHELPFUL = (
+    "Thanks for the feedback; it helps us improve the docs and the answers. "
+    "If you still need help, ask for a human."
+)
+FEEDBACK_UNKNOWN_ANSWER = "Thanks! (I couldn't find that answer any more, so nothing was recorded.)"
+
+ESCALATION_OPENED = (
+    "I've asked a human to join this conversation. Someone from the team will reply here."
+)
+ESCALATION_ALREADY_OPEN = "A human has already been asked to join; someone will reply here soon."
+ESCALATION_RESOLVED = "This conversation was handed back: the human hand-off is marked resolved."
+ESCALATION_NOT_OPEN = "That hand-off is already resolved (or no longer exists)."
+
+
+def escalation_notice(session_id: str, requested_by: str, reason: str | None) -> str:
+    """The message the support team sees in their escalation channel."""
+    why = f" Reason: {reason}" if reason else ""
+    return f"Help needed in conversation `{session_id}` (asked by {requested_by}).{why}"
+
+
+SOURCES_HEADING = "Sources"
+
+
+def help_text(commands: list[tuple[str, str]]) -> str:
+    """The /help text; ``commands`` are (usage, description) pairs from bot.slash."""
+    lines = [
+        f"I'm {BOT_NAME}: I answer questions from the team's documentation, cite my sources, "
+        "and bring in a human when the docs don't cover something.",
+        "",
+    ]
+    lines += [f"• `{usage}`: {description}" for usage, description in commands]
+    lines += [
+        "",
+        "You can also mention me or message me directly. I remember each thread until you "
+        "use `/forget`.",
+    ]
+    return "\n".join(lines)
+
+
+# Console adapter (supportbot chat / ask).
+CONSOLE_WELCOME = (
+    "supportbot chat: ask a question about the docs. Commands: /help, /forget, /quit (or Ctrl-D)."
+)
+CONSOLE_DEMO_HINT = "Demo: try one of these questions, or type your own:"
+CONSOLE_BYE = "Bye!"
+CONSOLE_SCHEMA_MISSING = (
+    "the database has no supportbot tables yet; run `supportbot db upgrade` first."
+)
+
+
+# --- slack adapter --------------------------------------------------------------------------
+
+SLACK_BUTTON_HELPFUL = "👍 Helpful"
+SLACK_BUTTON_NOT_HELPFUL = "👎 Not helpful"
+SLACK_BUTTON_HUMAN = "Talk to a human"
+SLACK_BUTTON_RESOLVE = "Mark resolved"
+SLACK_BUTTON_SHARE = "Share in channel"
+SLACK_STATUS_THINKING = "thinking…"
+SLACK_ASSISTANT_PROMPTS_TITLE = "Try asking:"
+SLACK_ASSISTANT_PROMPTS = (
+    "What can you help me with?",
+    "How do I get started?",
+    "Who do I ask when the docs don't cover something?",
+)
+SLACK_ANSWER_GONE = "Sorry, I can't find that answer any more, so there is nothing to share."
+SLACK_ESCALATION_REQUESTED = "A human was asked to join this conversation."
+
+
+def slack_shared_by(user_id: str) -> str:
+    """Shown above an /ask answer that its asker shared in the channel."""
+    return f"<@{user_id}> shared an answer:"
+
+
+def slack_escalation_group_ping(group_mention: str) -> str:
+    """Appended to the hand-off reply when escalations go to a user group."""
+    return f"{group_mention}, could someone take a look?"
+
+
+# --- knowledge base (ingest, kb search/stats, eval) ------------------------------------------
+
+KB_NO_PATHS = "name at least one docs folder or file to ingest (or use --sample)"
+KB_SAMPLE_MISSING = "the bundled sample docs are missing from this installation"
+KB_NO_HITS = "No matching passages (the knowledge base may be empty: run `supportbot ingest`)."
+
+
+def kb_ingest_summary(
+    *, files: int, added: int, unchanged: int, removed: int, skipped: int, embedded: int,
+    seconds: float,
+) -> str:  # fmt: skip
+    """The one line every ingest prints, terminal or not."""
+    return (
+        f"Ingested {files} file(s): {added} chunk(s) added, {unchanged} unchanged, "
+        f"{removed} removed; {skipped} file(s) skipped; {embedded} embedded in {seconds:.1f} s."
+    )
+
+
+def kb_skipped_file(path: str, reason: str) -> str:
+    return f"warning: skipped {path}: {reason}"
+
+
+def kb_file_warning(message: str) -> str:
+    return f"warning: {message}"
+
+
+# --- database CLI (supportbot db ..., supportbot memories export) ----------------------------
+
+DB_CHECK_CLEAN = "No differences between the models and the database."
+DB_EMPTY = "no revision: the database is empty (run `supportbot db upgrade`)"
+DB_LEGACY_UNVERSIONED = (
+    "no revision: this is a legacy database without migration history; "
+    "`supportbot db upgrade` will adopt and upgrade it"
+)
+
+
+def db_adopted_legacy(revision: str) -> str:
+    return (
+        "Adopted a legacy database (it had a `memories` table but no migration history): "
+        f"stamped revision {revision}."
+    )
+
+
+def db_upgraded(before: str | None, after: str | None) -> str:
+    return f"Database upgraded from {before or 'an empty database'} to {after}."
+
+
+def db_downgraded(before: str | None, after: str | None) -> str:
+    return f"Database downgraded from {before} to {after or 'base (no tables)'}."
+
+
+def db_unchanged(revision: str | None) -> str:
+    return f"Database already at {revision or 'base'}; nothing to do."
+
+
+def db_current(revision: str, head: str) -> str:
+    if revision == head:
+        return f"{revision} (head)"
+    return f"{revision} (not the newest, {head}: run `supportbot db upgrade`)"
+
+
+def db_check_differences(count: int) -> str:
+    return f"{count} difference(s) between the models and the database:"
+
+
+def db_not_at_head(revision: str | None, head: str) -> str:
+    return (
+        f"the database is at revision {revision or 'none'}, but this version needs {head}; "
+        "run `supportbot db upgrade` first"
+    )
+
+
+def db_invalid_url(reason: str) -> str:
+    return f"DATABASE_URL is invalid: {reason}"
+
+
+# --- discord adapter ------------------------------------------------------------------------
+
+DISCORD_BUTTON_HELPFUL = "Helpful"
+DISCORD_BUTTON_UNHELPFUL = "Not helpful"
+DISCORD_BUTTON_HUMAN = "Talk to a human"
+DISCORD_BUTTON_RESOLVE = "Mark resolved"
+DISCORD_THREAD_NAME_FALLBACK = "Question"
+DISCORD_EPHEMERAL_OPTION = "Only you can see the answer"
+DISCORD_INVALID_BUTTON = "Sorry, I couldn't understand that button. Please ask your question again."

@@ -1,0 +1,186 @@
+"""Tools the model may call, their JSON schemas, and their execution for one answer.
+
+A :class:`ToolBox` lives for one answer: it numbers every retrieved passage once (citations
+``[1]``, ``[2]`` refer to that numbering across all searches) and records each call for the
+answer's ``tool_metadata``. Escalation is only *requested* here; the Responder opens it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.messages import Source
+
+log = logging.getLogger(__name__)
+
+SEARCH_TOOL = "search_knowledge_base"
+ESCALATE_TOOL = "escalate_to_human"
+MAX_QUERY_CHARS = 500
+PASSAGE_CHARS = 1200  # passage text shown to the model per hit
+SNIPPET_CHARS = 240  # passage text kept in Reply.sources
+
+TOOL_SCHEMAS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": SEARCH_TOOL,
+            "description": (
+                "Search the team's documentation. Returns numbered passages; cite them as [n]. "
+                "Call again with a different query if the passages do not answer the question."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to look for, in words."}
+                },
+                "required": ["query"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": ESCALATE_TOOL,
+            "description": (
+                "Ask a human from the support team to join the conversation. Use it when the "
+                "user asks for a human, or when the docs cannot answer and the user needs help."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "reason": {"type": "string", "description": "Why a human is needed."}
+                },
+                "required": ["reason"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+
+
+class Hit(Protocol):
+    """What the knowledge base returns (storage.knowledge.SearchHit)."""
+
+    chunk_id: str
+    source: str
+    title: str
+    heading: str
+    text: str
+    score: float
+
+
+class Searchable(Protocol):
+    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[Any]: ...
+
+
+@dataclass
+class ToolBox:
+    """Executes tool calls for one answer and remembers what they did."""
+
+    knowledge: Searchable
+    k: int = 5
+    passages: list[Hit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    escalation_reason: str | None = None
+    _numbers: dict[str, int] = field(default_factory=dict)
+
+    async def search(self, query: str) -> list[tuple[int, Hit]]:
+        """Search, number new passages, and return (citation number, hit) pairs."""
+        query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        started = time.perf_counter()
+        hits = await asyncio.to_thread(self.knowledge.search, query, k=self.k)
+        numbered = [(self._number(hit), hit) for hit in hits]
+        self.calls.append(
+            {
+                "name": SEARCH_TOOL,
+                "arguments": {"query": query},
+                "results": [
+                    {"n": n, "chunk_id": h.chunk_id, "source": h.source, "score": h.score}
+                    for n, h in numbered
+                ],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+        )
+        return numbered
+
+    def request_escalation(self, reason: str) -> None:
+        self.escalation_reason = reason.strip()[:500] or "requested"
+        self.calls.append({"name": ESCALATE_TOOL, "arguments": {"reason": self.escalation_reason}})
+
+    async def execute(self, name: str, raw_arguments: str) -> str:
+        """Run one model tool call; every failure of the *arguments* is reported to the model."""
+        try:
+            arguments = json.loads(raw_arguments or "{}")
+            if not isinstance(arguments, dict):
+                raise ValueError("arguments must be a JSON object")
+        except (json.JSONDecodeError, ValueError) as exc:
+            self.calls.append({"name": name, "arguments": raw_arguments, "error": "bad arguments"})
+            return f"error: invalid arguments ({exc}); send a JSON object."
+        if name == SEARCH_TOOL:
+            query = str(arguments.get("query") or "").strip()
+            if not query:
+                return "error: 'query' is required."
+            return format_passages(await self.search(query))
+        if name == ESCALATE_TOOL:
+            self.request_escalation(str(arguments.get("reason") or ""))
+            return (
+                "A human from the support team has been asked to join. "
+                "Tell the user briefly that someone will reply in this conversation."
+            )
+        self.calls.append({"name": name, "arguments": arguments, "error": "unknown tool"})
+        return f"error: unknown tool {name!r}."
+
+    def _number(self, hit: Hit) -> int:
+        if hit.chunk_id not in self._numbers:
+            self.passages.append(hit)
+            self._numbers[hit.chunk_id] = len(self.passages)
+        return self._numbers[hit.chunk_id]
+
+    def sources(self, upto: int | None = None) -> tuple[Source, ...]:
+        """Reply sources in citation order (``sources[i]`` is ``[i + 1]``)."""
+        chosen = self.passages if upto is None else self.passages[:upto]
+        return tuple(source_of(hit) for hit in chosen)
+
+    def retrieved_metadata(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "n": n,
+                "chunk_id": h.chunk_id,
+                "source": h.source,
+                "title": h.title,
+                "heading": h.heading,
+                "score": round(float(h.score), 6),
+            }
+            for n, h in enumerate(self.passages, start=1)
+        ]
+
+
+def source_of(hit: Hit) -> Source:
+    snippet = " ".join(hit.text.split())
+    if len(snippet) > SNIPPET_CHARS:
+        snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
+    return Source(
+        title=hit.title or hit.source,
+        url_or_path=hit.source,
+        snippet=snippet,
+        score=float(hit.score),
+        heading=hit.heading,
+    )
+
+
+def format_passages(numbered: list[tuple[int, Hit]]) -> str:
+    """The tool result the model reads: numbered passages with their origin."""
+    if not numbered:
+        return "No passages found for this query."
+    blocks = []
+    for n, hit in numbered:
+        where = " > ".join(part for part in (hit.title, hit.heading) if part)
+        text = hit.text if len(hit.text) <= PASSAGE_CHARS else hit.text[:PASSAGE_CHARS] + " …"
+        blocks.append(f"[{n}] {where} ({hit.source})\n{text}")
+    return "\n\n".join(blocks)

@@ -1,0 +1,379 @@
+"""Read documentation files and split them by headings into ~800-character chunks.
+
+Pure functions over files and strings: no database, no embedder. Problems with one file become a
+:class:`SkippedFile` (or a warning on the parsed document) so that one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHUNK_CHARS = 800
+DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
+RST_SUFFIXES = {".rst", ".rest"}
+TEXT_SUFFIXES = {".txt", ".text"}
+HTML_SUFFIXES = {".html", ".htm"}
+PDF_SUFFIXES = {".pdf"}
+SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | RST_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+HEADING_SEPARATOR = " > "
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source: str
+    title: str
+    heading: str
+    text: str
+    content_hash: str
+    chunk_id: str
+
+    @property
+    def embedding_text(self) -> str:
+        """What the embedder sees: where the passage sits, then the passage."""
+        place = HEADING_SEPARATOR.join(p for p in (self.title, self.heading) if p)
+        return f"{place}\n{self.text}" if place else self.text
+
+    @property
+    def search_text(self) -> str:
+        """What BM25 indexes: title and headings count as words of the passage."""
+        return f"{self.title}\n{self.heading}\n{self.text}"
+
+
+@dataclass
+class Section:
+    path: list[str]
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ParsedDocument:
+    title: str
+    sections: list[Section]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+class UnreadableFile(Exception):
+    """This file cannot be used; ``str(exc)`` is the reason."""
+
+
+# ---------------------------------------------------------------- discovery
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: Path
+    source: str  # path relative to the ingest root, with forward slashes
+
+
+def discover(roots: Sequence[Path]) -> tuple[list[FoundFile], list[SkippedFile]]:
+    """All supported files under the roots (hidden files and folders ignored), sorted."""
+    found: list[FoundFile] = []
+    skipped: list[SkippedFile] = []
+    for root in roots:
+        if root.is_file():
+            candidates = [(root, root.name)]
+        else:
+            candidates = [
+                (path, path.relative_to(root).as_posix())
+                for path in sorted(root.rglob("*"))
+                if path.is_file() and not _is_hidden(path.relative_to(root))
+            ]
+        for path, source in candidates:
+            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                found.append(FoundFile(path, source))
+            else:
+                skipped.append(
+                    SkippedFile(path, f"unsupported file type {path.suffix or '(none)'}")
+                )
+    return found, skipped
+
+
+def _is_hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> ParsedDocument:
+    """Parse one file; raises UnreadableFile with the reason when it cannot be used."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read: {exc.strerror or exc}") from None
+    if size > max_bytes:
+        raise UnreadableFile(f"larger than the {max_bytes // (1024 * 1024)} MB limit")
+    suffix = path.suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        return _read_pdf(path)
+    raw = _read_bytes(path)
+    if b"\x00" in raw[:8192]:
+        raise UnreadableFile("looks binary, not text")
+    warnings: list[str] = []
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        warnings.append("invalid UTF-8; undecodable bytes were replaced")
+    if suffix in HTML_SUFFIXES:
+        doc = parse_html(text, fallback_title=_title_from_name(path))
+    elif suffix in RST_SUFFIXES:
+        doc = parse_rst(text, fallback_title=_title_from_name(path))
+    elif suffix in TEXT_SUFFIXES:
+        doc = parse_text(text, fallback_title=_title_from_name(path))
+    else:
+        doc = parse_markdown(text, fallback_title=_title_from_name(path))
+    doc.warnings[:0] = warnings
+    return doc
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read: {exc.strerror or exc}") from None
+
+
+def _title_from_name(path: Path) -> str:
+    return path.stem.replace("-", " ").replace("_", " ").strip().capitalize() or path.name
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
+
+
+def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
+    """ATX headings (``#`` .. ``######``) outside code fences start sections."""
+    title = ""
+    if text.startswith("---\n"):
+        end = text.find("\n---", 4)
+        if end != -1:
+            match = _FRONT_MATTER_TITLE.search(text[4:end])
+            title = match.group(1) if match else ""
+            text = text[end + 4 :]
+    sections: list[Section] = [Section(path=[])]
+    stack: list[tuple[int, str]] = []
+    in_fence = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _ATX_HEADING.match(line)
+        if match is None:
+            sections[-1].lines.append(line)
+            continue
+        level, heading = len(match.group(1)), match.group(2).strip()
+        if level == 1 and not title:
+            title = heading
+            continue
+        stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
+        sections.append(Section(path=[h for _, h in stack]))
+    return ParsedDocument(title=title or fallback_title, sections=sections)
+
+
+_RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+.:_])\1{2,}\s*$")
+
+
+def parse_rst(text: str, *, fallback_title: str) -> ParsedDocument:
+    """Underlined (optionally overlined) titles; levels follow the order adornments appear."""
+    lines = text.splitlines()
+    styles: list[str] = []
+    title = ""
+    sections: list[Section] = [Section(path=[])]
+    stack: list[tuple[int, str]] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        overlined = _RST_ADORNMENT.match(line) and i + 2 < len(lines)
+        if overlined and lines[i + 1].strip() and _RST_ADORNMENT.match(lines[i + 2]):
+            heading, style, consumed = lines[i + 1].strip(), "over" + line.strip()[0], 3
+        elif line.strip() and _RST_ADORNMENT.match(nxt) and len(nxt.strip()) >= len(line.strip()):
+            heading, style, consumed = line.strip(), nxt.strip()[0], 2
+        else:
+            if not _RST_ADORNMENT.match(line):
+                sections[-1].lines.append(_strip_rst_markup(line))
+            i += 1
+            continue
+        if style not in styles:
+            styles.append(style)
+        level = styles.index(style) + 1
+        if level == 1 and not title:
+            title = heading
+        else:
+            stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
+            sections.append(Section(path=[h for _, h in stack]))
+        i += consumed
+    return ParsedDocument(title=title or fallback_title, sections=sections)
+
+
+_RST_ROLE = re.compile(r":[a-z]+:`([^`<]*?)\s*(?:<[^>]*>)?`")
+
+
+def _strip_rst_markup(line: str) -> str:
+    line = _RST_ROLE.sub(r"\1", line)
+    return line.replace("``", "`")
+
+
+def parse_text(text: str, *, fallback_title: str) -> ParsedDocument:
+    """Plain text has no headings; a short first line is its title."""
+    lines = text.splitlines()
+    first = next((line.strip() for line in lines if line.strip()), "")
+    title = first if 0 < len(first) <= 80 else fallback_title
+    body = lines
+    if title == first:
+        body = lines[[line.strip() for line in lines].index(first) + 1 :]
+    return ParsedDocument(title=title, sections=[Section(path=[], lines=body)])
+
+
+_HTML_DROP = ("script", "style", "noscript", "template", "iframe", "svg", "nav", "head")
+_HTML_BLOCKS = (
+    "p", "div", "li", "pre", "tr", "br", "section", "article", "table",
+    "blockquote", "dd", "dt", "ul", "ol", "main", "footer", "header",
+)  # fmt: skip
+
+
+def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
+    """Scripts and styles dropped; h1-h6 become Markdown headings, then parsed as Markdown."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "html.parser")
+    page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(_HTML_DROP):
+        tag.decompose()
+    for level in range(1, 7):
+        for heading in soup.find_all(f"h{level}"):
+            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+    for block in soup.find_all(_HTML_BLOCKS):
+        block.insert_before("\n")
+        block.insert_after("\n")
+    body = soup.body or soup
+    plain = "\n".join(line.strip() for line in body.get_text().splitlines())
+    doc = parse_markdown(plain, fallback_title=page_title or fallback_title)
+    if page_title and doc.title == fallback_title:
+        doc.title = page_title
+    return doc
+
+
+def _read_pdf(path: Path) -> ParsedDocument:
+    try:
+        from pypdf import PdfReader
+    except ImportError:
+        raise UnreadableFile("PDF support needs pypdf: pip install 'supportbot[pdf]'") from None
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except Exception as exc:  # pypdf raises many types for damaged files
+        raise UnreadableFile(f"not a readable PDF ({type(exc).__name__})") from None
+    sections = [
+        Section(path=[f"Page {number}"], lines=page.splitlines())
+        for number, page in enumerate(pages, start=1)
+        if page.strip()
+    ]
+    doc = ParsedDocument(title=str(meta_title).strip() or _title_from_name(path), sections=sections)
+    if not sections:
+        doc.warnings.append("PDF has no extractable text (scanned?); nothing to index")
+    return doc
+
+
+# ---------------------------------------------------------------- chunking
+
+
+def chunk_document(
+    doc: ParsedDocument, *, source: str, chunk_chars: int = CHUNK_CHARS
+) -> list[Chunk]:
+    """Split each section into passages of about ``chunk_chars``, keeping paragraphs whole."""
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for section in doc.sections:
+        heading = HEADING_SEPARATOR.join(section.path)
+        for text in _pack(_paragraphs(section.lines), chunk_chars):
+            content_hash = hashlib.sha256(
+                f"{doc.title}\x1f{heading}\x1f{text}".encode()
+            ).hexdigest()[:32]
+            # The same passage twice in one file still needs two distinct ids.
+            ordinal = seen.get(content_hash, 0)
+            seen[content_hash] = ordinal + 1
+            chunk_id = hashlib.sha256(f"{source}\x1f{content_hash}\x1f{ordinal}".encode())
+            chunks.append(
+                Chunk(
+                    source=source,
+                    title=doc.title,
+                    heading=heading,
+                    text=text,
+                    content_hash=content_hash,
+                    chunk_id=chunk_id.hexdigest()[:32],
+                )
+            )
+    return chunks
+
+
+def _paragraphs(lines: list[str]) -> Iterator[str]:
+    """Blank-line separated blocks; a code fence stays one block."""
+    block: list[str] = []
+    in_fence = False
+    for line in lines:
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        if not line.strip() and not in_fence:
+            if block:
+                yield "\n".join(block).strip()
+                block = []
+            continue
+        block.append(line.rstrip())
+    if block:
+        yield "\n".join(block).strip()
+
+
+def _pack(paragraphs: Iterator[str], limit: int) -> Iterator[str]:
+    current = ""
+    for paragraph in paragraphs:
+        for piece in _split_long(paragraph, limit):
+            if current and len(current) + 2 + len(piece) > limit:
+                yield current
+                current = piece
+            else:
+                current = f"{current}\n\n{piece}" if current else piece
+    if current.strip():
+        yield current
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _split_long(paragraph: str, limit: int) -> Iterator[str]:
+    if len(paragraph) <= limit:
+        yield paragraph
+        return
+    current = ""
+    for sentence in _SENTENCE_END.split(paragraph):
+        while len(sentence) > limit:  # one enormous "sentence": cut at a space
+            cut = sentence.rfind(" ", 0, limit)
+            cut = cut if cut > limit // 2 else limit
+            if current:
+                yield current
+                current = ""
+            yield sentence[:cut].strip()
+            sentence = sentence[cut:].strip()
+        if current and len(current) + 1 + len(sentence) > limit:
+            yield current
+            current = sentence
+        else:
+            current = f"{current} {sentence}" if current else sentence
+    if current:
+        yield current

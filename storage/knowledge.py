@@ -1,0 +1,626 @@
+"""The knowledge base: docs chunked into one LanceDB table, searched by BM25 and vectors.
+
+The only module that imports lancedb. One table, ``chunks``; the embedder's name and dimension
+live in the table's schema metadata so vectors from another model are refused, not mixed.
+
+Safety of ingest: new chunks are written (each write an atomic LanceDB commit) before stale ones
+are deleted (one atomic delete), so an interrupted run leaves the previous content searchable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from storage.documents import (
+    DEFAULT_MAX_FILE_BYTES,
+    Chunk,
+    SkippedFile,
+    UnreadableFile,
+    chunk_document,
+    discover,
+    read_document,
+)
+from storage.embeddings import Embedder
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "chunks"
+META_EMBEDDER = b"supportbot.embedder"
+META_DIMENSION = b"supportbot.dimension"
+NO_EMBEDDER = "none"
+SEARCH_MODES = ("hybrid", "fts", "vector")
+RRF_K = 60
+DEFAULT_ANN_THRESHOLD = 20_000
+EMBED_BATCH = 256
+WRITE_BATCH = 4096
+RESULT_COLUMNS = ["chunk_id", "source", "title", "heading", "text"]
+
+
+class KnowledgeError(Exception):
+    """The knowledge base cannot do what was asked; ``str(exc)`` is one line for an operator."""
+
+
+class EmbedderMismatchError(KnowledgeError):
+    """The table was built with another embedder (or dimension) than the one in use."""
+
+
+class IngestInputError(KnowledgeError):
+    """Nothing to ingest: a missing path, an empty folder, no readable documents."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: str
+    source: str
+    title: str
+    heading: str
+    text: str
+    score: float
+
+    def snippet(self, limit: int = 300) -> str:
+        text = " ".join(self.text.split())
+        return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+@dataclass
+class IngestReport:
+    files: int = 0
+    chunks_added: int = 0
+    chunks_unchanged: int = 0
+    chunks_removed: int = 0
+    embedded: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    indexes: list[str] = field(default_factory=list)
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self.skipped)
+
+
+@dataclass(frozen=True)
+class KnowledgeStats:
+    uri: str
+    files: int
+    chunks: int
+    embedder: str | None
+    dimension: int
+    fts_index: bool
+    vector_index: str | None
+    unindexed_rows: int
+    size_bytes: int | None
+    version: int | None
+
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class KnowledgeBase:
+    """One LanceDB table of chunks at ``uri`` (a folder or an object-store URI)."""
+
+    def __init__(
+        self,
+        uri: str,
+        embedder: Embedder | None,
+        *,
+        ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        nprobes: int = 20,
+        refine_factor: int = 10,
+        embed_batch: int = EMBED_BATCH,
+        write_batch: int = WRITE_BATCH,
+    ) -> None:
+        import lancedb
+
+        self.uri = uri
+        self.embedder = embedder
+        self.ann_threshold = ann_threshold
+        self.max_file_bytes = max_file_bytes
+        self.nprobes = nprobes
+        self.refine_factor = refine_factor
+        self.embed_batch = embed_batch
+        self.write_batch = write_batch
+        try:
+            # Replicas read while an ingest process writes: look for a newer version at most
+            # every few seconds instead of on every query.
+            self._db = lancedb.connect(uri, read_consistency_interval=timedelta(seconds=2))
+        except Exception as exc:
+            raise KnowledgeError(f"cannot open knowledge base at {uri}: {exc}") from exc
+        self._table_handle: Any = None
+
+    @classmethod
+    def open(cls, uri: str, embedder: Embedder | None, **options: Any) -> KnowledgeBase:
+        """Connect (never fails for a missing local KB: it searches as empty)."""
+        return cls(uri, embedder, **options)
+
+    # ------------------------------------------------------------ table access
+
+    def _table(self) -> Any:
+        if self._table_handle is None:
+            try:
+                names = self._db.list_tables().tables
+            except Exception as exc:
+                raise KnowledgeError(f"cannot read knowledge base at {self.uri}: {exc}") from exc
+            if TABLE_NAME in names:
+                self._table_handle = self._db.open_table(TABLE_NAME)
+        return self._table_handle
+
+    def _recorded_embedder(self, table: Any) -> tuple[str, int]:
+        meta = table.schema.metadata or {}
+        name = meta.get(META_EMBEDDER, NO_EMBEDDER.encode()).decode()
+        return name, int(meta.get(META_DIMENSION, b"0"))
+
+    def _mismatch(self, recorded: tuple[str, int]) -> EmbedderMismatchError:
+        using = f"{self.embedder.name} ({self.embedder.dimension})" if self.embedder else "none"
+        built = f"{recorded[0]} ({recorded[1]})" if recorded[0] != NO_EMBEDDER else "none"
+        return EmbedderMismatchError(
+            f"the knowledge base at {self.uri} was built with embedder {built} but {using} is "
+            "configured; re-ingest with `supportbot ingest --recreate PATH...` or set "
+            "SUPPORTBOT_EMBEDDER to match"
+        )
+
+    def _check_embedder(self, table: Any, *, for_ingest: bool) -> None:
+        recorded = self._recorded_embedder(table)
+        if self.embedder is None:
+            # Searching without an embedder is BM25 over any table; adding rows without
+            # vectors to a table that has them is not possible.
+            if for_ingest and recorded[0] != NO_EMBEDDER:
+                raise self._mismatch(recorded)
+            return
+        if recorded != (self.embedder.name, self.embedder.dimension):
+            raise self._mismatch(recorded)
+
+    def _schema(self) -> pa.Schema:
+        fields = [
+            pa.field("chunk_id", pa.string()),
+            pa.field("source", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("heading", pa.string()),
+            pa.field("text", pa.string()),
+            pa.field("search_text", pa.string()),
+            pa.field("content_hash", pa.string()),
+        ]
+        name, dimension = NO_EMBEDDER, 0
+        if self.embedder is not None:
+            name, dimension = self.embedder.name, int(self.embedder.dimension)
+            fields.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
+        return pa.schema(
+            fields, metadata={META_EMBEDDER: name.encode(), META_DIMENSION: str(dimension).encode()}
+        )
+
+    # ------------------------------------------------------------ search
+
+    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[SearchHit]:
+        """Best passage per source, best first; [] for an empty KB or an empty question."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
+        query = " ".join(query.split())
+        table = self._table()
+        if not query or table is None or k <= 0:
+            return []
+        self._check_embedder(table, for_ingest=False)
+        if mode == "hybrid" and self.embedder is None:
+            mode = "fts"
+        if mode == "vector" and self.embedder is None:
+            raise KnowledgeError("vector search needs an embedder; SUPPORTBOT_EMBEDDER is none")
+        # Several chunks of one file compete for the same slots, so ask for more than k.
+        depth = max(50, k * 10)
+        if mode == "fts":
+            ranked = self._fts(table, query, depth)
+        elif mode == "vector":
+            ranked = self._vector(table, query, depth)
+        else:
+            # Vector ranking first: equal fused scores (ranks swapped between the two lists)
+            # keep the semantic order, which copes with paraphrases and typos.
+            ranked = _reciprocal_rank_fusion(
+                [self._vector(table, query, depth), self._fts(table, query, depth)]
+            )
+        return _best_per_source(ranked, k)
+
+    def _fts(self, table: Any, query: str, limit: int) -> list[SearchHit]:
+        rows = (
+            table.search(query, query_type="fts", fts_columns="search_text")
+            .select([*RESULT_COLUMNS, "_score"])
+            .limit(limit)
+            .to_list()
+        )
+        return [_hit(row, float(row.get("_score", 0.0))) for row in rows]
+
+    def _vector(self, table: Any, query: str, limit: int) -> list[SearchHit]:
+        vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]  # type: ignore[union-attr]
+        builder = (
+            table.search(vector, vector_column_name="vector")
+            .distance_type("cosine")
+            .select([*RESULT_COLUMNS, "_distance"])
+            .limit(limit)
+        )
+        if self._vector_index_type(table):
+            builder = builder.nprobes(self.nprobes).refine_factor(self.refine_factor)
+        rows = builder.to_list()
+        return [_hit(row, 1.0 - float(row["_distance"])) for row in rows]
+
+    # ------------------------------------------------------------ ingest
+
+    def ingest(
+        self,
+        paths: Sequence[Path],
+        *,
+        prune: bool = False,
+        progress: bool = False,
+        recreate: bool = False,
+    ) -> IngestReport:
+        """Read, chunk, embed only new or changed chunks, then drop stale ones.
+
+        ``prune`` also drops chunks whose file was not found in this run (the given paths are
+        taken as the whole corpus). ``recreate`` rebuilds the table (e.g. for a new embedder).
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        roots = [Path(p) for p in paths]
+        if not roots:
+            raise IngestInputError("no path given; name a docs folder or file to ingest")
+        for root in roots:
+            if not root.exists():
+                raise IngestInputError(f"{root} does not exist")
+        with _Progress(progress) as bar:
+            chunks, sources_found = self._read_all(roots, report, bar.update)
+            if not chunks:
+                raise IngestInputError(self._nothing_to_ingest(roots, report))
+            table = None if recreate else self._table()
+            if table is not None:
+                self._check_embedder(table, for_ingest=True)
+            existing = self._existing_ids(table)
+            fresh = _unique([c for c in chunks if c.chunk_id not in existing])
+            report.chunks_unchanged = len({c.chunk_id for c in chunks} & existing.keys())
+            table = self._write(table, fresh, report, bar.update, overwrite=recreate)
+            report.chunks_removed = self._delete_stale(
+                table, existing, chunks, sources_found, prune=prune
+            )
+            self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _read_all(
+        self, roots: list[Path], report: IngestReport, update: ProgressFn
+    ) -> tuple[list[Chunk], set[str]]:
+        found, unsupported = discover(roots)
+        report.skipped.extend(unsupported)
+        for item in unsupported:
+            log.info("skipped %s: %s", item.path, item.reason)
+        chunks: list[Chunk] = []
+        for done, item in enumerate(found, start=1):
+            update("Reading", done, len(found))
+            try:
+                doc = read_document(item.path, max_bytes=self.max_file_bytes)
+            except UnreadableFile as exc:
+                report.skipped.append(SkippedFile(item.path, str(exc)))
+                log.warning("skipped %s: %s", item.path, exc)
+                continue
+            for warning in doc.warnings:
+                report.warnings.append(f"{item.path}: {warning}")
+                log.warning("%s: %s", item.path, warning)
+            report.files += 1
+            chunks.extend(chunk_document(doc, source=item.source))
+        return chunks, {item.source for item in found}
+
+    def _nothing_to_ingest(self, roots: list[Path], report: IngestReport) -> str:
+        where = ", ".join(str(r) for r in roots)
+        if report.skipped:
+            return (
+                f"no readable documents in {where} ({len(report.skipped)} file(s) skipped: "
+                f"{report.skipped[0].path.name}: {report.skipped[0].reason}); "
+                "the knowledge base was not changed"
+            )
+        if report.files:
+            return f"no text found in {where}; the knowledge base was not changed"
+        return f"no documents found in {where}; the knowledge base was not changed"
+
+    def _existing_ids(self, table: Any) -> dict[str, str]:
+        if table is None:
+            return {}
+        data = table.search().select(["chunk_id", "source"]).limit(None).to_arrow()
+        return dict(
+            zip(data.column("chunk_id").to_pylist(), data.column("source").to_pylist(), strict=True)
+        )
+
+    def _write(
+        self,
+        table: Any,
+        fresh: list[Chunk],
+        report: IngestReport,
+        update: ProgressFn,
+        *,
+        overwrite: bool,
+    ) -> Any:
+        schema = self._schema()
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        batches: list[pa.Table] = []  # only kept when overwriting: one commit at the end
+
+        def flush() -> None:
+            nonlocal table, pending, pending_rows
+            if not pending:
+                return
+            data = pa.concat_tables(pending)
+            pending, pending_rows = [], 0
+            if overwrite:
+                batches.append(data)
+            elif table is None:
+                table = self._db.create_table(TABLE_NAME, data=data, schema=schema)
+            else:
+                table.add(data)
+            report.chunks_added += data.num_rows
+
+        for start in range(0, len(fresh), self.embed_batch):
+            batch = fresh[start : start + self.embed_batch]
+            vectors = None
+            if self.embedder is not None:
+                vectors = self._embed(batch, report)
+            pending.append(_arrow_rows(batch, vectors, schema))
+            pending_rows += len(batch)
+            update("Embedding", start + len(batch), len(fresh))
+            if pending_rows >= self.write_batch:
+                flush()
+        flush()
+        if overwrite:
+            data = pa.concat_tables(batches) if batches else schema.empty_table()
+            table = self._db.create_table(TABLE_NAME, data=data, schema=schema, mode="overwrite")
+        self._table_handle = table
+        return table
+
+    def _embed(self, batch: list[Chunk], report: IngestReport) -> np.ndarray:
+        try:
+            vectors = self.embedder.embed([c.embedding_text for c in batch])  # type: ignore[union-attr]
+        except Exception as exc:
+            log.exception("embedding failed after %d chunk(s)", report.embedded)
+            raise KnowledgeError(
+                f"embedding failed after {report.embedded} chunk(s) ({type(exc).__name__}: "
+                f"{exc}); the knowledge base still serves its previous content, run the ingest "
+                "again to finish"
+            ) from exc
+        report.embedded += len(batch)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _delete_stale(
+        self,
+        table: Any,
+        existing: dict[str, str],
+        chunks: list[Chunk],
+        sources_found: set[str],
+        *,
+        prune: bool,
+    ) -> int:
+        if table is None or not existing:
+            return 0
+        current = {c.chunk_id for c in chunks}
+        read_sources = {c.source for c in chunks}
+        stale = [
+            chunk_id
+            for chunk_id, source in existing.items()
+            if chunk_id not in current
+            and (source in read_sources or (prune and source not in sources_found))
+        ]
+        if not stale:
+            return 0
+        # One delete = one commit: readers see either all old chunks or none of them.
+        table.delete(_in_list("chunk_id", stale))
+        return len(stale)
+
+    def _maintain_indexes(self, table: Any, report: IngestReport, *, changed: bool) -> None:
+        from lancedb.index import FTS, IvfPq
+
+        if table is None:
+            return
+        names = {idx.columns[0]: idx for idx in table.list_indices()}
+        if "search_text" not in names:
+            table.create_index(
+                "search_text",
+                config=FTS(stem=True, remove_stop_words=True, ascii_folding=True),
+                replace=True,
+            )
+            report.indexes.append("fts created")
+        elif changed:
+            # Folds new rows into the existing indexes and compacts small fragments.
+            table.optimize()
+            report.indexes.append("indexes updated")
+        rows = table.count_rows()
+        if self.embedder is not None and "vector" not in names and rows >= self.ann_threshold:
+            table.create_index(
+                "vector",
+                config=IvfPq(
+                    distance_type="cosine",
+                    num_partitions=max(1, int(rows**0.5)),
+                    num_sub_vectors=_sub_vectors(int(self.embedder.dimension)),
+                ),
+            )
+            report.indexes.append("ann created")
+
+    # ------------------------------------------------------------ status
+
+    def _vector_index_type(self, table: Any) -> str | None:
+        for idx in table.list_indices():
+            if idx.columns == ["vector"]:
+                return str(idx.index_type)
+        return None
+
+    def stats(self) -> KnowledgeStats:
+        table = self._table()
+        if table is None:
+            embedder = self.embedder.name if self.embedder else None
+            return KnowledgeStats(self.uri, 0, 0, embedder, 0, False, None, 0, None, None)
+        name, dimension = self._recorded_embedder(table)
+        sources = table.search().select(["source"]).limit(None).to_arrow().column("source")
+        indexes = list(table.list_indices())
+        unindexed = 0
+        for idx in indexes:
+            unindexed = max(unindexed, int(getattr(idx, "num_unindexed_rows", 0) or 0))
+        return KnowledgeStats(
+            uri=self.uri,
+            files=len(set(sources.to_pylist())),
+            chunks=table.count_rows(),
+            embedder=None if name == NO_EMBEDDER else name,
+            dimension=dimension,
+            fts_index=any(idx.columns == ["search_text"] for idx in indexes),
+            vector_index=self._vector_index_type(table),
+            unindexed_rows=unindexed,
+            size_bytes=_size_on_disk(self.uri) or table.stats().get("total_bytes"),
+            version=int(table.version),
+        )
+
+    def ping(self) -> bool:
+        """True when the store answers (an empty knowledge base is reachable)."""
+        try:
+            self._db.list_tables()
+            table = self._table()
+            if table is not None:
+                table.count_rows()
+            return True
+        except Exception:
+            log.warning("knowledge base at %s is not reachable", self.uri, exc_info=True)
+            return False
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _hit(row: dict[str, Any], score: float) -> SearchHit:
+    return SearchHit(
+        chunk_id=row["chunk_id"],
+        source=row["source"],
+        title=row["title"],
+        heading=row["heading"],
+        text=row["text"],
+        score=score,
+    )
+
+
+def _reciprocal_rank_fusion(rankings: Iterable[list[SearchHit]]) -> list[SearchHit]:
+    """Score = sum of 1/(RRF_K + rank) over the rankings a chunk appears in.
+
+    Ties keep the order of the first ranking (the sort is stable).
+    """
+    scores: dict[str, float] = {}
+    hits: dict[str, SearchHit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            hits.setdefault(hit.chunk_id, hit)
+    order = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)
+    return [_with_score(hits[chunk_id], scores[chunk_id]) for chunk_id in order]
+
+
+def _with_score(hit: SearchHit, score: float) -> SearchHit:
+    return SearchHit(hit.chunk_id, hit.source, hit.title, hit.heading, hit.text, score)
+
+
+def _best_per_source(ranked: list[SearchHit], k: int) -> list[SearchHit]:
+    seen: set[str] = set()
+    best: list[SearchHit] = []
+    for hit in ranked:
+        if hit.source not in seen:
+            seen.add(hit.source)
+            best.append(hit)
+            if len(best) == k:
+                break
+    return best
+
+
+def _unique(chunks: list[Chunk]) -> list[Chunk]:
+    seen: set[str] = set()
+    out = []
+    for chunk in chunks:
+        if chunk.chunk_id not in seen:
+            seen.add(chunk.chunk_id)
+            out.append(chunk)
+    return out
+
+
+def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Schema) -> pa.Table:
+    columns: dict[str, Any] = {
+        "chunk_id": [c.chunk_id for c in chunks],
+        "source": [c.source for c in chunks],
+        "title": [c.title for c in chunks],
+        "heading": [c.heading for c in chunks],
+        "text": [c.text for c in chunks],
+        "search_text": [c.search_text for c in chunks],
+        "content_hash": [c.content_hash for c in chunks],
+    }
+    if vectors is not None:
+        dimension = schema.field("vector").type.list_size
+        if vectors.shape != (len(chunks), dimension):
+            raise KnowledgeError(
+                f"the embedder returned vectors of shape {vectors.shape}, expected "
+                f"({len(chunks)}, {dimension})"
+            )
+        flat = pa.array(vectors.reshape(-1), type=pa.float32())
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dimension)
+    return pa.table(columns, schema=schema)
+
+
+def _in_list(column: str, values: Sequence[str]) -> str:
+    quoted = ", ".join("'" + value.replace("'", "''") + "'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+def _sub_vectors(dimension: int) -> int:
+    # 8 dimensions per PQ code keeps recall high once refine_factor re-ranks the candidates.
+    for size in (8, 16, 4, 2, 1):
+        if dimension % size == 0:
+            return max(1, dimension // size)
+    return 1
+
+
+def _size_on_disk(uri: str) -> int | None:
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    root = Path(uri.removeprefix("file://"))
+    if not root.exists():
+        return None
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file removed while we walk
+                total += os.path.getsize(os.path.join(folder, name))
+    return total
+
+
+class _Progress:
+    """A rich progress bar on a terminal; nothing otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self._bar = Progress(console=Console(stderr=True), transient=True)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, phase: str, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if phase not in self._tasks:
+            self._tasks[phase] = self._bar.add_task(phase, total=total)
+        self._bar.update(self._tasks[phase], completed=done, total=total)

@@ -1,0 +1,96 @@
+"""Fixtures for the Discord end-to-end tests: a fake Discord world, a real runtime (SQLite +
+LanceDB with two tiny docs, offline answerer or the OpenAI fake) and the real adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.discord.app import DiscordAdapter
+from bot.config import Settings, load_settings
+from bot.runtime import Runtime, build_runtime
+from storage.db import Database
+from storage.knowledge import KnowledgeBase
+from tests.fakes.discord_world import DiscordWorld, write_docs
+
+FAST_CLIENT = {"guild_ready_timeout": 0.05}
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[DiscordWorld]:
+    world = await DiscordWorld.start()
+    yield world
+    await world.stop()
+
+
+@pytest.fixture
+def kb_uri(tmp_path: Path) -> str:
+    uri = str(tmp_path / "kb")
+    KnowledgeBase.open(uri, None).ingest(write_docs(tmp_path / "docs"))
+    return uri
+
+
+def make_settings(world: DiscordWorld, sqlite_url: str, kb_uri: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": sqlite_url,
+        "kb_uri": kb_uri,
+        "embedder": "none",
+        "openai_api_key": None,
+        "openai_base_url": None,
+    }
+    values.update(world.settings())
+    values.update(overrides)
+    return load_settings(**values)
+
+
+class RunningBot:
+    """A started adapter (a new discord.py client) on a runtime; ``stop()`` closes it."""
+
+    def __init__(self, adapter: DiscordAdapter, task: asyncio.Task[None]) -> None:
+        self.adapter = adapter
+        self.task = task
+
+    async def stop(self) -> None:
+        await self.adapter.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self.task, 10)
+
+
+async def start_bot(
+    world: DiscordWorld, runtime: Runtime, *, sessions: int | None = None, **adapter_options: Any
+) -> RunningBot:
+    adapter_options.setdefault("client_options", dict(FAST_CLIENT))
+    adapter = DiscordAdapter(runtime, **adapter_options)
+    before = len(world.gateway.sessions)
+    task = asyncio.create_task(adapter.start("fake-discord-token"))
+    try:
+        await world.gateway.wait_ready(before + (sessions or 1), timeout=10)
+        await asyncio.wait_for(adapter.client.wait_until_ready(), 10)
+    except BaseException:
+        task.cancel()
+        raise
+    return RunningBot(adapter, task)
+
+
+BotFactory = Callable[..., Awaitable[RunningBot]]
+
+
+@pytest.fixture
+async def runtime(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> AsyncIterator[Runtime]:
+    settings = make_settings(world, sqlite_url, kb_uri)
+    rt = await build_runtime(settings, db=sqlite_db)
+    yield rt
+
+
+@pytest.fixture
+async def bot(world: DiscordWorld, runtime: Runtime) -> AsyncIterator[RunningBot]:
+    running = await start_bot(world, runtime, stream_interval=0.2)
+    yield running
+    await running.stop()

@@ -1,0 +1,389 @@
+"""A loopback fake of Discord's REST API (v10) that the real discord.py client believes.
+
+It records every request, keeps the messages and threads the bot creates, answers with the JSON
+shapes discord.py parses, and can answer 429 on demand. What discord.py needs to be convinced
+(DESIGN.md section 7): ``Content-Type`` exactly ``application/json``; 429s carry a JSON
+``retry_after`` and a ``Via`` header; successes carry ``X-RateLimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import discord_payloads as p
+
+API_PREFIX = "/api/v10"
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str  # without the /api/v10 prefix
+    query: dict[str, str]
+    body: Any
+    status: int = 200
+    at: float = field(default_factory=time.monotonic)  # when it arrived (loop clock)
+
+
+@dataclass
+class _FailRule:
+    method: str
+    pattern: re.Pattern[str]
+    times: int
+    retry_after: float
+
+
+Handler = Callable[[web.Request, re.Match[str], Any], Awaitable[tuple[int, Any]]]
+
+
+@dataclass
+class FakeDiscordAPI:
+    """State and handlers of the fake; ``start()`` binds it to 127.0.0.1 on a free port."""
+
+    bot_id: str = field(default_factory=p.snowflake)
+    application_id: str = field(default_factory=p.snowflake)
+    bot_name: str = "supportbot"
+    gateway_url: str = "ws://127.0.0.1:1/"
+    shards: int = 1
+    requests: list[RecordedRequest] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    forbid_threads_in: set[str] = field(default_factory=set)
+    channel_guild: dict[str, str] = field(default_factory=dict)  # channel id -> guild id
+    # Called with a thread payload after a thread is created (the harness forwards it to the
+    # gateway as THREAD_CREATE, as Discord does).
+    on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    _fail_rules: list[_FailRule] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    port: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> str:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    @property
+    def bot_user(self) -> dict[str, Any]:
+        return p.user(self.bot_id, self.bot_name, bot=True)
+
+    # ----------------------------------------------------------------- test controls
+    def fail_next(
+        self, method: str, path_regex: str, *, times: int = 1, retry_after: float = 0.05
+    ) -> None:
+        """Answer the next ``times`` matching requests with 429 (rate limited)."""
+        self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, retry_after))
+
+    def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
+        pattern = re.compile(path_regex)
+        return [r for r in self.requests if r.method == method and pattern.fullmatch(r.path)]
+
+    def channel_messages(self, channel_id: str) -> list[dict[str, Any]]:
+        """Messages the bot posted in a channel (current content, after edits), oldest first."""
+        return [m for m in self.messages.values() if m["channel_id"] == channel_id]
+
+    async def wait_for(
+        self, predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+    ) -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked on every request); fail on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), timeout=min(remaining, 0.2))
+
+    # ----------------------------------------------------------------- plumbing
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            if request.content_type == "application/json":
+                body = json.loads(raw)
+            elif request.content_type.startswith("multipart/"):
+                body = _payload_json_from_multipart(raw)
+            else:
+                body = raw.decode(errors="replace")
+        record = RecordedRequest(request.method, path, dict(request.query), body)
+        self.requests.append(record)
+        try:
+            rule = self._matching_fail_rule(request.method, path)
+            if rule is not None:
+                record.status = 429
+                return _json(
+                    429,
+                    {
+                        "message": "You are being rate limited.",
+                        "retry_after": rule.retry_after,
+                        "global": False,
+                    },
+                    extra={
+                        "Via": "1.1 google",
+                        "Retry-After": str(rule.retry_after),
+                        "X-RateLimit-Scope": "user",
+                    },
+                )
+            for method, pattern, handler in self._routes():
+                if method == request.method:
+                    match = pattern.fullmatch(path)
+                    if match is not None:
+                        status, payload = await handler(request, match, body)
+                        record.status = status
+                        return _json(status, payload)
+            record.status = 404
+            return _json(404, {"message": "Unknown route", "code": 0})
+        finally:
+            self.changed.set()
+
+    def _matching_fail_rule(self, method: str, path: str) -> _FailRule | None:
+        for rule in self._fail_rules:
+            if rule.times > 0 and rule.method == method and rule.pattern.fullmatch(path):
+                rule.times -= 1
+                return rule
+        return None
+
+    def _routes(self) -> list[tuple[str, re.Pattern[str], Handler]]:
+        r = re.compile
+        return [
+            ("GET", r(r"/users/@me"), self._get_me),
+            ("GET", r(r"/oauth2/applications/@me"), self._get_application),
+            ("GET", r(r"/gateway(/bot)?"), self._get_gateway),
+            ("POST", r(r"/channels/(?P<c>\d+)/messages"), self._create_message),
+            ("PATCH", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._edit_message),
+            ("POST", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/threads"), self._thread),
+            ("POST", r(r"/channels/(?P<c>\d+)/typing"), self._typing),
+            ("POST", r(r"/interactions/(?P<i>\d+)/(?P<t>[^/]+)/callback"), self._callback),
+            ("POST", r(r"/webhooks/(?P<a>\d+)/(?P<t>[^/]+)"), self._followup),
+            (
+                "PATCH",
+                r(r"/webhooks/(?P<a>\d+)/(?P<t>[^/]+)/messages/(?P<m>@original|\d+)"),
+                self._edit_webhook_message,
+            ),
+            (
+                "GET",
+                r(r"/webhooks/(?P<a>\d+)/(?P<t>[^/]+)/messages/(?P<m>@original|\d+)"),
+                self._get_webhook_message,
+            ),
+            ("PUT", r(r"/applications/(?P<a>\d+)/commands"), self._put_commands),
+            ("PUT", r(r"/applications/(?P<a>\d+)/guilds/(?P<g>\d+)/commands"), self._put_commands),
+            ("GET", r(r"/applications/(?P<a>\d+)/commands"), self._get_commands),
+        ]
+
+    # ----------------------------------------------------------------- handlers
+    async def _get_me(self, _req: web.Request, _m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        return 200, self.bot_user
+
+    async def _get_application(
+        self, _r: web.Request, _m: re.Match[str], _b: Any
+    ) -> tuple[int, Any]:
+        return 200, {
+            "id": self.application_id,
+            "name": self.bot_name,
+            "icon": None,
+            "description": "",
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": p.user(p.snowflake(), "owner"),
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "team": None,
+            "bot": self.bot_user,
+        }
+
+    async def _get_gateway(self, _r: web.Request, _m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        return 200, {
+            "url": self.gateway_url,
+            "shards": self.shards,
+            "session_start_limit": {
+                "total": 1000,
+                "remaining": 999,
+                "reset_after": 0,
+                "max_concurrency": 1,
+            },
+        }
+
+    def _store_message(self, channel_id: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        message = p.message(
+            message_id=p.snowflake(),
+            channel_id=channel_id,
+            author=self.bot_user,
+            content=body.get("content") or "",
+            embeds=body.get("embeds") or [],
+            components=body.get("components") or [],
+            flags=int(body.get("flags") or 0),
+            message_reference=body.get("message_reference"),
+        )
+        message["allowed_mentions"] = body.get("allowed_mentions")
+        message.update(extra)
+        self.messages[message["id"]] = message
+        return message
+
+    async def _create_message(
+        self, _r: web.Request, m: re.Match[str], body: Any
+    ) -> tuple[int, Any]:
+        return 200, self._store_message(m["c"], body or {})
+
+    async def _edit_message(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
+        message = self.messages.get(m["m"])
+        if message is None or message["channel_id"] != m["c"]:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        _apply_edit(message, body or {})
+        return 200, message
+
+    async def _thread(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
+        if m["c"] in self.forbid_threads_in:
+            return 403, {"message": "Missing Permissions", "code": 50013}
+        guild_id = self.channel_guild.get(m["c"], "")
+        thread = p.thread_channel(
+            m["m"], guild_id, m["c"], (body or {}).get("name", "thread"), self.bot_id
+        )
+        self.threads[thread["id"]] = thread
+        self.channel_guild[thread["id"]] = guild_id
+        if self.on_thread_created is not None:
+            await self.on_thread_created(thread)
+        return 201, thread
+
+    async def _typing(self, _r: web.Request, _m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        return 204, None
+
+    async def _callback(self, req: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
+        kind = int((body or {}).get("type", 0))
+        data = (body or {}).get("data") or {}
+        if kind == 4 or kind == 5:  # CHANNEL_MESSAGE_WITH_SOURCE: the response is a message
+            message = self._store_message(f"interaction:{m['i']}", data, interaction_token=m["t"])
+            self.messages[f"original:{m['t']}"] = message
+        if req.query.get("with_response") in ("1", "true"):
+            original = self.messages.get(f"original:{m['t']}")
+            resource: dict[str, Any] = {"type": kind}
+            if original is not None and kind == 4:
+                resource["message"] = original
+            return 200, {
+                "interaction": {
+                    "id": m["i"],
+                    "type": 2,
+                    "response_message_id": original["id"] if original else None,
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": bool(int(data.get("flags") or 0) & 64),
+                },
+                "resource": resource,
+            }
+        return 204, None
+
+    async def _followup(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
+        return 200, self._store_message(f"followup:{m['t']}", body or {}, webhook_id=m["a"])
+
+    async def _edit_webhook_message(
+        self, _r: web.Request, m: re.Match[str], body: Any
+    ) -> tuple[int, Any]:
+        key = f"original:{m['t']}" if m["m"] == "@original" else m["m"]
+        message = self.messages.get(key)
+        if message is None:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        _apply_edit(message, body or {})
+        return 200, message
+
+    async def _get_webhook_message(
+        self, _r: web.Request, m: re.Match[str], _b: Any
+    ) -> tuple[int, Any]:
+        key = f"original:{m['t']}" if m["m"] == "@original" else m["m"]
+        message = self.messages.get(key)
+        return (200, message) if message else (404, {"message": "Unknown Message", "code": 10008})
+
+    async def _put_commands(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
+        scope = m.groupdict().get("g") or "global"
+        stored = [
+            {
+                **cmd,
+                "id": p.snowflake(),
+                "application_id": m["a"],
+                "version": p.snowflake(),
+                "type": cmd.get("type", 1),
+                "default_member_permissions": None,
+                "dm_permission": True,
+                "nsfw": False,
+            }
+            for cmd in body or []
+        ]
+        if scope != "global":
+            for cmd in stored:
+                cmd["guild_id"] = scope
+        self.commands[scope] = stored
+        return 200, stored
+
+    async def _get_commands(self, _r: web.Request, _m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        return 200, self.commands.get("global", [])
+
+    # ----------------------------------------------------------------- views for tests
+    def interaction_messages(self, token: str) -> list[dict[str, Any]]:
+        """The original response (after edits) and follow-ups of one interaction, in order."""
+        found: list[dict[str, Any]] = []
+        original = self.messages.get(f"original:{token}")
+        if original is not None:
+            found.append(original)
+        found += [
+            m
+            for key, m in self.messages.items()
+            if not key.startswith("original:") and m["channel_id"] == f"followup:{token}"
+        ]
+        return found
+
+
+def _apply_edit(message: dict[str, Any], body: dict[str, Any]) -> None:
+    for key in ("content", "embeds", "components", "allowed_mentions", "flags"):
+        if key in body:
+            message[key] = body[key]
+    message["edited_timestamp"] = p.timestamp()
+    message["edits"] = message.get("edits", 0) + 1
+
+
+def _payload_json_from_multipart(raw: bytes) -> Any:
+    """discord.py sends ``payload_json`` as a multipart field when files are attached."""
+    match = re.search(rb'name="payload_json"\r\n(?:[^\r\n]*\r\n)*\r\n(.*?)\r\n--', raw, re.S)
+    return json.loads(match.group(1)) if match else None
+
+
+def _json(status: int, payload: Any, *, extra: dict[str, str] | None = None) -> web.Response:
+    headers = {
+        # Without these discord.py serialises every request of a route bucket.
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "49",
+        "X-RateLimit-Reset-After": "1.0",
+    }
+    headers.update(extra or {})
+    if status == 204 or payload is None:
+        return web.Response(status=204, headers=headers)
+    # Exactly "application/json": with a charset parameter discord.py reads text and login fails.
+    headers["Content-Type"] = "application/json"
+    return web.Response(status=status, body=json.dumps(payload).encode(), headers=headers)

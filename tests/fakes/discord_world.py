@@ -1,0 +1,244 @@
+"""A small Discord world for end-to-end tests: the fake REST API and gateway, one guild with a
+help channel, a channel where threads are forbidden and a forum, plus helpers that act as users
+(mention the bot, DM it, run slash commands, click buttons) through the real gateway protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.fakes import discord_payloads as p
+from tests.fakes.discord_api import FakeDiscordAPI
+from tests.fakes.discord_gateway import FakeDiscordGateway
+
+DOCS = {
+    "passwords.md": (
+        "# Passwords\n\n## Reset your password\n\n"
+        "To reset your password, open Settings, choose Security and click Reset password. "
+        "A reset link is emailed to you within five minutes.\n"
+    ),
+    "billing.md": (
+        "# Billing\n\n## Invoices\n\n"
+        "Invoices are sent on the first day of each month. Download past invoices from the "
+        "Billing page under Account.\n"
+    ),
+}
+
+
+def write_docs(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in DOCS.items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class DiscordWorld:
+    api: FakeDiscordAPI
+    gateway: FakeDiscordGateway
+    guild_id: str
+    channel_id: str
+    no_threads_channel_id: str
+    forum_id: str
+    alice: dict[str, Any] = field(default_factory=lambda: p.user(p.snowflake(), "alice"))
+    bob: dict[str, Any] = field(default_factory=lambda: p.user(p.snowflake(), "bob"))
+
+    @classmethod
+    async def start(cls, *, shards: int = 1, extra_guilds: int = 0) -> DiscordWorld:
+        api = FakeDiscordAPI(shards=shards)
+        await api.start()
+        guild_id, channel_id, no_threads, forum = (p.snowflake() for _ in range(4))
+        guilds = [
+            p.guild(
+                guild_id,
+                channels=[
+                    p.text_channel(channel_id, guild_id, "help"),
+                    p.text_channel(no_threads, guild_id, "announcements"),
+                    p.text_channel(forum, guild_id, "questions", kind=p.GUILD_FORUM),
+                ],
+            )
+        ]
+        for _ in range(extra_guilds):
+            other = p.snowflake()
+            guilds.append(p.guild(other, channels=[p.text_channel(p.snowflake(), other, "x")]))
+        for guild in guilds:
+            for channel in guild["channels"]:
+                api.channel_guild[channel["id"]] = guild["id"]
+        api.forbid_threads_in.add(no_threads)
+        gateway = FakeDiscordGateway(
+            bot_user=api.bot_user, application_id=api.application_id, guilds=guilds
+        )
+        api.gateway_url = await gateway.start()
+        world = cls(api, gateway, guild_id, channel_id, no_threads, forum)
+
+        async def thread_created(thread: dict[str, Any]) -> None:
+            # Discord tells the bot about threads it creates; so does the fake.
+            with contextlib.suppress(AssertionError):
+                await gateway.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+
+        api.on_thread_created = thread_created
+        return world
+
+    async def stop(self) -> None:
+        await self.gateway.stop()
+        await self.api.stop()
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """Settings overrides pointing the bot at this world."""
+        values: dict[str, Any] = {
+            "discord_token": "fake-discord-token",
+            "discord_api_url": self.api.base_url,
+            "discord_message_content": True,
+            "discord_forum_channels": self.forum_id,
+        }
+        values.update(overrides)
+        return values
+
+    # ----------------------------------------------------------------- acting as users
+    def mention(self) -> str:
+        return f"<@{self.api.bot_id}>"
+
+    async def say(
+        self,
+        content: str,
+        *,
+        channel_id: str | None = None,
+        author: dict[str, Any] | None = None,
+        mention: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A user message in a guild channel or thread (MESSAGE_CREATE through the gateway)."""
+        if mention:
+            content = f"{self.mention()} {content}".rstrip()
+        payload = p.message(
+            message_id=message_id or p.snowflake(),
+            channel_id=channel_id or self.channel_id,
+            guild_id=self.guild_id,
+            author=author or self.alice,
+            content=content,
+            mentions=[self.api.bot_user] if mention else [],
+            attachments=attachments,
+        )
+        await self.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=self.guild_id)
+        return payload
+
+    async def dm(self, content: str, *, author: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A direct message; returns the payload (its channel_id is the DM channel)."""
+        payload = p.message(
+            message_id=p.snowflake(),
+            channel_id=p.snowflake(),
+            author=author or self.alice,
+            content=content,
+        )
+        await self.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=None)
+        return payload
+
+    async def forum_post(self, content: str) -> tuple[str, dict[str, Any]]:
+        """A new forum post: THREAD_CREATE in the forum, then its starter message."""
+        thread_id = p.snowflake()
+        thread = p.thread_channel(thread_id, self.guild_id, self.forum_id, content[:40], "1")
+        self.api.channel_guild[thread_id] = self.guild_id
+        await self.gateway.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        message = await self.say(content, channel_id=thread_id, message_id=thread_id)
+        return thread_id, message
+
+    async def slash(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        channel: dict[str, Any] | None = None,
+        author: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A slash command interaction (INTERACTION_CREATE, type 2)."""
+        data: dict[str, Any] = {"id": p.snowflake(), "name": name, "type": 1}
+        if options:
+            data["options"] = [
+                {"name": k, "type": 5 if isinstance(v, bool) else 3, "value": v}
+                for k, v in options.items()
+            ]
+        channel = channel or p.text_channel(self.channel_id, self.guild_id, "help")
+        payload = p.interaction(
+            kind=p.APPLICATION_COMMAND,
+            application_id=self.api.application_id,
+            data=data,
+            author=author or self.alice,
+            channel=channel,
+            guild_id=channel.get("guild_id"),
+        )
+        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
+        return payload
+
+    async def click(
+        self,
+        message: dict[str, Any],
+        custom_id: str,
+        *,
+        author: dict[str, Any] | None = None,
+        channel: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Click a button of a message the bot sent (INTERACTION_CREATE, type 3)."""
+        if channel is None:
+            channel_id = message["channel_id"]
+            thread = self.api.threads.get(channel_id)
+            channel = thread or p.text_channel(channel_id, self.guild_id, "help")
+        payload = p.interaction(
+            kind=p.MESSAGE_COMPONENT,
+            application_id=self.api.application_id,
+            data={"custom_id": custom_id, "component_type": 2},
+            author=author or self.alice,
+            channel=channel,
+            guild_id=self.guild_id,
+            message_payload=message,
+        )
+        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
+        return payload
+
+    # ----------------------------------------------------------------- observing the bot
+    async def bot_messages(
+        self, channel_id: str, count: int = 1, *, timeout: float = 15.0, final: bool = True
+    ) -> list[dict[str, Any]]:
+        """Wait for ``count`` bot messages in a channel (final: the answer's buttons/edits done)."""
+
+        def ready() -> list[dict[str, Any]] | None:
+            found = self.api.channel_messages(channel_id)
+            if len(found) < count:
+                return None
+            if final and any(m["content"].endswith("▌") for m in found):
+                return None  # still streaming
+            return found
+
+        return await self.api.wait_for(ready, timeout=timeout, what=f"{count} bot message(s)")
+
+    async def interaction_done(self, token: str, *, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Wait until an interaction's deferred response has been filled in with the answer."""
+
+        def ready() -> list[dict[str, Any]] | None:
+            found = self.api.interaction_messages(token)
+            if found and found[0].get("edits") and not found[0]["content"].endswith("▌"):
+                return found
+            return None
+
+        return await self.api.wait_for(ready, timeout=timeout, what="interaction answer")
+
+
+async def wait_until(predicate: Any, *, timeout: float = 10.0, what: str = "condition") -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,347 @@
+"""A loopback fake of the Slack Web API (and of ``response_url``), driven by the real slack_sdk.
+
+It records every call, keeps the messages it was asked to post so tests can read the final text a
+user would see (including streamed messages), and fails on demand (HTTP 500, 429 with
+``Retry-After``, or ``{"ok": false}`` errors) so retry and fallback paths run for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+DEFAULT_TEAM = "T0000001"
+DEFAULT_BOT_USER = "UBOT00001"
+DEFAULT_BOT_ID = "BBOT00001"
+
+
+@dataclass
+class ApiCall:
+    method: str
+    params: dict[str, Any]
+    token: str | None
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Identity:
+    team_id: str = DEFAULT_TEAM
+    user_id: str = DEFAULT_BOT_USER
+    bot_id: str = DEFAULT_BOT_ID
+    team: str = "Test Team"
+
+
+@dataclass
+class FakeMessage:
+    channel: str
+    ts: str
+    text: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    thread_ts: str | None = None
+    token: str | None = None
+    streamed: bool = False
+    streaming: bool = False
+    updates: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class _Failure:
+    status: int
+    times: int
+    retry_after: int = 1
+    error: str | None = None
+
+
+class FakeSlackAPI:
+    """``await api.start()`` then give slack_sdk ``api.base_url``; ``await api.close()`` after."""
+
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+        self.messages: dict[tuple[str, str], FakeMessage] = {}
+        self.ephemerals: list[ApiCall] = []
+        self.responses: dict[str, list[dict[str, Any]]] = {}
+        self.identities: dict[str, Identity] = {}
+        self.default_identity = Identity()
+        self.oauth_grants: dict[str, dict[str, Any]] = {}
+        self.socket_url: str | None = None
+        self.unsupported: set[str] = set()
+        self.latency = 0.0
+        self._failures: dict[str, list[_Failure]] = {}
+        self._ts = itertools.count(1)
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_post("/api/{method}", self._handle_api)
+        app.router.add_get("/api/{method}", self._handle_api)
+        app.router.add_post("/response/{key}", self._handle_response_url)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.base_url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def response_url(self, key: str) -> str:
+        return f"http://127.0.0.1:{self.port}/response/{key}"
+
+    # ---- scripting -------------------------------------------------------------------------
+    def fail(self, method: str, *, status: int = 500, times: int = 1, retry_after: int = 1) -> None:
+        """The next ``times`` calls of ``method`` fail with HTTP ``status`` (429: Retry-After)."""
+        self._failures.setdefault(method, []).append(_Failure(status, times, retry_after))
+
+    def error(self, method: str, error: str, *, times: int = 1) -> None:
+        """The next ``times`` calls answer HTTP 200 ``{"ok": false, "error": error}``."""
+        self._failures.setdefault(method, []).append(_Failure(200, times, error=error))
+
+    def add_identity(self, token: str, identity: Identity) -> None:
+        self.identities[token] = identity
+
+    def grant_oauth(self, code: str, *, team_id: str, token: str, bot_user_id: str) -> None:
+        """Make ``oauth.v2.access`` with ``code`` install the app in ``team_id`` with ``token``."""
+        self.oauth_grants[code] = {"team_id": team_id, "token": token, "bot_user_id": bot_user_id}
+        self.add_identity(
+            token, Identity(team_id=team_id, user_id=bot_user_id, bot_id="B" + team_id)
+        )
+
+    # ---- reading ---------------------------------------------------------------------------
+    def calls_to(self, method: str) -> list[ApiCall]:
+        return [c for c in self.calls if c.method == method]
+
+    def posted(self, channel: str | None = None) -> list[FakeMessage]:
+        """Messages posted (or streamed) and not deleted, in posting order."""
+        found = [m for m in self.messages.values() if not m.deleted]
+        if channel is not None:
+            found = [m for m in found if m.channel == channel]
+        return sorted(found, key=lambda m: float(m.ts))
+
+    def all_responses(self) -> list[dict[str, Any]]:
+        return [r for rs in self.responses.values() for r in rs]
+
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 10.0) -> Any:
+        """Wait until ``predicate()`` is truthy (re-checked on every call received)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("fake Slack API: condition not met in time")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.2))
+
+    # ---- HTTP handlers ---------------------------------------------------------------------
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.responses.setdefault(request.match_info["key"], []).append(body)
+        self._notify()
+        return web.Response(text="ok")
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        token = _bearer(request) or params.get("token")
+        self.calls.append(ApiCall(method, params, token))
+        self._notify()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        failure = self._take_failure(method)
+        if failure is not None:
+            if failure.status == 429:
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"},
+                    status=429,
+                    headers={"Retry-After": str(failure.retry_after)},
+                )
+            if failure.status != 200:
+                return web.Response(status=failure.status, text="server error")
+            return web.json_response({"ok": False, "error": failure.error})
+        if method in self.unsupported:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        result = handler(params, token)
+        self._notify()
+        return web.json_response({"ok": True, **result})
+
+    def _take_failure(self, method: str) -> _Failure | None:
+        queue = self._failures.get(method)
+        if not queue:
+            return None
+        failure = queue[0]
+        failure.times -= 1
+        if failure.times <= 0:
+            queue.pop(0)
+        return failure
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    def _next_ts(self) -> str:
+        return f"{1700000000 + next(self._ts)}.000100"
+
+    def _identity(self, token: str | None) -> Identity:
+        return self.identities.get(token or "", self.default_identity)
+
+    # ---- methods ---------------------------------------------------------------------------
+    def _m_auth_test(self, _params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        ident = self._identity(token)
+        return {
+            "url": "https://test.slack.com/",
+            "team": ident.team,
+            "team_id": ident.team_id,
+            "user": "supportbot",
+            "user_id": ident.user_id,
+            "bot_id": ident.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _m_chat_postMessage(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        message = FakeMessage(
+            channel=params["channel"],
+            ts=self._next_ts(),
+            text=params.get("text") or "",
+            blocks=_blocks(params.get("blocks")),
+            thread_ts=params.get("thread_ts"),
+            token=token,
+        )
+        self.messages[(message.channel, message.ts)] = message
+        return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _m_chat_update(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
+        message = self.messages.get((params["channel"], params["ts"]))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text = params.get("text") or message.text
+        if "blocks" in params:
+            message.blocks = _blocks(params.get("blocks"))
+        message.updates += 1
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _m_chat_delete(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
+        message = self.messages.get((params["channel"], params["ts"]))
+        if message is not None:
+            message.deleted = True
+        return {"channel": params["channel"], "ts": params["ts"]}
+
+    def _m_chat_postEphemeral(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        self.ephemerals.append(ApiCall("chat.postEphemeral", params, token))
+        return {"message_ts": self._next_ts()}
+
+    def _m_chat_startStream(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        message = FakeMessage(
+            channel=params["channel"],
+            ts=self._next_ts(),
+            text=params.get("markdown_text") or "",
+            thread_ts=params.get("thread_ts"),
+            token=token,
+            streamed=True,
+            streaming=True,
+        )
+        self.messages[(message.channel, message.ts)] = message
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _m_chat_appendStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
+        message = self.messages[(params["channel"], params["ts"])]
+        assert message.streaming, "appendStream after stopStream"
+        message.text += params.get("markdown_text") or ""
+        message.updates += 1
+        return {"channel": message.channel, "ts": message.ts}
+
+    def _m_chat_stopStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
+        message = self.messages[(params["channel"], params["ts"])]
+        message.text += params.get("markdown_text") or ""
+        message.blocks = _blocks(params.get("blocks"))
+        message.streaming = False
+        return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _m_assistant_threads_setStatus(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        return {}
+
+    def _m_assistant_threads_setSuggestedPrompts(
+        self, _p: dict[str, Any], _t: str | None
+    ) -> dict[str, Any]:
+        return {}
+
+    def _m_assistant_threads_setTitle(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        return {}
+
+    def _m_conversations_replies(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        root = params.get("ts")
+        found = [
+            {"ts": m.ts, "text": m.text, "thread_ts": m.thread_ts}
+            for m in self.posted(params.get("channel"))
+            if m.thread_ts == root or m.ts == root
+        ]
+        return {"messages": found, "has_more": False}
+
+    def _m_apps_connections_open(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        return {"url": self.socket_url or "ws://127.0.0.1:9/"}
+
+    def _m_oauth_v2_access(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        grant = self.oauth_grants.get(params.get("code", ""))
+        if grant is None:
+            return {"ok": False, "error": "invalid_code"}
+        return {
+            "app_id": "A0000001",
+            "authed_user": {"id": "UINSTALLER"},
+            "scope": "app_mentions:read,chat:write",
+            "token_type": "bot",
+            "access_token": grant["token"],
+            "bot_user_id": grant["bot_user_id"],
+            "team": {"id": grant["team_id"], "name": "Installed Team"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """slack_sdk sends JSON for some methods and form fields for others; accept both."""
+    params: dict[str, Any] = dict(request.query)
+    raw = await request.text()
+    if not raw:
+        return params
+    if request.content_type == "application/json":
+        params.update(json.loads(raw))
+    else:
+        params.update(dict(parse_qsl(raw, keep_blank_values=True)))
+    if "code" in params and request.headers.get("Authorization", "").startswith("Basic "):
+        params["_basic_auth"] = True
+    return params
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header.removeprefix("Bearer ") if header.startswith("Bearer ") else None
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return list(json.loads(value))
+    return list(value)

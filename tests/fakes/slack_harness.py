@@ -1,0 +1,104 @@
+"""Starts the real Slack bot (real Responder, SQLite/PostgreSQL, LanceDB) against the fakes.
+
+``SlackHarness`` serves the bolt app over loopback HTTP exactly as ``supportbot serve`` does
+(``adapters.slack.server.build_web_app``), with its Web API client pointed at ``FakeSlackAPI``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from adapters.slack.app import SlackBot
+from adapters.slack.server import build_web_app
+from bot.config import Settings, load_settings
+from bot.runtime import Runtime, build_runtime
+from storage.db import Database
+from storage.knowledge import KnowledgeBase
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_sender import SlackSender
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+BOT_TOKEN = "xoxb-test-token"
+
+DOCS = {
+    "passwords.md": (
+        "# Passwords\n\n## Resetting your password\n\n"
+        "To reset your password, open Settings, choose Security and click Reset password. "
+        "A reset link is emailed to you and expires after 30 minutes.\n"
+    ),
+    "billing.md": (
+        "# Billing\n\n## Invoices\n\n"
+        "Invoices are sent on the first day of every month. You can download past invoices "
+        "from the Billing page as PDF files.\n"
+    ),
+}
+
+
+def build_kb(folder: Path) -> str:
+    """A tiny real LanceDB knowledge base (BM25 only) from two Markdown files."""
+    docs = folder / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    for name, text in DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    uri = str(folder / "kb")
+    KnowledgeBase.open(uri, None).ingest(sorted(docs.iterdir()))
+    return uri
+
+
+def slack_settings(db_url: str, kb_uri: str, api: FakeSlackAPI, **extra: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "kb_uri": kb_uri,
+        "embedder": "none",
+        "openai_api_key": None,
+        "slack_api_url": api.base_url,
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_bot_token": BOT_TOKEN,
+        "slack_client_id": None,
+        "slack_client_secret": None,
+    }
+    values.update(extra)
+    return load_settings(**values)
+
+
+@dataclass
+class SlackHarness:
+    api: FakeSlackAPI
+    runtime: Runtime
+    bot: SlackBot
+    runner: web.AppRunner
+    url: str
+
+    @classmethod
+    async def start(
+        cls,
+        api: FakeSlackAPI,
+        settings: Settings,
+        *,
+        db: Database | None = None,
+        **bot_options: Any,
+    ) -> SlackHarness:
+        runtime = await build_runtime(settings, db=db)
+        bot_options.setdefault("update_interval", 0.05)
+        bot = SlackBot(runtime, **bot_options)
+        runner = web.AppRunner(build_web_app(bot), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return cls(api, runtime, bot, runner, f"http://127.0.0.1:{port}")
+
+    @property
+    def events_url(self) -> str:
+        return self.url + "/slack/events"
+
+    def sender(self) -> SlackSender:
+        return SlackSender(self.events_url, SIGNING_SECRET)
+
+    async def close(self) -> None:
+        await self.runner.cleanup()  # stops the bot (on_shutdown) too
+        await self.runtime.aclose()

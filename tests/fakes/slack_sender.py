@@ -1,0 +1,210 @@
+"""Sends Events API, slash-command and interactivity requests signed exactly as Slack signs them.
+
+Slack signs ``v0:{timestamp}:{raw body}`` with HMAC-SHA256 and the signing secret, sends the hex
+digest as ``X-Slack-Signature: v0=...`` and the timestamp as ``X-Slack-Request-Timestamp``.
+Events are JSON; commands are form-encoded fields; interactivity is a form field ``payload``
+holding JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+_ids = itertools.count(1)
+
+
+def signature(secret: str, timestamp: str, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class SentResponse:
+    status: int
+    text: str
+    elapsed: float
+
+
+def new_ts() -> str:
+    """A fresh, unique Slack-style message timestamp."""
+    return f"{time.time():.6f}"[:-6] + f"{next(_ids):06d}"
+
+
+def app_mention(
+    *,
+    text: str,
+    channel: str = "C0000001",
+    user: str = "UHUMAN001",
+    team: str = "T0000001",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    event_id: str | None = None,
+    event_type: str = "app_mention",
+    channel_type: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An ``event_callback`` envelope around a user message event."""
+    event: dict[str, Any] = {
+        "type": event_type,
+        "user": user,
+        "text": text,
+        "ts": ts or new_ts(),
+        "channel": channel,
+        "team": team,
+        "event_ts": ts,
+    }
+    event["event_ts"] = event["ts"]
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    if channel_type:
+        event["channel_type"] = channel_type
+    event.update(extra or {})
+    return event_callback(event, team=team, event_id=event_id)
+
+
+def event_callback(
+    event: dict[str, Any], *, team: str = "T0000001", event_id: str | None = None
+) -> dict[str, Any]:
+    return {
+        "token": "legacy-verification-token",
+        "team_id": team,
+        "api_app_id": "A0000001",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{next(_ids):010d}",
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": team, "user_id": "UBOT00001", "is_bot": True}],
+    }
+
+
+class SlackSender:
+    """Posts signed requests to a bolt endpoint (``url`` is the full ``.../slack/events`` URL)."""
+
+    def __init__(self, url: str, signing_secret: str) -> None:
+        self.url = url
+        self.secret = signing_secret
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> SlackSender:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post_raw(
+        self,
+        body: str,
+        *,
+        content_type: str,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        signed: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> SentResponse:
+        assert self._session is not None, "use `async with SlackSender(...)`"
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        sent_headers = {"Content-Type": content_type, "X-Slack-Request-Timestamp": ts}
+        if signed:
+            sent_headers["X-Slack-Signature"] = signature(secret or self.secret, ts, body)
+        sent_headers.update(headers or {})
+        started = time.perf_counter()
+        async with self._session.post(self.url, data=body.encode(), headers=sent_headers) as resp:
+            text = await resp.text()
+            return SentResponse(resp.status, text, time.perf_counter() - started)
+
+    async def event(self, body: dict[str, Any], *, retry_num: int | None = None) -> SentResponse:
+        headers = {}
+        if retry_num is not None:
+            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return await self.post_raw(
+            json.dumps(body), content_type="application/json", headers=headers
+        )
+
+    async def command(
+        self,
+        command: str,
+        text: str,
+        *,
+        response_url: str,
+        channel: str = "C0000001",
+        user: str = "UHUMAN001",
+        team: str = "T0000001",
+        trigger_id: str | None = None,
+    ) -> SentResponse:
+        fields = {
+            "token": "legacy-verification-token",
+            "team_id": team,
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "general" if channel.startswith("C") else "directmessage",
+            "user_id": user,
+            "user_name": "human",
+            "command": command,
+            "text": text,
+            "api_app_id": "A0000001",
+            "response_url": response_url,
+            "trigger_id": trigger_id or f"trig.{next(_ids)}",
+        }
+        return await self.post_raw(
+            urlencode(fields), content_type="application/x-www-form-urlencoded"
+        )
+
+    async def interaction(self, payload: dict[str, Any]) -> SentResponse:
+        return await self.post_raw(
+            urlencode({"payload": json.dumps(payload)}),
+            content_type="application/x-www-form-urlencoded",
+        )
+
+
+def block_action(
+    *,
+    action_id: str,
+    value: str,
+    message: dict[str, Any] | None,
+    channel: str = "C0000001",
+    user: str = "UHUMAN001",
+    team: str = "T0000001",
+    response_url: str | None = None,
+    ephemeral: bool = False,
+) -> dict[str, Any]:
+    """A ``block_actions`` payload for a button click on ``message`` (None for ephemerals)."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "team": {"id": team, "domain": "test"},
+        "user": {"id": user, "username": "human", "team_id": team},
+        "api_app_id": "A0000001",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "channel_id": channel,
+            "is_ephemeral": ephemeral,
+            "message_ts": (message or {}).get("ts", "0"),
+        },
+        "trigger_id": f"trig.{next(_ids)}",
+        "channel": {"id": channel, "name": "general"},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "b",
+                "type": "button",
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    if message is not None:
+        payload["message"] = message
+    if response_url:
+        payload["response_url"] = response_url
+    return payload

@@ -1,0 +1,181 @@
+"""Acceptance 1 and 2: the tool-calling agent through the real openai client and the fake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.config import Settings
+from bot.messages import Reply, ReplyKind
+from bot.runtime import build_runtime
+from storage import memories
+from storage.db import Database
+from storage.knowledge import KnowledgeBase
+from storage.models import Base
+from tests.core_support import kb, message, openai_agent, responder, write_docs  # noqa: F401
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai  # noqa: F401
+
+ANSWER = (
+    "Open Settings, choose Security and click **Reset password** [1]. "
+    "API tokens expire after 90 days [2]."
+)
+
+
+async def _collect(resp, msg) -> tuple[list[str], Reply]:
+    deltas: list[str] = []
+    final = None
+    async for item in resp.stream(msg):
+        if isinstance(item, Reply):
+            final = item
+        else:
+            deltas.append(item)
+    assert final is not None
+    return deltas, final
+
+
+async def test_two_tool_calls_then_streamed_cited_answer(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})]),
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "API tokens expire"})]),
+        Turn(content=ANSWER, chunk_chars=5, prompt_tokens=120, completion_tokens=30),
+    )
+    agent = openai_agent(kb, fake_openai)
+    deltas, reply = await _collect(responder(sqlite_db, agent), message("How do I reset it?"))
+    await agent.aclose()
+
+    assert reply.kind is ReplyKind.ANSWER
+    assert len(deltas) > 5 and "".join(deltas) == reply.text == ANSWER
+    assert [s.url_or_path for s in reply.sources] == ["auth.md", "auth.md"]
+    assert [s.heading for s in reply.sources] == ["Resetting your password", "API tokens"]
+
+    # The fake saw three streamed requests: the question, then each tool result.
+    assert len(fake_openai.requests) == 3
+    assert all(r["stream"] and r["model"] == "fake-gpt" for r in fake_openai.requests)
+    tool_names = {t["function"]["name"] for t in fake_openai.requests[0]["tools"]}
+    assert tool_names == {"search_knowledge_base", "escalate_to_human"}
+    second, third = fake_openai.requests[1]["messages"], fake_openai.requests[2]["messages"]
+    assert second[-2]["tool_calls"][0]["function"]["arguments"] == '{"query": "reset password"}'
+    assert second[-1]["role"] == "tool" and "[1]" in second[-1]["content"]
+    assert "Reset password" in second[-1]["content"]
+    assert third[-1]["role"] == "tool" and "90 days" in third[-1]["content"]
+
+    stored = await memories.get_memory(sqlite_db, memory_id=reply.memory_id)
+    assert stored is not None and stored.role == "assistant" and stored.content == ANSWER
+    meta = stored.tool_metadata
+    assert [c["arguments"] for c in meta["tool_calls"]] == [
+        {"query": "reset password"},
+        {"query": "API tokens expire"},
+    ]
+    assert all(c["name"] == "search_knowledge_base" for c in meta["tool_calls"])
+    assert meta["sources"][0]["source"] == "auth.md" and meta["sources"][0]["score"] > 0
+    assert meta["cited"] == [1, 2]
+    assert meta["model"] == "fake-gpt"
+    assert meta["usage"]["prompt_tokens"] >= 120 and meta["usage"]["completion_tokens"] >= 30
+    assert meta["usage"]["total_tokens"] > 0
+    assert meta["latency_ms"] > 0 and meta["rounds"] == 3
+    # The user's question is stored too, in the same session.
+    rows = await memories.load_recent(sqlite_db, session_id=reply.session_id, limit=10)
+    assert [r.role for r in rows] == ["user", "assistant"]
+
+
+async def test_no_answer_token_becomes_honest_reply(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "SAML"})]),
+        Turn(content="NO_ANSWER The docs do not mention SAML.", chunk_chars=2),
+    )
+    agent = openai_agent(kb, fake_openai)
+    deltas, reply = await _collect(responder(sqlite_db, agent), message("Do you support SAML?"))
+    await agent.aclose()
+    assert reply.kind is ReplyKind.NO_ANSWER
+    assert "NO_ANSWER" not in "".join(deltas) and "NO_ANSWER" not in reply.text
+    assert "human" in reply.text and reply.sources == ()
+
+
+async def test_escalation_tool_opens_a_handoff(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("escalate_to_human", {"reason": "billing dispute"})]),
+        Turn(content="I've asked a colleague to help."),
+    )
+    agent = openai_agent(kb, fake_openai)
+    _, reply = await _collect(responder(sqlite_db, agent), message("I was double charged!"))
+    await agent.aclose()
+    assert reply.kind is ReplyKind.ESCALATED
+    stored = await memories.get_memory(sqlite_db, memory_id=reply.memory_id)
+    assert stored.tool_metadata["escalation_id"] > 0
+
+
+async def test_follow_ups_see_their_thread_only(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    agent = openai_agent(kb, fake_openai)  # default policy: search, then answer citing [1]
+    resp = responder(sqlite_db, agent)
+    first = await resp.handle(message("How do I reset my password?", thread="A"))
+    assert first.kind is ReplyKind.ANSWER and "[1]" in first.text
+    start = len(fake_openai.requests)
+    await resp.handle(message("And how long is the link valid?", thread="A"))
+    follow_up = fake_openai.requests[start]["messages"]
+    contents = [m.get("content") for m in follow_up]
+    assert "How do I reset my password?" in contents
+    assert first.text in contents  # the earlier answer, as an assistant turn
+    assert follow_up[-1] == {"role": "user", "content": "And how long is the link valid?"}
+
+    start = len(fake_openai.requests)
+    await resp.handle(message("When are invoices sent?", thread="B"))
+    other_thread = fake_openai.requests[start]["messages"]
+    assert [m["role"] for m in other_thread] == ["system", "user"]
+    assert "reset my password" not in str(fake_openai.requests[start:])
+    await agent.aclose()
+
+
+async def test_long_thread_keeps_a_running_summary(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    agent = openai_agent(kb, fake_openai)
+    resp = responder(sqlite_db, agent, turns=2)
+    questions = [
+        "How do I reset my password?",
+        "When are invoices sent?",
+        "How do refunds work?",
+        "When do API tokens expire?",
+    ]
+    for q in questions:
+        await resp.handle(message(q, thread="long"))
+    last_question_request = next(
+        r for r in reversed(fake_openai.requests) if r["messages"][-1]["role"] == "user"
+    )
+    sent = last_question_request["messages"]
+    summary = [m for m in sent if m["role"] == "system" and "Summary" in m["content"]]
+    assert summary and "How do I reset my password?" in summary[0]["content"]
+    turns = [m for m in sent if m["role"] in ("user", "assistant")]
+    assert len(turns) == 2 * 2 + 1  # the window (2 turns) plus the new question
+    assert turns[0]["content"] == "When are invoices sent?"
+    await agent.aclose()
+
+
+async def test_runtime_uses_openai_when_key_set(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    kb_dir = tmp_path / "kb"
+    KnowledgeBase.open(str(kb_dir), None).ingest([write_docs(tmp_path / "docs")])
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'rt.db'}",
+        kb_uri=str(kb_dir),
+        embedder="none",
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_model="model-from-settings",
+    )
+    runtime = await build_runtime(settings)
+    try:
+        async with runtime.db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        reply = await runtime.responder.handle(message("When are invoices sent?"))
+        assert reply.kind is ReplyKind.ANSWER and "[1]" in reply.text
+        assert reply.sources[0].url_or_path == "billing.md"
+        assert {r["model"] for r in fake_openai.requests} == {"model-from-settings"}
+        assert fake_openai.headers[0]["Authorization"] == f"Bearer {FAKE_API_KEY}"
+    finally:
+        await runtime.aclose()

@@ -1,0 +1,151 @@
+"""End to end through the real discord.py client and the fake Discord: mentions start threads,
+threads continue without mentions, DMs, forum posts, bots ignored (issue 7, list item 1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot import texts
+from bot.runtime import build_runtime
+from storage import events, memories
+from storage.db import Database
+from tests import discord_fixtures
+from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.fakes import discord_payloads as p
+from tests.fakes import openai_server
+from tests.fakes.discord_world import DiscordWorld, wait_until
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+
+# Fixtures shared by the Discord tests (pytest finds them as module attributes).
+world = discord_fixtures.world
+kb_uri = discord_fixtures.kb_uri
+runtime = discord_fixtures.runtime
+bot = discord_fixtures.bot
+fake_openai = openai_server.fake_openai
+
+
+async def test_mention_starts_a_thread_and_is_answered_there(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    question = await world.say("How do I reset my password?", mention=True)
+    thread_id = question["id"]  # a thread started from a message has the message's id
+    answer = (await world.bot_messages(thread_id))[0]
+    assert "reset your password" in answer["content"].lower()
+    assert thread_id in world.api.threads
+    thread_request = world.api.find("POST", rf"/channels/{world.channel_id}/messages/\d+/threads")
+    assert thread_request[0].body["name"] == "How do I reset my password?"
+    # Sources in an embed, buttons with stable ids, nobody pinged.
+    assert answer["embeds"][0]["title"] == texts.SOURCES_HEADING
+    ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+    assert ids[0].startswith("sb:fb:up:") and ids[2].startswith("sb:esc:")
+    assert answer["allowed_mentions"]["parse"] == []
+    # Typing indicator while retrieving; nothing posted in the channel itself.
+    assert world.api.find("POST", rf"/channels/{thread_id}/typing")
+    assert world.api.channel_messages(world.channel_id) == []
+
+
+async def test_follow_up_in_thread_is_answered_with_context(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    settings = make_settings(
+        world,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        first = await world.say("How do I reset my password?", mention=True)
+        thread_id = first["id"]
+        await world.bot_messages(thread_id, 1)
+        await world.say("And how long does the link take?", channel_id=thread_id)  # no mention
+        answers = await world.bot_messages(thread_id, 2)
+    finally:
+        await running.stop()
+    assert "According to the docs" in answers[1]["content"]
+    # The model saw the first question and answer of the thread when answering the second.
+    last_request = fake_openai.messages_sent()[-1]
+    contents = " ".join(str(m.get("content")) for m in last_request)
+    assert "How do I reset my password?" in contents
+    assert "And how long does the link take?" in contents
+    session = f"discord:{world.guild_id}:{thread_id}:{thread_id}"
+    stored = await memories.export_session(sqlite_db, session_id=session)
+    assert [m.role for m in stored][:4] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_thread_chatter_without_the_bot_is_ignored(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    await world.say("anyone around?")  # a plain channel message, no mention
+    thread_id = p.snowflake()  # a thread the bot never joined
+    world.api.channel_guild[thread_id] = world.guild_id
+    await world.say("just chatting", channel_id=thread_id)
+    await world.say("How do I reset my password?", mention=True)
+    await world.api.wait_for(lambda: world.api.threads, what="the mention's thread")
+    await asyncio.sleep(0.2)
+    assert world.api.channel_messages(world.channel_id) == []
+    assert world.api.channel_messages(thread_id) == []
+
+
+async def test_dm_is_answered_in_the_dm(world: DiscordWorld, bot: RunningBot) -> None:
+    dm = await world.dm("Where can I download past invoices?")
+    answer = (await world.bot_messages(dm["channel_id"]))[0]
+    assert "billing page" in answer["content"].lower()
+    assert not world.api.find("POST", r"/channels/\d+/messages/\d+/threads")
+
+
+async def test_bots_and_itself_are_ignored(world: DiscordWorld, bot: RunningBot) -> None:
+    other_bot = p.user(p.snowflake(), "otherbot", bot=True)
+    await world.say("How do I reset my password?", mention=True, author=other_bot)
+    await world.say("How do I reset my password?", mention=True, author=world.api.bot_user)
+    # A marker message proves the two above were processed (and ignored) before it.
+    dm = await world.dm("Where can I download past invoices?")
+    await world.bot_messages(dm["channel_id"])
+    assert not world.api.threads
+    assert world.api.channel_messages(world.channel_id) == []
+
+
+async def test_channel_without_threads_is_answered_in_place(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    question = await world.say(
+        "How do I reset my password?", mention=True, channel_id=world.no_threads_channel_id
+    )
+    answer = (await world.bot_messages(world.no_threads_channel_id))[0]
+    assert str(answer["message_reference"]["message_id"]) == question["id"]
+    assert "reset your password" in answer["content"].lower()
+    posted = world.api.find("POST", rf"/channels/{world.no_threads_channel_id}/messages")
+    assert posted[0].body["allowed_mentions"] == {"parse": [], "replied_user": False}
+
+
+async def test_forum_post_is_answered_without_mention(world: DiscordWorld, bot: RunningBot) -> None:
+    thread_id, _ = await world.forum_post("How do I reset my password?")
+    answer = (await world.bot_messages(thread_id))[0]
+    assert "reset your password" in answer["content"].lower()
+
+
+async def test_same_message_twice_is_answered_once(world: DiscordWorld, bot: RunningBot) -> None:
+    dm = await world.dm("Where can I download past invoices?")
+    await world.gateway.dispatch("MESSAGE_CREATE", dm, guild_id=None)  # a duplicate delivery
+    await world.bot_messages(dm["channel_id"])
+    await asyncio.sleep(0.3)
+    assert len(world.api.channel_messages(dm["channel_id"])) == 1
+    status = await events.event_status(bot.adapter.db, platform="discord", event_id=dm["id"])
+    assert status == events.ANSWERED
+
+
+async def test_attachment_only_message_gets_a_hint(world: DiscordWorld, bot: RunningBot) -> None:
+    question = await world.say("", mention=True, attachments=[p.attachment("error.png")])
+    answer = (await world.bot_messages(question["id"]))[0]
+    assert answer["content"] == texts.EMPTY_QUESTION
+
+
+async def test_everyone_in_question_text_pings_nobody(world: DiscordWorld, bot: RunningBot) -> None:
+    await wait_until(lambda: bot.adapter.client.is_ready(), what="ready")
+    dm = await world.dm("@everyone how do I reset my password?")
+    answer = (await world.bot_messages(dm["channel_id"]))[0]
+    for request in world.api.find("POST", r"/channels/\d+/messages"):
+        assert request.body["allowed_mentions"]["parse"] == []
+    assert answer["allowed_mentions"]["parse"] == []

@@ -1,0 +1,230 @@
+"""Slash commands, long and dangerous answers, and persistent buttons across a restart
+(issue 7, list items 2, 3 and 4), through the real discord.py client and the fake Discord."""
+
+from __future__ import annotations
+
+import time
+
+from adapters.discord import render
+from bot import texts
+from bot.runtime import build_runtime
+from storage import escalations, feedback, memories
+from storage.db import Database
+from tests import discord_fixtures
+from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.fakes import discord_payloads as p
+from tests.fakes import openai_server
+from tests.fakes.discord_world import DiscordWorld, wait_until
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
+
+world = discord_fixtures.world
+kb_uri = discord_fixtures.kb_uri
+runtime = discord_fixtures.runtime
+bot = discord_fixtures.bot
+fake_openai = openai_server.fake_openai
+
+
+def _openai_settings(world, sqlite_url, kb_uri, fake: FakeOpenAI):
+    return make_settings(
+        world,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake.base_url,
+        openai_max_retries=0,
+    )
+
+
+def _search_then(content: str, **turn_options) -> tuple[Turn, Turn]:
+    return (
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})]),
+        Turn(content=content, **turn_options),
+    )
+
+
+async def test_ask_is_deferred_within_3s_then_answered(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # The model takes 3.2 s: longer than Discord's window, so only a defer can keep it alive.
+    fake_openai.queue(
+        Turn(
+            tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})],
+            delay=3.2,
+        )
+    )
+    settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        sent_at = time.monotonic()
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+        done = await world.interaction_done(interaction["token"])
+    finally:
+        await running.stop()
+    callback = world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")[0]
+    assert callback.body["type"] == 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+    assert callback.query.get("with_response") in ("1", "true")
+    assert callback.at - sent_at < 3.0
+    assert not int(callback.body.get("data", {}).get("flags") or 0) & 64  # public by default
+    edits = world.api.find("PATCH", rf"/webhooks/{world.api.application_id}/.+/messages/@original")
+    assert edits[-1].at - sent_at > 3.0  # the answer came after the window, as a follow-up
+    assert "According to the docs" in done[0]["content"]
+
+
+async def test_ask_ephemeral_and_help(world: DiscordWorld, bot: RunningBot) -> None:
+    private = await world.slash(
+        "ask", {"question": "Where can I download past invoices?", "ephemeral": True}
+    )
+    answer = await world.interaction_done(private["token"])
+    assert "billing page" in answer[0]["content"].lower()
+    callback = world.api.find("POST", rf"/interactions/{private['id']}/.+/callback")[0]
+    assert int(callback.body["data"]["flags"]) & 64  # ephemeral
+    helped = await world.slash("help")
+    help_answer = await world.interaction_done(helped["token"])
+    assert "/ask" in help_answer[0]["content"]
+    assert "/forget" in help_answer[0]["content"]
+
+
+async def test_forget_clears_the_conversation(world: DiscordWorld, bot: RunningBot) -> None:
+    dm = await world.dm("Where can I download past invoices?")
+    await world.bot_messages(dm["channel_id"])
+    session = f"discord:-:{dm['channel_id']}"
+    assert await memories.count_memories(bot.adapter.db, session_id=session) == 2
+    forget = await world.slash("forget", channel={"id": dm["channel_id"], "type": p.DM})
+    answer = await world.interaction_done(forget["token"])
+    assert answer[0]["content"] == texts.forgotten(2)
+    assert await memories.count_memories(bot.adapter.db, session_id=session) == 0
+
+
+async def test_long_answer_is_split_with_balanced_fences(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    blocks = []
+    for n in range(12):
+        code = "\n".join(f"    value_{n}_{i} = compute({i})  # step {i}" for i in range(12))
+        blocks.append(
+            f"Part {n}: this explains the reset flow in detail. [1]\n\n```python\n{code}\n```"
+        )
+    long_answer = "\n\n".join(blocks)
+    assert len(long_answer) > 7000
+    fake_openai.queue(*_search_then(long_answer, chunk_chars=400))
+    settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        question = await world.say("How do I reset my password?", mention=True)
+        thread_id = question["id"]
+        await world.api.wait_for(
+            lambda: (
+                len(world.api.channel_messages(thread_id)) >= 4
+                and any(m["components"] for m in world.api.channel_messages(thread_id))
+            ),
+            what="the whole long answer",
+        )
+    finally:
+        await running.stop()
+    messages = world.api.channel_messages(thread_id)
+    assert len(messages) >= 4
+    for message in messages:
+        assert len(message["content"]) <= 2000
+        assert render.fences_balanced(message["content"])
+    joined = "\n".join(m["content"] for m in messages)
+    assert "value_11_11 = compute(11)" in joined
+    # Every request that carried text (posts and streaming edits) stayed within the limit.
+    for request in world.api.find("POST", r"/channels/\d+/messages") + world.api.find(
+        "PATCH", r"/channels/\d+/messages/\d+"
+    ):
+        assert len(request.body.get("content") or "") <= 2000
+    # Sources and buttons only on the last message.
+    assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])
+
+
+async def test_answer_quoting_everyone_pings_nobody(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(*_search_then("Post this: @everyone @here <@&123> please reset now [1]"))
+    settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+    finally:
+        await running.stop()
+    assert "@everyone" in answer["content"]
+    sent = world.api.find("POST", r"/channels/\d+/messages") + world.api.find(
+        "PATCH", r"/channels/\d+/messages/\d+"
+    )
+    assert sent
+    for request in sent:
+        assert request.body["allowed_mentions"]["parse"] == []
+
+
+async def test_buttons_work_after_restart(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = make_settings(world, sqlite_url, kb_uri)
+    first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    question = await world.say("How do I reset my password?", mention=True)
+    thread_id = question["id"]
+    answer = (await world.bot_messages(thread_id))[0]
+    await first.stop()
+
+    # A new process: new client, new runtime, new database engine on the same file.
+    second_db = Database(sqlite_url)
+    second = await start_bot(world, await build_runtime(settings, db=second_db))
+    try:
+        ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+        memory_id = int(ids[0].rsplit(":", 1)[1])
+        helpful = await world.click(answer, ids[0])
+        thanks = await world.interaction_done(helpful["token"])
+        assert thanks[0]["content"] == texts.FEEDBACK_THANKS_HELPFUL
+        votes = await feedback.list_feedback(second_db)
+        assert [(v.memory_id, v.value, v.user_id) for v in votes] == [
+            (memory_id, 1, world.alice["id"])
+        ]
+        assert votes[0].session_id == f"discord:{world.guild_id}:{thread_id}:{thread_id}"
+
+        human = await world.click(answer, ids[2])
+        opened = await world.interaction_done(human["token"])
+        assert opened[0]["content"] == texts.ESCALATION_OPENED
+        resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
+        escalation_id = int(resolve_id.rsplit(":", 1)[1])
+        row = await escalations.get_escalation(second_db, escalation_id=escalation_id)
+        assert row is not None and row.status == "open" and row.channel_id == thread_id
+
+        resolve = await world.click(opened[0], resolve_id, author=world.bob)
+        resolved = await world.interaction_done(resolve["token"])
+        assert resolved[0]["content"] == texts.ESCALATION_RESOLVED
+        row = await escalations.get_escalation(second_db, escalation_id=escalation_id)
+        assert row is not None and row.status == "resolved" and row.resolved_by == world.bob["id"]
+    finally:
+        await second.stop()
+        await second_db.dispose()
+
+
+async def test_unknown_button_and_command_get_a_polite_answer(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    fake_message = p.message(
+        message_id=p.snowflake(),
+        channel_id=world.channel_id,
+        guild_id=world.guild_id,
+        author=world.api.bot_user,
+        content="old",
+        components=[
+            {"type": 1, "components": [{"type": 2, "style": 1, "label": "x", "custom_id": "zz:1"}]}
+        ],
+    )
+    click = await world.click(fake_message, "zz:1")
+    unknown = await world.slash("frobnicate")
+    for interaction in (click, unknown):
+        await world.api.wait_for(
+            lambda i=interaction: world.api.find("POST", rf"/interactions/{i['id']}/.+/callback"),
+            what="a reply to the unknown interaction",
+        )
+        callback = world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")[0]
+        assert callback.body["type"] == 4
+        assert callback.body["data"]["content"] == texts.DISCORD_INVALID_BUTTON
+        assert int(callback.body["data"]["flags"]) & 64
+    # And the bot still answers afterwards.
+    dm = await world.dm("Where can I download past invoices?")
+    await world.bot_messages(dm["channel_id"])
+    await wait_until(lambda: bot.adapter.client.is_ready(), what="still ready")

@@ -1,0 +1,172 @@
+"""/ask, /forget, and the buttons under answers (feedback, hand-off, resolve, share)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import texts
+from storage import feedback, memories
+from storage.db import Database
+from storage.models import Escalation
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, harness, kb_uri
+from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_sender import app_mention, block_action, new_ts
+
+__all__ = ["api", "fake_openai", "harness", "kb_uri"]
+BOT = DEFAULT_BOT_USER
+
+
+def _as_payload_message(message: FakeMessage) -> dict[str, Any]:
+    """The ``message`` Slack puts in a block_actions payload for a click on ``message``."""
+    payload = {"type": "message", "ts": message.ts, "text": message.text, "blocks": message.blocks}
+    if message.thread_ts:
+        payload["thread_ts"] = message.thread_ts
+    return payload
+
+
+def _button(message: FakeMessage | dict[str, Any], action_id: str) -> dict[str, Any]:
+    blocks = message.blocks if isinstance(message, FakeMessage) else message["blocks"]
+    for block in blocks:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return element
+    raise AssertionError(f"no {action_id} button")
+
+
+async def test_ask_is_acked_before_the_answer_and_answered_ephemerally(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset"})], delay=1.0),
+        Turn(content="Open Settings › Security and click **Reset password** [1]."),
+    )
+    settings = slack_settings(
+        sqlite_url, kb_uri, api, openai_api_key=FAKE_API_KEY, openai_base_url=fake_openai.base_url
+    )
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        async with h.sender() as sender:
+            acked = await sender.command(
+                "/ask", "how do I reset my password?", response_url=api.response_url("r1")
+            )
+            assert acked.status == 200 and acked.elapsed < 0.5
+            assert api.responses.get("r1") is None  # the answer is not ready yet
+            await api.wait_for(lambda: api.responses.get("r1"))
+            await h.bot.wait_idle()
+            [answer] = api.responses["r1"]
+            assert answer["response_type"] == "ephemeral"
+            assert "*Reset password*" in answer["text"]
+            share = _button(answer, "sb_share")
+            assert not api.posted()  # nothing public yet
+
+            click = block_action(
+                action_id="sb_share",
+                value=share["value"],
+                message=None,
+                ephemeral=True,
+                response_url=api.response_url("r1"),
+            )
+            assert (await sender.interaction(click)).status == 200
+            await api.wait_for(lambda: api.posted())
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [public] = api.posted()
+    assert "*Reset password*" in public.text and public.thread_ts is None
+    assert "<@UHUMAN001> shared an answer:" in json.dumps(public.blocks)
+    assert api.responses["r1"][-1] == {"delete_original": True}
+
+
+async def test_ask_without_text_shows_usage_and_forget_clears_memory(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    async with harness.sender() as sender:
+        await sender.command("/ask", "  ", response_url=api.response_url("u"))
+        await api.wait_for(lambda: api.responses.get("u"))
+        assert api.responses["u"][0]["text"].startswith("Usage:")
+
+        await sender.command("/ask", "when are invoices sent?", response_url=api.response_url("a"))
+        await api.wait_for(lambda: api.responses.get("a"))
+        await harness.bot.wait_idle()
+        session = "slack:T0000001:C0000001:ask-UHUMAN001"
+        assert await memories.count_memories(sqlite_db, session_id=session) == 2
+
+        await sender.command("/forget", "", response_url=api.response_url("f"))
+        await api.wait_for(lambda: api.responses.get("f"))
+        await harness.bot.wait_idle()
+    assert await memories.count_memories(sqlite_db, session_id=session) == 0
+    assert api.responses["f"][0]["text"] == texts.forgotten(2)
+
+
+async def test_feedback_buttons_store_a_vote_and_thank_in_place(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
+        await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
+        await harness.bot.wait_idle()
+        [answer] = api.posted()
+        helpful = _button(answer, "sb_helpful")
+        click = block_action(
+            action_id="sb_helpful", value=helpful["value"], message=_as_payload_message(answer)
+        )
+        assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.calls_to("chat.update"))
+        await harness.bot.wait_idle()
+    [vote] = await feedback.list_feedback(sqlite_db)
+    assert vote.value == 1 and vote.user_id == "UHUMAN001"
+    assert vote.memory_id == json.loads(helpful["value"])["m"]
+    ids = [b.get("block_id") for b in answer.blocks]
+    assert "sb_feedback" not in ids and "sb_human" in ids  # buttons replaced by the thanks
+    assert texts.FEEDBACK_THANKS_HELPFUL in json.dumps(answer.blocks)
+
+
+async def test_talk_to_a_human_escalates_and_mark_resolved_closes_it(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        root = new_ts()
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> can I pay in bitcoin?", ts=root))
+            await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
+            await h.bot.wait_idle()
+            [answer] = api.posted("C0000001")
+            human = _button(answer, "sb_human")
+            click = block_action(
+                action_id="sb_human", value=human["value"], message=_as_payload_message(answer)
+            )
+            assert (await sender.interaction(click)).status == 200
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2 and api.posted("CSUPPORT"))
+            await h.bot.wait_idle()
+            handoff = api.posted("C0000001")[1]
+            assert handoff.thread_ts == root and texts.ESCALATION_OPENED in handoff.text
+            assert "sb_human" not in [b.get("block_id") for b in answer.blocks]
+            async with sqlite_db.sessions() as session:
+                escalation = (await session.scalars(select(Escalation))).one()
+            assert escalation.status == "open" and escalation.requested_by == "UHUMAN001"
+            [notice] = api.posted("CSUPPORT")
+            assert escalation.notice_ref == f"CSUPPORT:{notice.ts}"
+
+            resolve = _button(handoff, "sb_resolve")
+            click = block_action(
+                action_id="sb_resolve",
+                value=resolve["value"],
+                user="USUPPORT",
+                message=_as_payload_message(handoff),
+            )
+            assert (await sender.interaction(click)).status == 200
+            await api.wait_for(lambda: texts.ESCALATION_RESOLVED in json.dumps(handoff.blocks))
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    async with sqlite_db.sessions() as session:
+        escalation = (await session.scalars(select(Escalation))).one()
+    assert escalation.status == "resolved" and escalation.resolved_by == "USUPPORT"
+    assert "sb_resolve" not in [b.get("block_id") for b in handoff.blocks]

@@ -1,0 +1,167 @@
+"""Streaming answers (chat.startStream/appendStream/stopStream) and the chat.update fallback,
+driven by scripted model answers from the OpenAI fake through the real openai client."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+
+from adapters.slack.render import MAX_BLOCKS, MESSAGE_TEXT_LIMIT, SECTION_LIMIT
+from storage import memories
+from storage.db import Database
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_harness import SlackHarness, build_kb, slack_settings
+from tests.fakes.slack_sender import app_mention, new_ts
+
+__all__ = ["fake_openai"]
+BOT = DEFAULT_BOT_USER
+
+
+@pytest.fixture(scope="module")
+def kb_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return build_kb(tmp_path_factory.mktemp("slack_kb_stream"))
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeSlackAPI]:
+    fake = FakeSlackAPI()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+async def _start(
+    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI, **options: object
+) -> SlackHarness:
+    settings = slack_settings(
+        url,
+        kb,
+        api,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=model.base_url,
+        openai_model="fake-gpt",
+        openai_max_retries=0,
+    )
+    return await SlackHarness.start(api, settings, db=db, **options)
+
+
+def long_answer() -> str:
+    parts, i = [], 0
+    while sum(map(len, parts)) < 10_500:
+        parts.append(f"### Step {i}\nRun **this** carefully (see [the guide](https://d.io/{i})).\n")
+        parts.append("```python\n" + "\n".join(f"print('line {i}-{j}')" for j in range(30)))
+        parts.append("\n```\n")
+        i += 1
+    text = "".join(parts)
+    # end exactly at 10,000 characters, after a complete fence
+    cut = text.rfind("\n```\n", 0, 10_000) + len("\n```\n")
+    return text[:cut] + "x" * (10_000 - cut)
+
+
+def _script_answer(model: FakeOpenAI, content: str, *, chunk_chars: int = 400) -> None:
+    model.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "steps"})]),
+        Turn(content=content, chunk_chars=chunk_chars),
+    )
+
+
+def _fences_balanced(text: str) -> bool:
+    return sum(1 for line in text.split("\n") if line.strip().startswith("```")) % 2 == 0
+
+
+async def test_streamed_answer_in_thread_has_full_text_and_buttons(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    text = long_answer()
+    assert len(text) == 10_000
+    _script_answer(fake_openai, text)
+    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
+    try:
+        ts = new_ts()
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> list the steps", ts=ts))
+        await api.wait_for(lambda: api.calls_to("chat.stopStream"))
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [message] = api.posted()
+    assert message.streamed and message.thread_ts == ts
+    stored = await memories.load_recent(
+        sqlite_db, session_id=f"slack:T0000001:C0000001:{ts}", limit=2
+    )
+    assert message.text == stored[-1].content  # every character streamed, in order
+    assert text in message.text
+    assert len(api.calls_to("chat.startStream")) == 1
+    assert all(len(c.params["markdown_text"]) <= 4000 for c in api.calls_to("chat.appendStream"))
+    assert [b.get("block_id") for b in message.blocks][-2:] == ["sb_feedback", "sb_human"]
+
+
+async def test_fallback_updates_then_splits_within_limits(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    api.unsupported.add("chat.startStream")
+    text = long_answer()
+    _script_answer(fake_openai, text, chunk_chars=200)
+    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
+    try:
+        ts = new_ts()
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> list the steps", ts=ts))
+        await api.wait_for(
+            lambda: any(b.get("block_id") == "sb_human" for m in api.posted() for b in m.blocks)
+        )
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    posted = api.posted()
+    assert len(posted) >= 4 and all(m.thread_ts == ts and not m.streamed for m in posted)
+    for message in posted:
+        assert len(message.text) <= MESSAGE_TEXT_LIMIT
+        assert len(message.blocks) <= MAX_BLOCKS
+        for block in message.blocks:
+            if block["type"] == "section":
+                assert len(block["text"]["text"]) <= SECTION_LIMIT
+                assert _fences_balanced(block["text"]["text"])
+    joined = "\n".join(m.text for m in posted)
+    for i in range(10):
+        assert joined.count(f"print('line {i}-29')") == 1
+    assert "<https://d.io/0|the guide>" in joined  # Markdown link -> mrkdwn
+
+
+async def test_fallback_edits_at_most_about_once_a_second_per_channel(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """Not in a thread (a DM): post + chat.update, throttled to the channel's limit."""
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "password"})]),
+        Turn(content="word " * 60, chunk_chars=5, chunk_delay=0.04),  # ~2.4 s of streaming
+    )
+    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai, update_interval=1.0)
+    try:
+        async with h.sender() as sender:
+            await sender.event(
+                app_mention(
+                    text="tell me", channel="D0000009", event_type="message", channel_type="im"
+                )
+            )
+        await api.wait_for(
+            lambda: any(
+                m.blocks and m.blocks[-1].get("block_id") == "sb_human"
+                for m in api.posted("D0000009")
+            ),
+            timeout=15,
+        )
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    assert not api.calls_to("chat.startStream")
+    [message] = api.posted("D0000009")
+    assert message.text.strip() == ("word " * 60).strip()
+    sends = [c.at for c in api.calls if c.method in ("chat.postMessage", "chat.update")]
+    intermediate = sends[:-1]  # the final update is always sent
+    assert len(intermediate) >= 2
+    gaps = [b - a for a, b in itertools.pairwise(intermediate)]
+    assert all(g >= 0.9 for g in gaps), gaps
