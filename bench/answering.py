@@ -58,7 +58,9 @@ def load(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def run_mode(kb: KnowledgeBase, questions: list[tuple[str, bool, list[str]]]) -> list[Outcome]:
+async def run_mode(
+    kb: KnowledgeBase, questions: list[tuple[str, bool, list[str]]]
+) -> list[Outcome]:
     agent = OfflineAgent(kb)
     outcomes = []
     for question, answerable, gold in questions:
@@ -118,7 +120,13 @@ def summarize(name: str, outcomes: list[Outcome]) -> dict:
     }
 
 
-def markdown(summaries: list[dict], n_answerable: int, n_unanswerable: int) -> str:
+def markdown(
+    summaries: list[dict],
+    holdouts: list[dict],
+    n_answerable: int,
+    n_unanswerable: int,
+    n_holdout: int,
+) -> str:
     lines = [
         "## Offline answerer: answer or refuse",
         "",
@@ -140,8 +148,23 @@ def markdown(summaries: list[dict], n_answerable: int, n_unanswerable: int) -> s
             f"| {s['grounded']:.1%} | {s['refused_unanswerable']:.1%} "
             f"| {s['baseline_accuracy']:.1%} | {s['p50_ms']:.1f} ms |"
         )
-    lines += ["", f"Target: at least {TARGET:.0%} correct decisions."]
-    for s in summaries:
+    lines += [
+        "",
+        f"Target: at least {TARGET:.0%} correct decisions. The decision rule was tuned on these "
+        "two files, so the figures above are optimistic. `bench/eval/holdout.jsonl` "
+        f"({n_holdout} questions, about half not covered) was written after tuning and never "
+        "used to change the rule:",
+        "",
+        "| retrieval | correct decisions | answerable answered | unanswerable refused "
+        "| baseline: best score threshold (hindsight) |",
+        "|---|---|---|---|---|",
+    ]
+    for s in holdouts:
+        lines.append(
+            f"| {s['mode']} | **{s['accuracy']:.1%}** | {s['answered_answerable']:.1%} "
+            f"| {s['refused_unanswerable']:.1%} | {s['baseline_accuracy']:.1%} |"
+        )
+    for s in summaries + holdouts:
         if s["errors"]:
             lines += ["", f"Wrong decisions ({s['mode']}):", ""]
             for o in s["errors"]:
@@ -162,11 +185,16 @@ async def main() -> int:
     answerable = [(q["question"], True, q.get("gold", [])) for q in load(EVAL / "questions.jsonl")]
     unanswerable = [(q["question"], False, []) for q in load(EVAL / "unanswerable.jsonl")]
     questions = answerable + unanswerable
+    holdout = [
+        (q["question"], bool(q["answerable"]), q.get("gold", []))
+        for q in load(EVAL / "holdout.jsonl")
+    ]
     modes: list[tuple[str, object]] = [("BM25 only (no embedder)", None)]
     if not args.no_local and local_embedder_available():
         modes.append(("hybrid, local all-MiniLM-L6-v2", make_embedder("local")))
 
-    summaries = []
+    summaries: list[dict] = []
+    holdouts: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, embedder) in enumerate(modes):
             kb = KnowledgeBase.open(str(Path(tmp) / f"kb{i}"), embedder)
@@ -174,12 +202,18 @@ async def main() -> int:
             outcomes = await run_mode(kb, questions)
             summary = summarize(name, outcomes)
             summaries.append(summary)
+            held = summarize(f"{name}, held-out", await run_mode(kb, holdout))
+            holdouts.append(held)
             print(
                 f"{name}: {summary['accuracy']:.1%} correct decisions "
                 f"(answerable answered {summary['answered_answerable']:.1%}, grounded "
                 f"{summary['grounded']:.1%}, unanswerable refused "
                 f"{summary['refused_unanswerable']:.1%}); baseline best score threshold "
                 f"{summary['baseline_accuracy']:.1%}; p50 {summary['p50_ms']:.1f} ms"
+            )
+            print(
+                f"  held-out ({held['questions']} questions): {held['accuracy']:.1%} correct; "
+                f"baseline {held['baseline_accuracy']:.1%}"
             )
             if args.verbose:
                 for o in outcomes:
@@ -191,7 +225,9 @@ async def main() -> int:
                     )
     if not args.no_write:
         REPORT.parent.mkdir(parents=True, exist_ok=True)
-        REPORT.write_text(markdown(summaries, len(answerable), len(unanswerable)))
+        REPORT.write_text(
+            markdown(summaries, holdouts, len(answerable), len(unanswerable), len(holdout))
+        )
         print(f"wrote {REPORT.relative_to(ROOT)}")
     return 0 if all(s["accuracy"] >= TARGET for s in summaries) else 1
 

@@ -18,7 +18,13 @@ import openai
 
 from bot import texts
 from bot.errors import ModelError
-from bot.grounding import MIN_COVERAGE, best_sentences, content_words, decide
+from bot.grounding import (
+    MIN_COVERAGE,
+    UNKNOWN_NAME,
+    best_sentences,
+    content_words,
+    decide,
+)
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
@@ -306,9 +312,20 @@ class OfflineAgent:
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
         toolbox = ToolBox(self.knowledge, k=self.k)
-        query = retrieval_query(request)
-        numbered = await toolbox.search(query)
-        decision = decide(query, [hit for _, hit in numbered], self.min_coverage)
+        question = request.question
+        hits = [hit for _, hit in await toolbox.search(question)]
+        decision = decide(question, hits, self.min_coverage)
+        if decision.reason == UNKNOWN_NAME:
+            # Like a model searching again: look the unmatched names up on their own (the first
+            # search keeps one passage per file, which may not be the one naming them).
+            hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
+            decision = decide(question, hits, self.min_coverage)
+        follow_up = follow_up_query(request)
+        if not decision.answerable and follow_up:
+            # "and the timeout?": search in the context of the previous question, but the
+            # passages must still cover what *this* question asks.
+            hits = _merge(hits, await toolbox.search(follow_up))
+            decision = decide(question, hits, self.min_coverage)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,
@@ -337,10 +354,15 @@ class OfflineAgent:
         yield AgentResult(text, ReplyKind.ANSWER, tuple(sources), metadata)
 
 
-def retrieval_query(request: AgentRequest) -> str:
+def follow_up_query(request: AgentRequest) -> str | None:
     """A short follow-up ("and on Windows?") is searched together with the previous question."""
     question = request.question
     previous = request.context.previous_question
     if previous and len(content_words(question)) <= 2:
         return f"{previous} {question}"
-    return question
+    return None
+
+
+def _merge(hits: list[Any], more: list[tuple[int, Any]]) -> list[Any]:
+    seen = {h.chunk_id for h in hits}
+    return hits + [hit for _, hit in more if hit.chunk_id not in seen]

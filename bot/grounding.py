@@ -25,12 +25,16 @@ _STOPWORDS_TEXT = """
     doesn work works working happen happens happened there's it's i'm can't don't isn't
     wat whats what's long many much often still straight right one ones kind kinds anything
     best good okay ok yes via per etc really actually currently already instead
+    our ours mean means meaning
 """
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])|\n+")
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
+LIST_ITEM = re.compile(r"^\d+[.)]\s")
 MIN_COVERAGE = 0.6
+UNKNOWN_NAME = "unknown name"
 FUZZY_MIN_LENGTH = 4
+PREFIX_SLACK = 6
 ANSWER_SENTENCES = 3
 MAX_QUOTE_CHARS = 420
 
@@ -40,8 +44,8 @@ def stem(word: str) -> str:
     for suffix in ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "ly", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             base = word[: -len(suffix)]
-            return base + "y" if suffix in ("ies", "ied") else base
-    return word
+            return base + "y" if suffix in ("ies", "ied") else base.removesuffix("e")
+    return word.removesuffix("e") if len(word) > 4 else word
 
 
 def content_words(text: str) -> set[str]:
@@ -51,8 +55,9 @@ def content_words(text: str) -> set[str]:
         if len(word) < 2 or word in STOPWORDS:
             continue
         words.add(stem(word))
-        if "-" in word:  # "sign-on" also matches "sign on"
-            words.update(stem(part) for part in word.split("-") if len(part) > 1)
+        if "-" in word or "_" in word:  # "sign-on" also matches "sign on", "listen_addr" "listen"
+            parts = re.split(r"[-_]", word)
+            words.update(stem(p) for p in parts if len(p) > 1 and p not in STOPWORDS)
     return words
 
 
@@ -76,9 +81,17 @@ def within_one_edit(a: str, b: str) -> bool:
 def found_in(word: str, passage: set[str]) -> bool:
     if word in passage:
         return True
-    if len(word) < FUZZY_MIN_LENGTH:
-        return False
-    return any(abs(len(p) - len(word)) <= 1 and within_one_edit(word, p) for p in passage)
+    if len(word) < FUZZY_MIN_LENGTH or any(ch.isdigit() for ch in word):
+        return False  # short words and codes ("FP-3001") must match exactly
+    for p in passage:
+        if len(p) >= FUZZY_MIN_LENGTH and (
+            (p.startswith(word) and len(p) - len(word) <= PREFIX_SLACK)
+            or (word.startswith(p) and len(word) - len(p) <= 2)
+        ):
+            return True  # abbreviations: "repo" / "repository", "addr" / "address"
+        if abs(len(p) - len(word)) <= 1 and within_one_edit(word, p):
+            return True  # typos: "webhok", "invoce"
+    return False
 
 
 @dataclass
@@ -89,6 +102,8 @@ class Evidence:
     rank: int
     covered: set[str]
     missing: set[str]
+    focus: float = 0.0  # best share of the question in one sentence (with the passage's heading)
+    titled: float = 0.0  # share of the question in the passage's title and heading
 
     @property
     def coverage(self) -> float:
@@ -121,34 +136,119 @@ def passage_words(hit: Any) -> set[str]:
 
 
 def evidence(question_words: set[str], hits: list[Any]) -> list[Evidence]:
-    """Each passage's coverage, best first (ties keep the retrieval order)."""
+    """Each passage's coverage, best first; among equals the more focused passage (the question's
+    words together in one sentence, then in its heading) first, then the retrieval order."""
     found = []
     for rank, hit in enumerate(hits):
         words = passage_words(hit)
         covered = {w for w in question_words if found_in(w, words)}
-        found.append(Evidence(hit, rank, covered, question_words - covered))
-    return sorted(found, key=lambda e: (-e.coverage, e.rank))
+        heading = content_words(f"{hit.title} {hit.heading}")
+        titled = sum(1 for w in covered if found_in(w, heading)) / max(1, len(question_words))
+        found.append(
+            Evidence(hit, rank, covered, question_words - covered, focus(covered, hit), titled)
+        )
+    return sorted(found, key=lambda e: (-e.coverage, -e.focus, -e.titled, e.rank))
+
+
+def focus(covered: set[str], hit: Any) -> float:
+    if not covered:
+        return 0.0
+    context = content_words(f"{hit.title} {hit.heading}")
+    best = 0
+    for sentence in sentences_of(hit.text) or [hit.text]:
+        words = context | content_words(sentence)
+        best = max(best, sum(1 for w in covered if found_in(w, words)))
+    return best / len(covered)
+
+
+def named_terms(question: str) -> set[str]:
+    """Names and codes in the question ("GraphQL", "LDAP", "FP-3001", "Jira"), as content words.
+
+    A capitalised word that does not start the sentence, an acronym or a code usually names the
+    subject of the question; if no retrieved passage mentions it, the docs do not cover it.
+    """
+    terms: set[str] = set()
+    for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
+        for i, token in enumerate(re.findall(r"[A-Za-z0-9][A-Za-z0-9.\-]*", sentence)):
+            token = token.strip(".-")
+            upper_inside = any(ch.isupper() for ch in token[1:])
+            capitalised = token[:1].isupper() and i > 0
+            has_digit = any(ch.isdigit() for ch in token) and any(ch.isalpha() for ch in token)
+            if upper_inside or capitalised or has_digit:
+                terms |= content_words(token)
+    return terms
+
+
+def ubiquitous(words: set[str], hits: list[Any]) -> set[str]:
+    """Question words every retrieved passage contains (the product's name, say): they say
+    nothing about which passage answers, so they do not count toward coverage."""
+    if len(hits) < 3:
+        return set()
+    per_hit = [passage_words(h) for h in hits]
+    return {w for w in words if all(w in p for p in per_hit)}
 
 
 def decide(question: str, hits: list[Any], min_coverage: float = MIN_COVERAGE) -> Decision:
-    """Answer when one passage covers enough of what the question is about."""
+    """Answer when one passage covers enough of what the question is about, and every name the
+    question mentions appears in the retrieved passages."""
     words = content_words(question)
     if not words or not hits:
         return Decision(False, words, 0.0, reason="nothing to match" if hits else "no passages")
+    retrieved = set().union(*(passage_words(h) for h in hits))
+    unknown = {t for t in named_terms(question) if t in words and not found_in(t, retrieved)}
     ranked = evidence(words, hits)
     best = ranked[0]
+    if unknown:
+        return Decision(False, words, best.coverage, missing=unknown, reason=UNKNOWN_NAME)
     if best.coverage < min_coverage:
         return Decision(False, words, best.coverage, missing=best.missing, reason="low coverage")
-    chosen = [e.hit for e in ranked if e.coverage >= max(min_coverage, best.coverage - 0.15)]
-    return Decision(True, words, best.coverage, chosen[:2], best.missing, reason="covered")
+    # A second passage only when it is nearly as complete and as focused as the first.
+    chosen = [best.hit] + [
+        e.hit
+        for e in ranked[1:2]
+        if e.coverage >= max(min_coverage, best.coverage - 0.15) and e.focus >= best.focus - 0.2
+    ]
+    return Decision(True, words, best.coverage, chosen, best.missing, reason="covered")
+
+
+def sentences_of(text: str) -> list[str]:
+    """Sentences of a Markdown-ish passage: wrapped lines rejoined, list items and table rows
+    kept apart, code fences dropped."""
+    units: list[str] = []
+    current: list[str] = []
+    in_code = False
+
+    def flush() -> None:
+        if current:
+            units.append(" ".join(current))
+            current.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("```"):
+            flush()
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
+            flush()
+            if line and not set(line) <= set("|-: "):  # table separators carry nothing
+                units.append(line.strip("#>*-| ").replace(" | ", ", "))
+            continue
+        current.append(line)
+    flush()
+    sentences = []
+    for unit in units:
+        sentences += [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
+    return sentences
 
 
 def best_sentences(question_words: set[str], text: str) -> str:
     """The passage's sentences that share most words with the question, in document order."""
-    sentences = [s.strip(" -*#>|\t") for s in SENTENCE_SPLIT.split(text)]
-    sentences = [s for s in sentences if len(s) > 2 and not s.startswith("```")]
+    sentences = sentences_of(text)
     if not sentences:
-        return text.strip()[:MAX_QUOTE_CHARS]
+        return " ".join(text.split())[:MAX_QUOTE_CHARS]
 
     def overlap(i: int) -> int:
         return sum(1 for w in question_words if found_in(w, content_words(sentences[i])))

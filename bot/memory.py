@@ -30,6 +30,7 @@ class ConversationContext:
 
     history: list[dict[str, str]] = field(default_factory=list)  # role/content, oldest first
     summary: str | None = None
+    unsummarized: int = 0  # question/answer rows not folded into the summary yet
 
     @property
     def previous_question(self) -> str | None:
@@ -37,20 +38,42 @@ class ConversationContext:
 
 
 class MemoryPolicy:
+    """The window is ``turns`` question/answer pairs. Turns that leave it are folded into the
+    summary a few at a time (``SLACK`` rows), so most messages cost no summary write."""
+
+    SLACK = 4
+
     def __init__(self, db: Database, *, turns: int) -> None:
         self.db = db
         self.window = max(1, turns) * 2  # a turn is a question and its answer
 
     async def load(self, session_id: str) -> ConversationContext:
-        rows = await memories.load_recent(self.db, session_id=session_id, limit=self.window * 2)
-        summary_row = next((r for r in reversed(rows) if r.role == SUMMARY), None)
-        if summary_row is None:
-            summary_row = await self._latest_summary(session_id)
-        turns = [r for r in rows if r.role in (USER, ASSISTANT)][-self.window :]
+        """The summary and every turn after it (at most window + SLACK rows): one connection."""
+        async with self.db.sessions() as session:
+            summary = await session.scalar(_latest_summary_query(session_id))
+            covered = _covers_through(summary)
+            rows = (
+                await session.scalars(
+                    select(Memory)
+                    .where(
+                        Memory.session_id == session_id,
+                        Memory.role.in_((USER, ASSISTANT)),
+                        Memory.id > covered,
+                    )
+                    .order_by(Memory.id.desc())
+                    .limit(self.window + self.SLACK)
+                )
+            ).all()
+        turns = list(reversed(rows))
         return ConversationContext(
             history=[{"role": r.role, "content": r.content} for r in turns],
-            summary=summary_row.content if summary_row is not None else None,
+            summary=summary.content if summary is not None else None,
+            unsummarized=len(turns),
         )
+
+    def needs_compaction(self, context: ConversationContext, added: int = 2) -> bool:
+        """True when, after ``added`` new rows, more than window + SLACK rows are unsummarized."""
+        return context.unsummarized + added > self.window + self.SLACK
 
     async def remember(
         self,
@@ -66,9 +89,9 @@ class MemoryPolicy:
 
     async def compact(self, session_id: str) -> bool:
         """Fold turns that left the window into the running summary. True if it changed."""
-        previous = await self._latest_summary(session_id)
-        covered = int((previous.tool_metadata or {}).get("covers_through", 0)) if previous else 0
         async with self.db.sessions() as session:
+            previous = await session.scalar(_latest_summary_query(session_id))
+            covered = _covers_through(previous)
             rows = list(
                 (
                     await session.scalars(
@@ -102,14 +125,20 @@ class MemoryPolicy:
     async def forget(self, session_id: str) -> int:
         return await memories.forget_session(self.db, session_id=session_id)
 
-    async def _latest_summary(self, session_id: str) -> Memory | None:
-        async with self.db.sessions() as session:
-            return await session.scalar(
-                select(Memory)
-                .where(Memory.session_id == session_id, Memory.role == SUMMARY)
-                .order_by(Memory.id.desc())
-                .limit(1)
-            )
+
+def _latest_summary_query(session_id: str) -> Any:
+    return (
+        select(Memory)
+        .where(Memory.session_id == session_id, Memory.role == SUMMARY)
+        .order_by(Memory.id.desc())
+        .limit(1)
+    )
+
+
+def _covers_through(summary: Memory | None) -> int:
+    if summary is None:
+        return 0
+    return int((summary.tool_metadata or {}).get("covers_through", 0))
 
 
 def fold_summary(previous: str | None, leaving: list[Memory]) -> str:

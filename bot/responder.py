@@ -8,6 +8,7 @@ model, storage) is logged with the conversation's session id and becomes a short
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -113,14 +114,21 @@ class Responder:
 
         started = time.perf_counter()
         context = await self.memory.load(session_id)
-        await self.memory.remember(session_id, USER, question, {"message_id": msg.id})
+        # The question is stored while the agent works (its latency hides the write); it is
+        # awaited in any case, so a failed answer still keeps the question.
+        store_question = asyncio.ensure_future(
+            self.memory.remember(session_id, USER, question, {"message_id": msg.id})
+        )
         result: AgentResult | None = None
         request = AgentRequest(question=question, context=context, session_id=session_id)
-        async for item in self.agent.run(request):
-            if isinstance(item, AgentResult):
-                result = item
-            else:
-                yield item
+        try:
+            async for item in self.agent.run(request):
+                if isinstance(item, AgentResult):
+                    result = item
+                else:
+                    yield item
+        finally:
+            await store_question
         if result is None:  # an agent must end with a result; treat a silent one as a bug
             raise RuntimeError("agent finished without a result")
 
@@ -152,7 +160,8 @@ class Responder:
         if escalation_id is not None:
             metadata["escalation_id"] = escalation_id
         memory_id = await self.memory.remember(session_id, ASSISTANT, text, metadata)
-        await self.memory.compact(session_id)
+        if self.memory.needs_compaction(context):
+            await self.memory.compact(session_id)
         yield Reply(
             text=text,
             kind=kind,

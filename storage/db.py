@@ -1,23 +1,56 @@
-"""Async engine and session factory from a URL (SQLite embedded default, PostgreSQL in production)."""
+"""Async engine and sessions from a URL (SQLite embedded default, PostgreSQL in production)."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_MMAP_BYTES = 256 * 1024 * 1024
+SQLITE_CACHE_KIB = 64 * 1024
+PG_PING_AFTER_IDLE_S = 2.0
+
+
+class LeanAioSqliteDialect(SQLiteDialect_aiosqlite):
+    """aiosqlite without the no-op round trips.
+
+    Every aiosqlite call is a hop to its worker thread and back (the main cost of a short query).
+    SQLAlchemy rolls back when a session closes and again when the pool takes the connection
+    back, even after a read that never opened a transaction; sqlite3 would do nothing for those
+    calls, so skip them here when ``in_transaction`` says there is nothing to end.
+    """
+
+    supports_statement_cache = True  # a subclass must say so, or SQLAlchemy stops caching SQL
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            super().do_rollback(dbapi_connection)
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        if dbapi_connection.driver_connection.in_transaction:
+            super().do_commit(dbapi_connection)
+
+
+registry.register("sqlite.aiosqlite_lean", __name__, "LeanAioSqliteDialect")
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -28,19 +61,55 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Memory-mapped reads and a bigger page cache: recent-memory lookups touch scattered pages.
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def make_engine(
+    url: str, *, ping_after_idle_s: float = PG_PING_AFTER_IDLE_S, **kwargs: Any
+) -> AsyncEngine:
     if url.startswith("sqlite"):
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+        parsed = make_url(url)
+        if parsed.drivername == "sqlite+aiosqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite_lean")
+        engine = create_async_engine(parsed, connect_args=connect_args, **kwargs)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine.sync_engine, "checkin", _note_idle_since)
+        event.listen(
+            engine.sync_engine, "checkout", functools.partial(_ping_if_idle, ping_after_idle_s)
+        )
+    return engine
+
+
+def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(idle_limit_s: float, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Check a pooled PostgreSQL connection before use, but only if it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout, and on asyncpg that ping is
+    BEGIN / ``;`` / ROLLBACK: three round trips before a one-round-trip query. A connection used
+    a moment ago is almost surely alive; one that idled may have been cut by a restart, a
+    failover or a proxy timeout, so ping that one (a single round trip) and, if it is dead,
+    have the pool drop every connection made before now and hand out a fresh one.
+    """
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < idle_limit_s:
+        return
+    try:
+        await_only(dbapi_connection.driver_connection.fetchval("SELECT 1", timeout=5))
+    except Exception as exc:
+        raise InvalidatePoolError("pooled connection failed its ping") from exc
 
 
 class Database:
@@ -50,6 +119,12 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL autocommit saves the BEGIN and COMMIT/ROLLBACK round trips around a lone
+        # statement; SQLite reads never open a transaction anyway (see LeanAioSqliteDialect).
+        single = self.engine
+        if not self.is_sqlite:
+            single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._single_statement_sessions = async_sessionmaker(single, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -60,6 +135,18 @@ class Database:
         """A session in a transaction that commits on success and rolls back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[AsyncSession]:
+        """A session for exactly ONE statement (a read, or one INSERT/UPDATE/DELETE).
+
+        One statement is atomic by itself, so on PostgreSQL it runs in autocommit mode (half the
+        round trips of :meth:`session`). Never use it for several statements that must succeed
+        or fail together: use :meth:`session` for that.
+        """
+        async with self._single_statement_sessions() as session:
+            yield session
+            await session.commit()
 
     async def ping(self) -> bool:
         try:

@@ -128,3 +128,30 @@ async def prune_events(db: Database, *, older_than: timedelta) -> int:
             )
         )
         return int(result.rowcount or 0)
+
+
+async def renew_lease(
+    db: Database,
+    *,
+    platform: str,
+    event_id: str,
+    attempts: int,
+    lease: timedelta = DEFAULT_LEASE,
+) -> bool:
+    """Extend the lease of an event this worker still owns; False if another worker took it over.
+
+    ``attempts`` is the count the worker's claim saw (1 for ``claim_event``, the row's count plus
+    one after ``take_expired``): it changes when a takeover happens, so it is the ownership check.
+    """
+    async with db.session() as session:
+        result = await session.execute(
+            update(ProcessedEvent)
+            .where(
+                ProcessedEvent.platform == platform,
+                ProcessedEvent.event_id == event_id,
+                ProcessedEvent.status == ANSWERING,
+                ProcessedEvent.attempts == attempts,
+            )
+            .values(lease_until=_now() + lease)
+        )
+        return result.rowcount == 1

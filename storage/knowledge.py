@@ -42,9 +42,11 @@ META_DIMENSION = b"supportbot.dimension"
 NO_EMBEDDER = "none"
 SEARCH_MODES = ("hybrid", "fts", "vector")
 RRF_K = 60
+CANDIDATES_MIN = 20
+CANDIDATES_PER_HIT = 4
 DEFAULT_ANN_THRESHOLD = 20_000
 EMBED_BATCH = 256
-WRITE_BATCH = 4096
+WRITE_BATCH = 16_384
 RESULT_COLUMNS = ["chunk_id", "source", "title", "heading", "text"]
 
 
@@ -85,6 +87,7 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     indexes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     @property
     def skipped_count(self) -> int:
@@ -203,8 +206,13 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------ search
 
-    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[SearchHit]:
-        """Best passage per source, best first; [] for an empty KB or an empty question."""
+    def search(
+        self, query: str, *, k: int = 5, mode: str = "hybrid", exact: bool = False
+    ) -> list[SearchHit]:
+        """Best passage per source, best first; [] for an empty KB or an empty question.
+
+        ``exact`` bypasses the ANN index (a flat scan): the baseline for measuring recall.
+        """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
         query = " ".join(query.split())
@@ -216,17 +224,18 @@ class KnowledgeBase:
             mode = "fts"
         if mode == "vector" and self.embedder is None:
             raise KnowledgeError("vector search needs an embedder; SUPPORTBOT_EMBEDDER is none")
-        # Several chunks of one file compete for the same slots, so ask for more than k.
-        depth = max(50, k * 10)
+        # Several chunks of one file compete for the same slots, so ask for more than k (but
+        # not much more: with the ANN index every extra row costs refine_factor exact reads).
+        depth = max(CANDIDATES_MIN, k * CANDIDATES_PER_HIT)
         if mode == "fts":
             ranked = self._fts(table, query, depth)
         elif mode == "vector":
-            ranked = self._vector(table, query, depth)
+            ranked = self._vector(table, query, depth, exact)
         else:
             # Vector ranking first: equal fused scores (ranks swapped between the two lists)
             # keep the semantic order, which copes with paraphrases and typos.
             ranked = _reciprocal_rank_fusion(
-                [self._vector(table, query, depth), self._fts(table, query, depth)]
+                [self._vector(table, query, depth, exact), self._fts(table, query, depth)]
             )
         return _best_per_source(ranked, k)
 
@@ -239,7 +248,7 @@ class KnowledgeBase:
         )
         return [_hit(row, float(row.get("_score", 0.0))) for row in rows]
 
-    def _vector(self, table: Any, query: str, limit: int) -> list[SearchHit]:
+    def _vector(self, table: Any, query: str, limit: int, exact: bool) -> list[SearchHit]:
         vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]  # type: ignore[union-attr]
         builder = (
             table.search(vector, vector_column_name="vector")
@@ -247,7 +256,10 @@ class KnowledgeBase:
             .select([*RESULT_COLUMNS, "_distance"])
             .limit(limit)
         )
-        if self._vector_index_type(table):
+        if exact:
+            builder = builder.bypass_vector_index()
+        elif self._vector_index_type(table):
+            # IVF_PQ distances are approximate: re-rank refine_factor x limit candidates exactly.
             builder = builder.nprobes(self.nprobes).refine_factor(self.refine_factor)
         rows = builder.to_list()
         return [_hit(row, 1.0 - float(row["_distance"])) for row in rows]
@@ -279,19 +291,69 @@ class KnowledgeBase:
             chunks, sources_found = self._read_all(roots, report, bar.update)
             if not chunks:
                 raise IngestInputError(self._nothing_to_ingest(roots, report))
-            table = None if recreate else self._table()
-            if table is not None:
-                self._check_embedder(table, for_ingest=True)
-            existing = self._existing_ids(table)
-            fresh = _unique([c for c in chunks if c.chunk_id not in existing])
-            report.chunks_unchanged = len({c.chunk_id for c in chunks} & existing.keys())
-            table = self._write(table, fresh, report, bar.update, overwrite=recreate)
-            report.chunks_removed = self._delete_stale(
-                table, existing, chunks, sources_found, prune=prune
+            self._store(
+                chunks, sources_found, None, report, bar.update, prune=prune, recreate=recreate
             )
-            self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
         report.seconds = time.perf_counter() - started
         return report
+
+    def ingest_chunks(
+        self, chunks: Sequence[Chunk], *, vectors: Any = None, progress: bool = False
+    ) -> IngestReport:
+        """Store passages chunked elsewhere, optionally with their vectors already computed.
+
+        Same rules as :meth:`ingest`: unchanged chunks are skipped, stale chunks of the same
+        sources removed after the new ones are written, indexes kept current.
+        """
+        started = time.perf_counter()
+        report = IngestReport(files=len({c.source for c in chunks}))
+        matrix = None
+        if vectors is not None:
+            if self.embedder is None:
+                raise KnowledgeError("vectors were given but no embedder is configured")
+            matrix = np.asarray(vectors, dtype=np.float32)
+            if matrix.shape != (len(chunks), int(self.embedder.dimension)):
+                raise KnowledgeError(
+                    f"vectors have shape {matrix.shape}, expected "
+                    f"({len(chunks)}, {self.embedder.dimension})"
+                )
+        with _Progress(progress) as bar:
+            sources = {c.source for c in chunks}
+            self._store(list(chunks), sources, matrix, report, bar.update, prune=False)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _store(
+        self,
+        chunks: list[Chunk],
+        sources_found: set[str],
+        vectors: np.ndarray | None,
+        report: IngestReport,
+        update: ProgressFn,
+        *,
+        prune: bool,
+        recreate: bool = False,
+    ) -> None:
+        table = None if recreate else self._table()
+        if table is not None:
+            self._check_embedder(table, for_ingest=True)
+        existing = self._existing_ids(table)
+        positions: dict[str, int] = {}
+        for position, chunk in enumerate(chunks):
+            if chunk.chunk_id not in existing:
+                positions.setdefault(chunk.chunk_id, position)
+        fresh = [chunks[p] for p in positions.values()]
+        fresh_vectors = vectors[list(positions.values())] if vectors is not None else None
+        report.chunks_unchanged = len({c.chunk_id for c in chunks} & existing.keys())
+        clock = time.perf_counter()
+        table = self._write(table, fresh, fresh_vectors, report, update, overwrite=recreate)
+        report.timings["write"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        report.chunks_removed = self._delete_stale(
+            table, existing, chunks, sources_found, prune=prune
+        )
+        report.timings["delete"] = time.perf_counter() - clock
+        self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
 
     def _read_all(
         self, roots: list[Path], report: IngestReport, update: ProgressFn
@@ -340,6 +402,7 @@ class KnowledgeBase:
         self,
         table: Any,
         fresh: list[Chunk],
+        precomputed: np.ndarray | None,
         report: IngestReport,
         update: ProgressFn,
         *,
@@ -367,7 +430,9 @@ class KnowledgeBase:
         for start in range(0, len(fresh), self.embed_batch):
             batch = fresh[start : start + self.embed_batch]
             vectors = None
-            if self.embedder is not None:
+            if precomputed is not None:
+                vectors = precomputed[start : start + len(batch)]
+            elif self.embedder is not None:
                 vectors = self._embed(batch, report)
             pending.append(_arrow_rows(batch, vectors, schema))
             pending_rows += len(batch)
@@ -425,6 +490,7 @@ class KnowledgeBase:
         if table is None:
             return
         names = {idx.columns[0]: idx for idx in table.list_indices()}
+        clock = time.perf_counter()
         if "search_text" not in names:
             table.create_index(
                 "search_text",
@@ -436,6 +502,8 @@ class KnowledgeBase:
             # Folds new rows into the existing indexes and compacts small fragments.
             table.optimize()
             report.indexes.append("indexes updated")
+        report.timings["fts_index"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         rows = table.count_rows()
         if self.embedder is not None and "vector" not in names and rows >= self.ann_threshold:
             table.create_index(
@@ -447,6 +515,7 @@ class KnowledgeBase:
                 ),
             )
             report.indexes.append("ann created")
+        report.timings["ann_index"] = time.perf_counter() - clock
 
     # ------------------------------------------------------------ status
 
@@ -536,16 +605,6 @@ def _best_per_source(ranked: list[SearchHit], k: int) -> list[SearchHit]:
             if len(best) == k:
                 break
     return best
-
-
-def _unique(chunks: list[Chunk]) -> list[Chunk]:
-    seen: set[str] = set()
-    out = []
-    for chunk in chunks:
-        if chunk.chunk_id not in seen:
-            seen.add(chunk.chunk_id)
-            out.append(chunk)
-    return out
 
 
 def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Schema) -> pa.Table:

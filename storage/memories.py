@@ -13,7 +13,7 @@ from storage.models import Memory
 
 
 class MemoryOut(BaseModel):
-    """External JSON of a memory. Keeps the historical field name ``metadata`` for exports and APIs."""
+    """External JSON of a memory; keeps the historical field name ``metadata`` (exports, APIs)."""
 
     model_config = ConfigDict(populate_by_name=True, from_attributes=True, serialize_by_alias=True)
 
@@ -39,7 +39,7 @@ async def append_memory(
     content: str,
     tool_metadata: dict[str, Any] | None = None,
 ) -> Memory:
-    async with db.session() as session:
+    async with db.single_statement() as session:
         memory = Memory(
             session_id=session_id, role=role, content=content, tool_metadata=tool_metadata
         )
@@ -49,7 +49,7 @@ async def append_memory(
 
 async def load_recent(db: Database, *, session_id: str, limit: int) -> list[Memory]:
     """The last ``limit`` memories of a session, oldest first."""
-    async with db.sessions() as session:
+    async with db.single_statement() as session:
         rows = await session.scalars(
             select(Memory)
             .where(Memory.session_id == session_id)
@@ -60,12 +60,12 @@ async def load_recent(db: Database, *, session_id: str, limit: int) -> list[Memo
 
 
 async def get_memory(db: Database, *, memory_id: int) -> Memory | None:
-    async with db.sessions() as session:
+    async with db.single_statement() as session:
         return await session.get(Memory, memory_id)
 
 
 async def count_memories(db: Database, *, session_id: str) -> int:
-    async with db.sessions() as session:
+    async with db.single_statement() as session:
         total = await session.scalar(
             select(func.count()).select_from(Memory).where(Memory.session_id == session_id)
         )
@@ -74,13 +74,13 @@ async def count_memories(db: Database, *, session_id: str) -> int:
 
 async def forget_session(db: Database, *, session_id: str) -> int:
     """Delete every memory of a session; returns how many were deleted."""
-    async with db.session() as session:
+    async with db.single_statement() as session:
         result = await session.execute(delete(Memory).where(Memory.session_id == session_id))
         return int(result.rowcount or 0)
 
 
 async def export_session(db: Database, *, session_id: str) -> list[MemoryOut]:
-    async with db.sessions() as session:
+    async with db.single_statement() as session:
         rows = await session.scalars(
             select(Memory).where(Memory.session_id == session_id).order_by(Memory.id)
         )

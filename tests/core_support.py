@@ -55,8 +55,8 @@ def build_kb(tmp_path: Path) -> KnowledgeBase:
     return kb
 
 
-@pytest.fixture
-def kb(tmp_path: Path) -> KnowledgeBase:
+@pytest.fixture(name="kb")
+def kb_fixture(tmp_path: Path) -> KnowledgeBase:
     return build_kb(tmp_path)
 
 

@@ -59,6 +59,7 @@ class RunningBot:
         await self.adapter.close()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(self.task, 10)
+        await self.adapter.runtime.aclose()  # the model client; the engine can be reused
 
 
 async def start_bot(

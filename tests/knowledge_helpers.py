@@ -7,14 +7,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from storage.embeddings import Embedder, make_embedder
 
 
-@pytest.fixture(scope="session")
-def local_embedder() -> Embedder:
-    """The real all-MiniLM-L6-v2, loaded once per test session (it takes seconds)."""
+def load_local_embedder() -> Embedder:
+    """The real all-MiniLM-L6-v2; storage caches the model, so it loads once per session."""
     embedder = make_embedder("local")
     assert embedder is not None
     return embedder
@@ -69,7 +67,9 @@ def write_text_pdf(path: Path, lines: list[str]) -> Path:
     xref = len(out)
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     path.write_bytes(out)
     return path
 

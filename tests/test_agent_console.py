@@ -20,7 +20,7 @@ from adapters.console import ConsoleAdapter, console_conversation, to_incoming
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from storage.models import Base
-from tests.core_support import build_kb, kb, responder  # noqa: F401
+from tests.core_support import build_kb, kb_fixture, responder  # noqa: F401
 
 SUPPORTBOT = [sys.executable, "-m", "bot"]
 WAIT = 30.0
@@ -39,9 +39,7 @@ def deployment(tmp_path: Path) -> dict[str, str]:
 
     asyncio.run(create())
     build_kb(tmp_path)
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SUPPORTBOT_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SUPPORTBOT_"))}
     env.update(
         DATABASE_URL=db_url,
         SUPPORTBOT_KB_URI=str(tmp_path / "kb"),

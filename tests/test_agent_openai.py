@@ -11,8 +11,8 @@ from storage import memories
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from storage.models import Base
-from tests.core_support import kb, message, openai_agent, responder, write_docs  # noqa: F401
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai  # noqa: F401
+from tests.core_support import kb_fixture, message, openai_agent, responder, write_docs  # noqa: F401
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai_fixture  # noqa: F401
 
 ANSWER = (
     "Open Settings, choose Security and click **Reset password** [1]. "
@@ -142,6 +142,8 @@ async def test_long_thread_keeps_a_running_summary(
         "When are invoices sent?",
         "How do refunds work?",
         "When do API tokens expire?",
+        "Where are API tokens created?",
+        "Can I download past invoices?",
     ]
     for q in questions:
         await resp.handle(message(q, thread="long"))
@@ -150,10 +152,14 @@ async def test_long_thread_keeps_a_running_summary(
     )
     sent = last_question_request["messages"]
     summary = [m for m in sent if m["role"] == "system" and "Summary" in m["content"]]
+    # After the fifth answer the three oldest turns were folded into the summary.
     assert summary and "How do I reset my password?" in summary[0]["content"]
+    assert "How do refunds work?" in summary[0]["content"]
     turns = [m for m in sent if m["role"] in ("user", "assistant")]
     assert len(turns) == 2 * 2 + 1  # the window (2 turns) plus the new question
-    assert turns[0]["content"] == "When are invoices sent?"
+    assert turns[0]["content"] == "When do API tokens expire?"
+    rows = await memories.load_recent(sqlite_db, session_id="slack:T1:C1:long", limit=100)
+    assert [r.role for r in rows].count("summary") == 1
     await agent.aclose()
 
 

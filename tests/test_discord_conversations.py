@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot import texts
 from bot.runtime import build_runtime
 from storage import events, memories
@@ -17,6 +19,8 @@ from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
 
 # Fixtures shared by the Discord tests (pytest finds them as module attributes).
+pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
+
 world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 runtime = discord_fixtures.runtime

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from adapters.discord import render
 from bot import texts
 from bot.runtime import build_runtime
@@ -16,6 +18,8 @@ from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
+
+pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
 
 world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
@@ -99,8 +103,8 @@ async def test_long_answer_is_split_with_balanced_fences(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
     blocks = []
-    for n in range(12):
-        code = "\n".join(f"    value_{n}_{i} = compute({i})  # step {i}" for i in range(12))
+    for n in range(13):
+        code = "\n".join(f"    value_{n}_{i} = compute({i})  # step {i}" for i in range(14))
         blocks.append(
             f"Part {n}: this explains the reset flow in detail. [1]\n\n```python\n{code}\n```"
         )
@@ -127,7 +131,7 @@ async def test_long_answer_is_split_with_balanced_fences(
         assert len(message["content"]) <= 2000
         assert render.fences_balanced(message["content"])
     joined = "\n".join(m["content"] for m in messages)
-    assert "value_11_11 = compute(11)" in joined
+    assert "value_12_13 = compute(13)" in joined
     # Every request that carried text (posts and streaming edits) stayed within the limit.
     for request in world.api.find("POST", r"/channels/\d+/messages") + world.api.find(
         "PATCH", r"/channels/\d+/messages/\d+"

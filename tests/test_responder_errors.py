@@ -15,14 +15,16 @@ from bot.messages import Reply, ReplyKind
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from storage.models import Base
-from tests.core_support import build_kb, kb, message, openai_agent, responder  # noqa: F401
-from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai  # noqa: F401
+from tests.core_support import build_kb, kb_fixture, message, openai_agent, responder  # noqa: F401
+from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai_fixture  # noqa: F401
 
 SESSION = "slack:T1:C1:t1"
 
 
 def _error_logged(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
-    records = [r for r in caplog.records if r.name == "bot.responder" and r.levelno >= logging.ERROR]
+    records = [
+        r for r in caplog.records if r.name == "bot.responder" and r.levelno >= logging.ERROR
+    ]
     assert records, "the failure was not logged"
     record = records[-1]
     assert SESSION in record.getMessage()

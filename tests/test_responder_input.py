@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot import texts
 from bot.messages import Author, ReplyKind
 from storage import memories
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
-from tests.core_support import kb, message, openai_agent, responder  # noqa: F401
-from tests.fakes.openai_server import FakeOpenAI, fake_openai  # noqa: F401
+from tests.core_support import kb_fixture, message, openai_agent, responder  # noqa: F401
+from tests.fakes.openai_server import FakeOpenAI, fake_openai_fixture  # noqa: F401
 
 SECRET = "ZX-SECRET-4471"
 INJECTIONS = [
@@ -27,7 +29,8 @@ async def test_empty_mention_only_and_garbage(sqlite_db: Database, kb: Knowledge
     reply = await resp.handle(message("", command="ask"))
     assert reply.kind is ReplyKind.INFO and reply.text == texts.ASK_USAGE
     garbage = bytes(range(256)).decode("latin-1") + "\ud800\x00\ufffd" * 50
-    for text in (garbage, open("/bin/sh", "rb").read(4000).decode("utf-8", "replace")):
+    binary = Path("/bin/sh").read_bytes()[:4000].decode("utf-8", "replace")
+    for text in (garbage, binary):
         reply = await resp.handle(message(text))
         assert reply.kind is ReplyKind.INFO and reply.text == texts.UNREADABLE_INPUT
     # Nothing of that was stored.

@@ -13,6 +13,8 @@ before any slow work; persistent buttons are one ``DynamicItem`` whose custom id
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -130,8 +132,8 @@ class DiscordAdapter:
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
         self.escalation_channel = settings.discord_escalation_channel
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._recovery: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
         use_api_url(settings.discord_api_url)
         options: dict[str, Any] = {
             "intents": intents_for(self.message_content),
@@ -152,6 +154,7 @@ class DiscordAdapter:
         # A fixed shard count (and a plain Client) dials DEFAULT_GATEWAY, not this answer.
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         client.add_dynamic_items(PersistentButton)
+        _guard_parsers(client)
         if not self.message_content:
             log.info(
                 "discord: message content intent is off; the bot answers mentions, DMs, forum "
@@ -166,10 +169,13 @@ class DiscordAdapter:
         await self.client.start(token)
 
     async def close(self) -> None:
+        self._closing.set()
         if self._recovery is not None:
-            self._recovery.cancel()
-        for task in list(self._tasks):
-            task.cancel()
+            # Let a recovery pass finish its database work rather than cancel it mid-query.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._recovery), 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._recovery.cancel()
         await self.client.close()
 
     def start_recovery(self) -> None:
@@ -411,12 +417,13 @@ class DiscordAdapter:
     # --- recovery of acked-but-unanswered messages --------------------------------------------
 
     async def _recover_loop(self) -> None:
-        while not self.client.is_closed():
+        while not self._closing.is_set():
             try:
                 await self.recover_unanswered()
             except Exception:
                 log.warning("discord: recovery pass failed", exc_info=True)
-            await asyncio.sleep(RECOVERY_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), RECOVERY_INTERVAL)
 
     async def recover_unanswered(self) -> int:
         """Answer messages a crashed process claimed but never answered (lease expired)."""
@@ -532,6 +539,29 @@ class _Typing:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _guard_parsers(client: discord.Client) -> None:
+    """Drop (and log) a gateway event discord.py cannot parse instead of losing the connection.
+
+    discord.py parses events inside its websocket read loop; a malformed payload raising there
+    would end the shard's connection. The websocket reads this same dict, so wrapping in place
+    is enough.
+    """
+    parsers = client._connection.parsers
+
+    def guarded(name: str, parse: Any) -> Any:
+        @functools.wraps(parse)
+        def run(data: Any) -> None:
+            try:
+                parse(data)
+            except Exception as exc:
+                log.warning("discord: dropped a malformed %s event (%s)", name, _describe(exc))
+
+        return run
+
+    for name, parse in list(parsers.items()):
+        parsers[name] = guarded(name, parse)
 
 
 def _send_kwargs(payload: render.MessagePayload) -> dict[str, Any]:

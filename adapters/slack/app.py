@@ -11,6 +11,7 @@ answer, and :meth:`SlackBot.recover_expired` finishes work whose process died.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Coroutine
@@ -57,6 +58,7 @@ class Work:
 
     key: str
     payload: dict[str, Any]
+    attempts: int = 1  # the ledger's attempt count this worker owns (ownership check)
 
     @property
     def kind(self) -> str:
@@ -97,6 +99,8 @@ class SlackBot:
         recover_every: float = 30.0,
         update_interval: float = 1.0,
         streaming: bool = True,
+        max_concurrent_answers: int = 32,
+        answer_inline: bool = True,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -109,6 +113,13 @@ class SlackBot:
         self.client = make_web_client(self.settings)
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Bounded work keeps acks fast under bursts: queued work waits here, and its lease is
+        # renewed only when it starts, so a long queue cannot make the recovery loop duplicate it.
+        self.max_concurrent_answers = max_concurrent_answers
+        self._slots = asyncio.Semaphore(max_concurrent_answers)
+        # False: this process only acks and queues (ledger rows with an expired lease); worker
+        # processes (`supportbot run slack --worker`) answer them. Keeps acks fast under load.
+        self.answer_inline = answer_inline
         self._recovery: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app(socket_mode)
@@ -158,12 +169,12 @@ class SlackBot:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, recover: bool = True) -> None:
         """Share one HTTP connection pool and start finishing work that crashed processes left."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
             self.client.session = self._session
-        if self._recovery is None:
+        if recover and self.answer_inline and self._recovery is None:
             self._recovery = asyncio.create_task(self._recovery_loop(), name="slack-recovery")
 
     async def aclose(self, timeout: float = 8.0) -> None:
@@ -215,8 +226,10 @@ class SlackBot:
                 log.debug("ignoring %s event %s", event_type, body.get("event_id"))
                 return BoltResponse(status=200, body="")
             return await next()
+        # Queued for workers: an already expired lease makes the row theirs to take.
+        lease = self.lease if self.answer_inline else timedelta(0)
         if not await events.claim_event(
-            self.db, platform=PLATFORM, event_id=work.key, payload=work.payload, lease=self.lease
+            self.db, platform=PLATFORM, event_id=work.key, payload=work.payload, lease=lease
         ):
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
             return BoltResponse(status=200, body="")
@@ -314,13 +327,13 @@ class SlackBot:
 
     async def _on_event(self, context: Any, client: AsyncWebClient) -> None:
         work = context.get("supportbot_work")
-        if work is not None:
+        if work is not None and self.answer_inline:
             await self._spawn(self._run(work, client))
 
     async def _on_request(self, ack: Any, context: Any, client: AsyncWebClient) -> None:
         await ack()
         work = context.get("supportbot_work")
-        if work is not None:
+        if work is not None and self.answer_inline:
             await self._spawn(self._run(work, client))
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
@@ -336,15 +349,26 @@ class SlackBot:
     async def _run(self, work: Work, client: AsyncWebClient) -> None:
         """Do one claimed unit of work and record the outcome in the ledger. Cancellation (a
         shutdown) leaves the row "answering" so that another process finishes it."""
-        try:
-            await self.process(work, client)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.error("slack %s %s failed", work.kind, work.key, exc_info=True)
-            await self._finish(work, events.FAILED)
-        else:
-            await self._finish(work, events.ANSWERED)
+        async with self._slots:
+            try:
+                owned = await events.renew_lease(
+                    self.db,
+                    platform=PLATFORM,
+                    event_id=work.key,
+                    attempts=work.attempts,
+                    lease=self.lease,
+                )
+                if not owned:
+                    log.info("%s was taken over by another process; skipping", work.key)
+                    return
+                await self.process(work, client)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.error("slack %s %s failed", work.kind, work.key, exc_info=True)
+                await self._finish(work, events.FAILED)
+            else:
+                await self._finish(work, events.ANSWERED)
 
     async def _finish(self, work: Work, status: str) -> None:
         try:
@@ -569,11 +593,26 @@ class SlackBot:
                 log.error("recovering unfinished Slack work failed", exc_info=True)
             await asyncio.sleep(self.recover_every)
 
-    async def recover_expired(self) -> int:
-        """Answer what a crashed process acked but never finished (lease expired)."""
-        rows = await events.take_expired(self.db, platform=PLATFORM, lease=self.lease)
+    async def work_loop(self, stop: asyncio.Event, *, poll_interval: float = 0.05) -> None:
+        """A worker process: take queued or abandoned work from the ledger until ``stop``."""
+        while not stop.is_set():
+            free = self.max_concurrent_answers - len(self._tasks)
+            taken = 0
+            if free > 0:
+                try:
+                    taken = await self.recover_expired(limit=free)
+                except Exception:
+                    log.error("taking Slack work from the ledger failed", exc_info=True)
+            if not taken:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll_interval)
+
+    async def recover_expired(self, *, limit: int = 20) -> int:
+        """Answer what a crashed process acked but never finished (lease expired), or, for
+        workers, what an HTTP process queued."""
+        rows = await events.take_expired(self.db, platform=PLATFORM, limit=limit, lease=self.lease)
         for row in rows:
-            work = Work(row.event_id, dict(row.payload or {}))
+            work = Work(row.event_id, dict(row.payload or {}), attempts=row.attempts + 1)
             client = await self.client_for(
                 work.payload.get("team_id"), work.payload.get("enterprise_id")
             )
@@ -581,7 +620,7 @@ class SlackBot:
                 log.warning("cannot resume %s (no payload or no token); giving up", row.event_id)
                 await self._finish(work, events.FAILED)
                 continue
-            log.info("resuming %s %s left by a stopped process", work.kind, work.key)
+            log.debug("taking %s %s from the ledger", work.kind, work.key)
             self._spawn(self._run(work, client))
         return len(rows)
 

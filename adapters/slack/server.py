@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack.app import SlackBot
 from adapters.slack.manifest import EVENTS_PATH, INSTALL_PATH, REDIRECT_PATH
@@ -51,7 +53,16 @@ async def _on_shutdown(app: web.Application) -> None:
 
 async def _slack_events(request: web.Request) -> web.Response:
     bot = request.app[BOT_KEY]
-    bolt_request = await to_bolt_request(request)
+    try:
+        bolt_request = await to_bolt_request(request)
+    except (ValueError, AttributeError, TypeError) as exc:
+        # bolt parses the body before verifying it; malformed JSON or a JSON array raises.
+        body = await request.text()
+        verifier = SignatureVerifier(bot.settings.secret("slack_signing_secret"))
+        if not verifier.is_valid_request(body, dict(request.headers)):
+            return web.Response(status=401, text="invalid request")
+        log.warning("rejected a malformed Slack request body: %s", type(exc).__name__)
+        return web.Response(status=400, text="malformed request body")
     bolt_response = await bot.app.async_dispatch(bolt_request)
     return await to_aiohttp_response(bolt_response)
 
@@ -81,13 +92,21 @@ async def _healthz(request: web.Request) -> web.Response:
     )
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, *, workers: int = 0) -> None:
     """Run until SIGTERM/SIGINT; in-flight answers get a few seconds, then are left to the
-    ledger (another process finishes them)."""
+    ledger (another process finishes them). With ``workers`` > 0 this process only acks and
+    queues, and that many ``supportbot run slack --worker`` processes answer."""
     runtime = await build_runtime(settings)
+    children: list[asyncio.subprocess.Process] = []
     try:
         await ensure_schema(runtime.db)
-        bot = SlackBot(runtime)
+        bot = SlackBot(runtime, answer_inline=workers == 0)
+        for _ in range(workers):
+            children.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bot", "run", "slack", "--worker"
+                )
+            )
         runner = web.AppRunner(
             build_web_app(bot), access_log=None, shutdown_timeout=1.0, handle_signals=False
         )
@@ -99,10 +118,21 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        if ready is not None:
-            ready.set()
         await stop.wait()
         log.info("stopping")
         await runner.cleanup()
     finally:
+        await _stop_children(children)
         await runtime.aclose()
+
+
+async def _stop_children(children: list[asyncio.subprocess.Process]) -> None:
+    for child in children:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            await asyncio.wait_for(child.wait(), SHUTDOWN_GRACE_SECONDS + 1)
+        except TimeoutError:
+            child.kill()
+            await child.wait()

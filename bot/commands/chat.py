@@ -19,9 +19,9 @@ from bot import texts
 SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "sample_docs"
 # Questions the bundled sample docs answer, plus one they do not (to show "not in the docs").
 DEMO_QUESTIONS = (
-    "How do I reset my password?",
-    "How do I create an API token?",
-    "What happens when I hit the rate limit?",
+    "How do I rotate an SDK key?",
+    "What happens when I exceed the API rate limit?",
+    "How many times are webhook deliveries retried?",
     "Can I pay with cryptocurrency?",
 )
 
@@ -76,7 +76,6 @@ def _quiet_logging() -> None:
 async def _open_runtime() -> Any:
     from bot.config import load_settings
     from bot.runtime import build_runtime, ensure_schema
-
     from storage.db import Database
 
     settings = load_settings()
@@ -103,8 +102,10 @@ async def _chat(*, demo: bool, session: str | None) -> None:
     try:
         if demo:
             await _ingest_sample_if_empty(runtime)
-        adapter = ConsoleAdapter(runtime.responder, conversation=console_conversation(session))
         interactive = sys.stdin.isatty()
+        if demo and not interactive and session is None:
+            session = f"demo-{uuid.uuid4().hex[:8]}"  # the demo never mixes with real chats
+        adapter = ConsoleAdapter(runtime.responder, conversation=console_conversation(session))
         if demo and not interactive:
             for question in DEMO_QUESTIONS:
                 adapter.write(f"you> {question}\n")

@@ -38,11 +38,21 @@ def _require_slack(settings: Settings, *, socket_mode: bool) -> None:
     settings.require(*needed)
 
 
-def _start(socket_mode: bool) -> None:
+def _start(*, socket_mode: bool = False, worker: bool = False, workers: int = 0) -> None:
     from bot.cli import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    if worker:
+        # Workers never receive requests from Slack: no signing secret or app token needed.
+        oauth = settings.slack_client_id or settings.slack_client_secret
+        settings.require(
+            *(("slack_client_id", "slack_client_secret") if oauth else ("slack_bot_token",))
+        )
+        from adapters.slack.worker import run_worker
+
+        asyncio.run(run_worker(settings))
+        return
     _require_slack(settings, socket_mode=socket_mode)
     if socket_mode:
         from adapters.slack.socket_mode import run_socket_mode
@@ -51,21 +61,30 @@ def _start(socket_mode: bool) -> None:
     else:
         from adapters.slack.server import serve as serve_http
 
-        asyncio.run(serve_http(settings))
+        asyncio.run(serve_http(settings, workers=workers))
 
 
-def serve() -> None:
+WORKERS_HELP = (
+    "Answer in this many worker processes; this one then only acks and queues (keeps acks fast "
+    "under bursts; use PostgreSQL)."
+)
+
+
+def serve(workers: int = typer.Option(0, "--workers", min=0, help=WORKERS_HELP)) -> None:
     """Serve Slack over HTTP on $PORT: POST /slack/events, OAuth install/redirect, /healthz."""
-    _start(socket_mode=False)
+    _start(workers=workers)
 
 
 def run_slack(
     socket_mode: bool = typer.Option(
         False, "--socket-mode", help="Connect over Socket Mode (SLACK_APP_TOKEN) instead of HTTP."
     ),
+    worker: bool = typer.Option(
+        False, "--worker", help="Only answer work queued by `supportbot serve --workers`."
+    ),
 ) -> None:
-    """Run the Slack bot (HTTP like `serve`, or Socket Mode with --socket-mode)."""
-    _start(socket_mode=socket_mode)
+    """Run the Slack bot (HTTP like `serve`, Socket Mode, or a ledger worker)."""
+    _start(socket_mode=socket_mode, worker=worker)
 
 
 @slack_app.command("manifest")

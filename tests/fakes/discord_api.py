@@ -60,6 +60,7 @@ class FakeDiscordAPI:
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     forbid_threads_in: set[str] = field(default_factory=set)
     channel_guild: dict[str, str] = field(default_factory=dict)  # channel id -> guild id
+    interaction_channels: dict[str, str] = field(default_factory=dict)  # token -> channel id
     # Called with a thread payload after a thread is created (the harness forwards it to the
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -105,7 +106,13 @@ class FakeDiscordAPI:
 
     def channel_messages(self, channel_id: str) -> list[dict[str, Any]]:
         """Messages the bot posted in a channel (current content, after edits), oldest first."""
-        return [m for m in self.messages.values() if m["channel_id"] == channel_id]
+        return [
+            m
+            for key, m in self.messages.items()
+            if m["channel_id"] == channel_id
+            and not key.startswith("original:")
+            and "interaction_token" not in m
+        ]
 
     async def wait_for(
         self, predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
@@ -281,8 +288,9 @@ class FakeDiscordAPI:
     async def _callback(self, req: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         kind = int((body or {}).get("type", 0))
         data = (body or {}).get("data") or {}
-        if kind == 4 or kind == 5:  # CHANNEL_MESSAGE_WITH_SOURCE: the response is a message
-            message = self._store_message(f"interaction:{m['i']}", data, interaction_token=m["t"])
+        if kind in (4, 5):  # a message now (4) or a "thinking" one filled in later (5)
+            channel_id = self.interaction_channels.get(m["t"], f"interaction:{m['i']}")
+            message = self._store_message(channel_id, data, interaction_token=m["t"])
             self.messages[f"original:{m['t']}"] = message
         if req.query.get("with_response") in ("1", "true"):
             original = self.messages.get(f"original:{m['t']}")
@@ -302,7 +310,11 @@ class FakeDiscordAPI:
         return 204, None
 
     async def _followup(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
-        return 200, self._store_message(f"followup:{m['t']}", body or {}, webhook_id=m["a"])
+        channel_id = self.interaction_channels.get(m["t"], f"followup:{m['t']}")
+        message = self._store_message(
+            channel_id, body or {}, webhook_id=m["a"], interaction_token=m["t"], followup=True
+        )
+        return 200, message
 
     async def _edit_webhook_message(
         self, _r: web.Request, m: re.Match[str], body: Any
@@ -355,7 +367,9 @@ class FakeDiscordAPI:
         found += [
             m
             for key, m in self.messages.items()
-            if not key.startswith("original:") and m["channel_id"] == f"followup:{token}"
+            if not key.startswith("original:")
+            and m.get("followup")
+            and m.get("interaction_token") == token
         ]
         return found
 

@@ -86,16 +86,18 @@ class FakeDiscordGateway:
         await asyncio.wait_for(_all(), timeout)
 
     def session_for_guild(self, guild_id: str | None) -> _Session:
-        """The live session whose shard owns ``guild_id`` (DMs go to shard 0)."""
+        """The session whose shard owns ``guild_id`` (DMs go to shard 0): the newest connected
+        one, else the newest disconnected one (its events are replayed when it resumes)."""
         live = [s for s in self.sessions.values() if s.ready.is_set()]
         if not live:
             raise AssertionError("no identified gateway session")
-        shard_count = live[0].shard[1]
+        shard_count = live[-1].shard[1]
         shard_id = (int(guild_id) >> 22) % shard_count if guild_id else 0
-        for session in live:
-            if session.shard[0] == shard_id:
-                return session
-        raise AssertionError(f"no session for shard {shard_id}")
+        owners = [s for s in live if s.shard == (shard_id, shard_count)]
+        if not owners:
+            raise AssertionError(f"no session for shard {shard_id}")
+        connected = [s for s in owners if s.ws is not None]
+        return (connected or owners)[-1]
 
     async def dispatch(
         self, event: str, data: dict[str, Any], *, guild_id: str | None = None

@@ -174,6 +174,7 @@ class DiscordWorld:
             channel=channel,
             guild_id=channel.get("guild_id"),
         )
+        self.api.interaction_channels[payload["token"]] = payload["channel_id"]
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
         return payload
 
@@ -199,6 +200,7 @@ class DiscordWorld:
             guild_id=self.guild_id,
             message_payload=message,
         )
+        self.api.interaction_channels[payload["token"]] = payload["channel_id"]
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
         return payload
 

@@ -334,8 +334,15 @@ class FakeOpenAI:
         )
 
 
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    """A running fake in the test's event loop; import this fixture where you need it."""
+@pytest.fixture(name="fake_openai")
+async def fake_openai_fixture() -> AsyncIterator[FakeOpenAI]:
+    """A running fake in the test's event loop, as the ``fake_openai`` fixture.
+
+    Import ``fake_openai_fixture`` into a test module (or conftest) to make it available; the
+    alias ``fake_openai`` is the same fixture.
+    """
     async with FakeOpenAI() as fake:
         yield fake
+
+
+fake_openai = fake_openai_fixture

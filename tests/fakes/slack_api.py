@@ -88,6 +88,7 @@ class FakeSlackAPI:
         app.router.add_post("/api/{method}", self._handle_api)
         app.router.add_get("/api/{method}", self._handle_api)
         app.router.add_post("/response/{key}", self._handle_response_url)
+        app.router.add_get("/_fake/stats", self._handle_stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -153,7 +154,26 @@ class FakeSlackAPI:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.2))
 
+    def stats(self) -> dict[str, Any]:
+        """Counts for benchmarks run in another process: answers per thread and API calls."""
+        per_thread: dict[str, int] = {}
+        for message in self.messages.values():
+            key = f"{message.channel}:{message.thread_ts or message.ts}"
+            per_thread[key] = per_thread.get(key, 0) + 1
+        methods: dict[str, int] = {}
+        for call in self.calls:
+            methods[call.method] = methods.get(call.method, 0) + 1
+        return {
+            "messages": len(self.messages),
+            "threads_answered": len(per_thread),
+            "threads_answered_twice": sum(1 for n in per_thread.values() if n > 1),
+            "still_streaming": sum(1 for m in self.messages.values() if m.streaming),
+            "calls": methods,
+        }
+
     # ---- HTTP handlers ---------------------------------------------------------------------
+    async def _handle_stats(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.responses.setdefault(request.match_info["key"], []).append(body)

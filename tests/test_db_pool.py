@@ -1,0 +1,60 @@
+"""storage.db engine behaviour the benchmark tuning relies on: it must stay correct."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from sqlalchemy import text
+
+from storage import memories
+from storage.db import Database
+from storage.models import Base
+
+
+async def test_connections_cut_while_idle_are_replaced_transparently(pg_url: str) -> None:
+    """A pooled PostgreSQL connection cut while idle (restart, failover) is pinged and replaced."""
+    db = Database(pg_url, ping_after_idle_s=0.05)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        await memories.append_memory(db, session_id="s", role="user", content="before")
+        dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/test", timeout=5)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                dsn.rsplit("/", 1)[1],
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        await asyncio.sleep(0.1)  # let the connection count as idle
+        await memories.append_memory(db, session_id="s", role="user", content="after")
+        assert [m.content for m in await memories.load_recent(db, session_id="s", limit=5)] == [
+            "before",
+            "after",
+        ]
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_transactions_still_commit_and_roll_back(sqlite_db: Database) -> None:
+    """The lean SQLite dialect skips only no-op commits/rollbacks, never real ones."""
+    await memories.append_memory(sqlite_db, session_id="s", role="user", content="kept")
+    try:
+        async with sqlite_db.session() as session:
+            await session.execute(
+                text("INSERT INTO memories (session_id, role, content, created_at) "
+                     "VALUES ('s', 'user', 'undone', '2025-01-01 00:00:00.000000')")
+            )  # fmt: skip
+            raise RuntimeError("abort the transaction")
+    except RuntimeError:
+        pass
+    assert [m.content for m in await memories.load_recent(sqlite_db, session_id="s", limit=5)] == [
+        "kept"
+    ]
+    async with sqlite_db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert not raw.driver_connection.in_transaction  # nothing left open in the pool

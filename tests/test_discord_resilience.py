@@ -1,0 +1,280 @@
+"""Gateway disconnects and RESUME, malformed payloads, REST 429s, sharding, and the process
+(issue 7, list items 5 and 6), through the real discord.py client and the fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.runtime import build_runtime
+from storage import events
+from storage.db import Database
+from tests import discord_fixtures
+from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.fakes import discord_payloads as p
+from tests.fakes.discord_world import DiscordWorld, wait_until
+
+pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
+
+world = discord_fixtures.world
+kb_uri = discord_fixtures.kb_uri
+runtime = discord_fixtures.runtime
+bot = discord_fixtures.bot
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_forced_disconnect_resumes_and_answers_exactly_once(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    before = await world.dm("Where can I download past invoices?")
+    await world.bot_messages(before["channel_id"])
+    await world.gateway.force_disconnect(4000)
+    # While the client is away: a new question, and a replay of the one already answered.
+    after = await world.dm("How do I reset my password?")
+    await world.gateway.dispatch("MESSAGE_CREATE", before, guild_id=None)
+    answer = (await world.bot_messages(after["channel_id"]))[0]
+    assert "reset your password" in answer["content"].lower()
+    await wait_until(lambda: len(world.gateway.resumes) == 1, what="RESUME")
+    assert world.gateway.resumes[0]["session_id"] == next(iter(world.gateway.sessions))
+    assert len(world.gateway.identifies) == 1  # resumed, not re-identified
+    await asyncio.sleep(0.3)
+    assert len(world.api.channel_messages(after["channel_id"])) == 1
+    assert len(world.api.channel_messages(before["channel_id"])) == 1
+    for message in (before, after):
+        status = await events.event_status(
+            bot.adapter.db, platform="discord", event_id=message["id"]
+        )
+        assert status == events.ANSWERED
+
+
+async def test_malformed_payloads_do_not_stop_the_bot(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    guild = world.guild_id
+    # Missing required fields, wrong types, a non-JSON frame: none may kill the connection.
+    await world.gateway.dispatch("MESSAGE_CREATE", {"id": "1", "guild_id": guild}, guild_id=guild)
+    await world.gateway.dispatch(
+        "MESSAGE_CREATE",
+        {
+            **p.message(
+                message_id=p.snowflake(),
+                channel_id=world.channel_id,
+                guild_id=guild,
+                author=world.alice,
+                content="x",
+            ),
+            "mentions": "not-a-list",
+        },
+        guild_id=guild,
+    )
+    await world.gateway.dispatch("INTERACTION_CREATE", {"id": "2", "type": 2}, guild_id=guild)
+    dm = await world.dm("Where can I download past invoices?")
+    answer = (await world.bot_messages(dm["channel_id"]))[0]
+    assert "billing page" in answer["content"].lower()
+    assert len(world.gateway.identifies) == 1
+    assert bot.adapter.client.is_ready()
+
+
+async def test_rest_429_is_honoured_and_retried(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    world.api.fail_next("POST", r"/channels/\d+/messages", times=2, retry_after=0.2)
+    started = time.monotonic()
+    dm = await world.dm("Where can I download past invoices?")
+    answer = (await world.bot_messages(dm["channel_id"]))[0]
+    assert "billing page" in answer["content"].lower()
+    posts = world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+    assert [r.status for r in posts] == [429, 429, 200]
+    assert posts[-1].at - posts[0].at >= 0.35  # waited retry_after each time
+    assert time.monotonic() - started < 10
+    assert "rate limited" in caplog.text.lower()
+    assert len(world.api.channel_messages(dm["channel_id"])) == 1
+
+
+async def test_interaction_callback_429_is_retried(world: DiscordWorld, bot: RunningBot) -> None:
+    world.api.fail_next("POST", r"/interactions/\d+/[^/]+/callback", times=1, retry_after=0.1)
+    interaction = await world.slash("ask", {"question": "Where can I download past invoices?"})
+    answer = await world.interaction_done(interaction["token"])
+    assert "billing page" in answer[0]["content"].lower()
+    statuses = [
+        r.status for r in world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")
+    ]
+    assert statuses == [429, 200]
+
+
+async def test_configured_shards_each_identify_and_answer(
+    sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    world = await DiscordWorld.start(extra_guilds=3)
+    try:
+        settings = make_settings(world, sqlite_url, kb_uri, discord_shard_count=2)
+        running = await start_bot(world, await build_runtime(settings, db=sqlite_db), sessions=2)
+        try:
+            shards = sorted(tuple(i["shard"]) for i in world.gateway.identifies)
+            assert shards == [(0, 2), (1, 2)]
+            question = await world.say("How do I reset my password?", mention=True)
+            await world.bot_messages(question["id"])
+        finally:
+            await running.stop()
+    finally:
+        await world.stop()
+
+
+async def test_automatic_shard_count_comes_from_gateway_bot(
+    sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    world = await DiscordWorld.start()
+    world.api.shards = 2
+    try:
+        settings = make_settings(world, sqlite_url, kb_uri)
+        running = await start_bot(world, await build_runtime(settings, db=sqlite_db), sessions=2)
+        try:
+            assert sorted(tuple(i["shard"]) for i in world.gateway.identifies) == [(0, 2), (1, 2)]
+            assert running.adapter.client.shard_count == 2
+        finally:
+            await running.stop()
+    finally:
+        await world.stop()
+
+
+async def test_intents_are_minimal(world: DiscordWorld, bot: RunningBot) -> None:
+    import discord
+
+    intents = discord.Intents._from_value(world.gateway.identifies[0]["intents"])
+    assert intents.guilds and intents.guild_messages and intents.dm_messages
+    assert intents.message_content  # on in this world (SUPPORTBOT_DISCORD_MESSAGE_CONTENT)
+    assert not intents.members and not intents.presences
+    from adapters.discord.app import intents_for
+
+    assert not intents_for(False).message_content
+
+
+async def test_unanswered_claim_is_recovered_by_the_next_process(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    from datetime import timedelta
+
+    channel_id = p.snowflake()
+    claimed = await events.claim_event(
+        bot.adapter.db,
+        platform="discord",
+        event_id="crashed-1",
+        payload={
+            "id": "crashed-1",
+            "text": "Where can I download past invoices?",
+            "author_id": world.alice["id"],
+            "author_name": "alice",
+            "workspace_id": "",
+            "channel_id": channel_id,
+            "thread_id": None,
+            "is_direct": True,
+        },
+        lease=timedelta(seconds=-1),  # the process that took it died: its lease is over
+    )
+    assert claimed
+    assert await bot.adapter.recover_unanswered() == 1
+    answer = (await world.bot_messages(channel_id))[0]
+    assert "billing page" in answer["content"].lower()
+    assert await bot.adapter.recover_unanswered() == 0
+
+
+def _cli_env(world: DiscordWorld, sqlite_url: str, kb_uri: str, **extra: str) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISCORD", "SUPPORTBOT", "OPENAI"))
+    }
+    env.update(
+        DATABASE_URL=sqlite_url,
+        SUPPORTBOT_KB_URI=kb_uri,
+        SUPPORTBOT_EMBEDDER="none",
+        DISCORD_API_URL=world.api.base_url,
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+    )
+    env.update(extra)
+    return env
+
+
+async def _run_cli(*args: str, env: dict[str, str], timeout: float = 30) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        env=env,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_refuses_to_start_without_token(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    code, _, err = await _run_cli("run", "discord", env=_cli_env(world, sqlite_url, kb_uri))
+    assert code == 1
+    assert "DISCORD_TOKEN" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_cli_runs_answers_and_stops_on_sigterm(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    env = _cli_env(world, sqlite_url, kb_uri, DISCORD_TOKEN="secret-token-value")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "discord",
+        "--sync-commands",
+        env=env,
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await world.gateway.wait_ready(1, timeout=30)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.bot_messages(dm["channel_id"], timeout=30)
+        assert [c["name"] for c in world.api.commands["global"]] == ["ask", "forget", "help"]
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 15)
+        assert time.monotonic() - stopped_at < 10
+        assert process.returncode == 0, err.decode()
+        assert "secret-token-value" not in err.decode()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_cli_invite_url_and_sync_commands(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    env = _cli_env(world, sqlite_url, kb_uri, DISCORD_TOKEN="t")
+    code, out, err = await _run_cli("discord", "invite-url", env=env)
+    assert code == 0, err
+    assert f"client_id={world.api.application_id}" in out
+    assert "applications.commands" in out and "permissions=" in out
+    code, out, err = await _run_cli(
+        "discord", "invite-url", env={**env, "DISCORD_TOKEN": "", "DISCORD_APPLICATION_ID": "1234"}
+    )
+    assert code == 0, err
+    assert "client_id=1234" in out
+    code, out, err = await _run_cli("discord", "sync-commands", "--guild", world.guild_id, env=env)
+    assert code == 0, err
+    assert [c["name"] for c in world.api.commands[world.guild_id]] == ["ask", "forget", "help"]
+    assert "synced 3 command(s)" in out

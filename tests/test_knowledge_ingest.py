@@ -1,0 +1,227 @@
+"""Acceptance 1: ingest -> search round trips per format, incremental re-ingest, --prune;
+plus the embedder record, BM25-only mode and the CLI surface (ingest, kb search --json, stats)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from storage.embeddings import Embedder
+from storage.knowledge import EmbedderMismatchError, KnowledgeBase
+from tests.knowledge_helpers import (
+    HashEmbedder,
+    load_local_embedder,
+    write_docs,
+    write_text_pdf,
+)
+
+
+@pytest.fixture(scope="session")
+def local_embedder() -> Embedder:
+    return load_local_embedder()
+
+
+DOCS = {
+    "guide/install.md": (
+        "# Installing Orbit\n\nOrbit needs two CPUs.\n\n## Ports\n\n"
+        "The orbit daemon listens on port 6612 by default.\n\n## Upgrades\n\n"
+        "Upgrade one minor version at a time.\n"
+    ),
+    "billing.rst": (
+        "Billing\n=======\n\nPlans\n-----\n\nThe Nebula plan costs 17 euros per seat and month.\n\n"
+        "Refunds\n-------\n\nAnnual plans are refundable within 21 days.\n"
+    ),
+    "notes.txt": "Maintenance notes\n\nThe quokka cache is flushed every 45 minutes.\n",
+    "webhooks.html": (
+        "<html><head><title>Webhooks</title><script>var leaked = 'xylophone';</script>"
+        "<style>.a{color:red}</style></head><body><h1>Webhooks</h1>"
+        "<p>Deliveries are retried 9 times.</p><h2>Signatures</h2>"
+        "<p>Each delivery is signed with the walrus secret.</p></body></html>"
+    ),
+}
+
+
+def make_docs(root: Path) -> Path:
+    write_docs(root, DOCS)
+    write_text_pdf(root / "manual.pdf", ["Operator manual", "The pelican relay restarts at 03:00."])
+    return root
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    return make_docs(tmp_path / "docs")
+
+
+@pytest.mark.parametrize(
+    ("question", "source", "heading"),
+    [
+        ("which port does the orbit daemon listen on", "guide/install.md", "Ports"),
+        ("price of the Nebula plan per seat", "billing.rst", "Plans"),
+        ("how often is the quokka cache flushed", "notes.txt", ""),
+        ("how many times are deliveries retried", "webhooks.html", ""),
+        ("when does the pelican relay restart", "manual.pdf", "Page 1"),
+    ],
+)
+def test_round_trip_each_format(
+    tmp_path: Path, docs: Path, local_embedder, question: str, source: str, heading: str
+) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), local_embedder)
+    report = kb.ingest([docs])
+    assert report.files == 5 and report.skipped_count == 0
+    for mode in ("hybrid", "fts", "vector"):
+        hits = kb.search(question, k=3, mode=mode)
+        assert hits[0].source == source, (mode, hits)
+        assert hits[0].heading == heading
+        assert hits[0].score > 0 or mode == "vector"
+    assert len({hit.source for hit in kb.search("the", k=10)}) == len(kb.search("the", k=10))
+
+
+def test_titles_and_heading_paths(tmp_path: Path, docs: Path) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    kb.ingest([docs])
+    hit = kb.search("orbit daemon port", k=1)[0]
+    assert (hit.title, hit.heading) == ("Installing Orbit", "Ports")
+    hit = kb.search("Annual plans refundable", k=1)[0]
+    assert (hit.source, hit.title, hit.heading) == ("billing.rst", "Billing", "Refunds")
+    hit = kb.search("walrus secret", k=1)[0]
+    assert (hit.title, hit.heading) == ("Webhooks", "Signatures")
+
+
+def test_incremental_ingest_embeds_only_changes(tmp_path: Path, docs: Path) -> None:
+    embedder = HashEmbedder()
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    first = kb.ingest([docs])
+    total = first.chunks_added
+    assert first.embedded == total > 0
+
+    again = kb.ingest([docs])
+    assert (again.embedded, again.chunks_added, again.chunks_removed) == (0, 0, 0)
+    assert again.chunks_unchanged == total
+
+    install = docs / "guide/install.md"
+    install.write_text(install.read_text().replace("6612", "7734"), encoding="utf-8")
+    changed = kb.ingest([docs])
+    assert (changed.embedded, changed.chunks_added, changed.chunks_removed) == (1, 1, 1)
+    assert changed.chunks_unchanged == total - 1
+    assert kb.stats().chunks == total
+    assert "7734" in kb.search("orbit daemon port", k=1, mode="fts")[0].text
+    assert kb.search("6612", k=5, mode="fts") == []
+
+
+def test_prune_removes_deleted_files(tmp_path: Path, docs: Path) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), HashEmbedder())
+    kb.ingest([docs])
+    (docs / "notes.txt").unlink()
+
+    kept = kb.ingest([docs])  # without --prune the deleted file's chunks stay
+    assert kept.chunks_removed == 0
+    assert kb.search("quokka cache", k=1)[0].source == "notes.txt"
+
+    pruned = kb.ingest([docs], prune=True)
+    assert pruned.chunks_removed == 1 and pruned.embedded == 0
+    assert all(hit.source != "notes.txt" for hit in kb.search("quokka cache", k=10))
+    assert kb.stats().files == 4
+
+
+def test_empty_or_missing_kb_searches_as_empty(tmp_path: Path) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "nothing-here"), HashEmbedder())
+    assert kb.search("anything") == []
+    assert kb.ping() is True
+    stats = kb.stats()
+    assert (stats.files, stats.chunks) == (0, 0)
+
+
+def test_bm25_only_without_embedder(tmp_path: Path, docs: Path) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    report = kb.ingest([docs])
+    assert report.embedded == 0
+    assert kb.search("quokka", k=1)[0].source == "notes.txt"
+    assert kb.stats().embedder is None
+
+
+def test_embedder_mismatch_is_a_clear_error(tmp_path: Path, docs: Path) -> None:
+    uri = str(tmp_path / "kb")
+    KnowledgeBase.open(uri, HashEmbedder(dimension=64)).ingest([docs])
+
+    other = KnowledgeBase.open(uri, HashEmbedder(dimension=32))
+    with pytest.raises(EmbedderMismatchError, match="re-ingest"):
+        other.search("quokka")
+    with pytest.raises(EmbedderMismatchError, match="test:hash"):
+        other.ingest([docs])
+    with pytest.raises(EmbedderMismatchError):
+        KnowledgeBase.open(uri, None).ingest([docs])
+    # Without an embedder the same table still answers by BM25.
+    assert KnowledgeBase.open(uri, None).search("quokka", k=1)[0].source == "notes.txt"
+
+    rebuilt = other.ingest([docs], recreate=True)
+    assert rebuilt.embedded == rebuilt.chunks_added > 0
+    assert other.stats().dimension == 32
+    assert other.search("quokka", k=1)[0].source == "notes.txt"
+
+
+def test_ann_index_built_past_threshold(tmp_path: Path, docs: Path) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), HashEmbedder(), ann_threshold=5)
+    report = kb.ingest([docs])
+    assert "ann created" in report.indexes
+    stats = kb.stats()
+    assert stats.vector_index == "IvfPq" and stats.fts_index
+    assert kb.search("pelican relay restart", k=1, mode="vector")[0].source == "manual.pdf"
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SUPPORTBOT_KB_URI", str(tmp_path / "cli-kb"))
+    monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_cli_ingest_search_json_and_stats(
+    cli_env: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0
+    assert out.strip().startswith("Ingested 5 file(s):") and out.count("\n") == 1
+
+    code, out, _ = run_cli(["kb", "search", "quokka cache", "--json", "-k", "2"], capsys)
+    assert code == 0
+    hits = json.loads(out)
+    assert hits[0] == {
+        "source": "notes.txt",
+        "title": "Maintenance notes",
+        "heading": "",
+        "snippet": "The quokka cache is flushed every 45 minutes.",
+        "score": hits[0]["score"],
+    }
+    assert isinstance(hits[0]["score"], float) and len(hits) <= 2
+
+    code, out, _ = run_cli(["kb", "stats", "--json"], capsys)
+    stats = json.loads(out)
+    assert (stats["files"], stats["embedder"], stats["fts_index"]) == (5, None, True)
+
+    code, out, _ = run_cli(["ingest", str(docs)], capsys)
+    assert "0 chunk(s) added" in out and "0 embedded" in out
+
+
+def test_cli_sample_docs_ingest(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["ingest", "--sample"], capsys)
+    assert code == 0 and "skipped" in out
+    code, out, _ = run_cli(["kb", "search", "webhook signature header", "--json"], capsys)
+    assert json.loads(out)[0]["source"] == "webhooks.html"

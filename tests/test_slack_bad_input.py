@@ -1,0 +1,117 @@
+"""Bad input and a failing Web API: clear rejections, nothing processed twice or lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import texts
+from storage.db import Database
+from storage.models import ProcessedEvent
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, harness, kb_uri
+from tests.fakes.slack_harness import SlackHarness
+from tests.fakes.slack_sender import app_mention, event_callback
+
+__all__ = ["api", "harness", "kb_uri"]
+BOT = DEFAULT_BOT_USER
+
+
+async def _ledger_rows(db: Database) -> int:
+    async with db.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0)
+
+
+async def _answered_after(harness: SlackHarness, api: FakeSlackAPI, text: str) -> None:
+    """The server still works: a normal mention is answered."""
+    async with harness.sender() as sender:
+        assert (await sender.event(app_mention(text=f"<@{BOT}> {text}"))).status == 200
+    await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+    await harness.bot.wait_idle()
+
+
+async def test_unsigned_badly_signed_and_stale_requests_are_rejected(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    body = json.dumps(app_mention(text=f"<@{BOT}> how do I reset my password?"))
+    async with harness.sender() as sender:
+        unsigned = await sender.post_raw(body, content_type="application/json", signed=False)
+        wrong = await sender.post_raw(body, content_type="application/json", secret="not-it")
+        stale = await sender.post_raw(
+            body, content_type="application/json", timestamp=int(time.time()) - 6 * 60
+        )
+        form = await sender.post_raw(
+            "command=%2Fask&text=hi",
+            content_type="application/x-www-form-urlencoded",
+            secret="not-it",
+        )
+        garbage = await sender.post_raw("{not json", content_type="application/json", signed=False)
+    statuses = [r.status for r in (unsigned, wrong, stale, form, garbage)]
+    assert statuses == [401, 401, 401, 401, 401]
+    await harness.bot.wait_idle()
+    assert await _ledger_rows(sqlite_db) == 0
+    assert not api.calls and not api.posted()
+
+
+async def test_malformed_unknown_and_huge_requests_do_not_crash(
+    harness: SlackHarness, api: FakeSlackAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="adapters.slack")
+    async with harness.sender() as sender:
+        malformed = await sender.post_raw(
+            '{"type": "event_callback", "event": {', content_type="application/json"
+        )
+        not_object = await sender.post_raw("[1, 2, 3]", content_type="application/json")
+        unknown = await sender.event(event_callback({"type": "reaction_added", "user": "U1"}))
+        huge_text = "why? " * 40_000  # 200,000 characters
+        huge = await sender.event(app_mention(text=f"<@{BOT}> {huge_text}", channel="C0000002"))
+    assert (malformed.status, not_object.status) == (400, 400)
+    assert unknown.status == 200 and huge.status == 200
+    assert "ignoring reaction_added event" in caplog.text
+    assert "rejected a malformed Slack request body" in caplog.text
+    await api.wait_for(lambda: [m for m in api.posted("C0000002") if not m.streaming])
+    await harness.bot.wait_idle()
+    [answer] = api.posted("C0000002")  # answered once, with the "I only read the start" note
+    assert "first 4,000 characters" in answer.text
+    await _answered_after(harness, api, "how do I reset my password?")
+
+
+async def test_server_errors_and_rate_limits_are_retried_into_one_answer(
+    harness: SlackHarness, api: FakeSlackAPI
+) -> None:
+    api.fail("chat.startStream", status=500, times=1)
+    api.fail("chat.stopStream", status=429, times=1, retry_after=1)
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?"))
+    await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=15)
+    await harness.bot.wait_idle()
+    [answer] = api.posted()
+    assert "Reset password" in answer.text
+    stops = api.calls_to("chat.stopStream")
+    assert len(stops) == 2 and stops[1].at - stops[0].at >= 0.9  # waited for Retry-After
+    assert len(api.calls_to("chat.startStream")) == 2
+
+
+async def test_a_web_api_that_keeps_failing_gets_one_apology(
+    harness: SlackHarness, api: FakeSlackAPI
+) -> None:
+    # DM: the answer is posted with chat.postMessage; the first three attempts fail (one call
+    # and both retries), so the answer is lost and the next post is the apology.
+    api.fail("chat.postMessage", status=500, times=3)
+    async with harness.sender() as sender:
+        await sender.event(
+            app_mention(
+                text="when are invoices sent?",
+                channel="D0000003",
+                event_type="message",
+                channel_type="im",
+            )
+        )
+    await api.wait_for(lambda: api.posted("D0000003"), timeout=15)
+    await harness.bot.wait_idle()
+    [apology] = api.posted("D0000003")
+    assert apology.text == texts.ERROR_GENERIC

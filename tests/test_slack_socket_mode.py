@@ -1,0 +1,76 @@
+"""Socket Mode: the same bolt app over a websocket obtained from apps.connections.open."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from adapters.slack.app import SlackBot
+from adapters.slack.socket_mode import make_socket_handler
+from bot.runtime import build_runtime
+from storage.db import Database
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, kb_uri
+from tests.fakes.slack_harness import slack_settings
+from tests.fakes.slack_sender import app_mention
+from tests.fakes.slack_socket import FakeSocketMode
+
+__all__ = ["api", "kb_uri"]
+APP_TOKEN = "xapp-1-test"
+
+
+@pytest.fixture
+async def socket() -> AsyncIterator[FakeSocketMode]:
+    fake = FakeSocketMode()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+async def test_events_and_commands_over_socket_mode(
+    api: FakeSlackAPI, socket: FakeSocketMode, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    api.socket_url = socket.url
+    settings = slack_settings(
+        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
+    )
+    runtime = await build_runtime(settings, db=sqlite_db)
+    bot = SlackBot(runtime, socket_mode=True)
+    handler = make_socket_handler(bot)
+    await bot.start()
+    await handler.connect_async()
+    try:
+        await socket.wait_connected()
+        [opened] = api.calls_to("apps.connections.open")
+        assert opened.token == APP_TOKEN
+
+        mention = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
+        first = await socket.send("events_api", mention)
+        again = await socket.send("events_api", mention)  # a redelivery: still one answer
+        await socket.wait_ack(first)
+        await socket.wait_ack(again)
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+
+        command = {
+            "command": "/ask",
+            "text": "when are invoices sent?",
+            "team_id": "T0000001",
+            "channel_id": "C0000001",
+            "user_id": "UHUMAN001",
+            "trigger_id": "trig.socket.1",
+            "response_url": api.response_url("sock"),
+        }
+        envelope = await socket.send("slash_commands", command)
+        ack = await socket.wait_ack(envelope)
+        assert socket.ack_times[envelope] - socket.sent_times[envelope] < 1.0
+        assert "payload" not in ack or not ack["payload"]
+        await api.wait_for(lambda: api.responses.get("sock"))
+        await bot.wait_idle()
+    finally:
+        await handler.close_async()
+        await bot.aclose()
+        await runtime.aclose()
+    [answer] = api.posted()
+    assert "Reset password" in answer.text
+    assert "first day of every month" in api.responses["sock"][0]["text"]
