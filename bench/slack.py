@@ -248,7 +248,9 @@ async def main() -> None:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)
             warm = (await _stats(slack_url))["threads_answered"]
+            load_before = os.getloadavg()[0]
             result = await _load(url, args.rate, args.seconds)
+            result["_load"] = [load_before]
             unique, elapsed, errors = result.pop("_meta")
             drain_started = time.perf_counter()
             while True:
@@ -301,6 +303,10 @@ def _report(
         "time to drain the answer backlog after the load (s)": round(drain, 1),
         "answer throughput over load + drain (answers/s)": round(answered / (elapsed + drain), 1),
     }
+    print(
+        f"bench/slack.py  load average before/after: {result['_load'][0]:.2f} / "
+        f"{os.getloadavg()[0]:.2f} (2 cores; other work on the machine inflates latencies)"
+    )
     print(
         f"bench/slack.py  rate={args.rate}/s  seconds={args.seconds}  db={args.db}  "
         f"workers={args.workers}"

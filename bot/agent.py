@@ -132,7 +132,7 @@ class OpenAIAgent:
                 kwargs["tool_choice"] = "none"  # out of tool rounds: answer with what we have
             content: list[str] = []
             calls: dict[int, dict[str, str]] = {}
-            async for chunk in await self._create(**kwargs):
+            async for chunk in self._chunks(**kwargs):
                 served_model = chunk.model or served_model
                 if chunk.usage is not None:
                     usage["prompt_tokens"] += chunk.usage.prompt_tokens or 0
@@ -154,6 +154,7 @@ class OpenAIAgent:
                             entry["arguments"] += tc.function.arguments or ""
             if not calls:
                 break
+            gate.paragraph_break()  # text said before a search ("Let me check…") stands apart
             ordered = [calls[i] for i in sorted(calls)]
             messages.append(
                 {
@@ -212,17 +213,19 @@ class OpenAIAgent:
             escalation_reason=toolbox.escalation_reason,
         )
 
-    async def _create(self, **kwargs: Any) -> Any:
+    async def _chunks(self, **kwargs: Any) -> AsyncIterator[Any]:
+        """The streamed chunks of one completion; transport failures become ModelError (after
+        the client's own retries), wherever they happen: at the request or mid-stream."""
         try:
-            return await self.client.chat.completions.create(**kwargs)
-        except openai.APITimeoutError as exc:
+            stream = await self.client.chat.completions.create(**kwargs)
+            async for chunk in stream:
+                yield chunk
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             raise ModelTimeoutError("the model timed out") from exc
         except openai.APIStatusError as exc:
             raise ModelError(f"the model answered HTTP {exc.status_code}") from exc
-        except openai.APIConnectionError as exc:
-            raise ModelError("the model server could not be reached") from exc
-        except httpx2.TimeoutException as exc:
-            raise ModelTimeoutError("the model timed out") from exc
+        except (openai.APIError, httpx2.HTTPError) as exc:
+            raise ModelError(f"the model request failed: {type(exc).__name__}") from exc
 
 
 def build_messages(request: AgentRequest, *, max_searches: int) -> list[dict[str, Any]]:
@@ -257,13 +260,20 @@ class NoAnswerGate:
         self.state = "undecided"  # -> "answer" | "refused"
         self.answer_text = ""
         self.refusal_text = ""
+        self._break = False
 
     @property
     def refused(self) -> bool:
         return self.state == "refused"
 
+    def paragraph_break(self) -> None:
+        """The next released text starts a new paragraph (if anything was said before)."""
+        self._break = bool(self.answer_text.strip())
+
     def feed(self, delta: str) -> list[str]:
         if self.state == "answer":
+            if self._break and delta.strip():
+                delta, self._break = "\n\n" + delta.lstrip(), False
             self.answer_text += delta
             return [delta]
         if self.state == "refused":
@@ -313,18 +323,19 @@ class OfflineAgent:
         started = time.perf_counter()
         toolbox = ToolBox(self.knowledge, k=self.k)
         question = request.question
-        hits = [hit for _, hit in await toolbox.search(question)]
-        decision = decide(question, hits, self.min_coverage)
+        # "and the timeout?": a short follow-up is searched first in the context of the previous
+        # question, then on its own; either way the passages must cover what *this* question asks.
+        follow_up = follow_up_query(request)
+        hits: list[Any] = []
+        for query in (follow_up, question) if follow_up else (question,):
+            hits = _merge(hits, await toolbox.search(query))
+            decision = decide(question, hits, self.min_coverage)
+            if decision.answerable:
+                break
         if decision.reason == UNKNOWN_NAME:
             # Like a model searching again: look the unmatched names up on their own (the first
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
-            decision = decide(question, hits, self.min_coverage)
-        follow_up = follow_up_query(request)
-        if not decision.answerable and follow_up:
-            # "and the timeout?": search in the context of the previous question, but the
-            # passages must still cover what *this* question asks.
-            hits = _merge(hits, await toolbox.search(follow_up))
             decision = decide(question, hits, self.min_coverage)
         metadata: dict[str, Any] = {
             "agent": self.name,

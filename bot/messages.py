@@ -100,3 +100,5 @@ class Reply:
     suggested_questions: tuple[str, ...] = ()
     memory_id: int | None = None
     session_id: str | None = None
+    # Set when this reply opened (or found) a hand-off, so adapters can notify the support team.
+    escalation_id: int | None = None

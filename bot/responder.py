@@ -14,6 +14,7 @@ import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from bot import slash, texts
@@ -21,7 +22,7 @@ from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
 from bot.errors import ModelError
 from bot.memory import ASSISTANT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
-from storage import escalations, feedback
+from storage import escalations, feedback, memories
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ class Responder:
                 yield addition
         metadata: dict[str, Any] = dict(result.tool_metadata)
         metadata["kind"] = kind.value
-        metadata["responder_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
         if escalation_id is not None:
             metadata["escalation_id"] = escalation_id
         memory_id = await self.memory.remember(session_id, ASSISTANT, text, metadata)
@@ -168,6 +169,7 @@ class Responder:
             sources=result.sources,
             memory_id=memory_id,
             session_id=session_id,
+            escalation_id=escalation_id,
         )
 
     # --- commands and buttons -----------------------------------------------------------------
@@ -182,6 +184,10 @@ class Responder:
         self, *, memory_id: int, session_id: str, user_id: str, helpful: bool
     ) -> Reply:
         try:
+            answer = await memories.get_memory(self.db, memory_id=memory_id)
+            if answer is None or answer.session_id != session_id:
+                # Forgotten (or never ours): nothing to attach the vote to.
+                return self._info(texts.FEEDBACK_UNKNOWN_ANSWER, session_id, ephemeral=True)
             await feedback.record_feedback(
                 self.db,
                 memory_id=memory_id,
@@ -202,6 +208,7 @@ class Responder:
     ) -> tuple[Reply, int]:
         """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR."""
         session_id = conversation.session_id
+        asked_at = datetime.now(UTC)
         try:
             escalation = await escalations.open_escalation(
                 self.db,
@@ -215,11 +222,15 @@ class Responder:
         except Exception:
             log.error("escalation failed for session %s", session_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, session_id=session_id), 0
-        already = escalation.requested_by != requested_by or escalation.reason != (
-            (reason or "")[:1000] or None
-        )
+        opened_at = escalation.created_at
+        if opened_at is not None and opened_at.tzinfo is None:  # SQLite returns naive UTC
+            opened_at = opened_at.replace(tzinfo=UTC)
+        already = opened_at is not None and opened_at < asked_at
         text = texts.ESCALATION_ALREADY_OPEN if already else texts.ESCALATION_OPENED
-        return Reply(text, ReplyKind.ESCALATED, session_id=session_id), int(escalation.id)
+        reply = Reply(
+            text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=int(escalation.id)
+        )
+        return reply, int(escalation.id)
 
     async def resolve_escalation(self, *, escalation_id: int, resolved_by: str) -> Reply:
         try:

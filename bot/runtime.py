@@ -14,12 +14,12 @@ from sqlalchemy import inspect
 from bot import texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.config import Settings
-from bot.errors import DatabaseError
+from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
 from bot.memory import MemoryPolicy
 from bot.responder import Responder
 from storage.db import Database
 from storage.embeddings import make_embedder
-from storage.knowledge import KnowledgeBase
+from storage.knowledge import KnowledgeBase, KnowledgeError
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,13 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
             openai_model=settings.openai_embedding_model,
         )
         knowledge = await asyncio.to_thread(KnowledgeBase.open, settings.kb_uri, embedder)
-    except BaseException:
+    except BaseException as exc:
         if db is None:
             await database.dispose()
+        if isinstance(exc, ValueError):  # an embedder that cannot be used here
+            raise ConfigError(f"SUPPORTBOT_EMBEDDER: {exc}") from None
+        if isinstance(exc, KnowledgeError):
+            raise KnowledgeBaseError(str(exc)) from None
         raise
     agent = make_agent(settings, knowledge)
     responder = Responder(
@@ -86,6 +90,15 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
     return Runtime(
         settings=settings, db=database, knowledge=knowledge, responder=responder, agent=agent
     )
+
+
+async def check_knowledge_base(knowledge: KnowledgeBase) -> None:
+    """One search up front, so a knowledge base built with another embedder (or unreadable) is
+    one clear error at start-up instead of an apology on every question."""
+    try:
+        await asyncio.to_thread(knowledge.search, "start-up check", k=1)
+    except KnowledgeError as exc:
+        raise KnowledgeBaseError(str(exc)) from None
 
 
 async def ensure_schema(db: Database) -> None:

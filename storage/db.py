@@ -25,8 +25,6 @@ from sqlalchemy.util import await_only
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_MMAP_BYTES = 256 * 1024 * 1024
-SQLITE_CACHE_KIB = 64 * 1024
 PG_PING_AFTER_IDLE_S = 2.0
 
 
@@ -61,9 +59,6 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # Memory-mapped reads and a bigger page cache: recent-memory lookups touch scattered pages.
-    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
 

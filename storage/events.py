@@ -155,3 +155,20 @@ async def renew_lease(
             .values(lease_until=_now() + lease)
         )
         return result.rowcount == 1
+
+
+async def release_lease(db: Database, *, platform: str, event_id: str, attempts: int) -> bool:
+    """Give up an event at shutdown without finishing it: its lease ends now, so a restarted
+    process or another replica takes it at once instead of waiting for the lease to run out."""
+    async with db.session() as session:
+        result = await session.execute(
+            update(ProcessedEvent)
+            .where(
+                ProcessedEvent.platform == platform,
+                ProcessedEvent.event_id == event_id,
+                ProcessedEvent.status == ANSWERING,
+                ProcessedEvent.attempts == attempts,
+            )
+            .values(lease_until=_now() - timedelta(seconds=1))
+        )
+        return result.rowcount == 1

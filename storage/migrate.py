@@ -17,6 +17,7 @@ Failures raise :class:`MigrationError` subclasses whose message is one line fit 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ VERSION_TABLE = "alembic_version"
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_LOCK_KEY = 0x5B0_7001  # any fixed number; shared by every supportbot migrator
 
 # Tables that migrations create for third-party stores (e.g. slack_sdk's installation store)
 # and that have no model in storage.models; the model/database comparison leaves them alone.
@@ -201,10 +203,15 @@ def configure_context_options(dialect_name: str) -> dict[str, Any]:
 async def _in_transaction(url: str, work: Callable[[Connection], T]) -> T:
     """Run ``work`` on one connection inside one transaction (committed if it returns)."""
     engine = make_migration_engine(url)
+    _check_sqlite_folder(engine.url)
     try:
         try:
             conn = await engine.connect()
         except Exception as exc:  # every driver reports "cannot connect" differently
+            if engine.url.get_backend_name() == "sqlite":
+                # aiosqlite stops its worker thread after a failed connect; let it finish
+                # before the event loop closes, or the thread dies with a traceback.
+                await asyncio.sleep(0.1)
             raise DatabaseUnreachableError(
                 f"cannot connect to the database {safe_url(url)}: {_first_line(exc)}"
             ) from None
@@ -225,6 +232,20 @@ async def _in_transaction(url: str, work: Callable[[Connection], T]) -> T:
         await engine.dispose()
 
 
+def _check_sqlite_folder(url: URL) -> None:
+    """A SQLite file in a folder that does not exist: say so before the driver fails."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    if url.database.startswith("file:"):
+        return
+    folder = Path(url.database).expanduser().parent
+    if not folder.is_dir():
+        raise DatabaseUnreachableError(
+            f"cannot connect to the database {url.render_as_string(hide_password=True)}: "
+            f"the folder {folder} does not exist"
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)  # DBAPI errors wrapped by SQLAlchemy
     text = str(orig if orig is not None else exc).strip() or type(exc).__name__
@@ -232,6 +253,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- inspecting a database ---------------------------------------------------------------------
+
+
+def _serialize_migrations(conn: Connection) -> None:
+    """One migrator at a time (two release processes at once): the second waits, then no-ops.
+
+    SQLite already has the write lock from ``BEGIN IMMEDIATE``; PostgreSQL takes a
+    transaction-scoped advisory lock, released by the commit or rollback.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
 
 
 def _state(conn: Connection) -> SchemaState:
@@ -283,6 +314,7 @@ async def upgrade(url: str, rev: str = "head") -> MigrationResult:
     _check_target(rev)
 
     def work(conn: Connection) -> MigrationResult:
+        _serialize_migrations(conn)
         state = _state(conn)
         config = _alembic_config(conn)
         if state.legacy_unversioned:
@@ -301,6 +333,7 @@ async def downgrade(url: str, rev: str) -> MigrationResult:
     _check_target(rev)
 
     def work(conn: Connection) -> MigrationResult:
+        _serialize_migrations(conn)
         state = _state(conn)
         if state.legacy_unversioned:
             raise MigrationError(

@@ -18,7 +18,7 @@ from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.fakes.discord_world import DiscordWorld, write_docs
 
-FAST_CLIENT = {"guild_ready_timeout": 0.05}
+FAST_CLIENT = {"guild_ready_timeout": 0.05, "identify_spacing": 0.05}
 
 
 @pytest.fixture
@@ -66,6 +66,10 @@ async def start_bot(
     world: DiscordWorld, runtime: Runtime, *, sessions: int | None = None, **adapter_options: Any
 ) -> RunningBot:
     adapter_options.setdefault("client_options", dict(FAST_CLIENT))
+    # Show typing and the first partial post at once, so tests see streaming even when the
+    # offline answerer finishes in milliseconds.
+    adapter_options.setdefault("first_post_delay", 0.0)
+    adapter_options.setdefault("stream_interval", 0.2)
     adapter = DiscordAdapter(runtime, **adapter_options)
     before = len(world.gateway.sessions)
     task = asyncio.create_task(adapter.start("fake-discord-token"))
@@ -92,6 +96,6 @@ async def runtime(
 
 @pytest.fixture
 async def bot(world: DiscordWorld, runtime: Runtime) -> AsyncIterator[RunningBot]:
-    running = await start_bot(world, runtime, stream_interval=0.2)
+    running = await start_bot(world, runtime)
     yield running
     await running.stop()

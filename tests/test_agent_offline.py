@@ -124,3 +124,7 @@ def test_no_answer_gate_hides_the_token() -> None:
     assert gate.feed(" more") == [" more"] and gate.answer_text == "Nope, it is [1] more"
     gate = NoAnswerGate()
     assert gate.feed("NO") == [] and gate.finish() == ["NO"]
+    gate = NoAnswerGate()
+    assert gate.feed("Let me check.") == ["Let me check."]
+    gate.paragraph_break()
+    assert gate.feed("It is 8 [1].") == ["\n\nIt is 8 [1]."]

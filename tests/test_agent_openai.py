@@ -33,15 +33,16 @@ async def _collect(resp, msg) -> tuple[list[str], Reply]:
 
 
 async def test_two_tool_calls_then_streamed_cited_answer(
-    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+    db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
 ) -> None:
+    """On SQLite and on PostgreSQL (tool_metadata is JSONB there)."""
     fake_openai.queue(
         Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})]),
         Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "API tokens expire"})]),
         Turn(content=ANSWER, chunk_chars=5, prompt_tokens=120, completion_tokens=30),
     )
     agent = openai_agent(kb, fake_openai)
-    deltas, reply = await _collect(responder(sqlite_db, agent), message("How do I reset it?"))
+    deltas, reply = await _collect(responder(db, agent), message("How do I reset it?"))
     await agent.aclose()
 
     assert reply.kind is ReplyKind.ANSWER
@@ -60,7 +61,7 @@ async def test_two_tool_calls_then_streamed_cited_answer(
     assert "Reset password" in second[-1]["content"]
     assert third[-1]["role"] == "tool" and "90 days" in third[-1]["content"]
 
-    stored = await memories.get_memory(sqlite_db, memory_id=reply.memory_id)
+    stored = await memories.get_memory(db, memory_id=reply.memory_id)
     assert stored is not None and stored.role == "assistant" and stored.content == ANSWER
     meta = stored.tool_metadata
     assert [c["arguments"] for c in meta["tool_calls"]] == [
@@ -75,7 +76,7 @@ async def test_two_tool_calls_then_streamed_cited_answer(
     assert meta["usage"]["total_tokens"] > 0
     assert meta["latency_ms"] > 0 and meta["rounds"] == 3
     # The user's question is stored too, in the same session.
-    rows = await memories.load_recent(sqlite_db, session_id=reply.session_id, limit=10)
+    rows = await memories.load_recent(db, session_id=reply.session_id, limit=10)
     assert [r.role for r in rows] == ["user", "assistant"]
 
 
@@ -106,7 +107,7 @@ async def test_escalation_tool_opens_a_handoff(
     await agent.aclose()
     assert reply.kind is ReplyKind.ESCALATED
     stored = await memories.get_memory(sqlite_db, memory_id=reply.memory_id)
-    assert stored.tool_metadata["escalation_id"] > 0
+    assert stored.tool_metadata["escalation_id"] == reply.escalation_id > 0
 
 
 async def test_follow_ups_see_their_thread_only(
@@ -185,3 +186,19 @@ async def test_runtime_uses_openai_when_key_set(tmp_path: Path, fake_openai: Fak
         assert fake_openai.headers[0]["Authorization"] == f"Bearer {FAKE_API_KEY}"
     finally:
         await runtime.aclose()
+
+
+def test_fake_serves_embeddings_to_the_openai_embedder(tmp_path: Path) -> None:
+    """The knowledge base with the OpenAI embedder, through the real (sync) client."""
+    from storage.embeddings import make_embedder
+
+    with FakeOpenAI().in_thread() as fake:
+        embedder = make_embedder(
+            "openai", openai_api_key=FAKE_API_KEY, openai_base_url=fake.base_url
+        )
+        assert embedder is not None and embedder.dimension == 1536
+        kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+        kb.ingest([write_docs(tmp_path / "docs")])
+        hits = kb.search("refunds within 14 days", mode="vector")
+        assert hits and hits[0].source == "billing.md"
+        assert fake.embedding_requests and fake.requests == []

@@ -4,6 +4,7 @@ threads continue without mentions, DMs, forum posts, bots ignored (issue 7, list
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -153,3 +154,47 @@ async def test_everyone_in_question_text_pings_nobody(world: DiscordWorld, bot: 
     for request in world.api.find("POST", r"/channels/\d+/messages"):
         assert request.body["allowed_mentions"]["parse"] == []
     assert answer["allowed_mentions"]["parse"] == []
+
+
+async def test_fast_answer_is_posted_once_and_slow_one_streams(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    from tests.fakes.openai_server import ToolCall, Turn
+
+    # A slow model: 12 chunks 150 ms apart, so the answer takes ~1.8 s to stream.
+    words = " ".join(f"word{i}" for i in range(40))
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})]),
+        Turn(content=f"Slow answer: {words} [1]", chunk_chars=40, chunk_delay=0.15),
+    )
+    settings = make_settings(
+        world,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    running = await start_bot(
+        world,
+        await build_runtime(settings, db=sqlite_db),
+        first_post_delay=0.3,
+        stream_interval=0.5,
+    )
+    try:
+        slow = await world.dm("How do I reset my password?")
+        answer = (await world.bot_messages(slow["channel_id"]))[0]
+        fast = await world.dm("Where can I download past invoices?")  # default policy: instant
+        await world.bot_messages(fast["channel_id"])
+    finally:
+        await running.stop()
+    assert answer["content"].startswith("Slow answer:")
+    slow_edits = world.api.find("PATCH", rf"/channels/{slow['channel_id']}/messages/\d+")
+    assert 2 <= len(slow_edits) <= 5  # streamed: grew in a few edits, ~2 per second at most
+    gaps = [b.at - a.at for a, b in itertools.pairwise(slow_edits)]
+    assert all(gap >= 0.45 for gap in gaps[:-1])  # throttled (the final edit may come sooner)
+    assert world.api.find("POST", rf"/channels/{slow['channel_id']}/typing")
+    # The fast answer: one post, no partial text, no edit, no typing call.
+    assert len(world.api.find("POST", rf"/channels/{fast['channel_id']}/messages")) == 1
+    assert not world.api.find("PATCH", rf"/channels/{fast['channel_id']}/messages/\d+")
+    assert not world.api.find("POST", rf"/channels/{fast['channel_id']}/typing")

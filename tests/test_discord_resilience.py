@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import texts
 from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
@@ -261,20 +262,43 @@ async def test_cli_runs_answers_and_stops_on_sigterm(
             await process.wait()
 
 
-async def test_cli_invite_url_and_sync_commands(
-    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+async def test_invite_url_and_sync_commands(
+    world: DiscordWorld, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = _cli_env(world, sqlite_url, kb_uri, DISCORD_TOKEN="t")
-    code, out, err = await _run_cli("discord", "invite-url", env=env)
-    assert code == 0, err
-    assert f"client_id={world.api.application_id}" in out
-    assert "applications.commands" in out and "permissions=" in out
-    code, out, err = await _run_cli(
-        "discord", "invite-url", env={**env, "DISCORD_TOKEN": "", "DISCORD_APPLICATION_ID": "1234"}
-    )
-    assert code == 0, err
-    assert "client_id=1234" in out
-    code, out, err = await _run_cli("discord", "sync-commands", "--guild", world.guild_id, env=env)
-    assert code == 0, err
+    from adapters.discord import app
+
+    settings = runtime.settings
+    monkeypatch.delenv("DISCORD_APPLICATION_ID", raising=False)
+    monkeypatch.delenv("SUPPORTBOT_DISCORD_APPLICATION_ID", raising=False)
+    application_id = await app.application_id_of(settings)  # asks GET /oauth2/applications/@me
+    assert str(application_id) == world.api.application_id
+    url = app.invite_url(application_id)
+    assert f"client_id={world.api.application_id}" in url
+    assert "scope=bot+applications.commands" in url and "permissions=" in url
+    monkeypatch.setenv("DISCORD_APPLICATION_ID", "1234")
+    assert await app.application_id_of(settings) == 1234
+    assert await app.sync_commands_once(settings, guild_id=int(world.guild_id)) == 3
     assert [c["name"] for c in world.api.commands[world.guild_id]] == ["ask", "forget", "help"]
-    assert "synced 3 command(s)" in out
+    assert await app.sync_commands_once(settings) == 3
+    assert "global" in world.api.commands
+
+
+async def test_delivery_error_is_logged_apologised_and_not_retried_later(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The streamed message vanishes (a moderator deleted it): the final edit gets 404.
+    world.api.fail_with(404, "PATCH", r"/channels/\d+/messages/\d+", times=1)
+    dm = await world.dm("Where can I download past invoices?")
+    await world.api.wait_for(
+        lambda: any(
+            m["content"] == texts.ERROR_GENERIC
+            for m in world.api.channel_messages(dm["channel_id"])
+        ),
+        what="the apology",
+    )
+    assert "error in on_message" in caplog.text
+    status = await events.event_status(bot.adapter.db, platform="discord", event_id=dm["id"])
+    assert status == events.FAILED  # not picked up again by recovery: no late duplicate
+    again = await world.dm("How do I reset my password?")  # and the bot carries on
+    answer = (await world.bot_messages(again["channel_id"]))[0]
+    assert "reset your password" in answer["content"].lower()

@@ -6,6 +6,7 @@ and 4 (autogenerate finds no difference between the models and head).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -247,3 +248,13 @@ async def insert_rows_after_rename(url: str) -> None:
         "INSERT INTO memories (session_id, content, tool_metadata) VALUES ('s', 'c', :m)",
         {"m": '{"kept": true}'},
     )
+
+
+async def test_concurrent_upgrades_serialize(any_db_url: str) -> None:
+    """Two release processes migrating at once: one upgrades, the other waits and finds head."""
+    results = await asyncio.wait_for(
+        asyncio.gather(*(migrate.upgrade(any_db_url) for _ in range(3))), timeout=60
+    )
+    assert sorted(r.before is None for r in results) == [False, False, True]
+    assert {r.after for r in results} == {HEAD}
+    assert await migrate.check(any_db_url) == []

@@ -16,7 +16,7 @@ from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from storage.models import Base
 from tests.core_support import build_kb, kb_fixture, message, openai_agent, responder  # noqa: F401
-from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai_fixture  # noqa: F401
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, Turn, fake_openai_fixture  # noqa: F401
 
 SESSION = "slack:T1:C1:t1"
 
@@ -101,6 +101,7 @@ async def test_model_server_errors_are_retried_then_reported(
     assert reply.kind is ReplyKind.ERROR and reply.text == texts.ERROR_MODEL_UNAVAILABLE
     assert len(fake_openai.requests) - before == 3 and fake_openai.failures_served == 5
     _error_logged(caplog)
+    assert FAKE_API_KEY not in caplog.text  # no credentials in the operator's log
 
     # The next message works.
     reply = await resp.handle(message("When are invoices sent?"))
@@ -113,7 +114,7 @@ async def test_model_timeout_apologises(
 ) -> None:
     agent = openai_agent(kb, fake_openai, timeout=0.3, max_retries=0)
     resp = responder(sqlite_db, agent)
-    fake_openai.queue(Turn(content="too late", delay=2.0))
+    fake_openai.queue(Turn(content="too late", delay=1.0))
     deltas: list[str] = []
     final: Reply | None = None
     async for item in resp.stream(message("How do I reset my password?")):
@@ -145,10 +146,15 @@ async def test_feedback_and_escalation_round_trip(sqlite_db: Database, kb: Knowl
         memory_id=answer.memory_id, session_id=answer.session_id, user_id="U1", helpful=True
     )
     assert thanks.kind is ReplyKind.INFO and thanks.text == texts.FEEDBACK_THANKS_HELPFUL
+    stale = await resp.feedback(
+        memory_id=answer.memory_id + 1000, session_id=answer.session_id, user_id="U1", helpful=False
+    )
+    assert stale.kind is ReplyKind.INFO and stale.text == texts.FEEDBACK_UNKNOWN_ANSWER
     reply, escalation_id = await resp.escalate(
         conversation=message("x").conversation, requested_by="U1", reason="stuck"
     )
     assert reply.kind is ReplyKind.ESCALATED and escalation_id > 0
+    assert reply.text == texts.ESCALATION_OPENED and reply.escalation_id == escalation_id
     again, same_id = await resp.escalate(
         conversation=message("x").conversation, requested_by="U2", reason="me too"
     )
@@ -157,3 +163,18 @@ async def test_feedback_and_escalation_round_trip(sqlite_db: Database, kb: Knowl
     assert done.text == texts.ESCALATION_RESOLVED
     twice = await resp.resolve_escalation(escalation_id=escalation_id, resolved_by="agent1")
     assert twice.text == texts.ESCALATION_NOT_OPEN
+
+
+async def test_model_connection_lost_mid_stream(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    agent = openai_agent(kb, fake_openai, max_retries=0)
+    resp = responder(sqlite_db, agent)
+    fake_openai.queue(Turn(content="This answer will never finish " * 5, abort_after=3))
+    items = [item async for item in resp.stream(message("How do I reset my password?"))]
+    deltas, final = items[:-1], items[-1]
+    assert deltas and all(isinstance(d, str) for d in deltas)  # the start was streamed
+    assert isinstance(final, Reply) and final.kind is ReplyKind.ERROR
+    assert final.text == texts.ERROR_MODEL_UNAVAILABLE
+    assert (await resp.handle(message("How do I reset my password?"))).kind is ReplyKind.ANSWER
+    await agent.aclose()

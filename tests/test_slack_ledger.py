@@ -6,8 +6,9 @@ import asyncio
 from datetime import timedelta
 
 from adapters.slack import convert
-from adapters.slack.app import Work
+from adapters.slack.app import SlackBot, Work
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform
+from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from storage.models import Base
@@ -130,3 +131,37 @@ async def test_a_restarted_process_answers_what_a_crashed_one_acked(
     assert answer.thread_ts == "1700000000.000001" and "Reset password" in answer.text
     status = await events.event_status(sqlite_db, platform="slack", event_id=work.key)
     assert status == "answered"
+
+
+async def test_http_process_queues_and_workers_answer_exactly_once(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """`supportbot serve --workers N`: the HTTP process only acks and queues in the ledger."""
+    settings = slack_settings(sqlite_url, kb_uri, api)
+    front = await SlackHarness.start(api, settings, db=sqlite_db, answer_inline=False)
+    workers = [SlackBot(await build_runtime(settings), max_concurrent_answers=4) for _ in range(2)]
+    stop = asyncio.Event()
+    loops = []
+    for worker in workers:
+        await worker.start(recover=False)
+        loops.append(asyncio.create_task(worker.work_loop(stop, poll_interval=0.02)))
+    try:
+        bodies = [
+            app_mention(text=f"<@{BOT}> how do I reset my password?", ts=new_ts()) for _ in range(6)
+        ]
+        async with front.sender() as sender:
+            for body in bodies:
+                assert (await sender.event(body)).status == 200
+                assert (await sender.event(body, retry_num=1)).status == 200
+        assert not front.bot._tasks  # nothing answered in the HTTP process
+        await api.wait_for(lambda: len([m for m in api.posted() if not m.streaming]) == 6)
+        for worker in workers:
+            await worker.wait_idle()
+    finally:
+        stop.set()
+        await asyncio.gather(*loops)
+        for worker in workers:
+            await worker.aclose()
+            await worker.runtime.aclose()
+        await front.close()
+    assert sorted(m.thread_ts for m in api.posted()) == sorted(b["event"]["ts"] for b in bodies)

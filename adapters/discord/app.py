@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 STREAM_EDIT_INTERVAL = 1.0  # seconds between edits of a streamed answer (Discord: ~5 edits/5 s)
+# An answer complete within this long is posted once, whole: no partial post, no edit, no
+# typing call. Slower answers show typing, then text that grows with edits.
+FIRST_POST_DELAY = 0.5
+MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
 RECOVERY_INTERVAL = 60.0  # how often to look for answers a crashed process left unfinished
 
@@ -84,9 +88,17 @@ class PersistentButton(discord.ui.DynamicItem[discord.ui.Button], template=rende
 class SupportClient(discord.AutoShardedClient):
     """The discord.py client; every event is handed to the adapter."""
 
-    def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
+    def __init__(
+        self, adapter: DiscordAdapter, *, identify_spacing: float = 5.0, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.adapter = adapter
+        # Discord allows one IDENTIFY per 5 s per bucket (max_concurrency 1); loopback fakes don't.
+        self.identify_spacing = identify_spacing
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:
+            await asyncio.sleep(self.identify_spacing)
 
     async def setup_hook(self) -> None:
         await self.adapter.setup(self)
@@ -119,6 +131,8 @@ class DiscordAdapter:
         sync_guild_id: int | None = None,
         client_options: dict[str, Any] | None = None,
         stream_interval: float = STREAM_EDIT_INTERVAL,
+        first_post_delay: float = FIRST_POST_DELAY,
+        max_concurrent_answers: int = MAX_CONCURRENT_ANSWERS,
     ) -> None:
         settings = runtime.settings
         self.runtime = runtime
@@ -127,6 +141,8 @@ class DiscordAdapter:
         self.sync_commands = sync_commands
         self.sync_guild_id = sync_guild_id
         self.stream_interval = stream_interval
+        self.first_post_delay = first_post_delay
+        self._answer_slots = asyncio.Semaphore(max_concurrent_answers)
         self.message_content = settings.discord_message_content
         self.forum_channels = {
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
@@ -199,6 +215,12 @@ class DiscordAdapter:
         target = await self._route(message, incoming, context)
         if target is None:
             return
+        async with self._answer_slots:
+            await self._answer_message(message, incoming, target)
+
+    async def _answer_message(
+        self, message: discord.Message, incoming: IncomingMessage, target: str
+    ) -> None:
         if not await events.claim_event(
             self.db,
             platform=PLATFORM,
@@ -207,10 +229,26 @@ class DiscordAdapter:
         ):
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
             return
-        channel, incoming = await self._answer_channel(message, incoming, target)
-        sink = ChannelSink(channel, reference=message if channel is message.channel else None)
-        await self._deliver(incoming, sink, typing_channel=channel)
+        try:
+            channel, incoming = await self._answer_channel(message, incoming, target)
+            sink = ChannelSink(channel, reference=message if channel is message.channel else None)
+            await self._deliver(incoming, sink, typing_channel=channel)
+        except Exception:
+            await self._give_up(str(message.id))
+            raise  # to on_error: logged, and the user gets a short apology
         await events.finish_event(self.db, platform=PLATFORM, event_id=str(message.id))
+
+    async def _give_up(self, event_id: str) -> None:
+        """Delivery failed: mark the event failed so no later process answers it a second time.
+        While shutting down, leave it to its lease instead: the next process answers it."""
+        if self._closing.is_set():
+            return
+        try:
+            await events.finish_event(
+                self.db, platform=PLATFORM, event_id=event_id, status=events.FAILED
+            )
+        except Exception:
+            log.warning("discord: could not mark event %s failed", event_id, exc_info=True)
 
     async def _route(
         self, message: discord.Message, incoming: IncomingMessage, context: ChannelContext
@@ -270,24 +308,24 @@ class DiscordAdapter:
         typing_channel: discord.abc.Messageable | None = None,
     ) -> Reply | None:
         """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s."""
-        typing = _Typing(typing_channel)
+        typing = _Typing(typing_channel, delay=self.first_post_delay)
         await typing.start()
         text = ""
         final: Reply | None = None
-        last_push = 0.0
+        # The first partial post waits first_post_delay; later edits come every stream_interval.
+        next_push = time.monotonic() + self.first_post_delay
         try:
             async for item in self.responder.stream(incoming):
                 if isinstance(item, Reply):
                     final = item
                     continue
                 text += item
-                now = time.monotonic()
-                if text.strip() and now - last_push >= self.stream_interval:
+                if text.strip() and time.monotonic() >= next_push:
                     await typing.stop()
                     await sink.show(
                         [render.MessagePayload(c) for c in render.render_progress(text)]
                     )
-                    last_push = time.monotonic()
+                    next_push = time.monotonic() + self.stream_interval
         finally:
             await typing.stop()
         if final is not None:
@@ -513,15 +551,17 @@ class InteractionSink(ReplySink):
 
 class _Typing:
     """The typing indicator while the core retrieves. It runs beside the answer (never delays
-    it), and a failure only costs the indicator."""
+    it), starts only if the answer takes longer than ``delay``, and a failure only costs the
+    indicator."""
 
-    def __init__(self, channel: discord.abc.Messageable | None) -> None:
+    def __init__(self, channel: discord.abc.Messageable | None, *, delay: float = 0.0) -> None:
         self._channel = channel
+        self._delay = delay
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self._channel is not None:
-            self._task = asyncio.create_task(self._run(self._channel))
+            self._task = asyncio.create_task(self._run(self._channel, self._delay))
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -530,7 +570,9 @@ class _Typing:
             await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
-    async def _run(channel: discord.abc.Messageable) -> None:
+    async def _run(channel: discord.abc.Messageable, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
         try:
             async with channel.typing():
                 await asyncio.Event().wait()  # until stop() cancels

@@ -248,7 +248,7 @@ class SlackBot:
             payload = {
                 **base,
                 "kind": "command",
-                "msg": convert.incoming_to_payload(msg),
+                "msg": convert.incoming_to_payload(msg, max_text=self.settings.max_question_chars),
                 "response_url": body.get("response_url"),
                 "channel": body.get("channel_id"),
                 "user": body.get("user_id"),
@@ -290,7 +290,7 @@ class SlackBot:
         payload = {
             **base,
             "kind": "message",
-            "msg": convert.incoming_to_payload(msg),
+            "msg": convert.incoming_to_payload(msg, max_text=self.settings.max_question_chars),
             "channel": conversation.channel_id,
             "thread_ts": conversation.thread_id,
             "user": msg.author.id,
@@ -348,9 +348,9 @@ class SlackBot:
 
     async def _run(self, work: Work, client: AsyncWebClient) -> None:
         """Do one claimed unit of work and record the outcome in the ledger. Cancellation (a
-        shutdown) leaves the row "answering" so that another process finishes it."""
-        async with self._slots:
-            try:
+        shutdown) hands the row back (lease ended) so that the next process finishes it."""
+        try:
+            async with self._slots:
                 owned = await events.renew_lease(
                     self.db,
                     platform=PLATFORM,
@@ -362,13 +362,23 @@ class SlackBot:
                     log.info("%s was taken over by another process; skipping", work.key)
                     return
                 await self.process(work, client)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.error("slack %s %s failed", work.kind, work.key, exc_info=True)
-                await self._finish(work, events.FAILED)
-            else:
-                await self._finish(work, events.ANSWERED)
+        except asyncio.CancelledError:
+            await self._release(work)
+            raise
+        except Exception:
+            log.error("slack %s %s failed", work.kind, work.key, exc_info=True)
+            await self._finish(work, events.FAILED)
+        else:
+            await self._finish(work, events.ANSWERED)
+
+    async def _release(self, work: Work) -> None:
+        """Shutdown abandoned this work: hand it back to the ledger for the next process."""
+        try:
+            await events.release_lease(
+                self.db, platform=PLATFORM, event_id=work.key, attempts=work.attempts
+            )
+        except Exception as exc:
+            log.warning("could not release %s: %s", work.key, type(exc).__name__)
 
     async def _finish(self, work: Work, status: str) -> None:
         try:

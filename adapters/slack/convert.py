@@ -196,8 +196,11 @@ def _ts_to_datetime(ts: str) -> datetime:
         return datetime.now(UTC)
 
 
-def incoming_to_payload(msg: IncomingMessage) -> dict[str, Any]:
-    """A JSON-safe copy of a message for the ledger, so another process can answer it later."""
+def incoming_to_payload(msg: IncomingMessage, *, max_text: int | None = None) -> dict[str, Any]:
+    """A JSON-safe copy of a message for the ledger, so another process can answer it later.
+
+    ``max_text`` bounds what is stored (the core reads only so much of a question anyway; one
+    character more keeps its "your message was truncated" note)."""
     key = msg.conversation
     return {
         "id": msg.id,
@@ -206,7 +209,7 @@ def incoming_to_payload(msg: IncomingMessage) -> dict[str, Any]:
         "thread_id": key.thread_id,
         "author_id": msg.author.id,
         "author_name": msg.author.display_name,
-        "text": msg.text,
+        "text": msg.text if max_text is None else msg.text[: max_text + 1],
         "sent_at": msg.sent_at.isoformat(),
         "is_direct": msg.is_direct,
         "mentions_bot": msg.mentions_bot,

@@ -75,17 +75,23 @@ def _quiet_logging() -> None:
 
 async def _open_runtime() -> Any:
     from bot.config import load_settings
-    from bot.runtime import build_runtime, ensure_schema
+    from bot.runtime import build_runtime, check_knowledge_base, ensure_schema
     from storage.db import Database
 
     settings = load_settings()
     db = Database(settings.database_url)
     try:
         await ensure_schema(db)  # before loading an embedder: fail fast with one clear line
-        return await build_runtime(settings, db=db)
+        runtime = await build_runtime(settings, db=db)
     except BaseException:
         await db.dispose()
         raise
+    try:
+        await check_knowledge_base(runtime.knowledge)
+    except BaseException:
+        await runtime.aclose()
+        raise
+    return runtime
 
 
 async def _ingest_sample_if_empty(runtime: Any) -> None:

@@ -40,6 +40,7 @@ class _FailRule:
     pattern: re.Pattern[str]
     times: int
     retry_after: float
+    status: int = 429
 
 
 Handler = Callable[[web.Request, re.Match[str], Any], Awaitable[tuple[int, Any]]]
@@ -100,6 +101,10 @@ class FakeDiscordAPI:
         """Answer the next ``times`` matching requests with 429 (rate limited)."""
         self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, retry_after))
 
+    def fail_with(self, status: int, method: str, path_regex: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404)."""
+        self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, 0.0, status))
+
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
         return [r for r in self.requests if r.method == method and pattern.fullmatch(r.path)]
@@ -147,6 +152,9 @@ class FakeDiscordAPI:
         self.requests.append(record)
         try:
             rule = self._matching_fail_rule(request.method, path)
+            if rule is not None and rule.status != 429:
+                record.status = rule.status
+                return _json(rule.status, {"message": "Injected failure", "code": 0})
             if rule is not None:
                 record.status = 429
                 return _json(

@@ -39,7 +39,13 @@ from aiohttp import web
 
 FAKE_API_KEY = "sk-test-fake"
 DEFAULT_MODEL = "fake-gpt"
-EMBEDDING_DIMENSION = 64
+EMBEDDING_DIMENSION = 64  # for models the fake does not know
+# The real models' sizes, so embedders that assume them get vectors of that length.
+MODEL_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
 
 
 @dataclass
@@ -65,6 +71,7 @@ class Turn:
     chunk_delay: float = 0.0  # seconds between streamed chunks (time-to-first-token tests)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    abort_after: int | None = None  # drop the connection after this many content chunks
 
 
 @dataclass
@@ -287,7 +294,12 @@ class FakeOpenAI:
 
         await send(delta({"role": "assistant", "content": ""}))
         size = max(1, turn.chunk_chars)
-        for start in range(0, len(turn.content), size):
+        for number, start in enumerate(range(0, len(turn.content), size)):
+            if turn.abort_after is not None and number >= turn.abort_after:
+                # Mid-stream failure: the server goes away before the response is complete.
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
             await send(delta({"content": turn.content[start : start + size]}))
         for index, call in enumerate(self._tool_calls_payload(turn)):
             # Like the real API: id, type and name first, then the arguments in pieces.
@@ -315,7 +327,8 @@ class FakeOpenAI:
         inputs = body.get("input", [])
         if isinstance(inputs, str):
             inputs = [inputs]
-        dimension = int(body.get("dimensions") or EMBEDDING_DIMENSION)
+        model = str(body.get("model", "text-embedding-3-small"))
+        dimension = int(body.get("dimensions") or MODEL_DIMENSIONS.get(model, EMBEDDING_DIMENSION))
         as_base64 = body.get("encoding_format") == "base64"
         data = []
         for i, text in enumerate(inputs):
@@ -328,7 +341,7 @@ class FakeOpenAI:
             {
                 "object": "list",
                 "data": data,
-                "model": body.get("model", "text-embedding-3-small"),
+                "model": model,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )

@@ -1,0 +1,532 @@
+"""The Discord bot under load: MESSAGE_CREATE at a steady rate through the real gateway protocol.
+
+The bot runs as its own process (``supportbot run discord``) against the loopback fake Discord
+(REST + gateway, tests/fakes) with the model served by the OpenAI fake (two model calls and one
+BM25 search per question), a SQLite database and a LanceDB knowledge base of bot/sample_docs.
+Half the messages are DMs, half are @mentions in a guild channel (each starts a thread).
+
+Measured: every message answered exactly once (one answer message per conversation, one
+``answered`` ledger row per message), time to first reply (the first message the bot posts for
+a question, streamed) and to the final answer (sources and buttons attached), p50/p99, and the
+RSS of the bot process after warm-up, at its peak and at the end.
+
+Baseline, same run, same fakes and rate: a bare discord.py echo bot (``on_message`` ->
+``channel.send``), i.e. what the platform plumbing alone costs; and the fake's raw REST round
+trip from this process.
+
+    .venv/bin/python bench/discord.py [--rate 100] [--seconds 30]
+
+Writes docs/bench-sections/discord.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is named discord.py: drop its folder from the path so `import discord` finds
+# discord.py the library, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
+
+REPORT = ROOT / "docs" / "bench-sections" / "discord.md"
+SAMPLE_DOCS = ROOT / "bot" / "sample_docs"
+PG_ADMIN_URL = os.environ.get("SUPPORTBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+QUESTIONS = (
+    "How do I reset my password?",
+    "How do I create an API token?",
+    "What happens when I hit the rate limit?",
+    "How do I configure webhooks?",
+)
+
+
+@dataclass
+class LoadResult:
+    name: str
+    sent: int = 0
+    send_seconds: float = 0.0
+    answered_once: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    first_reply_ms: list[float] = field(default_factory=list)
+    final_ms: list[float] = field(default_factory=list)
+    rss_start_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    ledger_answered: int | None = None
+    cpu_ms_per_message: float = 0.0
+    drain_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.send_seconds if self.send_seconds else 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def prepare_kb(folder: Path) -> str:
+    from storage.knowledge import KnowledgeBase
+
+    kb_uri = str(folder / "kb")
+    paths = [p for p in SAMPLE_DOCS.rglob("*") if p.is_file()]
+    await asyncio.to_thread(lambda: KnowledgeBase.open(kb_uri, None).ingest(paths))
+    return kb_uri
+
+
+async def fresh_database(kind: str, folder: Path) -> str:
+    """An empty database with the schema: a SQLite file, or a new PostgreSQL database."""
+    from storage.db import Database
+    from storage.models import Base
+
+    name = f"bench_discord_{uuid.uuid4().hex[:10]}"
+    if kind == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        url += f"/{name}"
+    else:
+        url = f"sqlite+aiosqlite:///{folder / (name + '.db')}"
+    db = Database(url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    await db.dispose()
+    return url
+
+
+async def drop_database(url: str) -> None:
+    if not url.startswith("postgresql"):
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def ledger_answered(db_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from storage.db import Database
+    from storage.models import ProcessedEvent
+
+    db = Database(db_url)
+    try:
+        async with db.sessions() as session:
+            total = await session.scalar(
+                select(func.count())
+                .select_from(ProcessedEvent)
+                .where(ProcessedEvent.status == "answered")
+            )
+        return int(total or 0)
+    finally:
+        await db.dispose()
+
+
+async def run_load(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    *,
+    rate: float,
+    seconds: float,
+    echo: bool,
+    db_url: str | None,
+) -> LoadResult:
+    from tests.fakes import discord_payloads as p
+    from tests.fakes.discord_world import DiscordWorld
+
+    world = await DiscordWorld.start()
+    env = {**env, "DISCORD_API_URL": world.api.base_url}
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, cwd=str(ROOT), stdout=asyncio.subprocess.DEVNULL
+    )
+    result = LoadResult(name)
+    sent_at: dict[str, float] = {}  # reply key -> dispatch time
+    try:
+        await world.gateway.wait_ready(1, timeout=120)
+
+        async def send(i: int) -> str:
+            question = QUESTIONS[i % len(QUESTIONS)]
+            if i % 2 == 0:
+                payload = await world.dm(question)
+                key = payload["id"] if echo else payload["channel_id"]
+            else:
+                payload = await world.say(question, mention=True)
+                key = payload["id"]  # the thread (or, for the echo bot, the echoed id)
+            sent_at[key] = time.monotonic()
+            return key
+
+        # Warm-up: imports, connection pools, the knowledge base's first search.
+        warm = [await send(i) for i in range(20)]
+        await wait_answered(world, warm, echo=echo, timeout=60)
+        sent_at.clear()
+        world.api.requests.clear()
+        result.rss_start_mb = result.rss_peak_mb = rss_mb(process.pid)
+        cpu_before = cpu_seconds(process.pid)
+
+        total = int(rate * seconds)
+        started = time.monotonic()
+        keys: list[str] = []
+        next_sample = started
+        for i in range(total):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            keys.append(await send(i))
+            if time.monotonic() >= next_sample:
+                result.rss_peak_mb = max(result.rss_peak_mb, rss_mb(process.pid))
+                next_sample += 1.0
+        result.sent = total
+        result.send_seconds = time.monotonic() - started
+        drain_started = time.monotonic()
+        while True:
+            done = await wait_answered(world, keys, echo=echo, timeout=1.0, quiet=True)
+            result.rss_peak_mb = max(result.rss_peak_mb, rss_mb(process.pid))
+            if done or time.monotonic() - drain_started > 120:
+                break
+        result.drain_seconds = time.monotonic() - drain_started
+        await asyncio.sleep(1.0)  # let stragglers (duplicates, if any) arrive
+        result.rss_end_mb = rss_mb(process.pid)
+        result.cpu_ms_per_message = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(total, 1)
+        collect(world, keys, sent_at, result, echo=echo)
+        del p
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        await world.stop()
+    if db_url is not None:
+        result.ledger_answered = await ledger_answered(db_url)
+    return result
+
+
+def replies_by_key(world: Any, *, echo: bool) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for message in world.api.messages.values():
+        if "interaction_token" in message:
+            continue
+        key = message["content"] if echo else message["channel_id"]
+        found.setdefault(key, []).append(message)
+    return found
+
+
+def is_final(message: dict[str, Any], *, echo: bool) -> bool:
+    return echo or bool(message.get("components"))
+
+
+async def wait_answered(
+    world: Any, keys: list[str], *, echo: bool, timeout: float, quiet: bool = False
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        replies = replies_by_key(world, echo=echo)
+        if all(any(is_final(m, echo=echo) for m in replies.get(k, [])) for k in keys):
+            return True
+        if time.monotonic() > deadline:
+            if not quiet:
+                raise RuntimeError("the bot did not answer the warm-up messages in time")
+            return False
+        await asyncio.sleep(0.2)
+
+
+def collect(
+    world: Any, keys: list[str], sent_at: dict[str, float], result: LoadResult, *, echo: bool
+) -> None:
+    replies = replies_by_key(world, echo=echo)
+    first_post: dict[str, float] = {}
+    final_at: dict[str, float] = {}
+    for request in world.api.requests:
+        if request.status >= 300 or not request.path.startswith("/channels/"):
+            continue
+        parts = request.path.split("/")  # ['', 'channels', id, 'messages', (id)]
+        if len(parts) < 4 or parts[3] != "messages" or len(parts) > 5:
+            continue
+        body = request.body or {}
+        key = body.get("content") if echo else parts[2]
+        if key is None:
+            continue
+        if request.method == "POST":
+            first_post.setdefault(key, request.at)
+        if echo or body.get("components"):
+            final_at[key] = request.at
+    for key in keys:
+        messages = replies.get(key, [])
+        if not messages:
+            result.missing += 1
+            continue
+        if len(messages) > 1:
+            result.duplicates += 1
+            continue
+        result.answered_once += 1
+        if key in first_post:
+            result.first_reply_ms.append((first_post[key] - sent_at[key]) * 1000)
+        if key in final_at:
+            result.final_ms.append((final_at[key] - sent_at[key]) * 1000)
+
+
+async def raw_round_trip(samples: int = 300) -> list[float]:
+    """The fake's own REST round trip from this process (aiohttp, keep-alive)."""
+    import aiohttp
+
+    from tests.fakes.discord_api import FakeDiscordAPI
+
+    api = FakeDiscordAPI()
+    await api.start()
+    timings = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for i in range(samples):
+                started = time.perf_counter()
+                async with session.post(
+                    f"{api.base_url}/channels/1/messages", json={"content": f"m{i}"}
+                ) as response:
+                    await response.read()
+                timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        await api.stop()
+    return timings
+
+
+def echo_bot() -> None:
+    """The baseline bot: bare discord.py that echoes each message id back (no core at all)."""
+    import discord
+    import discord.gateway
+    import discord.http
+    import yarl
+
+    discord.http.Route.BASE = os.environ["DISCORD_API_URL"]
+    intents = discord.Intents.none()
+    intents.guilds = intents.guild_messages = intents.dm_messages = True
+    client = discord.Client(
+        intents=intents,
+        max_messages=None,
+        allowed_mentions=discord.AllowedMentions.none(),
+        guild_ready_timeout=0.1,
+    )
+
+    async def setup_hook() -> None:
+        _, url, _ = await client.http.get_bot_gateway()
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+
+    async def on_message(message: discord.Message) -> None:
+        if not message.author.bot:
+            await message.channel.send(str(message.id))
+
+    client.setup_hook = setup_hook  # type: ignore[method-assign]
+    client.event(on_message)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(client.close()))
+        async with client:
+            await client.start(os.environ["DISCORD_TOKEN"])
+
+    asyncio.run(main())
+
+
+def describe(result: LoadResult) -> list[str]:
+    return [
+        f"{result.name}: sent {result.sent} at {result.rate:.1f} msg/s; "
+        f"answered exactly once {result.answered_once}, duplicates {result.duplicates}, "
+        f"missing {result.missing}; drained {result.drain_seconds:.1f} s after the last send",
+        f"  first reply p50 {pct(result.first_reply_ms, 50):.0f} ms, "
+        f"p99 {pct(result.first_reply_ms, 99):.0f} ms; final answer p50 "
+        f"{pct(result.final_ms, 50):.0f} ms, p99 {pct(result.final_ms, 99):.0f} ms",
+        f"  RSS after warm-up {result.rss_start_mb:.1f} MB, peak {result.rss_peak_mb:.1f} MB, "
+        f"end {result.rss_end_mb:.1f} MB (growth {result.rss_end_mb - result.rss_start_mb:+.1f} MB)"
+        + (f"; ledger rows answered: {result.ledger_answered}" if result.ledger_answered else ""),
+        f"  bot process CPU: {result.cpu_ms_per_message:.1f} ms per message",
+    ]
+
+
+def write_report(
+    args: argparse.Namespace, results: list[LoadResult], echo: LoadResult | None, raw: list[float]
+) -> str:
+    def row(r: LoadResult) -> str:
+        return (
+            f"| {r.name} | {r.sent} | {r.rate:.1f} | {r.answered_once} | {r.duplicates} | "
+            f"{r.missing} | {r.drain_seconds:.1f} | {pct(r.first_reply_ms, 50):.0f} | "
+            f"{pct(r.first_reply_ms, 99):.0f} | {pct(r.final_ms, 50):.0f} | "
+            f"{pct(r.final_ms, 99):.0f} | {r.rss_start_mb:.0f} → {r.rss_end_mb:.0f} "
+            f"(peak {r.rss_peak_mb:.0f}) | {r.cpu_ms_per_message:.1f} |"
+        )
+
+    lines = [
+        "## Discord adapter under load",
+        "",
+        f"`bench/discord.py --rate {args.rate:g} --seconds {args.seconds:g}`: MESSAGE_CREATE "
+        "events dispatched by the fake gateway (half DMs, half @mentions that start a thread), "
+        "the bot as its own process (`supportbot run discord`, real discord.py 2.7) with the "
+        "model served by the OpenAI fake (tool call + streamed answer, BM25 over "
+        f"bot/sample_docs), on this {os.cpu_count()}-core machine, which also runs the load "
+        "generator and all fakes. Times run from dispatch to the fake REST API receiving the "
+        "bot's first message for that question / the final one carrying sources and buttons. "
+        "'Drain' is how long after the last dispatch the last answer arrived.",
+        "",
+        "| run | messages | msg/s sent | answered once | duplicates | missing | drain s | "
+        "first reply p50 ms | p99 ms | final p50 ms | p99 ms | RSS MB (after warm-up → end) "
+        "| bot CPU ms/msg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *(row(r) for r in results),
+    ]
+    if echo is not None:
+        lines.append(row(echo))
+    lines += [""]
+    for r in results:
+        throughput = r.sent / (r.send_seconds + r.drain_seconds) if r.sent else 0.0
+        lines.append(
+            f"- {r.name}: {r.ledger_answered} `processed_events` rows `answered` for "
+            f"{r.sent + 20} messages sent (incl. 20 warm-up); served {throughput:.1f} msg/s."
+        )
+    lines.append(
+        f"- Fake REST round trip from the load generator (baseline): p50 {pct(raw, 50):.2f} ms, "
+        f"p99 {pct(raw, 99):.2f} ms."
+    )
+    sustained = next((r for r in results if r.rate < args.rate * 0.9), None)
+    if echo is not None and echo.first_reply_ms and sustained and sustained.first_reply_ms:
+        ratio = pct(sustained.first_reply_ms, 50) / max(pct(echo.first_reply_ms, 50), 1e-6)
+        lines.append(
+            f"- First reply at a sustainable rate vs the bare echo bot: {ratio:.0f}x at p50 (the "
+            "echo bot makes one REST call per message; ours claims the event, opens a thread for "
+            "mentions, searches, calls the model twice over HTTP, stores two memories, posts)."
+        )
+    lines.append("")
+    text = "\n".join(lines)
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(text, encoding="utf-8")
+    return text
+
+
+async def main(args: argparse.Namespace) -> None:
+    from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-discord-"))
+    kb_uri = await prepare_kb(folder)
+    raw = await raw_round_trip()
+    runs = [("sqlite", args.rate), ("sqlite", args.sustained_rate)]
+    if args.postgres:
+        runs.append(("postgres", args.rate))
+    results: list[LoadResult] = []
+    async with FakeOpenAI() as fake:
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DISCORD", "SUPPORTBOT", "OPENAI", "DATABASE"))
+        }
+        base_env.update(
+            DISCORD_TOKEN="bench-token",
+            SUPPORTBOT_KB_URI=kb_uri,
+            SUPPORTBOT_EMBEDDER="none",
+            SUPPORTBOT_LOG_LEVEL="WARNING",
+            OPENAI_API_KEY=FAKE_API_KEY,
+            OPENAI_BASE_URL=fake.base_url,
+            PYTHONPATH=str(ROOT),
+            HF_HUB_OFFLINE="1",
+        )
+        profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+        for kind, rate in runs:
+            if rate <= 0:
+                continue
+            db_url = await fresh_database(kind, folder)
+            try:
+                result = await run_load(
+                    f"supportbot, {kind}, {rate:g} msg/s",
+                    [sys.executable, *profile, "-m", "bot", "run", "discord"],
+                    {**base_env, "DATABASE_URL": db_url},
+                    rate=rate,
+                    seconds=args.seconds,
+                    echo=False,
+                    db_url=db_url,
+                )
+            finally:
+                await drop_database(db_url)
+            results.append(result)
+            for line in describe(result):
+                print(line, flush=True)
+    echo = None
+    if not args.no_baseline:
+        echo = await run_load(
+            f"bare discord.py echo bot (baseline), {args.rate:g} msg/s",
+            [sys.executable, str(Path(__file__).resolve()), "--echo-bot"],
+            base_env,
+            rate=args.rate,
+            seconds=args.seconds,
+            echo=True,
+            db_url=None,
+        )
+        for line in describe(echo):
+            print(line, flush=True)
+    print(f"fake REST round trip: p50 {pct(raw, 50):.2f} ms, p99 {pct(raw, 99):.2f} ms")
+    write_report(args, results, echo, raw)
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0, help="messages per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to send")
+    parser.add_argument(
+        "--sustained-rate",
+        type=float,
+        default=25.0,
+        help="a second run at a rate this machine sustains (0: skip)",
+    )
+    parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the echo-bot run")
+    parser.add_argument("--echo-bot", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", help="write a cProfile of the bot process to this file")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.echo_bot:
+        echo_bot()
+    else:
+        asyncio.run(main(arguments))
