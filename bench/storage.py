@@ -104,18 +104,23 @@ def legacy_like_rows(total: int, sessions: int) -> Iterator[tuple]:
         )
 
 
-async def timed(call: Callable[[], Awaitable[object]], samples: int) -> list[float]:
+async def timed_pair(
+    ours: Callable[[], Awaitable[object]], baseline: Callable[[], Awaitable[object]], samples: int
+) -> tuple[list[float], list[float]]:
+    """Alternate ours and the baseline call by call, so both meet the same machine conditions."""
     for _ in range(min(200, samples)):  # warm caches, pools and compiled statements
-        await call()
+        await ours()
+        await baseline()
     gc.collect()
     gc.disable()  # a collection mid-sample measures the collector, not storage
     try:
-        result = []
+        times: tuple[list[float], list[float]] = ([], [])
         for _ in range(samples):
-            start = time.perf_counter()
-            await call()
-            result.append((time.perf_counter() - start) * 1000)
-        return result
+            for call, result in ((ours, times[0]), (baseline, times[1])):
+                start = time.perf_counter()
+                await call()
+                result.append((time.perf_counter() - start) * 1000)
+        return times
     finally:
         gc.enable()
 
@@ -132,11 +137,12 @@ async def measure(
     pick = lambda: session_id(rng.randrange(sessions))  # noqa: E731
     db = Database(url)
     try:
-        load_ours = await timed(
-            lambda: memories.load_recent(db, session_id=pick(), limit=20), samples
+        load = await timed_pair(
+            lambda: memories.load_recent(db, session_id=pick(), limit=20),
+            lambda: raw_load(pick()),
+            samples,
         )
-        load_raw = await timed(lambda: raw_load(pick()), samples)
-        append_ours = await timed(
+        append = await timed_pair(
             lambda: memories.append_memory(
                 db,
                 session_id=pick(),
@@ -144,15 +150,12 @@ async def measure(
                 content="bench append",
                 tool_metadata={"bench": True, "sources": ["docs/a.md"]},
             ),
+            lambda: raw_append(pick()),
             samples,
         )
-        append_raw = await timed(lambda: raw_append(pick()), samples)
     finally:
         await db.dispose()
-    return [
-        Row(backend, "load last 20", load_ours, load_raw),
-        Row(backend, "append", append_ours, append_raw),
-    ]
+    return [Row(backend, "load last 20", *load), Row(backend, "append", *append)]
 
 
 # --- SQLite ------------------------------------------------------------------------------------
@@ -267,8 +270,8 @@ def report(
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, SQLite {sqlite3.sqlite_version}; "
         f"load average {load[0]:.1f} before / {load[1]:.1f} after (tails grow with it).",
-        "Baseline: the same SQL through the raw async driver (aiosqlite / asyncpg) in the same "
-        "run; ratio = ours / baseline at p50.",
+        "Baseline: the same SQL through the raw async driver (aiosqlite / asyncpg), called "
+        "alternately with ours in the same run; ratio = ours / baseline at p50.",
         "",
         "| database | operation | ours p50 | ours p99 | baseline p50 | baseline p99 "
         "| ratio p50 | target |",

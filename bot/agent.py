@@ -185,7 +185,8 @@ class OpenAIAgent:
         answer = gate.answer_text.strip()
         cited = sorted({int(n) for n in CITATION.findall(answer) if 0 < int(n) <= 999})
         valid = [n for n in cited if n <= len(toolbox.passages)]
-        if gate.refused or not answer:
+        refused = gate.refused or NO_ANSWER_TOKEN in answer  # also when said mid-answer
+        if refused or not answer:
             kind, text, sources = ReplyKind.NO_ANSWER, texts.NOT_IN_DOCS, ()
             if not answer and not gate.refused:
                 yield text  # the model said nothing: the user still gets the honest answer
@@ -203,8 +204,8 @@ class OpenAIAgent:
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "first_token_ms": round(first_token_ms, 2) if first_token_ms is not None else None,
         }
-        if gate.refused:
-            metadata["model_refusal"] = gate.refusal_text.strip()[:500]
+        if refused:
+            metadata["model_refusal"] = (gate.refusal_text or answer).strip()[:500]
         yield AgentResult(
             text=text,
             kind=kind,

@@ -19,7 +19,7 @@ class Platform(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:
-    """Where a conversation lives. Memory is per thread root; per channel for DMs without threads."""
+    """Where a conversation lives: per thread root; per channel for DMs without threads."""
 
     platform: Platform
     workspace_id: str

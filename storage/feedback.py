@@ -31,7 +31,11 @@ async def record_feedback(
             existing.comment = comment if comment is not None else existing.comment
             return existing
         row = Feedback(
-            memory_id=memory_id, session_id=session_id, user_id=user_id, value=value, comment=comment
+            memory_id=memory_id,
+            session_id=session_id,
+            user_id=user_id,
+            value=value,
+            comment=comment,
         )
         session.add(row)
     return row

@@ -341,6 +341,8 @@ class KnowledgeBase:
         table = None if recreate else self._table()
         if table is not None:
             self._check_embedder(table, for_ingest=True)
+        previous = self._table() if recreate else None
+        replaced = previous.count_rows() if previous is not None else None
         existing = self._existing_ids(table)
         positions: dict[str, int] = {}
         for position, chunk in enumerate(chunks):
@@ -356,6 +358,8 @@ class KnowledgeBase:
         report.chunks_removed = self._delete_stale(
             table, existing, chunks, sources_found, prune=prune
         )
+        if replaced is not None:
+            report.chunks_removed = replaced
         report.timings["delete"] = time.perf_counter() - clock
         self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
 

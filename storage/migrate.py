@@ -203,8 +203,8 @@ def configure_context_options(dialect_name: str) -> dict[str, Any]:
 async def _in_transaction(url: str, work: Callable[[Connection], T]) -> T:
     """Run ``work`` on one connection inside one transaction (committed if it returns)."""
     engine = make_migration_engine(url)
-    _check_sqlite_folder(engine.url)
     try:
+        _check_sqlite_folder(engine.url)
         try:
             conn = await engine.connect()
         except Exception as exc:  # every driver reports "cannot connect" differently
@@ -293,7 +293,7 @@ def _state(conn: Connection) -> SchemaState:
 
 def _check_target(target: str) -> None:
     """Reject a named revision this code does not have (relative targets are Alembic's job)."""
-    if target in ("head", "heads", "base") or target[:1] in "+-" or "@" in target:
+    if target in ("head", "heads", "base") or target.startswith(("+", "-")) or "@" in target:
         return
     if target not in known_revisions():
         raise UnknownRevisionError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot import texts
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
 from bot.runtime import build_runtime
@@ -93,6 +94,16 @@ async def test_no_answer_token_becomes_honest_reply(
     assert reply.kind is ReplyKind.NO_ANSWER
     assert "NO_ANSWER" not in "".join(deltas) and "NO_ANSWER" not in reply.text
     assert "human" in reply.text and reply.sources == ()
+
+
+async def test_no_answer_said_mid_answer_is_still_a_refusal(
+    sqlite_db: Database, kb: KnowledgeBase, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(Turn(content="I looked at the docs. NO_ANSWER: nothing about SAML."))
+    agent = openai_agent(kb, fake_openai)
+    _, reply = await _collect(responder(sqlite_db, agent), message("Do you support SAML?"))
+    await agent.aclose()
+    assert reply.kind is ReplyKind.NO_ANSWER and reply.text == texts.NOT_IN_DOCS
 
 
 async def test_escalation_tool_opens_a_handoff(

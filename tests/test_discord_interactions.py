@@ -164,7 +164,9 @@ async def test_answer_quoting_everyone_pings_nobody(
 async def test_buttons_work_after_restart(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = make_settings(world, sqlite_url, kb_uri)
+    settings = make_settings(
+        world, sqlite_url, kb_uri, discord_escalation_channel=world.no_threads_channel_id
+    )
     first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
     question = await world.say("How do I reset my password?", mention=True)
     thread_id = question["id"]
@@ -193,6 +195,11 @@ async def test_buttons_work_after_restart(
         escalation_id = int(resolve_id.rsplit(":", 1)[1])
         row = await escalations.get_escalation(second_db, escalation_id=escalation_id)
         assert row is not None and row.status == "open" and row.channel_id == thread_id
+        # The support team hears about it in their channel, with the same resolve button.
+        notice = world.api.channel_messages(world.no_threads_channel_id)[0]
+        assert thread_id in notice["content"]
+        assert notice["components"][0]["components"][0]["custom_id"] == resolve_id
+        assert row.notice_ref == f"{world.no_threads_channel_id}:{notice['id']}"
 
         resolve = await world.click(opened[0], resolve_id, author=world.bob)
         resolved = await world.interaction_done(resolve["token"])

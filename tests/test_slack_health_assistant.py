@@ -23,7 +23,7 @@ async def _health(url: str) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
-async def test_healthz_follows_the_database(pg_url: str, api: FakeSlackAPI, kb_uri: str) -> None:
+async def test_healthz_and_acks_follow_the_database(pg_url: str, api: FakeSlackAPI, kb_uri: str) -> None:
     schema = Database(pg_url)
     async with schema.engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
@@ -42,6 +42,11 @@ async def test_healthz_follows_the_database(pg_url: str, api: FakeSlackAPI, kb_u
             await admin.close()
         status, body = await _health(h.url)
         assert status == 503 and body["database"] is False and body["knowledge_base"] is True
+        # no ledger, no ack: a 5xx makes Slack retry later instead of the question being lost
+        async with h.sender() as sender:
+            refused = await sender.event(app_mention(text="<@UBOT00001> anyone there?"))
+        assert refused.status >= 500
+        assert not api.posted()
     finally:
         await h.close()
 

@@ -253,7 +253,8 @@ class DiscordAdapter:
     async def _route(
         self, message: discord.Message, incoming: IncomingMessage, context: ChannelContext
     ) -> str | None:
-        """Where to answer: "dm", "thread", "new-thread", "in-place", or None (not for us)."""
+        """Where to answer: "dm", "thread" (known thread), "thread-by-memory" (a thread known
+        only from stored memories), "new-thread" (a mention in a channel), or None: not for us."""
         if context.kind is ChannelKind.DM:
             return "dm"
         if context.kind is ChannelKind.THREAD:

@@ -1,11 +1,12 @@
 """The Slack bot: one slack_bolt ``AsyncApp`` wired to the Responder, for HTTP and Socket Mode.
 
 Flow of a request (DESIGN.md section 2): bolt verifies the signature and authorizes; our ledger
-middleware decides whether the request is work for us and claims it in ``processed_events``
-*before* bolt acks (bolt acks events as soon as a listener matches, before the listener runs),
-so a retry, the ``app_mention``/``message`` twin of one mention, a second replica or a restart
-cannot answer twice, and an acked question is never lost: the ledger row keeps what is needed to
-answer, and :meth:`SlackBot.recover_expired` finishes work whose process died.
+middleware decides whether the request is work for us, claims it in ``processed_events`` and
+only then acks (it returns the HTTP 200 / Socket Mode ack itself and starts the answer in the
+background). So a retry, the ``app_mention``/``message`` twin of one mention, a second replica or
+a restart cannot answer twice, and an acked question is never lost: the ledger row keeps what is
+needed to answer, and :meth:`SlackBot.recover_expired` finishes work whose process died. A claim
+that fails (database down) is a 500, so Slack retries instead of the question being lost.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack import convert, render
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
-from bot import slash, texts
+from bot import texts
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
 from bot.runtime import Runtime
@@ -159,12 +160,10 @@ class SlackBot:
         return AsyncApp(client=self.client, **common)
 
     def _register(self) -> None:
+        # Our work (mentions, messages, the Assistant panel, /ask /forget /help, our buttons) is
+        # acked by the ledger middleware itself right after the claim; requests it does not
+        # recognise continue to bolt's listeners (none: bolt answers them as unhandled).
         self.app.use(self._ledger_middleware)
-        for event_type in ("app_mention", "message", "assistant_thread_started"):
-            self.app.event(event_type)(self._on_event)
-        for command in slash.COMMANDS:
-            self.app.command(f"/{command.name}")(self._on_request)
-        self.app.action(ACTION_PATTERN)(self._on_request)
         self.app.error(self._on_error)
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -233,8 +232,10 @@ class SlackBot:
         ):
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
             return BoltResponse(status=200, body="")
-        context["supportbot_work"] = work
-        return await next()
+        if self.answer_inline:
+            self._spawn(self._run(work, context["client"]))
+        # The ack: an empty 200 (for a slash command, "no visible reply yet").
+        return BoltResponse(status=200, body="")
 
     async def _classify(self, body: dict[str, Any], context: Any) -> Work | None:
         """What this request asks of us, as ledger-ready work (None: nothing)."""
@@ -323,18 +324,7 @@ class SlackBot:
         trigger = body.get("trigger_id") or f"{payload['message_ts']}:{action.get('action_ts')}"
         return Work(f"act:{base['team_id']}:{trigger}", payload)
 
-    # ---- listeners (bolt has acked events already; commands and actions ack here) -----------
-
-    async def _on_event(self, context: Any, client: AsyncWebClient) -> None:
-        work = context.get("supportbot_work")
-        if work is not None and self.answer_inline:
-            await self._spawn(self._run(work, client))
-
-    async def _on_request(self, ack: Any, context: Any, client: AsyncWebClient) -> None:
-        await ack()
-        work = context.get("supportbot_work")
-        if work is not None and self.answer_inline:
-            await self._spawn(self._run(work, client))
+    # ---- errors ------------------------------------------------------------------------------
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.error(
