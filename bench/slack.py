@@ -83,6 +83,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -210,6 +215,12 @@ async def main() -> None:
         "--workers", type=int, default=0, help="`supportbot serve --workers N` (0: answer inline)"
     )
     parser.add_argument(
+        "--pause-workers",
+        action="store_true",
+        help="SIGSTOP the answer workers during the load and resume them after (acks only, as "
+        "when workers run on other machines)",
+    )
+    parser.add_argument(
         "--priority",
         action="store_true",
         help="run the load generator and `serve` at nice -10 (a machine shared with other work)",
@@ -265,7 +276,12 @@ async def main() -> None:
             warm = (await _stats(slack_url))["threads_answered"]
             load_before = os.getloadavg()[0]
             cpu_before = _cpu_seconds(server.pid)
+            workers = _children(server.pid) if args.pause_workers else []
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
             result = await _load(url, args.rate, args.seconds)
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
             result["_load"] = [load_before]
             result["_cpu"] = [_cpu_seconds(server.pid) - cpu_before]
             unique, elapsed, errors = result.pop("_meta")
@@ -330,7 +346,8 @@ def _report(
     )
     print(
         f"bench/slack.py  rate={args.rate}/s  seconds={args.seconds}  db={args.db}  "
-        f"workers={args.workers}  priority={'nice -10' if args.priority else 'normal'}"
+        f"workers={args.workers}{' (paused during the load)' if args.pause_workers else ''}  "
+        f"priority={'nice -10' if args.priority else 'normal'}"
     )
     for key, value in rows.items():
         print(f"  {key:<55} {value}")

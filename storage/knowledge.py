@@ -49,6 +49,7 @@ DEFAULT_ANN_THRESHOLD = 20_000
 EMBED_BATCH = 256
 WRITE_BATCH = 16_384
 RESULT_COLUMNS = ["chunk_id", "source", "title", "heading", "text"]
+CANDIDATE_COLUMNS = ["chunk_id", "source"]
 
 
 class KnowledgeError(Exception):
@@ -241,23 +242,23 @@ class KnowledgeBase:
             vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
             fts_hits = self._fts(table, query, depth)
             ranked = _reciprocal_rank_fusion([vector_hits.result(), fts_hits])
-        return _best_per_source(ranked, k)
+        return self._materialize(table, _best_per_source(ranked, k))
 
-    def _fts(self, table: Any, query: str, limit: int) -> list[SearchHit]:
+    def _fts(self, table: Any, query: str, limit: int) -> list[_Candidate]:
         rows = (
             table.search(query, query_type="fts", fts_columns="search_text")
-            .select([*RESULT_COLUMNS, "_score"])
+            .select([*CANDIDATE_COLUMNS, "_score"])
             .limit(limit)
             .to_list()
         )
-        return [_hit(row, float(row.get("_score", 0.0))) for row in rows]
+        return [_Candidate(r["chunk_id"], r["source"], float(r["_score"])) for r in rows]
 
-    def _vector(self, table: Any, query: str, limit: int, exact: bool) -> list[SearchHit]:
+    def _vector(self, table: Any, query: str, limit: int, exact: bool) -> list[_Candidate]:
         vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]  # type: ignore[union-attr]
         builder = (
             table.search(vector, vector_column_name="vector")
             .distance_type("cosine")
-            .select([*RESULT_COLUMNS, "_distance"])
+            .select([*CANDIDATE_COLUMNS, "_distance"])
             .limit(limit)
         )
         if exact:
@@ -266,7 +267,26 @@ class KnowledgeBase:
             # IVF_PQ distances are approximate: re-rank refine_factor x limit candidates exactly.
             builder = builder.nprobes(self.nprobes).refine_factor(self.refine_factor)
         rows = builder.to_list()
-        return [_hit(row, 1.0 - float(row["_distance"])) for row in rows]
+        return [_Candidate(r["chunk_id"], r["source"], 1.0 - float(r["_distance"])) for r in rows]
+
+    def _materialize(self, table: Any, winners: list[_Candidate]) -> list[SearchHit]:
+        """Read the passages of the final hits only (by the chunk_id index): candidates carry
+        ids, so the searches never read text for rows that lose the fusion."""
+        if not winners:
+            return []
+        rows = (
+            table.search()
+            .where(_in_list("chunk_id", [c.chunk_id for c in winners]))
+            .select(RESULT_COLUMNS)
+            .limit(len(winners))
+            .to_list()
+        )
+        by_id = {row["chunk_id"]: row for row in rows}
+        return [  # a chunk deleted by an ingest in between simply drops out
+            SearchHit(c.chunk_id, c.source, row["title"], row["heading"], row["text"], c.score)
+            for c in winners
+            if (row := by_id.get(c.chunk_id)) is not None
+        ]
 
     # ------------------------------------------------------------ ingest
 
@@ -292,11 +312,11 @@ class KnowledgeBase:
             if not root.exists():
                 raise IngestInputError(f"{root} does not exist")
         with _Progress(progress) as bar:
-            chunks, sources_found = self._read_all(roots, report, bar.update)
+            chunks, found, read = self._read_all(roots, report, bar.update)
             if not chunks:
                 raise IngestInputError(self._nothing_to_ingest(roots, report))
             self._store(
-                chunks, sources_found, None, report, bar.update, prune=prune, recreate=recreate
+                chunks, found, read, None, report, bar.update, prune=prune, recreate=recreate
             )
         report.seconds = time.perf_counter() - started
         return report
@@ -323,7 +343,7 @@ class KnowledgeBase:
                 )
         with _Progress(progress) as bar:
             sources = {c.source for c in chunks}
-            self._store(list(chunks), sources, matrix, report, bar.update, prune=False)
+            self._store(list(chunks), sources, sources, matrix, report, bar.update, prune=False)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -331,6 +351,7 @@ class KnowledgeBase:
         self,
         chunks: list[Chunk],
         sources_found: set[str],
+        sources_read: set[str],
         vectors: np.ndarray | None,
         report: IngestReport,
         update: ProgressFn,
@@ -356,7 +377,7 @@ class KnowledgeBase:
         report.timings["write"] = time.perf_counter() - clock
         clock = time.perf_counter()
         report.chunks_removed = self._delete_stale(
-            table, existing, chunks, sources_found, prune=prune
+            table, existing, chunks, sources_found, sources_read, prune=prune
         )
         if replaced is not None:
             report.chunks_removed = replaced
@@ -365,12 +386,14 @@ class KnowledgeBase:
 
     def _read_all(
         self, roots: list[Path], report: IngestReport, update: ProgressFn
-    ) -> tuple[list[Chunk], set[str]]:
+    ) -> tuple[list[Chunk], set[str], set[str]]:
+        """Chunks of every readable file, the sources found, and the sources read."""
         found, unsupported = discover(roots)
         report.skipped.extend(unsupported)
         for item in unsupported:
             log.info("skipped %s: %s", item.path, item.reason)
         chunks: list[Chunk] = []
+        read: set[str] = set()
         for done, item in enumerate(found, start=1):
             update("Reading", done, len(found))
             try:
@@ -383,8 +406,9 @@ class KnowledgeBase:
                 report.warnings.append(f"{item.path}: {warning}")
                 log.warning("%s: %s", item.path, warning)
             report.files += 1
+            read.add(item.source)
             chunks.extend(chunk_document(doc, source=item.source))
-        return chunks, {item.source for item in found}
+        return chunks, {item.source for item in found}, read
 
     def _nothing_to_ingest(self, roots: list[Path], report: IngestReport) -> str:
         where = ", ".join(str(r) for r in roots)
@@ -473,18 +497,22 @@ class KnowledgeBase:
         existing: dict[str, str],
         chunks: list[Chunk],
         sources_found: set[str],
+        sources_read: set[str],
         *,
         prune: bool,
     ) -> int:
+        """Old chunks of files read in this run; with prune, of files no longer found.
+
+        A file that exists but could not be read keeps its previous chunks.
+        """
         if table is None or not existing:
             return 0
         current = {c.chunk_id for c in chunks}
-        read_sources = {c.source for c in chunks}
         stale = [
             chunk_id
             for chunk_id, source in existing.items()
             if chunk_id not in current
-            and (source in read_sources or (prune and source not in sources_found))
+            and (source in sources_read or (prune and source not in sources_found))
         ]
         if not stale:
             return 0
@@ -493,7 +521,7 @@ class KnowledgeBase:
         return len(stale)
 
     def _maintain_indexes(self, table: Any, report: IngestReport, *, changed: bool) -> None:
-        from lancedb.index import FTS, IvfPq
+        from lancedb.index import FTS, BTree, IvfPq
 
         if table is None:
             return
@@ -506,6 +534,8 @@ class KnowledgeBase:
                 replace=True,
             )
             report.indexes.append("fts created")
+        if "chunk_id" not in names:  # the final hits are read by id
+            table.create_index("chunk_id", config=BTree(), replace=True)
         elif changed:
             # Folds new rows into the existing indexes and compacts small fragments.
             table.optimize()
@@ -577,39 +607,31 @@ class KnowledgeBase:
 # ---------------------------------------------------------------- helpers
 
 
-def _hit(row: dict[str, Any], score: float) -> SearchHit:
-    return SearchHit(
-        chunk_id=row["chunk_id"],
-        source=row["source"],
-        title=row["title"],
-        heading=row["heading"],
-        text=row["text"],
-        score=score,
-    )
+@dataclass(frozen=True)
+class _Candidate:
+    chunk_id: str
+    source: str
+    score: float
 
 
-def _reciprocal_rank_fusion(rankings: Iterable[list[SearchHit]]) -> list[SearchHit]:
+def _reciprocal_rank_fusion(rankings: Iterable[list[_Candidate]]) -> list[_Candidate]:
     """Score = sum of 1/(RRF_K + rank) over the rankings a chunk appears in.
 
     Ties keep the order of the first ranking (the sort is stable).
     """
     scores: dict[str, float] = {}
-    hits: dict[str, SearchHit] = {}
+    hits: dict[str, _Candidate] = {}
     for ranking in rankings:
         for rank, hit in enumerate(ranking, start=1):
             scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
             hits.setdefault(hit.chunk_id, hit)
     order = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)
-    return [_with_score(hits[chunk_id], scores[chunk_id]) for chunk_id in order]
+    return [_Candidate(chunk_id, hits[chunk_id].source, scores[chunk_id]) for chunk_id in order]
 
 
-def _with_score(hit: SearchHit, score: float) -> SearchHit:
-    return SearchHit(hit.chunk_id, hit.source, hit.title, hit.heading, hit.text, score)
-
-
-def _best_per_source(ranked: list[SearchHit], k: int) -> list[SearchHit]:
+def _best_per_source(ranked: list[_Candidate], k: int) -> list[_Candidate]:
     seen: set[str] = set()
-    best: list[SearchHit] = []
+    best: list[_Candidate] = []
     for hit in ranked:
         if hit.source not in seen:
             seen.add(hit.source)

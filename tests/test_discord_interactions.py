@@ -226,6 +226,10 @@ async def test_unknown_button_and_command_get_a_polite_answer(
     )
     click = await world.click(fake_message, "zz:1")
     unknown = await world.slash("frobnicate")
+    expected = {
+        click["id"]: texts.DISCORD_INVALID_BUTTON,
+        unknown["id"]: texts.DISCORD_UNKNOWN_COMMAND,
+    }
     for interaction in (click, unknown):
         await world.api.wait_for(
             lambda i=interaction: world.api.find("POST", rf"/interactions/{i['id']}/.+/callback"),
@@ -233,7 +237,7 @@ async def test_unknown_button_and_command_get_a_polite_answer(
         )
         callback = world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")[0]
         assert callback.body["type"] == 4
-        assert callback.body["data"]["content"] == texts.DISCORD_INVALID_BUTTON
+        assert callback.body["data"]["content"] == expected[interaction["id"]]
         assert int(callback.body["data"]["flags"]) & 64
     # And the bot still answers afterwards.
     dm = await world.dm("Where can I download past invoices?")

@@ -180,3 +180,20 @@ def test_cli_warns_about_skipped_files(tmp_path: Path, cli_kb: Path, capsys) -> 
     assert code == 0
     assert "warning: skipped" in err and "dump.md: larger than the 20 MB limit" in err
     assert "1 file(s) skipped" in out
+
+
+def test_file_that_turns_unreadable_keeps_its_previous_chunks(
+    tmp_path: Path, kb: KnowledgeBase
+) -> None:
+    notes = tmp_path / "docs" / "notes.txt"
+    with notes.open("r+b") as handle:  # grows past the limit (sparse, instant)
+        handle.truncate(BIG_FILE_BYTES)
+    report = kb.ingest([tmp_path / "docs"], prune=True)
+    assert [s.path.name for s in report.skipped] == ["notes.txt"]
+    assert report.chunks_removed == 0
+    assert_intact(kb)
+
+    notes.write_text("", encoding="utf-8")  # readable again, but empty: its chunks go
+    report = kb.ingest([tmp_path / "docs"])
+    assert report.chunks_removed == 1
+    assert all(hit.source != "notes.txt" for hit in kb.search("quokka cache", k=10))

@@ -173,10 +173,10 @@ class DiscordAdapter:
         _guard_parsers(client)
         if not self.message_content:
             log.info(
-                "discord: message content intent is off; the bot answers mentions, DMs, forum "
-                "posts and slash commands, but follow-ups in threads need a mention. Set "
-                "SUPPORTBOT_DISCORD_MESSAGE_CONTENT=true (and enable the intent in the developer "
-                "portal) to answer them without one."
+                "discord: message content intent is off; the bot answers mentions, DMs and slash "
+                "commands, but cannot read forum posts or thread follow-ups that do not mention "
+                "it. Set SUPPORTBOT_DISCORD_MESSAGE_CONTENT=true (and enable the intent in the "
+                "developer portal) to answer those too."
             )
         if self.sync_commands:
             await sync_application_commands(client, guild_id=self.sync_guild_id)
@@ -351,7 +351,7 @@ class DiscordAdapter:
         command = slash.find_command(incoming.command if incoming else None)
         if incoming is None or command is None:
             log.warning("discord: unknown or malformed command interaction %s", interaction.id)
-            await _respond_ephemeral(interaction, texts.DISCORD_INVALID_BUTTON)
+            await _respond_ephemeral(interaction, texts.DISCORD_UNKNOWN_COMMAND)
             return
         options = convert.command_options(payload.get("data") or {})
         ephemeral = bool(options.get(render.EPHEMERAL_OPTION)) or command is not slash.ASK
