@@ -448,8 +448,9 @@ def write_report(
         "",
         "Reading the figures: 'load avg' is the machine's 1-minute load average when sending "
         "ended; other work (other benchmarks, test runs) shares these 2 cores, so served rates "
-        "and latencies under saturation vary between runs (served rate with the OpenAI fake "
-        "was 30-42 msg/s over four runs); CPU per message is the steadier figure. "
+        "and latencies under saturation vary between runs (with the OpenAI fake we saw 25 to "
+        "42 msg/s served across runs at load averages of 3 to 9); CPU per message is the "
+        "steadier figure (17 to 26 ms with the OpenAI fake, 14 to 17 ms offline). "
         "The rows at the target rate are a saturation test. On this machine "
         "the whole pipeline is CPU-bound (the bot's CPU per message times the rate exceeds one "
         "core, and the load generator, the fakes and SQLite share the second), so at 100 msg/s "

@@ -132,7 +132,14 @@ def timed(fn, queries: list[str]) -> tuple[dict[str, float], list]:
 
 
 def run_size(
-    size: int, queries: int, flat_queries: int, workdir: Path, *, reuse: bool, nprobes: int
+    size: int,
+    queries: int,
+    flat_queries: int,
+    workdir: Path,
+    *,
+    reuse: bool,
+    nprobes: int,
+    ann_index: str,
 ) -> dict:
     print(f"\n== {size:,} chunks ==", flush=True)
     corpus = make_corpus(size, queries)
@@ -143,7 +150,7 @@ def run_size(
     uri = workdir / f"kb-{size}"
     if not reuse:
         shutil.rmtree(uri, ignore_errors=True)
-    kb = KnowledgeBase.open(str(uri), embedder, nprobes=nprobes)
+    kb = KnowledgeBase.open(str(uri), embedder, nprobes=nprobes, ann_index=ann_index)
     # With --reuse an existing table is found unchanged: nothing is written or rebuilt.
     report = kb.ingest_chunks(corpus.chunks, vectors=corpus.vectors)
     print(f"ingest {report.seconds:.1f} s {report.timings} {report.indexes}", flush=True)
@@ -167,6 +174,7 @@ def run_size(
         "size": size,
         "reused": reuse,
         "nprobes": nprobes,
+        "ann_index": ann_index,
         "ingest_seconds": report.seconds,
         "ingest_timings": report.timings,
         "indexes": stats.vector_index or "none (flat)",
@@ -229,8 +237,9 @@ def markdown(results: list[dict], embedding: dict | None, quality: list[dict] | 
         "Synthetic chunks (100 words from a 50k-word Zipf vocabulary; 384-dimension vectors in "
         "2,000 clusters), one source per chunk, queries of 4 words of a target chunk plus a "
         "vector near it. Every figure goes through `KnowledgeBase.search`/`ingest_chunks` "
-        "(k=5; vector recall at k=10). ANN = IVF_PQ (partitions = sqrt(rows), 48 sub-vectors, "
-        f"10 k-means iterations, sample rate 64), nprobes {results[0]['nprobes']}, "
+        "(k=5; vector recall at k=10). "
+        f"ANN = {results[0]['ann_index']} (partitions = sqrt(rows), 10 k-means iterations, "
+        f"sample rate 64; PQ with 48 sub-vectors), nprobes {results[0]['nprobes']}, "
         "refine_factor 10, built "
         "automatically from 20k rows. Hybrid runs its BM25 and vector searches concurrently "
         "and fuses them with reciprocal rank fusion. Baseline = exact flat scan of the same "
@@ -267,12 +276,13 @@ def markdown(results: list[dict], embedding: dict | None, quality: list[dict] | 
         "",
         "Notes: the ANN build dominates ingest above 20k rows (it runs once, when the table "
         "first passes the threshold; later ingests fold new rows into the index with "
-        "`optimize`). In a side measurement on the 100k table, IVF_PQ with LanceDB's default "
-        "training (50 iterations, sample rate 256) took 184 s to build against 42 s with 10 "
-        "iterations and sample rate 64, at the same recall (0.979 vs 0.984 at nprobes 20); "
-        "recall is bounded by the partitions probed, not by PQ, once refine_factor re-ranks "
-        "exactly. IVF_SQ built in 2.9 s there with recall 0.983 at nprobes 40, an option if "
-        "build time matters more than index size.",
+        "`optimize`). Side measurements on the 100k table (same data, 100 queries, nprobes 40, "
+        "refine_factor 10, machine heavily loaded by other work): IVF_PQ (48 sub-vectors, 10 "
+        "iterations, sample rate 64) built in 91 s with recall@10 0.980; IVF_SQ in 6.6 s with "
+        "recall 0.978. LanceDB's default training (50 iterations, sample rate 256) took 184 s "
+        "for IVF_PQ at the same recall. Recall is bounded by the partitions probed, not by the "
+        "quantiser, once refine_factor re-ranks exactly, so IVF_SQ is the default "
+        "(`KnowledgeBase(ann_index=...)` selects IVF_PQ for a 8x smaller index).",
     ]
     if embedding:
         lines += [
@@ -320,6 +330,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write raw results here")
     parser.add_argument("--no-model", action="store_true", help="skip local-model figures")
     parser.add_argument("--nprobes", type=int, default=40, help="IVF partitions probed")
+    parser.add_argument("--ann-index", default="IVF_SQ", choices=["IVF_SQ", "IVF_PQ"])
     parser.add_argument(
         "--reuse", action="store_true", help="query the tables already in --workdir"
     )
@@ -328,7 +339,13 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kb-bench-"))
     results = [
         run_size(
-            size, args.queries, args.flat_queries, workdir, reuse=args.reuse, nprobes=args.nprobes
+            size,
+            args.queries,
+            args.flat_queries,
+            workdir,
+            reuse=args.reuse,
+            nprobes=args.nprobes,
+            ann_index=args.ann_index,
         )
         for size in sizes
     ]

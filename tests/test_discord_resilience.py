@@ -265,21 +265,21 @@ async def test_cli_runs_answers_and_stops_on_sigterm(
 async def test_invite_url_and_sync_commands(
     world: DiscordWorld, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapters.discord import app
+    from adapters.discord import process
 
     settings = runtime.settings
     monkeypatch.delenv("DISCORD_APPLICATION_ID", raising=False)
     monkeypatch.delenv("SUPPORTBOT_DISCORD_APPLICATION_ID", raising=False)
-    application_id = await app.application_id_of(settings)  # asks GET /oauth2/applications/@me
+    application_id = await process.application_id_of(settings)  # asks GET /oauth2/applications/@me
     assert str(application_id) == world.api.application_id
-    url = app.invite_url(application_id)
+    url = process.invite_url(application_id)
     assert f"client_id={world.api.application_id}" in url
     assert "scope=bot+applications.commands" in url and "permissions=" in url
     monkeypatch.setenv("DISCORD_APPLICATION_ID", "1234")
-    assert await app.application_id_of(settings) == 1234
-    assert await app.sync_commands_once(settings, guild_id=int(world.guild_id)) == 3
+    assert await process.application_id_of(settings) == 1234
+    assert await process.sync_commands_once(settings, guild_id=int(world.guild_id)) == 3
     assert [c["name"] for c in world.api.commands[world.guild_id]] == ["ask", "forget", "help"]
-    assert await app.sync_commands_once(settings) == 3
+    assert await process.sync_commands_once(settings) == 3
     assert "global" in world.api.commands
 
 

@@ -162,13 +162,22 @@ def test_embedder_mismatch_is_a_clear_error(tmp_path: Path, docs: Path) -> None:
     assert other.search("quokka", k=1)[0].source == "notes.txt"
 
 
-def test_ann_index_built_past_threshold(tmp_path: Path, docs: Path) -> None:
-    kb = KnowledgeBase.open(str(tmp_path / "kb"), HashEmbedder(), ann_threshold=5)
+@pytest.mark.parametrize(("ann_index", "index_type"), [("IVF_SQ", "IvfSq"), ("IVF_PQ", "IvfPq")])
+def test_ann_index_built_past_threshold(
+    tmp_path: Path, docs: Path, ann_index: str, index_type: str
+) -> None:
+    kb = KnowledgeBase.open(
+        str(tmp_path / "kb"), HashEmbedder(), ann_threshold=5, ann_index=ann_index
+    )
     report = kb.ingest([docs])
-    assert "ann created" in report.indexes
+    assert f"ann created ({ann_index})" in report.indexes
     stats = kb.stats()
-    assert stats.vector_index == "IvfPq" and stats.fts_index
+    assert stats.vector_index == index_type and stats.fts_index
     assert kb.search("pelican relay restart", k=1, mode="vector")[0].source == "manual.pdf"
+    exact = kb.search("pelican relay restart", k=3, mode="vector", exact=True)
+    assert [h.chunk_id for h in exact] == [
+        h.chunk_id for h in kb.search("pelican relay restart", k=3, mode="vector")
+    ]
 
 
 # ---------------------------------------------------------------- CLI

@@ -138,10 +138,8 @@ async def assert_rows_read_through_the_models(url: str) -> None:
             assert memory.tool_metadata == (json.loads(raw) if raw is not None else None)
             assert memory.role == "user"
             assert memory.content == f"content of {session_id}"
-            created = memory.created_at
-            if created.tzinfo is None:  # SQLite keeps no zone; the value is UTC
-                created = created.replace(tzinfo=UTC)
-            assert created == datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+            # legacy naive timestamps were UTC; they come back zone-aware on both databases
+            assert memory.created_at == datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
         [nulls] = await memories.load_recent(db, session_id="nulls", limit=5)
         assert nulls.content == "" and nulls.created_at is not None
         # New rows follow the legacy ones and have the full current shape.

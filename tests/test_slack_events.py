@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from storage import memories
 from storage.db import Database
@@ -168,3 +169,11 @@ async def test_deleted_question_deletes_nothing_and_edit_is_reanswered(
         "when are invoices sent?",
         "how do I reset my password?",
     ]
+
+
+async def test_url_verification_handshake(harness: SlackHarness, api: FakeSlackAPI) -> None:
+    async with harness.sender() as sender:
+        body = {"token": "legacy", "challenge": "c-123", "type": "url_verification"}
+        response = await sender.post_raw(json.dumps(body), content_type="application/json")
+    assert response.status == 200 and "c-123" in response.text
+    assert not api.posted()

@@ -170,3 +170,19 @@ async def test_talk_to_a_human_escalates_and_mark_resolved_closes_it(
         escalation = (await session.scalars(select(Escalation))).one()
     assert escalation.status == "resolved" and escalation.resolved_by == "USUPPORT"
     assert "sb_resolve" not in [b.get("block_id") for b in handoff.blocks]
+
+
+async def test_ephemeral_answer_falls_back_to_post_ephemeral(
+    harness: SlackHarness, api: FakeSlackAPI
+) -> None:
+    """A response_url that no longer works (expired, used 5 times): chat.postEphemeral."""
+    dead_url = f"http://127.0.0.1:{api.port}/expired-response-url"
+    async with harness.sender() as sender:
+        assert (
+            await sender.command("/ask", "when are invoices sent?", response_url=dead_url)
+        ).status == 200
+        await api.wait_for(lambda: api.ephemerals)
+        await harness.bot.wait_idle()
+    [ephemeral] = api.ephemerals
+    assert ephemeral.params["user"] == "UHUMAN001" and ephemeral.params["channel"] == "C0000001"
+    assert "first day of every month" in ephemeral.params["text"]

@@ -1,8 +1,9 @@
 """discord.py wiring: gateway events and interactions in, rendered replies out.
 
-Thin on purpose: ``convert`` turns payloads into ``IncomingMessage``s, the core's ``Responder``
-answers, ``render`` shapes the reply; this module only decides *whether* to answer, *where*
-(a new thread, the thread, the DM, in place) and streams the answer there.
+Thin on purpose: ``convert`` turns payloads into ``IncomingMessage``s (``shapes`` gives it the
+payloads of discord.py objects), the core's ``Responder`` answers, ``render`` shapes the reply and
+``delivery`` puts it on Discord; this module only decides *whether* to answer, *where* (a new
+thread, the thread, the DM, in place) and streams the answer there. ``process`` runs it.
 
 discord.py facts this relies on (DESIGN.md section 7): ``Route.BASE`` is the REST base URL; the
 gateway URL is whatever ``GET /gateway/bot`` returns (a client with a fixed shard count dials
@@ -17,7 +18,6 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +28,23 @@ import yarl
 
 from adapters.discord import convert, render
 from adapters.discord.convert import ChannelContext, ChannelKind
+from adapters.discord.delivery import (
+    ChannelSink,
+    InteractionSink,
+    PersistentButton,
+    ReplySink,
+    Typing,
+    describe,
+    respond_ephemeral,
+)
+from adapters.discord.shapes import (
+    channel_context,
+    incoming_from_ledger,
+    interaction_conversation,
+    interaction_payload,
+    ledger_payload,
+    message_payload,
+)
 from bot import slash, texts
 from bot.messages import ConversationKey, IncomingMessage, Reply
 from bot.runtime import Runtime
@@ -59,30 +76,6 @@ def intents_for(message_content: bool) -> discord.Intents:
     intents.dm_messages = True
     intents.message_content = message_content
     return intents
-
-
-class PersistentButton(discord.ui.DynamicItem[discord.ui.Button], template=render.BUTTON_TEMPLATE):
-    """Every button the bot sends. Registered once at start-up, so buttons on messages sent by
-    an earlier process (or another replica) still work: the custom id carries what is needed."""
-
-    def __init__(self, spec: render.ButtonSpec) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=spec.label, custom_id=spec.custom_id, style=discord.ButtonStyle(spec.style)
-            )
-        )
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: Any
-    ) -> PersistentButton:
-        style = render.ButtonStyle(item.style.value)
-        return cls(render.ButtonSpec(item.label or "", item.custom_id or "", style))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        client = interaction.client
-        if isinstance(client, SupportClient):
-            await client.adapter.on_button(interaction, self.custom_id)
 
 
 class SupportClient(discord.AutoShardedClient):
@@ -204,9 +197,9 @@ class DiscordAdapter:
         bot_user = self.client.user
         if bot_user is None or message.author.bot or message.author.id == bot_user.id:
             return  # the cheap check first: most traffic in a server is not for us
-        context = _channel_context(message.channel, message.guild)
+        context = channel_context(message.channel, message.guild)
         incoming = convert.message_to_incoming(
-            _message_payload(message), bot_user_id=str(bot_user.id), context=context
+            message_payload(message), bot_user_id=str(bot_user.id), context=context
         )
         if incoming is None:
             if message.content == "" and not message.attachments and message.guild is not None:
@@ -225,7 +218,7 @@ class DiscordAdapter:
             self.db,
             platform=PLATFORM,
             event_id=str(message.id),
-            payload=_ledger_payload(incoming),
+            payload=ledger_payload(incoming),
         ):
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
             return
@@ -295,7 +288,7 @@ class DiscordAdapter:
             log.info(
                 "discord: cannot start a thread in %s (%s); answering in place",
                 message.channel.id,
-                _describe(exc),
+                describe(exc),
             )
             return message.channel, incoming
         key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread.id))
@@ -309,7 +302,7 @@ class DiscordAdapter:
         typing_channel: discord.abc.Messageable | None = None,
     ) -> Reply | None:
         """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s."""
-        typing = _Typing(typing_channel, delay=self.first_post_delay)
+        typing = Typing(typing_channel, delay=self.first_post_delay)
         await typing.start()
         text = ""
         final: Reply | None = None
@@ -343,15 +336,15 @@ class DiscordAdapter:
             if render.parse_custom_id(custom_id) is None:
                 # Not one of ours (or from an older version): say so instead of "failed".
                 log.warning("discord: unknown component custom_id %r", custom_id[:100])
-                await _respond_ephemeral(interaction, texts.DISCORD_INVALID_BUTTON)
+                await respond_ephemeral(interaction, texts.DISCORD_INVALID_BUTTON)
 
     async def _on_command(self, interaction: discord.Interaction) -> None:
-        payload = _interaction_payload(interaction)
+        payload = interaction_payload(interaction)
         incoming = convert.interaction_to_incoming(payload)
         command = slash.find_command(incoming.command if incoming else None)
         if incoming is None or command is None:
             log.warning("discord: unknown or malformed command interaction %s", interaction.id)
-            await _respond_ephemeral(interaction, texts.DISCORD_UNKNOWN_COMMAND)
+            await respond_ephemeral(interaction, texts.DISCORD_UNKNOWN_COMMAND)
             return
         options = convert.command_options(payload.get("data") or {})
         ephemeral = bool(options.get(render.EPHEMERAL_OPTION)) or command is not slash.ASK
@@ -360,7 +353,7 @@ class DiscordAdapter:
             await interaction.response.defer(ephemeral=ephemeral, thinking=True)
         except discord.HTTPException as exc:
             log.warning(
-                "discord: could not defer interaction %s (%s)", interaction.id, _describe(exc)
+                "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
             )
             return
         if not await events.claim_event(
@@ -374,7 +367,7 @@ class DiscordAdapter:
     async def on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
         parsed = render.parse_custom_id(custom_id)
         if parsed is None:
-            await _respond_ephemeral(interaction, texts.DISCORD_INVALID_BUTTON)
+            await respond_ephemeral(interaction, texts.DISCORD_INVALID_BUTTON)
             return
         try:
             await self._on_button(interaction, parsed)
@@ -404,7 +397,7 @@ class DiscordAdapter:
                     helpful=parsed.action is render.ButtonAction.HELPFUL,
                 )
         elif parsed.action is render.ButtonAction.ESCALATE:
-            conversation = _interaction_conversation(interaction)
+            conversation = interaction_conversation(interaction)
             reply, escalation_id = await self.responder.escalate(
                 conversation=conversation, requested_by=user_id
             )
@@ -449,7 +442,7 @@ class DiscordAdapter:
                     texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
                 )
             elif isinstance(target, discord.Interaction):
-                await _respond_ephemeral(target, texts.ERROR_GENERIC)
+                await respond_ephemeral(target, texts.ERROR_GENERIC)
         except Exception:  # the apology itself failed (network, permissions): logged only
             log.warning("discord: could not send the apology for %s", where, exc_info=True)
 
@@ -468,7 +461,7 @@ class DiscordAdapter:
         """Answer messages a crashed process claimed but never answered (lease expired)."""
         count = 0
         for row in await events.take_expired(self.db, platform=PLATFORM):
-            incoming = _incoming_from_ledger(row.payload)
+            incoming = incoming_from_ledger(row.payload)
             if incoming is None:
                 await events.finish_event(
                     self.db, platform=PLATFORM, event_id=row.event_id, status=events.IGNORED
@@ -482,103 +475,6 @@ class DiscordAdapter:
             await events.finish_event(self.db, platform=PLATFORM, event_id=row.event_id)
             count += 1
         return count
-
-
-# --- delivery targets -------------------------------------------------------------------------
-
-
-class ReplySink:
-    """Keeps the messages of one reply in sync with the latest rendered payloads."""
-
-    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
-        raise NotImplementedError
-
-
-class ChannelSink(ReplySink):
-    def __init__(
-        self, channel: discord.abc.Messageable, *, reference: discord.Message | None = None
-    ) -> None:
-        self.channel = channel
-        self.reference = reference
-        self.sent: list[discord.Message] = []
-        self.shown: list[render.MessagePayload] = []
-
-    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
-        for index, payload in enumerate(payloads):
-            if index < len(self.sent):
-                if self.shown[index] != payload:
-                    await self.sent[index].edit(**_edit_kwargs(payload))
-                    self.shown[index] = payload
-                continue
-            reference = self.reference if index == 0 else None
-            message = await self.channel.send(
-                **_send_kwargs(payload),
-                reference=reference,
-                mention_author=False if reference else None,
-            )
-            self.sent.append(message)
-            self.shown.append(payload)
-        return self.sent
-
-
-class InteractionSink(ReplySink):
-    """The deferred response is the first message; further chunks are follow-ups."""
-
-    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
-        self.interaction = interaction
-        self.ephemeral = ephemeral
-        self.followups: list[discord.WebhookMessage] = []
-        self.shown: list[render.MessagePayload] = []
-
-    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
-        for index, payload in enumerate(payloads):
-            if index < len(self.shown) and self.shown[index] == payload:
-                continue
-            if index == 0:
-                await self.interaction.edit_original_response(**_edit_kwargs(payload))
-            elif index - 1 < len(self.followups):
-                await self.followups[index - 1].edit(**_edit_kwargs(payload))
-            else:
-                message = await self.interaction.followup.send(
-                    **_send_kwargs(payload), ephemeral=self.ephemeral, wait=True
-                )
-                self.followups.append(message)
-            if index < len(self.shown):
-                self.shown[index] = payload
-            else:
-                self.shown.append(payload)
-        return self.followups
-
-
-class _Typing:
-    """The typing indicator while the core retrieves. It runs beside the answer (never delays
-    it), starts only if the answer takes longer than ``delay``, and a failure only costs the
-    indicator."""
-
-    def __init__(self, channel: discord.abc.Messageable | None, *, delay: float = 0.0) -> None:
-        self._channel = channel
-        self._delay = delay
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._channel is not None:
-            self._task = asyncio.create_task(self._run(self._channel, self._delay))
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    @staticmethod
-    async def _run(channel: discord.abc.Messageable, delay: float) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        try:
-            async with channel.typing():
-                await asyncio.Event().wait()  # until stop() cancels
-        except discord.HTTPException as exc:
-            log.debug("discord: typing indicator failed (%s)", _describe(exc))
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -599,7 +495,7 @@ def _guard_parsers(client: discord.Client) -> None:
             try:
                 parse(data)
             except Exception as exc:
-                log.warning("discord: dropped a malformed %s event (%s)", name, _describe(exc))
+                log.warning("discord: dropped a malformed %s event (%s)", name, describe(exc))
 
         return run
 
@@ -607,175 +503,9 @@ def _guard_parsers(client: discord.Client) -> None:
         parsers[name] = guarded(name, parse)
 
 
-def _send_kwargs(payload: render.MessagePayload) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "content": payload.content,
-        "allowed_mentions": discord.AllowedMentions.none(),
-    }
-    if payload.embeds:
-        kwargs["embeds"] = [discord.Embed.from_dict(e) for e in payload.embeds]
-    if payload.buttons:
-        kwargs["view"] = _view(payload.buttons)
-    return kwargs
-
-
-def _edit_kwargs(payload: render.MessagePayload) -> dict[str, Any]:
-    return {
-        "content": payload.content,
-        "embeds": [discord.Embed.from_dict(e) for e in payload.embeds],
-        "view": _view(payload.buttons) if payload.buttons else None,
-        "allowed_mentions": discord.AllowedMentions.none(),
-    }
-
-
-def _view(buttons: Sequence[render.ButtonSpec]) -> discord.ui.View:
-    # Fully dynamic: discord.py keeps no per-message state for it, so memory stays flat.
-    view = discord.ui.View(timeout=None)
-    for spec in buttons:
-        view.add_item(PersistentButton(spec))
-    return view
-
-
-async def _respond_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-            )
-        else:
-            await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-            )
-    except discord.HTTPException as exc:
-        log.warning("discord: could not answer interaction %s (%s)", interaction.id, _describe(exc))
-
-
-def _channel_context(channel: Any, guild: discord.Guild | None) -> ChannelContext:
-    names: dict[str, str] = {}
-    if guild is not None:
-        names = {str(r.id): r.name for r in guild.roles}
-    if isinstance(channel, discord.DMChannel | discord.GroupChannel) or guild is None:
-        return ChannelContext(ChannelKind.DM, names=names)
-    if isinstance(channel, discord.Thread):
-        parent = str(channel.parent_id) if channel.parent_id else None
-        return ChannelContext(ChannelKind.THREAD, parent_id=parent, names=names)
-    return ChannelContext(ChannelKind.CHANNEL, names=names)
-
-
-def _message_payload(message: discord.Message) -> dict[str, Any]:
-    """The MESSAGE_CREATE-shaped view of a message that ``convert`` reads."""
-    author = message.author
-    payload: dict[str, Any] = {
-        "id": str(message.id),
-        "channel_id": str(message.channel.id),
-        "author": {
-            "id": str(author.id),
-            "username": author.name,
-            "global_name": author.global_name,
-            "bot": author.bot,
-            "member": {"nick": getattr(author, "nick", None)},
-        },
-        "content": message.content,
-        "type": message.type.value,
-        "webhook_id": str(message.webhook_id) if message.webhook_id else None,
-        "mentions": [
-            {"id": str(u.id), "username": u.name, "global_name": u.global_name}
-            for u in message.mentions
-        ],
-        "attachments": [
-            {
-                "filename": a.filename,
-                "url": a.url,
-                "content_type": a.content_type or "",
-                "size": a.size,
-            }
-            for a in message.attachments
-        ],
-        "timestamp": message.created_at.isoformat(),
-    }
-    if message.guild is not None:
-        payload["guild_id"] = str(message.guild.id)
-    return payload
-
-
-def _interaction_payload(interaction: discord.Interaction) -> dict[str, Any]:
-    """The INTERACTION_CREATE-shaped view of an interaction that ``convert`` reads."""
-    channel = interaction.channel
-    channel_type = getattr(getattr(channel, "type", None), "value", None)
-    user = interaction.user
-    author = {
-        "id": str(user.id),
-        "username": user.name,
-        "global_name": user.global_name,
-        "bot": user.bot,
-    }
-    payload: dict[str, Any] = {
-        "id": str(interaction.id),
-        "type": interaction.type.value,
-        "data": dict(interaction.data or {}),
-        "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
-        "channel": {"id": str(interaction.channel_id), "type": channel_type},
-    }
-    if interaction.guild_id:
-        payload["guild_id"] = str(interaction.guild_id)
-        payload["member"] = {"user": author}
-    else:
-        payload["user"] = author
-    return payload
-
-
-def _interaction_conversation(interaction: discord.Interaction) -> ConversationKey:
-    guild_id = str(interaction.guild_id) if interaction.guild_id else None
-    channel_type = getattr(getattr(interaction.channel, "type", None), "value", None)
-    kind = convert.kind_from_channel_type(channel_type, guild_id=guild_id)
-    return convert.conversation_for(
-        guild_id=guild_id, channel_id=str(interaction.channel_id), kind=kind
-    )
-
-
-def _ledger_payload(incoming: IncomingMessage) -> dict[str, Any]:
-    """What a later process needs to answer this message if this one dies first."""
-    key = incoming.conversation
-    return {
-        "id": incoming.id,
-        "text": incoming.text,
-        "author_id": incoming.author.id,
-        "author_name": incoming.author.display_name,
-        "workspace_id": key.workspace_id,
-        "channel_id": key.channel_id,
-        "thread_id": key.thread_id,
-        "is_direct": incoming.is_direct,
-    }
-
-
-def _incoming_from_ledger(payload: dict[str, Any] | None) -> IncomingMessage | None:
-    if not payload or not payload.get("channel_id") or not payload.get("id"):
-        return None
-    from bot.messages import Author, Platform
-
-    return IncomingMessage(
-        id=str(payload["id"]),
-        conversation=ConversationKey(
-            Platform.DISCORD,
-            str(payload.get("workspace_id") or ""),
-            str(payload["channel_id"]),
-            payload.get("thread_id"),
-        ),
-        author=Author(str(payload.get("author_id") or ""), str(payload.get("author_name") or "")),
-        text=str(payload.get("text") or ""),
-        is_direct=bool(payload.get("is_direct")),
-        mentions_bot=True,
-    )
-
-
 def _thread_name(text: str) -> str:
     name = " ".join(text.split()) or texts.DISCORD_THREAD_NAME_FALLBACK
     return name if len(name) <= THREAD_NAME_LIMIT else name[: THREAD_NAME_LIMIT - 1] + "…"
-
-
-def _describe(exc: BaseException) -> str:
-    status = getattr(exc, "status", None)
-    return f"{type(exc).__name__} {status}" if status else type(exc).__name__
 
 
 async def sync_application_commands(
@@ -796,99 +526,3 @@ async def sync_application_commands(
         f"to guild {guild_id}" if guild_id else "globally",
     )
     return list(result)
-
-
-# --- processes --------------------------------------------------------------------------------
-
-SHUTDOWN_GRACE = 8.0  # seconds in-flight answers get after SIGTERM (the contract allows 10)
-
-
-async def run_bot(
-    settings: Any, *, sync_commands: bool = False, guild_id: int | None = None
-) -> None:
-    """`supportbot run discord`: serve until SIGTERM/SIGINT, then stop cleanly within 10 s."""
-    import signal
-
-    from bot.runtime import build_runtime, ensure_schema
-
-    token = settings.secret("discord_token")
-    runtime = await build_runtime(settings)
-    try:
-        await ensure_schema(runtime.db)
-        adapter = DiscordAdapter(runtime, sync_commands=sync_commands, sync_guild_id=guild_id)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        runner = asyncio.create_task(adapter.start(token))
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stopper in done:
-            log.info("discord: stopping (signal received)")
-        stopper.cancel()
-        # Unanswered messages keep their ledger lease; the next process answers them.
-        try:
-            await asyncio.wait_for(adapter.close(), SHUTDOWN_GRACE)
-        except TimeoutError:
-            log.warning("discord: close timed out; exiting anyway")
-        if runner.done() and not runner.cancelled() and runner.exception() is not None:
-            raise runner.exception()  # type: ignore[misc]
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-    finally:
-        await runtime.aclose()
-
-
-async def logged_in_client(settings: Any) -> discord.Client:
-    """A REST-only client (no gateway) for one-off commands; the caller closes it."""
-    use_api_url(settings.discord_api_url)
-    client = discord.Client(intents=discord.Intents.none())
-    try:
-        await client.login(settings.secret("discord_token"))
-    except BaseException:
-        await client.close()
-        raise
-    return client
-
-
-async def application_id_of(settings: Any) -> int:
-    """The application id: DISCORD_APPLICATION_ID if set, else asked of the API."""
-    import os
-
-    for name in ("DISCORD_APPLICATION_ID", "SUPPORTBOT_DISCORD_APPLICATION_ID"):
-        value = os.environ.get(name, "").strip()
-        if value:
-            if not value.isdigit():
-                from bot.errors import ConfigError
-
-                raise ConfigError(f"{name} must be a number (the application id)")
-            return int(value)
-    client = await logged_in_client(settings)
-    try:
-        return int(client.application_id or (await client.application_info()).id)
-    finally:
-        await client.close()
-
-
-def invite_url(application_id: int) -> str:
-    """The OAuth2 URL that adds the bot with just the permissions it uses."""
-    permissions = discord.Permissions(
-        view_channel=True,
-        send_messages=True,
-        send_messages_in_threads=True,
-        create_public_threads=True,
-        embed_links=True,
-        read_message_history=True,
-    )
-    return discord.utils.oauth_url(
-        application_id, permissions=permissions, scopes=("bot", "applications.commands")
-    )
-
-
-async def sync_commands_once(settings: Any, *, guild_id: int | None = None) -> int:
-    """`supportbot discord sync-commands`: overwrite the commands, return how many."""
-    client = await logged_in_client(settings)
-    try:
-        return len(await sync_application_commands(client, guild_id=guild_id))
-    finally:
-        await client.close()

@@ -121,9 +121,6 @@ class SlackBot:
         # False: this process only acks and queues (ledger rows with an expired lease); worker
         # processes (`supportbot run slack --worker`) answer them. Keeps acks fast under load.
         self.answer_inline = answer_inline
-        # SQLite has one writer at a time and its busy handler backs off by sleeping (up to 100 ms
-        # a try): queueing our own claims here keeps acks from sleeping against each other.
-        self._claim_lock: asyncio.Lock | None = asyncio.Lock() if self.db.is_sqlite else None
         self._recovery: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app(socket_mode)
@@ -230,22 +227,15 @@ class SlackBot:
             return await next()
         # Queued for workers: an already expired lease makes the row theirs to take.
         lease = self.lease if self.answer_inline else timedelta(0)
-        if not await self._claim(work, lease):
+        if not await events.claim_event(
+            self.db, platform=PLATFORM, event_id=work.key, payload=work.payload, lease=lease
+        ):
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
             return BoltResponse(status=200, body="")
         if self.answer_inline:
             self._spawn(self._run(work, context["client"]))
         # The ack: an empty 200 (for a slash command, "no visible reply yet").
         return BoltResponse(status=200, body="")
-
-    async def _claim(self, work: Work, lease: timedelta) -> bool:
-        claim = events.claim_event(
-            self.db, platform=PLATFORM, event_id=work.key, payload=work.payload, lease=lease
-        )
-        if self._claim_lock is None:
-            return await claim
-        async with self._claim_lock:
-            return await claim
 
     async def _classify(self, body: dict[str, Any], context: Any) -> Work | None:
         """What this request asks of us, as ledger-ready work (None: nothing)."""

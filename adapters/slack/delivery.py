@@ -125,8 +125,8 @@ class AnswerWriter:
                 log.info("chat.startStream unavailable (%s); using chat.update", _error(exc))
                 self.mode = "update"
         text = self.shown + self.pending
-        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": preview_text(text)}}]
         preview = preview_text(text)
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": preview}}]
         if self.ts is None:
             response = await self.client.chat_postMessage(
                 channel=self.route.channel,

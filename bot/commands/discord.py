@@ -36,7 +36,7 @@ def run_discord(
     settings = load_settings()
     configure_logging(settings.log_level)
     settings.require("discord_token")
-    from adapters.discord.app import run_bot
+    from adapters.discord.process import run_bot
 
     asyncio.run(run_bot(settings, sync_commands=sync_commands, guild_id=guild))
 
@@ -44,7 +44,7 @@ def run_discord(
 @discord_app.command("invite-url")
 def invite_url() -> None:
     """Print the URL that adds the bot to a server (with only the permissions it needs)."""
-    from adapters.discord import app as discord_adapter
+    from adapters.discord import process as discord_adapter
 
     settings = load_settings()
     if not settings.discord_token:
@@ -72,7 +72,7 @@ def sync_commands(
     settings = load_settings()
     configure_logging(settings.log_level)
     settings.require("discord_token")
-    from adapters.discord.app import sync_commands_once
+    from adapters.discord.process import sync_commands_once
 
     count = asyncio.run(sync_commands_once(settings, guild_id=guild))
     where = f"guild {guild}" if guild else "globally"

@@ -1,0 +1,183 @@
+"""Putting rendered replies on Discord: channel messages and interaction responses kept in
+sync with the latest payloads (streaming = showing new payloads), the typing indicator, and the
+one persistent button class."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+
+from adapters.discord import render
+
+log = logging.getLogger(__name__)
+
+
+class PersistentButton(discord.ui.DynamicItem[discord.ui.Button], template=render.BUTTON_TEMPLATE):
+    """Every button the bot sends. Registered once at start-up, so buttons on messages sent by
+    an earlier process (or another replica) still work: the custom id carries what is needed."""
+
+    def __init__(self, spec: render.ButtonSpec) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=spec.label, custom_id=spec.custom_id, style=discord.ButtonStyle(spec.style)
+            )
+        )
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: Any
+    ) -> PersistentButton:
+        style = render.ButtonStyle(item.style.value)
+        return cls(render.ButtonSpec(item.label or "", item.custom_id or "", style))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        # The client is app.SupportClient; looked up by attribute to keep modules acyclic.
+        adapter = getattr(interaction.client, "adapter", None)
+        if adapter is not None:
+            await adapter.on_button(interaction, self.custom_id)
+
+
+class ReplySink:
+    """Keeps the messages of one reply in sync with the latest rendered payloads."""
+
+    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
+        raise NotImplementedError
+
+
+class ChannelSink(ReplySink):
+    def __init__(
+        self, channel: discord.abc.Messageable, *, reference: discord.Message | None = None
+    ) -> None:
+        self.channel = channel
+        self.reference = reference
+        self.sent: list[discord.Message] = []
+        self.shown: list[render.MessagePayload] = []
+
+    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
+        for index, payload in enumerate(payloads):
+            if index < len(self.sent):
+                if self.shown[index] != payload:
+                    await self.sent[index].edit(**edit_kwargs(payload))
+                    self.shown[index] = payload
+                continue
+            reference = self.reference if index == 0 else None
+            message = await self.channel.send(
+                **send_kwargs(payload),
+                reference=reference,
+                mention_author=False if reference else None,
+            )
+            self.sent.append(message)
+            self.shown.append(payload)
+        return self.sent
+
+
+class InteractionSink(ReplySink):
+    """The deferred response is the first message; further chunks are follow-ups."""
+
+    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
+        self.interaction = interaction
+        self.ephemeral = ephemeral
+        self.followups: list[discord.WebhookMessage] = []
+        self.shown: list[render.MessagePayload] = []
+
+    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
+        for index, payload in enumerate(payloads):
+            if index < len(self.shown) and self.shown[index] == payload:
+                continue
+            if index == 0:
+                await self.interaction.edit_original_response(**edit_kwargs(payload))
+            elif index - 1 < len(self.followups):
+                await self.followups[index - 1].edit(**edit_kwargs(payload))
+            else:
+                message = await self.interaction.followup.send(
+                    **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
+                )
+                self.followups.append(message)
+            if index < len(self.shown):
+                self.shown[index] = payload
+            else:
+                self.shown.append(payload)
+        return self.followups
+
+
+class Typing:
+    """The typing indicator while the core retrieves. It runs beside the answer (never delays
+    it), starts only if the answer takes longer than ``delay``, and a failure only costs the
+    indicator."""
+
+    def __init__(self, channel: discord.abc.Messageable | None, *, delay: float = 0.0) -> None:
+        self._channel = channel
+        self._delay = delay
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._channel is not None:
+            self._task = asyncio.create_task(self._run(self._channel, self._delay))
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    @staticmethod
+    async def _run(channel: discord.abc.Messageable, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            async with channel.typing():
+                await asyncio.Event().wait()  # until stop() cancels
+        except discord.HTTPException as exc:
+            log.debug("discord: typing indicator failed (%s)", describe(exc))
+
+
+def send_kwargs(payload: render.MessagePayload) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "content": payload.content,
+        "allowed_mentions": discord.AllowedMentions.none(),
+    }
+    if payload.embeds:
+        kwargs["embeds"] = [discord.Embed.from_dict(e) for e in payload.embeds]
+    if payload.buttons:
+        kwargs["view"] = button_view(payload.buttons)
+    return kwargs
+
+
+def edit_kwargs(payload: render.MessagePayload) -> dict[str, Any]:
+    return {
+        "content": payload.content,
+        "embeds": [discord.Embed.from_dict(e) for e in payload.embeds],
+        "view": button_view(payload.buttons) if payload.buttons else None,
+        "allowed_mentions": discord.AllowedMentions.none(),
+    }
+
+
+def button_view(buttons: Sequence[render.ButtonSpec]) -> discord.ui.View:
+    # Fully dynamic: discord.py keeps no per-message state for it, so memory stays flat.
+    view = discord.ui.View(timeout=None)
+    for spec in buttons:
+        view.add_item(PersistentButton(spec))
+    return view
+
+
+async def respond_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+        else:
+            await interaction.response.send_message(
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException as exc:
+        log.warning("discord: could not answer interaction %s (%s)", interaction.id, describe(exc))
+
+
+def describe(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    return f"{type(exc).__name__} {status}" if status else type(exc).__name__

@@ -1,0 +1,128 @@
+"""discord.py objects -> the gateway JSON shapes ``convert`` reads, and the ledger payload a
+later process needs to answer a message this one claimed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from adapters.discord import convert
+from adapters.discord.convert import ChannelContext, ChannelKind
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform
+
+
+def channel_context(channel: Any, guild: discord.Guild | None) -> ChannelContext:
+    names: dict[str, str] = {}
+    if guild is not None:
+        names = {str(r.id): r.name for r in guild.roles}
+    if isinstance(channel, discord.DMChannel | discord.GroupChannel) or guild is None:
+        return ChannelContext(ChannelKind.DM, names=names)
+    if isinstance(channel, discord.Thread):
+        parent = str(channel.parent_id) if channel.parent_id else None
+        return ChannelContext(ChannelKind.THREAD, parent_id=parent, names=names)
+    return ChannelContext(ChannelKind.CHANNEL, names=names)
+
+
+def message_payload(message: discord.Message) -> dict[str, Any]:
+    """The MESSAGE_CREATE-shaped view of a message that ``convert`` reads."""
+    author = message.author
+    payload: dict[str, Any] = {
+        "id": str(message.id),
+        "channel_id": str(message.channel.id),
+        "author": {
+            "id": str(author.id),
+            "username": author.name,
+            "global_name": author.global_name,
+            "bot": author.bot,
+            "member": {"nick": getattr(author, "nick", None)},
+        },
+        "content": message.content,
+        "type": message.type.value,
+        "webhook_id": str(message.webhook_id) if message.webhook_id else None,
+        "mentions": [
+            {"id": str(u.id), "username": u.name, "global_name": u.global_name}
+            for u in message.mentions
+        ],
+        "attachments": [
+            {
+                "filename": a.filename,
+                "url": a.url,
+                "content_type": a.content_type or "",
+                "size": a.size,
+            }
+            for a in message.attachments
+        ],
+        "timestamp": message.created_at.isoformat(),
+    }
+    if message.guild is not None:
+        payload["guild_id"] = str(message.guild.id)
+    return payload
+
+
+def interaction_payload(interaction: discord.Interaction) -> dict[str, Any]:
+    """The INTERACTION_CREATE-shaped view of an interaction that ``convert`` reads."""
+    channel = interaction.channel
+    channel_type = getattr(getattr(channel, "type", None), "value", None)
+    user = interaction.user
+    author = {
+        "id": str(user.id),
+        "username": user.name,
+        "global_name": user.global_name,
+        "bot": user.bot,
+    }
+    payload: dict[str, Any] = {
+        "id": str(interaction.id),
+        "type": interaction.type.value,
+        "data": dict(interaction.data or {}),
+        "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
+        "channel": {"id": str(interaction.channel_id), "type": channel_type},
+    }
+    if interaction.guild_id:
+        payload["guild_id"] = str(interaction.guild_id)
+        payload["member"] = {"user": author}
+    else:
+        payload["user"] = author
+    return payload
+
+
+def interaction_conversation(interaction: discord.Interaction) -> ConversationKey:
+    guild_id = str(interaction.guild_id) if interaction.guild_id else None
+    channel_type = getattr(getattr(interaction.channel, "type", None), "value", None)
+    kind = convert.kind_from_channel_type(channel_type, guild_id=guild_id)
+    return convert.conversation_for(
+        guild_id=guild_id, channel_id=str(interaction.channel_id), kind=kind
+    )
+
+
+def ledger_payload(incoming: IncomingMessage) -> dict[str, Any]:
+    """What a later process needs to answer this message if this one dies first."""
+    key = incoming.conversation
+    return {
+        "id": incoming.id,
+        "text": incoming.text,
+        "author_id": incoming.author.id,
+        "author_name": incoming.author.display_name,
+        "workspace_id": key.workspace_id,
+        "channel_id": key.channel_id,
+        "thread_id": key.thread_id,
+        "is_direct": incoming.is_direct,
+    }
+
+
+def incoming_from_ledger(payload: dict[str, Any] | None) -> IncomingMessage | None:
+    if not payload or not payload.get("channel_id") or not payload.get("id"):
+        return None
+    return IncomingMessage(
+        id=str(payload["id"]),
+        conversation=ConversationKey(
+            Platform.DISCORD,
+            str(payload.get("workspace_id") or ""),
+            str(payload["channel_id"]),
+            payload.get("thread_id"),
+        ),
+        author=Author(str(payload.get("author_id") or ""), str(payload.get("author_name") or "")),
+        text=str(payload.get("text") or ""),
+        is_direct=bool(payload.get("is_direct")),
+        mentions_bot=True,
+    )
