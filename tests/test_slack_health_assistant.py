@@ -23,7 +23,9 @@ async def _health(url: str) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
-async def test_healthz_and_acks_follow_the_database(pg_url: str, api: FakeSlackAPI, kb_uri: str) -> None:
+async def test_healthz_and_acks_follow_the_database(
+    pg_url: str, api: FakeSlackAPI, kb_uri: str
+) -> None:
     schema = Database(pg_url)
     async with schema.engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)

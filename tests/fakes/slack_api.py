@@ -174,6 +174,7 @@ class FakeSlackAPI:
     # ---- HTTP handlers ---------------------------------------------------------------------
     async def _handle_stats(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
     async def _handle_response_url(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.responses.setdefault(request.match_info["key"], []).append(body)
