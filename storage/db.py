@@ -10,8 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.dialects import registry
-from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
@@ -22,33 +20,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_only
 
+# Registers the "sqlite+aiosqlite_lean" URL scheme that make_engine uses for SQLite.
+from storage import sqlite_driver  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_PING_AFTER_IDLE_S = 2.0
-
-
-class LeanAioSqliteDialect(SQLiteDialect_aiosqlite):
-    """aiosqlite without the no-op round trips.
-
-    Every aiosqlite call is a hop to its worker thread and back (the main cost of a short query).
-    SQLAlchemy rolls back when a session closes and again when the pool takes the connection
-    back, even after a read that never opened a transaction; sqlite3 would do nothing for those
-    calls, so skip them here when ``in_transaction`` says there is nothing to end.
-    """
-
-    supports_statement_cache = True  # a subclass must say so, or SQLAlchemy stops caching SQL
-
-    def do_rollback(self, dbapi_connection: Any) -> None:
-        if dbapi_connection.driver_connection.in_transaction:
-            super().do_rollback(dbapi_connection)
-
-    def do_commit(self, dbapi_connection: Any) -> None:
-        if dbapi_connection.driver_connection.in_transaction:
-            super().do_commit(dbapi_connection)
-
-
-registry.register("sqlite.aiosqlite_lean", __name__, "LeanAioSqliteDialect")
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -115,7 +93,7 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL autocommit saves the BEGIN and COMMIT/ROLLBACK round trips around a lone
-        # statement; SQLite reads never open a transaction anyway (see LeanAioSqliteDialect).
+        # statement; SQLite reads never open a transaction anyway (see storage.sqlite_driver).
         single = self.engine
         if not self.is_sqlite:
             single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
