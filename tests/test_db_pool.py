@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
-from storage import memories
+from storage import events, memories
 from storage.db import Database
 from storage.models import Base
 
@@ -58,3 +60,31 @@ async def test_sqlite_transactions_still_commit_and_roll_back(sqlite_db: Databas
     async with sqlite_db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         assert not raw.driver_connection.in_transaction  # nothing left open in the pool
+
+
+async def test_single_hop_sqlite_driver_behaves_like_sqlite3(sqlite_db: Database) -> None:
+    """Row counts, many-row inserts, RETURNING and error types through storage.sqlite_driver."""
+    rows = [{"s": "s", "c": f"m{i}", "t": "2025-01-01 00:00:00.000000"} for i in range(5)]
+    async with sqlite_db.session() as session:
+        await session.execute(
+            text(
+                "INSERT INTO memories (session_id, role, content, created_at) "
+                "VALUES (:s, 'user', :c, :t)"
+            ),
+            rows,
+        )  # fmt: skip (executemany)
+        updated = await session.execute(
+            text("UPDATE memories SET role = 'assistant' WHERE content IN ('m1', 'm2')")
+        )
+        assert updated.rowcount == 2
+        returned = await session.execute(
+            text("INSERT INTO memories (session_id, role, content, created_at) "
+                 "VALUES ('s', 'user', 'r', '2025-01-01') RETURNING id, content")
+        )  # fmt: skip
+        assert returned.one().content == "r"
+    assert await memories.count_memories(sqlite_db, session_id="s") == 6
+    assert await events.claim_event(sqlite_db, platform="slack", event_id="E1")
+    assert not await events.claim_event(sqlite_db, platform="slack", event_id="E1")  # unique
+    with pytest.raises(IntegrityError):
+        async with sqlite_db.session() as session:
+            await session.execute(text("INSERT INTO memories (id, session_id) VALUES (1, NULL)"))
