@@ -1,1 +1,1 @@
-"""Everything durable: the SQL database (memories, ledger, feedback, ...) and the LanceDB knowledge base."""
+"""Everything durable: the SQL database (memories, ledger, ...) and the LanceDB knowledge base."""
