@@ -258,6 +258,8 @@ async def main() -> None:
             "-m",
             "bot",
             "serve",
+            "--workers",
+            str(args.workers),
             env=env,
             cwd=workdir,
             stderr=asyncio.subprocess.DEVNULL,

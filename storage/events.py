@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -36,19 +36,23 @@ async def claim_event(
     payload: dict[str, Any] | None = None,
     lease: timedelta = DEFAULT_LEASE,
 ) -> bool:
-    """Take an event for this process. False means someone already took it: do nothing."""
+    """Take an event for this process. False means someone already took it: do nothing.
+
+    A single Core INSERT (no ORM unit of work): this runs before the platform's ack, on the
+    hot path of every request.
+    """
+    statement = insert(ProcessedEvent).values(
+        platform=platform,
+        event_id=event_id,
+        status=ANSWERING,
+        attempts=1,
+        lease_until=_now() + lease,
+        payload=payload,
+        received_at=_now(),
+    )
     try:
-        async with db.session() as session:
-            session.add(
-                ProcessedEvent(
-                    platform=platform,
-                    event_id=event_id,
-                    status=ANSWERING,
-                    attempts=1,
-                    lease_until=_now() + lease,
-                    payload=payload,
-                )
-            )
+        async with db.single_statement() as session:
+            await session.execute(statement)
         return True
     except IntegrityError:
         return False
