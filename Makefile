@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint format bench
+.PHONY: setup demo test lint format
 
 setup: $(STAMP)
 
@@ -30,6 +30,3 @@ test: setup lint
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
-
-bench: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench
