@@ -12,9 +12,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.messages import Source
+
+if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
+    from storage.knowledge import SearchHit
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +67,8 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
 ]
 
 
-class Hit(Protocol):
-    """What the knowledge base returns (storage.knowledge.SearchHit)."""
-
-    chunk_id: str
-    source: str
-    title: str
-    heading: str
-    text: str
-    score: float
-
-
 class Searchable(Protocol):
-    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[Any]: ...
+    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[SearchHit]: ...
 
 
 @dataclass
@@ -85,12 +77,12 @@ class ToolBox:
 
     knowledge: Searchable
     k: int = 5
-    passages: list[Hit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
+    passages: list[SearchHit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
     calls: list[dict[str, Any]] = field(default_factory=list)
     escalation_reason: str | None = None
     _numbers: dict[str, int] = field(default_factory=dict)
 
-    async def search(self, query: str) -> list[tuple[int, Hit]]:
+    async def search(self, query: str) -> list[tuple[int, SearchHit]]:
         """Search, number new passages, and return (citation number, hit) pairs."""
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
@@ -136,7 +128,7 @@ class ToolBox:
         self.calls.append({"name": name, "arguments": arguments, "error": "unknown tool"})
         return f"error: unknown tool {name!r}."
 
-    def _number(self, hit: Hit) -> int:
+    def _number(self, hit: SearchHit) -> int:
         if hit.chunk_id not in self._numbers:
             self.passages.append(hit)
             self._numbers[hit.chunk_id] = len(self.passages)
@@ -161,7 +153,7 @@ class ToolBox:
         ]
 
 
-def source_of(hit: Hit) -> Source:
+def source_of(hit: SearchHit) -> Source:
     snippet = " ".join(hit.text.split())
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
@@ -174,7 +166,7 @@ def source_of(hit: Hit) -> Source:
     )
 
 
-def format_passages(numbered: list[tuple[int, Hit]]) -> str:
+def format_passages(numbered: list[tuple[int, SearchHit]]) -> str:
     """The tool result the model reads: numbered passages with their origin."""
     if not numbered:
         return "No passages found for this query."
