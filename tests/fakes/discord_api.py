@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes import discord_payloads as p
+from tests.fakes.loopback import serve_on_loopback
 
 API_PREFIX = "/api/v10"
 
@@ -74,11 +75,7 @@ class FakeDiscordAPI:
     async def start(self) -> str:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self.base_url
 
     async def stop(self) -> None:

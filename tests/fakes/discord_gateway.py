@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes import discord_payloads as p
+from tests.fakes.loopback import serve_on_loopback
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,7 @@ class FakeDiscordGateway:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_get("/", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self.url
 
     async def stop(self) -> None:

@@ -37,6 +37,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 FAKE_API_KEY = "sk-test-fake"
 DEFAULT_MODEL = "fake-gpt"
 EMBEDDING_DIMENSION = 64  # for models the fake does not know
@@ -154,11 +156,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self
 
     async def close(self) -> None:

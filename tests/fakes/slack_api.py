@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 DEFAULT_TEAM = "T0000001"
 DEFAULT_BOT_USER = "UBOT00001"
 DEFAULT_BOT_ID = "BBOT00001"
@@ -89,11 +91,7 @@ class FakeSlackAPI:
         app.router.add_get("/api/{method}", self._handle_api)
         app.router.add_post("/response/{key}", self._handle_response_url)
         app.router.add_get("/_fake/stats", self._handle_stats)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
         return self.base_url
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from bot.config import Settings, load_settings
 from bot.runtime import Runtime, build_runtime
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
+from tests.fakes.loopback import serve_on_loopback
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_sender import SlackSender
 
@@ -85,11 +86,7 @@ class SlackHarness:
         runtime = await build_runtime(settings, db=db)
         bot_options.setdefault("update_interval", 0.05)
         bot = SlackBot(runtime, **bot_options)
-        runner = web.AppRunner(build_web_app(bot), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await serve_on_loopback(build_web_app(bot))
         return cls(api, runtime, bot, runner, f"http://127.0.0.1:{port}")
 
     @property
