@@ -4,33 +4,18 @@ driven by scripted model answers from the OpenAI fake through the real openai cl
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-
-import pytest
 
 from adapters.slack.render import MAX_BLOCKS, MESSAGE_TEXT_LIMIT, SECTION_LIMIT
 from storage import memories
 from storage.db import Database
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
-from tests.fakes.slack_harness import SlackHarness, build_kb, slack_settings
+from tests.fakes.slack_fixtures import api, kb_uri
+from tests.fakes.slack_harness import SlackHarness, slack_settings
 from tests.fakes.slack_sender import app_mention, new_ts
 
-__all__ = ["fake_openai"]
+__all__ = ["api", "fake_openai", "kb_uri"]
 BOT = DEFAULT_BOT_USER
-
-
-@pytest.fixture(scope="module")
-def kb_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return build_kb(tmp_path_factory.mktemp("slack_kb_stream"))
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[FakeSlackAPI]:
-    fake = FakeSlackAPI()
-    await fake.start()
-    yield fake
-    await fake.close()
 
 
 async def _start(
