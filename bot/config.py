@@ -82,6 +82,15 @@ class Settings(BaseSettings):
         4000, ge=100, validation_alias=_env("SUPPORTBOT_MAX_QUESTION_CHARS")
     )
 
+    # The inbox (bot/inbox.py): how long a claimed question is reserved for its process without a
+    # heartbeat, how often expired rows are looked for, how long finished rows are kept.
+    lease_seconds: float = Field(15.0, gt=0, validation_alias=_env("SUPPORTBOT_LEASE_SECONDS"))
+    recover_every: float = Field(2.0, gt=0, validation_alias=_env("SUPPORTBOT_RECOVER_EVERY"))
+    ledger_retention_days: float = Field(
+        7.0, gt=0, validation_alias=_env("SUPPORTBOT_LEDGER_RETENTION")
+    )
+    answer_slots: int | None = Field(None, ge=1, validation_alias=_env("SUPPORTBOT_ANSWER_SLOTS"))
+
     host: str = Field("0.0.0.0", validation_alias=_env("HOST"))
     port: int = Field(3000, ge=1, le=65535, validation_alias=_env("PORT"))
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from storage import memories
+from bot.messages import ConversationKey
+from storage import memories, retention
 from storage.db import Database
 from storage.models import Memory
 
@@ -122,8 +123,14 @@ class MemoryPolicy:
             )
         return True
 
+    async def follows(self, conversation: ConversationKey) -> bool:
+        """Has the bot taken part in this conversation (so it answers follow-ups without a
+        mention)? One question for every platform: it has stored turns under its session."""
+        return await memories.count_memories(self.db, session_id=conversation.session_id) > 0
+
     async def forget(self, session_id: str) -> int:
-        return await memories.forget_session(self.db, session_id=session_id)
+        """Remove the conversation's text from every table; returns the memories deleted."""
+        return await retention.forget_conversation(self.db, session_id=session_id)
 
 
 def _latest_summary_query(session_id: str) -> Any:

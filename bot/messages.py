@@ -1,4 +1,4 @@
-"""Neutral message types shared by every adapter and the core (DESIGN.md section 3).
+"""Neutral message types shared by every adapter and the core (docs/architecture.md, "Types").
 
 Frozen dataclasses with no platform objects inside, except an opaque ``raw`` kept for debugging.
 """
@@ -102,3 +102,58 @@ class Reply:
     session_id: str | None = None
     # Set when this reply opened (or found) a hand-off, so adapters can notify the support team.
     escalation_id: int | None = None
+
+
+def message_to_record(msg: IncomingMessage, *, max_text: int | None = None) -> dict[str, Any]:
+    """The one JSON-safe form of a message, kept in the inbox so another process can answer it.
+
+    ``max_text`` bounds the stored text (the core reads only so much of a question; one
+    character more keeps its "your message was truncated" note). ``raw`` is never stored."""
+    key = msg.conversation
+    return {
+        "id": msg.id,
+        "platform": key.platform.value,
+        "workspace_id": key.workspace_id,
+        "channel_id": key.channel_id,
+        "thread_id": key.thread_id,
+        "author_id": msg.author.id,
+        "author_name": msg.author.display_name,
+        "text": msg.text if max_text is None else msg.text[: max_text + 1],
+        "sent_at": msg.sent_at.isoformat(),
+        "is_direct": msg.is_direct,
+        "mentions_bot": msg.mentions_bot,
+        "command": msg.command,
+        "attachments": [
+            {"name": a.name, "url": a.url, "content_type": a.content_type, "size": a.size}
+            for a in msg.attachments
+        ],
+    }
+
+
+def message_from_record(data: dict[str, Any]) -> IncomingMessage:
+    """The inverse of :func:`message_to_record`; raises KeyError/ValueError on a broken record."""
+    sent_at = data.get("sent_at")
+    return IncomingMessage(
+        id=str(data["id"]),
+        conversation=ConversationKey(
+            Platform(data["platform"]),
+            str(data.get("workspace_id") or ""),
+            str(data["channel_id"]),
+            data.get("thread_id"),
+        ),
+        author=Author(str(data.get("author_id") or ""), str(data.get("author_name") or "")),
+        text=str(data.get("text") or ""),
+        sent_at=datetime.fromisoformat(sent_at) if sent_at else datetime.now(UTC),
+        is_direct=bool(data.get("is_direct")),
+        mentions_bot=bool(data.get("mentions_bot")),
+        command=data.get("command"),
+        attachments=tuple(
+            Attachment(
+                str(a.get("name", "")),
+                str(a.get("url", "")),
+                str(a.get("content_type", "")),
+                int(a.get("size", 0) or 0),
+            )
+            for a in data.get("attachments") or ()
+        ),
+    )

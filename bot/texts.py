@@ -13,6 +13,11 @@ ERROR_GENERIC = (
     "Sorry, something went wrong on my side while answering. "
     "Please try again in a moment; if it keeps happening, ask for a human."
 )
+# The inbox tried several times and every process that took the question died or stalled.
+INBOX_GAVE_UP = (
+    "Sorry, I couldn't answer your question this time (the service was restarting). "
+    "Please ask it again."
+)
 ERROR_MODEL_TIMEOUT = (
     "Sorry, the language model took too long to answer. Please try again in a moment."
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from adapters.slack import convert
-from adapters.slack.app import SlackBot, Work
-from bot.messages import Author, ConversationKey, IncomingMessage, Platform
+from adapters.slack.app import SlackBot
+from bot.inbox import Work
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform, message_to_record
 from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
@@ -101,7 +101,7 @@ async def test_a_restarted_process_answers_what_a_crashed_one_acked(
             "team_id": "T0000001",
             "enterprise_id": None,
             "kind": "message",
-            "msg": convert.incoming_to_payload(msg),
+            "msg": message_to_record(msg),
             "channel": "C0000001",
             "thread_ts": "1700000000.000001",
             "user": "UHUMAN001",
@@ -123,8 +123,10 @@ async def test_a_restarted_process_answers_what_a_crashed_one_acked(
         await h.bot.wait_idle()
         # a second sweep finds nothing more to do
         assert await h.bot.recover_expired() == 0
-        # the "crashed" worker waking up late no longer owns the event: it does nothing
-        await h.bot._run(work, h.bot.client)
+        # the "crashed" worker waking up late no longer owns the event: it cannot finish it
+        assert not await events.finish_event(
+            sqlite_db, platform="slack", event_id=work.key, attempts=work.attempts
+        )
     finally:
         await h.close()
     [answer] = api.posted()
@@ -153,7 +155,7 @@ async def test_http_process_queues_and_workers_answer_exactly_once(
             for body in bodies:
                 assert (await sender.event(body)).status == 200
                 assert (await sender.event(body, retry_num=1)).status == 200
-        assert not front.bot._tasks  # nothing answered in the HTTP process
+        assert not front.bot.inbox.in_flight  # nothing answered in the HTTP process
         await api.wait_for(lambda: len([m for m in api.posted() if not m.streaming]) == 6)
         for worker in workers:
             await worker.wait_idle()

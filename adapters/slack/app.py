@@ -1,30 +1,25 @@
 """The Slack bot: one slack_bolt ``AsyncApp`` wired to the Responder, for HTTP and Socket Mode.
 
-Flow of a request (DESIGN.md section 2): bolt verifies the signature and authorizes; our ledger
-middleware decides whether the request is work for us, claims it in ``processed_events`` and
-only then acks (it returns the HTTP 200 / Socket Mode ack itself and starts the answer in the
-background). So a retry, the ``app_mention``/``message`` twin of one mention, a second replica or
-a restart cannot answer twice, and an acked question is never lost: the ledger row keeps what is
-needed to answer, and :meth:`SlackBot.recover_expired` finishes work whose process died. A claim
-that fails (database down) is a 500, so Slack retries instead of the question being lost.
+Flow of a request (docs/architecture.md, "Flow of one message"): bolt verifies the signature and
+authorizes; our middleware decides whether the request is work for us, hands it to the core's
+:class:`~bot.inbox.Inbox` (which claims it) and only then acks (it returns the HTTP 200 / Socket
+Mode ack itself; the answer runs in the background). A claim that fails (database down) is a 500,
+so Slack retries instead of the question being lost. Leases, recovery and exactly-once are the
+inbox's job; this module translates requests into payloads and delivers answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -40,9 +35,10 @@ from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_m
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from bot import texts
 from bot.config import Settings
-from bot.messages import Reply, ReplyKind
+from bot.inbox import SESSION_KEY, Inbox, Undeliverable, Work
+from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
-from storage import escalations, events, memories
+from storage import escalations, memories
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +47,6 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 ACTION_PATTERN = re.compile(r"^sb_")
 # Ledger payloads keep at most this much of a message's blocks (buttons need only their ids).
 MAX_STORED_BLOCKS = 60
-
-
-@dataclass(frozen=True, slots=True)
-class Work:
-    """One unit of work claimed in the ledger: ``payload`` is all that is needed to do it."""
-
-    key: str
-    payload: dict[str, Any]
-    attempts: int = 1  # the ledger's attempt count this worker owns (ownership check)
-
-    @property
-    def kind(self) -> str:
-        return str(self.payload.get("kind", ""))
 
 
 def retry_handlers() -> list[Any]:
@@ -89,15 +72,13 @@ def oauth_enabled(settings: Settings) -> bool:
 
 
 class SlackBot:
-    """Owns the bolt app, its Web API client, the answer tasks in flight and the recovery loop."""
+    """Owns the bolt app, its Web API client and the inbox its requests go through."""
 
     def __init__(
         self,
         runtime: Runtime,
         *,
         socket_mode: bool = False,
-        lease: timedelta = events.DEFAULT_LEASE,
-        recover_every: float = 30.0,
         update_interval: float = 1.0,
         streaming: bool = True,
         max_concurrent_answers: int = 32,
@@ -107,21 +88,21 @@ class SlackBot:
         self.settings = runtime.settings
         self.db = runtime.db
         self.responder = runtime.responder
-        self.lease = lease
-        self.recover_every = recover_every
         self.streaming = streaming
         self.throttle = ChannelThrottle(update_interval)
         self.client = make_web_client(self.settings)
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # Bounded work keeps acks fast under bursts: queued work waits here, and its lease is
-        # renewed only when it starts, so a long queue cannot make the recovery loop duplicate it.
-        self.max_concurrent_answers = max_concurrent_answers
-        self._slots = asyncio.Semaphore(max_concurrent_answers)
-        # False: this process only acks and queues (ledger rows with an expired lease); worker
-        # processes (`supportbot run slack --worker`) answer them. Keeps acks fast under load.
-        self.answer_inline = answer_inline
-        self._recovery: asyncio.Task[None] | None = None
+        # answer_inline=False: this process only acks and queues; worker processes
+        # (`supportbot run slack --worker`) answer. Keeps acks fast under load.
+        self.inbox = Inbox.from_settings(
+            self.db,
+            self.settings,
+            PLATFORM,
+            self._deliver,
+            tell=self._tell,
+            max_concurrent=max_concurrent_answers,
+            answer_inline=answer_inline,
+        )
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app(socket_mode)
         self._register()
@@ -168,31 +149,19 @@ class SlackBot:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, *, recover: bool = True) -> None:
-        """Share one HTTP connection pool and start finishing work that crashed processes left."""
+    async def start(self, *, recover: bool = True, poll: float | None = None) -> None:
+        """Share one HTTP connection pool and start finishing work that crashed processes left
+        (an HTTP process that queues for workers leaves that to them)."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
             self.client.session = self._session
-        if recover and self.answer_inline and self._recovery is None:
-            self._recovery = asyncio.create_task(self._recovery_loop(), name="slack-recovery")
+        if recover and self.inbox.answer_inline:
+            self.inbox.start(poll=poll)
 
     async def aclose(self, timeout: float = 8.0) -> None:
-        """Stop taking work, give answers in flight ``timeout`` seconds, then abandon them (their
-        ledger rows stay "answering" and another process finishes them after the lease)."""
-        if self._recovery is not None:
-            self._recovery.cancel()
-            await asyncio.gather(self._recovery, return_exceptions=True)
-            self._recovery = None
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            _done, late = await asyncio.wait(pending, timeout=timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning(
-                    "abandoned %d answers at shutdown; another process will retry", len(late)
-                )
-                await asyncio.gather(*late, return_exceptions=True)
+        """Stop taking work, give answers in flight ``timeout`` seconds, then hand the rest back
+        to the ledger for the next process."""
+        await self.inbox.aclose(timeout)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -200,20 +169,9 @@ class SlackBot:
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Wait for the answers in flight (tests and benchmarks)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._tasks:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise TimeoutError("answers still in flight")
-            await asyncio.wait(list(self._tasks), timeout=remaining)
+        await self.inbox.wait_idle(timeout)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    # ---- the ledger ------------------------------------------------------------------------
+    # ---- intake ------------------------------------------------------------------------------
 
     async def _ledger_middleware(self, body: dict[str, Any], context: Any, next: Any) -> Any:
         work = await self._classify(body, context)
@@ -225,15 +183,11 @@ class SlackBot:
                 log.debug("ignoring %s event %s", event_type, body.get("event_id"))
                 return BoltResponse(status=200, body="")
             return await next()
-        # Queued for workers: an already expired lease makes the row theirs to take.
-        lease = self.lease if self.answer_inline else timedelta(0)
-        if not await events.claim_event(
-            self.db, platform=PLATFORM, event_id=work.key, payload=work.payload, lease=lease
+        client = context["client"]
+        if not await self.inbox.submit(
+            work.key, work.payload, run=lambda claimed: self.process(claimed, client)
         ):
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
-            return BoltResponse(status=200, body="")
-        if self.answer_inline:
-            self._spawn(self._run(work, context["client"]))
         # The ack: an empty 200 (for a slash command, "no visible reply yet").
         return BoltResponse(status=200, body="")
 
@@ -249,7 +203,8 @@ class SlackBot:
             payload = {
                 **base,
                 "kind": "command",
-                "msg": convert.incoming_to_payload(msg, max_text=self.settings.max_question_chars),
+                "msg": message_to_record(msg, max_text=self.settings.max_question_chars),
+                SESSION_KEY: msg.conversation.session_id,
                 "response_url": body.get("response_url"),
                 "channel": body.get("channel_id"),
                 "user": body.get("user_id"),
@@ -283,7 +238,7 @@ class SlackBot:
         joined = False
         if convert.thread_root(message) and not convert.is_from_bot(message, bot):
             key = convert.conversation_for(message, team_id=team_id)
-            joined = await memories.count_memories(self.db, session_id=key.session_id) > 0
+            joined = await self.responder.memory.follows(key)
         msg = convert.event_to_incoming(event, team_id=team_id, bot=bot, thread_joined=joined)
         if msg is None:
             return None
@@ -291,7 +246,8 @@ class SlackBot:
         payload = {
             **base,
             "kind": "message",
-            "msg": convert.incoming_to_payload(msg, max_text=self.settings.max_question_chars),
+            "msg": message_to_record(msg, max_text=self.settings.max_question_chars),
+            SESSION_KEY: conversation.session_id,
             "channel": conversation.channel_id,
             "thread_ts": conversation.thread_id,
             "user": msg.author.id,
@@ -336,45 +292,27 @@ class SlackBot:
 
     # ---- doing the work --------------------------------------------------------------------
 
-    async def _run(self, work: Work, client: AsyncWebClient) -> None:
-        """Do one claimed unit of work and record the outcome in the ledger. Cancellation (a
-        shutdown) hands the row back (lease ended) so that the next process finishes it."""
-        try:
-            async with self._slots:
-                owned = await events.renew_lease(
-                    self.db,
-                    platform=PLATFORM,
-                    event_id=work.key,
-                    attempts=work.attempts,
-                    lease=self.lease,
-                )
-                if not owned:
-                    log.info("%s was taken over by another process; skipping", work.key)
-                    return
-                await self.process(work, client)
-        except asyncio.CancelledError:
-            await self._release(work)
-            raise
-        except Exception:
-            log.error("slack %s %s failed", work.kind, work.key, exc_info=True)
-            await self._finish(work, events.FAILED)
-        else:
-            await self._finish(work, events.ANSWERED)
+    async def _deliver(self, work: Work) -> None:
+        """The inbox's callable for work taken from the ledger (recovered or queued)."""
+        client = await self.client_for(
+            work.payload.get("team_id"), work.payload.get("enterprise_id")
+        )
+        if client is None:
+            raise Undeliverable("no bot token for this workspace")
+        await self.process(work, client)
 
-    async def _release(self, work: Work) -> None:
-        """Shutdown abandoned this work: hand it back to the ledger for the next process."""
-        try:
-            await events.release_lease(
-                self.db, platform=PLATFORM, event_id=work.key, attempts=work.attempts
-            )
-        except Exception as exc:
-            log.warning("could not release %s: %s", work.key, type(exc).__name__)
-
-    async def _finish(self, work: Work, status: str) -> None:
-        try:
-            await events.finish_event(self.db, platform=PLATFORM, event_id=work.key, status=status)
-        except Exception:
-            log.error("could not record %s as %s", work.key, status, exc_info=True)
+    async def _tell(self, work: Work, text: str) -> None:
+        """A short note to the asker, where the answer would have gone."""
+        p = work.payload
+        client = await self.client_for(p.get("team_id"), p.get("enterprise_id"))
+        if client is None or not p.get("channel"):
+            log.warning("cannot tell the asker of %s (no token or channel)", work.key)
+            return
+        if work.kind == "command":
+            reply = Reply(text=text, kind=ReplyKind.ERROR)
+            await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
+            return
+        await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
         handler = {
@@ -384,12 +322,11 @@ class SlackBot:
             "assistant_started": self._greet_assistant_thread,
         }.get(work.kind)
         if handler is None:
-            log.warning("unknown work kind %r in %s", work.kind, work.key)
-            return
+            raise Undeliverable(f"unknown work kind {work.kind!r}")
         await handler(work.payload, client)
 
     async def _answer_message(self, p: dict[str, Any], client: AsyncWebClient) -> None:
-        msg = convert.incoming_from_payload(p["msg"])
+        msg = message_from_record(p["msg"])
         route = Route(p["channel"], p.get("thread_ts"), p.get("user"), p.get("team_id"))
         if p.get("assistant") and route.thread_ts:
             await _best_effort(
@@ -412,20 +349,9 @@ class SlackBot:
             streaming=self.streaming,
             extra_blocks=self._escalation_blocks,
         )
-        try:
-            await writer.write(self.responder.stream(msg))
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            # Slack kept failing after the client's retries: one apology, if Slack lets us.
-            log.error("posting the answer to %s failed: %s", route.channel, type(exc).__name__)
-            await self._apologise(client, route)
-
-    async def _apologise(self, client: AsyncWebClient, route: Route) -> None:
-        try:
-            await client.chat_postMessage(
-                channel=route.channel, thread_ts=route.thread_ts, text=texts.ERROR_GENERIC
-            )
-        except Exception as exc:
-            log.error("the apology to %s failed too: %s", route.channel, type(exc).__name__)
+        # Slack failing after the client's retries raises: the inbox logs it, marks the work
+        # failed and tells the asker once.
+        await writer.write(self.responder.stream(msg))
 
     async def _escalation_blocks(self, reply: Reply) -> list[dict[str, Any]]:
         """The agent may hand off by itself: offer "Mark resolved" for that escalation."""
@@ -436,7 +362,7 @@ class SlackBot:
         return [render.resolve_block(int(escalation_id))] if escalation_id else []
 
     async def _answer_command(self, p: dict[str, Any], client: AsyncWebClient) -> None:
-        msg = convert.incoming_from_payload(p["msg"])
+        msg = message_from_record(p["msg"])
         reply = await self.responder.handle(msg)
         if reply is None:
             return
@@ -581,48 +507,16 @@ class SlackBot:
                 AsyncWebhookClient(p["response_url"]).send_dict({"delete_original": True})
             )
 
-    # ---- recovery --------------------------------------------------------------------------
-
-    async def _recovery_loop(self) -> None:
-        while True:
-            try:
-                await self.recover_expired()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.error("recovering unfinished Slack work failed", exc_info=True)
-            await asyncio.sleep(self.recover_every)
+    # ---- recovery ----------------------------------------------------------------------------
 
     async def work_loop(self, stop: asyncio.Event, *, poll_interval: float = 0.05) -> None:
         """A worker process: take queued or abandoned work from the ledger until ``stop``."""
-        while not stop.is_set():
-            free = self.max_concurrent_answers - len(self._tasks)
-            taken = 0
-            if free > 0:
-                try:
-                    taken = await self.recover_expired(limit=free)
-                except Exception:
-                    log.error("taking Slack work from the ledger failed", exc_info=True)
-            if not taken:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_interval)
+        self.inbox.start(poll=poll_interval)
+        await stop.wait()
 
-    async def recover_expired(self, *, limit: int = 20) -> int:
-        """Answer what a crashed process acked but never finished (lease expired), or, for
-        workers, what an HTTP process queued."""
-        rows = await events.take_expired(self.db, platform=PLATFORM, limit=limit, lease=self.lease)
-        for row in rows:
-            work = Work(row.event_id, dict(row.payload or {}), attempts=row.attempts + 1)
-            client = await self.client_for(
-                work.payload.get("team_id"), work.payload.get("enterprise_id")
-            )
-            if client is None or not work.kind:
-                log.warning("cannot resume %s (no payload or no token); giving up", row.event_id)
-                await self._finish(work, events.FAILED)
-                continue
-            log.debug("taking %s %s from the ledger", work.kind, work.key)
-            self._spawn(self._run(work, client))
-        return len(rows)
+    async def recover_expired(self) -> int:
+        """One recovery pass now (tests): what a crashed process acked but never finished."""
+        return await self.inbox.drain()
 
     async def client_for(
         self, team_id: str | None, enterprise_id: str | None

@@ -1,0 +1,426 @@
+"""The exactly-once inbox: every platform's work goes through here once, never twice, never lost.
+
+Adapters translate a platform request into a JSON-safe payload and call :meth:`Inbox.submit`
+BEFORE they ack it: the claim in the ledger (``storage.events``) is what makes the ack safe. The
+inbox then runs the work under one concurrency cap, keeps the lease alive on a heartbeat while
+the answer is produced (and cancels the work the moment another process owns the row), records
+the outcome fenced on its attempt number, and answers what crashed processes left behind.
+Adapters give it a ``deliver(work)`` callable (produce and post the answer) and a ``tell(work,
+text)`` callable (post a short note to the asker); they know nothing of leases.
+
+The state machine and its guarantees are drawn in docs/architecture.md ("The inbox").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from bot import texts
+from bot.config import Settings
+from storage import events
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = events.DEFAULT_LEASE
+DEFAULT_RECOVER_EVERY = 2.0  # seconds between looks for expired rows (a cheap indexed query)
+DEFAULT_RETENTION = timedelta(days=7)
+# The payload key naming the conversation's session: ``/forget`` finds the ledger rows by it.
+SESSION_KEY = events.SESSION_KEY
+PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
+# After a successful post, recording "answered" is retried this long (seconds between tries):
+# giving up would let the lease lapse and the question be answered a second time.
+FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """One claimed unit of work: ``payload`` is all that is needed to do it, ``attempts`` the
+    ledger's attempt number this process holds (the fencing token)."""
+
+    key: str
+    payload: dict[str, Any]
+    attempts: int = 1
+
+    @property
+    def kind(self) -> str:
+        return str(self.payload.get("kind", ""))
+
+
+class Undeliverable(Exception):
+    """The work cannot be done at all (no payload, no token, an unknown kind): do not retry."""
+
+
+class OwnershipLost(Exception):
+    """Another process owns the row now; this one must stop without posting anything more."""
+
+
+Deliver = Callable[[Work], Awaitable[None]]
+Tell = Callable[[Work, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Held:
+    attempts: int
+    task: asyncio.Task[None] | None = None
+    finishing: bool = False
+    lost: bool = False
+
+
+@dataclass
+class InboxStats:
+    """Counters for logs, health and tests."""
+
+    delivered: int = 0
+    failed: int = 0
+    given_up: int = 0
+    lost: int = 0
+    recovered: int = 0
+    finish_retries: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+
+
+class Inbox:
+    """Claims, runs, renews, finishes and recovers one platform's work (see module doc)."""
+
+    def __init__(
+        self,
+        db: Database,
+        platform: str,
+        deliver: Deliver,
+        *,
+        tell: Tell | None = None,
+        lease: timedelta = DEFAULT_LEASE,
+        recover_every: float = DEFAULT_RECOVER_EVERY,
+        max_concurrent: int = 32,
+        max_attempts: int = events.MAX_ATTEMPTS,
+        answer_inline: bool = True,
+        retention: timedelta = DEFAULT_RETENTION,
+    ) -> None:
+        self.db = db
+        self.platform = platform
+        self.deliver = deliver
+        self.tell = tell
+        self.lease = lease
+        self.recover_every = recover_every
+        self.max_concurrent = max_concurrent
+        self.max_attempts = max_attempts
+        # False: this process only claims and queues; worker processes answer (serve --workers).
+        self.answer_inline = answer_inline
+        self.retention = retention
+        self.stats = InboxStats()
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._held: dict[str, _Held] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        db: Database,
+        settings: Settings,
+        platform: str,
+        deliver: Deliver,
+        *,
+        tell: Tell | None = None,
+        max_concurrent: int = 32,
+        answer_inline: bool = True,
+    ) -> Inbox:
+        """An inbox with the operator's lease, recovery, retention and slot settings."""
+        return cls(
+            db,
+            platform,
+            deliver,
+            tell=tell,
+            lease=timedelta(seconds=settings.lease_seconds),
+            recover_every=settings.recover_every,
+            max_concurrent=settings.answer_slots or max_concurrent,
+            answer_inline=answer_inline,
+            retention=timedelta(days=settings.ledger_retention_days),
+        )
+
+    # ---- intake ----------------------------------------------------------------------------
+
+    async def submit(
+        self, key: str, payload: dict[str, Any], *, run: Deliver | None = None
+    ) -> bool:
+        """Claim ``key`` (call this before acking). False: a retry, a twin or another replica
+        already has it, so do nothing. True: the work is durable and will be done exactly once,
+        here (now, by ``run`` or ``deliver``) or, queued, by a worker. Raises when the database
+        is unreachable: the caller must then NOT ack, so that the platform retries."""
+        queued = not self.answer_inline
+        claimed = await events.claim_event(
+            self.db,
+            platform=self.platform,
+            event_id=key,
+            payload=payload,
+            lease=timedelta(0) if queued else self.lease,
+            attempts=0 if queued else 1,
+        )
+        if claimed and not queued:
+            self._start(Work(key, payload, 1), run)
+        return claimed
+
+    async def record(self, work: Work, payload: dict[str, Any]) -> Work:
+        """Save a changed payload (e.g. the thread the answer goes to) before acting on it, so
+        recovery continues from there. Raises :class:`OwnershipLost` if the row is not ours."""
+        if not await events.update_payload(
+            self.db,
+            platform=self.platform,
+            event_id=work.key,
+            attempts=work.attempts,
+            payload=payload,
+        ):
+            raise OwnershipLost(work.key)
+        return replace(work, payload=payload)
+
+    # ---- running one unit of work -------------------------------------------------------------
+
+    def _start(self, work: Work, run: Deliver | None = None) -> asyncio.Task[None]:
+        held = _Held(work.attempts)
+        self._held[work.key] = held
+        task = asyncio.create_task(self._run(work, held, run or self.deliver))
+        held.task = task
+        task.add_done_callback(lambda _t: self._forget(work.key, held))
+        self._ensure_heartbeat()
+        return task
+
+    def _forget(self, key: str, held: _Held) -> None:
+        if self._held.get(key) is held:
+            del self._held[key]
+
+    async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
+        try:
+            async with self._slots:
+                await deliver(work)
+        except asyncio.CancelledError:
+            if held.lost:
+                log.warning("%s %s: another process took it over; stopped", self.platform, work.key)
+                self.stats.lost += 1
+                return
+            await self._release(work)  # shutdown: hand it to the next process at once
+            raise
+        except OwnershipLost:
+            log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
+            self.stats.lost += 1
+            return
+        except Exception as exc:
+            await self._failed(work, held, exc)
+            return
+        held.finishing = True
+        if await self._finish(work, events.ANSWERED):
+            self.stats.delivered += 1
+            self.stats.last_activity = time.monotonic()
+
+    async def _failed(self, work: Work, held: _Held, exc: Exception) -> None:
+        """The work raised: logged for the operator, marked failed (so no later process repeats
+        a half-posted answer), and the asker told once in a short sentence."""
+        reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, Undeliverable) else None
+        log.error(
+            "%s %s %s failed (attempt %d)%s",
+            self.platform,
+            work.kind,
+            work.key,
+            work.attempts,
+            f": {reason}" if reason else "",
+            exc_info=None if reason else exc,
+        )
+        held.finishing = True
+        self.stats.failed += 1
+        if await self._finish(work, events.FAILED):
+            await self._tell(work, texts.ERROR_GENERIC)
+
+    async def _finish(self, work: Work, status: str) -> bool:
+        """Record the outcome, retrying through database blips (the heartbeat keeps the lease
+        meanwhile). False when the row is no longer ours or the database never came back."""
+        for delay in FINISH_RETRY_DELAYS:
+            if delay:
+                self.stats.finish_retries += 1
+                await asyncio.sleep(delay)
+            try:
+                owned = await events.finish_event(
+                    self.db,
+                    platform=self.platform,
+                    event_id=work.key,
+                    attempts=work.attempts,
+                    status=status,
+                )
+            except Exception as exc:
+                log.warning("recording %s as %s failed: %s", work.key, status, type(exc).__name__)
+                continue
+            if not owned:
+                log.warning("%s %s was no longer ours when finishing", self.platform, work.key)
+            return owned
+        log.error("gave up recording %s as %s; the database stayed unreachable", work.key, status)
+        return False
+
+    async def _release(self, work: Work) -> None:
+        try:
+            await events.release_lease(
+                self.db, platform=self.platform, event_id=work.key, attempts=work.attempts
+            )
+        except Exception as exc:
+            log.warning("could not release %s: %s", work.key, type(exc).__name__)
+
+    async def _tell(self, work: Work, text: str) -> None:
+        if self.tell is None:
+            return
+        try:
+            await self.tell(work, text)
+        except Exception as exc:
+            log.error("telling the asker of %s failed too: %s", work.key, type(exc).__name__)
+
+    # ---- heartbeat ----------------------------------------------------------------------------
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._beat(), name=f"{self.platform}-heartbeat")
+
+    @property
+    def heartbeat_every(self) -> float:
+        return max(0.05, self.lease.total_seconds() / 4)
+
+    async def _beat(self) -> None:
+        """Renew every held lease a few times per lease; stop work whose row is gone."""
+        last_ok = time.monotonic()
+        while self._held:
+            await asyncio.sleep(self.heartbeat_every)
+            snapshot = {key: held.attempts for key, held in self._held.items()}
+            if not snapshot:
+                break
+            try:
+                kept = await events.renew_leases(
+                    self.db, platform=self.platform, owned=snapshot.items(), lease=self.lease
+                )
+            except Exception as exc:
+                log.warning("renewing %d leases failed: %s", len(snapshot), type(exc).__name__)
+                if time.monotonic() - last_ok > self.lease.total_seconds():
+                    # Our leases may have lapsed: another process may be answering now.
+                    self._lose(snapshot.keys())
+                continue
+            last_ok = time.monotonic()
+            self._lose(key for key in snapshot if key not in kept)
+
+    def _lose(self, keys: Any) -> None:
+        for key in list(keys):
+            held = self._held.get(key)
+            if held is None or held.finishing or held.task is None:
+                continue
+            held.lost = True
+            held.task.cancel()
+
+    # ---- recovery -----------------------------------------------------------------------------
+
+    async def drain(self, *, limit: int | None = None) -> int:
+        """Take expired or queued rows (at most ``limit``) and start them; tell the askers of
+        rows that ran out of attempts. Each row on its own: one bad row never stops the rest."""
+        free = self.max_concurrent - len(self._held)
+        limit = free if limit is None else min(limit, free)
+        if limit <= 0:
+            return 0
+        taken = await events.take_expired(
+            self.db,
+            platform=self.platform,
+            limit=limit,
+            lease=self.lease,
+            max_attempts=self.max_attempts,
+        )
+        for row in taken.given_up:
+            work = Work(row.event_id, row.payload, row.attempts)
+            log.error(
+                "%s %s %s: gave up after %d attempts (every process that took it died or lost "
+                "its lease); telling the asker",
+                self.platform,
+                work.kind,
+                work.key,
+                row.attempts - 1,
+            )
+            self.stats.given_up += 1
+            await self._tell(work, texts.INBOX_GAVE_UP)
+        for row in taken.work:
+            self.stats.recovered += 1
+            self._start(Work(row.event_id, row.payload, row.attempts))
+        return len(taken.work) + len(taken.given_up)
+
+    async def recover_forever(self, *, poll: float | None = None) -> None:
+        """Keep taking expired (or, for workers, queued) rows, and prune old ones now and then.
+        ``poll`` is how long to wait when nothing was found (default ``recover_every``)."""
+        wait = self.recover_every if poll is None else poll
+        next_prune = time.monotonic()
+        while not self._closing:
+            found = 0
+            try:
+                found = await self.drain()
+            except Exception as exc:
+                log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY
+                await self.prune()
+            if not found:
+                await asyncio.sleep(wait)
+            else:
+                await asyncio.sleep(0)
+
+    async def prune(self) -> int:
+        try:
+            removed = await events.prune_events(self.db, older_than=self.retention)
+        except Exception as exc:
+            log.warning("pruning the ledger failed: %s", type(exc).__name__)
+            return 0
+        if removed:
+            log.info("pruned %d finished ledger rows older than %s", removed, self.retention)
+        return removed
+
+    def start(self, *, recover: bool = True, poll: float | None = None) -> None:
+        """Start the recovery loop (idempotent). Call from inside the running event loop."""
+        self._closing = False
+        if recover and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.create_task(
+                self.recover_forever(poll=poll), name=f"{self.platform}-recovery"
+            )
+
+    # ---- shutdown and tests -------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._held)
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no work is in flight (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self._held:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self._held)} {self.platform} answers still in flight")
+            await asyncio.sleep(0.02)
+
+    async def aclose(self, grace: float = 8.0) -> None:
+        """Stop taking work, give answers in flight ``grace`` seconds, then hand the rest back
+        to the ledger (lease ended now) for the next process."""
+        self._closing = True
+        await _cancel(self._recovery)
+        self._recovery = None
+        tasks = [held.task for held in self._held.values() if held.task is not None]
+        if tasks:
+            _done, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("handed %d unfinished answers back to the ledger", len(late))
+                await asyncio.gather(*late, return_exceptions=True)
+        await _cancel(self._heartbeat)
+        self._heartbeat = None
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
