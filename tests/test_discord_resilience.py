@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot import texts
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform, message_to_record
 from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
@@ -171,14 +172,19 @@ async def test_unanswered_claim_is_recovered_by_the_next_process(
         platform="discord",
         event_id="crashed-1",
         payload={
-            "id": "crashed-1",
-            "text": "Where can I download past invoices?",
-            "author_id": world.alice["id"],
-            "author_name": "alice",
-            "workspace_id": "",
-            "channel_id": channel_id,
-            "thread_id": None,
-            "is_direct": True,
+            "kind": "message",
+            "msg": message_to_record(
+                IncomingMessage(
+                    id="crashed-1",
+                    conversation=ConversationKey(Platform.DISCORD, "", channel_id),
+                    author=Author(world.alice["id"], "alice"),
+                    text="Where can I download past invoices?",
+                    is_direct=True,
+                )
+            ),
+            "message_id": "1",
+            "question_channel": channel_id,
+            "new_thread": False,
         },
         lease=timedelta(seconds=-1),  # the process that took it died: its lease is over
     )
@@ -296,7 +302,7 @@ async def test_delivery_error_is_logged_apologised_and_not_retried_later(
         ),
         what="the apology",
     )
-    assert "error in on_message" in caplog.text
+    assert "discord message" in caplog.text and "failed" in caplog.text
     status = await events.event_status(bot.adapter.db, platform="discord", event_id=dm["id"])
     assert status == events.FAILED  # not picked up again by recovery: no late duplicate
     again = await world.dm("How do I reset my password?")  # and the bot carries on

@@ -2,19 +2,20 @@
 
 Thin on purpose: ``convert`` turns payloads into ``IncomingMessage``s (``shapes`` gives it the
 payloads of discord.py objects), the core's ``Responder`` answers, ``render`` shapes the reply and
-``delivery`` puts it on Discord; this module only decides *whether* to answer, *where* (a new
-thread, the thread, the DM, in place) and streams the answer there. ``process`` runs it.
+``delivery`` puts it on Discord; this module only decides *whether* to answer and *where* (a new
+thread, the thread, the DM, in place), hands that to the core's inbox (which claims it, keeps it
+exactly-once and recovers it after a crash) and streams the answer there. ``process`` runs it.
 
-discord.py facts this relies on (DESIGN.md section 7): ``Route.BASE`` is the REST base URL; the
-gateway URL is whatever ``GET /gateway/bot`` returns (a client with a fixed shard count dials
-``DiscordWebSocket.DEFAULT_GATEWAY``, so it is set from that answer); interactions are deferred
-before any slow work; persistent buttons are one ``DynamicItem`` whose custom ids carry ids.
+discord.py facts this relies on (docs/architecture.md, "Platform facts"): ``Route.BASE`` is the
+REST base URL; the gateway URL is whatever ``GET /gateway/bot`` returns (a client with a fixed
+shard count dials ``DiscordWebSocket.DEFAULT_GATEWAY``, so it is set from that answer);
+interactions are deferred before any slow work; persistent buttons are one ``DynamicItem`` whose
+custom ids carry ids.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -39,16 +40,21 @@ from adapters.discord.delivery import (
 )
 from adapters.discord.shapes import (
     channel_context,
-    incoming_from_ledger,
     interaction_conversation,
     interaction_payload,
-    ledger_payload,
     message_payload,
 )
 from bot import slash, texts
-from bot.messages import ConversationKey, IncomingMessage, Reply
+from bot.inbox import SESSION_KEY, Deliver, Inbox, Undeliverable, Work
+from bot.messages import (
+    ConversationKey,
+    IncomingMessage,
+    Reply,
+    message_from_record,
+    message_to_record,
+)
 from bot.runtime import Runtime
-from storage import escalations, events, memories
+from storage import escalations, memories
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +65,9 @@ STREAM_EDIT_INTERVAL = 1.0  # seconds between edits of a streamed answer (Discor
 FIRST_POST_DELAY = 0.5
 MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
-RECOVERY_INTERVAL = 60.0  # how often to look for answers a crashed process left unfinished
+SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must stop within 10)
+# Discord's error code when a thread already exists for a message (a crash after creating it).
+THREAD_ALREADY_CREATED = 160004
 
 
 def use_api_url(api_url: str | None) -> None:
@@ -135,14 +143,19 @@ class DiscordAdapter:
         self.sync_guild_id = sync_guild_id
         self.stream_interval = stream_interval
         self.first_post_delay = first_post_delay
-        self._answer_slots = asyncio.Semaphore(max_concurrent_answers)
+        self.inbox = Inbox.from_settings(
+            self.db,
+            settings,
+            PLATFORM,
+            self._deliver_work,
+            tell=self._tell,
+            max_concurrent=max_concurrent_answers,
+        )
         self.message_content = settings.discord_message_content
         self.forum_channels = {
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
         self.escalation_channel = settings.discord_escalation_channel
-        self._recovery: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()
         use_api_url(settings.discord_api_url)
         options: dict[str, Any] = {
             "intents": intents_for(self.message_content),
@@ -177,19 +190,14 @@ class DiscordAdapter:
     async def start(self, token: str) -> None:
         await self.client.start(token)
 
-    async def close(self) -> None:
-        self._closing.set()
-        if self._recovery is not None:
-            # Let a recovery pass finish its database work rather than cancel it mid-query.
-            try:
-                await asyncio.wait_for(asyncio.shield(self._recovery), 5)
-            except (TimeoutError, asyncio.CancelledError):
-                self._recovery.cancel()
+    async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Answers in flight get ``grace`` seconds; the rest go back to the ledger at once."""
+        await self.inbox.aclose(grace)
         await self.client.close()
 
     def start_recovery(self) -> None:
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.create_task(self._recover_loop())
+        """Once connected: answer what a crashed process acked but never answered."""
+        self.inbox.start()
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -208,40 +216,21 @@ class DiscordAdapter:
         target = await self._route(message, incoming, context)
         if target is None:
             return
-        async with self._answer_slots:
-            await self._answer_message(message, incoming, target)
-
-    async def _answer_message(
-        self, message: discord.Message, incoming: IncomingMessage, target: str
-    ) -> None:
-        if not await events.claim_event(
-            self.db,
-            platform=PLATFORM,
-            event_id=str(message.id),
-            payload=ledger_payload(incoming),
-        ):
-            log.info("discord: message %s already taken (retry or replica); skipping", message.id)
-            return
-        try:
-            channel, incoming = await self._answer_channel(message, incoming, target)
-            sink = ChannelSink(channel, reference=message if channel is message.channel else None)
-            await self._deliver(incoming, sink, typing_channel=channel)
-        except Exception:
-            await self._give_up(str(message.id))
-            raise  # to on_error: logged, and the user gets a short apology
-        await events.finish_event(self.db, platform=PLATFORM, event_id=str(message.id))
-
-    async def _give_up(self, event_id: str) -> None:
-        """Delivery failed: mark the event failed so no later process answers it a second time.
-        While shutting down, leave it to its lease instead: the next process answers it."""
-        if self._closing.is_set():
-            return
-        try:
-            await events.finish_event(
-                self.db, platform=PLATFORM, event_id=event_id, status=events.FAILED
+        if target == "thread-by-memory":
+            key = convert.thread_conversation(
+                guild_id=incoming.conversation.workspace_id, thread_id=str(message.channel.id)
             )
-        except Exception:
-            log.warning("discord: could not mark event %s failed", event_id, exc_info=True)
+            incoming = replace(incoming, conversation=key)
+        payload = {
+            "kind": "message",
+            "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
+            SESSION_KEY: incoming.conversation.session_id,
+            "message_id": str(message.id),
+            "question_channel": str(message.channel.id),
+            "new_thread": target == "new-thread",
+        }
+        if not await self.inbox.submit(str(message.id), payload):
+            log.info("discord: message %s already taken (retry or replica); skipping", message.id)
 
     async def _route(
         self, message: discord.Message, incoming: IncomingMessage, context: ChannelContext
@@ -253,7 +242,7 @@ class DiscordAdapter:
         if context.kind is ChannelKind.THREAD:
             if incoming.mentions_bot or context.parent_id in self.forum_channels:
                 return "thread"
-            if await self._in_thread(incoming.conversation):
+            if await self.responder.memory.follows(incoming.conversation):
                 return "thread"
             return None
         # A channel discord.py has not cached may be a thread created since start-up: a thread
@@ -262,37 +251,74 @@ class DiscordAdapter:
             thread_key = convert.thread_conversation(
                 guild_id=incoming.conversation.workspace_id, thread_id=str(message.channel.id)
             )
-            if await self._in_thread(thread_key):
+            if await self.responder.memory.follows(thread_key):
                 return "thread-by-memory"
         return "new-thread" if incoming.mentions_bot else None
 
-    async def _in_thread(self, conversation: ConversationKey) -> bool:
-        return await memories.count_memories(self.db, session_id=conversation.session_id) > 0
+    # --- delivering claimed work (live or recovered: one path) -------------------------------
 
-    async def _answer_channel(
-        self, message: discord.Message, incoming: IncomingMessage, target: str
-    ) -> tuple[discord.abc.Messageable, IncomingMessage]:
-        """The channel to answer in; starts a thread for a mention in a channel when allowed."""
-        guild_id = incoming.conversation.workspace_id
-        if target == "thread-by-memory":
-            key = convert.thread_conversation(guild_id=guild_id, thread_id=str(message.channel.id))
-            return message.channel, replace(incoming, conversation=key)
-        if target != "new-thread":
-            return message.channel, incoming
+    async def _deliver_work(self, work: Work) -> None:
+        """The inbox's callable: answer one claimed message where its record says."""
+        if work.kind != "message":
+            # Interactions are answered through their live token only; it is not kept.
+            raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")
+        if work.payload.get("new_thread"):
+            work = await self._open_thread(work)
+        incoming = message_from_record(work.payload["msg"])
+        channel = self._channel(incoming.conversation)
+        reference = None
+        if incoming.conversation.channel_id == work.payload.get("question_channel"):
+            reference = channel.get_partial_message(int(work.payload["message_id"]))
+        await self._deliver(
+            incoming, ChannelSink(channel, reference=reference), typing_channel=channel
+        )
+
+    def _channel(self, conversation: ConversationKey) -> discord.PartialMessageable:
+        guild_id = int(conversation.workspace_id or 0) or None
+        return self.client.get_partial_messageable(int(conversation.channel_id), guild_id=guild_id)
+
+    async def _open_thread(self, work: Work) -> Work:
+        """Start the thread a channel mention is answered in, and record it before answering:
+        a process that recovers this work answers in the thread, under the thread's session."""
+        payload = dict(work.payload)
+        incoming = message_from_record(payload["msg"])
+        question = self._channel(incoming.conversation).get_partial_message(
+            int(payload["message_id"])
+        )
+        thread_id: str | None = None
         try:
-            thread = await message.create_thread(
+            thread = await question.create_thread(
                 name=_thread_name(incoming.text), auto_archive_duration=1440
             )
-        except (discord.HTTPException, ValueError, TypeError) as exc:
-            # No permission, a channel type without threads, ...: answer in place instead.
-            log.info(
-                "discord: cannot start a thread in %s (%s); answering in place",
-                message.channel.id,
-                describe(exc),
+            thread_id = str(thread.id)
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_ALREADY_CREATED:  # an earlier attempt made it; same id
+                thread_id = str(question.id)
+            else:
+                # No permission, a channel type without threads, ...: answer in place instead.
+                log.info(
+                    "discord: cannot start a thread in %s (%s); answering in place",
+                    incoming.conversation.channel_id,
+                    describe(exc),
+                )
+        if thread_id is not None:
+            key = convert.thread_conversation(
+                guild_id=incoming.conversation.workspace_id, thread_id=thread_id
             )
-            return message.channel, incoming
-        key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread.id))
-        return thread, replace(incoming, conversation=key)
+            incoming = replace(incoming, conversation=key)
+            payload["msg"] = message_to_record(incoming)
+            payload[SESSION_KEY] = key.session_id
+        payload["new_thread"] = False
+        return await self.inbox.record(work, payload)
+
+    async def _tell(self, work: Work, text: str) -> None:
+        """A short note to the asker where the answer would have gone."""
+        record = work.payload.get("msg")
+        if work.kind != "message" or not record:
+            log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
+            return
+        channel = self._channel(message_from_record(record).conversation)
+        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
 
     async def _deliver(
         self,
@@ -356,13 +382,25 @@ class DiscordAdapter:
                 "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
             )
             return
-        if not await events.claim_event(
-            self.db, platform=PLATFORM, event_id=str(interaction.id), payload=None
-        ):
-            return
         sink = InteractionSink(interaction, ephemeral=ephemeral)
-        await self._deliver(incoming, sink)
-        await events.finish_event(self.db, platform=PLATFORM, event_id=str(interaction.id))
+
+        async def answer(_work: Work) -> None:
+            await self._deliver(incoming, sink)
+
+        await self._submit_interaction(interaction, answer)
+
+    async def _submit_interaction(self, interaction: discord.Interaction, answer: Deliver) -> None:
+        """Claim a deferred interaction and answer it through its live token (kept only in
+        memory, so a crash loses the "thinking…" state but never answers twice)."""
+
+        async def run(work: Work) -> None:
+            try:
+                await answer(work)
+            except Exception:
+                await respond_ephemeral(interaction, texts.ERROR_GENERIC)
+                raise
+
+        await self.inbox.submit(str(interaction.id), {"kind": "interaction"}, run=run)
 
     async def on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
         parsed = render.parse_custom_id(custom_id)
@@ -379,10 +417,15 @@ class DiscordAdapter:
     ) -> None:
         private = parsed.action is not render.ButtonAction.ESCALATE
         await interaction.response.defer(ephemeral=private, thinking=True)
-        if not await events.claim_event(
-            self.db, platform=PLATFORM, event_id=str(interaction.id), payload=None
-        ):
-            return
+
+        async def answer(_work: Work) -> None:
+            await self._answer_button(interaction, parsed, private)
+
+        await self._submit_interaction(interaction, answer)
+
+    async def _answer_button(
+        self, interaction: discord.Interaction, parsed: render.ParsedButton, private: bool
+    ) -> None:
         user_id = str(interaction.user.id)
         extra: tuple[render.ButtonSpec, ...] = ()
         if parsed.action in (render.ButtonAction.HELPFUL, render.ButtonAction.UNHELPFUL):
@@ -413,7 +456,6 @@ class DiscordAdapter:
             last = payloads[-1]
             payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
         await InteractionSink(interaction, ephemeral=private).show(payloads)
-        await events.finish_event(self.db, platform=PLATFORM, event_id=str(interaction.id))
 
     async def _notify_team(
         self, conversation: ConversationKey, requested_by: str, escalation_id: int
@@ -448,33 +490,9 @@ class DiscordAdapter:
 
     # --- recovery of acked-but-unanswered messages --------------------------------------------
 
-    async def _recover_loop(self) -> None:
-        while not self._closing.is_set():
-            try:
-                await self.recover_unanswered()
-            except Exception:
-                log.warning("discord: recovery pass failed", exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), RECOVERY_INTERVAL)
-
     async def recover_unanswered(self) -> int:
-        """Answer messages a crashed process claimed but never answered (lease expired)."""
-        count = 0
-        for row in await events.take_expired(self.db, platform=PLATFORM):
-            incoming = incoming_from_ledger(row.payload)
-            if incoming is None:
-                await events.finish_event(
-                    self.db, platform=PLATFORM, event_id=row.event_id, status=events.IGNORED
-                )
-                continue
-            channel = self.client.get_partial_messageable(
-                int(incoming.conversation.channel_id),
-                guild_id=int(incoming.conversation.workspace_id or 0) or None,
-            )
-            await self._deliver(incoming, ChannelSink(channel))
-            await events.finish_event(self.db, platform=PLATFORM, event_id=row.event_id)
-            count += 1
-        return count
+        """One recovery pass now (tests): messages a crashed process claimed but never answered."""
+        return await self.inbox.drain()
 
 
 # --- helpers ----------------------------------------------------------------------------------

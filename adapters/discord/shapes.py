@@ -1,5 +1,4 @@
-"""discord.py objects -> the gateway JSON shapes ``convert`` reads, and the ledger payload a
-later process needs to answer a message this one claimed."""
+"""discord.py objects -> the gateway JSON shapes ``convert`` reads."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import discord
 
 from adapters.discord import convert
 from adapters.discord.convert import ChannelContext, ChannelKind
-from bot.messages import Author, ConversationKey, IncomingMessage, Platform
+from bot.messages import ConversationKey
 
 
 def channel_context(channel: Any, guild: discord.Guild | None) -> ChannelContext:
@@ -92,37 +91,4 @@ def interaction_conversation(interaction: discord.Interaction) -> ConversationKe
     kind = convert.kind_from_channel_type(channel_type, guild_id=guild_id)
     return convert.conversation_for(
         guild_id=guild_id, channel_id=str(interaction.channel_id), kind=kind
-    )
-
-
-def ledger_payload(incoming: IncomingMessage) -> dict[str, Any]:
-    """What a later process needs to answer this message if this one dies first."""
-    key = incoming.conversation
-    return {
-        "id": incoming.id,
-        "text": incoming.text,
-        "author_id": incoming.author.id,
-        "author_name": incoming.author.display_name,
-        "workspace_id": key.workspace_id,
-        "channel_id": key.channel_id,
-        "thread_id": key.thread_id,
-        "is_direct": incoming.is_direct,
-    }
-
-
-def incoming_from_ledger(payload: dict[str, Any] | None) -> IncomingMessage | None:
-    if not payload or not payload.get("channel_id") or not payload.get("id"):
-        return None
-    return IncomingMessage(
-        id=str(payload["id"]),
-        conversation=ConversationKey(
-            Platform.DISCORD,
-            str(payload.get("workspace_id") or ""),
-            str(payload["channel_id"]),
-            payload.get("thread_id"),
-        ),
-        author=Author(str(payload.get("author_id") or ""), str(payload.get("author_name") or "")),
-        text=str(payload.get("text") or ""),
-        is_direct=bool(payload.get("is_direct")),
-        mentions_bot=True,
     )
