@@ -163,6 +163,14 @@ def kb_file_warning(message: str) -> str:
 
 # --- database CLI (supportbot db ..., supportbot memories export) ----------------------------
 
+
+def purged(memories: int, feedback: int, escalations: int, ledger: int) -> str:
+    return (
+        f"Purged {memories} memories, {feedback} feedback votes, {escalations} escalations "
+        f"and the text of {ledger} ledger rows."
+    )
+
+
 DB_CHECK_CLEAN = "No differences between the models and the database."
 DB_EMPTY = "no revision: the database is empty (run `supportbot db upgrade`)"
 DB_LEGACY_UNVERSIONED = (

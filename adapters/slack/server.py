@@ -2,8 +2,9 @@
 
 ``POST /slack/events`` takes events, slash commands and interactivity (bolt's single endpoint);
 ``GET /slack/install`` and ``GET /slack/oauth_redirect`` run the OAuth flow when configured;
-``GET /healthz`` is 200 when the database and the knowledge base answer, else 503. SIGTERM and
-SIGINT stop the server cleanly well within 10 s.
+``GET /healthz`` is 200 when the database and the knowledge base answer (and, with worker
+processes, when at least one worker sent a heartbeat recently), else 503. SIGTERM and SIGINT
+stop the server cleanly well within 10 s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -21,19 +23,23 @@ from adapters.slack.app import SlackBot
 from adapters.slack.manifest import EVENTS_PATH, INSTALL_PATH, REDIRECT_PATH
 from bot.config import Settings
 from bot.runtime import build_runtime, ensure_schema
+from bot.supervisor import WorkerPool
 
 log = logging.getLogger(__name__)
 
 # Slack's own payloads are small; this bounds what a hostile client can make us read.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 SHUTDOWN_GRACE_SECONDS = 7.0
+WORKER_COMMAND = (sys.executable, "-m", "bot", "run", "slack", "--worker")
 
 BOT_KEY: web.AppKey[SlackBot] = web.AppKey("slack_bot", SlackBot)
+POOL_KEY: web.AppKey[Any] = web.AppKey("worker_pool", object)
 
 
-def build_web_app(bot: SlackBot) -> web.Application:
+def build_web_app(bot: SlackBot, pool: WorkerPool | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[BOT_KEY] = bot
+    app[POOL_KEY] = pool
     app.router.add_post(EVENTS_PATH, _slack_events)
     app.router.add_get(INSTALL_PATH, _oauth)
     app.router.add_get(REDIRECT_PATH, _oauth)
@@ -85,54 +91,50 @@ async def _healthz(request: web.Request) -> web.Response:
     except Exception as exc:
         log.warning("knowledge base ping failed: %s", type(exc).__name__)
         kb_ok = False
+    body: dict[str, Any] = {"database": db_ok, "knowledge_base": kb_ok}
     ok = db_ok and kb_ok
+    pool: WorkerPool | None = request.app[POOL_KEY]
+    if pool is not None:
+        # Acked questions wait for a worker: none alive means none would be answered.
+        body["workers"] = pool.alive
+        ok = ok and pool.alive > 0
     return web.json_response(
-        {"status": "ok" if ok else "unavailable", "database": db_ok, "knowledge_base": kb_ok},
-        status=200 if ok else 503,
+        {"status": "ok" if ok else "unavailable", **body}, status=200 if ok else 503
     )
 
 
 async def serve(settings: Settings, *, workers: int = 0) -> None:
-    """Run until SIGTERM/SIGINT; in-flight answers get a few seconds, then are left to the
-    ledger (another process finishes them). With ``workers`` > 0 this process only acks and
-    queues, and that many ``supportbot run slack --worker`` processes answer."""
+    """Run until SIGTERM/SIGINT; in-flight answers get a few seconds, then are handed back to
+    the ledger (another process finishes them). With ``workers`` > 0 this process only acks and
+    queues, and that many supervised ``supportbot run slack --worker`` processes answer."""
     runtime = await build_runtime(settings)
-    children: list[asyncio.subprocess.Process] = []
+    pool = WorkerPool(WORKER_COMMAND, workers, grace=SHUTDOWN_GRACE_SECONDS) if workers else None
     try:
         await ensure_schema(runtime.db)
-        bot = SlackBot(runtime, answer_inline=workers == 0)
-        for _ in range(workers):
-            children.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bot", "run", "slack", "--worker"
-                )
-            )
+        bot = SlackBot(runtime, answer_inline=pool is None)
+        if pool is not None:
+            pool.start()
         runner = web.AppRunner(
-            build_web_app(bot), access_log=None, shutdown_timeout=1.0, handle_signals=False
+            build_web_app(bot, pool), access_log=None, shutdown_timeout=1.0, handle_signals=False
         )
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        log.info("supportbot serving Slack on %s:%s", settings.host, settings.port)
+        log.info(
+            "supportbot serving Slack on %s:%s (%s)",
+            settings.host,
+            settings.port,
+            f"{workers} worker process(es) answer" if workers else "answering in this process",
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping")
-        await runner.cleanup()
+        stopping = [runner.cleanup()] + ([pool.aclose()] if pool is not None else [])
+        await asyncio.gather(*stopping)
     finally:
-        await _stop_children(children)
+        if pool is not None:
+            await pool.aclose()
         await runtime.aclose()
-
-
-async def _stop_children(children: list[asyncio.subprocess.Process]) -> None:
-    for child in children:
-        if child.returncode is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            await asyncio.wait_for(child.wait(), SHUTDOWN_GRACE_SECONDS + 1)
-        except TimeoutError:
-            child.kill()
-            await child.wait()

@@ -3,7 +3,8 @@
 With ``supportbot serve --workers N`` the HTTP process only verifies, claims and acks; answering
 (retrieval, the model, posting) happens in worker processes that take rows from
 ``processed_events``. The ledger's compare-and-set keeps each answer exactly-once across any
-number of workers, and a worker that dies leaves its rows to be taken again after the lease.
+number of workers, and a worker that dies leaves its rows to be taken again after the lease;
+the supervisor (``bot.supervisor``) restarts it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import signal
 from adapters.slack.app import SlackBot
 from bot.config import Settings
 from bot.runtime import build_runtime, ensure_schema
+from bot.supervisor import heartbeat_forever
 
 log = logging.getLogger(__name__)
 
 # Workers yield the CPU to the processes that ack: an answer may wait a little, an ack may not
 # (Slack retries after 3 s). Matters when workers and `serve` share a machine.
 WORKER_NICENESS = 10
+SHUTDOWN_GRACE = 6.0  # seconds answers in flight get after SIGTERM (the supervisor waits longer)
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
@@ -38,9 +41,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             loop.add_signal_handler(sig, stop.set)
         await bot.start(recover=False)
         log.info("supportbot Slack worker taking work from the ledger")
+        heartbeat = asyncio.create_task(heartbeat_forever())
         try:
             await bot.work_loop(stop)
         finally:
-            await bot.aclose()
+            heartbeat.cancel()
+            await bot.aclose(timeout=SHUTDOWN_GRACE)
     finally:
         await runtime.aclose()

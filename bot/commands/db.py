@@ -1,4 +1,5 @@
-"""`supportbot db upgrade|downgrade|current|check` and `supportbot memories export`.
+"""`supportbot db upgrade|downgrade|current|check`, `supportbot memories export` and
+`supportbot purge --older-than DAYS`.
 
 The work is in ``storage.migrate`` and ``storage.memories``; this module reads the settings,
 prints one line per outcome and turns storage's errors into :class:`DatabaseError` (which the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import typer
@@ -19,6 +21,7 @@ from bot.errors import DatabaseError
 from storage import migrate
 from storage.db import Database
 from storage.memories import MemoryOut, export_session
+from storage.retention import Purged, purge_older_than
 
 T = TypeVar("T")
 
@@ -30,6 +33,7 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
     """Add the `db` and `memories` groups to the root app."""
     app.add_typer(db_app, name="db")
     app.add_typer(memories_app, name="memories")
+    app.command("purge")(purge)
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
@@ -111,5 +115,35 @@ async def _export(url: str, session_id: str) -> list[MemoryOut]:
     database = Database(url)
     try:
         return await export_session(database, session_id=session_id)
+    finally:
+        await database.dispose()
+
+
+def purge(
+    older_than: float = typer.Option(
+        ..., "--older-than", min=0, help="Delete what is older than this many DAYS."
+    ),
+) -> None:
+    """Delete memories, feedback and escalations older than DAYS, and the question text kept
+    in finished ledger rows (run it from cron to enforce a retention policy)."""
+    url = _database_url()
+    state = _run(migrate.current(url))
+    if not state.at_head:
+        raise DatabaseError(texts.db_not_at_head(state.revision, state.head))
+    purged = asyncio.run(_purge(url, timedelta(days=older_than)))
+    typer.echo(
+        texts.purged(
+            purged.memories,
+            purged.feedback,
+            purged.escalations,
+            purged.ledger_payloads + purged.ledger_rows,
+        )
+    )
+
+
+async def _purge(url: str, age: timedelta) -> Purged:
+    database = Database(url)
+    try:
+        return await purge_older_than(database, age=age)
     finally:
         await database.dispose()

@@ -38,7 +38,7 @@ def _require_slack(settings: Settings, *, socket_mode: bool) -> None:
     settings.require(*needed)
 
 
-def _start(*, socket_mode: bool = False, worker: bool = False, workers: int = 0) -> None:
+def _start(*, socket_mode: bool = False, worker: bool = False, workers: str = "0") -> None:
     from bot.cli import configure_logging
 
     settings = load_settings()
@@ -60,17 +60,25 @@ def _start(*, socket_mode: bool = False, worker: bool = False, workers: int = 0)
         asyncio.run(run_socket_mode(settings))
     else:
         from adapters.slack.server import serve as serve_http
+        from bot.supervisor import workers_for
 
-        asyncio.run(serve_http(settings, workers=workers))
+        try:
+            count = workers_for(workers, database_url=settings.database_url)
+        except ValueError:
+            raise typer.BadParameter(
+                "a number of worker processes, or auto", param_hint="--workers"
+            ) from None
+        asyncio.run(serve_http(settings, workers=count))
 
 
 WORKERS_HELP = (
-    "Answer in this many worker processes; this one then only acks and queues (keeps acks fast "
-    "under bursts; use PostgreSQL)."
+    "Answer in this many supervised worker processes; this one then only acks and queues, so "
+    "acks never wait behind answers. auto (default): one per spare core on PostgreSQL, none "
+    "(answer in this process) on SQLite. 0: answer in this process."
 )
 
 
-def serve(workers: int = typer.Option(0, "--workers", min=0, help=WORKERS_HELP)) -> None:
+def serve(workers: str = typer.Option("auto", "--workers", help=WORKERS_HELP)) -> None:
     """Serve Slack over HTTP on $PORT: POST /slack/events, OAuth install/redirect, /healthz."""
     _start(workers=workers)
 
