@@ -1,0 +1,158 @@
+"""The inbox under faults, through the real Slack adapter and the fakes (issue 11, items 1, 2
+and 4), on SQLite and PostgreSQL: a slow model, a failing finish, give-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from bot import texts
+from bot.inbox import SESSION_KEY
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform, message_to_record
+from storage import events
+from storage.db import Database
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, kb_uri
+from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_sender import app_mention, new_ts
+from tests.inbox_support import INBOX_FAST, finish_fails_once, ledger, model_runs, slow_policy
+
+__all__ = ["api", "kb_uri"]
+pytestmark = pytest.mark.timeout(90)
+BOT = DEFAULT_BOT_USER
+QUESTIONS = [
+    "how do I reset my password?",
+    "where can I download past invoices?",
+    "when are invoices sent?",
+]
+
+
+def _answers(api: FakeSlackAPI) -> Counter[str]:
+    """Finished bot messages per thread."""
+    return Counter(m.thread_ts or m.ts for m in api.posted() if not m.streaming)
+
+
+async def _ask(h: SlackHarness, questions: list[str]) -> list[str]:
+    threads = []
+    async with h.sender() as sender:
+        for question in questions:
+            ts = new_ts()
+            assert (
+                await sender.event(app_mention(text=f"<@{BOT}> {question}", ts=ts))
+            ).status == 200
+            threads.append(ts)
+    return threads
+
+
+async def test_slow_model_is_answered_once_despite_a_short_lease(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """Lease 1 s, recovery every 0.3 s in the same process, a model taking 3 s per answer."""
+    async with FakeOpenAI(policy=slow_policy(1.5)) as model:
+        settings = slack_settings(
+            any_db_url,
+            kb_uri,
+            api,
+            openai_api_key=FAKE_API_KEY,
+            openai_base_url=model.base_url,
+            **INBOX_FAST,
+        )
+        h = await SlackHarness.start(api, settings, db=db)
+        try:
+            threads = await _ask(h, QUESTIONS)
+            await api.wait_for(lambda: len(_answers(api)) == len(threads), timeout=30)
+            await h.bot.wait_idle(15)
+            await asyncio.sleep(1.5)  # several leases and recovery passes later: nothing more
+        finally:
+            await h.close()
+        assert _answers(api) == Counter(threads)
+        assert sorted(model_runs(model)) == sorted(QUESTIONS)
+    rows = await ledger(db, "slack")
+    assert {row.status for row in rows.values()} == {events.ANSWERED}
+    assert all(row.attempts == 1 for row in rows.values())  # never taken over
+
+
+async def test_a_failing_finish_after_the_post_neither_repeats_nor_apologises(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
+    h = await SlackHarness.start(api, settings, db=db)
+    try:
+        async with finish_fails_once(db, lambda: h.bot.inbox.stats.finish_retries >= 1):
+            [thread] = await _ask(h, QUESTIONS[:1])
+            await api.wait_for(lambda: _answers(api), timeout=15)
+        await h.bot.wait_idle(20)
+        await asyncio.sleep(1.5)  # past the lease and several recovery passes
+    finally:
+        await h.close()
+    assert _answers(api) == Counter([thread])
+    assert not [m for m in api.posted() if texts.ERROR_GENERIC in m.text]
+    assert h.bot.inbox.stats.finish_retries >= 1
+    [row] = (await ledger(db, "slack")).values()
+    assert (row.status, row.attempts) == (events.ANSWERED, 1)
+
+
+async def test_one_slot_and_a_burst_every_question_answered_or_told(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """One answer slot, a short lease, a burst of 6 (waiting work keeps its lease alive), plus
+    two questions whose processes died too often: their askers are told once."""
+    async with FakeOpenAI(policy=slow_policy(0.2)) as model:
+        settings = slack_settings(
+            any_db_url,
+            kb_uri,
+            api,
+            openai_api_key=FAKE_API_KEY,
+            openai_base_url=model.base_url,
+            answer_slots=1,
+            lease_seconds=0.5,
+            recover_every=0.2,
+        )
+        dead = [await _abandoned(db, attempts=events.MAX_ATTEMPTS) for _ in range(2)]
+        h = await SlackHarness.start(api, settings, db=db)
+        try:
+            threads = await _ask(h, [f"{QUESTIONS[i % 3]} ({i})" for i in range(6)])
+            await api.wait_for(lambda: len(_answers(api)) == 8, timeout=40)
+            await h.bot.wait_idle(15)
+            await asyncio.sleep(1.0)
+            assert await h.bot.recover_expired() == 0  # nothing left, and no second note
+        finally:
+            await h.close()
+        assert len(model_runs(model)) == 6
+    answers = _answers(api)
+    assert answers == Counter(threads + dead)
+    told = [m for m in api.posted() if m.text == texts.INBOX_GAVE_UP]
+    assert sorted(m.thread_ts for m in told) == sorted(dead)
+    rows = await ledger(db, "slack")
+    assert Counter(row.status for row in rows.values()) == {events.ANSWERED: 6, events.FAILED: 2}
+
+
+async def _abandoned(db: Database, *, attempts: int) -> str:
+    """A question acked by processes that all died: expired lease, ``attempts`` tries used."""
+    ts = new_ts()
+    key = ConversationKey(Platform.SLACK, "T0000001", "C0000001", ts)
+    msg = IncomingMessage(
+        id=ts, conversation=key, author=Author("UHUMAN001"), text="lost?", mentions_bot=True
+    )
+    payload = {
+        "team_id": "T0000001",
+        "kind": "message",
+        "msg": message_to_record(msg),
+        SESSION_KEY: key.session_id,
+        "channel": "C0000001",
+        "thread_ts": ts,
+        "user": "UHUMAN001",
+    }
+    assert await events.claim_event(
+        db,
+        platform="slack",
+        event_id=f"msg:T0000001:C0000001:{ts}",
+        payload=payload,
+        lease=timedelta(seconds=-1),
+        attempts=attempts,
+    )
+    return ts
