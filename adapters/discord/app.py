@@ -66,6 +66,8 @@ FIRST_POST_DELAY = 0.5
 MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
 SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must stop within 10)
+# The payload key recording the first message of an answer being posted (see _deliver_work).
+PARTIAL_KEY = "posted_id"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
 THREAD_ALREADY_CREATED = 160004
 
@@ -264,14 +266,21 @@ class DiscordAdapter:
             raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")
         if work.payload.get("new_thread"):
             work = await self._open_thread(work)
-        incoming = message_from_record(work.payload["msg"])
+        p = work.payload
+        incoming = message_from_record(p["msg"])
         channel = self._channel(incoming.conversation)
+        if p.get(PARTIAL_KEY):
+            # A process died while posting this answer: remove its half before answering again.
+            await _best_effort(channel.get_partial_message(int(p[PARTIAL_KEY])).delete())
         reference = None
-        if incoming.conversation.channel_id == work.payload.get("question_channel"):
-            reference = channel.get_partial_message(int(work.payload["message_id"]))
-        await self._deliver(
-            incoming, ChannelSink(channel, reference=reference), typing_channel=channel
-        )
+        if incoming.conversation.channel_id == p.get("question_channel"):
+            reference = channel.get_partial_message(int(p["message_id"]))
+
+        async def remember_post(message_id: int) -> None:
+            await self.inbox.record(work, {**p, PARTIAL_KEY: str(message_id)})
+
+        sink = ChannelSink(channel, reference=reference, on_first_post=remember_post)
+        await self._deliver(incoming, sink, typing_channel=channel)
 
     def _channel(self, conversation: ConversationKey) -> discord.PartialMessageable:
         guild_id = int(conversation.workspace_id or 0) or None
@@ -519,6 +528,14 @@ def _guard_parsers(client: discord.Client) -> None:
 
     for name, parse in list(parsers.items()):
         parsers[name] = guarded(name, parse)
+
+
+async def _best_effort(call: Any) -> None:
+    """Cleanup calls must never cost the user their answer."""
+    try:
+        await call
+    except discord.HTTPException as exc:
+        log.info("discord: optional call failed (%s)", describe(exc))
 
 
 def _thread_name(text: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -50,10 +50,17 @@ class ReplySink:
 
 class ChannelSink(ReplySink):
     def __init__(
-        self, channel: discord.abc.Messageable, *, reference: discord.Message | None = None
+        self,
+        channel: discord.abc.Messageable,
+        *,
+        reference: discord.Message | discord.PartialMessage | None = None,
+        on_first_post: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.channel = channel
         self.reference = reference
+        # Told the first message's id as soon as it exists (the inbox records it, so that a
+        # process that takes over after a crash can remove a half-written answer).
+        self.on_first_post = on_first_post
         self.sent: list[discord.Message] = []
         self.shown: list[render.MessagePayload] = []
 
@@ -72,6 +79,9 @@ class ChannelSink(ReplySink):
             )
             self.sent.append(message)
             self.shown.append(payload)
+            if self.on_first_post is not None:
+                callback, self.on_first_post = self.on_first_post, None
+                await callback(message.id)
         return self.sent
 
 

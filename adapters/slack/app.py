@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 ACTION_PATTERN = re.compile(r"^sb_")
+# The payload key recording the first message of an answer being posted (see _answer_message).
+PARTIAL_KEY = "posted_ts"
 # Ledger payloads keep at most this much of a message's blocks (buttons need only their ids).
 MAX_STORED_BLOCKS = 60
 
@@ -315,8 +317,10 @@ class SlackBot:
         await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
+        if work.kind == "message":
+            await self._answer_message(work, client)
+            return
         handler = {
-            "message": self._answer_message,
             "command": self._answer_command,
             "action": self._handle_action,
             "assistant_started": self._greet_assistant_thread,
@@ -325,9 +329,17 @@ class SlackBot:
             raise Undeliverable(f"unknown work kind {work.kind!r}")
         await handler(work.payload, client)
 
-    async def _answer_message(self, p: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _answer_message(self, work: Work, client: AsyncWebClient) -> None:
+        p = work.payload
         msg = message_from_record(p["msg"])
         route = Route(p["channel"], p.get("thread_ts"), p.get("user"), p.get("team_id"))
+        if p.get(PARTIAL_KEY):
+            # A process died while posting this answer: remove its half before answering again.
+            await _best_effort(client.chat_delete(channel=route.channel, ts=p[PARTIAL_KEY]))
+
+        async def remember_post(ts: str) -> None:
+            await self.inbox.record(work, {**p, PARTIAL_KEY: ts})
+
         if p.get("assistant") and route.thread_ts:
             await _best_effort(
                 client.assistant_threads_setStatus(
@@ -348,6 +360,7 @@ class SlackBot:
             self.throttle,
             streaming=self.streaming,
             extra_blocks=self._escalation_blocks,
+            on_first_post=remember_post,
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.

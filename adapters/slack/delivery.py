@@ -90,6 +90,7 @@ class AnswerWriter:
         *,
         streaming: bool = True,
         extra_blocks: ExtraBlocks | None = None,
+        on_first_post: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.route = route
@@ -99,6 +100,14 @@ class AnswerWriter:
         self.shown = ""  # text the user already sees (streamed or in the updated message)
         self.pending = ""  # text received but not sent yet
         self.ts: str | None = None  # the streamed or updated message
+        # Told the first message's ts as soon as it exists (the inbox records it, so that a
+        # process that takes over after a crash can remove a half-written answer).
+        self.on_first_post = on_first_post
+
+    async def _posted(self, ts: str) -> None:
+        if self.on_first_post is not None:
+            callback, self.on_first_post = self.on_first_post, None
+            await callback(ts)
 
     async def write(self, items: AsyncIterator[str | Reply]) -> Reply | None:
         final: Reply | None = None
@@ -136,6 +145,7 @@ class AnswerWriter:
                 unfurl_links=False,
             )
             self.ts = str(response["ts"])
+            await self._posted(self.ts)
         else:
             await self.client.chat_update(
                 channel=self.route.channel, ts=self.ts, text=preview, blocks=blocks
@@ -154,6 +164,7 @@ class AnswerWriter:
                     recipient_user_id=self.route.user_id,
                 )
                 self.ts = str(response["ts"])
+                await self._posted(self.ts)
             else:
                 await self.client.chat_appendStream(
                     channel=self.route.channel, ts=self.ts, markdown_text=piece
@@ -175,7 +186,9 @@ class AnswerWriter:
                 channel=self.route.channel, ts=self.ts, text=first.text, blocks=first.blocks
             )
             messages = messages[1:]
-        await post_messages(self.client, self.route, messages)
+        stamps = await post_messages(self.client, self.route, messages)
+        if stamps:
+            await self._posted(stamps[0])
 
     async def _finish_stream(self, final: Reply | None, extra: list[dict[str, Any]]) -> None:
         assert self.ts is not None

@@ -59,6 +59,7 @@ class FakeDiscordAPI:
     requests: list[RecordedRequest] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted: list[dict[str, Any]] = field(default_factory=list)  # messages the bot deleted
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     forbid_threads_in: set[str] = field(default_factory=set)
     channel_guild: dict[str, str] = field(default_factory=dict)  # channel id -> guild id
@@ -194,6 +195,7 @@ class FakeDiscordAPI:
             ("GET", r(r"/gateway(/bot)?"), self._get_gateway),
             ("POST", r(r"/channels/(?P<c>\d+)/messages"), self._create_message),
             ("PATCH", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._edit_message),
+            ("DELETE", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._delete_message),
             ("POST", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/threads"), self._thread),
             ("POST", r(r"/channels/(?P<c>\d+)/typing"), self._typing),
             ("POST", r(r"/interactions/(?P<i>\d+)/(?P<t>[^/]+)/callback"), self._callback),
@@ -274,9 +276,18 @@ class FakeDiscordAPI:
         _apply_edit(message, body or {})
         return 200, message
 
+    async def _delete_message(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        message = self.messages.get(m["m"])
+        if message is None or message["channel_id"] != m["c"]:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        self.deleted.append(self.messages.pop(m["m"]))
+        return 204, None
+
     async def _thread(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         if m["c"] in self.forbid_threads_in:
             return 403, {"message": "Missing Permissions", "code": 50013}
+        if m["m"] in self.threads:  # Discord: one thread per message
+            return 400, {"message": "A thread has already been created", "code": 160004}
         guild_id = self.channel_guild.get(m["c"], "")
         thread = p.thread_channel(
             m["m"], guild_id, m["c"], (body or {}).get("name", "thread"), self.bot_id
