@@ -332,6 +332,7 @@ class Inbox:
             limit=limit,
             lease=self.lease,
             max_attempts=self.max_attempts,
+            exclude=set(self._held),
         )
         for row in taken.given_up:
             work = Work(row.event_id, row.payload, row.attempts)

@@ -13,7 +13,7 @@ caller's attempt is still the current one, so a worker that lost its row can cha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -151,13 +151,15 @@ async def take_expired(
     limit: int = 20,
     lease: timedelta = DEFAULT_LEASE,
     max_attempts: int = MAX_ATTEMPTS,
+    exclude: Collection[str] = (),
 ) -> Taken:
     """Lease rows whose owner died or that were queued for workers; each goes to one caller.
 
     The conditional UPDATE (same attempt as read, lease still expired by the database clock)
     is the compare-and-set that keeps two replicas from taking the same row. A row that already
     had ``max_attempts`` tries is marked failed instead and returned in ``given_up`` exactly
-    once, so the caller can tell its asker.
+    once, so the caller can tell its asker. ``exclude``: ids the caller itself is still working
+    on (a late heartbeat must not make a process take its own work a second time).
     """
     expired = or_(ProcessedEvent.lease_until.is_(None), ProcessedEvent.lease_until < db_time(db))
     async with db.sessions() as session:
@@ -168,6 +170,7 @@ async def take_expired(
                     ProcessedEvent.platform == platform,
                     ProcessedEvent.status == ANSWERING,
                     expired,
+                    ProcessedEvent.event_id.not_in(list(exclude)),
                 )
                 .order_by(ProcessedEvent.id)
                 .limit(limit)

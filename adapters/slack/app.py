@@ -333,9 +333,8 @@ class SlackBot:
         p = work.payload
         msg = message_from_record(p["msg"])
         route = Route(p["channel"], p.get("thread_ts"), p.get("user"), p.get("team_id"))
-        if p.get(PARTIAL_KEY):
-            # A process died while posting this answer: remove its half before answering again.
-            await _best_effort(client.chat_delete(channel=route.channel, ts=p[PARTIAL_KEY]))
+        if work.attempts > 1:
+            await self._remove_earlier_attempt(work, client, route)
 
         async def remember_post(ts: str) -> None:
             await self.inbox.record(work, {**p, PARTIAL_KEY: ts})
@@ -365,6 +364,31 @@ class SlackBot:
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
         await writer.write(self.responder.stream(msg))
+
+    async def _remove_earlier_attempt(
+        self, work: Work, client: AsyncWebClient, route: Route
+    ) -> None:
+        """A process died while answering this: remove what it posted before answering again.
+        The message it recorded, and in a thread, our messages after the question (a crash
+        right after a post, before the record, leaves an unrecorded one)."""
+        stamps = {work.payload[PARTIAL_KEY]} if work.payload.get(PARTIAL_KEY) else set()
+        question = str(work.payload["msg"]["id"])
+        if route.thread_ts:
+            try:
+                me = await client.auth_test()
+                replies = await client.conversations_replies(
+                    channel=route.channel, ts=route.thread_ts, oldest=question, limit=50
+                )
+                stamps.update(
+                    str(m["ts"])
+                    for m in replies.get("messages") or []
+                    if float(m["ts"]) > float(question)
+                    and (m.get("bot_id") == me.get("bot_id") or m.get("user") == me.get("user_id"))
+                )
+            except Exception as exc:
+                log.info("could not look for an earlier answer to %s: %s", work.key, exc)
+        for ts in sorted(stamps):
+            await _best_effort(client.chat_delete(channel=route.channel, ts=ts))
 
     async def _escalation_blocks(self, reply: Reply) -> list[dict[str, Any]]:
         """The agent may hand off by itself: offer "Mark resolved" for that escalation."""

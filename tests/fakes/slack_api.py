@@ -312,9 +312,16 @@ class FakeSlackAPI:
     def _m_conversations_replies(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
         root = params.get("ts")
         found = [
-            {"ts": m.ts, "text": m.text, "thread_ts": m.thread_ts}
+            {
+                "ts": m.ts,
+                "text": m.text,
+                "thread_ts": m.thread_ts,
+                "user": self._identity(m.token).user_id,
+                "bot_id": self._identity(m.token).bot_id,
+            }
             for m in self.posted(params.get("channel"))
-            if m.thread_ts == root or m.ts == root
+            if (m.thread_ts == root or m.ts == root)
+            and float(m.ts) > float(params.get("oldest") or 0)
         ]
         return {"messages": found, "has_more": False}
 
