@@ -15,8 +15,6 @@ custom ids carry ids.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 from dataclasses import replace
@@ -28,6 +26,12 @@ import discord.http
 import yarl
 
 from adapters.discord import convert, render
+from adapters.discord.client import (
+    SupportClient,
+    guard_parsers,
+    sync_application_commands,
+    use_api_url,
+)
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
     ChannelSink,
@@ -72,12 +76,6 @@ PARTIAL_KEY = "posted_id"
 THREAD_ALREADY_CREATED = 160004
 
 
-def use_api_url(api_url: str | None) -> None:
-    """Point every REST call (client and webhooks) at ``api_url`` (``DISCORD_API_URL``)."""
-    if api_url:
-        discord.http.Route.BASE = api_url.rstrip("/")
-
-
 def intents_for(message_content: bool) -> discord.Intents:
     """Only what the bot needs. Mentions, DMs and slash commands work without message content."""
     intents = discord.Intents.none()
@@ -86,41 +84,6 @@ def intents_for(message_content: bool) -> discord.Intents:
     intents.dm_messages = True
     intents.message_content = message_content
     return intents
-
-
-class SupportClient(discord.AutoShardedClient):
-    """The discord.py client; every event is handed to the adapter."""
-
-    def __init__(
-        self, adapter: DiscordAdapter, *, identify_spacing: float = 5.0, **options: Any
-    ) -> None:
-        super().__init__(**options)
-        self.adapter = adapter
-        # Discord allows one IDENTIFY per 5 s per bucket (max_concurrency 1); loopback fakes don't.
-        self.identify_spacing = identify_spacing
-
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        if not initial:
-            await asyncio.sleep(self.identify_spacing)
-
-    async def setup_hook(self) -> None:
-        await self.adapter.setup(self)
-
-    async def on_ready(self) -> None:
-        log.info("discord: ready as %s in %d guild(s)", self.user, len(self.guilds))
-        self.adapter.start_recovery()
-
-    async def on_resumed(self) -> None:
-        log.info("discord: gateway session resumed")
-
-    async def on_message(self, message: discord.Message) -> None:
-        await self.adapter.on_message(message)
-
-    async def on_interaction(self, interaction: discord.Interaction) -> None:
-        await self.adapter.on_interaction(interaction)
-
-    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
-        await self.adapter.on_error(event_method, *args)
 
 
 class DiscordAdapter:
@@ -178,7 +141,7 @@ class DiscordAdapter:
         # A fixed shard count (and a plain Client) dials DEFAULT_GATEWAY, not this answer.
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         client.add_dynamic_items(PersistentButton)
-        _guard_parsers(client)
+        guard_parsers(client)
         if not self.message_content:
             log.info(
                 "discord: message content intent is off; the bot answers mentions, DMs and slash "
@@ -507,29 +470,6 @@ class DiscordAdapter:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _guard_parsers(client: discord.Client) -> None:
-    """Drop (and log) a gateway event discord.py cannot parse instead of losing the connection.
-
-    discord.py parses events inside its websocket read loop; a malformed payload raising there
-    would end the shard's connection. The websocket reads this same dict, so wrapping in place
-    is enough.
-    """
-    parsers = client._connection.parsers
-
-    def guarded(name: str, parse: Any) -> Any:
-        @functools.wraps(parse)
-        def run(data: Any) -> None:
-            try:
-                parse(data)
-            except Exception as exc:
-                log.warning("discord: dropped a malformed %s event (%s)", name, describe(exc))
-
-        return run
-
-    for name, parse in list(parsers.items()):
-        parsers[name] = guarded(name, parse)
-
-
 async def _best_effort(call: Any) -> None:
     """Cleanup calls must never cost the user their answer."""
     try:
@@ -541,23 +481,3 @@ async def _best_effort(call: Any) -> None:
 def _thread_name(text: str) -> str:
     name = " ".join(text.split()) or texts.DISCORD_THREAD_NAME_FALLBACK
     return name if len(name) <= THREAD_NAME_LIMIT else name[: THREAD_NAME_LIMIT - 1] + "…"
-
-
-async def sync_application_commands(
-    client: discord.Client, *, guild_id: int | None = None
-) -> list[dict[str, Any]]:
-    """Overwrite the application's commands (globally, or in one guild: instant, for testing)."""
-    application_id = client.application_id
-    if application_id is None:
-        application_id = (await client.application_info()).id
-    payload = render.application_commands(slash.COMMANDS)
-    if guild_id is not None:
-        result = await client.http.bulk_upsert_guild_commands(application_id, guild_id, payload)
-    else:
-        result = await client.http.bulk_upsert_global_commands(application_id, payload)
-    log.info(
-        "discord: synced %d application command(s) %s",
-        len(result),
-        f"to guild {guild_id}" if guild_id else "globally",
-    )
-    return list(result)

@@ -11,7 +11,8 @@ from typing import Any
 
 import discord
 
-from adapters.discord.app import DiscordAdapter, sync_application_commands, use_api_url
+from adapters.discord.app import DiscordAdapter
+from adapters.discord.client import sync_application_commands, use_api_url
 from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)

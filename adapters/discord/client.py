@@ -1,0 +1,113 @@
+"""The discord.py side of the adapter: the client class that hands every event to
+:class:`~adapters.discord.app.DiscordAdapter`, the REST base URL, the guard that keeps a
+malformed gateway event from ending a connection, and syncing the slash commands."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any, Protocol
+
+import discord
+import discord.http
+
+from adapters.discord import render
+from adapters.discord.delivery import describe
+from bot import slash
+
+log = logging.getLogger(__name__)
+
+
+class EventHandler(Protocol):
+    """What the client hands events to (the adapter)."""
+
+    async def setup(self, client: SupportClient) -> None: ...
+    def start_recovery(self) -> None: ...
+    async def on_message(self, message: discord.Message) -> None: ...
+    async def on_interaction(self, interaction: discord.Interaction) -> None: ...
+    async def on_error(self, where: str, *args: Any, exc: BaseException | None = None) -> None: ...
+
+
+def use_api_url(api_url: str | None) -> None:
+    """Point every REST call (client and webhooks) at ``api_url`` (``DISCORD_API_URL``)."""
+    if api_url:
+        discord.http.Route.BASE = api_url.rstrip("/")
+
+
+class SupportClient(discord.AutoShardedClient):
+    """The discord.py client; every event is handed to the adapter."""
+
+    def __init__(
+        self, adapter: EventHandler, *, identify_spacing: float = 5.0, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.adapter = adapter
+        # Discord allows one IDENTIFY per 5 s per bucket (max_concurrency 1); loopback fakes don't.
+        self.identify_spacing = identify_spacing
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:
+            await asyncio.sleep(self.identify_spacing)
+
+    async def setup_hook(self) -> None:
+        await self.adapter.setup(self)
+
+    async def on_ready(self) -> None:
+        log.info("discord: ready as %s in %d guild(s)", self.user, len(self.guilds))
+        self.adapter.start_recovery()
+
+    async def on_resumed(self) -> None:
+        log.info("discord: gateway session resumed")
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.adapter.on_message(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await self.adapter.on_interaction(interaction)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        await self.adapter.on_error(event_method, *args)
+
+
+def guard_parsers(client: discord.Client) -> None:
+    """Drop (and log) a gateway event discord.py cannot parse instead of losing the connection.
+
+    discord.py parses events inside its websocket read loop; a malformed payload raising there
+    would end the shard's connection. The websocket reads this same dict, so wrapping in place
+    is enough.
+    """
+    parsers = client._connection.parsers
+
+    def guarded(name: str, parse: Any) -> Any:
+        @functools.wraps(parse)
+        def run(data: Any) -> None:
+            try:
+                parse(data)
+            except Exception as exc:
+                log.warning("discord: dropped a malformed %s event (%s)", name, describe(exc))
+
+        return run
+
+    for name, parse in list(parsers.items()):
+        parsers[name] = guarded(name, parse)
+
+
+async def sync_application_commands(
+    client: discord.Client, *, guild_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Overwrite the application's commands (globally, or in one guild: instant, for testing)."""
+    application_id = client.application_id
+    if application_id is None:
+        application_id = (await client.application_info()).id
+    payload = render.application_commands(slash.COMMANDS)
+    if guild_id is not None:
+        result = await client.http.bulk_upsert_guild_commands(application_id, guild_id, payload)
+    else:
+        result = await client.http.bulk_upsert_global_commands(application_id, payload)
+    log.info(
+        "discord: synced %d application command(s) %s",
+        len(result),
+        f"to guild {guild_id}" if guild_id else "globally",
+    )
+    return list(result)
