@@ -1,4 +1,4 @@
-"""All tables (DESIGN.md section 4), SQLAlchemy 2.0 typed declarative.
+"""All tables (docs/architecture.md, "Layout"), SQLAlchemy 2.0 typed declarative.
 
 The JSON column of ``memories`` is ``tool_metadata``. It may never be called ``metadata``: the
 Declarative API reserves that attribute for the table collection. SQLAlchemy 2.0 raises

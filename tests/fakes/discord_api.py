@@ -2,8 +2,8 @@
 
 It records every request, keeps the messages and threads the bot creates, answers with the JSON
 shapes discord.py parses, and can answer 429 on demand. What discord.py needs to be convinced
-(DESIGN.md section 7): ``Content-Type`` exactly ``application/json``; 429s carry a JSON
-``retry_after`` and a ``Via`` header; successes carry ``X-RateLimit-*`` headers.
+(docs/architecture.md, "Platform facts"): ``Content-Type`` exactly ``application/json``; 429s
+carry a JSON ``retry_after`` and a ``Via`` header; successes carry ``X-RateLimit-*`` headers.
 """
 
 from __future__ import annotations
