@@ -1,8 +1,8 @@
 """Pure rendering of a neutral ``Reply`` into Slack messages (Block Kit blocks + fallback text).
 
 Slack limits (docs/architecture.md, "Platform facts"): 3000 characters per section text, 50
-blocks per message, about 4000 characters of message text. A long answer becomes several messages, each with one
-section, split on line boundaries; a code fence cut by a split is closed at the end of one part
+blocks per message, about 4000 characters of message text. A long answer becomes several
+messages, each with one section, split on line boundaries; a code fence cut by a split is closed at the end of one part
 and reopened at the start of the next, so every part renders as valid mrkdwn.
 """
 
