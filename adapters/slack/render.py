@@ -2,8 +2,9 @@
 
 Slack limits (docs/architecture.md, "Platform facts"): 3000 characters per section text, 50
 blocks per message, about 4000 characters of message text. A long answer becomes several
-messages, each with one section, split on line boundaries; a code fence cut by a split is closed at the end of one part
-and reopened at the start of the next, so every part renders as valid mrkdwn.
+messages, each with one section, split on line boundaries; a code fence cut by a split is
+closed at the end of one part and reopened at the start of the next, so every part renders as
+valid mrkdwn.
 """
 
 from __future__ import annotations
