@@ -1,0 +1,118 @@
+"""The inbox's own rules on a real database (SQLite and PostgreSQL): ownership lost cancels the
+work, a cancelled answer hands its row back at once, takeover needs an expired lease, finish is
+fenced, one record format round-trips."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+
+from bot.inbox import Inbox, Work
+from bot.messages import (
+    Attachment,
+    Author,
+    ConversationKey,
+    IncomingMessage,
+    Platform,
+    message_from_record,
+    message_to_record,
+)
+from storage import events
+from storage.db import Database
+from storage.models import ProcessedEvent
+from tests.inbox_support import ledger
+
+
+class Hanging:
+    """A deliver() that runs until released, noting how it ended."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cancelled = 0
+        self.done = 0
+
+    async def __call__(self, _work: Work) -> None:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.done += 1
+
+
+async def test_work_whose_row_was_taken_over_is_cancelled(db: Database) -> None:
+    deliver = Hanging()
+    inbox = Inbox(db, "test", deliver, lease=timedelta(seconds=0.4))
+    assert await inbox.submit("k1", {"kind": "x"})
+    await asyncio.wait_for(deliver.started.wait(), 5)
+    # Another process took the row over (its attempt number moved on).
+    async with db.session() as session:
+        await session.execute(
+            update(ProcessedEvent).where(ProcessedEvent.event_id == "k1").values(attempts=2)
+        )
+    await inbox.wait_idle(5)
+    assert (deliver.cancelled, deliver.done, inbox.stats.lost) == (1, 0, 1)
+    row = (await ledger(db, "test"))["k1"]
+    assert (row.status, row.attempts) == (events.ANSWERING, 2)  # the new owner's, untouched
+    await inbox.aclose(0)
+
+
+async def test_a_cancelled_answer_is_handed_back_at_once(db: Database) -> None:
+    first = Hanging()
+    inbox = Inbox(db, "test", first, lease=timedelta(seconds=30))
+    assert await inbox.submit("k2", {"kind": "x"})
+    await asyncio.wait_for(first.started.wait(), 5)
+    await inbox.aclose(grace=0.05)  # SIGTERM: the answer does not finish in time
+    assert first.cancelled == 1
+    second = Hanging()
+    second.release.set()
+    successor = Inbox(db, "test", second, lease=timedelta(seconds=30))
+    assert await successor.drain() == 1  # no 30 s wait for the lease
+    await successor.wait_idle(5)
+    row = (await ledger(db, "test"))["k2"]
+    assert (row.status, row.attempts, second.done) == (events.ANSWERED, 2, 1)
+    await successor.aclose(0)
+
+
+async def test_takeover_needs_an_expired_lease_and_finish_is_fenced(db: Database) -> None:
+    assert await events.claim_event(db, platform="t", event_id="live", lease=timedelta(seconds=30))
+    assert await events.claim_event(db, platform="t", event_id="dead", lease=timedelta(seconds=-1))
+    taken = await events.take_expired(db, platform="t")
+    assert [(r.event_id, r.attempts) for r in taken.work] == [("dead", 2)]
+    assert (await events.take_expired(db, platform="t")).work == []  # each row to one caller
+    # The dead owner wakes up: its attempt no longer owns the row.
+    assert not await events.finish_event(db, platform="t", event_id="dead", attempts=1)
+    assert not await events.release_lease(db, platform="t", event_id="dead", attempts=1)
+    assert await events.renew_leases(db, platform="t", owned=[("dead", 1), ("live", 1)]) == {"live"}
+    assert await events.finish_event(db, platform="t", event_id="dead", attempts=2)
+    assert await events.event_status(db, platform="t", event_id="dead") == events.ANSWERED
+
+
+async def test_leases_are_read_back_as_aware_times_near_the_database_clock(db: Database) -> None:
+    assert await events.claim_event(db, platform="t", event_id="c", lease=timedelta(seconds=60))
+    row = (await ledger(db, "t"))["c"]
+    assert row.lease_until is not None and row.lease_until.tzinfo is not None
+    delta = row.lease_until - row.received_at
+    assert timedelta(seconds=59) < delta < timedelta(seconds=61)
+    assert abs(row.received_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_one_record_format_round_trips() -> None:
+    msg = IncomingMessage(
+        id="m1",
+        conversation=ConversationKey(Platform.DISCORD, "G1", "C1", "T1"),
+        author=Author("U1", "Ada"),
+        text="x" * 50,
+        sent_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        is_direct=True,
+        mentions_bot=True,
+        command="ask",
+        attachments=(Attachment("a.txt", "https://x/a.txt", "text/plain", 3),),
+        raw={"not": "stored"},
+    )
+    assert message_from_record(message_to_record(msg)) == msg
+    assert message_from_record(message_to_record(msg, max_text=10)).text == "x" * 11
