@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -43,16 +43,25 @@ def workers_for(requested: str, *, database_url: str, cpu_count: int | None = No
     return max(1, (cpu_count or os.cpu_count() or 1) - 1)
 
 
-async def heartbeat_forever(every: float = HEARTBEAT_EVERY) -> None:
-    """In a worker started by the supervisor: tell it, every ``every`` seconds, that we live."""
+async def heartbeat_forever(
+    on_orphaned: Callable[[], None], every: float = HEARTBEAT_EVERY
+) -> None:
+    """In a worker started by the supervisor: tell it, every ``every`` seconds, that we live.
+    When the supervisor is gone (killed with SIGKILL, say), call ``on_orphaned`` so the worker
+    stops instead of running on unsupervised beside the supervisor's replacement."""
     if os.environ.get(HEARTBEAT_ENV) != "stdout":
         return
+    parent = os.getppid()
     while True:
         try:
             os.write(sys.stdout.fileno(), b".")
         except OSError:
-            return  # the supervisor is gone; nothing to tell
+            break  # the pipe's reader, the supervisor, is gone
+        if os.getppid() != parent:
+            break
         await asyncio.sleep(every)
+    log.warning("the supervising process is gone; this worker stops")
+    on_orphaned()
 
 
 @dataclass

@@ -116,3 +116,14 @@ def test_one_record_format_round_trips() -> None:
     )
     assert message_from_record(message_to_record(msg)) == msg
     assert message_from_record(message_to_record(msg, max_text=10)).text == "x" * 11
+
+
+def test_serve_chooses_its_shape_from_the_database() -> None:
+    from bot.supervisor import workers_for
+
+    pg = "postgresql+asyncpg://db/x"
+    assert workers_for("auto", database_url=pg, cpu_count=4) == 3  # one per spare core
+    assert workers_for("auto", database_url=pg, cpu_count=1) == 1  # at least one
+    assert workers_for("auto", database_url="sqlite+aiosqlite:///x.db", cpu_count=8) == 0
+    assert workers_for("0", database_url=pg) == 0  # inline on request
+    assert workers_for("2", database_url="sqlite+aiosqlite:///x.db") == 2

@@ -41,7 +41,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             loop.add_signal_handler(sig, stop.set)
         await bot.start(recover=False)
         log.info("supportbot Slack worker taking work from the ledger")
-        heartbeat = asyncio.create_task(heartbeat_forever())
+        heartbeat = asyncio.create_task(heartbeat_forever(stop.set))
         try:
             await bot.work_loop(stop)
         finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import time
 from collections.abc import Callable
@@ -79,7 +78,7 @@ class FakeSlackAPI:
         self.unsupported: set[str] = set()
         self.latency = 0.0
         self._failures: dict[str, list[_Failure]] = {}
-        self._ts = itertools.count(1)
+        self._last_micros = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -221,7 +220,11 @@ class FakeSlackAPI:
         self._changed.set()
 
     def _next_ts(self) -> str:
-        return f"{1700000000 + next(self._ts)}.000100"
+        """Slack's ts: the posting time in microseconds, unique and increasing (so a bot
+        message posted after a question has the later ts, as in Slack)."""
+        micros = max(self._last_micros + 1, int(time.time() * 1_000_000))
+        self._last_micros = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _identity(self, token: str | None) -> Identity:
         return self.identities.get(token or "", self.default_identity)
