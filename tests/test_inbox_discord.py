@@ -205,3 +205,31 @@ async def test_one_slot_and_a_burst_every_question_answered_or_told(
     assert (
         sorted(row.status for row in rows.values()) == [events.ANSWERED] * 6 + [events.FAILED] * 2
     )
+
+
+async def test_a_takeover_removes_what_the_dead_process_posted_but_never_recorded(
+    world: DiscordWorld, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    question, channel = await _acked_by_a_dead_process(db, world, QUESTIONS[1])
+    # What the dead process posted before it could record it: a reply to the question.
+    world.api._store_message(
+        channel,
+        {
+            "content": "half an answer",
+            "message_reference": {"message_id": question, "channel_id": channel},
+        },
+    )
+    bot = await _bot(world, db, any_db_url, kb_uri, **INBOX_FAST)
+    try:
+        await world.api.wait_for(
+            lambda: (
+                [m["content"] for m in _answers(world, channel)] not in ([], ["half an answer"])
+            ),
+            what="the new answer",
+        )
+        await bot.adapter.inbox.wait_idle(10)
+    finally:
+        await bot.stop()
+    [answer] = _answers(world, channel)
+    assert "billing page" in answer["content"].lower()
+    assert [m["content"] for m in world.api.deleted] == ["half an answer"]

@@ -156,3 +156,31 @@ async def _abandoned(db: Database, *, attempts: int) -> str:
         attempts=attempts,
     )
     return ts
+
+
+async def test_a_takeover_removes_what_the_dead_process_posted_but_never_recorded(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """The dead process posted its answer and died before recording it: the process that takes
+    the question over removes that message, so the thread ends with one answer."""
+    thread = await _abandoned(db, attempts=1)
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from tests.fakes.slack_harness import BOT_TOKEN
+
+    dead = AsyncWebClient(token=BOT_TOKEN, base_url=api.base_url)
+    await dead.chat_postMessage(channel="C0000001", thread_ts=thread, text="half an answer")
+    h = await SlackHarness.start(api, slack_settings(any_db_url, kb_uri, api), db=db)
+    try:
+        await api.wait_for(
+            lambda: (
+                len(_answers(api)) == 1
+                and not [m for m in api.posted() if m.text == "half an answer"]
+            ),
+            timeout=15,
+        )
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [answer] = api.posted()
+    assert answer.thread_ts == thread and answer.text != "half an answer"

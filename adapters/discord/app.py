@@ -232,9 +232,8 @@ class DiscordAdapter:
         p = work.payload
         incoming = message_from_record(p["msg"])
         channel = self._channel(incoming.conversation)
-        if p.get(PARTIAL_KEY):
-            # A process died while posting this answer: remove its half before answering again.
-            await _best_effort(channel.get_partial_message(int(p[PARTIAL_KEY])).delete())
+        if work.attempts > 1:
+            await self._remove_earlier_attempt(work, channel)
         reference = None
         if incoming.conversation.channel_id == p.get("question_channel"):
             reference = channel.get_partial_message(int(p["message_id"]))
@@ -244,6 +243,27 @@ class DiscordAdapter:
 
         sink = ChannelSink(channel, reference=reference, on_first_post=remember_post)
         await self._deliver(incoming, sink, typing_channel=channel)
+
+    async def _remove_earlier_attempt(
+        self, work: Work, channel: discord.PartialMessageable
+    ) -> None:
+        """A process died while answering this: remove what it posted before answering again.
+        The message it recorded, and our messages after the question that reply to it (or sit
+        unreplied in the thread it started), which a crash between a post and its record
+        leaves unrecorded."""
+        question = int(work.payload["message_id"])
+        stale = {int(work.payload[PARTIAL_KEY])} if work.payload.get(PARTIAL_KEY) else set()
+        me = self.client.user.id if self.client.user else None
+        try:
+            async for message in channel.history(after=discord.Object(question), limit=50):
+                replied_to = message.reference.message_id if message.reference else None
+                own_thread = channel.id == question and replied_to is None
+                if message.author.id == me and (replied_to == question or own_thread):
+                    stale.add(message.id)
+        except Exception as exc:  # best effort: answering matters more than the cleanup
+            log.info("discord: could not look for an earlier answer (%s)", describe(exc))
+        for message_id in sorted(stale):
+            await _best_effort(channel.get_partial_message(message_id).delete())
 
     def _channel(self, conversation: ConversationKey) -> discord.PartialMessageable:
         guild_id = int(conversation.workspace_id or 0) or None

@@ -196,6 +196,7 @@ class FakeDiscordAPI:
             ("POST", r(r"/channels/(?P<c>\d+)/messages"), self._create_message),
             ("PATCH", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._edit_message),
             ("DELETE", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._delete_message),
+            ("GET", r(r"/channels/(?P<c>\d+)/messages"), self._history),
             ("POST", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/threads"), self._thread),
             ("POST", r(r"/channels/(?P<c>\d+)/typing"), self._typing),
             ("POST", r(r"/interactions/(?P<i>\d+)/(?P<t>[^/]+)/callback"), self._callback),
@@ -275,6 +276,13 @@ class FakeDiscordAPI:
             return 404, {"message": "Unknown Message", "code": 10008}
         _apply_edit(message, body or {})
         return 200, message
+
+    async def _history(self, request: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        """The bot's messages in a channel after ``after``, newest first (like Discord)."""
+        after = int(request.query.get("after") or 0)
+        limit = int(request.query.get("limit") or 50)
+        found = [message for message in self.channel_messages(m["c"]) if int(message["id"]) > after]
+        return 200, sorted(found, key=lambda message: -int(message["id"]))[:limit]
 
     async def _delete_message(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
         message = self.messages.get(m["m"])
