@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -84,7 +84,6 @@ class InboxStats:
     lost: int = 0
     recovered: int = 0
     finish_retries: int = 0
-    last_activity: float = field(default_factory=time.monotonic)
 
 
 class Inbox:
@@ -218,7 +217,6 @@ class Inbox:
         held.finishing = True
         if await self._finish(work, events.ANSWERED):
             self.stats.delivered += 1
-            self.stats.last_activity = time.monotonic()
 
     async def _failed(self, work: Work, held: _Held, exc: Exception) -> None:
         """The work raised: logged for the operator, marked failed (so no later process repeats
