@@ -215,7 +215,8 @@ class Inbox:
             await self._failed(work, held, exc)
             return
         held.finishing = True
-        if await self._finish(work, events.ANSWERED):
+        # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
+        if await asyncio.shield(self._finish(work, events.ANSWERED)):
             self.stats.delivered += 1
 
     async def _failed(self, work: Work, held: _Held, exc: Exception) -> None:

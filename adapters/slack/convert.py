@@ -194,39 +194,3 @@ def _ts_to_datetime(ts: str) -> datetime:
         return datetime.fromtimestamp(float(ts), tz=UTC)
     except (TypeError, ValueError):
         return datetime.now(UTC)
-
-
-def incoming_to_payload(msg: IncomingMessage, *, max_text: int | None = None) -> dict[str, Any]:
-    """A JSON-safe copy of a message for the ledger, so another process can answer it later.
-
-    ``max_text`` bounds what is stored (the core reads only so much of a question anyway; one
-    character more keeps its "your message was truncated" note)."""
-    key = msg.conversation
-    return {
-        "id": msg.id,
-        "workspace_id": key.workspace_id,
-        "channel_id": key.channel_id,
-        "thread_id": key.thread_id,
-        "author_id": msg.author.id,
-        "author_name": msg.author.display_name,
-        "text": msg.text if max_text is None else msg.text[: max_text + 1],
-        "sent_at": msg.sent_at.isoformat(),
-        "is_direct": msg.is_direct,
-        "mentions_bot": msg.mentions_bot,
-        "command": msg.command,
-    }
-
-
-def incoming_from_payload(data: dict[str, Any]) -> IncomingMessage:
-    return IncomingMessage(
-        id=str(data["id"]),
-        conversation=ConversationKey(
-            Platform.SLACK, str(data["workspace_id"]), str(data["channel_id"]), data["thread_id"]
-        ),
-        author=Author(id=str(data["author_id"]), display_name=str(data.get("author_name") or "")),
-        text=str(data["text"]),
-        sent_at=datetime.fromisoformat(data["sent_at"]),
-        is_direct=bool(data.get("is_direct")),
-        mentions_bot=bool(data.get("mentions_bot")),
-        command=data.get("command"),
-    )
