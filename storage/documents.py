@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage.secrets import RedactionReport, drop_secret_lines, redact
+
 log = logging.getLogger(__name__)
 
 CHUNK_CHARS = 800
@@ -80,20 +82,28 @@ class FoundFile:
 
 
 def discover(roots: Sequence[Path]) -> tuple[list[FoundFile], list[SkippedFile]]:
-    """All supported files under the roots (hidden files and folders ignored), sorted."""
+    """All supported files under the roots (hidden files and folders ignored), sorted.
+
+    A file whose real path lies outside its root (a symlink such as ``config.txt -> ../.env``)
+    is skipped: ingesting a folder must never pull in what sits next to it.
+    """
     found: list[FoundFile] = []
     skipped: list[SkippedFile] = []
     for root in roots:
         if root.is_file():
-            candidates = [(root, root.name)]
+            candidates = [(root, root.name)]  # named explicitly: the user chose this file
         else:
             candidates = [
                 (path, path.relative_to(root).as_posix())
                 for path in sorted(root.rglob("*"))
                 if path.is_file() and not _is_hidden(path.relative_to(root))
             ]
+        real_root = root.resolve()
         for path, source in candidates:
-            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+            if not root.is_file() and not path.resolve().is_relative_to(real_root):
+                log.warning("skipped %s: it links outside %s", path, root)
+                skipped.append(SkippedFile(path, f"links outside the ingested folder {root}"))
+            elif path.suffix.lower() in SUPPORTED_SUFFIXES:
                 found.append(FoundFile(path, source))
             else:
                 skipped.append(
@@ -289,6 +299,24 @@ def _read_pdf(path: Path) -> ParsedDocument:
     if not sections:
         doc.warnings.append("PDF has no extractable text (scanned?); nothing to index")
     return doc
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def redact_document(doc: ParsedDocument) -> RedactionReport:
+    """Drop every secret-looking line from the document, in place; what was dropped (counts
+    and kinds, never the secret) is returned for the ingest report."""
+    total = RedactionReport()
+    doc.title = redact(doc.title)
+    for section in doc.sections:
+        section.path = [redact(part) for part in section.path]
+        kept, report = drop_secret_lines("\n".join(section.lines))
+        if report:
+            section.lines = kept.splitlines()
+            total.lines += report.lines
+            total.kinds.update(report.kinds)
+    return total
 
 
 # ---------------------------------------------------------------- chunking

@@ -32,6 +32,7 @@ from storage.documents import (
     chunk_document,
     discover,
     read_document,
+    redact_document,
 )
 from storage.embeddings import Embedder
 
@@ -91,6 +92,8 @@ class IngestReport:
     embedded: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # (file, lines dropped, kinds) for files that held secret-looking lines; never the secret
+    redacted: list[tuple[Path, int, str]] = field(default_factory=list)
     seconds: float = 0.0
     indexes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
@@ -424,6 +427,15 @@ class KnowledgeBase:
             for warning in doc.warnings:
                 report.warnings.append(f"{item.path}: {warning}")
                 log.warning("%s: %s", item.path, warning)
+            redaction = redact_document(doc)
+            if redaction:
+                report.redacted.append((item.path, redaction.lines, redaction.describe()))
+                log.warning(
+                    "%s: %d secret-looking line(s) not indexed (%s)",
+                    item.path,
+                    redaction.lines,
+                    redaction.describe(),
+                )
             report.files += 1
             read.add(item.source)
             chunks.extend(chunk_document(doc, source=item.source))

@@ -109,6 +109,8 @@ def ingest(
         typer.echo(texts.kb_skipped_file(str(skipped.path), skipped.reason), err=True)
     for warning in report.warnings:
         typer.echo(texts.kb_file_warning(warning), err=True)
+    for path, lines, kinds in report.redacted:
+        typer.echo(texts.kb_redacted(str(path), lines, kinds), err=True)
     typer.echo(
         texts.kb_ingest_summary(
             files=report.files,
