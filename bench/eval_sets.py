@@ -90,7 +90,9 @@ def splits_of(path: Path) -> list[str]:
     return ["dev", "heldout"] if found >= {"dev", "heldout"} else ["all"]
 
 
-async def run_set(name: str, kb_dir: Path, use_local: bool) -> dict[str, Any]:
+async def run_set(
+    name: str, kb_dir: Path, use_local: bool, only: str | None = None, answers: bool = True
+) -> dict[str, Any]:
     questions_file, corpus = SETS[name]
     configs: list[tuple[str, Any]] = [("bm25", None)]
     if use_local:
@@ -101,12 +103,14 @@ async def run_set(name: str, kb_dir: Path, use_local: bool) -> dict[str, Any]:
         modes = ["hybrid", "fts", "vector"] if embedder is not None else ["fts"]
         per_split: dict[str, list[Any]] = {}
         for split in splits_of(questions_file):
+            if only and split not in (only, "all"):
+                continue
             questions = load_questions(questions_file, split)
             entry = out["splits"].setdefault(split, {"retrieval": {}, "answers": {}})
             for mode in modes:
                 label = mode if embedder is not None else "fts (no embedder)"
                 entry["retrieval"][label] = evaluate(kb, questions, mode=mode).as_dict()
-            if any(not q.answerable for q in questions):
+            if answers and any(not q.answerable for q in questions):
                 per_split[split] = await answer_all(kb, questions)
         if per_split:
             calibrated = best_threshold(per_split.get("dev") or per_split.get("all", []))
@@ -224,12 +228,16 @@ async def main() -> int:
     parser.add_argument("--no-local", action="store_true", help="BM25 only")
     parser.add_argument("--json", type=Path, help="write all figures as JSON here")
     parser.add_argument("--write", action="store_true", help=f"replace {REPORT.name}")
+    parser.add_argument("--split", choices=["dev", "heldout"], help="only this half")
+    parser.add_argument("--no-answers", action="store_true", help="retrieval only")
     args = parser.parse_args()
     use_local = not args.no_local and local_embedder_available()
     started = time.perf_counter()
     results = []
     for name in args.sets.split(","):
-        result = await run_set(name.strip(), args.kb_dir, use_local)
+        result = await run_set(
+            name.strip(), args.kb_dir, use_local, args.split, not args.no_answers
+        )
         print_set(result)
         results.append(result)
     load = os.getloadavg()
