@@ -36,6 +36,7 @@ from storage.documents import (
     redact_document,
 )
 from storage.embeddings import Embedder
+from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -257,11 +258,14 @@ class KnowledgeBase:
         mode: str = "hybrid",
         exact: bool = False,
         per_source: int = 1,
+        decompose: bool = True,
     ) -> list[SearchHit]:
         """The best ``k`` sources, best first, with up to ``per_source`` passages each (the
         best passage first); [] for an empty KB or an empty question.
 
         ``exact`` bypasses the ANN index (a flat scan): the baseline for measuring recall.
+        ``decompose`` also searches each part of a two-part question (storage.queries) and
+        fuses the rankings, so that both pages such a question needs come up.
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
@@ -278,17 +282,25 @@ class KnowledgeBase:
         # Several chunks of one file compete for the same slots, so ask for more than k (but
         # not much more: with the ANN index every extra row costs refine_factor exact reads).
         depth = max(CANDIDATES_MIN, k * max(1, per_source) * CANDIDATES_PER_HIT)
-        if mode == "fts":
-            ranked = self._fts(table, query, depth)
-        elif mode == "vector":
-            ranked = self._vector(table, query, depth, exact)
-        else:
-            # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
-            # query costs about the slower of the two, not their sum.
-            vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
-            fts_hits = self._fts(table, query, depth)
-            ranked = fuse([fts_hits, vector_hits.result()])
+        parts = sub_queries(query) if decompose else []
+        ranked = self._ranked(table, query, mode, depth, exact)
+        if parts:
+            rankings = [ranked, *(self._ranked(table, p, mode, depth, exact) for p in parts)]
+            ranked = interleave_sources(rankings)
         return self._materialize(table, _top_per_source(ranked, k, per_source))
+
+    def _ranked(
+        self, table: Any, query: str, mode: str, depth: int, exact: bool
+    ) -> list[_Candidate]:
+        if mode == "fts":
+            return self._fts(table, query, depth)
+        if mode == "vector":
+            return self._vector(table, query, depth, exact)
+        # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
+        # query costs about the slower of the two, not their sum.
+        vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
+        fts_hits = self._fts(table, query, depth)
+        return fuse([fts_hits, vector_hits.result()])
 
     def _typo_corrected(self, table: Any, query: str) -> str:
         """The query with corrections of words the index has never seen appended (the unknown
@@ -728,8 +740,10 @@ def _candidate(row: dict[str, Any], score: float) -> _Candidate:
     return _Candidate(row["chunk_id"], row["source"], score, int(row["_rowid"]))
 
 
-def fuse(rankings: list[list[_Candidate]]) -> list[_Candidate]:
-    """Reciprocal rank fusion with equal weights: score = sum of 1/(RRF_K + rank).
+def fuse(
+    rankings: list[list[_Candidate]], weights: Sequence[float] | None = None
+) -> list[_Candidate]:
+    """Reciprocal rank fusion, by default with equal weights: score = sum of w/(RRF_K + rank).
 
     Equal weights because neither ranking is known to be better on documents we have not
     seen (on the external dev sets neither wins every kind of question). Chunks with equal
@@ -739,14 +753,38 @@ def fuse(rankings: list[list[_Candidate]]) -> list[_Candidate]:
     fused: dict[str, float] = {}
     evidence: dict[str, float] = {}
     hits: dict[str, _Candidate] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         best = max((c.score for c in ranking), default=0.0) or 1.0
         for rank, hit in enumerate(ranking, start=1):
-            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (RRF_K + rank)
             evidence[hit.chunk_id] = evidence.get(hit.chunk_id, 0.0) + max(0.0, hit.score) / best
             hits.setdefault(hit.chunk_id, hit)
     order = sorted(fused, key=lambda c: (round(fused[c], 12), evidence[c]), reverse=True)
     return [_Candidate(c, hits[c].source, fused[c], hits[c].row_id) for c in order]
+
+
+def interleave_sources(rankings: list[list[_Candidate]]) -> list[_Candidate]:
+    """Round-robin over the rankings' sources, the whole question's ranking first in each round:
+    its best source keeps rank 1 and each part's best source follows. Scores are not mixed
+    (a part's scores are not comparable with the whole question's), ranks are.
+    """
+    by_source: dict[str, list[_Candidate]] = {}
+    orders: list[list[str]] = []
+    for ranking in rankings:
+        order: list[str] = []
+        for hit in ranking:
+            if hit.source not in order:
+                order.append(hit.source)
+            group = by_source.setdefault(hit.source, [])
+            if all(c.chunk_id != hit.chunk_id for c in group):
+                group.append(hit)
+        orders.append(order)
+    merged: list[str] = []
+    for position in range(max(len(order) for order in orders)):
+        for order in orders:
+            if position < len(order) and order[position] not in merged:
+                merged.append(order[position])
+    return [hit for source in merged for hit in by_source[source]]
 
 
 def _top_per_source(ranked: list[_Candidate], k: int, per_source: int) -> list[_Candidate]:
