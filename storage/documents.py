@@ -21,7 +21,9 @@ CHUNK_CHARS = 800
 # Bumped whenever chunking changes what is stored: a knowledge base built by another version is
 # detected (storage.knowledge) and rebuilt on the next ingest instead of mixing two chunkings.
 CHUNKER_VERSION = "2"
-MIN_SECTION_CHARS = 200  # a smaller section joins the passage before it
+MIN_SECTION_CHARS = (
+    80  # a smaller section (a bare heading, a one-liner) joins the passage before it
+)
 OVERLAP_CHARS = 200  # the longest sentence repeated at the start of a continuation passage
 CODE_BLOCK_CHARS = 1600  # a code block up to this size is never cut
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024

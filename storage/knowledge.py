@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -301,6 +301,15 @@ class KnowledgeBase:
         vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
         fts_hits = self._fts(table, query, depth)
         return fuse([fts_hits, vector_hits.result()])
+
+    def document_frequencies(self) -> tuple[Mapping[str, int], int] | None:
+        """(number of passages each indexed word appears in, number of passages), or None for
+        an empty or very large knowledge base. For weighing a question's words by rarity."""
+        table = self._table()
+        vocabulary = self._current_vocabulary(table) if table is not None else None
+        if vocabulary is None:
+            return None
+        return vocabulary.frequencies, vocabulary.documents  # read-only; shared, not copied
 
     def _typo_corrected(self, table: Any, query: str) -> str:
         """The query with corrections of words the index has never seen appended (the unknown

@@ -23,8 +23,9 @@ MAX_LENGTH = 24
 class Vocabulary:
     """Document frequencies of the indexed words and a delete index over them."""
 
-    def __init__(self, frequencies: Counter[str]) -> None:
+    def __init__(self, frequencies: Counter[str], documents: int = 0) -> None:
         self.frequencies = frequencies
+        self.documents = documents
         self._deletes: dict[str, list[str]] = {}
         for word in frequencies:
             if MIN_LENGTH <= len(word) <= MAX_LENGTH:
@@ -34,9 +35,11 @@ class Vocabulary:
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> Vocabulary:
         frequencies: Counter[str] = Counter()
+        documents = 0
         for text in texts:
+            documents += 1
             frequencies.update(set(WORD.findall(text.lower())))
-        return cls(frequencies)
+        return cls(frequencies, documents)
 
     def __contains__(self, word: str) -> bool:
         return word in self.frequencies
