@@ -32,7 +32,8 @@ _STOPWORDS_TEXT = """
     our ours mean means meaning
 """
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
+# "HTTP/2", "TLS/1.3": a protocol and its version are one word ("HTTP" alone is another thing).
+WORD = re.compile(r"[a-z]+/\d+(?:\.\d+)*|[a-z0-9][a-z0-9_\-]*")
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
 LIST_ITEM = re.compile(r"^\d+[.)]\s")
 MIN_COVERAGE = 0.6
@@ -194,7 +195,9 @@ def named_terms(question: str) -> set[str]:
     """
     terms: set[str] = set()
     for sentence in re.split(r"(?<=[.!?])\s+", question.strip()):
-        for i, token in enumerate(re.findall(r"[A-Za-z0-9][A-Za-z0-9.\-]*", sentence)):
+        for i, token in enumerate(
+            re.findall(r"[A-Za-z]+/\d+(?:\.\d+)*|[A-Za-z0-9][A-Za-z0-9.\-]*", sentence)
+        ):
             token = token.strip(".-")
             upper_inside = any(ch.isupper() for ch in token[1:])
             capitalised = token[:1].isupper() and i > 0
@@ -266,6 +269,19 @@ def decide(
         for e in ranked[1:2]
         if e.coverage >= max(min_coverage, best.coverage - 0.15) and e.focus >= best.focus - 0.2
     ]
+    # The passages we answer from must name what the question names ("Google OAuth" is not
+    # answered by a page that mentions Google elsewhere and auth here). Names on most retrieved
+    # passages (the product's own name) say nothing and are not required.
+    per_hit = [passage_words(h) for h in hits]
+    absent = {
+        t
+        for t in named_terms(question)
+        if t in words
+        and sum(found_in(t, p) for p in per_hit) * 2 < len(per_hit)
+        and not any(found_in(t, passage_words(h)) for h in chosen)
+    }
+    if absent:
+        return Decision(False, words, best.coverage, missing=absent, reason=UNKNOWN_NAME)
     return Decision(True, words, best.coverage, chosen, best.missing, reason="covered")
 
 
