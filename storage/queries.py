@@ -19,6 +19,7 @@ _JOINT = re.compile(
     rf"(?:[,;]\s*|\s+)(?:and|but|or)\s+(?=(?:{_QUESTION_WORDS})\b)|(?<=[?;])\s+|\s+as well as\s+",
     re.IGNORECASE,
 )
+_LEAD = re.compile(r"^(?:then|also|afterwards|later)\s+", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-./]*")
 _FILLER_WORDS = (
     "a an the and or but to of in on for with by at from is are be do does did how what which "
@@ -32,7 +33,7 @@ MAX_PARTS = 3
 
 def sub_queries(question: str) -> list[str]:
     """The parts of a two-part question ([] when it asks one thing)."""
-    parts = [p.strip(" ,;?.!") for p in _JOINT.split(" ".join(question.split()))]
+    parts = [_LEAD.sub("", p.strip(" ,;?.!")) for p in _JOINT.split(" ".join(question.split()))]
     parts = [p for p in parts if _content_words(p) >= MIN_PART_WORDS]
     if len(parts) < 2:
         return []
