@@ -152,7 +152,8 @@ def print_set(result: dict[str, Any]) -> None:
                 f"(unanswerable refused {a['refused_unanswerable']:.1%}, answerable answered "
                 f"{a['answered_answerable']:.1%}, grounded {a['grounded']:.1%}); baseline "
                 f"threshold from dev {a['baseline_dev_threshold']:.1%}, hindsight "
-                f"{a['baseline_hindsight']:.1%}; p50 {a['p50_ms']:.1f} ms; {kinds}"
+                f"{a['baseline_hindsight']:.1%}; p50 {a['p50_ms']:.1f} ms per answer, "
+                f"{a['search_p50_ms']:.1f} ms per search; {kinds}"
             )
 
 
@@ -209,8 +210,9 @@ def markdown(results: list[dict[str, Any]], load: tuple[float, float, float]) ->
                 lines += [
                     "",
                     "| answerer over | correct | unanswerable refused | answerable answered "
-                    "| grounded | baseline: threshold from dev | baseline: hindsight | per kind |",
-                    "|---|---|---|---|---|---|---|---|",
+                    "| grounded | baseline: threshold from dev | baseline: hindsight "
+                    "| p50 answer / search ms | per kind |",
+                    "|---|---|---|---|---|---|---|---|---|",
                 ]
                 for config, a in entry["answers"].items():
                     kinds = ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())
@@ -218,7 +220,7 @@ def markdown(results: list[dict[str, Any]], load: tuple[float, float, float]) ->
                         f"| {config} | **{a['accuracy']:.1%}** | {a['refused_unanswerable']:.1%} "
                         f"| {a['answered_answerable']:.1%} | {a['grounded']:.1%} "
                         f"| {a['baseline_dev_threshold']:.1%} | {a['baseline_hindsight']:.1%} "
-                        f"| {kinds} |"
+                        f"| {a['p50_ms']:.1f} / {a['search_p50_ms']:.1f} | {kinds} |"
                     )
             lines.append("")
     failed = misses(results)

@@ -171,6 +171,7 @@ class Decision:
     cited: tuple[str, ...]
     top_score: float
     ms: float
+    search_ms: tuple[float, ...] = ()  # each search the answerer made, in process
 
     @property
     def correct(self) -> bool:
@@ -190,6 +191,7 @@ class DecisionScores:
     grounded: float | None  # answered and cited a gold page, among answerable questions
     refused_unanswerable: float | None
     p50_ms: float
+    search_p50_ms: float  # one search inside an answer
     by_kind: dict[str, float] = field(default_factory=dict)  # accuracy per kind
     wrong: tuple[str, ...] = ()
 
@@ -205,6 +207,7 @@ def decision_scores(decisions: list[Decision]) -> DecisionScores:
         grounded=_share(d.grounded for d in answerable),
         refused_unanswerable=_share(not d.answered for d in unanswerable),
         p50_ms=percentile([d.ms for d in decisions], 50),
+        search_p50_ms=percentile([ms for d in decisions for ms in d.search_ms], 50),
         by_kind={
             kind: _share(d.correct for d in decisions if d.question.kind == kind) or 0.0
             for kind in kinds
@@ -247,6 +250,11 @@ async def decide_all(
                 cited=tuple(s.url_or_path for s in result.sources),
                 top_score=float(sources[0]["score"]) if sources else 0.0,
                 ms=ms,
+                search_ms=tuple(
+                    float(call["latency_ms"])
+                    for call in result.tool_metadata.get("tool_calls") or ()
+                    if "latency_ms" in call
+                ),
             )
         )
     return decisions
