@@ -7,6 +7,7 @@ the error boundary. This is the only module (besides the OpenAI embedder) that i
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,10 +21,13 @@ from bot import texts
 from bot.errors import ModelError
 from bot.grounding import (
     MIN_COVERAGE,
+    MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
+    Weight,
     best_sentences,
     content_words,
     decide,
+    idf_weight,
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
@@ -112,7 +116,7 @@ class OpenAIAgent:
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
-        toolbox = ToolBox(self.knowledge, k=self.k)
+        toolbox = ToolBox(self.knowledge, k=self.k, question=request.question)
         messages = build_messages(request, max_searches=self.max_tool_rounds)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         gate = NoAnswerGate()
@@ -314,30 +318,50 @@ class OfflineAgent:
     name = "offline"
 
     def __init__(
-        self, knowledge: Searchable, *, k: int = 5, min_coverage: float = MIN_COVERAGE
+        self,
+        knowledge: Searchable,
+        *,
+        k: int = 5,
+        min_coverage: float = MIN_COVERAGE,
+        min_weighted_coverage: float = MIN_WEIGHTED_COVERAGE,
     ) -> None:
         self.knowledge = knowledge
         self.k = k
         self.min_coverage = min_coverage
+        self.min_weighted_coverage = min_weighted_coverage
+        self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
+
+    def _weight(self) -> Weight | None:
+        """Word weights from the knowledge base's document frequencies (rebuilt when they
+        change, e.g. after an ingest)."""
+        frequencies = self.knowledge.document_frequencies()
+        if frequencies is None:
+            return None
+        key = id(frequencies[0])
+        if self._weights is None or self._weights[0] != key:
+            self._weights = (key, idf_weight(*frequencies))
+        return self._weights[1]
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
         toolbox = ToolBox(self.knowledge, k=self.k)
         question = request.question
+        weight = await asyncio.to_thread(self._weight)
+        bar = self.min_coverage if weight is None else self.min_weighted_coverage
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.
         follow_up = follow_up_query(request)
         hits: list[Any] = []
         for query in (follow_up, question) if follow_up else (question,):
             hits = _merge(hits, await toolbox.search(query))
-            decision = decide(question, hits, self.min_coverage)
+            decision = decide(question, hits, bar, weight)
             if decision.answerable:
                 break
         if decision.reason == UNKNOWN_NAME:
             # Like a model searching again: look the unmatched names up on their own (the first
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
-            decision = decide(question, hits, self.min_coverage)
+            decision = decide(question, hits, bar, weight)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,

@@ -161,6 +161,10 @@ def kb_file_warning(message: str) -> str:
     return f"warning: {message}"
 
 
+def kb_redacted(path: str, lines: int, kinds: str) -> str:
+    return f"warning: {path}: {lines} secret-looking line(s) not indexed ({kinds})"
+
+
 # --- database CLI (supportbot db ..., supportbot memories export) ----------------------------
 
 

@@ -11,10 +11,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.messages import Source
+from storage.queries import sub_queries
 
 if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
     from storage.knowledge import SearchHit
@@ -26,6 +28,9 @@ ESCALATE_TOOL = "escalate_to_human"
 MAX_QUERY_CHARS = 500
 PASSAGE_CHARS = 1200  # passage text shown to the model per hit
 SNIPPET_CHARS = 240  # passage text kept in Reply.sources
+# The best passage of a file is not always the one that answers (another section may): show
+# the two best of each source.
+PASSAGES_PER_SOURCE = 2
 
 TOOL_SCHEMAS: list[dict[str, Any]] = [
     {
@@ -68,7 +73,11 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
 
 
 class Searchable(Protocol):
-    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[SearchHit]: ...
+    def search(
+        self, query: str, *, k: int = 5, mode: str = "hybrid", per_source: int = 1
+    ) -> list[SearchHit]: ...
+
+    def document_frequencies(self) -> tuple[Mapping[str, int], int] | None: ...
 
 
 @dataclass
@@ -77,16 +86,21 @@ class ToolBox:
 
     knowledge: Searchable
     k: int = 5
+    per_source: int = PASSAGES_PER_SOURCE
+    question: str = ""  # the user's question: its parts are searched with the model's first query
     passages: list[SearchHit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
     calls: list[dict[str, Any]] = field(default_factory=list)
     escalation_reason: str | None = None
     _numbers: dict[str, int] = field(default_factory=dict)
+    _parts_searched: bool = False
 
     async def search(self, query: str) -> list[tuple[int, SearchHit]]:
         """Search, number new passages, and return (citation number, hit) pairs."""
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
-        hits = await asyncio.to_thread(self.knowledge.search, query, k=self.k)
+        hits = await asyncio.to_thread(
+            self.knowledge.search, query, k=self.k, per_source=self.per_source
+        )
         numbered = [(self._number(hit), hit) for hit in hits]
         self.calls.append(
             {
@@ -100,6 +114,26 @@ class ToolBox:
             }
         )
         return numbered
+
+    async def _search_question_parts(
+        self, query: str, already: list[tuple[int, SearchHit]]
+    ) -> list[tuple[int, SearchHit]]:
+        """Once per answer, with the model's first search: each part of a two-part question
+        searched on its own, so that the page for the second part is in front of the model
+        even when its query only covered the first. Only passages not already shown."""
+        if self._parts_searched or not self.question:
+            return []
+        self._parts_searched = True
+        shown = {n for n, _ in already}
+        extra: list[tuple[int, SearchHit]] = []
+        for part in sub_queries(self.question):
+            if part.lower() in query.lower():
+                continue
+            for n, hit in await self.search(part):
+                if n not in shown:
+                    shown.add(n)
+                    extra.append((n, hit))
+        return extra
 
     def request_escalation(self, reason: str) -> None:
         self.escalation_reason = reason.strip()[:500] or "requested"
@@ -118,7 +152,8 @@ class ToolBox:
             query = str(arguments.get("query") or "").strip()
             if not query:
                 return "error: 'query' is required."
-            return format_passages(await self.search(query))
+            numbered = await self.search(query)
+            return format_passages(numbered + await self._search_question_parts(query, numbered))
         if name == ESCALATE_TOOL:
             self.request_escalation(str(arguments.get("reason") or ""))
             return (

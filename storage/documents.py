@@ -13,9 +13,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage.secrets import RedactionReport, drop_secret_lines, redact
+
 log = logging.getLogger(__name__)
 
 CHUNK_CHARS = 800
+# Bumped whenever chunking changes what is stored: a knowledge base built by another version is
+# detected (storage.knowledge) and rebuilt on the next ingest instead of mixing two chunkings.
+CHUNKER_VERSION = "2"
+MIN_SECTION_CHARS = (
+    80  # a smaller section (a bare heading, a one-liner) joins the passage before it
+)
+OVERLAP_CHARS = 200  # the longest sentence repeated at the start of a continuation passage
+CODE_BLOCK_CHARS = 1600  # a code block up to this size is never cut
 DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdx"}
 RST_SUFFIXES = {".rst", ".rest"}
@@ -80,20 +90,28 @@ class FoundFile:
 
 
 def discover(roots: Sequence[Path]) -> tuple[list[FoundFile], list[SkippedFile]]:
-    """All supported files under the roots (hidden files and folders ignored), sorted."""
+    """All supported files under the roots (hidden files and folders ignored), sorted.
+
+    A file whose real path lies outside its root (a symlink such as ``config.txt -> ../.env``)
+    is skipped: ingesting a folder must never pull in what sits next to it.
+    """
     found: list[FoundFile] = []
     skipped: list[SkippedFile] = []
     for root in roots:
         if root.is_file():
-            candidates = [(root, root.name)]
+            candidates = [(root, root.name)]  # named explicitly: the user chose this file
         else:
             candidates = [
                 (path, path.relative_to(root).as_posix())
                 for path in sorted(root.rglob("*"))
                 if path.is_file() and not _is_hidden(path.relative_to(root))
             ]
+        real_root = root.resolve()
         for path, source in candidates:
-            if path.suffix.lower() in SUPPORTED_SUFFIXES:
+            if not root.is_file() and not path.resolve().is_relative_to(real_root):
+                log.warning("skipped %s: it links outside %s", path, root)
+                skipped.append(SkippedFile(path, f"links outside the ingested folder {root}"))
+            elif path.suffix.lower() in SUPPORTED_SUFFIXES:
                 found.append(FoundFile(path, source))
             else:
                 skipped.append(
@@ -291,36 +309,85 @@ def _read_pdf(path: Path) -> ParsedDocument:
     return doc
 
 
+# ---------------------------------------------------------------- secrets
+
+
+def redact_document(doc: ParsedDocument) -> RedactionReport:
+    """Drop every secret-looking line from the document, in place; what was dropped (counts
+    and kinds, never the secret) is returned for the ingest report."""
+    total = RedactionReport()
+    doc.title = redact(doc.title)
+    for section in doc.sections:
+        section.path = [redact(part) for part in section.path]
+        kept, report = drop_secret_lines("\n".join(section.lines))
+        if report:
+            section.lines = kept.splitlines()
+            total.lines += report.lines
+            total.kinds.update(report.kinds)
+    return total
+
+
 # ---------------------------------------------------------------- chunking
 
 
 def chunk_document(
     doc: ParsedDocument, *, source: str, chunk_chars: int = CHUNK_CHARS
 ) -> list[Chunk]:
-    """Split each section into passages of about ``chunk_chars``, keeping paragraphs whole."""
-    chunks: list[Chunk] = []
-    seen: dict[str, int] = {}
+    """Passages of about ``chunk_chars``: paragraphs and code blocks kept whole, a section too
+    small to stand alone merged into the passage before it (with its heading as a line), and a
+    long section's passages overlapping by a sentence so that no fact is cut from its context.
+    """
+    pieces: list[tuple[str, str]] = []  # (heading, text)
     for section in doc.sections:
         heading = HEADING_SEPARATOR.join(section.path)
-        for text in _pack(_paragraphs(section.lines), chunk_chars):
-            content_hash = hashlib.sha256(
-                f"{doc.title}\x1f{heading}\x1f{text}".encode()
-            ).hexdigest()[:32]
-            # The same passage twice in one file still needs two distinct ids.
-            ordinal = seen.get(content_hash, 0)
-            seen[content_hash] = ordinal + 1
-            chunk_id = hashlib.sha256(f"{source}\x1f{content_hash}\x1f{ordinal}".encode())
-            chunks.append(
-                Chunk(
-                    source=source,
-                    title=doc.title,
-                    heading=heading,
-                    text=text,
-                    content_hash=content_hash,
-                    chunk_id=chunk_id.hexdigest()[:32],
-                )
+        texts = list(_pack(_paragraphs(section.lines), chunk_chars))
+        small = len(texts) == 1 and len(texts[0]) < MIN_SECTION_CHARS
+        if not texts and section.path:
+            texts, small = [""], True  # a bare heading still says what follows is about
+        if small and pieces and len(pieces[-1][1]) + len(texts[0]) + 80 <= chunk_chars:
+            previous_heading, previous = pieces[-1]
+            label = section.path[-1] if section.path else ""
+            merged = "\n\n".join(p for p in (previous, label, texts[0]) if p)
+            pieces[-1] = (previous_heading, merged)
+            continue
+        for number, text in enumerate(texts):
+            if number:  # a continuation starts with the end of the passage before it
+                text = f"{_tail(texts[number - 1])}\n\n{text}".strip()
+            if text:
+                pieces.append((heading, text))
+    return _chunks(doc.title, source, pieces)
+
+
+def _chunks(title: str, source: str, pieces: list[tuple[str, str]]) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    for heading, text in pieces:
+        content_hash = hashlib.sha256(
+            f"{CHUNKER_VERSION}\x1f{title}\x1f{heading}\x1f{text}".encode()
+        ).hexdigest()[:32]
+        # The same passage twice in one file still needs two distinct ids.
+        ordinal = seen.get(content_hash, 0)
+        seen[content_hash] = ordinal + 1
+        chunk_id = hashlib.sha256(f"{source}\x1f{content_hash}\x1f{ordinal}".encode())
+        chunks.append(
+            Chunk(
+                source=source,
+                title=title,
+                heading=heading,
+                text=text,
+                content_hash=content_hash,
+                chunk_id=chunk_id.hexdigest()[:32],
             )
+        )
     return chunks
+
+
+def _tail(text: str) -> str:
+    """The last sentence of a passage (at most OVERLAP_CHARS), for the next one's context."""
+    if _FENCE.match(text.splitlines()[-1] if text else ""):
+        return ""  # a code block's end is not a sentence worth repeating
+    last = _SENTENCE_END.split(text.strip())[-1]
+    return last if len(last) <= OVERLAP_CHARS else ""
 
 
 def _paragraphs(lines: list[str]) -> Iterator[str]:
@@ -360,6 +427,9 @@ def _split_long(paragraph: str, limit: int) -> Iterator[str]:
     if len(paragraph) <= limit:
         yield paragraph
         return
+    if _FENCE.match(paragraph):
+        yield from _split_code(paragraph, limit)
+        return
     current = ""
     for sentence in _SENTENCE_END.split(paragraph):
         while len(sentence) > limit:  # one enormous "sentence": cut at a space
@@ -377,3 +447,25 @@ def _split_long(paragraph: str, limit: int) -> Iterator[str]:
             current = f"{current} {sentence}" if current else sentence
     if current:
         yield current
+
+
+def _split_code(block: str, limit: int) -> Iterator[str]:
+    """A code block stays whole up to CODE_BLOCK_CHARS; a longer one is cut between lines, and
+    every part is a complete fenced block (so it renders, and never splits a line)."""
+    if len(block) <= max(limit, CODE_BLOCK_CHARS):
+        yield block
+        return
+    lines = block.splitlines()
+    opening = lines[0]
+    fence = _FENCE.match(opening).group(1)  # type: ignore[union-attr]
+    body = lines[1:-1] if len(lines) > 1 and lines[-1].strip().startswith(fence) else lines[1:]
+    part: list[str] = []
+    size = 0
+    for line in body:
+        if part and size + len(line) + 1 > limit:
+            yield "\n".join([opening, *part, fence])
+            part, size = [], 0
+        part.append(line)
+        size += len(line) + 1
+    if part:
+        yield "\n".join([opening, *part, fence])

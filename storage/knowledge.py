@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from storage.documents import (
+    CHUNKER_VERSION,
     DEFAULT_MAX_FILE_BYTES,
     Chunk,
     SkippedFile,
@@ -32,17 +33,25 @@ from storage.documents import (
     chunk_document,
     discover,
     read_document,
+    redact_document,
 )
 from storage.embeddings import Embedder
+from storage.queries import sub_queries
+from storage.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "chunks"
 META_EMBEDDER = b"supportbot.embedder"
 META_DIMENSION = b"supportbot.dimension"
+META_CHUNKER = b"supportbot.chunker"
 NO_EMBEDDER = "none"
 SEARCH_MODES = ("hybrid", "fts", "vector")
 RRF_K = 60
+# Typo correction reads every indexed word once per process; beyond this many chunks that
+# costs more than it is worth at start-up, and the search runs without it.
+VOCABULARY_MAX_ROWS = 200_000
+VOCABULARY_REFRESH_SECONDS = 30.0
 CANDIDATES_MIN = 20
 CANDIDATES_PER_HIT = 4
 DEFAULT_ANN_THRESHOLD = 20_000
@@ -91,6 +100,8 @@ class IngestReport:
     embedded: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # (file, lines dropped, kinds) for files that held secret-looking lines; never the secret
+    redacted: list[tuple[Path, int, str]] = field(default_factory=list)
     seconds: float = 0.0
     indexes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
@@ -156,6 +167,10 @@ class KnowledgeBase:
             raise KnowledgeError(f"cannot open knowledge base at {uri}: {exc}") from exc
         self._table_handle: Any = None
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-search")
+        self._vocabulary: Vocabulary | None = None
+        self._vocabulary_version: int | None = None
+        self._vocabulary_checked = 0.0
+        self._warned_chunker = False
 
     @classmethod
     def open(cls, uri: str, embedder: Embedder | None, **options: Any) -> KnowledgeBase:
@@ -199,6 +214,19 @@ class KnowledgeBase:
         if recorded != (self.embedder.name, self.embedder.dimension):
             raise self._mismatch(recorded)
 
+    def _recorded_chunker(self, table: Any) -> str:
+        return (table.schema.metadata or {}).get(META_CHUNKER, b"1").decode()
+
+    def _warn_if_old_chunking(self, table: Any) -> None:
+        if not self._warned_chunker and self._recorded_chunker(table) != CHUNKER_VERSION:
+            self._warned_chunker = True
+            log.warning(
+                "the knowledge base at %s was chunked by an older version of supportbot; "
+                "run `supportbot ingest PATH...` again to rebuild it (search quality is lower "
+                "until then)",
+                self.uri,
+            )
+
     def _schema(self) -> pa.Schema:
         fields = [
             pa.field("chunk_id", pa.string()),
@@ -213,18 +241,31 @@ class KnowledgeBase:
         if self.embedder is not None:
             name, dimension = self.embedder.name, int(self.embedder.dimension)
             fields.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
-        return pa.schema(
-            fields, metadata={META_EMBEDDER: name.encode(), META_DIMENSION: str(dimension).encode()}
-        )
+        metadata = {
+            META_EMBEDDER: name.encode(),
+            META_DIMENSION: str(dimension).encode(),
+            META_CHUNKER: CHUNKER_VERSION.encode(),
+        }
+        return pa.schema(fields, metadata=metadata)
 
     # ------------------------------------------------------------ search
 
     def search(
-        self, query: str, *, k: int = 5, mode: str = "hybrid", exact: bool = False
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        mode: str = "hybrid",
+        exact: bool = False,
+        per_source: int = 1,
+        decompose: bool = True,
     ) -> list[SearchHit]:
-        """Best passage per source, best first; [] for an empty KB or an empty question.
+        """The best ``k`` sources, best first, with up to ``per_source`` passages each (the
+        best passage first); [] for an empty KB or an empty question.
 
         ``exact`` bypasses the ANN index (a flat scan): the baseline for measuring recall.
+        ``decompose`` also searches each part of a two-part question (storage.queries) and
+        fuses the rankings, so that both pages such a question needs come up.
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
@@ -233,28 +274,72 @@ class KnowledgeBase:
         if not query or table is None or k <= 0:
             return []
         self._check_embedder(table, for_ingest=False)
+        self._warn_if_old_chunking(table)
         if mode == "hybrid" and self.embedder is None:
             mode = "fts"
         if mode == "vector" and self.embedder is None:
             raise KnowledgeError("vector search needs an embedder; SUPPORTBOT_EMBEDDER is none")
         # Several chunks of one file compete for the same slots, so ask for more than k (but
         # not much more: with the ANN index every extra row costs refine_factor exact reads).
-        depth = max(CANDIDATES_MIN, k * CANDIDATES_PER_HIT)
+        depth = max(CANDIDATES_MIN, k * max(1, per_source) * CANDIDATES_PER_HIT)
+        parts = sub_queries(query) if decompose else []
+        ranked = self._ranked(table, query, mode, depth, exact)
+        if parts:
+            rankings = [ranked, *(self._ranked(table, p, mode, depth, exact) for p in parts)]
+            ranked = interleave_sources(rankings)
+        return self._materialize(table, _top_per_source(ranked, k, per_source))
+
+    def _ranked(
+        self, table: Any, query: str, mode: str, depth: int, exact: bool
+    ) -> list[_Candidate]:
         if mode == "fts":
-            ranked = self._fts(table, query, depth)
-        elif mode == "vector":
-            ranked = self._vector(table, query, depth, exact)
-        else:
-            # Vector ranking first: equal fused scores (ranks swapped between the two lists)
-            # keep the semantic order, which copes with paraphrases and typos.
-            # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
-            # query costs about the slower of the two, not their sum.
-            vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
-            fts_hits = self._fts(table, query, depth)
-            ranked = _reciprocal_rank_fusion([vector_hits.result(), fts_hits])
-        return self._materialize(table, _best_per_source(ranked, k))
+            return self._fts(table, query, depth)
+        if mode == "vector":
+            return self._vector(table, query, depth, exact)
+        # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
+        # query costs about the slower of the two, not their sum.
+        vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
+        fts_hits = self._fts(table, query, depth)
+        return fuse([fts_hits, vector_hits.result()])
+
+    def document_frequencies(self) -> tuple[Mapping[str, int], int] | None:
+        """(number of passages each indexed word appears in, number of passages), or None for
+        an empty or very large knowledge base. For weighing a question's words by rarity."""
+        table = self._table()
+        vocabulary = self._current_vocabulary(table) if table is not None else None
+        if vocabulary is None:
+            return None
+        return vocabulary.frequencies, vocabulary.documents  # read-only; shared, not copied
+
+    def _typo_corrected(self, table: Any, query: str) -> str:
+        """The query with corrections of words the index has never seen appended (the unknown
+        word itself scores nothing in BM25, so keeping it costs nothing)."""
+        vocabulary = self._current_vocabulary(table)
+        if vocabulary is None:
+            return query
+        corrections = vocabulary.corrections(query)
+        return " ".join([query, *corrections.values()]) if corrections else query
+
+    def _current_vocabulary(self, table: Any) -> Vocabulary | None:
+        now = time.monotonic()
+        if self._vocabulary is not None and now - self._vocabulary_checked < (
+            VOCABULARY_REFRESH_SECONDS
+        ):
+            return self._vocabulary
+        self._vocabulary_checked = now
+        version = int(table.version)
+        if self._vocabulary is not None and version == self._vocabulary_version:
+            return self._vocabulary
+        if table.count_rows() > VOCABULARY_MAX_ROWS:
+            self._vocabulary = None
+            return None
+        texts = table.search().select(["search_text"]).limit(None).to_arrow()
+        self._vocabulary = Vocabulary.from_texts(texts.column("search_text").to_pylist())
+        self._vocabulary_version = version
+        return self._vocabulary
 
     def _fts(self, table: Any, query: str, limit: int) -> list[_Candidate]:
+        query = self._typo_corrected(table, query)
         rows = (
             table.search(query, query_type="fts", fts_columns="search_text")
             .select([*CANDIDATE_COLUMNS, "_score"])
@@ -381,6 +466,15 @@ class KnowledgeBase:
         table = None if recreate else self._table()
         if table is not None:
             self._check_embedder(table, for_ingest=True)
+            if self._recorded_chunker(table) != CHUNKER_VERSION:
+                # Chunk ids of two chunkings never match: rebuild rather than mix them.
+                message = (
+                    f"{self.uri} was chunked by an older version of supportbot; rebuilt from "
+                    "the given paths (files not given this time are no longer searchable)"
+                )
+                log.warning(message)
+                report.warnings.append(message)
+                recreate, table = True, None
         previous = self._table() if recreate else None
         replaced = previous.count_rows() if previous is not None else None
         existing = self._existing_ids(table)
@@ -402,6 +496,8 @@ class KnowledgeBase:
             report.chunks_removed = replaced
         report.timings["delete"] = time.perf_counter() - clock
         self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
+        self._vocabulary_checked = 0.0  # look at the new version on the next search
+        self._warned_chunker = False
 
     def _read_all(
         self, roots: list[Path], report: IngestReport, update: ProgressFn
@@ -424,6 +520,15 @@ class KnowledgeBase:
             for warning in doc.warnings:
                 report.warnings.append(f"{item.path}: {warning}")
                 log.warning("%s: %s", item.path, warning)
+            redaction = redact_document(doc)
+            if redaction:
+                report.redacted.append((item.path, redaction.lines, redaction.describe()))
+                log.warning(
+                    "%s: %d secret-looking line(s) not indexed (%s)",
+                    item.path,
+                    redaction.lines,
+                    redaction.describe(),
+                )
             report.files += 1
             read.add(item.source)
             chunks.extend(chunk_document(doc, source=item.source))
@@ -644,34 +749,66 @@ def _candidate(row: dict[str, Any], score: float) -> _Candidate:
     return _Candidate(row["chunk_id"], row["source"], score, int(row["_rowid"]))
 
 
-def _reciprocal_rank_fusion(rankings: Iterable[list[_Candidate]]) -> list[_Candidate]:
-    """Score = sum of 1/(RRF_K + rank) over the rankings a chunk appears in.
+def fuse(
+    rankings: list[list[_Candidate]], weights: Sequence[float] | None = None
+) -> list[_Candidate]:
+    """Reciprocal rank fusion, by default with equal weights: score = sum of w/(RRF_K + rank).
 
-    Ties keep the order of the first ranking (the sort is stable).
+    Equal weights because neither ranking is known to be better on documents we have not
+    seen (on the external dev sets neither wins every kind of question). Chunks with equal
+    fused scores (swapped ranks) are ordered by their scores *within* each ranking, each
+    scaled to [0, 1] by that ranking's best: the evidence decides, not the list order.
     """
-    scores: dict[str, float] = {}
+    fused: dict[str, float] = {}
+    evidence: dict[str, float] = {}
     hits: dict[str, _Candidate] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
+        best = max((c.score for c in ranking), default=0.0) or 1.0
         for rank, hit in enumerate(ranking, start=1):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (RRF_K + rank)
+            evidence[hit.chunk_id] = evidence.get(hit.chunk_id, 0.0) + max(0.0, hit.score) / best
             hits.setdefault(hit.chunk_id, hit)
-    order = sorted(scores, key=lambda chunk_id: scores[chunk_id], reverse=True)
-    return [
-        _Candidate(chunk_id, hits[chunk_id].source, scores[chunk_id], hits[chunk_id].row_id)
-        for chunk_id in order
-    ]
+    order = sorted(fused, key=lambda c: (round(fused[c], 12), evidence[c]), reverse=True)
+    return [_Candidate(c, hits[c].source, fused[c], hits[c].row_id) for c in order]
 
 
-def _best_per_source(ranked: list[_Candidate], k: int) -> list[_Candidate]:
-    seen: set[str] = set()
-    best: list[_Candidate] = []
+def interleave_sources(rankings: list[list[_Candidate]]) -> list[_Candidate]:
+    """Round-robin over the rankings' sources, the whole question's ranking first in each round:
+    its best source keeps rank 1 and each part's best source follows. Scores are not mixed
+    (a part's scores are not comparable with the whole question's), ranks are.
+    """
+    by_source: dict[str, list[_Candidate]] = {}
+    orders: list[list[str]] = []
+    for ranking in rankings:
+        order: list[str] = []
+        for hit in ranking:
+            if hit.source not in order:
+                order.append(hit.source)
+            group = by_source.setdefault(hit.source, [])
+            if all(c.chunk_id != hit.chunk_id for c in group):
+                group.append(hit)
+        orders.append(order)
+    merged: list[str] = []
+    for position in range(max(len(order) for order in orders)):
+        for order in orders:
+            if position < len(order) and order[position] not in merged:
+                merged.append(order[position])
+    return [hit for source in merged for hit in by_source[source]]
+
+
+def _top_per_source(ranked: list[_Candidate], k: int, per_source: int) -> list[_Candidate]:
+    """The first ``k`` sources in ranked order, each with its best ``per_source`` chunks, grouped
+    by source (a source's passages together, best source first)."""
+    groups: dict[str, list[_Candidate]] = {}
     for hit in ranked:
-        if hit.source not in seen:
-            seen.add(hit.source)
-            best.append(hit)
-            if len(best) == k:
-                break
-    return best
+        group = groups.get(hit.source)
+        if group is None:
+            if len(groups) == k:
+                continue
+            groups[hit.source] = [hit]
+        elif len(group) < per_source:
+            group.append(hit)
+    return [hit for group in groups.values() for hit in group]
 
 
 def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Schema) -> pa.Table:

@@ -109,6 +109,8 @@ def ingest(
         typer.echo(texts.kb_skipped_file(str(skipped.path), skipped.reason), err=True)
     for warning in report.warnings:
         typer.echo(texts.kb_file_warning(warning), err=True)
+    for path, lines, kinds in report.redacted:
+        typer.echo(texts.kb_redacted(str(path), lines, kinds), err=True)
     typer.echo(
         texts.kb_ingest_summary(
             files=report.files,
@@ -171,17 +173,22 @@ def kb_stats(
 
 
 def eval_command(
-    file: Annotated[Path, typer.Argument(help="JSON lines: {question, gold: [sources]}.")],
+    file: Annotated[Path, typer.Argument(help="JSON lines: {question, gold: [sources], ...}.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     mode: Annotated[str, typer.Option(help="hybrid | fts | vector | all")] = "hybrid",
+    split: Annotated[str, typer.Option(help="dev | heldout | all")] = "all",
+    answers: Annotated[
+        bool,
+        typer.Option("--answers", help="Also run the offline answerer: answer-or-refuse."),
+    ] = False,
 ) -> None:
-    """Recall@5 and MRR@10 over distinct sources, with latency p50/p95."""
+    """Recall@5, MRR@10 and two-page coverage over distinct sources, per question kind."""
     from bot.kb_eval import evaluate, load_questions
 
     if not file.is_file():
         raise IngestError(f"{file} does not exist")
     try:
-        questions = load_questions(file)
+        questions = load_questions(file, split)
     except ValueError as exc:
         raise IngestError(str(exc)) from None
     modes = ["hybrid", "fts", "vector"] if mode == "all" else [mode]
@@ -191,18 +198,69 @@ def eval_command(
     with storage_errors():
         try:
             results = [evaluate(kb, questions, mode=m) for m in modes]
+            decisions = _answer_or_refuse(kb, questions) if answers else None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+        data: Any = [r.as_dict() for r in results]
+        if decisions is not None:
+            data = {"retrieval": data, "answers": asdict_(decisions)}
+        typer.echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"{len(questions)} questions, knowledge base {kb.uri}")
-    typer.echo(f"{'mode':<8} {'recall@5':>9} {'MRR@10':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    answerable = sum(q.answerable for q in questions)
+    typer.echo(
+        f"{len(questions)} questions ({answerable} answerable), split {split}, "
+        f"knowledge base {kb.uri}"
+    )
+    typer.echo(
+        f"{'mode':<8} {'kind':<12} {'n':>3} {'recall@5':>9} {'MRR@10':>7} {'both@10':>8} "
+        f"{'p50 ms':>7} {'p95 ms':>7}"
+    )
     for r in results:
+        rows = [("all", r), *sorted(r.by_kind.items())] if len(r.by_kind) > 1 else [("all", r)]
+        for kind, scores in rows:
+            both = "-" if scores.both_at_10 is None else f"{scores.both_at_10:.3f}"
+            timing = f"{r.latency_p50_ms:>7.1f} {r.latency_p95_ms:>7.1f}" if kind == "all" else ""
+            typer.echo(
+                f"{r.mode:<8} {kind:<12} {scores.questions:>3} {scores.recall_at_5:>9.3f} "
+                f"{scores.mrr_at_10:>7.3f} {both:>8} {timing}".rstrip()
+            )
+    if decisions is not None:
         typer.echo(
-            f"{r.mode:<8} {r.recall_at_5:>9.3f} {r.mrr_at_10:>7.3f} "
-            f"{r.latency_p50_ms:>7.1f} {r.latency_p95_ms:>7.1f}"
+            f"answer-or-refuse: {decisions.accuracy:.1%} correct over {decisions.questions}; "
+            f"unanswerable refused {_pct(decisions.refused_unanswerable)}, answerable answered "
+            f"{_pct(decisions.answered_answerable)}; per kind: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in decisions.by_kind.items())
         )
+
+
+def _answer_or_refuse(kb: Any, questions: list[Any]) -> Any:
+    import asyncio
+
+    from bot.agent import AgentRequest, AgentResult, OfflineAgent
+    from bot.kb_eval import decide_all, decision_scores
+
+    agent = OfflineAgent(kb)
+
+    async def answer(question: str) -> AgentResult:
+        result = None
+        async for item in agent.run(AgentRequest(question=question)):
+            if isinstance(item, AgentResult):
+                result = item
+        assert result is not None  # the agent contract: exactly one result, last
+        return result
+
+    return decision_scores(asyncio.run(decide_all(answer, questions)))
+
+
+def asdict_(value: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(value)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def register(app: typer.Typer, run_app: typer.Typer) -> None:

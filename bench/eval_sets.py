@@ -1,0 +1,266 @@
+"""Every evaluation set, per split and per question kind: retrieval and answer-or-refuse.
+
+For each set (bench/eval/README.md) the corpus is ingested into a knowledge base under
+``--kb-dir`` (incremental: a re-run only re-embeds what changed), once with the local embedder
+(hybrid, and its BM25 and vector halves) and once without an embedder (BM25 only, the install
+without the ``local`` extra). Then, per split:
+
+- retrieval: recall@5, MRR@10, both pages in the top 10 (two-page questions), per kind, and the
+  in-process search latency;
+- answer-or-refuse with the real offline answerer, and in the same run the baseline: one
+  threshold on the top hit's score, chosen on the ``dev`` half and applied to ``heldout`` (plus
+  the hindsight-best threshold on each half, which is an optimistic bound).
+
+    .venv/bin/python bench/eval_sets.py [--sets flask,etcd,sample] [--json out.json] [--write]
+
+``--write`` replaces docs/bench-sections/eval-sets.md. Exit status 1 when a held-out target is
+missed (the targets of issue 13).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bot.agent import AgentRequest, AgentResult, OfflineAgent  # noqa: E402
+from bot.kb_eval import (  # noqa: E402
+    EvalQuestion,
+    best_threshold,
+    decide_all,
+    decision_scores,
+    evaluate,
+    load_questions,
+    threshold_accuracy,
+)
+from storage.embeddings import local_embedder_available, make_embedder  # noqa: E402
+from storage.knowledge import KnowledgeBase  # noqa: E402
+
+EVAL = ROOT / "bench" / "eval"
+REPORT = ROOT / "docs" / "bench-sections" / "eval-sets.md"
+SETS: dict[str, tuple[Path, Path]] = {
+    "flask": (EVAL / "flask.jsonl", EVAL / "corpora" / "flask" / "docs"),
+    "etcd": (EVAL / "etcd.jsonl", EVAL / "corpora" / "etcd" / "docs"),
+    "sample": (EVAL / "questions.jsonl", ROOT / "bot" / "sample_docs"),
+}
+TARGETS = {"recall_at_5": 0.95, "mrr_at_10": 0.85, "both_at_10": 0.80}
+DECISION_TARGET, REFUSAL_TARGET = 0.90, 0.80
+
+
+def open_kb(kb_dir: Path, name: str, corpus: Path, embedder: Any) -> KnowledgeBase:
+    suffix = "hybrid" if embedder is not None else "bm25"
+    kb = KnowledgeBase.open(str(kb_dir / f"{name}-{suffix}"), embedder)
+    report = kb.ingest([corpus], prune=True)
+    print(
+        f"[{name}/{suffix}] ingested {report.files} files: {report.chunks_added} chunks added, "
+        f"{report.chunks_unchanged} unchanged, {report.chunks_removed} removed "
+        f"({report.seconds:.1f} s)",
+        file=sys.stderr,
+    )
+    return kb
+
+
+async def answer_all(kb: KnowledgeBase, questions: list[EvalQuestion]) -> list[Any]:
+    agent = OfflineAgent(kb)
+
+    async def answer(question: str) -> AgentResult:
+        result = None
+        async for item in agent.run(AgentRequest(question=question)):
+            if isinstance(item, AgentResult):
+                result = item
+        assert result is not None
+        return result
+
+    return await decide_all(answer, questions)
+
+
+def splits_of(path: Path) -> list[str]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    found = {row.get("split") for row in rows}
+    return ["dev", "heldout"] if found >= {"dev", "heldout"} else ["all"]
+
+
+async def run_set(
+    name: str, kb_dir: Path, use_local: bool, only: str | None = None, answers: bool = True
+) -> dict[str, Any]:
+    questions_file, corpus = SETS[name]
+    configs: list[tuple[str, Any]] = [("bm25", None)]
+    if use_local:
+        configs.insert(0, ("hybrid", make_embedder("local")))
+    out: dict[str, Any] = {"set": name, "splits": {}}
+    for config, embedder in configs:
+        kb = open_kb(kb_dir, name, corpus, embedder)
+        modes = ["hybrid", "fts", "vector"] if embedder is not None else ["fts"]
+        per_split: dict[str, list[Any]] = {}
+        for split in splits_of(questions_file):
+            if only and split not in (only, "all"):
+                continue
+            questions = load_questions(questions_file, split)
+            entry = out["splits"].setdefault(split, {"retrieval": {}, "answers": {}})
+            for mode in modes:
+                label = mode if embedder is not None else "fts (no embedder)"
+                result = evaluate(kb, questions, mode=mode).as_dict()
+                if split == "heldout":
+                    result.pop("misses")  # held-out failures are never looked at
+                entry["retrieval"][label] = result
+            if answers and any(not q.answerable for q in questions):
+                per_split[split] = await answer_all(kb, questions)
+        if per_split:
+            calibrated = best_threshold(per_split.get("dev") or per_split.get("all", []))
+            for split, decisions in per_split.items():
+                scores = asdict(decision_scores(decisions))
+                if split == "heldout":
+                    scores.pop("wrong")
+                scores["baseline_dev_threshold"] = threshold_accuracy(decisions, calibrated)
+                scores["baseline_hindsight"] = threshold_accuracy(
+                    decisions, best_threshold(decisions)
+                )
+                out["splits"][split]["answers"][config] = scores
+    return out
+
+
+def print_set(result: dict[str, Any]) -> None:
+    for split, entry in result["splits"].items():
+        print(f"\n== {result['set']} / {split}")
+        print(
+            f"{'mode':<18} {'kind':<13} {'n':>3} {'recall@5':>8} {'MRR@10':>7} {'both@10':>8} "
+            f"{'p50 ms':>7}"
+        )
+        for mode, r in entry["retrieval"].items():
+            rows = [("all", r), *sorted(r["by_kind"].items())]
+            for kind, s in rows:
+                both = "-" if s["both_at_10"] is None else f"{s['both_at_10']:.3f}"
+                ms = f"{r['latency_p50_ms']:7.1f}" if kind == "all" else ""
+                print(
+                    f"{mode:<18} {kind:<13} {s['questions']:>3} {s['recall_at_5']:>8.3f} "
+                    f"{s['mrr_at_10']:>7.3f} {both:>8} {ms}"
+                )
+        for config, a in entry["answers"].items():
+            kinds = ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())
+            print(
+                f"answer-or-refuse [{config}]: {a['accuracy']:.1%} correct of {a['questions']} "
+                f"(unanswerable refused {a['refused_unanswerable']:.1%}, answerable answered "
+                f"{a['answered_answerable']:.1%}, grounded {a['grounded']:.1%}); baseline "
+                f"threshold from dev {a['baseline_dev_threshold']:.1%}, hindsight "
+                f"{a['baseline_hindsight']:.1%}; p50 {a['p50_ms']:.1f} ms per answer, "
+                f"{a['search_p50_ms']:.1f} ms per search; {kinds}"
+            )
+
+
+def misses(results: list[dict[str, Any]]) -> list[str]:
+    """Held-out halves (or whole single-split sets) that miss a target."""
+    failed = []
+    for result in results:
+        for split, entry in result["splits"].items():
+            if split == "dev":
+                continue
+            hybrid = entry["retrieval"].get("hybrid")
+            if hybrid is not None:
+                for key, target in TARGETS.items():
+                    value = hybrid[key]
+                    if value is not None and value < target:
+                        failed.append(f"{result['set']}/{split} hybrid {key} {value:.3f}")
+            for config, a in entry["answers"].items():
+                if a["accuracy"] < DECISION_TARGET or a["refused_unanswerable"] < REFUSAL_TARGET:
+                    failed.append(
+                        f"{result['set']}/{split} answers [{config}] {a['accuracy']:.3f} / "
+                        f"refused {a['refused_unanswerable']:.3f}"
+                    )
+    return failed
+
+
+def markdown(results: list[dict[str, Any]], load: tuple[float, float, float]) -> str:
+    lines = [
+        "## External evaluation sets: retrieval and answer-or-refuse per split and kind",
+        "",
+        f"Command: `make eval` (`.venv/bin/python bench/eval_sets.py --write`). Machine: "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        "(1/5/15 min) while other helpers worked. Hybrid = local all-MiniLM-L6-v2 + BM25; "
+        "`fts (no embedder)` is a knowledge base built without the `local` extra. Latency is "
+        "the in-process `KnowledgeBase.search` p50 (k=10), not counting start-up.",
+        "",
+    ]
+    for result in results:
+        for split, entry in result["splits"].items():
+            lines += [
+                f"### {result['set']} / {split}",
+                "",
+                "| mode | kind | n | recall@5 | MRR@10 | both pages in top 10 | p50 ms |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for mode, r in entry["retrieval"].items():
+                for kind, s in [("**all**", r), *sorted(r["by_kind"].items())]:
+                    both = "–" if s["both_at_10"] is None else f"{s['both_at_10']:.3f}"
+                    ms = f"{r['latency_p50_ms']:.1f}" if kind == "**all**" else ""
+                    lines.append(
+                        f"| {mode} | {kind} | {s['questions']} | {s['recall_at_5']:.3f} "
+                        f"| {s['mrr_at_10']:.3f} | {both} | {ms} |"
+                    )
+            if entry["answers"]:
+                lines += [
+                    "",
+                    "| answerer over | correct | unanswerable refused | answerable answered "
+                    "| grounded | baseline: threshold from dev | baseline: hindsight "
+                    "| p50 answer / search ms | per kind |",
+                    "|---|---|---|---|---|---|---|---|---|",
+                ]
+                for config, a in entry["answers"].items():
+                    kinds = ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())
+                    lines.append(
+                        f"| {config} | **{a['accuracy']:.1%}** | {a['refused_unanswerable']:.1%} "
+                        f"| {a['answered_answerable']:.1%} | {a['grounded']:.1%} "
+                        f"| {a['baseline_dev_threshold']:.1%} | {a['baseline_hindsight']:.1%} "
+                        f"| {a['p50_ms']:.1f} / {a['search_p50_ms']:.1f} | {kinds} |"
+                    )
+            lines.append("")
+    failed = misses(results)
+    lines.append("Held-out targets missed: " + ("; ".join(failed) if failed else "none") + ".")
+    return "\n".join(lines) + "\n"
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="flask,etcd,sample")
+    parser.add_argument("--kb-dir", type=Path, default=ROOT / "bench" / "results" / "eval-kb")
+    parser.add_argument("--no-local", action="store_true", help="BM25 only")
+    parser.add_argument("--json", type=Path, help="write all figures as JSON here")
+    parser.add_argument("--write", action="store_true", help=f"replace {REPORT.name}")
+    parser.add_argument("--split", choices=["dev", "heldout"], help="only this half")
+    parser.add_argument("--no-answers", action="store_true", help="retrieval only")
+    args = parser.parse_args()
+    use_local = not args.no_local and local_embedder_available()
+    started = time.perf_counter()
+    results = []
+    for name in args.sets.split(","):
+        result = await run_set(
+            name.strip(), args.kb_dir, use_local, args.split, not args.no_answers
+        )
+        print_set(result)
+        results.append(result)
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; ", end="")
+    print(f"{time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.write:
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text(markdown(results, load))
+        print(f"wrote {REPORT.relative_to(ROOT)}")
+    failed = misses(results)
+    for line in failed:
+        print(f"MISSED: {line}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
