@@ -47,23 +47,24 @@ async def append_memory(
     return memory
 
 
-# Built once: SQLAlchemy then finds the compiled form in its cache by identity, and the Core
-# insert skips the ORM unit of work (identity map, flush ordering) for rows we never reload.
-_INSERT_ROWS = insert(Memory.__table__).returning(Memory.id, sort_by_parameter_order=True)
-
-
 async def append_memories(
     db: Database, rows: list[tuple[str, str, dict[str, Any] | None]], *, session_id: str
 ) -> list[int]:
-    """Store (role, content, tool_metadata) rows of one session in ONE statement (atomic: all
-    or none); returns their ids in the same order."""
-    params = [
+    """Store (role, content, tool_metadata) rows of one session in ONE multi-row INSERT
+    (atomic: all or none, one round trip); returns their ids in the same order.
+
+    A Core insert: the ORM unit of work (identity map, flush ordering) costs more than the
+    statement for rows nobody reloads.
+    """
+    values = [
         {"session_id": session_id, "role": role, "content": content, "tool_metadata": metadata}
         for role, content, metadata in rows
     ]
+    statement = insert(Memory.__table__).values(values).returning(Memory.id)
     async with db.single_statement() as session:
-        result = await session.execute(_INSERT_ROWS, params)
-        return [int(row_id) for row_id in result.scalars()]
+        result = await session.execute(statement)
+        # Rows of one VALUES list get ascending ids in list order (one sequence / rowid).
+        return sorted(int(row_id) for row_id in result.scalars())
 
 
 async def load_recent(db: Database, *, session_id: str, limit: int) -> list[Memory]:
