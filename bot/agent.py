@@ -105,7 +105,13 @@ class OpenAIAgent:
         self.k = k
         # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff.
         self.client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            # aiohttp's C HTTP parser: a streamed answer is hundreds of tiny chunks, and the
+            # default pure-Python transport spends more CPU per chunk than we do.
+            http_client=openai.DefaultAioHttpClient(),
         )
 
     async def aclose(self) -> None:
@@ -234,18 +240,38 @@ class OpenAIAgent:
                 "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
             )
             try:
-                async for payload in sse_payloads(response.aiter_bytes()):
+                body_chunks = response.aiter_bytes()
+                async for payload in sse_payloads(body_chunks):
                     if payload.get("error"):
                         raise ModelError("the model reported an error mid-stream")
                     yield payload
+                async for _ in body_chunks:
+                    pass  # read to the end after [DONE]: the connection goes back to the pool
             finally:
                 await response.aclose()
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            if not _timed_out(exc):  # the aiohttp transport reports a refused connection so
+                raise ModelError("the model is unreachable") from exc
             raise ModelTimeoutError("the model timed out") from exc
         except openai.APIStatusError as exc:
             raise ModelError(f"the model answered HTTP {exc.status_code}") from exc
         except (openai.APIError, httpx2.HTTPError) as exc:
             raise ModelError(f"the model request failed: {type(exc).__name__}") from exc
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a "timeout" from the HTTP stack really is one: its causes include a timeout,
+    not just a failed connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError):
+            return True
+        if isinstance(current, OSError):
+            return False  # connection refused or reset: the server is not there
+        current = current.__cause__ or current.__context__
+    return True  # nothing underneath says otherwise
 
 
 async def sse_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
