@@ -14,9 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx2
-import openai
-
 from bot import texts
 from bot.errors import ModelError
 from bot.grounding import (
@@ -104,6 +101,8 @@ class OpenAIAgent:
         self.max_tool_rounds = max_tool_rounds
         self.k = k
         # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff.
+        import openai  # here: the offline answerer and other commands never load the SDK
+
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -235,6 +234,9 @@ class OpenAIAgent:
         request transform and one pydantic model per streamed chunk cost more CPU than the
         rest of an answer.
         """
+        import httpx2
+        import openai
+
         try:
             response = await self.client.post(
                 "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
