@@ -129,6 +129,8 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
             await conn.run_sync(Base.metadata.create_all)
         results = {}
         variants = [("SDK typed streaming (baseline)", SdkStreamingAgent), ("ours", OpenAIAgent)]
+        if args.only:  # one variant alone, e.g. under py-spy for a flame graph
+            variants = [v for v in variants if v[1].__name__ == args.only]
         for name, cls in variants:
             agent = cls(kb, api_key=FAKE_API_KEY, model="fake-gpt", base_url=fake.base_url)
             responder = Responder(db=db, agent=agent, memory=MemoryPolicy(db, turns=10))
@@ -151,6 +153,8 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
                 + (" (under cProfile)" if profiler else "")
             )
         await db.dispose()
+    if len(results) < 2:
+        return 0
     base, ours = (results[name] for name, _ in variants)
     print(
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
@@ -164,6 +168,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--profile", help="write a cProfile of our variant to this file")
+    parser.add_argument(
+        "--only", choices=("SdkStreamingAgent", "OpenAIAgent"), help="run one variant only"
+    )
     args = parser.parse_args()
     before = set(threading.enumerate())
     with FakeOpenAI().in_thread() as fake:
