@@ -136,7 +136,9 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
             responder = Responder(db=db, agent=agent, memory=MemoryPolicy(db, turns=10))
             # CPU time of the event-loop thread, not wall time (idle waits would dominate)
             profiler = (
-                cProfile.Profile(time.thread_time) if args.profile and cls is OpenAIAgent else None
+                cProfile.Profile(time.thread_time)
+                if args.profile and (args.only or cls is OpenAIAgent)
+                else None
             )
             if profiler:
                 profiler.enable()
