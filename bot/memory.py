@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, case, delete, select
 
 from storage import memories
 from storage.db import Database
@@ -48,25 +48,35 @@ class MemoryPolicy:
         self.window = max(1, turns) * 2  # a turn is a question and its answer
 
     async def load(self, session_id: str) -> ConversationContext:
-        """The summary and every turn after it (at most window + SLACK rows): one connection,
-        plain columns (no ORM objects, no tool_metadata parsed for turns)."""
+        """The summary and every turn after it (at most window + SLACK rows).
+
+        Usually ONE query: the newest window + SLACK + 1 rows of the session, summaries
+        included. A summary is written after the turns it covers, so when it is among those
+        rows every turn not covered by it is too. Only when it is not (a session whose
+        compaction lags) are the summary and its turns looked up on their own.
+        """
+        limit = self.window + self.SLACK
         async with self.db.reads() as conn:
-            summary = (await conn.execute(_LATEST_SUMMARY, {"session_id": session_id})).first()
-            covered = _covers_through(summary.tool_metadata if summary is not None else None)
-            rows = (
-                await conn.execute(
-                    _RECENT_TURNS,
-                    {
-                        "session_id": session_id,
-                        "covered": covered,
-                        "limit": self.window + self.SLACK,
-                    },
-                )
+            newest = (
+                await conn.execute(_NEWEST_ROWS, {"session_id": session_id, "limit": limit + 1})
             ).all()
+            summary = next((row for row in newest if row.role == SUMMARY), None)
+            if summary is None and len(newest) > limit:
+                summary = (await conn.execute(_LATEST_SUMMARY, {"session_id": session_id})).first()
+                covered = _covers_through(summary.tool_metadata if summary else None)
+                turns = (
+                    await conn.execute(
+                        _RECENT_TURNS,
+                        {"session_id": session_id, "covered": covered, "limit": limit},
+                    )
+                ).all()
+            else:
+                covered = _covers_through(summary.tool_metadata if summary else None)
+                turns = [r for r in newest if r.role != SUMMARY and r.id > covered][:limit]
         return ConversationContext(
-            history=[{"role": role, "content": content} for role, content in reversed(rows)],
+            history=[{"role": r.role, "content": r.content} for r in reversed(turns)],
             summary=summary.content if summary is not None else None,
-            unsummarized=len(rows),
+            unsummarized=len(turns),
         )
 
     def needs_compaction(self, context: ConversationContext, added: int = 2) -> bool:
@@ -150,6 +160,21 @@ def _latest_summary_query(session_id: str) -> Any:
 
 
 # Built once with bound parameters, so each load reuses SQLAlchemy's compiled statement.
+_NEWEST_ROWS = (
+    select(
+        Memory.id,
+        Memory.role,
+        Memory.content,
+        # Only a summary's metadata is needed (covers_through): turns' is never decoded.
+        case((Memory.role == SUMMARY, Memory.tool_metadata), else_=None).label("tool_metadata"),
+    )
+    .where(
+        Memory.session_id == bindparam("session_id"),
+        Memory.role.in_((USER, ASSISTANT, SUMMARY)),
+    )
+    .order_by(Memory.id.desc())
+    .limit(bindparam("limit"))
+)
 _LATEST_SUMMARY = (
     select(Memory.content, Memory.tool_metadata)
     .where(Memory.session_id == bindparam("session_id"), Memory.role == SUMMARY)
@@ -157,7 +182,7 @@ _LATEST_SUMMARY = (
     .limit(1)
 )
 _RECENT_TURNS = (
-    select(Memory.role, Memory.content)
+    select(Memory.id, Memory.role, Memory.content)
     .where(
         Memory.session_id == bindparam("session_id"),
         Memory.role.in_((USER, ASSISTANT)),
