@@ -112,4 +112,4 @@ def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path) -> None:
         env={**os.environ, "SUPPORTBOT_CACHE_DIR": str(tmp_path)},
     )
     assert out.stdout.strip() == "(1, 384)"
-    assert damaged.stat().st_size > 80_000_000
+    assert damaged.stat().st_size > 50_000_000  # the whole model again
