@@ -50,7 +50,8 @@ QUESTIONS = [
     "What happens when my card payment fails?",
     "Which port serves the Prometheus metrics?",
 ]
-TARGET_P50_MS = 5.0
+# The Responder's own overhead, p50, per database (issue 15).
+TARGET_P50_MS = {"SQLite": 3.0, "PostgreSQL": 5.0}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -193,12 +194,16 @@ async def main() -> int:
                     await db.dispose()
             if len(backends) > 1:
                 await pg_admin(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-    ok = all(f["p50"] < TARGET_P50_MS for _, _, f in rows)
+    ok = all(f["p50"] < target_for(name) for name, _, f in rows)
     if not args.no_write and ttft is not None:
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         REPORT.write_text(markdown(rows, ttft, args.messages))
         print(f"wrote {REPORT.relative_to(ROOT)}")
     return 0 if ok else 1
+
+
+def target_for(backend: str) -> float:
+    return next(ms for prefix, ms in TARGET_P50_MS.items() if backend.startswith(prefix))
 
 
 def markdown(rows: list[tuple[str, str, dict[str, float]]], ttft: dict[str, Any], n: int) -> str:
@@ -209,10 +214,10 @@ def markdown(rows: list[tuple[str, str, dict[str, float]]], ttft: dict[str, Any]
         "running summaries are exercised). Overhead = wall time of `Responder.handle` minus the "
         "agent's own time (retrieval and model): input hygiene, loading the thread's memory, "
         "storing the question and the answer with its `tool_metadata`, the summary check. "
-        f"Target: p50 < {TARGET_P50_MS:.0f} ms. Load average during the run: "
+        "Targets: p50 < 3 ms on SQLite, < 5 ms on PostgreSQL. Load average during the run: "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares the machine, so "
-        "p95 is noisy). On PostgreSQL most of the overhead is round trips: the pool's pre-ping, "
-        "BEGIN/COMMIT and the two memory queries.",
+        "p95 is noisy). On PostgreSQL most of the overhead is round trips: "
+        "the two memory reads and the one INSERT of the question with its answer.",
         "",
         "| database | agent | overhead p50 | overhead p95 | whole message p50 |",
         "|---|---|---|---|---|",

@@ -102,12 +102,21 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-async def prepare_kb(folder: Path) -> str:
+async def prepare_kb(folder: Path, embedder_name: str = "none", fake_url: str = "") -> str:
+    """The sample docs ingested with the embedder the bot will use (BM25 only for "none")."""
+    from storage.embeddings import make_embedder
     from storage.knowledge import KnowledgeBase
 
-    kb_uri = str(folder / "kb")
+    kb_uri = str(folder / f"kb-{embedder_name}")
     paths = [p for p in SAMPLE_DOCS.rglob("*") if p.is_file()]
-    await asyncio.to_thread(lambda: KnowledgeBase.open(kb_uri, None).ingest(paths))
+
+    def ingest() -> None:
+        embedder = make_embedder(
+            embedder_name, openai_api_key="sk-test-fake", openai_base_url=fake_url or None
+        )
+        KnowledgeBase.open(kb_uri, embedder).ingest(paths)
+
+    await asyncio.to_thread(ingest)
     return kb_uri
 
 
@@ -410,9 +419,10 @@ def write_report(
         f"`bench/discord.py --rate {args.rate:g} --seconds {args.seconds:g}`: MESSAGE_CREATE "
         "events dispatched by the fake gateway (half DMs, half @mentions that start a thread), "
         "the bot as its own process (`supportbot run discord`, real discord.py 2.7) with the "
-        "model served by the OpenAI fake (tool call + streamed answer, BM25 over "
-        f"bot/sample_docs), on this {os.cpu_count()}-core machine, which also runs the load "
-        "generator and all fakes. Times run from dispatch to the fake REST API receiving the "
+        "model served by the OpenAI fake (tool call + streamed answer, search over "
+        f"bot/sample_docs with embedder `{args.embedder}`), on this {os.cpu_count()}-core "
+        "machine, which also runs the load generator and all fakes. Times run from dispatch "
+        "to the fake REST API receiving the "
         "bot's first message for that question / the final one carrying sources and buttons. "
         "'Drain' is how long after the last dispatch the last answer arrived.",
         "",
@@ -465,8 +475,9 @@ def write_report(
         "",
     ]
     text = "\n".join(lines)
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(text, encoding="utf-8")
+    report = report_path(args)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(text, encoding="utf-8")
     return text
 
 
@@ -479,7 +490,6 @@ async def main(args: argparse.Namespace) -> None:
         {texts.ERROR_GENERIC, texts.ERROR_MODEL_TIMEOUT, texts.ERROR_MODEL_UNAVAILABLE}
     )
     folder = Path(tempfile.mkdtemp(prefix="bench-discord-"))
-    kb_uri = await prepare_kb(folder)
     raw = await raw_round_trip()
     runs = [("sqlite", args.rate, True), ("sqlite", args.sustained_rate, True)]
     if args.only_offline:
@@ -490,6 +500,7 @@ async def main(args: argparse.Namespace) -> None:
         runs.append(("sqlite", args.rate, False))
     results: list[LoadResult] = []
     async with FakeOpenAI() as fake:
+        kb_uri = await prepare_kb(folder, args.embedder, fake.base_url)
         base_env = {
             k: v
             for k, v in os.environ.items()
@@ -498,7 +509,7 @@ async def main(args: argparse.Namespace) -> None:
         base_env.update(
             DISCORD_TOKEN="bench-token",
             SUPPORTBOT_KB_URI=kb_uri,
-            SUPPORTBOT_EMBEDDER="none",
+            SUPPORTBOT_EMBEDDER=args.embedder,
             SUPPORTBOT_LOG_LEVEL="WARNING",
             OPENAI_API_KEY=FAKE_API_KEY,
             OPENAI_BASE_URL=fake.base_url,
@@ -517,7 +528,7 @@ async def main(args: argparse.Namespace) -> None:
                 model = "offline answerer"
             try:
                 result = await run_load(
-                    f"supportbot, {model}, {kind}, {rate:g} msg/s",
+                    f"supportbot, {model}, {args.embedder} embedder, {kind}, {rate:g} msg/s",
                     [sys.executable, *profile, "-m", "bot", "run", "discord"],
                     env,
                     rate=rate,
@@ -545,7 +556,14 @@ async def main(args: argparse.Namespace) -> None:
             print(line, flush=True)
     print(f"fake REST round trip: p50 {pct(raw, 50):.2f} ms, p99 {pct(raw, 99):.2f} ms")
     write_report(args, results, echo, raw)
-    print(f"wrote {REPORT.relative_to(ROOT)}")
+    print(f"wrote {report_path(args).relative_to(ROOT)}")
+
+
+def report_path(args: argparse.Namespace) -> Path:
+    """One report per embedder: the default (BM25 only) keeps the historical name."""
+    if args.embedder == "none":
+        return REPORT
+    return REPORT.with_name(f"discord-{args.embedder}.md")
 
 
 def parse_args() -> argparse.Namespace:
@@ -559,6 +577,12 @@ def parse_args() -> argparse.Namespace:
         help="a second run at a rate this machine sustains (0: skip)",
     )
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
+    parser.add_argument(
+        "--embedder",
+        choices=("none", "local", "openai"),
+        default="none",
+        help="the bot's embedder (openai: served by the fake); none = BM25 only",
+    )
     parser.add_argument(
         "--offline", action="store_true", help="also run with the offline answerer (no model)"
     )

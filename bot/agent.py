@@ -8,14 +8,12 @@ the error boundary. This is the only module (besides the OpenAI embedder) that i
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import httpx2
-import openai
 
 from bot import texts
 from bot.errors import ModelError
@@ -107,8 +105,16 @@ class OpenAIAgent:
         self.max_tool_rounds = max_tool_rounds
         self.k = k
         # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff.
+        import openai  # here: the offline answerer and other commands never load the SDK
+
         self.client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            # aiohttp's C HTTP parser: a streamed answer is hundreds of tiny chunks, and the
+            # default pure-Python transport spends more CPU per chunk than we do.
+            http_client=openai.DefaultAioHttpClient(),
         )
 
     async def aclose(self) -> None:
@@ -125,7 +131,7 @@ class OpenAIAgent:
         first_token_ms: float | None = None
         for round_no in range(self.max_tool_rounds + 1):
             rounds += 1
-            kwargs: dict[str, Any] = {
+            body: dict[str, Any] = {
                 "model": self.model,
                 "messages": messages,
                 "stream": True,
@@ -133,29 +139,33 @@ class OpenAIAgent:
                 "tools": TOOL_SCHEMAS,
             }
             if round_no == self.max_tool_rounds:
-                kwargs["tool_choice"] = "none"  # out of tool rounds: answer with what we have
+                body["tool_choice"] = "none"  # out of tool rounds: answer with what we have
             content: list[str] = []
             calls: dict[int, dict[str, str]] = {}
-            async for chunk in self._chunks(**kwargs):
-                served_model = chunk.model or served_model
-                if chunk.usage is not None:
-                    usage["prompt_tokens"] += chunk.usage.prompt_tokens or 0
-                    usage["completion_tokens"] += chunk.usage.completion_tokens or 0
-                    usage["total_tokens"] += chunk.usage.total_tokens or 0
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        content.append(delta.content)
-                        for out in gate.feed(delta.content):
+            async for chunk in self._chunks(body):
+                served_model = chunk.get("model") or served_model
+                counted = chunk.get("usage")
+                if counted:
+                    for key in usage:
+                        usage[key] += counted.get(key) or 0
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        content.append(text)
+                        for out in gate.feed(text):
                             if first_token_ms is None:
                                 first_token_ms = (time.perf_counter() - started) * 1000
                             yield out
-                    for tc in delta.tool_calls or ():
-                        entry = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                        entry["id"] = tc.id or entry["id"]
-                        if tc.function is not None:
-                            entry["name"] += tc.function.name or ""
-                            entry["arguments"] += tc.function.arguments or ""
+                    for tc in delta.get("tool_calls") or ():
+                        entry = calls.setdefault(
+                            tc.get("index") or 0, {"id": "", "name": "", "arguments": ""}
+                        )
+                        entry["id"] = tc.get("id") or entry["id"]
+                        function = tc.get("function")
+                        if function:
+                            entry["name"] += function.get("name") or ""
+                            entry["arguments"] += function.get("arguments") or ""
             if not calls:
                 break
             gate.paragraph_break()  # text said before a search ("Let me check…") stands apart
@@ -218,19 +228,98 @@ class OpenAIAgent:
             escalation_reason=toolbox.escalation_reason,
         )
 
-    async def _chunks(self, **kwargs: Any) -> AsyncIterator[Any]:
-        """The streamed chunks of one completion; transport failures become ModelError (after
-        the client's own retries), wherever they happen: at the request or mid-stream."""
+    async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The streamed chunks of one completion, as plain dicts; transport failures become
+        ModelError (after the client's own retries), wherever they happen: at the request or
+        mid-stream.
+
+        The real client sends the request (auth, retries with backoff, HTTP errors), but the
+        body is our JSON as is and the server-sent events are parsed here: the SDK's typed
+        request transform and one pydantic model per streamed chunk cost more CPU than the
+        rest of an answer.
+        """
+        import httpx2
+        import openai
+
         try:
-            stream = await self.client.chat.completions.create(**kwargs)
-            async for chunk in stream:
-                yield chunk
+            response = await self.client.post(
+                "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+            )
+            try:
+                body_chunks = response.aiter_bytes()
+                async for payload in sse_payloads(body_chunks):
+                    if payload.get("error"):
+                        raise ModelError("the model reported an error mid-stream")
+                    yield payload
+                async for _ in body_chunks:
+                    pass  # read to the end after [DONE]: the connection goes back to the pool
+            finally:
+                await response.aclose()
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            if not _timed_out(exc):  # the aiohttp transport reports a refused connection so
+                raise ModelError("the model is unreachable") from exc
             raise ModelTimeoutError("the model timed out") from exc
         except openai.APIStatusError as exc:
             raise ModelError(f"the model answered HTTP {exc.status_code}") from exc
         except (openai.APIError, httpx2.HTTPError) as exc:
             raise ModelError(f"the model request failed: {type(exc).__name__}") from exc
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a "timeout" from the HTTP stack really is one: its causes include a timeout,
+    not just a failed connection."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError):
+            return True
+        if isinstance(current, OSError):
+            return False  # connection refused or reset: the server is not there
+        current = current.__cause__ or current.__context__
+    return True  # nothing underneath says otherwise
+
+
+async def sse_payloads(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of a server-sent event stream, until ``[DONE]``.
+
+    An event is its ``data:`` lines joined by newlines, ended by a blank line; other fields
+    (``event:``, ``id:``, comments) carry nothing for chat completions.
+    """
+    pending = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line.startswith(b"data:"):
+                data.append(_data_value(line))
+            elif not line and data:
+                event, data = b"\n".join(data), []
+                if event == b"[DONE]":
+                    return
+                yield _json_object(event)
+    last = pending.rstrip(b"\r")
+    if last.startswith(b"data:"):  # a stream cut without its final newline
+        data.append(_data_value(last))
+    if data and data != [b"[DONE]"]:  # ... or without the blank line that ends an event
+        yield _json_object(b"\n".join(data))
+
+
+def _data_value(line: bytes) -> bytes:
+    return line[6:] if line.startswith(b"data: ") else line[5:]  # one optional space
+
+
+def _json_object(event: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(event)
+    except ValueError as exc:
+        raise ModelError("the model sent an unreadable stream") from exc
+    if not isinstance(payload, dict):
+        raise ModelError("the model sent an unreadable stream")
+    return payload
 
 
 def build_messages(request: AgentRequest, *, max_searches: int) -> list[dict[str, Any]]:

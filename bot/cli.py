@@ -20,8 +20,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: formatting it with rich costs more start-up than the rest of `--help`.
+    rich_markup_mode=None,
 )
-run_app = typer.Typer(help="Run a platform bot process.", no_args_is_help=True)
+run_app = typer.Typer(
+    help="Run a platform bot process.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(run_app, name="run")
 
 

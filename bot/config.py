@@ -12,8 +12,6 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from bot.errors import ConfigError
 
@@ -43,6 +41,9 @@ def normalize_database_url(url: str) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
         raise ValueError("must be a postgres:// or sqlite:/// URL")
+    from sqlalchemy.engine import make_url  # here: `supportbot --help` needs no SQLAlchemy
+    from sqlalchemy.exc import ArgumentError
+
     try:
         make_url(url)  # catches what the scheme check cannot, e.g. a port that is not a number
     except (ArgumentError, ValueError) as exc:
@@ -52,6 +53,9 @@ def normalize_database_url(url: str) -> str:
 
 def mask_url_password(url: str) -> str:
     """The URL with its password replaced by ***, for logs and reprs."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError):

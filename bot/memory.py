@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, case, delete, select
 
 from bot.messages import ConversationKey
 from storage import memories, retention
@@ -49,25 +49,33 @@ class MemoryPolicy:
         self.window = max(1, turns) * 2  # a turn is a question and its answer
 
     async def load(self, session_id: str) -> ConversationContext:
-        """The summary and every turn after it (at most window + SLACK rows): one connection."""
-        async with self.db.sessions() as session:
-            summary = await session.scalar(_latest_summary_query(session_id))
-            covered = _covers_through(summary)
-            rows = (
-                await session.scalars(
-                    select(Memory)
-                    .where(
-                        Memory.session_id == session_id,
-                        Memory.role.in_((USER, ASSISTANT)),
-                        Memory.id > covered,
-                    )
-                    .order_by(Memory.id.desc())
-                    .limit(self.window + self.SLACK)
-                )
+        """The summary and every turn after it (at most window + SLACK rows).
+
+        Usually ONE query: the newest window + SLACK + 1 rows of the session, summaries
+        included. A summary is written after the turns it covers, so when it is among those
+        rows every turn not covered by it is too. Only when it is not (a session whose
+        compaction lags) are the summary and its turns looked up on their own.
+        """
+        limit = self.window + self.SLACK
+        async with self.db.reads() as conn:
+            newest = (
+                await conn.execute(_NEWEST_ROWS, {"session_id": session_id, "limit": limit + 1})
             ).all()
-        turns = list(reversed(rows))
+            summary = next((row for row in newest if row.role == SUMMARY), None)
+            if summary is None and len(newest) > limit:
+                summary = (await conn.execute(_LATEST_SUMMARY, {"session_id": session_id})).first()
+                covered = _covers_through(summary.tool_metadata if summary else None)
+                turns = (
+                    await conn.execute(
+                        _RECENT_TURNS,
+                        {"session_id": session_id, "covered": covered, "limit": limit},
+                    )
+                ).all()
+            else:
+                covered = _covers_through(summary.tool_metadata if summary else None)
+                turns = [r for r in newest if r.role != SUMMARY and r.id > covered][:limit]
         return ConversationContext(
-            history=[{"role": r.role, "content": r.content} for r in turns],
+            history=[{"role": r.role, "content": r.content} for r in reversed(turns)],
             summary=summary.content if summary is not None else None,
             unsummarized=len(turns),
         )
@@ -76,6 +84,22 @@ class MemoryPolicy:
         """True when, after ``added`` new rows, more than window + SLACK rows are unsummarized."""
         return context.unsummarized + added > self.window + self.SLACK
 
+    async def remember_turn(
+        self,
+        session_id: str,
+        question: str,
+        question_metadata: dict[str, Any] | None,
+        answer: str,
+        answer_metadata: dict[str, Any] | None,
+    ) -> int:
+        """Store a question and its answer together (one statement); returns the answer's id."""
+        _, answer_id = await memories.append_memories(
+            self.db,
+            [(USER, question, question_metadata), (ASSISTANT, answer, answer_metadata)],
+            session_id=session_id,
+        )
+        return answer_id
+
     async def remember(
         self,
         session_id: str,
@@ -83,16 +107,16 @@ class MemoryPolicy:
         content: str,
         tool_metadata: dict[str, Any] | None = None,
     ) -> int:
-        row = await memories.append_memory(
-            self.db, session_id=session_id, role=role, content=content, tool_metadata=tool_metadata
+        (row_id,) = await memories.append_memories(
+            self.db, [(role, content, tool_metadata)], session_id=session_id
         )
-        return int(row.id)
+        return row_id
 
     async def compact(self, session_id: str) -> bool:
         """Fold turns that left the window into the running summary. True if it changed."""
         async with self.db.sessions() as session:
             previous = await session.scalar(_latest_summary_query(session_id))
-            covered = _covers_through(previous)
+            covered = _covers_through(previous.tool_metadata if previous is not None else None)
             rows = list(
                 (
                     await session.scalars(
@@ -142,10 +166,42 @@ def _latest_summary_query(session_id: str) -> Any:
     )
 
 
-def _covers_through(summary: Memory | None) -> int:
-    if summary is None:
-        return 0
-    return int((summary.tool_metadata or {}).get("covers_through", 0))
+# Built once with bound parameters, so each load reuses SQLAlchemy's compiled statement.
+_NEWEST_ROWS = (
+    select(
+        Memory.id,
+        Memory.role,
+        Memory.content,
+        # Only a summary's metadata is needed (covers_through): turns' is never decoded.
+        case((Memory.role == SUMMARY, Memory.tool_metadata), else_=None).label("tool_metadata"),
+    )
+    .where(
+        Memory.session_id == bindparam("session_id"),
+        Memory.role.in_((USER, ASSISTANT, SUMMARY)),
+    )
+    .order_by(Memory.id.desc())
+    .limit(bindparam("limit"))
+)
+_LATEST_SUMMARY = (
+    select(Memory.content, Memory.tool_metadata)
+    .where(Memory.session_id == bindparam("session_id"), Memory.role == SUMMARY)
+    .order_by(Memory.id.desc())
+    .limit(1)
+)
+_RECENT_TURNS = (
+    select(Memory.id, Memory.role, Memory.content)
+    .where(
+        Memory.session_id == bindparam("session_id"),
+        Memory.role.in_((USER, ASSISTANT)),
+        Memory.id > bindparam("covered"),
+    )
+    .order_by(Memory.id.desc())
+    .limit(bindparam("limit", literal_execute=False))
+)
+
+
+def _covers_through(summary_metadata: dict[str, Any] | None) -> int:
+    return int((summary_metadata or {}).get("covers_through", 0))
 
 
 def fold_summary(previous: str | None, leaving: list[Memory]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from bot import slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
 from bot.errors import ModelError
-from bot.memory import ASSISTANT, USER, MemoryPolicy
+from bot.memory import USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
 from storage.db import Database
@@ -115,52 +115,54 @@ class Responder:
 
         started = time.perf_counter()
         context = await self.memory.load(session_id)
-        # The question is stored while the agent works (its latency hides the write); it is
-        # awaited in any case, so a failed answer still keeps the question.
-        store_question = asyncio.ensure_future(
-            self.memory.remember(session_id, USER, question, {"message_id": msg.id})
-        )
-        result: AgentResult | None = None
+        question_metadata = {"message_id": msg.id}
         request = AgentRequest(question=question, context=context, session_id=session_id)
+        stored = False
         try:
+            result: AgentResult | None = None
             async for item in self.agent.run(request):
                 if isinstance(item, AgentResult):
                     result = item
                 else:
                     yield item
-        finally:
-            await store_question
-        if result is None:  # an agent must end with a result; treat a silent one as a bug
-            raise RuntimeError("agent finished without a result")
+            if result is None:  # an agent must end with a result; treat a silent one as a bug
+                raise RuntimeError("agent finished without a result")
 
-        text, kind = result.text, result.kind
-        if problem == "truncated":
-            note = "\n\n" + texts.truncated_note(self.max_question_chars)
-            text += note
-            yield note
-        escalation_id = None
-        if result.escalation_reason:
-            escalation = await escalations.open_escalation(
-                self.db,
-                session_id=session_id,
-                platform=msg.conversation.platform.value,
-                channel_id=msg.conversation.channel_id,
-                thread_id=msg.conversation.thread_id,
-                requested_by=msg.author.id,
-                reason=result.escalation_reason,
+            text, kind = result.text, result.kind
+            if problem == "truncated":
+                note = "\n\n" + texts.truncated_note(self.max_question_chars)
+                text += note
+                yield note
+            escalation_id = None
+            if result.escalation_reason:
+                escalation = await escalations.open_escalation(
+                    self.db,
+                    session_id=session_id,
+                    platform=msg.conversation.platform.value,
+                    channel_id=msg.conversation.channel_id,
+                    thread_id=msg.conversation.thread_id,
+                    requested_by=msg.author.id,
+                    reason=result.escalation_reason,
+                )
+                escalation_id = escalation.id
+                kind = ReplyKind.ESCALATED
+                if texts.ESCALATION_OPENED not in text:
+                    addition = ("\n\n" if text else "") + texts.ESCALATION_OPENED
+                    text += addition
+                    yield addition
+            metadata: dict[str, Any] = dict(result.tool_metadata)
+            metadata["kind"] = kind.value
+            metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            if escalation_id is not None:
+                metadata["escalation_id"] = escalation_id
+            # The question and its answer are stored together, in one statement.
+            memory_id = await self.memory.remember_turn(
+                session_id, question, question_metadata, text, metadata
             )
-            escalation_id = escalation.id
-            kind = ReplyKind.ESCALATED
-            if texts.ESCALATION_OPENED not in text:
-                addition = ("\n\n" if text else "") + texts.ESCALATION_OPENED
-                text += addition
-                yield addition
-        metadata: dict[str, Any] = dict(result.tool_metadata)
-        metadata["kind"] = kind.value
-        metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        if escalation_id is not None:
-            metadata["escalation_id"] = escalation_id
-        memory_id = await self.memory.remember(session_id, ASSISTANT, text, metadata)
+            stored = True
+        finally:
+            if not stored:  # a failed (or cancelled) answer still keeps the question
+                await asyncio.shield(self._keep_question(session_id, question, question_metadata))
         if self.memory.needs_compaction(context):
             await self.memory.compact(session_id)
         yield Reply(
@@ -171,6 +173,14 @@ class Responder:
             session_id=session_id,
             escalation_id=escalation_id,
         )
+
+    async def _keep_question(
+        self, session_id: str, question: str, metadata: dict[str, Any]
+    ) -> None:
+        try:
+            await self.memory.remember(session_id, USER, question, metadata)
+        except Exception:  # the answer's own failure is what the boundary reports
+            log.warning("could not store the question of session %s", session_id, exc_info=True)
 
     # --- commands and buttons -----------------------------------------------------------------
 

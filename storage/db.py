@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -98,6 +99,7 @@ class Database:
         if not self.is_sqlite:
             single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._single_statement_sessions = async_sessionmaker(single, expire_on_commit=False)
+        self._autocommit_engine = single
 
     @property
     def is_sqlite(self) -> bool:
@@ -120,6 +122,16 @@ class Database:
         async with self._single_statement_sessions() as session:
             yield session
             await session.commit()
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for independent reads (no ORM, no transaction on PostgreSQL).
+
+        Each statement sees its own committed snapshot; use :meth:`session` when several reads
+        must agree with each other.
+        """
+        async with self._autocommit_engine.connect() as conn:
+            yield conn
 
     async def ping(self) -> bool:
         try:

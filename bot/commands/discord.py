@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bot.config import load_settings
+from bot.commands import load_settings
 
 discord_app = typer.Typer(help="Discord bot helpers.", no_args_is_help=True)
 

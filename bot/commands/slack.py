@@ -8,10 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import typer
 
-from bot.config import Settings, load_settings
+from bot.commands import load_settings
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 slack_app = typer.Typer(help="Slack app helpers.", no_args_is_help=True)
 

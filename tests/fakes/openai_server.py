@@ -74,6 +74,7 @@ class Turn:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     abort_after: int | None = None  # drop the connection after this many content chunks
+    raw_stream: bytes | None = None  # served verbatim as the SSE body (malformed-stream tests)
 
 
 @dataclass
@@ -272,6 +273,10 @@ class FakeOpenAI:
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        if turn.raw_stream is not None:
+            await response.write(turn.raw_stream)
+            await response.write_eof()
+            return response
         chunk_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
 
         async def send(choices: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> None:

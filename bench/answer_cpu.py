@@ -1,0 +1,198 @@
+"""CPU per answer of our own code: the Responder with the OpenAI agent against the fake model.
+
+One process answers ``--messages`` questions one after another (threads of 8 turns, so memory
+windows and summaries are exercised) on SQLite, with a BM25 knowledge base of bot/sample_docs,
+exactly as ``supportbot run ...`` would minus the platform adapter. The fake OpenAI server runs
+in a thread of this process; its CPU is measured on its own thread clock and subtracted, so the
+figure is the answering process's CPU: input hygiene, memory load and store, two streamed model
+calls through the real ``openai`` client, one search.
+
+Baseline, same run: the same agent but streaming through the SDK's typed path
+(``chat.completions.create(stream=True)``: a typed request transform and a pydantic model per
+chunk), which is what the agent did before.
+
+    .venv/bin/python bench/answer_cpu.py [--messages 400] [--profile docs/profiles/answer.prof]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import openai  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+from bot.agent import OpenAIAgent  # noqa: E402
+from bot.memory import MemoryPolicy  # noqa: E402
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform  # noqa: E402
+from bot.responder import Responder  # noqa: E402
+from storage.db import Database  # noqa: E402
+from storage.knowledge import KnowledgeBase  # noqa: E402
+from storage.models import Base  # noqa: E402
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI  # noqa: E402
+
+SAMPLE_DOCS = ROOT / "bot" / "sample_docs"
+QUESTIONS = [
+    "How do I rotate an SDK key?",
+    "How many times are failed webhook deliveries retried?",
+    "What happens when my card payment fails?",
+    "Which port serves the Prometheus metrics?",
+]
+TARGET_CPU_MS = 5.0
+
+
+class _Fields:
+    """Dict-style reads over an SDK model, so the baseline runs the agent's own loop."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = getattr(self._obj, name, default)
+        if isinstance(value, list):
+            return [_Fields(v) if isinstance(v, BaseModel) else v for v in value]
+        return _Fields(value) if isinstance(value, BaseModel) else value
+
+    def __bool__(self) -> bool:
+        return self._obj is not None
+
+
+class SdkStreamingAgent(OpenAIAgent):
+    """The baseline, what the agent did before: the SDK's typed streaming path over the SDK's
+    default (pure-Python) HTTP transport."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client = openai.AsyncOpenAI(api_key=FAKE_API_KEY, base_url=kwargs["base_url"])
+
+    async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[Any]:
+        stream = await self.client.chat.completions.create(**body)
+        async for chunk in stream:
+            yield _Fields(chunk)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def thread_cpu(thread: threading.Thread) -> float:
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident or 0))
+
+
+def message(text: str, thread: str) -> IncomingMessage:
+    return IncomingMessage(
+        id=uuid.uuid4().hex,
+        conversation=ConversationKey(Platform.CONSOLE, "bench", "C1", thread),
+        author=Author("U1"),
+        text=text,
+    )
+
+
+async def measure(
+    responder: Responder, n: int, fake_thread: threading.Thread, tag: str
+) -> dict[str, float]:
+    for i in range(10):  # warm-up: pool, statement caches, HTTP keep-alive
+        await responder.handle(message(QUESTIONS[i % 4], f"{tag}-warm{i // 8}"))
+    cpu0, fake0, wall0 = cpu_seconds(), thread_cpu(fake_thread), time.perf_counter()
+    for i in range(n):
+        reply = await responder.handle(message(QUESTIONS[i % 4], f"{tag}-{i // 8}"))
+        assert reply is not None and reply.memory_id is not None, reply
+    cpu = cpu_seconds() - cpu0 - (thread_cpu(fake_thread) - fake0)
+    wall = time.perf_counter() - wall0
+    return {"cpu_ms": cpu * 1000 / n, "wall_ms": wall * 1000 / n}
+
+
+async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading.Thread) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        kb = KnowledgeBase.open(str(Path(tmp) / "kb"), None)
+        kb.ingest([SAMPLE_DOCS])
+        db = Database(f"sqlite+aiosqlite:///{tmp}/bench.db")
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        results = {}
+        variants = [("SDK typed streaming (baseline)", SdkStreamingAgent), ("ours", OpenAIAgent)]
+        if args.only:  # one variant alone, e.g. under py-spy for a flame graph
+            variants = [v for v in variants if v[1].__name__ == args.only]
+        for name, cls in variants:
+            agent = cls(kb, api_key=FAKE_API_KEY, model="fake-gpt", base_url=fake.base_url)
+            responder = Responder(db=db, agent=agent, memory=MemoryPolicy(db, turns=10))
+            # CPU time of the event-loop thread, not wall time (idle waits would dominate)
+            profiler = (
+                cProfile.Profile(time.thread_time)
+                if args.profile and (args.only or cls is OpenAIAgent)
+                else None
+            )
+            if profiler:
+                profiler.enable()
+            results[name] = await measure(responder, args.messages, fake_thread, name[:4])
+            if profiler:
+                profiler.disable()
+                Path(args.profile).parent.mkdir(parents=True, exist_ok=True)
+                profiler.dump_stats(args.profile)
+            await agent.aclose()
+            figures = results[name]
+            print(
+                f"{name}: CPU {figures['cpu_ms']:.2f} ms per answer, "
+                f"wall {figures['wall_ms']:.2f} ms per answer"
+                + (" (under cProfile)" if profiler else "")
+            )
+        await db.dispose()
+        search_ms = search_cpu(kb, args.messages)
+    print(f"of which retrieval (one BM25 search in LanceDB, measured alone): {search_ms:.2f} ms")
+    if len(results) < 2:
+        return 0
+    base, ours = (results[name] for name, _ in variants)
+    own = ours["cpu_ms"] - search_ms
+    print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
+        f"{args.messages} answers per row; CPU saved {base['cpu_ms'] - ours['cpu_ms']:.2f} ms "
+        f"per answer ({1 - ours['cpu_ms'] / base['cpu_ms']:.0%}); ours without retrieval "
+        f"{own:.2f} ms; target <= {TARGET_CPU_MS} ms"
+    )
+    return 0 if ours["cpu_ms"] <= TARGET_CPU_MS else 1
+
+
+def search_cpu(kb: KnowledgeBase, n: int) -> float:
+    """Process CPU of one search as the agent runs it (same questions, same k)."""
+    for question in QUESTIONS:
+        kb.search(question, k=5)
+    started = cpu_seconds()
+    for i in range(n):
+        kb.search(QUESTIONS[i % len(QUESTIONS)], k=5)
+    return (cpu_seconds() - started) * 1000 / n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--profile", help="write a cProfile of our variant to this file")
+    parser.add_argument(
+        "--only", choices=("SdkStreamingAgent", "OpenAIAgent"), help="run one variant only"
+    )
+    args = parser.parse_args()
+    before = set(threading.enumerate())
+    with FakeOpenAI().in_thread() as fake:
+        (fake_thread,) = set(threading.enumerate()) - before
+        return asyncio.run(run(args, fake, fake_thread))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
