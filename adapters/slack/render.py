@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import texts
+from bot import splitting, texts
 from bot.messages import Reply, ReplyKind, Source
 
 SECTION_LIMIT = 3000
@@ -127,42 +127,8 @@ def _inline_prose(text: str) -> str:
 
 
 def split_mrkdwn(text: str, limit: int = CHUNK_LIMIT) -> list[str]:
-    """Split on line boundaries into parts of at most ``limit`` characters, never leaving a code
-    fence open inside a part (a cut fence is closed and reopened)."""
-    if len(text) <= limit:
-        return [text] if text else []
-    parts: list[str] = []
-    current: list[str] = []
-    size = 0
-    in_fence = False  # fence state at the end of ``current``
-    reserve = len("\n```")
-
-    def flush() -> None:
-        nonlocal current, size
-        body = "\n".join(current)
-        parts.append(body + "\n```" if in_fence else body)
-        current = ["```"] if in_fence else []
-        size = 3 if in_fence else 0
-
-    for line in text.split("\n"):
-        for piece in _hard_wrap(line, limit - reserve - 4):
-            extra = len(piece) + (1 if current else 0)
-            if current and size + extra + reserve > limit:
-                flush()
-                extra = len(piece) + (1 if current else 0)
-            current.append(piece)
-            size += extra
-            if piece.strip() == "```":
-                in_fence = not in_fence
-    if current and "\n".join(current).strip() not in ("", "```"):
-        parts.append("\n".join(current) + ("\n```" if in_fence else ""))
-    return [p for p in parts if p.strip() and p.strip() != "```\n```"]
-
-
-def _hard_wrap(line: str, width: int) -> list[str]:
-    if len(line) <= width:
-        return [line]
-    return [line[i : i + width] for i in range(0, len(line), width)]
+    """Section-sized parts with balanced code fences (the core's one splitter)."""
+    return splitting.split_markdown(text, limit=limit)
 
 
 # ---- blocks ------------------------------------------------------------------------------------
