@@ -102,8 +102,10 @@ class Settings(BaseSettings):
 
     discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
     discord_api_url: str | None = Field(None, validation_alias=_env("DISCORD_API_URL"))
+    # Needed for thread follow-ups and forum posts; if the portal has it off, Discord closes
+    # with 4014 and the bot reconnects without it.
     discord_message_content: bool = Field(
-        False, validation_alias=_env("SUPPORTBOT_DISCORD_MESSAGE_CONTENT")
+        True, validation_alias=_env("SUPPORTBOT_DISCORD_MESSAGE_CONTENT")
     )
     discord_shard_count: int | None = Field(
         None, ge=1, validation_alias=_env("SUPPORTBOT_DISCORD_SHARD_COUNT")

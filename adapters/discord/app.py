@@ -60,6 +60,14 @@ FIRST_POST_DELAY = 0.5
 MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
 RECOVERY_INTERVAL = 60.0  # how often to look for answers a crashed process left unfinished
+# The one line an operator sees when Discord refuses the intent (gateway close 4014).
+MESSAGE_CONTENT_REFUSED = (
+    "discord: Discord refused the Message Content intent (close code 4014), so the bot now runs "
+    "without it: it answers mentions, DMs and slash commands, but not thread follow-ups or "
+    "forum posts that do not mention it. To fix: Discord Developer Portal -> your application "
+    "-> Bot -> Privileged Gateway Intents -> turn on MESSAGE CONTENT INTENT, then restart "
+    "(or set SUPPORTBOT_DISCORD_MESSAGE_CONTENT=false to silence this)."
+)
 
 
 def use_api_url(api_url: str | None) -> None:
@@ -144,16 +152,20 @@ class DiscordAdapter:
         self._recovery: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         use_api_url(settings.discord_api_url)
-        options: dict[str, Any] = {
-            "intents": intents_for(self.message_content),
+        self._client_options: dict[str, Any] = {
             "allowed_mentions": discord.AllowedMentions.none(),
             "max_messages": None,  # the bot never needs its message cache
             "member_cache_flags": discord.MemberCacheFlags.none(),
             "chunk_guilds_at_startup": False,
             "shard_count": settings.discord_shard_count,  # None: as many as Discord says
         }
-        options.update(client_options or {})
-        self.client = SupportClient(self, **options)
+        self._client_options.update(client_options or {})
+        self._intent_refused = False
+        self.client = self._make_client()
+
+    def _make_client(self) -> SupportClient:
+        options = {"intents": intents_for(self.message_content), **self._client_options}
+        return SupportClient(self, **options)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -164,7 +176,7 @@ class DiscordAdapter:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         client.add_dynamic_items(PersistentButton)
         _guard_parsers(client)
-        if not self.message_content:
+        if not self.message_content and not self._intent_refused:
             log.info(
                 "discord: message content intent is off; the bot answers mentions, DMs and slash "
                 "commands, but cannot read forum posts or thread follow-ups that do not mention "
@@ -175,7 +187,18 @@ class DiscordAdapter:
             await sync_application_commands(client, guild_id=self.sync_guild_id)
 
     async def start(self, token: str) -> None:
-        await self.client.start(token)
+        try:
+            await self.client.start(token)
+        except discord.PrivilegedIntentsRequired:
+            if not self.message_content or self._closing.is_set():
+                raise
+            # Discord closed with 4014: the application may not read message content. Run
+            # without it (mentions, DMs and slash commands still work) rather than not at all.
+            log.warning(MESSAGE_CONTENT_REFUSED)
+            self.message_content = False
+            self._intent_refused = True
+            self.client = self._make_client()
+            await self.client.start(token)
 
     async def close(self) -> None:
         self._closing.set()
