@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     slack_escalation_target: str | None = Field(
         None, validation_alias=_env("SUPPORTBOT_SLACK_ESCALATION_CHANNEL")
     )
+    # Per workspace (OAuth installs): "T1=C123,T2=C456+S789"; the channel's own setting wins.
+    slack_escalation_targets: str = Field(
+        "", validation_alias=_env("SUPPORTBOT_SLACK_ESCALATION_TARGETS")
+    )
+    escalation_resolvers: Literal["team_or_asker", "team", "anyone"] = Field(
+        "team_or_asker", validation_alias=_env("SUPPORTBOT_ESCALATION_RESOLVERS")
+    )
 
     discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
     discord_api_url: str | None = Field(None, validation_alias=_env("DISCORD_API_URL"))
@@ -116,6 +123,19 @@ class Settings(BaseSettings):
     discord_escalation_channel: str | None = Field(
         None, validation_alias=_env("SUPPORTBOT_DISCORD_ESCALATION_CHANNEL")
     )
+    discord_escalation_targets: str = Field(
+        "", validation_alias=_env("SUPPORTBOT_DISCORD_ESCALATION_TARGETS")
+    )
+    # Members with this role may resolve hand-offs (without it: Manage Messages permission).
+    discord_support_role: str | None = Field(
+        None, validation_alias=_env("SUPPORTBOT_DISCORD_SUPPORT_ROLE")
+    )
+
+    @field_validator("slack_escalation_targets", "discord_escalation_targets")
+    @classmethod
+    def _check_targets(cls, value: str) -> str:
+        parse_workspace_targets(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -149,6 +169,19 @@ class Settings(BaseSettings):
             if name == "database_url" and isinstance(value, str):
                 value = mask_url_password(value)
             yield name, value
+
+
+def parse_workspace_targets(spec: str | None) -> dict[str, str]:
+    """``"T1=C123+S9,T2=U7"`` -> ``{"T1": "C123+S9", "T2": "U7"}`` (malformed entries raise)."""
+    targets: dict[str, str] = {}
+    for entry in (spec or "").split(","):
+        if not entry.strip():
+            continue
+        workspace, sep, target = entry.partition("=")
+        if not sep or not workspace.strip() or not target.strip():
+            raise ValueError(f"expected WORKSPACE=TARGET, WORKSPACE=TARGET..., got {entry!r}")
+        targets[workspace.strip()] = target.strip()
+    return targets
 
 
 def variable_name(field_name: str) -> str:

@@ -72,6 +72,16 @@ def escalation_notice(session_id: str, requested_by: str, reason: str | None) ->
     return f"Help needed in conversation `{session_id}` (asked by {requested_by}).{why}"
 
 
+ESCALATION_RESOLVE_NOT_ALLOWED = (
+    "Only the support team (or the person who asked) can mark this hand-off resolved."
+)
+
+
+def escalation_resolved_notice(resolved_by: str, when: str) -> str:
+    """What the team's notice says once the hand-off is resolved."""
+    return f"Resolved by {resolved_by} at {when}."
+
+
 SOURCES_HEADING = "Sources"
 
 

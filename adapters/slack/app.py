@@ -35,14 +35,15 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack import convert, render
+from adapters.slack import convert, escalation, render
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
+from adapters.slack.escalation import SlackEscalations
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from bot import texts
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
 from bot.runtime import Runtime
-from storage import escalations, events, memories
+from storage import events, memories
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ class SlackBot:
         self.streaming = streaming
         self.throttle = ChannelThrottle(update_interval)
         self.client = make_web_client(self.settings)
+        self.escalations = SlackEscalations(
+            self.db, self.responder, escalation.policy_for(self.settings)
+        )
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Bounded work keeps acks fast under bursts: queued work waits here, and its lease is
@@ -413,7 +417,11 @@ class SlackBot:
             extra_blocks=self._escalation_blocks,
         )
         try:
-            await writer.write(self.responder.stream(msg))
+            final = await writer.write(self.responder.stream(msg))
+            if final is not None and final.escalation_id:
+                await self.escalations.announce(
+                    client, msg.conversation, msg.author.id, final.escalation_id
+                )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             # Slack kept failing after the client's retries: one apology, if Slack lets us.
             log.error("posting the answer to %s failed: %s", route.channel, type(exc).__name__)
@@ -491,12 +499,15 @@ class SlackBot:
             )
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
-            await self._escalate(client, p, str(value.get("s", "")), user)
+            await self.escalations.request(client, p, str(value.get("s", "")), user)
         elif action == render.ACTION_RESOLVE and "e" in value:
-            reply = await self.responder.resolve_escalation(
-                escalation_id=int(value["e"]), resolved_by=user
-            )
-            await self._replace_block(client, p, render.RESOLVE_BLOCK, reply)
+            done = await self.escalations.resolve(client, p, int(value["e"]), user)
+            if done.reply.ephemeral:
+                await self._send_ephemeral(
+                    client, p, render.render_reply(done.reply, buttons=False)
+                )
+            elif not done.on_notice:
+                await self._replace_block(client, p, render.RESOLVE_BLOCK, done.reply)
         elif action == render.ACTION_SHARE and "m" in value:
             await self._share(client, p, int(value["m"]), user)
         else:
@@ -517,49 +528,6 @@ class SlackBot:
             )
         else:
             await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
-
-    async def _escalate(
-        self, client: AsyncWebClient, p: dict[str, Any], session_id: str, user: str
-    ) -> None:
-        conversation = convert.conversation_from_session_id(session_id)
-        if conversation is None:
-            log.warning("escalation button with a bad session id %r", session_id)
-            return
-        reply, escalation_id = await self.responder.escalate(
-            conversation=conversation, requested_by=user
-        )
-        text = reply.text
-        target = self.settings.slack_escalation_target or ""
-        if target.startswith("S") and reply.text == texts.ESCALATION_OPENED:
-            text += "\n\n" + texts.slack_escalation_group_ping(f"<!subteam^{target}>")
-        extra = [render.resolve_block(escalation_id)] if escalation_id else []
-        route = Route(conversation.channel_id, conversation.thread_id)
-        shown = Reply(text=text, kind=reply.kind, session_id=reply.session_id)
-        await post_messages(client, route, render.render_reply(shown, extra_blocks=extra))
-        if p.get("has_message") and p.get("message_ts"):
-            note = render.context_block(render.escape(texts.SLACK_ESCALATION_REQUESTED))
-            blocks = render.replace_block(p.get("blocks") or [], render.HUMAN_BLOCK, note)
-            await client.chat_update(
-                channel=p["channel"],
-                ts=p["message_ts"],
-                text=p.get("text") or text,
-                blocks=blocks,
-            )
-        if (
-            target
-            and not target.startswith("S")
-            and escalation_id
-            and (reply.text == texts.ESCALATION_OPENED)
-        ):
-            notice = texts.escalation_notice(session_id, f"<@{user}>", None)
-            posted = await post_messages(
-                client,
-                Route(target, None),
-                render.render_reply(Reply(text=notice, kind=ReplyKind.INFO), extra_blocks=extra),
-            )
-            await escalations.set_notice_ref(
-                self.db, escalation_id=escalation_id, notice_ref=f"{target}:{posted[0]}"
-            )
 
     async def _share(
         self, client: AsyncWebClient, p: dict[str, Any], memory_id: int, user: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,44 @@ def _inline_prose(text: str) -> str:
     text = _STRIKE.sub(r"~\1~", text)
     text = text.replace(_BOLD_MARK, "*")
     return re.sub("\x02(\\d+)\x02", lambda m: links[int(m.group(1))], text)
+
+
+# ---- mentions ----------------------------------------------------------------------------------
+# User text is escaped, so "<@U1>" typed by a user never pings; the bot's own mentions are put in
+# after escaping, through placeholders, and only in the shapes Slack documents.
+_SLOT = re.compile("\x03(\\d+)\x03")
+_MENTION = re.compile(
+    r"^(?:<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>|<!date\^\d+\^[^|<>]+\|[^<>]+>)$"
+)
+
+
+def mention_slot(index: int) -> str:
+    """A placeholder for ``mentions[index]`` in Markdown given to :func:`render_reply`."""
+    return f"\x03{index}\x03"
+
+
+def user_mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def group_mention(group_id: str) -> str:
+    return f"<!subteam^{group_id}>"
+
+
+def date_mention(timestamp: float, fallback: str) -> str:
+    """A date each reader sees in their own time zone."""
+    return f"<!date^{int(timestamp)}^{{date_short_pretty}} {{time}}|{escape(fallback)}>"
+
+
+def with_mentions(mrkdwn: str, mentions: Sequence[str]) -> str:
+    """Fill mention placeholders; a placeholder without a valid mention becomes nothing."""
+
+    def fill(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        mention = mentions[index] if index < len(mentions) else ""
+        return mention if _MENTION.match(mention) else ""
+
+    return _SLOT.sub(fill, mrkdwn)
 
 
 # ---- splitting ---------------------------------------------------------------------------------
@@ -271,9 +310,12 @@ def render_reply(
     share: bool = False,
     buttons: bool = True,
     extra_blocks: list[dict[str, Any]] | None = None,
+    mentions: Sequence[str] = (),
 ) -> list[SlackMessage]:
-    """A Reply -> one or more messages within Slack's limits; the footer goes on the last."""
-    body = markdown_to_mrkdwn(reply.text) or " "
+    """A Reply -> one or more messages within Slack's limits; the footer goes on the last.
+
+    ``mentions`` fill the :func:`mention_slot` placeholders in the text, unescaped."""
+    body = with_mentions(markdown_to_mrkdwn(reply.text), mentions) or " "
     chunks = split_mrkdwn(body) or [" "]
     messages = [SlackMessage(text=chunk, blocks=[_section(chunk)]) for chunk in chunks]
     footer = footer_blocks(reply, share=share, buttons=buttons) + list(extra_blocks or [])
