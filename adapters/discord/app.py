@@ -37,6 +37,7 @@ from adapters.discord.delivery import (
     describe,
     respond_ephemeral,
 )
+from adapters.discord.escalation import DiscordEscalations
 from adapters.discord.shapes import (
     channel_context,
     incoming_from_ledger,
@@ -48,7 +49,7 @@ from adapters.discord.shapes import (
 from bot import slash, texts
 from bot.messages import ConversationKey, IncomingMessage, Reply
 from bot.runtime import Runtime
-from storage import escalations, events, memories
+from storage import events, memories
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class DiscordAdapter:
         self.forum_channels = {
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
-        self.escalation_channel = settings.discord_escalation_channel
+        self.escalations = DiscordEscalations.from_settings(runtime.db, settings)
         self._recovery: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         use_api_url(settings.discord_api_url)
@@ -347,6 +348,10 @@ class DiscordAdapter:
             await typing.stop()
         if final is not None:
             await sink.show(render.render_reply(final))
+            if final.escalation_id:  # the agent handed off by itself: tell the team too
+                await self.escalations.announce(
+                    self.client, incoming.conversation, incoming.author.id, final.escalation_id
+                )
         return final
 
     # --- interactions -------------------------------------------------------------------------
@@ -426,32 +431,20 @@ class DiscordAdapter:
             )
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
-                await self._notify_team(conversation, user_id, escalation_id)
+                await self.escalations.announce(self.client, conversation, user_id, escalation_id)
+        elif not await self.escalations.may_resolve(interaction, parsed.target_id):
+            reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
             reply = await self.responder.resolve_escalation(
                 escalation_id=parsed.target_id, resolved_by=user_id
             )
+            await self.escalations.mark_notice_resolved(self.client, parsed.target_id)
         payloads = render.render_reply(reply)
         if extra:
             last = payloads[-1]
             payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
         await InteractionSink(interaction, ephemeral=private).show(payloads)
         await events.finish_event(self.db, platform=PLATFORM, event_id=str(interaction.id))
-
-    async def _notify_team(
-        self, conversation: ConversationKey, requested_by: str, escalation_id: int
-    ) -> None:
-        """Tell the support team in their channel (when configured), with a resolve button."""
-        if not self.escalation_channel:
-            return
-        channel = self.client.get_partial_messageable(int(self.escalation_channel))
-        text = texts.escalation_notice(conversation.session_id, f"<@{requested_by}>", None)
-        payload = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
-        sent = await ChannelSink(channel).show([payload])
-        if sent:
-            await escalations.set_notice_ref(
-                self.db, escalation_id=escalation_id, notice_ref=f"{channel.id}:{sent[0].id}"
-            )
 
     # --- errors -------------------------------------------------------------------------------
 
