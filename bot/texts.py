@@ -130,6 +130,9 @@ SLACK_ANSWER_GONE = "Sorry, I can't find that answer any more, so there is nothi
 SLACK_ESCALATION_REQUESTED = "A human was asked to join this conversation."
 
 
+SLACK_INSTALL_RATE_LIMITED = "Too many install attempts from your address. Try again in a minute."
+
+
 def slack_shared_by(user_id: str) -> str:
     """Shown above an /ask answer that its asker shared in the channel."""
     return f"<@{user_id}> shared an answer:"

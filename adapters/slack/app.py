@@ -31,7 +31,6 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
-from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -39,6 +38,7 @@ from adapters.slack import convert, escalation, render
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
+from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
@@ -154,9 +154,7 @@ class SlackBot:
                 redirect_uri_path=REDIRECT_PATH,
                 installation_store=self.installation_store,
                 installation_store_bot_only=True,
-                state_store=AsyncSQLAlchemyOAuthStateStore(
-                    expiration_seconds=600, engine=self.db.engine
-                ),
+                state_store=PruningOAuthStateStore(engine=self.db.engine),
             )
             self.client.token = None
             return AsyncApp(client=self.client, oauth_settings=oauth, **common)
