@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     kb_uri: str = Field(DEFAULT_KB_URI, validation_alias=_env("SUPPORTBOT_KB_URI"))
     embedder: EmbedderName = Field("auto", validation_alias=_env("SUPPORTBOT_EMBEDDER"))
     log_level: str = Field("INFO", validation_alias=_env("SUPPORTBOT_LOG_LEVEL"))
+    # Benchmarks: append every event-loop lag sample to this file (see bot/looplag.py).
+    loop_lag_log: str | None = Field(None, validation_alias=_env("SUPPORTBOT_LOOP_LAG_LOG"))
 
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))

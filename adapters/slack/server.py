@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -97,10 +98,14 @@ async def _healthz(request: web.Request) -> web.Response:
         log.warning("knowledge base ping failed: %s", type(exc).__name__)
         kb_ok = False
     ok = db_ok and kb_ok
-    return web.json_response(
-        {"status": "ok" if ok else "unavailable", "database": db_ok, "knowledge_base": kb_ok},
-        status=200 if ok else 503,
-    )
+    body: dict[str, Any] = {
+        "status": "ok" if ok else "unavailable",
+        "database": db_ok,
+        "knowledge_base": kb_ok,
+    }
+    if runtime.loop_lag is not None:
+        body["loop_lag"] = runtime.loop_lag.snapshot()
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def serve(settings: Settings, *, workers: int = 0) -> None:
