@@ -2,7 +2,9 @@
 much it oversleeps. Lag means everything else waited too: acks, heartbeats, streamed edits.
 
 Every long-running process starts one (the Runtime does). A lag over ``warn_ms`` is logged (at
-most once per ``warn_every`` seconds, with the worst seen since), recent figures are in
+most once per ``warn_every`` seconds, with the worst seen since). While the loop is stuck, a
+watchdog thread logs where the loop thread is (its stack), which names the blocking call.
+Recent figures are in
 ``snapshot()`` (``/healthz`` shows them), and with ``SUPPORTBOT_LOOP_LAG_LOG`` set every sample
 is appended to that file ("<unix time> <lag ms>" lines) for benchmarks to read.
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+import threading
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -46,12 +51,27 @@ class LoopLagMonitor:
         self._pending: list[tuple[float, float]] = []
         self._warned_at = float("-inf")
         self._worst_unreported = 0.0
+        self._last_tick = time.monotonic()
+        self._stack_logged_at = float("-inf")
+        self._loop_thread: int | None = None
+        self._watchdog: threading.Thread | None = None
+        self._stopping = threading.Event()
 
-    def start(self) -> None:
+    def start(self, *, watchdog: bool = True) -> None:
         if self._task is None or self._task.done():
+            self._last_tick = time.monotonic()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+        if watchdog and self._watchdog is None:
+            self._loop_thread = threading.get_ident()
+            self._stopping.clear()
+            self._watchdog = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
+            self._watchdog.start()
 
     async def stop(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=1.0)
+            self._watchdog = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -64,7 +84,7 @@ class LoopLagMonitor:
         while True:
             asked = time.monotonic()
             await asyncio.sleep(self.interval)
-            now = time.monotonic()
+            now = self._last_tick = time.monotonic()
             self.record(max(0.0, (now - asked - self.interval) * 1000))
             if self.sample_log is not None and now - flushed_at >= FLUSH_EVERY:
                 flushed_at = now
@@ -88,6 +108,27 @@ class LoopLagMonitor:
                 self.warn_ms,
             )
             self._worst_unreported = 0.0
+
+    def _watch(self) -> None:
+        """Runs in its own thread: while the loop has not ticked for ``warn_ms``, say where the
+        loop thread is (once per stall, and at most once per ``warn_every``)."""
+        reported_tick = None
+        while not self._stopping.wait(self.interval / 2):
+            tick = self._last_tick
+            stalled_ms = (time.monotonic() - tick - self.interval) * 1000
+            if stalled_ms <= self.warn_ms or tick == reported_tick:
+                continue
+            now = time.monotonic()
+            if now - self._stack_logged_at < self.warn_every:
+                continue
+            reported_tick, self._stack_logged_at = tick, now
+            frame = sys._current_frames().get(self._loop_thread or -1)
+            stack = "".join(traceback.format_stack(frame, limit=12)) if frame else "(unknown)\n"
+            log.warning(
+                "event loop blocked for %.0f ms so far; the loop thread is at:\n%s",
+                stalled_ms,
+                stack.rstrip(),
+            )
 
     def snapshot(self) -> dict[str, Any]:
         """Recent lag figures (ms) for health checks."""

@@ -7,13 +7,13 @@ answer's ``tool_metadata``. Escalation is only *requested* here; the Responder o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot import offload
 from bot.messages import Source
 
 if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
@@ -86,7 +86,7 @@ class ToolBox:
         """Search, number new passages, and return (citation number, hit) pairs."""
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
-        hits = await asyncio.to_thread(self.knowledge.search, query, k=self.k)
+        hits = await offload.run_kb(self.knowledge.search, query, k=self.k)
         numbered = [(self._number(hit), hit) for hit in hits]
         self.calls.append(
             {

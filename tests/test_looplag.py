@@ -36,6 +36,9 @@ async def test_a_blocked_loop_is_logged_and_sampled(
     assert figures["p50_ms"] < 50
     warnings = [r for r in caplog.records if "event loop lag" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    # While it was stuck, the watchdog said where: the blocking call, by file and line.
+    [stuck] = [r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage()]
+    assert "test_looplag.py" in stuck and "time.sleep(0.4)" in stuck
     samples = read_samples(sample_log, since=started)
     assert len(samples) >= 10 and max(samples) >= 300
 
@@ -46,9 +49,8 @@ async def test_healthz_shows_loop_lag(
     h = await SlackHarness.start(api, slack_settings(sqlite_url, kb_uri, api), db=sqlite_db)
     try:
         await asyncio.sleep(0.3)
-        async with aiohttp.ClientSession() as client:
-            async with client.get(h.url + "/healthz") as response:
-                body = await response.json()
+        async with aiohttp.ClientSession() as client, client.get(h.url + "/healthz") as response:
+            body = await response.json()
     finally:
         await h.close()
     assert response.status == 200
