@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import inspect
 
-from bot import texts
+from bot import offload, texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.config import Settings
 from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
@@ -67,6 +67,7 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
     """Open the database engine (schema comes from migrations) and the knowledge base."""
     database = db or Database(settings.database_url)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    offload.limit_native_threads()  # before a local embedder imports torch (bot/offload.py)
     try:
         embedder = await asyncio.to_thread(
             make_embedder,
