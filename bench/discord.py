@@ -511,6 +511,9 @@ async def main(args: argparse.Namespace) -> None:
     kb_uri = await prepare_kb(folder, args.embedder)
     raw = await raw_round_trip()
     runs = [("sqlite", args.rate, True), ("sqlite", args.sustained_rate, True)]
+    # Same rate again with torch/OpenMP allowed more native threads (the old default): the
+    # loop-lag comparison the serving default (one thread per call) is judged against.
+    threads = [int(n) for n in args.compare_native_threads.split(",") if n.strip()]
     if args.only_offline:
         runs = []
     if args.postgres:
@@ -535,12 +538,18 @@ async def main(args: argparse.Namespace) -> None:
             HF_HUB_OFFLINE="1",
         )
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-        for kind, rate, with_model in runs:
+        plan = [(kind, rate, with_model, None) for kind, rate, with_model in runs]
+        plan += [("sqlite", args.sustained_rate or args.rate, True, n) for n in threads]
+        for kind, rate, with_model, native in plan:
             if rate <= 0:
                 continue
             db_url = await fresh_database(kind, folder)
             env = {**base_env, "DATABASE_URL": db_url}
             model = "OpenAI fake"
+            if native is not None:
+                for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                    env[variable] = str(native)
+                model += f", {native} native threads"
             if not with_model:
                 env.pop("OPENAI_API_KEY")
                 model = "offline answerer"
@@ -590,6 +599,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument(
         "--embedder", choices=["none", "local"], default="none", help="retrieval embedder"
+    )
+    parser.add_argument(
+        "--compare-native-threads",
+        default="",
+        help="also run at the sustained rate with OMP/MKL threads set to each of these (e.g. 2)",
     )
     parser.add_argument(
         "--offline", action="store_true", help="also run with the offline answerer (no model)"

@@ -222,6 +222,12 @@ async def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--embedder", choices=["none", "local"], default="none")
     parser.add_argument(
+        "--native-threads",
+        type=int,
+        default=0,
+        help="OMP/MKL threads for `serve` (0: its default, one per call); 2 = the old default",
+    )
+    parser.add_argument(
         "--workers", type=int, default=0, help="`supportbot serve --workers N` (0: answer inline)"
     )
     parser.add_argument(
@@ -251,6 +257,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_slack_") as tmp:
         workdir = Path(tmp)
         env = await _prepare(workdir, args.db, args.embedder)
+        if args.native_threads:
+            for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[variable] = str(args.native_threads)
         env.update(
             {
                 "SLACK_API_URL": slack_url,
@@ -372,7 +381,7 @@ def _report(
     print(
         f"bench/slack.py  rate={args.rate}/s  seconds={args.seconds}  db={args.db}  "
         f"workers={args.workers}{' (paused during the load)' if args.pause_workers else ''}  "
-        f"embedder={args.embedder}  "
+        f"embedder={args.embedder}  native threads={args.native_threads or 'default'}  "
         f"priority={'nice -10' if args.priority else 'normal'}"
     )
     for key, value in rows.items():
