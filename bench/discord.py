@@ -14,7 +14,12 @@ Baseline, same run, same fakes and rate: a bare discord.py echo bot (``on_messag
 ``channel.send``), i.e. what the platform plumbing alone costs; and the fake's raw REST round
 trip from this process.
 
-    .venv/bin/python bench/discord.py [--rate 100] [--seconds 30]
+Also measured: the bot process's event-loop lag (bot/looplag.py samples it every 100 ms and
+appends to SUPPORTBOT_LOOP_LAG_LOG), p50/p99/max over the load and its drain, against the same
+process idle for a few seconds before the load (baseline). ``--embedder local`` runs retrieval
+with the local sentence-transformers model (the knowledge base is built with it).
+
+    .venv/bin/python bench/discord.py [--rate 100] [--seconds 30] [--embedder none|local]
 
 Writes docs/bench-sections/discord.md.
 """
@@ -43,6 +48,7 @@ from typing import Any  # noqa: E402
 REPORT = ROOT / "docs" / "bench-sections" / "discord.md"
 SAMPLE_DOCS = ROOT / "bot" / "sample_docs"
 ERROR_TEXTS: frozenset[str] = frozenset()  # filled in main() from bot.texts
+IDLE_SECONDS = 3.0
 PG_ADMIN_URL = os.environ.get("SUPPORTBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 QUESTIONS = (
     "How do I reset my password?",
@@ -70,6 +76,8 @@ class LoadResult:
     cpu_ms_per_message: float = 0.0
     load_average: float = 0.0  # 1-minute load average of the machine at the end of sending
     drain_seconds: float = 0.0
+    lag_ms: list[float] = field(default_factory=list)  # event-loop lag during load + drain
+    idle_lag_ms: list[float] = field(default_factory=list)  # same process, idle (baseline)
 
     @property
     def rate(self) -> float:
@@ -186,11 +194,13 @@ async def run_load(
     echo: bool,
     db_url: str | None,
 ) -> LoadResult:
+    from bot.looplag import read_samples
     from tests.fakes import discord_payloads as p
     from tests.fakes.discord_world import DiscordWorld
 
     world = await DiscordWorld.start()
-    env = {**env, "DISCORD_API_URL": world.api.base_url}
+    lag_log = Path(tempfile.mkdtemp(prefix="bench-lag-")) / "lag.txt"
+    env = {**env, "DISCORD_API_URL": world.api.base_url, "SUPPORTBOT_LOOP_LAG_LOG": str(lag_log)}
     process = await asyncio.create_subprocess_exec(
         *command, env=env, cwd=str(ROOT), stdout=asyncio.subprocess.DEVNULL
     )
@@ -215,8 +225,12 @@ async def run_load(
         await wait_answered(world, warm, echo=echo, timeout=60)
         sent_at.clear()
         world.api.requests.clear()
+        idle_from = time.time()
+        await asyncio.sleep(IDLE_SECONDS)  # the baseline: the same process, idle
+        result.idle_lag_ms = read_samples(lag_log, idle_from, time.time())
         result.rss_start_mb = result.rss_peak_mb = rss_mb(process.pid)
         cpu_before = cpu_seconds(process.pid)
+        load_from = time.time()
 
         total = int(rate * seconds)
         started = time.monotonic()
@@ -240,10 +254,13 @@ async def run_load(
             if done or time.monotonic() - drain_started > 120:
                 break
         result.drain_seconds = time.monotonic() - drain_started
+        load_until = time.time()
         await asyncio.sleep(1.0)  # let stragglers (duplicates, if any) arrive
         result.rss_end_mb = rss_mb(process.pid)
         result.cpu_ms_per_message = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(total, 1)
         collect(world, keys, sent_at, result, echo=echo)
+        await asyncio.sleep(1.5)  # the bot appends its samples once a second
+        result.lag_ms = read_samples(lag_log, load_from, load_until)
         del p
     finally:
         if process.returncode is None:
@@ -398,6 +415,9 @@ def describe(result: LoadResult) -> list[str]:
         f"end {result.rss_end_mb:.1f} MB (growth {result.rss_end_mb - result.rss_start_mb:+.1f} MB)"
         + (f"; ledger rows answered: {result.ledger_answered}" if result.ledger_answered else ""),
         f"  bot process CPU: {result.cpu_ms_per_message:.1f} ms per message",
+        f"  event-loop lag during load+drain: p50 {pct(result.lag_ms, 50):.1f} ms, "
+        f"p99 {pct(result.lag_ms, 99):.1f} ms, max {max(result.lag_ms, default=0):.0f} ms "
+        f"({len(result.lag_ms)} samples); idle baseline p99 {pct(result.idle_lag_ms, 99):.1f} ms",
     ]
 
 
@@ -410,13 +430,16 @@ def write_report(
             f"{r.missing} | {r.errors} | {r.drain_seconds:.1f} | {pct(r.first_reply_ms, 50):.0f} | "
             f"{pct(r.first_reply_ms, 99):.0f} | {pct(r.final_ms, 50):.0f} | "
             f"{pct(r.final_ms, 99):.0f} | {r.rss_start_mb:.0f} → {r.rss_end_mb:.0f} "
-            f"(peak {r.rss_peak_mb:.0f}) | {r.cpu_ms_per_message:.1f} | {r.load_average:.1f} |"
+            f"(peak {r.rss_peak_mb:.0f}) | {r.cpu_ms_per_message:.1f} | "
+            f"{pct(r.lag_ms, 99):.1f} / {max(r.lag_ms, default=0):.0f} | "
+            f"{pct(r.idle_lag_ms, 99):.1f} | {r.load_average:.1f} |"
         )
 
     lines = [
         "## Discord adapter under load",
         "",
-        f"`bench/discord.py --rate {args.rate:g} --seconds {args.seconds:g}`: MESSAGE_CREATE "
+        f"`bench/discord.py --rate {args.rate:g} --seconds {args.seconds:g} "
+        f"--embedder {args.embedder}`: MESSAGE_CREATE "
         "events dispatched by the fake gateway (half DMs, half @mentions that start a thread), "
         "the bot as its own process (`supportbot run discord`, real discord.py 2.7) with the "
         "model served by the OpenAI fake (tool call + streamed answer, search over "
@@ -424,13 +447,15 @@ def write_report(
         "machine, which also runs the load generator and all fakes. Times run from dispatch "
         "to the fake REST API receiving the "
         "bot's first message for that question / the final one carrying sources and buttons. "
-        "'Drain' is how long after the last dispatch the last answer arrived.",
+        "'Drain' is how long after the last dispatch the last answer arrived. 'Loop lag' is how "
+        "late the bot's event loop woke for a 100 ms timer, over the load and drain; 'idle' "
+        "is the same process before the load (baseline).",
         "",
         "| run | messages | msg/s sent | answered once | duplicates | missing | apologies "
         "| drain s | "
         "first reply p50 ms | p99 ms | final p50 ms | p99 ms | RSS MB (after warm-up → end) "
-        "| bot CPU ms/msg | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| bot CPU ms/msg | loop lag p99 / max ms | idle lag p99 ms | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *(row(r) for r in results),
     ]
     if echo is not None:
@@ -492,6 +517,9 @@ async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-discord-"))
     raw = await raw_round_trip()
     runs = [("sqlite", args.rate, True), ("sqlite", args.sustained_rate, True)]
+    # Same rate again with torch/OpenMP allowed more native threads (the old default): the
+    # loop-lag comparison the serving default (one thread per call) is judged against.
+    threads = [int(n) for n in args.compare_native_threads.split(",") if n.strip()]
     if args.only_offline:
         runs = []
     if args.postgres:
@@ -517,12 +545,18 @@ async def main(args: argparse.Namespace) -> None:
             HF_HUB_OFFLINE="1",
         )
         profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-        for kind, rate, with_model in runs:
+        plan = [(kind, rate, with_model, None) for kind, rate, with_model in runs]
+        plan += [("sqlite", args.sustained_rate or args.rate, True, n) for n in threads]
+        for kind, rate, with_model, native in plan:
             if rate <= 0:
                 continue
             db_url = await fresh_database(kind, folder)
             env = {**base_env, "DATABASE_URL": db_url}
             model = "OpenAI fake"
+            if native is not None:
+                for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                    env[variable] = str(native)
+                model += f", {native} native threads"
             if not with_model:
                 env.pop("OPENAI_API_KEY")
                 model = "offline answerer"
@@ -582,6 +616,11 @@ def parse_args() -> argparse.Namespace:
         choices=("none", "local", "openai"),
         default="none",
         help="the bot's embedder (openai: served by the fake); none = BM25 only",
+    )
+    parser.add_argument(
+        "--compare-native-threads",
+        default="",
+        help="also run at the sustained rate with OMP/MKL threads set to each of these (e.g. 2)",
     )
     parser.add_argument(
         "--offline", action="store_true", help="also run with the offline answerer (no model)"

@@ -1,6 +1,7 @@
 """Slack HTTP benchmark: signed ``app_mention`` events posted to the real ``supportbot serve``.
 
-Usage: ``.venv/bin/python bench/slack.py [--rate 200] [--seconds 30] [--db sqlite|postgres]``
+Usage: ``.venv/bin/python bench/slack.py [--rate 200] [--seconds 30] [--db sqlite|postgres]
+[--embedder none|local]``
 
 Three processes on loopback: this load generator (open loop: a request is sent on schedule
 whether or not earlier ones were answered), ``supportbot serve`` (SQLite or PostgreSQL, a small
@@ -11,7 +12,10 @@ OpenAI) in their own process. Measured:
 * baseline in the same run: the ack latency of events the bot ignores (channel chatter without a
   mention, interleaved at 10 % of the rate), i.e. bolt + signature + ledger check, no answer;
 * answers posted == unique events (5 % of the mentions are re-sent as Slack retries, with
-  ``X-Slack-Retry-Num``; they must not produce answers).
+  ``X-Slack-Retry-Num``; they must not produce answers);
+* the ``serve`` process's event-loop lag (bot/looplag.py samples it every 100 ms into
+  SUPPORTBOT_LOOP_LAG_LOG), p50/p99/max over the load and its drain, against the same process
+  idle for a few seconds before the load (baseline).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bot.looplag import read_samples  # noqa: E402
 from tests.fakes.slack_sender import SlackSender, app_mention, new_ts  # noqa: E402
 
 SECRET = "bench-signing-secret"
@@ -93,7 +98,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _prepare(workdir: Path, db: str) -> dict[str, str]:
+IDLE_SECONDS = 3.0
+
+
+async def _prepare(workdir: Path, db: str, embedder: str = "none") -> dict[str, str]:
     docs = workdir / "docs"
     docs.mkdir()
     from tests.fakes.slack_harness import DOCS
@@ -116,8 +124,9 @@ async def _prepare(workdir: Path, db: str) -> dict[str, str]:
         {
             "DATABASE_URL": url,
             "SUPPORTBOT_KB_URI": str(workdir / "kb"),
-            "SUPPORTBOT_EMBEDDER": "none",
+            "SUPPORTBOT_EMBEDDER": embedder,
             "SUPPORTBOT_LOG_LEVEL": "WARNING",
+            "SUPPORTBOT_LOOP_LAG_LOG": str(workdir / "loop-lag.txt"),
             "HF_HUB_OFFLINE": "1",
         }
     )
@@ -211,6 +220,13 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument("--embedder", choices=["none", "local"], default="none")
+    parser.add_argument(
+        "--native-threads",
+        type=int,
+        default=0,
+        help="OMP/MKL threads for `serve` (0: its default, one per call); 2 = the old default",
+    )
     parser.add_argument(
         "--workers", type=int, default=0, help="`supportbot serve --workers N` (0: answer inline)"
     )
@@ -240,7 +256,10 @@ async def main() -> None:
     slack_url = f"http://127.0.0.1:{slack_port}/api/"
     with tempfile.TemporaryDirectory(prefix="bench_slack_") as tmp:
         workdir = Path(tmp)
-        env = await _prepare(workdir, args.db)
+        env = await _prepare(workdir, args.db, args.embedder)
+        if args.native_threads:
+            for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[variable] = str(args.native_threads)
         env.update(
             {
                 "SLACK_API_URL": slack_url,
@@ -276,6 +295,9 @@ async def main() -> None:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)
             warm = (await _stats(slack_url))["threads_answered"]
+            idle_from = time.time()
+            await asyncio.sleep(IDLE_SECONDS)  # the loop-lag baseline: the same process, idle
+            idle_until = load_from = time.time()
             load_before = os.getloadavg()[0]
             cpu_before = _cpu_seconds(server.pid)
             workers = _children(server.pid) if args.pause_workers else []
@@ -295,6 +317,11 @@ async def main() -> None:
                     break
                 await asyncio.sleep(0.5)
             drain = time.perf_counter() - drain_started
+            load_until = time.time()
+            await asyncio.sleep(1.5)  # serve appends its lag samples once a second
+            lag_log = env["SUPPORTBOT_LOOP_LAG_LOG"]
+            result["_lag"] = read_samples(lag_log, load_from, load_until)
+            result["_idle_lag"] = read_samples(lag_log, idle_from, idle_until)
             server.send_signal(signal.SIGTERM)
             await asyncio.wait_for(server.wait(), 15)
         finally:
@@ -316,6 +343,7 @@ def _report(
     drain: float,
 ) -> None:
     mention, ignored, retry = result["mention"], result["ignored"], result["retry"]
+    lag, idle_lag = result.get("_lag") or [0.0], result.get("_idle_lag") or [0.0]
     answered = stats["threads_answered"] - warm
     rows = {
         "mentions sent (unique events)": unique,
@@ -341,6 +369,10 @@ def _report(
         "answers == unique events": answered == unique and not stats["threads_answered_twice"],
         "time to drain the answer backlog after the load (s)": round(drain, 1),
         "answer throughput over load + drain (answers/s)": round(answered / (elapsed + drain), 1),
+        "event-loop lag p50, load + drain (ms)": round(_percentile(lag, 0.50), 1),
+        "event-loop lag p99, load + drain (ms)": round(_percentile(lag, 0.99), 1),
+        "event-loop lag max, load + drain (ms)": round(max(lag, default=0.0), 1),
+        "event-loop lag p99, idle: baseline (ms)": round(_percentile(idle_lag, 0.99), 1),
     }
     print(
         f"bench/slack.py  load average before/after: {result['_load'][0]:.2f} / "
@@ -349,6 +381,7 @@ def _report(
     print(
         f"bench/slack.py  rate={args.rate}/s  seconds={args.seconds}  db={args.db}  "
         f"workers={args.workers}{' (paused during the load)' if args.pause_workers else ''}  "
+        f"embedder={args.embedder}  native threads={args.native_threads or 'default'}  "
         f"priority={'nice -10' if args.priority else 'normal'}"
     )
     for key, value in rows.items():

@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from bot import logredact
 from bot.errors import SupportbotError
 
 app = typer.Typer(
@@ -35,7 +36,8 @@ def configure_logging(level: str = "INFO") -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Third-party clients log request URLs and headers at DEBUG; keep secrets out of logs.
+    # Third-party clients log request URLs, headers and bodies at DEBUG: no token gets through.
+    logredact.install()
     for noisy in ("httpx", "httpcore", "openai", "urllib3", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     kb_uri: str = Field(DEFAULT_KB_URI, validation_alias=_env("SUPPORTBOT_KB_URI"))
     embedder: EmbedderName = Field("auto", validation_alias=_env("SUPPORTBOT_EMBEDDER"))
     log_level: str = Field("INFO", validation_alias=_env("SUPPORTBOT_LOG_LEVEL"))
+    # Benchmarks: append every event-loop lag sample to this file (see bot/looplag.py).
+    loop_lag_log: str | None = Field(None, validation_alias=_env("SUPPORTBOT_LOOP_LAG_LOG"))
 
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
@@ -112,11 +114,20 @@ class Settings(BaseSettings):
     slack_escalation_target: str | None = Field(
         None, validation_alias=_env("SUPPORTBOT_SLACK_ESCALATION_CHANNEL")
     )
+    # Per workspace (OAuth installs): "T1=C123,T2=C456+S789"; the channel's own setting wins.
+    slack_escalation_targets: str = Field(
+        "", validation_alias=_env("SUPPORTBOT_SLACK_ESCALATION_TARGETS")
+    )
+    escalation_resolvers: Literal["team_or_asker", "team", "anyone"] = Field(
+        "team_or_asker", validation_alias=_env("SUPPORTBOT_ESCALATION_RESOLVERS")
+    )
 
     discord_token: SecretStr | None = Field(None, validation_alias=_env("DISCORD_TOKEN"))
     discord_api_url: str | None = Field(None, validation_alias=_env("DISCORD_API_URL"))
+    # Needed for thread follow-ups and forum posts; if the portal has it off, Discord closes
+    # with 4014 and the bot reconnects without it.
     discord_message_content: bool = Field(
-        False, validation_alias=_env("SUPPORTBOT_DISCORD_MESSAGE_CONTENT")
+        True, validation_alias=_env("SUPPORTBOT_DISCORD_MESSAGE_CONTENT")
     )
     discord_shard_count: int | None = Field(
         None, ge=1, validation_alias=_env("SUPPORTBOT_DISCORD_SHARD_COUNT")
@@ -127,6 +138,19 @@ class Settings(BaseSettings):
     discord_escalation_channel: str | None = Field(
         None, validation_alias=_env("SUPPORTBOT_DISCORD_ESCALATION_CHANNEL")
     )
+    discord_escalation_targets: str = Field(
+        "", validation_alias=_env("SUPPORTBOT_DISCORD_ESCALATION_TARGETS")
+    )
+    # Members with this role may resolve hand-offs (without it: Manage Messages permission).
+    discord_support_role: str | None = Field(
+        None, validation_alias=_env("SUPPORTBOT_DISCORD_SUPPORT_ROLE")
+    )
+
+    @field_validator("slack_escalation_targets", "discord_escalation_targets")
+    @classmethod
+    def _check_targets(cls, value: str) -> str:
+        parse_workspace_targets(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -160,6 +184,19 @@ class Settings(BaseSettings):
             if name == "database_url" and isinstance(value, str):
                 value = mask_url_password(value)
             yield name, value
+
+
+def parse_workspace_targets(spec: str | None) -> dict[str, str]:
+    """``"T1=C123+S9,T2=U7"`` -> ``{"T1": "C123+S9", "T2": "U7"}`` (malformed entries raise)."""
+    targets: dict[str, str] = {}
+    for entry in (spec or "").split(","):
+        if not entry.strip():
+            continue
+        workspace, sep, target = entry.partition("=")
+        if not sep or not workspace.strip() or not target.strip():
+            raise ValueError(f"expected WORKSPACE=TARGET, WORKSPACE=TARGET..., got {entry!r}")
+        targets[workspace.strip()] = target.strip()
+    return targets
 
 
 def variable_name(field_name: str) -> str:

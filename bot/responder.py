@@ -14,7 +14,6 @@ import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from bot import slash, texts
@@ -135,7 +134,7 @@ class Responder:
                 yield note
             escalation_id = None
             if result.escalation_reason:
-                escalation = await escalations.open_escalation(
+                opened = await escalations.open_escalation(
                     self.db,
                     session_id=session_id,
                     platform=msg.conversation.platform.value,
@@ -144,7 +143,7 @@ class Responder:
                     requested_by=msg.author.id,
                     reason=result.escalation_reason,
                 )
-                escalation_id = escalation.id
+                escalation_id = opened.escalation.id
                 kind = ReplyKind.ESCALATED
                 if texts.ESCALATION_OPENED not in text:
                     addition = ("\n\n" if text else "") + texts.ESCALATION_OPENED
@@ -218,9 +217,8 @@ class Responder:
     ) -> tuple[Reply, int]:
         """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR."""
         session_id = conversation.session_id
-        asked_at = datetime.now(UTC)
         try:
-            escalation = await escalations.open_escalation(
+            opened = await escalations.open_escalation(
                 self.db,
                 session_id=session_id,
                 platform=conversation.platform.value,
@@ -232,25 +230,20 @@ class Responder:
         except Exception:
             log.error("escalation failed for session %s", session_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, session_id=session_id), 0
-        opened_at = escalation.created_at
-        if opened_at is not None and opened_at.tzinfo is None:  # SQLite returns naive UTC
-            opened_at = opened_at.replace(tzinfo=UTC)
-        already = opened_at is not None and opened_at < asked_at
-        text = texts.ESCALATION_ALREADY_OPEN if already else texts.ESCALATION_OPENED
-        reply = Reply(
-            text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=int(escalation.id)
-        )
-        return reply, int(escalation.id)
+        escalation_id = int(opened.escalation.id)
+        text = texts.ESCALATION_OPENED if opened.created else texts.ESCALATION_ALREADY_OPEN
+        reply = Reply(text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=escalation_id)
+        return reply, escalation_id
 
     async def resolve_escalation(self, *, escalation_id: int, resolved_by: str) -> Reply:
         try:
-            done = await escalations.resolve_escalation(
+            resolved = await escalations.resolve_escalation(
                 self.db, escalation_id=escalation_id, resolved_by=resolved_by
             )
         except Exception:
             log.error("resolving escalation %s failed", escalation_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True)
-        text = texts.ESCALATION_RESOLVED if done else texts.ESCALATION_NOT_OPEN
+        text = texts.ESCALATION_RESOLVED if resolved is not None else texts.ESCALATION_NOT_OPEN
         return Reply(text, ReplyKind.INFO)
 
     @staticmethod

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import inspect
 
-from bot import texts
+from bot import offload, texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.config import Settings
 from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
+from bot.looplag import LoopLagMonitor
 from bot.memory import MemoryPolicy
 from bot.responder import Responder
 from storage.db import Database
@@ -33,8 +34,11 @@ class Runtime:
     knowledge: KnowledgeBase
     responder: Responder
     agent: Agent | None = None
+    loop_lag: LoopLagMonitor | None = None
 
     async def aclose(self) -> None:
+        if self.loop_lag is not None:
+            await self.loop_lag.stop()
         close = getattr(self.agent, "aclose", None)
         if close is not None:
             try:
@@ -63,6 +67,7 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
     """Open the database engine (schema comes from migrations) and the knowledge base."""
     database = db or Database(settings.database_url)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    offload.limit_native_threads()  # before a local embedder imports torch (bot/offload.py)
     try:
         embedder = await asyncio.to_thread(
             make_embedder,
@@ -87,8 +92,16 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
         memory=MemoryPolicy(database, turns=settings.memory_turns),
         max_question_chars=settings.max_question_chars,
     )
+    # Every process that builds a runtime watches its event loop (bot/looplag.py).
+    loop_lag = LoopLagMonitor(sample_log=settings.loop_lag_log)
+    loop_lag.start()
     return Runtime(
-        settings=settings, db=database, knowledge=knowledge, responder=responder, agent=agent
+        settings=settings,
+        db=database,
+        knowledge=knowledge,
+        responder=responder,
+        agent=agent,
+        loop_lag=loop_lag,
     )
 
 

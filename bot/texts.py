@@ -77,6 +77,16 @@ def escalation_notice(session_id: str, requested_by: str, reason: str | None) ->
     return f"Help needed in conversation `{session_id}` (asked by {requested_by}).{why}"
 
 
+ESCALATION_RESOLVE_NOT_ALLOWED = (
+    "Only the support team (or the person who asked) can mark this hand-off resolved."
+)
+
+
+def escalation_resolved_notice(resolved_by: str, when: str) -> str:
+    """What the team's notice says once the hand-off is resolved."""
+    return f"Resolved by {resolved_by} at {when}."
+
+
 SOURCES_HEADING = "Sources"
 
 
@@ -123,6 +133,9 @@ SLACK_ASSISTANT_PROMPTS = (
 )
 SLACK_ANSWER_GONE = "Sorry, I can't find that answer any more, so there is nothing to share."
 SLACK_ESCALATION_REQUESTED = "A human was asked to join this conversation."
+
+
+SLACK_INSTALL_RATE_LIMITED = "Too many install attempts from your address. Try again in a minute."
 
 
 def slack_shared_by(user_id: str) -> str:

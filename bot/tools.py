@@ -7,7 +7,6 @@ answer's ``tool_metadata``. Escalation is only *requested* here; the Responder o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -15,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot import offload
 from bot.messages import Source
 from storage.queries import sub_queries
 
@@ -98,7 +98,7 @@ class ToolBox:
         """Search, number new passages, and return (citation number, hit) pairs."""
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
-        hits = await asyncio.to_thread(
+        hits = await offload.run_kb(
             self.knowledge.search, query, k=self.k, per_source=self.per_source
         )
         numbered = [(self._number(hit), hit) for hit in hits]

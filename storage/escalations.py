@@ -1,13 +1,31 @@
-"""Hand-offs to a human: open, look up, resolve."""
+"""Hand-offs to a human: open (at most one open per conversation), notice, look up, resolve.
+
+"One open escalation per conversation" is enforced by the partial unique index
+``uq_escalations_open_session`` (WHERE status = 'open'): opening is an insert that does nothing
+on conflict, so two clicks or two replicas racing get one row and exactly one of them learns it
+created it. The team's notice is claimed the same way (``claim_notice``), so it is sent once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
-from storage.models import Escalation
+from storage.models import ChannelSetting, Escalation
+
+OPEN = "open"
+RESOLVED = "resolved"
+NOTICE_PENDING = "pending"  # notice_ref while the claiming process posts the notice
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    escalation: Escalation
+    created: bool  # False: the conversation already had an open escalation (this is it)
 
 
 async def open_escalation(
@@ -19,26 +37,44 @@ async def open_escalation(
     thread_id: str | None,
     requested_by: str,
     reason: str | None = None,
-) -> Escalation:
+) -> Opened:
     """Open an escalation, or return the conversation's already open one (no duplicates)."""
+    values = {
+        "session_id": session_id,
+        "platform": platform,
+        "channel_id": channel_id,
+        "thread_id": thread_id,
+        "requested_by": requested_by,
+        "reason": reason,
+        "status": OPEN,
+        "created_at": datetime.now(UTC),
+    }
+    insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(Escalation)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["session_id"], index_where=text("status = 'open'"))
+        .returning(Escalation.id)
+    )
     async with db.session() as session:
-        existing = await session.scalar(
-            select(Escalation).where(
-                Escalation.session_id == session_id, Escalation.status == "open"
-            )
+        created_id = await session.scalar(statement)
+        row = await session.scalar(
+            select(Escalation).where(Escalation.session_id == session_id, Escalation.status == OPEN)
         )
-        if existing is not None:
-            return existing
-        row = Escalation(
-            session_id=session_id,
-            platform=platform,
-            channel_id=channel_id,
-            thread_id=thread_id,
-            requested_by=requested_by,
-            reason=reason,
+    if row is None:  # resolved between the insert and the read: the next click opens anew
+        raise LookupError(f"escalation for {session_id} vanished while opening")
+    return Opened(row, created=created_id is not None and created_id == row.id)
+
+
+async def claim_notice(db: Database, *, escalation_id: int) -> bool:
+    """True for exactly one caller per escalation: the one that posts the team's notice."""
+    async with db.session() as session:
+        result = await session.execute(
+            update(Escalation)
+            .where(Escalation.id == escalation_id, Escalation.notice_ref.is_(None))
+            .values(notice_ref=NOTICE_PENDING)
         )
-        session.add(row)
-    return row
+        return result.rowcount == 1
 
 
 async def set_notice_ref(db: Database, *, escalation_id: int, notice_ref: str) -> None:
@@ -48,17 +84,36 @@ async def set_notice_ref(db: Database, *, escalation_id: int, notice_ref: str) -
         )
 
 
-async def resolve_escalation(db: Database, *, escalation_id: int, resolved_by: str) -> bool:
-    """Close an open escalation; False if it was not open (already resolved or unknown)."""
+async def resolve_escalation(
+    db: Database, *, escalation_id: int, resolved_by: str
+) -> Escalation | None:
+    """Close an open escalation and return it; None if it was not open (resolved or unknown)."""
     async with db.session() as session:
         result = await session.execute(
             update(Escalation)
-            .where(Escalation.id == escalation_id, Escalation.status == "open")
-            .values(status="resolved", resolved_by=resolved_by, resolved_at=datetime.now(UTC))
+            .where(Escalation.id == escalation_id, Escalation.status == OPEN)
+            .values(status=RESOLVED, resolved_by=resolved_by, resolved_at=datetime.now(UTC))
         )
-        return result.rowcount == 1
+        if result.rowcount != 1:
+            return None
+    return await get_escalation(db, escalation_id=escalation_id)
 
 
 async def get_escalation(db: Database, *, escalation_id: int) -> Escalation | None:
     async with db.sessions() as session:
         return await session.get(Escalation, escalation_id)
+
+
+async def channel_escalation_target(
+    db: Database, *, platform: str, workspace_id: str, channel_id: str
+) -> str | None:
+    """The escalation target configured for one channel (``channel_settings``), if any."""
+    async with db.sessions() as session:
+        target = await session.scalar(
+            select(ChannelSetting.escalation_target).where(
+                ChannelSetting.platform == platform,
+                ChannelSetting.workspace_id == workspace_id,
+                ChannelSetting.channel_id == channel_id,
+            )
+        )
+    return target or None

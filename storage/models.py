@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -136,6 +137,17 @@ class Escalation(Base):
     """A request to hand a conversation to a human."""
 
     __tablename__ = "escalations"
+    # At most one open hand-off per conversation, enforced by the database itself: a double
+    # click or two replicas racing get one row (insert-or-conflict), hence one notice.
+    __table_args__ = (
+        Index(
+            "uq_escalations_open_session",
+            "session_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(String(255), index=True)

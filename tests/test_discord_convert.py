@@ -123,7 +123,7 @@ def test_slash_command_interaction() -> None:
     assert msg is not None
     assert msg.command == "ask"
     assert msg.text == "Why?"
-    assert msg.conversation.session_id == f"discord:{GUILD}:701:701"
+    assert msg.conversation.session_id == f"discord:{GUILD}:701:ask-{ALICE['id']}"
     dm_payload = p.interaction(
         kind=p.APPLICATION_COMMAND,
         application_id="1",

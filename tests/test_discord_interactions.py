@@ -165,7 +165,11 @@ async def test_buttons_work_after_restart(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     settings = make_settings(
-        world, sqlite_url, kb_uri, discord_escalation_channel=world.no_threads_channel_id
+        world,
+        sqlite_url,
+        kb_uri,
+        discord_escalation_channel=world.no_threads_channel_id,
+        discord_support_role=world.support_role_id,
     )
     first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
     question = await world.say("How do I reset my password?", mention=True)
@@ -201,7 +205,9 @@ async def test_buttons_work_after_restart(
         assert notice["components"][0]["components"][0]["custom_id"] == resolve_id
         assert row.notice_ref == f"{world.no_threads_channel_id}:{notice['id']}"
 
-        resolve = await world.click(opened[0], resolve_id, author=world.bob)
+        resolve = await world.click(
+            opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
+        )
         resolved = await world.interaction_done(resolve["token"])
         assert resolved[0]["content"] == texts.ESCALATION_RESOLVED
         row = await escalations.get_escalation(second_db, escalation_id=escalation_id)

@@ -130,6 +130,7 @@ async def test_talk_to_a_human_escalates_and_mark_resolved_closes_it(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    api.channel_members["CSUPPORT"] = ["UOTHER01", "UOTHER02", "USUPPORT"]  # two pages
     h = await SlackHarness.start(api, settings, db=sqlite_db)
     try:
         root = new_ts()

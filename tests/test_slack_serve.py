@@ -85,6 +85,7 @@ async def _start_serve(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Pro
         stderr=asyncio.subprocess.STDOUT,
     )
     health = await _wait_healthy(f"http://127.0.0.1:{env['PORT']}/healthz", proc)
+    assert health.pop("loop_lag")["threshold_ms"] == 250  # the process watches its loop
     assert health == {"status": "ok", "database": True, "knowledge_base": True}
     return proc
 

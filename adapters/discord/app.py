@@ -42,6 +42,7 @@ from adapters.discord.delivery import (
     describe,
     respond_ephemeral,
 )
+from adapters.discord.escalation import DiscordEscalations
 from adapters.discord.shapes import (
     channel_context,
     interaction_conversation,
@@ -58,7 +59,7 @@ from bot.messages import (
     message_to_record,
 )
 from bot.runtime import Runtime
-from storage import escalations, memories
+from storage import memories
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,14 @@ SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must
 PARTIAL_KEY = "posted_id"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
 THREAD_ALREADY_CREATED = 160004
+# The one line an operator sees when Discord refuses the intent (gateway close 4014).
+MESSAGE_CONTENT_REFUSED = (
+    "discord: Discord refused the Message Content intent (close code 4014), so the bot now runs "
+    "without it: it answers mentions, DMs and slash commands, but not thread follow-ups or "
+    "forum posts that do not mention it. To fix: Discord Developer Portal -> your application "
+    "-> Bot -> Privileged Gateway Intents -> turn on MESSAGE CONTENT INTENT, then restart "
+    "(or set SUPPORTBOT_DISCORD_MESSAGE_CONTENT=false to silence this)."
+)
 
 
 def intents_for(message_content: bool) -> discord.Intents:
@@ -120,18 +129,23 @@ class DiscordAdapter:
         self.forum_channels = {
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
-        self.escalation_channel = settings.discord_escalation_channel
+        self.escalations = DiscordEscalations.from_settings(runtime.db, settings)
+        self._closing = asyncio.Event()
         use_api_url(settings.discord_api_url)
-        options: dict[str, Any] = {
-            "intents": intents_for(self.message_content),
+        self._client_options: dict[str, Any] = {
             "allowed_mentions": discord.AllowedMentions.none(),
             "max_messages": None,  # the bot never needs its message cache
             "member_cache_flags": discord.MemberCacheFlags.none(),
             "chunk_guilds_at_startup": False,
             "shard_count": settings.discord_shard_count,  # None: as many as Discord says
         }
-        options.update(client_options or {})
-        self.client = SupportClient(self, **options)
+        self._client_options.update(client_options or {})
+        self._intent_refused = False
+        self.client = self._make_client()
+
+    def _make_client(self) -> SupportClient:
+        options = {"intents": intents_for(self.message_content), **self._client_options}
+        return SupportClient(self, **options)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -142,7 +156,7 @@ class DiscordAdapter:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         client.add_dynamic_items(PersistentButton)
         guard_parsers(client)
-        if not self.message_content:
+        if not self.message_content and not self._intent_refused:
             log.info(
                 "discord: message content intent is off; the bot answers mentions, DMs and slash "
                 "commands, but cannot read forum posts or thread follow-ups that do not mention "
@@ -153,10 +167,22 @@ class DiscordAdapter:
             await sync_application_commands(client, guild_id=self.sync_guild_id)
 
     async def start(self, token: str) -> None:
-        await self.client.start(token)
+        try:
+            await self.client.start(token)
+        except discord.PrivilegedIntentsRequired:
+            if not self.message_content or self._closing.is_set():
+                raise
+            # Discord closed with 4014: the application may not read message content. Run
+            # without it (mentions, DMs and slash commands still work) rather than not at all.
+            log.warning(MESSAGE_CONTENT_REFUSED)
+            self.message_content = False
+            self._intent_refused = True
+            self.client = self._make_client()
+            await self.client.start(token)
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Answers in flight get ``grace`` seconds; the rest go back to the ledger at once."""
+        self._closing.set()
         await self.inbox.aclose(grace)
         await self.client.close()
 
@@ -342,6 +368,10 @@ class DiscordAdapter:
             await typing.stop()
         if final is not None:
             await sink.show(render.render_reply(final))
+            if final.escalation_id:  # the agent handed off by itself: tell the team too
+                await self.escalations.announce(
+                    self.client, incoming.conversation, incoming.author.id, final.escalation_id
+                )
         return final
 
     # --- interactions -------------------------------------------------------------------------
@@ -438,31 +468,19 @@ class DiscordAdapter:
             )
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
-                await self._notify_team(conversation, user_id, escalation_id)
+                await self.escalations.announce(self.client, conversation, user_id, escalation_id)
+        elif not await self.escalations.may_resolve(interaction, parsed.target_id):
+            reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
             reply = await self.responder.resolve_escalation(
                 escalation_id=parsed.target_id, resolved_by=user_id
             )
+            await self.escalations.mark_notice_resolved(self.client, parsed.target_id)
         payloads = render.render_reply(reply)
         if extra:
             last = payloads[-1]
             payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
         await InteractionSink(interaction, ephemeral=private).show(payloads)
-
-    async def _notify_team(
-        self, conversation: ConversationKey, requested_by: str, escalation_id: int
-    ) -> None:
-        """Tell the support team in their channel (when configured), with a resolve button."""
-        if not self.escalation_channel:
-            return
-        channel = self.client.get_partial_messageable(int(self.escalation_channel))
-        text = texts.escalation_notice(conversation.session_id, f"<@{requested_by}>", None)
-        payload = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
-        sent = await ChannelSink(channel).show([payload])
-        if sent:
-            await escalations.set_notice_ref(
-                self.db, escalation_id=escalation_id, notice_ref=f"{channel.id}:{sent[0].id}"
-            )
 
     # --- errors -------------------------------------------------------------------------------
 

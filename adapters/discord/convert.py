@@ -4,7 +4,11 @@ Input is the gateway's JSON shape (MESSAGE_CREATE ``d``, INTERACTION_CREATE ``d`
 functions serve the live client, tests and replays. ``None`` means "the bot must ignore this".
 
 Sessions: a thread is its own conversation (``discord:<guild>:<thread>:<thread>``), a DM channel
-is one conversation, and a channel where the bot answers in place is one conversation. The thread
+is one conversation, and a channel where the bot answers in place is one conversation. Slash
+commands in a guild channel or thread are private to their user, as on Slack: each user's
+``/ask`` exchanges there form one conversation (``discord:<guild>:<channel>:ask-<user>``), so
+one user's question never reaches another user's model request and ``/forget`` forgets only
+the caller's. The thread
 key needs only the thread id, so "has the bot joined this thread?" can be answered from stored
 memories even when discord.py has not cached the thread.
 """
@@ -64,6 +68,16 @@ def conversation_for(
     if kind is ChannelKind.THREAD:
         return thread_conversation(guild_id=guild_id or "", thread_id=channel_id)
     return ConversationKey(Platform.DISCORD, guild_id or "", channel_id, None)
+
+
+def command_conversation(
+    *, guild_id: str | None, channel_id: str, kind: ChannelKind, user_id: str
+) -> ConversationKey:
+    """A slash command's conversation: the DM itself, else the caller's own in that channel or
+    thread (a thread is a channel on Discord, so per thread comes for free)."""
+    if kind is ChannelKind.DM:
+        return conversation_for(guild_id=guild_id, channel_id=channel_id, kind=kind)
+    return ConversationKey(Platform.DISCORD, guild_id or "", channel_id, f"ask-{user_id}")
 
 
 def thread_conversation(*, guild_id: str, thread_id: str) -> ConversationKey:
@@ -126,10 +140,13 @@ def interaction_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage | Non
     kind = kind_from_channel_type(channel.get("type"), guild_id=guild_id)
     options = command_options(data)
     question = options.get("question")
+    author = _author(user_data)
     return IncomingMessage(
         id=str(interaction_id),
-        conversation=conversation_for(guild_id=guild_id, channel_id=str(channel_id), kind=kind),
-        author=_author(user_data),
+        conversation=command_conversation(
+            guild_id=guild_id, channel_id=str(channel_id), kind=kind, user_id=author.id
+        ),
+        author=author,
         text=question.strip() if isinstance(question, str) else "",
         is_direct=kind is ChannelKind.DM,
         mentions_bot=True,

@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import texts
+from bot import splitting, texts
 from bot.messages import Reply, ReplyKind, Source
 from bot.slash import SlashCommand
+from bot.splitting import fences_balanced as fences_balanced
 
 MESSAGE_LIMIT = 2000
 EMBED_TOTAL_LIMIT = 6000
@@ -38,8 +39,6 @@ RESOLVE_TEMPLATE = r"sb:resolve:(?P<escalation_id>\d+)"
 BUTTON_TEMPLATE = r"sb:[a-z]+:[0-9a-z:]+"
 COMMAND_DESCRIPTION_LIMIT = 100
 EPHEMERAL_OPTION = "ephemeral"
-
-_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})(.*)$")
 
 
 class ButtonStyle(enum.IntEnum):
@@ -216,86 +215,8 @@ def embed_size(embed: dict[str, Any]) -> int:
 
 
 def split_markdown(text: str, *, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split Markdown into chunks of at most ``limit`` characters.
-
-    Cuts fall between lines where possible, else between words, and only inside a word when a
-    word alone is longer than a chunk. A code fence open at a cut is closed at the end of the
-    chunk and re-opened (same info string) at the start of the next, so every chunk is balanced.
-    """
-    text = text.replace("\r\n", "\n").strip("\n")
-    chunks: list[str] = []
-    lines: list[str] = []
-    size = 0  # len("\n".join(lines))
-    fence: str | None = None  # opening line of the fence the text is inside, e.g. "```python"
-
-    def emit() -> None:
-        nonlocal lines, size
-        body = "\n".join(lines).rstrip()
-        if body.strip():
-            chunks.append(body + ("\n" + _fence_marker(fence) if fence is not None else ""))
-        lines = [fence] if fence is not None else []
-        size = len(fence) if fence is not None else 0
-
-    for line in text.split("\n"):
-        after = _fence_after(fence, line)
-        closing = len(_fence_marker(after)) + 1 if after is not None else 0
-        reopening = len(fence) + 1 if fence is not None else 0
-        for piece in _fit_line(line, limit - reopening - closing):
-            added = len(piece) + (1 if lines else 0)
-            if lines and size + added + closing > limit:
-                emit()
-                added = len(piece) + (1 if lines else 0)
-            if not lines and not piece.strip():
-                continue  # no blank lines at the top of a message
-            lines.append(piece)
-            size += added
-        fence = after
-    if fence is not None and lines == [fence]:
-        lines = []
-    emit()
-    return chunks
-
-
-def _fence_after(fence: str | None, line: str) -> str | None:
-    """The fence state after ``line``: opening, closing (CommonMark rules) or unchanged."""
-    marker = _FENCE.match(line)
-    if not marker:
-        return fence
-    if fence is None:
-        return line.strip()
-    opening = _fence_marker(fence)
-    if marker[1][0] == opening[0] and len(marker[1]) >= len(opening) and not marker[2].strip():
-        return None
-    return fence
-
-
-def fences_balanced(chunk: str) -> bool:
-    """True when every code fence opened in ``chunk`` is closed in it."""
-    fence: str | None = None
-    for line in chunk.split("\n"):
-        fence = _fence_after(fence, line)
-    return fence is None
-
-
-def _fence_marker(fence_line: str | None) -> str:
-    if not fence_line:
-        return ""
-    match = _FENCE.match(fence_line)
-    return match[1] if match else "```"
-
-
-def _fit_line(line: str, room: int) -> list[str]:
-    """Pieces of one line, each at most ``room`` characters, cut between words when possible."""
-    room = max(room, 20)
-    pieces: list[str] = []
-    while len(line) > room:
-        cut = line.rfind(" ", 0, room + 1)
-        if cut <= room // 4:  # no sensible space: a very long word (URL, hash) is cut hard
-            cut = room
-        pieces.append(line[:cut].rstrip())
-        line = line[cut:].lstrip(" ")
-    pieces.append(line)
-    return pieces
+    """Discord-sized parts with balanced code fences (the core's one splitter)."""
+    return splitting.split_markdown(text, limit=limit)
 
 
 def _source_value(source: Source) -> str:

@@ -26,19 +26,20 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
-from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack import convert, render
+from adapters.slack import convert, escalation, render
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
+from adapters.slack.escalation import SlackEscalations
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
+from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
 from bot.config import Settings
 from bot.inbox import SESSION_KEY, Inbox, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
-from storage import escalations, memories
+from storage import memories
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ class SlackBot:
         self.streaming = streaming
         self.throttle = ChannelThrottle(update_interval)
         self.client = make_web_client(self.settings)
+        self.escalations = SlackEscalations(
+            self.db, self.responder, escalation.policy_for(self.settings)
+        )
         self.installation_store: AsyncSQLAlchemyInstallationStore | None = None
         # answer_inline=False: this process only acks and queues; worker processes
         # (`supportbot run slack --worker`) answer. Keeps acks fast under load.
@@ -133,9 +137,7 @@ class SlackBot:
                 redirect_uri_path=REDIRECT_PATH,
                 installation_store=self.installation_store,
                 installation_store_bot_only=True,
-                state_store=AsyncSQLAlchemyOAuthStateStore(
-                    expiration_seconds=600, engine=self.db.engine
-                ),
+                state_store=PruningOAuthStateStore(engine=self.db.engine),
             )
             self.client.token = None
             return AsyncApp(client=self.client, oauth_settings=oauth, **common)
@@ -363,7 +365,15 @@ class SlackBot:
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
-        await writer.write(self.responder.stream(msg))
+        final = await writer.write(self.responder.stream(msg))
+        if final is not None and final.escalation_id:
+            # The answer is out: a failed notice must not turn it into a failed delivery.
+            try:
+                await self.escalations.announce(
+                    client, msg.conversation, msg.author.id, final.escalation_id
+                )
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                log.error("escalation notice for %s failed: %s", work.key, type(exc).__name__)
 
     async def _remove_earlier_attempt(
         self, work: Work, client: AsyncWebClient, route: Route
@@ -454,12 +464,15 @@ class SlackBot:
             )
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
-            await self._escalate(client, p, str(value.get("s", "")), user)
+            await self.escalations.request(client, p, str(value.get("s", "")), user)
         elif action == render.ACTION_RESOLVE and "e" in value:
-            reply = await self.responder.resolve_escalation(
-                escalation_id=int(value["e"]), resolved_by=user
-            )
-            await self._replace_block(client, p, render.RESOLVE_BLOCK, reply)
+            done = await self.escalations.resolve(client, p, int(value["e"]), user)
+            if done.reply.ephemeral:
+                await self._send_ephemeral(
+                    client, p, render.render_reply(done.reply, buttons=False)
+                )
+            elif not done.on_notice:
+                await self._replace_block(client, p, render.RESOLVE_BLOCK, done.reply)
         elif action == render.ACTION_SHARE and "m" in value:
             await self._share(client, p, int(value["m"]), user)
         else:
@@ -480,49 +493,6 @@ class SlackBot:
             )
         else:
             await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
-
-    async def _escalate(
-        self, client: AsyncWebClient, p: dict[str, Any], session_id: str, user: str
-    ) -> None:
-        conversation = convert.conversation_from_session_id(session_id)
-        if conversation is None:
-            log.warning("escalation button with a bad session id %r", session_id)
-            return
-        reply, escalation_id = await self.responder.escalate(
-            conversation=conversation, requested_by=user
-        )
-        text = reply.text
-        target = self.settings.slack_escalation_target or ""
-        if target.startswith("S") and reply.text == texts.ESCALATION_OPENED:
-            text += "\n\n" + texts.slack_escalation_group_ping(f"<!subteam^{target}>")
-        extra = [render.resolve_block(escalation_id)] if escalation_id else []
-        route = Route(conversation.channel_id, conversation.thread_id)
-        shown = Reply(text=text, kind=reply.kind, session_id=reply.session_id)
-        await post_messages(client, route, render.render_reply(shown, extra_blocks=extra))
-        if p.get("has_message") and p.get("message_ts"):
-            note = render.context_block(render.escape(texts.SLACK_ESCALATION_REQUESTED))
-            blocks = render.replace_block(p.get("blocks") or [], render.HUMAN_BLOCK, note)
-            await client.chat_update(
-                channel=p["channel"],
-                ts=p["message_ts"],
-                text=p.get("text") or text,
-                blocks=blocks,
-            )
-        if (
-            target
-            and not target.startswith("S")
-            and escalation_id
-            and (reply.text == texts.ESCALATION_OPENED)
-        ):
-            notice = texts.escalation_notice(session_id, f"<@{user}>", None)
-            posted = await post_messages(
-                client,
-                Route(target, None),
-                render.render_reply(Reply(text=notice, kind=ReplyKind.INFO), extra_blocks=extra),
-            )
-            await escalations.set_notice_ref(
-                self.db, escalation_id=escalation_id, notice_ref=f"{target}:{posted[0]}"
-            )
 
     async def _share(
         self, client: AsyncWebClient, p: dict[str, Any], memory_id: int, user: str

@@ -19,13 +19,16 @@ BOT_SCOPES = (
     "app_mentions:read",
     "assistant:write",
     "channels:history",
+    "channels:read",  # conversations.members: who is on the support team
     "chat:write",
     "commands",
     "groups:history",
+    "groups:read",
     "im:history",
     "im:read",
     "im:write",
     "mpim:history",
+    "usergroups:read",  # escalations to a user group: who may resolve them
 )
 BOT_EVENTS = (
     "app_mention",

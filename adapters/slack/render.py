@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import texts
+from bot import splitting, texts
 from bot.messages import Reply, ReplyKind, Source
 
 SECTION_LIMIT = 3000
@@ -124,46 +125,50 @@ def _inline_prose(text: str) -> str:
     return re.sub("\x02(\\d+)\x02", lambda m: links[int(m.group(1))], text)
 
 
+# ---- mentions ----------------------------------------------------------------------------------
+# User text is escaped, so "<@U1>" typed by a user never pings; the bot's own mentions are put in
+# after escaping, through placeholders, and only in the shapes Slack documents.
+_SLOT = re.compile("\x03(\\d+)\x03")
+_MENTION = re.compile(
+    r"^(?:<@[UW][A-Z0-9]+>|<!subteam\^S[A-Z0-9]+>|<!date\^\d+\^[^|<>]+\|[^<>]+>)$"
+)
+
+
+def mention_slot(index: int) -> str:
+    """A placeholder for ``mentions[index]`` in Markdown given to :func:`render_reply`."""
+    return f"\x03{index}\x03"
+
+
+def user_mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def group_mention(group_id: str) -> str:
+    return f"<!subteam^{group_id}>"
+
+
+def date_mention(timestamp: float, fallback: str) -> str:
+    """A date each reader sees in their own time zone."""
+    return f"<!date^{int(timestamp)}^{{date_short_pretty}} {{time}}|{escape(fallback)}>"
+
+
+def with_mentions(mrkdwn: str, mentions: Sequence[str]) -> str:
+    """Fill mention placeholders; a placeholder without a valid mention becomes nothing."""
+
+    def fill(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        mention = mentions[index] if index < len(mentions) else ""
+        return mention if _MENTION.match(mention) else ""
+
+    return _SLOT.sub(fill, mrkdwn)
+
+
 # ---- splitting ---------------------------------------------------------------------------------
 
 
 def split_mrkdwn(text: str, limit: int = CHUNK_LIMIT) -> list[str]:
-    """Split on line boundaries into parts of at most ``limit`` characters, never leaving a code
-    fence open inside a part (a cut fence is closed and reopened)."""
-    if len(text) <= limit:
-        return [text] if text else []
-    parts: list[str] = []
-    current: list[str] = []
-    size = 0
-    in_fence = False  # fence state at the end of ``current``
-    reserve = len("\n```")
-
-    def flush() -> None:
-        nonlocal current, size
-        body = "\n".join(current)
-        parts.append(body + "\n```" if in_fence else body)
-        current = ["```"] if in_fence else []
-        size = 3 if in_fence else 0
-
-    for line in text.split("\n"):
-        for piece in _hard_wrap(line, limit - reserve - 4):
-            extra = len(piece) + (1 if current else 0)
-            if current and size + extra + reserve > limit:
-                flush()
-                extra = len(piece) + (1 if current else 0)
-            current.append(piece)
-            size += extra
-            if piece.strip() == "```":
-                in_fence = not in_fence
-    if current and "\n".join(current).strip() not in ("", "```"):
-        parts.append("\n".join(current) + ("\n```" if in_fence else ""))
-    return [p for p in parts if p.strip() and p.strip() != "```\n```"]
-
-
-def _hard_wrap(line: str, width: int) -> list[str]:
-    if len(line) <= width:
-        return [line]
-    return [line[i : i + width] for i in range(0, len(line), width)]
+    """Section-sized parts with balanced code fences (the core's one splitter)."""
+    return splitting.split_markdown(text, limit=limit)
 
 
 # ---- blocks ------------------------------------------------------------------------------------
@@ -306,9 +311,12 @@ def render_reply(
     share: bool = False,
     buttons: bool = True,
     extra_blocks: list[dict[str, Any]] | None = None,
+    mentions: Sequence[str] = (),
 ) -> list[SlackMessage]:
-    """A Reply -> one or more messages within Slack's limits; the footer goes on the last."""
-    body = markdown_to_mrkdwn(reply.text) or " "
+    """A Reply -> one or more messages within Slack's limits; the footer goes on the last.
+
+    ``mentions`` fill the :func:`mention_slot` placeholders in the text, unescaped."""
+    body = with_mentions(markdown_to_mrkdwn(reply.text), mentions) or " "
     chunks = split_mrkdwn(body) or [" "]
     messages = [SlackMessage(text=chunk, blocks=[_section(chunk)]) for chunk in chunks]
     footer = footer_blocks(reply, share=share, buttons=buttons) + list(extra_blocks or [])

@@ -21,7 +21,9 @@ from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack.app import SlackBot
 from adapters.slack.manifest import EVENTS_PATH, INSTALL_PATH, REDIRECT_PATH
+from bot import texts
 from bot.config import Settings
+from bot.ratelimit import RateLimiter
 from bot.runtime import build_runtime, ensure_schema
 from bot.supervisor import WorkerPool
 
@@ -34,12 +36,16 @@ WORKER_COMMAND = (sys.executable, "-m", "bot", "run", "slack", "--worker")
 
 BOT_KEY: web.AppKey[SlackBot] = web.AppKey("slack_bot", SlackBot)
 POOL_KEY: web.AppKey[Any] = web.AppKey("worker_pool", object)
+# Each install page stores an OAuth state: an anonymous client gets a few per minute.
+INSTALL_LIMIT_KEY: web.AppKey[RateLimiter] = web.AppKey("install_limit", RateLimiter)
+INSTALLS_PER_MINUTE = 10
 
 
 def build_web_app(bot: SlackBot, pool: WorkerPool | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[BOT_KEY] = bot
     app[POOL_KEY] = pool
+    app[INSTALL_LIMIT_KEY] = RateLimiter(burst=INSTALLS_PER_MINUTE, per_seconds=60)
     app.router.add_post(EVENTS_PATH, _slack_events)
     app.router.add_get(INSTALL_PATH, _oauth)
     app.router.add_get(REDIRECT_PATH, _oauth)
@@ -77,6 +83,11 @@ async def _oauth(request: web.Request) -> web.Response:
     flow = request.app[BOT_KEY].app.oauth_flow
     if flow is None:
         return web.Response(status=404, text="OAuth is not configured (SLACK_CLIENT_ID).")
+    if request.path == flow.install_path and not request.app[INSTALL_LIMIT_KEY].allow(
+        request.remote or "unknown"
+    ):
+        log.info("install page rate-limited for %s", request.remote)
+        return web.Response(status=429, text=texts.SLACK_INSTALL_RATE_LIMITED)
     bolt_request = await to_bolt_request(request)
     if request.path == flow.install_path:
         return await to_aiohttp_response(await flow.handle_installation(bolt_request))
@@ -93,6 +104,8 @@ async def _healthz(request: web.Request) -> web.Response:
         kb_ok = False
     body: dict[str, Any] = {"database": db_ok, "knowledge_base": kb_ok}
     ok = db_ok and kb_ok
+    if runtime.loop_lag is not None:
+        body["loop_lag"] = runtime.loop_lag.snapshot()
     pool: WorkerPool | None = request.app[POOL_KEY]
     if pool is not None:
         # Acked questions wait for a worker: none alive means none would be answered.

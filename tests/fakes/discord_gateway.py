@@ -2,7 +2,9 @@
 
 HELLO -> IDENTIFY -> READY (session_id, resume_gateway_url) -> GUILD_CREATE; heartbeats ACKed;
 events dispatched on demand with increasing sequence numbers; a forced close with code 4000 makes
-the client RESUME, after which the events it missed are replayed and RESUMED is sent. Frames are
+the client RESUME, after which the events it missed are replayed and RESUMED is sent. With
+``refuse_privileged`` set, an IDENTIFY asking for a privileged intent the application has not
+enabled is closed with 4014 ("disallowed intents"), as Discord does. Frames are
 plain JSON text (discord.py asks for zlib-stream but accepts text).
 """
 
@@ -31,6 +33,9 @@ DISPATCH, HEARTBEAT, IDENTIFY, RESUME, RECONNECT, INVALID_SESSION, HELLO, HEARTB
     10,
     11,
 )
+# Privileged intents: GUILD_MEMBERS, GUILD_PRESENCES, MESSAGE_CONTENT.
+PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
+DISALLOWED_INTENTS = 4014
 
 
 @dataclass
@@ -51,6 +56,8 @@ class FakeDiscordGateway:
     identifies: list[dict[str, Any]] = field(default_factory=list)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     sessions: dict[str, _Session] = field(default_factory=dict)
+    refuse_privileged: bool = False  # the developer portal has no privileged intent enabled
+    refused: int = 0  # IDENTIFYs closed with 4014
     port: int = 0
     _runner: web.AppRunner | None = None
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
@@ -142,6 +149,12 @@ class FakeDiscordGateway:
                 if op == HEARTBEAT:
                     await ws.send_json({"op": HEARTBEAT_ACK})
                 elif op == IDENTIFY:
+                    intents = int(message["d"].get("intents") or 0)
+                    if self.refuse_privileged and intents & PRIVILEGED_INTENTS:
+                        self.identifies.append(message["d"])
+                        self.refused += 1
+                        await ws.close(code=DISALLOWED_INTENTS, message=b"Disallowed intent(s).")
+                        break
                     session = await self._identify(ws, message["d"])
                 elif op == RESUME:
                     session = await self._resume(ws, message["d"])

@@ -50,10 +50,10 @@ def user(user_id: str, name: str, *, bot: bool = False) -> dict[str, Any]:
     }
 
 
-def member(user_payload: dict[str, Any]) -> dict[str, Any]:
+def member(user_payload: dict[str, Any], roles: list[str] | None = None) -> dict[str, Any]:
     return {
         "user": user_payload,
-        "roles": [],
+        "roles": list(roles or []),
         "joined_at": timestamp(),
         "deaf": False,
         "mute": False,
@@ -221,6 +221,7 @@ def interaction(
     channel: dict[str, Any],
     guild_id: str | None = None,
     message_payload: dict[str, Any] | None = None,
+    roles: list[str] | None = None,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": snowflake(),
@@ -241,7 +242,7 @@ def interaction(
     if guild_id is not None:
         payload["guild_id"] = guild_id
         payload["guild_locale"] = "en-US"
-        payload["member"] = member(author)
+        payload["member"] = member(author, roles)
     else:
         payload["user"] = author
     if message_payload is not None:

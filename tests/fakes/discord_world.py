@@ -49,15 +49,18 @@ class DiscordWorld:
     forum_id: str
     alice: dict[str, Any] = field(default_factory=lambda: p.user(p.snowflake(), "alice"))
     bob: dict[str, Any] = field(default_factory=lambda: p.user(p.snowflake(), "bob"))
+    support_role_id: str = ""  # a role in the guild, for the support team
 
     @classmethod
     async def start(cls, *, shards: int = 1, extra_guilds: int = 0) -> DiscordWorld:
         api = FakeDiscordAPI(shards=shards)
         await api.start()
         guild_id, channel_id, no_threads, forum = (p.snowflake() for _ in range(4))
+        support_role = p.snowflake()
         guilds = [
             p.guild(
                 guild_id,
+                roles=[p.role(support_role, "support")],
                 channels=[
                     p.text_channel(channel_id, guild_id, "help"),
                     p.text_channel(no_threads, guild_id, "announcements"),
@@ -77,6 +80,7 @@ class DiscordWorld:
         )
         api.gateway_url = await gateway.start()
         world = cls(api, gateway, guild_id, channel_id, no_threads, forum)
+        world.support_role_id = support_role
 
         async def thread_created(thread: dict[str, Any]) -> None:
             # Discord tells the bot about threads it creates; so does the fake.
@@ -185,6 +189,7 @@ class DiscordWorld:
         *,
         author: dict[str, Any] | None = None,
         channel: dict[str, Any] | None = None,
+        roles: list[str] | None = None,
     ) -> dict[str, Any]:
         """Click a button of a message the bot sent (INTERACTION_CREATE, type 3)."""
         if channel is None:
@@ -199,6 +204,7 @@ class DiscordWorld:
             channel=channel,
             guild_id=self.guild_id,
             message_payload=message,
+            roles=roles,
         )
         self.api.interaction_channels[payload["token"]] = payload["channel_id"]
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)

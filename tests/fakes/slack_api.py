@@ -74,6 +74,8 @@ class FakeSlackAPI:
         self.identities: dict[str, Identity] = {}
         self.default_identity = Identity()
         self.oauth_grants: dict[str, dict[str, Any]] = {}
+        self.channel_members: dict[str, list[str]] = {}  # conversations.members
+        self.usergroup_members: dict[str, list[str]] = {}  # usergroups.users.list
         self.socket_url: str | None = None
         self.unsupported: set[str] = set()
         self.latency = 0.0
@@ -327,6 +329,22 @@ class FakeSlackAPI:
             and float(m.ts) > float(params.get("oldest") or 0)
         ]
         return {"messages": found, "has_more": False}
+
+    def _m_conversations_members(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        members = self.channel_members.get(str(params.get("channel")))
+        if members is None:
+            return {"ok": False, "error": "channel_not_found"}
+        # Two members per page, so callers must follow the cursor as with real Slack.
+        start = int(params.get("cursor") or 0)
+        page, rest = members[start : start + 2], members[start + 2 :]
+        cursor = str(start + 2) if rest else ""
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _m_usergroups_users_list(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        users = self.usergroup_members.get(str(params.get("usergroup")))
+        if users is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"users": users}
 
     def _m_apps_connections_open(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
         return {"url": self.socket_url or "ws://127.0.0.1:9/"}

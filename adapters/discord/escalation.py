@@ -1,0 +1,97 @@
+"""Hand-offs on Discord: the core's escalation policy in Discord's terms.
+
+A target is channel ids (the first gets the notice). The support team is the members with the
+configured support role (``SUPPORTBOT_DISCORD_SUPPORT_ROLE``), or, without one, the members who
+may manage messages in the channel. Once resolved, the notice says who resolved it and when.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from adapters.discord import render
+from adapters.discord.delivery import ChannelSink, describe
+from bot import escalation, texts
+from bot.escalation import EscalationPolicy
+from bot.messages import ConversationKey, Platform
+from storage.db import Database
+from storage.models import Escalation
+
+log = logging.getLogger(__name__)
+
+
+class DiscordEscalations:
+    def __init__(self, db: Database, policy: EscalationPolicy, support_role: str | None) -> None:
+        self.db = db
+        self.policy = policy
+        self.support_role = support_role
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: object) -> DiscordEscalations:
+        return cls(
+            db,
+            EscalationPolicy.from_settings(settings, Platform.DISCORD),  # type: ignore[arg-type]
+            getattr(settings, "discord_support_role", None),
+        )
+
+    async def announce(
+        self,
+        client: discord.Client,
+        conversation: ConversationKey,
+        requested_by: str,
+        escalation_id: int,
+    ) -> None:
+        """Tell the support team in their channel (once per escalation), with a resolve button."""
+        channels = [i for i in await self.policy.target_for(self.db, conversation) if i.isdigit()]
+        if not channels or not await escalation.claim_notice(self.db, escalation_id):
+            return
+        channel = client.get_partial_messageable(int(channels[0]))
+        text = texts.escalation_notice(conversation.session_id, f"<@{requested_by}>", None)
+        payload = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
+        try:
+            sent = await ChannelSink(channel).show([payload])
+        except discord.HTTPException as exc:
+            log.error("discord: escalation notice to %s failed (%s)", channel.id, describe(exc))
+            return
+        if sent:
+            await escalation.record_notice(self.db, escalation_id, str(channel.id), str(sent[0].id))
+
+    async def may_resolve(self, interaction: discord.Interaction, escalation_id: int) -> bool:
+        row = await escalation.get(self.db, escalation_id)
+        if row is None or row.status != "open":
+            return True  # nothing to protect: the core answers "already resolved"
+        allowed = await self.policy.may_resolve(
+            row, str(interaction.user.id), lambda: self._in_team(interaction)
+        )
+        if not allowed:
+            log.info("discord: %s may not resolve escalation %s", interaction.user.id, row.id)
+        return allowed
+
+    async def _in_team(self, interaction: discord.Interaction) -> bool:
+        if self.support_role:
+            roles = getattr(interaction.user, "roles", None) or []
+            return any(str(role.id) == self.support_role for role in roles)
+        return bool(interaction.permissions.manage_messages)
+
+    async def mark_notice_resolved(self, client: discord.Client, escalation_id: int) -> None:
+        row = await escalation.get(self.db, escalation_id)
+        where = escalation.notice_location(row) if row is not None else None
+        if row is None or where is None or row.resolved_at is None:
+            return
+        channel = client.get_partial_messageable(int(where[0]))
+        try:
+            await channel.get_partial_message(int(where[1])).edit(
+                content=resolved_notice(row),
+                view=None,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:  # cosmetic: the escalation is resolved anyway
+            log.warning("discord: could not update the notice of %s (%s)", row.id, describe(exc))
+
+
+def resolved_notice(row: Escalation) -> str:
+    asked = texts.escalation_notice(row.session_id, f"<@{row.requested_by}>", None)
+    when = f"<t:{int(row.resolved_at.timestamp())}:f>" if row.resolved_at else ""
+    return f"{asked}\n{texts.escalation_resolved_notice(f'<@{row.resolved_by}>', when)}"

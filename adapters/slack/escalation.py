@@ -1,0 +1,261 @@
+"""Hand-offs on Slack: the core's escalation policy in Slack's wire format.
+
+Order matters: the team's notice goes out first (it is what brings a human), then the reply in
+the conversation, and only then the cosmetic edit of the clicked message, which may fail
+without costing the notice. A target is Slack ids: a channel (``C…``/``G…``) gets the notice,
+user groups (``S…``) and users (``U…``/``W…``) are mentioned, in that channel or, with no
+channel, in the conversation itself. The team (who may resolve) is the members of those
+channels and groups plus those users.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import convert, render
+from adapters.slack.delivery import Route, post_messages
+from bot import escalation, texts
+from bot.escalation import EscalationPolicy
+from bot.messages import ConversationKey, Platform, Reply, ReplyKind
+from bot.responder import Responder
+from storage.db import Database
+from storage.models import Escalation
+
+log = logging.getLogger(__name__)
+
+MAX_MEMBER_PAGES = 50  # conversations.members pages (of 1000) read to check one click
+
+
+@dataclass(frozen=True, slots=True)
+class SlackTarget:
+    channels: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, ids: tuple[str, ...]) -> SlackTarget:
+        return cls(
+            channels=tuple(i for i in ids if i[:1] in ("C", "G")),
+            groups=tuple(i for i in ids if i[:1] == "S"),
+            users=tuple(i for i in ids if i[:1] in ("U", "W")),
+        )
+
+    @property
+    def mentions(self) -> list[str]:
+        return [render.group_mention(g) for g in self.groups] + [
+            render.user_mention(u) for u in self.users
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    reply: Reply  # ephemeral: the clicker may not resolve; tell only them
+    on_notice: bool  # the click was on the team's notice, which is already updated
+
+
+class SlackEscalations:
+    def __init__(self, db: Database, responder: Responder, policy: EscalationPolicy) -> None:
+        self.db = db
+        self.responder = responder
+        self.policy = policy
+
+    async def target(self, conversation: ConversationKey) -> SlackTarget:
+        return SlackTarget.parse(await self.policy.target_for(self.db, conversation))
+
+    # ---- "Talk to a human" -----------------------------------------------------------------
+
+    async def request(
+        self, client: AsyncWebClient, p: dict[str, Any], session_id: str, user: str
+    ) -> None:
+        conversation = convert.conversation_from_session_id(session_id)
+        if conversation is None:
+            log.warning("escalation button with a bad session id %r", session_id)
+            return
+        reply, escalation_id = await self.responder.escalate(
+            conversation=conversation, requested_by=user
+        )
+        target = await self.target(conversation)
+        extra = [render.resolve_block(escalation_id)] if escalation_id else []
+        ping = await self._announce(client, target, conversation, user, escalation_id)
+        text = reply.text
+        if ping:
+            slots = " ".join(render.mention_slot(i) for i in range(len(ping)))
+            text += "\n\n" + texts.slack_escalation_group_ping(slots)
+        shown = Reply(text=text, kind=reply.kind, session_id=reply.session_id)
+        route = Route(conversation.channel_id, conversation.thread_id)
+        await post_messages(
+            client, route, render.render_reply(shown, extra_blocks=extra, mentions=ping)
+        )
+        if p.get("has_message") and p.get("message_ts"):
+            note = render.context_block(render.escape(texts.SLACK_ESCALATION_REQUESTED))
+            blocks = render.replace_block(p.get("blocks") or [], render.HUMAN_BLOCK, note)
+            await _cosmetic(
+                client.chat_update(
+                    channel=p["channel"],
+                    ts=p["message_ts"],
+                    text=p.get("text") or text,
+                    blocks=blocks,
+                )
+            )
+
+    async def announce(
+        self, client: AsyncWebClient, conversation: ConversationKey, user: str, escalation_id: int
+    ) -> None:
+        """The agent handed off by itself: tell the team (once), as for the button."""
+        target = await self.target(conversation)
+        ping = await self._announce(client, target, conversation, user, escalation_id)
+        if ping:
+            slots = " ".join(render.mention_slot(i) for i in range(len(ping)))
+            note = Reply(texts.slack_escalation_group_ping(slots), ReplyKind.INFO)
+            route = Route(conversation.channel_id, conversation.thread_id)
+            await post_messages(client, route, render.render_reply(note, mentions=ping))
+
+    async def _announce(
+        self,
+        client: AsyncWebClient,
+        target: SlackTarget,
+        conversation: ConversationKey,
+        user: str,
+        escalation_id: int,
+    ) -> list[str]:
+        """Post the team's notice if this caller is the one to (returns mentions still to be
+        made in the conversation, when the target has no channel of its own)."""
+        if not await escalation.claim_notice(self.db, escalation_id):
+            return []
+        if target.channels:
+            await self._post_notice(client, target, conversation, user, escalation_id)
+            return []
+        return target.mentions
+
+    async def _post_notice(
+        self,
+        client: AsyncWebClient,
+        target: SlackTarget,
+        conversation: ConversationKey,
+        user: str,
+        escalation_id: int,
+    ) -> None:
+        channel = target.channels[0]
+        messages = notice_messages(conversation.session_id, user, target, escalation_id)
+        try:
+            posted = await post_messages(client, Route(channel, None), messages)
+        except SlackApiError as exc:
+            log.error("escalation notice to %s failed: %s", channel, exc.response.get("error"))
+            return
+        await escalation.record_notice(self.db, escalation_id, channel, posted[0])
+
+    # ---- "Mark resolved" -------------------------------------------------------------------
+
+    async def resolve(
+        self, client: AsyncWebClient, p: dict[str, Any], escalation_id: int, user: str
+    ) -> Resolution:
+        """Resolve if ``user`` may (an ephemeral reply when not), and update the team's notice."""
+        row = await escalation.get(self.db, escalation_id)
+        clicked = f"{p.get('channel')}:{p.get('message_ts')}"
+        on_notice = row is not None and row.notice_ref == clicked
+        if row is not None and row.status == "open":
+            allowed = await self.policy.may_resolve(
+                row, user, lambda: self._in_team(client, row, user)
+            )
+            if not allowed:
+                log.info("escalation %s: %s may not resolve it", escalation_id, user)
+                refused = Reply(
+                    texts.ESCALATION_RESOLVE_NOT_ALLOWED, ReplyKind.INFO, ephemeral=True
+                )
+                return Resolution(refused, on_notice)
+        reply = await self.responder.resolve_escalation(
+            escalation_id=escalation_id, resolved_by=user
+        )
+        resolved = await escalation.get(self.db, escalation_id)
+        if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:
+            await self._mark_notice_resolved(client, resolved)
+        return Resolution(reply, on_notice)
+
+    async def _mark_notice_resolved(self, client: AsyncWebClient, row: Escalation) -> None:
+        where = escalation.notice_location(row)
+        conversation = convert.conversation_from_session_id(row.session_id)
+        if where is None or conversation is None:
+            return
+        target = await self.target(conversation)
+        messages = notice_messages(row.session_id, row.requested_by, target, int(row.id), row)
+        await _cosmetic(
+            client.chat_update(
+                channel=where[0], ts=where[1], text=messages[0].text, blocks=messages[0].blocks
+            )
+        )
+
+    async def _in_team(self, client: AsyncWebClient, row: Escalation, user: str) -> bool:
+        conversation = convert.conversation_from_session_id(row.session_id)
+        target = await self.target(conversation) if conversation else SlackTarget()
+        if user in target.users:
+            return True
+        where = escalation.notice_location(row)
+        channels = dict.fromkeys([*([where[0]] if where else []), *target.channels])
+        try:
+            for channel in channels:
+                if user in await _channel_members(client, channel):
+                    return True
+            for group in target.groups:
+                response = await client.usergroups_users_list(usergroup=group)
+                if user in (response.get("users") or []):
+                    return True
+        except SlackApiError as exc:
+            log.warning("cannot check the support team: %s", exc.response.get("error"))
+        return False
+
+
+def notice_messages(
+    session_id: str,
+    asker: str,
+    target: SlackTarget,
+    escalation_id: int,
+    resolved: Escalation | None = None,
+) -> list[render.SlackMessage]:
+    """The team's notice: who needs help, mentions of the team, and "Mark resolved" (or, once
+    resolved, who resolved it and when)."""
+    mentions = [render.user_mention(asker), *target.mentions]
+    text = texts.escalation_notice(session_id, render.mention_slot(0), None)
+    if len(mentions) > 1:
+        text += " " + " ".join(render.mention_slot(i) for i in range(1, len(mentions)))
+    extra = [render.resolve_block(escalation_id)]
+    if resolved is not None and resolved.resolved_at is not None:
+        when = resolved.resolved_at
+        mentions += [
+            render.user_mention(resolved.resolved_by or ""),
+            render.date_mention(when.timestamp(), when.strftime("%Y-%m-%d %H:%M UTC")),
+        ]
+        note = texts.escalation_resolved_notice(
+            render.mention_slot(len(mentions) - 2), render.mention_slot(len(mentions) - 1)
+        )
+        extra = [render.context_block(render.with_mentions(render.escape(note), mentions))]
+    notice = Reply(text=text, kind=ReplyKind.INFO)
+    return render.render_reply(notice, extra_blocks=extra, mentions=mentions)
+
+
+async def _channel_members(client: AsyncWebClient, channel: str) -> set[str]:
+    members: set[str] = set()
+    cursor = None
+    for _ in range(MAX_MEMBER_PAGES):
+        response = await client.conversations_members(channel=channel, cursor=cursor, limit=1000)
+        members.update(response.get("members") or [])
+        cursor = (response.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            break
+    return members
+
+
+async def _cosmetic(call: Any) -> None:
+    """Edits that only tidy up must never undo what already went out."""
+    try:
+        await call
+    except Exception as exc:
+        log.warning("cosmetic Slack update failed: %s", type(exc).__name__)
+
+
+def policy_for(settings: Any) -> EscalationPolicy:
+    return EscalationPolicy.from_settings(settings, Platform.SLACK)

@@ -1,0 +1,81 @@
+"""Who may press "Mark resolved" on Discord, and the notice that says who did (issue 12, point 4),
+through the real discord.py client and the fake Discord."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import texts
+from bot.runtime import build_runtime
+from storage import escalations
+from storage.db import Database
+from tests import discord_fixtures
+from tests.discord_fixtures import make_settings, start_bot
+from tests.fakes.discord_world import DiscordWorld
+
+pytestmark = pytest.mark.timeout(60)
+
+world = discord_fixtures.world
+kb_uri = discord_fixtures.kb_uri
+
+
+async def _escalated(world: DiscordWorld) -> tuple[dict, str, int]:
+    question = await world.say("How do I reset my password?", mention=True)
+    answer = (await world.bot_messages(question["id"]))[0]
+    human_id = answer["components"][0]["components"][2]["custom_id"]
+    human = await world.click(answer, human_id)
+    opened = (await world.interaction_done(human["token"]))[0]
+    resolve_id = opened["components"][0]["components"][0]["custom_id"]
+    return opened, resolve_id, int(resolve_id.rsplit(":", 1)[1])
+
+
+async def test_bystander_is_refused_support_role_resolves_and_notice_says_who(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = make_settings(
+        world,
+        sqlite_url,
+        kb_uri,
+        discord_escalation_channel=world.no_threads_channel_id,
+        discord_support_role=world.support_role_id,
+    )
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        opened, resolve_id, escalation_id = await _escalated(world)
+        refused = await world.click(opened, resolve_id, author=world.bob)
+        answer = (await world.interaction_done(refused["token"]))[0]
+        assert answer["content"] == texts.ESCALATION_RESOLVE_NOT_ALLOWED
+        row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
+        assert row is not None and row.status == "open"
+
+        notice = world.api.channel_messages(world.no_threads_channel_id)[0]
+        done = await world.click(
+            notice, resolve_id, author=world.bob, roles=[world.support_role_id]
+        )
+        answer = (await world.interaction_done(done["token"]))[0]
+        assert answer["content"] == texts.ESCALATION_RESOLVED
+        notice = world.api.channel_messages(world.no_threads_channel_id)[0]
+    finally:
+        await running.stop()
+    row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
+    assert row is not None and row.status == "resolved" and row.resolved_by == world.bob["id"]
+    assert f"Resolved by <@{world.bob['id']}> at <t:" in notice["content"]
+    assert not notice.get("components")
+
+
+async def test_the_asker_may_resolve_their_own_hand_off(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = make_settings(
+        world, sqlite_url, kb_uri, discord_escalation_channel=world.no_threads_channel_id
+    )
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        opened, resolve_id, escalation_id = await _escalated(world)
+        done = await world.click(opened, resolve_id, author=world.alice)
+        answer = (await world.interaction_done(done["token"]))[0]
+    finally:
+        await running.stop()
+    assert answer["content"] == texts.ESCALATION_RESOLVED
+    row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
+    assert row is not None and row.resolved_by == world.alice["id"]

@@ -1,0 +1,217 @@
+"""Slack hand-offs that reach people (issue 12, points 2, 3, 4), through the real bolt app and the
+fake Slack API: real mentions in the team's notice, the notice first, a per-channel target, one
+open escalation per conversation under a double click, and who may press "Mark resolved"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import texts
+from storage.db import Database
+from storage.models import ChannelSetting, Escalation
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, kb_uri
+from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
+
+__all__ = ["api", "kb_uri"]
+BOT = DEFAULT_BOT_USER
+ASKER = "UHUMAN001"
+
+
+def _payload(message: FakeMessage) -> dict[str, Any]:
+    payload = {"type": "message", "ts": message.ts, "text": message.text, "blocks": message.blocks}
+    if message.thread_ts:
+        payload["thread_ts"] = message.thread_ts
+    return payload
+
+
+def _button(message: FakeMessage, action_id: str) -> dict[str, Any]:
+    for block in message.blocks:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return element
+    raise AssertionError(f"no {action_id} button")
+
+
+async def _answered_question(
+    h: SlackHarness, api: FakeSlackAPI, sender: SlackSender, channel: str = "C0000001"
+) -> FakeMessage:
+    event = app_mention(text=f"<@{BOT}> can I pay in bitcoin?", ts=new_ts(), channel=channel)
+    await sender.event(event)
+    await api.wait_for(lambda: [m for m in api.posted(channel) if not m.streaming])
+    await h.bot.wait_idle()
+    return api.posted(channel)[0]
+
+
+async def _click(sender: SlackSender, message: FakeMessage, action_id: str, **options: Any) -> None:
+    button = _button(message, action_id)
+    click = block_action(
+        action_id=action_id,
+        value=button["value"],
+        message=_payload(message),
+        channel=message.channel,
+        **options,
+    )
+    assert (await sender.interaction(click)).status == 200
+
+
+async def _escalations(db: Database) -> list[Escalation]:
+    async with db.sessions() as session:
+        return list((await session.scalars(select(Escalation).order_by(Escalation.id))).all())
+
+
+async def test_notice_mentions_the_team_and_goes_out_before_the_cosmetic_update(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    target = "CSUPPORT+SHELPERS+UONCALL1"
+    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target=target)
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            api.error("chat.update", "cant_update_message", times=10)  # the cosmetic edit fails
+            await _click(sender, answer, "sb_human")
+            await api.wait_for(lambda: api.posted("CSUPPORT"))
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [notice] = api.posted("CSUPPORT")
+    shown = notice.text + json.dumps(notice.blocks)
+    for mention in ("<!subteam^SHELPERS>", f"<@{ASKER}>", "<@UONCALL1>"):
+        assert mention in shown, shown
+    assert "&lt;" not in shown
+    assert _button(notice, "sb_resolve")
+    # The notice went out first; the edit of the clicked message came later (and failed).
+    posts = [i for i, c in enumerate(api.calls) if c.method == "chat.postMessage"]
+    notice_call = next(i for i in posts if api.calls[i].params.get("channel") == "CSUPPORT")
+    update_call = next(i for i, c in enumerate(api.calls) if c.method == "chat.update")
+    assert notice_call < update_call
+    handoff = api.posted("C0000001")[1]
+    assert texts.ESCALATION_OPENED in handoff.text
+    [row] = await _escalations(sqlite_db)
+    assert row.notice_ref == f"CSUPPORT:{notice.ts}"
+
+
+async def test_group_only_target_is_pinged_in_the_conversation_unescaped(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="SHELPERS")
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            await _click(sender, answer, "sb_human")
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    handoff = api.posted("C0000001")[1]
+    section = handoff.blocks[0]["text"]["text"]
+    assert "<!subteam^SHELPERS>" in section and "<!subteam^SHELPERS>" in handoff.text
+    assert "&lt;!subteam" not in section
+
+
+async def test_channel_setting_overrides_the_default_target(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    async with sqlite_db.session() as session:
+        session.add(
+            ChannelSetting(
+                platform="slack",
+                workspace_id="T0000001",
+                channel_id="C0000009",
+                escalation_target="CBILLING",
+            )
+        )
+    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CDEFAULT")
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender, channel="C0000009")
+            await _click(sender, answer, "sb_human")
+            await api.wait_for(lambda: api.posted("CBILLING"))
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    assert api.posted("CBILLING") and not api.posted("CDEFAULT")
+
+
+async def test_double_click_opens_one_escalation_with_one_notice(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    settings = slack_settings(any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    h = await SlackHarness.start(api, settings, db=db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 5)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    rows = await _escalations(db)
+    assert [r.status for r in rows] == ["open"]
+    assert len(api.posted("CSUPPORT")) == 1
+    replies = [m.text for m in api.posted("C0000001")[1:]]
+    assert sum(texts.ESCALATION_OPENED in r for r in replies) == 1
+    assert sum(texts.ESCALATION_ALREADY_OPEN in r for r in replies) == 3
+
+
+async def test_only_the_team_or_the_asker_may_resolve_and_the_notice_says_who(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    api.channel_members["CSUPPORT"] = ["UAGENT01", "UAGENT02", "UAGENT03"]
+    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            await _click(sender, answer, "sb_human")
+            await api.wait_for(lambda: api.posted("CSUPPORT"))
+            await h.bot.wait_idle()
+            [notice] = api.posted("CSUPPORT")
+            # A bystander is refused, privately; nothing changes.
+            await _click(sender, notice, "sb_resolve", user="UBYSTAND1")
+            await api.wait_for(lambda: api.ephemerals)
+            await h.bot.wait_idle()
+            assert texts.ESCALATION_RESOLVE_NOT_ALLOWED in json.dumps(api.ephemerals[-1].params)
+            assert [r.status for r in await _escalations(sqlite_db)] == ["open"]
+            # A member of the escalation channel (found on the second page) may.
+            await _click(sender, notice, "sb_resolve", user="UAGENT03")
+            await api.wait_for(lambda: "Resolved by" in json.dumps(notice.blocks))
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [row] = await _escalations(sqlite_db)
+    assert row.status == "resolved" and row.resolved_by == "UAGENT03"
+    shown = json.dumps(notice.blocks)
+    assert "<@UAGENT03>" in shown and "<!date^" in shown and "sb_resolve" not in shown
+
+
+async def test_the_asker_may_resolve_their_own_question(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    api.channel_members["CSUPPORT"] = []
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            await _click(sender, answer, "sb_human")
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+            await h.bot.wait_idle()
+            handoff = api.posted("C0000001")[1]
+            await _click(sender, handoff, "sb_resolve", user=ASKER)
+            await api.wait_for(lambda: texts.ESCALATION_RESOLVED in json.dumps(handoff.blocks))
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [row] = await _escalations(sqlite_db)
+    assert row.status == "resolved" and row.resolved_by == ASKER
+    assert f"<@{ASKER}>" in json.dumps(api.posted("CSUPPORT")[0].blocks)
