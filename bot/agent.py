@@ -57,6 +57,7 @@ class AgentRequest:
     question: str
     context: ConversationContext = field(default_factory=ConversationContext)
     session_id: str = ""  # for logs only; never sent to the model
+    source_prefix: str | None = None  # search only these sources (the channel's filter)
 
 
 @dataclass
@@ -112,7 +113,7 @@ class OpenAIAgent:
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
-        toolbox = ToolBox(self.knowledge, k=self.k)
+        toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
         messages = build_messages(request, max_searches=self.max_tool_rounds)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         gate = NoAnswerGate()
@@ -322,7 +323,7 @@ class OfflineAgent:
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
-        toolbox = ToolBox(self.knowledge, k=self.k)
+        toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
         question = request.question
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.

@@ -102,3 +102,7 @@ class Reply:
     session_id: str | None = None
     # Set when this reply opened (or found) a hand-off, so adapters can notify the support team.
     escalation_id: int | None = None
+    # An auto-answer post the bot is not sure about: post nothing (react with ``reaction`` when
+    # set); the question is recorded as unanswered.
+    silent: bool = False
+    reaction: str | None = None

@@ -19,6 +19,8 @@ from typing import Any
 
 from bot import slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
+from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge
+from bot.channels import ChannelPolicy, ChannelSettings
 from bot.errors import ModelError
 from bot.memory import ASSISTANT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
@@ -26,6 +28,11 @@ from storage import escalations, feedback, memories
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+# Memories of what happened without a visible answer (an error, a silent auto-answer post):
+# kept for reports, never loaded into a conversation's history (only user/assistant are).
+EVENT = "event"
+QUESTION_IN_METADATA_CHARS = 500
 
 # Control characters other than newline and tab are noise from binary input.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -44,11 +51,15 @@ class Responder:
         agent: Agent,
         memory: MemoryPolicy,
         max_question_chars: int = 4000,
+        channels: ChannelSettings | None = None,
+        auto_answer_min_coverage: float = DEFAULT_MIN_COVERAGE,
     ) -> None:
         self.db = db
         self.agent = agent
         self.memory = memory
         self.max_question_chars = max_question_chars
+        self.channels = channels or ChannelSettings(db)
+        self.auto_answer_min_coverage = auto_answer_min_coverage
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -82,7 +93,23 @@ class Responder:
                 type(exc).__name__,
                 exc_info=True,
             )
+            await self._record_error(session_id, exc)
             yield Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
+
+    async def _record_error(self, session_id: str, exc: BaseException) -> None:
+        """Best effort: count the failure for reports (the database may be what failed)."""
+        try:
+            await asyncio.wait_for(
+                self.memory.remember(
+                    session_id,
+                    EVENT,
+                    "",
+                    {"kind": ReplyKind.ERROR.value, "error": type(exc).__name__},
+                ),
+                timeout=2.0,
+            )
+        except Exception:
+            log.warning("could not record the failure of session %s", session_id)
 
     async def _answer(self, msg: IncomingMessage, session_id: str) -> AsyncIterator[str | Reply]:
         command = slash.find_command(msg.command) if msg.command else None
@@ -114,6 +141,8 @@ class Responder:
             return
 
         started = time.perf_counter()
+        policy = await self.channels.policy(msg.conversation)
+        auto = is_auto_answer_post(msg, policy)
         context = await self.memory.load(session_id)
         # The question is stored while the agent works (its latency hides the write); it is
         # awaited in any case, so a failed answer still keeps the question.
@@ -121,19 +150,36 @@ class Responder:
             self.memory.remember(session_id, USER, question, {"message_id": msg.id})
         )
         result: AgentResult | None = None
-        request = AgentRequest(question=question, context=context, session_id=session_id)
+        request = AgentRequest(
+            question=question,
+            context=context,
+            session_id=session_id,
+            source_prefix=policy.knowledge_filter,
+        )
+        first_token_ms: float | None = None
         try:
             async for item in self.agent.run(request):
                 if isinstance(item, AgentResult):
                     result = item
-                else:
-                    yield item
+                    continue
+                if first_token_ms is None:
+                    first_token_ms = round((time.perf_counter() - started) * 1000, 2)
+                if not auto:  # an auto-answer is held back until the gate has judged it
+                    yield _localized(item, policy)
         finally:
             await store_question
         if result is None:  # an agent must end with a result; treat a silent one as a bug
             raise RuntimeError("agent finished without a result")
 
+        if auto:
+            verdict = judge(result, min_coverage=self.auto_answer_min_coverage)
+            if not verdict.answer:
+                yield await self._stay_silent(session_id, question, result, policy, verdict.reason)
+                return
+            yield result.text
         text, kind = result.text, result.kind
+        if kind is ReplyKind.NO_ANSWER and text == texts.NOT_IN_DOCS:
+            text = policy.refusal_text()
         if problem == "truncated":
             note = "\n\n" + texts.truncated_note(self.max_question_chars)
             text += note
@@ -158,6 +204,12 @@ class Responder:
         metadata: dict[str, Any] = dict(result.tool_metadata)
         metadata["kind"] = kind.value
         metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        if metadata.get("first_token_ms") is None:
+            metadata["first_token_ms"] = first_token_ms
+        if auto:
+            metadata["auto_answer"] = True
+        if kind is not ReplyKind.ANSWER:  # reports group the questions the docs did not answer
+            metadata["question"] = question[:QUESTION_IN_METADATA_CHARS]
         if escalation_id is not None:
             metadata["escalation_id"] = escalation_id
         memory_id = await self.memory.remember(session_id, ASSISTANT, text, metadata)
@@ -167,9 +219,37 @@ class Responder:
             text=text,
             kind=kind,
             sources=result.sources,
+            ephemeral=policy.ephemeral and kind is ReplyKind.ANSWER,
             memory_id=memory_id,
             session_id=session_id,
             escalation_id=escalation_id,
+        )
+
+    async def _stay_silent(
+        self,
+        session_id: str,
+        question: str,
+        result: AgentResult,
+        policy: ChannelPolicy,
+        reason: str,
+    ) -> Reply:
+        """An auto-answer post the gate rejected: record it as unanswered, post nothing."""
+        metadata: dict[str, Any] = dict(result.tool_metadata)
+        metadata.update(
+            kind="unanswered",
+            auto_answer=True,
+            gate_reason=reason,
+            agent_kind=result.kind.value,
+            question=question[:QUESTION_IN_METADATA_CHARS],
+        )
+        memory_id = await self.memory.remember(session_id, EVENT, "", metadata)
+        return Reply(
+            text="",
+            kind=ReplyKind.NO_ANSWER,
+            silent=True,
+            reaction=policy.unanswered_reaction,
+            memory_id=memory_id,
+            session_id=session_id,
         )
 
     # --- commands and buttons -----------------------------------------------------------------
@@ -246,6 +326,11 @@ class Responder:
     @staticmethod
     def _info(text: str, session_id: str, *, ephemeral: bool = False) -> Reply:
         return Reply(text=text, kind=ReplyKind.INFO, ephemeral=ephemeral, session_id=session_id)
+
+
+def _localized(delta: str, policy: ChannelPolicy) -> str:
+    """The refusal streamed in the channel's language (other text is the model's own)."""
+    return policy.refusal_text() if delta == texts.NOT_IN_DOCS else delta
 
 
 def _session_id(msg: IncomingMessage) -> str:

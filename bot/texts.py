@@ -26,6 +26,32 @@ NOT_IN_DOCS = (
     "(or say “talk to a human”)."
 )
 
+# The refusal in the languages a channel may choose (`supportbot channels set --refusal-language`).
+NOT_IN_DOCS_TRANSLATIONS = {
+    "en": NOT_IN_DOCS,
+    "fr": (
+        "Je n'ai pas trouvé cela dans la documentation, je préfère donc ne pas deviner. "
+        "Voulez-vous que je fasse appel à un humain ? Utilisez le bouton *Talk to a human* "
+        "(ou écrivez « talk to a human »)."
+    ),
+    "de": (
+        "Das habe ich in der Dokumentation nicht gefunden, daher rate ich lieber nicht. "
+        "Soll ich einen Menschen hinzuholen? Nutzen Sie die Schaltfläche *Talk to a human* "
+        "(oder schreiben Sie „talk to a human“)."
+    ),
+    "es": (
+        "No encontré esto en la documentación, así que prefiero no adivinar. "
+        "¿Quiere que avise a una persona? Use el botón *Talk to a human* "
+        "(o escriba «talk to a human»)."
+    ),
+}
+
+
+def not_in_docs(language: str | None) -> str:
+    """The refusal in ``language`` (an ISO code such as "fr"); English when unknown."""
+    return NOT_IN_DOCS_TRANSLATIONS.get((language or "en").lower(), NOT_IN_DOCS)
+
+
 OFFLINE_LABEL = "_Offline answer (no language model configured): quoted from the docs._"
 
 EMPTY_QUESTION = (

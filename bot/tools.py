@@ -68,7 +68,9 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
 
 
 class Searchable(Protocol):
-    def search(self, query: str, *, k: int = 5, mode: str = "hybrid") -> list[SearchHit]: ...
+    def search(
+        self, query: str, *, k: int = 5, mode: str = "hybrid", source_prefix: str | None = None
+    ) -> list[SearchHit]: ...
 
 
 @dataclass
@@ -77,6 +79,7 @@ class ToolBox:
 
     knowledge: Searchable
     k: int = 5
+    source_prefix: str | None = None  # the channel's knowledge filter ("billing/")
     passages: list[SearchHit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
     calls: list[dict[str, Any]] = field(default_factory=list)
     escalation_reason: str | None = None
@@ -86,7 +89,12 @@ class ToolBox:
         """Search, number new passages, and return (citation number, hit) pairs."""
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
-        hits = await asyncio.to_thread(self.knowledge.search, query, k=self.k)
+        if self.source_prefix:
+            hits = await asyncio.to_thread(
+                self.knowledge.search, query, k=self.k, source_prefix=self.source_prefix
+            )
+        else:
+            hits = await asyncio.to_thread(self.knowledge.search, query, k=self.k)
         numbered = [(self._number(hit), hit) for hit in hits]
         self.calls.append(
             {

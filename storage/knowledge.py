@@ -220,11 +220,19 @@ class KnowledgeBase:
     # ------------------------------------------------------------ search
 
     def search(
-        self, query: str, *, k: int = 5, mode: str = "hybrid", exact: bool = False
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        mode: str = "hybrid",
+        exact: bool = False,
+        source_prefix: str | None = None,
     ) -> list[SearchHit]:
         """Best passage per source, best first; [] for an empty KB or an empty question.
 
         ``exact`` bypasses the ANN index (a flat scan): the baseline for measuring recall.
+        ``source_prefix`` keeps only sources under that path ("billing/"), filtered before
+        ranking so the k hits are the best of those sources.
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
@@ -240,31 +248,35 @@ class KnowledgeBase:
         # Several chunks of one file compete for the same slots, so ask for more than k (but
         # not much more: with the ANN index every extra row costs refine_factor exact reads).
         depth = max(CANDIDATES_MIN, k * CANDIDATES_PER_HIT)
+        where = _prefix_filter(source_prefix)
         if mode == "fts":
-            ranked = self._fts(table, query, depth)
+            ranked = self._fts(table, query, depth, where)
         elif mode == "vector":
-            ranked = self._vector(table, query, depth, exact)
+            ranked = self._vector(table, query, depth, exact, where)
         else:
             # Vector ranking first: equal fused scores (ranks swapped between the two lists)
             # keep the semantic order, which copes with paraphrases and typos.
             # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
             # query costs about the slower of the two, not their sum.
-            vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
-            fts_hits = self._fts(table, query, depth)
+            vector_hits = self._pool.submit(self._vector, table, query, depth, exact, where)
+            fts_hits = self._fts(table, query, depth, where)
             ranked = _reciprocal_rank_fusion([vector_hits.result(), fts_hits])
         return self._materialize(table, _best_per_source(ranked, k))
 
-    def _fts(self, table: Any, query: str, limit: int) -> list[_Candidate]:
+    def _fts(
+        self, table: Any, query: str, limit: int, where: str | None = None
+    ) -> list[_Candidate]:
+        builder = table.search(query, query_type="fts", fts_columns="search_text")
+        if where:
+            builder = builder.where(where, prefilter=True)
         rows = (
-            table.search(query, query_type="fts", fts_columns="search_text")
-            .select([*CANDIDATE_COLUMNS, "_score"])
-            .with_row_id(True)
-            .limit(limit)
-            .to_list()
+            builder.select([*CANDIDATE_COLUMNS, "_score"]).with_row_id(True).limit(limit).to_list()
         )
         return [_candidate(row, float(row["_score"])) for row in rows]
 
-    def _vector(self, table: Any, query: str, limit: int, exact: bool) -> list[_Candidate]:
+    def _vector(
+        self, table: Any, query: str, limit: int, exact: bool, where: str | None = None
+    ) -> list[_Candidate]:
         vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]  # type: ignore[union-attr]
         builder = (
             table.search(vector, vector_column_name="vector")
@@ -273,6 +285,8 @@ class KnowledgeBase:
             .with_row_id(True)
             .limit(limit)
         )
+        if where:
+            builder = builder.where(where, prefilter=True)
         if exact:
             builder = builder.bypass_vector_index()
         elif self._vector_index_type(table):
@@ -592,6 +606,14 @@ class KnowledgeBase:
                 return str(idx.index_type)
         return None
 
+    def sources(self) -> list[str]:
+        """Every source (document path) in the knowledge base, sorted."""
+        table = self._table()
+        if table is None:
+            return []
+        column = table.search().select(["source"]).limit(None).to_arrow().column("source")
+        return sorted(set(column.to_pylist()))
+
     def stats(self) -> KnowledgeStats:
         table = self._table()
         if table is None:
@@ -694,6 +716,14 @@ def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Sche
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dimension)
     return pa.table(columns, schema=schema)
+
+
+def _prefix_filter(prefix: str | None) -> str | None:
+    """A SQL filter keeping sources that start with ``prefix`` (LIKE wildcards escaped)."""
+    if not prefix:
+        return None
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "source LIKE '" + escaped.replace("'", "''") + "%' ESCAPE '\\'"
 
 
 def _in_list(column: str, values: Sequence[str]) -> str:
