@@ -37,9 +37,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def _register_commands() -> None:
-    from bot.commands import channels, chat, db, discord, kb, slack
+    from bot.commands import channels, chat, db, discord, kb, report, slack
 
-    for module in (db, kb, chat, slack, discord, channels):
+    for module in (db, kb, chat, slack, discord, channels, report):
         module.register(app, run_app)
 
 
