@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import slash, texts
+from bot import learning, slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
 from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge
 from bot.channels import ChannelPolicy, ChannelSettings
 from bot.errors import ModelError
+from bot.learning import ThreadReader
 from bot.memory import ASSISTANT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
@@ -312,7 +313,16 @@ class Responder:
         )
         return reply, int(escalation.id)
 
-    async def resolve_escalation(self, *, escalation_id: int, resolved_by: str) -> Reply:
+    async def resolve_escalation(
+        self,
+        *,
+        escalation_id: int,
+        resolved_by: str,
+        read_thread: ThreadReader | None = None,
+        thread_link: str | None = None,
+    ) -> Reply:
+        """Close a hand-off; with ``read_thread`` (the adapter's thread history), the team's
+        answer is captured as a draft for review (bot.learning). Capture never fails a resolve."""
         try:
             done = await escalations.resolve_escalation(
                 self.db, escalation_id=escalation_id, resolved_by=resolved_by
@@ -320,6 +330,18 @@ class Responder:
         except Exception:
             log.error("resolving escalation %s failed", escalation_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True)
+        if done and read_thread is not None:
+            try:
+                await learning.capture_resolution(
+                    self.db,
+                    escalation_id=escalation_id,
+                    read_thread=read_thread,
+                    thread_link=thread_link,
+                )
+            except Exception:
+                log.warning(
+                    "capturing the answer of escalation %s failed", escalation_id, exc_info=True
+                )
         text = texts.ESCALATION_RESOLVED if done else texts.ESCALATION_NOT_OPEN
         return Reply(text, ReplyKind.INFO)
 

@@ -54,6 +54,7 @@ class FakeMessage:
     streaming: bool = False
     updates: int = 0
     deleted: bool = False
+    user: str | None = None  # set for messages people wrote (add_user_message)
 
 
 @dataclass
@@ -134,6 +135,16 @@ class FakeSlackAPI:
         if channel is not None:
             found = [m for m in found if m.channel == channel]
         return sorted(found, key=lambda m: float(m.ts))
+
+    def add_user_message(
+        self, channel: str, text: str, *, user: str, thread_ts: str | None = None
+    ) -> FakeMessage:
+        """A message a person wrote (as Slack would deliver it), stamped with the real time."""
+        message = FakeMessage(
+            channel=channel, ts=f"{time.time():.6f}", text=text, thread_ts=thread_ts, user=user
+        )
+        self.messages[(channel, message.ts)] = message
+        return message
 
     def all_responses(self) -> list[dict[str, Any]]:
         return [r for rs in self.responses.values() for r in rs]
@@ -312,11 +323,17 @@ class FakeSlackAPI:
     def _m_conversations_replies(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
         root = params.get("ts")
         found = [
-            {"ts": m.ts, "text": m.text, "thread_ts": m.thread_ts}
+            {"ts": m.ts, "text": m.text, "thread_ts": m.thread_ts, **self._author(m)}
             for m in self.posted(params.get("channel"))
             if m.thread_ts == root or m.ts == root
         ]
         return {"messages": found, "has_more": False}
+
+    def _author(self, message: FakeMessage) -> dict[str, str]:
+        if message.user is not None:
+            return {"user": message.user}
+        ident = self._identity(message.token)
+        return {"user": ident.user_id, "bot_id": ident.bot_id}
 
     def _m_apps_connections_open(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
         return {"url": self.socket_url or "ws://127.0.0.1:9/"}
