@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import learning, slash, texts
+from bot import learning, metrics, slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
 from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge
 from bot.channels import ChannelPolicy, ChannelSettings
@@ -83,6 +83,8 @@ class Responder:
         session_id = _session_id(msg)
         try:
             async for item in self._answer(msg, session_id):
+                if isinstance(item, Reply):
+                    metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
             # The error boundary: log for the operator (session id, exception type and
@@ -95,6 +97,7 @@ class Responder:
                 exc_info=True,
             )
             await self._record_error(session_id, exc)
+            metrics.observe_answer(ReplyKind.ERROR.value)
             yield Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
 
     async def _record_error(self, session_id: str, exc: BaseException) -> None:
@@ -171,6 +174,7 @@ class Responder:
             await store_question
         if result is None:  # an agent must end with a result; treat a silent one as a bug
             raise RuntimeError("agent finished without a result")
+        metrics.observe_latency(result.tool_metadata, first_token_ms)
 
         if auto:
             verdict = judge(result, min_coverage=self.auto_answer_min_coverage)

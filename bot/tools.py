@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot import metrics
 from bot.messages import Source
 
 if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
@@ -95,6 +96,7 @@ class ToolBox:
             )
         else:
             hits = await asyncio.to_thread(self.knowledge.search, query, k=self.k)
+        metrics.RETRIEVAL_LATENCY.observe(time.perf_counter() - started)
         numbered = [(self._number(hit), hit) for hit in hits]
         self.calls.append(
             {
