@@ -68,6 +68,10 @@ def _number(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
+def _moment(iso: str) -> str:
+    return iso[:16].replace("T", " ")
+
+
 def report_sections(report: dict[str, Any]) -> str:
     ttft = report["time_to_first_token_ms"]
     cards = [
@@ -76,17 +80,18 @@ def report_sections(report: dict[str, Any]) -> str:
         ("refused", report["refused"]),
         ("escalated", report["escalated"]),
         ("errors", report["errors"]),
-        ("👍", report["feedback"]["up"]),
-        ("👎", report["feedback"]["down"]),
+        ("helpful votes", report["feedback"]["up"]),
+        ("unhelpful votes", report["feedback"]["down"]),
         ("first token p50 ms", ttft["median"]),
         ("first token p95 ms", ttft["p95"]),
     ]
     out = ['<section><h2>Overview</h2><div class="cards">']
     out += [f'<div class="card"><b>{_number(v)}</b>{escape(k)}</div>' for k, v in cards]
     window = report["window"]
+    since = _moment(window["since"]) if window["since"] else "the beginning"
     out.append(
-        f'</div><p class="muted">from {escape(window["since"] or "the beginning")} '
-        f"to {escape(window['until'])}</p></section>"
+        f'</div><p class="muted">from {escape(since)} to {escape(_moment(window["until"]))} UTC'
+        "</p></section>"
     )
     outcomes = [
         (k, float(report[k]), COLOURS[k]) for k in ("answered", "refused", "escalated", "errors")
