@@ -38,6 +38,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from adapters.slack import convert, render
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
+from adapters.slack.thread_history import thread_reader
 from bot import texts
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
@@ -284,7 +285,10 @@ class SlackBot:
         if convert.thread_root(message) and not convert.is_from_bot(message, bot):
             key = convert.conversation_for(message, team_id=team_id)
             joined = await memories.count_memories(self.db, session_id=key.session_id) > 0
-        msg = convert.event_to_incoming(event, team_id=team_id, bot=bot, thread_joined=joined)
+        msg = convert.event_to_incoming(
+            event, team_id=team_id, bot=bot, thread_joined=joined,
+            auto_answer=await self._auto_answers(message, team_id, bot),
+        )  # fmt: skip
         if msg is None:
             return None
         conversation = msg.conversation
@@ -388,6 +392,17 @@ class SlackBot:
             return
         await handler(work.payload, client)
 
+    async def _auto_answers(
+        self, message: dict[str, Any], team_id: str, bot: convert.BotIdentity
+    ) -> bool:
+        """A new, unaddressed top-level post in a channel whose settings say answer every post."""
+        if convert.thread_root(message) or convert.is_direct(message):
+            return False
+        if convert.is_from_bot(message, bot) or message.get("edited"):
+            return False
+        key = convert.conversation_for(message, team_id=team_id)
+        return (await self.responder.channels.policy(key)).auto_answer
+
     async def _answer_message(self, p: dict[str, Any], client: AsyncWebClient) -> None:
         msg = convert.incoming_from_payload(p["msg"])
         route = Route(p["channel"], p.get("thread_ts"), p.get("user"), p.get("team_id"))
@@ -413,7 +428,13 @@ class SlackBot:
             extra_blocks=self._escalation_blocks,
         )
         try:
-            await writer.write(self.responder.stream(msg))
+            final = await writer.write(self.responder.stream(msg))
+            if final is not None and final.silent and final.reaction:
+                await _best_effort(
+                    client.reactions_add(
+                        channel=route.channel, timestamp=msg.id, name=final.reaction
+                    )
+                )
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             # Slack kept failing after the client's retries: one apology, if Slack lets us.
             log.error("posting the answer to %s failed: %s", route.channel, type(exc).__name__)
@@ -494,7 +515,7 @@ class SlackBot:
             await self._escalate(client, p, str(value.get("s", "")), user)
         elif action == render.ACTION_RESOLVE and "e" in value:
             reply = await self.responder.resolve_escalation(
-                escalation_id=int(value["e"]), resolved_by=user
+                escalation_id=int(value["e"]), resolved_by=user, read_thread=thread_reader(client)
             )
             await self._replace_block(client, p, render.RESOLVE_BLOCK, reply)
         elif action == render.ACTION_SHARE and "m" in value:

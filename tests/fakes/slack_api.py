@@ -72,6 +72,7 @@ class FakeSlackAPI:
         self.calls: list[ApiCall] = []
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self.ephemerals: list[ApiCall] = []
+        self.reactions: list[tuple[str, str, str]] = []  # (channel, timestamp, emoji name)
         self.responses: dict[str, list[dict[str, Any]]] = {}
         self.identities: dict[str, Identity] = {}
         self.default_identity = Identity()
@@ -334,6 +335,10 @@ class FakeSlackAPI:
             return {"user": message.user}
         ident = self._identity(message.token)
         return {"user": ident.user_id, "bot_id": ident.bot_id}
+
+    def _m_reactions_add(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        self.reactions.append((params["channel"], params["timestamp"], params["name"]))
+        return {}
 
     def _m_apps_connections_open(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
         return {"url": self.socket_url or "ws://127.0.0.1:9/"}
