@@ -27,7 +27,8 @@ class GateVerdict:
 
 
 def is_auto_answer_post(msg: IncomingMessage, policy: ChannelPolicy) -> bool:
-    """A post nobody addressed to the bot, in a channel that asks it to answer every post."""
+    """A message nobody addressed to the bot (a new post, or a reply in its thread) in a channel
+    that asks it to answer every post: there the bot speaks unasked only when grounded."""
     return policy.auto_answer and msg.command is None and not msg.is_direct and not msg.mentions_bot
 
 

@@ -114,8 +114,12 @@ class ChannelSettings:
         self.ttl = ttl
         self._cache: dict[tuple[str, str, str], tuple[float, ChannelPolicy]] = {}
 
-    async def policy(self, conversation: ConversationKey) -> ChannelPolicy:
-        key = (conversation.platform.value, conversation.workspace_id, conversation.channel_id)
+    async def policy(
+        self, conversation: ConversationKey, *, parent_channel_id: str | None = None
+    ) -> ChannelPolicy:
+        """The settings of the conversation's channel (of its parent, for a forum thread)."""
+        channel = parent_channel_id or conversation.channel_id
+        key = (conversation.platform.value, conversation.workspace_id, channel)
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and now - cached[0] < self.ttl:

@@ -67,6 +67,8 @@ class IncomingMessage:
     command: str | None = None
     attachments: tuple[Attachment, ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)
+    # The channel a thread belongs to (a Discord forum, say): its per-channel settings apply.
+    parent_channel_id: str | None = None
 
 
 class ReplyKind(enum.StrEnum):

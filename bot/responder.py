@@ -145,7 +145,9 @@ class Responder:
             return
 
         started = time.perf_counter()
-        policy = await self.channels.policy(msg.conversation)
+        policy = await self.channels.policy(
+            msg.conversation, parent_channel_id=msg.parent_channel_id
+        )
         auto = is_auto_answer_post(msg, policy)
         context = await self.memory.load(session_id)
         # The question is stored while the agent works (its latency hides the write); it is

@@ -37,6 +37,7 @@ from adapters.discord.delivery import (
     describe,
     respond_ephemeral,
 )
+from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
     incoming_from_ledger,
@@ -45,6 +46,7 @@ from adapters.discord.shapes import (
     ledger_payload,
     message_payload,
 )
+from adapters.discord.thread_history import thread_reader
 from bot import slash, texts
 from bot.messages import ConversationKey, IncomingMessage, Reply
 from bot.runtime import Runtime
@@ -154,6 +156,7 @@ class DiscordAdapter:
         }
         options.update(client_options or {})
         self.client = SupportClient(self, **options)
+        self.forum = ForumWorkflow(self.client, runtime.responder.channels)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -225,7 +228,9 @@ class DiscordAdapter:
         try:
             channel, incoming = await self._answer_channel(message, incoming, target)
             sink = ChannelSink(channel, reference=message if channel is message.channel else None)
-            await self._deliver(incoming, sink, typing_channel=channel)
+            final = await self._deliver(incoming, sink, typing_channel=channel)
+            if final is not None:
+                await self.forum.after_reply(message, final)
         except Exception:
             await self._give_up(str(message.id))
             raise  # to on_error: logged, and the user gets a short apology
@@ -252,6 +257,10 @@ class DiscordAdapter:
             return "dm"
         if context.kind is ChannelKind.THREAD:
             if incoming.mentions_bot or context.parent_id in self.forum_channels:
+                return "thread"
+            if (await self.responder.channels.policy(
+                incoming.conversation, parent_channel_id=context.parent_id
+            )).auto_answer:  # fmt: skip
                 return "thread"
             if await self._in_thread(incoming.conversation):
                 return "thread"
@@ -322,7 +331,7 @@ class DiscordAdapter:
                     next_push = time.monotonic() + self.stream_interval
         finally:
             await typing.stop()
-        if final is not None:
+        if final is not None and not final.silent:
             await sink.show(render.render_reply(final))
         return final
 
@@ -404,16 +413,27 @@ class DiscordAdapter:
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
                 await self._notify_team(conversation, user_id, escalation_id)
+                await self.forum.mark(conversation.channel_id, "needs_human")
         else:
             reply = await self.responder.resolve_escalation(
-                escalation_id=parsed.target_id, resolved_by=user_id
+                escalation_id=parsed.target_id,
+                resolved_by=user_id,
+                read_thread=thread_reader(self.client),
             )
+            await self._mark_solved(parsed.target_id)
         payloads = render.render_reply(reply)
         if extra:
             last = payloads[-1]
             payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
         await InteractionSink(interaction, ephemeral=private).show(payloads)
         await events.finish_event(self.db, platform=PLATFORM, event_id=str(interaction.id))
+
+    async def _mark_solved(self, escalation_id: int) -> None:
+        escalation = await escalations.get_escalation(self.db, escalation_id=escalation_id)
+        if escalation is not None and escalation.status == "resolved":
+            await self.forum.mark(
+                escalation.thread_id or escalation.channel_id, "solved", resolving=True
+            )
 
     async def _notify_team(
         self, conversation: ConversationKey, requested_by: str, escalation_id: int

@@ -107,6 +107,7 @@ def message_to_incoming(
         mentions_bot=mentions_bot,
         attachments=attachments,
         raw=payload,
+        parent_channel_id=context.parent_id if context.kind is ChannelKind.THREAD else None,
     )
 
 

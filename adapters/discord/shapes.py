@@ -107,6 +107,7 @@ def ledger_payload(incoming: IncomingMessage) -> dict[str, Any]:
         "channel_id": key.channel_id,
         "thread_id": key.thread_id,
         "is_direct": incoming.is_direct,
+        "parent_channel_id": incoming.parent_channel_id,
     }
 
 
@@ -125,4 +126,5 @@ def incoming_from_ledger(payload: dict[str, Any] | None) -> IncomingMessage | No
         text=str(payload.get("text") or ""),
         is_direct=bool(payload.get("is_direct")),
         mentions_bot=True,
+        parent_channel_id=payload.get("parent_channel_id"),
     )
