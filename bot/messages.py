@@ -39,6 +39,8 @@ class Author:
     id: str
     display_name: str = ""
     is_bot: bool = False
+    # A workspace / guild administrator, as the platform says (set by adapters where it matters).
+    is_admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

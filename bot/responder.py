@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import learning, metrics, slash, texts
+from bot import channel_admin, learning, metrics, slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
 from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge
 from bot.channels import ChannelPolicy, ChannelSettings
@@ -122,6 +122,9 @@ class Responder:
             return
         if command is slash.HELP:
             yield self._info(self.help_text(), session_id, ephemeral=True)
+            return
+        if channel_admin.is_settings_request(msg):
+            yield await channel_admin.handle(msg, self.channels, session_id)
             return
         if command is slash.FORGET:
             count = await self.memory.forget(session_id)

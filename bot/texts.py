@@ -242,3 +242,27 @@ DISCORD_THREAD_NAME_FALLBACK = "Question"
 DISCORD_EPHEMERAL_OPTION = "Only you can see the answer"
 DISCORD_INVALID_BUTTON = "Sorry, I couldn't understand that button. Please ask your question again."
 DISCORD_UNKNOWN_COMMAND = "Sorry, I don't know that command. Try `/help` to see what I can do."
+
+
+# --- channel settings from chat (`/ask settings ...`, workspace or guild admins only) -------------
+SETTINGS_ADMIN_ONLY = "Only workspace or server admins can change the bot's settings here."
+SETTINGS_USAGE = (
+    "Usage: `/ask settings` shows this channel's settings; `/ask settings auto-answer on "
+    "ephemeral off knowledge-filter billing/ refusal-language fr reaction eyes` changes them "
+    "(also `escalation-target`, `archive-on-resolve`, `tag-answered`, `tag-needs-human`, "
+    "`tag-solved`; quote names with spaces)."
+)
+
+
+def settings_invalid(reason: str) -> str:
+    return f"Those settings were not saved: {reason}.\n\n{SETTINGS_USAGE}"
+
+
+def settings_summary(values: dict[str, object], *, saved: bool) -> str:
+    lines = ["Saved. This channel now uses:" if saved else "This channel's settings:"]
+    for name, value in values.items():
+        shown = value if value not in (None, "", {}) else "–"
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        lines.append(f"- {name.replace('_', ' ')}: {shown}")
+    return "\n".join(lines)

@@ -36,6 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, render
+from adapters.slack.admins import with_admin_flag
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.thread_history import thread_reader
@@ -457,7 +458,7 @@ class SlackBot:
         return [render.resolve_block(int(escalation_id))] if escalation_id else []
 
     async def _answer_command(self, p: dict[str, Any], client: AsyncWebClient) -> None:
-        msg = convert.incoming_from_payload(p["msg"])
+        msg = await with_admin_flag(client, convert.incoming_from_payload(p["msg"]))
         reply = await self.responder.handle(msg)
         if reply is None:
             return

@@ -73,6 +73,7 @@ class FakeSlackAPI:
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self.ephemerals: list[ApiCall] = []
         self.reactions: list[tuple[str, str, str]] = []  # (channel, timestamp, emoji name)
+        self.admins: set[str] = set()  # user ids users.info reports as workspace admins
         self.responses: dict[str, list[dict[str, Any]]] = {}
         self.identities: dict[str, Identity] = {}
         self.default_identity = Identity()
@@ -335,6 +336,11 @@ class FakeSlackAPI:
             return {"user": message.user}
         ident = self._identity(message.token)
         return {"user": ident.user_id, "bot_id": ident.bot_id}
+
+    def _m_users_info(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        user = str(params.get("user", ""))
+        admin = user in self.admins
+        return {"user": {"id": user, "is_admin": admin, "is_owner": False, "is_bot": False}}
 
     def _m_reactions_add(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
         self.reactions.append((params["channel"], params["timestamp"], params["name"]))
