@@ -174,3 +174,30 @@ def test_cli_bad_input_is_one_line(args: list[str], fragment: str, tmp_path: Pat
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and fragment in line
+
+
+@pytest.mark.parametrize("embedder", ["none", "local"])
+def test_search_source_prefix_filters_before_ranking(embedder: str, tmp_path: Path) -> None:
+    from storage.embeddings import local_embedder_available, make_embedder
+
+    if embedder == "local" and not local_embedder_available():
+        pytest.skip("local embedder not installed")
+    root = tmp_path / "docs"
+    for name, text in {
+        **DOCS,
+        "billing_x/odd.md": "# Odd\n\nInvoice emails, odd folder.\n",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), make_embedder(embedder))
+    kb.ingest([root])
+    modes = ("fts", "hybrid", "vector") if embedder == "local" else ("fts",)
+    for mode in modes:
+        everything = {h.source for h in kb.search("invoice emails", mode=mode)}
+        assert "billing/invoices.md" in everything and "billing_x/odd.md" in everything
+        only = [h.source for h in kb.search("invoice emails", mode=mode, source_prefix="billing/")]
+        assert only == ["billing/invoices.md"], mode
+        odd = [h.source for h in kb.search("invoice emails", mode=mode, source_prefix="billing_")]
+        assert odd == ["billing_x/odd.md"], mode  # "_" is a character here, not LIKE's wildcard
+        assert kb.search("invoice emails", mode=mode, source_prefix="nope/") == []
+    assert kb.sources() == sorted(everything | {"auth/passwords.md"})
