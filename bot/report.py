@@ -27,6 +27,7 @@ WORD_SIMILARITY = 0.5  # Jaccard of content words, when no embedder is configure
 TOP_GAPS = 10
 TOP_DOCUMENTS = 10
 EXAMPLES_PER_GAP = 5
+MAX_CLUSTERED = 1000  # the most recent unanswered questions are grouped; older ones are counted
 
 Embed = Callable[[list[str]], Any]  # texts -> array of vectors (an Embedder's .embed)
 
@@ -142,7 +143,7 @@ async def build_report(
         if kind == "answer":
             citations.update(cited_sources(meta))
 
-    gaps = cluster_questions(unanswered, embed)
+    gaps = cluster_questions(unanswered[-MAX_CLUSTERED:], embed)
     ranked = sorted(citations.items(), key=lambda kv: (-kv[1], kv[0]))
     documents: dict[str, Any] = {
         "most_cited": [{"source": s, "citations": n} for s, n in ranked[:TOP_DOCUMENTS]],

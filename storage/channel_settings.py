@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
 from storage.models import ChannelSetting
@@ -46,6 +47,15 @@ async def upsert_setting(
     unknown = set(values) - set(SETTABLE)
     if unknown:
         raise ValueError(f"unknown channel setting(s): {', '.join(sorted(unknown))}")
+    key = {"platform": platform, "workspace_id": workspace_id, "channel_id": channel_id}
+    try:
+        return await _upsert(db, key, values)
+    except IntegrityError:  # another writer created the row first: change theirs
+        return await _upsert(db, key, values)
+
+
+async def _upsert(db: Database, key: dict[str, str], values: dict[str, Any]) -> ChannelSetting:
+    platform, workspace_id, channel_id = key["platform"], key["workspace_id"], key["channel_id"]
     async with db.session() as session:
         row = await session.scalar(
             select(ChannelSetting)

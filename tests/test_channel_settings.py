@@ -201,3 +201,14 @@ def test_search_source_prefix_filters_before_ranking(embedder: str, tmp_path: Pa
         assert odd == ["billing_x/odd.md"], mode  # "_" is a character here, not LIKE's wildcard
         assert kb.search("invoice emails", mode=mode, source_prefix="nope/") == []
     assert kb.sources() == sorted(everything | {"auth/passwords.md"})
+
+
+async def test_concurrent_first_writes_make_one_row(db: Database) -> None:
+    key = {"platform": "discord", "workspace_id": "G", "channel_id": "F"}
+    await asyncio.gather(
+        channel_settings.upsert_setting(db, **key, auto_answer=True),
+        channel_settings.upsert_setting(db, **key, refusal_language="fr"),
+        channel_settings.upsert_setting(db, **key, unanswered_reaction="eyes"),
+    )
+    [row] = await channel_settings.list_settings(db)
+    assert (row.auto_answer, row.refusal_language, row.unanswered_reaction) == (True, "fr", "eyes")
