@@ -10,14 +10,17 @@ offline answerer's :func:`bot.grounding.decide`), that decision is "answerable" 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from bot.agent import AgentResult
 from bot.channels import ChannelPolicy
 from bot.grounding import MIN_COVERAGE
-from bot.messages import IncomingMessage, ReplyKind
+from bot.memory import EVENT, MemoryPolicy
+from bot.messages import IncomingMessage, Reply, ReplyKind
 
 # Chosen with bench/autoanswer.py (precision first); equal to the normal rule unless raised.
 DEFAULT_MIN_COVERAGE = MIN_COVERAGE
+QUESTION_CHARS = 500  # kept in the record, for the report's coverage gaps
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,32 @@ def judge(result: AgentResult, *, min_coverage: float = DEFAULT_MIN_COVERAGE) ->
         if float(decision.get("best_coverage") or 0.0) < min_coverage:
             return GateVerdict(False, "low coverage")
     return GateVerdict(True, "grounded")
+
+
+async def stay_silent(
+    memory: MemoryPolicy,
+    session_id: str,
+    question: str,
+    result: AgentResult,
+    policy: ChannelPolicy,
+    reason: str,
+) -> Reply:
+    """A post the gate rejected: record it as unanswered (an event memory, for reports) and
+    reply with nothing to post, or only the channel's reaction."""
+    metadata: dict[str, Any] = dict(result.tool_metadata)
+    metadata.update(
+        kind="unanswered",
+        auto_answer=True,
+        gate_reason=reason,
+        agent_kind=result.kind.value,
+        question=question[:QUESTION_CHARS],
+    )
+    memory_id = await memory.remember(session_id, EVENT, "", metadata)
+    return Reply(
+        text="",
+        kind=ReplyKind.NO_ANSWER,
+        silent=True,
+        reaction=policy.unanswered_reaction,
+        memory_id=memory_id,
+        session_id=session_id,
+    )

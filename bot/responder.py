@@ -19,20 +19,17 @@ from typing import Any
 
 from bot import channel_admin, learning, metrics, slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
-from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge
+from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge, stay_silent
 from bot.channels import ChannelPolicy, ChannelSettings
 from bot.errors import ModelError
 from bot.learning import ThreadReader
-from bot.memory import ASSISTANT, USER, MemoryPolicy
+from bot.memory import ASSISTANT, EVENT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-# Memories of what happened without a visible answer (an error, a silent auto-answer post):
-# kept for reports, never loaded into a conversation's history (only user/assistant are).
-EVENT = "event"
 QUESTION_IN_METADATA_CHARS = 500
 
 # Control characters other than newline and tab are noise from binary input.
@@ -184,7 +181,9 @@ class Responder:
         if auto:
             verdict = judge(result, min_coverage=self.auto_answer_min_coverage)
             if not verdict.answer:
-                yield await self._stay_silent(session_id, question, result, policy, verdict.reason)
+                yield await stay_silent(
+                    self.memory, session_id, question, result, policy, verdict.reason
+                )
                 return
             yield result.text
         text, kind = result.text, result.kind
@@ -233,33 +232,6 @@ class Responder:
             memory_id=memory_id,
             session_id=session_id,
             escalation_id=escalation_id,
-        )
-
-    async def _stay_silent(
-        self,
-        session_id: str,
-        question: str,
-        result: AgentResult,
-        policy: ChannelPolicy,
-        reason: str,
-    ) -> Reply:
-        """An auto-answer post the gate rejected: record it as unanswered, post nothing."""
-        metadata: dict[str, Any] = dict(result.tool_metadata)
-        metadata.update(
-            kind="unanswered",
-            auto_answer=True,
-            gate_reason=reason,
-            agent_kind=result.kind.value,
-            question=question[:QUESTION_IN_METADATA_CHARS],
-        )
-        memory_id = await self.memory.remember(session_id, EVENT, "", metadata)
-        return Reply(
-            text="",
-            kind=ReplyKind.NO_ANSWER,
-            silent=True,
-            reaction=policy.unanswered_reaction,
-            memory_id=memory_id,
-            session_id=session_id,
         )
 
     # --- commands and buttons -----------------------------------------------------------------

@@ -38,6 +38,8 @@ def drive_browser(base: str, screenshot: Path) -> dict[str, str]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as shown
+    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or ""
@@ -48,14 +50,18 @@ def drive_browser(base: str, screenshot: Path) -> dict[str, str]:
     seen: dict[str, str] = {}
     try:
         driver.set_page_load_timeout(30)
+        wait = WebDriverWait(driver, 30)  # generous: the machine may be busy
         driver.get(f"{base}/admin")
+        wait.until(shown.presence_of_element_located((By.ID, "token")))
         seen["login"] = driver.find_element(By.TAG_NAME, "body").text
         driver.find_element(By.ID, "token").send_keys(TOKEN)
         driver.find_element(By.ID, "sign-in").click()
+        wait.until(shown.presence_of_element_located((By.ID, "learned")))
         seen["page"] = driver.find_element(By.TAG_NAME, "main").text
         seen["charts"] = str(len(driver.find_elements(By.TAG_NAME, "svg")))
         driver.save_screenshot(str(screenshot))
         driver.find_element(By.CSS_SELECTOR, "button[id^='approve-']").click()
+        wait.until(shown.presence_of_element_located((By.ID, "note")))
         seen["after_approve"] = driver.find_element(By.TAG_NAME, "main").text
     finally:
         driver.quit()

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from bot.agent import AgentResult, OfflineAgent
 from bot.autoanswer import judge
 from bot.channels import ChannelSettings
-from bot.memory import MemoryPolicy
+from bot.memory import EVENT, MemoryPolicy
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform, ReplyKind, Source
-from bot.responder import EVENT, Responder
+from bot.responder import Responder
 from storage import channel_settings
 from storage.db import Database
 from storage.knowledge import KnowledgeBase

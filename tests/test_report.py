@@ -196,3 +196,50 @@ def test_gaps_clustered_with_the_embedder() -> None:
     groups = sorted(sorted(g.questions) for g in gaps)
     assert len(gaps) == 3, groups
     assert sorted(questions[:2]) in groups and sorted(questions[2:4]) in groups
+
+
+async def test_real_failures_and_silences_are_counted(db: Database, tmp_path: Path) -> None:
+    """The Responder records what the report counts: a model that cannot be reached is an
+    error; a refused question is a gap with its question."""
+    import socket
+
+    from bot.agent import OfflineAgent, OpenAIAgent
+    from bot.memory import MemoryPolicy
+    from bot.messages import Author, ConversationKey, IncomingMessage, Platform, ReplyKind
+    from bot.report import build_report
+    from bot.responder import Responder
+    from tests.core_support import build_kb
+
+    kb = build_kb(tmp_path)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    broken = OpenAIAgent(kb, api_key="k", model="m", base_url=dead, timeout=2, max_retries=0)
+
+    def ask(text: str, thread: str) -> IncomingMessage:
+        key = ConversationKey(Platform.SLACK, "T1", "C1", thread)
+        return IncomingMessage(id=thread, conversation=key, author=Author("U1"), text=text)
+
+    failed = await Responder(db=db, agent=broken, memory=MemoryPolicy(db, turns=5)).handle(
+        ask("how do I reset my password?", "t1")
+    )
+    await broken.aclose()
+    offline = Responder(db=db, agent=OfflineAgent(kb), memory=MemoryPolicy(db, turns=5))
+    refused = await offline.handle(ask("Can I pay with PayPal?", "t2"))
+    answered = await offline.handle(ask("how do I reset my password?", "t3"))
+    assert (failed.kind, refused.kind, answered.kind) == (
+        ReplyKind.ERROR,
+        ReplyKind.NO_ANSWER,
+        ReplyKind.ANSWER,
+    )
+    report = await build_report(db, kb_sources=kb.sources())
+    assert (report["questions"], report["errors"], report["refused"], report["answered"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
+    assert report["coverage_gaps"][0]["questions"] == ["Can I pay with PayPal?"]
+    assert report["time_to_first_token_ms"]["samples"] == 2
+    assert report["documents"]["most_cited"] == [{"source": "auth.md", "citations": 1}]
+    assert report["documents"]["never_cited"] == ["billing.md"]
