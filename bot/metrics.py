@@ -97,6 +97,15 @@ def unregister_collector(collect: Collector) -> None:
         _collectors.remove(collect)
 
 
+def event_claimed(platform: str, claimed: bool) -> bool:
+    """Count one delivered event, and a duplicate when the ledger refused it; returns
+    ``claimed`` so a claim site stays one line: ``if not event_claimed(P, await claim(...))``."""
+    EVENTS_RECEIVED.labels(platform=platform).inc()
+    if not claimed:
+        EVENTS_DEDUPLICATED.labels(platform=platform).inc()
+    return claimed
+
+
 def observe_inbox(depth: int, oldest_age_seconds: float) -> None:
     INBOX_DEPTH.set(depth)
     INBOX_OLDEST_AGE.set(oldest_age_seconds)

@@ -78,3 +78,22 @@ async def escalations_open(db: Database) -> list:
             return rows
         await asyncio.sleep(0.1)
     return []
+
+
+async def test_events_and_duplicates_are_counted(harness: SlackHarness, api: FakeSlackAPI) -> None:
+    from bot import metrics
+
+    def value(counter: object) -> float:
+        return counter.labels(platform="slack")._value.get()  # type: ignore[attr-defined]
+
+    received, duplicates = value(metrics.EVENTS_RECEIVED), value(metrics.EVENTS_DEDUPLICATED)
+    mention = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
+    async with harness.sender() as sender:
+        await sender.event(mention)
+        await sender.event(mention, retry_num=1)
+        await api.wait_for(lambda: api.posted(HELP))
+        await harness.bot.wait_idle()
+    assert value(metrics.EVENTS_RECEIVED) == received + 2
+    assert value(metrics.EVENTS_DEDUPLICATED) == duplicates + 1
+    exposition, _ = await metrics.render()
+    assert b'supportbot_events_deduplicated_total{platform="slack"}' in exposition

@@ -47,7 +47,7 @@ from adapters.discord.shapes import (
     message_payload,
 )
 from adapters.discord.thread_history import thread_reader
-from bot import slash, texts
+from bot import metrics, slash, texts
 from bot.messages import ConversationKey, IncomingMessage, Reply
 from bot.runtime import Runtime
 from storage import escalations, events, memories
@@ -217,11 +217,14 @@ class DiscordAdapter:
     async def _answer_message(
         self, message: discord.Message, incoming: IncomingMessage, target: str
     ) -> None:
-        if not await events.claim_event(
-            self.db,
-            platform=PLATFORM,
-            event_id=str(message.id),
-            payload=ledger_payload(incoming),
+        if not metrics.event_claimed(
+            PLATFORM,
+            await events.claim_event(
+                self.db,
+                platform=PLATFORM,
+                event_id=str(message.id),
+                payload=ledger_payload(incoming),
+            ),
         ):
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
             return
@@ -365,8 +368,11 @@ class DiscordAdapter:
                 "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
             )
             return
-        if not await events.claim_event(
-            self.db, platform=PLATFORM, event_id=str(interaction.id), payload=None
+        if not metrics.event_claimed(
+            PLATFORM,
+            await events.claim_event(
+                self.db, platform=PLATFORM, event_id=str(interaction.id), payload=None
+            ),
         ):
             return
         sink = InteractionSink(interaction, ephemeral=ephemeral)
@@ -388,8 +394,11 @@ class DiscordAdapter:
     ) -> None:
         private = parsed.action is not render.ButtonAction.ESCALATE
         await interaction.response.defer(ephemeral=private, thinking=True)
-        if not await events.claim_event(
-            self.db, platform=PLATFORM, event_id=str(interaction.id), payload=None
+        if not metrics.event_claimed(
+            PLATFORM,
+            await events.claim_event(
+                self.db, platform=PLATFORM, event_id=str(interaction.id), payload=None
+            ),
         ):
             return
         user_id = str(interaction.user.id)

@@ -40,7 +40,7 @@ from adapters.slack.admins import with_admin_flag
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.thread_history import thread_reader
-from bot import texts
+from bot import metrics, texts
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
 from bot.runtime import Runtime
@@ -229,9 +229,10 @@ class SlackBot:
             return await next()
         # Queued for workers: an already expired lease makes the row theirs to take.
         lease = self.lease if self.answer_inline else timedelta(0)
-        if not await events.claim_event(
+        claimed = await events.claim_event(
             self.db, platform=PLATFORM, event_id=work.key, payload=work.payload, lease=lease
-        ):
+        )
+        if not metrics.event_claimed(PLATFORM, claimed):
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
             return BoltResponse(status=200, body="")
         if self.answer_inline:
