@@ -59,6 +59,7 @@ class AgentRequest:
     question: str
     context: ConversationContext = field(default_factory=ConversationContext)
     session_id: str = ""  # for logs only; never sent to the model
+    source_prefix: str | None = None  # search only these sources (the channel's filter)
 
 
 @dataclass
@@ -122,7 +123,9 @@ class OpenAIAgent:
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
-        toolbox = ToolBox(self.knowledge, k=self.k, question=request.question)
+        toolbox = ToolBox(
+            self.knowledge, k=self.k, question=request.question, source_prefix=request.source_prefix
+        )
         messages = build_messages(request, max_searches=self.max_tool_rounds)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         gate = NoAnswerGate()
@@ -433,7 +436,7 @@ class OfflineAgent:
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
-        toolbox = ToolBox(self.knowledge, k=self.k)
+        toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
         question = request.question
         weight = await asyncio.to_thread(self._weight)
         bar = self.min_coverage if weight is None else self.min_weighted_coverage

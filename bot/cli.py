@@ -43,9 +43,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def _register_commands() -> None:
-    from bot.commands import chat, db, discord, kb, slack
+    from bot.commands import channels, chat, db, discord, kb, learned, report, slack
 
-    for module in (db, kb, chat, slack, discord):
+    for module in (db, kb, chat, slack, discord, channels, report, learned):
         module.register(app, run_app)
 
 

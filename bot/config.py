@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias=_env("DATABASE_URL"))
     kb_uri: str = Field(DEFAULT_KB_URI, validation_alias=_env("SUPPORTBOT_KB_URI"))
+    # Approved answers learned from resolved hand-offs are written here (then ingested).
+    learned_dir: str = Field("learned_docs", validation_alias=_env("SUPPORTBOT_LEARNED_DIR"))
+    admin_token: SecretStr | None = Field(None, validation_alias=_env("SUPPORTBOT_ADMIN_TOKEN"))
     embedder: EmbedderName = Field("auto", validation_alias=_env("SUPPORTBOT_EMBEDDER"))
     log_level: str = Field("INFO", validation_alias=_env("SUPPORTBOT_LOG_LEVEL"))
     # Benchmarks: append every event-loop lag sample to this file (see bot/looplag.py).

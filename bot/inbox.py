@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from bot import texts
+from bot import metrics, texts
 from bot.config import Settings
 from storage import events
 from storage.db import Database
@@ -164,6 +164,7 @@ class Inbox:
             lease=timedelta(0) if queued else self.lease,
             attempts=0 if queued else 1,
         )
+        metrics.event_claimed(self.platform, claimed)
         if claimed and not queued:
             self._start(Work(key, payload, 1), run)
         return claimed
@@ -382,10 +383,15 @@ class Inbox:
     def start(self, *, recover: bool = True, poll: float | None = None) -> None:
         """Start the recovery loop (idempotent). Call from inside the running event loop."""
         self._closing = False
+        metrics.register_collector(self._collect_metrics)
         if recover and (self._recovery is None or self._recovery.done()):
             self._recovery = asyncio.create_task(
                 self.recover_forever(poll=poll), name=f"{self.platform}-recovery"
             )
+
+    async def _collect_metrics(self) -> None:
+        depth, oldest = await events.backlog(self.db, platform=self.platform)
+        metrics.observe_inbox(depth, oldest)
 
     # ---- shutdown and tests -------------------------------------------------------------------
 
@@ -405,6 +411,7 @@ class Inbox:
         """Stop taking work, give answers in flight ``grace`` seconds, then hand the rest back
         to the ledger (lease ended now) for the next process."""
         self._closing = True
+        metrics.unregister_collector(self._collect_metrics)
         await _cancel(self._recovery)
         self._recovery = None
         tasks = [held.task for held in self._held.values() if held.task is not None]

@@ -22,6 +22,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from bot import metrics
+
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.1  # seconds between wake-ups: 10 samples a second
@@ -93,6 +95,7 @@ class LoopLagMonitor:
     def record(self, lag_ms: float) -> None:
         self.samples.append(lag_ms)
         self.worst_ms = max(self.worst_ms, lag_ms)
+        metrics.LOOP_LAG.set(lag_ms / 1000)
         if self.sample_log is not None:
             self._pending.append((time.time(), lag_ms))
         if lag_ms <= self.warn_ms:

@@ -21,6 +21,9 @@ from storage.models import Memory
 USER = "user"
 ASSISTANT = "assistant"
 SUMMARY = "summary"
+# What happened without a visible answer (an error, a silent auto-answer post): kept for
+# reports, never loaded into a conversation's history (only user and assistant turns are).
+EVENT = "event"
 SUMMARY_MAX_CHARS = 1500
 QUESTION_MAX_CHARS = 200
 

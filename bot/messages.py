@@ -39,6 +39,8 @@ class Author:
     id: str
     display_name: str = ""
     is_bot: bool = False
+    # A workspace / guild administrator, as the platform says (set by adapters where it matters).
+    is_admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,8 @@ class IncomingMessage:
     command: str | None = None
     attachments: tuple[Attachment, ...] = ()
     raw: Any = field(default=None, compare=False, repr=False)
+    # The channel a thread belongs to (a Discord forum, say): its per-channel settings apply.
+    parent_channel_id: str | None = None
 
 
 class ReplyKind(enum.StrEnum):
@@ -102,6 +106,10 @@ class Reply:
     session_id: str | None = None
     # Set when this reply opened (or found) a hand-off, so adapters can notify the support team.
     escalation_id: int | None = None
+    # An auto-answer post the bot is not sure about: post nothing (react with ``reaction`` when
+    # set); the question is recorded as unanswered.
+    silent: bool = False
+    reaction: str | None = None
 
 
 def message_to_record(msg: IncomingMessage, *, max_text: int | None = None) -> dict[str, Any]:
@@ -123,6 +131,7 @@ def message_to_record(msg: IncomingMessage, *, max_text: int | None = None) -> d
         "is_direct": msg.is_direct,
         "mentions_bot": msg.mentions_bot,
         "command": msg.command,
+        "parent_channel_id": msg.parent_channel_id,
         "attachments": [
             {"name": a.name, "url": a.url, "content_type": a.content_type, "size": a.size}
             for a in msg.attachments
@@ -147,6 +156,7 @@ def message_from_record(data: dict[str, Any]) -> IncomingMessage:
         is_direct=bool(data.get("is_direct")),
         mentions_bot=bool(data.get("mentions_bot")),
         command=data.get("command"),
+        parent_channel_id=data.get("parent_channel_id"),
         attachments=tuple(
             Attachment(
                 str(a.get("name", "")),

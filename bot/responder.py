@@ -16,15 +16,20 @@ import unicodedata
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bot import slash, texts
+from bot import channel_admin, learning, metrics, slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
+from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge, stay_silent
+from bot.channels import ChannelPolicy, ChannelSettings
 from bot.errors import ModelError
-from bot.memory import USER, MemoryPolicy
+from bot.learning import ThreadReader
+from bot.memory import EVENT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+QUESTION_IN_METADATA_CHARS = 500
 
 # Control characters other than newline and tab are noise from binary input.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -43,11 +48,15 @@ class Responder:
         agent: Agent,
         memory: MemoryPolicy,
         max_question_chars: int = 4000,
+        channels: ChannelSettings | None = None,
+        auto_answer_min_coverage: float = DEFAULT_MIN_COVERAGE,
     ) -> None:
         self.db = db
         self.agent = agent
         self.memory = memory
         self.max_question_chars = max_question_chars
+        self.channels = channels or ChannelSettings(db)
+        self.auto_answer_min_coverage = auto_answer_min_coverage
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -70,6 +79,8 @@ class Responder:
         session_id = _session_id(msg)
         try:
             async for item in self._answer(msg, session_id):
+                if isinstance(item, Reply):
+                    metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
             # The error boundary: log for the operator (session id, exception type and
@@ -81,7 +92,24 @@ class Responder:
                 type(exc).__name__,
                 exc_info=True,
             )
+            await self._record_error(session_id, exc)
+            metrics.observe_answer(ReplyKind.ERROR.value)
             yield Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
+
+    async def _record_error(self, session_id: str, exc: BaseException) -> None:
+        """Best effort: count the failure for reports (the database may be what failed)."""
+        try:
+            await asyncio.wait_for(
+                self.memory.remember(
+                    session_id,
+                    EVENT,
+                    "",
+                    {"kind": ReplyKind.ERROR.value, "error": type(exc).__name__},
+                ),
+                timeout=2.0,
+            )
+        except Exception:
+            log.warning("could not record the failure of session %s", session_id)
 
     async def _answer(self, msg: IncomingMessage, session_id: str) -> AsyncIterator[str | Reply]:
         command = slash.find_command(msg.command) if msg.command else None
@@ -90,6 +118,9 @@ class Responder:
             return
         if command is slash.HELP:
             yield self._info(self.help_text(), session_id, ephemeral=True)
+            return
+        if channel_admin.is_settings_request(msg):
+            yield await channel_admin.handle(msg, self.channels, session_id)
             return
         if command is slash.FORGET:
             count = await self.memory.forget(session_id)
@@ -113,21 +144,47 @@ class Responder:
             return
 
         started = time.perf_counter()
+        policy = await self.channels.policy(
+            msg.conversation, parent_channel_id=msg.parent_channel_id
+        )
+        auto = is_auto_answer_post(msg, policy)
         context = await self.memory.load(session_id)
         question_metadata = {"message_id": msg.id}
-        request = AgentRequest(question=question, context=context, session_id=session_id)
+        request = AgentRequest(
+            question=question,
+            context=context,
+            session_id=session_id,
+            source_prefix=policy.knowledge_filter,
+        )
+        first_token_ms: float | None = None
         stored = False
         try:
             result: AgentResult | None = None
             async for item in self.agent.run(request):
                 if isinstance(item, AgentResult):
                     result = item
-                else:
-                    yield item
+                    continue
+                if first_token_ms is None:
+                    first_token_ms = round((time.perf_counter() - started) * 1000, 2)
+                if not auto:  # an auto-answer is held back until the gate has judged it
+                    yield _localized(item, policy)
             if result is None:  # an agent must end with a result; treat a silent one as a bug
                 raise RuntimeError("agent finished without a result")
+            metrics.observe_latency(result.tool_metadata, first_token_ms)
 
+            if auto:
+                verdict = judge(result, min_coverage=self.auto_answer_min_coverage)
+                if not verdict.answer:
+                    await self._keep_question(session_id, question, question_metadata)
+                    stored = True
+                    yield await stay_silent(
+                        self.memory, session_id, question, result, policy, verdict.reason
+                    )
+                    return
+                yield result.text
             text, kind = result.text, result.kind
+            if kind is ReplyKind.NO_ANSWER and text == texts.NOT_IN_DOCS:
+                text = policy.refusal_text()
             if problem == "truncated":
                 note = "\n\n" + texts.truncated_note(self.max_question_chars)
                 text += note
@@ -152,6 +209,12 @@ class Responder:
             metadata: dict[str, Any] = dict(result.tool_metadata)
             metadata["kind"] = kind.value
             metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+            if metadata.get("first_token_ms") is None:
+                metadata["first_token_ms"] = first_token_ms
+            if auto:
+                metadata["auto_answer"] = True
+            if kind is not ReplyKind.ANSWER:  # reports group the questions the docs left open
+                metadata["question"] = question[:QUESTION_IN_METADATA_CHARS]
             if escalation_id is not None:
                 metadata["escalation_id"] = escalation_id
             # The question and its answer are stored together, in one statement.
@@ -168,6 +231,7 @@ class Responder:
             text=text,
             kind=kind,
             sources=result.sources,
+            ephemeral=policy.ephemeral and kind is ReplyKind.ANSWER,
             memory_id=memory_id,
             session_id=session_id,
             escalation_id=escalation_id,
@@ -235,7 +299,16 @@ class Responder:
         reply = Reply(text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=escalation_id)
         return reply, escalation_id
 
-    async def resolve_escalation(self, *, escalation_id: int, resolved_by: str) -> Reply:
+    async def resolve_escalation(
+        self,
+        *,
+        escalation_id: int,
+        resolved_by: str,
+        read_thread: ThreadReader | None = None,
+        thread_link: str | None = None,
+    ) -> Reply:
+        """Close a hand-off; with ``read_thread`` (the adapter's thread history), the team's
+        answer is captured as a draft for review (bot.learning). Capture never fails a resolve."""
         try:
             resolved = await escalations.resolve_escalation(
                 self.db, escalation_id=escalation_id, resolved_by=resolved_by
@@ -243,12 +316,29 @@ class Responder:
         except Exception:
             log.error("resolving escalation %s failed", escalation_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True)
+        if resolved is not None and read_thread is not None:
+            try:
+                await learning.capture_resolution(
+                    self.db,
+                    escalation_id=escalation_id,
+                    read_thread=read_thread,
+                    thread_link=thread_link,
+                )
+            except Exception:
+                log.warning(
+                    "capturing the answer of escalation %s failed", escalation_id, exc_info=True
+                )
         text = texts.ESCALATION_RESOLVED if resolved is not None else texts.ESCALATION_NOT_OPEN
         return Reply(text, ReplyKind.INFO)
 
     @staticmethod
     def _info(text: str, session_id: str, *, ephemeral: bool = False) -> Reply:
         return Reply(text=text, kind=ReplyKind.INFO, ephemeral=ephemeral, session_id=session_id)
+
+
+def _localized(delta: str, policy: ChannelPolicy) -> str:
+    """The refusal streamed in the channel's language (other text is the model's own)."""
+    return policy.refusal_text() if delta == texts.NOT_IN_DOCS else delta
 
 
 def _session_id(msg: IncomingMessage) -> str:

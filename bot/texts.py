@@ -31,6 +31,32 @@ NOT_IN_DOCS = (
     "(or say “talk to a human”)."
 )
 
+# The refusal in the languages a channel may choose (`supportbot channels set --refusal-language`).
+NOT_IN_DOCS_TRANSLATIONS = {
+    "en": NOT_IN_DOCS,
+    "fr": (
+        "Je n'ai pas trouvé cela dans la documentation, je préfère donc ne pas deviner. "
+        "Voulez-vous que je fasse appel à un humain ? Utilisez le bouton *Talk to a human* "
+        "(ou écrivez « talk to a human »)."
+    ),
+    "de": (
+        "Das habe ich in der Dokumentation nicht gefunden, daher rate ich lieber nicht. "
+        "Soll ich einen Menschen hinzuholen? Nutzen Sie die Schaltfläche *Talk to a human* "
+        "(oder schreiben Sie „talk to a human“)."
+    ),
+    "es": (
+        "No encontré esto en la documentación, así que prefiero no adivinar. "
+        "¿Quiere que avise a una persona? Use el botón *Talk to a human* "
+        "(o escriba «talk to a human»)."
+    ),
+}
+
+
+def not_in_docs(language: str | None) -> str:
+    """The refusal in ``language`` (an ISO code such as "fr"); English when unknown."""
+    return NOT_IN_DOCS_TRANSLATIONS.get((language or "en").lower(), NOT_IN_DOCS)
+
+
 OFFLINE_LABEL = "_Offline answer (no language model configured): quoted from the docs._"
 
 EMPTY_QUESTION = (
@@ -246,3 +272,27 @@ DISCORD_THREAD_NAME_FALLBACK = "Question"
 DISCORD_EPHEMERAL_OPTION = "Only you can see the answer"
 DISCORD_INVALID_BUTTON = "Sorry, I couldn't understand that button. Please ask your question again."
 DISCORD_UNKNOWN_COMMAND = "Sorry, I don't know that command. Try `/help` to see what I can do."
+
+
+# --- channel settings from chat (`/ask settings ...`, workspace or guild admins only) -------------
+SETTINGS_ADMIN_ONLY = "Only workspace or server admins can change the bot's settings here."
+SETTINGS_USAGE = (
+    "Usage: `/ask settings` shows this channel's settings; `/ask settings auto-answer on "
+    "ephemeral off knowledge-filter billing/ refusal-language fr reaction eyes` changes them "
+    "(also `escalation-target`, `archive-on-resolve`, `tag-answered`, `tag-needs-human`, "
+    "`tag-solved`; quote names with spaces)."
+)
+
+
+def settings_invalid(reason: str) -> str:
+    return f"Those settings were not saved: {reason}.\n\n{SETTINGS_USAGE}"
+
+
+def settings_summary(values: dict[str, object], *, saved: bool) -> str:
+    lines = ["Saved. This channel now uses:" if saved else "This channel's settings:"]
+    for name, value in values.items():
+        shown = value if value not in (None, "", {}) else "–"
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        lines.append(f"- {name.replace('_', ' ')}: {shown}")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot import offload
+from bot import metrics, offload
 from bot.messages import Source
 from storage.queries import sub_queries
 
@@ -74,7 +74,13 @@ TOOL_SCHEMAS: list[dict[str, Any]] = [
 
 class Searchable(Protocol):
     def search(
-        self, query: str, *, k: int = 5, mode: str = "hybrid", per_source: int = 1
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        mode: str = "hybrid",
+        per_source: int = 1,
+        source_prefix: str | None = None,
     ) -> list[SearchHit]: ...
 
     def document_frequencies(self) -> tuple[Mapping[str, int], int] | None: ...
@@ -88,6 +94,7 @@ class ToolBox:
     k: int = 5
     per_source: int = PASSAGES_PER_SOURCE
     question: str = ""  # the user's question: its parts are searched with the model's first query
+    source_prefix: str | None = None  # the channel's knowledge filter ("billing/")
     passages: list[SearchHit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
     calls: list[dict[str, Any]] = field(default_factory=list)
     escalation_reason: str | None = None
@@ -99,8 +106,13 @@ class ToolBox:
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
         hits = await offload.run_kb(
-            self.knowledge.search, query, k=self.k, per_source=self.per_source
+            self.knowledge.search,
+            query,
+            k=self.k,
+            per_source=self.per_source,
+            source_prefix=self.source_prefix,
         )
+        metrics.RETRIEVAL_LATENCY.observe(time.perf_counter() - started)
         numbered = [(self._number(hit), hit) for hit in hits]
         self.calls.append(
             {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
@@ -260,6 +260,23 @@ async def event_status(db: Database, *, platform: str, event_id: str) -> str | N
                 ProcessedEvent.platform == platform, ProcessedEvent.event_id == event_id
             )
         )
+
+
+async def backlog(db: Database, *, platform: str) -> tuple[int, float]:
+    """(questions acked and not yet finished, age in seconds of the oldest): inbox gauges."""
+    async with db.sessions() as session:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(ProcessedEvent.received_at)).where(
+                    ProcessedEvent.platform == platform, ProcessedEvent.status == ANSWERING
+                )
+            )
+        ).one()
+    if not count or oldest is None:
+        return 0, 0.0
+    if oldest.tzinfo is None:  # SQLite hands back naive UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    return int(count), max(0.0, (datetime.now(UTC) - oldest).total_seconds())
 
 
 async def prune_events(db: Database, *, older_than: timedelta) -> int:

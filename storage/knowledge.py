@@ -259,6 +259,7 @@ class KnowledgeBase:
         exact: bool = False,
         per_source: int = 1,
         decompose: bool = True,
+        source_prefix: str | None = None,
     ) -> list[SearchHit]:
         """The best ``k`` sources, best first, with up to ``per_source`` passages each (the
         best passage first); [] for an empty KB or an empty question.
@@ -266,6 +267,8 @@ class KnowledgeBase:
         ``exact`` bypasses the ANN index (a flat scan): the baseline for measuring recall.
         ``decompose`` also searches each part of a two-part question (storage.queries) and
         fuses the rankings, so that both pages such a question needs come up.
+        ``source_prefix`` keeps only sources under that path ("billing/"), filtered before
+        ranking so the k hits are the best of those sources.
         """
         if mode not in SEARCH_MODES:
             raise ValueError(f"mode must be one of {', '.join(SEARCH_MODES)}")
@@ -283,23 +286,27 @@ class KnowledgeBase:
         # not much more: with the ANN index every extra row costs refine_factor exact reads).
         depth = max(CANDIDATES_MIN, k * max(1, per_source) * CANDIDATES_PER_HIT)
         parts = sub_queries(query) if decompose else []
-        ranked = self._ranked(table, query, mode, depth, exact)
+        where = _prefix_filter(source_prefix)
+        ranked = self._ranked(table, query, mode, depth, exact, where)
         if parts:
-            rankings = [ranked, *(self._ranked(table, p, mode, depth, exact) for p in parts)]
+            rankings = [
+                ranked,
+                *(self._ranked(table, p, mode, depth, exact, where) for p in parts),
+            ]
             ranked = interleave_sources(rankings)
         return self._materialize(table, _top_per_source(ranked, k, per_source))
 
     def _ranked(
-        self, table: Any, query: str, mode: str, depth: int, exact: bool
+        self, table: Any, query: str, mode: str, depth: int, exact: bool, where: str | None
     ) -> list[_Candidate]:
         if mode == "fts":
-            return self._fts(table, query, depth)
+            return self._fts(table, query, depth, where)
         if mode == "vector":
-            return self._vector(table, query, depth, exact)
+            return self._vector(table, query, depth, exact, where)
         # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
         # query costs about the slower of the two, not their sum.
-        vector_hits = self._pool.submit(self._vector, table, query, depth, exact)
-        fts_hits = self._fts(table, query, depth)
+        vector_hits = self._pool.submit(self._vector, table, query, depth, exact, where)
+        fts_hits = self._fts(table, query, depth, where)
         return fuse([fts_hits, vector_hits.result()])
 
     def document_frequencies(self) -> tuple[Mapping[str, int], int] | None:
@@ -338,18 +345,21 @@ class KnowledgeBase:
         self._vocabulary_version = version
         return self._vocabulary
 
-    def _fts(self, table: Any, query: str, limit: int) -> list[_Candidate]:
+    def _fts(
+        self, table: Any, query: str, limit: int, where: str | None = None
+    ) -> list[_Candidate]:
         query = self._typo_corrected(table, query)
+        builder = table.search(query, query_type="fts", fts_columns="search_text")
+        if where:
+            builder = builder.where(where, prefilter=True)
         rows = (
-            table.search(query, query_type="fts", fts_columns="search_text")
-            .select([*CANDIDATE_COLUMNS, "_score"])
-            .with_row_id(True)
-            .limit(limit)
-            .to_list()
+            builder.select([*CANDIDATE_COLUMNS, "_score"]).with_row_id(True).limit(limit).to_list()
         )
         return [_candidate(row, float(row["_score"])) for row in rows]
 
-    def _vector(self, table: Any, query: str, limit: int, exact: bool) -> list[_Candidate]:
+    def _vector(
+        self, table: Any, query: str, limit: int, exact: bool, where: str | None = None
+    ) -> list[_Candidate]:
         vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]  # type: ignore[union-attr]
         builder = (
             table.search(vector, vector_column_name="vector")
@@ -358,6 +368,8 @@ class KnowledgeBase:
             .with_row_id(True)
             .limit(limit)
         )
+        if where:
+            builder = builder.where(where, prefilter=True)
         if exact:
             builder = builder.bypass_vector_index()
         elif self._vector_index_type(table):
@@ -697,6 +709,14 @@ class KnowledgeBase:
                 return str(idx.index_type)
         return None
 
+    def sources(self) -> list[str]:
+        """Every source (document path) in the knowledge base, sorted."""
+        table = self._table()
+        if table is None:
+            return []
+        column = table.search().select(["source"]).limit(None).to_arrow().column("source")
+        return sorted(set(column.to_pylist()))
+
     def stats(self) -> KnowledgeStats:
         table = self._table()
         if table is None:
@@ -831,6 +851,14 @@ def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Sche
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dimension)
     return pa.table(columns, schema=schema)
+
+
+def _prefix_filter(prefix: str | None) -> str | None:
+    """A SQL filter keeping sources that start with ``prefix`` (LIKE wildcards escaped)."""
+    if not prefix:
+        return None
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return "source LIKE '" + escaped.replace("'", "''") + "%' ESCAPE '\\'"
 
 
 def _in_list(column: str, values: Sequence[str]) -> str:

@@ -178,6 +178,36 @@ class ChannelSetting(Base):
     escalation_target: Mapped[str | None] = mapped_column(String(255), nullable=True)
     knowledge_filter: Mapped[str | None] = mapped_column(String(255), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Added by 0008_ops; nullable so existing rows need no default (None = the built-in one).
+    refusal_language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    unanswered_reaction: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Discord forum tag names by role: {"answered": ..., "needs_human": ..., "solved": ...}.
+    forum_tags: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    archive_on_resolve: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+class LearnedAnswer(Base):
+    """A human's answer from a resolved hand-off, waiting for review before it enters the KB.
+
+    One draft per escalation (unique), so resolving twice or a retried resolve adds nothing.
+    ``status`` is draft -> approved | rejected; approval writes ``document_source`` to the KB.
+    """
+
+    __tablename__ = "learned_answers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(BigId, unique=True)
+    session_id: Mapped[str] = mapped_column(String(255))
+    platform: Mapped[str] = mapped_column(String(16))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    thread_link: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    document_source: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 # --- Slack OAuth (slack adapter) ----------------------------------------------------------------

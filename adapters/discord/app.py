@@ -15,6 +15,7 @@ custom ids carry ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -43,13 +44,15 @@ from adapters.discord.delivery import (
     respond_ephemeral,
 )
 from adapters.discord.escalation import DiscordEscalations
+from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
     interaction_conversation,
     interaction_payload,
     message_payload,
 )
-from bot import slash, texts
+from adapters.discord.thread_history import thread_reader
+from bot import escalation, slash, texts
 from bot.inbox import SESSION_KEY, Deliver, Inbox, Undeliverable, Work
 from bot.messages import (
     ConversationKey,
@@ -142,6 +145,7 @@ class DiscordAdapter:
         self._client_options.update(client_options or {})
         self._intent_refused = False
         self.client = self._make_client()
+        self.forum = ForumWorkflow(self.client, runtime.responder.channels)
 
     def _make_client(self) -> SupportClient:
         options = {"intents": intents_for(self.message_content), **self._client_options}
@@ -178,6 +182,7 @@ class DiscordAdapter:
             self.message_content = False
             self._intent_refused = True
             self.client = self._make_client()
+            self.forum.client = self.client
             await self.client.start(token)
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
@@ -233,6 +238,10 @@ class DiscordAdapter:
         if context.kind is ChannelKind.THREAD:
             if incoming.mentions_bot or context.parent_id in self.forum_channels:
                 return "thread"
+            if (await self.responder.channels.policy(
+                incoming.conversation, parent_channel_id=context.parent_id
+            )).auto_answer:  # fmt: skip
+                return "thread"
             if await self.responder.memory.follows(incoming.conversation):
                 return "thread"
             return None
@@ -268,7 +277,10 @@ class DiscordAdapter:
             await self.inbox.record(work, {**p, PARTIAL_KEY: str(message_id)})
 
         sink = ChannelSink(channel, reference=reference, on_first_post=remember_post)
-        await self._deliver(incoming, sink, typing_channel=channel)
+        final = await self._deliver(incoming, sink, typing_channel=channel)
+        if final is not None:
+            question = self.client.get_partial_messageable(int(p["question_channel"]))
+            await self.forum.after_reply(question.get_partial_message(int(p["message_id"])), final)
 
     async def _remove_earlier_attempt(
         self, work: Work, channel: discord.PartialMessageable
@@ -366,7 +378,7 @@ class DiscordAdapter:
                     next_push = time.monotonic() + self.stream_interval
         finally:
             await typing.stop()
-        if final is not None:
+        if final is not None and not final.silent:
             await sink.show(render.render_reply(final))
             if final.escalation_id:  # the agent handed off by itself: tell the team too
                 await self.escalations.announce(
@@ -469,18 +481,27 @@ class DiscordAdapter:
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
                 await self.escalations.announce(self.client, conversation, user_id, escalation_id)
+                await self.forum.mark(conversation.channel_id, "needs_human")
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
             reply = await self.responder.resolve_escalation(
-                escalation_id=parsed.target_id, resolved_by=user_id
+                escalation_id=parsed.target_id,
+                resolved_by=user_id,
+                read_thread=thread_reader(self.client),
             )
             await self.escalations.mark_notice_resolved(self.client, parsed.target_id)
+            await self._mark_solved(parsed.target_id)
         payloads = render.render_reply(reply)
         if extra:
             last = payloads[-1]
             payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
         await InteractionSink(interaction, ephemeral=private).show(payloads)
+
+    async def _mark_solved(self, escalation_id: int) -> None:
+        row = await escalation.get(self.db, escalation_id)
+        if row is not None and row.status == "resolved":
+            await self.forum.mark(row.thread_id or row.channel_id, "solved", resolving=True)
 
     # --- errors -------------------------------------------------------------------------------
 

@@ -18,11 +18,14 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.messages import Attachment, Author, ConversationKey, IncomingMessage, Platform
+
+ADMINISTRATOR = 1 << 3  # Discord permission bits
+MANAGE_GUILD = 1 << 5
 
 # Discord channel types that matter here.
 _DM_TYPES = {1, 3}  # DM, group DM
@@ -121,6 +124,7 @@ def message_to_incoming(
         mentions_bot=mentions_bot,
         attachments=attachments,
         raw=payload,
+        parent_channel_id=context.parent_id if context.kind is ChannelKind.THREAD else None,
     )
 
 
@@ -140,7 +144,8 @@ def interaction_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage | Non
     kind = kind_from_channel_type(channel.get("type"), guild_id=guild_id)
     options = command_options(data)
     question = options.get("question")
-    author = _author(user_data)
+    author = replace(_author(user_data), is_admin=is_guild_admin(payload))
+    parent = channel.get("parent_id") if kind is ChannelKind.THREAD else None
     return IncomingMessage(
         id=str(interaction_id),
         conversation=command_conversation(
@@ -152,7 +157,20 @@ def interaction_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage | Non
         mentions_bot=True,
         command=name.lower(),
         raw=payload,
+        parent_channel_id=str(parent) if parent else None,
     )
+
+
+def is_guild_admin(payload: Mapping[str, Any]) -> bool:
+    """Administrator or Manage Server in this guild (the member's computed permissions)."""
+    member = payload.get("member")
+    if not isinstance(member, Mapping) or not payload.get("guild_id"):
+        return False
+    try:
+        permissions = int(member.get("permissions") or 0)
+    except (TypeError, ValueError):
+        return False
+    return bool(permissions & (ADMINISTRATOR | MANAGE_GUILD))
 
 
 def command_options(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -75,11 +75,16 @@ def interaction_payload(interaction: discord.Interaction) -> dict[str, Any]:
         "type": interaction.type.value,
         "data": dict(interaction.data or {}),
         "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
-        "channel": {"id": str(interaction.channel_id), "type": channel_type},
+        "channel": {
+            "id": str(interaction.channel_id),
+            "type": channel_type,
+            "parent_id": _str_or_none(getattr(channel, "parent_id", None)),
+        },
     }
     if interaction.guild_id:
         payload["guild_id"] = str(interaction.guild_id)
-        payload["member"] = {"user": author}
+        # The member's permissions in this channel (who may use `/ask settings`).
+        payload["member"] = {"user": author, "permissions": str(interaction.permissions.value)}
     else:
         payload["user"] = author
     return payload
@@ -92,3 +97,7 @@ def interaction_conversation(interaction: discord.Interaction) -> ConversationKe
     return convert.conversation_for(
         guild_id=guild_id, channel_id=str(interaction.channel_id), kind=kind
     )
+
+
+def _str_or_none(value: object) -> str | None:
+    return str(value) if value else None

@@ -20,6 +20,7 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -30,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
+from adapters.slack.admins import with_admin_flag
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
@@ -243,7 +245,10 @@ class SlackBot:
         if convert.thread_root(message) and not convert.is_from_bot(message, bot):
             key = convert.conversation_for(message, team_id=team_id)
             joined = await self.responder.memory.follows(key)
-        msg = convert.event_to_incoming(event, team_id=team_id, bot=bot, thread_joined=joined)
+        msg = convert.event_to_incoming(
+            event, team_id=team_id, bot=bot, thread_joined=joined,
+            auto_answer=await self._auto_answers(message, team_id, bot),
+        )  # fmt: skip
         if msg is None:
             return None
         conversation = msg.conversation
@@ -331,6 +336,17 @@ class SlackBot:
             raise Undeliverable(f"unknown work kind {work.kind!r}")
         await handler(work.payload, client)
 
+    async def _auto_answers(
+        self, message: dict[str, Any], team_id: str, bot: convert.BotIdentity
+    ) -> bool:
+        """A new, unaddressed top-level post in a channel whose settings say answer every post."""
+        if convert.thread_root(message) or convert.is_direct(message):
+            return False
+        if convert.is_from_bot(message, bot) or message.get("edited"):
+            return False
+        key = convert.conversation_for(message, team_id=team_id)
+        return (await self.responder.channels.policy(key)).auto_answer
+
     async def _answer_message(self, work: Work, client: AsyncWebClient) -> None:
         p = work.payload
         msg = message_from_record(p["msg"])
@@ -366,6 +382,10 @@ class SlackBot:
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
         final = await writer.write(self.responder.stream(msg))
+        if final is not None and final.silent and final.reaction:
+            await _best_effort(
+                client.reactions_add(channel=route.channel, timestamp=msg.id, name=final.reaction)
+            )
         if final is not None and final.escalation_id:
             # The answer is out: a failed notice must not turn it into a failed delivery.
             try:
@@ -409,7 +429,7 @@ class SlackBot:
         return [render.resolve_block(int(escalation_id))] if escalation_id else []
 
     async def _answer_command(self, p: dict[str, Any], client: AsyncWebClient) -> None:
-        msg = message_from_record(p["msg"])
+        msg = await with_admin_flag(client, message_from_record(p["msg"]))
         reply = await self.responder.handle(msg)
         if reply is None:
             return

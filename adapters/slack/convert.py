@@ -113,8 +113,11 @@ def event_to_incoming(
     team_id: str,
     bot: BotIdentity,
     thread_joined: bool = False,
+    auto_answer: bool = False,
 ) -> IncomingMessage | None:
-    """``app_mention`` / ``message`` (incl. edits) -> IncomingMessage, or None to ignore it."""
+    """``app_mention`` / ``message`` (incl. edits) -> IncomingMessage, or None to ignore it.
+
+    ``auto_answer``: the channel answers every new top-level post, addressed or not."""
     if event.get("type") not in ("app_mention", "message"):
         return None
     message = message_of(event) if event.get("type") == "message" else event
@@ -123,7 +126,8 @@ def event_to_incoming(
     raw_text = str(message.get("text") or "")
     direct = is_direct(message)
     mentioned = event.get("type") == "app_mention" or mentions(raw_text, bot.user_id)
-    if not (direct or mentioned or (thread_joined and thread_root(message))):
+    root = thread_root(message)
+    if not (direct or mentioned or (thread_joined and root) or (auto_answer and not root)):
         return None
     text = plain_text(raw_text, bot_user_id=bot.user_id)
     ts = str(message.get("ts", ""))

@@ -177,7 +177,7 @@ class AnswerWriter:
         if self.mode == "stream" and self.ts is not None:
             await self._finish_stream(final, extra)
             return
-        if final is None:
+        if final is None or final.silent:  # an auto-answer post the bot is not sure about
             return
         messages = render_reply(final, extra_blocks=extra)
         if self.ts is not None:

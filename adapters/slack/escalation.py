@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert, render
 from adapters.slack.delivery import Route, post_messages
+from adapters.slack.thread_history import thread_reader
 from bot import escalation, texts
 from bot.escalation import EscalationPolicy
 from bot.messages import ConversationKey, Platform, Reply, ReplyKind
@@ -169,7 +170,7 @@ class SlackEscalations:
                 )
                 return Resolution(refused, on_notice)
         reply = await self.responder.resolve_escalation(
-            escalation_id=escalation_id, resolved_by=user
+            escalation_id=escalation_id, resolved_by=user, read_thread=thread_reader(client)
         )
         resolved = await escalation.get(self.db, escalation_id)
         if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:

@@ -21,6 +21,8 @@ from slack_sdk.signature import SignatureVerifier
 
 from adapters.slack.app import SlackBot
 from adapters.slack.manifest import EVENTS_PATH, INSTALL_PATH, REDIRECT_PATH
+from adapters.web.admin import mount_admin
+from adapters.web.metrics import mount_metrics
 from bot import texts
 from bot.config import Settings
 from bot.ratelimit import RateLimiter
@@ -50,6 +52,8 @@ def build_web_app(bot: SlackBot, pool: WorkerPool | None = None) -> web.Applicat
     app.router.add_get(INSTALL_PATH, _oauth)
     app.router.add_get(REDIRECT_PATH, _oauth)
     app.router.add_get("/healthz", _healthz)
+    mount_admin(app, bot.runtime)
+    mount_metrics(app)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     return app

@@ -64,6 +64,9 @@ class FakeDiscordAPI:
     forbid_threads_in: set[str] = field(default_factory=set)
     channel_guild: dict[str, str] = field(default_factory=dict)  # channel id -> guild id
     interaction_channels: dict[str, str] = field(default_factory=dict)  # token -> channel id
+    user_messages: list[dict[str, Any]] = field(default_factory=list)  # what people wrote
+    channel_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reactions: list[tuple[str, str, str]] = field(default_factory=list)  # channel, message, emoji
     # Called with a thread payload after a thread is created (the harness forwards it to the
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -199,6 +202,13 @@ class FakeDiscordAPI:
             ("GET", r(r"/channels/(?P<c>\d+)/messages"), self._history),
             ("POST", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/threads"), self._thread),
             ("POST", r(r"/channels/(?P<c>\d+)/typing"), self._typing),
+            ("GET", r(r"/channels/(?P<c>\d+)/messages"), self._history),
+            ("PATCH", r(r"/channels/(?P<c>\d+)"), self._edit_channel),
+            (
+                "PUT",
+                r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/reactions/(?P<e>[^/]+)/@me"),
+                self._react,
+            ),
             ("POST", r(r"/interactions/(?P<i>\d+)/(?P<t>[^/]+)/callback"), self._callback),
             ("POST", r(r"/webhooks/(?P<a>\d+)/(?P<t>[^/]+)"), self._followup),
             (
@@ -305,6 +315,33 @@ class FakeDiscordAPI:
         if self.on_thread_created is not None:
             await self.on_thread_created(thread)
         return 201, thread
+
+    async def _history(self, req: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        """A channel's messages, newest first (people's and the bot's), like Discord."""
+        found = [
+            x for x in [*self.user_messages, *self.messages.values()] if x["channel_id"] == m["c"]
+        ]
+        found.sort(key=lambda x: int(x["id"]), reverse=True)
+        return 200, found[: int(req.query.get("limit", "50"))]
+
+    async def _edit_channel(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
+        """Edits of a thread (forum tags, archiving); unknown channels are 404."""
+        thread = self.threads.get(m["c"])
+        if thread is None:
+            return 404, {"message": "Unknown Channel", "code": 10003}
+        body = body or {}
+        self.channel_edits.append((m["c"], body))
+        if "applied_tags" in body:
+            thread["applied_tags"] = [str(t) for t in body["applied_tags"]]
+        if "archived" in body:
+            thread["thread_metadata"]["archived"] = bool(body["archived"])
+        return 200, thread
+
+    async def _react(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        from urllib.parse import unquote
+
+        self.reactions.append((m["c"], m["m"], unquote(m["e"])))
+        return 204, None
 
     async def _typing(self, _r: web.Request, _m: re.Match[str], _b: Any) -> tuple[int, Any]:
         return 204, None

@@ -83,6 +83,16 @@ def text_channel(
     }
 
 
+def forum_tag(name: str) -> dict[str, Any]:
+    return {
+        "id": snowflake(),
+        "name": name,
+        "moderated": False,
+        "emoji_id": None,
+        "emoji_name": None,
+    }
+
+
 def thread_channel(
     thread_id: str, guild_id: str, parent_id: str, name: str, owner_id: str
 ) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from tests.fakes import discord_payloads as p
 from tests.fakes.discord_api import FakeDiscordAPI
 from tests.fakes.discord_gateway import FakeDiscordGateway
 
+FORUM_TAGS = ("answered by bot", "needs human", "solved")  # the forum's available tags
+
 DOCS = {
     "passwords.md": (
         "# Passwords\n\n## Reset your password\n\n"
@@ -64,7 +66,10 @@ class DiscordWorld:
                 channels=[
                     p.text_channel(channel_id, guild_id, "help"),
                     p.text_channel(no_threads, guild_id, "announcements"),
-                    p.text_channel(forum, guild_id, "questions", kind=p.GUILD_FORUM),
+                    {
+                        **p.text_channel(forum, guild_id, "questions", kind=p.GUILD_FORUM),
+                        "available_tags": [p.forum_tag(name) for name in FORUM_TAGS],
+                    },
                 ],
             )
         ]
@@ -131,6 +136,7 @@ class DiscordWorld:
             mentions=[self.api.bot_user] if mention else [],
             attachments=attachments,
         )
+        self.api.user_messages.append(payload)
         await self.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=self.guild_id)
         return payload
 
@@ -150,6 +156,7 @@ class DiscordWorld:
         thread_id = p.snowflake()
         thread = p.thread_channel(thread_id, self.guild_id, self.forum_id, content[:40], "1")
         self.api.channel_guild[thread_id] = self.guild_id
+        self.api.threads[thread_id] = thread
         await self.gateway.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
         message = await self.say(content, channel_id=thread_id, message_id=thread_id)
         return thread_id, message

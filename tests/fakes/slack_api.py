@@ -53,6 +53,7 @@ class FakeMessage:
     streaming: bool = False
     updates: int = 0
     deleted: bool = False
+    user: str | None = None  # set for messages people wrote (add_user_message)
 
 
 @dataclass
@@ -70,6 +71,8 @@ class FakeSlackAPI:
         self.calls: list[ApiCall] = []
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self.ephemerals: list[ApiCall] = []
+        self.reactions: list[tuple[str, str, str]] = []  # (channel, timestamp, emoji name)
+        self.admins: set[str] = set()  # user ids users.info reports as workspace admins
         self.responses: dict[str, list[dict[str, Any]]] = {}
         self.identities: dict[str, Identity] = {}
         self.default_identity = Identity()
@@ -135,6 +138,16 @@ class FakeSlackAPI:
         if channel is not None:
             found = [m for m in found if m.channel == channel]
         return sorted(found, key=lambda m: float(m.ts))
+
+    def add_user_message(
+        self, channel: str, text: str, *, user: str, thread_ts: str | None = None
+    ) -> FakeMessage:
+        """A message a person wrote (as Slack would deliver it), stamped with the real time."""
+        message = FakeMessage(
+            channel=channel, ts=f"{time.time():.6f}", text=text, thread_ts=thread_ts, user=user
+        )
+        self.messages[(channel, message.ts)] = message
+        return message
 
     def all_responses(self) -> list[dict[str, Any]]:
         return [r for rs in self.responses.values() for r in rs]
@@ -317,13 +330,7 @@ class FakeSlackAPI:
     def _m_conversations_replies(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
         root = params.get("ts")
         found = [
-            {
-                "ts": m.ts,
-                "text": m.text,
-                "thread_ts": m.thread_ts,
-                "user": self._identity(m.token).user_id,
-                "bot_id": self._identity(m.token).bot_id,
-            }
+            {"ts": m.ts, "text": m.text, "thread_ts": m.thread_ts, **self._author(m)}
             for m in self.posted(params.get("channel"))
             if (m.thread_ts == root or m.ts == root)
             and float(m.ts) > float(params.get("oldest") or 0)
@@ -345,6 +352,21 @@ class FakeSlackAPI:
         if users is None:
             return {"ok": False, "error": "no_such_subteam"}
         return {"users": users}
+
+    def _author(self, message: FakeMessage) -> dict[str, str]:
+        if message.user is not None:
+            return {"user": message.user}
+        ident = self._identity(message.token)
+        return {"user": ident.user_id, "bot_id": ident.bot_id}
+
+    def _m_users_info(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        user = str(params.get("user", ""))
+        admin = user in self.admins
+        return {"user": {"id": user, "is_admin": admin, "is_owner": False, "is_bot": False}}
+
+    def _m_reactions_add(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        self.reactions.append((params["channel"], params["timestamp"], params["name"]))
+        return {}
 
     def _m_apps_connections_open(self, _p: dict[str, Any], _t: str | None) -> dict[str, Any]:
         return {"url": self.socket_url or "ws://127.0.0.1:9/"}

@@ -1,0 +1,1 @@
+"""Operator-facing HTTP pages served beside the Slack endpoints by ``supportbot serve``."""

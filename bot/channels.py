@@ -1,0 +1,142 @@
+"""Per-channel behaviour as the core sees it, read per message through a short TTL cache.
+
+``supportbot channels set`` (another process) writes the ``channel_settings`` table; every
+process reads it here at most once per ``ttl`` seconds per channel, so a change takes effect
+within seconds, without a restart, at the cost of one cheap indexed query per channel and TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from bot import texts
+from bot.messages import ConversationKey
+from storage import channel_settings
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 5.0
+FORUM_TAG_ROLES = ("answered", "needs_human", "solved")
+MAX_PREFIX_CHARS = 255
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """What one channel asks of the bot; the defaults are the behaviour without a row."""
+
+    auto_answer: bool = False
+    ephemeral: bool = False
+    escalation_target: str | None = None
+    knowledge_filter: str | None = None  # a source prefix such as "billing/"
+    refusal_language: str | None = None
+    unanswered_reaction: str | None = None  # emoji name; None = stay silent
+    forum_tags: dict[str, str] = field(default_factory=dict)  # role -> forum tag name
+    archive_on_resolve: bool = False
+
+    @classmethod
+    def from_row(cls, row: Any) -> ChannelPolicy:
+        if row is None:
+            return cls()
+        return cls(
+            auto_answer=bool(row.auto_answer),
+            ephemeral=bool(row.ephemeral),
+            escalation_target=row.escalation_target or None,
+            knowledge_filter=row.knowledge_filter or None,
+            refusal_language=row.refusal_language or None,
+            unanswered_reaction=row.unanswered_reaction or None,
+            forum_tags={k: str(v) for k, v in (row.forum_tags or {}).items() if v},
+            archive_on_resolve=bool(row.archive_on_resolve),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def refusal_text(self) -> str:
+        return texts.not_in_docs(self.refusal_language)
+
+
+def validate(values: dict[str, Any]) -> dict[str, Any]:
+    """Operator input (CLI, admin page, slash command) -> column values; ValueError says why."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name in ("auto_answer", "ephemeral", "archive_on_resolve"):
+            out[name] = parse_bool(value, name)
+        elif name == "knowledge_filter":
+            prefix = str(value or "").strip().lstrip("/")
+            if len(prefix) > MAX_PREFIX_CHARS or "'" in prefix or "%" in prefix:
+                raise ValueError("knowledge filter: a folder prefix such as billing/")
+            out[name] = prefix or None
+        elif name == "refusal_language":
+            language = str(value or "").strip().lower() or None
+            if language and language not in texts.NOT_IN_DOCS_TRANSLATIONS:
+                known = ", ".join(sorted(texts.NOT_IN_DOCS_TRANSLATIONS))
+                raise ValueError(f"refusal language must be one of {known}")
+            out[name] = language
+        elif name == "unanswered_reaction":
+            emoji = str(value or "").strip().strip(":")
+            if len(emoji) > 64 or any(ch.isspace() for ch in emoji):
+                raise ValueError("unanswered reaction: an emoji name such as eyes")
+            out[name] = emoji or None
+        elif name == "escalation_target":
+            out[name] = str(value or "").strip()[:255] or None
+        elif name == "forum_tags":
+            tags = dict(value or {})
+            bad = set(tags) - set(FORUM_TAG_ROLES)
+            if bad:
+                raise ValueError(f"forum tag roles are {', '.join(FORUM_TAG_ROLES)}")
+            out[name] = {k: str(v).strip()[:100] for k, v in tags.items() if str(v).strip()}
+        else:
+            raise ValueError(f"unknown channel setting {name}")
+    return out
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be on or off")
+
+
+class ChannelSettings:
+    """Reads channel policies with a per-channel TTL cache. A failed read means the defaults
+    (and a logged warning): a settings outage must not stop the bot from answering."""
+
+    def __init__(self, db: Database, *, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+        self.db = db
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str, str], tuple[float, ChannelPolicy]] = {}
+
+    async def policy(
+        self, conversation: ConversationKey, *, parent_channel_id: str | None = None
+    ) -> ChannelPolicy:
+        """The settings of the conversation's channel (of its parent, for a forum thread)."""
+        channel = parent_channel_id or conversation.channel_id
+        key = (conversation.platform.value, conversation.workspace_id, channel)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            row = await channel_settings.get_setting(
+                self.db, platform=key[0], workspace_id=key[1], channel_id=key[2]
+            )
+            policy = ChannelPolicy.from_row(row)
+        except Exception:
+            log.warning(
+                "reading channel settings for %s failed; using defaults", key[2], exc_info=True
+            )
+            policy = cached[1] if cached is not None else ChannelPolicy()
+        self._cache[key] = (now, policy)
+        return policy
+
+    def invalidate(self) -> None:
+        """Forget cached policies (this process changed a setting itself)."""
+        self._cache.clear()

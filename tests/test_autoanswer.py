@@ -1,0 +1,106 @@
+"""Auto-answer channels: every new post is answered only when grounded; otherwise silence (or a
+reaction) and the question is recorded as unanswered."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.agent import AgentResult, OfflineAgent
+from bot.autoanswer import judge
+from bot.channels import ChannelSettings
+from bot.memory import EVENT, MemoryPolicy
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform, ReplyKind, Source
+from bot.responder import Responder
+from storage import channel_settings
+from storage.db import Database
+from storage.knowledge import KnowledgeBase
+from storage.models import Memory
+from tests.core_support import kb_fixture  # noqa: F401
+
+
+def new_post(text: str, *, msg_id: str, mentions_bot: bool = False) -> IncomingMessage:
+    return IncomingMessage(
+        id=msg_id,
+        conversation=ConversationKey(Platform.SLACK, "T1", "CHELP", msg_id),
+        author=Author("U7"),
+        text=text,
+        mentions_bot=mentions_bot,
+    )
+
+
+async def collect(responder: Responder, msg: IncomingMessage) -> tuple[list[str], object]:
+    deltas, final = [], None
+    async for item in responder.stream(msg):
+        if isinstance(item, str):
+            deltas.append(item)
+        else:
+            final = item
+    return deltas, final
+
+
+async def test_grounded_posts_answered_others_silent(db: Database, kb: KnowledgeBase) -> None:
+    await channel_settings.upsert_setting(
+        db, platform="slack", workspace_id="T1", channel_id="CHELP", auto_answer=True
+    )
+    responder = Responder(
+        db=db, agent=_agent(kb), memory=MemoryPolicy(db, turns=5), channels=ChannelSettings(db)
+    )
+    deltas, reply = await collect(responder, new_post("How do I reset my password?", msg_id="p1"))
+    assert reply.kind is ReplyKind.ANSWER and not reply.silent
+    assert "".join(deltas) == reply.text and reply.sources[0].url_or_path == "auth.md"
+
+    deltas, reply = await collect(responder, new_post("Can I pay with PayPal?", msg_id="p2"))
+    assert deltas == [] and reply.silent and reply.text == "" and reply.reaction is None
+
+    # A reaction instead of silence, set while running.
+    await channel_settings.upsert_setting(
+        db, platform="slack", workspace_id="T1", channel_id="CHELP", unanswered_reaction="eyes"
+    )
+    responder.channels.invalidate()
+    deltas, reply = await collect(
+        responder, new_post("Is there a Kubernetes operator?", msg_id="p3")
+    )
+    assert deltas == [] and reply.silent and reply.reaction == "eyes"
+
+    # Someone who mentions the bot in that channel gets the normal, visible refusal.
+    _, reply = await collect(
+        responder, new_post("Kubernetes operator?", msg_id="p4", mentions_bot=True)
+    )
+    assert reply.kind is ReplyKind.NO_ANSWER and not reply.silent and reply.text
+
+    async with db.sessions() as session:
+        events = list(
+            await session.scalars(select(Memory).where(Memory.role == EVENT).order_by(Memory.id))
+        )
+    assert [e.tool_metadata["kind"] for e in events] == ["unanswered", "unanswered"]
+    assert [e.tool_metadata["question"] for e in events] == [
+        "Can I pay with PayPal?",
+        "Is there a Kubernetes operator?",
+    ]
+    # The silent posts never enter a conversation's history as bot turns.
+    context = await responder.memory.load("slack:T1:CHELP:p2")
+    assert [m["role"] for m in context.history] == ["user"]
+
+
+async def test_channel_without_auto_answer_is_not_gated(db: Database, kb: KnowledgeBase) -> None:
+    responder = Responder(db=db, agent=_agent(kb), memory=MemoryPolicy(db, turns=5))
+    _, reply = await collect(responder, new_post("Can I pay with PayPal?", msg_id="q1"))
+    assert reply.kind is ReplyKind.NO_ANSWER and not reply.silent
+
+
+def test_gate_rejects_answers_without_grounding() -> None:
+    source = (Source("Auth", "auth.md"),)
+    grounded = {"decision": {"answerable": True, "best_coverage": 0.9}}
+    assert judge(AgentResult("x [1]", ReplyKind.ANSWER, source, grounded)).answer
+    assert not judge(AgentResult("x", ReplyKind.ANSWER, (), {"cited": []})).answer
+    weak = {"decision": {"answerable": True, "best_coverage": 0.65}}
+    assert not judge(AgentResult("x", ReplyKind.ANSWER, source, weak), min_coverage=0.7).answer
+    assert not judge(AgentResult("x", ReplyKind.NO_ANSWER, source, grounded)).answer
+    escalating = AgentResult("x [1]", ReplyKind.ANSWER, source, {}, escalation_reason="stuck")
+    assert not judge(escalating).answer
+    # A model answer with citations (no offline decision recorded) passes.
+    assert judge(AgentResult("x [1]", ReplyKind.ANSWER, source, {"cited": [1]})).answer
+
+
+def _agent(kb: KnowledgeBase) -> OfflineAgent:
+    return OfflineAgent(kb)

@@ -1,0 +1,87 @@
+"""Discord forum workflow through the real adapter and the fake Discord.
+
+A forum with auto-answer (from channel settings) answers grounded posts and tags them, reacts
+to the others, tags hand-offs "needs human"; Mark resolved tags "solved", archives the post and
+drafts the team's answer for review."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bot.runtime import Runtime, build_runtime
+from storage import channel_settings, learned
+from storage.db import Database
+from tests.discord_fixtures import RunningBot, kb_uri, make_settings, start_bot, world
+from tests.fakes.discord_world import DiscordWorld
+
+__all__ = ["kb_uri", "world"]
+
+
+@pytest.fixture
+async def forum_bot(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> AsyncIterator[RunningBot]:
+    settings = make_settings(world, sqlite_url, kb_uri, discord_forum_channels="")
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="discord", workspace_id=world.guild_id, channel_id=world.forum_id,
+        auto_answer=True, unanswered_reaction="eyes", archive_on_resolve=True,
+        forum_tags={"answered": "answered by bot", "needs_human": "needs human",
+                    "solved": "solved"},
+    )  # fmt: skip
+    runtime: Runtime = await build_runtime(settings, db=sqlite_db)
+    running = await start_bot(world, runtime)
+    yield running
+    await running.stop()
+
+
+def tag_ids(world: DiscordWorld) -> dict[str, str]:
+    forum = next(
+        c
+        for c in world.gateway.guilds[0]["channels"]
+        if c["id"] == world.forum_id  # the forum's available tags, by name
+    )
+    return {t["name"]: t["id"] for t in forum["available_tags"]}
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    for _ in range(int(timeout / 0.05)):
+        if result := predicate():
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+async def test_forum_workflow(
+    world: DiscordWorld, forum_bot: RunningBot, sqlite_db: Database
+) -> None:
+    tags = tag_ids(world)
+    thread_id, _ = await world.forum_post("How do I reset my password?")
+    answer = (await world.bot_messages(thread_id))[0]
+    assert "reset your password" in answer["content"].lower()
+    await until(lambda: world.api.threads[thread_id]["applied_tags"])
+    assert world.api.threads[thread_id]["applied_tags"] == [tags["answered by bot"]]
+
+    unsure, _ = await world.forum_post("Can I pay with PayPal?")
+    await until(lambda: world.api.reactions)
+    assert world.api.reactions == [(unsure, unsure, "👀")]
+    assert world.api.channel_messages(unsure) == []  # silent, no thread noise
+
+    ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+    human = await world.click(answer, ids[2])
+    opened = await world.interaction_done(human["token"])
+    await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
+
+    await world.say("Use the reset link in Settings; it expires after 30 minutes.",
+                    channel_id=thread_id, author=world.bob)  # fmt: skip
+    resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
+    resolve = await world.click(opened[0], resolve_id, author=world.bob)
+    await world.interaction_done(resolve["token"])
+    await until(lambda: world.api.threads[thread_id]["thread_metadata"]["archived"])
+    assert world.api.threads[thread_id]["applied_tags"] == [tags["solved"]]
+    [draft] = await learned.list_answers(sqlite_db)
+    assert draft.answer == "Use the reset link in Settings; it expires after 30 minutes."
+    assert draft.answered_by == world.bob["id"] and draft.platform == "discord"
