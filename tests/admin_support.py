@@ -34,14 +34,14 @@ async def seed_admin_data(url: str) -> int:
                 )
             await session.flush()
             session.add(Feedback(memory_id=None, session_id="s1", user_id="u1", value=1))
-        escalation = await escalations.open_escalation(
+        escalation = (await escalations.open_escalation(
             db, session_id="slack:T1:C1:1.1", platform="slack", channel_id="C1",
             thread_id="1.1", requested_by="UASK", reason="needs a refund <today>",
-        )  # fmt: skip
-        resolved = await escalations.open_escalation(
+        )).escalation  # fmt: skip
+        resolved = (await escalations.open_escalation(
             db, session_id="slack:T1:C1:2.2", platform="slack", channel_id="C1",
             thread_id="2.2", requested_by="UASK", reason="paypal",
-        )  # fmt: skip
+        )).escalation  # fmt: skip
         await escalations.resolve_escalation(db, escalation_id=resolved.id, resolved_by="UTEAM")
         draft = await learned.create_draft(
             db, escalation_id=resolved.id, session_id=resolved.session_id, platform="slack",

@@ -10,6 +10,7 @@ import pytest
 from bot import texts
 from bot.agent import sse_payloads
 from bot.errors import ModelError
+from bot.memory import EVENT
 from bot.messages import ReplyKind
 from storage import memories
 from storage.db import Database
@@ -84,4 +85,7 @@ async def test_error_or_garbage_mid_stream_becomes_an_apology_and_keeps_the_ques
     assert reply is not None and reply.kind is ReplyKind.ERROR
     assert reply.text == texts.ERROR_MODEL_UNAVAILABLE
     stored = await memories.load_recent(db, session_id=reply.session_id, limit=5)
-    assert [(m.role, m.content) for m in stored] == [("user", "How do I reset my password?")]
+    # The question is kept; the failure itself is recorded as an event (for reports).
+    assert [(m.role, m.content) for m in stored if m.role != EVENT] == [
+        ("user", "How do I reset my password?")
+    ]

@@ -25,7 +25,10 @@ __all__ = ["kb_uri", "world"]
 async def forum_bot(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> AsyncIterator[RunningBot]:
-    settings = make_settings(world, sqlite_url, kb_uri, discord_forum_channels="")
+    settings = make_settings(
+        world, sqlite_url, kb_uri, discord_forum_channels="",
+        discord_support_role=world.support_role_id,
+    )  # fmt: skip
     await channel_settings.upsert_setting(
         sqlite_db, platform="discord", workspace_id=world.guild_id, channel_id=world.forum_id,
         auto_answer=True, unanswered_reaction="eyes", archive_on_resolve=True,
@@ -78,7 +81,9 @@ async def test_forum_workflow(
     await world.say("Use the reset link in Settings; it expires after 30 minutes.",
                     channel_id=thread_id, author=world.bob)  # fmt: skip
     resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
-    resolve = await world.click(opened[0], resolve_id, author=world.bob)
+    resolve = await world.click(
+        opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
+    )
     await world.interaction_done(resolve["token"])
     await until(lambda: world.api.threads[thread_id]["thread_metadata"]["archived"])
     assert world.api.threads[thread_id]["applied_tags"] == [tags["solved"]]

@@ -45,6 +45,12 @@ async def test_auto_answer_channel(harness: SlackHarness, api: FakeSlackAPI, sql
 async def test_mark_resolved_captures_the_team_answer(
     harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
 ) -> None:
+    # The support team: members of the channel's escalation target may resolve (issue 12).
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="slack", workspace_id="T0000001", channel_id=HELP,
+        escalation_target="CSUPPORT",
+    )  # fmt: skip
+    api.channel_members["CSUPPORT"] = ["USUPPORT"]
     root = new_ts()
     async with harness.sender() as sender:
         await sender.event(app_mention(text=f"<@{DEFAULT_BOT_USER}> talk to a human", ts=root))
