@@ -115,11 +115,13 @@ async def _one_run(
 ) -> dict[str, Any]:
     api = FakeSlackAPI()
     await api.start()
+    env: dict[str, str] = {"DATABASE_URL": await _database(kind, folder)}
     try:
         async with FakeOpenAI(policy=_slow) as model:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
             env.update(
-                DATABASE_URL=await _database(kind, folder),
+                {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "OPENAI_"))}
+            )
+            env.update(
                 SUPPORTBOT_KB_URI=kb,
                 SUPPORTBOT_EMBEDDER="none",
                 SLACK_API_URL=api.base_url,
@@ -164,6 +166,16 @@ async def _one_run(
             return result
     finally:
         await api.close()
+        if kind != "sqlite":
+            await _drop(env["DATABASE_URL"].rsplit("/", 1)[1])
+
+
+async def _drop(name: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 async def main() -> None:
