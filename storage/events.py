@@ -13,17 +13,20 @@ caller's attempt is still the current one, so a worker that lost its row can cha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from storage.db import Database
 from storage.models import ProcessedEvent
+
+log = logging.getLogger(__name__)
 
 ANSWERING = "answering"
 ANSWERED = "answered"
@@ -179,29 +182,44 @@ async def take_expired(
     taken = Taken([], [])
     for row_id, attempts in candidates:
         give_up = attempts >= max_attempts
-        async with db.single_statement() as session:
-            result = await session.execute(
-                update(ProcessedEvent)
-                .where(
-                    ProcessedEvent.id == row_id,
-                    ProcessedEvent.status == ANSWERING,
-                    ProcessedEvent.attempts == attempts,
-                    expired,
-                )
-                .values(
-                    status=FAILED if give_up else ANSWERING,
-                    attempts=attempts + 1,
-                    lease_until=None if give_up else db_time(db, lease),
-                    finished_at=db_time(db) if give_up else None,
-                )
-                .returning(ProcessedEvent.event_id, ProcessedEvent.payload)
-            )
-            won = result.first()
+        try:
+            won = await _take_one(db, row_id, attempts, give_up, expired, lease)
+        except SQLAlchemyError as exc:  # one row's trouble must not cost the others their turn
+            log.warning("taking ledger row %s failed: %s", row_id, type(exc).__name__)
+            continue
         if won is None:
             continue  # another replica took it between the read and the update
         row = TakenRow(won.event_id, dict(won.payload or {}), attempts + 1)
         (taken.given_up if give_up else taken.work).append(row)
     return taken
+
+
+async def _take_one(
+    db: Database,
+    row_id: int,
+    attempts: int,
+    give_up: bool,
+    expired: ColumnElement[bool],
+    lease: timedelta,
+) -> Any:
+    async with db.single_statement() as session:
+        result = await session.execute(
+            update(ProcessedEvent)
+            .where(
+                ProcessedEvent.id == row_id,
+                ProcessedEvent.status == ANSWERING,
+                ProcessedEvent.attempts == attempts,
+                expired,
+            )
+            .values(
+                status=FAILED if give_up else ANSWERING,
+                attempts=attempts + 1,
+                lease_until=None if give_up else db_time(db, lease),
+                finished_at=db_time(db) if give_up else None,
+            )
+            .returning(ProcessedEvent.event_id, ProcessedEvent.payload)
+        )
+        return result.first()
 
 
 async def renew_leases(
