@@ -143,3 +143,16 @@ def test_a_knowledge_base_from_the_old_chunker_is_flagged_and_rebuilt(
     meta = fresh._table().schema.metadata
     assert meta[META_CHUNKER] == CHUNKER_VERSION.encode()
     assert fresh.search("ibis relay", k=1)[0].source == "a.md"
+
+
+def test_front_matter_description_opens_the_page_and_shortcodes_are_dropped() -> None:
+    chunks = chunks_of(
+        "---\ntitle: Maintenance\nweight: 4\ndescription: Periodic cluster upkeep guide\n---\n\n"
+        '## Overview\n\n{{% alert title="Note" %}}\nCompaction frees the keyspace history '
+        "that the store keeps for every key.\n{{% /alert %}}\n\n```\n{{< kept-in-code >}}\n```\n"
+    )
+    assert chunks[0].title == "Maintenance"
+    assert chunks[0].text.startswith("Periodic cluster upkeep guide")
+    text = "\n".join(c.text for c in chunks)
+    assert "{{% alert" not in text and "{{% /alert" not in text
+    assert "Compaction frees the keyspace history" in text and "{{< kept-in-code >}}" in text
