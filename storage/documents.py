@@ -173,18 +173,29 @@ def _title_from_name(path: Path) -> str:
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
+_FRONT_MATTER_DESCRIPTION = re.compile(r"^description:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
+_SHORTCODE_LINE = re.compile(r"^\s*\{\{[<%].*[%>]\}\}\s*$")
 
 
 def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
-    """ATX headings (``#`` .. ``######``) outside code fences start sections."""
+    """ATX headings (``#`` .. ``######``) outside code fences start sections.
+
+    YAML front matter gives the title, and its ``description`` (a summary the author wrote for
+    the page) opens the first section. Lines that are only a site generator's shortcode
+    (Hugo's ``{{< ... >}}``, ``{{% ... %}}``) carry no words for a reader and are dropped.
+    """
     title = ""
+    lead: list[str] = []
     if text.startswith("---\n"):
         end = text.find("\n---", 4)
         if end != -1:
             match = _FRONT_MATTER_TITLE.search(text[4:end])
             title = match.group(1) if match else ""
+            described = _FRONT_MATTER_DESCRIPTION.search(text[4:end])
+            if described:
+                lead = [described.group(1), ""]
             text = text[end + 4 :]
-    sections: list[Section] = [Section(path=[])]
+    sections: list[Section] = [Section(path=[], lines=lead)]
     stack: list[tuple[int, str]] = []
     in_fence = False
     for line in text.splitlines():
@@ -192,7 +203,8 @@ def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
             in_fence = not in_fence
         match = None if in_fence else _ATX_HEADING.match(line)
         if match is None:
-            sections[-1].lines.append(line)
+            if in_fence or not _SHORTCODE_LINE.match(line):
+                sections[-1].lines.append(line)
             continue
         level, heading = len(match.group(1)), match.group(2).strip()
         if level == 1 and not title:

@@ -432,7 +432,15 @@ class KnowledgeBase:
             if not chunks:
                 raise IngestInputError(self._nothing_to_ingest(roots, report))
             self._store(
-                chunks, found, read, None, report, bar.update, prune=prune, recreate=recreate
+                chunks,
+                found,
+                read,
+                None,
+                report,
+                bar.update,
+                prune=prune,
+                recreate=recreate,
+                rebuild_old_chunking=True,
             )
         report.seconds = time.perf_counter() - started
         return report
@@ -474,19 +482,14 @@ class KnowledgeBase:
         *,
         prune: bool,
         recreate: bool = False,
+        rebuild_old_chunking: bool = False,
     ) -> None:
         table = None if recreate else self._table()
         if table is not None:
             self._check_embedder(table, for_ingest=True)
-            if self._recorded_chunker(table) != CHUNKER_VERSION:
-                # Chunk ids of two chunkings never match: rebuild rather than mix them.
-                message = (
-                    f"{self.uri} was chunked by an older version of supportbot; rebuilt from "
-                    "the given paths (files not given this time are no longer searchable)"
-                )
-                log.warning(message)
-                report.warnings.append(message)
-                recreate, table = True, None
+            if rebuild_old_chunking and self._recorded_chunker(table) != CHUNKER_VERSION:
+                recreate = self._rebuild_old_chunking(table, sources_found, report, prune=prune)
+                table = None if recreate else table
         previous = self._table() if recreate else None
         replaced = previous.count_rows() if previous is not None else None
         existing = self._existing_ids(table)
@@ -510,6 +513,28 @@ class KnowledgeBase:
         self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
         self._vocabulary_checked = 0.0  # look at the new version on the next search
         self._warned_chunker = False
+
+    def _rebuild_old_chunking(
+        self, table: Any, sources_found: set[str], report: IngestReport, *, prune: bool
+    ) -> bool:
+        """Chunk ids of two chunkings never match, so a table chunked by an older version is
+        rebuilt rather than mixed, when that loses nothing: every file it holds is in this run
+        (or ``--prune`` says the paths are the whole corpus). Otherwise the new passages are
+        added as usual and the operator is told how to finish."""
+        stored = set(self._existing_ids(table).values())
+        if prune or stored <= sources_found:
+            message = f"{self.uri} was chunked by an older version of supportbot; rebuilt"
+            rebuild = True
+        else:
+            message = (
+                f"{self.uri} was chunked by an older version of supportbot and holds files not "
+                f"given now ({len(stored - sources_found)}); run `supportbot ingest --prune` "
+                "with all your docs folders to rebuild it"
+            )
+            rebuild = False
+        log.warning(message)
+        report.warnings.append(message)
+        return rebuild
 
     def _read_all(
         self, roots: list[Path], report: IngestReport, update: ProgressFn

@@ -136,10 +136,29 @@ def test_a_knowledge_base_from_the_old_chunker_is_flagged_and_rebuilt(
         assert old.search("ibis relay", k=1)[0].source == "a.md"  # still serves
     assert any("older version" in r.getMessage() for r in caplog.records)
 
-    report = old.ingest([docs])
-    assert any("older version" in w for w in report.warnings)
-    assert report.chunks_added == 1 and report.embedded == 1
+    other = write_docs(tmp_path / "other", {"b.md": "# B\n\nThe stork gateway rests.\n"})
+    partial = old.ingest([other])  # a.md is not given: nothing is dropped, the fix is named
+    assert any("--prune" in w for w in partial.warnings)
+    assert old.search("ibis relay", k=1)[0].source == "a.md"
+
+    report = old.ingest([docs, other])
+    assert any("older version" in w and "rebuilt" in w for w in report.warnings)
+    assert report.chunks_added == 2 and report.embedded == 2
     fresh = KnowledgeBase.open(str(tmp_path / "kb"), HashEmbedder())
     meta = fresh._table().schema.metadata
     assert meta[META_CHUNKER] == CHUNKER_VERSION.encode()
     assert fresh.search("ibis relay", k=1)[0].source == "a.md"
+    assert fresh.search("stork gateway", k=1)[0].source == "b.md"
+
+
+def test_front_matter_description_opens_the_page_and_shortcodes_are_dropped() -> None:
+    chunks = chunks_of(
+        "---\ntitle: Maintenance\nweight: 4\ndescription: Periodic cluster upkeep guide\n---\n\n"
+        '## Overview\n\n{{% alert title="Note" %}}\nCompaction frees the keyspace history '
+        "that the store keeps for every key.\n{{% /alert %}}\n\n```\n{{< kept-in-code >}}\n```\n"
+    )
+    assert chunks[0].title == "Maintenance"
+    assert chunks[0].text.startswith("Periodic cluster upkeep guide")
+    text = "\n".join(c.text for c in chunks)
+    assert "{{% alert" not in text and "{{% /alert" not in text
+    assert "Compaction frees the keyspace history" in text and "{{< kept-in-code >}}" in text
