@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack import convert, render
 from adapters.slack.delivery import Route, post_messages
 from bot import escalation, texts
+from bot.config import Settings
 from bot.escalation import EscalationPolicy
 from bot.messages import ConversationKey, Platform, Reply, ReplyKind
 from bot.responder import Responder
@@ -257,5 +258,5 @@ async def _cosmetic(call: Any) -> None:
         log.warning("cosmetic Slack update failed: %s", type(exc).__name__)
 
 
-def policy_for(settings: Any) -> EscalationPolicy:
+def policy_for(settings: Settings) -> EscalationPolicy:
     return EscalationPolicy.from_settings(settings, Platform.SLACK)
