@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
@@ -28,6 +30,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 KB_WORKERS = max(1, min(4, (os.cpu_count() or 2) - 1))
+# The pool's threads yield the CPU to the loop thread when both want it (Linux: per-thread nice).
+KB_NICE = 5
 NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _kb_pool: ThreadPoolExecutor | None = None
 
@@ -41,8 +45,18 @@ def limit_native_threads() -> None:
 def kb_pool() -> ThreadPoolExecutor:
     global _kb_pool
     if _kb_pool is None:
-        _kb_pool = ThreadPoolExecutor(max_workers=KB_WORKERS, thread_name_prefix="kb")
+        _kb_pool = ThreadPoolExecutor(
+            max_workers=KB_WORKERS, thread_name_prefix="kb", initializer=_lower_priority
+        )
     return _kb_pool
+
+
+def _lower_priority() -> None:
+    try:  # on Linux a thread id names one thread; elsewhere this is best left alone
+        if sys.platform == "linux":
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), KB_NICE)
+    except OSError:
+        pass
 
 
 async def run_kb(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

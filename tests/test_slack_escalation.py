@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
+import aiohttp
 from sqlalchemy import select
 
 from bot import texts
@@ -215,3 +217,66 @@ async def test_the_asker_may_resolve_their_own_question(
     [row] = await _escalations(sqlite_db)
     assert row.status == "resolved" and row.resolved_by == ASKER
     assert f"<@{ASKER}>" in json.dumps(api.posted("CSUPPORT")[0].blocks)
+
+
+async def _install(h: SlackHarness, code: str) -> None:
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(h.url + "/slack/install") as page:
+            html = await page.text()
+            cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+        state = re.search(r"state=([\w-]+)", html).group(1)  # type: ignore[union-attr]
+        async with browser.get(
+            h.url + "/slack/oauth_redirect",
+            params={"code": code, "state": state},
+            headers={"Cookie": cookie},
+        ) as done:
+            assert done.status == 200, await done.text()
+
+
+async def test_each_workspace_has_its_own_escalation_target(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    teams = {"T0000AAA1": "UBOTAAA01", "T0000BBB2": "UBOTBBB02"}
+    for n, (team, bot_user) in enumerate(teams.items()):
+        api.grant_oauth(f"code-{n}", team_id=team, token=f"xoxb-{team}", bot_user_id=bot_user)
+    settings = slack_settings(
+        sqlite_url,
+        kb_uri,
+        api,
+        slack_bot_token=None,
+        slack_client_id="111.222",
+        slack_client_secret="client-secret",
+        slack_escalation_target="CDEFAULT",
+        slack_escalation_targets="T0000BBB2=CTEAMB",
+    )
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        await _install(h, "code-0")
+        await _install(h, "code-1")
+        async with h.sender() as sender:
+            for team, bot_user in teams.items():
+                channel = "C" + team[1:]
+                event = app_mention(
+                    text=f"<@{bot_user}> can I pay in bitcoin?", team=team, channel=channel
+                )
+                await sender.event(event)
+                await api.wait_for(lambda c=channel: [m for m in api.posted(c) if not m.streaming])
+                await h.bot.wait_idle()
+                answer = api.posted(channel)[0]
+                button = _button(answer, "sb_human")
+                click = block_action(
+                    action_id="sb_human",
+                    value=button["value"],
+                    message=_payload(answer),
+                    channel=channel,
+                    team=team,
+                )
+                assert (await sender.interaction(click)).status == 200
+                await api.wait_for(lambda c=channel: len(api.posted(c)) == 2)
+                await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [default_notice] = api.posted("CDEFAULT")
+    [team_b_notice] = api.posted("CTEAMB")
+    assert default_notice.token == "xoxb-T0000AAA1" and "T0000AAA1" in default_notice.text
+    assert team_b_notice.token == "xoxb-T0000BBB2" and "T0000BBB2" in team_b_notice.text

@@ -14,6 +14,7 @@ import discord
 from adapters.discord import render
 from adapters.discord.delivery import ChannelSink, describe
 from bot import escalation, texts
+from bot.config import Settings
 from bot.escalation import EscalationPolicy
 from bot.messages import ConversationKey, Platform
 from storage.db import Database
@@ -29,12 +30,9 @@ class DiscordEscalations:
         self.support_role = support_role
 
     @classmethod
-    def from_settings(cls, db: Database, settings: object) -> DiscordEscalations:
-        return cls(
-            db,
-            EscalationPolicy.from_settings(settings, Platform.DISCORD),  # type: ignore[arg-type]
-            getattr(settings, "discord_support_role", None),
-        )
+    def from_settings(cls, db: Database, settings: Settings) -> DiscordEscalations:
+        policy = EscalationPolicy.from_settings(settings, Platform.DISCORD)
+        return cls(db, policy, settings.discord_support_role)
 
     async def announce(
         self,

@@ -21,6 +21,7 @@ from adapters.slack import convert, render
 from adapters.slack.delivery import Route, post_messages
 from adapters.slack.thread_history import thread_reader
 from bot import escalation, texts
+from bot.config import Settings
 from bot.escalation import EscalationPolicy
 from bot.messages import ConversationKey, Platform, Reply, ReplyKind
 from bot.responder import Responder
@@ -258,5 +259,5 @@ async def _cosmetic(call: Any) -> None:
         log.warning("cosmetic Slack update failed: %s", type(exc).__name__)
 
 
-def policy_for(settings: Any) -> EscalationPolicy:
+def policy_for(settings: Settings) -> EscalationPolicy:
     return EscalationPolicy.from_settings(settings, Platform.SLACK)
