@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Iterator
 
-import aiohttp
 import pytest
 
 from bot import logredact
@@ -16,7 +14,11 @@ from bot.cli import configure_logging
 from storage.db import Database
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import (
+    SlackHarness,
+    install_via_oauth,
+    oauth_settings,
+)
 
 __all__ = ["api", "kb_uri"]
 
@@ -53,27 +55,10 @@ async def test_oauth_install_at_debug_logs_no_token(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api.grant_oauth("code-9", team_id="T0000NEW9", token=TOKEN, bot_user_id="UBOTNEW09")
-    settings = slack_settings(
-        sqlite_url,
-        kb_uri,
-        api,
-        slack_bot_token=None,
-        slack_client_id="111.222",
-        slack_client_secret="client-secret",
-    )
+    settings = oauth_settings(sqlite_url, kb_uri, api)
     h = await SlackHarness.start(api, settings, db=sqlite_db)
     try:
-        async with aiohttp.ClientSession() as browser:
-            async with browser.get(h.url + "/slack/install") as page:
-                html = await page.text()
-                cookie = page.headers["Set-Cookie"].split(";", 1)[0]
-            state = re.search(r"state=([\w-]+)", html).group(1)  # type: ignore[union-attr]
-            async with browser.get(
-                h.url + "/slack/oauth_redirect",
-                params={"code": "code-9", "state": state},
-                headers={"Cookie": cookie},
-            ) as done:
-                assert done.status == 200
+        await install_via_oauth(h.url, "code-9")
         # Our own code paths and exceptions with tokens in them are redacted as well.
         log = logging.getLogger("tests.redaction")
         log.debug("tokens %s %s %s", DISCORD_TOKEN, OPENAI_KEY, APP_TOKEN)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
-import aiohttp
 from sqlalchemy import select
 
 from bot import texts
@@ -17,7 +15,12 @@ from storage.db import Database
 from storage.models import ChannelSetting, Escalation
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import (
+    SlackHarness,
+    install_via_oauth,
+    oauth_settings,
+    slack_settings,
+)
 from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
 
 __all__ = ["api", "kb_uri"]
@@ -219,40 +222,23 @@ async def test_the_asker_may_resolve_their_own_question(
     assert f"<@{ASKER}>" in json.dumps(api.posted("CSUPPORT")[0].blocks)
 
 
-async def _install(h: SlackHarness, code: str) -> None:
-    async with aiohttp.ClientSession() as browser:
-        async with browser.get(h.url + "/slack/install") as page:
-            html = await page.text()
-            cookie = page.headers["Set-Cookie"].split(";", 1)[0]
-        state = re.search(r"state=([\w-]+)", html).group(1)  # type: ignore[union-attr]
-        async with browser.get(
-            h.url + "/slack/oauth_redirect",
-            params={"code": code, "state": state},
-            headers={"Cookie": cookie},
-        ) as done:
-            assert done.status == 200, await done.text()
-
-
 async def test_each_workspace_has_its_own_escalation_target(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     teams = {"T0000AAA1": "UBOTAAA01", "T0000BBB2": "UBOTBBB02"}
     for n, (team, bot_user) in enumerate(teams.items()):
         api.grant_oauth(f"code-{n}", team_id=team, token=f"xoxb-{team}", bot_user_id=bot_user)
-    settings = slack_settings(
+    settings = oauth_settings(
         sqlite_url,
         kb_uri,
         api,
-        slack_bot_token=None,
-        slack_client_id="111.222",
-        slack_client_secret="client-secret",
         slack_escalation_target="CDEFAULT",
         slack_escalation_targets="T0000BBB2=CTEAMB",
     )
     h = await SlackHarness.start(api, settings, db=sqlite_db)
     try:
-        await _install(h, "code-0")
-        await _install(h, "code-1")
+        await install_via_oauth(h.url, "code-0")
+        await install_via_oauth(h.url, "code-1")
         async with h.sender() as sender:
             for team, bot_user in teams.items():
                 channel = "C" + team[1:]

@@ -14,7 +14,10 @@ from storage.db import Database
 from storage.models import slack_oauth_states
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import (
+    SlackHarness,
+    oauth_settings,
+)
 
 __all__ = ["api", "kb_uri"]
 
@@ -27,14 +30,7 @@ async def _states(db: Database) -> int:
 async def test_install_page_is_rate_limited_and_expired_states_are_pruned(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = slack_settings(
-        sqlite_url,
-        kb_uri,
-        api,
-        slack_bot_token=None,
-        slack_client_id="111.222",
-        slack_client_secret="client-secret",
-    )
+    settings = oauth_settings(sqlite_url, kb_uri, api)
     h = await SlackHarness.start(api, settings, db=sqlite_db)
     store = h.bot.app.oauth_flow.settings.state_store
     try:

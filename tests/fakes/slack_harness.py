@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from adapters.slack.app import SlackBot
@@ -24,6 +26,7 @@ from tests.fakes.slack_sender import SlackSender
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"
+OAUTH_CLIENT_ID = "111.222"
 
 DOCS = {
     "passwords.md": (
@@ -64,6 +67,34 @@ def slack_settings(db_url: str, kb_uri: str, api: FakeSlackAPI, **extra: Any) ->
     }
     values.update(extra)
     return load_settings(**values)
+
+
+def oauth_settings(db_url: str, kb_uri: str, api: FakeSlackAPI, **extra: Any) -> Settings:
+    """Settings of a multi-workspace install: OAuth client, no single bot token."""
+    values: dict[str, Any] = {
+        "slack_bot_token": None,
+        "slack_client_id": OAUTH_CLIENT_ID,
+        "slack_client_secret": "client-secret",
+    }
+    return slack_settings(db_url, kb_uri, api, **{**values, **extra})
+
+
+async def install_via_oauth(base_url: str, code: str) -> str:
+    """Walk the install flow as a browser does (install page, then Slack's redirect back with
+    ``code``); returns the install page's HTML."""
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(base_url + "/slack/install") as page:
+            assert page.status == 200, await page.text()
+            html = await page.text()
+            cookie = page.headers["Set-Cookie"].split(";", 1)[0]
+        state = re.search(r"state=([\w-]+)", html).group(1)  # type: ignore[union-attr]
+        async with browser.get(
+            base_url + "/slack/oauth_redirect",
+            params={"code": code, "state": state},
+            headers={"Cookie": cookie},
+        ) as done:
+            assert done.status == 200, await done.text()
+    return html
 
 
 @dataclass
