@@ -228,7 +228,10 @@ async def main() -> None:
         help="OMP/MKL threads for `serve` (0: its default, one per call); 2 = the old default",
     )
     parser.add_argument(
-        "--workers", type=int, default=0, help="`supportbot serve --workers N` (0: answer inline)"
+        "--workers",
+        default="auto",
+        help="`supportbot serve --workers N|auto` (0: answer inline; auto, the default: "
+        "serve's own choice, workers on PostgreSQL and inline on SQLite)",
     )
     parser.add_argument(
         "--pause-workers",
