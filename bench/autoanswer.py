@@ -91,7 +91,9 @@ def load_questions(paths: list[Path], split: str | None = None) -> list[Question
             row = json.loads(line)
             if split is not None and row.get("split", "dev") != split:
                 continue
-            gold = () if row.get("answerable") is False else tuple(row.get("gold") or ())
+            # A page listed under "also" answers the question as well (bench/eval/README.md).
+            pages = [*(row.get("gold") or ()), *(row.get("also") or ())]
+            gold = () if row.get("answerable") is False else tuple(pages)
             out.append(Question(row["question"], gold))
     return out
 

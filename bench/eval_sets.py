@@ -198,6 +198,16 @@ def markdown(results: list[dict[str, Any]], load: tuple[float, float, float]) ->
         "`fts (no embedder)` is a knowledge base built without the `local` extra. Latency is "
         "the in-process `KnowledgeBase.search` p50 (k=10), not counting start-up.",
         "",
+        "Answer-or-refuse: the offline answerer's learned rule (`bot/grounding.py`, fitted on "
+        "the dev halves by `bench/eval/fit_refusal.py`), next to three baselines from the same "
+        "run: one threshold on the top hit's score chosen on dev and applied here, the "
+        "hindsight-best such threshold on this very half (optimistic), and the previous rule "
+        "(one passage covering >= 45% of the question's IDF weight). `unanswerable refused` "
+        "is the share of questions the docs do not answer that the bot declined; "
+        "`grounded` is the share of answerable questions answered from a gold page. The sets "
+        "grew in three batches (bench/eval/README.md); the held-out halves now hold 21-22 "
+        "unanswerable questions each.",
+        "",
     ]
     for result in results:
         for split, entry in result["splits"].items():
