@@ -12,6 +12,7 @@ Baseline, measured in the same run: no gate (the channel's normal answer mode, w
 agent does not refuse is posted). Targets: precision >= 95%, coverage >= 70%.
 
     .venv/bin/python bench/autoanswer.py [QUESTION_FILE ...] [--docs DIR] [--embedder none|local]
+        [--split dev|heldout]
 
 A question file has one JSON object per line: {"question": ..., "gold": [source, ...]} for an
 answerable question; no "gold" (or "answerable": false) for an unanswerable one. Defaults:
@@ -79,14 +80,20 @@ class Figures:
         return self.answered_answerable / self.answerable if self.answerable else 0.0
 
 
-def load_questions(paths: list[Path]) -> list[Question]:
+def load_questions(paths: list[Path], split: str | None = None) -> list[Question]:
+    """Questions of the files; with ``split``, only rows of that half (rows without one count
+    as dev: the bundled tuning files)."""
     out = []
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip():
                 continue
             row = json.loads(line)
-            gold = () if row.get("answerable") is False else tuple(row.get("gold") or ())
+            if split is not None and row.get("split", "dev") != split:
+                continue
+            # A page listed under "also" answers the question as well (bench/eval/README.md).
+            pages = [*(row.get("gold") or ()), *(row.get("also") or ())]
+            gold = () if row.get("answerable") is False else tuple(pages)
             out.append(Question(row["question"], gold))
     return out
 
@@ -175,8 +182,9 @@ async def main() -> int:
     parser.add_argument("files", nargs="*", type=Path, help="question files (JSON lines)")
     parser.add_argument("--docs", type=Path, default=SAMPLE_DOCS)
     parser.add_argument("--embedder", default="none", choices=("none", "local"))
+    parser.add_argument("--split", choices=("dev", "heldout"), help="only this half of the files")
     args = parser.parse_args()
-    questions = load_questions(args.files or DEFAULT_FILES)
+    questions = load_questions(args.files or DEFAULT_FILES, args.split)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         kb = KnowledgeBase.open(str(Path(tmp) / "kb"), make_embedder(args.embedder))

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from bot import texts
 from bot.errors import ModelError
 from bot.grounding import (
+    ANSWER_PROBABILITY,
     MIN_COVERAGE,
     MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
@@ -416,11 +417,14 @@ class OfflineAgent:
         k: int = 5,
         min_coverage: float = MIN_COVERAGE,
         min_weighted_coverage: float = MIN_WEIGHTED_COVERAGE,
+        min_probability: float | None = ANSWER_PROBABILITY,
     ) -> None:
         self.knowledge = knowledge
         self.k = k
         self.min_coverage = min_coverage
         self.min_weighted_coverage = min_weighted_coverage
+        # The learned rule needs the knowledge base's word rarities; None: the coverage rule.
+        self.min_probability = min_probability
         self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
 
     def _weight(self) -> Weight | None:
@@ -440,20 +444,21 @@ class OfflineAgent:
         question = request.question
         weight = await asyncio.to_thread(self._weight)
         bar = self.min_coverage if weight is None else self.min_weighted_coverage
+        learned = None if weight is None else self.min_probability
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.
         follow_up = follow_up_query(request)
         hits: list[Any] = []
         for query in (follow_up, question) if follow_up else (question,):
             hits = _merge(hits, await toolbox.search(query))
-            decision = decide(question, hits, bar, weight)
+            decision = decide(question, hits, bar, weight, min_probability=learned)
             if decision.answerable:
                 break
         if decision.reason == UNKNOWN_NAME:
             # Like a model searching again: look the unmatched names up on their own (the first
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
-            decision = decide(question, hits, bar, weight)
+            decision = decide(question, hits, bar, weight, min_probability=learned)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,

@@ -8,6 +8,7 @@ passage *contains what the question is about*. We compare the question's content
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -141,12 +142,16 @@ class Decision:
     chosen: list[Any] = field(default_factory=list)
     missing: set[str] = field(default_factory=set)
     reason: str = ""
+    signals: Signals | None = None
+    probability: float | None = None  # of "the docs answer this", when the learned rule decided
 
     def as_metadata(self) -> dict[str, Any]:
         return {
             "answerable": self.answerable,
             "reason": self.reason,
             "best_coverage": round(self.best_coverage, 3),
+            "probability": None if self.probability is None else round(self.probability, 3),
+            "signals": None if self.signals is None else self.signals.as_dict(),
             "question_words": sorted(self.question_words),
             "missing": sorted(self.missing),
             "chosen": [h.chunk_id for h in self.chosen],
@@ -238,16 +243,137 @@ def _parts(word: str) -> list[str]:
     return [p for p in re.split(r"[-_]", word) if p]
 
 
+@dataclass(frozen=True)
+class Signals:
+    """What a decision looks at, each in 0..1 (``words`` scaled): several weak signals that
+    together separate "the docs answer this" from "the docs mention these words"."""
+
+    coverage: float  # best passage's share of the question, words weighted by rarity
+    plain: float  # the same passage's share, every word counted once
+    window: float  # best weighted share inside two adjacent sentences (with the heading)
+    rarest: float  # share of the question's two rarest words found in the best passage
+    spread: float  # weighted share found anywhere in the retrieved passages
+    words: float  # how many content words the question has, / 10 (capped at 1)
+    pairs: float  # share of the question's neighbouring word pairs found in one sentence
+
+    def vector(self) -> list[float]:
+        return [
+            self.coverage,
+            self.plain,
+            self.window,
+            self.rarest,
+            self.spread,
+            self.words,
+            self.pairs,
+        ]
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in zip(SIGNAL_NAMES, self.vector(), strict=True)}
+
+
+SIGNAL_NAMES = ("coverage", "plain", "window", "rarest", "spread", "words", "pairs")
+# A logistic regression over the signals, fitted on the dev halves of the external sets (flask,
+# etcd; with and without the embedder) by bench/eval/fit_refusal.py, which prints these constants
+# and how the signal subset was chosen (a fit on one set scored on the other). Signals with weight
+# 0 were left out by that choice; they are still recorded in the decision, for diagnosis and refits.
+# In words: answer when the best two-sentence window covers enough of the question's weight
+# (from 0.51 of it when the passage holds every question word to 0.6 when it holds few).
+LOGISTIC_BIAS = -2.358
+LOGISTIC_WEIGHTS = (0.0, 0.446, 5.245, 0.0, 0.0, 0.0, 0.0)
+ANSWER_PROBABILITY = 0.683
+WINDOW_SENTENCES = 2
+
+
+def windowed_coverage(question_words: set[str], hit: Any, weight: Weight | None) -> float:
+    """Best weighted share of the question inside WINDOW_SENTENCES adjacent sentences (plus the
+    title and heading): the words an answer needs stand close together, words scattered over a
+    long page are chance."""
+    if not question_words:
+        return 0.0
+    weigh = weight or (lambda _word: 1.0)
+    total = sum(weigh(w) for w in question_words)
+    context = content_words(f"{hit.title} {hit.heading}")
+    units = [content_words(s) for s in sentences_of(hit.text)] or [content_words(hit.text)]
+    best = 0.0
+    for start in range(max(1, len(units) - WINDOW_SENTENCES + 1)):
+        words = context.union(*units[start : start + WINDOW_SENTENCES])
+        best = max(best, sum(weigh(w) for w in question_words if found_in(w, words)))
+    return best / total if total else 0.0
+
+
+def ordered_words(text: str) -> list[str]:
+    """The text's content words (stemmed) in order of first appearance."""
+    words: list[str] = []
+    for raw in WORD.findall(text.lower()):
+        word = raw.strip("-_")
+        if len(word) > 1 and word not in STOPWORDS and stem(word) not in words:
+            words.append(stem(word))
+    return words
+
+
+def paired_coverage(question: str, hits: list[Any]) -> float:
+    """Share of the question's neighbouring content-word pairs ("secondary index", "request
+    timeout") that some retrieved sentence (with its heading) holds together. A phrase the docs
+    never say is what a plausible unanswerable question is usually about; its words one by one
+    are often all over the docs."""
+    order = ordered_words(question)
+    pairs = list(itertools.pairwise(order))
+    if not pairs:
+        return 1.0
+    units = []
+    for hit in hits:
+        context = content_words(f"{hit.title} {hit.heading}")
+        units += [context | content_words(s) for s in sentences_of(hit.text) or [hit.text]]
+    together = sum(1 for a, b in pairs if any(found_in(a, u) and found_in(b, u) for u in units))
+    return together / len(pairs)
+
+
+def rarest_words(question_words: set[str], weight: Weight | None, n: int = 2) -> list[str]:
+    """The question's n rarest words in the knowledge base: what it is specifically about."""
+    weigh = weight or (lambda _word: 1.0)
+    return sorted(question_words, key=lambda w: (-weigh(w), w))[:n]
+
+
+def signals_of(
+    question_words: set[str],
+    ranked: list[Evidence],
+    hits: list[Any],
+    weight: Weight | None,
+    question: str = "",
+) -> Signals:
+    best = ranked[0]
+    weigh = weight or (lambda _word: 1.0)
+    total = sum(weigh(w) for w in question_words) or 1.0
+    anywhere = set().union(*(e.covered for e in ranked))
+    rare = rarest_words(question_words, weight)
+    return Signals(
+        coverage=best.coverage,
+        plain=best.plain_coverage,
+        window=max(windowed_coverage(question_words, h, weight) for h in hits),
+        rarest=sum(1 for w in rare if w in best.covered) / max(1, len(rare)),
+        spread=sum(weigh(w) for w in anywhere) / total,
+        words=min(1.0, len(question_words) / 10),
+        pairs=paired_coverage(question, hits) if question else 1.0,
+    )
+
+
+def answer_probability(signals: Signals) -> float:
+    z = LOGISTIC_BIAS + sum(w * x for w, x in zip(LOGISTIC_WEIGHTS, signals.vector(), strict=True))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
 def decide(
     question: str,
     hits: list[Any],
     min_coverage: float = MIN_COVERAGE,
     weight: Weight | None = None,
     min_plain_coverage: float = 0.0,
+    min_probability: float | None = None,
 ) -> Decision:
-    """Answer when one passage covers enough of what the question is about (weighted by
-    ``weight`` when given), and every name the question mentions appears in the retrieved
-    passages."""
+    """Answer when every name the question mentions appears in the retrieved passages and the
+    passages cover what the question is about: with ``min_probability`` by the learned rule
+    (:func:`answer_probability` of the :class:`Signals`), otherwise when one passage covers at
+    least ``min_coverage`` of the question (weighted by ``weight`` when given)."""
     words = content_words(question)
     if not words or not hits:
         return Decision(False, words, 0.0, reason="nothing to match" if hits else "no passages")
@@ -255,14 +381,21 @@ def decide(
     unknown = {t for t in named_terms(question) if t in words and not found_in(t, retrieved)}
     ranked = evidence(words, hits, weight)
     best = ranked[0]
+    signals = signals_of(words, ranked, hits, weight, question)
+    probability = answer_probability(signals) if min_probability is not None else None
+
+    def refuse(missing: set[str], reason: str) -> Decision:
+        return Decision(False, words, best.coverage, [], missing, reason, signals, probability)
+
     if unknown:
-        return Decision(False, words, best.coverage, missing=unknown, reason=UNKNOWN_NAME)
-    if (
-        best.coverage < min_coverage
-        or best.plain_coverage < min_plain_coverage
-        or len(best.covered) < min(MIN_WORDS_MATCHED, len(words))
-    ):
-        return Decision(False, words, best.coverage, missing=best.missing, reason="low coverage")
+        return refuse(unknown, UNKNOWN_NAME)
+    too_few = len(best.covered) < min(MIN_WORDS_MATCHED, len(words))
+    if probability is not None and min_probability is not None:
+        if too_few or probability < min_probability:
+            return refuse(best.missing, "low probability")
+        min_coverage = 0.0  # the second passage below: judged by focus and coverage gap only
+    elif too_few or best.coverage < min_coverage or best.plain_coverage < min_plain_coverage:
+        return refuse(best.missing, "low coverage")
     # A second passage only when it is nearly as complete and as focused as the first.
     chosen = [best.hit] + [
         e.hit
@@ -281,8 +414,10 @@ def decide(
         and not any(found_in(t, passage_words(h)) for h in chosen)
     }
     if absent:
-        return Decision(False, words, best.coverage, missing=absent, reason=UNKNOWN_NAME)
-    return Decision(True, words, best.coverage, chosen, best.missing, reason="covered")
+        return refuse(absent, UNKNOWN_NAME)
+    return Decision(
+        True, words, best.coverage, chosen, best.missing, "covered", signals, probability
+    )
 
 
 def sentences_of(text: str) -> list[str]:

@@ -3,6 +3,9 @@
 Run once when a set is written (``python bench/eval/split.py bench/eval/flask.jsonl``); the split
 is then committed with the set. Tuning may look at ``dev`` only; ``heldout`` is for reporting.
 Re-running gives the same split (the seed and the questions decide it), so it can be checked.
+Questions added later (rows without a ``split``) are assigned the same way among themselves, the
+odd one out to whichever half has fewer of that kind; rows that already have a split keep it, so
+adding questions never moves a held-out question into dev.
 """
 
 from __future__ import annotations
@@ -21,11 +24,19 @@ def assign(rows: list[dict], set_name: str) -> list[dict]:
     for row in rows:
         by_kind[row["kind"]].append(row)
     for kind, group in sorted(by_kind.items()):
-        order = sorted(group, key=lambda r: r["question"])
-        random.Random(f"{SEED}:{set_name}:{kind}").shuffle(order)
-        half = (len(order) + 1) // 2  # an odd one out goes to dev
+        fixed = [r["split"] for r in group if r.get("split")]
+        new = [r for r in group if not r.get("split")]
+        if not new:
+            continue
+        order = sorted(new, key=lambda r: r["question"])
+        batch = "" if not fixed else f":{len(fixed)}"  # the first batch keeps its original seed
+        random.Random(f"{SEED}:{set_name}:{kind}{batch}").shuffle(order)
+        first, second = "dev", "heldout"
+        if fixed.count("dev") > fixed.count("heldout"):
+            first, second = second, first
+        half = (len(order) + 1) // 2  # an odd one out goes to the half with fewer of this kind
         for position, row in enumerate(order):
-            row["split"] = "dev" if position < half else "heldout"
+            row["split"] = first if position < half else second
     return rows
 
 
