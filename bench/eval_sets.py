@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bot.agent import AgentRequest, AgentResult, OfflineAgent  # noqa: E402
+from bot.agent import AgentResult, OfflineAgent, final_result  # noqa: E402
 from bot.kb_eval import (  # noqa: E402
     EvalQuestion,
     best_threshold,
@@ -78,12 +78,7 @@ async def answer_all(
     agent = OfflineAgent(kb) if learned else OfflineAgent(kb, min_probability=None)
 
     async def answer(question: str) -> AgentResult:
-        result = None
-        async for item in agent.run(AgentRequest(question=question)):
-            if isinstance(item, AgentResult):
-                result = item
-        assert result is not None
-        return result
+        return await final_result(agent, question)
 
     return await decide_all(answer, questions)
 

@@ -78,6 +78,18 @@ class Agent(Protocol):
     def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]: ...
 
 
+async def final_result(agent: Agent, question: str) -> AgentResult:
+    """Run ``agent`` on a lone question (no conversation) and return only its result, for
+    evaluations and commands that do not stream."""
+    result = None
+    async for item in agent.run(AgentRequest(question=question)):
+        if isinstance(item, AgentResult):
+            result = item
+    if result is None:  # the agent contract: exactly one result, last
+        raise RuntimeError("agent finished without a result")
+    return result
+
+
 class ModelTimeoutError(ModelError):
     """The model did not answer within the configured timeout (after retries)."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.agent import AgentRequest, AgentResult, OfflineAgent
+from bot.agent import AgentResult, OfflineAgent, final_result
 from bot.kb_eval import load_questions
 from bot.tools import SEARCH_TOOL, ToolBox
 from storage.knowledge import KnowledgeBase
@@ -84,12 +84,7 @@ async def test_offline_answerer_refuses_a_name_only_elsewhere(kb: KnowledgeBase)
     agent = OfflineAgent(kb)
 
     async def answer(question: str) -> AgentResult:
-        result = None
-        async for item in agent.run(AgentRequest(question=question)):
-            if isinstance(item, AgentResult):
-                result = item
-        assert result is not None
-        return result
+        return await final_result(agent, question)
 
     assert (await answer("Which port does the heron store listen on?")).kind.value == "answer"
     refused = await answer("How do I restore a heron snapshot from Zookeeper?")

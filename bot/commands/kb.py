@@ -237,18 +237,13 @@ def eval_command(
 def _answer_or_refuse(kb: Any, questions: list[Any]) -> Any:
     import asyncio
 
-    from bot.agent import AgentRequest, AgentResult, OfflineAgent
+    from bot.agent import AgentResult, OfflineAgent, final_result
     from bot.kb_eval import decide_all, decision_scores
 
     agent = OfflineAgent(kb)
 
     async def answer(question: str) -> AgentResult:
-        result = None
-        async for item in agent.run(AgentRequest(question=question)):
-            if isinstance(item, AgentResult):
-                result = item
-        assert result is not None  # the agent contract: exactly one result, last
-        return result
+        return await final_result(agent, question)
 
     return decision_scores(asyncio.run(decide_all(answer, questions)))
 
