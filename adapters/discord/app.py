@@ -43,7 +43,7 @@ from adapters.discord.delivery import (
     describe,
     respond_ephemeral,
 )
-from adapters.discord.escalation import DiscordEscalations
+from adapters.discord.escalation import DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
@@ -485,10 +485,12 @@ class DiscordAdapter:
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
+            row = await escalation.get(self.db, parsed.target_id)
             reply = await self.responder.resolve_escalation(
                 escalation_id=parsed.target_id,
                 resolved_by=user_id,
                 read_thread=thread_reader(self.client),
+                thread_link=thread_link(interaction.guild_id, row),
             )
             await self.escalations.mark_notice_resolved(self.client, parsed.target_id)
             await self._mark_solved(parsed.target_id)
