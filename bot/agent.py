@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot import texts
+from bot import offload, texts
 from bot.errors import ModelError
 from bot.grounding import (
     ANSWER_PROBABILITY,
     MIN_COVERAGE,
     MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
+    Decision,
     Weight,
     best_sentences,
     content_words,
@@ -30,6 +31,7 @@ from bot.grounding import (
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
+from bot.semantic import PassageMatcher
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
@@ -430,6 +432,7 @@ class OfflineAgent:
         min_coverage: float = MIN_COVERAGE,
         min_weighted_coverage: float = MIN_WEIGHTED_COVERAGE,
         min_probability: float | None = ANSWER_PROBABILITY,
+        semantic: bool = True,
     ) -> None:
         self.knowledge = knowledge
         self.k = k
@@ -438,6 +441,8 @@ class OfflineAgent:
         # The learned rule needs the knowledge base's word rarities; None: the coverage rule.
         self.min_probability = min_probability
         self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
+        # Paraphrases: the question against windows of the best passages (local embedder only).
+        self._matcher = PassageMatcher.for_knowledge(knowledge) if semantic else None
 
     def _weight(self) -> Weight | None:
         """Word weights from the knowledge base's document frequencies (rebuilt when they
@@ -457,20 +462,28 @@ class OfflineAgent:
         weight = await asyncio.to_thread(self._weight)
         bar = self.min_coverage if weight is None else self.min_weighted_coverage
         learned = None if weight is None else self.min_probability
+        matcher = self._matcher if weight is not None else None
+
+        async def judge(hits: list[Any]) -> Decision:
+            semantic = None
+            if matcher is not None and hits:
+                semantic = await offload.run_kb(matcher.similarity, question, hits)
+            return decide(question, hits, bar, weight, min_probability=learned, semantic=semantic)
+
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.
         follow_up = follow_up_query(request)
         hits: list[Any] = []
         for query in (follow_up, question) if follow_up else (question,):
             hits = _merge(hits, await toolbox.search(query))
-            decision = decide(question, hits, bar, weight, min_probability=learned)
+            decision = await judge(hits)
             if decision.answerable:
                 break
         if decision.reason == UNKNOWN_NAME:
             # Like a model searching again: look the unmatched names up on their own (the first
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
-            decision = decide(question, hits, bar, weight, min_probability=learned)
+            decision = await judge(hits)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.passages import sentences_of
+
 Weight = Callable[[str], float]  # a content word's weight: how much it says about a question
 
 _STOPWORDS_TEXT = """
@@ -35,8 +37,6 @@ _STOPWORDS_TEXT = """
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 # "HTTP/2", "TLS/1.3": a protocol and its version are one word ("HTTP" alone is another thing).
 WORD = re.compile(r"[a-z]+/\d+(?:\.\d+)*|[a-z0-9][a-z0-9_\-]*")
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
-LIST_ITEM = re.compile(r"^\d+[.)]\s")
 MIN_COVERAGE = 0.6
 # With words weighted by rarity (idf_weight) the bar is lower: the words a weighted coverage
 # misses are the common ones. Chosen on the dev halves of the external sets only (bench/eval):
@@ -255,8 +255,12 @@ class Signals:
     spread: float  # weighted share found anywhere in the retrieved passages
     words: float  # how many content words the question has, / 10 (capped at 1)
     pairs: float  # share of the question's neighbouring word pairs found in one sentence
+    # Best cosine similarity between the question and a two-sentence window of the top passages
+    # (bot.semantic), None without the local embedder: the only signal a paraphrase can pass.
+    semantic: float | None = None
 
     def vector(self) -> list[float]:
+        semantic = self.semantic or 0.0
         return [
             self.coverage,
             self.plain,
@@ -265,13 +269,30 @@ class Signals:
             self.spread,
             self.words,
             self.pairs,
+            semantic,
+            semantic * self.window,  # a close paraphrase *and* the words: surest of all
         ]
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in zip(SIGNAL_NAMES, self.vector(), strict=True)}
+    def as_dict(self) -> dict[str, float | None]:
+        values: dict[str, float | None] = {
+            k: round(v, 3) for k, v in zip(SIGNAL_NAMES, self.vector(), strict=True)
+        }
+        if self.semantic is None:  # absent, not zero: the lexical model decided
+            values.update(semantic=None, semantic_window=None)
+        return values
 
 
-SIGNAL_NAMES = ("coverage", "plain", "window", "rarest", "spread", "words", "pairs")
+SIGNAL_NAMES = (
+    "coverage",
+    "plain",
+    "window",
+    "rarest",
+    "spread",
+    "words",
+    "pairs",
+    "semantic",
+    "semantic_window",
+)
 # A logistic regression over the signals, fitted on the dev halves of the external sets (flask,
 # etcd; with and without the embedder) by bench/eval/fit_refusal.py, which prints these constants
 # and how the signal subset was chosen (a fit on one set scored on the other). Signals with weight
@@ -279,8 +300,15 @@ SIGNAL_NAMES = ("coverage", "plain", "window", "rarest", "spread", "words", "pai
 # In words: answer when the best two-sentence window covers enough of the question's weight
 # (from 0.51 of it when the passage holds every question word to 0.6 when it holds few).
 LOGISTIC_BIAS = -2.358
-LOGISTIC_WEIGHTS = (0.0, 0.446, 5.245, 0.0, 0.0, 0.0, 0.0)
+LOGISTIC_WEIGHTS = (0.0, 0.446, 5.245, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 ANSWER_PROBABILITY = 0.683
+# The same kind of model for knowledge bases with the local embedder, where the semantic signal
+# exists; fitted and chosen the same way (bench/eval/fit_refusal.py --semantic).
+# In words: answer when the question's best window similarity times the window coverage is high
+# enough, helped by the similarity alone (a close paraphrase in other words).
+SEMANTIC_LOGISTIC_BIAS = -2.698
+SEMANTIC_LOGISTIC_WEIGHTS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.384, 7.025)
+SEMANTIC_ANSWER_PROBABILITY = 0.559
 WINDOW_SENTENCES = 2
 
 
@@ -340,6 +368,7 @@ def signals_of(
     hits: list[Any],
     weight: Weight | None,
     question: str = "",
+    semantic: float | None = None,
 ) -> Signals:
     best = ranked[0]
     weigh = weight or (lambda _word: 1.0)
@@ -354,12 +383,26 @@ def signals_of(
         spread=sum(weigh(w) for w in anywhere) / total,
         words=min(1.0, len(question_words) / 10),
         pairs=paired_coverage(question, hits) if question else 1.0,
+        semantic=semantic,
     )
 
 
 def answer_probability(signals: Signals) -> float:
-    z = LOGISTIC_BIAS + sum(w * x for w, x in zip(LOGISTIC_WEIGHTS, signals.vector(), strict=True))
+    """The learned rule's probability that the docs answer the question: the semantic model when
+    the signal exists, the lexical one otherwise."""
+    bias, weights = (
+        (LOGISTIC_BIAS, LOGISTIC_WEIGHTS)
+        if signals.semantic is None
+        else (SEMANTIC_LOGISTIC_BIAS, SEMANTIC_LOGISTIC_WEIGHTS)
+    )
+    z = bias + sum(w * x for w, x in zip(weights, signals.vector(), strict=True))
     return 1.0 / (1.0 + math.exp(-z))
+
+
+def answer_threshold(signals: Signals, lexical_threshold: float) -> float:
+    """The probability an answer needs: ``lexical_threshold`` (the agent's setting) for the
+    lexical model, the semantic model's own fitted threshold for it."""
+    return lexical_threshold if signals.semantic is None else SEMANTIC_ANSWER_PROBABILITY
 
 
 def decide(
@@ -369,11 +412,13 @@ def decide(
     weight: Weight | None = None,
     min_plain_coverage: float = 0.0,
     min_probability: float | None = None,
+    semantic: float | None = None,
 ) -> Decision:
     """Answer when every name the question mentions appears in the retrieved passages and the
     passages cover what the question is about: with ``min_probability`` by the learned rule
-    (:func:`answer_probability` of the :class:`Signals`), otherwise when one passage covers at
-    least ``min_coverage`` of the question (weighted by ``weight`` when given)."""
+    (:func:`answer_probability` of the :class:`Signals`, ``semantic`` from bot.semantic when the
+    local embedder is there), otherwise when one passage covers at least ``min_coverage`` of the
+    question (weighted by ``weight`` when given)."""
     words = content_words(question)
     if not words or not hits:
         return Decision(False, words, 0.0, reason="nothing to match" if hits else "no passages")
@@ -381,8 +426,10 @@ def decide(
     unknown = {t for t in named_terms(question) if t in words and not found_in(t, retrieved)}
     ranked = evidence(words, hits, weight)
     best = ranked[0]
-    signals = signals_of(words, ranked, hits, weight, question)
+    signals = signals_of(words, ranked, hits, weight, question, semantic)
     probability = answer_probability(signals) if min_probability is not None else None
+    if min_probability is not None:
+        min_probability = answer_threshold(signals, min_probability)
 
     def refuse(missing: set[str], reason: str) -> Decision:
         return Decision(False, words, best.coverage, [], missing, reason, signals, probability)
@@ -391,7 +438,8 @@ def decide(
         return refuse(unknown, UNKNOWN_NAME)
     too_few = len(best.covered) < min(MIN_WORDS_MATCHED, len(words))
     if probability is not None and min_probability is not None:
-        if too_few or probability < min_probability:
+        # One shared word is chance, unless the semantic signal (which sees synonyms) is there.
+        if (too_few and semantic is None) or probability < min_probability:
             return refuse(best.missing, "low probability")
         min_coverage = 0.0  # the second passage below: judged by focus and coverage gap only
     elif too_few or best.coverage < min_coverage or best.plain_coverage < min_plain_coverage:
@@ -418,39 +466,6 @@ def decide(
     return Decision(
         True, words, best.coverage, chosen, best.missing, "covered", signals, probability
     )
-
-
-def sentences_of(text: str) -> list[str]:
-    """Sentences of a Markdown-ish passage: wrapped lines rejoined, list items and table rows
-    kept apart, code fences dropped."""
-    units: list[str] = []
-    current: list[str] = []
-    in_code = False
-
-    def flush() -> None:
-        if current:
-            units.append(" ".join(current))
-            current.clear()
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("```"):
-            flush()
-            in_code = not in_code
-            continue
-        if in_code:
-            continue
-        if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
-            flush()
-            if line and not set(line) <= set("|-: "):  # table separators carry nothing
-                units.append(line.strip("#>*-| ").replace(" | ", ", "))
-            continue
-        current.append(line)
-    flush()
-    sentences = []
-    for unit in units:
-        sentences += [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
-    return sentences
 
 
 def best_sentences(question_words: set[str], text: str) -> str:

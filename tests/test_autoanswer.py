@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.agent import AgentResult, OfflineAgent
-from bot.autoanswer import judge
+from bot.autoanswer import DEFAULT_MIN_PROBABILITY, judge
 from bot.channels import ChannelSettings
 from bot.memory import EVENT, MemoryPolicy
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform, ReplyKind, Source
@@ -100,6 +100,22 @@ def test_gate_rejects_answers_without_grounding() -> None:
     assert not judge(escalating).answer
     # A model answer with citations (no offline decision recorded) passes.
     assert judge(AgentResult("x [1]", ReplyKind.ANSWER, source, {"cited": [1]})).answer
+
+
+def test_gate_needs_a_surer_decision_than_the_answer_rule() -> None:
+    """The learned rule's probability decides, not the coverage, when it is recorded: a post
+    the answer rule would answer (p = 0.7 passes its ~0.56-0.68 bar) stays silent here."""
+    source = (Source("Auth", "auth.md"),)
+
+    def decided(probability: float) -> AgentResult:
+        decision = {"answerable": True, "best_coverage": 1.0, "probability": probability}
+        return AgentResult("x [1]", ReplyKind.ANSWER, source, {"decision": decision})
+
+    assert DEFAULT_MIN_PROBABILITY > 0.7
+    unsure = judge(decided(0.7))
+    assert (unsure.answer, unsure.reason) == (False, "low confidence")
+    assert judge(decided(DEFAULT_MIN_PROBABILITY)).answer
+    assert judge(decided(0.6), min_probability=0.5).answer
 
 
 def _agent(kb: KnowledgeBase) -> OfflineAgent:
