@@ -49,7 +49,7 @@ from storage.knowledge import KnowledgeBase  # noqa: E402
 EVAL = ROOT / "bench" / "eval"
 DEFAULT_FILES = [EVAL / "questions.jsonl", EVAL / "unanswerable.jsonl"]
 SAMPLE_DOCS = ROOT / "bot" / "sample_docs"
-GATES = (0.6, 0.7, 0.8, 0.9)  # the gate's bar on the decision's learned probability
+GATES = (0.6, 0.7, 0.8, 0.85, 0.9)  # the gate's bar on the decision's learned probability
 TARGET_PRECISION, TARGET_COVERAGE = 0.95, 0.70
 
 
@@ -184,12 +184,16 @@ async def main() -> int:
     parser.add_argument("--docs", type=Path, default=SAMPLE_DOCS)
     parser.add_argument("--embedder", default="none", choices=("none", "local"))
     parser.add_argument("--split", choices=("dev", "heldout"), help="only this half of the files")
+    parser.add_argument(
+        "--kb-dir", type=Path, help="keep the knowledge base here (re-runs ingest only changes)"
+    )
     args = parser.parse_args()
     questions = load_questions(args.files or DEFAULT_FILES, args.split)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        kb = KnowledgeBase.open(str(Path(tmp) / "kb"), make_embedder(args.embedder))
-        kb.ingest([args.docs])
+        where = args.kb_dir or Path(tmp) / "kb"
+        kb = KnowledgeBase.open(str(where), make_embedder(args.embedder))
+        kb.ingest([args.docs], prune=True)
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         await migrate.upgrade(url)
         db = Database(url)

@@ -467,7 +467,7 @@ class OfflineAgent:
         async def judge(hits: list[Any]) -> Decision:
             semantic = None
             if matcher is not None and hits:
-                semantic = await offload.run_kb(matcher.similarity, question, hits)
+                semantic = await offload.run_kb(matcher.similarities, question, hits)
             return decide(question, hits, bar, weight, min_probability=learned, semantic=semantic)
 
         # "and the timeout?": a short follow-up is searched first in the context of the previous

@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from storage.passages import sentences_of
@@ -310,6 +310,12 @@ SEMANTIC_LOGISTIC_BIAS = -2.698
 SEMANTIC_LOGISTIC_WEIGHTS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2.384, 7.025)
 SEMANTIC_ANSWER_PROBABILITY = 0.559
 WINDOW_SENTENCES = 2
+# The semantic signal is the best similarity among the retrieval's first passages (chosen on
+# the external dev halves: 2 missed paraphrases answered in the third or fourth passage, 4 did as
+# well as more; docs/knowledge-base.md). Every passage is scored when choosing what to cite.
+SEMANTIC_PASSAGES = 4
+# A second page is cited when it would be answered from almost as surely as the first.
+SECOND_PAGE_MARGIN = 0.1
 
 
 def windowed_coverage(question_words: set[str], hit: Any, weight: Weight | None) -> float:
@@ -412,13 +418,14 @@ def decide(
     weight: Weight | None = None,
     min_plain_coverage: float = 0.0,
     min_probability: float | None = None,
-    semantic: float | None = None,
+    semantic: Sequence[float] | None = None,
 ) -> Decision:
     """Answer when every name the question mentions appears in the retrieved passages and the
     passages cover what the question is about: with ``min_probability`` by the learned rule
-    (:func:`answer_probability` of the :class:`Signals`, ``semantic`` from bot.semantic when the
-    local embedder is there), otherwise when one passage covers at least ``min_coverage`` of the
-    question (weighted by ``weight`` when given)."""
+    (:func:`answer_probability` of the :class:`Signals`; ``semantic``, from bot.semantic when
+    the local embedder is there, holds the question's similarity to each of the first passages),
+    otherwise when one passage covers at least ``min_coverage`` of the question (weighted by
+    ``weight`` when given)."""
     words = content_words(question)
     if not words or not hits:
         return Decision(False, words, 0.0, reason="nothing to match" if hits else "no passages")
@@ -426,7 +433,8 @@ def decide(
     unknown = {t for t in named_terms(question) if t in words and not found_in(t, retrieved)}
     ranked = evidence(words, hits, weight)
     best = ranked[0]
-    signals = signals_of(words, ranked, hits, weight, question, semantic)
+    similarity = max(semantic[:SEMANTIC_PASSAGES], default=0.0) if semantic is not None else None
+    signals = signals_of(words, ranked, hits, weight, question, similarity)
     probability = answer_probability(signals) if min_probability is not None else None
     if min_probability is not None:
         min_probability = answer_threshold(signals, min_probability)
@@ -444,12 +452,15 @@ def decide(
         min_coverage = 0.0  # the second passage below: judged by focus and coverage gap only
     elif too_few or best.coverage < min_coverage or best.plain_coverage < min_plain_coverage:
         return refuse(best.missing, "low coverage")
-    # A second passage only when it is nearly as complete and as focused as the first.
-    chosen = [best.hit] + [
-        e.hit
-        for e in ranked[1:2]
-        if e.coverage >= max(min_coverage, best.coverage - 0.15) and e.focus >= best.focus - 0.2
-    ]
+    if semantic and min_probability is not None:
+        chosen = most_probable(signals, hits, semantic, words, weight, min_probability)
+    else:
+        # A second passage only when it is nearly as complete and as focused as the first.
+        chosen = [best.hit] + [
+            e.hit
+            for e in ranked[1:2]
+            if e.coverage >= max(min_coverage, best.coverage - 0.15) and e.focus >= best.focus - 0.2
+        ]
     # The passages we answer from must name what the question names ("Google OAuth" is not
     # answered by a page that mentions Google elsewhere and auth here). Names on most retrieved
     # passages (the product's own name) say nothing and are not required.
@@ -466,6 +477,36 @@ def decide(
     return Decision(
         True, words, best.coverage, chosen, best.missing, "covered", signals, probability
     )
+
+
+def most_probable(
+    signals: Signals,
+    hits: list[Any],
+    semantic: Sequence[float],
+    words: set[str],
+    weight: Weight | None,
+    min_probability: float,
+) -> list[Any]:
+    """The passages to answer from when the semantic signal is there: each compared passage
+    judged alone by the learned model (its own similarity and window coverage), the most
+    probable first (retrieval order breaks ties), plus the next one from another page when it
+    would be answered from too (the second page of a two-page question).
+
+    Lexical coverage alone picks the page that repeats the question's words, often an index
+    or overview, over the retrieval's best page whose words differ (a typo, a synonym)."""
+    scored = []
+    for rank, (hit, similarity) in enumerate(zip(hits, semantic, strict=False)):
+        alone = replace(signals, window=windowed_coverage(words, hit, weight), semantic=similarity)
+        scored.append((answer_probability(alone), -rank, hit))
+    scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+    best_probability, _, best = scored[0]
+    second = [
+        hit
+        for probability, _, hit in scored[1:]
+        if hit.source != best.source
+        and probability >= max(min_probability, best_probability - SECOND_PAGE_MARGIN)
+    ]
+    return [best, *second[:1]]
 
 
 def best_sentences(question_words: set[str], text: str) -> str:

@@ -26,9 +26,6 @@ import numpy as np
 from storage.knowledge import WINDOW_EMBEDDER_PREFIX
 from storage.passages import windows_of
 
-# The retrieval's best passages (chosen on the external dev halves: fewer missed paraphrases
-# whose answer sits in the third or fourth passage, docs/knowledge-base.md).
-PASSAGES_COMPARED = 4
 CACHED_PASSAGES = 2048
 
 
@@ -48,9 +45,13 @@ class PassageMatcher:
         return cls(embedder) if name.startswith(WINDOW_EMBEDDER_PREFIX) else None
 
     def similarity(self, question: str, hits: Sequence[Any]) -> float:
-        chosen = list(hits[:PASSAGES_COMPARED])
+        return max(self.similarities(question, hits), default=0.0)
+
+    def similarities(self, question: str, hits: Sequence[Any]) -> list[float]:
+        """The question's best window similarity for each passage, in their order."""
+        chosen = list(hits)
         if not chosen:
-            return 0.0
+            return []
         windows = {_key(h): self._stored(h) for h in chosen}
         missing = [h for h in chosen if windows[_key(h)] is None]
         texts = [question]
@@ -63,10 +64,7 @@ class PassageMatcher:
         for hit, start, end in spans:
             windows[_key(hit)] = self._remember(_key(hit), vectors[start:end])
         query = vectors[0]
-        return max(
-            (float((w @ query).max()) for w in windows.values() if w is not None and len(w)),
-            default=0.0,
-        )
+        return [_best(windows[_key(h)], query) for h in chosen]
 
     def _stored(self, hit: Any) -> np.ndarray | None:
         """The windows' vectors: from the knowledge base when it embedded them, else cached."""
@@ -85,6 +83,10 @@ class PassageMatcher:
             while len(self._cache) > CACHED_PASSAGES:
                 self._cache.popitem(last=False)
         return vectors
+
+
+def _best(windows: np.ndarray | None, query: np.ndarray) -> float:
+    return float((windows @ query).max()) if windows is not None and len(windows) else 0.0
 
 
 def _key(hit: Any) -> tuple[str, int]:
