@@ -7,7 +7,6 @@ the error boundary. This is the only module (besides the OpenAI embedder) that i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -15,7 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot import offload, texts
+from bot import texts
+from bot.answerability import Answerability
 from bot.errors import ModelError
 from bot.grounding import (
     ANSWER_PROBABILITY,
@@ -23,15 +23,11 @@ from bot.grounding import (
     MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
     Decision,
-    Weight,
     best_sentences,
     content_words,
-    decide,
-    idf_weight,
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
-from bot.semantic import PassageMatcher
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
@@ -63,6 +59,9 @@ class AgentRequest:
     context: ConversationContext = field(default_factory=ConversationContext)
     session_id: str = ""  # for logs only; never sent to the model
     source_prefix: str | None = None  # search only these sources (the channel's filter)
+    # An auto-answer post: a model's answer also carries the answer-or-refuse decision over the
+    # passages it cited (bot.answerability), for the confidence gate.
+    check_grounding: bool = False
 
 
 @dataclass
@@ -120,6 +119,7 @@ class OpenAIAgent:
         self.model = model
         self.max_tool_rounds = max_tool_rounds
         self.k = k
+        self.answerability = Answerability(knowledge)
         # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff.
         import openai  # here: the offline answerer and other commands never load the SDK
 
@@ -238,6 +238,10 @@ class OpenAIAgent:
         }
         if refused:
             metadata["model_refusal"] = (gate.refusal_text or answer).strip()[:500]
+        if request.check_grounding and kind is ReplyKind.ANSWER:
+            cited_passages = [toolbox.passages[n - 1] for n in valid]
+            decision = await self.answerability.decide(request.question, cited_passages)
+            metadata["decision"] = decision.as_metadata()
         yield AgentResult(
             text=text,
             kind=kind,
@@ -436,39 +440,21 @@ class OfflineAgent:
     ) -> None:
         self.knowledge = knowledge
         self.k = k
-        self.min_coverage = min_coverage
-        self.min_weighted_coverage = min_weighted_coverage
-        # The learned rule needs the knowledge base's word rarities; None: the coverage rule.
-        self.min_probability = min_probability
-        self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
-        # Paraphrases: the question against windows of the best passages (local embedder only).
-        self._matcher = PassageMatcher.for_knowledge(knowledge) if semantic else None
-
-    def _weight(self) -> Weight | None:
-        """Word weights from the knowledge base's document frequencies (rebuilt when they
-        change, e.g. after an ingest)."""
-        frequencies = self.knowledge.document_frequencies()
-        if frequencies is None:
-            return None
-        key = id(frequencies[0])
-        if self._weights is None or self._weights[0] != key:
-            self._weights = (key, idf_weight(*frequencies))
-        return self._weights[1]
+        self.answerability = Answerability(
+            knowledge,
+            min_coverage=min_coverage,
+            min_weighted_coverage=min_weighted_coverage,
+            min_probability=min_probability,
+            semantic=semantic,
+        )
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
         toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
         question = request.question
-        weight = await asyncio.to_thread(self._weight)
-        bar = self.min_coverage if weight is None else self.min_weighted_coverage
-        learned = None if weight is None else self.min_probability
-        matcher = self._matcher if weight is not None else None
 
         async def judge(hits: list[Any]) -> Decision:
-            semantic = None
-            if matcher is not None and hits:
-                semantic = await offload.run_kb(matcher.similarities, question, hits)
-            return decide(question, hits, bar, weight, min_probability=learned, semantic=semantic)
+            return await self.answerability.decide(question, hits)
 
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.

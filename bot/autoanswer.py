@@ -3,7 +3,8 @@
 In an auto-answer channel nobody asked the bot; a wrong answer there costs more than silence, so
 the gate is stricter than the normal answer-or-refuse rule. An answer passes when it is an
 ANSWER that cites at least one source and, when the agent recorded a grounding decision (the
-offline answerer's :func:`bot.grounding.decide`), that decision is "answerable" and sure enough:
+offline answerer's own, or for a model's answer the same rule over the passages it cited,
+bot.answerability), that decision is "answerable" and sure enough:
 its learned probability at least ``min_probability`` (a higher bar than the answer rule's), or,
 for the coverage rule that has no probability, at least ``min_coverage`` of the question's
 content words covered by one passage.

@@ -163,6 +163,7 @@ class Responder:
             context=context,
             session_id=session_id,
             source_prefix=policy.knowledge_filter,
+            check_grounding=auto,
         )
         first_token_ms: float | None = None
         stored = False

@@ -19,12 +19,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
 
-from storage.knowledge import WINDOW_EMBEDDER_PREFIX
-from storage.passages import windows_of
+if TYPE_CHECKING:
+    import numpy as np
 
 CACHED_PASSAGES = 2048
 
@@ -60,6 +60,8 @@ class PassageMatcher:
             parts = windows_of(hit)
             spans.append((hit, len(texts), len(texts) + len(parts)))
             texts += parts
+        import numpy as np  # here: importing the bot (``supportbot --help``) stays light
+
         vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
         for hit, start, end in spans:
             windows[_key(hit)] = self._remember(_key(hit), vectors[start:end])

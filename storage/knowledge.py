@@ -36,7 +36,7 @@ from storage.documents import (
     redact_document,
 )
 from storage.embeddings import Embedder
-from storage.passages import windows_of
+from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
 
@@ -47,10 +47,6 @@ META_EMBEDDER = b"supportbot.embedder"
 META_DIMENSION = b"supportbot.dimension"
 META_CHUNKER = b"supportbot.chunker"
 WINDOWS_COLUMN = "window_vectors"
-# Passage windows (storage.passages) are embedded at ingest only for the local model: the
-# answerer's semantic check is fitted on its similarity scale (bot.semantic), and with a paid
-# embedding API they would double the cost of every ingest.
-WINDOW_EMBEDDER_PREFIX = "local:"
 NO_EMBEDDER = "none"
 SEARCH_MODES = ("hybrid", "fts", "vector")
 RRF_K = 60

@@ -15,6 +15,10 @@ LIST_ITEM = re.compile(r"^\d+[.)]\s")
 WINDOW_SENTENCES = 2  # about as long as an answer
 MAX_WINDOWS = 8  # per passage; passages are <= ~800 characters, so this rarely binds
 HEADING_JOIN = " › "
+# Windows are embedded at ingest only for the local model: the answerer's semantic check is
+# fitted on its similarity scale (bot.semantic), and with a paid embedding API they would double
+# the cost of every ingest.
+WINDOW_EMBEDDER_PREFIX = "local:"
 
 
 def sentences_of(text: str) -> list[str]:
