@@ -19,6 +19,7 @@ from bot.answerability import Answerability
 from bot.errors import ModelError
 from bot.grounding import (
     ANSWER_PROBABILITY,
+    MAX_QUOTE_CHARS,
     MIN_COVERAGE,
     MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
@@ -29,6 +30,7 @@ from bot.grounding import (
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
+from storage.passages import window_texts
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -486,7 +488,7 @@ class OfflineAgent:
         parts = [texts.OFFLINE_LABEL]
         sources: list[Source] = []
         for n, hit in enumerate(decision.chosen, start=1):
-            quote = best_sentences(decision.question_words, hit.text)
+            quote = quote_of(decision, hit)
             where = " › ".join(p for p in (hit.title, hit.heading) if p) or hit.source
             parts.append(f"**{where}** [{n}]\n> {quote}")
             sources.append(source_of(hit))
@@ -496,6 +498,18 @@ class OfflineAgent:
         metadata["cited"] = list(range(1, len(sources) + 1))
         metadata["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         yield AgentResult(text, ReplyKind.ANSWER, tuple(sources), metadata)
+
+
+def quote_of(decision: Decision, hit: Any) -> str:
+    """What to quote from a passage: the window the question is closest to in meaning when the
+    semantic signal chose it (a paraphrase shares few words with its answer), else the
+    sentences sharing most words with the question."""
+    index = decision.windows.get(hit.chunk_id)
+    windows = window_texts(hit.text) if index is not None else []
+    if index is None or index >= len(windows):
+        return best_sentences(decision.question_words, hit.text)
+    quote = windows[index]
+    return quote if len(quote) <= MAX_QUOTE_CHARS else quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
 
 
 def follow_up_query(request: AgentRequest) -> str | None:

@@ -58,16 +58,20 @@ class Answerability:
 
     async def decide(self, question: str, hits: Sequence[Any]) -> Decision:
         weight = await asyncio.to_thread(self._weight)
-        semantic = None
+        matches = None
         if self._matcher is not None and weight is not None and hits:
-            semantic = await offload.run_kb(self._matcher.similarities, question, hits)
+            matches = await offload.run_kb(self._matcher.matches, question, hits)
         if weight is None:  # no word frequencies (empty or huge knowledge base)
             return decide(question, list(hits), self.min_coverage)
-        return decide(
+        decision = decide(
             question,
             list(hits),
             self.min_weighted_coverage,
             weight,
             min_probability=self.min_probability,
-            semantic=semantic,
+            semantic=None if matches is None else [similarity for similarity, _ in matches],
         )
+        if matches is not None:  # what to quote: each passage's window closest to the question
+            closest = zip(hits, matches, strict=True)
+            decision.windows = {hit.chunk_id: index for hit, (_, index) in closest}
+        return decision

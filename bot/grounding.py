@@ -144,6 +144,8 @@ class Decision:
     reason: str = ""
     signals: Signals | None = None
     probability: float | None = None  # of "the docs answer this", when the learned rule decided
+    # chunk id -> index of the passage's window closest to the question (semantic signal only)
+    windows: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -155,6 +157,11 @@ class Decision:
             "question_words": sorted(self.question_words),
             "missing": sorted(self.missing),
             "chosen": [h.chunk_id for h in self.chosen],
+            "windows": {
+                h.chunk_id: self.windows[h.chunk_id]
+                for h in self.chosen
+                if h.chunk_id in self.windows
+            },
         }
 
 

@@ -49,6 +49,11 @@ class PassageMatcher:
 
     def similarities(self, question: str, hits: Sequence[Any]) -> list[float]:
         """The question's best window similarity for each passage, in their order."""
+        return [similarity for similarity, _ in self.matches(question, hits)]
+
+    def matches(self, question: str, hits: Sequence[Any]) -> list[tuple[float, int]]:
+        """For each passage, in their order: the question's best window similarity and that
+        window's index (in :func:`storage.passages.window_texts` of the passage's text)."""
         chosen = list(hits)
         if not chosen:
             return []
@@ -87,8 +92,12 @@ class PassageMatcher:
         return vectors
 
 
-def _best(windows: np.ndarray | None, query: np.ndarray) -> float:
-    return float((windows @ query).max()) if windows is not None and len(windows) else 0.0
+def _best(windows: np.ndarray | None, query: np.ndarray) -> tuple[float, int]:
+    if windows is None or not len(windows):
+        return 0.0, 0
+    scores = windows @ query
+    best = int(scores.argmax())
+    return float(scores[best]), best
 
 
 def _key(hit: Any) -> tuple[str, int]:

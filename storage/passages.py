@@ -54,12 +54,15 @@ def sentences_of(text: str) -> list[str]:
     return sentences
 
 
-def windows_of(passage: Any) -> list[str]:
-    """The passage (anything with ``title``, ``heading`` and ``text``) as overlapping windows
-    of WINDOW_SENTENCES sentences, each under its title and heading, which often carry what
-    the sentences leave implicit."""
-    context = HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
-    sentences = sentences_of(passage.text) or [" ".join(passage.text.split())]
+def window_texts(text: str) -> list[str]:
+    """The text's overlapping windows of WINDOW_SENTENCES sentences (at most MAX_WINDOWS)."""
+    sentences = sentences_of(text) or [" ".join(text.split())]
     count = max(1, len(sentences) - WINDOW_SENTENCES + 1)
-    windows = [" ".join(sentences[i : i + WINDOW_SENTENCES]) for i in range(count)]
-    return [f"{context}: {w}" if context else w for w in windows[:MAX_WINDOWS]]
+    return [" ".join(sentences[i : i + WINDOW_SENTENCES]) for i in range(count)][:MAX_WINDOWS]
+
+
+def windows_of(passage: Any) -> list[str]:
+    """The passage (anything with ``title``, ``heading`` and ``text``) as its windows, each
+    under its title and heading, which often carry what the sentences leave implicit."""
+    context = HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
+    return [f"{context}: {w}" if context else w for w in window_texts(passage.text)]

@@ -14,7 +14,7 @@ from bot.messages import ReplyKind
 from bot.semantic import PassageMatcher
 from storage.embeddings import LocalEmbedder, local_embedder_available
 from storage.knowledge import KnowledgeBase
-from storage.passages import windows_of
+from storage.passages import window_texts, windows_of
 
 pytestmark = pytest.mark.skipif(not local_embedder_available(), reason="no 'local' extra")
 
@@ -116,6 +116,10 @@ async def test_the_semantic_rule_decides_when_the_local_embedder_is_there(
     assert decision["signals"]["semantic"] > 0.5
     assert decision["probability"] >= SEMANTIC_ANSWER_PROBABILITY
     assert answered.sources[0].url_or_path == "deploy.md"
+    # The quote is the passage's window closest to the question in meaning.
+    [chosen] = decision["chosen"]
+    [hit] = [h for h in kb.search("container port", k=5) if h.chunk_id == chosen]
+    assert window_texts(hit.text)[decision["windows"][chosen]] in answered.text
 
     # On topic (jobs, workers), but the docs never say: refused.
     refused = await final_result(agent, "Can a worker run tasks written in Ruby?")
