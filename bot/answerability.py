@@ -69,9 +69,9 @@ class Answerability:
             self.min_weighted_coverage,
             weight,
             min_probability=self.min_probability,
-            semantic=None if matches is None else [similarity for similarity, _ in matches],
+            semantic=matches,
         )
         if matches is not None:  # what to quote: each passage's window closest to the question
             closest = zip(hits, matches, strict=True)
-            decision.windows = {hit.chunk_id: index for hit, (_, index) in closest}
+            decision.windows = {hit.chunk_id: match.window for hit, match in closest}
         return decision

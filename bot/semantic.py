@@ -19,9 +19,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
+from storage.passages import HEADING_JOIN, WINDOW_EMBEDDER_PREFIX, windows_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,13 +30,22 @@ if TYPE_CHECKING:
 CACHED_PASSAGES = 2048
 
 
+@dataclass(frozen=True)
+class Match:
+    """How close one passage comes to a question, in meaning."""
+
+    similarity: float  # the best window's cosine similarity to the question
+    window: int  # that window's index in storage.passages.window_texts(passage.text)
+    heading: float  # cosine similarity of the passage's title › heading to the question
+
+
 class PassageMatcher:
-    """Best cosine similarity between a question and windows of the top passages."""
+    """The question against windows and headings of passages, with the local embedder."""
 
     def __init__(self, embedder: Any) -> None:
         self.embedder = embedder
-        self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()  # searches run on a small thread pool
+        self._windows = _Lru(CACHED_PASSAGES)  # for passages ingested before windows existed
+        self._headings = _Lru(CACHED_PASSAGES)  # a section's heading is shared by its passages
 
     @classmethod
     def for_knowledge(cls, knowledge: Any) -> PassageMatcher | None:
@@ -49,55 +59,77 @@ class PassageMatcher:
 
     def similarities(self, question: str, hits: Sequence[Any]) -> list[float]:
         """The question's best window similarity for each passage, in their order."""
-        return [similarity for similarity, _ in self.matches(question, hits)]
+        return [match.similarity for match in self.matches(question, hits)]
 
-    def matches(self, question: str, hits: Sequence[Any]) -> list[tuple[float, int]]:
-        """For each passage, in their order: the question's best window similarity and that
-        window's index (in :func:`storage.passages.window_texts` of the passage's text)."""
+    def matches(self, question: str, hits: Sequence[Any]) -> list[Match]:
+        """One :class:`Match` per passage, in their order. One call to the embedder: the
+        question, plus whatever the knowledge base and the caches do not hold yet."""
         chosen = list(hits)
         if not chosen:
             return []
-        windows = {_key(h): self._stored(h) for h in chosen}
-        missing = [h for h in chosen if windows[_key(h)] is None]
+        windows = {_key(h): self._stored_windows(h) for h in chosen}
+        headings = {heading_of(h): self._headings.get(heading_of(h)) for h in chosen}
         texts = [question]
-        spans: list[tuple[Any, int, int]] = []
-        for hit in missing:
-            parts = windows_of(hit)
-            spans.append((hit, len(texts), len(texts) + len(parts)))
-            texts += parts
+        new_windows: list[tuple[tuple[str, int], int, int]] = []
+        for hit in chosen:
+            if windows[_key(hit)] is None and all(k != _key(hit) for k, _, _ in new_windows):
+                parts = windows_of(hit)
+                new_windows.append((_key(hit), len(texts), len(texts) + len(parts)))
+                texts += parts
+        new_headings = {text: len(texts) + i for i, text in enumerate(
+            t for t, vector in headings.items() if vector is None and t
+        )}  # fmt: skip
+        texts += list(new_headings)
         import numpy as np  # here: importing the bot (``supportbot --help``) stays light
 
         vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        for hit, start, end in spans:
-            windows[_key(hit)] = self._remember(_key(hit), vectors[start:end])
+        for key, start, end in new_windows:
+            windows[key] = self._windows.put(key, vectors[start:end])
+        for text, row in new_headings.items():
+            headings[text] = self._headings.put(text, vectors[row])
         query = vectors[0]
-        return [_best(windows[_key(h)], query) for h in chosen]
+        return [_match(windows[_key(h)], headings.get(heading_of(h)), query) for h in chosen]
 
-    def _stored(self, hit: Any) -> np.ndarray | None:
+    def _stored_windows(self, hit: Any) -> np.ndarray | None:
         """The windows' vectors: from the knowledge base when it embedded them, else cached."""
         precomputed = getattr(hit, "window_vectors", None)
-        if precomputed is not None:
-            return precomputed
+        return precomputed if precomputed is not None else self._windows.get(_key(hit))
+
+
+class _Lru:
+    """A small thread-safe least-recently-used map (searches run on a thread pool)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
         with self._lock:
-            vectors = self._cache.get(_key(hit))
-            if vectors is not None:
-                self._cache.move_to_end(_key(hit))
-            return vectors
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
 
-    def _remember(self, key: tuple[str, int], vectors: np.ndarray) -> np.ndarray:
+    def put(self, key: Any, value: Any) -> Any:
         with self._lock:
-            self._cache[key] = vectors
-            while len(self._cache) > CACHED_PASSAGES:
-                self._cache.popitem(last=False)
-        return vectors
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
 
 
-def _best(windows: np.ndarray | None, query: np.ndarray) -> tuple[float, int]:
+def heading_of(hit: Any) -> str:
+    return HEADING_JOIN.join(p for p in (hit.title, hit.heading) if p)
+
+
+def _match(windows: np.ndarray | None, heading: np.ndarray | None, query: np.ndarray) -> Match:
+    heading_similarity = float(heading @ query) if heading is not None else 0.0
     if windows is None or not len(windows):
-        return 0.0, 0
+        return Match(0.0, 0, heading_similarity)
     scores = windows @ query
     best = int(scores.argmax())
-    return float(scores[best]), best
+    return Match(float(scores[best]), best, heading_similarity)
 
 
 def _key(hit: Any) -> tuple[str, int]:
