@@ -332,7 +332,7 @@ WINDOW_SENTENCES = 2
 # the external dev halves: 2 missed paraphrases answered in the third or fourth passage, 4 did as
 # well as more; docs/knowledge-base.md). Every passage is scored when choosing what to cite.
 SEMANTIC_PASSAGES = 4
-# A second page is cited when it would be answered from almost as surely as the first.
+# A second page is cited when its similarity x coverage is nearly the first one's.
 SECOND_PAGE_MARGIN = 0.1
 
 
@@ -510,25 +510,29 @@ def most_probable(
     weight: Weight | None,
     min_probability: float,
 ) -> list[Any]:
-    """The passages to answer from when the semantic signal is there: each compared passage
-    judged alone by the learned model (its own similarity and window coverage), the most
-    probable first (retrieval order breaks ties), plus the next one from another page when it
-    would be answered from too (the second page of a two-page question).
+    """The passages to answer from when the semantic signals are there: the passage whose best
+    window is closest to the question in meaning *and* holds most of its words (similarity x
+    window coverage, the single signal that best tells answers from non-answers on the dev
+    halves), retrieval order breaking ties; plus the next one from another page when it is
+    nearly as good and the learned model, judging it alone, would answer from it too (the
+    second page of a two-page question).
 
     Lexical coverage alone picks the page that repeats the question's words, often an index
-    or overview, over the retrieval's best page whose words differ (a typo, a synonym)."""
+    or overview, over the retrieval's best page whose words differ (a typo, a synonym); the
+    heading similarity is shared by every passage of a section and cannot choose among them."""
     scored = []
     for rank, (hit, match) in enumerate(zip(hits, semantic, strict=False)):
         window = windowed_coverage(words, hit, weight)
         alone = replace(signals, window=window, semantic=match.similarity, heading=match.heading)
-        scored.append((answer_probability(alone), -rank, hit))
+        scored.append((match.similarity * window, -rank, answer_probability(alone), hit))
     scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
-    best_probability, _, best = scored[0]
+    best_score, _, _, best = scored[0]
     second = [
         hit
-        for probability, _, hit in scored[1:]
+        for score, _, probability, hit in scored[1:]
         if hit.source != best.source
-        and probability >= max(min_probability, best_probability - SECOND_PAGE_MARGIN)
+        and score >= best_score - SECOND_PAGE_MARGIN
+        and probability >= min_probability
     ]
     return [best, *second[:1]]
 
