@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import inspect
 
-from bot import offload, startup, texts
+from bot import malloc, offload, startup, texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.config import Settings
 from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
@@ -35,10 +35,13 @@ class Runtime:
     responder: Responder
     agent: Agent | None = None
     loop_lag: LoopLagMonitor | None = None
+    trimmer: malloc.Trimmer | None = None
 
     async def aclose(self) -> None:
         if self.loop_lag is not None:
             await self.loop_lag.stop()
+        if self.trimmer is not None:
+            await self.trimmer.stop()
         close = getattr(self.agent, "aclose", None)
         if close is not None:
             try:
@@ -104,6 +107,10 @@ async def build_runtime(
     # Every process that builds a runtime watches its event loop (bot/looplag.py).
     loop_lag = LoopLagMonitor(sample_log=settings.loop_lag_log)
     loop_lag.start()
+    trimmer = None
+    if malloc.long_running():  # returns freed memory after start-up and after each burst
+        trimmer = malloc.Trimmer()
+        trimmer.start()
     startup.started()
     return Runtime(
         settings=settings,
@@ -112,6 +119,7 @@ async def build_runtime(
         responder=responder,
         agent=agent,
         loop_lag=loop_lag,
+        trimmer=trimmer,
     )
 
 
