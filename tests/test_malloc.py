@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,11 +66,18 @@ def test_the_operator_s_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
     assert malloc.long_running()
 
 
-def test_the_trimmer_runs_and_stops() -> None:
+@pytest.mark.skipif(malloc.glibc() is None, reason="needs glibc")
+def test_the_trimmer_trims_after_start_up_and_after_a_burst_not_during_idle() -> None:
     async def run() -> None:
-        trimmer = malloc.Trimmer(every=0.01)
+        trimmer = malloc.Trimmer(every=0.05)
         trimmer.start()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert trimmer.trims == 1  # after start-up; idle since
+        end = time.process_time() + 0.3
+        while time.process_time() < end:  # a burst of work (on the loop thread, as answers)
+            pass
+        await asyncio.sleep(0.3)
+        assert trimmer.trims == 2  # once the burst ended
         await trimmer.stop()
         await trimmer.stop()  # twice is harmless
 
