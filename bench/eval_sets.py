@@ -71,11 +71,14 @@ def open_kb(kb_dir: Path, name: str, corpus: Path, embedder: Any) -> KnowledgeBa
 
 
 async def answer_all(
-    kb: KnowledgeBase, questions: list[EvalQuestion], learned: bool = True
+    kb: KnowledgeBase, questions: list[EvalQuestion], learned: bool = True, semantic: bool = True
 ) -> list[Any]:
-    """The offline answerer's decisions; ``learned=False``: the previous coverage rule (a
-    baseline, measured in the same run)."""
-    agent = OfflineAgent(kb) if learned else OfflineAgent(kb, min_probability=None)
+    """The offline answerer's decisions; ``learned=False``: the previous coverage rule, and
+    ``semantic=False``: the learned lexical rule without the embedder's window similarity
+    (baselines, measured in the same run)."""
+    agent = (
+        OfflineAgent(kb, semantic=semantic) if learned else OfflineAgent(kb, min_probability=None)
+    )
 
     async def answer(question: str) -> AgentResult:
         return await final_result(agent, question)
@@ -102,6 +105,7 @@ async def run_set(
         modes = ["hybrid", "fts", "vector"] if embedder is not None else ["fts"]
         per_split: dict[str, list[Any]] = {}
         previous: dict[str, Any] = {}
+        lexical: dict[str, Any] = {}
         for split in splits_of(questions_file):
             if only and split not in (only, "all"):
                 continue
@@ -116,6 +120,10 @@ async def run_set(
             if answers and any(not q.answerable for q in questions):
                 per_split[split] = await answer_all(kb, questions)
                 previous[split] = decision_scores(await answer_all(kb, questions, learned=False))
+                if embedder is not None:
+                    lexical[split] = decision_scores(
+                        await answer_all(kb, questions, semantic=False)
+                    )
         if per_split:
             calibrated = best_threshold(per_split.get("dev") or per_split.get("all", []))
             for split, decisions in per_split.items():
@@ -128,6 +136,9 @@ async def run_set(
                 )
                 scores["previous_rule"] = previous[split].accuracy
                 scores["previous_rule_refused"] = previous[split].refused_unanswerable
+                if split in lexical:
+                    scores["lexical_rule"] = lexical[split].accuracy
+                    scores["lexical_rule_refused"] = lexical[split].refused_unanswerable
                 out["splits"][split]["answers"][config] = scores
     return out
 
@@ -156,9 +167,25 @@ def print_set(result: dict[str, Any]) -> None:
                 f"{a['answered_answerable']:.1%}, grounded {a['grounded']:.1%}); baseline "
                 f"threshold from dev {a['baseline_dev_threshold']:.1%}, hindsight "
                 f"{a['baseline_hindsight']:.1%}; previous coverage rule {a['previous_rule']:.1%} "
-                f"(refused {a['previous_rule_refused']:.1%}); p50 {a['p50_ms']:.1f} ms per answer, "
+                f"(refused {a['previous_rule_refused']:.1%}); {lexical_of(a)}"
+                f"p50 {a['p50_ms']:.1f} ms per answer, "
                 f"{a['search_p50_ms']:.1f} ms per search; {kinds}"
             )
+
+
+def lexical_cell(a: dict[str, Any]) -> str:
+    if "lexical_rule" not in a:
+        return "–"
+    return f"{a['lexical_rule']:.1%} ({a['lexical_rule_refused']:.1%})"
+
+
+def lexical_of(a: dict[str, Any]) -> str:
+    """The lexical learned rule's figures (a baseline on hybrid rows only)."""
+    if "lexical_rule" not in a:
+        return ""
+    return (
+        f"lexical learned rule {a['lexical_rule']:.1%} (refused {a['lexical_rule_refused']:.1%}); "
+    )
 
 
 def misses(results: list[dict[str, Any]]) -> list[str]:
@@ -226,8 +253,9 @@ def markdown(results: list[dict[str, Any]], load: tuple[float, float, float]) ->
                     "| answerer over | correct | unanswerable refused | answerable answered "
                     "| grounded | baseline: threshold from dev | baseline: hindsight "
                     "| baseline: previous coverage rule (refused) "
+                    "| baseline: lexical learned rule, no window similarity (refused) "
                     "| p50 answer / search ms | per kind |",
-                    "|---|---|---|---|---|---|---|---|---|---|",
+                    "|---|---|---|---|---|---|---|---|---|---|---|",
                 ]
                 for config, a in entry["answers"].items():
                     kinds = ", ".join(f"{k} {v:.0%}" for k, v in a["by_kind"].items())
@@ -236,6 +264,7 @@ def markdown(results: list[dict[str, Any]], load: tuple[float, float, float]) ->
                         f"| {a['answered_answerable']:.1%} | {a['grounded']:.1%} "
                         f"| {a['baseline_dev_threshold']:.1%} | {a['baseline_hindsight']:.1%} "
                         f"| {a['previous_rule']:.1%} ({a['previous_rule_refused']:.1%}) "
+                        f"| {lexical_cell(a)} "
                         f"| {a['p50_ms']:.1f} / {a['search_p50_ms']:.1f} | {kinds} |"
                     )
             lines.append("")

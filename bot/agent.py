@@ -7,7 +7,6 @@ the error boundary. This is the only module (besides the OpenAI embedder) that i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -16,21 +15,22 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot import texts
+from bot.answerability import Answerability
 from bot.errors import ModelError
 from bot.grounding import (
     ANSWER_PROBABILITY,
+    MAX_QUOTE_CHARS,
     MIN_COVERAGE,
     MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
-    Weight,
+    Decision,
     best_sentences,
     content_words,
-    decide,
-    idf_weight,
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
+from storage.passages import window_texts
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -61,6 +61,9 @@ class AgentRequest:
     context: ConversationContext = field(default_factory=ConversationContext)
     session_id: str = ""  # for logs only; never sent to the model
     source_prefix: str | None = None  # search only these sources (the channel's filter)
+    # An auto-answer post: a model's answer also carries the answer-or-refuse decision over the
+    # passages it cited (bot.answerability), for the confidence gate.
+    check_grounding: bool = False
 
 
 @dataclass
@@ -118,6 +121,7 @@ class OpenAIAgent:
         self.model = model
         self.max_tool_rounds = max_tool_rounds
         self.k = k
+        self.answerability = Answerability(knowledge)
         # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff.
         import openai  # here: the offline answerer and other commands never load the SDK
 
@@ -236,6 +240,10 @@ class OpenAIAgent:
         }
         if refused:
             metadata["model_refusal"] = (gate.refusal_text or answer).strip()[:500]
+        if request.check_grounding and kind is ReplyKind.ANSWER:
+            cited_passages = [toolbox.passages[n - 1] for n in valid]
+            decision = await self.answerability.decide(request.question, cited_passages)
+            metadata["decision"] = decision.as_metadata()
         yield AgentResult(
             text=text,
             kind=kind,
@@ -430,47 +438,40 @@ class OfflineAgent:
         min_coverage: float = MIN_COVERAGE,
         min_weighted_coverage: float = MIN_WEIGHTED_COVERAGE,
         min_probability: float | None = ANSWER_PROBABILITY,
+        semantic: bool = True,
     ) -> None:
         self.knowledge = knowledge
         self.k = k
-        self.min_coverage = min_coverage
-        self.min_weighted_coverage = min_weighted_coverage
-        # The learned rule needs the knowledge base's word rarities; None: the coverage rule.
-        self.min_probability = min_probability
-        self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
-
-    def _weight(self) -> Weight | None:
-        """Word weights from the knowledge base's document frequencies (rebuilt when they
-        change, e.g. after an ingest)."""
-        frequencies = self.knowledge.document_frequencies()
-        if frequencies is None:
-            return None
-        key = id(frequencies[0])
-        if self._weights is None or self._weights[0] != key:
-            self._weights = (key, idf_weight(*frequencies))
-        return self._weights[1]
+        self.answerability = Answerability(
+            knowledge,
+            min_coverage=min_coverage,
+            min_weighted_coverage=min_weighted_coverage,
+            min_probability=min_probability,
+            semantic=semantic,
+        )
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
         toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
         question = request.question
-        weight = await asyncio.to_thread(self._weight)
-        bar = self.min_coverage if weight is None else self.min_weighted_coverage
-        learned = None if weight is None else self.min_probability
+
+        async def judge(hits: list[Any]) -> Decision:
+            return await self.answerability.decide(question, hits)
+
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.
         follow_up = follow_up_query(request)
         hits: list[Any] = []
         for query in (follow_up, question) if follow_up else (question,):
             hits = _merge(hits, await toolbox.search(query))
-            decision = decide(question, hits, bar, weight, min_probability=learned)
+            decision = await judge(hits)
             if decision.answerable:
                 break
         if decision.reason == UNKNOWN_NAME:
             # Like a model searching again: look the unmatched names up on their own (the first
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
-            decision = decide(question, hits, bar, weight, min_probability=learned)
+            decision = await judge(hits)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,
@@ -487,7 +488,7 @@ class OfflineAgent:
         parts = [texts.OFFLINE_LABEL]
         sources: list[Source] = []
         for n, hit in enumerate(decision.chosen, start=1):
-            quote = best_sentences(decision.question_words, hit.text)
+            quote = quote_of(decision, hit)
             where = " › ".join(p for p in (hit.title, hit.heading) if p) or hit.source
             parts.append(f"**{where}** [{n}]\n> {quote}")
             sources.append(source_of(hit))
@@ -497,6 +498,18 @@ class OfflineAgent:
         metadata["cited"] = list(range(1, len(sources) + 1))
         metadata["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         yield AgentResult(text, ReplyKind.ANSWER, tuple(sources), metadata)
+
+
+def quote_of(decision: Decision, hit: Any) -> str:
+    """What to quote from a passage: the window the question is closest to in meaning when the
+    semantic signal chose it (a paraphrase shares few words with its answer), else the
+    sentences sharing most words with the question."""
+    index = decision.windows.get(hit.chunk_id)
+    windows = window_texts(hit.text) if index is not None else []
+    if index is None or index >= len(windows):
+        return best_sentences(decision.question_words, hit.text)
+    quote = windows[index]
+    return quote if len(quote) <= MAX_QUOTE_CHARS else quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
 
 
 def follow_up_query(request: AgentRequest) -> str | None:

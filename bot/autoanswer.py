@@ -3,8 +3,11 @@
 In an auto-answer channel nobody asked the bot; a wrong answer there costs more than silence, so
 the gate is stricter than the normal answer-or-refuse rule. An answer passes when it is an
 ANSWER that cites at least one source and, when the agent recorded a grounding decision (the
-offline answerer's :func:`bot.grounding.decide`), that decision is "answerable" with at least
-``min_coverage`` of the question's content words covered by one passage.
+offline answerer's own, or for a model's answer the same rule over the passages it cited,
+bot.answerability), that decision is "answerable" and sure enough:
+its learned probability at least ``min_probability`` (a higher bar than the answer rule's), or,
+for the coverage rule that has no probability, at least ``min_coverage`` of the question's
+content words covered by one passage.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from bot.messages import IncomingMessage, Reply, ReplyKind
 
 # Chosen with bench/autoanswer.py (precision first); equal to the normal rule unless raised.
 DEFAULT_MIN_COVERAGE = MIN_COVERAGE
+# Chosen on the dev halves of the external sets with bench/autoanswer.py --split dev: the lowest
+# bar whose precision reached the 95% target there (docs/bench-sections/autoanswer.md).
+DEFAULT_MIN_PROBABILITY = 0.85
 QUESTION_CHARS = 500  # kept in the record, for the report's coverage gaps
 
 
@@ -35,7 +41,12 @@ def is_auto_answer_post(msg: IncomingMessage, policy: ChannelPolicy) -> bool:
     return policy.auto_answer and msg.command is None and not msg.is_direct and not msg.mentions_bot
 
 
-def judge(result: AgentResult, *, min_coverage: float = DEFAULT_MIN_COVERAGE) -> GateVerdict:
+def judge(
+    result: AgentResult,
+    *,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    min_probability: float = DEFAULT_MIN_PROBABILITY,
+) -> GateVerdict:
     if result.kind is not ReplyKind.ANSWER:
         return GateVerdict(False, result.kind.value)
     if result.escalation_reason:
@@ -46,7 +57,11 @@ def judge(result: AgentResult, *, min_coverage: float = DEFAULT_MIN_COVERAGE) ->
     if isinstance(decision, dict):
         if not decision.get("answerable"):
             return GateVerdict(False, str(decision.get("reason") or "not answerable"))
-        if float(decision.get("best_coverage") or 0.0) < min_coverage:
+        probability = decision.get("probability")
+        if probability is not None:
+            if float(probability) < min_probability:
+                return GateVerdict(False, "low confidence")
+        elif float(decision.get("best_coverage") or 0.0) < min_coverage:
             return GateVerdict(False, "low coverage")
     return GateVerdict(True, "grounded")
 

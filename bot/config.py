@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     discord_escalation_targets: str = Field(
         "", validation_alias=_env("SUPPORTBOT_DISCORD_ESCALATION_TARGETS")
     )
+    # On (re)connecting, messages posted up to this long ago in the channels people talk to the
+    # bot in are read back and answered if nobody did (adapters/discord/catch_up.py); 0: off.
+    discord_catch_up_minutes: int = Field(
+        15, ge=0, le=24 * 60, validation_alias=_env("SUPPORTBOT_DISCORD_CATCH_UP_MINUTES")
+    )
     # Members with this role may resolve hand-offs (without it: Manage Messages permission).
     discord_support_role: str | None = Field(
         None, validation_alias=_env("SUPPORTBOT_DISCORD_SUPPORT_ROLE")

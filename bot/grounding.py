@@ -11,9 +11,14 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from storage.passages import sentences_of
+
+if TYPE_CHECKING:
+    from bot.semantic import Match
 
 Weight = Callable[[str], float]  # a content word's weight: how much it says about a question
 
@@ -35,8 +40,6 @@ _STOPWORDS_TEXT = """
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 # "HTTP/2", "TLS/1.3": a protocol and its version are one word ("HTTP" alone is another thing).
 WORD = re.compile(r"[a-z]+/\d+(?:\.\d+)*|[a-z0-9][a-z0-9_\-]*")
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
-LIST_ITEM = re.compile(r"^\d+[.)]\s")
 MIN_COVERAGE = 0.6
 # With words weighted by rarity (idf_weight) the bar is lower: the words a weighted coverage
 # misses are the common ones. Chosen on the dev halves of the external sets only (bench/eval):
@@ -144,6 +147,8 @@ class Decision:
     reason: str = ""
     signals: Signals | None = None
     probability: float | None = None  # of "the docs answer this", when the learned rule decided
+    # chunk id -> index of the passage's window closest to the question (semantic signal only)
+    windows: dict[str, int] = field(default_factory=dict)
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -155,6 +160,11 @@ class Decision:
             "question_words": sorted(self.question_words),
             "missing": sorted(self.missing),
             "chosen": [h.chunk_id for h in self.chosen],
+            "windows": {
+                h.chunk_id: self.windows[h.chunk_id]
+                for h in self.chosen
+                if h.chunk_id in self.windows
+            },
         }
 
 
@@ -255,8 +265,15 @@ class Signals:
     spread: float  # weighted share found anywhere in the retrieved passages
     words: float  # how many content words the question has, / 10 (capped at 1)
     pairs: float  # share of the question's neighbouring word pairs found in one sentence
+    # Best cosine similarity between the question and a two-sentence window of the top passages
+    # (bot.semantic), None without the local embedder: the only signal a paraphrase can pass.
+    semantic: float | None = None
+    # Best cosine similarity between the question and the title › heading of one of those
+    # passages: the docs have a section about this (None without the local embedder).
+    heading: float | None = None
 
     def vector(self) -> list[float]:
+        semantic = self.semantic or 0.0
         return [
             self.coverage,
             self.plain,
@@ -265,13 +282,32 @@ class Signals:
             self.spread,
             self.words,
             self.pairs,
+            semantic,
+            semantic * self.window,  # a close paraphrase *and* the words: surest of all
+            self.heading or 0.0,
         ]
 
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in zip(SIGNAL_NAMES, self.vector(), strict=True)}
+    def as_dict(self) -> dict[str, float | None]:
+        values: dict[str, float | None] = {
+            k: round(v, 3) for k, v in zip(SIGNAL_NAMES, self.vector(), strict=True)
+        }
+        if self.semantic is None:  # absent, not zero: the lexical model decided
+            values.update(semantic=None, semantic_window=None, heading=None)
+        return values
 
 
-SIGNAL_NAMES = ("coverage", "plain", "window", "rarest", "spread", "words", "pairs")
+SIGNAL_NAMES = (
+    "coverage",
+    "plain",
+    "window",
+    "rarest",
+    "spread",
+    "words",
+    "pairs",
+    "semantic",
+    "semantic_window",
+    "heading",
+)
 # A logistic regression over the signals, fitted on the dev halves of the external sets (flask,
 # etcd; with and without the embedder) by bench/eval/fit_refusal.py, which prints these constants
 # and how the signal subset was chosen (a fit on one set scored on the other). Signals with weight
@@ -279,9 +315,25 @@ SIGNAL_NAMES = ("coverage", "plain", "window", "rarest", "spread", "words", "pai
 # In words: answer when the best two-sentence window covers enough of the question's weight
 # (from 0.51 of it when the passage holds every question word to 0.6 when it holds few).
 LOGISTIC_BIAS = -2.358
-LOGISTIC_WEIGHTS = (0.0, 0.446, 5.245, 0.0, 0.0, 0.0, 0.0)
+LOGISTIC_WEIGHTS = (0.0, 0.446, 5.245, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 ANSWER_PROBABILITY = 0.683
+# The same kind of model for knowledge bases with the local embedder, where the semantic signals
+# exist; fitted and chosen the same way (bench/eval/fit_refusal.py --semantic --search). In
+# words: answer when two adjacent sentences hold enough of the question's weight *and* a nearby
+# section's heading is close to the question in meaning (the docs have a section about it).
+# The cross-set check ranked window + pairs + heading first (0.905) but gave "pairs" a negative
+# weight (fitting noise: more of the question's phrases together cannot argue against an
+# answer); window + heading came next (0.888), then semantic + semantic_window (0.882).
+SEMANTIC_LOGISTIC_BIAS = -4.022
+SEMANTIC_LOGISTIC_WEIGHTS = (0.0, 0.0, 4.595, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.142)
+SEMANTIC_ANSWER_PROBABILITY = 0.745
 WINDOW_SENTENCES = 2
+# The semantic signal is the best similarity among the retrieval's first passages (chosen on
+# the external dev halves: 2 missed paraphrases answered in the third or fourth passage, 4 did as
+# well as more; docs/knowledge-base.md). Every passage is scored when choosing what to cite.
+SEMANTIC_PASSAGES = 4
+# A second page is cited when its similarity x coverage is nearly the first one's.
+SECOND_PAGE_MARGIN = 0.1
 
 
 def windowed_coverage(question_words: set[str], hit: Any, weight: Weight | None) -> float:
@@ -340,6 +392,8 @@ def signals_of(
     hits: list[Any],
     weight: Weight | None,
     question: str = "",
+    semantic: float | None = None,
+    heading: float | None = None,
 ) -> Signals:
     best = ranked[0]
     weigh = weight or (lambda _word: 1.0)
@@ -354,12 +408,27 @@ def signals_of(
         spread=sum(weigh(w) for w in anywhere) / total,
         words=min(1.0, len(question_words) / 10),
         pairs=paired_coverage(question, hits) if question else 1.0,
+        semantic=semantic,
+        heading=heading,
     )
 
 
 def answer_probability(signals: Signals) -> float:
-    z = LOGISTIC_BIAS + sum(w * x for w, x in zip(LOGISTIC_WEIGHTS, signals.vector(), strict=True))
+    """The learned rule's probability that the docs answer the question: the semantic model when
+    the signal exists, the lexical one otherwise."""
+    bias, weights = (
+        (LOGISTIC_BIAS, LOGISTIC_WEIGHTS)
+        if signals.semantic is None
+        else (SEMANTIC_LOGISTIC_BIAS, SEMANTIC_LOGISTIC_WEIGHTS)
+    )
+    z = bias + sum(w * x for w, x in zip(weights, signals.vector(), strict=True))
     return 1.0 / (1.0 + math.exp(-z))
+
+
+def answer_threshold(signals: Signals, lexical_threshold: float) -> float:
+    """The probability an answer needs: ``lexical_threshold`` (the agent's setting) for the
+    lexical model, the semantic model's own fitted threshold for it."""
+    return lexical_threshold if signals.semantic is None else SEMANTIC_ANSWER_PROBABILITY
 
 
 def decide(
@@ -369,11 +438,14 @@ def decide(
     weight: Weight | None = None,
     min_plain_coverage: float = 0.0,
     min_probability: float | None = None,
+    semantic: Sequence[Match] | None = None,
 ) -> Decision:
     """Answer when every name the question mentions appears in the retrieved passages and the
     passages cover what the question is about: with ``min_probability`` by the learned rule
-    (:func:`answer_probability` of the :class:`Signals`), otherwise when one passage covers at
-    least ``min_coverage`` of the question (weighted by ``weight`` when given)."""
+    (:func:`answer_probability` of the :class:`Signals`; ``semantic``, from bot.semantic when
+    the local embedder is there, holds the question's similarity to each of the first passages),
+    otherwise when one passage covers at least ``min_coverage`` of the question (weighted by
+    ``weight`` when given)."""
     words = content_words(question)
     if not words or not hits:
         return Decision(False, words, 0.0, reason="nothing to match" if hits else "no passages")
@@ -381,8 +453,14 @@ def decide(
     unknown = {t for t in named_terms(question) if t in words and not found_in(t, retrieved)}
     ranked = evidence(words, hits, weight)
     best = ranked[0]
-    signals = signals_of(words, ranked, hits, weight, question)
+    similarity = heading = None
+    if semantic is not None:
+        similarity = max((m.similarity for m in semantic[:SEMANTIC_PASSAGES]), default=0.0)
+        heading = max((m.heading for m in semantic[:SEMANTIC_PASSAGES]), default=0.0)
+    signals = signals_of(words, ranked, hits, weight, question, similarity, heading)
     probability = answer_probability(signals) if min_probability is not None else None
+    if min_probability is not None:
+        min_probability = answer_threshold(signals, min_probability)
 
     def refuse(missing: set[str], reason: str) -> Decision:
         return Decision(False, words, best.coverage, [], missing, reason, signals, probability)
@@ -391,17 +469,21 @@ def decide(
         return refuse(unknown, UNKNOWN_NAME)
     too_few = len(best.covered) < min(MIN_WORDS_MATCHED, len(words))
     if probability is not None and min_probability is not None:
-        if too_few or probability < min_probability:
+        # One shared word is chance, unless the semantic signal (which sees synonyms) is there.
+        if (too_few and semantic is None) or probability < min_probability:
             return refuse(best.missing, "low probability")
         min_coverage = 0.0  # the second passage below: judged by focus and coverage gap only
     elif too_few or best.coverage < min_coverage or best.plain_coverage < min_plain_coverage:
         return refuse(best.missing, "low coverage")
-    # A second passage only when it is nearly as complete and as focused as the first.
-    chosen = [best.hit] + [
-        e.hit
-        for e in ranked[1:2]
-        if e.coverage >= max(min_coverage, best.coverage - 0.15) and e.focus >= best.focus - 0.2
-    ]
+    if semantic and min_probability is not None:
+        chosen = most_probable(signals, hits, semantic, words, weight, min_probability)
+    else:
+        # A second passage only when it is nearly as complete and as focused as the first.
+        chosen = [best.hit] + [
+            e.hit
+            for e in ranked[1:2]
+            if e.coverage >= max(min_coverage, best.coverage - 0.15) and e.focus >= best.focus - 0.2
+        ]
     # The passages we answer from must name what the question names ("Google OAuth" is not
     # answered by a page that mentions Google elsewhere and auth here). Names on most retrieved
     # passages (the product's own name) say nothing and are not required.
@@ -420,37 +502,39 @@ def decide(
     )
 
 
-def sentences_of(text: str) -> list[str]:
-    """Sentences of a Markdown-ish passage: wrapped lines rejoined, list items and table rows
-    kept apart, code fences dropped."""
-    units: list[str] = []
-    current: list[str] = []
-    in_code = False
+def most_probable(
+    signals: Signals,
+    hits: list[Any],
+    semantic: Sequence[Match],
+    words: set[str],
+    weight: Weight | None,
+    min_probability: float,
+) -> list[Any]:
+    """The passages to answer from when the semantic signals are there: the passage whose best
+    window is closest to the question in meaning *and* holds most of its words (similarity x
+    window coverage, the single signal that best tells answers from non-answers on the dev
+    halves), retrieval order breaking ties; plus the next one from another page when it is
+    nearly as good and the learned model, judging it alone, would answer from it too (the
+    second page of a two-page question).
 
-    def flush() -> None:
-        if current:
-            units.append(" ".join(current))
-            current.clear()
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("```"):
-            flush()
-            in_code = not in_code
-            continue
-        if in_code:
-            continue
-        if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
-            flush()
-            if line and not set(line) <= set("|-: "):  # table separators carry nothing
-                units.append(line.strip("#>*-| ").replace(" | ", ", "))
-            continue
-        current.append(line)
-    flush()
-    sentences = []
-    for unit in units:
-        sentences += [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
-    return sentences
+    Lexical coverage alone picks the page that repeats the question's words, often an index
+    or overview, over the retrieval's best page whose words differ (a typo, a synonym); the
+    heading similarity is shared by every passage of a section and cannot choose among them."""
+    scored = []
+    for rank, (hit, match) in enumerate(zip(hits, semantic, strict=False)):
+        window = windowed_coverage(words, hit, weight)
+        alone = replace(signals, window=window, semantic=match.similarity, heading=match.heading)
+        scored.append((match.similarity * window, -rank, answer_probability(alone), hit))
+    scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
+    best_score, _, _, best = scored[0]
+    second = [
+        hit
+        for score, _, probability, hit in scored[1:]
+        if hit.source != best.source
+        and score >= best_score - SECOND_PAGE_MARGIN
+        and probability >= min_probability
+    ]
+    return [best, *second[:1]]
 
 
 def best_sentences(question_words: set[str], text: str) -> str:

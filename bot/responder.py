@@ -18,7 +18,13 @@ from typing import Any
 
 from bot import channel_admin, learning, metrics, slash, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
-from bot.autoanswer import DEFAULT_MIN_COVERAGE, is_auto_answer_post, judge, stay_silent
+from bot.autoanswer import (
+    DEFAULT_MIN_COVERAGE,
+    DEFAULT_MIN_PROBABILITY,
+    is_auto_answer_post,
+    judge,
+    stay_silent,
+)
 from bot.channels import ChannelPolicy, ChannelSettings
 from bot.errors import ModelError
 from bot.learning import ThreadReader
@@ -50,6 +56,7 @@ class Responder:
         max_question_chars: int = 4000,
         channels: ChannelSettings | None = None,
         auto_answer_min_coverage: float = DEFAULT_MIN_COVERAGE,
+        auto_answer_min_probability: float = DEFAULT_MIN_PROBABILITY,
     ) -> None:
         self.db = db
         self.agent = agent
@@ -57,6 +64,7 @@ class Responder:
         self.max_question_chars = max_question_chars
         self.channels = channels or ChannelSettings(db)
         self.auto_answer_min_coverage = auto_answer_min_coverage
+        self.auto_answer_min_probability = auto_answer_min_probability
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -155,6 +163,7 @@ class Responder:
             context=context,
             session_id=session_id,
             source_prefix=policy.knowledge_filter,
+            check_grounding=auto,
         )
         first_token_ms: float | None = None
         stored = False
@@ -173,7 +182,11 @@ class Responder:
             metrics.observe_latency(result.tool_metadata, first_token_ms)
 
             if auto:
-                verdict = judge(result, min_coverage=self.auto_answer_min_coverage)
+                verdict = judge(
+                    result,
+                    min_coverage=self.auto_answer_min_coverage,
+                    min_probability=self.auto_answer_min_probability,
+                )
                 if not verdict.answer:
                     await self._keep_question(session_id, question, question_metadata)
                     stored = True

@@ -56,3 +56,17 @@ async def open_escalations(db: Database, *, limit: int = 100) -> list[Escalation
             .limit(limit)
         )
         return list((await session.scalars(query)).all())
+
+
+async def recent_sessions(db: Database, *, platform: str, since: datetime, limit: int) -> list[str]:
+    """Session ids of ``platform`` with a memory since ``since``, most recently active first."""
+    latest = func.max(Memory.created_at)
+    query = (
+        select(Memory.session_id)
+        .where(Memory.session_id.like(f"{platform}:%"), Memory.created_at >= since)
+        .group_by(Memory.session_id)
+        .order_by(latest.desc())
+        .limit(limit)
+    )
+    async with db.single_statement() as session:
+        return list((await session.scalars(query)).all())

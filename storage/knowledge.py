@@ -37,6 +37,7 @@ from storage.documents import (
 )
 from storage.embeddings import Embedder
 from storage.lazyimport import defer_reexports
+from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
 
@@ -46,6 +47,7 @@ TABLE_NAME = "chunks"
 META_EMBEDDER = b"supportbot.embedder"
 META_DIMENSION = b"supportbot.dimension"
 META_CHUNKER = b"supportbot.chunker"
+WINDOWS_COLUMN = "window_vectors"
 NO_EMBEDDER = "none"
 SEARCH_MODES = ("hybrid", "fts", "vector")
 RRF_K = 60
@@ -89,6 +91,8 @@ class SearchHit:
     heading: str
     text: str
     score: float
+    # The passage's windows embedded at ingest (rows x dimension), when the table has them.
+    window_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def snippet(self, limit: int = 300) -> str:
         text = " ".join(self.text.split())
@@ -176,6 +180,9 @@ class KnowledgeBase:
         self._vocabulary_version: int | None = None
         self._vocabulary_checked = 0.0
         self._warned_chunker = False
+        self.embeds_windows = embedder is not None and embedder.name.startswith(
+            WINDOW_EMBEDDER_PREFIX
+        )
 
     @classmethod
     def open(cls, uri: str, embedder: Embedder | None, **options: Any) -> KnowledgeBase:
@@ -232,7 +239,7 @@ class KnowledgeBase:
                 self.uri,
             )
 
-    def _schema(self) -> pa.Schema:
+    def _schema(self, *, windows: bool) -> pa.Schema:
         fields = [
             pa.field("chunk_id", pa.string()),
             pa.field("source", pa.string()),
@@ -246,6 +253,8 @@ class KnowledgeBase:
         if self.embedder is not None:
             name, dimension = self.embedder.name, int(self.embedder.dimension)
             fields.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
+        if windows:  # float32 rows, packed: read whole for a hit, never searched
+            fields.append(pa.field(WINDOWS_COLUMN, pa.binary()))
         metadata = {
             META_EMBEDDER: name.encode(),
             META_DIMENSION: str(dimension).encode(),
@@ -391,23 +400,37 @@ class KnowledgeBase:
         """
         if not winners:
             return []
-        taken = table.take_row_ids([c.row_id for c in winners]).select(RESULT_COLUMNS).to_list()
+        columns = RESULT_COLUMNS + [c for c in (WINDOWS_COLUMN,) if c in table.schema.names]
+        taken = table.take_row_ids([c.row_id for c in winners]).select(columns).to_list()
         by_id = {row["chunk_id"]: row for row in taken}
         missing = [c.chunk_id for c in winners if c.chunk_id not in by_id]
         if missing:
             rows = (
                 table.search()
                 .where(_in_list("chunk_id", missing))
-                .select(RESULT_COLUMNS)
+                .select(columns)
                 .limit(len(missing))
                 .to_list()
             )
             by_id.update((row["chunk_id"], row) for row in rows)
         return [  # a chunk deleted by an ingest in between simply drops out
-            SearchHit(c.chunk_id, c.source, row["title"], row["heading"], row["text"], c.score)
+            SearchHit(
+                c.chunk_id,
+                c.source,
+                row["title"],
+                row["heading"],
+                row["text"],
+                c.score,
+                self._window_vectors(row.get(WINDOWS_COLUMN)),
+            )
             for c in winners
             if (row := by_id.get(c.chunk_id)) is not None
         ]
+
+    def _window_vectors(self, packed: bytes | None) -> np.ndarray | None:
+        if not packed or self.embedder is None:
+            return None
+        return np.frombuffer(packed, dtype=np.float32).reshape(-1, int(self.embedder.dimension))
 
     # ------------------------------------------------------------ ingest
 
@@ -492,7 +515,7 @@ class KnowledgeBase:
         table = None if recreate else self._table()
         if table is not None:
             self._check_embedder(table, for_ingest=True)
-            if rebuild_old_chunking and self._recorded_chunker(table) != CHUNKER_VERSION:
+            if rebuild_old_chunking and not self._is_current(table):
                 recreate = self._rebuild_old_chunking(table, sources_found, report, prune=prune)
                 table = None if recreate else table
         previous = self._table() if recreate else None
@@ -518,6 +541,12 @@ class KnowledgeBase:
         self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
         self._vocabulary_checked = 0.0  # look at the new version on the next search
         self._warned_chunker = False
+
+    def _is_current(self, table: Any) -> bool:
+        """Chunked by this version, with passage windows when this embedder gets them."""
+        if self._recorded_chunker(table) != CHUNKER_VERSION:
+            return False
+        return not self.embeds_windows or WINDOWS_COLUMN in table.schema.names
 
     def _rebuild_old_chunking(
         self, table: Any, sources_found: set[str], report: IngestReport, *, prune: bool
@@ -606,7 +635,12 @@ class KnowledgeBase:
         *,
         overwrite: bool,
     ) -> Any:
-        schema = self._schema()
+        # Rows added to a table must match its schema: one built without windows gets none
+        # (answers embed those passages' windows on first use) until it is rebuilt.
+        windows = self.embeds_windows and (
+            overwrite or table is None or WINDOWS_COLUMN in table.schema.names
+        )
+        schema = self._schema(windows=windows)
         pending: list[pa.Table] = []
         pending_rows = 0
         batches: list[pa.Table] = []  # only kept when overwriting: one commit at the end
@@ -632,7 +666,8 @@ class KnowledgeBase:
                 vectors = precomputed[start : start + len(batch)]
             elif self.embedder is not None:
                 vectors = self._embed(batch, report)
-            pending.append(_arrow_rows(batch, vectors, schema))
+            packed = self._embed_windows(batch, report) if windows else None
+            pending.append(_arrow_rows(batch, vectors, schema, packed))
             pending_rows += len(batch)
             update("Embedding", start + len(batch), len(fresh))
             if pending_rows >= self.write_batch:
@@ -645,8 +680,23 @@ class KnowledgeBase:
         return table
 
     def _embed(self, batch: list[Chunk], report: IngestReport) -> np.ndarray:
+        vectors = self._embed_texts([c.embedding_text for c in batch], report)
+        report.embedded += len(batch)
+        return vectors
+
+    def _embed_windows(self, batch: list[Chunk], report: IngestReport) -> list[bytes]:
+        """Each chunk's windows embedded, packed as float32 rows (one blob per chunk)."""
+        per_chunk = [windows_of(c) for c in batch]
+        vectors = self._embed_texts([w for windows in per_chunk for w in windows], report)
+        packed, start = [], 0
+        for windows in per_chunk:
+            packed.append(vectors[start : start + len(windows)].tobytes())
+            start += len(windows)
+        return packed
+
+    def _embed_texts(self, texts: list[str], report: IngestReport) -> np.ndarray:
         try:
-            vectors = self.embedder.embed([c.embedding_text for c in batch])  # type: ignore[union-attr]
+            vectors = self.embedder.embed(texts)  # type: ignore[union-attr]
         except Exception as exc:
             log.exception("embedding failed after %d chunk(s)", report.embedded)
             raise KnowledgeError(
@@ -654,7 +704,6 @@ class KnowledgeBase:
                 f"{exc}); the knowledge base still serves its previous content, run the ingest "
                 "again to finish"
             ) from exc
-        report.embedded += len(batch)
         return np.asarray(vectors, dtype=np.float32)
 
     def _delete_stale(
@@ -861,7 +910,12 @@ def _top_per_source(ranked: list[_Candidate], k: int, per_source: int) -> list[_
     return [hit for group in groups.values() for hit in group]
 
 
-def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Schema) -> pa.Table:
+def _arrow_rows(
+    chunks: list[Chunk],
+    vectors: np.ndarray | None,
+    schema: pa.Schema,
+    windows: list[bytes] | None = None,
+) -> pa.Table:
     columns: dict[str, Any] = {
         "chunk_id": [c.chunk_id for c in chunks],
         "source": [c.source for c in chunks],
@@ -880,6 +934,8 @@ def _arrow_rows(chunks: list[Chunk], vectors: np.ndarray | None, schema: pa.Sche
             )
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dimension)
+    if windows is not None:
+        columns[WINDOWS_COLUMN] = windows
     return pa.table(columns, schema=schema)
 
 

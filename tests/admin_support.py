@@ -9,6 +9,7 @@ from storage.models import Feedback, Memory
 
 DRAFT_QUESTION = "Can I pay with PayPal?"
 DRAFT_ANSWER = "Yes: PayPal is accepted on annual plans. Choose PayPal on the Billing page."
+THREAD_LINK = "https://test.slack.com/archives/C1/p2000002"
 
 
 async def seed_admin_data(url: str) -> int:
@@ -46,6 +47,7 @@ async def seed_admin_data(url: str) -> int:
         draft = await learned.create_draft(
             db, escalation_id=resolved.id, session_id=resolved.session_id, platform="slack",
             question=DRAFT_QUESTION, answer=DRAFT_ANSWER, answered_by="UTEAM",
+            thread_link=THREAD_LINK,
         )  # fmt: skip
         await channel_settings.upsert_setting(
             db, platform="slack", workspace_id="T1", channel_id="CHELP", auto_answer=True,

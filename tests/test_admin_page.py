@@ -15,7 +15,7 @@ from adapters.web.metrics import mount_metrics
 from bot.config import Settings
 from bot.runtime import build_runtime
 from storage import channel_settings, learned
-from tests.admin_support import DRAFT_QUESTION, seed_admin_data
+from tests.admin_support import DRAFT_QUESTION, THREAD_LINK, seed_admin_data
 from tests.fakes.slack_harness import build_kb
 
 TOKEN = "admin-token-for-tests-7f3a"
@@ -78,6 +78,7 @@ async def test_login_review_and_channel_form(admin) -> None:
     for fragment in (
         "Overview", "Open hand-offs (1)", "needs a refund &lt;today&gt;", DRAFT_QUESTION,
         f'id="approve-{draft_id}"', "slack:T1:CHELP", "billing/", "<svg",
+        f'href="{THREAD_LINK}"',
     ):  # fmt: skip
         assert fragment in page, fragment
     assert "<today>" not in page

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.agent import AgentResult, OfflineAgent
-from bot.autoanswer import judge
+from bot.autoanswer import DEFAULT_MIN_PROBABILITY, judge
 from bot.channels import ChannelSettings
 from bot.memory import EVENT, MemoryPolicy
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform, ReplyKind, Source
@@ -15,7 +15,8 @@ from storage import channel_settings
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from storage.models import Memory
-from tests.core_support import kb_fixture  # noqa: F401
+from tests.core_support import kb_fixture, openai_agent  # noqa: F401
+from tests.fakes.openai_server import FakeOpenAI, fake_openai_fixture  # noqa: F401
 
 
 def new_post(text: str, *, msg_id: str, mentions_bot: bool = False) -> IncomingMessage:
@@ -100,6 +101,63 @@ def test_gate_rejects_answers_without_grounding() -> None:
     assert not judge(escalating).answer
     # A model answer with citations (no offline decision recorded) passes.
     assert judge(AgentResult("x [1]", ReplyKind.ANSWER, source, {"cited": [1]})).answer
+
+
+def test_gate_needs_a_surer_decision_than_the_answer_rule() -> None:
+    """The learned rule's probability decides, not the coverage, when it is recorded: a post
+    the answer rule would answer (p = 0.7 passes its ~0.56-0.68 bar) stays silent here."""
+    source = (Source("Auth", "auth.md"),)
+
+    def decided(probability: float) -> AgentResult:
+        decision = {"answerable": True, "best_coverage": 1.0, "probability": probability}
+        return AgentResult("x [1]", ReplyKind.ANSWER, source, {"decision": decision})
+
+    assert DEFAULT_MIN_PROBABILITY > 0.7
+    unsure = judge(decided(0.7))
+    assert (unsure.answer, unsure.reason) == (False, "low confidence")
+    assert judge(decided(DEFAULT_MIN_PROBABILITY)).answer
+    assert judge(decided(0.6), min_probability=0.5).answer
+
+
+async def test_a_model_answer_is_gated_by_the_passages_it_cites(
+    db: Database,
+    kb: KnowledgeBase,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """The fake model answers every question from its first search hit, citing it, as an eager
+    model would. In an auto-answer channel the same answer-or-refuse rule as the offline
+    answerer's judges the cited passage: the grounded answer is posted, the eager one is not."""
+    await channel_settings.upsert_setting(
+        db, platform="slack", workspace_id="T1", channel_id="CHELP", auto_answer=True
+    )
+    agent = openai_agent(kb, fake_openai)
+    responder = Responder(
+        db=db, agent=agent, memory=MemoryPolicy(db, turns=5), channels=ChannelSettings(db)
+    )
+    try:
+        await gated_model_answers(db, responder)
+    finally:
+        await agent.aclose()
+
+
+async def gated_model_answers(db: Database, responder: Responder) -> None:
+    _, grounded = await collect(responder, new_post("How do I reset my password?", msg_id="m1"))
+    assert grounded.kind is ReplyKind.ANSWER and not grounded.silent
+    eager_question = "Can I pay my invoices with PayPal?"  # the invoices page is found
+    _, eager = await collect(responder, new_post(eager_question, msg_id="m2"))
+    assert eager.silent and eager.text == ""
+    async with db.sessions() as session:
+        [event] = await session.scalars(select(Memory).where(Memory.role == EVENT))
+    assert event.tool_metadata["agent"] == "openai"
+    assert event.tool_metadata["cited"] == [1]  # the model did answer, citing a passage
+    assert event.tool_metadata["decision"]["answerable"] is False
+
+    # Addressed to the bot, the model's answer is not second-guessed (and costs no check).
+    _, asked = await collect(responder, new_post(eager_question, msg_id="m3", mentions_bot=True))
+    assert asked.kind is ReplyKind.ANSWER and not asked.silent
+    async with db.sessions() as session:
+        answer = await session.scalar(select(Memory).where(Memory.id == asked.memory_id))
+    assert "decision" not in answer.tool_metadata
 
 
 def _agent(kb: KnowledgeBase) -> OfflineAgent:

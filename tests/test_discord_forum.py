@@ -90,3 +90,4 @@ async def test_forum_workflow(
     [draft] = await learned.list_answers(sqlite_db)
     assert draft.answer == "Use the reset link in Settings; it expires after 30 minutes."
     assert draft.answered_by == world.bob["id"] and draft.platform == "discord"
+    assert draft.thread_link == f"https://discord.com/channels/{world.guild_id}/{thread_id}"

@@ -75,6 +75,8 @@ async def test_mark_resolved_captures_the_team_answer(
     [draft] = await learned.list_answers(sqlite_db)
     assert draft.answer == "Refunds go through billing@example.com."
     assert draft.escalation_id == handoff.id and draft.answered_by == "USUPPORT"
+    # The reviewer can open the thread the answer came from (chat.getPermalink).
+    assert draft.thread_link == f"https://test.slack.com/archives/{HELP}/p{root.replace('.', '')}"
 
 
 async def escalations_open(db: Database) -> list:

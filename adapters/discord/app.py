@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import discord
@@ -26,7 +27,7 @@ import discord.gateway
 import discord.http
 import yarl
 
-from adapters.discord import convert, render
+from adapters.discord import catch_up, convert, render
 from adapters.discord.client import (
     SupportClient,
     guard_parsers,
@@ -43,7 +44,7 @@ from adapters.discord.delivery import (
     describe,
     respond_ephemeral,
 )
-from adapters.discord.escalation import DiscordEscalations
+from adapters.discord.escalation import DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
@@ -133,6 +134,8 @@ class DiscordAdapter:
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
         self.escalations = DiscordEscalations.from_settings(runtime.db, settings)
+        self.catch_up_window = timedelta(minutes=settings.discord_catch_up_minutes)
+        self._catch_up: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
         use_api_url(settings.discord_api_url)
         self._client_options: dict[str, Any] = {
@@ -188,12 +191,29 @@ class DiscordAdapter:
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Answers in flight get ``grace`` seconds; the rest go back to the ledger at once."""
         self._closing.set()
+        if self._catch_up is not None:
+            self._catch_up.cancel()
         await self.inbox.aclose(grace)
         await self.client.close()
 
     def start_recovery(self) -> None:
-        """Once connected: answer what a crashed process acked but never answered."""
+        """Once connected (after every READY): answer what a crashed process acked but never
+        answered, and what was posted while no process was connected."""
         self.inbox.start()
+        if self.catch_up_window and (self._catch_up is None or self._catch_up.done()):
+            self._catch_up = asyncio.create_task(self.read_missed())
+
+    async def read_missed(self) -> int:
+        """Messages of the catch-up window through the live path; how many were read."""
+        since = datetime.now(UTC) - self.catch_up_window
+        try:
+            channels = await catch_up.channels_to_read(self.client, self.db)
+            read = await catch_up.catch_up(self.client, channels, since, self.on_message)
+        except Exception:  # the live gateway keeps working without it
+            log.warning("discord: reading back missed messages failed", exc_info=True)
+            return 0
+        log.info("discord: read back %d message(s) from %d channel(s)", read, len(channels))
+        return read
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -485,10 +505,12 @@ class DiscordAdapter:
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
+            row = await escalation.get(self.db, parsed.target_id)
             reply = await self.responder.resolve_escalation(
                 escalation_id=parsed.target_id,
                 resolved_by=user_id,
                 read_thread=thread_reader(self.client),
+                thread_link=thread_link(interaction.guild_id, row),
             )
             await self.escalations.mark_notice_resolved(self.client, parsed.target_id)
             await self._mark_solved(parsed.target_id)

@@ -93,3 +93,11 @@ def resolved_notice(row: Escalation) -> str:
     asked = texts.escalation_notice(row.session_id, f"<@{row.requested_by}>", None)
     when = f"<t:{int(row.resolved_at.timestamp())}:f>" if row.resolved_at else ""
     return f"{asked}\n{texts.escalation_resolved_notice(f'<@{row.resolved_by}>', when)}"
+
+
+def thread_link(guild_id: int | None, row: Escalation | None) -> str | None:
+    """The hand-off conversation's link, for the learned draft (Discord jump links are built
+    from ids alone; direct messages live under @me)."""
+    if row is None:
+        return None
+    return f"https://discord.com/channels/{guild_id or '@me'}/{row.thread_id or row.channel_id}"

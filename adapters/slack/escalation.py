@@ -171,7 +171,10 @@ class SlackEscalations:
                 )
                 return Resolution(refused, on_notice)
         reply = await self.responder.resolve_escalation(
-            escalation_id=escalation_id, resolved_by=user, read_thread=thread_reader(client)
+            escalation_id=escalation_id,
+            resolved_by=user,
+            read_thread=thread_reader(client),
+            thread_link=await _permalink(client, row) if row is not None else None,
         )
         resolved = await escalation.get(self.db, escalation_id)
         if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:
@@ -261,3 +264,16 @@ async def _cosmetic(call: Any) -> None:
 
 def policy_for(settings: Settings) -> EscalationPolicy:
     return EscalationPolicy.from_settings(settings, Platform.SLACK)
+
+
+async def _permalink(client: AsyncWebClient, row: Escalation) -> str | None:
+    """The hand-off thread's permalink, for the learned draft; None when Slack cannot say."""
+    if not row.thread_id:
+        return None
+    try:
+        found = await client.chat_getPermalink(channel=row.channel_id, message_ts=row.thread_id)
+    except SlackApiError as exc:
+        log.info("no permalink for escalation %s: %s", row.id, exc.response.get("error"))
+        return None
+    link = found.get("permalink")
+    return str(link) if link else None

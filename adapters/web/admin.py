@@ -244,7 +244,7 @@ def _learned_section(drafts: list[Any], csrf: str) -> str:
             f'<button type="submit" id="{action}-{d.id}">{action.title()}</button></form> '
             for action in ("approve", "reject")
         )
-        link = f'<br><span class="muted">{escape(d.thread_link)}</span>' if d.thread_link else ""
+        link = _thread_link(d.thread_link)
         out.append(
             f"<tr><td>{d.id}</td><td>{escape(d.question)}</td>"
             f"<td>{escape(d.answer[:600])}{link}</td><td>{buttons}</td></tr>"
@@ -279,3 +279,12 @@ def _channels_section(rows: list[Any], csrf: str) -> str:
     out += [f'<input name="{n}" placeholder="{n.replace("_", " ")}"> ' for n in TEXT_FIELDS]
     out.append('<button type="submit" id="save-channel">Save</button></form></section>')
     return "".join(out)
+
+
+def _thread_link(url: str | None) -> str:
+    """The draft's thread, clickable only when it is a web link (the text is the platform's)."""
+    if not url:
+        return ""
+    if url.startswith("https://"):
+        return f'<br><a class="muted" href="{escape(url)}" rel="noreferrer">thread</a>'
+    return f'<br><span class="muted">{escape(url)}</span>'

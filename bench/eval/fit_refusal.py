@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ L2 = 0.1  # mild: ~230 rows, a few signals
 # (the previous rule's signal) 0.780, every subset adding "words", "pairs" or "rarest" 0.79-0.81.
 # With ~250 rows the extra, correlated signals fit noise (some get negative weights).
 CHOSEN_SIGNALS = ("plain", "window")
+# With the local embedder (--semantic, hybrid rows only), chosen by the same cross-set check over
+# every subset of up to three signals (--search prints it), skipping subsets whose fit gives a
+# signal a negative weight: window + heading 0.888 (window + pairs + heading 0.905 fits "pairs"
+# negative), semantic + semantic_window 0.882, the lexical model's plain + window 0.851.
+CHOSEN_SEMANTIC_SIGNALS = ("window", "heading")
 
 
 def dev_questions(name: str) -> list[EvalQuestion]:
@@ -67,7 +73,7 @@ async def rows_for(kb: Any, questions: list[EvalQuestion]) -> list[tuple[list[fl
         decision = result.tool_metadata["decision"]
         signals = decision.get("signals")
         hard = decision["reason"] in ("unknown name", "no passages", "nothing to match")
-        vector = [signals[n] for n in SIGNAL_NAMES] if signals else [0.0] * len(SIGNAL_NAMES)
+        vector = [signals[n] or 0.0 for n in SIGNAL_NAMES] if signals else [0.0] * len(SIGNAL_NAMES)
         rows.append((vector, q.answerable, "hard" if hard or not signals else "open"))
     return rows
 
@@ -114,15 +120,25 @@ async def main() -> None:
     parser.add_argument(
         "--fit-on", default="flask,etcd", help="the sets whose dev rows fit the model"
     )
+    parser.add_argument("--signals", help="the signals the model may use")
     parser.add_argument(
-        "--signals", default=",".join(CHOSEN_SIGNALS), help="the signals the model may use"
+        "--semantic",
+        action="store_true",
+        help="fit the model for knowledge bases with the local embedder (hybrid rows only)",
+    )
+    parser.add_argument(
+        "--search", action="store_true", help="print the cross-set check of every signal subset"
     )
     args = parser.parse_args()
     fit_on = set(args.fit_on.split(","))
-    keep = np.array([n in args.signals.split(",") for n in SIGNAL_NAMES])
-    configs: list[tuple[str, Any]] = [("bm25", None)]
+    chosen = CHOSEN_SEMANTIC_SIGNALS if args.semantic else CHOSEN_SIGNALS
+    signals = args.signals.split(",") if args.signals else list(chosen)
+    keep = np.array([n in signals for n in SIGNAL_NAMES])
+    configs: list[tuple[str, Any]] = [] if args.semantic else [("bm25", None)]
     if not args.no_local and local_embedder_available():
         configs.insert(0, ("hybrid", make_embedder("local")))
+    if not configs:
+        parser.error("--semantic needs the local embedder (the `local` extra)")
     vectors, labels, kinds, groups = [], [], [], []
     for name in ("flask", "etcd", "sample"):
         for config, embedder in configs:
@@ -136,7 +152,7 @@ async def main() -> None:
     open_rows = np.array([k == "open" for k in kinds])
     used = np.array([g.split("/")[0] in fit_on for g in groups])
 
-    def model(rows: np.ndarray) -> tuple[np.ndarray, float]:
+    def model(rows: np.ndarray, keep: np.ndarray = keep) -> tuple[np.ndarray, float]:
         """Weights (zero for signals left out) and threshold fitted on ``rows`` only."""
         beta = np.zeros(len(SIGNAL_NAMES) + 1)
         beta[np.r_[True, keep]] = fit(x[rows & open_rows][:, keep], y[rows & open_rows])
@@ -145,6 +161,26 @@ async def main() -> None:
 
     def answers(beta: np.ndarray, cut: float) -> np.ndarray:
         return open_rows & (1.0 / (1.0 + np.exp(-(beta[0] + x @ beta[1:]))) >= cut)
+
+    def cross_set(keep: np.ndarray) -> list[tuple[float, float, float]]:
+        """Fitted on one external dev half, scored on the other, both ways."""
+        scores = []
+        for train, test in (("flask", "etcd"), ("etcd", "flask")):
+            b, c = model(np.array([g.startswith(train + "/") for g in groups]), keep)
+            held = np.array([g.startswith(test + "/") for g in groups])
+            scores.append(balanced(answers(b, c)[held], y[held]))
+        return scores
+
+    if args.search:
+        print("cross-set check of every subset of up to three signals (mean balanced accuracy):")
+        ranked = []
+        for size in (1, 2, 3):
+            for subset in itertools.combinations(range(len(SIGNAL_NAMES)), size):
+                mask = np.isin(np.arange(len(SIGNAL_NAMES)), subset)
+                mean = float(np.mean([b for b, _, _ in cross_set(mask)]))
+                ranked.append((mean, [SIGNAL_NAMES[i] for i in subset]))
+        for mean, names in sorted(ranked, key=lambda r: -r[0])[:12]:
+            print(f"  {mean:.3f} {','.join(names)}")
 
     beta, cut = model(used)
     bal, acc, refused = balanced(answers(beta, cut), y)
@@ -156,19 +192,19 @@ async def main() -> None:
         b, a, r = balanced(answer[mask], y[mask])
         print(f"  {group:<14} accuracy {a:.3f} refused {r:.3f} balanced {b:.3f}")
     print("generalisation check on dev: fitted on one external set, scored on the other")
-    for train, test in (("flask", "etcd"), ("etcd", "flask")):
-        b, c = model(np.array([g.startswith(train + "/") for g in groups]))
-        held = np.array([g.startswith(test + "/") for g in groups])
-        tb, ta, tr = balanced(answers(b, c)[held], y[held])
+    for (train, test), (tb, ta, tr) in zip(
+        (("flask", "etcd"), ("etcd", "flask")), cross_set(keep), strict=True
+    ):
         print(f"  {train} -> {test}: accuracy {ta:.3f} refused {tr:.3f} balanced {tb:.3f}")
     print("single-signal baselines on dev (best threshold, same hard rules):")
     for i, name in enumerate(SIGNAL_NAMES):
         single, (b, a, r) = best_cut(x[:, i], y, open_rows)
         print(f"  {name:<9} >= {single:.3f}: balanced {b:.3f}, accuracy {a:.3f}, refused {r:.3f}")
+    prefix = "SEMANTIC_" if args.semantic else ""
     print("\n# paste into bot/grounding.py")
-    print(f"LOGISTIC_BIAS = {beta[0]:.3f}")
-    print(f"LOGISTIC_WEIGHTS = ({', '.join(f'{b:.3f}' for b in beta[1:])})")
-    print(f"ANSWER_PROBABILITY = {cut:.3f}")
+    print(f"{prefix}LOGISTIC_BIAS = {beta[0]:.3f}")
+    print(f"{prefix}LOGISTIC_WEIGHTS = ({', '.join(f'{b:.3f}' for b in beta[1:])})")
+    print(f"{prefix}ANSWER_PROBABILITY = {cut:.3f}")
 
 
 if __name__ == "__main__":

@@ -202,8 +202,8 @@ class FakeDiscordAPI:
             ("GET", r(r"/channels/(?P<c>\d+)/messages"), self._history),
             ("POST", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/threads"), self._thread),
             ("POST", r(r"/channels/(?P<c>\d+)/typing"), self._typing),
-            ("GET", r(r"/channels/(?P<c>\d+)/messages"), self._history),
             ("PATCH", r(r"/channels/(?P<c>\d+)"), self._edit_channel),
+            ("GET", r(r"/channels/(?P<c>\d+)"), self._get_channel),
             (
                 "PUT",
                 r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/reactions/(?P<e>[^/]+)/@me"),
@@ -287,13 +287,6 @@ class FakeDiscordAPI:
         _apply_edit(message, body or {})
         return 200, message
 
-    async def _history(self, request: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
-        """The bot's messages in a channel after ``after``, newest first (like Discord)."""
-        after = int(request.query.get("after") or 0)
-        limit = int(request.query.get("limit") or 50)
-        found = [message for message in self.channel_messages(m["c"]) if int(message["id"]) > after]
-        return 200, sorted(found, key=lambda message: -int(message["id"]))[:limit]
-
     async def _delete_message(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
         message = self.messages.get(m["m"])
         if message is None or message["channel_id"] != m["c"]:
@@ -317,12 +310,24 @@ class FakeDiscordAPI:
         return 201, thread
 
     async def _history(self, req: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
-        """A channel's messages, newest first (people's and the bot's), like Discord."""
+        """A channel's messages (people's and the bot's), newest first, like Discord: the
+        newest ``limit``, or with ``after`` the ``limit`` oldest after that id."""
+        after = int(req.query.get("after") or 0)
+        limit = int(req.query.get("limit", "50"))
         found = [
-            x for x in [*self.user_messages, *self.messages.values()] if x["channel_id"] == m["c"]
+            x
+            for x in [*self.user_messages, *self.messages.values()]
+            if x["channel_id"] == m["c"] and int(x["id"]) > after
         ]
-        found.sort(key=lambda x: int(x["id"]), reverse=True)
-        return 200, found[: int(req.query.get("limit", "50"))]
+        found.sort(key=lambda x: int(x["id"]), reverse=not after)
+        return 200, sorted(found[:limit], key=lambda x: -int(x["id"]))
+
+    async def _get_channel(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        """A thread the fake knows (text channels come with the guild through the gateway)."""
+        thread = self.threads.get(m["c"])
+        if thread is None:
+            return 404, {"message": "Unknown Channel", "code": 10003}
+        return 200, thread
 
     async def _edit_channel(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         """Edits of a thread (forum tags, archiving); unknown channels are 404."""

@@ -245,10 +245,13 @@ class FakeSlackAPI:
         return self.identities.get(token or "", self.default_identity)
 
     # ---- methods ---------------------------------------------------------------------------
+    def _workspace_url(self, _token: str | None) -> str:
+        return "https://test.slack.com/"
+
     def _m_auth_test(self, _params: dict[str, Any], token: str | None) -> dict[str, Any]:
         ident = self._identity(token)
         return {
-            "url": "https://test.slack.com/",
+            "url": self._workspace_url(token),
             "team": ident.team,
             "team_id": ident.team_id,
             "user": "supportbot",
@@ -268,6 +271,13 @@ class FakeSlackAPI:
         )
         self.messages[(message.channel, message.ts)] = message
         return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _m_chat_getPermalink(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, ts = params["channel"], params["message_ts"]
+        return {
+            "channel": channel,
+            "permalink": f"{self._workspace_url(token)}archives/{channel}/p{ts.replace('.', '')}",
+        }
 
     def _m_chat_update(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages.get((params["channel"], params["ts"]))

@@ -1,0 +1,70 @@
+"""Messages posted while the bot was not connected: read back from channel history and answered.
+
+Discord does not replay gateway events to a new session: a question posted while the process was
+down (a deploy, a crash, SIGKILL) or while a reconnect could not resume never arrives. On every
+READY the adapter reads the recent history of the channels people talk to it in and hands each
+message to the same path as a live one. The inbox's claim makes anything already taken (by this
+process, a replica, or the process that died) a no-op, so nothing is answered twice.
+
+Channels read, at most MAX_CHANNELS: the conversations of the last day (threads included), most
+recent first, then the other text channels the bot can see. Older messages than the window
+(``SUPPORTBOT_DISCORD_CATCH_UP_MINUTES``) are left alone: an answer an hour late is noise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import discord
+
+from storage import activity
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNELS = 50  # REST calls per READY; Discord allows ~50 requests/s per bot
+PER_CHANNEL = 100  # one history page
+RECENT_CONVERSATIONS = timedelta(days=1)
+
+Handle = Callable[[discord.Message], Awaitable[None]]
+
+
+async def channels_to_read(client: discord.Client, db: Database) -> list[int]:
+    """Recent conversations' channels and threads first, then every visible text channel."""
+    since = datetime.now(UTC) - RECENT_CONVERSATIONS
+    sessions = await activity.recent_sessions(
+        db, platform="discord", since=since, limit=MAX_CHANNELS
+    )
+    ids: list[int] = []
+    for session_id in sessions:  # discord:GUILD:CHANNEL[:THREAD]
+        for part in reversed(session_id.split(":")[2:]):
+            if part.isdigit() and int(part) not in ids:
+                ids.append(int(part))
+    for channel in client.get_all_channels():
+        if isinstance(channel, discord.TextChannel) and channel.id not in ids:
+            ids.append(channel.id)
+    return ids[:MAX_CHANNELS]
+
+
+async def catch_up(
+    client: discord.Client, channel_ids: list[int], since: datetime, handle: Handle
+) -> int:
+    """Hand every message after ``since`` in those channels to ``handle``; how many were read."""
+    after = discord.Object(discord.utils.time_snowflake(since))
+    read = 0
+    for channel_id in channel_ids:
+        try:
+            channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                continue
+            async for message in channel.history(limit=PER_CHANNEL, after=after):
+                read += 1
+                try:
+                    await handle(message)
+                except Exception:  # one bad message must not stop the others
+                    log.exception("discord: catch-up could not handle message %s", message.id)
+        except discord.HTTPException as exc:  # gone, or no permission to read history
+            log.info("discord: catch-up skipped channel %s (%s)", channel_id, exc.status)
+    return read

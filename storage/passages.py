@@ -1,0 +1,68 @@
+"""Passages as sentences and short windows: what answer checks compare a question with.
+
+Shared by the knowledge base, which embeds each passage's windows once at ingest (so a question
+is compared with them at the cost of one small read), and by the answerer's checks
+(bot.grounding, bot.semantic), which must split a passage exactly as the ingest did.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
+LIST_ITEM = re.compile(r"^\d+[.)]\s")
+WINDOW_SENTENCES = 2  # about as long as an answer
+MAX_WINDOWS = 8  # per passage; passages are <= ~800 characters, so this rarely binds
+HEADING_JOIN = " › "
+# Windows are embedded at ingest only for the local model: the answerer's semantic check is
+# fitted on its similarity scale (bot.semantic), and with a paid embedding API they would double
+# the cost of every ingest.
+WINDOW_EMBEDDER_PREFIX = "local:"
+
+
+def sentences_of(text: str) -> list[str]:
+    """Sentences of a Markdown-ish passage: wrapped lines rejoined, list items and table rows
+    kept apart, code fences dropped."""
+    units: list[str] = []
+    current: list[str] = []
+    in_code = False
+
+    def flush() -> None:
+        if current:
+            units.append(" ".join(current))
+            current.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("```"):
+            flush()
+            in_code = not in_code
+            continue
+        if in_code:
+            continue
+        if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
+            flush()
+            if line and not set(line) <= set("|-: "):  # table separators carry nothing
+                units.append(line.strip("#>*-| ").replace(" | ", ", "))
+            continue
+        current.append(line)
+    flush()
+    sentences = []
+    for unit in units:
+        sentences += [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
+    return sentences
+
+
+def window_texts(text: str) -> list[str]:
+    """The text's overlapping windows of WINDOW_SENTENCES sentences (at most MAX_WINDOWS)."""
+    sentences = sentences_of(text) or [" ".join(text.split())]
+    count = max(1, len(sentences) - WINDOW_SENTENCES + 1)
+    return [" ".join(sentences[i : i + WINDOW_SENTENCES]) for i in range(count)][:MAX_WINDOWS]
+
+
+def windows_of(passage: Any) -> list[str]:
+    """The passage (anything with ``title``, ``heading`` and ``text``) as its windows, each
+    under its title and heading, which often carry what the sentences leave implicit."""
+    context = HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
+    return [f"{context}: {w}" if context else w for w in window_texts(passage.text)]

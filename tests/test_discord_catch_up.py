@@ -1,0 +1,68 @@
+"""Messages posted while no bot process was connected (Discord does not replay them to a new
+session) are read back from channel history on READY and answered, each exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.runtime import Runtime, build_runtime
+from storage.db import Database
+from tests import discord_fixtures
+from tests.discord_fixtures import make_settings, start_bot
+from tests.fakes.discord_world import DiscordWorld, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+world = discord_fixtures.world
+kb_uri = discord_fixtures.kb_uri
+runtime = discord_fixtures.runtime
+
+
+def answers_about(world: DiscordWorld, words: str) -> int:
+    """The bot's finished messages (any channel or thread) that contain ``words``."""
+    return sum(
+        words in m["content"].lower() and not m["content"].endswith("▌")
+        for m in world.api.messages.values()
+    )
+
+
+async def test_a_question_posted_while_the_bot_was_down_is_answered_once(
+    world: DiscordWorld, runtime: Runtime, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    first = await start_bot(world, runtime)
+    await world.say("How do I reset my password?", mention=True)
+    await wait_until(lambda: answers_about(world, "reset your password"), what="first answer")
+    await first.stop()
+
+    # Nobody is connected: the gateway keeps these for the old session, never for a new one.
+    await world.say("Where can I download past invoices?", mention=True)
+    await world.say("lunch anyone?")
+
+    settings = make_settings(world, sqlite_url, kb_uri)
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await wait_until(lambda: answers_about(world, "billing page"), what="the missed question")
+        # Another READY (a reconnect that could not resume) reads the same window again.
+        assert await second.adapter.read_missed() >= 3
+        await asyncio.sleep(0.5)
+        assert answers_about(world, "billing page") == 1
+        assert answers_about(world, "reset your password") == 1
+        assert not any("lunch" in m["content"] for m in world.api.messages.values())
+    finally:
+        await second.stop()
+
+
+async def test_catch_up_can_be_switched_off(
+    world: DiscordWorld, runtime: Runtime, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    await (await start_bot(world, runtime)).stop()
+    await world.say("Where can I download past invoices?", mention=True)
+    settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
+    bot = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await asyncio.sleep(0.5)
+        assert answers_about(world, "billing page") == 0
+    finally:
+        await bot.stop()

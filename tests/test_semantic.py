@@ -1,0 +1,140 @@
+"""The semantic answer check: passage windows embedded at ingest, read back with each hit, and
+the learned rule that uses their similarity to the question (bot.semantic, bot.grounding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.agent import OfflineAgent, final_result
+from bot.grounding import ANSWER_PROBABILITY, SEMANTIC_ANSWER_PROBABILITY
+from bot.messages import ReplyKind
+from bot.semantic import PassageMatcher
+from storage.embeddings import LocalEmbedder, local_embedder_available
+from storage.knowledge import KnowledgeBase
+from storage.passages import window_texts, windows_of
+
+pytestmark = pytest.mark.skipif(not local_embedder_available(), reason="no 'local' extra")
+
+DOCS = {
+    "jobs.md": """# Background jobs
+
+## Queueing work
+
+Long-running work such as sending reports or resizing images should not run inside a web
+request. Put it on the queue with `jobs.enqueue(task, *args)`: the request returns at once and
+a worker process runs the task later. Workers are started with `acme worker --concurrency 4`.
+
+## Retries
+
+A task that raises is retried three times, one minute apart. After the last attempt it is moved
+to the dead-letter queue, which `acme jobs dead` lists.
+""",
+    "deploy.md": """# Deploying
+
+## Containers
+
+The official image is `acme/server`. Mount the configuration file at `/etc/acme.toml` and
+expose port 8080. Health checks call `/healthz`, which answers 200 once the database is
+reachable.
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalEmbedder:
+    return LocalEmbedder()
+
+
+class CountingEmbedder(LocalEmbedder):
+    """The real model, counting what it is asked to embed."""
+
+    texts = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return super().embed(texts)
+
+
+def write_docs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in DOCS.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_ingest_embeds_each_passage_windows_once(tmp_path: Path, embedder: LocalEmbedder) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    kb.ingest([write_docs(tmp_path / "docs")])
+    hits = kb.search("how do I run slow work outside the request?", k=3)
+    assert hits and all(h.window_vectors is not None for h in hits)
+    for hit in hits:
+        expected = embedder.embed(windows_of(hit))
+        assert hit.window_vectors.shape == expected.shape
+        assert np.min(np.sum(hit.window_vectors * expected, axis=1)) > 1 - 1e-4
+
+
+def test_a_table_built_without_windows_still_works_and_is_rebuilt(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    docs = write_docs(tmp_path / "docs")
+    old = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    old.embeds_windows = False  # as a version before windows wrote it
+    old.ingest([docs])
+    question = "how do I run slow work outside the request?"
+
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    before = kb.search(question, k=3)
+    assert before and all(h.window_vectors is None for h in before)
+    counting = CountingEmbedder()
+    matcher = PassageMatcher(counting)
+    computed = matcher.similarity(question, before)  # embedded on first use, then cached
+    assert counting.texts > 1
+    counting.texts = 0
+    assert abs(matcher.similarity(question, before) - computed) < 1e-5
+    assert counting.texts == 1  # only the question
+
+    report = kb.ingest([docs])
+    assert any("rebuilt" in w for w in report.warnings)
+    after = kb.search(question, k=3)
+    assert all(h.window_vectors is not None for h in after)
+    assert abs(PassageMatcher(embedder).similarity(question, after) - computed) < 1e-4
+
+
+async def test_the_semantic_rule_decides_when_the_local_embedder_is_there(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    kb.ingest([write_docs(tmp_path / "docs")])
+    agent = OfflineAgent(kb)
+
+    answered = await final_result(agent, "Which port does the container expose?")
+    decision = answered.tool_metadata["decision"]
+    assert answered.kind is ReplyKind.ANSWER
+    assert decision["signals"]["semantic"] > 0.5
+    assert decision["probability"] >= SEMANTIC_ANSWER_PROBABILITY
+    assert answered.sources[0].url_or_path == "deploy.md"
+    # The quote is the passage's window closest to the question in meaning.
+    [chosen] = decision["chosen"]
+    [hit] = [h for h in kb.search("container port", k=5) if h.chunk_id == chosen]
+    assert window_texts(hit.text)[decision["windows"][chosen]] in answered.text
+
+    # On topic (jobs, workers), but the docs never say: refused.
+    refused = await final_result(agent, "Can a worker run tasks written in Ruby?")
+    assert refused.kind is ReplyKind.NO_ANSWER
+
+    # Without the signal the lexical model decides (and records no similarity).
+    question = "Which port does the container expose?"
+    lexical = await final_result(OfflineAgent(kb, semantic=False), question)
+    assert lexical.tool_metadata["decision"]["signals"]["semantic"] is None
+    assert ANSWER_PROBABILITY != SEMANTIC_ANSWER_PROBABILITY  # two fitted models, two bars
+
+
+async def test_a_bm25_knowledge_base_never_embeds(tmp_path: Path) -> None:
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    kb.ingest([write_docs(tmp_path / "docs")])
+    assert PassageMatcher.for_knowledge(kb) is None
+    result = await final_result(OfflineAgent(kb), "How many times is a failing task retried?")
+    assert result.tool_metadata["decision"]["signals"]["semantic"] is None
