@@ -38,6 +38,7 @@ started, cpu_started = time.perf_counter(), time.process_time()
 if kind == "onnx":
     from storage.embeddings import LocalEmbedder
     model = LocalEmbedder()
+    model.load()
     embed = model.embed
 else:
     import torch

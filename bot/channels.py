@@ -20,6 +20,9 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 5.0
+# Every Discord thread is a channel: past this many cached channels the expired ones go, or a
+# long-running bot would keep one policy per conversation it ever had.
+CACHE_PRUNE_AT = 1024
 FORUM_TAG_ROLES = ("answered", "needs_human", "solved")
 MAX_PREFIX_CHARS = 255
 
@@ -109,9 +112,12 @@ class ChannelSettings:
     """Reads channel policies with a per-channel TTL cache. A failed read means the defaults
     (and a logged warning): a settings outage must not stop the bot from answering."""
 
-    def __init__(self, db: Database, *, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self, db: Database, *, ttl: float = DEFAULT_TTL_SECONDS, prune_at: int = CACHE_PRUNE_AT
+    ) -> None:
         self.db = db
         self.ttl = ttl
+        self.prune_at = prune_at
         self._cache: dict[tuple[str, str, str], tuple[float, ChannelPolicy]] = {}
 
     async def policy(
@@ -134,8 +140,14 @@ class ChannelSettings:
                 "reading channel settings for %s failed; using defaults", key[2], exc_info=True
             )
             policy = cached[1] if cached is not None else ChannelPolicy()
+        if len(self._cache) >= self.prune_at:
+            self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl}
         self._cache[key] = (now, policy)
         return policy
+
+    def cached(self) -> int:
+        """How many channels' policies are held (tests, diagnostics)."""
+        return len(self._cache)
 
     def invalidate(self) -> None:
         """Forget cached policies (this process changed a setting itself)."""

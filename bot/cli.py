@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from bot import logredact
+from bot import logredact, startup
 from bot.errors import SupportbotError
 
 app = typer.Typer(
@@ -51,6 +51,7 @@ def _register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every SupportbotError becomes one line on stderr and exit code 1."""
+    startup.starting()
     _register_commands()
     try:
         app(args=argv, standalone_mode=False)
@@ -70,3 +71,5 @@ def main(argv: list[str] | None = None) -> None:
             show()
             raise SystemExit(exit_code) from None
         raise
+    finally:
+        startup.started()  # a command that never built a runtime (or a test calling main)

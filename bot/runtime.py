@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import inspect
 
-from bot import offload, texts
+from bot import malloc, offload, startup, texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.config import Settings
 from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
@@ -19,7 +19,7 @@ from bot.looplag import LoopLagMonitor
 from bot.memory import MemoryPolicy
 from bot.responder import Responder
 from storage.db import Database
-from storage.embeddings import make_embedder
+from storage.embeddings import make_embedder, preload
 from storage.knowledge import KnowledgeBase, KnowledgeError
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,13 @@ class Runtime:
     responder: Responder
     agent: Agent | None = None
     loop_lag: LoopLagMonitor | None = None
+    trimmer: malloc.Trimmer | None = None
 
     async def aclose(self) -> None:
         if self.loop_lag is not None:
             await self.loop_lag.stop()
+        if self.trimmer is not None:
+            await self.trimmer.stop()
         close = getattr(self.agent, "aclose", None)
         if close is not None:
             try:
@@ -63,8 +66,14 @@ def make_agent(settings: Settings, knowledge: KnowledgeBase) -> Agent:
     return OfflineAgent(knowledge)
 
 
-async def build_runtime(settings: Settings, *, db: Database | None = None) -> Runtime:
-    """Open the database engine (schema comes from migrations) and the knowledge base."""
+async def build_runtime(
+    settings: Settings, *, db: Database | None = None, load_model: bool = True
+) -> Runtime:
+    """Open the database engine (schema comes from migrations) and the knowledge base.
+
+    ``load_model``: load a local embedding model now, in a thread while lancedb is imported
+    (on two cores, ~0.1 s off start-up); False leaves it to the first question that needs it
+    (a `serve` front whose workers answer never does)."""
     database = db or Database(settings.database_url)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     offload.limit_native_threads()  # before a local embedder imports torch (bot/offload.py)
@@ -76,7 +85,10 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
             openai_base_url=settings.openai_base_url,
             openai_model=settings.openai_embedding_model,
         )
-        knowledge = await asyncio.to_thread(KnowledgeBase.open, settings.kb_uri, embedder)
+        knowledge, _ = await asyncio.gather(
+            asyncio.to_thread(KnowledgeBase.open, settings.kb_uri, embedder),
+            asyncio.to_thread(preload, embedder if load_model else None),
+        )
     except BaseException as exc:
         if db is None:
             await database.dispose()
@@ -95,6 +107,11 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
     # Every process that builds a runtime watches its event loop (bot/looplag.py).
     loop_lag = LoopLagMonitor(sample_log=settings.loop_lag_log)
     loop_lag.start()
+    trimmer = None
+    if malloc.long_running():  # returns freed memory after start-up and after each burst
+        trimmer = malloc.Trimmer()
+        trimmer.start()
+    startup.started()
     return Runtime(
         settings=settings,
         db=database,
@@ -102,6 +119,7 @@ async def build_runtime(settings: Settings, *, db: Database | None = None) -> Ru
         responder=responder,
         agent=agent,
         loop_lag=loop_lag,
+        trimmer=trimmer,
     )
 
 

@@ -54,18 +54,24 @@ class LocalEmbedder:
 
     def __init__(self, batch_size: int = LOCAL_BATCH_SIZE) -> None:
         self.batch_size = batch_size
-        self._session, self._tokenizer = _load_local_model()
+
+    def load(self) -> None:
+        """Load the model now; otherwise the first ``embed`` does. Start-up loads it in a thread
+        while lancedb is imported; a process that never embeds (a `serve` front with workers,
+        `kb stats`, an ingest with nothing changed) never pays its time and memory."""
+        _load_local_model()
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        session, tokenizer = _local_model or _load_local_model()
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         # Batches of similar length pad less (what sentence-transformers does too).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             chosen = order[start : start + self.batch_size]
-            encodings = self._tokenizer.encode_batch([texts[i] for i in chosen])
+            encodings = tokenizer.encode_batch([texts[i] for i in chosen])
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            (vectors,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            (vectors,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
             out[chosen] = vectors
         return out
 
@@ -188,6 +194,12 @@ def _vector(embedding: str | list[float]) -> np.ndarray:
     if isinstance(embedding, str):
         return np.frombuffer(base64.b64decode(embedding), dtype="<f4")
     return np.asarray(embedding, dtype=np.float32)
+
+
+def preload(embedder: Embedder | None) -> None:
+    """Load a local model now (start-up runs this beside opening the knowledge base)."""
+    if isinstance(embedder, LocalEmbedder):
+        embedder.load()
 
 
 def make_embedder(

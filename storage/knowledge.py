@@ -36,6 +36,7 @@ from storage.documents import (
     redact_document,
 )
 from storage.embeddings import Embedder
+from storage.lazyimport import defer_reexports
 from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
@@ -63,6 +64,9 @@ ANN_INDEXES = ("IVF_SQ", "IVF_PQ")
 DEFAULT_ANN_INDEX = "IVF_SQ"
 EMBED_BATCH = 256
 WRITE_BATCH = 16_384
+# Packages lancedb imports that only re-export a REST namespace client we never use: their
+# names load on first use instead of at `import lancedb` (storage/lazyimport.py explains).
+UNUSED_REEXPORTS = ("lance_namespace_urllib3_client",)
 RESULT_COLUMNS = ["chunk_id", "source", "title", "heading", "text"]
 CANDIDATE_COLUMNS = ["chunk_id", "source"]
 
@@ -148,6 +152,7 @@ class KnowledgeBase:
         embed_batch: int = EMBED_BATCH,
         write_batch: int = WRITE_BATCH,
     ) -> None:
+        defer_reexports(UNUSED_REEXPORTS)
         import lancedb
 
         self.uri = uri

@@ -109,6 +109,17 @@ async def test_repository_upsert_keeps_other_columns(db: Database) -> None:
     assert await channel_settings.list_settings(db) == []
 
 
+async def test_the_policy_cache_forgets_expired_channels(db: Database) -> None:
+    """Every Discord thread is a channel: a long-running bot must not keep them all."""
+    settings = ChannelSettings(db, ttl=0.3, prune_at=20)
+    for i in range(25):
+        await settings.policy(post("q", channel=f"C{i}").conversation)
+    assert settings.cached() == 25  # all still fresh: nothing to forget
+    await asyncio.sleep(0.35)
+    await settings.policy(post("q", channel="C99").conversation)
+    assert settings.cached() == 1  # the expired ones went
+
+
 async def test_cli_changes_take_effect_without_restart(any_db_url: str, tmp_path: Path) -> None:
     """A running Responder follows `supportbot channels set` from another process."""
     await migrate.upgrade(any_db_url)

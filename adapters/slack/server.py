@@ -124,7 +124,8 @@ async def serve(settings: Settings, *, workers: int = 0) -> None:
     """Run until SIGTERM/SIGINT; in-flight answers get a few seconds, then are handed back to
     the ledger (another process finishes them). With ``workers`` > 0 this process only acks and
     queues, and that many supervised ``supportbot run slack --worker`` processes answer."""
-    runtime = await build_runtime(settings)
+    # With workers this process only acks: a local model would be memory it never uses.
+    runtime = await build_runtime(settings, load_model=not workers)
     pool = WorkerPool(WORKER_COMMAND, workers, grace=SHUTDOWN_GRACE_SECONDS) if workers else None
     try:
         await ensure_schema(runtime.db)

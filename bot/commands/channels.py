@@ -2,6 +2,8 @@
 
 A channel is ``PLATFORM:WORKSPACE:CHANNEL`` (``slack:T0123:C0456``, ``discord:GUILD:CHANNEL``);
 running processes pick a change up within a few seconds (bot.channels' cache), no restart.
+The database and policy modules are imported inside the commands: registering this group must
+not load SQLAlchemy for `supportbot --help`.
 """
 
 from __future__ import annotations
@@ -9,16 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from bot.channels import ChannelPolicy, validate
-from bot.config import load_settings
+from bot.commands import load_settings
 from bot.errors import ConfigError, DatabaseError
 from bot.messages import Platform
-from storage import channel_settings
-from storage.db import Database
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 T = TypeVar("T")
 
@@ -45,6 +47,8 @@ def parse_channel(text: str) -> tuple[str, str, str]:
 
 
 def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
+    from storage.db import Database
+
     async def run() -> T:
         db = Database(load_settings().database_url)
         try:
@@ -66,6 +70,8 @@ def with_database(work: Callable[[Database], Awaitable[T]]) -> T:
 
 
 def row_json(row: Any) -> dict[str, Any]:
+    from bot.channels import ChannelPolicy
+
     return {
         "channel": f"{row.platform}:{row.workspace_id}:{row.channel_id}",
         **ChannelPolicy.from_row(row).as_dict(),
@@ -133,6 +139,9 @@ def set_channel(
         values["forum_tags"] = tags
     if not values:
         raise ConfigError("nothing to set: give at least one option (see --help)")
+    from bot.channels import validate
+    from storage import channel_settings
+
     try:
         checked = validate(values)
     except ValueError as exc:
@@ -165,6 +174,8 @@ def show_channel(
 ) -> None:
     """The settings in force for one channel (the defaults when none were set)."""
     platform, workspace, channel_id = parse_channel(channel)
+    from bot.channels import ChannelPolicy
+    from storage import channel_settings
 
     async def work(db: Database) -> dict[str, Any]:
         row = await channel_settings.get_setting(
@@ -187,6 +198,7 @@ def list_channels(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every channel with settings."""
+    from storage import channel_settings
 
     async def work(db: Database) -> list[dict[str, Any]]:
         return [row_json(r) for r in await channel_settings.list_settings(db, platform=platform)]
@@ -218,6 +230,7 @@ def clear_channel(
 ) -> None:
     """Remove a channel's settings (back to the defaults)."""
     platform, workspace, channel_id = parse_channel(channel)
+    from storage import channel_settings
 
     async def work(db: Database) -> bool:
         return await channel_settings.delete_setting(

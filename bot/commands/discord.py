@@ -31,7 +31,10 @@ def run_discord(
     ] = None,
 ) -> None:
     """Run the Discord bot (gateway): mentions, DMs, threads, forum posts, slash commands."""
+    from bot import malloc
     from bot.cli import configure_logging
+
+    malloc.tune_for_long_run()  # before any thread or pyarrow exists
 
     settings = load_settings()
     configure_logging(settings.log_level)

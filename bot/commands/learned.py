@@ -7,14 +7,15 @@ import asyncio
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot.config import load_settings
+from bot.commands import load_settings
 from bot.errors import ConfigError, DatabaseError, SupportbotError
-from storage import learned
-from storage.db import Database
+
+if TYPE_CHECKING:  # imported by the commands: `supportbot --help` loads no SQLAlchemy
+    from storage.db import Database
 
 learned_app = typer.Typer(
     help="Answers learned from resolved hand-offs, waiting for review.", no_args_is_help=True
@@ -44,6 +45,7 @@ def draft_json(row: Any) -> dict[str, Any]:
 
 async def _with_db(work: Any) -> Any:
     from bot.learning import ReviewError
+    from storage.db import Database
 
     db = Database(load_settings().database_url)
     try:
@@ -69,6 +71,7 @@ def list_learned(
     """Drafts waiting for review (or the reviewed ones)."""
     if status not in STATUSES:
         raise ConfigError(f"--status must be one of {', '.join(STATUSES)}")
+    from storage import learned
 
     async def work(db: Database) -> list[dict[str, Any]]:
         rows = await learned.list_answers(db, status=None if status == "all" else status)

@@ -10,9 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.config import load_settings
+from bot.commands import load_settings
 from bot.errors import ConfigError, DatabaseError, SupportbotError
-from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,7 @@ def knowledge_for_report() -> tuple[list[str] | None, Any]:
 
 async def gather(since: str | None) -> dict[str, Any]:
     from bot.report import build_report, parse_since
+    from storage.db import Database
 
     try:
         window = parse_since(since)

@@ -43,7 +43,10 @@ def _require_slack(settings: Settings, *, socket_mode: bool) -> None:
 
 
 def _start(*, socket_mode: bool = False, worker: bool = False, workers: str = "0") -> None:
+    from bot import malloc
     from bot.cli import configure_logging
+
+    malloc.tune_for_long_run()  # before any thread or pyarrow exists
 
     settings = load_settings()
     configure_logging(settings.log_level)

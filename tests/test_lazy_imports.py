@@ -1,0 +1,142 @@
+"""Start-up work deferred until used (storage/lazyimport.py, bot/startup.py, the local model):
+what lancedb re-exports but we never use stays unimported, and search, ingest and the deferred
+names still work."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bot import startup
+from storage.lazyimport import reexport_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, tmp_path: Path) -> str:
+    """A fresh interpreter: what a real process imports, not what this test session did."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+        timeout=120,
+    )
+    return out.stdout.strip()
+
+
+def test_ingest_and_search_work_without_importing_the_namespace_client(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keys.md").write_text(
+        "# Keys\n\n## Rotate a key\n\nChoose Settings, Keys, Rotate. The old key stays valid "
+        "for 24 hours.\n",
+        encoding="utf-8",
+    )
+    out = run_python(
+        f"""
+        import sys
+        from storage.knowledge import KnowledgeBase
+        kb = KnowledgeBase.open({str(tmp_path / "kb")!r}, None)
+        kb.ingest([{str(docs)!r}])
+        hits = kb.search("how do I rotate a key")
+        unused = sorted(m for m in sys.modules if m.startswith(
+            ("lance_namespace_urllib3_client.api", "lance_namespace_urllib3_client.api_client")))
+        print(hits[0].heading, len(unused))
+        # The deferred names are still there, imported on first use.
+        import lance_namespace_urllib3_client as client
+        print(client.TableApi.__name__, client.__version__ != "", "TableApi" in dir(client))
+        from lance_namespace_urllib3_client import ApiClient
+        print(ApiClient.__name__)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["Rotate a key 0", "TableApi True True", "ApiClient"]
+
+
+def test_only_a_pure_reexport_init_is_deferred() -> None:
+    names, constants = reexport_table(
+        '"""Doc."""\n__version__ = "1.2"\nfrom pkg.a import A\nfrom .b import B as C\n', "pkg"
+    )
+    assert names == {"A": ("pkg.a", "A"), "C": ("pkg.b", "B")}
+    assert constants == {"__version__": "1.2"}
+    for code in (
+        "import os\n",
+        "from pkg.a import *\n",
+        "X = compute()\n",
+        "def f():\n    pass\n",
+        "if True:\n    from pkg.a import A\n",
+    ):
+        with pytest.raises(ValueError):
+            reexport_table(code, "pkg")
+
+
+def test_a_package_that_does_more_is_imported_as_usual(tmp_path: Path) -> None:
+    package = tmp_path / "pkgdemo"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from pkgdemo.part import VALUE\nSIDE_EFFECT = len('abc')\n", encoding="utf-8"
+    )
+    (package / "part.py").write_text("VALUE = 42\n", encoding="utf-8")
+    (tmp_path / "reexport").mkdir()
+    (tmp_path / "reexport" / "__init__.py").write_text(
+        "from reexport.part import VALUE\n", encoding="utf-8"
+    )
+    (tmp_path / "reexport" / "part.py").write_text("VALUE = 7\n", encoding="utf-8")
+    out = run_python(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from storage.lazyimport import defer_reexports
+        defer_reexports(["pkgdemo", "reexport"])
+        import pkgdemo, reexport
+        print(pkgdemo.SIDE_EFFECT, "pkgdemo.part" in sys.modules)
+        print("reexport.part" in sys.modules, reexport.VALUE, "reexport.part" in sys.modules)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["3 True", "False 7 True"]
+
+
+def test_startup_thresholds_are_restored() -> None:
+    before = gc.get_threshold()
+    startup.starting()
+    assert gc.get_threshold() == startup.STARTUP_THRESHOLDS
+    startup.started()
+    assert gc.get_threshold() == before
+    startup.started()  # twice is harmless
+    assert gc.get_threshold() == before
+
+
+def test_a_command_restores_the_collector(tmp_path: Path) -> None:
+    from bot.cli import main
+
+    before = gc.get_threshold()
+    with contextlib.suppress(SystemExit):
+        main(["--help"])
+    assert gc.get_threshold() == before
+
+
+def test_help_loads_no_database_knowledge_base_or_platform_library(tmp_path: Path) -> None:
+    out = run_python(
+        """
+        import sys
+        from bot.cli import main
+        try:
+            main(["--help"])
+        except SystemExit:
+            pass
+        heavy = ("sqlalchemy", "pydantic_settings", "lancedb", "discord", "slack_bolt", "openai")
+        print(sorted(m for m in heavy if m in sys.modules))
+        """,
+        tmp_path,
+    )
+    assert out.splitlines()[-1] == "[]"
