@@ -66,3 +66,18 @@ async def test_catch_up_can_be_switched_off(
         assert answers_about(world, "billing page") == 0
     finally:
         await bot.stop()
+
+
+async def test_a_forum_post_created_while_the_bot_was_down_is_answered(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = make_settings(world, sqlite_url, kb_uri, discord_forum_channels=world.forum_id)
+    await (await start_bot(world, await build_runtime(settings, db=sqlite_db))).stop()
+    thread_id, _ = await world.forum_post("How do I reset my password?")
+
+    bot = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        [answer] = await world.bot_messages(thread_id)
+        assert "reset your password" in answer["content"].lower()
+    finally:
+        await bot.stop()

@@ -207,7 +207,7 @@ class DiscordAdapter:
         """Messages of the catch-up window through the live path; how many were read."""
         since = datetime.now(UTC) - self.catch_up_window
         try:
-            channels = await catch_up.channels_to_read(self.client, self.db)
+            channels = await catch_up.channels_to_read(self.client, self.db, since)
             read = await catch_up.catch_up(self.client, channels, since, self.on_message)
         except Exception:  # the live gateway keeps working without it
             log.warning("discord: reading back missed messages failed", exc_info=True)

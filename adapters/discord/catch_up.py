@@ -7,8 +7,9 @@ message to the same path as a live one. The inbox's claim makes anything already
 process, a replica, or the process that died) a no-op, so nothing is answered twice.
 
 Channels read, at most MAX_CHANNELS: the conversations of the last day (threads included), most
-recent first, then the other text channels the bot can see. Older messages than the window
-(``SUPPORTBOT_DISCORD_CATCH_UP_MINUTES``) are left alone: an answer an hour late is noise.
+recent first, then forum posts created within the window (each a thread), then the other text
+channels the bot can see. Older messages than the window (``SUPPORTBOT_DISCORD_CATCH_UP_MINUTES``)
+are left alone: an answer an hour late is noise.
 """
 
 from __future__ import annotations
@@ -31,21 +32,41 @@ RECENT_CONVERSATIONS = timedelta(days=1)
 Handle = Callable[[discord.Message], Awaitable[None]]
 
 
-async def channels_to_read(client: discord.Client, db: Database) -> list[int]:
-    """Recent conversations' channels and threads first, then every visible text channel."""
-    since = datetime.now(UTC) - RECENT_CONVERSATIONS
+async def channels_to_read(client: discord.Client, db: Database, since: datetime) -> list[int]:
+    """Recent conversations' channels and threads first, then forum posts created since
+    ``since``, then every visible text channel."""
     sessions = await activity.recent_sessions(
-        db, platform="discord", since=since, limit=MAX_CHANNELS
+        db, platform="discord", since=datetime.now(UTC) - RECENT_CONVERSATIONS, limit=MAX_CHANNELS
     )
     ids: list[int] = []
     for session_id in sessions:  # discord:GUILD:CHANNEL[:THREAD]
         for part in reversed(session_id.split(":")[2:]):
             if part.isdigit() and int(part) not in ids:
                 ids.append(int(part))
+    ids += [i for i in await new_forum_posts(client, since) if i not in ids]
     for channel in client.get_all_channels():
         if isinstance(channel, discord.TextChannel) and channel.id not in ids:
             ids.append(channel.id)
     return ids[:MAX_CHANNELS]
+
+
+async def new_forum_posts(client: discord.Client, since: datetime) -> list[int]:
+    """Forum posts (threads in a forum channel) created since ``since``, newest first: a
+    thread's id is its creation time, so no thread older than the window is read."""
+    oldest = discord.utils.time_snowflake(since)
+    posts: list[int] = []
+    for guild in client.guilds:
+        try:
+            threads = await guild.active_threads()
+        except discord.HTTPException as exc:
+            log.info("discord: catch-up could not list threads of %s (%s)", guild.id, exc.status)
+            continue
+        posts += [
+            t.id
+            for t in threads
+            if t.id > oldest and isinstance(client.get_channel(t.parent_id), discord.ForumChannel)
+        ]
+    return sorted(posts, reverse=True)
 
 
 async def catch_up(

@@ -204,6 +204,7 @@ class FakeDiscordAPI:
             ("POST", r(r"/channels/(?P<c>\d+)/typing"), self._typing),
             ("PATCH", r(r"/channels/(?P<c>\d+)"), self._edit_channel),
             ("GET", r(r"/channels/(?P<c>\d+)"), self._get_channel),
+            ("GET", r(r"/guilds/(?P<g>\d+)/threads/active"), self._active_threads),
             (
                 "PUT",
                 r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)/reactions/(?P<e>[^/]+)/@me"),
@@ -328,6 +329,15 @@ class FakeDiscordAPI:
         if thread is None:
             return 404, {"message": "Unknown Channel", "code": 10003}
         return 200, thread
+
+    async def _active_threads(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
+        """The guild's threads that are not archived (forum posts and the bot's threads)."""
+        threads = [
+            t
+            for t in self.threads.values()
+            if t["guild_id"] == m["g"] and not t.get("thread_metadata", {}).get("archived")
+        ]
+        return 200, {"threads": threads, "members": []}
 
     async def _edit_channel(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         """Edits of a thread (forum tags, archiving); unknown channels are 404."""
