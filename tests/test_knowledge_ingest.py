@@ -246,16 +246,3 @@ def test_cli_sample_docs_ingest(cli_env: Path, capsys: pytest.CaptureFixture[str
     assert code == 0 and "skipped" in out
     code, out, _ = run_cli(["kb", "search", "webhook signature header", "--json"], capsys)
     assert json.loads(out)[0]["source"] == "webhooks.html"
-
-
-def test_stale_row_ids_fall_back_to_chunk_ids(tmp_path: Path, docs: Path) -> None:
-    """Row ids move when a concurrent ingest compacts the table; hits must still be right."""
-    from storage.knowledge import _Candidate
-
-    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
-    kb.ingest([docs])
-    best = kb.search("quokka cache", k=1)[0]
-    table = kb._table()
-    stale = _Candidate(best.chunk_id, best.source, best.score, row_id=0)  # row 0 is another chunk
-    (hit,) = kb._materialize(table, [stale])
-    assert (hit.chunk_id, hit.text) == (best.chunk_id, best.text)
