@@ -246,3 +246,22 @@ def test_cli_sample_docs_ingest(cli_env: Path, capsys: pytest.CaptureFixture[str
     assert code == 0 and "skipped" in out
     code, out, _ = run_cli(["kb", "search", "webhook signature header", "--json"], capsys)
     assert json.loads(out)[0]["source"] == "webhooks.html"
+
+
+def test_a_write_by_another_process_is_searched_after_the_refresh_interval(
+    tmp_path: Path, docs: Path
+) -> None:
+    """Searches read through their own handle; what another writer adds shows up within
+    TABLE_REFRESH_SECONDS, the delay LanceDB's read consistency allows."""
+    import time
+
+    from storage.knowledge import TABLE_REFRESH_SECONDS
+
+    uri = str(tmp_path / "kb")
+    reader = KnowledgeBase.open(uri, None)
+    reader.ingest([docs])
+    assert all(hit.source != "ibis.md" for hit in reader.search("ibis relay", mode="fts"))
+    writer = KnowledgeBase.open(uri, None)
+    writer.ingest([write_docs(tmp_path / "more", {"ibis.md": "# Ibis\n\nThe ibis relay naps.\n"})])
+    time.sleep(TABLE_REFRESH_SECONDS + 0.5)
+    assert reader.search("ibis relay", k=1, mode="fts")[0].source == "ibis.md"
