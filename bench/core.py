@@ -217,7 +217,8 @@ def markdown(rows: list[tuple[str, str, dict[str, float]]], ttft: dict[str, Any]
         "Targets: p50 < 3 ms on SQLite, < 5 ms on PostgreSQL. Load average during the run: "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares the machine, so "
         "p95 is noisy). On PostgreSQL most of the overhead is round trips: "
-        "the two memory reads and the one INSERT of the question with its answer.",
+        "the one memory read (summary and turns together) and the one INSERT of the question "
+        "with its answer, whose commit waits for the WAL flush.",
         "",
         "| database | agent | overhead p50 | overhead p95 | whole message p50 |",
         "|---|---|---|---|---|",

@@ -124,6 +124,17 @@ class Database:
             await session.commit()
 
     @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for ONE write statement, committed on success (no ORM session).
+
+        Autocommit on PostgreSQL like :meth:`single_statement`; never for several statements
+        that must succeed or fail together (use :meth:`session`).
+        """
+        async with self._autocommit_engine.connect() as conn:
+            yield conn
+            await conn.commit()
+
+    @asynccontextmanager
     async def reads(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection for independent reads (no ORM, no transaction on PostgreSQL).
 

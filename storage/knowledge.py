@@ -9,14 +9,14 @@ are deleted (one atomic delete), so an interrupted run leaves the previous conte
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,10 @@ RRF_K = 60
 # costs more than it is worth at start-up, and the search runs without it.
 VOCABULARY_MAX_ROWS = 200_000
 VOCABULARY_REFRESH_SECONDS = 30.0
+# Replicas read while an ingest process writes: look for a newer version at most this often
+# instead of on every query (LanceDB's read consistency interval, and how long the table's
+# schema and indexes read for searching are trusted).
+TABLE_REFRESH_SECONDS = 2.0
 CANDIDATES_MIN = 20
 CANDIDATES_PER_HIT = 4
 DEFAULT_ANN_THRESHOLD = 20_000
@@ -68,7 +72,6 @@ WRITE_BATCH = 16_384
 # names load on first use instead of at `import lancedb` (storage/lazyimport.py explains).
 UNUSED_REEXPORTS = ("lance_namespace_urllib3_client",)
 RESULT_COLUMNS = ["chunk_id", "source", "title", "heading", "text"]
-CANDIDATE_COLUMNS = ["chunk_id", "source"]
 
 
 class KnowledgeError(Exception):
@@ -168,14 +171,19 @@ class KnowledgeBase:
         self.refine_factor = refine_factor or (10 if ann_index == "IVF_PQ" else 3)
         self.embed_batch = embed_batch
         self.write_batch = write_batch
+        # Searches go through LanceDB's async API (see _reader); both connections share one
+        # session, so the index and metadata caches are held once.
+        self._session = lancedb.Session()
         try:
-            # Replicas read while an ingest process writes: look for a newer version at most
-            # every few seconds instead of on every query.
-            self._db = lancedb.connect(uri, read_consistency_interval=timedelta(seconds=2))
+            self._db = lancedb.connect(
+                uri, read_consistency_interval=_REFRESH, session=self._session
+            )
         except Exception as exc:
             raise KnowledgeError(f"cannot open knowledge base at {uri}: {exc}") from exc
         self._table_handle: Any = None
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kb-search")
+        self._reader_handle: Any = None
+        self._facts: _TableFacts | None = None
+        self._facts_checked = 0.0
         self._vocabulary: Vocabulary | None = None
         self._vocabulary_version: int | None = None
         self._vocabulary_checked = 0.0
@@ -201,10 +209,47 @@ class KnowledgeBase:
                 self._table_handle = self._db.open_table(TABLE_NAME)
         return self._table_handle
 
+    def _reader(self) -> Any:
+        """The table as LanceDB's async API sees it, for searching (call once ``_table()`` has
+        found it). Every call of the sync API is a round trip to LanceDB's event-loop thread,
+        and its query builders add more (schema reads, a file-system check per full-text
+        query); one search is one coroutine there instead (about 3x less CPU)."""
+        if self._reader_handle is None:
+            self._reader_handle = _lance_loop().run(self._open_reader())
+        return self._reader_handle
+
+    async def _open_reader(self) -> Any:
+        import lancedb
+
+        db = await lancedb.connect_async(
+            self.uri, read_consistency_interval=_REFRESH, session=self._session
+        )
+        return await db.open_table(TABLE_NAME)
+
+    def _changed(self) -> None:
+        """After this process wrote the table: the next search reads the new version."""
+        self._reader_handle = None
+        self._facts_checked = 0.0
+        self._vocabulary_checked = 0.0
+
+    def _table_facts(self, table: Any) -> _TableFacts:
+        """What a search needs to know of the table, re-read at most every
+        TABLE_REFRESH_SECONDS (the same delay after which LanceDB itself looks for a version
+        written by another process) and after this process's own writes."""
+        now = time.monotonic()
+        if self._facts is None or now - self._facts_checked >= TABLE_REFRESH_SECONDS:
+            schema = table.schema
+            self._facts = _TableFacts(
+                embedder=_embedder_of(schema),
+                chunker=_chunker_of(schema),
+                columns=frozenset(schema.names),
+                vector_index=self._vector_index_type(table),
+            )
+            self._facts_checked = now
+        return self._facts
+
     def _recorded_embedder(self, table: Any) -> tuple[str, int]:
-        meta = table.schema.metadata or {}
-        name = meta.get(META_EMBEDDER, NO_EMBEDDER.encode()).decode()
-        return name, int(meta.get(META_DIMENSION, b"0"))
+        return _embedder_of(table.schema)
 
     def _mismatch(self, recorded: tuple[str, int]) -> EmbedderMismatchError:
         using = f"{self.embedder.name} ({self.embedder.dimension})" if self.embedder else "none"
@@ -215,8 +260,7 @@ class KnowledgeBase:
             "SUPPORTBOT_EMBEDDER to match"
         )
 
-    def _check_embedder(self, table: Any, *, for_ingest: bool) -> None:
-        recorded = self._recorded_embedder(table)
+    def _check_embedder(self, recorded: tuple[str, int], *, for_ingest: bool) -> None:
         if self.embedder is None:
             # Searching without an embedder is BM25 over any table; adding rows without
             # vectors to a table that has them is not possible.
@@ -227,10 +271,10 @@ class KnowledgeBase:
             raise self._mismatch(recorded)
 
     def _recorded_chunker(self, table: Any) -> str:
-        return (table.schema.metadata or {}).get(META_CHUNKER, b"1").decode()
+        return _chunker_of(table.schema)
 
-    def _warn_if_old_chunking(self, table: Any) -> None:
-        if not self._warned_chunker and self._recorded_chunker(table) != CHUNKER_VERSION:
+    def _warn_if_old_chunking(self, chunker: str) -> None:
+        if not self._warned_chunker and chunker != CHUNKER_VERSION:
             self._warned_chunker = True
             log.warning(
                 "the knowledge base at %s was chunked by an older version of supportbot; "
@@ -290,8 +334,9 @@ class KnowledgeBase:
         table = self._table()
         if not query or table is None or k <= 0:
             return []
-        self._check_embedder(table, for_ingest=False)
-        self._warn_if_old_chunking(table)
+        facts = self._table_facts(table)
+        self._check_embedder(facts.embedder, for_ingest=False)
+        self._warn_if_old_chunking(facts.chunker)
         if mode == "hybrid" and self.embedder is None:
             mode = "fts"
         if mode == "vector" and self.embedder is None:
@@ -299,29 +344,51 @@ class KnowledgeBase:
         # Several chunks of one file compete for the same slots, so ask for more than k (but
         # not much more: with the ANN index every extra row costs refine_factor exact reads).
         depth = max(CANDIDATES_MIN, k * max(1, per_source) * CANDIDATES_PER_HIT)
-        parts = sub_queries(query) if decompose else []
-        where = _prefix_filter(source_prefix)
-        ranked = self._ranked(table, query, mode, depth, exact, where)
-        if parts:
-            rankings = [
-                ranked,
-                *(self._ranked(table, p, mode, depth, exact, where) for p in parts),
-            ]
-            ranked = interleave_sources(rankings)
-        return self._materialize(table, _top_per_source(ranked, k, per_source))
+        queries = [query, *(sub_queries(query) if decompose else [])]
+        plan = _Plan(
+            depth=depth,
+            where=_prefix_filter(source_prefix),
+            # Each candidate comes with its passage: reading the text of the few rows a search
+            # returns costs far less than a second query for the winners.
+            columns=RESULT_COLUMNS
+            + ([WINDOWS_COLUMN] if self.embedder and WINDOWS_COLUMN in facts.columns else []),
+        )
+        reader = self._reader()
+        loop = _lance_loop()
+        fts = None
+        if mode != "vector":
+            texts = [self._typo_corrected(table, q) for q in queries]
+            fts = asyncio.run_coroutine_threadsafe(_gather(_fts, reader, texts, plan), loop.loop)
+        vector: list[list[_Candidate]] = []
+        if mode != "fts":
+            # Embedded here, while the BM25 searches run on LanceDB's threads.
+            vectors = self._embed_queries(queries)
+            if exact:
+                plan = replace(plan, exact=True)
+            elif facts.vector_index:
+                plan = replace(plan, nprobes=self.nprobes, refine_factor=self.refine_factor)
+            vector = loop.run(_gather(_vector, reader, list(vectors), plan))
+        bm25 = fts.result() if fts is not None else []
+        if bm25 and vector:
+            rankings = [fuse([b, v]) for b, v in zip(bm25, vector, strict=True)]
+        else:
+            rankings = bm25 or vector
+        ranked = interleave_sources(rankings) if len(rankings) > 1 else rankings[0]
+        return [self._hit(c) for c in _top_per_source(ranked, k, per_source)]
 
-    def _ranked(
-        self, table: Any, query: str, mode: str, depth: int, exact: bool, where: str | None
-    ) -> list[_Candidate]:
-        if mode == "fts":
-            return self._fts(table, query, depth, where)
-        if mode == "vector":
-            return self._vector(table, query, depth, exact, where)
-        # Both searches run at once (LanceDB and the model release the GIL), so a hybrid
-        # query costs about the slower of the two, not their sum.
-        vector_hits = self._pool.submit(self._vector, table, query, depth, exact, where)
-        fts_hits = self._fts(table, query, depth, where)
-        return fuse([fts_hits, vector_hits.result()])
+    def _embed_queries(self, queries: list[str]) -> np.ndarray:
+        return np.asarray(self.embedder.embed(queries), dtype=np.float32)  # type: ignore[union-attr]
+
+    def _hit(self, candidate: _Candidate) -> SearchHit:
+        return SearchHit(
+            candidate.chunk_id,
+            candidate.source,
+            candidate.title,
+            candidate.heading,
+            candidate.text,
+            candidate.score,
+            self._window_vectors(candidate.windows),
+        )
 
     def document_frequencies(self) -> tuple[Mapping[str, int], int] | None:
         """(number of passages each indexed word appears in, number of passages), or None for
@@ -358,74 +425,6 @@ class KnowledgeBase:
         self._vocabulary = Vocabulary.from_texts(texts.column("search_text").to_pylist())
         self._vocabulary_version = version
         return self._vocabulary
-
-    def _fts(
-        self, table: Any, query: str, limit: int, where: str | None = None
-    ) -> list[_Candidate]:
-        query = self._typo_corrected(table, query)
-        builder = table.search(query, query_type="fts", fts_columns="search_text")
-        if where:
-            builder = builder.where(where, prefilter=True)
-        rows = (
-            builder.select([*CANDIDATE_COLUMNS, "_score"]).with_row_id(True).limit(limit).to_list()
-        )
-        return [_candidate(row, float(row["_score"])) for row in rows]
-
-    def _vector(
-        self, table: Any, query: str, limit: int, exact: bool, where: str | None = None
-    ) -> list[_Candidate]:
-        vector = np.asarray(self.embedder.embed([query]), dtype=np.float32)[0]  # type: ignore[union-attr]
-        builder = (
-            table.search(vector, vector_column_name="vector")
-            .distance_type("cosine")
-            .select([*CANDIDATE_COLUMNS, "_distance"])
-            .with_row_id(True)
-            .limit(limit)
-        )
-        if where:
-            builder = builder.where(where, prefilter=True)
-        if exact:
-            builder = builder.bypass_vector_index()
-        elif self._vector_index_type(table):
-            builder = builder.nprobes(self.nprobes).refine_factor(self.refine_factor)
-        rows = builder.to_list()
-        return [_candidate(row, 1.0 - float(row["_distance"])) for row in rows]
-
-    def _materialize(self, table: Any, winners: list[_Candidate]) -> list[SearchHit]:
-        """Read the passages of the final hits only: the searches return ids, so no text is
-        read for rows that lose the fusion.
-
-        Row ids are the fast path but change when a concurrent ingest compacts the table, so
-        each row is checked against its chunk_id and misses are read by the chunk_id index.
-        """
-        if not winners:
-            return []
-        columns = RESULT_COLUMNS + [c for c in (WINDOWS_COLUMN,) if c in table.schema.names]
-        taken = table.take_row_ids([c.row_id for c in winners]).select(columns).to_list()
-        by_id = {row["chunk_id"]: row for row in taken}
-        missing = [c.chunk_id for c in winners if c.chunk_id not in by_id]
-        if missing:
-            rows = (
-                table.search()
-                .where(_in_list("chunk_id", missing))
-                .select(columns)
-                .limit(len(missing))
-                .to_list()
-            )
-            by_id.update((row["chunk_id"], row) for row in rows)
-        return [  # a chunk deleted by an ingest in between simply drops out
-            SearchHit(
-                c.chunk_id,
-                c.source,
-                row["title"],
-                row["heading"],
-                row["text"],
-                c.score,
-                self._window_vectors(row.get(WINDOWS_COLUMN)),
-            )
-            for c in winners
-            if (row := by_id.get(c.chunk_id)) is not None
-        ]
 
     def _window_vectors(self, packed: bytes | None) -> np.ndarray | None:
         if not packed or self.embedder is None:
@@ -514,7 +513,7 @@ class KnowledgeBase:
     ) -> None:
         table = None if recreate else self._table()
         if table is not None:
-            self._check_embedder(table, for_ingest=True)
+            self._check_embedder(self._recorded_embedder(table), for_ingest=True)
             if rebuild_old_chunking and not self._is_current(table):
                 recreate = self._rebuild_old_chunking(table, sources_found, report, prune=prune)
                 table = None if recreate else table
@@ -539,7 +538,7 @@ class KnowledgeBase:
             report.chunks_removed = replaced
         report.timings["delete"] = time.perf_counter() - clock
         self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
-        self._vocabulary_checked = 0.0  # look at the new version on the next search
+        self._changed()
         self._warned_chunker = False
 
     def _is_current(self, table: Any) -> bool:
@@ -677,6 +676,7 @@ class KnowledgeBase:
             data = pa.concat_tables(batches) if batches else schema.empty_table()
             table = self._db.create_table(TABLE_NAME, data=data, schema=schema, mode="overwrite")
         self._table_handle = table
+        self._changed()
         return table
 
     def _embed(self, batch: list[Chunk], report: IngestReport) -> np.ndarray:
@@ -749,7 +749,7 @@ class KnowledgeBase:
                 replace=True,
             )
             report.indexes.append("fts created")
-        if "chunk_id" not in names:  # the final hits are read by id
+        if "chunk_id" not in names:  # stale chunks are deleted by id
             table.create_index("chunk_id", config=BTree(), replace=True)
         elif changed:
             # Folds new rows into the existing indexes and compacts small fragments.
@@ -841,11 +841,97 @@ class _Candidate:
     chunk_id: str
     source: str
     score: float
-    row_id: int
+    title: str = ""
+    heading: str = ""
+    text: str = ""
+    windows: bytes | None = field(default=None, repr=False)
 
 
-def _candidate(row: dict[str, Any], score: float) -> _Candidate:
-    return _Candidate(row["chunk_id"], row["source"], score, int(row["_rowid"]))
+@dataclass(frozen=True)
+class _TableFacts:
+    embedder: tuple[str, int]
+    chunker: str
+    columns: frozenset[str]
+    vector_index: str | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How each query of one search runs in LanceDB."""
+
+    depth: int
+    where: str | None
+    columns: list[str]
+    exact: bool = False
+    nprobes: int | None = None  # set when the vector column has an ANN index
+    refine_factor: int | None = None
+
+
+_REFRESH = timedelta(seconds=TABLE_REFRESH_SECONDS)
+
+
+def _lance_loop() -> Any:
+    """LanceDB's own event-loop thread, where its sync API runs every call."""
+    from lancedb.background_loop import LOOP
+
+    return LOOP
+
+
+def _embedder_of(schema: pa.Schema) -> tuple[str, int]:
+    meta = schema.metadata or {}
+    name = meta.get(META_EMBEDDER, NO_EMBEDDER.encode()).decode()
+    return name, int(meta.get(META_DIMENSION, b"0"))
+
+
+def _chunker_of(schema: pa.Schema) -> str:
+    return (schema.metadata or {}).get(META_CHUNKER, b"1").decode()
+
+
+async def _gather(
+    run: Callable[[Any, Any, _Plan], Awaitable[list[_Candidate]]],
+    reader: Any,
+    queries: list[Any],
+    plan: _Plan,
+) -> list[list[_Candidate]]:
+    """One ranking per query, the queries run at once."""
+    return list(await asyncio.gather(*(run(reader, q, plan) for q in queries)))
+
+
+async def _fts(reader: Any, text: str, plan: _Plan) -> list[_Candidate]:
+    query = reader.query().nearest_to_text(text, columns="search_text")
+    if plan.where:
+        query = query.where(plan.where)  # a prefilter: the best rows *of those sources*
+    data = await query.select([*plan.columns, "_score"]).limit(plan.depth).to_arrow()
+    return _candidates(data, data.column("_score").to_pylist())
+
+
+async def _vector(reader: Any, vector: np.ndarray, plan: _Plan) -> list[_Candidate]:
+    query = reader.query().nearest_to(vector).column("vector").distance_type("cosine")
+    if plan.where:
+        query = query.where(plan.where)
+    if plan.exact:
+        query = query.bypass_vector_index()
+    elif plan.nprobes is not None and plan.refine_factor is not None:
+        query = query.nprobes(plan.nprobes).refine_factor(plan.refine_factor)
+    data = await query.select([*plan.columns, "_distance"]).limit(plan.depth).to_arrow()
+    return _candidates(data, [1.0 - d for d in data.column("_distance").to_pylist()])
+
+
+def _candidates(data: pa.Table, scores: list[float]) -> list[_Candidate]:
+    """Rows of a result table, column by column (a dict per row costs more)."""
+    names = ["chunk_id", "source", "title", "heading", "text"]
+    columns = [data.column(name).to_pylist() for name in names]
+    windows = (
+        data.column(WINDOWS_COLUMN).to_pylist()
+        if WINDOWS_COLUMN in data.column_names
+        else [None] * data.num_rows
+    )
+    return [
+        _Candidate(chunk_id, source, float(score), title, heading, text, packed)
+        for chunk_id, source, title, heading, text, score, packed in zip(
+            *columns, scores, windows, strict=True
+        )
+    ]
 
 
 def fuse(
@@ -868,7 +954,7 @@ def fuse(
             evidence[hit.chunk_id] = evidence.get(hit.chunk_id, 0.0) + max(0.0, hit.score) / best
             hits.setdefault(hit.chunk_id, hit)
     order = sorted(fused, key=lambda c: (round(fused[c], 12), evidence[c]), reverse=True)
-    return [_Candidate(c, hits[c].source, fused[c], hits[c].row_id) for c in order]
+    return [replace(hits[c], score=fused[c]) for c in order]
 
 
 def interleave_sources(rankings: list[list[_Candidate]]) -> list[_Candidate]:

@@ -53,18 +53,23 @@ async def append_memories(
     """Store (role, content, tool_metadata) rows of one session in ONE multi-row INSERT
     (atomic: all or none, one round trip); returns their ids in the same order.
 
-    A Core insert: the ORM unit of work (identity map, flush ordering) costs more than the
-    statement for rows nobody reloads.
+    A prebuilt Core statement run with a list of parameter sets: SQLAlchemy sends it as one
+    ``INSERT … VALUES (…), (…) RETURNING id`` ("insertmanyvalues") and compiles it once per
+    process; a ``.values([...])`` statement was compiled again for every call, and the ORM
+    unit of work (identity map, flush ordering) costs more than the statement for rows
+    nobody reloads.
     """
     values = [
         {"session_id": session_id, "role": role, "content": content, "tool_metadata": metadata}
         for role, content, metadata in rows
     ]
-    statement = insert(Memory.__table__).values(values).returning(Memory.id)
-    async with db.single_statement() as session:
-        result = await session.execute(statement)
+    async with db.write() as conn:
+        result = await conn.execute(_INSERT_RETURNING_ID, values)
         # Rows of one VALUES list get ascending ids in list order (one sequence / rowid).
         return sorted(int(row_id) for row_id in result.scalars())
+
+
+_INSERT_RETURNING_ID = insert(Memory.__table__).returning(Memory.id)
 
 
 async def load_recent(db: Database, *, session_id: str, limit: int) -> list[Memory]:
