@@ -30,7 +30,7 @@ from bot.grounding import (
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
-from storage.passages import window_texts
+from storage.passages import WINDOW_SENTENCES, sentences_of
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -501,14 +501,15 @@ class OfflineAgent:
 
 
 def quote_of(decision: Decision, hit: Any) -> str:
-    """What to quote from a passage: the window the question is closest to in meaning when the
-    semantic signal chose it (a paraphrase shares few words with its answer), else the
-    sentences sharing most words with the question."""
+    """What to quote from a passage: with the semantic signals, the window chosen for it
+    (bot.answerability.quote_window) and the sentence before it, which often names what the
+    window's first sentence refers to; else the sentences sharing most words with the
+    question."""
     index = decision.windows.get(hit.chunk_id)
-    windows = window_texts(hit.text) if index is not None else []
-    if index is None or index >= len(windows):
+    sentences = sentences_of(hit.text) if index is not None else []
+    if index is None or index >= len(sentences):
         return best_sentences(decision.question_words, hit.text)
-    quote = windows[index]
+    quote = " ".join(sentences[max(0, index - 1) : index + WINDOW_SENTENCES])
     return quote if len(quote) <= MAX_QUOTE_CHARS else quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
 
 

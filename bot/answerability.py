@@ -20,10 +20,13 @@ from bot.grounding import (
     MIN_WEIGHTED_COVERAGE,
     Decision,
     Weight,
+    content_words,
     decide,
+    found_in,
     idf_weight,
 )
-from bot.semantic import PassageMatcher
+from bot.semantic import Match, PassageMatcher
+from storage.passages import window_texts
 
 
 class Answerability:
@@ -71,7 +74,26 @@ class Answerability:
             min_probability=self.min_probability,
             semantic=matches,
         )
-        if matches is not None:  # what to quote: each passage's window closest to the question
-            closest = zip(hits, matches, strict=True)
-            decision.windows = {hit.chunk_id: match.window for hit, match in closest}
+        if matches is not None:
+            chosen = {hit.chunk_id for hit in decision.chosen}
+            decision.windows = {
+                hit.chunk_id: quote_window(decision.question_words, hit, match)
+                for hit, match in zip(hits, matches, strict=True)
+                if hit.chunk_id in chosen
+            }
         return decision
+
+
+def quote_window(question_words: set[str], hit: Any, match: Match) -> int:
+    """The window to quote: closest in meaning *and* holding the question's words (its
+    similarity x the share of the question's words in it), as the passage was chosen. Meaning
+    alone picks a window about the same topic ("webhook deliveries ... arrive in order") over
+    the one that answers ("retried up to 8 times")."""
+    windows = window_texts(hit.text)
+    if len(windows) != len(match.scores) or not question_words:
+        return match.window
+    shares = [
+        sum(found_in(w, content_words(text)) for w in question_words) / len(question_words)
+        for text in windows
+    ]
+    return max(range(len(windows)), key=lambda i: (match.scores[i] * shares[i], match.scores[i]))

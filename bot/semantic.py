@@ -37,6 +37,7 @@ class Match:
     similarity: float  # the best window's cosine similarity to the question
     window: int  # that window's index in storage.passages.window_texts(passage.text)
     heading: float  # cosine similarity of the passage's title › heading to the question
+    scores: tuple[float, ...] = ()  # every window's similarity, in window order
 
 
 class PassageMatcher:
@@ -129,7 +130,7 @@ def _match(windows: np.ndarray | None, heading: np.ndarray | None, query: np.nda
         return Match(0.0, 0, heading_similarity)
     scores = windows @ query
     best = int(scores.argmax())
-    return Match(float(scores[best]), best, heading_similarity)
+    return Match(float(scores[best]), best, heading_similarity, tuple(scores.tolist()))
 
 
 def _key(hit: Any) -> tuple[str, int]:

@@ -13,7 +13,7 @@ from bot.grounding import ANSWER_PROBABILITY, SEMANTIC_ANSWER_PROBABILITY
 from bot.messages import ReplyKind
 from bot.semantic import PassageMatcher
 from storage.embeddings import LocalEmbedder, local_embedder_available
-from storage.knowledge import KnowledgeBase
+from storage.knowledge import KnowledgeBase, SearchHit
 from storage.passages import window_texts, windows_of
 
 pytestmark = pytest.mark.skipif(not local_embedder_available(), reason="no 'local' extra")
@@ -138,3 +138,31 @@ async def test_a_bm25_knowledge_base_never_embeds(tmp_path: Path) -> None:
     assert PassageMatcher.for_knowledge(kb) is None
     result = await final_result(OfflineAgent(kb), "How many times is a failing task retried?")
     assert result.tool_metadata["decision"]["signals"]["semantic"] is None
+
+
+def test_the_quoted_window_holds_the_question_words_not_only_its_topic() -> None:
+    """Meaning alone prefers a window about the same topic; the quote is the window that is
+    close in meaning *and* holds the question's words (as in `make demo`'s webhook answer)."""
+    from bot.answerability import quote_window
+    from bot.grounding import content_words
+    from bot.semantic import Match
+
+    passage = SearchHit(
+        chunk_id="c1",
+        source="webhooks.md",
+        title="Webhooks",
+        heading="Delivery and retries",
+        text=(
+            "Any 2xx status counts as delivered. Failed deliveries are retried up to 8 times "
+            "with exponential backoff. Each delivery carries a signature header. Deliveries of "
+            "one webhook may arrive out of order."
+        ),
+        score=1.0,
+    )
+    windows = window_texts(passage.text)
+    assert len(windows) == 3 and "out of order" in windows[2] and "retried" not in windows[2]
+    topical = Match(similarity=0.62, window=2, heading=0.5, scores=(0.5, 0.52, 0.62))
+    words = content_words("How many times are webhook deliveries retried?")
+    assert "retried" in windows[quote_window(words, passage, topical)]
+    # Without the question's words in any window, meaning decides.
+    assert quote_window(content_words("unrelated zebra"), passage, topical) == 2
