@@ -23,6 +23,7 @@ from sqlalchemy.util import await_only
 
 # Registers the "sqlite+aiosqlite_lean" URL scheme that make_engine uses for SQLite.
 from storage import sqlite_driver  # noqa: F401
+from storage.sqlite_wal import ensure_wal
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the writer; busy_timeout makes concurrent writers wait
     # instead of surfacing "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    ensure_wal(cursor, timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

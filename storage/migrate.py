@@ -37,6 +37,7 @@ from sqlalchemy.pool import NullPool
 
 import migrations
 from storage.models import Base
+from storage.sqlite_wal import ensure_wal
 
 LEGACY_REVISION = "0001_legacy"
 VERSION_TABLE = "alembic_version"
@@ -153,8 +154,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # foreign keys off so rebuilding a referenced table cannot cascade into the referrers.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    ensure_wal(cursor, timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000)
     cursor.execute("PRAGMA foreign_keys=OFF")
     cursor.close()
 
