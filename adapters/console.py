@@ -26,6 +26,7 @@ from bot.messages import (
     Source,
 )
 from bot.slash import find_command
+from storage.passages import heading_of
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit", "/q"})
 
@@ -64,7 +65,7 @@ def to_incoming(line: str, conversation: ConversationKey) -> IncomingMessage:
 def render_sources(sources: tuple[Source, ...]) -> str:
     lines = [f"{texts.SOURCES_HEADING}:"]
     for n, source in enumerate(sources, start=1):
-        where = " › ".join(p for p in (source.title, source.heading) if p)
+        where = heading_of(source)
         lines.append(f"  [{n}] {where} ({source.url_or_path})")
     return "\n".join(lines)
 

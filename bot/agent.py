@@ -30,7 +30,7 @@ from bot.grounding import (
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
-from storage.passages import WINDOW_SENTENCES, sentences_of
+from storage.passages import WINDOW_SENTENCES, heading_of, sentences_of
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -454,24 +454,20 @@ class OfflineAgent:
         started = time.perf_counter()
         toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
         question = request.question
-
-        async def judge(hits: list[Any]) -> Decision:
-            return await self.answerability.decide(question, hits)
-
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.
         follow_up = follow_up_query(request)
         hits: list[Any] = []
         for query in (follow_up, question) if follow_up else (question,):
             hits = _merge(hits, await toolbox.search(query))
-            decision = await judge(hits)
+            decision = await self.answerability.decide(question, hits)
             if decision.answerable:
                 break
         if decision.reason == UNKNOWN_NAME:
             # Like a model searching again: look the unmatched names up on their own (the first
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
-            decision = await judge(hits)
+            decision = await self.answerability.decide(question, hits)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,
@@ -489,7 +485,7 @@ class OfflineAgent:
         sources: list[Source] = []
         for n, hit in enumerate(decision.chosen, start=1):
             quote = quote_of(decision, hit)
-            where = " › ".join(p for p in (hit.title, hit.heading) if p) or hit.source
+            where = heading_of(hit) or hit.source
             parts.append(f"**{where}** [{n}]\n> {quote}")
             sources.append(source_of(hit))
         text = "\n\n".join(parts)

@@ -92,8 +92,8 @@ def quote_window(question_words: set[str], hit: Any, match: Match) -> int:
     windows = window_texts(hit.text)
     if len(windows) != len(match.scores) or not question_words:
         return match.window
-    shares = [
-        sum(found_in(w, content_words(text)) for w in question_words) / len(question_words)
-        for text in windows
-    ]
+    shares = []
+    for text in windows:
+        words = content_words(text)
+        shares.append(sum(found_in(w, words) for w in question_words) / len(question_words))
     return max(range(len(windows)), key=lambda i: (match.scores[i] * shares[i], match.scores[i]))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from storage.passages import sentences_of
+from storage.passages import WINDOW_SENTENCES, sentences_of
 
 if TYPE_CHECKING:
     from bot.semantic import Match
@@ -122,6 +122,7 @@ class Evidence:
     focus: float = 0.0  # best share of the question in one sentence (with the passage's heading)
     titled: float = 0.0  # share of the question in the passage's title and heading
     weight: Weight | None = None
+    window: float = 0.0  # windowed_coverage: best weighted share in adjacent sentences
 
     @property
     def coverage(self) -> float:
@@ -185,7 +186,14 @@ def evidence(
         titled = sum(1 for w in covered if found_in(w, heading)) / max(1, len(question_words))
         found.append(
             Evidence(
-                hit, rank, covered, question_words - covered, focus(covered, hit), titled, weight
+                hit,
+                rank,
+                covered,
+                question_words - covered,
+                focus(covered, hit),
+                titled,
+                weight,
+                windowed_coverage(question_words, hit, weight),
             )
         )
     return sorted(found, key=lambda e: (-e.coverage, -e.focus, -e.titled, e.rank))
@@ -327,7 +335,6 @@ ANSWER_PROBABILITY = 0.683
 SEMANTIC_LOGISTIC_BIAS = -4.022
 SEMANTIC_LOGISTIC_WEIGHTS = (0.0, 0.0, 4.595, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.142)
 SEMANTIC_ANSWER_PROBABILITY = 0.745
-WINDOW_SENTENCES = 2
 # The semantic signal is the best similarity among the retrieval's first passages (chosen on
 # the external dev halves: 2 missed paraphrases answered in the third or fourth passage, 4 did as
 # well as more; docs/knowledge-base.md). Every passage is scored when choosing what to cite.
@@ -403,7 +410,7 @@ def signals_of(
     return Signals(
         coverage=best.coverage,
         plain=best.plain_coverage,
-        window=max(windowed_coverage(question_words, h, weight) for h in hits),
+        window=max(e.window for e in ranked),
         rarest=sum(1 for w in rare if w in best.covered) / max(1, len(rare)),
         spread=sum(weigh(w) for w in anywhere) / total,
         words=min(1.0, len(question_words) / 10),
@@ -476,7 +483,7 @@ def decide(
     elif too_few or best.coverage < min_coverage or best.plain_coverage < min_plain_coverage:
         return refuse(best.missing, "low coverage")
     if semantic and min_probability is not None:
-        chosen = most_probable(signals, hits, semantic, words, weight, min_probability)
+        chosen = most_probable(signals, ranked, semantic, min_probability)
     else:
         # A second passage only when it is nearly as complete and as focused as the first.
         chosen = [best.hit] + [
@@ -503,12 +510,7 @@ def decide(
 
 
 def most_probable(
-    signals: Signals,
-    hits: list[Any],
-    semantic: Sequence[Match],
-    words: set[str],
-    weight: Weight | None,
-    min_probability: float,
+    signals: Signals, ranked: list[Evidence], semantic: Sequence[Match], min_probability: float
 ) -> list[Any]:
     """The passages to answer from when the semantic signals are there: the passage whose best
     window is closest to the question in meaning *and* holds most of its words (similarity x
@@ -521,10 +523,12 @@ def most_probable(
     or overview, over the retrieval's best page whose words differ (a typo, a synonym); the
     heading similarity is shared by every passage of a section and cannot choose among them."""
     scored = []
-    for rank, (hit, match) in enumerate(zip(hits, semantic, strict=False)):
-        window = windowed_coverage(words, hit, weight)
-        alone = replace(signals, window=window, semantic=match.similarity, heading=match.heading)
-        scored.append((match.similarity * window, -rank, answer_probability(alone), hit))
+    for e in ranked:
+        if e.rank >= len(semantic):
+            continue
+        match = semantic[e.rank]
+        alone = replace(signals, window=e.window, semantic=match.similarity, heading=match.heading)
+        scored.append((match.similarity * e.window, -e.rank, answer_probability(alone), e.hit))
     scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
     best_score, _, _, best = scored[0]
     second = [

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storage.passages import HEADING_JOIN, WINDOW_EMBEDDER_PREFIX, windows_of
+from storage.passages import WINDOW_EMBEDDER_PREFIX, heading_of, windows_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,11 +56,8 @@ class PassageMatcher:
         return cls(embedder) if name.startswith(WINDOW_EMBEDDER_PREFIX) else None
 
     def similarity(self, question: str, hits: Sequence[Any]) -> float:
-        return max(self.similarities(question, hits), default=0.0)
-
-    def similarities(self, question: str, hits: Sequence[Any]) -> list[float]:
-        """The question's best window similarity for each passage, in their order."""
-        return [match.similarity for match in self.matches(question, hits)]
+        """The question's best window similarity over the passages."""
+        return max((match.similarity for match in self.matches(question, hits)), default=0.0)
 
     def matches(self, question: str, hits: Sequence[Any]) -> list[Match]:
         """One :class:`Match` per passage, in their order. One call to the embedder: the
@@ -72,11 +69,10 @@ class PassageMatcher:
         headings = {heading_of(h): self._headings.get(heading_of(h)) for h in chosen}
         texts = [question]
         new_windows: list[tuple[tuple[str, int], int, int]] = []
-        for hit in chosen:
-            if windows[_key(hit)] is None and all(k != _key(hit) for k, _, _ in new_windows):
-                parts = windows_of(hit)
-                new_windows.append((_key(hit), len(texts), len(texts) + len(parts)))
-                texts += parts
+        for key, hit in {_key(h): h for h in chosen if windows[_key(h)] is None}.items():
+            parts = windows_of(hit)
+            new_windows.append((key, len(texts), len(texts) + len(parts)))
+            texts += parts
         new_headings = {text: len(texts) + i for i, text in enumerate(
             t for t, vector in headings.items() if vector is None and t
         )}  # fmt: skip
@@ -118,10 +114,6 @@ class _Lru:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
-
-
-def heading_of(hit: Any) -> str:
-    return HEADING_JOIN.join(p for p in (hit.title, hit.heading) if p)
 
 
 def _match(windows: np.ndarray | None, heading: np.ndarray | None, query: np.ndarray) -> Match:

@@ -61,8 +61,13 @@ def window_texts(text: str) -> list[str]:
     return [" ".join(sentences[i : i + WINDOW_SENTENCES]) for i in range(count)][:MAX_WINDOWS]
 
 
+def heading_of(passage: Any) -> str:
+    """Where a passage sits, as people read it: "Title › Heading" (either may be empty)."""
+    return HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
+
+
 def windows_of(passage: Any) -> list[str]:
     """The passage (anything with ``title``, ``heading`` and ``text``) as its windows, each
     under its title and heading, which often carry what the sentences leave implicit."""
-    context = HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
+    context = heading_of(passage)
     return [f"{context}: {w}" if context else w for w in window_texts(passage.text)]
