@@ -33,6 +33,16 @@ class ConversationKey:
             parts.append(self.thread_id)
         return ":".join(parts)
 
+    @classmethod
+    def from_session_id(cls, session_id: str) -> ConversationKey | None:
+        """Inverse of :attr:`session_id`; None for anything that is not one."""
+        parts = session_id.split(":")
+        if len(parts) not in (3, 4) or parts[0] not in {p.value for p in Platform}:
+            return None
+        workspace = "" if parts[1] == "-" else parts[1]
+        thread = parts[3] if len(parts) == 4 else None
+        return cls(Platform(parts[0]), workspace, parts[2], thread)
+
 
 @dataclass(frozen=True, slots=True)
 class Author:

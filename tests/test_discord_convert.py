@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adapters.discord import convert
 from adapters.discord.convert import ChannelContext, ChannelKind
-from bot.messages import Platform
+from bot.messages import ConversationKey, Platform
 from tests.fakes import discord_payloads as p
 
 BOT = "900"
@@ -139,3 +139,12 @@ def test_unusable_interactions_give_none() -> None:
     assert convert.interaction_to_incoming({"type": 2}) is None
     assert convert.interaction_to_incoming({"type": 3, "data": {"custom_id": "x"}}) is None
     assert convert.interaction_to_incoming({"type": 2, "id": "1", "data": {"name": "ask"}}) is None
+
+
+def test_session_ids_parse_back_into_their_conversation() -> None:
+    thread = convert.thread_conversation(guild_id="11", thread_id="22")
+    dm = ConversationKey(Platform.DISCORD, "", "33")
+    for key in (thread, dm):
+        assert ConversationKey.from_session_id(key.session_id) == key
+    assert ConversationKey.from_session_id("discord:1") is None
+    assert ConversationKey.from_session_id("teams:1:2") is None

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import discord
 
+from bot.messages import ConversationKey
 from storage import activity
 from storage.db import Database
 
@@ -39,9 +40,10 @@ async def channels_to_read(client: discord.Client, db: Database, since: datetime
         db, platform="discord", since=datetime.now(UTC) - RECENT_CONVERSATIONS, limit=MAX_CHANNELS
     )
     ids: list[int] = []
-    for session_id in sessions:  # discord:GUILD:CHANNEL[:THREAD]
-        for part in reversed(session_id.split(":")[2:]):
-            if part.isdigit() and int(part) not in ids:
+    for session_id in sessions:
+        key = ConversationKey.from_session_id(session_id)
+        for part in (key.thread_id, key.channel_id) if key is not None else ():
+            if part and part.isdigit() and int(part) not in ids:
                 ids.append(int(part))
     ids += [i for i in await new_forum_posts(client, since) if i not in ids]
     for channel in client.get_all_channels():

@@ -184,13 +184,8 @@ def command_to_incoming(body: dict[str, Any]) -> IncomingMessage:
 
 def conversation_from_session_id(session_id: str) -> ConversationKey | None:
     """Inverse of ``ConversationKey.session_id`` for Slack keys (button values carry it)."""
-    parts = session_id.split(":")
-    if len(parts) not in (3, 4) or parts[0] != Platform.SLACK.value:
-        return None
-    workspace = "" if parts[1] == "-" else parts[1]
-    return ConversationKey(
-        Platform.SLACK, workspace, parts[2], parts[3] if len(parts) == 4 else None
-    )
+    key = ConversationKey.from_session_id(session_id)
+    return key if key is not None and key.platform is Platform.SLACK else None
 
 
 def _ts_to_datetime(ts: str) -> datetime:
