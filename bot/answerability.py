@@ -25,7 +25,7 @@ from bot.grounding import (
     found_in,
     idf_weight,
 )
-from bot.semantic import Match, PassageMatcher
+from bot.semantic import STANDOUT_SOURCES, Match, PassageMatcher
 from storage.passages import window_texts
 
 
@@ -61,9 +61,9 @@ class Answerability:
 
     async def decide(self, question: str, hits: Sequence[Any]) -> Decision:
         weight = await asyncio.to_thread(self._weight)
-        matches = None
+        matches = standout = None
         if self._matcher is not None and weight is not None and hits:
-            matches = await offload.run_kb(self._matcher.matches, question, hits)
+            matches, standout = await offload.run_kb(self._semantic, question, hits)
         if weight is None:  # no word frequencies (empty or huge knowledge base)
             return decide(question, list(hits), self.min_coverage)
         decision = decide(
@@ -73,6 +73,7 @@ class Answerability:
             weight,
             min_probability=self.min_probability,
             semantic=matches,
+            standout=standout,
         )
         if matches is not None:
             chosen = {hit.chunk_id for hit in decision.chosen}
@@ -82,6 +83,16 @@ class Answerability:
                 if hit.chunk_id in chosen
             }
         return decision
+
+    def _semantic(self, question: str, hits: Sequence[Any]) -> tuple[list[Match], float]:
+        """The question against the retrieved passages' windows, and how far its nearest page
+        stands out from the pages nearest to it by vector (one more, vector-only search)."""
+        assert self._matcher is not None
+        matches = self._matcher.matches(question, hits)
+        nearest = self.knowledge.search(
+            question, k=STANDOUT_SOURCES, mode="vector", per_source=2, decompose=False
+        )
+        return matches, self._matcher.standout(question, nearest)
 
 
 def quote_window(question_words: set[str], hit: Any, match: Match) -> int:

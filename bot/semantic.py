@@ -16,18 +16,21 @@ similarity scale (another model's cosines are not comparable).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from storage.lru import Lru
 from storage.passages import WINDOW_EMBEDDER_PREFIX, heading_of, windows_of
 
 if TYPE_CHECKING:
     import numpy as np
 
 CACHED_PASSAGES = 2048
+# Pages compared for PassageMatcher.standout: the nearest ones by passage vector. Chosen on the
+# external dev halves (10, 20 and 30 pages separated answerable from unanswerable questions
+# about equally well; 20 was best, and as good as comparing against every page of the corpus).
+STANDOUT_SOURCES = 21
 
 
 @dataclass(frozen=True)
@@ -43,30 +46,56 @@ class Match:
 class PassageMatcher:
     """The question against windows and headings of passages, with the local embedder."""
 
-    def __init__(self, embedder: Any) -> None:
+    def __init__(
+        self, embedder: Any, query_vectors: Callable[[list[str]], np.ndarray] | None = None
+    ) -> None:
         self.embedder = embedder
-        self._windows = _Lru(CACHED_PASSAGES)  # for passages ingested before windows existed
-        self._headings = _Lru(CACHED_PASSAGES)  # a section's heading is shared by its passages
+        # The knowledge base's cached query embeddings: retrieval embedded the question already.
+        self._query_vectors = query_vectors
+        self._windows = Lru(CACHED_PASSAGES)  # for passages ingested before windows existed
+        self._headings = Lru(CACHED_PASSAGES)  # a section's heading is shared by its passages
 
     @classmethod
     def for_knowledge(cls, knowledge: Any) -> PassageMatcher | None:
         """A matcher over the knowledge base's embedder, or None when it has no local one."""
         embedder = getattr(knowledge, "embedder", None)
         name = getattr(embedder, "name", "")
-        return cls(embedder) if name.startswith(WINDOW_EMBEDDER_PREFIX) else None
+        if not name.startswith(WINDOW_EMBEDDER_PREFIX):
+            return None
+        return cls(embedder, getattr(knowledge, "query_vectors", None))
 
     def similarity(self, question: str, hits: Sequence[Any]) -> float:
         """The question's best window similarity over the passages."""
         return max((match.similarity for match in self.matches(question, hits)), default=0.0)
 
-    def matches(self, question: str, hits: Sequence[Any]) -> list[Match]:
-        """One :class:`Match` per passage, in their order. One call to the embedder: the
-        question, plus whatever the knowledge base and the caches do not hold yet."""
+    def standout(self, question: str, hits: Sequence[Any]) -> float:
+        """How much closer in meaning the question's nearest page is than the other pages of
+        ``hits`` (the passages nearest to it by vector): the best window similarity of the best
+        page minus the mean of the other pages' best. 0.0 with fewer than two pages."""
+        best: dict[str, float] = {}
+        matches = self.matches(question, hits, with_headings=False)
+        for hit, match in zip(hits, matches, strict=True):
+            best[hit.source] = max(best.get(hit.source, -1.0), match.similarity)
+        ranked = sorted(best.values(), reverse=True)
+        if len(ranked) < 2:
+            return 0.0
+        return ranked[0] - sum(ranked[1:]) / (len(ranked) - 1)
+
+    def matches(
+        self, question: str, hits: Sequence[Any], *, with_headings: bool = True
+    ) -> list[Match]:
+        """One :class:`Match` per passage, in their order (heading similarity 0.0 without
+        ``with_headings``). One call to the embedder: the question, plus whatever the knowledge
+        base and the caches do not hold yet."""
         chosen = list(hits)
         if not chosen:
             return []
         windows = {_key(h): self._stored_windows(h) for h in chosen}
-        headings = {heading_of(h): self._headings.get(heading_of(h)) for h in chosen}
+        headings = (
+            {heading_of(h): self._headings.get(heading_of(h)) for h in chosen}
+            if with_headings
+            else {}
+        )
         texts = [question]
         new_windows: list[tuple[tuple[str, int], int, int]] = []
         for key, hit in {_key(h): h for h in chosen if windows[_key(h)] is None}.items():
@@ -77,9 +106,7 @@ class PassageMatcher:
             t for t, vector in headings.items() if vector is None and t
         )}  # fmt: skip
         texts += list(new_headings)
-        import numpy as np  # here: importing the bot (``supportbot --help``) stays light
-
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        vectors = self._embed(texts)
         for key, start, end in new_windows:
             windows[key] = self._windows.put(key, vectors[start:end])
         for text, row in new_headings.items():
@@ -87,33 +114,23 @@ class PassageMatcher:
         query = vectors[0]
         return [_match(windows[_key(h)], headings.get(heading_of(h)), query) for h in chosen]
 
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """``texts`` (the question first) as vectors; the question from the knowledge base's
+        query cache when it has one (retrieval embedded it a moment ago)."""
+        import numpy as np  # here: importing the bot (``supportbot --help``) stays light
+
+        if self._query_vectors is None:
+            return np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        question = self._query_vectors(texts[:1])
+        if len(texts) == 1:
+            return question
+        rest = np.asarray(self.embedder.embed(texts[1:]), dtype=np.float32)
+        return np.vstack([question, rest])
+
     def _stored_windows(self, hit: Any) -> np.ndarray | None:
         """The windows' vectors: from the knowledge base when it embedded them, else cached."""
         precomputed = getattr(hit, "window_vectors", None)
         return precomputed if precomputed is not None else self._windows.get(_key(hit))
-
-
-class _Lru:
-    """A small thread-safe least-recently-used map (searches run on a thread pool)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> Any:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
 
 
 def _match(windows: np.ndarray | None, heading: np.ndarray | None, query: np.ndarray) -> Match:

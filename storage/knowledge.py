@@ -37,6 +37,7 @@ from storage.documents import (
 )
 from storage.embeddings import Embedder
 from storage.lazyimport import defer_reexports
+from storage.lru import Lru
 from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
@@ -67,6 +68,7 @@ DEFAULT_ANN_THRESHOLD = 20_000
 ANN_INDEXES = ("IVF_SQ", "IVF_PQ")
 DEFAULT_ANN_INDEX = "IVF_SQ"
 EMBED_BATCH = 256
+QUERY_CACHE_SIZE = 256  # questions (and their parts) embedded lately
 WRITE_BATCH = 16_384
 # Packages lancedb imports that only re-export a REST namespace client we never use: their
 # names load on first use instead of at `import lancedb` (storage/lazyimport.py explains).
@@ -188,6 +190,7 @@ class KnowledgeBase:
         self._vocabulary_version: int | None = None
         self._vocabulary_checked = 0.0
         self._warned_chunker = False
+        self._query_cache = Lru(QUERY_CACHE_SIZE)
         self.embeds_windows = embedder is not None and embedder.name.startswith(
             WINDOW_EMBEDDER_PREFIX
         )
@@ -377,7 +380,21 @@ class KnowledgeBase:
         return [self._hit(c) for c in _top_per_source(ranked, k, per_source)]
 
     def _embed_queries(self, queries: list[str]) -> np.ndarray:
-        return np.asarray(self.embedder.embed(queries), dtype=np.float32)  # type: ignore[union-attr]
+        return self.query_vectors(queries)
+
+    def query_vectors(self, queries: list[str]) -> np.ndarray:
+        """The queries embedded (rows in order), through a small cache: one question is
+        embedded by the hybrid search, then read again by the answer-or-refuse checks."""
+        cached = [self._query_cache.get(q) for q in queries]
+        missing = [q for q, v in zip(queries, cached, strict=True) if v is None]
+        if missing:
+            fresh = np.asarray(self.embedder.embed(missing), dtype=np.float32)  # type: ignore[union-attr]
+            found = dict(zip(missing, fresh, strict=True))
+            cached = [
+                v if v is not None else self._query_cache.put(q, found[q])
+                for q, v in zip(queries, cached, strict=True)
+            ]
+        return np.vstack(cached)
 
     def _hit(self, candidate: _Candidate) -> SearchHit:
         return SearchHit(

@@ -48,9 +48,10 @@ L2 = 0.1  # mild: ~230 rows, a few signals
 CHOSEN_SIGNALS = ("plain", "window")
 # With the local embedder (--semantic, hybrid rows only), chosen by the same cross-set check over
 # every subset of up to three signals (--search prints it), skipping subsets whose fit gives a
-# signal a negative weight: window + heading 0.888 (window + pairs + heading 0.905 fits "pairs"
-# negative), semantic + semantic_window 0.882, the lexical model's plain + window 0.851.
-CHOSEN_SEMANTIC_SIGNALS = ("window", "heading")
+# signal a negative weight. With the standout signal (2026-12-04, 17:10 UTC): plain + heading +
+# standout 0.917, window + semantic_window + standout 0.905, window + pairs + heading 0.905
+# ("pairs" negative), the previous choice window + heading 0.888.
+CHOSEN_SEMANTIC_SIGNALS = ("plain", "heading", "standout")
 
 
 def dev_questions(name: str) -> list[EvalQuestion]:
