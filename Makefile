@@ -31,8 +31,8 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Retrieval and answer-or-refuse on every evaluation set (Flask, etcd, the bundled sample), per
-# split and question kind; writes docs/bench-sections/eval-sets.md. Exit 1 if a held-out target
+# Retrieval and answer-or-refuse on every evaluation set (Flask, etcd, pytest, the bundled sample),
+# per split and question kind; writes docs/bench-sections/eval-sets.md. Exit 1 if a held-out target
 # is missed.
 eval: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/eval_sets.py --write --json bench/results/eval-sets.json
