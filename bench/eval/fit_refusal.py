@@ -1,8 +1,7 @@
 """Fit the offline answerer's answer-or-refuse rule on the ``dev`` halves only.
 
-For every dev question (flask, etcd; pytest and the bundled questions.jsonl + unanswerable.jsonl
-are scored but by default not fitted on: the sample is easy and would pull the threshold, and
-pytest, added after the fit, is kept as a set the constants were not fitted on), with and
+For every dev question (flask, etcd, pytest; the bundled questions.jsonl + unanswerable.jsonl are
+scored but by default not fitted on: they are easy and would pull the threshold), with and
 without the local embedder, the real OfflineAgent runs with the old coverage rule and records
 its :class:`bot.grounding.Signals`. A small L2-regularised logistic regression (numpy, Newton's
 method, deterministic) is fitted on the questions the hard rules (unknown names, fewer than two
@@ -40,6 +39,7 @@ from bot.kb_eval import EvalQuestion, load_questions  # noqa: E402
 from storage.embeddings import local_embedder_available, make_embedder  # noqa: E402
 
 EVAL = ROOT / "bench" / "eval"
+EXTERNAL = ("flask", "etcd", "pytest")  # the external sets (bench/eval/README.md)
 L2 = 0.1  # mild: ~230 rows, a few signals
 # Chosen by the cross-set check this script prints (fit on one external dev half, score on the
 # other), on the dev halves including the third batch of questions: the mean balanced accuracy of
@@ -51,7 +51,10 @@ CHOSEN_SIGNALS = ("plain", "window")
 # every subset of up to three signals (--search prints it), skipping subsets whose fit gives a
 # signal a negative weight. With the standout signal (2026-12-04, 17:10 UTC): plain + heading +
 # standout 0.917, window + semantic_window + standout 0.905, window + pairs + heading 0.905
-# ("pairs" negative), the previous choice window + heading 0.888.
+# ("pairs" negative), the previous choice window + heading 0.888. With pytest's dev half added
+# (each external set left out in turn): plain + heading + standout has the best mean accuracy
+# (0.837), rarest + heading + standout the best balanced accuracy (0.836 vs 0.810; accuracy
+# 0.807); the issue's target is accuracy, so the first stays.
 CHOSEN_SEMANTIC_SIGNALS = ("plain", "heading", "standout")
 
 
@@ -120,7 +123,9 @@ async def main() -> None:
     parser.add_argument("--kb-dir", type=Path, default=ROOT / "bench" / "results" / "eval-kb")
     parser.add_argument("--no-local", action="store_true")
     parser.add_argument(
-        "--fit-on", default="flask,etcd", help="the sets whose dev rows fit the model"
+        "--fit-on",
+        help="the sets whose dev rows fit the model (default: flask,etcd,pytest with --semantic; "
+        "flask,etcd for the lexical model, fitted before pytest's set existed)",
     )
     parser.add_argument("--signals", help="the signals the model may use")
     parser.add_argument(
@@ -132,7 +137,9 @@ async def main() -> None:
         "--search", action="store_true", help="print the cross-set check of every signal subset"
     )
     args = parser.parse_args()
-    fit_on = set(args.fit_on.split(","))
+    fit_on = set(
+        (args.fit_on or ("flask,etcd,pytest" if args.semantic else "flask,etcd")).split(",")
+    )
     chosen = CHOSEN_SEMANTIC_SIGNALS if args.semantic else CHOSEN_SIGNALS
     signals = args.signals.split(",") if args.signals else list(chosen)
     keep = np.array([n in signals for n in SIGNAL_NAMES])
@@ -142,7 +149,7 @@ async def main() -> None:
     if not configs:
         parser.error("--semantic needs the local embedder (the `local` extra)")
     vectors, labels, kinds, groups = [], [], [], []
-    for name in ("flask", "etcd", "pytest", "sample"):
+    for name in (*EXTERNAL, "sample"):
         for config, embedder in configs:
             kb = open_kb(args.kb_dir, name, SETS[name][1], embedder)
             for vector, answerable, kind in await rows_for(kb, dev_questions(name)):
@@ -164,11 +171,17 @@ async def main() -> None:
     def answers(beta: np.ndarray, cut: float) -> np.ndarray:
         return open_rows & (1.0 / (1.0 + np.exp(-(beta[0] + x @ beta[1:]))) >= cut)
 
+    external = [name for name in EXTERNAL if name in fit_on]
+    # Each external set left out in turn: fitted on the others' dev halves, scored on its own.
+    directions = [
+        ([n for n in external if n != test], test) for test in external if len(external) > 1
+    ]
+
     def cross_set(keep: np.ndarray) -> list[tuple[float, float, float]]:
-        """Fitted on one external dev half, scored on the other, both ways."""
+        """Fitted on the other external dev halves, scored on the one left out, each in turn."""
         scores = []
-        for train, test in (("flask", "etcd"), ("etcd", "flask")):
-            b, c = model(np.array([g.startswith(train + "/") for g in groups]), keep)
+        for train, test in directions:
+            b, c = model(np.array([g.split("/")[0] in train for g in groups]), keep)
             held = np.array([g.startswith(test + "/") for g in groups])
             scores.append(balanced(answers(b, c)[held], y[held]))
         return scores
@@ -193,11 +206,11 @@ async def main() -> None:
         mask = np.array([g == group for g in groups])
         b, a, r = balanced(answer[mask], y[mask])
         print(f"  {group:<14} accuracy {a:.3f} refused {r:.3f} balanced {b:.3f}")
-    print("generalisation check on dev: fitted on one external set, scored on the other")
-    for (train, test), (tb, ta, tr) in zip(
-        (("flask", "etcd"), ("etcd", "flask")), cross_set(keep), strict=True
-    ):
-        print(f"  {train} -> {test}: accuracy {ta:.3f} refused {tr:.3f} balanced {tb:.3f}")
+    print("generalisation check on dev: fitted on the other external sets, scored on one")
+    for (train, test), (tb, ta, tr) in zip(directions, cross_set(keep), strict=True):
+        print(
+            f"  {'+'.join(train)} -> {test}: accuracy {ta:.3f} refused {tr:.3f} balanced {tb:.3f}"
+        )
     print("single-signal baselines on dev (best threshold, same hard rules):")
     for i, name in enumerate(SIGNAL_NAMES):
         single, (b, a, r) = best_cut(x[:, i], y, open_rows)
