@@ -166,3 +166,59 @@ def test_the_quoted_window_holds_the_question_words_not_only_its_topic() -> None
     assert "retried" in windows[quote_window(words, passage, topical)]
     # Without the question's words in any window, meaning decides.
     assert quote_window(content_words("unrelated zebra"), passage, topical) == 2
+
+
+STANDOUT_DOCS = {
+    "billing.md": "# Billing\n\nInvoices are emailed on the first day of each month. A card "
+    "that fails is retried three times before the account is paused.\n",
+    "sso.md": "# Single sign-on\n\nConnect Okta under Settings > Security > SSO. Users who "
+    "sign in through SSO cannot set a password.\n",
+    "exports.md": "# Exports\n\nExport every project as a ZIP of CSV files from Settings > "
+    "Data. Exports larger than 2 GB are split into parts.\n",
+    "webhooks.md": "# Webhooks\n\nEach delivery is signed with HMAC-SHA256 in the "
+    "X-Signature header. Failed deliveries are retried for 24 hours.\n",
+    "teams.md": "# Teams\n\nInvite people from the Members page. Owners can transfer "
+    "ownership to another admin at any time.\n",
+}
+
+
+async def test_standout_is_high_when_one_page_says_it_and_low_when_none_does(
+    tmp_path: Path,
+) -> None:
+    """A paraphrase the docs answer has one page far closer than the rest; a question on a
+    subject near several pages that none covers has no such page. The signal is recorded in the
+    decision, and computing it embeds nothing beyond what retrieval already embedded."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in STANDOUT_DOCS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    embedder = CountingEmbedder()
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    kb.ingest([docs])
+    agent = OfflineAgent(kb)
+    answered = await final_result(agent, "what happens when a customer's credit card is declined?")
+    uncovered = await final_result(agent, "Can I pay with a bank transfer in another currency?")
+
+    high = answered.tool_metadata["decision"]["signals"]["standout"]
+    low = uncovered.tool_metadata["decision"]["signals"]["standout"]
+    assert high > low + 0.05, (high, low)
+
+    # Retrieval, the window check and the standout search all read one cached question vector
+    # (and the cached headings): asking again embeds nothing.
+    question = "How do I rotate the webhook signing secret?"
+    await final_result(agent, question)
+    embedder.texts = 0
+    await final_result(agent, question)
+    assert embedder.texts == 0
+
+    matcher = PassageMatcher(embedder)
+    assert matcher.standout("anything", []) == 0.0  # fewer than two pages: nothing to compare
+
+
+def test_query_vectors_are_cached_per_text(tmp_path: Path) -> None:
+    embedder = CountingEmbedder()
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    first = kb.query_vectors(["alpha", "beta"])
+    again = kb.query_vectors(["beta", "gamma", "alpha"])
+    assert embedder.texts == 3  # alpha, beta, then only gamma
+    assert np.allclose(again[0], first[1]) and np.allclose(again[2], first[0])
