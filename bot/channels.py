@@ -131,7 +131,7 @@ class ChannelSettings:
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
         try:
-            row = await channel_settings.get_setting(
+            row = await channel_settings.read_values(
                 self.db, platform=key[0], workspace_id=key[1], channel_id=key[2]
             )
             policy = ChannelPolicy.from_row(row)

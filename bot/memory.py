@@ -153,7 +153,7 @@ class MemoryPolicy:
     async def follows(self, conversation: ConversationKey) -> bool:
         """Has the bot taken part in this conversation (so it answers follow-ups without a
         mention)? One question for every platform: it has stored turns under its session."""
-        return await memories.count_memories(self.db, session_id=conversation.session_id) > 0
+        return await memories.has_memories(self.db, session_id=conversation.session_id)
 
     async def forget(self, session_id: str) -> int:
         """Remove the conversation's text from every table; returns the memories deleted."""

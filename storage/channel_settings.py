@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, Table, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -38,6 +38,30 @@ async def get_setting(
                 ChannelSetting.channel_id == channel_id,
             )
         )
+
+
+async def read_values(
+    db: Database, *, platform: str, workspace_id: str, channel_id: str
+) -> Row[Any] | None:
+    """The channel's :data:`SETTABLE` columns (by name), or None when it has no row.
+
+    Read for every channel the bot sees (each Discord thread is one): a prebuilt Core SELECT
+    whose compiled form is cached, with no ORM object built for a row nobody changes.
+    """
+    async with db.reads() as conn:
+        result = await conn.execute(
+            _READ_VALUES,
+            {"b_platform": platform, "b_workspace": workspace_id, "b_channel": channel_id},
+        )
+        return result.first()
+
+
+_TABLE: Table = ChannelSetting.__table__  # type: ignore[assignment]
+_READ_VALUES = select(*(_TABLE.c[name] for name in SETTABLE)).where(
+    _TABLE.c.platform == bindparam("b_platform"),
+    _TABLE.c.workspace_id == bindparam("b_workspace"),
+    _TABLE.c.channel_id == bindparam("b_channel"),
+)
 
 
 async def upsert_setting(

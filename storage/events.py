@@ -19,7 +19,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Insert,
+    Integer,
+    Interval,
+    Select,
+    String,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -48,14 +66,23 @@ def db_time(db: Database, offset: timedelta = timedelta(0)) -> ColumnElement[Any
     the expression produces exactly that, so stored values compare as text and read back as
     datetimes. PostgreSQL compares ``timestamptz`` values natively.
     """
-    seconds = offset.total_seconds()
-    if db.is_sqlite:
-        modifier = f"{seconds:+.3f} seconds"
+    return _now_plus(db.is_sqlite, literal(_offset_value(db.is_sqlite, offset)))
+
+
+def _offset_value(sqlite: bool, offset: timedelta) -> Any:
+    """What the offset parameter of :func:`_now_plus` takes: SQLite's modifier text (e.g.
+    ``+15.000 seconds``), PostgreSQL's interval."""
+    return f"{offset.total_seconds():+.3f} seconds" if sqlite else offset
+
+
+def _now_plus(sqlite: bool, offset: ColumnElement[Any]) -> ColumnElement[Any]:
+    """:func:`db_time` with its offset a bound parameter (see :func:`_offset_value`)."""
+    if sqlite:
         # %f is "SS.SSS": keep its milliseconds and pad them to microseconds.
-        seconds_part = func.substr(func.strftime("%f", "now", modifier), 3)
-        whole = func.strftime("%Y-%m-%d %H:%M:%S", "now", modifier)
+        seconds_part = func.substr(func.strftime("%f", "now", offset), 3)
+        whole = func.strftime("%Y-%m-%d %H:%M:%S", "now", offset)
         return whole.op("||")(seconds_part).op("||")(literal("000"))
-    return func.now() + literal(offset)
+    return func.now() + offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +102,107 @@ class Taken:
     given_up: list[TakenRow]
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The inbox's statements for one dialect, built once per process.
+
+    They run on every message, so they are Core statements with bound parameters (``b_*``):
+    SQLAlchemy computes a prebuilt statement's cache key once and finds its compiled form in the
+    cache, where a statement built per call costs a fresh expression tree and cache key, and an
+    ORM session adds its bulk-update machinery (synchronize_session) for rows nobody holds.
+    """
+
+    claim: Insert
+    finish: Update
+    update_payload: Update
+    release: Update
+    candidates: Select[Any]
+    take: Update
+    give_up: Update
+    renew: Update
+
+
+_EVENTS: Table = ProcessedEvent.__table__  # type: ignore[assignment]
+
+
+def _build(sqlite: bool) -> _Statements:
+    c = _EVENTS.c
+    now = _now_plus(sqlite, literal(_offset_value(sqlite, timedelta(0))))
+    leased = _now_plus(sqlite, bindparam("b_lease", type_=String() if sqlite else Interval()))
+    owned = and_(
+        c.platform == bindparam("b_platform"),
+        c.event_id == bindparam("b_event_id"),
+        c.status == ANSWERING,
+        c.attempts == bindparam("b_attempts"),
+    )
+    expired = or_(c.lease_until.is_(None), c.lease_until < now)
+    takeable = and_(
+        c.id == bindparam("b_id"),
+        c.status == ANSWERING,
+        c.attempts == bindparam("b_attempts"),
+        expired,
+    )
+    return _Statements(
+        claim=insert(_EVENTS)
+        .values(
+            platform=bindparam("b_platform"),
+            event_id=bindparam("b_event_id"),
+            status=ANSWERING,
+            attempts=bindparam("b_attempts"),
+            lease_until=leased,
+            payload=bindparam("b_payload", type_=c.payload.type),
+            received_at=now,
+        )
+        # No RETURNING of the new id on PostgreSQL: nobody reads it.
+        .inline(),
+        finish=update(_EVENTS)
+        .where(owned)
+        .values(status=bindparam("b_status"), lease_until=None, finished_at=now),
+        update_payload=update(_EVENTS)
+        .where(owned)
+        .values(payload=bindparam("b_payload", type_=c.payload.type)),
+        release=update(_EVENTS).where(owned).values(lease_until=leased),
+        candidates=select(c.id, c.attempts)
+        .where(
+            c.platform == bindparam("b_platform"),
+            c.status == ANSWERING,
+            expired,
+            c.event_id.not_in(bindparam("b_exclude", expanding=True)),
+        )
+        .order_by(c.id)
+        .limit(bindparam("b_limit", type_=Integer())),
+        take=update(_EVENTS)
+        .where(takeable)
+        .values(
+            status=ANSWERING,
+            attempts=bindparam("b_next"),
+            lease_until=leased,
+            finished_at=None,
+        )
+        .returning(c.event_id, c.payload),
+        give_up=update(_EVENTS)
+        .where(takeable)
+        .values(status=FAILED, attempts=bindparam("b_next"), lease_until=None, finished_at=now)
+        .returning(c.event_id, c.payload),
+        renew=update(_EVENTS)
+        .where(
+            c.platform == bindparam("b_platform"),
+            c.status == ANSWERING,
+            # (event id, attempt) pairs, expanded at execution to as many as given.
+            tuple_(c.event_id, c.attempts).in_(bindparam("b_owned", expanding=True)),
+        )
+        .values(lease_until=leased)
+        .returning(c.event_id),
+    )
+
+
+_BY_DIALECT = {True: _build(sqlite=True), False: _build(sqlite=False)}
+
+
+def _statements(db: Database) -> _Statements:
+    return _BY_DIALECT[db.is_sqlite]
+
+
 async def claim_event(
     db: Database,
     *,
@@ -90,30 +218,26 @@ async def claim_event(
     hot path of every request. ``attempts=0`` with a zero lease queues the work for whichever
     worker takes it first (the take then counts as the first attempt).
     """
-    statement = insert(ProcessedEvent).values(
-        platform=platform,
-        event_id=event_id,
-        status=ANSWERING,
-        attempts=attempts,
-        lease_until=db_time(db, lease),
-        payload=payload,
-        received_at=db_time(db),
-    )
+    params = {
+        "b_platform": platform,
+        "b_event_id": event_id,
+        "b_attempts": attempts,
+        "b_lease": _offset_value(db.is_sqlite, lease),
+        "b_payload": payload,
+    }
     try:
-        async with db.single_statement() as session:
-            await session.execute(statement)
+        async with db.write() as conn:
+            await conn.execute(_statements(db).claim, params)
         return True
     except IntegrityError:
         return False
 
 
-def _owned(platform: str, event_id: str, attempts: int) -> ColumnElement[bool]:
-    return and_(
-        ProcessedEvent.platform == platform,
-        ProcessedEvent.event_id == event_id,
-        ProcessedEvent.status == ANSWERING,
-        ProcessedEvent.attempts == attempts,
-    )
+async def _owned_update(db: Database, statement: Update, params: dict[str, Any]) -> bool:
+    """Run a fenced UPDATE of one row; False when the caller's attempt no longer owns it."""
+    async with db.write() as conn:
+        result = await conn.execute(statement, params)
+    return bool(result.rowcount == 1)
 
 
 async def finish_event(
@@ -125,26 +249,32 @@ async def finish_event(
     status: str = ANSWERED,
 ) -> bool:
     """Record the outcome; False when ``attempts`` no longer owns the row (fenced)."""
-    async with db.single_statement() as session:
-        result = await session.execute(
-            update(ProcessedEvent)
-            .where(_owned(platform, event_id, attempts))
-            .values(status=status, lease_until=None, finished_at=db_time(db))
-        )
-    return bool(result.rowcount == 1)
+    return await _owned_update(
+        db,
+        _statements(db).finish,
+        {
+            "b_platform": platform,
+            "b_event_id": event_id,
+            "b_attempts": attempts,
+            "b_status": status,
+        },
+    )
 
 
 async def update_payload(
     db: Database, *, platform: str, event_id: str, attempts: int, payload: dict[str, Any]
 ) -> bool:
     """Replace the work's payload (e.g. the thread its answer goes to), fenced on ``attempts``."""
-    async with db.single_statement() as session:
-        result = await session.execute(
-            update(ProcessedEvent)
-            .where(_owned(platform, event_id, attempts))
-            .values(payload=payload)
-        )
-    return bool(result.rowcount == 1)
+    return await _owned_update(
+        db,
+        _statements(db).update_payload,
+        {
+            "b_platform": platform,
+            "b_event_id": event_id,
+            "b_attempts": attempts,
+            "b_payload": payload,
+        },
+    )
 
 
 async def take_expired(
@@ -164,26 +294,25 @@ async def take_expired(
     once, so the caller can tell its asker. ``exclude``: ids the caller itself is still working
     on (a late heartbeat must not make a process take its own work a second time).
     """
-    expired = or_(ProcessedEvent.lease_until.is_(None), ProcessedEvent.lease_until < db_time(db))
-    async with db.sessions() as session:
+    statements = _statements(db)
+    async with db.reads() as conn:
         candidates = (
-            await session.execute(
-                select(ProcessedEvent.id, ProcessedEvent.attempts)
-                .where(
-                    ProcessedEvent.platform == platform,
-                    ProcessedEvent.status == ANSWERING,
-                    expired,
-                    ProcessedEvent.event_id.not_in(list(exclude)),
-                )
-                .order_by(ProcessedEvent.id)
-                .limit(limit)
+            await conn.execute(
+                statements.candidates,
+                {"b_platform": platform, "b_exclude": list(exclude), "b_limit": limit},
             )
         ).all()
     taken = Taken([], [])
+    lease_value = _offset_value(db.is_sqlite, lease)
     for row_id, attempts in candidates:
         give_up = attempts >= max_attempts
+        statement = statements.give_up if give_up else statements.take
+        params = {"b_id": row_id, "b_attempts": attempts, "b_next": attempts + 1}
+        if not give_up:
+            params["b_lease"] = lease_value
         try:
-            won = await _take_one(db, row_id, attempts, give_up, expired, lease)
+            async with db.write() as conn:
+                won = (await conn.execute(statement, params)).first()
         except SQLAlchemyError as exc:  # one row's trouble must not cost the others their turn
             log.warning("taking ledger row %s failed: %s", row_id, type(exc).__name__)
             continue
@@ -192,34 +321,6 @@ async def take_expired(
         row = TakenRow(won.event_id, dict(won.payload or {}), attempts + 1)
         (taken.given_up if give_up else taken.work).append(row)
     return taken
-
-
-async def _take_one(
-    db: Database,
-    row_id: int,
-    attempts: int,
-    give_up: bool,
-    expired: ColumnElement[bool],
-    lease: timedelta,
-) -> Any:
-    async with db.single_statement() as session:
-        result = await session.execute(
-            update(ProcessedEvent)
-            .where(
-                ProcessedEvent.id == row_id,
-                ProcessedEvent.status == ANSWERING,
-                ProcessedEvent.attempts == attempts,
-                expired,
-            )
-            .values(
-                status=FAILED if give_up else ANSWERING,
-                attempts=attempts + 1,
-                lease_until=None if give_up else db_time(db, lease),
-                finished_at=db_time(db) if give_up else None,
-            )
-            .returning(ProcessedEvent.event_id, ProcessedEvent.payload)
-        )
-        return result.first()
 
 
 async def renew_leases(
@@ -236,25 +337,15 @@ async def renew_leases(
     """
     pairs = list(owned)
     kept: set[str] = set()
+    lease_value = _offset_value(db.is_sqlite, lease)
     for start in range(0, len(pairs), 200):
-        chunk = pairs[start : start + 200]
-        matches = or_(
-            *(
-                and_(ProcessedEvent.event_id == key, ProcessedEvent.attempts == attempts)
-                for key, attempts in chunk
-            )
-        )
-        async with db.single_statement() as session:
-            result = await session.execute(
-                update(ProcessedEvent)
-                .where(
-                    ProcessedEvent.platform == platform,
-                    ProcessedEvent.status == ANSWERING,
-                    matches,
-                )
-                .values(lease_until=db_time(db, lease))
-                .returning(ProcessedEvent.event_id)
-            )
+        params = {
+            "b_platform": platform,
+            "b_owned": pairs[start : start + 200],
+            "b_lease": lease_value,
+        }
+        async with db.write() as conn:
+            result = await conn.execute(_statements(db).renew, params)
             kept.update(result.scalars().all())
     return kept
 
@@ -262,13 +353,16 @@ async def renew_leases(
 async def release_lease(db: Database, *, platform: str, event_id: str, attempts: int) -> bool:
     """Give up an event without finishing it: its lease ends now, so a restarted process or
     another replica takes it at once instead of waiting for the lease to run out."""
-    async with db.single_statement() as session:
-        result = await session.execute(
-            update(ProcessedEvent)
-            .where(_owned(platform, event_id, attempts))
-            .values(lease_until=db_time(db, timedelta(seconds=-1)))
-        )
-    return bool(result.rowcount == 1)
+    return await _owned_update(
+        db,
+        _statements(db).release,
+        {
+            "b_platform": platform,
+            "b_event_id": event_id,
+            "b_attempts": attempts,
+            "b_lease": _offset_value(db.is_sqlite, timedelta(seconds=-1)),
+        },
+    )
 
 
 async def event_status(db: Database, *, platform: str, event_id: str) -> str | None:

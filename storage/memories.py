@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 
 from storage.db import Database
 from storage.models import Memory
@@ -90,11 +90,25 @@ async def get_memory(db: Database, *, memory_id: int) -> Memory | None:
 
 
 async def count_memories(db: Database, *, session_id: str) -> int:
-    async with db.single_statement() as session:
-        total = await session.scalar(
-            select(func.count()).select_from(Memory).where(Memory.session_id == session_id)
-        )
+    async with db.reads() as conn:
+        total = await conn.scalar(_COUNT, {"b_session": session_id})
         return int(total or 0)
+
+
+async def has_memories(db: Database, *, session_id: str) -> bool:
+    """Does the session have any stored turn? Asked for every thread reply that does not
+    mention the bot, so a prebuilt Core read of at most one id, not a count."""
+    async with db.reads() as conn:
+        return (await conn.scalar(_ANY, {"b_session": session_id})) is not None
+
+
+_MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
+_COUNT = (
+    select(func.count())
+    .select_from(_MEMORIES)
+    .where(_MEMORIES.c.session_id == bindparam("b_session"))
+)
+_ANY = select(_MEMORIES.c.id).where(_MEMORIES.c.session_id == bindparam("b_session")).limit(1)
 
 
 async def forget_session(db: Database, *, session_id: str) -> int:

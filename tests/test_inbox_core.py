@@ -5,9 +5,10 @@ fenced, one record format round-trips."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from bot.inbox import Inbox, Work
 from bot.messages import (
@@ -99,6 +100,43 @@ async def test_leases_are_read_back_as_aware_times_near_the_database_clock(db: D
     delta = row.lease_until - row.received_at
     assert timedelta(seconds=59) < delta < timedelta(seconds=61)
     assert abs(row.received_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_ledger_statements_keep_the_stored_formats(db: Database) -> None:
+    """SQLite compares the timestamps as text: every one the ledger writes has SQLAlchemy's
+    format; a missing payload is SQL NULL; the heartbeat renews past one 200-row chunk."""
+    assert await events.claim_event(db, platform="t", event_id="done", lease=timedelta(seconds=5))
+    assert await events.finish_event(db, platform="t", event_id="done", attempts=1)
+    for key in ("queued", "spent", "mine"):
+        assert await events.claim_event(db, platform="t", event_id=key, lease=timedelta(0))
+    assert await events.update_payload(
+        db, platform="t", event_id="spent", attempts=1, payload={"kind": "x"}
+    )
+    async with db.session() as session:  # "spent" already had its last try
+        await session.execute(
+            update(ProcessedEvent).where(ProcessedEvent.event_id == "spent").values(attempts=3)
+        )
+    taken = await events.take_expired(db, platform="t", exclude={"mine"})
+    assert [(r.event_id, r.attempts) for r in taken.work] == [("queued", 2)]
+    assert [(r.event_id, r.payload) for r in taken.given_up] == [("spent", {"kind": "x"})]
+    many = [(f"r{i}", 1) for i in range(250)]
+    for key, _ in many:
+        assert await events.claim_event(db, platform="t", event_id=key)
+    stale = [(key, 2) for key, _ in many[:3]]
+    kept = await events.renew_leases(db, platform="t", owned=[*many[3:], *stale, ("queued", 2)])
+    assert kept == {key for key, _ in many[3:]} | {"queued"}
+    query = text(
+        "SELECT event_id, lease_until, received_at, finished_at, payload IS NULL"
+        " FROM processed_events WHERE platform = 't' AND event_id NOT LIKE 'r%'"
+    )
+    async with db.reads() as conn:
+        rows = {row[0]: row[1:] for row in (await conn.execute(query)).all()}
+    assert [rows[k][3] for k in ("done", "queued", "spent")] == [True, True, False]
+    assert rows["done"][0] is None and rows["spent"][0] is None and rows["queued"][2] is None
+    if db.is_sqlite:
+        stamps = [value for row in rows.values() for value in row[:3] if value is not None]
+        assert len(stamps) == 8
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", s) for s in stamps)
 
 
 def test_one_record_format_round_trips() -> None:
