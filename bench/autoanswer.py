@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bot.agent import OfflineAgent  # noqa: E402
 from bot.autoanswer import DEFAULT_MIN_PROBABILITY  # noqa: E402
 from bot.channels import ChannelSettings  # noqa: E402
+from bot.kb_eval import UNSCORED_BATCHES  # noqa: E402
 from bot.memory import MemoryPolicy  # noqa: E402
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform  # noqa: E402
 from bot.responder import Responder  # noqa: E402
@@ -81,9 +82,12 @@ class Figures:
         return self.answered_answerable / self.answerable if self.answerable else 0.0
 
 
-def load_questions(paths: list[Path], split: str | None = None) -> list[Question]:
+def load_questions(
+    paths: list[Path], split: str | None = None, fresh_batch: int | None = None
+) -> list[Question]:
     """Questions of the files; with ``split``, only rows of that half (rows without one count
-    as dev: the bundled tuning files)."""
+    as dev: the bundled tuning files). Held-out batches kept unscored (UNSCORED_BATCHES) are
+    left out, unless ``fresh_batch`` asks for exactly one of them."""
     out = []
     for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -91,6 +95,9 @@ def load_questions(paths: list[Path], split: str | None = None) -> list[Question
                 continue
             row = json.loads(line)
             if split is not None and row.get("split", "dev") != split:
+                continue
+            batch = row.get("batch")
+            if (batch != fresh_batch) if fresh_batch is not None else batch in UNSCORED_BATCHES:
                 continue
             # A page listed under "also" answers the question as well (bench/eval/README.md).
             pages = [*(row.get("gold") or ()), *(row.get("also") or ())]
@@ -187,8 +194,11 @@ async def main() -> int:
     parser.add_argument(
         "--kb-dir", type=Path, help="keep the knowledge base here (re-runs ingest only changes)"
     )
+    parser.add_argument(
+        "--fresh-batch", type=int, help="only this held-out batch, otherwise left out"
+    )
     args = parser.parse_args()
-    questions = load_questions(args.files or DEFAULT_FILES, args.split)
+    questions = load_questions(args.files or DEFAULT_FILES, args.split, args.fresh_batch)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         where = args.kb_dir or Path(tmp) / "kb"

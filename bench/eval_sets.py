@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bot.agent import AgentResult, OfflineAgent, final_result  # noqa: E402
 from bot.kb_eval import (  # noqa: E402
+    UNSCORED_BATCHES,
     EvalQuestion,
     best_threshold,
     decide_all,
@@ -94,8 +95,22 @@ def splits_of(path: Path) -> list[str]:
     return ["dev", "heldout"] if found >= {"dev", "heldout"} else ["all"]
 
 
+def questions_of(path: Path, split: str, fresh_batch: int | None = None) -> list[EvalQuestion]:
+    """The split's questions without the unscored batches; with ``fresh_batch``, only that
+    batch's questions (of this split)."""
+    rows = load_questions(path, split)
+    if fresh_batch is not None:
+        return [q for q in rows if q.batch == fresh_batch]
+    return [q for q in rows if q.batch not in UNSCORED_BATCHES]
+
+
 async def run_set(
-    name: str, kb_dir: Path, use_local: bool, only: str | None = None, answers: bool = True
+    name: str,
+    kb_dir: Path,
+    use_local: bool,
+    only: str | None = None,
+    answers: bool = True,
+    fresh_batch: int | None = None,
 ) -> dict[str, Any]:
     questions_file, corpus = SETS[name]
     configs: list[tuple[str, Any]] = [("bm25", None)]
@@ -111,7 +126,9 @@ async def run_set(
         for split in splits_of(questions_file):
             if only and split not in (only, "all"):
                 continue
-            questions = load_questions(questions_file, split)
+            questions = questions_of(questions_file, split, fresh_batch)
+            if not questions:
+                continue
             entry = out["splits"].setdefault(split, {"retrieval": {}, "answers": {}})
             for mode in modes:
                 label = mode if embedder is not None else "fts (no embedder)"
@@ -285,13 +302,24 @@ async def main() -> int:
     parser.add_argument("--write", action="store_true", help=f"replace {REPORT.name}")
     parser.add_argument("--split", choices=["dev", "heldout"], help="only this half")
     parser.add_argument("--no-answers", action="store_true", help="retrieval only")
+    parser.add_argument(
+        "--fresh-batch",
+        type=int,
+        help="score only this held-out batch, otherwise left out of every run (once, for the "
+        "change it was kept for; bench/eval/README.md)",
+    )
     args = parser.parse_args()
     use_local = not args.no_local and local_embedder_available()
     started = time.perf_counter()
     results = []
     for name in args.sets.split(","):
         result = await run_set(
-            name.strip(), args.kb_dir, use_local, args.split, not args.no_answers
+            name.strip(),
+            args.kb_dir,
+            use_local,
+            args.split,
+            not args.no_answers,
+            args.fresh_batch,
         )
         print_set(result)
         results.append(result)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -74,3 +75,34 @@ def test_corpora_record_source_and_licence() -> None:
         source = (folder / "SOURCE.md").read_text(encoding="utf-8")
         assert "Commit:" in source and "Licence:" in source
         assert any(folder.glob("LICENSE*"))
+
+
+def _bench_module(name: str):  # type: ignore[no-untyped-def]
+    path = EVAL.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", EXTERNAL)
+def test_unscored_batches_stay_out_of_every_run_unless_asked_for(name: str) -> None:
+    """`make eval` and the auto-answer bench never score batch 4 by accident: only an explicit
+    --fresh-batch 4 reads it (loading questions here runs no ranking code)."""
+    eval_sets, autoanswer = _bench_module("eval_sets"), _bench_module("autoanswer")
+    assert eval_sets.UNSCORED_BATCHES >= HELDOUT_ONLY_BATCHES
+    path = EVAL / f"{name}.jsonl"
+    fresh = [r for r in rows_of(name) if r.get("batch") in HELDOUT_ONLY_BATCHES]
+    assert fresh, "batch 4 is where it should be"
+
+    held_out = eval_sets.questions_of(path, "heldout")
+    assert held_out and all(q.batch not in HELDOUT_ONLY_BATCHES for q in held_out)
+    only_fresh = eval_sets.questions_of(path, "heldout", fresh_batch=4)
+    assert len(only_fresh) == len(fresh) and all(q.batch == 4 for q in only_fresh)
+
+    texts = {r["question"] for r in fresh}
+    default = autoanswer.load_questions([path], "heldout")
+    assert default and not texts & {q.text for q in default}
+    assert {q.text for q in autoanswer.load_questions([path], "heldout", 4)} == texts
