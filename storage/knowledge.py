@@ -426,20 +426,22 @@ class KnowledgeBase:
         return " ".join([query, *corrections.values()]) if corrections else query
 
     def _current_vocabulary(self, table: Any) -> Vocabulary | None:
+        """The words of the table (for typo correction), rebuilt when the table changes; None
+        for a table too large to hold them. Either answer is kept for the table's version, so
+        a large table costs no extra round trips per search either."""
         now = time.monotonic()
-        if self._vocabulary is not None and now - self._vocabulary_checked < (
-            VOCABULARY_REFRESH_SECONDS
-        ):
+        known = self._vocabulary_version is not None
+        if known and now - self._vocabulary_checked < VOCABULARY_REFRESH_SECONDS:
             return self._vocabulary
         self._vocabulary_checked = now
         version = int(table.version)
-        if self._vocabulary is not None and version == self._vocabulary_version:
+        if known and version == self._vocabulary_version:
             return self._vocabulary
         if table.count_rows() > VOCABULARY_MAX_ROWS:
             self._vocabulary = None
-            return None
-        texts = table.search().select(["search_text"]).limit(None).to_arrow()
-        self._vocabulary = Vocabulary.from_texts(texts.column("search_text").to_pylist())
+        else:
+            texts = table.search().select(["search_text"]).limit(None).to_arrow()
+            self._vocabulary = Vocabulary.from_texts(texts.column("search_text").to_pylist())
         self._vocabulary_version = version
         return self._vocabulary
 

@@ -129,3 +129,26 @@ def test_eval_cli_splits_kinds_and_json(
     code, out, _ = run_cli(["eval", str(questions), "--split", "dev"], capsys)
     assert code == 0 and "two-page" in out and "both@10" in out
     assert run_cli(["eval", str(questions), "--split", "nope"], capsys)[0] != 0
+
+
+def test_a_table_too_large_for_typo_correction_is_not_recounted_on_every_search(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past VOCABULARY_MAX_ROWS the vocabulary is not loaded; that answer is kept for the
+    table's version, so a large knowledge base's searches make no extra round trips."""
+    import storage.knowledge as knowledge
+
+    monkeypatch.setattr(knowledge, "VOCABULARY_MAX_ROWS", 1)
+    table = kb._table()
+    counted = []
+    count_rows = type(table).count_rows
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        counted.append(1)
+        return count_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(table), "count_rows", counting)
+    for _ in range(5):
+        assert kb.search("How do I rotate an SDK key?", k=3, mode="fts")
+    assert len(counted) == 1
+    assert kb.document_frequencies() is None  # too large: no word weights either
