@@ -10,6 +10,7 @@ where nobody asked the bot hears only answers the docs support, whichever agent 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from bot.grounding import (
 )
 from bot.semantic import STANDOUT_SOURCES, Match, PassageMatcher
 from storage.passages import window_texts
+
+log = logging.getLogger(__name__)
 
 
 class Answerability:
@@ -84,14 +87,19 @@ class Answerability:
             }
         return decision
 
-    def _semantic(self, question: str, hits: Sequence[Any]) -> tuple[list[Match], float]:
+    def _semantic(self, question: str, hits: Sequence[Any]) -> tuple[list[Match], float | None]:
         """The question against the retrieved passages' windows, and how far its nearest page
-        stands out from the pages nearest to it by vector (one more, vector-only search)."""
+        stands out from the pages nearest to it by vector (one more, vector-only search; None
+        when that search fails: the decision then leans to refusing, it does not fail)."""
         assert self._matcher is not None
         matches = self._matcher.matches(question, hits)
-        nearest = self.knowledge.search(
-            question, k=STANDOUT_SOURCES, mode="vector", per_source=2, decompose=False
-        )
+        try:
+            nearest = self.knowledge.search(
+                question, k=STANDOUT_SOURCES, mode="vector", per_source=2, decompose=False
+            )
+        except Exception as exc:  # the answer already has its passages; this is one signal
+            log.warning("standout search failed (%s); deciding without it", type(exc).__name__)
+            return matches, None
         return matches, self._matcher.standout(question, nearest)
 
 

@@ -222,3 +222,22 @@ def test_query_vectors_are_cached_per_text(tmp_path: Path) -> None:
     again = kb.query_vectors(["beta", "gamma", "alpha"])
     assert embedder.texts == 3  # alpha, beta, then only gamma
     assert np.allclose(again[0], first[1]) and np.allclose(again[2], first[0])
+
+
+async def test_a_failed_standout_search_leaves_the_decision_to_the_other_signals(
+    tmp_path: Path, embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The standout search is one signal more: when it fails the decision is still made (it
+    leans to refusing) and the operator sees why in the log."""
+    from bot.answerability import Answerability
+
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    kb.ingest([write_docs(tmp_path / "docs")])
+    answerability = Answerability(kb)
+    question = "Which port does the container expose?"
+    hits = kb.search(question, k=4)
+    kb.embedder = None  # from here on a vector search raises KnowledgeError
+    decision = await answerability.decide(question, hits)
+    assert decision.signals is not None and decision.signals.standout is None
+    assert decision.signals.semantic is not None  # the windows were still compared
+    assert "standout search failed (KnowledgeError)" in caplog.text
