@@ -25,12 +25,14 @@ from bot.grounding import (
     UNKNOWN_NAME,
     Decision,
     best_sentences,
+    combined,
     content_words,
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
 from storage.passages import WINDOW_SENTENCES, heading_of, sentences_of
+from storage.queries import sub_queries
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -468,6 +470,8 @@ class OfflineAgent:
             # search keeps one passage per file, which may not be the one naming them).
             hits = _merge(hits, await toolbox.search(" ".join(sorted(decision.missing))))
             decision = await self.answerability.decide(question, hits)
+        if not decision.answerable and decision.reason != UNKNOWN_NAME:
+            decision = await self._by_parts(toolbox, question, decision)
         metadata: dict[str, Any] = {
             "agent": self.name,
             "model": None,
@@ -494,6 +498,18 @@ class OfflineAgent:
         metadata["cited"] = list(range(1, len(sources) + 1))
         metadata["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         yield AgentResult(text, ReplyKind.ANSWER, tuple(sources), metadata)
+
+    async def _by_parts(self, toolbox: ToolBox, question: str, whole: Decision) -> Decision:
+        """A two-part question ("X, and Y?") that no passage covers as a whole: answered when
+        each part, searched and judged on its own, is answerable (each from its own page)."""
+        decisions = []
+        for part in sub_queries(question):
+            hits = [hit for _, hit in await toolbox.search(part)]
+            decision = await self.answerability.decide(part, hits)
+            if not decision.answerable:
+                return whole
+            decisions.append(decision)
+        return combined(whole, decisions) if len(decisions) > 1 else whole
 
 
 def quote_of(decision: Decision, hit: Any) -> str:

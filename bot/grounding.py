@@ -49,6 +49,7 @@ MIN_WEIGHTED_COVERAGE = 0.45
 # least two of the question's content words (or all of them, for a one-word question).
 MIN_WORDS_MATCHED = 2
 UNKNOWN_NAME = "unknown name"
+PARTS_COVERED = "each part covered"  # a two-part question answered part by part
 FUZZY_MIN_LENGTH = 4
 PREFIX_SLACK = 6
 ANSWER_SENTENCES = 3
@@ -167,6 +168,30 @@ class Decision:
                 if h.chunk_id in self.windows
             },
         }
+
+
+def combined(whole: Decision, parts: Sequence[Decision]) -> Decision:
+    """One answer from the answerable decisions on a question's parts: each part's first
+    passage (its page), the whole question's signals for the record, and the least sure part's
+    probability and coverage (what the auto-answer gate judges)."""
+    chosen: list[Any] = []
+    for part in parts:
+        first = part.chosen[:1]
+        if first and all(first[0].chunk_id != hit.chunk_id for hit in chosen):
+            chosen.append(first[0])
+    kept = {hit.chunk_id for hit in chosen}
+    probabilities = [p.probability for p in parts if p.probability is not None]
+    return Decision(
+        True,
+        whole.question_words,
+        min(p.best_coverage for p in parts),
+        chosen,
+        set(),
+        PARTS_COVERED,
+        whole.signals,
+        min(probabilities) if probabilities else None,
+        {k: v for p in parts for k, v in p.windows.items() if k in kept},
+    )
 
 
 def passage_words(hit: Any) -> set[str]:

@@ -152,3 +152,41 @@ def test_a_table_too_large_for_typo_correction_is_not_recounted_on_every_search(
         assert kb.search("How do I rotate an SDK key?", k=3, mode="fts")
     assert len(counted) == 1
     assert kb.document_frequencies() is None  # too large: no word weights either
+
+
+PART_DOCS = {
+    "tls.md": "# Security\n\n## Peer certificates\n\nPeers encrypt their traffic when you pass "
+    "`--peer-cert-file` and `--peer-key-file` to every member. " + FILLER,
+    "health.md": "# Operations\n\n## Health checks\n\nThe command `heronctl endpoint health` "
+    "shows the health of each member. " + FILLER,
+    "network.md": "# Network\n\nThe heron store listens on port 7410 for clients. " + FILLER,
+    "faq.md": "# FAQ\n\nThe heron store is a key value store for small values. " + FILLER,
+}
+
+
+async def test_a_two_part_question_no_passage_covers_is_answered_part_by_part(
+    tmp_path: Path,
+) -> None:
+    """Each half is on its own page, so no passage covers the whole question; each part,
+    judged on its own, is answerable: the answer quotes both pages. A question with one part
+    the docs do not answer is still refused."""
+    base = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    base.ingest([write_docs(tmp_path / "docs", PART_DOCS)])
+    agent = OfflineAgent(base)
+    both = (
+        "How do peers encrypt traffic with certificate files, and which command shows the "
+        "health of each member?"
+    )
+    answered = await final_result(agent, both)
+    assert answered.kind.value == "answer"
+    assert [s.url_or_path for s in answered.sources] == ["tls.md", "health.md"]
+    assert "--peer-cert-file" in answered.text and "heronctl endpoint health" in answered.text
+    decision = answered.tool_metadata["decision"]
+    assert decision["reason"] == "each part covered" and decision["probability"] is not None
+
+    half = (
+        "How do peers encrypt traffic with certificate files, and how do I rotate the client CA "
+        "without downtime?"
+    )
+    refused = await final_result(agent, half)
+    assert refused.kind.value == "no_answer"
