@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bot.agent import AgentResult, OfflineAgent, final_result  # noqa: E402
+from bot.answerability import Answerability  # noqa: E402
 from bot.kb_eval import (  # noqa: E402
     UNSCORED_BATCHES,
     EvalQuestion,
@@ -80,7 +81,9 @@ async def answer_all(
     ``semantic=False``: the learned lexical rule without the embedder's window similarity
     (baselines, measured in the same run)."""
     agent = (
-        OfflineAgent(kb, semantic=semantic) if learned else OfflineAgent(kb, min_probability=None)
+        OfflineAgent(kb, answerability=Answerability(kb, semantic=semantic))
+        if learned
+        else OfflineAgent(kb, answerability=Answerability(kb, min_probability=None))
     )
 
     async def answer(question: str) -> AgentResult:

@@ -18,10 +18,7 @@ from bot import texts
 from bot.answerability import Answerability
 from bot.errors import ModelError
 from bot.grounding import (
-    ANSWER_PROBABILITY,
     MAX_QUOTE_CHARS,
-    MIN_COVERAGE,
-    MIN_WEIGHTED_COVERAGE,
     UNKNOWN_NAME,
     Decision,
     best_sentences,
@@ -437,20 +434,13 @@ class OfflineAgent:
         knowledge: Searchable,
         *,
         k: int = 5,
-        min_coverage: float = MIN_COVERAGE,
-        min_weighted_coverage: float = MIN_WEIGHTED_COVERAGE,
-        min_probability: float | None = ANSWER_PROBABILITY,
-        semantic: bool = True,
+        answerability: Answerability | None = None,
     ) -> None:
+        """``answerability``: the answer-or-refuse rule, by default the learned one over
+        ``knowledge`` (pass e.g. ``Answerability(kb, min_probability=None)`` for a baseline)."""
         self.knowledge = knowledge
         self.k = k
-        self.answerability = Answerability(
-            knowledge,
-            min_coverage=min_coverage,
-            min_weighted_coverage=min_weighted_coverage,
-            min_probability=min_probability,
-            semantic=semantic,
-        )
+        self.answerability = answerability or Answerability(knowledge)
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()

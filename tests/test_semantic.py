@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bot.agent import OfflineAgent, final_result
+from bot.answerability import Answerability
 from bot.grounding import ANSWER_PROBABILITY, SEMANTIC_ANSWER_PROBABILITY
 from bot.messages import ReplyKind
 from bot.semantic import PassageMatcher
@@ -127,7 +128,9 @@ async def test_the_semantic_rule_decides_when_the_local_embedder_is_there(
 
     # Without the signal the lexical model decides (and records no similarity).
     question = "Which port does the container expose?"
-    lexical = await final_result(OfflineAgent(kb, semantic=False), question)
+    lexical = await final_result(
+        OfflineAgent(kb, answerability=Answerability(kb, semantic=False)), question
+    )
     assert lexical.tool_metadata["decision"]["signals"]["semantic"] is None
     assert ANSWER_PROBABILITY != SEMANTIC_ANSWER_PROBABILITY  # two fitted models, two bars
 
@@ -229,8 +232,6 @@ async def test_a_failed_standout_search_leaves_the_decision_to_the_other_signals
 ) -> None:
     """The standout search is one signal more: when it fails the decision is still made (it
     leans to refusing) and the operator sees why in the log."""
-    from bot.answerability import Answerability
-
     kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
     kb.ingest([write_docs(tmp_path / "docs")])
     answerability = Answerability(kb)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from eval_sets import SETS, open_kb  # noqa: E402
 
 from bot.agent import AgentRequest, AgentResult, OfflineAgent  # noqa: E402
+from bot.answerability import Answerability  # noqa: E402
 from bot.grounding import SIGNAL_NAMES  # noqa: E402
 from bot.kb_eval import EvalQuestion, load_questions  # noqa: E402
 from storage.embeddings import local_embedder_available, make_embedder  # noqa: E402
@@ -67,7 +68,9 @@ def dev_questions(name: str) -> list[EvalQuestion]:
 
 
 async def rows_for(kb: Any, questions: list[EvalQuestion]) -> list[tuple[list[float], bool, str]]:
-    agent = OfflineAgent(kb, min_probability=None)  # signals are recorded whatever the rule
+    agent = OfflineAgent(
+        kb, answerability=Answerability(kb, min_probability=None)
+    )  # signals are recorded whatever the rule
     rows = []
     for q in questions:
         result = None
