@@ -494,7 +494,7 @@ class OfflineAgent:
         each part, searched and judged on its own, is answerable (each from its own page)."""
         decisions = []
         for part in sub_queries(question):
-            hits = [hit for _, hit in await toolbox.search(part)]
+            hits = _merge([], await toolbox.search(part))
             decision = await self.answerability.decide(part, hits)
             if not decision.answerable:
                 return whole

@@ -365,7 +365,7 @@ class KnowledgeBase:
         vector: list[list[_Candidate]] = []
         if mode != "fts":
             # Embedded here, while the BM25 searches run on LanceDB's threads.
-            vectors = self._embed_queries(queries)
+            vectors = self.query_vectors(queries)
             if exact:
                 plan = replace(plan, exact=True)
             elif facts.vector_index:
@@ -378,9 +378,6 @@ class KnowledgeBase:
             rankings = bm25 or vector
         ranked = interleave_sources(rankings) if len(rankings) > 1 else rankings[0]
         return [self._hit(c) for c in _top_per_source(ranked, k, per_source)]
-
-    def _embed_queries(self, queries: list[str]) -> np.ndarray:
-        return self.query_vectors(queries)
 
     def query_vectors(self, queries: list[str]) -> np.ndarray:
         """The queries embedded (rows in order), through a small cache: one question is
