@@ -27,9 +27,14 @@ from bot.grounding import (
     idf_weight,
 )
 from bot.semantic import STANDOUT_SOURCES, Match, PassageMatcher
+from storage.lru import Lru
 from storage.passages import window_texts
 
 log = logging.getLogger(__name__)
+
+# Questions whose standout is kept: a follow-up, the unknown-name retry and the auto-answer
+# gate decide the same question again, and its standout costs one more vector search.
+CACHED_STANDOUTS = 1024
 
 
 class Answerability:
@@ -50,6 +55,9 @@ class Answerability:
         self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
         # Paraphrases: the question against windows of the passages (local embedder only).
         self._matcher = PassageMatcher.for_knowledge(knowledge) if semantic else None
+        # (question, id of the word frequencies) -> standout: a new table version rebuilds the
+        # frequencies, so an ingest invalidates every entry.
+        self._standouts = Lru(CACHED_STANDOUTS)
 
     def _weight(self) -> Weight | None:
         """Word weights from the knowledge base's document frequencies (rebuilt when they
@@ -66,7 +74,9 @@ class Answerability:
         weight = await asyncio.to_thread(self._weight)
         matches = standout = None
         if self._matcher is not None and weight is not None and hits:
-            matches, standout = await offload.run_kb(self._semantic, question, hits)
+            assert self._weights is not None  # set with ``weight``
+            key = (question, self._weights[0])
+            matches, standout = await offload.run_kb(self._semantic, question, hits, key)
         if weight is None:  # no word frequencies (empty or huge knowledge base)
             return decide(question, list(hits), self.min_coverage)
         decision = decide(
@@ -87,12 +97,18 @@ class Answerability:
             }
         return decision
 
-    def _semantic(self, question: str, hits: Sequence[Any]) -> tuple[list[Match], float | None]:
+    def _semantic(
+        self, question: str, hits: Sequence[Any], key: tuple[str, int]
+    ) -> tuple[list[Match], float | None]:
         """The question against the retrieved passages' windows, and how far its nearest page
-        stands out from the pages nearest to it by vector (one more, vector-only search; None
-        when that search fails: the decision then leans to refusing, it does not fail)."""
+        stands out from the pages nearest to it by vector (one more, vector-only search, once
+        per question and table version; None when that search fails: the decision then leans
+        to refusing, it does not fail)."""
         assert self._matcher is not None
         matches = self._matcher.matches(question, hits)
+        known = self._standouts.get(key)
+        if known is not None:
+            return matches, known
         try:
             nearest = self.knowledge.search(
                 question, k=STANDOUT_SOURCES, mode="vector", per_source=2, decompose=False
@@ -100,7 +116,7 @@ class Answerability:
         except Exception as exc:  # the answer already has its passages; this is one signal
             log.warning("standout search failed (%s); deciding without it", type(exc).__name__)
             return matches, None
-        return matches, self._matcher.standout(question, nearest)
+        return matches, self._standouts.put(key, self._matcher.standout(question, nearest))
 
 
 def quote_window(question_words: set[str], hit: Any, match: Match) -> int:

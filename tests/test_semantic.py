@@ -242,3 +242,35 @@ async def test_a_failed_standout_search_leaves_the_decision_to_the_other_signals
     assert decision.signals is not None and decision.signals.standout is None
     assert decision.signals.semantic is not None  # the windows were still compared
     assert "standout search failed (KnowledgeError)" in caplog.text
+
+
+async def test_standout_is_searched_once_per_question_and_table_version(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    """Deciding the same question again (a follow-up, the unknown-name retry, the auto-answer
+    gate) reuses its standout instead of searching again; an ingest that changes the table
+    makes it search again."""
+    docs = write_docs(tmp_path / "docs")
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    kb.ingest([docs])
+    searches: list[str] = []
+    search = kb.search
+
+    def counted(query: str, **options: object) -> list[SearchHit]:
+        searches.append(str(options.get("mode")))
+        return search(query, **options)  # type: ignore[arg-type]
+
+    kb.search = counted  # type: ignore[method-assign]
+    answerability = Answerability(kb)
+    question = "Which port does the container expose?"
+    hits = search(question, k=4)
+    first = await answerability.decide(question, hits)
+    again = await answerability.decide(question, hits)
+    assert searches == ["vector"]
+    assert first.signals is not None and again.signals is not None
+    assert again.signals.standout == first.signals.standout is not None
+
+    (docs / "extra.md").write_text("# Ports\n\nThe admin API listens on port 9090.\n")
+    kb.ingest([docs])
+    await answerability.decide(question, hits)
+    assert searches == ["vector", "vector"]
