@@ -132,12 +132,32 @@ async def check_knowledge_base(knowledge: KnowledgeBase) -> None:
         raise KnowledgeBaseError(str(exc)) from None
 
 
-async def ensure_schema(db: Database) -> None:
-    """A clear one-line error when migrations have not been run (instead of SQL errors later)."""
+async def ensure_schema(db: Database, *, create_if_empty: bool = False) -> bool:
+    """A clear one-line error when migrations have not been run (instead of SQL errors later).
+
+    With ``create_if_empty`` (the one-shot terminal commands), a database with no tables at all
+    (a new SQLite file, an empty PostgreSQL database) is migrated to the newest schema instead:
+    nothing can be lost there, and ``ingest`` then ``ask`` should just work. A database with
+    other tables, or an older supportbot schema, is left to ``supportbot db upgrade``, which an
+    operator runs knowingly. True when the schema was created here."""
+    present = await _table_names(db)
+    if all(table in present for table in REQUIRED_TABLES):
+        return False
+    if not (create_if_empty and not present):
+        raise DatabaseError(texts.CONSOLE_SCHEMA_MISSING)
+    from storage import migrate  # Alembic only for this rare path
+
+    try:
+        await migrate.upgrade(db.url)  # serialised and idempotent: two at once are safe
+    except migrate.MigrationError as exc:
+        raise DatabaseError(f"cannot create the database tables: {exc}") from None
+    log.info("created the supportbot tables in %s", migrate.safe_url(db.url))
+    return True
+
+
+async def _table_names(db: Database) -> set[str]:
     try:
         async with db.engine.connect() as conn:
-            present = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            return await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     except Exception as exc:
         raise DatabaseError(f"cannot open the database: {type(exc).__name__}") from None
-    if not all(table in present for table in REQUIRED_TABLES):
-        raise DatabaseError(texts.CONSOLE_SCHEMA_MISSING)

@@ -141,6 +141,7 @@ CONSOLE_BYE = "Bye!"
 CONSOLE_SCHEMA_MISSING = (
     "the database has no supportbot tables yet; run `supportbot db upgrade` first."
 )
+CONSOLE_SCHEMA_CREATED = "(the database was empty: created the supportbot tables)"
 
 
 # --- slack adapter --------------------------------------------------------------------------

@@ -158,8 +158,47 @@ def test_ask_json_prints_valid_json(deployment: dict[str, str], tmp_path: Path) 
     assert isinstance(payload["memory_id"], int)
 
 
-def test_missing_schema_is_one_clear_line(deployment: dict[str, str], tmp_path: Path) -> None:
-    env = dict(deployment, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
+def test_ask_on_a_new_database_creates_the_schema(
+    deployment: dict[str, str], tmp_path: Path
+) -> None:
+    """`supportbot ingest` then `supportbot ask` just works: an empty database (a new SQLite
+    file here) gets the newest schema, said on stderr, and stdout stays one JSON object. Two
+    asks starting at once on the same new file both answer (the migration is serialised)."""
+    env = dict(deployment, DATABASE_URL=f"sqlite:///{tmp_path / 'new.db'}")
+    asks = [
+        subprocess.Popen(
+            [*SUPPORTBOT, "ask", "--json", "When are invoices sent?"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for _ in range(2)
+    ]
+    outputs = [ask.communicate(timeout=WAIT) for ask in asks]
+    for ask, (stdout, stderr) in zip(asks, outputs, strict=True):
+        assert ask.returncode == 0, stderr
+        assert json.loads(stdout)["kind"] == "answer"
+    assert sum("created the supportbot tables" in stderr for _, stderr in outputs) >= 1
+    current = subprocess.run(
+        [*SUPPORTBOT, "db", "current"], capture_output=True, text=True, env=env, timeout=WAIT
+    )
+    assert current.returncode == 0 and "head" in current.stdout, current.stdout
+
+
+def test_missing_schema_in_a_used_database_is_one_clear_line(
+    deployment: dict[str, str], tmp_path: Path
+) -> None:
+    """A database that already holds other tables is not migrated behind the operator's
+    back: one clear line, and its tables are untouched."""
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO orders VALUES (7)")
+    env = dict(deployment, DATABASE_URL=f"sqlite:///{path}")
     result = subprocess.run(
         [*SUPPORTBOT, "ask", "anything"],
         capture_output=True,
@@ -172,6 +211,9 @@ def test_missing_schema_is_one_clear_line(deployment: dict[str, str], tmp_path: 
     assert result.stderr.strip().splitlines() == [
         "error: the database has no supportbot tables yet; run `supportbot db upgrade` first."
     ]
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert tables == {"orders"} and conn.execute("SELECT id FROM orders").fetchall() == [(7,)]
 
 
 async def test_console_adapter_streams_and_lists_sources(

@@ -81,7 +81,9 @@ async def _open_runtime() -> Any:
     settings = load_settings()
     db = Database(settings.database_url)
     try:
-        await ensure_schema(db)  # before loading an embedder: fail fast with one clear line
+        # Before loading an embedder: fail fast with one clear line (or set up a new database).
+        if await ensure_schema(db, create_if_empty=True):
+            typer.echo(texts.CONSOLE_SCHEMA_CREATED, err=True)
         runtime = await build_runtime(settings, db=db)
     except BaseException:
         await db.dispose()
