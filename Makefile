@@ -31,7 +31,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Retrieval and answer-or-refuse on every evaluation set (Flask, etcd, pytest, the bundled sample),
+# Retrieval and answer-or-refuse on every evaluation set (Flask, etcd, pytest, FastAPI, the sample),
 # per split and question kind; writes docs/bench-sections/eval-sets.md. Exit 1 if a held-out target
 # is missed.
 eval: setup

@@ -17,10 +17,12 @@ import pytest
 from bot.kb_eval import load_questions
 
 EVAL = Path(__file__).resolve().parent.parent / "bench" / "eval"
-EXTERNAL = ["flask", "etcd", "pytest"]
+EXTERNAL = ["flask", "etcd", "pytest", "fastapi"]
 # Batch 4 was written as a fresh held-out check after the earlier held-out halves had been scored
 # several times; it has no dev half by design (bench/eval/README.md).
 HELDOUT_ONLY_BATCHES = {4}
+# The sets that have a batch 4 (fastapi was written later, in one batch split half and half).
+WITH_FRESH_BATCH = ["flask", "etcd", "pytest"]
 
 
 def rows_of(name: str) -> list[dict]:
@@ -87,7 +89,7 @@ def _bench_module(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
-@pytest.mark.parametrize("name", EXTERNAL)
+@pytest.mark.parametrize("name", WITH_FRESH_BATCH)
 def test_unscored_batches_stay_out_of_every_run_unless_asked_for(name: str) -> None:
     """`make eval` and the auto-answer bench never score batch 4 by accident: only an explicit
     --fresh-batch 4 reads it (loading questions here runs no ranking code)."""

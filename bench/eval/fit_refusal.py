@@ -1,7 +1,8 @@
 """Fit the offline answerer's answer-or-refuse rule on the ``dev`` halves only.
 
-For every dev question (flask, etcd, pytest; the bundled questions.jsonl + unanswerable.jsonl are
-scored but by default not fitted on: they are easy and would pull the threshold), with and
+For every dev question (flask, etcd, pytest, fastapi; the bundled questions.jsonl +
+unanswerable.jsonl are scored but by default not fitted on: they are easy and would pull the
+threshold; nor is fastapi, the newest set, until the model is refitted with it), with and
 without the local embedder, the real OfflineAgent runs with the old coverage rule and records
 its :class:`bot.grounding.Signals`. A small L2-regularised logistic regression (numpy, Newton's
 method, deterministic) is fitted on the questions the hard rules (unknown names, fewer than two
@@ -40,7 +41,9 @@ from bot.kb_eval import EvalQuestion, load_questions  # noqa: E402
 from storage.embeddings import local_embedder_available, make_embedder  # noqa: E402
 
 EVAL = ROOT / "bench" / "eval"
-EXTERNAL = ("flask", "etcd", "pytest")  # the external sets (bench/eval/README.md)
+EXTERNAL = ("flask", "etcd", "pytest", "fastapi")  # the external sets (bench/eval/README.md)
+# fastapi (the fourth set) is scored here but not in the default --fit-on: the model is refitted
+# with it deliberately (--fit-on flask,etcd,pytest,fastapi), not by adding it to the list.
 L2 = 0.1  # mild: ~230 rows, a few signals
 # Chosen by the cross-set check this script prints (fit on one external dev half, score on the
 # other), on the dev halves including the third batch of questions: the mean balanced accuracy of
