@@ -25,6 +25,7 @@ from bot.grounding import (
     decide,
     found_in,
     idf_weight,
+    semantic_model_uses,
 )
 from bot.semantic import STANDOUT_SOURCES, Match, PassageMatcher
 from storage.lru import Lru
@@ -46,6 +47,7 @@ class Answerability:
         min_weighted_coverage: float = MIN_WEIGHTED_COVERAGE,
         min_probability: float | None = ANSWER_PROBABILITY,
         semantic: bool = True,
+        standout: bool | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.min_coverage = min_coverage
@@ -55,6 +57,9 @@ class Answerability:
         self._weights: tuple[int, Weight] | None = None  # (id of the frequencies, weight)
         # Paraphrases: the question against windows of the passages (local embedder only).
         self._matcher = PassageMatcher.for_knowledge(knowledge) if semantic else None
+        # The standout signal costs a second, vector-only search: only for a model that weighs
+        # it, or when asked (bench/eval/fit_refusal.py records every signal for refits).
+        self.standout = semantic_model_uses("standout") if standout is None else standout
         # (question, id of the word frequencies) -> standout: a new table version rebuilds the
         # frequencies, so an ingest invalidates every entry.
         self._standouts = Lru(CACHED_STANDOUTS)
@@ -100,12 +105,14 @@ class Answerability:
     def _semantic(
         self, question: str, hits: Sequence[Any], key: tuple[str, int]
     ) -> tuple[list[Match], float | None]:
-        """The question against the retrieved passages' windows, and how far its nearest page
-        stands out from the pages nearest to it by vector (one more, vector-only search, once
-        per question and table version; None when that search fails: the decision then leans
-        to refusing, it does not fail)."""
+        """The question against the retrieved passages' windows and, when the standout signal is
+        wanted, how far its nearest page stands out from the pages nearest to it by vector (one
+        more, vector-only search, once per question and table version; None when not wanted or
+        when that search fails: the decision then leans to refusing, it does not fail)."""
         assert self._matcher is not None
         matches = self._matcher.matches(question, hits)
+        if not self.standout:
+            return matches, None
         known = self._standouts.get(key)
         if known is not None:
             return matches, known

@@ -198,7 +198,7 @@ async def test_standout_is_high_when_one_page_says_it_and_low_when_none_does(
     embedder = CountingEmbedder()
     kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
     kb.ingest([docs])
-    agent = OfflineAgent(kb)
+    agent = OfflineAgent(kb, answerability=Answerability(kb, standout=True))
     answered = await final_result(agent, "what happens when a customer's credit card is declined?")
     uncovered = await final_result(agent, "Can I pay with a bank transfer in another currency?")
 
@@ -234,7 +234,7 @@ async def test_a_failed_standout_search_leaves_the_decision_to_the_other_signals
     leans to refusing) and the operator sees why in the log."""
     kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
     kb.ingest([write_docs(tmp_path / "docs")])
-    answerability = Answerability(kb)
+    answerability = Answerability(kb, standout=True)
     question = "Which port does the container expose?"
     hits = kb.search(question, k=4)
     kb.embedder = None  # from here on a vector search raises KnowledgeError
@@ -261,7 +261,7 @@ async def test_standout_is_searched_once_per_question_and_table_version(
         return search(query, **options)  # type: ignore[arg-type]
 
     kb.search = counted  # type: ignore[method-assign]
-    answerability = Answerability(kb)
+    answerability = Answerability(kb, standout=True)
     question = "Which port does the container expose?"
     hits = search(question, k=4)
     first = await answerability.decide(question, hits)
@@ -274,3 +274,29 @@ async def test_standout_is_searched_once_per_question_and_table_version(
     kb.ingest([docs])
     await answerability.decide(question, hits)
     assert searches == ["vector", "vector"]
+
+
+async def test_no_standout_search_for_a_model_that_does_not_weigh_it(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    """The standout signal costs a second search: a model that gives it no weight does not pay
+    for it (the signal is then absent from the record, not zero)."""
+    from bot.grounding import semantic_model_uses
+
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), embedder)
+    kb.ingest([write_docs(tmp_path / "docs")])
+    searches: list[object] = []
+    search = kb.search
+
+    def counted(query: str, **options: object) -> list[SearchHit]:
+        searches.append(options.get("mode"))
+        return search(query, **options)  # type: ignore[arg-type]
+
+    kb.search = counted  # type: ignore[method-assign]
+    question = "Which port does the container expose?"
+    hits = search(question, k=4)
+    decision = await Answerability(kb, standout=False).decide(question, hits)
+    assert searches == [] and decision.signals is not None
+    assert decision.signals.semantic is not None and decision.signals.standout is None
+    await Answerability(kb).decide(question, hits)  # the default follows the model's weights
+    assert searches == (["vector"] if semantic_model_uses("standout") else [])

@@ -2,14 +2,13 @@
 
 For every dev question (flask, etcd, pytest, fastapi; the bundled questions.jsonl +
 unanswerable.jsonl are scored but by default not fitted on: they are easy and would pull the
-threshold; nor is fastapi, the newest set, until the model is refitted with it), with and
-without the local embedder, the real OfflineAgent runs with the old coverage rule and records
-its :class:`bot.grounding.Signals`. A small L2-regularised logistic regression (numpy, Newton's
-method, deterministic) is fitted on the questions the hard rules (unknown names, fewer than two
-matched words) leave open; the probability threshold is then chosen on the same dev rows to
-maximise balanced accuracy (the mean of "answerable answered" and "unanswerable refused": a wrong
-answer and a wrong refusal count alike, however many of each the sets hold). Held-out halves are
-never loaded.
+threshold), with and without the local embedder, the real OfflineAgent runs with the old coverage
+rule and records its :class:`bot.grounding.Signals`. A small L2-regularised logistic regression
+(numpy, Newton's method, deterministic) is fitted on the questions the hard rules (unknown names,
+fewer than two matched words) leave open; the probability threshold is then chosen on the same dev
+rows to maximise balanced accuracy (the mean of "answerable answered" and "unanswerable refused": a
+wrong answer and a wrong refusal count alike, however many of each the sets hold). Held-out halves
+are never loaded.
 
     .venv/bin/python bench/eval/fit_refusal.py [--kb-dir bench/results/eval-kb] [--no-local]
 
@@ -42,8 +41,8 @@ from storage.embeddings import local_embedder_available, make_embedder  # noqa: 
 
 EVAL = ROOT / "bench" / "eval"
 EXTERNAL = ("flask", "etcd", "pytest", "fastapi")  # the external sets (bench/eval/README.md)
-# fastapi (the fourth set) is scored here but not in the default --fit-on: the model is refitted
-# with it deliberately (--fit-on flask,etcd,pytest,fastapi), not by adding it to the list.
+# The semantic model is fitted on all four (since 2026-12-04 19:30 UTC); the lexical one on flask
+# and etcd, as it was fitted before the others existed.
 L2 = 0.1  # mild: ~230 rows, a few signals
 # Chosen by the cross-set check this script prints (fit on one external dev half, score on the
 # other), on the dev halves including the third batch of questions: the mean balanced accuracy of
@@ -53,12 +52,15 @@ L2 = 0.1  # mild: ~230 rows, a few signals
 CHOSEN_SIGNALS = ("plain", "window")
 # With the local embedder (--semantic, hybrid rows only), chosen by the same cross-set check over
 # every subset of up to three signals (--search prints it), skipping subsets whose fit gives a
-# signal a negative weight. With the standout signal (2026-12-04, 17:10 UTC): plain + heading +
-# standout 0.917, window + semantic_window + standout 0.905, window + pairs + heading 0.905
-# ("pairs" negative), the previous choice window + heading 0.888. With pytest's dev half added
-# (each external set left out in turn): plain + heading + standout has the best mean accuracy
-# (0.837), rarest + heading + standout the best balanced accuracy (0.836 vs 0.810; accuracy
-# 0.807); the issue's target is accuracy, so the first stays.
+# signal a negative weight. With the standout signal (2026-12-04, 17:10 UTC, three sets): plain +
+# heading + standout 0.917 on flask + etcd, best mean accuracy with pytest added (0.837). With
+# FastAPI's dev half added (19:30 UTC; four sets, each left out in turn, mean balanced accuracy):
+# plain + semantic 0.800, coverage + plain + semantic 0.796, plain + words + heading 0.792, ...,
+# plain + heading + standout 0.785: within a question or two per set, so the check cannot tell
+# them apart. The auto-answer gate's check on the same dev rows (each set left out, the bar that
+# answers 70% of the others' answerables) favours the current subset (precision 0.882 against
+# 0.874, coverage 0.668 against 0.628; pooled over the four dev halves at a comparable coverage
+# 90.0% / 76.7% against 86.2% / 73.6%), so it stays, refitted on all four dev halves.
 CHOSEN_SEMANTIC_SIGNALS = ("plain", "heading", "standout")
 
 
@@ -71,9 +73,8 @@ def dev_questions(name: str) -> list[EvalQuestion]:
 
 
 async def rows_for(kb: Any, questions: list[EvalQuestion]) -> list[tuple[list[float], bool, str]]:
-    agent = OfflineAgent(
-        kb, answerability=Answerability(kb, min_probability=None)
-    )  # signals are recorded whatever the rule
+    # Every signal is recorded whatever the rule (standout too, which the model may not use).
+    agent = OfflineAgent(kb, answerability=Answerability(kb, min_probability=None, standout=True))
     rows = []
     for q in questions:
         result = None
@@ -130,8 +131,8 @@ async def main() -> None:
     parser.add_argument("--no-local", action="store_true")
     parser.add_argument(
         "--fit-on",
-        help="the sets whose dev rows fit the model (default: flask,etcd,pytest with --semantic; "
-        "flask,etcd for the lexical model, fitted before pytest's set existed)",
+        help="the sets whose dev rows fit the model (default: all four external sets with "
+        "--semantic; flask,etcd for the lexical model, fitted before the others existed)",
     )
     parser.add_argument("--signals", help="the signals the model may use")
     parser.add_argument(
@@ -144,7 +145,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
     fit_on = set(
-        (args.fit_on or ("flask,etcd,pytest" if args.semantic else "flask,etcd")).split(",")
+        (args.fit_on or (",".join(EXTERNAL) if args.semantic else "flask,etcd")).split(",")
     )
     chosen = CHOSEN_SEMANTIC_SIGNALS if args.semantic else CHOSEN_SIGNALS
     signals = args.signals.split(",") if args.signals else list(chosen)
