@@ -74,10 +74,12 @@ class LoadResult:
     rss_end_mb: float = 0.0
     ledger_answered: int | None = None
     cpu_ms_per_message: float = 0.0
+    fakes_cpu_ms_per_message: float = 0.0  # this process: the fakes and the load generator
     load_average: float = 0.0  # 1-minute load average of the machine at the end of sending
     drain_seconds: float = 0.0
     lag_ms: list[float] = field(default_factory=list)  # event-loop lag during load + drain
     idle_lag_ms: list[float] = field(default_factory=list)  # same process, idle (baseline)
+    rest_calls: dict[str, int] = field(default_factory=dict)  # REST requests by kind (load only)
 
     @property
     def rate(self) -> float:
@@ -230,6 +232,7 @@ async def run_load(
         result.idle_lag_ms = read_samples(lag_log, idle_from, time.time())
         result.rss_start_mb = result.rss_peak_mb = rss_mb(process.pid)
         cpu_before = cpu_seconds(process.pid)
+        fakes_cpu_before = cpu_seconds(os.getpid())
         load_from = time.time()
 
         total = int(rate * seconds)
@@ -258,6 +261,8 @@ async def run_load(
         await asyncio.sleep(1.0)  # let stragglers (duplicates, if any) arrive
         result.rss_end_mb = rss_mb(process.pid)
         result.cpu_ms_per_message = (cpu_seconds(process.pid) - cpu_before) * 1000 / max(total, 1)
+        fakes_cpu = cpu_seconds(os.getpid()) - fakes_cpu_before
+        result.fakes_cpu_ms_per_message = fakes_cpu * 1000 / max(total, 1)
         collect(world, keys, sent_at, result, echo=echo)
         await asyncio.sleep(1.5)  # the bot appends its samples once a second
         result.lag_ms = read_samples(lag_log, load_from, load_until)
@@ -305,10 +310,18 @@ async def wait_answered(
         await asyncio.sleep(0.2)
 
 
+def rest_kind(method: str, path: str) -> str:
+    """A REST request's kind without its ids, e.g. ``PATCH /channels/{id}/messages/{id}``."""
+    return f"{method} " + "/".join("{id}" if part.isdigit() else part for part in path.split("/"))
+
+
 def collect(
     world: Any, keys: list[str], sent_at: dict[str, float], result: LoadResult, *, echo: bool
 ) -> None:
     replies = replies_by_key(world, echo=echo)
+    for request in world.api.requests:
+        kind = rest_kind(request.method, request.path)
+        result.rest_calls[kind] = result.rest_calls.get(kind, 0) + 1
     first_post: dict[str, float] = {}
     final_at: dict[str, float] = {}
     for request in world.api.requests:
@@ -414,10 +427,16 @@ def describe(result: LoadResult) -> list[str]:
         f"  RSS after warm-up {result.rss_start_mb:.1f} MB, peak {result.rss_peak_mb:.1f} MB, "
         f"end {result.rss_end_mb:.1f} MB (growth {result.rss_end_mb - result.rss_start_mb:+.1f} MB)"
         + (f"; ledger rows answered: {result.ledger_answered}" if result.ledger_answered else ""),
-        f"  bot process CPU: {result.cpu_ms_per_message:.1f} ms per message",
+        f"  bot process CPU: {result.cpu_ms_per_message:.1f} ms per message "
+        f"(the fakes and load generator: {result.fakes_cpu_ms_per_message:.1f} ms)",
         f"  event-loop lag during load+drain: p50 {pct(result.lag_ms, 50):.1f} ms, "
         f"p99 {pct(result.lag_ms, 99):.1f} ms, max {max(result.lag_ms, default=0):.0f} ms "
         f"({len(result.lag_ms)} samples); idle baseline p99 {pct(result.idle_lag_ms, 99):.1f} ms",
+        "  REST calls per message: "
+        + ", ".join(
+            f"{kind} {count / max(result.sent, 1):.2f}"
+            for kind, count in sorted(result.rest_calls.items(), key=lambda kv: -kv[1])
+        ),
     ]
 
 
