@@ -484,7 +484,15 @@ def write_report(
         throughput = r.sent / (r.send_seconds + r.drain_seconds) if r.sent else 0.0
         lines.append(
             f"- {r.name}: {r.ledger_answered} `processed_events` rows `answered` for "
-            f"{r.sent + 20} messages sent (incl. 20 warm-up); served {throughput:.1f} msg/s."
+            f"{r.sent + 20} messages sent (incl. 20 warm-up); served {throughput:.1f} msg/s; "
+            f"the fakes and load generator used {r.fakes_cpu_ms_per_message:.1f} ms CPU per "
+            "message; REST calls per message: "
+            + ", ".join(
+                f"`{kind}` {count / max(r.sent, 1):.2f}"
+                for kind, count in sorted(r.rest_calls.items(), key=lambda kv: -kv[1])
+                if count / max(r.sent, 1) >= 0.005
+            )
+            + "."
         )
     lines.append(
         f"- Fake REST round trip from the load generator (baseline): p50 {pct(raw, 50):.2f} ms, "
@@ -504,18 +512,19 @@ def write_report(
         "ended; other work (other benchmarks, test runs) shares these 2 cores, so served rates "
         "and latencies under saturation vary between runs (with the OpenAI fake we saw 25 to "
         "42 msg/s served across runs at load averages of 3 to 9); CPU per message is the "
-        "steadier figure (17 to 26 ms with the OpenAI fake, 14 to 17 ms offline). "
-        "The rows at the target rate are a saturation test. On this machine "
-        "the whole pipeline is CPU-bound (the bot's CPU per message times the rate exceeds one "
-        "core, and the load generator, the fakes and SQLite share the second), so at 100 msg/s "
-        "a backlog builds and drains at the served rate: latency grows with the backlog, but no "
-        "message is lost, duplicated or answered with an error (in-flight answers are bounded "
-        "by a semaphore, so the database pool is never exhausted). `--profile FILE` writes a "
-        "cProfile of the bot process; in such a profile about 9 ms per message goes to the "
-        "openai SDK building models for streamed chunks and most of the rest to SQLAlchemy "
-        "(ledger claim/finish, two memories), retrieval and discord.py itself. The sustainable "
-        "row shows the latency users see when the bot keeps up. Scaling out is by shards and "
-        "replicas on PostgreSQL (the ledger keeps answers exactly-once across processes).",
+        "steadier figure (with the OpenAI fake 17 to 26 ms in earlier versions, 7.5 to 13 ms since "
+        "issue 15's Discord pass; 14 to 17 ms offline). "
+        "The rows at the target rate are close to saturation on this machine: the bot's CPU per "
+        "message times the rate is most of one core, and the load generator, the fakes and "
+        "SQLite share the second, so when other work takes CPU a backlog builds and drains at "
+        "the served rate: latency grows with the backlog, but no message is lost, duplicated or "
+        "answered with an error (in-flight answers are bounded by a semaphore, so the database "
+        "pool is never exhausted), and answers slower than 0.5 s each add a typing call and an "
+        "edit (see the REST calls above). `--profile FILE` writes a cProfile of the bot process "
+        "(wall clock; py-spy on the bot's pid gives CPU without the profiler's overhead). The "
+        "sustainable row shows the latency users see when the bot keeps up. Scaling out is by "
+        "shards and replicas on PostgreSQL (the ledger keeps answers exactly-once across "
+        "processes).",
         "",
     ]
     text = "\n".join(lines)
