@@ -209,3 +209,20 @@ async def test_fast_answer_is_posted_once_and_slow_one_streams(
     assert len(world.api.find("POST", rf"/channels/{fast['channel_id']}/messages")) == 1
     assert not world.api.find("PATCH", rf"/channels/{fast['channel_id']}/messages/\d+")
     assert not world.api.find("POST", rf"/channels/{fast['channel_id']}/typing")
+
+
+async def test_role_and_channel_mentions_read_as_names(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    """Through discord.py's guild cache: a role mention becomes its name, an unknown role and
+    a channel mention a placeholder (role names are looked up per mention, not per message)."""
+    question = await world.say(
+        f"<@&{world.support_role_id}> <@&{p.snowflake()}> in <#{world.channel_id}>: "
+        "How do I reset my password?",
+        mention=True,
+    )
+    await world.bot_messages(question["id"])
+    await bot.adapter.inbox.wait_idle(10)
+    session = f"discord:{world.guild_id}:{question['id']}:{question['id']}"
+    stored = await memories.export_session(bot.adapter.db, session_id=session)
+    assert stored[0].content == "@support @role in #channel: How do I reset my password?"
