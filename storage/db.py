@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_only
 
-# Registers the "sqlite+aiosqlite_lean" URL scheme that make_engine uses for SQLite.
-from storage import sqlite_driver  # noqa: F401
+# Registers the "sqlite+aiosqlite_lean" URL scheme that make_engine uses for SQLite (and
+# gives the execution option that commits a write in its statement's trip).
+from storage import sqlite_driver
 from storage.sqlite_wal import ensure_wal
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,12 @@ class Database:
             single = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._single_statement_sessions = async_sessionmaker(single, expire_on_commit=False)
         self._autocommit_engine = single
+        # SQLite: a write commits in the same trip to the driver thread as its statement.
+        self._write_engine = (
+            single.execution_options(**{sqlite_driver.COMMIT_IN_STATEMENT: True})
+            if self.is_sqlite
+            else single
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -128,10 +135,11 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection for ONE write statement, committed on success (no ORM session).
 
-        Autocommit on PostgreSQL like :meth:`single_statement`; never for several statements
-        that must succeed or fail together (use :meth:`session`).
+        Autocommit on PostgreSQL like :meth:`single_statement`; on SQLite the statement commits
+        in the same trip to the driver thread (``sqlite_driver.COMMIT_IN_STATEMENT``). Never
+        for several statements that must succeed or fail together (use :meth:`session`).
         """
-        async with self._autocommit_engine.connect() as conn:
+        async with self._write_engine.connect() as conn:
             yield conn
             await conn.commit()
 

@@ -8,7 +8,11 @@ fetchall, close, and two rollbacks) and 5 to insert one. This dialect makes 1 an
 * a statement runs as ONE function in the worker thread: cursor, execute, fetch, close;
 * commit and rollback are skipped when sqlite3's ``in_transaction`` says there is nothing to
   end (after a read, or when the pool takes back a connection whose work was committed);
-  sqlite3 itself would do nothing for those calls.
+  sqlite3 itself would do nothing for those calls;
+* a statement run with the execution option ``COMMIT_IN_STATEMENT`` (``Database.write()``:
+  one write statement, then commit) commits in the same trip, so a write costs one trip, not
+  two, and holds SQLite's write lock only while the worker runs it, not across a round trip
+  through the event loop (other connections' writers wait on that lock).
 
 Used through the URL scheme ``sqlite+aiosqlite_lean`` (``storage.db.make_engine`` switches
 ``sqlite+aiosqlite`` URLs to it). The one-hop cursor relies on the adapter layout of
@@ -25,9 +29,12 @@ from typing import Any
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
+# Execution option: commit right after the statement, in the same trip to the worker thread.
+COMMIT_IN_STATEMENT = "supportbot_commit_in_statement"
+
 
 def _run_statement(
-    conn: Any, operation: str, parameters: Any, many: bool
+    conn: Any, operation: str, parameters: Any, many: bool, commit: bool = False
 ) -> tuple[Any, int, int | None, list[Any]]:
     """Runs in aiosqlite's worker thread, on its sqlite3 connection."""
     cursor = conn.cursor()
@@ -39,15 +46,18 @@ def _run_statement(
         else:
             cursor.execute(operation, parameters)
         rows = cursor.fetchall() if cursor.description else []
-        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+        result = cursor.description, cursor.rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
+    if commit and conn.in_transaction:
+        conn.commit()  # on failure the transaction stays open; SQLAlchemy rolls it back
+    return result
 
 
 class SingleHopCursor(sa_aiosqlite.AsyncAdapt_aiosqlite_cursor):
     """A client-side cursor whose statement costs one trip to the worker thread."""
 
-    __slots__ = ("_description", "_lastrowid", "_rowcount")
+    __slots__ = ("_commit", "_description", "_lastrowid", "_rowcount")
     _awaitable_cursor_close = False  # nothing to close in the worker: it closed already
 
     def __init__(self, adapt_connection: Any) -> None:  # no driver cursor: no hop
@@ -59,6 +69,7 @@ class SingleHopCursor(sa_aiosqlite.AsyncAdapt_aiosqlite_cursor):
         self._description = None
         self._rowcount = -1
         self._lastrowid: int | None = None
+        self._commit = False  # set by the dialect for the next statement (COMMIT_IN_STATEMENT)
 
     @property
     def description(self) -> Any:
@@ -80,9 +91,10 @@ class SingleHopCursor(sa_aiosqlite.AsyncAdapt_aiosqlite_cursor):
 
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         driver = self._connection  # the aiosqlite.Connection
+        commit, self._commit = self._commit, False
         async with self._adapt_connection._execute_mutex:
             result = await driver._execute(
-                _run_statement, driver._conn, operation, parameters, many
+                _run_statement, driver._conn, operation, parameters, many, commit
             )
         self._description, self._rowcount, self._lastrowid, rows = result
         self._rows = collections.deque(rows)
@@ -118,6 +130,20 @@ class LeanAioSqliteDialect(sa_aiosqlite.SQLiteDialect_aiosqlite):
             return super().import_dbapi()
         return SingleHopDbapi(__import__("aiosqlite"), __import__("sqlite3"))
 
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        _commit_in_statement(cursor, context)
+        super().do_execute(cursor, statement, parameters, context)
+
+    def do_executemany(
+        self, cursor: Any, statement: Any, parameters: Any, context: Any = None
+    ) -> None:
+        _commit_in_statement(cursor, context)
+        super().do_executemany(cursor, statement, parameters, context)
+
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        _commit_in_statement(cursor, context)
+        super().do_execute_no_params(cursor, statement, context)
+
     def do_rollback(self, dbapi_connection: Any) -> None:
         if dbapi_connection.driver_connection.in_transaction:
             super().do_rollback(dbapi_connection)
@@ -125,6 +151,15 @@ class LeanAioSqliteDialect(sa_aiosqlite.SQLiteDialect_aiosqlite):
     def do_commit(self, dbapi_connection: Any) -> None:
         if dbapi_connection.driver_connection.in_transaction:
             super().do_commit(dbapi_connection)
+
+
+def _commit_in_statement(cursor: Any, context: Any) -> None:
+    if (
+        context is not None
+        and isinstance(cursor, SingleHopCursor)
+        and context.execution_options.get(COMMIT_IN_STATEMENT)
+    ):
+        cursor._commit = True
 
 
 registry.register("sqlite.aiosqlite_lean", __name__, "LeanAioSqliteDialect")

@@ -88,3 +88,22 @@ async def test_single_hop_sqlite_driver_behaves_like_sqlite3(sqlite_db: Database
     with pytest.raises(IntegrityError):
         async with sqlite_db.session() as session:
             await session.execute(text("INSERT INTO memories (id, session_id) VALUES (1, NULL)"))
+
+
+async def test_a_sqlite_write_commits_with_its_statement(sqlite_db: Database) -> None:
+    """``Database.write()`` on SQLite: the statement commits in its own trip to the driver
+    thread (another connection sees the row before the block ends), and a failed write leaves
+    no transaction open and the next writes working."""
+    async with sqlite_db.write() as conn:
+        await conn.execute(
+            text("INSERT INTO memories (session_id, role, content, created_at) "
+                 "VALUES ('w', 'user', 'one', '2025-01-01 00:00:00.000000')")
+        )  # fmt: skip
+        assert await memories.count_memories(sqlite_db, session_id="w") == 1  # another connection
+    assert await events.claim_event(sqlite_db, platform="slack", event_id="W1")
+    assert not await events.claim_event(sqlite_db, platform="slack", event_id="W1")  # unique
+    assert await events.finish_event(sqlite_db, platform="slack", event_id="W1", attempts=1)
+    assert await events.event_status(sqlite_db, platform="slack", event_id="W1") == "answered"
+    async with sqlite_db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert not raw.driver_connection.in_transaction  # nothing left open in the pool

@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from bot import texts
+from bot.inbox import SESSION_KEY
 from bot.runtime import build_runtime
 from storage import events, memories
 from storage.db import Database
@@ -18,6 +19,7 @@ from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+from tests.inbox_support import ledger
 
 # Fixtures shared by the Discord tests (pytest finds them as module attributes).
 pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
@@ -123,6 +125,15 @@ async def test_channel_without_threads_is_answered_in_place(
     assert "reset your password" in answer["content"].lower()
     posted = world.api.find("POST", rf"/channels/{world.no_threads_channel_id}/messages")
     assert posted[0].body["allowed_mentions"] == {"parse": [], "replied_user": False}
+    # Claimed for the thread it would have opened; recorded again with the channel's
+    # conversation, which the answer is remembered under.
+    await bot.adapter.inbox.wait_idle(10)
+    session = f"discord:{world.guild_id}:{world.no_threads_channel_id}"
+    row = (await ledger(bot.adapter.db, "discord"))[question["id"]]
+    assert (row.status, row.payload[SESSION_KEY]) == (events.ANSWERED, session)
+    assert row.payload["msg"]["channel_id"] == world.no_threads_channel_id
+    stored = await memories.export_session(bot.adapter.db, session_id=session)
+    assert [m.role for m in stored] == ["user", "assistant"]
 
 
 async def test_forum_post_is_answered_without_mention(world: DiscordWorld, bot: RunningBot) -> None:
@@ -198,3 +209,20 @@ async def test_fast_answer_is_posted_once_and_slow_one_streams(
     assert len(world.api.find("POST", rf"/channels/{fast['channel_id']}/messages")) == 1
     assert not world.api.find("PATCH", rf"/channels/{fast['channel_id']}/messages/\d+")
     assert not world.api.find("POST", rf"/channels/{fast['channel_id']}/typing")
+
+
+async def test_role_and_channel_mentions_read_as_names(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    """Through discord.py's guild cache: a role mention becomes its name, an unknown role and
+    a channel mention a placeholder (role names are looked up per mention, not per message)."""
+    question = await world.say(
+        f"<@&{world.support_role_id}> <@&{p.snowflake()}> in <#{world.channel_id}>: "
+        "How do I reset my password?",
+        mention=True,
+    )
+    await world.bot_messages(question["id"])
+    await bot.adapter.inbox.wait_idle(10)
+    session = f"discord:{world.guild_id}:{question['id']}:{question['id']}"
+    stored = await memories.export_session(bot.adapter.db, session_id=session)
+    assert stored[0].content == "@support @role in #channel: How do I reset my password?"

@@ -11,7 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
+from adapters.discord.app import FIRST_POST_DELAY, PARTIAL_KEY
 from bot import texts
 from bot.inbox import SESSION_KEY
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform, message_to_record
@@ -99,13 +101,23 @@ async def test_a_failing_finish_after_the_post_neither_repeats_nor_apologises(
 
 
 async def _acked_by_a_dead_process(
-    db: Database, world: DiscordWorld, text: str, *, attempts: int = 1, thread: bool = False
+    db: Database,
+    world: DiscordWorld,
+    text: str,
+    *,
+    attempts: int = 1,
+    thread: bool = False,
+    thread_in_claim: bool = False,
 ) -> tuple[str, str]:
     """A question a crashed process claimed (lease over): (message id, channel of the answer).
-    ``thread``: a channel mention whose thread was never opened."""
+    ``thread``: a channel mention whose thread was never opened; ``thread_in_claim``: claimed
+    with the thread's conversation, as the adapter does now (rows claimed before that have the
+    channel's)."""
     message_id = p.snowflake()
     channel_id = world.channel_id if thread else p.snowflake()
     key = ConversationKey(Platform.DISCORD, world.guild_id if thread else "", channel_id)
+    if thread and thread_in_claim:
+        key = ConversationKey(Platform.DISCORD, world.guild_id, message_id, message_id)
     msg = IncomingMessage(
         id=message_id,
         conversation=key,
@@ -233,3 +245,97 @@ async def test_a_takeover_removes_what_the_dead_process_posted_but_never_recorde
     [answer] = _answers(world, channel)
     assert "billing page" in answer["content"].lower()
     assert [m["content"] for m in world.api.deleted] == ["half an answer"]
+
+
+def _ledger_writes(db: Database) -> tuple[list[str], Any]:
+    """Every claim, payload rewrite and outcome written to the ledger from now on (lease
+    renewals aside), and the function that stops recording."""
+    writes: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        sql = " ".join(statement.split()).lower()
+        if sql.startswith("insert into processed_events"):
+            writes.append("claim")
+        elif sql.startswith("update processed_events set payload"):
+            writes.append("payload")
+        elif sql.startswith("update processed_events set status"):
+            writes.append("outcome")
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    return writes, lambda: event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def test_an_answer_posted_whole_writes_the_ledger_twice_even_in_a_new_thread(
+    world: DiscordWorld, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """A DM and a channel mention: the claim already names the thread (its id is the
+    question's), so nothing is rewritten before answering, and a reply posted in one piece
+    is followed by its outcome only."""
+    settings = make_settings(world, any_db_url, kb_uri)
+    runtime = await build_runtime(settings, db=db)
+    bot = await start_bot(world, runtime, first_post_delay=FIRST_POST_DELAY)
+    if bot.adapter._catch_up is not None:  # reading back history would claim a second time
+        await bot.adapter._catch_up
+    writes, stop_recording = _ledger_writes(db)
+    try:
+        dm = await world.dm(QUESTIONS[1])
+        mention = await world.say(QUESTIONS[0], mention=True)
+        await world.bot_messages(dm["channel_id"])
+        await world.bot_messages(mention["id"])
+        await bot.adapter.inbox.wait_idle(10)
+    finally:
+        stop_recording()
+        await bot.stop()
+    assert sorted(writes) == ["claim", "claim", "outcome", "outcome"]
+    assert len(_answers(world, mention["id"])) == 1
+    rows = await ledger(db, "discord")
+    thread_row = rows[mention["id"]]
+    assert thread_row.status == events.ANSWERED
+    assert thread_row.payload[SESSION_KEY] == (
+        f"discord:{world.guild_id}:{mention['id']}:{mention['id']}"
+    )
+    assert thread_row.payload["msg"]["channel_id"] == mention["id"]
+
+
+async def test_a_streamed_answer_records_its_first_post(
+    world: DiscordWorld, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """Text shown before the answer is complete is recorded at once: a process taking over
+    after a crash removes it before answering again."""
+    bot = await _bot(world, db, any_db_url, kb_uri)  # the tests' bot posts the first text at once
+    try:
+        dm = await world.dm(QUESTIONS[1])
+        [answer] = await world.bot_messages(dm["channel_id"])
+        await bot.adapter.inbox.wait_idle(10)
+    finally:
+        await bot.stop()
+    assert world.api.find("PATCH", rf"/channels/{dm['channel_id']}/messages/\d+")  # streamed
+    row = (await ledger(db, "discord"))[dm["id"]]
+    assert row.payload[PARTIAL_KEY] == answer["id"]
+
+
+async def test_a_recovered_mention_whose_thread_was_opened_is_answered_in_it(
+    world: DiscordWorld, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    question, thread = await _acked_by_a_dead_process(
+        db, world, QUESTIONS[0], thread=True, thread_in_claim=True
+    )
+    # The dead process had opened the thread: Discord refuses a second one (code 160004).
+    world.api.threads[thread] = p.thread_channel(
+        thread, world.guild_id, world.channel_id, "opened", world.api.bot_id
+    )
+    world.api.channel_guild[thread] = world.guild_id
+    bot = await _bot(world, db, any_db_url, kb_uri, **INBOX_FAST)
+    try:
+        await world.bot_messages(thread, timeout=30)
+        await bot.adapter.inbox.wait_idle(10)
+    finally:
+        await bot.stop()
+    [answer] = _answers(world, thread)
+    assert "reset your password" in answer["content"].lower()
+    assert _answers(world, world.channel_id) == []
+    [attempt] = world.api.find("POST", rf"/channels/{world.channel_id}/messages/{question}/threads")
+    assert attempt.status == 400
+    row = (await ledger(db, "discord"))[question]
+    assert row.status == events.ANSWERED
+    assert row.payload[SESSION_KEY] == f"discord:{world.guild_id}:{thread}:{thread}"

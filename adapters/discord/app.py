@@ -237,6 +237,14 @@ class DiscordAdapter:
                 guild_id=incoming.conversation.workspace_id, thread_id=str(message.channel.id)
             )
             incoming = replace(incoming, conversation=key)
+        elif target == "new-thread":
+            # A thread started from a message takes the message's id, so the answer's
+            # conversation is known before the thread exists: claimed with it, opening the
+            # thread needs no second write (see _open_thread).
+            key = convert.thread_conversation(
+                guild_id=incoming.conversation.workspace_id, thread_id=str(message.id)
+            )
+            incoming = replace(incoming, conversation=key)
         payload = {
             "kind": "message",
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
@@ -328,38 +336,46 @@ class DiscordAdapter:
         return self.client.get_partial_messageable(int(conversation.channel_id), guild_id=guild_id)
 
     async def _open_thread(self, work: Work) -> Work:
-        """Start the thread a channel mention is answered in, and record it before answering:
-        a process that recovers this work answers in the thread, under the thread's session."""
-        payload = dict(work.payload)
+        """Start the thread a channel mention is answered in. The claim recorded the thread's
+        conversation (its id is the question's), so a process that recovers this work answers
+        in the thread, under the thread's session; the payload is written again only when the
+        answer goes elsewhere: in place when no thread can be started, or a thread with another
+        id (and for rows claimed before the conversation was recorded with the claim)."""
+        payload = work.payload
         incoming = message_from_record(payload["msg"])
-        question = self._channel(incoming.conversation).get_partial_message(
-            int(payload["message_id"])
-        )
-        thread_id: str | None = None
+        guild_id = incoming.conversation.workspace_id
+        channel_id = str(payload["question_channel"])
+        question = self.client.get_partial_messageable(
+            int(channel_id), guild_id=int(guild_id or 0) or None
+        ).get_partial_message(int(payload["message_id"]))
         try:
             thread = await question.create_thread(
                 name=_thread_name(incoming.text), auto_archive_duration=1440
             )
-            thread_id = str(thread.id)
+            key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread.id))
         except discord.HTTPException as exc:
             if exc.code == THREAD_ALREADY_CREATED:  # an earlier attempt made it; same id
-                thread_id = str(question.id)
+                key = convert.thread_conversation(guild_id=guild_id, thread_id=str(question.id))
             else:
                 # No permission, a channel type without threads, ...: answer in place instead.
                 log.info(
                     "discord: cannot start a thread in %s (%s); answering in place",
-                    incoming.conversation.channel_id,
+                    channel_id,
                     describe(exc),
                 )
-        if thread_id is not None:
-            key = convert.thread_conversation(
-                guild_id=incoming.conversation.workspace_id, thread_id=thread_id
-            )
-            incoming = replace(incoming, conversation=key)
-            payload["msg"] = message_to_record(incoming)
-            payload[SESSION_KEY] = key.session_id
-        payload["new_thread"] = False
-        return await self.inbox.record(work, payload)
+                key = convert.conversation_for(
+                    guild_id=guild_id, channel_id=channel_id, kind=ChannelKind.CHANNEL
+                )
+        if key == incoming.conversation:
+            return replace(work, payload={**payload, "new_thread": False})
+        incoming = replace(incoming, conversation=key)
+        changed = {
+            **payload,
+            "msg": message_to_record(incoming),
+            SESSION_KEY: key.session_id,
+            "new_thread": False,
+        }
+        return await self.inbox.record(work, changed)
 
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker where the answer would have gone."""
@@ -399,7 +415,7 @@ class DiscordAdapter:
         finally:
             await typing.stop()
         if final is not None and not final.silent:
-            await sink.show(render.render_reply(final))
+            await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
                 await self.escalations.announce(
                     self.client, incoming.conversation, incoming.author.id, final.escalation_id

@@ -190,7 +190,7 @@ def plain_text(
     names: Mapping[str, str] | None = None,
 ) -> str:
     """Strip the bot's mention and turn other Discord markup into readable plain text."""
-    names = names or {}
+    names = {} if names is None else names  # not `or`: a lazy mapping must not count itself
     users = {str(m.get("id")): _display_name(m) for m in mentions or []}
 
     def user(match: re.Match[str]) -> str:

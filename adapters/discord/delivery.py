@@ -44,7 +44,10 @@ class PersistentButton(discord.ui.DynamicItem[discord.ui.Button], template=rende
 class ReplySink:
     """Keeps the messages of one reply in sync with the latest rendered payloads."""
 
-    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
+    async def show(
+        self, payloads: Sequence[render.MessagePayload], *, final: bool = False
+    ) -> list[Any]:
+        """``final``: these are the reply's last payloads (nothing is shown after them)."""
         raise NotImplementedError
 
 
@@ -64,7 +67,15 @@ class ChannelSink(ReplySink):
         self.sent: list[discord.Message] = []
         self.shown: list[render.MessagePayload] = []
 
-    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
+    async def show(
+        self, payloads: Sequence[render.MessagePayload], *, final: bool = False
+    ) -> list[Any]:
+        if final and not self.sent and len(payloads) == 1:
+            # The whole reply is one post and the inbox's "answered" comes next: a record of
+            # its id would be one more write for a window of a write's length, where a crash
+            # between the post and the record leaves an unrecorded post anyway (found by the
+            # next attempt's look through the history, app._remove_earlier_attempt).
+            self.on_first_post = None
         for index, payload in enumerate(payloads):
             if index < len(self.sent):
                 if self.shown[index] != payload:
@@ -94,7 +105,9 @@ class InteractionSink(ReplySink):
         self.followups: list[discord.WebhookMessage] = []
         self.shown: list[render.MessagePayload] = []
 
-    async def show(self, payloads: Sequence[render.MessagePayload]) -> list[Any]:
+    async def show(
+        self, payloads: Sequence[render.MessagePayload], *, final: bool = False
+    ) -> list[Any]:
         for index, payload in enumerate(payloads):
             if index < len(self.shown) and self.shown[index] == payload:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import discord
@@ -11,10 +12,33 @@ from adapters.discord.convert import ChannelContext, ChannelKind
 from bot.messages import ConversationKey
 
 
+class RoleNames(Mapping[str, str]):
+    """A guild's role names by id, looked up only for the roles a message mentions: building
+    the whole map (``guild.roles`` sorts every role) cost 0.2 ms per message in a guild of
+    250 roles, on every message the bot reads there, mostly ones not meant for it."""
+
+    __slots__ = ("_guild",)
+
+    def __init__(self, guild: discord.Guild) -> None:
+        self._guild = guild
+
+    def __getitem__(self, role_id: str) -> str:
+        role = self._guild.get_role(int(role_id)) if role_id.isdigit() else None
+        if role is None:
+            raise KeyError(role_id)
+        return role.name
+
+    def __iter__(self) -> Iterator[str]:
+        return (str(role.id) for role in self._guild.roles)
+
+    def __len__(self) -> int:
+        return len(self._guild.roles)
+
+
 def channel_context(channel: Any, guild: discord.Guild | None) -> ChannelContext:
-    names: dict[str, str] = {}
+    names: Mapping[str, str] = {}
     if guild is not None:
-        names = {str(r.id): r.name for r in guild.roles}
+        names = RoleNames(guild)
     if isinstance(channel, discord.DMChannel | discord.GroupChannel) or guild is None:
         return ChannelContext(ChannelKind.DM, names=names)
     if isinstance(channel, discord.Thread):
