@@ -18,11 +18,12 @@ from bot.kb_eval import load_questions
 
 EVAL = Path(__file__).resolve().parent.parent / "bench" / "eval"
 EXTERNAL = ["flask", "etcd", "pytest", "fastapi"]
-# Batch 4 was written as a fresh held-out check after the earlier held-out halves had been scored
-# several times; it has no dev half by design (bench/eval/README.md).
-HELDOUT_ONLY_BATCHES = {4}
-# The sets that have a batch 4 (fastapi was written later, in one batch split half and half).
-WITH_FRESH_BATCH = ["flask", "etcd", "pytest"]
+# Batches 4 and 5 were each written as a fresh held-out check after the earlier held-out halves
+# had been scored; they have no dev half by design (bench/eval/README.md).
+HELDOUT_ONLY_BATCHES = {4, 5}
+# The sets holding each held-out-only batch (fastapi was written after batch 4, in one batch split
+# half and half; batch 5 was written for all four sets).
+SETS_WITH_BATCH = {4: ["flask", "etcd", "pytest"], 5: EXTERNAL}
 
 
 def rows_of(name: str) -> list[dict]:
@@ -89,22 +90,32 @@ def _bench_module(name: str):  # type: ignore[no-untyped-def]
     return module
 
 
-@pytest.mark.parametrize("name", WITH_FRESH_BATCH)
-def test_unscored_batches_stay_out_of_every_run_unless_asked_for(name: str) -> None:
-    """`make eval` and the auto-answer bench never score batch 4 by accident: only an explicit
-    --fresh-batch 4 reads it (loading questions here runs no ranking code)."""
+@pytest.mark.parametrize(
+    ("batch", "name"), [(batch, name) for batch, names in SETS_WITH_BATCH.items() for name in names]
+)
+def test_unscored_batches_stay_out_of_every_run_unless_asked_for(batch: int, name: str) -> None:
+    """`make eval` and the auto-answer bench never score a held-out-only batch by accident: only an
+    explicit --fresh-batch N reads batch N, and nothing else with it (loading questions here runs
+    no ranking code)."""
     eval_sets, autoanswer = _bench_module("eval_sets"), _bench_module("autoanswer")
     assert eval_sets.UNSCORED_BATCHES >= HELDOUT_ONLY_BATCHES
     path = EVAL / f"{name}.jsonl"
-    fresh = [r for r in rows_of(name) if r.get("batch") in HELDOUT_ONLY_BATCHES]
-    assert fresh, "batch 4 is where it should be"
+    fresh = [r for r in rows_of(name) if r.get("batch") == batch]
+    assert fresh, f"batch {batch} is where it should be"
 
     held_out = eval_sets.questions_of(path, "heldout")
     assert held_out and all(q.batch not in HELDOUT_ONLY_BATCHES for q in held_out)
-    only_fresh = eval_sets.questions_of(path, "heldout", fresh_batch=4)
-    assert len(only_fresh) == len(fresh) and all(q.batch == 4 for q in only_fresh)
+    only_fresh = eval_sets.questions_of(path, "heldout", fresh_batch=batch)
+    assert len(only_fresh) == len(fresh) and all(q.batch == batch for q in only_fresh)
 
     texts = {r["question"] for r in fresh}
     default = autoanswer.load_questions([path], "heldout")
     assert default and not texts & {q.text for q in default}
-    assert {q.text for q in autoanswer.load_questions([path], "heldout", 4)} == texts
+    assert {q.text for q in autoanswer.load_questions([path], "heldout", batch)} == texts
+
+
+def test_held_out_only_batches_are_where_the_readme_says() -> None:
+    """Batch 4 is in Flask, etcd and pytest only; batch 5 in all four sets."""
+    for batch, names in SETS_WITH_BATCH.items():
+        holding = [n for n in EXTERNAL if any(r.get("batch") == batch for r in rows_of(n))]
+        assert holding == names, batch

@@ -5,9 +5,9 @@ is then committed with the set. Tuning may look at ``dev`` only; ``heldout`` is 
 Re-running gives the same split (the seed and the questions decide it), so it can be checked.
 Questions added later (rows without a ``split``) are assigned the same way among themselves, the
 odd one out to whichever half has fewer of that kind; rows that already have a split keep it, so
-adding questions never moves a held-out question into dev. A batch written as held-out only (batch
-4, see README.md) is committed with ``"split": "heldout"`` on every row, so this script leaves it
-alone; never delete those fields to re-split it.
+adding questions never moves a held-out question into dev. A batch written as held-out only (batches
+4 and 5, see README.md) is committed with ``"split": "heldout"`` on every row, so this script leaves
+it alone; never delete those fields to re-split it.
 """
 
 from __future__ import annotations
