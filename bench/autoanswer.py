@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bot.agent import OfflineAgent  # noqa: E402
 from bot.autoanswer import DEFAULT_MIN_PROBABILITY  # noqa: E402
 from bot.channels import ChannelSettings  # noqa: E402
-from bot.kb_eval import UNSCORED_BATCHES  # noqa: E402
+from bot.kb_eval import kept_for_this_run  # noqa: E402
 from bot.memory import MemoryPolicy  # noqa: E402
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform  # noqa: E402
 from bot.responder import Responder  # noqa: E402
@@ -97,8 +97,7 @@ def load_questions(
             row = json.loads(line)
             if split is not None and row.get("split", "dev") != split:
                 continue
-            batch = row.get("batch")
-            if (batch != fresh_batch) if fresh_batch is not None else batch in UNSCORED_BATCHES:
+            if not kept_for_this_run(row.get("batch"), fresh_batch):
                 continue
             # A page listed under "also" answers the question as well (bench/eval/README.md).
             pages = [*(row.get("gold") or ()), *(row.get("also") or ())]

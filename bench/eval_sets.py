@@ -37,12 +37,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bot.agent import AgentResult, OfflineAgent, final_result  # noqa: E402
 from bot.answerability import Answerability  # noqa: E402
 from bot.kb_eval import (  # noqa: E402
-    UNSCORED_BATCHES,
     EvalQuestion,
     best_threshold,
     decide_all,
     decision_scores,
     evaluate,
+    kept_for_this_run,
     load_questions,
     threshold_accuracy,
 )
@@ -102,10 +102,7 @@ def splits_of(path: Path) -> list[str]:
 def questions_of(path: Path, split: str, fresh_batch: int | None = None) -> list[EvalQuestion]:
     """The split's questions without the unscored batches; with ``fresh_batch``, only that
     batch's questions (of this split)."""
-    rows = load_questions(path, split)
-    if fresh_batch is not None:
-        return [q for q in rows if q.batch == fresh_batch]
-    return [q for q in rows if q.batch not in UNSCORED_BATCHES]
+    return [q for q in load_questions(path, split) if kept_for_this_run(q.batch, fresh_batch)]
 
 
 async def run_set(

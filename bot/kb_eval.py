@@ -37,6 +37,12 @@ class Searcher(Protocol):
 UNSCORED_BATCHES = frozenset({4, 5})
 
 
+def kept_for_this_run(batch: int | None, fresh_batch: int | None = None) -> bool:
+    """Whether a question of ``batch`` is scored: the unscored batches only when asked for one
+    by ``fresh_batch`` (and then nothing else)."""
+    return batch == fresh_batch if fresh_batch is not None else batch not in UNSCORED_BATCHES
+
+
 @dataclass(frozen=True)
 class EvalQuestion:
     question: str

@@ -8,13 +8,15 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from bot.kb_eval import load_questions
+from bot.kb_eval import UNSCORED_BATCHES, load_questions
 
 EVAL = Path(__file__).resolve().parent.parent / "bench" / "eval"
 EXTERNAL = ["flask", "etcd", "pytest", "fastapi"]
@@ -98,7 +100,7 @@ def test_unscored_batches_stay_out_of_every_run_unless_asked_for(batch: int, nam
     explicit --fresh-batch N reads batch N, and nothing else with it (loading questions here runs
     no ranking code)."""
     eval_sets, autoanswer = _bench_module("eval_sets"), _bench_module("autoanswer")
-    assert eval_sets.UNSCORED_BATCHES >= HELDOUT_ONLY_BATCHES
+    assert UNSCORED_BATCHES >= HELDOUT_ONLY_BATCHES
     path = EVAL / f"{name}.jsonl"
     fresh = [r for r in rows_of(name) if r.get("batch") == batch]
     assert fresh, f"batch {batch} is where it should be"
@@ -119,3 +121,32 @@ def test_held_out_only_batches_are_where_the_readme_says() -> None:
     for batch, names in SETS_WITH_BATCH.items():
         holding = [n for n in EXTERNAL if any(r.get("batch") == batch for r in rows_of(n))]
         assert holding == names, batch
+
+
+def test_supportbot_eval_leaves_the_unscored_batches_out_unless_asked_for(tmp_path: Path) -> None:
+    """`supportbot eval FILE --split heldout` on one of these files must not spend a fresh batch
+    either: it scores the other rows, and only `--fresh-batch N` scores batch N."""
+    rows = [
+        {"question": "How do I rotate an SDK key?", "gold": ["a.md"], "split": "heldout"},
+        {"question": "Which port?", "gold": ["b.md"], "split": "heldout", "batch": 5},
+        {"question": "Which region?", "gold": ["c.md"], "split": "heldout", "batch": 5},
+    ]
+    questions = tmp_path / "set.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SUPPORTBOT_"))}
+    env.update(SUPPORTBOT_KB_URI=str(tmp_path / "kb"), SUPPORTBOT_EMBEDDER="none")
+
+    def scored(*options: str) -> int:
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "eval", str(questions), "--json", *options],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)[0]["questions"]
+
+    assert scored("--split", "heldout") == 1
+    assert scored("--split", "heldout", "--fresh-batch", "5") == 2

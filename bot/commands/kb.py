@@ -181,16 +181,30 @@ def eval_command(
         bool,
         typer.Option("--answers", help="Also run the offline answerer: answer-or-refuse."),
     ] = False,
+    fresh_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--fresh-batch",
+            help="Score only this held-out batch; the batches kept unscored for the next "
+            "change (bench/eval/README.md) are otherwise left out.",
+        ),
+    ] = None,
 ) -> None:
     """Recall@5, MRR@10 and two-page coverage over distinct sources, per question kind."""
-    from bot.kb_eval import evaluate, load_questions
+    from bot.kb_eval import kept_for_this_run, load_questions
 
     if not file.is_file():
         raise IngestError(f"{file} does not exist")
     try:
-        questions = load_questions(file, split)
+        questions = [
+            q for q in load_questions(file, split) if kept_for_this_run(q.batch, fresh_batch)
+        ]
     except ValueError as exc:
         raise IngestError(str(exc)) from None
+    if not questions:
+        raise IngestError(f"{file} has no questions to score (split {split})")
+    from bot.kb_eval import evaluate
+
     modes = ["hybrid", "fts", "vector"] if mode == "all" else [mode]
     kb = open_knowledge_base()
     if kb.embedder is None:
