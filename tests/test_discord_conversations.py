@@ -11,7 +11,7 @@ import pytest
 from bot import texts
 from bot.inbox import SESSION_KEY
 from bot.runtime import build_runtime
-from storage import events, memories
+from storage import channel_settings, events, memories
 from storage.db import Database
 from tests import discord_fixtures
 from tests.discord_fixtures import RunningBot, make_settings, start_bot
@@ -80,6 +80,31 @@ async def test_follow_up_in_thread_is_answered_with_context(
     session = f"discord:{world.guild_id}:{thread_id}:{thread_id}"
     stored = await memories.export_session(sqlite_db, session_id=session)
     assert [m.role for m in stored][:4] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_a_mention_is_answered_with_its_channels_settings(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """The answer to a mention goes in a new thread, but the channel's settings still apply:
+    a knowledge filter of billing/ and German refusals (a password question is refused there,
+    in German), as they do for the thread's later replies."""
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
+        knowledge_filter="billing/", refusal_language="de",
+    )  # fmt: skip
+    settings = make_settings(world, sqlite_url, kb_uri)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        first = await world.say("How do I reset my password?", mention=True)
+        thread_id = first["id"]
+        answer = (await world.bot_messages(thread_id, 1))[0]
+        await world.say("How do I reset my password?", channel_id=thread_id)  # no mention
+        again = (await world.bot_messages(thread_id, 2))[1]
+    finally:
+        await running.stop()
+    for reply in (answer, again):
+        assert reply["content"].startswith(texts.not_in_docs("de").split(",")[0]), reply
+        assert "reset your password" not in reply["content"].lower()
 
 
 async def test_thread_chatter_without_the_bot_is_ignored(

@@ -244,7 +244,11 @@ class DiscordAdapter:
             key = convert.thread_conversation(
                 guild_id=incoming.conversation.workspace_id, thread_id=str(message.id)
             )
-            incoming = replace(incoming, conversation=key)
+            # The thread belongs to the channel: its settings (knowledge filter, refusal
+            # language, escalation target, ...) apply to the answer, as to later replies.
+            incoming = replace(
+                incoming, conversation=key, parent_channel_id=str(message.channel.id)
+            )
         payload = {
             "kind": "message",
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
@@ -368,7 +372,10 @@ class DiscordAdapter:
                 )
         if key == incoming.conversation:
             return replace(work, payload={**payload, "new_thread": False})
-        incoming = replace(incoming, conversation=key)
+        # In a thread the channel's settings apply through its parent; answered in place, the
+        # conversation is the channel itself.
+        parent = channel_id if key.channel_id != channel_id else None
+        incoming = replace(incoming, conversation=key, parent_channel_id=parent)
         changed = {
             **payload,
             "msg": message_to_record(incoming),
