@@ -64,26 +64,27 @@ class Answerability:
         # frequencies, so an ingest invalidates every entry.
         self._standouts = Lru(CACHED_STANDOUTS)
 
-    def _weight(self) -> Weight | None:
-        """Word weights from the knowledge base's document frequencies (rebuilt when they
-        change, e.g. after an ingest)."""
+    def _weight(self) -> tuple[int, Weight] | None:
+        """(id of the frequencies, word weights) from the knowledge base's document
+        frequencies (rebuilt when they change, e.g. after an ingest)."""
         frequencies = self.knowledge.document_frequencies()
         if frequencies is None:
             return None
         key = id(frequencies[0])
         if self._weights is None or self._weights[0] != key:
             self._weights = (key, idf_weight(*frequencies))
-        return self._weights[1]
+        return self._weights
 
     async def decide(self, question: str, hits: Sequence[Any]) -> Decision:
-        weight = await asyncio.to_thread(self._weight)
-        matches = standout = None
-        if self._matcher is not None and weight is not None and hits:
-            assert self._weights is not None  # set with ``weight``
-            key = (question, self._weights[0])
-            matches, standout = await offload.run_kb(self._semantic, question, hits, key)
-        if weight is None:  # no word frequencies (empty or huge knowledge base)
+        weights = await asyncio.to_thread(self._weight)
+        if weights is None:  # no word frequencies (empty or huge knowledge base)
             return decide(question, list(hits), self.min_coverage)
+        version, weight = weights
+        matches = standout = None
+        if self._matcher is not None and hits:
+            matches, standout = await offload.run_kb(
+                self._semantic, question, hits, (question, version)
+            )
         decision = decide(
             question,
             list(hits),

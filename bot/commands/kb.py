@@ -191,7 +191,7 @@ def eval_command(
     ] = None,
 ) -> None:
     """Recall@5, MRR@10 and two-page coverage over distinct sources, per question kind."""
-    from bot.kb_eval import kept_for_this_run, load_questions
+    from bot.kb_eval import evaluate, kept_for_this_run, load_questions
 
     if not file.is_file():
         raise IngestError(f"{file} does not exist")
@@ -203,8 +203,6 @@ def eval_command(
         raise IngestError(str(exc)) from None
     if not questions:
         raise IngestError(f"{file} has no questions to score (split {split})")
-    from bot.kb_eval import evaluate
-
     modes = ["hybrid", "fts", "vector"] if mode == "all" else [mode]
     kb = open_knowledge_base()
     if kb.embedder is None:
