@@ -20,8 +20,8 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 5.0
-# Every Discord thread is a channel: past this many cached channels the expired ones go, or a
-# long-running bot would keep one policy per conversation it ever had.
+# Past this many cached channels the expired ones go, or a long-running bot would keep one
+# policy per channel (and DM, and Discord thread whose parent it did not know) it ever saw.
 CACHE_PRUNE_AT = 1024
 FORUM_TAG_ROLES = ("answered", "needs_human", "solved")
 MAX_PREFIX_CHARS = 255
@@ -123,7 +123,9 @@ class ChannelSettings:
     async def policy(
         self, conversation: ConversationKey, *, parent_channel_id: str | None = None
     ) -> ChannelPolicy:
-        """The settings of the conversation's channel (of its parent, for a forum thread)."""
+        """The settings of the conversation's channel; for a Discord thread, of its parent
+        channel (a row for the thread itself is not read), cached under the parent, so every
+        thread of a channel shares one entry."""
         channel = parent_channel_id or conversation.channel_id
         key = (conversation.platform.value, conversation.workspace_id, channel)
         now = time.monotonic()

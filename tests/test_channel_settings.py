@@ -110,7 +110,8 @@ async def test_repository_upsert_keeps_other_columns(db: Database) -> None:
 
 
 async def test_the_policy_cache_forgets_expired_channels(db: Database) -> None:
-    """Every Discord thread is a channel: a long-running bot must not keep them all."""
+    """Channels (and Discord threads whose parent is unknown) come and go: a long-running bot
+    must not keep them all."""
     settings = ChannelSettings(db, ttl=0.3, prune_at=20)
     for i in range(25):
         await settings.policy(post("q", channel=f"C{i}").conversation)
@@ -118,6 +119,24 @@ async def test_the_policy_cache_forgets_expired_channels(db: Database) -> None:
     await asyncio.sleep(0.35)
     await settings.policy(post("q", channel="C99").conversation)
     assert settings.cached() == 1  # the expired ones went
+
+
+async def test_threads_of_a_channel_share_its_cached_policy(db: Database) -> None:
+    """A Discord thread's policy is its parent channel's (a row for the thread itself is not
+    read), so it is cached under the parent: a new thread is a cache hit, not one more entry."""
+    for channel, prefix in (("C1", "billing/"), ("T1", "auth/")):
+        await channel_settings.upsert_setting(
+            db, platform="discord", workspace_id="G1", channel_id=channel, knowledge_filter=prefix
+        )
+    settings = ChannelSettings(db, ttl=60)
+    policies = [
+        await settings.policy(
+            ConversationKey(Platform.DISCORD, "G1", thread, thread), parent_channel_id="C1"
+        )
+        for thread in ("T1", "T2", "T3")
+    ]
+    assert {policy.knowledge_filter for policy in policies} == {"billing/"}
+    assert settings.cached() == 1
 
 
 async def test_cli_changes_take_effect_without_restart(any_db_url: str, tmp_path: Path) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+from typing import Any
 
 import pytest
 
 from bot import texts
+from bot.config import Settings
 from bot.inbox import SESSION_KEY
 from bot.runtime import build_runtime
 from storage import channel_settings, events, memories
@@ -105,6 +108,86 @@ async def test_a_mention_is_answered_with_its_channels_settings(
     for reply in (answer, again):
         assert reply["content"].startswith(texts.not_in_docs("de").split(",")[0]), reply
         assert "reset your password" not in reply["content"].lower()
+
+
+async def billing_only_german_channel(world: DiscordWorld, db: Database) -> None:
+    """The help channel answers from billing/ only and refuses in German."""
+    await channel_settings.upsert_setting(
+        db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
+        knowledge_filter="billing/", refusal_language="de",
+    )  # fmt: skip
+
+
+async def a_thread_the_bot_answered_in(
+    world: DiscordWorld, db: Database, settings: Settings
+) -> str:
+    """A mention answered in a new thread by a process that then stops; the thread's id."""
+    first = await start_bot(world, await build_runtime(settings, db=db))
+    try:
+        question = await world.say("Where can I download past invoices?", mention=True)
+        await world.bot_messages(question["id"], 1)
+    finally:
+        await first.stop()
+    return str(question["id"])
+
+
+def refused_in_german(reply: dict[str, Any]) -> bool:
+    content = reply["content"]
+    return content.startswith(texts.not_in_docs("de").split(",")[0]) and (
+        "reset your password" not in content.lower()
+    )
+
+
+async def test_a_thread_unknown_since_restart_keeps_its_channels_settings(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """A follow-up in a thread the bot answered in before a restart: discord.py has not seen the
+    thread since (the gateway message names only the thread), so the bot knows it by its
+    memories, and the thread's channel's settings still apply (billing/ only, German refusals):
+    the parent is asked of Discord once, then remembered."""
+    await billing_only_german_channel(world, sqlite_db)
+    # No catch-up: it fetches the thread itself, and the live path is what is tested here.
+    settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
+    thread_id = await a_thread_the_bot_answered_in(world, sqlite_db, settings)
+
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        assert second.adapter.client.get_channel(int(thread_id)) is None  # not cached
+        await world.say("How do I reset my password?", channel_id=thread_id)  # no mention
+        follow_up = (await world.bot_messages(thread_id, 2))[1]
+        await world.say("And how do I change my password?", channel_id=thread_id)
+        again = (await world.bot_messages(thread_id, 3))[2]
+    finally:
+        await second.stop()
+    assert refused_in_german(follow_up), follow_up
+    assert refused_in_german(again), again
+    assert len(world.api.find("GET", rf"/channels/{thread_id}")) == 1  # then remembered
+
+
+async def test_a_thread_whose_parent_cannot_be_learned_is_still_answered(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Discord refuses to say which channel the thread belongs to: the follow-up is answered
+    with the default settings (English, every doc) rather than lost, and a warning says why."""
+    await billing_only_german_channel(world, sqlite_db)
+    settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
+    thread_id = await a_thread_the_bot_answered_in(world, sqlite_db, settings)
+    world.api.fail_with(403, "GET", rf"/channels/{thread_id}")
+
+    caplog.set_level(logging.WARNING, logger="adapters.discord.thread_parents")
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await world.say("How do I reset my password?", channel_id=thread_id)
+        follow_up = (await world.bot_messages(thread_id, 2))[1]
+    finally:
+        await second.stop()
+    assert "reset your password" in follow_up["content"].lower()
+    warned = [r for r in caplog.records if r.name == "adapters.discord.thread_parents"]
+    assert warned and thread_id in warned[0].getMessage() and "Forbidden" in warned[0].getMessage()
 
 
 async def test_thread_chatter_without_the_bot_is_ignored(

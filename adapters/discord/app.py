@@ -53,6 +53,7 @@ from adapters.discord.shapes import (
     message_payload,
 )
 from adapters.discord.thread_history import thread_reader
+from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, texts
 from bot.inbox import SESSION_KEY, Deliver, Inbox, Undeliverable, Work
 from bot.messages import (
@@ -149,6 +150,7 @@ class DiscordAdapter:
         self._intent_refused = False
         self.client = self._make_client()
         self.forum = ForumWorkflow(self.client, runtime.responder.channels)
+        self.thread_parents = ThreadParents()
 
     def _make_client(self) -> SupportClient:
         options = {"intents": intents_for(self.message_content), **self._client_options}
@@ -236,7 +238,9 @@ class DiscordAdapter:
             key = convert.thread_conversation(
                 guild_id=incoming.conversation.workspace_id, thread_id=str(message.channel.id)
             )
-            incoming = replace(incoming, conversation=key)
+            # The gateway names the thread, not its channel, whose settings apply here too.
+            parent = await self.thread_parents.parent_of(self.client, message.channel.id)
+            incoming = replace(incoming, conversation=key, parent_channel_id=parent)
         elif target == "new-thread":
             # A thread started from a message takes the message's id, so the answer's
             # conversation is known before the thread exists: claimed with it, opening the
