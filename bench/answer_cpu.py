@@ -4,12 +4,13 @@ One process answers ``--messages`` questions one after another (threads of 8 tur
 windows and summaries are exercised) on SQLite, with a BM25 knowledge base of bot/sample_docs,
 exactly as ``supportbot run ...`` would minus the platform adapter. The fake OpenAI server runs
 in a thread of this process; its CPU is measured on its own thread clock and subtracted, so the
-figure is the answering process's CPU: input hygiene, memory load and store, two streamed model
-calls through the real ``openai`` client, one search.
+figure is the answering process's CPU: input hygiene, memory load and store, one search (made
+before the model is asked), one streamed model call through the real ``openai`` client.
 
-Baseline, same run: the same agent but streaming through the SDK's typed path
-(``chat.completions.create(stream=True)``: a typed request transform and a pydantic model per
-chunk), which is what the agent did before.
+Baselines, same run: the agent before this work (the model asks for the first search, so two
+streamed calls per answer, through the SDK's typed path ``chat.completions.create(stream=True)``:
+a typed request transform and a pydantic model per chunk), and our agent with the first search
+left to the model (two calls, our own stream parsing), the step before searching first.
 
     .venv/bin/python bench/answer_cpu.py [--messages 400] [--profile docs/profiles/answer.prof]
 """
@@ -128,21 +129,27 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
         async with db.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
         results = {}
-        variants = [("SDK typed streaming (baseline)", SdkStreamingAgent), ("ours", OpenAIAgent)]
+        variants: list[tuple[str, type[OpenAIAgent], dict[str, Any]]] = [
+            ("SDK typed streaming (baseline)", SdkStreamingAgent, {"search_first": False}),
+            ("ours, the model asks for the first search", OpenAIAgent, {"search_first": False}),
+            ("ours", OpenAIAgent, {}),
+        ]
         if args.only:  # one variant alone, e.g. under py-spy for a flame graph
-            variants = [v for v in variants if v[1].__name__ == args.only]
-        for name, cls in variants:
-            agent = cls(kb, api_key=FAKE_API_KEY, model="fake-gpt", base_url=fake.base_url)
+            variants = [v for v in variants if v[1].__name__ == args.only][-1:]
+        for number, (name, cls, options) in enumerate(variants):
+            agent = cls(
+                kb, api_key=FAKE_API_KEY, model="fake-gpt", base_url=fake.base_url, **options
+            )
             responder = Responder(db=db, agent=agent, memory=MemoryPolicy(db, turns=10))
             # CPU time of the event-loop thread, not wall time (idle waits would dominate)
             profiler = (
                 cProfile.Profile(time.thread_time)
-                if args.profile and (args.only or cls is OpenAIAgent)
+                if args.profile and (args.only or name == "ours")
                 else None
             )
             if profiler:
                 profiler.enable()
-            results[name] = await measure(responder, args.messages, fake_thread, name[:4])
+            results[name] = await measure(responder, args.messages, fake_thread, f"v{number}")
             if profiler:
                 profiler.disable()
                 Path(args.profile).parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +166,7 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
     print(f"of which retrieval (one BM25 search in LanceDB, measured alone): {search_ms:.2f} ms")
     if len(results) < 2:
         return 0
-    base, ours = (results[name] for name, _ in variants)
+    base, ours = results[variants[0][0]], results["ours"]
     own = ours["cpu_ms"] - search_ms
     print(
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "

@@ -27,13 +27,14 @@ from bot.grounding import (
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
-from bot.tools import TOOL_SCHEMAS, Searchable, ToolBox, source_of
+from bot.tools import SEARCH_TOOL, TOOL_SCHEMAS, Searchable, ToolBox, source_of
 from storage.passages import WINDOW_SENTENCES, heading_of, sentences_of
 from storage.queries import sub_queries
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
 CITATION = re.compile(r"\[(\d{1,3})\]")
+SEARCH_FIRST_CALL_ID = "call_search_first"  # the search made before the model's first turn
 
 SYSTEM_PROMPT = """\
 You are supportbot, a support assistant that answers questions about the team's product \
@@ -115,9 +116,13 @@ class OpenAIAgent:
         max_retries: int = 3,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         k: int = 5,
+        search_first: bool = True,
     ) -> None:
+        """``search_first``: search the question before the model's first turn (see
+        :func:`searched_first`); False leaves the first search to the model, as before."""
         self.knowledge = knowledge
         self.model = model
+        self.search_first = search_first
         self.max_tool_rounds = max_tool_rounds
         self.k = k
         self.answerability = Answerability(knowledge)
@@ -143,6 +148,8 @@ class OpenAIAgent:
             self.knowledge, k=self.k, question=request.question, source_prefix=request.source_prefix
         )
         messages = build_messages(request, max_searches=self.max_tool_rounds)
+        if self.search_first:
+            messages += await searched_first(toolbox, follow_up_query(request) or request.question)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         gate = NoAnswerGate()
         served_model = self.model
@@ -343,6 +350,29 @@ def _json_object(event: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ModelError("the model sent an unreadable stream")
     return payload
+
+
+async def searched_first(toolbox: ToolBox, query: str) -> list[dict[str, Any]]:
+    """The question's own search, done before the model is asked, as the tool call and result
+    the model would have made: nearly every answer starts with it, and this saves the model a
+    round trip (time to first token, tokens, our CPU). The model can still search again."""
+    arguments = json.dumps({"query": query})
+    result = await toolbox.execute(SEARCH_TOOL, arguments)
+    call_id = SEARCH_FIRST_CALL_ID
+    return [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": SEARCH_TOOL, "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
 
 
 def build_messages(request: AgentRequest, *, max_searches: int) -> list[dict[str, Any]]:

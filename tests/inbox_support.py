@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from bot.agent import SEARCH_FIRST_CALL_ID
 from storage.db import Database
 from storage.models import ProcessedEvent
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
@@ -27,12 +28,14 @@ def slow_policy(seconds_per_call: float) -> Callable[[dict[str, Any]], Turn]:
 
 
 def model_runs(fake: FakeOpenAI) -> list[str]:
-    """The question of every model run: requests that start a run (no tool result yet)."""
+    """The question of every model run: requests that start a run (no tool result yet but
+    the agent's own first search)."""
     runs = []
     for body in fake.requests:
         messages = body.get("messages", [])
         last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
-        if not any(m.get("role") == "tool" for m in messages[last_user + 1 :]):
+        calls = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
+        if all(m.get("tool_call_id") == SEARCH_FIRST_CALL_ID for m in calls):
             runs.append(str(messages[last_user].get("content", "")))
     return runs
 

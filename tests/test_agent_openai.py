@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot import texts
+from bot.agent import SEARCH_FIRST_CALL_ID
 from bot.config import Settings
 from bot.messages import Reply, ReplyKind
 from bot.runtime import build_runtime
@@ -51,8 +52,15 @@ async def test_two_tool_calls_then_streamed_cited_answer(
     assert [s.url_or_path for s in reply.sources] == ["auth.md", "auth.md"]
     assert [s.heading for s in reply.sources] == ["Resetting your password", "API tokens"]
 
-    # The fake saw three streamed requests: the question, then each tool result.
+    # The fake saw three streamed requests: the question with the agent's own first search,
+    # then each of the model's searches.
     assert len(fake_openai.requests) == 3
+    first_search = fake_openai.requests[0]["messages"][-2:]
+    assert first_search[0]["tool_calls"][0]["id"] == SEARCH_FIRST_CALL_ID
+    assert first_search[0]["tool_calls"][0]["function"]["arguments"] == (
+        '{"query": "How do I reset it?"}'
+    )
+    assert first_search[1]["role"] == "tool" and "[1]" in first_search[1]["content"]
     assert all(r["stream"] and r["model"] == "fake-gpt" for r in fake_openai.requests)
     tool_names = {t["function"]["name"] for t in fake_openai.requests[0]["tools"]}
     assert tool_names == {"search_knowledge_base", "escalate_to_human"}
@@ -66,6 +74,7 @@ async def test_two_tool_calls_then_streamed_cited_answer(
     assert stored is not None and stored.role == "assistant" and stored.content == ANSWER
     meta = stored.tool_metadata
     assert [c["arguments"] for c in meta["tool_calls"]] == [
+        {"query": "How do I reset it?"},
         {"query": "reset password"},
         {"query": "API tokens expire"},
     ]
@@ -134,12 +143,13 @@ async def test_follow_ups_see_their_thread_only(
     contents = [m.get("content") for m in follow_up]
     assert "How do I reset my password?" in contents
     assert first.text in contents  # the earlier answer, as an assistant turn
-    assert follow_up[-1] == {"role": "user", "content": "And how long is the link valid?"}
+    assert follow_up[-3] == {"role": "user", "content": "And how long is the link valid?"}
+    assert follow_up[-1]["tool_call_id"] == SEARCH_FIRST_CALL_ID
 
     start = len(fake_openai.requests)
     await resp.handle(message("When are invoices sent?", thread="B"))
     other_thread = fake_openai.requests[start]["messages"]
-    assert [m["role"] for m in other_thread] == ["system", "user"]
+    assert [m["role"] for m in other_thread] == ["system", "user", "assistant", "tool"]
     assert "reset my password" not in str(fake_openai.requests[start:])
     await agent.aclose()
 
@@ -160,14 +170,16 @@ async def test_long_thread_keeps_a_running_summary(
     for q in questions:
         await resp.handle(message(q, thread="long"))
     last_question_request = next(
-        r for r in reversed(fake_openai.requests) if r["messages"][-1]["role"] == "user"
+        r
+        for r in reversed(fake_openai.requests)
+        if r["messages"][-1].get("tool_call_id") == SEARCH_FIRST_CALL_ID
     )
     sent = last_question_request["messages"]
     summary = [m for m in sent if m["role"] == "system" and "Summary" in m["content"]]
     # After the fifth answer the three oldest turns were folded into the summary.
     assert summary and "How do I reset my password?" in summary[0]["content"]
     assert "How do refunds work?" in summary[0]["content"]
-    turns = [m for m in sent if m["role"] in ("user", "assistant")]
+    turns = [m for m in sent if m["role"] in ("user", "assistant") and not m.get("tool_calls")]
     assert len(turns) == 2 * 2 + 1  # the window (2 turns) plus the new question
     assert turns[0]["content"] == "When do API tokens expire?"
     rows = await memories.load_recent(sqlite_db, session_id="slack:T1:C1:long", limit=100)

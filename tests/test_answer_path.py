@@ -55,12 +55,12 @@ async def test_an_answer_reads_memory_once_and_writes_it_once(
     assert rows[-2].tool_metadata == {"message_id": "m2"}
     assert rows[-2].created_at is not None and rows[-1].created_at is not None
     assert rows[-1].id == reply.memory_id and rows[-1].tool_metadata["agent"] == "openai"
-    # Every model call of both answers went over one pooled keep-alive connection (a new TCP
-    # connection per call cost more CPU than parsing the whole stream).
-    assert len(fake_openai.client_ports) == 4 and len(set(fake_openai.client_ports)) == 1
-    # The second question saw the first turn as history.
-    sent = fake_openai.requests[-2]["messages"]
-    assert [m["role"] for m in sent[1:]] == ["user", "assistant", "user"]
+    # One model call per answer (the agent searched first), both over one pooled keep-alive
+    # connection (a new TCP connection per call cost more CPU than parsing the whole stream).
+    assert len(fake_openai.client_ports) == 2 and len(set(fake_openai.client_ports)) == 1
+    # The second question saw the first turn as history, then its own search.
+    sent = fake_openai.requests[-1]["messages"]
+    assert [m["role"] for m in sent[1:]] == ["user", "assistant", "user", "assistant", "tool"]
 
 
 async def _reference_context(db: Database, policy: MemoryPolicy, session_id: str) -> tuple:

@@ -36,15 +36,17 @@ QUESTIONS = ["how do I reset my password?", "where can I download past invoices?
 FAST_INBOX = {"SUPPORTBOT_LEASE_SECONDS": "3", "SUPPORTBOT_RECOVER_EVERY": "0.3"}
 
 
+# An answer is one model call (the agent searches before asking the model): these delays are
+# per answer, long enough that a burst is still being answered when a process is killed.
 @pytest.fixture
 async def model() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(policy=slow_policy(0.15)) as fake:
+    async with FakeOpenAI(policy=slow_policy(0.3)) as fake:
         yield fake
 
 
 @pytest.fixture
 async def slow_model() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(policy=slow_policy(0.6)) as fake:
+    async with FakeOpenAI(policy=slow_policy(1.2)) as fake:
         yield fake
 
 
