@@ -22,12 +22,14 @@ import asyncio
 import cProfile
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +42,12 @@ from pydantic import BaseModel  # noqa: E402
 
 from bot.agent import OpenAIAgent  # noqa: E402
 from bot.memory import MemoryPolicy  # noqa: E402
-from bot.messages import Author, ConversationKey, IncomingMessage, Platform  # noqa: E402
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform, Reply  # noqa: E402
 from bot.responder import Responder  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.knowledge import KnowledgeBase  # noqa: E402
 from storage.models import Base  # noqa: E402
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI  # noqa: E402
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, Turn, default_policy  # noqa: E402
 
 SAMPLE_DOCS = ROOT / "bot" / "sample_docs"
 QUESTIONS = [
@@ -113,12 +115,23 @@ async def measure(
     for i in range(10):  # warm-up: pool, statement caches, HTTP keep-alive
         await responder.handle(message(QUESTIONS[i % 4], f"{tag}-warm{i // 8}"))
     cpu0, fake0, wall0 = cpu_seconds(), thread_cpu(fake_thread), time.perf_counter()
+    first_tokens: list[float] = []
     for i in range(n):
-        reply = await responder.handle(message(QUESTIONS[i % 4], f"{tag}-{i // 8}"))
-        assert reply is not None and reply.memory_id is not None, reply
+        started, first, reply = time.perf_counter(), None, None
+        async for item in responder.stream(message(QUESTIONS[i % 4], f"{tag}-{i // 8}")):
+            if isinstance(item, Reply):
+                reply = item
+            elif first is None:
+                first = time.perf_counter() - started
+        assert reply is not None and reply.memory_id is not None and first is not None, reply
+        first_tokens.append(first)
     cpu = cpu_seconds() - cpu0 - (thread_cpu(fake_thread) - fake0)
     wall = time.perf_counter() - wall0
-    return {"cpu_ms": cpu * 1000 / n, "wall_ms": wall * 1000 / n}
+    return {
+        "cpu_ms": cpu * 1000 / n,
+        "wall_ms": wall * 1000 / n,
+        "first_token_ms": statistics.median(first_tokens) * 1000,
+    }
 
 
 async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading.Thread) -> int:
@@ -158,7 +171,8 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
             figures = results[name]
             print(
                 f"{name}: CPU {figures['cpu_ms']:.2f} ms per answer, "
-                f"wall {figures['wall_ms']:.2f} ms per answer"
+                f"wall {figures['wall_ms']:.2f} ms per answer, "
+                f"first token p50 {figures['first_token_ms']:.1f} ms"
                 + (" (under cProfile)" if profiler else "")
             )
         await db.dispose()
@@ -192,11 +206,22 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--profile", help="write a cProfile of our variant to this file")
     parser.add_argument(
+        "--model-delay",
+        type=float,
+        default=0.0,
+        help="seconds each model call waits before its first byte, like a real model's time to "
+        "first token (the CPU figures exclude the wait; use with fewer --messages)",
+    )
+    parser.add_argument(
         "--only", choices=("SdkStreamingAgent", "OpenAIAgent"), help="run one variant only"
     )
     args = parser.parse_args()
     before = set(threading.enumerate())
-    with FakeOpenAI().in_thread() as fake:
+
+    def delayed(request: dict[str, Any]) -> Turn:
+        return replace(default_policy(request), delay=args.model_delay)
+
+    with FakeOpenAI(policy=delayed).in_thread() as fake:
         (fake_thread,) = set(threading.enumerate()) - before
         return asyncio.run(run(args, fake, fake_thread))
 
