@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ QUESTIONS = [
     "Which port serves the Prometheus metrics?",
 ]
 TARGET_CPU_MS = 5.0
+BLOCK = 40  # answers per variant before the next variant's turn
 
 
 class _Fields:
@@ -109,14 +110,29 @@ def message(text: str, thread: str) -> IncomingMessage:
     )
 
 
+@dataclass
+class Tally:
+    """One variant's answers, added up over the blocks it ran in."""
+
+    answers: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    first_tokens: list[float] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "cpu_ms": self.cpu_s * 1000 / self.answers,
+            "wall_ms": self.wall_s * 1000 / self.answers,
+            "first_token_ms": statistics.median(self.first_tokens) * 1000,
+        }
+
+
 async def measure(
-    responder: Responder, n: int, fake_thread: threading.Thread, tag: str
-) -> dict[str, float]:
-    for i in range(10):  # warm-up: pool, statement caches, HTTP keep-alive
-        await responder.handle(message(QUESTIONS[i % 4], f"{tag}-warm{i // 8}"))
+    responder: Responder, questions: range, fake_thread: threading.Thread, tag: str, tally: Tally
+) -> None:
+    """Answer questions number ``questions`` (threads of 8) and add their cost to ``tally``."""
     cpu0, fake0, wall0 = cpu_seconds(), thread_cpu(fake_thread), time.perf_counter()
-    first_tokens: list[float] = []
-    for i in range(n):
+    for i in questions:
         started, first, reply = time.perf_counter(), None, None
         async for item in responder.stream(message(QUESTIONS[i % 4], f"{tag}-{i // 8}")):
             if isinstance(item, Reply):
@@ -124,14 +140,10 @@ async def measure(
             elif first is None:
                 first = time.perf_counter() - started
         assert reply is not None and reply.memory_id is not None and first is not None, reply
-        first_tokens.append(first)
-    cpu = cpu_seconds() - cpu0 - (thread_cpu(fake_thread) - fake0)
-    wall = time.perf_counter() - wall0
-    return {
-        "cpu_ms": cpu * 1000 / n,
-        "wall_ms": wall * 1000 / n,
-        "first_token_ms": statistics.median(first_tokens) * 1000,
-    }
+        tally.first_tokens.append(first)
+    tally.cpu_s += cpu_seconds() - cpu0 - (thread_cpu(fake_thread) - fake0)
+    tally.wall_s += time.perf_counter() - wall0
+    tally.answers += len(questions)
 
 
 async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading.Thread) -> int:
@@ -141,7 +153,6 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
         db = Database(f"sqlite+aiosqlite:///{tmp}/bench.db")
         async with db.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
-        results = {}
         variants: list[tuple[str, type[OpenAIAgent], dict[str, Any]]] = [
             ("SDK typed streaming (baseline)", SdkStreamingAgent, {"search_first": False}),
             ("ours, the model asks for the first search", OpenAIAgent, {"search_first": False}),
@@ -149,31 +160,44 @@ async def run(args: argparse.Namespace, fake: FakeOpenAI, fake_thread: threading
         ]
         if args.only:  # one variant alone, e.g. under py-spy for a flame graph
             variants = [v for v in variants if v[1].__name__ == args.only][-1:]
-        for number, (name, cls, options) in enumerate(variants):
+        agents, responders = [], []
+        for number, (_, cls, options) in enumerate(variants):
             agent = cls(
                 kb, api_key=FAKE_API_KEY, model="fake-gpt", base_url=fake.base_url, **options
             )
             responder = Responder(db=db, agent=agent, memory=MemoryPolicy(db, turns=10))
-            # CPU time of the event-loop thread, not wall time (idle waits would dominate)
-            profiler = (
-                cProfile.Profile(time.thread_time)
-                if args.profile and (args.only or name == "ours")
-                else None
-            )
-            if profiler:
-                profiler.enable()
-            results[name] = await measure(responder, args.messages, fake_thread, f"v{number}")
-            if profiler:
-                profiler.disable()
-                Path(args.profile).parent.mkdir(parents=True, exist_ok=True)
-                profiler.dump_stats(args.profile)
+            for i in range(10):  # warm-up: pool, statement caches, HTTP keep-alive
+                await responder.handle(message(QUESTIONS[i % 4], f"v{number}-warm{i // 8}"))
+            agents.append(agent)
+            responders.append(responder)
+        # The variants take turns in blocks of 40 answers, so a change in the machine's load
+        # during the run falls on all of them alike.
+        tallies = [Tally() for _ in variants]
+        # CPU time of the event-loop thread, not wall time (idle waits would dominate)
+        profiler = cProfile.Profile(time.thread_time) if args.profile else None
+        for block in range(0, args.messages, BLOCK):
+            questions = range(block, min(block + BLOCK, args.messages))
+            for number, (name, _, _) in enumerate(variants):
+                profiled = profiler is not None and (args.only or name == "ours")
+                if profiled:
+                    profiler.enable()
+                await measure(
+                    responders[number], questions, fake_thread, f"v{number}", tallies[number]
+                )
+                if profiled:
+                    profiler.disable()
+        if profiler is not None:
+            Path(args.profile).parent.mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(args.profile)
+        results = {}
+        for (name, _, _), tally, agent in zip(variants, tallies, agents, strict=True):
             await agent.aclose()
-            figures = results[name]
+            results[name] = figures = tally.figures()
             print(
                 f"{name}: CPU {figures['cpu_ms']:.2f} ms per answer, "
                 f"wall {figures['wall_ms']:.2f} ms per answer, "
                 f"first token p50 {figures['first_token_ms']:.1f} ms"
-                + (" (under cProfile)" if profiler else "")
+                + (" (under cProfile)" if profiler and (args.only or name == "ours") else "")
             )
         await db.dispose()
         search_ms = search_cpu(kb, args.messages)
