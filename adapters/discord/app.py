@@ -49,6 +49,7 @@ from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
     interaction_conversation,
+    interaction_parent_id,
     interaction_payload,
     message_payload,
 )
@@ -134,7 +135,9 @@ class DiscordAdapter:
         self.forum_channels = {
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
-        self.escalations = DiscordEscalations.from_settings(runtime.db, settings)
+        self.escalations = DiscordEscalations.from_settings(
+            runtime.db, settings, runtime.responder.channels
+        )
         self.catch_up_window = timedelta(minutes=settings.discord_catch_up_minutes)
         self._catch_up: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
@@ -429,7 +432,11 @@ class DiscordAdapter:
             await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
                 await self.escalations.announce(
-                    self.client, incoming.conversation, incoming.author.id, final.escalation_id
+                    self.client,
+                    incoming.conversation,
+                    incoming.author.id,
+                    final.escalation_id,
+                    parent_channel_id=incoming.parent_channel_id,
                 )
         return final
 
@@ -527,7 +534,13 @@ class DiscordAdapter:
             )
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
-                await self.escalations.announce(self.client, conversation, user_id, escalation_id)
+                await self.escalations.announce(
+                    self.client,
+                    conversation,
+                    user_id,
+                    escalation_id,
+                    parent_channel_id=interaction_parent_id(interaction),
+                )
                 await self.forum.mark(conversation.channel_id, "needs_human")
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
