@@ -1,9 +1,10 @@
 """The escalation policy, once for every platform.
 
-- Where a hand-off is announced: the channel's own setting (``channel_settings``), else the
-  workspace's entry in a per-workspace mapping, else the default target. A target is a few
-  platform ids (a channel to post the notice in, people or groups to mention); the adapter knows
-  which id is which on its platform.
+- Where a hand-off is announced: the channel's own setting (``channel_settings``, read through
+  the channel settings cache, so a Discord thread gets its parent channel's target like its
+  other settings), else the workspace's entry in a per-workspace mapping, else the default
+  target. A target is a few platform ids (a channel to post the notice in, people or groups to
+  mention); the adapter knows which id is which on its platform.
 - One notice per escalation: the database allows one open escalation per conversation and hands
   the notice to exactly one caller (``claim_notice``).
 - Who may mark it resolved: by default the support team (the adapter says who is in it: members
@@ -17,6 +18,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from bot.channels import ChannelSettings
 from bot.config import Settings, parse_workspace_targets
 from bot.messages import ConversationKey, Platform
 from storage import escalations
@@ -60,16 +62,18 @@ class EscalationPolicy:
             resolvers=Resolvers(settings.escalation_resolvers),
         )
 
-    async def target_for(self, db: Database, conversation: ConversationKey) -> tuple[str, ...]:
-        """The ids to notify about a hand-off in ``conversation`` (may be empty: nobody)."""
-        channel_target = await escalations.channel_escalation_target(
-            db,
-            platform=conversation.platform.value,
-            workspace_id=conversation.workspace_id,
-            channel_id=conversation.channel_id,
-        )
+    async def target_for(
+        self,
+        channels: ChannelSettings,
+        conversation: ConversationKey,
+        *,
+        parent_channel_id: str | None = None,
+    ) -> tuple[str, ...]:
+        """The ids to notify about a hand-off in ``conversation`` (may be empty: nobody). In a
+        Discord thread, ``parent_channel_id`` names the channel whose settings apply."""
+        policy = await channels.policy(conversation, parent_channel_id=parent_channel_id)
         spec = (
-            channel_target
+            policy.escalation_target
             or self.workspace_targets.get(conversation.workspace_id)
             or self.default_target
         )

@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
-from storage.models import ChannelSetting, Escalation
+from storage.models import Escalation
 
 OPEN = "open"
 RESOLVED = "resolved"
@@ -102,18 +102,3 @@ async def resolve_escalation(
 async def get_escalation(db: Database, *, escalation_id: int) -> Escalation | None:
     async with db.sessions() as session:
         return await session.get(Escalation, escalation_id)
-
-
-async def channel_escalation_target(
-    db: Database, *, platform: str, workspace_id: str, channel_id: str
-) -> str | None:
-    """The escalation target configured for one channel (``channel_settings``), if any."""
-    async with db.sessions() as session:
-        target = await session.scalar(
-            select(ChannelSetting.escalation_target).where(
-                ChannelSetting.platform == platform,
-                ChannelSetting.workspace_id == workspace_id,
-                ChannelSetting.channel_id == channel_id,
-            )
-        )
-    return target or None

@@ -190,6 +190,95 @@ async def test_a_thread_whose_parent_cannot_be_learned_is_still_answered(
     assert warned and thread_id in warned[0].getMessage() and "Forbidden" in warned[0].getMessage()
 
 
+async def test_a_mention_in_a_thread_made_while_offline_is_answered_in_that_thread(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """A thread started while the bot was offline: discord.py has not cached it and the bot has
+    no memories of it. A mention there is answered in the thread itself (Discord cannot start a
+    thread from a message in a thread), under the thread's conversation and with its channel's
+    settings (billing/ only, German refusals), and the thread's later messages follow; Discord
+    is asked about the thread once."""
+    await billing_only_german_channel(world, sqlite_db)
+    thread_id = world.thread_made_offline()
+    settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        assert running.adapter.client.get_channel(int(thread_id)) is None  # not cached
+        await world.say("How do I reset my password?", channel_id=thread_id, mention=True)
+        answer = (await world.bot_messages(thread_id, 1))[0]
+        await world.say("And how do I change my password?", channel_id=thread_id)  # no mention
+        again = (await world.bot_messages(thread_id, 2))[1]
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    assert refused_in_german(answer), answer
+    assert refused_in_german(again), again
+    assert not world.api.find("POST", r"/channels/\d+/messages/\d+/threads")
+    session = f"discord:{world.guild_id}:{thread_id}:{thread_id}"
+    stored = await memories.export_session(sqlite_db, session_id=session)
+    assert [m.role for m in stored] == ["user", "assistant"] * 2
+    assert len(world.api.find("GET", rf"/channels/{thread_id}")) == 1
+
+
+async def test_a_post_in_a_forum_thread_discord_py_has_not_cached_is_answered(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """A forum post the bot has not seen (no gateway event named its thread) is still a forum
+    post: answered without a mention, in the post."""
+    thread_id = world.thread_made_offline(world.forum_id, "reset")
+    settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await world.say("How do I reset my password?", channel_id=thread_id)
+        answer = (await world.bot_messages(thread_id))[0]
+    finally:
+        await running.stop()
+    assert "reset your password" in answer["content"].lower()
+
+
+async def test_a_mention_in_an_uncached_thread_discord_will_not_describe_is_answered(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Discord refuses to say what the uncached channel is: the mention is still answered (where
+    it was asked, with the default settings) and a warning says why; the next mention soon after
+    is answered without asking (and warning) again."""
+    await billing_only_german_channel(world, sqlite_db)
+    thread_id = world.thread_made_offline()
+    world.api.fail_with(403, "GET", rf"/channels/{thread_id}", times=2)
+    caplog.set_level(logging.WARNING, logger="adapters.discord.thread_parents")
+    settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await world.say("How do I reset my password?", channel_id=thread_id, mention=True)
+        answer = (await world.bot_messages(thread_id))[0]
+        await world.say("Where can I download past invoices?", channel_id=thread_id, mention=True)
+        await world.bot_messages(thread_id, 2)
+    finally:
+        await running.stop()
+    assert "reset your password" in answer["content"].lower()
+    warned = [r for r in caplog.records if r.name == "adapters.discord.thread_parents"]
+    assert len(warned) == 1
+    assert thread_id in warned[0].getMessage() and "Forbidden" in warned[0].getMessage()
+    assert len(world.api.find("GET", rf"/channels/{thread_id}")) == 1
+
+
+async def test_an_uncached_text_channel_is_asked_about_once(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    """A text channel discord.py has not cached costs one question to Discord, not one per
+    message: that it is not a thread is remembered too. Mentions there start threads."""
+    channel_id = world.channel_made_offline()
+    for text in ("How do I reset my password?", "Where can I download past invoices?"):
+        question = await world.say(text, channel_id=channel_id, mention=True)
+        await world.bot_messages(question["id"])
+    assert len(world.api.find("GET", rf"/channels/{channel_id}")) == 1
+    assert world.api.channel_messages(channel_id) == []
+
+
 async def test_thread_chatter_without_the_bot_is_ignored(
     world: DiscordWorld, bot: RunningBot
 ) -> None:

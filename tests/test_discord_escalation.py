@@ -7,10 +7,11 @@ import pytest
 
 from bot import texts
 from bot.runtime import build_runtime
-from storage import escalations
+from storage import channel_settings, escalations
 from storage.db import Database
 from tests import discord_fixtures
 from tests.discord_fixtures import make_settings, start_bot
+from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld
 
 pytestmark = pytest.mark.timeout(60)
@@ -79,3 +80,41 @@ async def test_the_asker_may_resolve_their_own_hand_off(
     assert answer["content"] == texts.ESCALATION_RESOLVED
     row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
     assert row is not None and row.resolved_by == world.alice["id"]
+
+
+async def test_a_hand_off_in_a_thread_goes_to_its_channels_team(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """The help channel's hand-offs go to its own team's channel (its channel settings), not to
+    the server's default, when asked for in one of its threads: with the button under an answer
+    in the thread a mention started, by asking the bot in such a thread, and by `/ask` there."""
+    default_team, help_team = p.snowflake(), world.no_threads_channel_id
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
+        escalation_target=help_team,
+    )  # fmt: skip
+    settings = make_settings(world, sqlite_url, kb_uri, discord_escalation_channel=default_team)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        by_button, _, _ = await _escalated(world)
+        question = await world.say("Where can I download past invoices?", mention=True)
+        thread_id = question["id"]
+        await world.bot_messages(thread_id, 1)
+        await world.say("talk to a human", channel_id=thread_id)  # a follow-up, no mention
+        asked = (await world.bot_messages(thread_id, 2))[1]
+        command = await world.slash(
+            "ask", {"question": "talk to a human"}, channel=world.api.threads[thread_id]
+        )
+        by_command = (await world.interaction_done(command["token"]))[0]
+        notices = await world.bot_messages(help_team, 3)
+    finally:
+        await running.stop()
+    for reply in (by_button, asked, by_command):
+        assert reply["content"].startswith(texts.ESCALATION_OPENED), reply
+    sessions = {
+        f"discord:{world.guild_id}:{by_button['channel_id']}:{by_button['channel_id']}",
+        f"discord:{world.guild_id}:{thread_id}:{thread_id}",
+        f"discord:{world.guild_id}:{thread_id}:ask-{world.alice['id']}",
+    }
+    assert {n["content"].split("`")[1] for n in notices} == sessions
+    assert world.api.channel_messages(default_team) == []

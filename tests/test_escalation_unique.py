@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from bot.channels import ChannelSettings
 from bot.escalation import EscalationPolicy, Resolvers
 from bot.messages import ConversationKey, Platform
 from storage import escalations, migrate
@@ -104,13 +105,23 @@ async def test_target_comes_from_channel_then_workspace_then_default(db: Databas
                 platform="slack", workspace_id="T1", channel_id="CBILL", escalation_target="CB S1"
             )
         )
+        session.add(
+            ChannelSetting(
+                platform="discord", workspace_id="G1", channel_id="10", escalation_target="20"
+            )
+        )
     policy = EscalationPolicy(
         default_target="CDEFAULT", workspace_targets={"T2": "CTEAM2+U7"}, resolvers=Resolvers.TEAM
     )
+    channels = ChannelSettings(db)
 
     def key(workspace: str, channel: str) -> ConversationKey:
         return ConversationKey(Platform.SLACK, workspace, channel, "1.0")
 
-    assert await policy.target_for(db, key("T1", "CBILL")) == ("CB", "S1")
-    assert await policy.target_for(db, key("T2", "CX")) == ("CTEAM2", "U7")
-    assert await policy.target_for(db, key("T1", "CX")) == ("CDEFAULT",)
+    assert await policy.target_for(channels, key("T1", "CBILL")) == ("CB", "S1")
+    assert await policy.target_for(channels, key("T2", "CX")) == ("CTEAM2", "U7")
+    assert await policy.target_for(channels, key("T1", "CX")) == ("CDEFAULT",)
+    # A Discord thread's conversation names the thread: its channel's target applies.
+    thread = ConversationKey(Platform.DISCORD, "G1", "30", "30")
+    assert await policy.target_for(channels, thread, parent_channel_id="10") == ("20",)
+    assert await policy.target_for(channels, thread) == ("CDEFAULT",)

@@ -49,6 +49,7 @@ from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
     interaction_conversation,
+    interaction_parent_id,
     interaction_payload,
     message_payload,
 )
@@ -134,7 +135,9 @@ class DiscordAdapter:
         self.forum_channels = {
             part.strip() for part in settings.discord_forum_channels.split(",") if part.strip()
         }
-        self.escalations = DiscordEscalations.from_settings(runtime.db, settings)
+        self.escalations = DiscordEscalations.from_settings(
+            runtime.db, settings, runtime.responder.channels
+        )
         self.catch_up_window = timedelta(minutes=settings.discord_catch_up_minutes)
         self._catch_up: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
@@ -224,23 +227,41 @@ class DiscordAdapter:
         if bot_user is None or message.author.bot or message.author.id == bot_user.id:
             return  # the cheap check first: most traffic in a server is not for us
         context = channel_context(message.channel, message.guild)
+        payload = message_payload(message)
         incoming = convert.message_to_incoming(
-            message_payload(message), bot_user_id=str(bot_user.id), context=context
+            payload, bot_user_id=str(bot_user.id), context=context
         )
         if incoming is None:
             if message.content == "" and not message.attachments and message.guild is not None:
                 log.debug("discord: message %s has no readable content (intent off?)", message.id)
             return
-        target = await self._route(message, incoming, context)
+        known = True
+        if context.kind is ChannelKind.CHANNEL and isinstance(
+            message.channel, discord.PartialMessageable
+        ):
+            # discord.py has not cached this channel: it may be a thread (started while the bot
+            # was offline, say), which must be answered as any thread, under its parent's
+            # settings. Discord says which, once per channel.
+            facts = await self.thread_parents.look_up(self.client, message.channel.id)
+            known = facts is not None
+            if facts is not None and facts.is_thread:
+                context = replace(context, kind=ChannelKind.THREAD, parent_id=facts.parent_id)
+                # Read again as a thread's message: the thread's conversation and parent.
+                incoming = (
+                    convert.message_to_incoming(
+                        payload, bot_user_id=str(bot_user.id), context=context
+                    )
+                    or incoming  # not reached: whether to ignore it does not depend on the kind
+                )
+        target = await self._route(incoming, context, known=known)
         if target is None:
             return
         if target == "thread-by-memory":
             key = convert.thread_conversation(
                 guild_id=incoming.conversation.workspace_id, thread_id=str(message.channel.id)
             )
-            # The gateway names the thread, not its channel, whose settings apply here too.
-            parent = await self.thread_parents.parent_of(self.client, message.channel.id)
-            incoming = replace(incoming, conversation=key, parent_channel_id=parent)
+            # Discord would not say which channel the thread is in: the defaults apply.
+            incoming = replace(incoming, conversation=key)
         elif target == "new-thread":
             # A thread started from a message takes the message's id, so the answer's
             # conversation is known before the thread exists: claimed with it, opening the
@@ -253,7 +274,7 @@ class DiscordAdapter:
             incoming = replace(
                 incoming, conversation=key, parent_channel_id=str(message.channel.id)
             )
-        payload = {
+        record = {
             "kind": "message",
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
             SESSION_KEY: incoming.conversation.session_id,
@@ -261,14 +282,15 @@ class DiscordAdapter:
             "question_channel": str(message.channel.id),
             "new_thread": target == "new-thread",
         }
-        if not await self.inbox.submit(str(message.id), payload):
+        if not await self.inbox.submit(str(message.id), record):
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
 
     async def _route(
-        self, message: discord.Message, incoming: IncomingMessage, context: ChannelContext
+        self, incoming: IncomingMessage, context: ChannelContext, *, known: bool
     ) -> str | None:
-        """Where to answer: "dm", "thread" (known thread), "thread-by-memory" (a thread known
-        only from stored memories), "new-thread" (a mention in a channel), or None: not for us."""
+        """Where to answer: "dm", "thread" (in the thread), "thread-by-memory" (a channel Discord
+        would not describe, known as a thread only by stored memories), "new-thread" (a mention
+        in a channel), or None: not for us. ``known`` is False for such an undescribed channel."""
         if context.kind is ChannelKind.DM:
             return "dm"
         if context.kind is ChannelKind.THREAD:
@@ -281,14 +303,16 @@ class DiscordAdapter:
             if await self.responder.memory.follows(incoming.conversation):
                 return "thread"
             return None
-        # A channel discord.py has not cached may be a thread created since start-up: a thread
-        # the bot has answered in has memories under the thread's session id.
-        if isinstance(message.channel, discord.PartialMessageable):
+        if not known:
+            # A thread the bot has answered in has memories under the thread's session id.
             thread_key = convert.thread_conversation(
-                guild_id=incoming.conversation.workspace_id, thread_id=str(message.channel.id)
+                guild_id=incoming.conversation.workspace_id,
+                thread_id=incoming.conversation.channel_id,
             )
             if await self.responder.memory.follows(thread_key):
                 return "thread-by-memory"
+        # A mention in a thread Discord would not describe goes this way too: starting a thread
+        # there fails, and it is answered in place (see _open_thread).
         return "new-thread" if incoming.mentions_bot else None
 
     # --- delivering claimed work (live or recovered: one path) -------------------------------
@@ -429,7 +453,11 @@ class DiscordAdapter:
             await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
                 await self.escalations.announce(
-                    self.client, incoming.conversation, incoming.author.id, final.escalation_id
+                    self.client,
+                    incoming.conversation,
+                    incoming.author.id,
+                    final.escalation_id,
+                    parent_channel_id=incoming.parent_channel_id,
                 )
         return final
 
@@ -527,7 +555,13 @@ class DiscordAdapter:
             )
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
-                await self.escalations.announce(self.client, conversation, user_id, escalation_id)
+                await self.escalations.announce(
+                    self.client,
+                    conversation,
+                    user_id,
+                    escalation_id,
+                    parent_channel_id=interaction_parent_id(interaction),
+                )
                 await self.forum.mark(conversation.channel_id, "needs_human")
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)

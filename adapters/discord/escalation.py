@@ -14,6 +14,7 @@ import discord
 from adapters.discord import render
 from adapters.discord.delivery import ChannelSink, describe
 from bot import escalation, texts
+from bot.channels import ChannelSettings
 from bot.config import Settings
 from bot.escalation import EscalationPolicy
 from bot.messages import ConversationKey, Platform
@@ -24,15 +25,24 @@ log = logging.getLogger(__name__)
 
 
 class DiscordEscalations:
-    def __init__(self, db: Database, policy: EscalationPolicy, support_role: str | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        policy: EscalationPolicy,
+        support_role: str | None,
+        channels: ChannelSettings,
+    ) -> None:
         self.db = db
         self.policy = policy
         self.support_role = support_role
+        self.channels = channels  # the core's settings cache, shared with the Responder
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Settings) -> DiscordEscalations:
+    def from_settings(
+        cls, db: Database, settings: Settings, channels: ChannelSettings
+    ) -> DiscordEscalations:
         policy = EscalationPolicy.from_settings(settings, Platform.DISCORD)
-        return cls(db, policy, settings.discord_support_role)
+        return cls(db, policy, settings.discord_support_role, channels)
 
     async def announce(
         self,
@@ -40,9 +50,15 @@ class DiscordEscalations:
         conversation: ConversationKey,
         requested_by: str,
         escalation_id: int,
+        *,
+        parent_channel_id: str | None,
     ) -> None:
-        """Tell the support team in their channel (once per escalation), with a resolve button."""
-        channels = [i for i in await self.policy.target_for(self.db, conversation) if i.isdigit()]
+        """Tell the support team in their channel (once per escalation), with a resolve button.
+        In a thread, ``parent_channel_id`` is its channel, whose escalation target applies."""
+        target = await self.policy.target_for(
+            self.channels, conversation, parent_channel_id=parent_channel_id
+        )
+        channels = [i for i in target if i.isdigit()]
         if not channels or not await escalation.claim_notice(self.db, escalation_id):
             return
         channel = client.get_partial_messageable(int(channels[0]))

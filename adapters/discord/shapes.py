@@ -123,5 +123,14 @@ def interaction_conversation(interaction: discord.Interaction) -> ConversationKe
     )
 
 
+def interaction_parent_id(interaction: discord.Interaction) -> str | None:
+    """For an interaction in a thread, the channel the thread belongs to, whose settings apply
+    (discord.py builds the thread from the interaction's own channel payload when uncached)."""
+    channel = interaction.channel
+    if isinstance(channel, discord.Thread) and channel.parent_id:
+        return str(channel.parent_id)
+    return None
+
+
 def _str_or_none(value: object) -> str | None:
     return str(value) if value else None

@@ -67,7 +67,9 @@ class SlackEscalations:
         self.policy = policy
 
     async def target(self, conversation: ConversationKey) -> SlackTarget:
-        return SlackTarget.parse(await self.policy.target_for(self.db, conversation))
+        # A Slack thread's conversation names its channel, whose settings apply: no parent.
+        channels = self.responder.channels
+        return SlackTarget.parse(await self.policy.target_for(channels, conversation))
 
     # ---- "Talk to a human" -----------------------------------------------------------------
 

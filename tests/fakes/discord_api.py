@@ -59,6 +59,7 @@ class FakeDiscordAPI:
     requests: list[RecordedRequest] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)  # guild channels by id
     deleted: list[dict[str, Any]] = field(default_factory=list)  # messages the bot deleted
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     forbid_threads_in: set[str] = field(default_factory=set)
@@ -298,6 +299,8 @@ class FakeDiscordAPI:
     async def _thread(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         if m["c"] in self.forbid_threads_in:
             return 403, {"message": "Missing Permissions", "code": 50013}
+        if m["c"] in self.threads:  # Discord: no thread from a message that is in a thread
+            return 400, {"message": "Cannot execute action on this channel type", "code": 50024}
         if m["m"] in self.threads:  # Discord: one thread per message
             return 400, {"message": "A thread has already been created", "code": 160004}
         guild_id = self.channel_guild.get(m["c"], "")
@@ -324,11 +327,11 @@ class FakeDiscordAPI:
         return 200, sorted(found[:limit], key=lambda x: -int(x["id"]))
 
     async def _get_channel(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
-        """A thread the fake knows (text channels come with the guild through the gateway)."""
-        thread = self.threads.get(m["c"])
-        if thread is None:
+        """A thread or guild channel the fake knows, as Discord answers ``GET /channels/{id}``."""
+        channel = self.threads.get(m["c"]) or self.channels.get(m["c"])
+        if channel is None:
             return 404, {"message": "Unknown Channel", "code": 10003}
-        return 200, thread
+        return 200, channel
 
     async def _active_threads(self, _r: web.Request, m: re.Match[str], _b: Any) -> tuple[int, Any]:
         """The guild's threads that are not archived (forum posts and the bot's threads)."""

@@ -79,6 +79,7 @@ class DiscordWorld:
         for guild in guilds:
             for channel in guild["channels"]:
                 api.channel_guild[channel["id"]] = guild["id"]
+                api.channels[channel["id"]] = channel
         api.forbid_threads_in.add(no_threads)
         gateway = FakeDiscordGateway(
             bot_user=api.bot_user, application_id=api.application_id, guilds=guilds
@@ -160,6 +161,23 @@ class DiscordWorld:
         await self.gateway.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
         message = await self.say(content, channel_id=thread_id, message_id=thread_id)
         return thread_id, message
+
+    def thread_made_offline(self, parent_id: str | None = None, name: str = "a thread") -> str:
+        """A thread someone started while the bot was not connected: Discord knows it, but no
+        gateway event told the bot, so discord.py has not cached it. Returns its id."""
+        thread_id = p.snowflake()
+        self.api.threads[thread_id] = p.thread_channel(
+            thread_id, self.guild_id, parent_id or self.channel_id, name, self.alice["id"]
+        )
+        self.api.channel_guild[thread_id] = self.guild_id
+        return thread_id
+
+    def channel_made_offline(self, name: str = "late") -> str:
+        """A text channel discord.py has not cached (no gateway event named it). Returns its id."""
+        channel_id = p.snowflake()
+        self.api.channels[channel_id] = p.text_channel(channel_id, self.guild_id, name)
+        self.api.channel_guild[channel_id] = self.guild_id
+        return channel_id
 
     async def slash(
         self,
