@@ -1,8 +1,8 @@
 """Per-channel behaviour as the core sees it, read per message through a short TTL cache.
 
 ``supportbot channels set`` (another process) writes the ``channel_settings`` table; every
-process reads it here at most once per ``ttl`` seconds per channel, so a change takes effect
-within seconds, without a restart, at the cost of one cheap indexed query per channel and TTL.
+process reads it here at most once per ``ttl`` seconds per workspace, so a change takes effect
+within seconds, without a restart, at the cost of one cheap indexed query per workspace and TTL.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from storage.db import Database
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 5.0
-# Past this many cached channels the expired ones go, or a long-running bot would keep one
-# policy per channel (and DM, and Discord thread whose parent it did not know) it ever saw.
+# Past this many cached workspaces the expired ones go, or a bot in many Slack workspaces or
+# Discord servers would keep the settings of every one it ever answered in.
 CACHE_PRUNE_AT = 1024
 FORUM_TAG_ROLES = ("answered", "needs_human", "solved")
 MAX_PREFIX_CHARS = 255
@@ -60,6 +60,9 @@ class ChannelPolicy:
 
     def refusal_text(self) -> str:
         return texts.not_in_docs(self.refusal_language)
+
+
+DEFAULT_POLICY = ChannelPolicy()  # a channel without a row
 
 
 def validate(values: dict[str, Any]) -> dict[str, Any]:
@@ -109,8 +112,15 @@ def parse_bool(value: Any, name: str) -> bool:
 
 
 class ChannelSettings:
-    """Reads channel policies with a per-channel TTL cache. A failed read means the defaults
-    (and a logged warning): a settings outage must not stop the bot from answering."""
+    """Reads channel policies through a per-workspace TTL cache. A failed read means the last
+    known settings, else the defaults (and a logged warning): a settings outage must not stop
+    the bot from answering.
+
+    One read fetches every configured channel of a workspace: only the channels an operator
+    set up have rows, so most conversations (DMs, Discord threads, channels nobody configured)
+    are answered from the cache, with no query of their own, and a burst of new DMs or threads
+    costs one query per workspace and TTL instead of one per channel.
+    """
 
     def __init__(
         self, db: Database, *, ttl: float = DEFAULT_TTL_SECONDS, prune_at: int = CACHE_PRUNE_AT
@@ -118,37 +128,46 @@ class ChannelSettings:
         self.db = db
         self.ttl = ttl
         self.prune_at = prune_at
-        self._cache: dict[tuple[str, str, str], tuple[float, ChannelPolicy]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, ChannelPolicy]]] = {}
 
     async def policy(
         self, conversation: ConversationKey, *, parent_channel_id: str | None = None
     ) -> ChannelPolicy:
         """The settings of the conversation's channel; for a Discord thread, of its parent
-        channel (a row for the thread itself is not read), cached under the parent, so every
-        thread of a channel shares one entry."""
+        channel (a row for the thread itself is not read)."""
         channel = parent_channel_id or conversation.channel_id
-        key = (conversation.platform.value, conversation.workspace_id, channel)
+        configured = await self._workspace(conversation.platform.value, conversation.workspace_id)
+        return configured.get(channel, DEFAULT_POLICY)
+
+    async def _workspace(self, platform: str, workspace_id: str) -> dict[str, ChannelPolicy]:
+        """Channel id -> policy of every configured channel of the workspace, at most ``ttl``
+        seconds old."""
+        key = (platform, workspace_id)
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
         try:
-            row = await channel_settings.read_values(
-                self.db, platform=key[0], workspace_id=key[1], channel_id=key[2]
+            rows = await channel_settings.read_workspace(
+                self.db, platform=platform, workspace_id=workspace_id
             )
-            policy = ChannelPolicy.from_row(row)
+            configured = {row.channel_id: ChannelPolicy.from_row(row) for row in rows}
         except Exception:
             log.warning(
-                "reading channel settings for %s failed; using defaults", key[2], exc_info=True
+                "reading channel settings of %s %s failed; using %s",
+                platform,
+                workspace_id or "direct messages",
+                "the last known ones" if cached is not None else "defaults",
+                exc_info=True,
             )
-            policy = cached[1] if cached is not None else ChannelPolicy()
+            configured = cached[1] if cached is not None else {}
         if len(self._cache) >= self.prune_at:
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl}
-        self._cache[key] = (now, policy)
-        return policy
+        self._cache[key] = (now, configured)
+        return configured
 
     def cached(self) -> int:
-        """How many channels' policies are held (tests, diagnostics)."""
+        """How many workspaces' settings are held (tests, diagnostics)."""
         return len(self._cache)
 
     def invalidate(self) -> None:

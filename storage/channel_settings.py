@@ -40,27 +40,21 @@ async def get_setting(
         )
 
 
-async def read_values(
-    db: Database, *, platform: str, workspace_id: str, channel_id: str
-) -> Row[Any] | None:
-    """The channel's :data:`SETTABLE` columns (by name), or None when it has no row.
-
-    Read for every channel the bot sees (each Discord thread is one): a prebuilt Core SELECT
-    whose compiled form is cached, with no ORM object built for a row nobody changes.
-    """
+async def read_workspace(db: Database, *, platform: str, workspace_id: str) -> list[Row[Any]]:
+    """``channel_id`` and the :data:`SETTABLE` columns of every configured channel of one
+    workspace (Slack team, Discord server; "" for Discord DMs): a prebuilt Core SELECT on the
+    (platform, workspace_id, channel_id) unique index, no ORM objects."""
     async with db.reads() as conn:
         result = await conn.execute(
-            _READ_VALUES,
-            {"b_platform": platform, "b_workspace": workspace_id, "b_channel": channel_id},
+            _READ_WORKSPACE, {"b_platform": platform, "b_workspace": workspace_id}
         )
-        return result.first()
+        return list(result.all())
 
 
 _TABLE: Table = ChannelSetting.__table__  # type: ignore[assignment]
-_READ_VALUES = select(*(_TABLE.c[name] for name in SETTABLE)).where(
+_READ_WORKSPACE = select(_TABLE.c.channel_id, *(_TABLE.c[name] for name in SETTABLE)).where(
     _TABLE.c.platform == bindparam("b_platform"),
     _TABLE.c.workspace_id == bindparam("b_workspace"),
-    _TABLE.c.channel_id == bindparam("b_channel"),
 )
 
 

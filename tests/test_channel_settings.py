@@ -21,6 +21,7 @@ from bot.responder import Responder
 from storage import channel_settings, migrate
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
+from tests.test_answer_path import statements
 from tests.test_migrations import execute, table_names
 
 DOCS = {
@@ -109,16 +110,40 @@ async def test_repository_upsert_keeps_other_columns(db: Database) -> None:
     assert await channel_settings.list_settings(db) == []
 
 
-async def test_the_policy_cache_forgets_expired_channels(db: Database) -> None:
-    """Channels (and Discord threads whose parent is unknown) come and go: a long-running bot
-    must not keep them all."""
+async def test_the_policy_cache_forgets_expired_workspaces(db: Database) -> None:
+    """A bot in many workspaces must not keep the settings of every one it ever saw."""
     settings = ChannelSettings(db, ttl=0.3, prune_at=20)
     for i in range(25):
-        await settings.policy(post("q", channel=f"C{i}").conversation)
+        await settings.policy(ConversationKey(Platform.SLACK, f"T{i}", "C1", None))
     assert settings.cached() == 25  # all still fresh: nothing to forget
     await asyncio.sleep(0.35)
-    await settings.policy(post("q", channel="C99").conversation)
+    await settings.policy(ConversationKey(Platform.SLACK, "T99", "C1", None))
     assert settings.cached() == 1  # the expired ones went
+
+
+async def test_new_channels_and_dms_cost_one_read_per_workspace(db: Database) -> None:
+    """A burst of new DMs and threads in channels nobody configured is answered from one read
+    of the workspace's settings, not one query per channel; a configured channel among them
+    still gets its own settings."""
+    await channel_settings.upsert_setting(
+        db, platform="discord", workspace_id="G1", channel_id="C7", knowledge_filter="billing/"
+    )
+    settings = ChannelSettings(db, ttl=60)
+    with statements(db) as seen:
+        dms = [
+            await settings.policy(ConversationKey(Platform.DISCORD, "", f"D{i}", None))
+            for i in range(50)
+        ]
+        threads = [
+            await settings.policy(
+                ConversationKey(Platform.DISCORD, "G1", f"T{i}", f"T{i}"),
+                parent_channel_id="C7" if i % 2 else f"C{i}",
+            )
+            for i in range(50)
+        ]
+    assert len([s for s in seen if "CHANNEL_SETTINGS" in s]) == 2  # DMs' "" and G1
+    assert {p.knowledge_filter for p in dms} == {None}
+    assert [p.knowledge_filter for p in threads[:4]] == [None, "billing/", None, "billing/"]
 
 
 async def test_threads_of_a_channel_share_its_cached_policy(db: Database) -> None:
