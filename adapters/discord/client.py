@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+import time
 from typing import Any, Protocol
 
 import discord
@@ -43,6 +45,7 @@ class SupportClient(discord.AutoShardedClient):
     ) -> None:
         super().__init__(**options)
         self.adapter = adapter
+        throttle_bucket_sweeps(self.http)
         # Discord allows one IDENTIFY per 5 s per bucket (max_concurrency 1); loopback fakes don't.
         self.identify_spacing = identify_spacing
 
@@ -68,6 +71,37 @@ class SupportClient(discord.AutoShardedClient):
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         await self.adapter.on_error(event_method, *args)
+
+
+# discord.py drops a rate-limit bucket only after 300 s without requests; sweeping for such
+# buckets once a minute keeps their number as bounded as sweeping on every new one does.
+BUCKET_SWEEP_SECONDS = 60.0
+
+
+def throttle_bucket_sweeps(
+    http: discord.http.HTTPClient, every: float = BUCKET_SWEEP_SECONDS
+) -> None:
+    """Sweep discord.py's rate-limit buckets at most once per ``every`` seconds.
+
+    discord.py keeps one bucket per route and channel, and once it holds 256 it scans all of
+    them for inactive ones every time a new one is made. A support bot makes a new bucket for
+    every thread it opens and every DM it answers, so during a burst each message paid a scan
+    of thousands of buckets (3% of the bot's CPU at 40 msg/s, growing with the burst). A
+    discord.py without the sweep is left alone.
+    """
+    sweep = getattr(http, "_try_clear_expired_ratelimits", None)
+    if sweep is None:
+        return
+    last = -math.inf
+
+    def sweep_now_and_then() -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            sweep()
+
+    http._try_clear_expired_ratelimits = sweep_now_and_then  # type: ignore[method-assign]
 
 
 def guard_parsers(client: discord.Client) -> None:
