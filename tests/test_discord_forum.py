@@ -7,11 +7,14 @@ drafts the team's answer for review."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from adapters.discord import render
+from bot import escalation, texts
 from bot.runtime import Runtime, build_runtime
 from storage import channel_settings, learned
 from storage.db import Database
@@ -21,13 +24,13 @@ from tests.fakes.discord_world import DiscordWorld
 __all__ = ["kb_uri", "world"]
 
 
-@pytest.fixture
-async def forum_bot(
-    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
-) -> AsyncIterator[RunningBot]:
+async def start_forum_bot(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, **overrides: Any
+) -> RunningBot:
+    """The bot, with the forum auto-answering, tagging by state and archiving on resolve."""
     settings = make_settings(
         world, sqlite_url, kb_uri, discord_forum_channels="",
-        discord_support_role=world.support_role_id,
+        discord_support_role=world.support_role_id, **overrides,
     )  # fmt: skip
     await channel_settings.upsert_setting(
         sqlite_db, platform="discord", workspace_id=world.guild_id, channel_id=world.forum_id,
@@ -36,7 +39,14 @@ async def forum_bot(
                     "solved": "solved"},
     )  # fmt: skip
     runtime: Runtime = await build_runtime(settings, db=sqlite_db)
-    running = await start_bot(world, runtime)
+    return await start_bot(world, runtime)
+
+
+@pytest.fixture
+async def forum_bot(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> AsyncIterator[RunningBot]:
+    running = await start_forum_bot(world, sqlite_db, sqlite_url, kb_uri)
     yield running
     await running.stop()
 
@@ -91,3 +101,79 @@ async def test_forum_workflow(
     assert draft.answer == "Use the reset link in Settings; it expires after 30 minutes."
     assert draft.answered_by == world.bob["id"] and draft.platform == "discord"
     assert draft.thread_link == f"https://discord.com/channels/{world.guild_id}/{thread_id}"
+
+
+async def test_forum_workflow_on_a_post_discord_py_has_not_cached(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """A post started while the bot was offline (no gateway event named its thread) is tagged
+    and archived as any post: Discord is asked for its thread once per change."""
+    tags = tag_ids(world)
+    thread_id = world.thread_made_offline(world.forum_id, "reset")
+    running = await start_forum_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_catch_up_minutes=0
+    )
+    try:
+        await world.say("How do I reset my password?", channel_id=thread_id, message_id=thread_id)
+        answer = (await world.bot_messages(thread_id))[0]
+        await until(lambda: world.api.threads[thread_id]["applied_tags"])
+        assert world.api.threads[thread_id]["applied_tags"] == [tags["answered by bot"]]
+
+        ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+        human = await world.click(answer, ids[2])
+        opened = await world.interaction_done(human["token"])
+        await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
+
+        resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
+        resolve = await world.click(
+            opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
+        )
+        await world.interaction_done(resolve["token"])
+        await until(lambda: world.api.threads[thread_id]["thread_metadata"]["archived"])
+        assert world.api.threads[thread_id]["applied_tags"] == [tags["solved"]]
+        assert running.adapter.client.get_channel(int(thread_id)) is None  # still not cached
+    finally:
+        await running.stop()
+    # One question to route the post, then one per change: answered, needs human, solved.
+    assert len(world.api.find("GET", rf"/channels/{thread_id}")) == 4
+
+
+async def test_a_post_discord_will_not_describe_keeps_its_tags_and_is_answered(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Discord refuses the uncached post's thread when it is to be marked solved: the hand-off
+    is still resolved (and the resolver told), the post keeps its tags and a warning names it."""
+    tags = tag_ids(world)
+    thread_id = world.thread_made_offline(world.forum_id, "reset")
+    caplog.set_level(logging.WARNING, logger="adapters.discord.forum")
+    running = await start_forum_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_catch_up_minutes=0
+    )
+    try:
+        await world.say("How do I reset my password?", channel_id=thread_id, message_id=thread_id)
+        answer = (await world.bot_messages(thread_id))[0]
+        ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+        human = await world.click(answer, ids[2])
+        opened = await world.interaction_done(human["token"])
+        await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
+
+        world.api.fail_with(403, "GET", rf"/channels/{thread_id}")
+        resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
+        resolve = await world.click(
+            opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
+        )
+        done = await world.interaction_done(resolve["token"])
+    finally:
+        await running.stop()
+    assert done[0]["content"] == texts.ESCALATION_RESOLVED  # the resolver was answered
+    parsed = render.parse_custom_id(resolve_id)
+    row = await escalation.get(sqlite_db, parsed.target_id) if parsed else None
+    assert row is not None and row.status == "resolved"
+    assert world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]]
+    assert not world.api.threads[thread_id]["thread_metadata"]["archived"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "adapters.discord.forum"]
+    assert len(warned) == 1 and thread_id in warned[0]

@@ -340,7 +340,11 @@ class DiscordAdapter:
         final = await self._deliver(incoming, sink, typing_channel=channel)
         if final is not None:
             question = self.client.get_partial_messageable(int(p["question_channel"]))
-            await self.forum.after_reply(question.get_partial_message(int(p["message_id"])), final)
+            await self.forum.after_reply(
+                question.get_partial_message(int(p["message_id"])),
+                final,
+                parent_id=incoming.parent_channel_id,
+            )
 
     async def _remove_earlier_attempt(
         self, work: Work, channel: discord.PartialMessageable
@@ -562,7 +566,12 @@ class DiscordAdapter:
                     escalation_id,
                     parent_channel_id=interaction_parent_id(interaction),
                 )
-                await self.forum.mark(conversation.channel_id, "needs_human")
+                if conversation.thread_id:  # a forum post is a thread
+                    await self.forum.mark(
+                        conversation.thread_id,
+                        "needs_human",
+                        parent_id=interaction_parent_id(interaction),
+                    )
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
@@ -583,8 +592,9 @@ class DiscordAdapter:
 
     async def _mark_solved(self, escalation_id: int) -> None:
         row = await escalation.get(self.db, escalation_id)
-        if row is not None and row.status == "resolved":
-            await self.forum.mark(row.thread_id or row.channel_id, "solved", resolving=True)
+        # A forum post is a thread; its channel is not recorded, so an uncached one is fetched.
+        if row is not None and row.status == "resolved" and row.thread_id:
+            await self.forum.mark(row.thread_id, "solved", resolving=True)
 
     # --- errors -------------------------------------------------------------------------------
 
