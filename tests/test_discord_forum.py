@@ -68,6 +68,27 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
     raise AssertionError("timed out")
 
 
+async def hand_off(world: DiscordWorld, answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """Click the answer's "talk to a human" button; returns the hand-off's messages."""
+    ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+    human = await world.click(answer, ids[2])
+    opened: list[dict[str, Any]] = await world.interaction_done(human["token"])
+    return opened
+
+
+async def mark_resolved(
+    world: DiscordWorld, opened: list[dict[str, Any]]
+) -> tuple[str, list[dict[str, Any]]]:
+    """A support member clicks the hand-off's "Mark resolved"; returns the button's custom id
+    and the messages answering the click."""
+    resolve_id: str = opened[0]["components"][0]["components"][0]["custom_id"]
+    resolve = await world.click(
+        opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
+    )
+    done: list[dict[str, Any]] = await world.interaction_done(resolve["token"])
+    return resolve_id, done
+
+
 async def test_forum_workflow(
     world: DiscordWorld, forum_bot: RunningBot, sqlite_db: Database
 ) -> None:
@@ -83,18 +104,12 @@ async def test_forum_workflow(
     assert world.api.reactions == [(unsure, unsure, "👀")]
     assert world.api.channel_messages(unsure) == []  # silent, no thread noise
 
-    ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
-    human = await world.click(answer, ids[2])
-    opened = await world.interaction_done(human["token"])
+    opened = await hand_off(world, answer)
     await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
 
     await world.say("Use the reset link in Settings; it expires after 30 minutes.",
                     channel_id=thread_id, author=world.bob)  # fmt: skip
-    resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
-    resolve = await world.click(
-        opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
-    )
-    await world.interaction_done(resolve["token"])
+    await mark_resolved(world, opened)
     await until(lambda: world.api.threads[thread_id]["thread_metadata"]["archived"])
     assert world.api.threads[thread_id]["applied_tags"] == [tags["solved"]]
     [draft] = await learned.list_answers(sqlite_db)
@@ -119,16 +134,10 @@ async def test_forum_workflow_on_a_post_discord_py_has_not_cached(
         await until(lambda: world.api.threads[thread_id]["applied_tags"])
         assert world.api.threads[thread_id]["applied_tags"] == [tags["answered by bot"]]
 
-        ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
-        human = await world.click(answer, ids[2])
-        opened = await world.interaction_done(human["token"])
+        opened = await hand_off(world, answer)
         await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
 
-        resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
-        resolve = await world.click(
-            opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
-        )
-        await world.interaction_done(resolve["token"])
+        await mark_resolved(world, opened)
         await until(lambda: world.api.threads[thread_id]["thread_metadata"]["archived"])
         assert world.api.threads[thread_id]["applied_tags"] == [tags["solved"]]
         assert running.adapter.client.get_channel(int(thread_id)) is None  # still not cached
@@ -156,17 +165,11 @@ async def test_a_post_discord_will_not_describe_keeps_its_tags_and_is_answered(
     try:
         await world.say("How do I reset my password?", channel_id=thread_id, message_id=thread_id)
         answer = (await world.bot_messages(thread_id))[0]
-        ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
-        human = await world.click(answer, ids[2])
-        opened = await world.interaction_done(human["token"])
+        opened = await hand_off(world, answer)
         await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
 
         world.api.fail_with(403, "GET", rf"/channels/{thread_id}")
-        resolve_id = opened[0]["components"][0]["components"][0]["custom_id"]
-        resolve = await world.click(
-            opened[0], resolve_id, author=world.bob, roles=[world.support_role_id]
-        )
-        done = await world.interaction_done(resolve["token"])
+        resolve_id, done = await mark_resolved(world, opened)
     finally:
         await running.stop()
     assert done[0]["content"] == texts.ESCALATION_RESOLVED  # the resolver was answered
