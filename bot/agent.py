@@ -8,6 +8,7 @@ the error boundary. This is the only module (besides the OpenAI embedder) that i
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,8 @@ from bot.messages import ReplyKind, Source
 from bot.tools import SEARCH_TOOL, TOOL_SCHEMAS, Searchable, ToolBox, source_of
 from storage.passages import WINDOW_SENTENCES, heading_of, sentences_of
 from storage.queries import sub_queries
+
+log = logging.getLogger(__name__)
 
 NO_ANSWER_TOKEN = "NO_ANSWER"
 DEFAULT_MAX_TOOL_ROUNDS = 4
@@ -149,7 +152,7 @@ class OpenAIAgent:
         )
         messages = build_messages(request, max_searches=self.max_tool_rounds)
         if self.search_first:
-            messages += await searched_first(toolbox, follow_up_query(request) or request.question)
+            messages += await self._searched_first(request, toolbox)
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         gate = NoAnswerGate()
         served_model = self.model
@@ -257,6 +260,22 @@ class OpenAIAgent:
             tool_metadata=metadata,
             escalation_reason=toolbox.escalation_reason,
         )
+
+    async def _searched_first(
+        self, request: AgentRequest, toolbox: ToolBox
+    ) -> list[dict[str, Any]]:
+        """The question's search before the model's first turn; nothing when the knowledge base
+        fails, so the model is asked as before searching first: a message that needs no search
+        ("thanks!") is still answered, and one that does fails on the model's own search."""
+        try:
+            return await searched_first(toolbox, follow_up_query(request) or request.question)
+        except Exception:
+            log.warning(
+                "searching the question first failed (session %s); the model searches itself",
+                request.session_id or "-",
+                exc_info=True,
+            )
+            return []
 
     async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The streamed chunks of one completion, as plain dicts; transport failures become

@@ -61,6 +61,34 @@ async def test_retrieval_failure(
     assert reply.kind is ReplyKind.ANSWER and reply.sources[0].url_or_path == "billing.md"
 
 
+async def test_model_agent_with_a_broken_knowledge_base(
+    sqlite_db: Database, tmp_path: Path, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent's own first search fails: small talk is still answered by the model (as
+    before the agent searched first), a question whose search the model asks for gets the
+    short error reply, and the operator's log says why each time."""
+    kb = build_kb(tmp_path)
+    agent = openai_agent(kb, fake_openai)
+    resp = responder(sqlite_db, agent)
+    shutil.rmtree(next((tmp_path / "kb").glob("*.lance")))
+    await asyncio.sleep(TABLE_REFRESH_SECONDS + 0.5)
+
+    fake_openai.queue(Turn(content="You're welcome!"))
+    with caplog.at_level(logging.WARNING):
+        thanks = await resp.handle(message("Thanks a lot!"))
+    assert thanks.kind is ReplyKind.ANSWER and thanks.text == "You're welcome!"
+    assert any("searching the question first failed" in r.getMessage() for r in caplog.records)
+    sent = fake_openai.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]  # no search handed over
+
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        reply = await resp.handle(message("When are invoices sent?"))  # the model searches
+    assert reply.kind is ReplyKind.ERROR and reply.text == texts.ERROR_GENERIC
+    _error_logged(caplog)
+    await agent.aclose()
+
+
 async def test_memory_storage_failure(
     db: Database, kb: KnowledgeBase, caplog: pytest.LogCaptureFixture
 ) -> None:
