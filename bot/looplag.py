@@ -31,6 +31,11 @@ WARN_MS = 250.0
 WARN_EVERY = 10.0  # seconds between two warnings
 WINDOW = 3000  # samples kept for snapshot(): five minutes at the default interval
 FLUSH_EVERY = 1.0  # seconds between appends to the sample log
+# The process is CPU-bound when over the last second it used this much of one core: the most a
+# Python process's own code gets (the GIL). Then cosmetic work (a typing indicator, edits of a
+# streamed answer) only slows every answer down and is left out.
+SATURATED_SHARE = 0.9
+CPU_WINDOW = 1.0  # seconds of process CPU time that saturated() looks at
 
 
 class LoopLagMonitor:
@@ -47,6 +52,8 @@ class LoopLagMonitor:
         self.warn_every = warn_every
         self.sample_log = Path(sample_log) if sample_log else None
         self.samples: deque[float] = deque(maxlen=WINDOW)  # lag in ms
+        # (monotonic time, process CPU time) at recent ticks, for saturated()
+        self._cpu: deque[tuple[float, float]] = deque(maxlen=int(CPU_WINDOW / interval) + 1)
         self.over_threshold = 0
         self.worst_ms = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -87,6 +94,7 @@ class LoopLagMonitor:
             asked = time.monotonic()
             await asyncio.sleep(self.interval)
             now = self._last_tick = time.monotonic()
+            self._cpu.append((now, time.process_time()))
             self.record(max(0.0, (now - asked - self.interval) * 1000))
             if self.sample_log is not None and now - flushed_at >= FLUSH_EVERY:
                 flushed_at = now
@@ -133,6 +141,21 @@ class LoopLagMonitor:
                 stack.rstrip(),
             )
 
+    def cpu_share(self) -> float:
+        """The share of one core this process used over about the last second (0 until half a
+        second has been watched)."""
+        if len(self._cpu) < 2:
+            return 0.0
+        (start, start_cpu), (end, end_cpu) = self._cpu[0], self._cpu[-1]
+        if end - start < CPU_WINDOW / 2:
+            return 0.0
+        return (end_cpu - start_cpu) / (end - start)
+
+    def saturated(self) -> bool:
+        """Whether the process is CPU-bound now (see SATURATED_SHARE): answers wait for the
+        CPU, not for the model, so work that only shows progress is best left out."""
+        return self.cpu_share() >= SATURATED_SHARE
+
     def snapshot(self) -> dict[str, Any]:
         """Recent lag figures (ms) for health checks."""
         ordered = sorted(self.samples)
@@ -156,6 +179,14 @@ class LoopLagMonitor:
         except OSError as exc:
             log.warning("cannot append loop-lag samples to %s: %s", self.sample_log, exc)
             self.sample_log = None
+
+
+def shed_progress(monitor: LoopLagMonitor | None, in_flight: int) -> bool:
+    """Whether to leave out work that only shows progress (a typing indicator, a first partial
+    post and its edits): during a burst, with other answers in flight, that has made the
+    process CPU-bound. Then answers are late because they wait for the CPU, not for the model,
+    and each such call would make every answer later still."""
+    return in_flight > 1 and monitor is not None and monitor.saturated()
 
 
 def percentile(ordered: list[float], q: float) -> float:

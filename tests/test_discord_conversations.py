@@ -408,6 +408,51 @@ async def test_fast_answer_is_posted_once_and_slow_one_streams(
     assert not world.api.find("POST", rf"/channels/{fast['channel_id']}/typing")
 
 
+async def test_a_burst_that_makes_the_bot_cpu_bound_gets_answers_without_progress_calls(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """Several slow answers in flight while the process is CPU-bound (the loop busy beside
+    them): each is posted once when done, with no typing call, no partial post and no edit;
+    those would only take more of the CPU every answer is waiting for."""
+    from tests.fakes.openai_server import Turn
+    from tests.test_looplag import burn
+
+    words = " ".join(f"word{i}" for i in range(40))
+    for _ in range(3):  # slow answers: 12 chunks 150 ms apart
+        fake_openai.queue(
+            Turn(content=f"Slow answer: {words} [1]", chunk_chars=40, chunk_delay=0.15)
+        )
+    settings = make_settings(
+        world,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    running = await start_bot(
+        world,
+        await build_runtime(settings, db=sqlite_db),
+        first_post_delay=0.3,
+        stream_interval=0.5,
+    )
+    burner = asyncio.create_task(burn(8.0))
+    try:
+        await asyncio.sleep(1.2)  # the monitor sees a CPU-bound process
+        dms = [await world.dm(f"How do I reset my password? ({n})") for n in range(3)]
+        answers = [(await world.bot_messages(dm["channel_id"]))[0] for dm in dms]
+        await running.adapter.inbox.wait_idle()
+    finally:
+        burner.cancel()
+        await running.stop()
+    for dm, answer in zip(dms, answers, strict=True):
+        assert answer["content"].startswith("Slow answer:")
+        channel = dm["channel_id"]
+        assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 1
+        assert not world.api.find("PATCH", rf"/channels/{channel}/messages/\d+")
+        assert not world.api.find("POST", rf"/channels/{channel}/typing")
+
+
 async def test_role_and_channel_mentions_read_as_names(
     world: DiscordWorld, bot: RunningBot
 ) -> None:

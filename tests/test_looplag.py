@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.looplag import LoopLagMonitor, read_samples
+from bot.looplag import LoopLagMonitor, read_samples, shed_progress
 from storage.db import Database
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
@@ -55,3 +55,28 @@ async def test_healthz_shows_loop_lag(
         await h.close()
     assert response.status == 200
     assert body["loop_lag"]["samples"] >= 1 and body["loop_lag"]["threshold_ms"] == 250
+
+
+async def burn(seconds: float) -> None:
+    """Keep this process's CPU busy on the event loop, yielding every few milliseconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        slice_end = time.monotonic() + 0.005
+        while time.monotonic() < slice_end:
+            pass
+        await asyncio.sleep(0)
+
+
+async def test_a_cpu_bound_process_is_seen_as_saturated() -> None:
+    monitor = LoopLagMonitor(interval=0.05)
+    monitor.start(watchdog=False)
+    try:
+        await burn(1.3)
+        assert monitor.cpu_share() >= 0.9 and monitor.saturated()
+        assert shed_progress(monitor, in_flight=5)
+        assert not shed_progress(monitor, in_flight=1)  # one answer after busy work: not a burst
+        assert not shed_progress(None, in_flight=5)
+        await asyncio.sleep(1.3)  # idle, waiting on I/O (a slow model)
+        assert monitor.cpu_share() < 0.5 and not monitor.saturated()
+    finally:
+        await monitor.stop()

@@ -57,6 +57,7 @@ from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, texts
 from bot.inbox import SESSION_KEY, Deliver, Inbox, Undeliverable, Work
+from bot.looplag import shed_progress
 from bot.messages import (
     ConversationKey,
     IncomingMessage,
@@ -432,8 +433,12 @@ class DiscordAdapter:
         *,
         typing_channel: discord.abc.Messageable | None = None,
     ) -> Reply | None:
-        """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s."""
-        typing = Typing(typing_channel, delay=self.first_post_delay)
+        """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s.
+
+        During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
+        answer is posted: no typing call, no partial post, no edits."""
+        busy = self._cpu_bound
+        typing = Typing(typing_channel, delay=self.first_post_delay, busy=busy)
         await typing.start()
         text = ""
         final: Reply | None = None
@@ -445,7 +450,7 @@ class DiscordAdapter:
                     final = item
                     continue
                 text += item
-                if text.strip() and time.monotonic() >= next_push:
+                if text.strip() and time.monotonic() >= next_push and not busy():
                     await typing.stop()
                     await sink.show(
                         [render.MessagePayload(c) for c in render.render_progress(text)]
@@ -464,6 +469,9 @@ class DiscordAdapter:
                     parent_channel_id=incoming.parent_channel_id,
                 )
         return final
+
+    def _cpu_bound(self) -> bool:
+        return shed_progress(self.runtime.loop_lag, self.inbox.in_flight)
 
     # --- interactions -------------------------------------------------------------------------
 
