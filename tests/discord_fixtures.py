@@ -17,6 +17,7 @@ from bot.runtime import Runtime, build_runtime
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.fakes.discord_world import DiscordWorld, write_docs
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
 
 FAST_CLIENT = {"guild_ready_timeout": 0.05, "identify_spacing": 0.05}
 
@@ -83,6 +84,26 @@ async def start_bot(
 
 
 BotFactory = Callable[..., Awaitable[RunningBot]]
+
+
+async def start_model_bot(
+    world: DiscordWorld,
+    db: Database,
+    db_url: str,
+    kb_uri: str,
+    model: FakeOpenAI,
+    **adapter_options: Any,
+) -> RunningBot:
+    """A bot answering with the OpenAI agent against ``model`` (no retries)."""
+    settings = make_settings(
+        world,
+        db_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=model.base_url,
+        openai_max_retries=0,
+    )
+    return await start_bot(world, await build_runtime(settings, db=db), **adapter_options)
 
 
 @pytest.fixture

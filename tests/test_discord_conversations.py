@@ -17,7 +17,7 @@ from bot.runtime import build_runtime
 from storage import channel_settings, events, memories
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_model_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
@@ -364,30 +364,23 @@ async def test_everyone_in_question_text_pings_nobody(world: DiscordWorld, bot: 
     assert answer["allowed_mentions"]["parse"] == []
 
 
+def slow_answer() -> openai_server.Turn:
+    """A slow model's answer: 12 chunks 150 ms apart, so it takes ~1.8 s to stream."""
+    words = " ".join(f"word{i}" for i in range(40))
+    return openai_server.Turn(content=f"Slow answer: {words} [1]", chunk_chars=40, chunk_delay=0.15)
+
+
 async def test_fast_answer_is_posted_once_and_slow_one_streams(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
     from tests.fakes.openai_server import ToolCall, Turn
 
-    # A slow model: 12 chunks 150 ms apart, so the answer takes ~1.8 s to stream.
-    words = " ".join(f"word{i}" for i in range(40))
     fake_openai.queue(
         Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})]),
-        Turn(content=f"Slow answer: {words} [1]", chunk_chars=40, chunk_delay=0.15),
+        slow_answer(),
     )
-    settings = make_settings(
-        world,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
-    running = await start_bot(
-        world,
-        await build_runtime(settings, db=sqlite_db),
-        first_post_delay=0.3,
-        stream_interval=0.5,
+    running = await start_model_bot(
+        world, sqlite_db, sqlite_url, kb_uri, fake_openai, first_post_delay=0.3, stream_interval=0.5
     )
     try:
         slow = await world.dm("How do I reset my password?")
@@ -414,27 +407,11 @@ async def test_a_burst_that_makes_the_bot_cpu_bound_gets_answers_without_progres
     """Several slow answers in flight while the process is CPU-bound (the loop busy beside
     them): each is posted once when done, with no typing call, no partial post and no edit;
     those would only take more of the CPU every answer is waiting for."""
-    from tests.fakes.openai_server import Turn
     from tests.test_looplag import burn
 
-    words = " ".join(f"word{i}" for i in range(40))
-    for _ in range(3):  # slow answers: 12 chunks 150 ms apart
-        fake_openai.queue(
-            Turn(content=f"Slow answer: {words} [1]", chunk_chars=40, chunk_delay=0.15)
-        )
-    settings = make_settings(
-        world,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
-    running = await start_bot(
-        world,
-        await build_runtime(settings, db=sqlite_db),
-        first_post_delay=0.3,
-        stream_interval=0.5,
+    fake_openai.queue(*(slow_answer() for _ in range(3)))
+    running = await start_model_bot(
+        world, sqlite_db, sqlite_url, kb_uri, fake_openai, first_post_delay=0.3, stream_interval=0.5
     )
     burner = asyncio.create_task(burn(8.0))
     try:

@@ -7,14 +7,13 @@ import json
 
 import pytest
 
-from bot.runtime import build_runtime
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import start_model_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,15 +35,7 @@ async def _ask(world: DiscordWorld, question: str, author: dict, **options) -> s
 async def test_ask_and_forget_are_per_user_in_channels_and_threads(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
-    settings = make_settings(
-        world,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    running = await start_model_bot(world, sqlite_db, sqlite_url, kb_uri, fake_openai)
     thread = p.thread_channel(p.snowflake(), world.guild_id, world.channel_id, "t", "1")
     world.api.channel_guild[thread["id"]] = world.guild_id
     try:
