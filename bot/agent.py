@@ -122,7 +122,7 @@ class OpenAIAgent:
         search_first: bool = True,
     ) -> None:
         """``search_first``: search the question before the model's first turn (see
-        :func:`searched_first`); False leaves the first search to the model, as before."""
+        :meth:`_searched_first`); False leaves the first search to the model, as before."""
         self.knowledge = knowledge
         self.model = model
         self.search_first = search_first
@@ -264,11 +264,17 @@ class OpenAIAgent:
     async def _searched_first(
         self, request: AgentRequest, toolbox: ToolBox
     ) -> list[dict[str, Any]]:
-        """The question's search before the model's first turn; nothing when the knowledge base
-        fails, so the model is asked as before searching first: a message that needs no search
-        ("thanks!") is still answered, and one that does fails on the model's own search."""
+        """The question's own search, done before the model is asked, as the tool call and
+        result the model would have made: nearly every answer starts with it, and this saves the
+        model a round trip (time to first token, tokens, our CPU). The model can still search
+        again.
+
+        Nothing when the knowledge base fails, so the model is asked as before searching first:
+        a message that needs no search ("thanks!") is still answered, and one that does fails on
+        the model's own search."""
+        arguments = json.dumps({"query": follow_up_query(request) or request.question})
         try:
-            return await searched_first(toolbox, follow_up_query(request) or request.question)
+            result = await toolbox.execute(SEARCH_TOOL, arguments)
         except Exception:
             log.warning(
                 "searching the question first failed (session %s); the model searches itself",
@@ -276,6 +282,15 @@ class OpenAIAgent:
                 exc_info=True,
             )
             return []
+        call = {"name": SEARCH_TOOL, "arguments": arguments}
+        return [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": SEARCH_FIRST_CALL_ID, "type": "function", "function": call}],
+            },
+            {"role": "tool", "tool_call_id": SEARCH_FIRST_CALL_ID, "content": result},
+        ]
 
     async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The streamed chunks of one completion, as plain dicts; transport failures become
@@ -369,29 +384,6 @@ def _json_object(event: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ModelError("the model sent an unreadable stream")
     return payload
-
-
-async def searched_first(toolbox: ToolBox, query: str) -> list[dict[str, Any]]:
-    """The question's own search, done before the model is asked, as the tool call and result
-    the model would have made: nearly every answer starts with it, and this saves the model a
-    round trip (time to first token, tokens, our CPU). The model can still search again."""
-    arguments = json.dumps({"query": query})
-    result = await toolbox.execute(SEARCH_TOOL, arguments)
-    call_id = SEARCH_FIRST_CALL_ID
-    return [
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": SEARCH_TOOL, "arguments": arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call_id, "content": result},
-    ]
 
 
 def build_messages(request: AgentRequest, *, max_searches: int) -> list[dict[str, Any]]:

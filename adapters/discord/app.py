@@ -567,18 +567,13 @@ class DiscordAdapter:
             )
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
+                parent_id = interaction_parent_id(interaction)
                 await self.escalations.announce(
-                    self.client,
-                    conversation,
-                    user_id,
-                    escalation_id,
-                    parent_channel_id=interaction_parent_id(interaction),
+                    self.client, conversation, user_id, escalation_id, parent_channel_id=parent_id
                 )
                 if conversation.thread_id:  # a forum post is a thread
                     await self.forum.mark(
-                        conversation.thread_id,
-                        "needs_human",
-                        parent_id=interaction_parent_id(interaction),
+                        conversation.thread_id, "needs_human", parent_id=parent_id
                     )
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
