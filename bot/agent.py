@@ -19,7 +19,6 @@ from bot import texts
 from bot.answerability import Answerability
 from bot.errors import ModelError
 from bot.grounding import (
-    MAX_QUOTE_CHARS,
     UNKNOWN_NAME,
     Decision,
     best_sentences,
@@ -28,8 +27,9 @@ from bot.grounding import (
 )
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
+from bot.quotes import quote_markdown
 from bot.tools import SEARCH_TOOL, TOOL_SCHEMAS, Searchable, ToolBox, source_of
-from storage.passages import WINDOW_SENTENCES, heading_of, sentences_of
+from storage.passages import WINDOW_SENTENCES, heading_of, sentences_with_code
 from storage.queries import sub_queries
 
 log = logging.getLogger(__name__)
@@ -521,7 +521,7 @@ class OfflineAgent:
         for n, hit in enumerate(decision.chosen, start=1):
             quote = quote_of(decision, hit)
             where = heading_of(hit) or hit.source
-            parts.append(f"**{where}** [{n}]\n> {quote}")
+            parts.append(f"**{where}** [{n}]\n{quote}")
             sources.append(source_of(hit))
         text = "\n\n".join(parts)
         for i, part in enumerate(parts):
@@ -544,16 +544,19 @@ class OfflineAgent:
 
 
 def quote_of(decision: Decision, hit: Any) -> str:
-    """What to quote from a passage: with the semantic signals, the window chosen for it
-    (bot.answerability.quote_window) and the sentence before it, which often names what the
-    window's first sentence refers to; else the sentences sharing most words with the
-    question."""
+    """What to quote from a passage (Markdown): with the semantic signals, the window chosen
+    for it (bot.answerability.quote_window) and the sentence before it, which often names what
+    the window's first sentence refers to; else the sentences sharing most words with the
+    question. Either way followed by the code block they introduce (bot.quotes)."""
+    sentences = sentences_with_code(hit.text)
+    if not sentences:
+        return quote_markdown([(" ".join(hit.text.split()), None)], [0])
     index = decision.windows.get(hit.chunk_id)
-    sentences = sentences_of(hit.text) if index is not None else []
     if index is None or index >= len(sentences):
-        return best_sentences(decision.question_words, hit.text)
-    quote = " ".join(sentences[max(0, index - 1) : index + WINDOW_SENTENCES])
-    return quote if len(quote) <= MAX_QUOTE_CHARS else quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
+        chosen = best_sentences(decision.question_words, [s for s, _ in sentences])
+    else:
+        chosen = list(range(max(0, index - 1), min(len(sentences), index + WINDOW_SENTENCES)))
+    return quote_markdown(sentences, chosen)
 
 
 def follow_up_query(request: AgentRequest) -> str | None:

@@ -53,7 +53,6 @@ PARTS_COVERED = "each part covered"  # a two-part question answered part by part
 FUZZY_MIN_LENGTH = 4
 PREFIX_SLACK = 6
 ANSWER_SENTENCES = 3
-MAX_QUOTE_CHARS = 420
 
 
 def stem(word: str) -> str:
@@ -588,18 +587,13 @@ def most_probable(
     return [best, *second[:1]]
 
 
-def best_sentences(question_words: set[str], text: str) -> str:
-    """The passage's sentences that share most words with the question, in document order."""
-    sentences = sentences_of(text)
+def best_sentences(question_words: set[str], sentences: list[str]) -> list[int]:
+    """Indices of the sentences that share most words with the question, in document order."""
     if not sentences:
-        return " ".join(text.split())[:MAX_QUOTE_CHARS]
+        return []
 
     def overlap(i: int) -> int:
         return sum(1 for w in question_words if found_in(w, content_words(sentences[i])))
 
     ranked = sorted(range(len(sentences)), key=lambda i: (-overlap(i), i))
-    keep = sorted(i for i in ranked[:ANSWER_SENTENCES] if overlap(i) > 0) or [0]
-    quote = " ".join(sentences[i] for i in keep)
-    if len(quote) > MAX_QUOTE_CHARS:
-        quote = quote[: MAX_QUOTE_CHARS - 1].rstrip() + "…"
-    return quote
+    return sorted(i for i in ranked[:ANSWER_SENTENCES] if overlap(i) > 0) or [0]

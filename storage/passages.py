@@ -8,6 +8,7 @@ is compared with them at the cost of one small read), and by the answerer's chec
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
@@ -21,36 +22,58 @@ HEADING_JOIN = " › "
 WINDOW_EMBEDDER_PREFIX = "local:"
 
 
+@dataclass(frozen=True)
+class CodeBlock:
+    language: str  # the fence's info string ("sh"), may be empty
+    body: str
+
+
 def sentences_of(text: str) -> list[str]:
     """Sentences of a Markdown-ish passage: wrapped lines rejoined, list items and table rows
     kept apart, code fences dropped."""
-    units: list[str] = []
+    return [sentence for sentence, _ in sentences_with_code(text)]
+
+
+def sentences_with_code(text: str) -> list[tuple[str, CodeBlock | None]]:
+    """:func:`sentences_of`, each with the fenced code block that directly follows it (no prose
+    between): "A snapshot is taken with `etcdctl`:" is followed by the command a quote of it
+    needs."""
+    units: list[tuple[str, CodeBlock | None]] = []
     current: list[str] = []
-    in_code = False
+    code: list[str] | None = None  # the lines of the fence being read
+    language = ""
 
     def flush() -> None:
         if current:
-            units.append(" ".join(current))
+            units.append((" ".join(current), None))
             current.clear()
 
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("```"):
             flush()
-            in_code = not in_code
+            if code is None:
+                code, language = [], line[3:].strip()
+            else:
+                if units and units[-1][1] is None and code:
+                    units[-1] = (units[-1][0], CodeBlock(language, "\n".join(code)))
+                code = None
             continue
-        if in_code:
+        if code is not None:
+            code.append(raw.rstrip())
             continue
         if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
             flush()
             if line and not set(line) <= set("|-: "):  # table separators carry nothing
-                units.append(line.strip("#>*-| ").replace(" | ", ", "))
+                units.append((line.strip("#>*-| ").replace(" | ", ", "), None))
             continue
         current.append(line)
     flush()
-    sentences = []
-    for unit in units:
-        sentences += [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
+    sentences: list[tuple[str, CodeBlock | None]] = []
+    for unit, after in units:
+        parts = [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
+        # The code follows the unit's last sentence.
+        sentences += [(s, after if i == len(parts) - 1 else None) for i, s in enumerate(parts)]
     return sentences
 
 

@@ -1,0 +1,65 @@
+"""What the offline answer shows of a passage: a few of its sentences, quoted, and the code
+block or the steps they introduce.
+
+Sentences are compared with the question (bot.grounding, bot.answerability); code is not, so a
+"how do I" answer used to quote "A snapshot is taken with `etcdctl`:" without the command. The
+block that directly follows a quoted sentence, or follows the next sentence when that one only
+introduces it (ends with a colon), is shown after the quote, shortened to a few lines.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+from storage.passages import CodeBlock
+
+MAX_QUOTE_CHARS = 420
+# A quote ending with a colon also shows what it introduces: up to this many more sentences
+# (list items are sentences here), in up to this many more characters.
+MAX_STEPS = 3
+MAX_STEPS_CHARS = 300
+MAX_CODE_LINES = 12
+MAX_CODE_CHARS = 600
+
+
+def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: list[int]) -> str:
+    """The ``chosen`` sentences (indices, in document order) as a Markdown quote, followed by
+    the code block they lead to, if any."""
+    chosen = sorted(i for i in chosen if 0 <= i < len(sentences))
+    code = next((sentences[i][1] for i in chosen if sentences[i][1] is not None), None)
+    after = chosen[-1] + 1 if chosen else len(sentences)
+    if code is None and after < len(sentences):
+        intro, block = sentences[after]
+        if block is not None and intro.rstrip().endswith(":"):
+            chosen, code = [*chosen, after], block
+    quote = shortened(" ".join(sentences[i][0] for i in chosen), MAX_QUOTE_CHARS)
+    if code is None and chosen and sentences[chosen[-1]][0].rstrip().endswith(":"):
+        # "This can be described as a three step process:" needs the steps that follow, one a
+        # line (list items are sentences here).
+        room = MAX_STEPS_CHARS
+        for step, _ in sentences[chosen[-1] + 1 : chosen[-1] + 1 + MAX_STEPS]:
+            if room <= 0:
+                break
+            quote += "\n> " + shortened(step, room)
+            room -= len(step)
+    return f"> {quote}" + (f"\n{fenced(code)}" if code is not None else "")
+
+
+def fenced(code: CodeBlock) -> str:
+    """The block as a fence of at most MAX_CODE_LINES lines and MAX_CODE_CHARS characters."""
+    lines = textwrap.dedent(code.body).strip("\n").splitlines()
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        size += len(line) + 1
+        if len(kept) == MAX_CODE_LINES or size > MAX_CODE_CHARS:
+            kept.append("…")
+            break
+        kept.append(line)
+    body = "\n".join(kept).replace("```", "'''")  # a fence inside would end ours
+    return f"```{code.language}\n{body}\n```"
+
+
+def shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -1,0 +1,125 @@
+"""The offline answer quotes the code block or the steps its sentences introduce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.slack.render import markdown_to_mrkdwn
+from bot.agent import AgentRequest, AgentResult, OfflineAgent
+from bot.messages import ReplyKind
+from bot.quotes import MAX_CODE_LINES, quote_markdown
+from storage.knowledge import KnowledgeBase
+from storage.passages import CodeBlock, sentences_of, sentences_with_code
+from tests.knowledge_helpers import load_local_embedder
+
+BACKUP_DOC = """# Maintenance
+
+## Snapshot backup
+
+Snapshotting the cluster on a regular basis serves as a durable backup of the keyspace. By
+taking periodic snapshots of a member's database, a cluster can be recovered to a known good
+state.
+
+A snapshot is taken with `vaultctl`:
+
+```sh
+$ vaultctl snapshot save backup.db
+$ vaultctl snapshot status backup.db
+```
+
+## Adding a member
+
+Adding a member safely is recommended while the cluster is healthy. This is a three step process:
+
+1. Register the new member with `vaultctl member add`.
+2. Start the new member with the updated member list.
+3. Wait until the new member has caught up.
+
+Afterwards the member serves reads.
+"""
+
+PASSAGE = """Install the client first. Then connect:
+
+```python
+client = connect("db://host")
+client.ping()
+```
+
+Pings are cheap."""
+
+
+def test_code_is_attached_to_the_sentence_it_follows() -> None:
+    pairs = sentences_with_code(PASSAGE)
+    assert [s for s, _ in pairs] == sentences_of(PASSAGE)
+    assert sentences_of(PASSAGE) == [
+        "Install the client first.",
+        "Then connect:",
+        "Pings are cheap.",
+    ]
+    assert pairs[0][1] is None and pairs[2][1] is None
+    assert pairs[1][1] == CodeBlock("python", 'client = connect("db://host")\nclient.ping()')
+
+
+def test_a_quote_shows_the_code_its_sentence_introduces() -> None:
+    pairs = sentences_with_code(PASSAGE)
+    # The chosen sentence is followed by the code.
+    assert quote_markdown(pairs, [1]).endswith(
+        '```python\nclient = connect("db://host")\nclient.ping()\n```'
+    )
+    # The next sentence only introduces the code (it ends with a colon): both come along.
+    quote = quote_markdown(pairs, [0])
+    assert quote.startswith("> Install the client first. Then connect:\n```python\n")
+    # A quote that leads to no code stays a quote.
+    assert quote_markdown(pairs, [2]) == "> Pings are cheap."
+
+
+def test_long_code_is_cut_and_cannot_end_the_fence() -> None:
+    body = "\n".join(f"line {i}" for i in range(40)) + "\n```"
+    pairs = [("Run this:", CodeBlock("", body))]
+    quote = quote_markdown(pairs, [0])
+    lines = quote.split("\n")
+    assert lines[0] == "> Run this:" and lines[1] == "```" and lines[-1] == "```"
+    assert lines[-2] == "…" and len(lines) == MAX_CODE_LINES + 4
+    assert quote.count("```") == 2
+
+
+def test_a_quote_ending_with_a_colon_shows_the_steps() -> None:
+    pairs = sentences_with_code(BACKUP_DOC.split("## Adding a member")[1])
+    quote = quote_markdown(pairs, [0, 1])
+    assert quote.split("\n> ")[1:] == [
+        "Register the new member with `vaultctl member add`.",
+        "Start the new member with the updated member list.",
+        "Wait until the new member has caught up.",
+    ]
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("docs")
+    (folder / "maintenance.md").write_text(BACKUP_DOC, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("embedder", ["none", "local"])
+async def test_offline_answer_to_how_do_i_carries_the_command(
+    docs: Path, tmp_path: Path, embedder: str
+) -> None:
+    kb = KnowledgeBase.open(
+        str(tmp_path / "kb"), load_local_embedder() if embedder == "local" else None
+    )
+    kb.ingest([docs])
+    result = None
+    async for item in OfflineAgent(kb).run(
+        AgentRequest(question="How do I take a snapshot backup?")
+    ):
+        if isinstance(item, AgentResult):
+            result = item
+    assert result is not None and result.kind is ReplyKind.ANSWER
+    assert (
+        "```sh\n$ vaultctl snapshot save backup.db\n$ vaultctl snapshot status backup.db\n```"
+        in (result.text)
+    )
+    # Slack keeps it a code block (fences lose their language tag there).
+    assert "```\n$ vaultctl snapshot save backup.db" in markdown_to_mrkdwn(result.text)
