@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 
@@ -22,7 +20,7 @@ log = logging.getLogger(__name__)
 CHUNK_CHARS = 800
 # Bumped whenever chunking changes what is stored: a knowledge base built by another version is
 # detected (storage.knowledge) and rebuilt on the next ingest instead of mixing two chunkings.
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "2"
 MIN_SECTION_CHARS = (
     80  # a smaller section (a bare heading, a one-liner) joins the passage before it
 )
@@ -237,13 +235,6 @@ def parse_rst(text: str, *, fallback_title: str) -> ParsedDocument:
         elif line.strip() and _RST_ADORNMENT.match(nxt) and len(nxt.strip()) >= len(line.strip()):
             heading, style, consumed = line.strip(), nxt.strip()[0], 2
         else:
-            literal = _rst_literal_block(lines, i)
-            if literal is not None:  # before adornments: code often holds "=====" lines
-                intro, code, i = literal
-                if intro:
-                    sections[-1].lines.append(_strip_rst_markup(intro))
-                sections[-1].lines += code
-                continue
             if not _RST_ADORNMENT.match(line):
                 sections[-1].lines.append(_strip_rst_markup(line))
             i += 1
@@ -261,46 +252,6 @@ def parse_rst(text: str, *, fallback_title: str) -> ParsedDocument:
 
 
 _RST_ROLE = re.compile(r":[a-z]+:`([^`<]*?)\s*(?:<[^>]*>)?`")
-# Directives whose content is code; other directives (note, warning, versionadded...) hold prose.
-_RST_CODE_DIRECTIVE = re.compile(
-    r"^(\s*)\.\.\s+(?:code-block|code|sourcecode|doctest|testcode|testoutput)::\s*(\S*)"
-)
-_RST_OPTION = re.compile(r"^\s+:[\w-]+:")
-
-
-def _rst_literal_block(lines: list[str], start: int) -> tuple[str, list[str], int] | None:
-    """A code block starting at ``start`` as (text to keep before it, fenced lines, index after
-    it), or None: a code directive, or a paragraph line ending in "::" followed by an indented
-    block. Kept as a Markdown fence, so chunking keeps it whole and quotes can show it
-    (Markdown code was; reStructuredText code was prose, its lines cut into "sentences")."""
-    line = lines[start]
-    directive = _RST_CODE_DIRECTIVE.match(line)
-    if directive:
-        indent, language, intro = len(directive.group(1)), directive.group(2), ""
-    elif line.rstrip().endswith("::") and not line.lstrip().startswith(".."):
-        indent, language = len(line) - len(line.lstrip()), ""
-        # "Example::" reads "Example:"; a lone "::" or "text ::" only marks the block.
-        text = line.rstrip()[:-2]
-        intro = text + ":" if text.strip() and not text.endswith(" ") else text.rstrip()
-    else:
-        return None
-    i = start + 1
-    while i < len(lines) and (not lines[i].strip() or _RST_OPTION.match(lines[i])):
-        if directive is None and lines[i].strip():
-            break  # an option line belongs to directives only
-        i += 1
-    body_start = i
-    while i < len(lines) and (
-        not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
-    ):
-        i += 1
-    body = lines[body_start:i]
-    while body and not body[-1].strip():
-        body.pop()
-    if not body:
-        return None if directive is None else (intro, [], i)
-    code = textwrap.dedent("\n".join(body)).splitlines()
-    return intro, ["", f"```{language}", *code, "```", ""], i
 
 
 def _strip_rst_markup(line: str) -> str:
@@ -334,11 +285,6 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_HTML_DROP):
         tag.decompose()
-    # Code keeps its lines and indentation, which the text below loses: set aside as fences.
-    code_blocks: list[str] = []
-    for pre in soup.find_all("pre"):
-        code_blocks.append(_fence(pre.get_text(), _code_language(pre)))
-        pre.replace_with(f"\n\n\x00{len(code_blocks) - 1}\x00\n\n")
     for level in range(1, 7):
         for heading in soup.find_all(f"h{level}"):
             heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
@@ -347,32 +293,10 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
         block.insert_after("\n")
     body = soup.body or soup
     plain = "\n".join(line.strip() for line in body.get_text().splitlines())
-    plain = _HTML_CODE.sub(lambda m: code_blocks[int(m.group(1))], plain)
     doc = parse_markdown(plain, fallback_title=page_title or fallback_title)
     if page_title and doc.title == fallback_title:
         doc.title = page_title
     return doc
-
-
-_HTML_CODE = re.compile("\x00(\\d+)\x00")
-_LANGUAGE_CLASS = re.compile(r"^(?:language|lang|highlight)-([\w+#.-]+)$")
-
-
-def _code_language(pre: Any) -> str:
-    """The language a highlighter's class names ("language-python", "highlight-sh" on the
-    block, its code child or the wrappers Sphinx puts around it), or ""."""
-    parent = pre.parent
-    for tag in (pre, pre.find("code"), parent, parent.parent if parent is not None else None):
-        for name in (tag.get("class") or []) if tag is not None else []:
-            match = _LANGUAGE_CLASS.match(name)
-            if match and match.group(1) not in ("default", "text", "none"):
-                return match.group(1)
-    return ""
-
-
-def _fence(code: str, language: str) -> str:
-    body = code.strip("\n").replace("```", "'''")  # a fence inside would end ours
-    return f"```{language}\n{body}\n```"
 
 
 def _read_pdf(path: Path) -> ParsedDocument:

@@ -1,6 +1,5 @@
-"""Chunking v2 and v3 (issue 13): code blocks whole, tiny sections merged, overlap in long sections,
-more than one passage per source, typo tolerance in BM25, and an old knowledge base rebuilt;
-v3: reStructuredText and HTML code as fenced blocks."""
+"""Chunking v2 (issue 13): code blocks whole, tiny sections merged, overlap in long sections,
+more than one passage per source, typo tolerance in BM25, and an old knowledge base rebuilt."""
 
 from __future__ import annotations
 
@@ -15,9 +14,7 @@ from storage.documents import (
     CHUNK_CHARS,
     CHUNKER_VERSION,
     chunk_document,
-    parse_html,
     parse_markdown,
-    parse_rst,
 )
 from storage.knowledge import META_CHUNKER, KnowledgeBase
 from storage.vocabulary import Vocabulary, damerau_levenshtein
@@ -46,65 +43,6 @@ def test_a_huge_code_block_is_cut_between_lines_into_fenced_parts() -> None:
     for chunk in chunks:
         assert chunk.text.startswith("```sh\n") and chunk.text.endswith("\n```")
         assert all(line.startswith(("```", "echo line")) for line in chunk.text.splitlines())
-
-
-RST_PAGE = """Cache
-=====
-
-Rerunning failures
-------------------
-
-If you run this for the first time you will see two failures::
-
-    $ pytest -q
-    ========================= FAILURES =========================
-    2 failed, 48 passed in 0.12s
-    ============================
-
-Then run only the failures:
-
-.. code-block:: bash
-   :caption: rerun
-
-   pytest --lf
-
-.. note::
-
-    The cache lives in ``.pytest_cache``.
-
-Afterwards the cache is kept.
-"""
-
-
-def test_restructuredtext_code_becomes_fenced_blocks_kept_whole() -> None:
-    doc = parse_rst(RST_PAGE, fallback_title="Doc")
-    assert [s.path for s in doc.sections[1:]] == [["Rerunning failures"]]
-    chunks = chunk_document(doc, source="cache.rst")
-    text = "\n\n".join(c.text for c in chunks)
-    assert "you will see two failures:\n\n```\n$ pytest -q\n=====" in text
-    assert "2 failed, 48 passed in 0.12s\n============================\n```" in text
-    assert "```bash\npytest --lf\n```" in text and ":caption:" not in text
-    assert "code-block" not in text
-    # Prose directives stay prose.
-    assert "The cache lives in `.pytest_cache`." in text and "Afterwards the cache is kept." in text
-
-
-HTML_PAGE = """<html><head><title>Guide</title></head><body><h2>Install</h2>
-<p>Install it with pip:</p>
-<div class="highlight-sh notranslate"><div class="highlight"><pre><span>$ pip install foo</span>
-<span>$ foo --version</span>
-    indented ```line```
-</pre></div></div>
-<p>Then call it:</p><pre><code class="language-python">def main():
-    return foo.run()
-</code></pre></body></html>"""
-
-
-def test_html_code_keeps_its_lines_and_language_as_fenced_blocks() -> None:
-    chunks = chunk_document(parse_html(HTML_PAGE, fallback_title="Doc"), source="guide.html")
-    text = "\n\n".join(c.text for c in chunks)
-    assert "```sh\n$ pip install foo\n$ foo --version\n    indented '''line'''\n```" in text
-    assert "```python\ndef main():\n    return foo.run()\n```" in text
 
 
 def test_tiny_sections_join_the_passage_before_them_with_their_heading() -> None:
