@@ -9,6 +9,7 @@ introduces it (ends with a colon), is shown after the quote, shortened to a few 
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Sequence
 
@@ -21,6 +22,9 @@ MAX_STEPS = 3
 MAX_STEPS_CHARS = 300
 MAX_CODE_LINES = 12
 MAX_CODE_CHARS = 600
+# A reference-style link ("[design doc][design-learner]") points at a definition the quote
+# does not carry: shown as its text.
+_REFERENCE_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
 
 
 def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: list[int]) -> str:
@@ -33,7 +37,7 @@ def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: li
         intro, block = sentences[after]
         if block is not None and intro.rstrip().endswith(":"):
             chosen, code = [*chosen, after], block
-    quote = shortened(" ".join(sentences[i][0] for i in chosen), MAX_QUOTE_CHARS)
+    quote = shortened(readable(" ".join(sentences[i][0] for i in chosen)), MAX_QUOTE_CHARS)
     if code is None and chosen and sentences[chosen[-1]][0].rstrip().endswith(":"):
         # "This can be described as a three step process:" needs the steps that follow, one a
         # line (list items are sentences here).
@@ -41,7 +45,7 @@ def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: li
         for step, _ in sentences[chosen[-1] + 1 : chosen[-1] + 1 + MAX_STEPS]:
             if room <= 0:
                 break
-            quote += "\n> " + shortened(step, room)
+            quote += "\n> " + shortened(readable(step), room)
             room -= len(step)
     return f"> {quote}" + (f"\n{fenced(code)}" if code is not None else "")
 
@@ -63,3 +67,7 @@ def fenced(code: CodeBlock) -> str:
 
 def shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def readable(text: str) -> str:
+    return _REFERENCE_LINK.sub(r"\1", text)

@@ -123,3 +123,8 @@ async def test_offline_answer_to_how_do_i_carries_the_command(
     )
     # Slack keeps it a code block (fences lose their language tag there).
     assert "```\n$ vaultctl snapshot save backup.db" in markdown_to_mrkdwn(result.text)
+
+
+def test_reference_links_show_their_text() -> None:
+    pairs = sentences_with_code("See the [design doc][design-learner] and [the API][] first.")
+    assert quote_markdown(pairs, [0]) == "> See the design doc and the API first."
