@@ -31,11 +31,13 @@ WARN_MS = 250.0
 WARN_EVERY = 10.0  # seconds between two warnings
 WINDOW = 3000  # samples kept for snapshot(): five minutes at the default interval
 FLUSH_EVERY = 1.0  # seconds between appends to the sample log
-# The process is CPU-bound when over the last second it used this much of one core: the most a
-# Python process's own code gets (the GIL). Then cosmetic work (a typing indicator, edits of a
-# streamed answer) only slows every answer down and is left out.
+# The process is CPU-bound when over the last second it used, or waited for, this much of one
+# core: the most a Python process's own code gets (the GIL). Then cosmetic work (a typing
+# indicator, edits of a streamed answer) only slows every answer down and is left out.
 SATURATED_SHARE = 0.9
 CPU_WINDOW = 1.0  # seconds of process CPU time that saturated() looks at
+# Linux: the event loop thread's time on a CPU and waiting for one (ns), "run wait slices".
+SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
 class LoopLagMonitor:
@@ -52,8 +54,9 @@ class LoopLagMonitor:
         self.warn_every = warn_every
         self.sample_log = Path(sample_log) if sample_log else None
         self.samples: deque[float] = deque(maxlen=WINDOW)  # lag in ms
-        # (monotonic time, process CPU time) at recent ticks, for saturated()
+        # (monotonic time, CPU time used or waited for) at recent ticks, for saturated()
         self._cpu: deque[tuple[float, float]] = deque(maxlen=int(CPU_WINDOW / interval) + 1)
+        self._schedstat = SCHEDSTAT.exists()
         self.over_threshold = 0
         self.worst_ms = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +97,7 @@ class LoopLagMonitor:
             asked = time.monotonic()
             await asyncio.sleep(self.interval)
             now = self._last_tick = time.monotonic()
-            self._cpu.append((now, time.process_time()))
+            self._cpu.append((now, self._cpu_demand()))
             self.record(max(0.0, (now - asked - self.interval) * 1000))
             if self.sample_log is not None and now - flushed_at >= FLUSH_EVERY:
                 flushed_at = now
@@ -142,14 +145,28 @@ class LoopLagMonitor:
             )
 
     def cpu_share(self) -> float:
-        """The share of one core this process used over about the last second (0 until half a
-        second has been watched)."""
+        """The share of one core this process used or waited for over about the last second (0
+        until half a second has been watched)."""
         if len(self._cpu) < 2:
             return 0.0
         (start, start_cpu), (end, end_cpu) = self._cpu[0], self._cpu[-1]
         if end - start < CPU_WINDOW / 2:
             return 0.0
         return (end_cpu - start_cpu) / (end - start)
+
+    def _cpu_demand(self) -> float:
+        """Seconds of CPU this process used (every thread), plus those its event loop waited
+        for a CPU while runnable: on a machine other processes keep busy, a loop that never
+        idles gets less than a core but is just as CPU-bound."""
+        used = time.process_time()
+        if not self._schedstat:
+            return used
+        try:
+            waited_ns = int(SCHEDSTAT.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            self._schedstat = False  # not this kernel: CPU used only
+            return used
+        return used + waited_ns / 1e9
 
     def saturated(self) -> bool:
         """Whether the process is CPU-bound now (see SATURATED_SHARE): answers wait for the

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from bot.looplag import LoopLagMonitor, read_samples, shed_progress
+from bot.looplag import SCHEDSTAT, LoopLagMonitor, read_samples, shed_progress
 from storage.db import Database
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
@@ -79,4 +82,28 @@ async def test_a_cpu_bound_process_is_seen_as_saturated() -> None:
         await asyncio.sleep(1.3)  # idle, waiting on I/O (a slow model)
         assert monitor.cpu_share() < 0.5 and not monitor.saturated()
     finally:
+        await monitor.stop()
+
+
+@pytest.mark.skipif(not SCHEDSTAT.exists(), reason="needs Linux's per-thread schedstat")
+async def test_a_busy_loop_that_shares_its_core_is_still_seen_as_saturated() -> None:
+    """On a machine other processes keep busy the loop gets less than a core, yet it never
+    idles: time spent waiting for the CPU counts as demand. One core, shared with a busy
+    process: this process uses about half of it and waits for the rest."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # this thread, the event loop's
+    rival = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    monitor = LoopLagMonitor(interval=0.05)
+    try:
+        monitor.start(watchdog=False)
+        used = time.process_time()
+        started = time.monotonic()
+        await burn(1.5)
+        used_share = (time.process_time() - used) / (time.monotonic() - started)
+        assert used_share < 0.8  # it did share the core
+        assert monitor.cpu_share() >= 0.9 and monitor.saturated()
+    finally:
+        rival.kill()
+        rival.wait()
+        os.sched_setaffinity(0, cpus)
         await monitor.stop()
