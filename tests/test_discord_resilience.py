@@ -86,6 +86,22 @@ async def test_malformed_payloads_do_not_stop_the_bot(
     assert bot.adapter.client.is_ready()
 
 
+async def test_frames_that_are_not_json_or_not_an_object_do_not_stop_the_bot(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    # discord.py reads a frame's envelope outside the event parsers: such a frame ended the
+    # client (and the process) instead of being dropped.
+    caplog.set_level(logging.WARNING)
+    for frame in ("not json at all", "[1, 2]", '"text"', '{"op": 0, "t": "READY", "s": 5}'):
+        await world.gateway.send_raw(frame)
+    dm = await world.dm("Where can I download past invoices?")
+    answer = (await world.bot_messages(dm["channel_id"]))[0]
+    assert "billing page" in answer["content"].lower()
+    assert not bot.task.done()
+    assert bot.adapter.client.is_ready()
+    assert caplog.text.count("dropped a malformed gateway frame") == 4
+
+
 async def test_rest_429_is_honoured_and_retried(
     world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -30,6 +30,7 @@ import yarl
 from adapters.discord import catch_up, convert, render
 from adapters.discord.client import (
     SupportClient,
+    guard_frames,
     guard_parsers,
     sync_application_commands,
     use_api_url,
@@ -169,6 +170,7 @@ class DiscordAdapter:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         client.add_dynamic_items(PersistentButton)
         guard_parsers(client)
+        guard_frames()
         if not self.message_content and not self._intent_refused:
             log.info(
                 "discord: message content intent is off; the bot answers mentions, DMs and slash "
