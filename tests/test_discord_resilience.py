@@ -324,3 +324,90 @@ async def test_delivery_error_is_logged_apologised_and_not_retried_later(
     again = await world.dm("How do I reset my password?")  # and the bot carries on
     answer = (await world.bot_messages(again["channel_id"]))[0]
     assert "reset your password" in answer["content"].lower()
+
+
+@pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
+async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    handled: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # discord.py retries a reset only for macOS/Windows errno values; on Linux the post raised,
+    # and the asker got an apology instead of the answer (or, when Discord had already made
+    # the message, the answer and an apology).
+    caplog.set_level(logging.WARNING)
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/messages", after=handled)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: any(m.get("components") for m in world.api.channel_messages(dm["channel_id"])),
+            what="the answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+        await asyncio.sleep(0.5)  # a late apology or duplicate would show up by now
+    finally:
+        await running.stop()
+    [answer] = world.api.channel_messages(dm["channel_id"])
+    assert "billing page" in answer["content"].lower()
+    assert [
+        r.status for r in world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+    ] == [
+        0,
+        200,
+    ]
+    assert "delivery failed (ClientOSError" in caplog.text
+    status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
+    assert status == events.ANSWERED
+
+
+async def test_a_connection_reset_on_an_edit_of_a_streamed_answer_is_retried(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+")
+        question = await world.say("How do I reset my password?", mention=True)
+        await world.api.wait_for(
+            lambda: any(m.get("components") for m in world.api.channel_messages(question["id"])),
+            what="the answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+        await asyncio.sleep(0.5)
+    finally:
+        await running.stop()
+    [answer] = world.api.channel_messages(question["id"])  # the half-edited one was removed
+    assert "reset your password" in answer["content"].lower()
+    assert answer["content"] != texts.ERROR_GENERIC
+
+
+async def test_resets_on_every_attempt_end_in_one_short_note(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/messages", times=events.MAX_ATTEMPTS)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: world.api.channel_messages(dm["channel_id"]), what="the note"
+        )
+        await asyncio.sleep(0.5)
+    finally:
+        await running.stop()
+    [note] = world.api.channel_messages(dm["channel_id"])
+    assert note["content"] == texts.INBOX_GAVE_UP
+    assert caplog.text.count("handing it back for another") == events.MAX_ATTEMPTS
+    assert "gave up after" in caplog.text
+    status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
+    assert status == events.FAILED

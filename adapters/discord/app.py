@@ -43,6 +43,7 @@ from adapters.discord.delivery import (
     ReplySink,
     Typing,
     describe,
+    is_transient,
     respond_ephemeral,
 )
 from adapters.discord.escalation import DiscordEscalations, thread_link
@@ -57,7 +58,7 @@ from adapters.discord.shapes import (
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, texts
-from bot.inbox import SESSION_KEY, Deliver, Inbox, Undeliverable, Work
+from bot.inbox import SESSION_KEY, Deliver, Inbox, RetryLater, Undeliverable, Work
 from bot.looplag import shed_progress
 from bot.messages import (
     ConversationKey,
@@ -321,7 +322,17 @@ class DiscordAdapter:
     # --- delivering claimed work (live or recovered: one path) -------------------------------
 
     async def _deliver_work(self, work: Work) -> None:
-        """The inbox's callable: answer one claimed message where its record says."""
+        """The inbox's callable: answer one claimed message where its record says. A dropped
+        connection or a Discord server error is not the asker's fault: the inbox tries again
+        (the next attempt removes what this one posted) instead of apologising."""
+        try:
+            await self._answer_work(work)
+        except Exception as exc:
+            if is_transient(exc):
+                raise RetryLater(f"{describe(exc)}: {exc}") from exc
+            raise
+
+    async def _answer_work(self, work: Work) -> None:
         if work.kind != "message":
             # Interactions are answered through their live token only; it is not kept.
             raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")

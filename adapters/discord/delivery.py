@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import discord
 
 from adapters.discord import render
@@ -210,6 +211,25 @@ async def respond_ephemeral(interaction: discord.Interaction, text: str) -> None
             )
     except discord.HTTPException as exc:
         log.warning("discord: could not answer interaction %s (%s)", interaction.id, describe(exc))
+
+
+# What a later attempt may well get through: the connection dropped (discord.py retries a reset
+# only on macOS and Windows errno values), a timeout, Discord's servers failing after discord.py's
+# own retries, or a 429 discord.py would not wait out (no ``Via`` header, or too long a wait).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectionError,
+    ConnectionError,
+    TimeoutError,
+    discord.DiscordServerError,
+    discord.RateLimited,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a passing fault of the connection to Discord, worth another try."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, discord.HTTPException) and exc.status == 429
 
 
 def describe(exc: BaseException) -> str:

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,6 +46,14 @@ class _FailRule:
     status: int = 429
 
 
+@dataclass
+class _ResetRule:
+    method: str
+    pattern: re.Pattern[str]
+    times: int
+    after: bool  # handle the request first: the change is made, the response is lost
+
+
 Handler = Callable[[web.Request, re.Match[str], Any], Awaitable[tuple[int, Any]]]
 
 
@@ -72,6 +82,7 @@ class FakeDiscordAPI:
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
+    _reset_rules: list[_ResetRule] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     port: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -106,6 +117,14 @@ class FakeDiscordAPI:
     def fail_with(self, status: int, method: str, path_regex: str, *, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404)."""
         self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, 0.0, status))
+
+    def reset_next(
+        self, method: str, path_regex: str, *, times: int = 1, after: bool = False
+    ) -> None:
+        """Reset the connection (TCP RST) on the next ``times`` matching requests, before
+        handling them or, with ``after``, once handled (the message exists, its response is
+        lost). Recorded with status 0."""
+        self._reset_rules.append(_ResetRule(method, re.compile(path_regex), times, after))
 
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
@@ -153,6 +172,13 @@ class FakeDiscordAPI:
         record = RecordedRequest(request.method, path, dict(request.query), body)
         self.requests.append(record)
         try:
+            reset = self._matching_reset_rule(request.method, path)
+            if reset is not None:
+                if reset.after:
+                    await self._route(request, path, body)
+                record.status = 0
+                _reset_connection(request)
+                raise ConnectionResetError("connection reset by the fake (test control)")
             rule = self._matching_fail_rule(request.method, path)
             if rule is not None and rule.status != 429:
                 record.status = rule.status
@@ -172,17 +198,25 @@ class FakeDiscordAPI:
                         "X-RateLimit-Scope": "user",
                     },
                 )
-            for method, pattern, handler in self._routes():
-                if method == request.method:
-                    match = pattern.fullmatch(path)
-                    if match is not None:
-                        status, payload = await handler(request, match, body)
-                        record.status = status
-                        return _json(status, payload)
-            record.status = 404
-            return _json(404, {"message": "Unknown route", "code": 0})
+            record.status, payload = await self._route(request, path, body)
+            return _json(record.status, payload)
         finally:
             self.changed.set()
+
+    async def _route(self, request: web.Request, path: str, body: Any) -> tuple[int, Any]:
+        for method, pattern, handler in self._routes():
+            if method == request.method:
+                match = pattern.fullmatch(path)
+                if match is not None:
+                    return await handler(request, match, body)
+        return 404, {"message": "Unknown route", "code": 0}
+
+    def _matching_reset_rule(self, method: str, path: str) -> _ResetRule | None:
+        for rule in self._reset_rules:
+            if rule.times > 0 and rule.method == method and rule.pattern.fullmatch(path):
+                rule.times -= 1
+                return rule
+        return None
 
     def _matching_fail_rule(self, method: str, path: str) -> _FailRule | None:
         for rule in self._fail_rules:
@@ -451,6 +485,18 @@ class FakeDiscordAPI:
             and m.get("interaction_token") == token
         ]
         return found
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the client's connection with a TCP RST (SO_LINGER 0), as a flaky network does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _apply_edit(message: dict[str, Any], body: dict[str, Any]) -> None:
