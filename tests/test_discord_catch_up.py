@@ -81,3 +81,26 @@ async def test_a_forum_post_created_while_the_bot_was_down_is_answered(
         assert "reset your password" in answer["content"].lower()
     finally:
         await bot.stop()
+
+
+async def test_one_unreadable_channel_does_not_stop_the_catch_up_of_the_others(
+    world: DiscordWorld, runtime: Runtime, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The thread of a recent conversation is read first. Fetching it raised something other
+    # than an HTTP error (discord.py's InvalidData: a channel type it does not know), and that
+    # ended the whole catch-up: the channels after it were never read and their missed
+    # questions never answered.
+    first = await start_bot(world, runtime)
+    thread = await world.say("How do I reset my password?", mention=True)
+    await wait_until(lambda: answers_about(world, "reset your password"), what="first answer")
+    await first.stop()
+    world.api.threads[thread["id"]]["type"] = 99
+    await world.say("Where can I download past invoices?", mention=True)  # while nobody listens
+
+    settings = make_settings(world, sqlite_url, kb_uri)
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await wait_until(lambda: answers_about(world, "billing page"), what="the missed question")
+    finally:
+        await second.stop()
+    assert world.api.find("GET", rf"/channels/{thread['id']}")  # the bad channel was tried

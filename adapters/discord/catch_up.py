@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 import discord
 
+from adapters.discord.delivery import describe
 from bot.messages import ConversationKey
 from storage import activity
 from storage.db import Database
@@ -90,4 +91,7 @@ async def catch_up(
                     log.exception("discord: catch-up could not handle message %s", message.id)
         except discord.HTTPException as exc:  # gone, or no permission to read history
             log.info("discord: catch-up skipped channel %s (%s)", channel_id, exc.status)
+        except Exception as exc:  # one channel must not cost the others their catch-up
+            # e.g. a channel type discord.py does not know (InvalidData), a dropped connection
+            log.warning("discord: catch-up skipped channel %s (%s)", channel_id, describe(exc))
     return read
