@@ -355,6 +355,35 @@ async def test_attachment_only_message_gets_a_hint(world: DiscordWorld, bot: Run
     assert answer["content"] == texts.EMPTY_QUESTION
 
 
+async def test_a_bare_mention_or_a_sticker_sent_to_the_bot_gets_a_hint(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # Nothing to read but said to the bot: it stayed silent, as if the bot were down.
+    bare = await world.say("", mention=True)
+    embed_only = p.message(
+        message_id=p.snowflake(),
+        channel_id=world.channel_id,
+        guild_id=world.guild_id,
+        author=world.alice,
+        content=world.mention(),
+        mentions=[world.api.bot_user],
+        embeds=[{"type": "rich", "title": "a link preview"}],
+    )
+    await world.gateway.dispatch("MESSAGE_CREATE", embed_only, guild_id=world.guild_id)
+    sticker = p.message(
+        message_id=p.snowflake(), channel_id=p.snowflake(), author=world.alice, content=""
+    )
+    sticker["sticker_items"] = [{"id": p.snowflake(), "name": "wave", "format_type": 1}]
+    await world.gateway.dispatch("MESSAGE_CREATE", sticker, guild_id=None)
+    passing = await world.say("")  # a sticker in the channel, not for the bot
+    for channel in (bare["id"], embed_only["id"], sticker["channel_id"]):
+        [hint] = await world.bot_messages(channel)
+        assert hint["content"] == texts.EMPTY_QUESTION
+    await asyncio.sleep(0.3)
+    assert world.api.channel_messages(world.channel_id) == []
+    assert world.api.channel_messages(passing["id"]) == []
+
+
 async def test_everyone_in_question_text_pings_nobody(world: DiscordWorld, bot: RunningBot) -> None:
     await wait_until(lambda: bot.adapter.client.is_ready(), what="ready")
     dm = await world.dm("@everyone how do I reset my password?")
