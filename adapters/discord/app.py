@@ -37,12 +37,15 @@ from adapters.discord.client import (
 )
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
+    TOKEN_KEY,
     ChannelSink,
     InteractionSink,
     PersistentButton,
     ReplySink,
+    StoredInteraction,
     Typing,
     describe,
+    interaction_webhook,
     is_transient,
     respond_ephemeral,
 )
@@ -333,8 +336,15 @@ class DiscordAdapter:
             raise
 
     async def _answer_work(self, work: Work) -> None:
+        if work.kind == "interaction" and "msg" in work.payload and TOKEN_KEY in work.payload:
+            # A command another attempt did not finish: answered through the stored token.
+            incoming = message_from_record(work.payload["msg"])
+            original = StoredInteraction.from_payload(self.client, work.payload)
+            ephemeral = bool(work.payload.get("ephemeral"))
+            await self._deliver(incoming, InteractionSink(original, ephemeral=ephemeral))
+            return
         if work.kind != "message":
-            # Interactions are answered through their live token only; it is not kept.
+            # A button click is not done twice: its asker is told to try again (_tell).
             raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")
         if work.payload.get("new_thread"):
             work = await self._open_thread(work)
@@ -432,6 +442,12 @@ class DiscordAdapter:
 
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker where the answer would have gone."""
+        if work.kind == "interaction" and TOKEN_KEY in work.payload:
+            original = StoredInteraction.from_payload(self.client, work.payload)
+            await original.edit_original_response(
+                content=text, embeds=[], view=None, allowed_mentions=discord.AllowedMentions.none()
+            )
+            return
         record = work.payload.get("msg")
         if work.kind != "message" or not record:
             log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
@@ -521,20 +537,39 @@ class DiscordAdapter:
         async def answer(_work: Work) -> None:
             await self._deliver(incoming, sink)
 
-        await self._submit_interaction(interaction, answer)
+        command_record = {
+            "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
+            SESSION_KEY: incoming.conversation.session_id,
+            "ephemeral": ephemeral,
+        }
+        await self._submit_interaction(interaction, answer, command_record)
 
-    async def _submit_interaction(self, interaction: discord.Interaction, answer: Deliver) -> None:
-        """Claim a deferred interaction and answer it through its live token (kept only in
-        memory, so a crash loses the "thinking…" state but never answers twice)."""
+    async def _submit_interaction(
+        self,
+        interaction: discord.Interaction,
+        answer: Deliver,
+        command_record: dict[str, Any] | None = None,
+    ) -> None:
+        """Claim a deferred interaction and answer it here through the live interaction. The
+        claim keeps its webhook token (valid 15 minutes), so if this process dies or a passing
+        fault stops the answer, another attempt fills in the same "thinking..." response: a
+        command (``command_record``: the question) is answered again, a button click is told
+        to try again (what it did may be half done). Failures are told by the inbox (_tell)."""
+        payload = {
+            "kind": "interaction",
+            **interaction_webhook(interaction),
+            **(command_record or {}),
+        }
 
         async def run(work: Work) -> None:
             try:
                 await answer(work)
-            except Exception:
-                await respond_ephemeral(interaction, texts.ERROR_GENERIC)
+            except Exception as exc:
+                if command_record is not None and is_transient(exc):
+                    raise RetryLater(f"{describe(exc)}: {exc}") from exc
                 raise
 
-        await self.inbox.submit(str(interaction.id), {"kind": "interaction"}, run=run)
+        await self.inbox.submit(str(interaction.id), payload, run=run)
 
     async def on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
         parsed = render.parse_custom_id(custom_id)

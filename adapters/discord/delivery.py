@@ -100,7 +100,9 @@ class ChannelSink(ReplySink):
 class InteractionSink(ReplySink):
     """The deferred response is the first message; further chunks are follow-ups."""
 
-    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
+    def __init__(
+        self, interaction: discord.Interaction | StoredInteraction, *, ephemeral: bool
+    ) -> None:
         self.interaction = interaction
         self.ephemeral = ephemeral
         self.followups: list[discord.WebhookMessage] = []
@@ -126,6 +128,33 @@ class InteractionSink(ReplySink):
             else:
                 self.shown.append(payload)
         return self.followups
+
+
+class StoredInteraction:
+    """A deferred interaction as any process can finish it: its webhook (the application id and
+    the interaction's token, valid for 15 minutes), kept in the inbox's payload. It offers what
+    InteractionSink uses of a live interaction, so a process that takes the work over after a
+    crash (or a passing fault) fills in the same "thinking..." response."""
+
+    def __init__(self, client: discord.Client, application_id: int, token: str) -> None:
+        self.followup = discord.Webhook.partial(application_id, token, client=client)
+
+    @classmethod
+    def from_payload(cls, client: discord.Client, payload: dict[str, Any]) -> StoredInteraction:
+        return cls(client, int(payload[APPLICATION_ID_KEY]), str(payload[TOKEN_KEY]))
+
+    async def edit_original_response(self, **kwargs: Any) -> discord.WebhookMessage:
+        return await self.followup.edit_message("@original", **kwargs)  # type: ignore[arg-type]
+
+
+# Payload keys of interaction work: what StoredInteraction needs.
+APPLICATION_ID_KEY = "application_id"
+TOKEN_KEY = "token"
+
+
+def interaction_webhook(interaction: discord.Interaction) -> dict[str, str]:
+    """The payload fields that let another process finish ``interaction``."""
+    return {APPLICATION_ID_KEY: str(interaction.application_id), TOKEN_KEY: interaction.token}
 
 
 class Typing:
