@@ -411,3 +411,20 @@ async def test_resets_on_every_attempt_end_in_one_short_note(
     assert "gave up after" in caplog.text
     status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
     assert status == events.FAILED
+
+
+@pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
+async def test_a_connection_reset_on_the_defer_still_answers_the_command(
+    world: DiscordWorld, bot: RunningBot, handled: bool
+) -> None:
+    # The defer raised a connection error (not an HTTPException): the command went to the
+    # error handler, whose apology replaced the answer; had Discord taken the defer, the
+    # apology's second acknowledgement was refused and the asker saw "thinking..." for ever.
+    world.api.reset_next("POST", r"/interactions/\d+/[^/]+/callback", after=handled)
+    interaction = await world.slash("ask", {"question": "Where can I download past invoices?"})
+    answer = await world.interaction_done(interaction["token"])
+    assert "billing page" in answer[0]["content"].lower()
+    callbacks = world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")
+    assert [r.status for r in callbacks] == [0, 400 if handled else 200]
+    await asyncio.sleep(0.3)
+    assert len(world.api.interaction_messages(interaction["token"])) == 1

@@ -44,6 +44,7 @@ from adapters.discord.delivery import (
     ReplySink,
     StoredInteraction,
     Typing,
+    defer,
     describe,
     interaction_webhook,
     is_transient,
@@ -525,12 +526,7 @@ class DiscordAdapter:
         options = convert.command_options(payload.get("data") or {})
         ephemeral = bool(options.get(render.EPHEMERAL_OPTION)) or command is not slash.ASK
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
-        try:
-            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        except discord.HTTPException as exc:
-            log.warning(
-                "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
-            )
+        if not await defer(interaction, ephemeral=ephemeral):
             return
         sink = InteractionSink(interaction, ephemeral=ephemeral)
 
@@ -585,7 +581,8 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, parsed: render.ParsedButton
     ) -> None:
         private = parsed.action is not render.ButtonAction.ESCALATE
-        await interaction.response.defer(ephemeral=private, thinking=True)
+        if not await defer(interaction, ephemeral=private):
+            return
 
         async def answer(_work: Work) -> None:
             await self._answer_button(interaction, parsed, private)

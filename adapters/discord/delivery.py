@@ -228,6 +228,32 @@ def button_view(buttons: Sequence[render.ButtonSpec]) -> discord.ui.View:
     return view
 
 
+# Discord's answer to a second acknowledgement of one interaction.
+ALREADY_ACKNOWLEDGED = 40060
+DEFER_TRIES = 3
+
+
+async def defer(interaction: discord.Interaction, *, ephemeral: bool) -> bool:
+    """Acknowledge an interaction ("thinking..."), trying again through a dropped connection:
+    Discord gives 3 s, and the answer follows through the token. A retry that Discord answers
+    "already acknowledged" means the earlier try got through. False: not acknowledged (logged;
+    the asker cannot be told anything without an acknowledgement)."""
+    for attempt in range(1, DEFER_TRIES + 1):
+        try:
+            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+            return True
+        except Exception as exc:
+            if isinstance(exc, discord.HTTPException) and exc.code == ALREADY_ACKNOWLEDGED:
+                return True
+            if not is_transient(exc) or attempt == DEFER_TRIES:
+                log.warning(
+                    "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
+                )
+                return False
+            log.info("discord: deferring interaction %s failed (%s); again", interaction.id, exc)
+    return False
+
+
 async def respond_ephemeral(interaction: discord.Interaction, text: str) -> None:
     try:
         if interaction.response.is_done():

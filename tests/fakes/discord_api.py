@@ -78,6 +78,7 @@ class FakeDiscordAPI:
     user_messages: list[dict[str, Any]] = field(default_factory=list)  # what people wrote
     channel_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reactions: list[tuple[str, str, str]] = field(default_factory=list)  # channel, message, emoji
+    acknowledged: set[str] = field(default_factory=set)  # interaction tokens responded to
     # Called with a thread payload after a thread is created (the harness forwards it to the
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -401,6 +402,9 @@ class FakeDiscordAPI:
     async def _callback(self, req: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         kind = int((body or {}).get("type", 0))
         data = (body or {}).get("data") or {}
+        if m["t"] in self.acknowledged:  # Discord: one response per interaction
+            return 400, {"message": "Interaction has already been acknowledged.", "code": 40060}
+        self.acknowledged.add(m["t"])
         if kind in (4, 5):  # a message now (4) or a "thinking" one filled in later (5)
             channel_id = self.interaction_channels.get(m["t"], f"interaction:{m['i']}")
             message = self._store_message(channel_id, data, interaction_token=m["t"])
