@@ -428,3 +428,23 @@ async def test_a_connection_reset_on_the_defer_still_answers_the_command(
     assert [r.status for r in callbacks] == [0, 400 if handled else 200]
     await asyncio.sleep(0.3)
     assert len(world.api.interaction_messages(interaction["token"])) == 1
+
+
+async def test_a_mention_whose_thread_never_opened_is_told_under_the_question(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The note went to the thread the answer was to open, which did not exist: Discord said
+    # 404 and the asker heard nothing.
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next(
+            "POST", r"/channels/\d+/messages/\d+/threads", times=events.MAX_ATTEMPTS
+        )
+        question = await world.say("How do I reset my password?", mention=True)
+        [note] = await world.bot_messages(world.channel_id)
+    finally:
+        await running.stop()
+    assert note["content"] == texts.INBOX_GAVE_UP
+    assert str(note["message_reference"]["message_id"]) == question["id"]
+    assert question["id"] not in world.api.threads

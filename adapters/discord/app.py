@@ -453,8 +453,22 @@ class DiscordAdapter:
         if work.kind != "message" or not record:
             log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
             return
-        channel = self._channel(message_from_record(record).conversation)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        conversation = message_from_record(record).conversation
+        try:
+            await self._channel(conversation).send(
+                text, allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.NotFound:
+            question_channel = str(work.payload.get("question_channel") or "")
+            if not question_channel or question_channel == conversation.channel_id:
+                raise
+            # The thread the answer was to open was never made: say it under the question.
+            question = self.client.get_partial_messageable(
+                int(question_channel), guild_id=int(conversation.workspace_id or 0) or None
+            ).get_partial_message(int(work.payload["message_id"]))
+            await question.reply(
+                text, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
+            )
 
     async def _deliver(
         self,

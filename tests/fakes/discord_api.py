@@ -315,6 +315,9 @@ class FakeDiscordAPI:
     async def _create_message(
         self, _r: web.Request, m: re.Match[str], body: Any
     ) -> tuple[int, Any]:
+        if m["c"] not in self.threads and any(u["id"] == m["c"] for u in self.user_messages):
+            # The thread a message would have started, never created: no such channel.
+            return 404, {"message": "Unknown Channel", "code": 10003}
         return 200, self._store_message(m["c"], body or {})
 
     async def _edit_message(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
