@@ -474,3 +474,28 @@ async def test_role_and_channel_mentions_read_as_names(
     session = f"discord:{world.guild_id}:{question['id']}:{question['id']}"
     stored = await memories.export_session(bot.adapter.db, session_id=session)
     assert stored[0].content == "@support @role in #channel: How do I reset my password?"
+
+
+async def test_a_failure_routing_chatter_not_for_the_bot_is_logged_not_apologised_for(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whether the bot follows a thread is read from the database. When that read failed, the
+    # error handler apologised in the thread for a message nobody had sent to the bot: during
+    # a database outage, every thread message got a "Sorry, something went wrong".
+    from sqlalchemy import text
+
+    async with bot.adapter.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE memories RENAME TO memories_away"))
+    try:
+        thread_id = world.thread_made_offline()
+        await world.say("just chatting", channel_id=thread_id)
+        await wait_until(lambda: "error in on_message" in caplog.text, what="the logged error")
+        mention = await world.say("still there?", channel_id=thread_id, mention=True)
+        await bot.adapter.inbox.wait_idle()  # said to the bot: answered (with an apology)
+        await asyncio.sleep(0.2)
+    finally:
+        async with bot.adapter.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE memories_away RENAME TO memories"))
+    [reply] = world.api.channel_messages(thread_id)
+    assert str(reply["message_reference"]["message_id"]) == mention["id"]
+    assert reply["content"] == texts.ERROR_GENERIC

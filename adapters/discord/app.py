@@ -665,7 +665,7 @@ class DiscordAdapter:
         log.error("discord: error in %s", where, exc_info=exc or True)
         target = args[0] if args else None
         try:
-            if isinstance(target, discord.Message) and not target.author.bot:
+            if isinstance(target, discord.Message) and self._addressed(target):
                 await target.channel.send(
                     texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
                 )
@@ -673,6 +673,14 @@ class DiscordAdapter:
                 await respond_ephemeral(target, texts.ERROR_GENERIC)
         except Exception:  # the apology itself failed (network, permissions): logged only
             log.warning("discord: could not send the apology for %s", where, exc_info=True)
+
+    def _addressed(self, message: discord.Message) -> bool:
+        """Said to the bot (a DM or a mention): only then is an apology for it not noise in
+        other people's conversation."""
+        me = self.client.user
+        if message.author.bot or me is None:
+            return False
+        return message.guild is None or any(user.id == me.id for user in message.mentions)
 
     # --- recovery of acked-but-unanswered messages --------------------------------------------
 
