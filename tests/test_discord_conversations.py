@@ -499,3 +499,33 @@ async def test_a_failure_routing_chatter_not_for_the_bot_is_logged_not_apologise
     [reply] = world.api.channel_messages(thread_id)
     assert str(reply["message_reference"]["message_id"]) == mention["id"]
     assert reply["content"] == texts.ERROR_GENERIC
+
+
+async def test_a_guild_discord_py_has_not_cached_is_not_taken_for_a_dm(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # A message from a guild discord.py has no GUILD_CREATE for (not yet available, say) has no
+    # ``message.guild``, as a DM has none: it was answered as a DM, chatter included.
+    guild_id, channel_id = p.snowflake(), p.snowflake()
+    world.api.channels[channel_id] = p.text_channel(channel_id, guild_id, "elsewhere")
+    world.api.channel_guild[channel_id] = guild_id
+
+    async def say(content: str, *, mention: bool = False) -> dict[str, Any]:
+        payload = p.message(
+            message_id=p.snowflake(),
+            channel_id=channel_id,
+            guild_id=guild_id,
+            author=world.alice,
+            content=f"{world.mention()} {content}" if mention else content,
+            mentions=[world.api.bot_user] if mention else [],
+        )
+        world.api.user_messages.append(payload)
+        await world.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=world.guild_id)
+        return payload
+
+    await say("How do I reset my password?")  # chatter, not for the bot
+    question = await say("How do I reset my password?", mention=True)
+    [answer] = await world.bot_messages(question["id"])  # in the thread it started
+    assert "reset your password" in answer["content"].lower()
+    await asyncio.sleep(0.2)
+    assert world.api.channel_messages(channel_id) == []

@@ -54,6 +54,7 @@ from adapters.discord.escalation import DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
+    guild_id_of,
     interaction_conversation,
     interaction_parent_id,
     interaction_payload,
@@ -406,17 +407,21 @@ class DiscordAdapter:
         incoming = message_from_record(payload["msg"])
         guild_id = incoming.conversation.workspace_id
         channel_id = str(payload["question_channel"])
-        question = self.client.get_partial_messageable(
-            int(channel_id), guild_id=int(guild_id or 0) or None
-        ).get_partial_message(int(payload["message_id"]))
         try:
-            thread = await question.create_thread(
-                name=_thread_name(incoming.text), auto_archive_duration=1440
+            # The route itself, not PartialMessage.create_thread: that one refuses a message of
+            # a guild discord.py has not cached, and only the new thread's id is needed.
+            thread = await self.client.http.start_thread_with_message(
+                channel_id,
+                payload["message_id"],
+                name=_thread_name(incoming.text),
+                auto_archive_duration=1440,
             )
-            key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread.id))
+            key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread["id"]))
         except discord.HTTPException as exc:
             if exc.code == THREAD_ALREADY_CREATED:  # an earlier attempt made it; same id
-                key = convert.thread_conversation(guild_id=guild_id, thread_id=str(question.id))
+                key = convert.thread_conversation(
+                    guild_id=guild_id, thread_id=str(payload["message_id"])
+                )
             else:
                 # No permission, a channel type without threads, ...: answer in place instead.
                 log.info(
@@ -680,7 +685,8 @@ class DiscordAdapter:
         me = self.client.user
         if message.author.bot or me is None:
             return False
-        return message.guild is None or any(user.id == me.id for user in message.mentions)
+        direct = guild_id_of(message) is None
+        return direct or any(user.id == me.id for user in message.mentions)
 
     # --- recovery of acked-but-unanswered messages --------------------------------------------
 
