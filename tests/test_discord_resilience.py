@@ -448,3 +448,26 @@ async def test_a_mention_whose_thread_never_opened_is_told_under_the_question(
     assert note["content"] == texts.INBOX_GAVE_UP
     assert str(note["message_reference"]["message_id"]) == question["id"]
     assert question["id"] not in world.api.threads
+
+
+async def test_a_429_discord_py_does_not_wait_out_is_retried_not_apologised(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Without a Via header discord.py raises a 429 at once (it takes it for a ban): the row
+    # failed and the asker got an apology instead of the answer.
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.fail_next("POST", r"/channels/\d+/messages", retry_after=0.1, via=False)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: any(m.get("components") for m in world.api.channel_messages(dm["channel_id"])),
+            what="the answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    [answer] = world.api.channel_messages(dm["channel_id"])
+    assert "billing page" in answer["content"].lower()
+    posts = world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+    assert [r.status for r in posts] == [429, 200]

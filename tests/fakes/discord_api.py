@@ -44,6 +44,7 @@ class _FailRule:
     times: int
     retry_after: float
     status: int = 429
+    via: bool = True  # Discord's 429s carry ``Via``; discord.py treats one without as a ban
 
 
 @dataclass
@@ -110,10 +111,19 @@ class FakeDiscordAPI:
 
     # ----------------------------------------------------------------- test controls
     def fail_next(
-        self, method: str, path_regex: str, *, times: int = 1, retry_after: float = 0.05
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        times: int = 1,
+        retry_after: float = 0.05,
+        via: bool = True,
     ) -> None:
-        """Answer the next ``times`` matching requests with 429 (rate limited)."""
-        self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, retry_after))
+        """Answer the next ``times`` matching requests with 429 (rate limited); ``via=False``
+        leaves out the ``Via`` header (a proxy's 429, which discord.py does not retry)."""
+        self._fail_rules.append(
+            _FailRule(method, re.compile(path_regex), times, retry_after, via=via)
+        )
 
     def fail_with(self, status: int, method: str, path_regex: str, *, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404)."""
@@ -194,7 +204,7 @@ class FakeDiscordAPI:
                         "global": False,
                     },
                     extra={
-                        "Via": "1.1 google",
+                        **({"Via": "1.1 google"} if rule.via else {}),
                         "Retry-After": str(rule.retry_after),
                         "X-RateLimit-Scope": "user",
                     },
