@@ -58,6 +58,12 @@ class Undeliverable(Exception):
     """The work cannot be done at all (no payload, no token, an unknown kind): do not retry."""
 
 
+class RetryLater(Exception):
+    """The platform could not take the answer just now (a dropped connection, a server error):
+    the work goes back to the ledger for another attempt, whose takeover removes whatever this
+    one posted. After ``max_attempts`` the asker is told, as for any work that never finished."""
+
+
 class OwnershipLost(Exception):
     """Another process owns the row now; this one must stop without posting anything more."""
 
@@ -84,6 +90,7 @@ class InboxStats:
     lost: int = 0
     recovered: int = 0
     finish_retries: int = 0
+    retried: int = 0  # handed back after a passing fault (RetryLater)
 
 
 class Inbox:
@@ -212,6 +219,9 @@ class Inbox:
             log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
             self.stats.lost += 1
             return
+        except RetryLater as exc:
+            await self._retry_later(work, held, exc)
+            return
         except Exception as exc:
             await self._failed(work, held, exc)
             return
@@ -237,6 +247,22 @@ class Inbox:
         self.stats.failed += 1
         if await self._finish(work, events.FAILED):
             await self._tell(work, texts.ERROR_GENERIC)
+
+    async def _retry_later(self, work: Work, held: _Held, exc: RetryLater) -> None:
+        """A passing fault: logged for the operator and handed back at once (lease ended), so
+        the next recovery pass (here or in a replica) tries again with the next attempt."""
+        log.warning(
+            "%s %s %s: delivery failed (%s) on attempt %d of %d; handing it back for another",
+            self.platform,
+            work.kind,
+            work.key,
+            exc,
+            work.attempts,
+            self.max_attempts,
+        )
+        held.finishing = True  # released on purpose: the heartbeat must not call it lost
+        self.stats.retried += 1
+        await self._release(work)
 
     async def _finish(self, work: Work, status: str) -> bool:
         """Record the outcome, retrying through database blips (the heartbeat keeps the lease
@@ -337,8 +363,8 @@ class Inbox:
         for row in taken.given_up:
             work = Work(row.event_id, row.payload, row.attempts)
             log.error(
-                "%s %s %s: gave up after %d attempts (every process that took it died or lost "
-                "its lease); telling the asker",
+                "%s %s %s: gave up after %d attempts (each died, lost its lease or met a passing "
+                "fault); telling the asker",
                 self.platform,
                 work.kind,
                 work.key,

@@ -24,6 +24,12 @@ SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
     "discord-token": re.compile(
         r"\b[MNO][A-Za-z0-9_-]{23,27}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,}"
     ),
+    # A Discord interaction token (a webhook credential for 15 minutes): base64("interaction:...").
+    "discord-interaction-token": re.compile(r"\baW50ZXJhY3Rpb246[A-Za-z0-9_-]{20,}"),
+    # Any token in a webhook or interaction URL path (discord.py logs those URLs at DEBUG), and a
+    # JSON "token" field (the gateway's INTERACTION_CREATE, also logged whole at DEBUG).
+    "webhook-token": re.compile(r"/(?:webhooks|interactions)/\d+/[A-Za-z0-9_.-]{20,}"),
+    "token-field": re.compile(r"""["']token["']\s*:\s*["'][A-Za-z0-9_.:-]{20,}["']"""),
     # OpenAI: sk-..., sk-proj-..., sk-svcacct-... (older keys are sk- + 48 chars).
     "openai-key": re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
     "aws-access-key": re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),

@@ -11,6 +11,7 @@ from bot.runtime import Runtime, build_runtime
 from storage.db import Database
 from tests import discord_fixtures
 from tests.discord_fixtures import make_settings, start_bot
+from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,3 +82,56 @@ async def test_a_forum_post_created_while_the_bot_was_down_is_answered(
         assert "reset your password" in answer["content"].lower()
     finally:
         await bot.stop()
+
+
+async def test_one_unreadable_channel_does_not_stop_the_catch_up_of_the_others(
+    world: DiscordWorld, runtime: Runtime, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The thread of a recent conversation is read first. Fetching it raised something other
+    # than an HTTP error (discord.py's InvalidData: a channel type it does not know), and that
+    # ended the whole catch-up: the channels after it were never read and their missed
+    # questions never answered.
+    first = await start_bot(world, runtime)
+    thread = await world.say("How do I reset my password?", mention=True)
+    await wait_until(lambda: answers_about(world, "reset your password"), what="first answer")
+    await first.stop()
+    world.api.threads[thread["id"]]["type"] = 99
+    await world.say("Where can I download past invoices?", mention=True)  # while nobody listens
+
+    settings = make_settings(world, sqlite_url, kb_uri)
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await wait_until(lambda: answers_about(world, "billing page"), what="the missed question")
+    finally:
+        await second.stop()
+    assert world.api.find("GET", rf"/channels/{thread['id']}")  # the bad channel was tried
+
+
+async def test_a_dm_posted_while_the_bot_was_down_is_answered(
+    world: DiscordWorld, runtime: Runtime, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # A DM channel is read by its id: catch-up looked the channel up first (GET /channels/{id})
+    # and, when that lookup failed (as it does in this fake), skipped the DM's missed question.
+    first = await start_bot(world, runtime)
+    dm = await world.dm("How do I reset my password?")
+    world.api.user_messages.append(dm)
+    await world.bot_messages(dm["channel_id"])
+    await first.stop()
+    missed = p.message(
+        message_id=p.snowflake(),
+        channel_id=dm["channel_id"],
+        author=world.alice,
+        content="Where can I download past invoices?",
+    )
+    world.api.user_messages.append(missed)  # only in the DM's history: nobody was connected
+
+    settings = make_settings(world, sqlite_url, kb_uri)
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        await world.bot_messages(dm["channel_id"], 2)
+        await asyncio.sleep(0.3)
+    finally:
+        await second.stop()
+    assert answers_about(world, "billing page") == 1
+    assert answers_about(world, "reset your password") == 1
+    assert not world.api.find("GET", rf"/channels/{dm['channel_id']}")

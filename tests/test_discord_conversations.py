@@ -355,6 +355,35 @@ async def test_attachment_only_message_gets_a_hint(world: DiscordWorld, bot: Run
     assert answer["content"] == texts.EMPTY_QUESTION
 
 
+async def test_a_bare_mention_or_a_sticker_sent_to_the_bot_gets_a_hint(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # Nothing to read but said to the bot: it stayed silent, as if the bot were down.
+    bare = await world.say("", mention=True)
+    embed_only = p.message(
+        message_id=p.snowflake(),
+        channel_id=world.channel_id,
+        guild_id=world.guild_id,
+        author=world.alice,
+        content=world.mention(),
+        mentions=[world.api.bot_user],
+        embeds=[{"type": "rich", "title": "a link preview"}],
+    )
+    await world.gateway.dispatch("MESSAGE_CREATE", embed_only, guild_id=world.guild_id)
+    sticker = p.message(
+        message_id=p.snowflake(), channel_id=p.snowflake(), author=world.alice, content=""
+    )
+    sticker["sticker_items"] = [{"id": p.snowflake(), "name": "wave", "format_type": 1}]
+    await world.gateway.dispatch("MESSAGE_CREATE", sticker, guild_id=None)
+    passing = await world.say("")  # a sticker in the channel, not for the bot
+    for channel in (bare["id"], embed_only["id"], sticker["channel_id"]):
+        [hint] = await world.bot_messages(channel)
+        assert hint["content"] == texts.EMPTY_QUESTION
+    await asyncio.sleep(0.3)
+    assert world.api.channel_messages(world.channel_id) == []
+    assert world.api.channel_messages(passing["id"]) == []
+
+
 async def test_everyone_in_question_text_pings_nobody(world: DiscordWorld, bot: RunningBot) -> None:
     await wait_until(lambda: bot.adapter.client.is_ready(), what="ready")
     dm = await world.dm("@everyone how do I reset my password?")
@@ -445,3 +474,58 @@ async def test_role_and_channel_mentions_read_as_names(
     session = f"discord:{world.guild_id}:{question['id']}:{question['id']}"
     stored = await memories.export_session(bot.adapter.db, session_id=session)
     assert stored[0].content == "@support @role in #channel: How do I reset my password?"
+
+
+async def test_a_failure_routing_chatter_not_for_the_bot_is_logged_not_apologised_for(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whether the bot follows a thread is read from the database. When that read failed, the
+    # error handler apologised in the thread for a message nobody had sent to the bot: during
+    # a database outage, every thread message got a "Sorry, something went wrong".
+    from sqlalchemy import text
+
+    async with bot.adapter.db.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE memories RENAME TO memories_away"))
+    try:
+        thread_id = world.thread_made_offline()
+        await world.say("just chatting", channel_id=thread_id)
+        await wait_until(lambda: "error in on_message" in caplog.text, what="the logged error")
+        mention = await world.say("still there?", channel_id=thread_id, mention=True)
+        await bot.adapter.inbox.wait_idle()  # said to the bot: answered (with an apology)
+        await asyncio.sleep(0.2)
+    finally:
+        async with bot.adapter.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE memories_away RENAME TO memories"))
+    [reply] = world.api.channel_messages(thread_id)
+    assert str(reply["message_reference"]["message_id"]) == mention["id"]
+    assert reply["content"] == texts.ERROR_GENERIC
+
+
+async def test_a_guild_discord_py_has_not_cached_is_not_taken_for_a_dm(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # A message from a guild discord.py has no GUILD_CREATE for (not yet available, say) has no
+    # ``message.guild``, as a DM has none: it was answered as a DM, chatter included.
+    guild_id, channel_id = p.snowflake(), p.snowflake()
+    world.api.channels[channel_id] = p.text_channel(channel_id, guild_id, "elsewhere")
+    world.api.channel_guild[channel_id] = guild_id
+
+    async def say(content: str, *, mention: bool = False) -> dict[str, Any]:
+        payload = p.message(
+            message_id=p.snowflake(),
+            channel_id=channel_id,
+            guild_id=guild_id,
+            author=world.alice,
+            content=f"{world.mention()} {content}" if mention else content,
+            mentions=[world.api.bot_user] if mention else [],
+        )
+        world.api.user_messages.append(payload)
+        await world.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=world.guild_id)
+        return payload
+
+    await say("How do I reset my password?")  # chatter, not for the bot
+    question = await say("How do I reset my password?", mention=True)
+    [answer] = await world.bot_messages(question["id"])  # in the thread it started
+    assert "reset your password" in answer["content"].lower()
+    await asyncio.sleep(0.2)
+    assert world.api.channel_messages(channel_id) == []

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
 from adapters.discord import render
 from bot import texts
 from bot.runtime import build_runtime
-from storage import escalations, feedback, memories
+from storage import escalations, events, feedback, memories
 from storage.db import Database
 from tests import discord_fixtures
 from tests.discord_fixtures import RunningBot, make_settings, start_bot
@@ -249,3 +250,83 @@ async def test_unknown_button_and_command_get_a_polite_answer(
     dm = await world.dm("Where can I download past invoices?")
     await world.bot_messages(dm["channel_id"])
     await wait_until(lambda: bot.adapter.client.is_ready(), what="still ready")
+
+
+async def test_a_slash_command_cut_short_by_a_stop_is_answered_by_the_next_process(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # The token lived only in the process's memory: the next process found the claim, could
+    # not answer it, and the asker's "thinking..." never turned into an answer.
+    fake_openai.queue(Turn(content="slow", delay=5.0))  # the first process never gets there
+    settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
+    first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+        await wait_until(lambda: fake_openai.requests, what="the model call")
+        await first.adapter.close(grace=0.0)  # stops mid-answer: the claim is handed back
+    finally:
+        await first.stop()
+    assert not world.api.interaction_messages(interaction["token"])[0].get("edits")
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        done = await world.interaction_done(interaction["token"])
+    finally:
+        await second.stop()
+    assert "According to the docs" in done[0]["content"]
+    assert done[0]["components"]  # the answer's buttons, as live
+    assert len(world.api.interaction_messages(interaction["token"])) == 1
+
+
+async def test_a_button_click_cut_short_by_a_stop_is_told_to_try_again(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    first = await start_bot(world, await build_runtime(make_settings(world, sqlite_url, kb_uri)))
+    try:
+        dm = await world.dm("How do I reset my password?")
+        [answer] = await world.bot_messages(dm["channel_id"])
+    finally:
+        await first.stop()
+    # A click whose process died after deferring: what it did may be half done, so it is not
+    # repeated, but the asker hears about it instead of "thinking..." for ever.
+    click = p.interaction(
+        kind=p.MESSAGE_COMPONENT,
+        application_id=world.api.application_id,
+        data={"custom_id": "sb:fb:up:1", "component_type": 2},
+        author=world.alice,
+        channel=p.text_channel(world.channel_id, world.guild_id, "help"),
+        guild_id=world.guild_id,
+        message_payload=answer,
+    )
+    world.api.interaction_channels[click["token"]] = world.channel_id
+    thinking = p.message(
+        message_id=p.snowflake(), channel_id=world.channel_id, author=world.api.bot_user, content=""
+    )
+    world.api.messages[f"original:{click['token']}"] = {
+        **thinking,
+        "interaction_token": click["token"],
+    }
+
+    assert await events.claim_event(
+        sqlite_db,
+        platform="discord",
+        event_id=click["id"],
+        payload={
+            "kind": "interaction",
+            "application_id": world.api.application_id,
+            "token": click["token"],
+        },
+        lease=timedelta(seconds=-1),
+    )
+    second = await start_bot(world, await build_runtime(make_settings(world, sqlite_url, kb_uri)))
+    try:
+        await world.api.wait_for(
+            lambda: world.api.interaction_messages(click["token"])[0].get("edits"),
+            what="the note",
+        )
+    finally:
+        await second.stop()
+    note = world.api.interaction_messages(click["token"])[0]
+    assert note["content"] == texts.ERROR_GENERIC
+    assert await events.event_status(sqlite_db, platform="discord", event_id=click["id"]) == (
+        events.FAILED
+    )

@@ -86,6 +86,22 @@ async def test_malformed_payloads_do_not_stop_the_bot(
     assert bot.adapter.client.is_ready()
 
 
+async def test_frames_that_are_not_json_or_not_an_object_do_not_stop_the_bot(
+    world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    # discord.py reads a frame's envelope outside the event parsers: such a frame ended the
+    # client (and the process) instead of being dropped.
+    caplog.set_level(logging.WARNING)
+    for frame in ("not json at all", "[1, 2]", '"text"', '{"op": 0, "t": "READY", "s": 5}'):
+        await world.gateway.send_raw(frame)
+    dm = await world.dm("Where can I download past invoices?")
+    answer = (await world.bot_messages(dm["channel_id"]))[0]
+    assert "billing page" in answer["content"].lower()
+    assert not bot.task.done()
+    assert bot.adapter.client.is_ready()
+    assert caplog.text.count("dropped a malformed gateway frame") == 4
+
+
 async def test_rest_429_is_honoured_and_retried(
     world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -308,3 +324,150 @@ async def test_delivery_error_is_logged_apologised_and_not_retried_later(
     again = await world.dm("How do I reset my password?")  # and the bot carries on
     answer = (await world.bot_messages(again["channel_id"]))[0]
     assert "reset your password" in answer["content"].lower()
+
+
+@pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
+async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    handled: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # discord.py retries a reset only for macOS/Windows errno values; on Linux the post raised,
+    # and the asker got an apology instead of the answer (or, when Discord had already made
+    # the message, the answer and an apology).
+    caplog.set_level(logging.WARNING)
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/messages", after=handled)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: any(m.get("components") for m in world.api.channel_messages(dm["channel_id"])),
+            what="the answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+        await asyncio.sleep(0.5)  # a late apology or duplicate would show up by now
+    finally:
+        await running.stop()
+    [answer] = world.api.channel_messages(dm["channel_id"])
+    assert "billing page" in answer["content"].lower()
+    assert [
+        r.status for r in world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+    ] == [
+        0,
+        200,
+    ]
+    assert "delivery failed (ClientOSError" in caplog.text
+    status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
+    assert status == events.ANSWERED
+
+
+async def test_a_connection_reset_on_an_edit_of_a_streamed_answer_is_retried(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+")
+        question = await world.say("How do I reset my password?", mention=True)
+        await world.api.wait_for(
+            lambda: any(m.get("components") for m in world.api.channel_messages(question["id"])),
+            what="the answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+        await asyncio.sleep(0.5)
+    finally:
+        await running.stop()
+    [answer] = world.api.channel_messages(question["id"])  # the half-edited one was removed
+    assert "reset your password" in answer["content"].lower()
+    assert answer["content"] != texts.ERROR_GENERIC
+
+
+async def test_resets_on_every_attempt_end_in_one_short_note(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/messages", times=events.MAX_ATTEMPTS)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: world.api.channel_messages(dm["channel_id"]), what="the note"
+        )
+        await asyncio.sleep(0.5)
+    finally:
+        await running.stop()
+    [note] = world.api.channel_messages(dm["channel_id"])
+    assert note["content"] == texts.INBOX_GAVE_UP
+    assert caplog.text.count("handing it back for another") == events.MAX_ATTEMPTS
+    assert "gave up after" in caplog.text
+    status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
+    assert status == events.FAILED
+
+
+@pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
+async def test_a_connection_reset_on_the_defer_still_answers_the_command(
+    world: DiscordWorld, bot: RunningBot, handled: bool
+) -> None:
+    # The defer raised a connection error (not an HTTPException): the command went to the
+    # error handler, whose apology replaced the answer; had Discord taken the defer, the
+    # apology's second acknowledgement was refused and the asker saw "thinking..." for ever.
+    world.api.reset_next("POST", r"/interactions/\d+/[^/]+/callback", after=handled)
+    interaction = await world.slash("ask", {"question": "Where can I download past invoices?"})
+    answer = await world.interaction_done(interaction["token"])
+    assert "billing page" in answer[0]["content"].lower()
+    callbacks = world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")
+    assert [r.status for r in callbacks] == [0, 400 if handled else 200]
+    await asyncio.sleep(0.3)
+    assert len(world.api.interaction_messages(interaction["token"])) == 1
+
+
+async def test_a_mention_whose_thread_never_opened_is_told_under_the_question(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The note went to the thread the answer was to open, which did not exist: Discord said
+    # 404 and the asker heard nothing.
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.reset_next(
+            "POST", r"/channels/\d+/messages/\d+/threads", times=events.MAX_ATTEMPTS
+        )
+        question = await world.say("How do I reset my password?", mention=True)
+        [note] = await world.bot_messages(world.channel_id)
+    finally:
+        await running.stop()
+    assert note["content"] == texts.INBOX_GAVE_UP
+    assert str(note["message_reference"]["message_id"]) == question["id"]
+    assert question["id"] not in world.api.threads
+
+
+async def test_a_429_discord_py_does_not_wait_out_is_retried_not_apologised(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Without a Via header discord.py raises a 429 at once (it takes it for a ban): the row
+    # failed and the asker got an apology instead of the answer.
+    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        world.api.fail_next("POST", r"/channels/\d+/messages", retry_after=0.1, via=False)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: any(m.get("components") for m in world.api.channel_messages(dm["channel_id"])),
+            what="the answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    [answer] = world.api.channel_messages(dm["channel_id"])
+    assert "billing page" in answer["content"].lower()
+    posts = world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+    assert [r.status for r in posts] == [429, 200]

@@ -80,3 +80,32 @@ async def test_oauth_install_at_debug_logs_no_token(
             assert secret not in record.getMessage()
             assert secret not in (record.exc_text or "")
     assert "RuntimeError: bad auth with [redacted]" in formatted
+
+
+async def test_discord_interactions_at_debug_log_no_interaction_token(
+    sqlite_db: Database, sqlite_url: str, tmp_path, debug_logging: io.StringIO
+) -> None:
+    # discord.py logs every gateway event (INTERACTION_CREATE carries the token) and every
+    # webhook URL (the token is in its path) at DEBUG: the token, a credential that posts as
+    # the bot for 15 minutes, was in the log.
+    from bot.runtime import build_runtime
+    from storage.knowledge import KnowledgeBase
+    from tests.discord_fixtures import make_settings, start_bot
+    from tests.fakes.discord_world import DiscordWorld, write_docs
+
+    kb = str(tmp_path / "kb")
+    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
+    world = await DiscordWorld.start()
+    try:
+        settings = make_settings(world, sqlite_url, kb)
+        running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+        try:
+            interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+            await world.interaction_done(interaction["token"])
+        finally:
+            await running.stop()
+    finally:
+        await world.stop()
+    formatted = debug_logging.getvalue()
+    assert "INTERACTION_CREATE" in formatted and "/messages/@original" in formatted
+    assert interaction["token"] not in formatted

@@ -30,24 +30,31 @@ import yarl
 from adapters.discord import catch_up, convert, render
 from adapters.discord.client import (
     SupportClient,
+    guard_frames,
     guard_parsers,
     sync_application_commands,
     use_api_url,
 )
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
+    TOKEN_KEY,
     ChannelSink,
     InteractionSink,
     PersistentButton,
     ReplySink,
+    StoredInteraction,
     Typing,
+    defer,
     describe,
+    interaction_webhook,
+    is_transient,
     respond_ephemeral,
 )
 from adapters.discord.escalation import DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
+    guild_id_of,
     interaction_conversation,
     interaction_parent_id,
     interaction_payload,
@@ -56,7 +63,7 @@ from adapters.discord.shapes import (
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, texts
-from bot.inbox import SESSION_KEY, Deliver, Inbox, Undeliverable, Work
+from bot.inbox import SESSION_KEY, Deliver, Inbox, RetryLater, Undeliverable, Work
 from bot.looplag import shed_progress
 from bot.messages import (
     ConversationKey,
@@ -169,6 +176,7 @@ class DiscordAdapter:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         client.add_dynamic_items(PersistentButton)
         guard_parsers(client)
+        guard_frames()
         if not self.message_content and not self._intent_refused:
             log.info(
                 "discord: message content intent is off; the bot answers mentions, DMs and slash "
@@ -319,9 +327,26 @@ class DiscordAdapter:
     # --- delivering claimed work (live or recovered: one path) -------------------------------
 
     async def _deliver_work(self, work: Work) -> None:
-        """The inbox's callable: answer one claimed message where its record says."""
+        """The inbox's callable: answer one claimed message where its record says. A dropped
+        connection or a Discord server error is not the asker's fault: the inbox tries again
+        (the next attempt removes what this one posted) instead of apologising."""
+        try:
+            await self._answer_work(work)
+        except Exception as exc:
+            if is_transient(exc):
+                raise RetryLater(f"{describe(exc)}: {exc}") from exc
+            raise
+
+    async def _answer_work(self, work: Work) -> None:
+        if work.kind == "interaction" and "msg" in work.payload and TOKEN_KEY in work.payload:
+            # A command another attempt did not finish: answered through the stored token.
+            incoming = message_from_record(work.payload["msg"])
+            original = StoredInteraction.from_payload(self.client, work.payload)
+            ephemeral = bool(work.payload.get("ephemeral"))
+            await self._deliver(incoming, InteractionSink(original, ephemeral=ephemeral))
+            return
         if work.kind != "message":
-            # Interactions are answered through their live token only; it is not kept.
+            # A button click is not done twice: its asker is told to try again (_tell).
             raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")
         if work.payload.get("new_thread"):
             work = await self._open_thread(work)
@@ -382,17 +407,21 @@ class DiscordAdapter:
         incoming = message_from_record(payload["msg"])
         guild_id = incoming.conversation.workspace_id
         channel_id = str(payload["question_channel"])
-        question = self.client.get_partial_messageable(
-            int(channel_id), guild_id=int(guild_id or 0) or None
-        ).get_partial_message(int(payload["message_id"]))
         try:
-            thread = await question.create_thread(
-                name=_thread_name(incoming.text), auto_archive_duration=1440
+            # The route itself, not PartialMessage.create_thread: that one refuses a message of
+            # a guild discord.py has not cached, and only the new thread's id is needed.
+            thread = await self.client.http.start_thread_with_message(
+                channel_id,
+                payload["message_id"],
+                name=_thread_name(incoming.text),
+                auto_archive_duration=1440,
             )
-            key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread.id))
+            key = convert.thread_conversation(guild_id=guild_id, thread_id=str(thread["id"]))
         except discord.HTTPException as exc:
             if exc.code == THREAD_ALREADY_CREATED:  # an earlier attempt made it; same id
-                key = convert.thread_conversation(guild_id=guild_id, thread_id=str(question.id))
+                key = convert.thread_conversation(
+                    guild_id=guild_id, thread_id=str(payload["message_id"])
+                )
             else:
                 # No permission, a channel type without threads, ...: answer in place instead.
                 log.info(
@@ -419,12 +448,32 @@ class DiscordAdapter:
 
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker where the answer would have gone."""
+        if work.kind == "interaction" and TOKEN_KEY in work.payload:
+            original = StoredInteraction.from_payload(self.client, work.payload)
+            await original.edit_original_response(
+                content=text, embeds=[], view=None, allowed_mentions=discord.AllowedMentions.none()
+            )
+            return
         record = work.payload.get("msg")
         if work.kind != "message" or not record:
             log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
             return
-        channel = self._channel(message_from_record(record).conversation)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        conversation = message_from_record(record).conversation
+        try:
+            await self._channel(conversation).send(
+                text, allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.NotFound:
+            question_channel = str(work.payload.get("question_channel") or "")
+            if not question_channel or question_channel == conversation.channel_id:
+                raise
+            # The thread the answer was to open was never made: say it under the question.
+            question = self.client.get_partial_messageable(
+                int(question_channel), guild_id=int(conversation.workspace_id or 0) or None
+            ).get_partial_message(int(work.payload["message_id"]))
+            await question.reply(
+                text, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
+            )
 
     async def _deliver(
         self,
@@ -496,32 +545,46 @@ class DiscordAdapter:
         options = convert.command_options(payload.get("data") or {})
         ephemeral = bool(options.get(render.EPHEMERAL_OPTION)) or command is not slash.ASK
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
-        try:
-            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
-        except discord.HTTPException as exc:
-            log.warning(
-                "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
-            )
+        if not await defer(interaction, ephemeral=ephemeral):
             return
         sink = InteractionSink(interaction, ephemeral=ephemeral)
 
         async def answer(_work: Work) -> None:
             await self._deliver(incoming, sink)
 
-        await self._submit_interaction(interaction, answer)
+        command_record = {
+            "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
+            SESSION_KEY: incoming.conversation.session_id,
+            "ephemeral": ephemeral,
+        }
+        await self._submit_interaction(interaction, answer, command_record)
 
-    async def _submit_interaction(self, interaction: discord.Interaction, answer: Deliver) -> None:
-        """Claim a deferred interaction and answer it through its live token (kept only in
-        memory, so a crash loses the "thinking…" state but never answers twice)."""
+    async def _submit_interaction(
+        self,
+        interaction: discord.Interaction,
+        answer: Deliver,
+        command_record: dict[str, Any] | None = None,
+    ) -> None:
+        """Claim a deferred interaction and answer it here through the live interaction. The
+        claim keeps its webhook token (valid 15 minutes), so if this process dies or a passing
+        fault stops the answer, another attempt fills in the same "thinking..." response: a
+        command (``command_record``: the question) is answered again, a button click is told
+        to try again (what it did may be half done). Failures are told by the inbox (_tell)."""
+        payload = {
+            "kind": "interaction",
+            **interaction_webhook(interaction),
+            **(command_record or {}),
+        }
 
         async def run(work: Work) -> None:
             try:
                 await answer(work)
-            except Exception:
-                await respond_ephemeral(interaction, texts.ERROR_GENERIC)
+            except Exception as exc:
+                if command_record is not None and is_transient(exc):
+                    raise RetryLater(f"{describe(exc)}: {exc}") from exc
                 raise
 
-        await self.inbox.submit(str(interaction.id), {"kind": "interaction"}, run=run)
+        await self.inbox.submit(str(interaction.id), payload, run=run)
 
     async def on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
         parsed = render.parse_custom_id(custom_id)
@@ -537,7 +600,8 @@ class DiscordAdapter:
         self, interaction: discord.Interaction, parsed: render.ParsedButton
     ) -> None:
         private = parsed.action is not render.ButtonAction.ESCALATE
-        await interaction.response.defer(ephemeral=private, thinking=True)
+        if not await defer(interaction, ephemeral=private):
+            return
 
         async def answer(_work: Work) -> None:
             await self._answer_button(interaction, parsed, private)
@@ -606,7 +670,7 @@ class DiscordAdapter:
         log.error("discord: error in %s", where, exc_info=exc or True)
         target = args[0] if args else None
         try:
-            if isinstance(target, discord.Message) and not target.author.bot:
+            if isinstance(target, discord.Message) and self._addressed(target):
                 await target.channel.send(
                     texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
                 )
@@ -614,6 +678,15 @@ class DiscordAdapter:
                 await respond_ephemeral(target, texts.ERROR_GENERIC)
         except Exception:  # the apology itself failed (network, permissions): logged only
             log.warning("discord: could not send the apology for %s", where, exc_info=True)
+
+    def _addressed(self, message: discord.Message) -> bool:
+        """Said to the bot (a DM or a mention): only then is an apology for it not noise in
+        other people's conversation."""
+        me = self.client.user
+        if message.author.bot or me is None:
+            return False
+        direct = guild_id_of(message) is None
+        return direct or any(user.id == me.id for user in message.mentions)
 
     # --- recovery of acked-but-unanswered messages --------------------------------------------
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import discord
 
+from adapters.discord.delivery import describe
 from bot.messages import ConversationKey
 from storage import activity
 from storage.db import Database
@@ -33,23 +35,29 @@ RECENT_CONVERSATIONS = timedelta(days=1)
 Handle = Callable[[discord.Message], Awaitable[None]]
 
 
-async def channels_to_read(client: discord.Client, db: Database, since: datetime) -> list[int]:
+class ToRead(NamedTuple):
+    channel_id: int
+    direct: bool = False  # a DM channel: read by its id alone, as discord.py caches none
+
+
+async def channels_to_read(client: discord.Client, db: Database, since: datetime) -> list[ToRead]:
     """Recent conversations' channels and threads first, then forum posts created since
     ``since``, then every visible text channel."""
     sessions = await activity.recent_sessions(
         db, platform="discord", since=datetime.now(UTC) - RECENT_CONVERSATIONS, limit=MAX_CHANNELS
     )
-    ids: list[int] = []
+    found: dict[int, ToRead] = {}
     for session_id in sessions:
         key = ConversationKey.from_session_id(session_id)
         for part in (key.thread_id, key.channel_id) if key is not None else ():
-            if part and part.isdigit() and int(part) not in ids:
-                ids.append(int(part))
-    ids += [i for i in await new_forum_posts(client, since) if i not in ids]
+            if part and part.isdigit() and int(part) not in found:
+                found[int(part)] = ToRead(int(part), direct=not key.workspace_id)
+    for post in await new_forum_posts(client, since):
+        found.setdefault(post, ToRead(post))
     for channel in client.get_all_channels():
-        if isinstance(channel, discord.TextChannel) and channel.id not in ids:
-            ids.append(channel.id)
-    return ids[:MAX_CHANNELS]
+        if isinstance(channel, discord.TextChannel):
+            found.setdefault(channel.id, ToRead(channel.id))
+    return list(found.values())[:MAX_CHANNELS]
 
 
 async def new_forum_posts(client: discord.Client, since: datetime) -> list[int]:
@@ -72,14 +80,21 @@ async def new_forum_posts(client: discord.Client, since: datetime) -> list[int]:
 
 
 async def catch_up(
-    client: discord.Client, channel_ids: list[int], since: datetime, handle: Handle
+    client: discord.Client, channels: list[ToRead], since: datetime, handle: Handle
 ) -> int:
     """Hand every message after ``since`` in those channels to ``handle``; how many were read."""
     after = discord.Object(discord.utils.time_snowflake(since))
     read = 0
-    for channel_id in channel_ids:
+    for channel_id, direct in channels:
         try:
-            channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
+            channel = client.get_channel(channel_id)
+            if channel is None and direct:
+                # A DM's history needs only its id: no lookup of the channel first.
+                channel = client.get_partial_messageable(
+                    channel_id, type=discord.ChannelType.private
+                )
+            elif channel is None:
+                channel = await client.fetch_channel(channel_id)
             if not isinstance(channel, discord.abc.Messageable):
                 continue
             async for message in channel.history(limit=PER_CHANNEL, after=after):
@@ -90,4 +105,7 @@ async def catch_up(
                     log.exception("discord: catch-up could not handle message %s", message.id)
         except discord.HTTPException as exc:  # gone, or no permission to read history
             log.info("discord: catch-up skipped channel %s (%s)", channel_id, exc.status)
+        except Exception as exc:  # one channel must not cost the others their catch-up
+            # e.g. a channel type discord.py does not know (InvalidData), a dropped connection
+            log.warning("discord: catch-up skipped channel %s (%s)", channel_id, describe(exc))
     return read

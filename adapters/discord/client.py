@@ -12,6 +12,7 @@ import time
 from typing import Any, Protocol
 
 import discord
+import discord.gateway
 import discord.http
 
 from adapters.discord import render
@@ -125,6 +126,38 @@ def guard_parsers(client: discord.Client) -> None:
 
     for name, parse in list(parsers.items()):
         parsers[name] = guarded(name, parse)
+
+
+# What a frame that is not JSON, or JSON of an unexpected shape, raises while discord.py reads it.
+MALFORMED_FRAME_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def guard_frames() -> None:
+    """Drop (and log) a gateway frame discord.py cannot read instead of ending the process.
+
+    discord.py decodes each frame and reads its envelope (op, sequence, READY's session) in its
+    websocket loop, outside the event parsers guard_parsers wraps; anything raised there, such
+    as a frame that is not JSON, terminates the client, and with it `supportbot run discord`.
+    Reconnect requests are exceptions of their own kind and pass through untouched.
+    """
+    socket_class = discord.gateway.DiscordWebSocket
+    read = socket_class.received_message
+    if getattr(read, "guarded", False):
+        return
+
+    @functools.wraps(read)
+    async def received_message(self: discord.gateway.DiscordWebSocket, msg: Any, /) -> None:
+        try:
+            await read(self, msg)
+        except MALFORMED_FRAME_ERRORS as exc:
+            log.warning(
+                "discord: dropped a malformed gateway frame on shard %s (%s)",
+                self.shard_id,
+                describe(exc),
+            )
+
+    received_message.guarded = True  # type: ignore[attr-defined]
+    socket_class.received_message = received_message  # type: ignore[method-assign]
 
 
 async def sync_application_commands(

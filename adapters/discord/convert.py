@@ -111,7 +111,10 @@ def message_to_incoming(
         re.search(rf"<@!?{re.escape(bot_user_id)}>", content)
     )
     text = plain_text(content, bot_user_id=bot_user_id, mentions=mentions, names=context.names)
-    if not text and not attachments:
+    addressed = mentions_bot or context.kind is ChannelKind.DM
+    if not text and not attachments and not addressed:
+        # Nothing to read (no message-content intent, a sticker or an embed in passing). Said
+        # to the bot, though (a bare mention, a sticker in a DM), it gets the core's hint.
         return None
     guild_id = str(payload["guild_id"]) if payload.get("guild_id") else None
     return IncomingMessage(

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import discord
 
 from adapters.discord import render
@@ -99,7 +100,9 @@ class ChannelSink(ReplySink):
 class InteractionSink(ReplySink):
     """The deferred response is the first message; further chunks are follow-ups."""
 
-    def __init__(self, interaction: discord.Interaction, *, ephemeral: bool) -> None:
+    def __init__(
+        self, interaction: discord.Interaction | StoredInteraction, *, ephemeral: bool
+    ) -> None:
         self.interaction = interaction
         self.ephemeral = ephemeral
         self.followups: list[discord.WebhookMessage] = []
@@ -125,6 +128,33 @@ class InteractionSink(ReplySink):
             else:
                 self.shown.append(payload)
         return self.followups
+
+
+class StoredInteraction:
+    """A deferred interaction as any process can finish it: its webhook (the application id and
+    the interaction's token, valid for 15 minutes), kept in the inbox's payload. It offers what
+    InteractionSink uses of a live interaction, so a process that takes the work over after a
+    crash (or a passing fault) fills in the same "thinking..." response."""
+
+    def __init__(self, client: discord.Client, application_id: int, token: str) -> None:
+        self.followup = discord.Webhook.partial(application_id, token, client=client)
+
+    @classmethod
+    def from_payload(cls, client: discord.Client, payload: dict[str, Any]) -> StoredInteraction:
+        return cls(client, int(payload[APPLICATION_ID_KEY]), str(payload[TOKEN_KEY]))
+
+    async def edit_original_response(self, **kwargs: Any) -> discord.WebhookMessage:
+        return await self.followup.edit_message("@original", **kwargs)  # type: ignore[arg-type]
+
+
+# Payload keys of interaction work: what StoredInteraction needs.
+APPLICATION_ID_KEY = "application_id"
+TOKEN_KEY = "token"
+
+
+def interaction_webhook(interaction: discord.Interaction) -> dict[str, str]:
+    """The payload fields that let another process finish ``interaction``."""
+    return {APPLICATION_ID_KEY: str(interaction.application_id), TOKEN_KEY: interaction.token}
 
 
 class Typing:
@@ -198,6 +228,32 @@ def button_view(buttons: Sequence[render.ButtonSpec]) -> discord.ui.View:
     return view
 
 
+# Discord's answer to a second acknowledgement of one interaction.
+ALREADY_ACKNOWLEDGED = 40060
+DEFER_TRIES = 3
+
+
+async def defer(interaction: discord.Interaction, *, ephemeral: bool) -> bool:
+    """Acknowledge an interaction ("thinking..."), trying again through a dropped connection:
+    Discord gives 3 s, and the answer follows through the token. A retry that Discord answers
+    "already acknowledged" means the earlier try got through. False: not acknowledged (logged;
+    the asker cannot be told anything without an acknowledgement)."""
+    for attempt in range(1, DEFER_TRIES + 1):
+        try:
+            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+            return True
+        except Exception as exc:
+            if isinstance(exc, discord.HTTPException) and exc.code == ALREADY_ACKNOWLEDGED:
+                return True
+            if not is_transient(exc) or attempt == DEFER_TRIES:
+                log.warning(
+                    "discord: could not defer interaction %s (%s)", interaction.id, describe(exc)
+                )
+                return False
+            log.info("discord: deferring interaction %s failed (%s); again", interaction.id, exc)
+    return False
+
+
 async def respond_ephemeral(interaction: discord.Interaction, text: str) -> None:
     try:
         if interaction.response.is_done():
@@ -210,6 +266,25 @@ async def respond_ephemeral(interaction: discord.Interaction, text: str) -> None
             )
     except discord.HTTPException as exc:
         log.warning("discord: could not answer interaction %s (%s)", interaction.id, describe(exc))
+
+
+# What a later attempt may well get through: the connection dropped (discord.py retries a reset
+# only on macOS and Windows errno values), a timeout, Discord's servers failing after discord.py's
+# own retries, or a 429 discord.py would not wait out (no ``Via`` header, or too long a wait).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectionError,
+    ConnectionError,
+    TimeoutError,
+    discord.DiscordServerError,
+    discord.RateLimited,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a passing fault of the connection to Discord, worth another try."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, discord.HTTPException) and exc.status == 429
 
 
 def describe(exc: BaseException) -> str:

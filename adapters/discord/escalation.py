@@ -12,7 +12,7 @@ import logging
 import discord
 
 from adapters.discord import render
-from adapters.discord.delivery import ChannelSink, describe
+from adapters.discord.delivery import ChannelSink, describe, is_transient
 from bot import escalation, texts
 from bot.channels import ChannelSettings
 from bot.config import Settings
@@ -66,7 +66,9 @@ class DiscordEscalations:
         payload = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
         try:
             sent = await ChannelSink(channel).show([payload])
-        except discord.HTTPException as exc:
+        except Exception as exc:
+            if not isinstance(exc, discord.HTTPException) and not is_transient(exc):
+                raise
             log.error("discord: escalation notice to %s failed (%s)", channel.id, describe(exc))
             return
         if sent:

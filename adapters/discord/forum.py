@@ -16,7 +16,7 @@ import logging
 
 import discord
 
-from adapters.discord.delivery import describe
+from adapters.discord.delivery import describe, is_transient
 from bot.channels import ChannelSettings
 from bot.messages import ConversationKey, Platform, Reply, ReplyKind
 
@@ -59,7 +59,9 @@ class ForumWorkflow:
             role = ROLE_OF_KIND.get(reply.kind)
             if role is not None and parent_id is not None:
                 await self.mark(str(message.channel.id), role, parent_id=parent_id)
-        except discord.HTTPException as exc:
+        except Exception as exc:  # tags and reactions are cosmetic: the answer stands
+            if not isinstance(exc, discord.HTTPException) and not is_transient(exc):
+                raise
             log.warning("discord: forum workflow on %s failed: %s", message.channel.id, exc)
 
     async def mark(

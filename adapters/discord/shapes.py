@@ -39,7 +39,11 @@ def channel_context(channel: Any, guild: discord.Guild | None) -> ChannelContext
     names: Mapping[str, str] = {}
     if guild is not None:
         names = RoleNames(guild)
-    if isinstance(channel, discord.DMChannel | discord.GroupChannel) or guild is None:
+    if isinstance(channel, discord.DMChannel | discord.GroupChannel):
+        return ChannelContext(ChannelKind.DM, names=names)
+    if guild is None and getattr(channel, "guild_id", None) is None:
+        # Neither a cached guild nor a guild id: a DM. A guild discord.py has not cached (not
+        # yet available, say) still names itself on the channel: that is no DM.
         return ChannelContext(ChannelKind.DM, names=names)
     if isinstance(channel, discord.Thread):
         parent = str(channel.parent_id) if channel.parent_id else None
@@ -78,9 +82,19 @@ def message_payload(message: discord.Message) -> dict[str, Any]:
         ],
         "timestamp": message.created_at.isoformat(),
     }
-    if message.guild is not None:
-        payload["guild_id"] = str(message.guild.id)
+    guild_id = guild_id_of(message)
+    if guild_id is not None:
+        payload["guild_id"] = str(guild_id)
     return payload
+
+
+def guild_id_of(message: discord.Message) -> int | None:
+    """The message's guild, also when discord.py has not cached it (then ``message.guild`` is
+    None, as for a DM, but its channel still carries the id); None for a DM."""
+    if message.guild is not None:
+        return message.guild.id
+    guild_id = getattr(message.channel, "guild_id", None)
+    return int(guild_id) if guild_id else None
 
 
 def interaction_payload(interaction: discord.Interaction) -> dict[str, Any]:

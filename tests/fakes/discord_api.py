@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,15 @@ class _FailRule:
     times: int
     retry_after: float
     status: int = 429
+    via: bool = True  # Discord's 429s carry ``Via``; discord.py treats one without as a ban
+
+
+@dataclass
+class _ResetRule:
+    method: str
+    pattern: re.Pattern[str]
+    times: int
+    after: bool  # handle the request first: the change is made, the response is lost
 
 
 Handler = Callable[[web.Request, re.Match[str], Any], Awaitable[tuple[int, Any]]]
@@ -68,10 +79,12 @@ class FakeDiscordAPI:
     user_messages: list[dict[str, Any]] = field(default_factory=list)  # what people wrote
     channel_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reactions: list[tuple[str, str, str]] = field(default_factory=list)  # channel, message, emoji
+    acknowledged: set[str] = field(default_factory=set)  # interaction tokens responded to
     # Called with a thread payload after a thread is created (the harness forwards it to the
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
+    _reset_rules: list[_ResetRule] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     port: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -98,14 +111,31 @@ class FakeDiscordAPI:
 
     # ----------------------------------------------------------------- test controls
     def fail_next(
-        self, method: str, path_regex: str, *, times: int = 1, retry_after: float = 0.05
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        times: int = 1,
+        retry_after: float = 0.05,
+        via: bool = True,
     ) -> None:
-        """Answer the next ``times`` matching requests with 429 (rate limited)."""
-        self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, retry_after))
+        """Answer the next ``times`` matching requests with 429 (rate limited); ``via=False``
+        leaves out the ``Via`` header (a proxy's 429, which discord.py does not retry)."""
+        self._fail_rules.append(
+            _FailRule(method, re.compile(path_regex), times, retry_after, via=via)
+        )
 
     def fail_with(self, status: int, method: str, path_regex: str, *, times: int = 1) -> None:
         """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404)."""
         self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, 0.0, status))
+
+    def reset_next(
+        self, method: str, path_regex: str, *, times: int = 1, after: bool = False
+    ) -> None:
+        """Reset the connection (TCP RST) on the next ``times`` matching requests, before
+        handling them or, with ``after``, once handled (the message exists, its response is
+        lost). Recorded with status 0."""
+        self._reset_rules.append(_ResetRule(method, re.compile(path_regex), times, after))
 
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
@@ -153,6 +183,13 @@ class FakeDiscordAPI:
         record = RecordedRequest(request.method, path, dict(request.query), body)
         self.requests.append(record)
         try:
+            reset = self._matching_reset_rule(request.method, path)
+            if reset is not None:
+                if reset.after:
+                    await self._route(request, path, body)
+                record.status = 0
+                _reset_connection(request)
+                raise ConnectionResetError("connection reset by the fake (test control)")
             rule = self._matching_fail_rule(request.method, path)
             if rule is not None and rule.status != 429:
                 record.status = rule.status
@@ -167,22 +204,30 @@ class FakeDiscordAPI:
                         "global": False,
                     },
                     extra={
-                        "Via": "1.1 google",
+                        **({"Via": "1.1 google"} if rule.via else {}),
                         "Retry-After": str(rule.retry_after),
                         "X-RateLimit-Scope": "user",
                     },
                 )
-            for method, pattern, handler in self._routes():
-                if method == request.method:
-                    match = pattern.fullmatch(path)
-                    if match is not None:
-                        status, payload = await handler(request, match, body)
-                        record.status = status
-                        return _json(status, payload)
-            record.status = 404
-            return _json(404, {"message": "Unknown route", "code": 0})
+            record.status, payload = await self._route(request, path, body)
+            return _json(record.status, payload)
         finally:
             self.changed.set()
+
+    async def _route(self, request: web.Request, path: str, body: Any) -> tuple[int, Any]:
+        for method, pattern, handler in self._routes():
+            if method == request.method:
+                match = pattern.fullmatch(path)
+                if match is not None:
+                    return await handler(request, match, body)
+        return 404, {"message": "Unknown route", "code": 0}
+
+    def _matching_reset_rule(self, method: str, path: str) -> _ResetRule | None:
+        for rule in self._reset_rules:
+            if rule.times > 0 and rule.method == method and rule.pattern.fullmatch(path):
+                rule.times -= 1
+                return rule
+        return None
 
     def _matching_fail_rule(self, method: str, path: str) -> _FailRule | None:
         for rule in self._fail_rules:
@@ -280,6 +325,9 @@ class FakeDiscordAPI:
     async def _create_message(
         self, _r: web.Request, m: re.Match[str], body: Any
     ) -> tuple[int, Any]:
+        if m["c"] not in self.threads and any(u["id"] == m["c"] for u in self.user_messages):
+            # The thread a message would have started, never created: no such channel.
+            return 404, {"message": "Unknown Channel", "code": 10003}
         return 200, self._store_message(m["c"], body or {})
 
     async def _edit_message(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
@@ -367,6 +415,9 @@ class FakeDiscordAPI:
     async def _callback(self, req: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         kind = int((body or {}).get("type", 0))
         data = (body or {}).get("data") or {}
+        if m["t"] in self.acknowledged:  # Discord: one response per interaction
+            return 400, {"message": "Interaction has already been acknowledged.", "code": 40060}
+        self.acknowledged.add(m["t"])
         if kind in (4, 5):  # a message now (4) or a "thinking" one filled in later (5)
             channel_id = self.interaction_channels.get(m["t"], f"interaction:{m['i']}")
             message = self._store_message(channel_id, data, interaction_token=m["t"])
@@ -451,6 +502,18 @@ class FakeDiscordAPI:
             and m.get("interaction_token") == token
         ]
         return found
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the client's connection with a TCP RST (SO_LINGER 0), as a flaky network does."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 def _apply_edit(message: dict[str, Any], body: dict[str, Any]) -> None:

@@ -6,7 +6,9 @@ ISO timestamps) so the real client parses them exactly as it parses Discord's.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import secrets
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -222,6 +224,12 @@ def attachment(name: str = "screenshot.png", size: int = 1234) -> dict[str, Any]
     }
 
 
+def interaction_token() -> str:
+    """A token shaped like Discord's: base64url of ``interaction:<id>:<random>``."""
+    raw = f"interaction:{snowflake()}:{secrets.token_urlsafe(48)}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def interaction(
     *,
     kind: int,
@@ -240,7 +248,7 @@ def interaction(
         "data": data,
         "channel_id": channel["id"],
         "channel": channel,
-        "token": f"itoken{snowflake()}",
+        "token": interaction_token(),
         "version": 1,
         "locale": "en-US",
         "app_permissions": "2248473465835073",
