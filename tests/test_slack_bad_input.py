@@ -80,6 +80,37 @@ async def test_malformed_unknown_and_huge_requests_do_not_crash(
     await _answered_after(harness, api, "how do I reset my password?")
 
 
+async def test_signed_requests_with_fields_of_the_wrong_type_get_a_400_not_a_500(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Correctly signed JSON whose fields have the wrong types used to crash bolt's authorization
+    or our middleware (a 500, which Slack retries, each retry failing again)."""
+    mention = app_mention(text=f"<@{BOT}> how do I reset my password?")
+    event = mention["event"]
+    bodies = [
+        {**mention, "event": "app_mention"},
+        {**mention, "event": [event]},
+        {**mention, "event": {**event, "type": "message", "thread_ts": {"ts": "1.2"}}},
+        {**mention, "event": {**event, "text": ["hi"]}},
+    ]
+    clicks = [
+        {"type": "block_actions", "actions": "sb_helpful", "user": {"id": "U1"}},
+        {"type": "block_actions", "actions": [{"action_id": "sb_helpful"}], "user": "U1"},
+    ]
+    async with harness.sender() as sender:
+        sent = [await sender.event(body) for body in bodies]
+        sent += [await sender.interaction(click) for click in clicks]
+        unsigned = await sender.post_raw(
+            json.dumps(bodies[0]), content_type="application/json", secret="not-it"
+        )
+    assert [r.status for r in sent] == [400] * len(sent)
+    assert unsigned.status == 401
+    assert "is not" in caplog.text and "Traceback" not in caplog.text
+    await harness.bot.wait_idle()
+    assert await _ledger_rows(sqlite_db) == 0
+    await _answered_after(harness, api, "how do I reset my password?")
+
+
 async def test_server_errors_and_rate_limits_are_retried_into_one_answer(
     harness: SlackHarness, api: FakeSlackAPI
 ) -> None:
