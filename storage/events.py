@@ -350,9 +350,17 @@ async def renew_leases(
     return kept
 
 
-async def release_lease(db: Database, *, platform: str, event_id: str, attempts: int) -> bool:
-    """Give up an event without finishing it: its lease ends now, so a restarted process or
-    another replica takes it at once instead of waiting for the lease to run out."""
+async def release_lease(
+    db: Database,
+    *,
+    platform: str,
+    event_id: str,
+    attempts: int,
+    after: timedelta = timedelta(0),
+) -> bool:
+    """Give up an event without finishing it: its lease ends now (or ``after`` from now, to
+    try again later), so a restarted process or another replica takes it then instead of
+    waiting for the lease to run out."""
     return await _owned_update(
         db,
         _statements(db).release,
@@ -360,7 +368,7 @@ async def release_lease(db: Database, *, platform: str, event_id: str, attempts:
             "b_platform": platform,
             "b_event_id": event_id,
             "b_attempts": attempts,
-            "b_lease": _offset_value(db.is_sqlite, timedelta(seconds=-1)),
+            "b_lease": _offset_value(db.is_sqlite, after - timedelta(seconds=1)),
         },
     )
 

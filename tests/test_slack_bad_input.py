@@ -9,13 +9,13 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from bot import texts
 from storage.db import Database
 from storage.models import ProcessedEvent
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness
 from tests.fakes.slack_sender import app_mention, event_callback
+from tests.inbox_support import ledger
 
 __all__ = ["api", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -127,11 +127,13 @@ async def test_server_errors_and_rate_limits_are_retried_into_one_answer(
     assert len(api.calls_to("chat.startStream")) == 2
 
 
-async def test_a_web_api_that_keeps_failing_gets_one_apology(
-    harness: SlackHarness, api: FakeSlackAPI
+async def test_a_web_api_failing_past_the_client_retries_is_answered_a_little_later(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
 ) -> None:
-    # DM: the answer is posted with chat.postMessage; the first three attempts fail (one call
-    # and both retries), so the answer is lost and the next post is the apology.
+    # DM: the answer is posted with chat.postMessage; the first three calls fail (one call and
+    # both of the client's retries). That used to lose the answer and post an apology; the
+    # inbox now hands the work back and a second attempt answers.
+    harness.bot.inbox.try_later_delays = (0.2, 0.2)
     api.fail("chat.postMessage", status=500, times=3)
     async with harness.sender() as sender:
         await sender.event(
@@ -144,5 +146,8 @@ async def test_a_web_api_that_keeps_failing_gets_one_apology(
         )
     await api.wait_for(lambda: api.posted("D0000003"), timeout=15)
     await harness.bot.wait_idle()
-    [apology] = api.posted("D0000003")
-    assert apology.text == texts.ERROR_GENERIC
+    [answer] = api.posted("D0000003")
+    assert "first day of every month" in answer.text
+    assert len(api.calls_to("chat.postMessage")) == 4
+    [row] = (await ledger(sqlite_db, "slack")).values()
+    assert (row.status, row.attempts) == ("answered", 2)

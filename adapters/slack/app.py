@@ -38,7 +38,7 @@ from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
 from bot.config import Settings
-from bot.inbox import SESSION_KEY, Inbox, Undeliverable, Work
+from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
@@ -61,6 +61,28 @@ def retry_handlers() -> list[Any]:
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         AsyncServerErrorRetryHandler(max_retry_count=2),
     ]
+
+
+# ``ok: false`` errors that say "not now" rather than "never" (Slack's documented ones).
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def transient_failure(exc: BaseException) -> str | None:
+    """Why a failed Web API call may work if tried again later (None: it will not)."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        error = str(exc.response.get("error") or "") if status == 200 else ""
+        if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
+            return f"{error or f'HTTP {status}'} from {_method(exc)}"
+        return None
+    return type(exc).__name__  # a dropped connection or a timeout
+
+
+def _method(exc: SlackApiError) -> str:
+    url = str(getattr(exc.response, "api_url", "") or "")
+    return url.rstrip("/").rsplit("/", 1)[-1] or "the Web API"
 
 
 def make_web_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
@@ -325,7 +347,15 @@ class SlackBot:
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
         if work.kind == "message":
-            await self._answer_message(work, client)
+            try:
+                await self._answer_message(work, client)
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                reason = transient_failure(exc)
+                if reason is None:
+                    raise
+                # Slack kept failing past the client's own retries: the inbox answers again
+                # a little later (removing what this attempt half-posted).
+                raise TryLater(reason) from exc
             return
         handler = {
             "command": self._answer_command,
