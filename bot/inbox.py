@@ -266,7 +266,7 @@ class Inbox:
             )
             self.stats.given_up += 1
             if await self._finish(work, events.FAILED):
-                await self._tell(work, texts.INBOX_GAVE_UP)
+                await self._tell(work, texts.ERROR_GENERIC)
             return
         delays = self.try_later_delays
         delay = delays[min(work.attempts, len(delays)) - 1]

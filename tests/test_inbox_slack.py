@@ -234,7 +234,7 @@ async def test_a_web_api_that_keeps_failing_is_tried_three_times_then_the_asker_
     finally:
         await h.close()
     [note] = api.posted("D0000003")
-    assert note.text == texts.INBOX_GAVE_UP
+    assert note.text == texts.ERROR_GENERIC
     assert len(api.calls_to("chat.postMessage")) == 10
     [row] = (await ledger(db, "slack")).values()
     assert (row.status, row.attempts) == (events.FAILED, 3)
