@@ -514,7 +514,9 @@ class SlackBot:
             )
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
-            await self.escalations.request(client, p, str(value.get("s", "")), user)
+            note = await self.escalations.request(client, p, str(value.get("s", "")), user)
+            if note is not None:
+                await self._send_ephemeral(client, p, render.render_reply(note, buttons=False))
         elif action == render.ACTION_RESOLVE and "e" in value:
             done = await self.escalations.resolve(client, p, int(value["e"]), user)
             if done.reply.ephemeral:
