@@ -111,6 +111,35 @@ async def test_signed_requests_with_fields_of_the_wrong_type_get_a_400_not_a_500
     await _answered_after(harness, api, "how do I reset my password?")
 
 
+async def test_an_event_arriving_while_auth_test_fails_is_not_acked_and_its_retry_answered(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    """bolt acked such an event with a 200 (a "reinstall this app" text) without our claim, so
+    Slack never sent it again and the question was lost. A 500 makes Slack retry it."""
+    api.fail("auth.test", status=500, times=1)
+    body = app_mention(text=f"<@{BOT}> how do I reset my password?")
+    async with harness.sender() as sender:
+        first = await sender.event(body)
+        assert first.status == 500 and first.elapsed < 2.0
+        assert await _ledger_rows(sqlite_db) == 0
+        assert (await sender.event(body, retry_num=1)).status == 200
+    await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+    await harness.bot.wait_idle()
+    [answer] = api.posted()
+    assert "Reset password" in answer.text
+    assert len(api.calls_to("auth.test")) == 2
+
+
+async def test_a_revoked_bot_token_is_still_refused_without_an_answer(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    api.error("auth.test", "token_revoked", times=1)
+    async with harness.sender() as sender:
+        refused = await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?"))
+    assert refused.status == 200 and "reinstall" in refused.text
+    assert await _ledger_rows(sqlite_db) == 0
+
+
 async def test_server_errors_and_rate_limits_are_retried_into_one_answer(
     harness: SlackHarness, api: FakeSlackAPI
 ) -> None:

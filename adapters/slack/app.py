@@ -32,8 +32,10 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
 from adapters.slack.admins import with_admin_flag
+from adapters.slack.authorize import SlackUnavailable, TokenAuthorize
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
+from adapters.slack.failures import CALL_FAILURES, transient_failure
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
@@ -61,28 +63,6 @@ def retry_handlers() -> list[Any]:
         AsyncRateLimitErrorRetryHandler(max_retry_count=3),
         AsyncServerErrorRetryHandler(max_retry_count=2),
     ]
-
-
-# ``ok: false`` errors that say "not now" rather than "never" (Slack's documented ones).
-TRANSIENT_ERRORS = frozenset(
-    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
-)
-
-
-def transient_failure(exc: BaseException) -> str | None:
-    """Why a failed Web API call may work if tried again later (None: it will not)."""
-    if isinstance(exc, SlackApiError):
-        status = getattr(exc.response, "status_code", 200)
-        error = str(exc.response.get("error") or "") if status == 200 else ""
-        if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
-            return f"{error or f'HTTP {status}'} from {_method(exc)}"
-        return None
-    return type(exc).__name__  # a dropped connection or a timeout
-
-
-def _method(exc: SlackApiError) -> str:
-    url = str(getattr(exc.response, "api_url", "") or "")
-    return url.rstrip("/").rsplit("/", 1)[-1] or "the Web API"
 
 
 def make_web_client(settings: Settings, token: str | None = None) -> AsyncWebClient:
@@ -165,8 +145,10 @@ class SlackBot:
             )
             self.client.token = None
             return AsyncApp(client=self.client, oauth_settings=oauth, **common)
-        self.client.token = settings.secret("slack_bot_token")
-        return AsyncApp(client=self.client, **common)
+        token = settings.secret("slack_bot_token")
+        self.client.token = token
+        authorize = TokenAuthorize(token, settings.slack_api_url or DEFAULT_SLACK_API_URL)
+        return AsyncApp(client=self.client, authorize=authorize, **common)
 
     def _register(self) -> None:
         # Our work (mentions, messages, the Assistant panel, /ask /forget /help, our buttons) is
@@ -314,6 +296,10 @@ class SlackBot:
     # ---- errors ------------------------------------------------------------------------------
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        if isinstance(error, SlackUnavailable):
+            # Not acked (a 500, or no Socket Mode ack): Slack delivers the request again.
+            log.warning("slack request not acked: %s", error)
+            return
         log.error(
             "slack request failed (%s): %s",
             body.get("type") if isinstance(body, dict) else "?",
@@ -349,7 +335,7 @@ class SlackBot:
         if work.kind == "message":
             try:
                 await self._answer_message(work, client)
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            except CALL_FAILURES as exc:
                 reason = transient_failure(exc)
                 if reason is None:
                     raise
