@@ -32,7 +32,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
 from adapters.slack.admins import with_admin_flag
-from adapters.slack.authorize import SlackUnavailable, TokenAuthorize
+from adapters.slack.authorize import InstallationAuthorize, SlackUnavailable, TokenAuthorize
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
 from adapters.slack.failures import CALL_FAILURES, transient_failure
@@ -144,7 +144,8 @@ class SlackBot:
                 state_store=PruningOAuthStateStore(engine=self.db.engine),
             )
             self.client.token = None
-            return AsyncApp(client=self.client, oauth_settings=oauth, **common)
+            authorize = InstallationAuthorize(self.installation_store)
+            return AsyncApp(client=self.client, oauth_settings=oauth, authorize=authorize, **common)
         token = settings.secret("slack_bot_token")
         self.client.token = token
         authorize = TokenAuthorize(token, settings.slack_api_url or DEFAULT_SLACK_API_URL)

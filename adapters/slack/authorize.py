@@ -1,10 +1,12 @@
-"""Authorizing requests with the one bot token of a single-workspace install.
+"""Authorizing requests before the ack: who the bot is in the request's workspace.
 
-bolt's own single-workspace authorization answers every failed ``auth.test`` with a 200 (an
-apology text): an event that arrives while Slack's API has a blip is acked without being
-claimed, so Slack never sends it again and the question is lost. Here a failure that may pass
-raises instead: the request gets a 500 and Slack delivers it again (over Socket Mode: no ack,
-so it is redelivered). The identity is asked once and kept.
+bolt's own authorizations call ``auth.test`` (multi-workspace installs: on every request) and
+answer every failure with a 200 (an apology text): an event that arrives while Slack's API has
+a blip is acked without being claimed, so Slack never sends it again and the question is lost.
+Here the single-workspace token's identity is asked once and kept, and a failure that may pass
+raises: the request gets a 500 and Slack delivers it again (over Socket Mode: no ack, so it is
+redelivered). Multi-workspace installs read the bot's ids stored at install time and call
+nothing before the ack.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.failures import CALL_FAILURES, transient_failure
@@ -64,4 +67,37 @@ class TokenAuthorize(AsyncAuthorize):
             raise SlackUnavailable(f"auth.test failed: {reason}") from exc
         return AuthorizeResult.from_auth_test_response(
             auth_test_response=response, bot_token=self.token
+        )
+
+
+class InstallationAuthorize(AsyncAuthorize):
+    """The bot installed in the request's workspace (or organisation), from the store."""
+
+    def __init__(self, store: AsyncInstallationStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def __call__(
+        self,
+        *,
+        context: Any,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        **_actor: Any,
+    ) -> AuthorizeResult | None:
+        bot = await self.store.async_find_bot(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            is_enterprise_install=context.is_enterprise_install,
+        )
+        if bot is None or not bot.bot_token:
+            return None  # not installed there: bolt answers with its "reinstall" text
+        return AuthorizeResult(
+            enterprise_id=bot.enterprise_id,
+            team_id=bot.team_id,
+            bot_token=bot.bot_token,
+            bot_id=bot.bot_id,
+            bot_user_id=bot.bot_user_id,
+            bot_scopes=bot.bot_scopes,
         )
