@@ -203,6 +203,18 @@ def _statements(db: Database) -> _Statements:
     return _BY_DIALECT[db.is_sqlite]
 
 
+def storable(value: Any) -> Any:
+    """``value`` without NUL characters, which PostgreSQL cannot keep in text or JSON: a
+    message carrying one would otherwise fail its claim on every retry and never be answered."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 async def claim_event(
     db: Database,
     *,
@@ -223,7 +235,7 @@ async def claim_event(
         "b_event_id": event_id,
         "b_attempts": attempts,
         "b_lease": _offset_value(db.is_sqlite, lease),
-        "b_payload": payload,
+        "b_payload": storable(payload),
     }
     try:
         async with db.write() as conn:
@@ -272,7 +284,7 @@ async def update_payload(
             "b_platform": platform,
             "b_event_id": event_id,
             "b_attempts": attempts,
-            "b_payload": payload,
+            "b_payload": storable(payload),
         },
     )
 

@@ -13,7 +13,7 @@ from storage.db import Database
 from storage.models import ProcessedEvent
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
-from tests.fakes.slack_harness import SlackHarness
+from tests.fakes.slack_harness import SlackHarness, slack_settings
 from tests.fakes.slack_sender import app_mention, event_callback
 from tests.inbox_support import ledger
 
@@ -138,6 +138,26 @@ async def test_a_revoked_bot_token_is_still_refused_without_an_answer(
         refused = await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?"))
     assert refused.status == 200 and "reinstall" in refused.text
     assert await _ledger_rows(sqlite_db) == 0
+
+
+async def test_a_question_with_nul_characters_is_claimed_and_answered(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """PostgreSQL cannot store NUL in JSON: the claim failed (a 500) on every retry, so the
+    question was never answered."""
+    h = await SlackHarness.start(api, slack_settings(any_db_url, kb_uri, api), db=db)
+    try:
+        async with h.sender() as sender:
+            body = app_mention(text=f"<@{BOT}> how do I reset my\x00 password?\x00")
+            assert (await sender.event(body)).status == 200
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [answer] = api.posted()
+    assert "Reset password" in answer.text
+    [row] = (await ledger(db, "slack")).values()
+    assert row.status == "answered" and "\x00" not in row.payload["msg"]["text"]
 
 
 async def test_server_errors_and_rate_limits_are_retried_into_one_answer(
