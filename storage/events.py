@@ -204,15 +204,26 @@ def _statements(db: Database) -> _Statements:
 
 
 def storable(value: Any) -> Any:
-    """``value`` without NUL characters, which PostgreSQL cannot keep in text or JSON: a
-    message carrying one would otherwise fail its claim on every retry and never be answered."""
+    """``value`` without what PostgreSQL cannot keep in text or JSON (NUL characters, lone
+    UTF-16 surrogates): a message carrying one would otherwise fail its claim on every retry
+    and never be answered."""
     if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
+        return _storable_text(value)
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [storable(v) for v in value]
     return value
+
+
+def _storable_text(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 async def claim_event(

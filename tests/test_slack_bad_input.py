@@ -140,15 +140,16 @@ async def test_a_revoked_bot_token_is_still_refused_without_an_answer(
     assert await _ledger_rows(sqlite_db) == 0
 
 
-async def test_a_question_with_nul_characters_is_claimed_and_answered(
-    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+@pytest.mark.parametrize("odd", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+async def test_a_question_with_characters_postgresql_cannot_store_is_answered(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, odd: str
 ) -> None:
-    """PostgreSQL cannot store NUL in JSON: the claim failed (a 500) on every retry, so the
-    question was never answered."""
+    """PostgreSQL cannot store NUL or a lone surrogate (valid JSON escapes): the claim failed
+    (a 500) on every retry, so the question was never answered."""
     h = await SlackHarness.start(api, slack_settings(any_db_url, kb_uri, api), db=db)
     try:
         async with h.sender() as sender:
-            body = app_mention(text=f"<@{BOT}> how do I reset my\x00 password?\x00")
+            body = app_mention(text=f"<@{BOT}> how do I reset my{odd} password?{odd}")
             assert (await sender.event(body)).status == 200
         await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
         await h.bot.wait_idle()
@@ -157,7 +158,7 @@ async def test_a_question_with_nul_characters_is_claimed_and_answered(
     [answer] = api.posted()
     assert "Reset password" in answer.text
     [row] = (await ledger(db, "slack")).values()
-    assert row.status == "answered" and "\x00" not in row.payload["msg"]["text"]
+    assert row.status == "answered" and odd not in row.payload["msg"]["text"]
 
 
 async def test_server_errors_and_rate_limits_are_retried_into_one_answer(
