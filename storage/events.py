@@ -391,7 +391,7 @@ async def release_lease(
             "b_platform": platform,
             "b_event_id": event_id,
             "b_attempts": attempts,
-            "b_lease": _offset_value(db.is_sqlite, after - timedelta(seconds=1)),
+            "b_lease": _offset_value(db.is_sqlite, after or timedelta(seconds=-1)),
         },
     )
 
