@@ -38,6 +38,8 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 # After a successful post, recording "answered" is retried this long (seconds between tries):
 # giving up would let the lease lapse and the question be answered a second time.
 FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
+# Seconds before work handed back with TryLater is taken again, by attempt number.
+TRY_LATER_DELAYS = (2.0, 8.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +60,10 @@ class Undeliverable(Exception):
     """The work cannot be done at all (no payload, no token, an unknown kind): do not retry."""
 
 
-class RetryLater(Exception):
-    """The platform could not take the answer just now (a dropped connection, a server error):
-    the work goes back to the ledger for another attempt, whose takeover removes whatever this
-    one posted. After ``max_attempts`` the asker is told, as for any work that never finished."""
+class TryLater(Exception):
+    """The platform failed for a while (5xx, rate limits past their retries, a dropped
+    connection): hand the work back to the ledger to be done again a little later, as a new
+    attempt (which removes what this one half-posted). Out of attempts, the asker is told."""
 
 
 class OwnershipLost(Exception):
@@ -89,8 +91,8 @@ class InboxStats:
     given_up: int = 0
     lost: int = 0
     recovered: int = 0
+    retried: int = 0  # handed back after a passing fault (TryLater)
     finish_retries: int = 0
-    retried: int = 0  # handed back after a passing fault (RetryLater)
 
 
 class Inbox:
@@ -121,6 +123,7 @@ class Inbox:
         # False: this process only claims and queues; worker processes answer (serve --workers).
         self.answer_inline = answer_inline
         self.retention = retention
+        self.try_later_delays = TRY_LATER_DELAYS
         self.stats = InboxStats()
         self._slots = asyncio.Semaphore(max_concurrent)
         self._held: dict[str, _Held] = {}
@@ -219,8 +222,8 @@ class Inbox:
             log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
             self.stats.lost += 1
             return
-        except RetryLater as exc:
-            await self._retry_later(work, held, exc)
+        except TryLater as exc:
+            await self._try_later(work, held, exc)
             return
         except Exception as exc:
             await self._failed(work, held, exc)
@@ -248,21 +251,36 @@ class Inbox:
         if await self._finish(work, events.FAILED):
             await self._tell(work, texts.ERROR_GENERIC)
 
-    async def _retry_later(self, work: Work, held: _Held, exc: RetryLater) -> None:
-        """A passing fault: logged for the operator and handed back at once (lease ended), so
-        the next recovery pass (here or in a replica) tries again with the next attempt."""
+    async def _try_later(self, work: Work, held: _Held, exc: TryLater) -> None:
+        """Hand the work back for another attempt after a pause; the last attempt fails and
+        tells the asker."""
+        held.finishing = True
+        if work.attempts >= self.max_attempts:
+            log.error(
+                "%s %s %s: the platform kept failing (%s); giving up after %d attempts",
+                self.platform,
+                work.kind,
+                work.key,
+                exc,
+                work.attempts,
+            )
+            self.stats.given_up += 1
+            if await self._finish(work, events.FAILED):
+                await self._tell(work, texts.ERROR_GENERIC)
+            return
+        delays = self.try_later_delays
+        delay = delays[min(work.attempts, len(delays)) - 1]
         log.warning(
-            "%s %s %s: delivery failed (%s) on attempt %d of %d; handing it back for another",
+            "%s %s %s: the platform failed (%s); trying again in %.0f s (attempt %d)",
             self.platform,
             work.kind,
             work.key,
             exc,
+            delay,
             work.attempts,
-            self.max_attempts,
         )
-        held.finishing = True  # released on purpose: the heartbeat must not call it lost
         self.stats.retried += 1
-        await self._release(work)
+        await self._release(work, after=timedelta(seconds=delay))
 
     async def _finish(self, work: Work, status: str) -> bool:
         """Record the outcome, retrying through database blips (the heartbeat keeps the lease
@@ -288,10 +306,14 @@ class Inbox:
         log.error("gave up recording %s as %s; the database stayed unreachable", work.key, status)
         return False
 
-    async def _release(self, work: Work) -> None:
+    async def _release(self, work: Work, *, after: timedelta = timedelta(0)) -> None:
         try:
             await events.release_lease(
-                self.db, platform=self.platform, event_id=work.key, attempts=work.attempts
+                self.db,
+                platform=self.platform,
+                event_id=work.key,
+                attempts=work.attempts,
+                after=after,
             )
         except Exception as exc:
             log.warning("could not release %s: %s", work.key, type(exc).__name__)

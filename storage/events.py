@@ -203,6 +203,29 @@ def _statements(db: Database) -> _Statements:
     return _BY_DIALECT[db.is_sqlite]
 
 
+def storable(value: Any) -> Any:
+    """``value`` without what PostgreSQL cannot keep in text or JSON (NUL characters, lone
+    UTF-16 surrogates): a message carrying one would otherwise fail its claim on every retry
+    and never be answered."""
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
+def _storable_text(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 async def claim_event(
     db: Database,
     *,
@@ -223,7 +246,7 @@ async def claim_event(
         "b_event_id": event_id,
         "b_attempts": attempts,
         "b_lease": _offset_value(db.is_sqlite, lease),
-        "b_payload": payload,
+        "b_payload": storable(payload),
     }
     try:
         async with db.write() as conn:
@@ -272,7 +295,7 @@ async def update_payload(
             "b_platform": platform,
             "b_event_id": event_id,
             "b_attempts": attempts,
-            "b_payload": payload,
+            "b_payload": storable(payload),
         },
     )
 
@@ -350,9 +373,17 @@ async def renew_leases(
     return kept
 
 
-async def release_lease(db: Database, *, platform: str, event_id: str, attempts: int) -> bool:
-    """Give up an event without finishing it: its lease ends now, so a restarted process or
-    another replica takes it at once instead of waiting for the lease to run out."""
+async def release_lease(
+    db: Database,
+    *,
+    platform: str,
+    event_id: str,
+    attempts: int,
+    after: timedelta = timedelta(0),
+) -> bool:
+    """Give up an event without finishing it: its lease ends now (or ``after`` from now, to
+    try again later), so a restarted process or another replica takes it then instead of
+    waiting for the lease to run out."""
     return await _owned_update(
         db,
         _statements(db).release,
@@ -360,7 +391,7 @@ async def release_lease(db: Database, *, platform: str, event_id: str, attempts:
             "b_platform": platform,
             "b_event_id": event_id,
             "b_attempts": attempts,
-            "b_lease": _offset_value(db.is_sqlite, timedelta(seconds=-1)),
+            "b_lease": _offset_value(db.is_sqlite, after or timedelta(seconds=-1)),
         },
     )
 

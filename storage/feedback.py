@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
 from storage.models import Feedback
@@ -20,6 +21,21 @@ async def record_feedback(
     """Store a vote; a user voting again on the same answer changes their vote."""
     if value not in (1, -1):
         raise ValueError("feedback value must be +1 or -1")
+    try:
+        return await _upsert(db, memory_id, session_id, user_id, value, comment)
+    except IntegrityError:
+        # A double click: the other click's vote was inserted after we looked. Update it.
+        return await _upsert(db, memory_id, session_id, user_id, value, comment)
+
+
+async def _upsert(
+    db: Database,
+    memory_id: int | None,
+    session_id: str,
+    user_id: str,
+    value: int,
+    comment: str | None,
+) -> Feedback:
     async with db.session() as session:
         existing = None
         if memory_id is not None:

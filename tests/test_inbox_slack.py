@@ -184,3 +184,57 @@ async def test_a_takeover_removes_what_the_dead_process_posted_but_never_recorde
         await h.close()
     [answer] = api.posted()
     assert answer.thread_ts == thread and answer.text != "half an answer"
+
+
+async def test_a_stream_slack_fails_to_close_is_answered_again_not_apologised_for(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """chat.stopStream fails past the client's retries after the whole answer was streamed: it
+    used to leave that stream open and post an apology under it. Now a second attempt removes
+    the unfinished stream and answers once."""
+    api.fail("chat.stopStream", status=500, times=3)
+    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
+    h = await SlackHarness.start(api, settings, db=db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        [thread] = await _ask(h, QUESTIONS[:1])
+        await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) == 4, timeout=20)
+        await api.wait_for(lambda: _answers(api), timeout=20)
+        await h.bot.wait_idle(15)
+    finally:
+        await h.close()
+    [answer] = api.posted()
+    assert answer.thread_ts == thread and not answer.streaming
+    assert "Reset password" in answer.text
+    assert len([m for m in api.messages.values() if m.deleted]) == 1  # the unfinished stream
+    [row] = (await ledger(db, "slack")).values()
+    assert (row.status, row.attempts) == (events.ANSWERED, 2)
+
+
+async def test_a_web_api_that_keeps_failing_is_tried_three_times_then_the_asker_told_once(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    # A DM answer is one chat.postMessage: three attempts of three calls each all fail.
+    api.fail("chat.postMessage", status=500, times=9)
+    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
+    h = await SlackHarness.start(api, settings, db=db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        async with h.sender() as sender:
+            dm = app_mention(
+                text="when are invoices sent?",
+                channel="D0000003",
+                event_type="message",
+                channel_type="im",
+            )
+            assert (await sender.event(dm)).status == 200
+        await api.wait_for(lambda: api.posted("D0000003"), timeout=20)
+        await h.bot.wait_idle(15)
+        await asyncio.sleep(1.5)  # past the lease and several recovery passes: nothing more
+    finally:
+        await h.close()
+    [note] = api.posted("D0000003")
+    assert note.text == texts.ERROR_GENERIC
+    assert len(api.calls_to("chat.postMessage")) == 10
+    [row] = (await ledger(db, "slack")).values()
+    assert (row.status, row.attempts) == (events.FAILED, 3)

@@ -147,25 +147,30 @@ async def test_channel_setting_overrides_the_default_target(
     assert api.posted("CBILLING") and not api.posted("CDEFAULT")
 
 
-async def test_double_click_opens_one_escalation_with_one_notice(
+async def test_double_click_opens_one_escalation_with_one_notice_and_one_reply(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
 ) -> None:
+    """The repeated clicks are told privately that a human was already asked (they used to
+    post that in the thread too, one message per click)."""
     settings = slack_settings(any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT")
     h = await SlackHarness.start(api, settings, db=db)
     try:
         async with h.sender() as sender:
             answer = await _answered_question(h, api, sender)
             await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 5)
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2 and api.posted("CSUPPORT"))
+            await api.wait_for(lambda: len(api.ephemerals) == 3)
             await h.bot.wait_idle()
     finally:
         await h.close()
     rows = await _escalations(db)
     assert [r.status for r in rows] == ["open"]
     assert len(api.posted("CSUPPORT")) == 1
-    replies = [m.text for m in api.posted("C0000001")[1:]]
-    assert sum(texts.ESCALATION_OPENED in r for r in replies) == 1
-    assert sum(texts.ESCALATION_ALREADY_OPEN in r for r in replies) == 3
+    [_answer, handoff] = api.posted("C0000001")
+    assert texts.ESCALATION_OPENED in handoff.text
+    for told in api.ephemerals:
+        assert told.params["user"] == "UHUMAN001"
+        assert texts.ESCALATION_ALREADY_OPEN in told.params["text"]
 
 
 async def test_only_the_team_or_the_asker_may_resolve_and_the_notice_says_who(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bot import texts
 from storage import feedback, memories
 from storage.db import Database
-from storage.models import Escalation
+from storage.models import Base, Escalation
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
@@ -187,3 +188,51 @@ async def test_ephemeral_answer_falls_back_to_post_ephemeral(
     [ephemeral] = api.ephemerals
     assert ephemeral.params["user"] == "UHUMAN001" and ephemeral.params["channel"] == "C0000001"
     assert "first day of every month" in ephemeral.params["text"]
+
+
+async def test_a_double_click_on_feedback_stores_one_vote_and_thanks_every_time(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str, caplog: Any
+) -> None:
+    """Clicks arriving together (a double click) each found no vote yet: all but one insert hit
+    the unique (answer, user) constraint and replaced the thanks with an apology. A slow insert
+    (a trigger on PostgreSQL) makes the clicks overlap every time."""
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+        await conn.execute(
+            text(
+                "CREATE FUNCTION slow_vote() RETURNS trigger AS $$ BEGIN "
+                "PERFORM pg_sleep(0.3); RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE TRIGGER slow_vote BEFORE INSERT ON feedback FOR EACH ROW "
+                "EXECUTE FUNCTION slow_vote()"
+            )
+        )
+    h = await SlackHarness.start(api, slack_settings(pg_url, kb_uri, api), db=db)
+    try:
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
+            await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
+            await h.bot.wait_idle()
+            [answer] = api.posted()
+            helpful = _button(answer, "sb_helpful")
+            message = _as_payload_message(answer)
+            clicks = [
+                block_action(action_id="sb_helpful", value=helpful["value"], message=message)
+                for _ in range(2)
+            ]
+            acks = await asyncio.gather(*(sender.interaction(click) for click in clicks))
+            assert [ack.status for ack in acks] == [200, 200]
+            await api.wait_for(lambda: len(api.calls_to("chat.update")) == 2)
+            await h.bot.wait_idle()
+        [vote] = await feedback.list_feedback(db)
+    finally:
+        await h.close()
+        await db.dispose()
+    assert vote.value == 1 and vote.user_id == "UHUMAN001"
+    for update in api.calls_to("chat.update"):
+        assert texts.FEEDBACK_THANKS_HELPFUL in json.dumps(update.params["blocks"])
+    assert "feedback failed" not in caplog.text

@@ -64,3 +64,29 @@ async def test_unknown_workspace_is_not_answered(
     finally:
         await h.close()
     assert not api.posted()
+
+
+async def test_an_installed_workspace_is_answered_while_auth_test_fails(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """bolt called auth.test before acking every request of a multi-workspace install and, when
+    Slack failed it, acked with a 200 "reinstall this app" text: the question was lost. The
+    bot's ids stored at install time are enough."""
+    api.grant_oauth("code-123", team_id=TEAM, token=TOKEN, bot_user_id=BOT_USER)
+    settings = oauth_settings(sqlite_url, kb_uri, api)
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    try:
+        await install_via_oauth(h.url, "code-123")
+        api.fail("auth.test", status=500, times=100)
+        before = len(api.calls_to("auth.test"))
+        async with h.sender() as sender:
+            event = app_mention(text=f"<@{BOT_USER}> how do I reset my password?", team=TEAM)
+            acked = await sender.event(event)
+        assert (acked.status, acked.text) == (200, "")
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [answer] = api.posted()
+    assert answer.token == TOKEN and "Reset password" in answer.text
+    assert len(api.calls_to("auth.test")) == before  # nothing asked of Slack before the ack

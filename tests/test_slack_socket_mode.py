@@ -74,3 +74,33 @@ async def test_events_and_commands_over_socket_mode(
     [answer] = api.posted()
     assert "Reset password" in answer.text
     assert "first day of every month" in api.responses["sock"][0]["text"]
+
+
+async def test_a_malformed_envelope_is_acked_and_the_next_one_answered(
+    api: FakeSlackAPI, socket: FakeSocketMode, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """bolt failed on an event that is not an object without acking it: Slack would redeliver
+    it again and again."""
+    api.socket_url = socket.url
+    settings = slack_settings(
+        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
+    )
+    runtime = await build_runtime(settings, db=sqlite_db)
+    bot = SlackBot(runtime, socket_mode=True)
+    handler = make_socket_handler(bot)
+    await bot.start()
+    await handler.connect_async()
+    try:
+        mention = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
+        bad = await socket.send("events_api", {**mention, "event": "app_mention"})
+        await socket.wait_ack(bad, timeout=5)
+        good = await socket.send("events_api", mention)
+        await socket.wait_ack(good)
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+        await bot.wait_idle()
+    finally:
+        await handler.close_async()
+        await bot.aclose()
+        await runtime.aclose()
+    [answer] = api.posted()
+    assert "Reset password" in answer.text

@@ -150,3 +150,30 @@ async def test_fallback_edits_at_most_about_once_a_second_per_channel(
     assert len(intermediate) >= 2
     gaps = [b - a for a, b in itertools.pairwise(intermediate)]
     assert all(g >= 0.9 for g in gaps), gaps
+
+
+async def test_an_answer_ending_in_whitespace_is_streamed_once(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """The final text is the streamed text stripped. When the trailing newline had already been
+    streamed, the final no longer started with what was shown: the stream was closed as it was
+    and the same answer posted again under it."""
+    answer = "Open Settings, choose Security and click Reset password [1].\n\n"
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset"})]),
+        # The last piece carries words and the newlines: it is streamed before the final.
+        Turn(content=answer, chunk_chars=40, chunk_delay=0.15),
+    )
+    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
+    try:
+        ts = new_ts()
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?", ts=ts))
+        await api.wait_for(lambda: api.calls_to("chat.stopStream"))
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [message] = api.posted()
+    assert message.streamed and not message.streaming and message.thread_ts == ts
+    assert message.text.strip() == answer.strip()
+    assert [b.get("block_id") for b in message.blocks][-2:] == ["sb_feedback", "sb_human"]

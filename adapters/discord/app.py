@@ -63,7 +63,7 @@ from adapters.discord.shapes import (
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, texts
-from bot.inbox import SESSION_KEY, Deliver, Inbox, RetryLater, Undeliverable, Work
+from bot.inbox import SESSION_KEY, Deliver, Inbox, TryLater, Undeliverable, Work
 from bot.looplag import shed_progress
 from bot.messages import (
     ConversationKey,
@@ -334,7 +334,7 @@ class DiscordAdapter:
             await self._answer_work(work)
         except Exception as exc:
             if is_transient(exc):
-                raise RetryLater(f"{describe(exc)}: {exc}") from exc
+                raise TryLater(f"{describe(exc)}: {exc}") from exc
             raise
 
     async def _answer_work(self, work: Work) -> None:
@@ -581,7 +581,7 @@ class DiscordAdapter:
                 await answer(work)
             except Exception as exc:
                 if command_record is not None and is_transient(exc):
-                    raise RetryLater(f"{describe(exc)}: {exc}") from exc
+                    raise TryLater(f"{describe(exc)}: {exc}") from exc
                 raise
 
         await self.inbox.submit(str(interaction.id), payload, run=run)

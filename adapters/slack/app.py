@@ -32,13 +32,15 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
 from adapters.slack.admins import with_admin_flag
+from adapters.slack.authorize import InstallationAuthorize, SlackUnavailable, TokenAuthorize
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
+from adapters.slack.failures import CALL_FAILURES, transient_failure
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
 from bot.config import Settings
-from bot.inbox import SESSION_KEY, Inbox, Undeliverable, Work
+from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
@@ -142,9 +144,12 @@ class SlackBot:
                 state_store=PruningOAuthStateStore(engine=self.db.engine),
             )
             self.client.token = None
-            return AsyncApp(client=self.client, oauth_settings=oauth, **common)
-        self.client.token = settings.secret("slack_bot_token")
-        return AsyncApp(client=self.client, **common)
+            authorize = InstallationAuthorize(self.installation_store)
+            return AsyncApp(client=self.client, oauth_settings=oauth, authorize=authorize, **common)
+        token = settings.secret("slack_bot_token")
+        self.client.token = token
+        authorize = TokenAuthorize(token, settings.slack_api_url or DEFAULT_SLACK_API_URL)
+        return AsyncApp(client=self.client, authorize=authorize, **common)
 
     def _register(self) -> None:
         # Our work (mentions, messages, the Assistant panel, /ask /forget /help, our buttons) is
@@ -292,6 +297,10 @@ class SlackBot:
     # ---- errors ------------------------------------------------------------------------------
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        if isinstance(error, SlackUnavailable):
+            # Not acked (a 500, or no Socket Mode ack): Slack delivers the request again.
+            log.warning("slack request not acked: %s", error)
+            return
         log.error(
             "slack request failed (%s): %s",
             body.get("type") if isinstance(body, dict) else "?",
@@ -325,7 +334,15 @@ class SlackBot:
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
         if work.kind == "message":
-            await self._answer_message(work, client)
+            try:
+                await self._answer_message(work, client)
+            except CALL_FAILURES as exc:
+                reason = transient_failure(exc)
+                if reason is None:
+                    raise
+                # Slack kept failing past the client's own retries: the inbox answers again
+                # a little later (removing what this attempt half-posted).
+                raise TryLater(reason) from exc
             return
         handler = {
             "command": self._answer_command,
@@ -484,7 +501,9 @@ class SlackBot:
             )
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
-            await self.escalations.request(client, p, str(value.get("s", "")), user)
+            note = await self.escalations.request(client, p, str(value.get("s", "")), user)
+            if note is not None:
+                await self._send_ephemeral(client, p, render.render_reply(note, buttons=False))
         elif action == render.ACTION_RESOLVE and "e" in value:
             done = await self.escalations.resolve(client, p, int(value["e"]), user)
             if done.reply.ephemeral:

@@ -157,6 +157,56 @@ def dedupe_key(event: dict[str, Any], *, team_id: str, event_id: str) -> str:
     return f"ev:{event_id}"
 
 
+# Fields of a message event that Slack always sends as strings (when present).
+_MESSAGE_STRINGS = (
+    "type", "subtype", "text", "ts", "thread_ts", "channel", "channel_type", "user", "bot_id",
+    "team", "event_ts",
+)  # fmt: skip
+
+
+def malformed(body: Any) -> str | None:
+    """Why a verified request cannot be one Slack sends (a field we read has the wrong JSON
+    type), or None. Such a request would fail the same way on every retry."""
+    if not isinstance(body, dict):
+        return "the body is not an object"
+    if "event" in body:
+        event = body["event"]
+        if not isinstance(event, dict):
+            return "event is not an object"
+        if event.get("type") in ("app_mention", "message"):
+            return _malformed_message(event, "event")
+        if "assistant_thread" in event and not isinstance(event["assistant_thread"], dict):
+            return "event.assistant_thread is not an object"
+    if body.get("type") == "block_actions":
+        return _malformed_actions(body)
+    return None
+
+
+def _malformed_message(message: dict[str, Any], where: str) -> str | None:
+    for key in _MESSAGE_STRINGS:
+        if message.get(key) is not None and not isinstance(message[key], str):
+            return f"{where}.{key} is not a string"
+    for key in ("edited", "message", "previous_message"):
+        if message.get(key) is not None and not isinstance(message[key], dict):
+            return f"{where}.{key} is not an object"
+    inner = message.get("message")
+    return _malformed_message(inner, f"{where}.message") if inner else None
+
+
+def _malformed_actions(body: dict[str, Any]) -> str | None:
+    for key in ("user", "channel", "container", "message", "team"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            return f"{key} is not an object"
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+        return "actions is not a list of objects"
+    for action in actions:
+        for key in ("action_id", "value"):
+            if action.get(key) is not None and not isinstance(action[key], str):
+                return f"actions[].{key} is not a string"
+    return None
+
+
 def command_conversation(body: dict[str, Any]) -> ConversationKey:
     """Slash commands have no thread: a DM is its own conversation; in a channel each user's
     /ask exchanges form one conversation, so /forget there forgets only that user's."""

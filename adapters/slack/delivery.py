@@ -192,7 +192,10 @@ class AnswerWriter:
 
     async def _finish_stream(self, final: Reply | None, extra: list[dict[str, Any]]) -> None:
         assert self.ts is not None
-        if final is None or not final.text.startswith(self.shown):
+        # The final text is the streamed one stripped: whitespace already streamed around it
+        # must not make it look different (that posted the whole answer a second time).
+        seen = self.shown.strip()
+        if final is None or not final.text.startswith(seen):
             # The final word differs from what was streamed (an apology after a failure, for
             # instance): close the stream as it is and post the final reply on its own.
             await self.client.chat_stopStream(channel=self.route.channel, ts=self.ts)
@@ -201,7 +204,9 @@ class AnswerWriter:
                     self.client, self.route, render_reply(final, extra_blocks=extra)
                 )
             return
-        self.pending = final.text[len(self.shown) :]
+        rest = final.text[len(seen) :]
+        trailing = self.shown[len(self.shown.rstrip()) :]
+        self.pending = rest.removeprefix(trailing) if trailing else rest
         await self._stream_pending()
         blocks = footer_blocks(final) + extra
         await self.client.chat_stopStream(

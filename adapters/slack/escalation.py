@@ -75,14 +75,19 @@ class SlackEscalations:
 
     async def request(
         self, client: AsyncWebClient, p: dict[str, Any], session_id: str, user: str
-    ) -> None:
+    ) -> Reply | None:
+        """Open the hand-off and say so in the conversation. Returns a reply for the clicker
+        alone when there is nothing new to tell the conversation (a double click, or a hand-off
+        already open)."""
         conversation = convert.conversation_from_session_id(session_id)
         if conversation is None:
             log.warning("escalation button with a bad session id %r", session_id)
-            return
+            return None
         reply, escalation_id = await self.responder.escalate(
             conversation=conversation, requested_by=user
         )
+        if reply.text == texts.ESCALATION_ALREADY_OPEN:
+            return Reply(reply.text, ReplyKind.INFO, ephemeral=True, session_id=session_id)
         target = await self.target(conversation)
         extra = [render.resolve_block(escalation_id)] if escalation_id else []
         ping = await self._announce(client, target, conversation, user, escalation_id)
@@ -106,6 +111,7 @@ class SlackEscalations:
                     blocks=blocks,
                 )
             )
+        return None
 
     async def announce(
         self, client: AsyncWebClient, conversation: ConversationKey, user: str, escalation_id: int

@@ -19,6 +19,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_sdk.signature import SignatureVerifier
 
+from adapters.slack import convert
 from adapters.slack.app import SlackBot
 from adapters.slack.manifest import EVENTS_PATH, INSTALL_PATH, REDIRECT_PATH
 from adapters.web.admin import mount_admin
@@ -71,13 +72,17 @@ async def _slack_events(request: web.Request) -> web.Response:
     bot = request.app[BOT_KEY]
     try:
         bolt_request = await to_bolt_request(request)
+        problem = convert.malformed(bolt_request.body)
     except (ValueError, AttributeError, TypeError) as exc:
         # bolt parses the body before verifying it; malformed JSON or a JSON array raises.
-        body = await request.text()
+        problem = type(exc).__name__
+    if problem is not None:
+        # Refused with a 400 (not a 500 from deep inside bolt or our middleware), once the
+        # signature shows it really came from Slack.
         verifier = SignatureVerifier(bot.settings.secret("slack_signing_secret"))
-        if not verifier.is_valid_request(body, dict(request.headers)):
+        if not verifier.is_valid_request(await request.text(), dict(request.headers)):
             return web.Response(status=401, text="invalid request")
-        log.warning("rejected a malformed Slack request body: %s", type(exc).__name__)
+        log.warning("rejected a malformed Slack request body: %s", problem)
         return web.Response(status=400, text="malformed request body")
     bolt_response = await bot.app.async_dispatch(bolt_request)
     return await to_aiohttp_response(bolt_response)

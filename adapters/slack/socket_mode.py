@@ -11,7 +11,11 @@ import logging
 import signal
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 
+from adapters.slack import convert
 from adapters.slack.app import SlackBot, make_web_client
 from bot.config import Settings
 from bot.runtime import build_runtime, ensure_schema
@@ -19,10 +23,23 @@ from bot.runtime import build_runtime, ensure_schema
 log = logging.getLogger(__name__)
 
 
+class CheckedSocketModeHandler(AsyncSocketModeHandler):
+    """Acks an envelope whose payload Slack could not have sent (see ``convert.malformed``):
+    bolt would fail on it without acking, and Slack would redeliver it again and again."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        problem = convert.malformed(req.payload)
+        if problem is None:
+            await super().handle(client, req)
+            return
+        log.warning("acked and dropped a malformed Socket Mode %s envelope: %s", req.type, problem)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
 def make_socket_handler(bot: SlackBot) -> AsyncSocketModeHandler:
     # A token-less client on SLACK_API_URL: apps.connections.open is called with the app token.
     web_client = make_web_client(bot.settings)
-    return AsyncSocketModeHandler(
+    return CheckedSocketModeHandler(
         bot.app, app_token=bot.settings.secret("slack_app_token"), web_client=web_client
     )
 

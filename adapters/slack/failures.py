@@ -1,0 +1,29 @@
+"""Which failed Web API calls may work if tried again later, and which never will."""
+
+from __future__ import annotations
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
+# ``ok: false`` errors that say "not now" rather than "never" (Slack's documented ones).
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+# What a Web API call raises when it failed (slack_sdk's retries included).
+CALL_FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError)
+
+
+def transient_failure(exc: BaseException) -> str | None:
+    """Why a failed Web API call may work if tried again later (None: it will not)."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 200)
+        error = str(exc.response.get("error") or "") if status == 200 else ""
+        if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
+            return f"{error or f'HTTP {status}'} from {_method(exc)}"
+        return None
+    return type(exc).__name__  # a dropped connection or a timeout
+
+
+def _method(exc: SlackApiError) -> str:
+    url = str(getattr(exc.response, "api_url", "") or "")
+    return url.rstrip("/").rsplit("/", 1)[-1] or "the Web API"
