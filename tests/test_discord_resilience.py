@@ -36,6 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RETRY_SOON = (0.2, 0.2)
 
 
+async def start_retrying_bot(
+    world: DiscordWorld, db: Database, url: str, kb_uri: str
+) -> RunningBot:
+    """A bot whose leases and retries after a passing fault come round within a test."""
+    settings = make_settings(world, url, kb_uri, lease_seconds=2.0, recover_every=0.2)
+    running = await start_bot(world, await build_runtime(settings, db=db))
+    running.adapter.inbox.try_later_delays = RETRY_SOON
+    return running
+
+
 async def test_forced_disconnect_resumes_and_answers_exactly_once(
     world: DiscordWorld, bot: RunningBot
 ) -> None:
@@ -342,9 +352,7 @@ async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
     # and the asker got an apology instead of the answer (or, when Discord had already made
     # the message, the answer and an apology).
     caplog.set_level(logging.WARNING)
-    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
     try:
         world.api.reset_next("POST", r"/channels/\d+/messages", after=handled)
         dm = await world.dm("Where can I download past invoices?")
@@ -372,9 +380,7 @@ async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
 async def test_a_connection_reset_on_an_edit_of_a_streamed_answer_is_retried(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
     try:
         world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+")
         question = await world.say("How do I reset my password?", mention=True)
@@ -399,9 +405,7 @@ async def test_resets_on_every_attempt_end_in_one_short_note(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
     try:
         world.api.reset_next("POST", r"/channels/\d+/messages", times=events.MAX_ATTEMPTS)
         dm = await world.dm("Where can I download past invoices?")
@@ -441,9 +445,7 @@ async def test_a_mention_whose_thread_never_opened_is_told_under_the_question(
 ) -> None:
     # The note went to the thread the answer was to open, which did not exist: Discord said
     # 404 and the asker heard nothing.
-    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
     try:
         world.api.reset_next(
             "POST", r"/channels/\d+/messages/\d+/threads", times=events.MAX_ATTEMPTS
@@ -462,9 +464,7 @@ async def test_a_429_discord_py_does_not_wait_out_is_retried_not_apologised(
 ) -> None:
     # Without a Via header discord.py raises a 429 at once (it takes it for a ban): the row
     # failed and the asker got an apology instead of the answer.
-    settings = make_settings(world, sqlite_url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
     try:
         world.api.fail_next("POST", r"/channels/\d+/messages", retry_after=0.1, via=False)
         dm = await world.dm("Where can I download past invoices?")
