@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from adapters.slack.app import SlackBot
-from adapters.slack.socket_mode import make_socket_handler
+from adapters.slack.socket_mode import make_socket_handler, run_socket_mode
+from bot.errors import ConfigError
 from bot.runtime import build_runtime
 from storage.db import Database
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
@@ -104,3 +106,35 @@ async def test_a_malformed_envelope_is_acked_and_the_next_one_answered(
         await runtime.aclose()
     [answer] = api.posted()
     assert "Reset password" in answer.text
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "not_allowed_token_type"])
+async def test_a_refused_app_token_stops_with_one_line_naming_it(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, error: str
+) -> None:
+    """slack_sdk retried apps.connections.open every few seconds for ever, a traceback each
+    time: an operator with a wrong SLACK_APP_TOKEN saw a process that looked alive."""
+    api.error("apps.connections.open", error)
+    settings = slack_settings(
+        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
+    )
+    with pytest.raises(ConfigError, match=f"SLACK_APP_TOKEN \\({error}\\)") as refused:
+        await asyncio.wait_for(run_socket_mode(settings), timeout=20)
+    assert APP_TOKEN not in str(refused.value)
+
+
+async def test_a_slack_outage_at_start_is_left_to_the_reconnects(
+    api: FakeSlackAPI, socket: FakeSocketMode, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    api.socket_url = socket.url
+    api.error("apps.connections.open", "internal_error")
+    settings = slack_settings(
+        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_socket_mode(settings, stop=stop))
+    try:
+        await socket.wait_connected()
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)

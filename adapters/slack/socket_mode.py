@@ -11,6 +11,7 @@ import logging
 import signal
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -18,9 +19,16 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from adapters.slack import convert
 from adapters.slack.app import SlackBot, make_web_client
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.runtime import build_runtime, ensure_schema
 
 log = logging.getLogger(__name__)
+
+# apps.connections.open errors that no retry fixes: the app-level token itself is refused.
+REFUSED_TOKEN_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+     "not_allowed_token_type"}
+)  # fmt: skip
 
 
 class CheckedSocketModeHandler(AsyncSocketModeHandler):
@@ -34,6 +42,21 @@ class CheckedSocketModeHandler(AsyncSocketModeHandler):
             return
         log.warning("acked and dropped a malformed Socket Mode %s envelope: %s", req.type, problem)
         await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
+async def check_app_token(handler: AsyncSocketModeHandler) -> None:
+    """Refuse to start, in one line naming the variable, when Slack refuses the app token;
+    slack_sdk would otherwise retry the connection every few seconds for ever, a traceback
+    each time. Any other failure is left to its reconnects (Slack may be down for a while)."""
+    try:
+        await handler.client.web_client.apps_connections_open(app_token=handler.app_token)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        if error in REFUSED_TOKEN_ERRORS:
+            raise ConfigError(
+                f"Slack refused SLACK_APP_TOKEN ({error}): use the app-level token (xapp-...) "
+                "with the connections:write scope"
+            ) from None
 
 
 def make_socket_handler(bot: SlackBot) -> AsyncSocketModeHandler:
@@ -54,6 +77,7 @@ async def run_socket_mode(settings: Settings, *, stop: asyncio.Event | None = No
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await check_app_token(handler)
         await bot.start()
         await handler.connect_async()
         log.info("supportbot connected to Slack over Socket Mode")
