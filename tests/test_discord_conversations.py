@@ -529,3 +529,24 @@ async def test_a_guild_discord_py_has_not_cached_is_not_taken_for_a_dm(
     assert "reset your password" in answer["content"].lower()
     await asyncio.sleep(0.2)
     assert world.api.channel_messages(channel_id) == []
+
+
+async def test_a_question_deleted_while_it_is_answered_still_gets_the_answer(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """The answer replies to the question; Discord refuses a reply to a deleted message unless
+    it asks not to fail. The asker got an apology instead of the answer."""
+    fake_openai.queue(slow_answer())
+    running = await start_model_bot(
+        world, sqlite_db, sqlite_url, kb_uri, fake_openai, first_post_delay=30.0
+    )
+    try:
+        dm = await world.dm("How do I reset my password?")
+        await asyncio.sleep(0.5)  # the model is answering
+        world.api.delete_user_message(dm["id"])
+        [answer] = await world.bot_messages(dm["channel_id"])
+        await running.adapter.inbox.wait_idle()
+    finally:
+        await running.stop()
+    assert answer["content"].startswith("Slow answer:")
+    assert not answer.get("message_reference")

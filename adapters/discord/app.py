@@ -471,8 +471,11 @@ class DiscordAdapter:
             question = self.client.get_partial_messageable(
                 int(question_channel), guild_id=int(conversation.workspace_id or 0) or None
             ).get_partial_message(int(work.payload["message_id"]))
-            await question.reply(
-                text, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
+            await question.channel.send(
+                text,
+                reference=question.to_reference(fail_if_not_exists=False),
+                mention_author=False,
+                allowed_mentions=discord.AllowedMentions.none(),
             )
 
     async def _deliver(

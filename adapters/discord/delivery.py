@@ -83,7 +83,13 @@ class ChannelSink(ReplySink):
                     await self.sent[index].edit(**edit_kwargs(payload))
                     self.shown[index] = payload
                 continue
-            reference = self.reference if index == 0 else None
+            # A question deleted while it was answered must not cost the answer: Discord then
+            # posts it without the reply link instead of refusing it.
+            reference = (
+                self.reference.to_reference(fail_if_not_exists=False)
+                if index == 0 and self.reference is not None
+                else None
+            )
             message = await self.channel.send(
                 **send_kwargs(payload),
                 reference=reference,

@@ -77,6 +77,7 @@ class FakeDiscordAPI:
     channel_guild: dict[str, str] = field(default_factory=dict)  # channel id -> guild id
     interaction_channels: dict[str, str] = field(default_factory=dict)  # token -> channel id
     user_messages: list[dict[str, Any]] = field(default_factory=list)  # what people wrote
+    user_deleted: set[str] = field(default_factory=set)  # ids of what people wrote, then deleted
     channel_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reactions: list[tuple[str, str, str]] = field(default_factory=list)  # channel, message, emoji
     acknowledged: set[str] = field(default_factory=set)  # interaction tokens responded to
@@ -110,6 +111,11 @@ class FakeDiscordAPI:
         return p.user(self.bot_id, self.bot_name, bot=True)
 
     # ----------------------------------------------------------------- test controls
+    def delete_user_message(self, message_id: str) -> None:
+        """Someone deletes what they wrote: a reply to it is refused unless it asks not to
+        fail (``fail_if_not_exists: false``), then posted without the reference."""
+        self.user_deleted.add(message_id)
+
     def fail_next(
         self,
         method: str,
@@ -328,7 +334,31 @@ class FakeDiscordAPI:
         if m["c"] not in self.threads and any(u["id"] == m["c"] for u in self.user_messages):
             # The thread a message would have started, never created: no such channel.
             return 404, {"message": "Unknown Channel", "code": 10003}
-        return 200, self._store_message(m["c"], body or {})
+        body = body or {}
+        reference = body.get("message_reference") or {}
+        if reference.get("message_id") and not self._exists(str(reference["message_id"])):
+            # Discord: a reply to a deleted message is refused unless asked not to fail.
+            if reference.get("fail_if_not_exists", True):
+                return 400, {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {
+                        "message_reference": {
+                            "_errors": [
+                                {"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown"}
+                            ]
+                        }
+                    },
+                }
+            body = {**body, "message_reference": None}
+        return 200, self._store_message(m["c"], body)
+
+    def _exists(self, message_id: str) -> bool:
+        """False for a message deleted here; the fake does not see every message people write
+        (the gateway's), so any other id is taken to exist."""
+        return message_id not in self.user_deleted and all(
+            d["id"] != message_id for d in self.deleted
+        )
 
     async def _edit_message(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         message = self.messages.get(m["m"])
