@@ -550,3 +550,35 @@ async def test_a_question_deleted_while_it_is_answered_still_gets_the_answer(
         await running.stop()
     assert answer["content"].startswith("Slow answer:")
     assert not answer.get("message_reference")
+
+
+async def test_a_dropped_connection_on_the_typing_call_costs_only_the_indicator(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reset on the typing call ended the indicator's task with an exception nobody
+    retrieved: asyncio logged "Task exception was never retrieved" with a traceback."""
+    import gc
+
+    caplog.set_level(logging.DEBUG)
+    fake_openai.queue(slow_answer())
+    running = await start_model_bot(
+        world, sqlite_db, sqlite_url, kb_uri, fake_openai, first_post_delay=0.1
+    )
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/typing")
+        dm = await world.dm("How do I reset my password?")
+        await running.adapter.inbox.wait_idle()
+        answers = await world.bot_messages(dm["channel_id"])
+    finally:
+        await running.stop()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert answers[-1]["content"].startswith("Slow answer:")
+    assert world.api.find("POST", rf"/channels/{dm['channel_id']}/typing")
+    assert "never retrieved" not in caplog.text
+    assert "typing indicator failed" in caplog.text

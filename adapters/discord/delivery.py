@@ -186,8 +186,8 @@ class Typing:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
+        if task is not None:
+            task.cancel()  # no-op when done; gathered either way, so nothing is left unretrieved
             await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
@@ -201,7 +201,7 @@ class Typing:
         try:
             async with channel.typing():
                 await asyncio.Event().wait()  # until stop() cancels
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, *TRANSIENT_ERRORS) as exc:
             log.debug("discord: typing indicator failed (%s)", describe(exc))
 
 
