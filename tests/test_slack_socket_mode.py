@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from adapters.slack.app import SlackBot
 from adapters.slack.socket_mode import make_socket_handler, run_socket_mode
+from bot.config import Settings
 from bot.errors import ConfigError
 from bot.runtime import build_runtime
 from storage.db import Database
@@ -22,6 +24,29 @@ __all__ = ["api", "kb_uri"]
 APP_TOKEN = "xapp-1-test"
 
 
+def socket_settings(api: FakeSlackAPI, db_url: str, kb_uri: str) -> Settings:
+    return slack_settings(db_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN)
+
+
+@contextlib.asynccontextmanager
+async def socket_bot(
+    api: FakeSlackAPI, socket: FakeSocketMode, db: Database, db_url: str, kb_uri: str
+) -> AsyncIterator[SlackBot]:
+    """The bot connected over Socket Mode to ``socket``, closed afterwards."""
+    api.socket_url = socket.url
+    runtime = await build_runtime(socket_settings(api, db_url, kb_uri), db=db)
+    bot = SlackBot(runtime, socket_mode=True)
+    handler = make_socket_handler(bot)
+    await bot.start()
+    await handler.connect_async()
+    try:
+        yield bot
+    finally:
+        await handler.close_async()
+        await bot.aclose()
+        await runtime.aclose()
+
+
 @pytest.fixture
 async def socket() -> AsyncIterator[FakeSocketMode]:
     fake = FakeSocketMode()
@@ -33,16 +58,7 @@ async def socket() -> AsyncIterator[FakeSocketMode]:
 async def test_events_and_commands_over_socket_mode(
     api: FakeSlackAPI, socket: FakeSocketMode, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    api.socket_url = socket.url
-    settings = slack_settings(
-        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
-    )
-    runtime = await build_runtime(settings, db=sqlite_db)
-    bot = SlackBot(runtime, socket_mode=True)
-    handler = make_socket_handler(bot)
-    await bot.start()
-    await handler.connect_async()
-    try:
+    async with socket_bot(api, socket, sqlite_db, sqlite_url, kb_uri) as bot:
         await socket.wait_connected()
         [opened] = api.calls_to("apps.connections.open")
         assert opened.token == APP_TOKEN
@@ -69,10 +85,6 @@ async def test_events_and_commands_over_socket_mode(
         assert "payload" not in ack or not ack["payload"]
         await api.wait_for(lambda: api.responses.get("sock"))
         await bot.wait_idle()
-    finally:
-        await handler.close_async()
-        await bot.aclose()
-        await runtime.aclose()
     [answer] = api.posted()
     assert "Reset password" in answer.text
     assert "first day of every month" in api.responses["sock"][0]["text"]
@@ -83,16 +95,7 @@ async def test_a_malformed_envelope_is_acked_and_the_next_one_answered(
 ) -> None:
     """bolt failed on an event that is not an object without acking it: Slack would redeliver
     it again and again."""
-    api.socket_url = socket.url
-    settings = slack_settings(
-        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
-    )
-    runtime = await build_runtime(settings, db=sqlite_db)
-    bot = SlackBot(runtime, socket_mode=True)
-    handler = make_socket_handler(bot)
-    await bot.start()
-    await handler.connect_async()
-    try:
+    async with socket_bot(api, socket, sqlite_db, sqlite_url, kb_uri) as bot:
         mention = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
         bad = await socket.send("events_api", {**mention, "event": "app_mention"})
         await socket.wait_ack(bad, timeout=5)
@@ -100,10 +103,6 @@ async def test_a_malformed_envelope_is_acked_and_the_next_one_answered(
         await socket.wait_ack(good)
         await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
         await bot.wait_idle()
-    finally:
-        await handler.close_async()
-        await bot.aclose()
-        await runtime.aclose()
     [answer] = api.posted()
     assert "Reset password" in answer.text
 
@@ -115,9 +114,7 @@ async def test_a_refused_app_token_stops_with_one_line_naming_it(
     """slack_sdk retried apps.connections.open every few seconds for ever, a traceback each
     time: an operator with a wrong SLACK_APP_TOKEN saw a process that looked alive."""
     api.error("apps.connections.open", error)
-    settings = slack_settings(
-        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
-    )
+    settings = socket_settings(api, sqlite_url, kb_uri)
     with pytest.raises(ConfigError, match=f"SLACK_APP_TOKEN \\({error}\\)") as refused:
         await asyncio.wait_for(run_socket_mode(settings), timeout=20)
     assert APP_TOKEN not in str(refused.value)
@@ -128,9 +125,7 @@ async def test_a_slack_outage_at_start_is_left_to_the_reconnects(
 ) -> None:
     api.socket_url = socket.url
     api.error("apps.connections.open", "internal_error")
-    settings = slack_settings(
-        sqlite_url, kb_uri, api, slack_signing_secret=None, slack_app_token=APP_TOKEN
-    )
+    settings = socket_settings(api, sqlite_url, kb_uri)
     stop = asyncio.Event()
     running = asyncio.create_task(run_socket_mode(settings, stop=stop))
     try:
