@@ -236,3 +236,31 @@ async def test_a_double_click_on_feedback_stores_one_vote_and_thanks_every_time(
     for update in api.calls_to("chat.update"):
         assert texts.FEEDBACK_THANKS_HELPFUL in json.dumps(update.params["blocks"])
     assert "feedback failed" not in caplog.text
+
+
+async def test_a_button_whose_value_has_the_wrong_types_is_unusable_not_a_crash(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database, caplog: Any
+) -> None:
+    """{"m": "abc"} passed the "is there an m" check and crashed int(): the click was logged
+    as a failed action with a traceback and the clicker was told something went wrong."""
+    caplog.set_level("WARNING")
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
+        await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
+        await harness.bot.wait_idle()
+        [answer] = api.posted()
+        for action_id, value in (
+            ("sb_helpful", '{"m": "abc", "s": "x"}'),
+            ("sb_resolve", '{"e": "abc"}'),
+            ("sb_share", '{"m": [1]}'),
+        ):
+            click = block_action(
+                action_id=action_id, value=value, message=_as_payload_message(answer)
+            )
+            assert (await sender.interaction(click)).status == 200
+        await asyncio.sleep(0.3)
+        await harness.bot.wait_idle()
+    assert caplog.text.count("unusable button") == 3
+    assert "Traceback" not in caplog.text and "failed (attempt" not in caplog.text
+    assert not await feedback.list_feedback(sqlite_db)
+    assert texts.ERROR_GENERIC not in json.dumps([m.text for m in api.posted()])

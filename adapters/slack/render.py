@@ -224,11 +224,25 @@ def button_value(**fields: Any) -> str:
 
 
 def parse_button_value(value: str | None) -> dict[str, Any]:
+    """The fields of one of our button values that have the types we gave them (ids "m" and
+    "e" integers, session "s" a string); anything else is dropped, so a forged or mangled
+    value is an unusable button, not a crashed handler."""
     try:
         parsed = json.loads(value or "{}")
     except json.JSONDecodeError:
         return {}
-    return parsed if isinstance(parsed, dict) else {}
+    if not isinstance(parsed, dict):
+        return {}
+    fields: dict[str, Any] = {}
+    for key in ("m", "e"):
+        raw = parsed.get(key)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            fields[key] = raw
+        elif isinstance(raw, str) and raw.isdigit():
+            fields[key] = int(raw)
+    if isinstance(parsed.get("s"), str):
+        fields["s"] = parsed["s"]
+    return fields
 
 
 def feedback_blocks(reply: Reply) -> list[dict[str, Any]]:
