@@ -341,8 +341,11 @@ class Responder:
                 log.warning(
                     "capturing the answer of escalation %s failed", escalation_id, exc_info=True
                 )
-        text = texts.ESCALATION_RESOLVED if resolved is not None else texts.ESCALATION_NOT_OPEN
-        return Reply(text, ReplyKind.INFO)
+        if resolved is None:
+            # Said to the clicker alone: a double click's second answer must not replace the
+            # "resolved" note everyone sees.
+            return Reply(texts.ESCALATION_NOT_OPEN, ReplyKind.INFO, ephemeral=True)
+        return Reply(texts.ESCALATION_RESOLVED, ReplyKind.INFO)
 
     @staticmethod
     def _info(text: str, session_id: str, *, ephemeral: bool = False) -> Reply:

@@ -166,12 +166,27 @@ async def test_talk_to_a_human_escalates_and_mark_resolved_closes_it(
             assert (await sender.interaction(click)).status == 200
             await api.wait_for(lambda: texts.ESCALATION_RESOLVED in json.dumps(handoff.blocks))
             await h.bot.wait_idle()
+            # The second click of a double click lands after the first resolved it: told to
+            # the clicker alone, it must not replace the "resolved" note everyone sees.
+            again = block_action(
+                action_id="sb_resolve",
+                value=resolve["value"],
+                user="USUPPORT",
+                message=click["message"],
+            )
+            assert (await sender.interaction(again)).status == 200
+            await api.wait_for(lambda: api.calls_to("chat.postEphemeral"))
+            await h.bot.wait_idle()
     finally:
         await h.close()
     async with sqlite_db.sessions() as session:
         escalation = (await session.scalars(select(Escalation))).one()
     assert escalation.status == "resolved" and escalation.resolved_by == "USUPPORT"
     assert "sb_resolve" not in [b.get("block_id") for b in handoff.blocks]
+    assert texts.ESCALATION_RESOLVED in json.dumps(handoff.blocks)
+    assert texts.ESCALATION_NOT_OPEN not in json.dumps(handoff.blocks)
+    [told] = api.calls_to("chat.postEphemeral")
+    assert told.params["user"] == "USUPPORT" and texts.ESCALATION_NOT_OPEN in told.params["text"]
 
 
 async def test_ephemeral_answer_falls_back_to_post_ephemeral(
