@@ -14,6 +14,7 @@ import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from bot import channel_admin, learning, metrics, slash, texts
@@ -44,6 +45,16 @@ _HUMAN_REQUEST = re.compile(
     r"^\s*(please\s+)?(talk|speak|connect me|escalate)( to)?( a| an)? (human|person|agent|someone)",
     re.IGNORECASE,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """What asking for a human did: the reply for the conversation, the hand-off's id (0 when
+    it failed) and whether this request opened it (False: one was already open)."""
+
+    reply: Reply
+    escalation_id: int
+    created: bool
 
 
 class Responder:
@@ -145,10 +156,10 @@ class Responder:
             yield self._info(texts.UNREADABLE_INPUT, session_id)
             return
         if _HUMAN_REQUEST.match(question):
-            reply, _ = await self.escalate(
+            hand_off = await self.escalate(
                 conversation=msg.conversation, requested_by=msg.author.id, reason=question
             )
-            yield reply
+            yield hand_off.reply
             return
 
         started = time.perf_counter()
@@ -291,7 +302,7 @@ class Responder:
 
     async def escalate(
         self, *, conversation: ConversationKey, requested_by: str, reason: str | None = None
-    ) -> tuple[Reply, int]:
+    ) -> HandOff:
         """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR."""
         session_id = conversation.session_id
         try:
@@ -306,11 +317,12 @@ class Responder:
             )
         except Exception:
             log.error("escalation failed for session %s", session_id, exc_info=True)
-            return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, session_id=session_id), 0
+            error = Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, session_id=session_id)
+            return HandOff(error, 0, created=False)
         escalation_id = int(opened.escalation.id)
         text = texts.ESCALATION_OPENED if opened.created else texts.ESCALATION_ALREADY_OPEN
         reply = Reply(text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=escalation_id)
-        return reply, escalation_id
+        return HandOff(reply, escalation_id, created=opened.created)
 
     async def resolve_escalation(
         self,

@@ -181,14 +181,16 @@ async def test_feedback_and_escalation_round_trip(sqlite_db: Database, kb: Knowl
         memory_id=answer.memory_id + 1000, session_id=answer.session_id, user_id="U1", helpful=False
     )
     assert stale.kind is ReplyKind.INFO and stale.text == texts.FEEDBACK_UNKNOWN_ANSWER
-    reply, escalation_id = await resp.escalate(
+    opened = await resp.escalate(
         conversation=message("x").conversation, requested_by="U1", reason="stuck"
     )
+    reply, escalation_id = opened.reply, opened.escalation_id
     assert reply.kind is ReplyKind.ESCALATED and escalation_id > 0
     assert reply.text == texts.ESCALATION_OPENED and reply.escalation_id == escalation_id
-    again, same_id = await resp.escalate(
+    found = await resp.escalate(
         conversation=message("x").conversation, requested_by="U2", reason="me too"
     )
+    again, same_id = found.reply, found.escalation_id
     assert same_id == escalation_id and again.text == texts.ESCALATION_ALREADY_OPEN
     done = await resp.resolve_escalation(escalation_id=escalation_id, resolved_by="agent1")
     assert done.text == texts.ESCALATION_RESOLVED

@@ -629,9 +629,10 @@ class DiscordAdapter:
                 )
         elif parsed.action is render.ButtonAction.ESCALATE:
             conversation = interaction_conversation(interaction)
-            reply, escalation_id = await self.responder.escalate(
+            hand_off = await self.responder.escalate(
                 conversation=conversation, requested_by=user_id
             )
+            reply, escalation_id = hand_off.reply, hand_off.escalation_id
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
                 parent_id = interaction_parent_id(interaction)

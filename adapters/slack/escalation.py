@@ -83,10 +83,9 @@ class SlackEscalations:
         if conversation is None:
             log.warning("escalation button with a bad session id %r", session_id)
             return None
-        reply, escalation_id = await self.responder.escalate(
-            conversation=conversation, requested_by=user
-        )
-        if reply.text == texts.ESCALATION_ALREADY_OPEN:
+        hand_off = await self.responder.escalate(conversation=conversation, requested_by=user)
+        reply, escalation_id = hand_off.reply, hand_off.escalation_id
+        if escalation_id and not hand_off.created:  # already open: nothing new for the thread
             return Reply(reply.text, ReplyKind.INFO, ephemeral=True, session_id=session_id)
         target = await self.target(conversation)
         extra = [render.resolve_block(escalation_id)] if escalation_id else []
