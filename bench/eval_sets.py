@@ -59,9 +59,12 @@ SETS: dict[str, tuple[Path, Path]] = {
     # Batch 6 only (held out, unscored): not in the default --sets, scored once with
     # --sets prometheus --split heldout --fresh-batch 6 (bench/eval/README.md).
     "prometheus": (EVAL / "prometheus.jsonl", EVAL / "corpora" / "prometheus" / "docs"),
+    # Batch 7 only (held out, unscored), likewise: --sets scrapy --split heldout --fresh-batch 7.
+    "scrapy": (EVAL / "scrapy.jsonl", EVAL / "corpora" / "scrapy" / "docs"),
     "sample": (EVAL / "questions.jsonl", ROOT / "bot" / "sample_docs"),
 }
-# What `make eval` scores: every set above except prometheus (held out only, batch 6).
+# What `make eval` scores: every set above except prometheus and scrapy (held out only, batches
+# 6 and 7).
 DEFAULT_SETS = "flask,etcd,pytest,fastapi,sample"
 TARGETS = {"recall_at_5": 0.95, "mrr_at_10": 0.85, "both_at_10": 0.80}
 DECISION_TARGET, REFUSAL_TARGET = 0.90, 0.80

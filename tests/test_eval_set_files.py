@@ -19,20 +19,22 @@ import pytest
 from bot.kb_eval import UNSCORED_BATCHES, load_questions
 
 EVAL = Path(__file__).resolve().parent.parent / "bench" / "eval"
-EXTERNAL = ["flask", "etcd", "pytest", "fastapi", "prometheus"]
-# Batches 4, 5 and 6 were each written as a fresh held-out check after the earlier held-out halves
-# had been scored; they have no dev half by design (bench/eval/README.md).
-HELDOUT_ONLY_BATCHES = {4, 5, 6}
+EXTERNAL = ["flask", "etcd", "pytest", "fastapi", "prometheus", "scrapy"]
+# Batches 4, 5, 6 and 7 were each written as a fresh held-out check after the earlier held-out
+# halves had been scored; they have no dev half by design (bench/eval/README.md).
+HELDOUT_ONLY_BATCHES = {4, 5, 6, 7}
 # The sets holding each held-out-only batch (fastapi was written after batch 4, in one batch split
-# half and half; batch 5 was written for the first four sets; batch 6 is the whole prometheus set,
-# a corpus no ranking or answering code of ours has run on).
+# half and half; batch 5 was written for the first four sets; batch 6 is the whole prometheus set
+# and batch 7 the whole scrapy set, corpora no ranking or answering code of ours has run on).
 SETS_WITH_BATCH = {
     4: ["flask", "etcd", "pytest"],
     5: ["flask", "etcd", "pytest", "fastapi"],
     6: ["prometheus"],
+    7: ["scrapy"],
 }
-# Sets made of held-out-only rows alone: no default run has anything of them to score.
-FRESH_ONLY_SETS = {"prometheus"}
+# Sets made of held-out-only rows alone, each with the one batch it holds: no default run has
+# anything of them to score.
+FRESH_ONLY_SETS = {"prometheus": 6, "scrapy": 7}
 
 
 def rows_of(name: str) -> list[dict]:
@@ -127,32 +129,35 @@ def test_unscored_batches_stay_out_of_every_run_unless_asked_for(batch: int, nam
 
 def test_held_out_only_batches_are_where_the_readme_says() -> None:
     """Batch 4 is in Flask, etcd and pytest only; batch 5 in those and FastAPI; batch 6 is the
-    prometheus set, every row of it."""
+    prometheus set, every row of it, and batch 7 the scrapy set."""
     for batch, names in SETS_WITH_BATCH.items():
         holding = [n for n in EXTERNAL if any(r.get("batch") == batch for r in rows_of(n))]
         assert holding == names, batch
 
 
-def test_the_fresh_only_set_is_registered_but_out_of_every_default_run() -> None:
-    """prometheus is in SETS (so it can be scored once, on purpose) but not in `make eval`'s
-    default sets, not among the sets the answer-or-refuse model is fitted on, and every row is
-    batch 6: with no --fresh-batch, no split of it has a question to score. When scored, it is
-    reported as the held-out split (whose per-question misses are dropped), not as "all"."""
+@pytest.mark.parametrize(("name", "batch"), sorted(FRESH_ONLY_SETS.items()))
+def test_the_fresh_only_sets_are_registered_but_out_of_every_default_run(
+    name: str, batch: int
+) -> None:
+    """prometheus and scrapy are in SETS (so each can be scored once, on purpose) but not in
+    `make eval`'s default sets, not among the sets the answer-or-refuse model is fitted on, and
+    every row is of the set's one batch (6 or 7): with no --fresh-batch, no split of it has a
+    question to score. When scored, it is reported as the held-out split (whose per-question
+    misses are dropped), not as "all"."""
     eval_sets = _bench_module("eval_sets")
     fit_refusal = (EVAL / "fit_refusal.py").read_text(encoding="utf-8")
-    assert 6 in UNSCORED_BATCHES
-    for name in FRESH_ONLY_SETS:
-        path = EVAL / f"{name}.jsonl"
-        assert eval_sets.SETS[name] == (path, EVAL / "corpora" / name / "docs")
-        assert name not in eval_sets.DEFAULT_SETS.split(",")
-        assert f'"{name}"' not in fit_refusal
-        rows = rows_of(name)
-        assert {row.get("batch") for row in rows} == {6}
-        assert {row["split"] for row in rows} == {"heldout"}
-        assert eval_sets.splits_of(path) == ["heldout"]
-        for split in ("heldout", "all"):  # there is no dev split to ask for
-            assert eval_sets.questions_of(path, split) == []
-        assert len(eval_sets.questions_of(path, "heldout", fresh_batch=6)) == len(rows)
+    assert batch in UNSCORED_BATCHES
+    path = EVAL / f"{name}.jsonl"
+    assert eval_sets.SETS[name] == (path, EVAL / "corpora" / name / "docs")
+    assert name not in eval_sets.DEFAULT_SETS.split(",")
+    assert f'"{name}"' not in fit_refusal
+    rows = rows_of(name)
+    assert {row.get("batch") for row in rows} == {batch}
+    assert {row["split"] for row in rows} == {"heldout"}
+    assert eval_sets.splits_of(path) == ["heldout"]
+    for split in ("heldout", "all"):  # there is no dev split to ask for
+        assert eval_sets.questions_of(path, split) == []
+    assert len(eval_sets.questions_of(path, "heldout", fresh_batch=batch)) == len(rows)
 
 
 def test_supportbot_eval_leaves_the_unscored_batches_out_unless_asked_for(tmp_path: Path) -> None:
