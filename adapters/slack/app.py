@@ -50,8 +50,10 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 ACTION_PATTERN = re.compile(r"^sb_")
-# The payload key recording the first message of an answer being posted (see _answer_message).
-PARTIAL_KEY = "posted_ts"
+# The payload key recording every message of an answer being posted, in order (see
+# _answer_message); rows written before that recorded only the first, under LEGACY_PARTIAL_KEY.
+PARTIAL_KEY = "posted"
+LEGACY_PARTIAL_KEY = "posted_ts"
 # Ledger payloads keep at most this much of a message's blocks (buttons need only their ids).
 MAX_STORED_BLOCKS = 60
 
@@ -371,8 +373,12 @@ class SlackBot:
         if work.attempts > 1:
             await self._remove_earlier_attempt(work, client, route)
 
+        posted: list[str] = []
+
         async def remember_post(ts: str) -> None:
-            await self.inbox.record(work, {**p, PARTIAL_KEY: ts})
+            # Each part as soon as it exists: the next attempt removes them all.
+            posted.append(ts)
+            await self.inbox.record(work, {**p, PARTIAL_KEY: list(posted)})
 
         if p.get("assistant") and route.thread_ts:
             await _best_effort(
@@ -394,7 +400,7 @@ class SlackBot:
             self.throttle,
             streaming=self.streaming,
             extra_blocks=self._escalation_blocks,
-            on_first_post=remember_post,
+            on_post=remember_post,
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
@@ -415,10 +421,10 @@ class SlackBot:
     async def _remove_earlier_attempt(
         self, work: Work, client: AsyncWebClient, route: Route
     ) -> None:
-        """A process died while answering this: remove what it posted before answering again.
-        The message it recorded, and in a thread, our messages after the question (a crash
-        right after a post, before the record, leaves an unrecorded one)."""
-        stamps = {work.payload[PARTIAL_KEY]} if work.payload.get(PARTIAL_KEY) else set()
+        """An earlier attempt died or met a passing fault while answering this: remove what it
+        posted before answering again. Every message it recorded, and in a thread, our messages
+        after the question (a crash right after a post, before the record, leaves one)."""
+        stamps = posted_messages(work.payload)
         question = str(work.payload["msg"]["id"])
         if route.thread_ts:
             try:
@@ -579,6 +585,15 @@ class SlackBot:
         client = make_web_client(self.settings, token)
         client.session = self._session
         return client
+
+
+def posted_messages(payload: dict[str, Any]) -> set[str]:
+    """The messages an earlier attempt recorded posting for this answer."""
+    recorded = payload.get(PARTIAL_KEY)
+    stamps = {str(ts) for ts in recorded} if isinstance(recorded, list) else set()
+    if payload.get(LEGACY_PARTIAL_KEY):
+        stamps.add(str(payload[LEGACY_PARTIAL_KEY]))
+    return stamps
 
 
 async def _best_effort(call: Coroutine[Any, Any, Any]) -> None:
