@@ -32,10 +32,15 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
 from adapters.slack.admins import with_admin_flag
-from adapters.slack.authorize import InstallationAuthorize, SlackUnavailable, TokenAuthorize
+from adapters.slack.authorize import InstallationAuthorize, NotTakenNow, TokenAuthorize
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
-from adapters.slack.failures import CALL_FAILURES, transient_failure
+from adapters.slack.failures import (
+    CALL_FAILURES,
+    DATABASE_FAILURES,
+    database_failure,
+    transient_failure,
+)
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
@@ -197,9 +202,13 @@ class SlackBot:
                 return BoltResponse(status=200, body="")
             return await next()
         client = context["client"]
-        if not await self.inbox.submit(
-            work.key, work.payload, run=lambda claimed: self.process(claimed, client)
-        ):
+        try:
+            claimed = await self.inbox.submit(
+                work.key, work.payload, run=lambda claimed: self.process(claimed, client)
+            )
+        except DATABASE_FAILURES as exc:
+            raise NotTakenNow(f"claiming {work.key} failed: {database_failure(exc)}") from exc
+        if not claimed:
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
         # The ack: an empty 200 (for a slash command, "no visible reply yet").
         return BoltResponse(status=200, body="")
@@ -299,7 +308,7 @@ class SlackBot:
     # ---- errors ------------------------------------------------------------------------------
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
-        if isinstance(error, SlackUnavailable):
+        if isinstance(error, NotTakenNow):
             # Not acked (a 500, or no Socket Mode ack): Slack delivers the request again.
             log.warning("slack request not acked: %s", error)
             return

@@ -30,7 +30,12 @@ log = logging.getLogger(__name__)
 AUTH_TIMEOUT_SECONDS = 1.5
 
 
-class SlackUnavailable(Exception):
+class NotTakenNow(Exception):
+    """The request cannot be taken right now (Slack or our database failed for a while): it is
+    not acked (a 500; over Socket Mode, no ack), so Slack delivers it again."""
+
+
+class SlackUnavailable(NotTakenNow):
     """Slack could not say who the bot is right now; the request must not be acked."""
 
 
