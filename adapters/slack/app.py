@@ -32,7 +32,13 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
 from adapters.slack.admins import with_admin_flag
-from adapters.slack.authorize import InstallationAuthorize, NotTakenNow, TokenAuthorize
+from adapters.slack.authorize import (
+    InstallationAuthorize,
+    NotTakenNow,
+    StoreUnavailable,
+    TokenAuthorize,
+    find_bot,
+)
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
 from adapters.slack.failures import (
@@ -323,9 +329,12 @@ class SlackBot:
 
     async def _deliver(self, work: Work) -> None:
         """The inbox's callable for work taken from the ledger (recovered or queued)."""
-        client = await self.client_for(
-            work.payload.get("team_id"), work.payload.get("enterprise_id")
-        )
+        try:
+            client = await self.client_for(
+                work.payload.get("team_id"), work.payload.get("enterprise_id")
+            )
+        except StoreUnavailable as exc:
+            raise TryLater(str(exc)) from exc  # a database blip: answer it a little later
         if client is None:
             raise Undeliverable("no bot token for this workspace")
         await self.process(work, client)
@@ -582,11 +591,12 @@ class SlackBot:
     async def client_for(
         self, team_id: str | None, enterprise_id: str | None
     ) -> AsyncWebClient | None:
-        """A Web API client with the workspace's bot token (stored installation or the env one)."""
+        """A Web API client with the workspace's bot token (stored installation or the env one).
+        Raises :class:`StoreUnavailable` when the installation store cannot be read now."""
         token = self.client.token
         if self.installation_store is not None:
-            bot = await self.installation_store.async_find_bot(
-                enterprise_id=enterprise_id, team_id=team_id
+            bot = await find_bot(
+                self.installation_store, enterprise_id=enterprise_id, team_id=team_id
             )
             token = bot.bot_token if bot is not None else None
         if not token:
