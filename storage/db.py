@@ -132,14 +132,19 @@ class Database:
             await session.commit()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, lock_wait: float | None = None) -> AsyncIterator[AsyncConnection]:
         """A Core connection for ONE write statement, committed on success (no ORM session).
 
         Autocommit on PostgreSQL like :meth:`single_statement`; on SQLite the statement commits
         in the same trip to the driver thread (``sqlite_driver.COMMIT_IN_STATEMENT``). Never
         for several statements that must succeed or fail together (use :meth:`session`).
+        ``lock_wait`` (SQLite): seconds to wait for a write lock another connection holds before
+        "database is locked", instead of the usual SQLITE_BUSY_TIMEOUT_MS.
         """
         async with self._write_engine.connect() as conn:
+            if lock_wait is not None and self.is_sqlite:
+                busy_ms = int(lock_wait * 1000)
+                await conn.execution_options(**{sqlite_driver.BUSY_TIMEOUT_MS: busy_ms})
             yield conn
             await conn.commit()
 

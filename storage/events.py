@@ -58,6 +58,10 @@ SESSION_KEY = "session_id"
 # What a scrubbed payload keeps: enough to route a late "could not answer" note, no user text.
 ROUTING_KEYS = frozenset({"kind", "team_id", "enterprise_id", "channel", "channel_id", "user"})
 
+# Seconds a claim waits for SQLite's write lock held by another process: the claim runs before
+# the platform's ack (Slack waits 3 s), and failing it in time means a 500 and Slack's retry.
+CLAIM_LOCK_WAIT = 1.0
+
 
 def db_time(db: Database, offset: timedelta = timedelta(0)) -> ColumnElement[Any]:
     """The database's "now + offset" as a SQL expression of the stored timestamp format.
@@ -249,7 +253,7 @@ async def claim_event(
         "b_payload": storable(payload),
     }
     try:
-        async with db.write() as conn:
+        async with db.write(lock_wait=CLAIM_LOCK_WAIT) as conn:
             await conn.execute(_statements(db).claim, params)
         return True
     except IntegrityError:

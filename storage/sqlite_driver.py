@@ -12,7 +12,10 @@ fetchall, close, and two rollbacks) and 5 to insert one. This dialect makes 1 an
 * a statement run with the execution option ``COMMIT_IN_STATEMENT`` (``Database.write()``:
   one write statement, then commit) commits in the same trip, so a write costs one trip, not
   two, and holds SQLite's write lock only while the worker runs it, not across a round trip
-  through the event loop (other connections' writers wait on that lock).
+  through the event loop (other connections' writers wait on that lock);
+* a statement run with the execution option ``BUSY_TIMEOUT_MS`` waits at most that long for
+  another connection's write lock (set and restored in the same trip), where the connection's
+  own busy timeout is long: a claim that must answer Slack within 3 s gives up in time.
 
 Used through the URL scheme ``sqlite+aiosqlite_lean`` (``storage.db.make_engine`` switches
 ``sqlite+aiosqlite`` URLs to it). The one-hop cursor relies on the adapter layout of
@@ -31,12 +34,38 @@ from sqlalchemy.dialects.sqlite import aiosqlite as sa_aiosqlite
 
 # Execution option: commit right after the statement, in the same trip to the worker thread.
 COMMIT_IN_STATEMENT = "supportbot_commit_in_statement"
+# Execution option: milliseconds this statement waits for a write lock held elsewhere.
+BUSY_TIMEOUT_MS = "supportbot_busy_timeout_ms"
+
+
+def _busy_timeout(conn: Any, milliseconds: int) -> int:
+    """Set the connection's busy timeout; returns the one it had."""
+    before = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
+    return int(before)
 
 
 def _run_statement(
-    conn: Any, operation: str, parameters: Any, many: bool, commit: bool = False
+    conn: Any,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    commit: bool = False,
+    busy_ms: int | None = None,
 ) -> tuple[Any, int, int | None, list[Any]]:
     """Runs in aiosqlite's worker thread, on its sqlite3 connection."""
+    if busy_ms is None:
+        return _run(conn, operation, parameters, many, commit)
+    before = _busy_timeout(conn, busy_ms)
+    try:
+        return _run(conn, operation, parameters, many, commit)
+    finally:
+        _busy_timeout(conn, before)
+
+
+def _run(
+    conn: Any, operation: str, parameters: Any, many: bool, commit: bool
+) -> tuple[Any, int, int | None, list[Any]]:
     cursor = conn.cursor()
     try:
         if many:
@@ -57,7 +86,7 @@ def _run_statement(
 class SingleHopCursor(sa_aiosqlite.AsyncAdapt_aiosqlite_cursor):
     """A client-side cursor whose statement costs one trip to the worker thread."""
 
-    __slots__ = ("_commit", "_description", "_lastrowid", "_rowcount")
+    __slots__ = ("_busy_ms", "_commit", "_description", "_lastrowid", "_rowcount")
     _awaitable_cursor_close = False  # nothing to close in the worker: it closed already
 
     def __init__(self, adapt_connection: Any) -> None:  # no driver cursor: no hop
@@ -70,6 +99,7 @@ class SingleHopCursor(sa_aiosqlite.AsyncAdapt_aiosqlite_cursor):
         self._rowcount = -1
         self._lastrowid: int | None = None
         self._commit = False  # set by the dialect for the next statement (COMMIT_IN_STATEMENT)
+        self._busy_ms: int | None = None  # likewise (BUSY_TIMEOUT_MS)
 
     @property
     def description(self) -> Any:
@@ -92,9 +122,10 @@ class SingleHopCursor(sa_aiosqlite.AsyncAdapt_aiosqlite_cursor):
     async def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         driver = self._connection  # the aiosqlite.Connection
         commit, self._commit = self._commit, False
+        busy_ms, self._busy_ms = self._busy_ms, None
         async with self._adapt_connection._execute_mutex:
             result = await driver._execute(
-                _run_statement, driver._conn, operation, parameters, many, commit
+                _run_statement, driver._conn, operation, parameters, many, commit, busy_ms
             )
         self._description, self._rowcount, self._lastrowid, rows = result
         self._rows = collections.deque(rows)
@@ -154,12 +185,14 @@ class LeanAioSqliteDialect(sa_aiosqlite.SQLiteDialect_aiosqlite):
 
 
 def _commit_in_statement(cursor: Any, context: Any) -> None:
-    if (
-        context is not None
-        and isinstance(cursor, SingleHopCursor)
-        and context.execution_options.get(COMMIT_IN_STATEMENT)
-    ):
+    """Hand the statement's execution options (commit, busy timeout) to our cursor."""
+    if context is None or not isinstance(cursor, SingleHopCursor):
+        return
+    options = context.execution_options
+    if options.get(COMMIT_IN_STATEMENT):
         cursor._commit = True
+    if options.get(BUSY_TIMEOUT_MS) is not None:
+        cursor._busy_ms = int(options[BUSY_TIMEOUT_MS])
 
 
 registry.register("sqlite.aiosqlite_lean", __name__, "LeanAioSqliteDialect")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from storage import events, memories
 from storage.db import Database
@@ -107,3 +110,31 @@ async def test_a_sqlite_write_commits_with_its_statement(sqlite_db: Database) ->
     async with sqlite_db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         assert not raw.driver_connection.in_transaction  # nothing left open in the pool
+
+
+async def test_a_claim_gives_up_on_a_held_write_lock_but_ordinary_writes_wait_for_it(
+    sqlite_url: str,
+) -> None:
+    """The claim, on the ack path, waits only briefly for another process's write lock; the
+    connection it used (the only one in the pool) then waits as long as ever for other writes,
+    so a memory written during a short lock is stored, not lost to "database is locked"."""
+    db = Database(sqlite_url, pool_size=1, max_overflow=0)
+    path = make_url(sqlite_url).database
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="database is locked"):
+            await events.claim_event(db, platform="slack", event_id="ev1", payload={})
+        # The lock ends a little after the write starts waiting (its own thread: the event
+        # loop is waiting on the write).
+        threading.Timer(events.CLAIM_LOCK_WAIT * 1.5, other.execute, ("ROLLBACK",)).start()
+        await memories.append_memory(db, session_id="s", role="user", content="kept")
+        assert [m.content for m in await memories.load_recent(db, session_id="s", limit=5)] == [
+            "kept"
+        ]
+        assert await events.claim_event(db, platform="slack", event_id="ev1", payload={})
+    finally:
+        other.close()
+        await db.dispose()

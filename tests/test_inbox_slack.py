@@ -14,7 +14,7 @@ from bot.inbox import SESSION_KEY
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform, message_to_record
 from storage import events
 from storage.db import Database
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SlackHarness, slack_settings
@@ -238,3 +238,58 @@ async def test_a_web_api_that_keeps_failing_is_tried_three_times_then_the_asker_
     assert len(api.calls_to("chat.postMessage")) == 10
     [row] = (await ledger(db, "slack")).values()
     assert (row.status, row.attempts) == (events.FAILED, 3)
+
+
+async def test_a_retried_answer_in_several_messages_removes_every_earlier_part(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """A DM answer too long for one message is posted in parts. When Slack kept failing the
+    third part, the next attempt removed only the first part the earlier one posted: the asker
+    saw the second twice."""
+    answer = "\n".join(f"Step {i}: " + "do this carefully, then check it. " * 8 for i in range(25))
+    async with FakeOpenAI() as model:
+        for _attempt in range(2):
+            model.queue(
+                Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "steps"})]),
+                Turn(content=answer, chunk_chars=2000),
+            )
+        settings = slack_settings(
+            any_db_url,
+            kb_uri,
+            api,
+            openai_api_key=FAKE_API_KEY,
+            openai_base_url=model.base_url,
+            openai_model="fake-gpt",
+            openai_max_retries=0,
+            **INBOX_FAST,
+        )
+        # The third message of the answer fails past the client's own retries (3 calls).
+        api.fail("chat.postMessage", status=500, times=3, after=2)
+        h = await SlackHarness.start(api, settings, db=db)
+        h.bot.inbox.try_later_delays = (0.2, 0.2)
+        try:
+            async with h.sender() as sender:
+                dm = app_mention(
+                    text="list the steps", channel="D0000004", event_type="message",
+                    channel_type="im",
+                )  # fmt: skip
+                assert (await sender.event(dm)).status == 200
+            await api.wait_for(
+                lambda: any(
+                    b.get("block_id") == "sb_human"
+                    for m in api.posted("D0000004")
+                    for b in m.blocks
+                ),
+                timeout=20,
+            )
+            await h.bot.wait_idle(15)
+        finally:
+            await h.close()
+    posted = api.posted("D0000004")
+    joined = "\n".join(m.text for m in posted)
+    assert len(posted) >= 3
+    for i in range(25):
+        assert joined.count(f"Step {i}:") == 1
+    assert len([m for m in api.messages.values() if m.deleted]) == 2  # both earlier parts
+    [row] = (await ledger(db, "slack")).values()
+    assert (row.status, row.attempts) == (events.ANSWERED, 2)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import make_url
 
 from adapters.slack.app import SlackBot
 from bot.inbox import Work
@@ -20,6 +24,7 @@ from tests.fakes.slack_sender import app_mention, new_ts
 
 __all__ = ["api", "fake_openai", "kb_uri"]
 BOT = DEFAULT_BOT_USER
+SLACK_DEADLINE = 3.0  # seconds Slack waits for the ack before it gives up and retries
 
 
 async def test_two_replicas_sharing_a_database_answer_once(
@@ -167,3 +172,35 @@ async def test_http_process_queues_and_workers_answer_exactly_once(
             await worker.runtime.aclose()
         await front.close()
     assert sorted(m.thread_ts for m in api.posted()) == sorted(b["event"]["ts"] for b in bodies)
+
+
+async def test_a_claim_blocked_by_another_process_s_write_lock_gets_a_500_within_slack_s_deadline(
+    api: FakeSlackAPI,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another process holding SQLite's write lock made the claim wait 30 s (the busy timeout)
+    before its 500: Slack had given up after 3 s and retried into the same wait."""
+    h = await SlackHarness.start(api, slack_settings(sqlite_url, kb_uri, api), db=sqlite_db)
+    other = sqlite3.connect(make_url(sqlite_url).database, isolation_level=None)
+    try:
+        body = app_mention(text=f"<@{BOT}> how do I reset my password?")
+        other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+        async with h.sender(deadline=SLACK_DEADLINE) as sender:
+            refused = await sender.event(body)
+        assert refused.status == 500
+        # The operator sees one line saying why, not a traceback.
+        [reason] = [r.getMessage() for r in caplog.records if "not acked" in r.getMessage()]
+        assert "database is locked" in reason and "Traceback" not in caplog.text
+        other.execute("ROLLBACK")
+        async with h.sender(deadline=SLACK_DEADLINE) as sender:
+            assert (await sender.event(body, retry_num=1)).status == 200
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])
+        await h.bot.wait_idle()
+    finally:
+        other.close()
+        await h.close()
+    [answer] = api.posted()
+    assert "Reset password" in answer.text

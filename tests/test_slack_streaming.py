@@ -6,10 +6,11 @@ from __future__ import annotations
 import itertools
 
 from adapters.slack.render import MAX_BLOCKS, MESSAGE_TEXT_LIMIT, SECTION_LIMIT
+from bot import texts
 from storage import memories
 from storage.db import Database
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
-from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_api import DEFAULT_BOT_USER, MARKDOWN_LIMIT, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SlackHarness, slack_settings
 from tests.fakes.slack_sender import app_mention, new_ts
@@ -33,17 +34,17 @@ async def _start(
     return await SlackHarness.start(api, settings, db=db, **options)
 
 
-def long_answer() -> str:
+def long_answer(size: int = 10_000) -> str:
     parts, i = [], 0
-    while sum(map(len, parts)) < 10_500:
+    while sum(map(len, parts)) < size + 500:
         parts.append(f"### Step {i}\nRun **this** carefully (see [the guide](https://d.io/{i})).\n")
         parts.append("```python\n" + "\n".join(f"print('line {i}-{j}')" for j in range(30)))
         parts.append("\n```\n")
         i += 1
     text = "".join(parts)
-    # end exactly at 10,000 characters, after a complete fence
-    cut = text.rfind("\n```\n", 0, 10_000) + len("\n```\n")
-    return text[:cut] + "x" * (10_000 - cut)
+    # end exactly at ``size`` characters, after a complete fence
+    cut = text.rfind("\n```\n", 0, size) + len("\n```\n")
+    return text[:cut] + "x" * (size - cut)
 
 
 def _script_answer(model: FakeOpenAI, content: str, *, chunk_chars: int = 400) -> None:
@@ -57,21 +58,58 @@ def _fences_balanced(text: str) -> bool:
     return sum(1 for line in text.split("\n") if line.strip().startswith("```")) % 2 == 0
 
 
+async def _answer_in_thread(
+    api: FakeSlackAPI,
+    db: Database,
+    url: str,
+    kb: str,
+    model: FakeOpenAI,
+    text: str,
+    *,
+    chunk_chars: int = 400,
+    **options: object,
+) -> str:
+    """A mention in a channel whose answer is ``text``; returns the thread once it is answered
+    (the last message carries the buttons) and the bot is idle."""
+    _script_answer(model, text, chunk_chars=chunk_chars)
+    h = await _start(api, db, url, kb, model, **options)
+    try:
+        ts = new_ts()
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> list the steps", ts=ts))
+        await api.wait_for(
+            lambda: any(
+                b.get("block_id") == "sb_human"
+                for m in api.posted()
+                if not m.streaming
+                for b in m.blocks
+            ),
+            timeout=20,
+        )
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    return ts
+
+
+def _within_slack_limits(message: FakeMessage) -> bool:
+    return (
+        len(message.text) <= (MARKDOWN_LIMIT if message.streamed else MESSAGE_TEXT_LIMIT)
+        and len(message.blocks) <= MAX_BLOCKS
+        and all(
+            len(block["text"]["text"]) <= SECTION_LIMIT
+            for block in message.blocks
+            if block["type"] == "section"
+        )
+    )
+
+
 async def test_streamed_answer_in_thread_has_full_text_and_buttons(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
     text = long_answer()
     assert len(text) == 10_000
-    _script_answer(fake_openai, text)
-    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
-    try:
-        ts = new_ts()
-        async with h.sender() as sender:
-            await sender.event(app_mention(text=f"<@{BOT}> list the steps", ts=ts))
-        await api.wait_for(lambda: api.calls_to("chat.stopStream"))
-        await h.bot.wait_idle()
-    finally:
-        await h.close()
+    ts = await _answer_in_thread(api, sqlite_db, sqlite_url, kb_uri, fake_openai, text)
     [message] = api.posted()
     assert message.streamed and message.thread_ts == ts
     stored = await memories.load_recent(
@@ -89,31 +127,59 @@ async def test_fallback_updates_then_splits_within_limits(
 ) -> None:
     api.unsupported.add("chat.startStream")
     text = long_answer()
-    _script_answer(fake_openai, text, chunk_chars=200)
-    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
-    try:
-        ts = new_ts()
-        async with h.sender() as sender:
-            await sender.event(app_mention(text=f"<@{BOT}> list the steps", ts=ts))
-        await api.wait_for(
-            lambda: any(b.get("block_id") == "sb_human" for m in api.posted() for b in m.blocks)
-        )
-        await h.bot.wait_idle()
-    finally:
-        await h.close()
+    ts = await _answer_in_thread(
+        api, sqlite_db, sqlite_url, kb_uri, fake_openai, text, chunk_chars=200
+    )
     posted = api.posted()
     assert len(posted) >= 4 and all(m.thread_ts == ts and not m.streamed for m in posted)
     for message in posted:
-        assert len(message.text) <= MESSAGE_TEXT_LIMIT
-        assert len(message.blocks) <= MAX_BLOCKS
+        assert _within_slack_limits(message)
         for block in message.blocks:
             if block["type"] == "section":
-                assert len(block["text"]["text"]) <= SECTION_LIMIT
                 assert _fences_balanced(block["text"]["text"])
     joined = "\n".join(m.text for m in posted)
     for i in range(10):
         assert joined.count(f"print('line {i}-29')") == 1
     assert "<https://d.io/0|the guide>" in joined  # Markdown link -> mrkdwn
+
+
+async def test_an_answer_longer_than_one_streamed_message_goes_on_in_the_next(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """A streamed message holds 12,000 characters of Markdown: Slack refused the append past
+    that (msg_too_long) and the asker got the apology under a cut answer."""
+    text = long_answer(28_000)
+    ts = await _answer_in_thread(
+        api, sqlite_db, sqlite_url, kb_uri, fake_openai, text, chunk_chars=1000
+    )
+    posted = api.posted()
+    assert len(posted) >= 3 and all(m.streamed and m.thread_ts == ts for m in posted)
+    assert all(_within_slack_limits(m) and _fences_balanced(m.text) for m in posted)
+    assert texts.ERROR_GENERIC not in [m.text for m in posted]
+    joined = "\n".join(m.text for m in posted)
+    for i in range(text.count("### Step")):
+        assert joined.count(f"print('line {i}-29')") == 1
+    assert [b.get("block_id") for b in posted[-1].blocks][-2:] == ["sb_feedback", "sb_human"]
+    assert all(not m.blocks for m in posted[:-1])
+
+
+async def test_a_message_slack_refuses_as_too_long_is_cut_smaller_not_apologised_for(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """Slack counts length its own way (multi-byte text, entities): when it answered
+    msg_too_long for a part that fits by our count, the asker got the apology instead."""
+    api.unsupported.add("chat.startStream")
+    api.error("chat.postMessage", "msg_too_long", after=1)  # the answer's second part
+    text = long_answer(6_000)
+    await _answer_in_thread(api, sqlite_db, sqlite_url, kb_uri, fake_openai, text)
+    posted = api.posted()
+    assert texts.ERROR_GENERIC not in [m.text for m in posted]
+    assert len(posted) >= 4 and all(_within_slack_limits(m) for m in posted)
+    assert all(_fences_balanced(m.text) for m in posted)
+    joined = "\n".join(m.text for m in posted)
+    for i in range(text.count("### Step")):
+        assert joined.count(f"print('line {i}-29')") == 1
+    assert [b.get("block_id") for b in posted[-1].blocks][-2:] == ["sb_feedback", "sb_human"]
 
 
 async def test_fallback_edits_at_most_about_once_a_second_per_channel(

@@ -32,10 +32,21 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack import convert, escalation, render
 from adapters.slack.admins import with_admin_flag
-from adapters.slack.authorize import InstallationAuthorize, SlackUnavailable, TokenAuthorize
+from adapters.slack.authorize import (
+    InstallationAuthorize,
+    NotTakenNow,
+    StoreUnavailable,
+    TokenAuthorize,
+    find_bot,
+)
 from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
 from adapters.slack.escalation import SlackEscalations
-from adapters.slack.failures import CALL_FAILURES, transient_failure
+from adapters.slack.failures import (
+    CALL_FAILURES,
+    DATABASE_FAILURES,
+    database_failure,
+    transient_failure,
+)
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import texts
@@ -50,8 +61,10 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 ACTION_PATTERN = re.compile(r"^sb_")
-# The payload key recording the first message of an answer being posted (see _answer_message).
-PARTIAL_KEY = "posted_ts"
+# The payload key recording every message of an answer being posted, in order (see
+# _answer_message); rows written before that recorded only the first, under LEGACY_PARTIAL_KEY.
+PARTIAL_KEY = "posted"
+LEGACY_PARTIAL_KEY = "posted_ts"
 # Ledger payloads keep at most this much of a message's blocks (buttons need only their ids).
 MAX_STORED_BLOCKS = 60
 
@@ -195,9 +208,13 @@ class SlackBot:
                 return BoltResponse(status=200, body="")
             return await next()
         client = context["client"]
-        if not await self.inbox.submit(
-            work.key, work.payload, run=lambda claimed: self.process(claimed, client)
-        ):
+        try:
+            claimed = await self.inbox.submit(
+                work.key, work.payload, run=lambda claimed: self.process(claimed, client)
+            )
+        except DATABASE_FAILURES as exc:
+            raise NotTakenNow(f"claiming {work.key} failed: {database_failure(exc)}") from exc
+        if not claimed:
             log.info("duplicate delivery of %s absorbed by the ledger", work.key)
         # The ack: an empty 200 (for a slash command, "no visible reply yet").
         return BoltResponse(status=200, body="")
@@ -297,7 +314,7 @@ class SlackBot:
     # ---- errors ------------------------------------------------------------------------------
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
-        if isinstance(error, SlackUnavailable):
+        if isinstance(error, NotTakenNow):
             # Not acked (a 500, or no Socket Mode ack): Slack delivers the request again.
             log.warning("slack request not acked: %s", error)
             return
@@ -312,9 +329,12 @@ class SlackBot:
 
     async def _deliver(self, work: Work) -> None:
         """The inbox's callable for work taken from the ledger (recovered or queued)."""
-        client = await self.client_for(
-            work.payload.get("team_id"), work.payload.get("enterprise_id")
-        )
+        try:
+            client = await self.client_for(
+                work.payload.get("team_id"), work.payload.get("enterprise_id")
+            )
+        except StoreUnavailable as exc:
+            raise TryLater(str(exc)) from exc  # a database blip: answer it a little later
         if client is None:
             raise Undeliverable("no bot token for this workspace")
         await self.process(work, client)
@@ -371,8 +391,12 @@ class SlackBot:
         if work.attempts > 1:
             await self._remove_earlier_attempt(work, client, route)
 
+        posted: list[str] = []
+
         async def remember_post(ts: str) -> None:
-            await self.inbox.record(work, {**p, PARTIAL_KEY: ts})
+            # Each part as soon as it exists: the next attempt removes them all.
+            posted.append(ts)
+            await self.inbox.record(work, {**p, PARTIAL_KEY: list(posted)})
 
         if p.get("assistant") and route.thread_ts:
             await _best_effort(
@@ -394,7 +418,7 @@ class SlackBot:
             self.throttle,
             streaming=self.streaming,
             extra_blocks=self._escalation_blocks,
-            on_first_post=remember_post,
+            on_post=remember_post,
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
@@ -415,10 +439,10 @@ class SlackBot:
     async def _remove_earlier_attempt(
         self, work: Work, client: AsyncWebClient, route: Route
     ) -> None:
-        """A process died while answering this: remove what it posted before answering again.
-        The message it recorded, and in a thread, our messages after the question (a crash
-        right after a post, before the record, leaves an unrecorded one)."""
-        stamps = {work.payload[PARTIAL_KEY]} if work.payload.get(PARTIAL_KEY) else set()
+        """An earlier attempt died or met a passing fault while answering this: remove what it
+        posted before answering again. Every message it recorded, and in a thread, our messages
+        after the question (a crash right after a post, before the record, leaves one)."""
+        stamps = posted_messages(work.payload)
         question = str(work.payload["msg"]["id"])
         if route.thread_ts:
             try:
@@ -567,11 +591,12 @@ class SlackBot:
     async def client_for(
         self, team_id: str | None, enterprise_id: str | None
     ) -> AsyncWebClient | None:
-        """A Web API client with the workspace's bot token (stored installation or the env one)."""
+        """A Web API client with the workspace's bot token (stored installation or the env one).
+        Raises :class:`StoreUnavailable` when the installation store cannot be read now."""
         token = self.client.token
         if self.installation_store is not None:
-            bot = await self.installation_store.async_find_bot(
-                enterprise_id=enterprise_id, team_id=team_id
+            bot = await find_bot(
+                self.installation_store, enterprise_id=enterprise_id, team_id=team_id
             )
             token = bot.bot_token if bot is not None else None
         if not token:
@@ -579,6 +604,15 @@ class SlackBot:
         client = make_web_client(self.settings, token)
         client.session = self._session
         return client
+
+
+def posted_messages(payload: dict[str, Any]) -> set[str]:
+    """The messages an earlier attempt recorded posting for this answer."""
+    recorded = payload.get(PARTIAL_KEY)
+    stamps = {str(ts) for ts in recorded} if isinstance(recorded, list) else set()
+    if payload.get(LEGACY_PARTIAL_KEY):
+        stamps.add(str(payload[LEGACY_PARTIAL_KEY]))
+    return stamps
 
 
 async def _best_effort(call: Coroutine[Any, Any, Any]) -> None:

@@ -6,7 +6,8 @@ a blip is acked without being claimed, so Slack never sends it again and the que
 Here the single-workspace token's identity is asked once and kept, and a failure that may pass
 raises: the request gets a 500 and Slack delivers it again (over Socket Mode: no ack, so it is
 redelivered). Multi-workspace installs read the bot's ids stored at install time and call
-nothing before the ack.
+nothing before the ack; if that read fails or hangs (a database blip, a table locked by a
+migration), the request gets a 500 in time as well.
 """
 
 from __future__ import annotations
@@ -20,18 +21,59 @@ from slack_bolt.authorization.async_authorize import AsyncAuthorize
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
+from slack_sdk.oauth.installation_store.models.bot import Bot
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.failures import CALL_FAILURES, transient_failure
+from adapters.slack.failures import (
+    CALL_FAILURES,
+    DATABASE_FAILURES,
+    database_failure,
+    transient_failure,
+)
 
 log = logging.getLogger(__name__)
 
 # auth.test runs before the ack of the first request: leave time for it within Slack's 3 s.
 AUTH_TIMEOUT_SECONDS = 1.5
+# Reading the installation store runs before the ack too.
+STORE_TIMEOUT_SECONDS = 1.5
 
 
-class SlackUnavailable(Exception):
+class NotTakenNow(Exception):
+    """The request cannot be taken right now (Slack or our database failed for a while): it is
+    not acked (a 500; over Socket Mode, no ack), so Slack delivers it again."""
+
+
+class SlackUnavailable(NotTakenNow):
     """Slack could not say who the bot is right now; the request must not be acked."""
+
+
+class StoreUnavailable(NotTakenNow):
+    """The installation store (our database) could not be read right now."""
+
+
+async def find_bot(
+    store: AsyncInstallationStore,
+    *,
+    enterprise_id: str | None,
+    team_id: str | None,
+    is_enterprise_install: bool | None = False,
+) -> Bot | None:
+    """The bot installed in a workspace; raises :class:`StoreUnavailable` when the store fails
+    or does not answer within STORE_TIMEOUT_SECONDS (the database is down or a lock holds it)."""
+    lookup = store.async_find_bot(
+        enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=is_enterprise_install
+    )
+    try:
+        return await asyncio.wait_for(lookup, STORE_TIMEOUT_SECONDS)
+    except TimeoutError as exc:
+        raise StoreUnavailable(
+            f"the installation store did not answer within {STORE_TIMEOUT_SECONDS:g} s"
+        ) from exc
+    except DATABASE_FAILURES as exc:
+        raise StoreUnavailable(
+            f"reading the installation store failed: {database_failure(exc)}"
+        ) from exc
 
 
 class TokenAuthorize(AsyncAuthorize):
@@ -86,7 +128,8 @@ class InstallationAuthorize(AsyncAuthorize):
         user_id: str | None,
         **_actor: Any,
     ) -> AuthorizeResult | None:
-        bot = await self.store.async_find_bot(
+        bot = await find_bot(
+            self.store,
             enterprise_id=enterprise_id,
             team_id=team_id,
             is_enterprise_install=context.is_enterprise_install,

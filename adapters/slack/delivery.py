@@ -19,16 +19,27 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.render import (
+    CHUNK_LIMIT,
     SlackMessage,
     footer_blocks,
     preview_text,
     render_reply,
+    resplit,
 )
+from bot import splitting
 from bot.messages import Reply
 
 log = logging.getLogger(__name__)
 
-STREAM_CHUNK = 3500  # characters per chat.appendStream call
+STREAM_CHUNK = 3500  # characters per chat.startStream/appendStream call (Slack: 12,000 at most)
+# A streamed message's Markdown is one markdown block, 12,000 characters in all: Slack refuses
+# more with msg_too_long. A longer answer goes on in a new streamed message under it (the room
+# left is for the fence markers a cut adds).
+STREAM_MESSAGE_LIMIT = 11_500
+# Slack's answers to a message too long for it; the text is then cut smaller and sent again.
+TOO_LONG_ERRORS = frozenset({"msg_too_long", "msg_blocks_too_long"})
+# Below this many characters per call, a refusal is not about length: give up.
+MIN_PIECE = splitting.MIN_LIMIT
 
 
 class ChannelThrottle:
@@ -60,23 +71,53 @@ class Route:
 
 
 ExtraBlocks = Callable[[Reply], Awaitable[list[dict[str, Any]]]]
+OnPost = Callable[[str], Awaitable[None]]
+
+
+def too_long(exc: BaseException) -> bool:
+    """Slack refused the message for its length."""
+    return isinstance(exc, SlackApiError) and _error(exc) in TOO_LONG_ERRORS
 
 
 async def post_messages(
-    client: AsyncWebClient, route: Route, messages: list[SlackMessage]
+    client: AsyncWebClient,
+    route: Route,
+    messages: list[SlackMessage],
+    *,
+    on_post: OnPost | None = None,
 ) -> list[str]:
-    """Post each message in order; returns their timestamps."""
+    """Post each message in order (one Slack refuses as too long is cut smaller and posted);
+    returns their timestamps, each also told to ``on_post`` as soon as it exists."""
     stamps: list[str] = []
     for message in messages:
-        response = await client.chat_postMessage(
-            channel=route.channel,
-            thread_ts=route.thread_ts,
-            text=message.text,
-            blocks=message.blocks,
-            unfurl_links=False,
-        )
+        try:
+            response = await client.chat_postMessage(
+                channel=route.channel,
+                thread_ts=route.thread_ts,
+                text=message.text,
+                blocks=message.blocks,
+                unfurl_links=False,
+            )
+        except SlackApiError as exc:
+            smaller = resplit(message) if too_long(exc) else None
+            if smaller is None:
+                raise
+            _log_too_long(exc, len(message.text), len(smaller))
+            stamps += await post_messages(client, route, smaller, on_post=on_post)
+            continue
         stamps.append(str(response["ts"]))
+        if on_post is not None:
+            await on_post(stamps[-1])
     return stamps
+
+
+def _log_too_long(exc: SlackApiError, size: int, parts: int) -> None:
+    log.warning(
+        "Slack refused %d characters as too long (%s); sending them in %d parts",
+        size,
+        _error(exc),
+        parts,
+    )
 
 
 class AnswerWriter:
@@ -90,7 +131,7 @@ class AnswerWriter:
         *,
         streaming: bool = True,
         extra_blocks: ExtraBlocks | None = None,
-        on_first_post: Callable[[str], Awaitable[None]] | None = None,
+        on_post: OnPost | None = None,
     ) -> None:
         self.client = client
         self.route = route
@@ -100,14 +141,17 @@ class AnswerWriter:
         self.shown = ""  # text the user already sees (streamed or in the updated message)
         self.pending = ""  # text received but not sent yet
         self.ts: str | None = None  # the streamed or updated message
-        # Told the first message's ts as soon as it exists (the inbox records it, so that a
-        # process that takes over after a crash can remove a half-written answer).
-        self.on_first_post = on_first_post
+        # Told every message's ts as soon as it exists (the inbox records them, so that the
+        # next attempt, after a crash or a passing fault, can remove a half-written answer).
+        self.on_post = on_post
+        self.preview_limit = CHUNK_LIMIT  # halved when Slack refuses a preview as too long
+        self.stream_chunk = STREAM_CHUNK  # halved when Slack refuses a piece as too long
+        self.streamed = ""  # what the current streamed message holds
+        self.reopen = ""  # the code fence to reopen at the start of the next streamed message
 
     async def _posted(self, ts: str) -> None:
-        if self.on_first_post is not None:
-            callback, self.on_first_post = self.on_first_post, None
-            await callback(ts)
+        if self.on_post is not None:
+            await self.on_post(ts)
 
     async def write(self, items: AsyncIterator[str | Reply]) -> Reply | None:
         final: Reply | None = None
@@ -134,43 +178,97 @@ class AnswerWriter:
                 log.info("chat.startStream unavailable (%s); using chat.update", _error(exc))
                 self.mode = "update"
         text = self.shown + self.pending
-        preview = preview_text(text)
+        preview = preview_text(text, self.preview_limit)
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": preview}}]
-        if self.ts is None:
-            response = await self.client.chat_postMessage(
-                channel=self.route.channel,
-                thread_ts=self.route.thread_ts,
-                text=preview,
-                blocks=blocks,
-                unfurl_links=False,
-            )
-            self.ts = str(response["ts"])
-            await self._posted(self.ts)
-        else:
-            await self.client.chat_update(
-                channel=self.route.channel, ts=self.ts, text=preview, blocks=blocks
-            )
-        self.shown, self.pending = text, ""
-
-    async def _stream_pending(self) -> None:
-        while self.pending:
-            piece, rest = self.pending[:STREAM_CHUNK], self.pending[STREAM_CHUNK:]
+        try:
             if self.ts is None:
-                response = await self.client.chat_startStream(
+                response = await self.client.chat_postMessage(
                     channel=self.route.channel,
-                    thread_ts=str(self.route.thread_ts),
-                    markdown_text=piece,
-                    recipient_team_id=self.route.team_id,
-                    recipient_user_id=self.route.user_id,
+                    thread_ts=self.route.thread_ts,
+                    text=preview,
+                    blocks=blocks,
+                    unfurl_links=False,
                 )
                 self.ts = str(response["ts"])
                 await self._posted(self.ts)
             else:
-                await self.client.chat_appendStream(
-                    channel=self.route.channel, ts=self.ts, markdown_text=piece
+                await self.client.chat_update(
+                    channel=self.route.channel, ts=self.ts, text=preview, blocks=blocks
                 )
+        except SlackApiError as exc:
+            if not too_long(exc) or self.preview_limit // 2 < MIN_PIECE:
+                raise
+            # Only a preview: show less of it from now on; the final answer is split anyway.
+            _log_too_long(exc, len(preview), 2)
+            self.preview_limit //= 2
+            return
+        self.shown, self.pending = text, ""
+
+    async def _stream_pending(self) -> None:
+        while self.pending:
+            size = min(self.stream_chunk, len(self.pending))
+            if self.ts is not None and len(self.streamed) + size > STREAM_MESSAGE_LIMIT:
+                size = _cut_at_line(self.pending, STREAM_MESSAGE_LIMIT - len(self.streamed))
+                if size == 0:
+                    await self._next_stream_message()
+                    continue
+            piece = self.pending[:size]
+            try:
+                await self._stream(piece)
+            except SlackApiError as exc:
+                if not too_long(exc):
+                    raise
+                await self._after_too_long(exc, piece)
+                continue
             self.shown += piece
-            self.pending = rest
+            self.pending = self.pending[size:]
+
+    async def _stream(self, piece: str) -> None:
+        """Send ``piece``: the start of a new streamed message, or more of the current one."""
+        if self.ts is None:
+            text = self.reopen + piece
+            response = await self.client.chat_startStream(
+                channel=self.route.channel,
+                thread_ts=str(self.route.thread_ts),
+                markdown_text=text,
+                recipient_team_id=self.route.team_id,
+                recipient_user_id=self.route.user_id,
+            )
+            self.ts, self.streamed, self.reopen = str(response["ts"]), text, ""
+            await self._posted(self.ts)
+        else:
+            await self.client.chat_appendStream(
+                channel=self.route.channel, ts=self.ts, markdown_text=piece
+            )
+            self.streamed += piece
+
+    async def _after_too_long(self, exc: SlackApiError, piece: str) -> None:
+        """Slack counted more than we did: a streamed message it finds full goes on in a new
+        one; a new message whose first piece it refused gets smaller pieces (until they are
+        too small for length to be the reason)."""
+        _log_too_long(exc, len(piece), 2)
+        if self.ts is not None:
+            await self._next_stream_message()
+            return
+        if len(piece) // 2 < MIN_PIECE:
+            raise exc
+        self.stream_chunk = len(piece) // 2
+
+    async def _next_stream_message(self) -> None:
+        """Close the current streamed message, and a code block open in it, so the answer
+        goes on in a new message that reopens that code block."""
+        assert self.ts is not None
+        fence: str | None = None
+        for line in self.streamed.split("\n"):
+            fence = splitting.fence_after(fence, line)
+        closing = None
+        if fence is not None:
+            closing = ("" if self.streamed.endswith("\n") else "\n") + _marker(fence)
+            self.reopen = fence + "\n"
+        await self.client.chat_stopStream(
+            channel=self.route.channel, ts=self.ts, markdown_text=closing
+        )
+        self.ts, self.streamed = None, ""
 
     async def _finish(self, final: Reply | None) -> None:
         extra = await self.extra_blocks(final) if final and self.extra_blocks else []
@@ -181,14 +279,25 @@ class AnswerWriter:
             return
         messages = render_reply(final, extra_blocks=extra)
         if self.ts is not None:
+            messages = await self._update_first(messages)
+        await post_messages(self.client, self.route, messages, on_post=self._posted)
+
+    async def _update_first(self, messages: list[SlackMessage]) -> list[SlackMessage]:
+        """Put the first message into the one shown so far; returns what is left to post."""
+        assert self.ts is not None
+        while True:
             first = messages[0]
-            await self.client.chat_update(
-                channel=self.route.channel, ts=self.ts, text=first.text, blocks=first.blocks
-            )
-            messages = messages[1:]
-        stamps = await post_messages(self.client, self.route, messages)
-        if stamps:
-            await self._posted(stamps[0])
+            try:
+                await self.client.chat_update(
+                    channel=self.route.channel, ts=self.ts, text=first.text, blocks=first.blocks
+                )
+                return messages[1:]
+            except SlackApiError as exc:
+                smaller = resplit(first) if too_long(exc) else None
+                if smaller is None:
+                    raise
+                _log_too_long(exc, len(first.text), len(smaller))
+                messages = smaller + messages[1:]
 
     async def _finish_stream(self, final: Reply | None, extra: list[dict[str, Any]]) -> None:
         assert self.ts is not None
@@ -201,7 +310,10 @@ class AnswerWriter:
             await self.client.chat_stopStream(channel=self.route.channel, ts=self.ts)
             if final is not None:
                 await post_messages(
-                    self.client, self.route, render_reply(final, extra_blocks=extra)
+                    self.client,
+                    self.route,
+                    render_reply(final, extra_blocks=extra),
+                    on_post=self._posted,
                 )
             return
         rest = final.text[len(seen) :]
@@ -212,6 +324,19 @@ class AnswerWriter:
         await self.client.chat_stopStream(
             channel=self.route.channel, ts=self.ts, blocks=blocks or None
         )
+
+
+def _cut_at_line(text: str, room: int) -> int:
+    """How much of ``text`` fits in ``room`` characters, ending at a line break (0: none)."""
+    if room <= 0:
+        return 0
+    return text.rfind("\n", 0, room) + 1
+
+
+def _marker(fence: str) -> str:
+    stripped = fence.lstrip()
+    char = stripped[:1]
+    return stripped[: len(stripped) - len(stripped.lstrip(char))]
 
 
 def _error(exc: SlackApiError) -> str:

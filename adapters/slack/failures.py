@@ -1,9 +1,11 @@
-"""Which failed Web API calls may work if tried again later, and which never will."""
+"""Which failed Web API calls may work if tried again later, and which never will; what a
+failing database raises."""
 
 from __future__ import annotations
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import SQLAlchemyError
 
 # ``ok: false`` errors that say "not now" rather than "never" (Slack's documented ones).
 TRANSIENT_ERRORS = frozenset(
@@ -11,6 +13,8 @@ TRANSIENT_ERRORS = frozenset(
 )
 # What a Web API call raises when it failed (slack_sdk's retries included).
 CALL_FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError)
+# What a database call raises when the database is unreachable, locked or failing.
+DATABASE_FAILURES = (SQLAlchemyError, OSError)
 
 
 def transient_failure(exc: BaseException) -> str | None:
@@ -22,6 +26,14 @@ def transient_failure(exc: BaseException) -> str | None:
             return f"{error or f'HTTP {status}'} from {_method(exc)}"
         return None
     return type(exc).__name__  # a dropped connection or a timeout
+
+
+def database_failure(exc: BaseException) -> str:
+    """A one-line reason for a database error: the driver's own error, without the SQL and
+    its parameters (which hold user text)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0][:200]}" if lines else type(cause).__name__
 
 
 def _method(exc: SlackApiError) -> str:

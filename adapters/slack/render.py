@@ -339,11 +339,39 @@ def render_reply(
     return messages
 
 
-def preview_text(markdown: str) -> str:
+def resplit(message: SlackMessage) -> list[SlackMessage] | None:
+    """``message`` cut into two or more smaller messages, for when Slack refused it as too long
+    (its counting can differ from ours, multi-byte text for instance). The blocks before its
+    text's section go with the first part, those after it (the footer) with the last. None
+    when it cannot be cut smaller (no section of its text, or the text is short already)."""
+    index = next(
+        (
+            i
+            for i, block in enumerate(message.blocks)
+            if block.get("type") == "section"
+            and (block.get("text") or {}).get("text") == message.text
+        ),
+        None,
+    )
+    limit = len(message.text) // 2
+    if index is None or limit < splitting.MIN_LIMIT:
+        return None
+    chunks = split_mrkdwn(message.text, limit=limit)
+    if len(chunks) < 2:
+        return None
+    parts = [SlackMessage(text=chunk, blocks=[_section(chunk)]) for chunk in chunks]
+    first, last = parts[0], parts[-1]
+    parts[0] = SlackMessage(first.text, message.blocks[:index] + first.blocks)
+    last = parts[-1]
+    parts[-1] = SlackMessage(last.text, last.blocks + message.blocks[index + 1 :])
+    return parts
+
+
+def preview_text(markdown: str, limit: int = CHUNK_LIMIT) -> str:
     """An in-progress answer for ``chat.update``: the tail is cut to fit one message."""
     text = markdown_to_mrkdwn(markdown)
-    if len(text) > CHUNK_LIMIT:
-        text = split_mrkdwn(text)[0] + "\n…"
+    if len(text) > limit:
+        text = split_mrkdwn(text, limit=limit)[0] + "\n…"
     return text or "…"
 
 

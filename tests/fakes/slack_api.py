@@ -3,6 +3,11 @@
 It records every call, keeps the messages it was asked to post so tests can read the final text a
 user would see (including streamed messages), and fails on demand (HTTP 500, 429 with
 ``Retry-After``, or ``{"ok": false}`` errors) so retry and fallback paths run for real.
+
+It refuses what Slack refuses for size: message text over 40,000 characters (``msg_too_long``),
+more than 50 blocks or a section text over 3,000 characters (``invalid_blocks``), and streamed
+Markdown over 12,000 characters, in one call or in one streamed message, whose Markdown is one
+markdown block (``msg_too_long``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from tests.fakes.loopback import serve_on_loopback
 DEFAULT_TEAM = "T0000001"
 DEFAULT_BOT_USER = "UBOT00001"
 DEFAULT_BOT_ID = "BBOT00001"
+# Slack's documented limits (docs.slack.dev: chat.postMessage, Block Kit, chat.*Stream).
+TEXT_LIMIT = 40_000
+SECTION_LIMIT = 3_000
+MAX_BLOCKS = 50
+MARKDOWN_LIMIT = 12_000
 
 
 @dataclass
@@ -62,6 +72,7 @@ class _Failure:
     times: int
     retry_after: int = 1
     error: str | None = None
+    after: int = 0  # calls that succeed before this failure starts
 
 
 class FakeSlackAPI:
@@ -110,13 +121,24 @@ class FakeSlackAPI:
         return f"http://127.0.0.1:{self.port}/response/{key}"
 
     # ---- scripting -------------------------------------------------------------------------
-    def fail(self, method: str, *, status: int = 500, times: int = 1, retry_after: int = 1) -> None:
-        """The next ``times`` calls of ``method`` fail with HTTP ``status`` (429: Retry-After)."""
-        self._failures.setdefault(method, []).append(_Failure(status, times, retry_after))
+    def fail(
+        self,
+        method: str,
+        *,
+        status: int = 500,
+        times: int = 1,
+        retry_after: int = 1,
+        after: int = 0,
+    ) -> None:
+        """The next ``times`` calls of ``method`` (after ``after`` that succeed) fail with HTTP
+        ``status`` (429: Retry-After)."""
+        failure = _Failure(status, times, retry_after, after=after)
+        self._failures.setdefault(method, []).append(failure)
 
-    def error(self, method: str, error: str, *, times: int = 1) -> None:
-        """The next ``times`` calls answer HTTP 200 ``{"ok": false, "error": error}``."""
-        self._failures.setdefault(method, []).append(_Failure(200, times, error=error))
+    def error(self, method: str, error: str, *, times: int = 1, after: int = 0) -> None:
+        """The next ``times`` calls (after ``after`` that succeed) answer HTTP 200
+        ``{"ok": false, "error": error}``."""
+        self._failures.setdefault(method, []).append(_Failure(200, times, error=error, after=after))
 
     def add_identity(self, token: str, identity: Identity) -> None:
         self.identities[token] = identity
@@ -226,6 +248,9 @@ class FakeSlackAPI:
         if not queue:
             return None
         failure = queue[0]
+        if failure.after > 0:
+            failure.after -= 1
+            return None
         failure.times -= 1
         if failure.times <= 0:
             queue.pop(0)
@@ -261,6 +286,9 @@ class FakeSlackAPI:
         }
 
     def _m_chat_postMessage(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        refused = _refused(params)
+        if refused:
+            return {"ok": False, "error": refused}
         message = FakeMessage(
             channel=params["channel"],
             ts=self._next_ts(),
@@ -283,6 +311,9 @@ class FakeSlackAPI:
         message = self.messages.get((params["channel"], params["ts"]))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        refused = _refused(params)
+        if refused:
+            return {"ok": False, "error": refused}
         message.text = params.get("text") or message.text
         if "blocks" in params:
             message.blocks = _blocks(params.get("blocks"))
@@ -300,6 +331,8 @@ class FakeSlackAPI:
         return {"message_ts": self._next_ts()}
 
     def _m_chat_startStream(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if len(params.get("markdown_text") or "") > MARKDOWN_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
         message = FakeMessage(
             channel=params["channel"],
             ts=self._next_ts(),
@@ -315,13 +348,19 @@ class FakeSlackAPI:
     def _m_chat_appendStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages[(params["channel"], params["ts"])]
         assert message.streaming, "appendStream after stopStream"
-        message.text += params.get("markdown_text") or ""
+        more = params.get("markdown_text") or ""
+        if len(more) > MARKDOWN_LIMIT or len(message.text) + len(more) > MARKDOWN_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        message.text += more
         message.updates += 1
         return {"channel": message.channel, "ts": message.ts}
 
     def _m_chat_stopStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages[(params["channel"], params["ts"])]
-        message.text += params.get("markdown_text") or ""
+        more = params.get("markdown_text") or ""
+        if len(message.text) + len(more) > MARKDOWN_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        message.text += more
         message.blocks = _blocks(params.get("blocks"))
         message.streaming = False
         return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
@@ -411,6 +450,20 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     if "code" in params and request.headers.get("Authorization", "").startswith("Basic "):
         params["_basic_auth"] = True
     return params
+
+
+def _refused(params: dict[str, Any]) -> str | None:
+    """Slack's error for a chat.postMessage/chat.update over its size limits (None: fits)."""
+    if len(params.get("text") or "") > TEXT_LIMIT:
+        return "msg_too_long"
+    blocks = _blocks(params.get("blocks"))
+    if len(blocks) > MAX_BLOCKS:
+        return "invalid_blocks"
+    for block in blocks:
+        text = block.get("text") if block.get("type") == "section" else None
+        if isinstance(text, dict) and len(str(text.get("text") or "")) > SECTION_LIMIT:
+            return "invalid_blocks"
+    return None
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -124,8 +124,8 @@ class SlackHarness:
     def events_url(self) -> str:
         return self.url + "/slack/events"
 
-    def sender(self) -> SlackSender:
-        return SlackSender(self.events_url, SIGNING_SECRET)
+    def sender(self, *, deadline: float = 30.0) -> SlackSender:
+        return SlackSender(self.events_url, SIGNING_SECRET, deadline=deadline)
 
     async def close(self) -> None:
         await self.runner.cleanup()  # stops the bot (on_shutdown) too

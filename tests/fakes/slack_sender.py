@@ -89,13 +89,16 @@ def event_callback(
 class SlackSender:
     """Posts signed requests to a bolt endpoint (``url`` is the full ``.../slack/events`` URL)."""
 
-    def __init__(self, url: str, signing_secret: str) -> None:
+    def __init__(self, url: str, signing_secret: str, *, deadline: float = 30.0) -> None:
+        """``deadline``: seconds to wait for an answer (Slack's own is 3, then it retries)."""
         self.url = url
         self.secret = signing_secret
+        self.deadline = deadline
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> SlackSender:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        timeout = aiohttp.ClientTimeout(total=self.deadline)
+        self._session = aiohttp.ClientSession(timeout=timeout)
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
