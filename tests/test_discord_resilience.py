@@ -423,6 +423,45 @@ async def test_resets_on_every_attempt_end_in_one_short_note(
     assert status == events.FAILED
 
 
+async def test_giving_up_removes_the_last_attempts_half_answer_before_the_note(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every attempt posts its partial answer and then loses the edit that completes it. Each
+    # next attempt removed the earlier one's partial, but the last one's stayed above the
+    # apology: a half answer, then "something went wrong".
+    caplog.set_level(logging.WARNING)
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
+    try:
+        world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+", times=events.MAX_ATTEMPTS)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: any(
+                m["content"] == texts.ERROR_GENERIC
+                for m in world.api.channel_messages(dm["channel_id"])
+            ),
+            what="the note",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    [note] = world.api.channel_messages(dm["channel_id"])
+    assert note["content"] == texts.ERROR_GENERIC
+    partials = [
+        r
+        for r in world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+        if r.body.get("content") != texts.ERROR_GENERIC
+    ]
+    assert len(partials) == events.MAX_ATTEMPTS  # each attempt got as far as its partial post
+    assert len(world.api.deleted) == events.MAX_ATTEMPTS  # and each partial is gone
+    assert "giving up after 3 attempts" in caplog.text
+    status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
+    assert status == events.FAILED
+
+
 @pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
 async def test_a_connection_reset_on_the_defer_still_answers_the_command(
     world: DiscordWorld, bot: RunningBot, handled: bool

@@ -38,6 +38,7 @@ from adapters.discord.client import (
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
     TOKEN_KEY,
+    TRANSIENT_ERRORS,
     ChannelSink,
     InteractionSink,
     PersistentButton,
@@ -137,6 +138,7 @@ class DiscordAdapter:
             PLATFORM,
             self._deliver_work,
             tell=self._tell,
+            retract=self._retract,
             max_concurrent=max_concurrent_answers,
         )
         self.message_content = settings.discord_message_content
@@ -333,8 +335,7 @@ class DiscordAdapter:
         try:
             await self._answer_work(work)
         except Exception as exc:
-            if is_transient(exc):
-                raise TryLater(f"{describe(exc)}: {exc}") from exc
+            _raise_try_later_if_transient(exc)
             raise
 
     async def _answer_work(self, work: Work) -> None:
@@ -371,6 +372,14 @@ class DiscordAdapter:
                 final,
                 parent_id=incoming.parent_channel_id,
             )
+
+    async def _retract(self, work: Work) -> None:
+        """The inbox's give-up hook: before the asker is told this will not be answered,
+        remove what the failing attempt posted, as a next attempt would (best effort)."""
+        if work.kind != "message" or not work.payload.get("msg"):
+            return
+        incoming = message_from_record(work.payload["msg"])
+        await self._remove_earlier_attempt(work, self._channel(incoming.conversation))
 
     async def _remove_earlier_attempt(
         self, work: Work, channel: discord.PartialMessageable
@@ -583,8 +592,8 @@ class DiscordAdapter:
             try:
                 await answer(work)
             except Exception as exc:
-                if command_record is not None and is_transient(exc):
-                    raise TryLater(f"{describe(exc)}: {exc}") from exc
+                if command_record is not None:
+                    _raise_try_later_if_transient(exc)
                 raise
 
         await self.inbox.submit(str(interaction.id), payload, run=run)
@@ -702,11 +711,18 @@ class DiscordAdapter:
 # --- helpers ----------------------------------------------------------------------------------
 
 
+def _raise_try_later_if_transient(exc: BaseException) -> None:
+    """A passing fault of the connection to Discord is not the asker's: the inbox tries the
+    work again later instead of apologising."""
+    if is_transient(exc):
+        raise TryLater(f"{describe(exc)}: {exc}") from exc
+
+
 async def _best_effort(call: Any) -> None:
     """Cleanup calls must never cost the user their answer."""
     try:
         await call
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, *TRANSIENT_ERRORS) as exc:
         log.info("discord: optional call failed (%s)", describe(exc))
 
 
