@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from adapters.discord import render
+from adapters.discord.delivery import TOKEN_KEY
 from bot import texts
 from bot.runtime import build_runtime
 from storage import escalations, events, feedback, memories
 from storage.db import Database
+from storage.models import ProcessedEvent
 from tests import discord_fixtures
 from tests.discord_fixtures import RunningBot, make_settings, start_bot
 from tests.fakes import discord_payloads as p
@@ -330,3 +334,20 @@ async def test_a_button_click_cut_short_by_a_stop_is_told_to_try_again(
     assert await events.event_status(sqlite_db, platform="discord", event_id=click["id"]) == (
         events.FAILED
     )
+
+
+async def test_an_answered_command_keeps_no_webhook_token_in_the_ledger(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # The token lets anyone holding it post as the bot for 15 minutes: it stayed in the
+    # ledger row until the row was pruned, days later.
+    interaction = await world.slash("ask", {"question": "Where can I download past invoices?"})
+    await world.interaction_done(interaction["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    async with bot.adapter.db.sessions() as session:
+        stored = await session.scalar(
+            select(ProcessedEvent.payload).where(ProcessedEvent.event_id == interaction["id"])
+        )
+    assert stored is not None and stored["kind"] == "interaction"
+    assert TOKEN_KEY not in stored
+    assert interaction["token"] not in json.dumps(stored)

@@ -155,6 +155,7 @@ class StoredInteraction:
 
 # Payload keys of interaction work: what StoredInteraction needs.
 APPLICATION_ID_KEY = "application_id"
+# A secret (storage.events.SECRET_KEYS): the ledger drops it as soon as the row is finished.
 TOKEN_KEY = "token"
 
 
