@@ -19,7 +19,7 @@ from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_retrying_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld, wait_until
 
@@ -31,19 +31,6 @@ runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Seconds before a row handed back after a passing fault is tried again (2 s, 8 s in production).
-RETRY_SOON = (0.2, 0.2)
-
-
-async def start_retrying_bot(
-    world: DiscordWorld, db: Database, url: str, kb_uri: str
-) -> RunningBot:
-    """A bot whose leases and retries after a passing fault come round within a test."""
-    settings = make_settings(world, url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
-    return running
 
 
 async def test_forced_disconnect_resumes_and_answers_exactly_once(

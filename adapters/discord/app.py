@@ -37,6 +37,7 @@ from adapters.discord.client import (
 )
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
+    APPLICATION_ID_KEY,
     TOKEN_KEY,
     TRANSIENT_ERRORS,
     ChannelSink,
@@ -51,7 +52,7 @@ from adapters.discord.delivery import (
     is_transient,
     respond_ephemeral,
 )
-from adapters.discord.escalation import DiscordEscalations, thread_link
+from adapters.discord.escalation import NOTICE_KIND, DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
@@ -86,6 +87,9 @@ FIRST_POST_DELAY = 0.5
 MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
 SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must stop within 10)
+# How long a hand-off waits for the first try of the team's notice before replying to the asker
+# (the notice goes out first); later tries run on their own. Bounded: the try needs a free slot.
+NOTICE_FIRST_TRY_WAIT = 5.0
 # The payload key recording the first message of an answer being posted (see _deliver_work).
 PARTIAL_KEY = "posted_id"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
@@ -339,12 +343,19 @@ class DiscordAdapter:
             raise
 
     async def _answer_work(self, work: Work) -> None:
+        if work.kind == NOTICE_KIND:
+            await self.escalations.post_notice(self.client, work.payload)
+            return
         if work.kind == "interaction" and "msg" in work.payload and TOKEN_KEY in work.payload:
             # A command another attempt did not finish: answered through the stored token.
             incoming = message_from_record(work.payload["msg"])
             original = StoredInteraction.from_payload(self.client, work.payload)
             ephemeral = bool(work.payload.get("ephemeral"))
-            await self._deliver(incoming, InteractionSink(original, ephemeral=ephemeral))
+            await self._deliver(
+                incoming,
+                InteractionSink(original, ephemeral=ephemeral),
+                tell_via=interaction_fields(work.payload),
+            )
             return
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
@@ -457,6 +468,9 @@ class DiscordAdapter:
 
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker where the answer would have gone."""
+        if work.kind == NOTICE_KIND:
+            await self._tell_notice_failed(work.payload)
+            return
         if work.kind == "interaction" and TOKEN_KEY in work.payload:
             original = StoredInteraction.from_payload(self.client, work.payload)
             await original.edit_original_response(
@@ -487,14 +501,61 @@ class DiscordAdapter:
                 allowed_mentions=discord.AllowedMentions.none(),
             )
 
+    async def _tell_notice_failed(self, payload: dict[str, Any]) -> None:
+        """The team's notice could not be posted: the asker must not wait for a human in vain.
+        Privately through the asking interaction when there was one, else where they asked."""
+        text = texts.ESCALATION_NOTICE_FAILED
+        none = discord.AllowedMentions.none()
+        if TOKEN_KEY in payload:
+            webhook = StoredInteraction.from_payload(self.client, payload).followup
+            await webhook.send(text, ephemeral=True, allowed_mentions=none)
+            return
+        guild_id = int(payload.get("guild_id") or 0) or None
+        channel = self.client.get_partial_messageable(int(payload["asked_in"]), guild_id=guild_id)
+        await channel.send(text, allowed_mentions=none)
+
+    async def _announce(
+        self,
+        conversation: ConversationKey,
+        requested_by: str,
+        escalation_id: int,
+        *,
+        parent_channel_id: str | None,
+        tell_via: dict[str, str] | None = None,
+    ) -> None:
+        """Hand the team's notice to the inbox (once per escalation, tried again through a
+        passing fault) and wait for its first try, so the notice goes out before the reply."""
+        found = await self.escalations.notice_work(
+            conversation,
+            requested_by,
+            escalation_id,
+            parent_channel_id=parent_channel_id,
+            tell_via=tell_via,
+        )
+        if found is None:
+            return
+        first_try: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def run(work: Work) -> None:
+            try:
+                await self._deliver_work(work)
+            finally:
+                if not first_try.done():
+                    first_try.set_result(None)
+
+        if await self.inbox.submit(*found, run=run):
+            await asyncio.wait({first_try}, timeout=NOTICE_FIRST_TRY_WAIT)
+
     async def _deliver(
         self,
         incoming: IncomingMessage,
         sink: ReplySink,
         *,
         typing_channel: discord.abc.Messageable | None = None,
+        tell_via: dict[str, str] | None = None,
     ) -> Reply | None:
         """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s.
+        ``tell_via``: the interaction's webhook fields when answering one.
 
         During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
         answer is posted: no typing call, no partial post, no edits."""
@@ -522,12 +583,12 @@ class DiscordAdapter:
         if final is not None and not final.silent:
             await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
-                await self.escalations.announce(
-                    self.client,
+                await self._announce(
                     incoming.conversation,
                     incoming.author.id,
                     final.escalation_id,
                     parent_channel_id=incoming.parent_channel_id,
+                    tell_via=tell_via,
                 )
         return final
 
@@ -562,7 +623,7 @@ class DiscordAdapter:
         sink = InteractionSink(interaction, ephemeral=ephemeral)
 
         async def answer(_work: Work) -> None:
-            await self._deliver(incoming, sink)
+            await self._deliver(incoming, sink, tell_via=interaction_webhook(interaction))
 
         command_record = {
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
@@ -645,8 +706,12 @@ class DiscordAdapter:
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
                 parent_id = interaction_parent_id(interaction)
-                await self.escalations.announce(
-                    self.client, conversation, user_id, escalation_id, parent_channel_id=parent_id
+                await self._announce(
+                    conversation,
+                    user_id,
+                    escalation_id,
+                    parent_channel_id=parent_id,
+                    tell_via=interaction_webhook(interaction),
                 )
                 if conversation.thread_id:  # a forum post is a thread
                     await self.forum.mark(
@@ -716,6 +781,14 @@ def _raise_try_later_if_transient(exc: BaseException) -> None:
     work again later instead of apologising."""
     if is_transient(exc):
         raise TryLater(f"{describe(exc)}: {exc}") from exc
+
+
+def interaction_fields(payload: dict[str, Any]) -> dict[str, str]:
+    """The webhook fields of stored interaction work (see delivery.interaction_webhook)."""
+    return {
+        APPLICATION_ID_KEY: str(payload[APPLICATION_ID_KEY]),
+        TOKEN_KEY: str(payload[TOKEN_KEY]),
+    }
 
 
 async def _best_effort(call: Any) -> None:

@@ -144,6 +144,9 @@ class StoredInteraction:
 
     def __init__(self, client: discord.Client, application_id: int, token: str) -> None:
         self.followup = discord.Webhook.partial(application_id, token, client=client)
+        # An interaction's webhook, as a live interaction's ``followup`` is: discord.py sends
+        # ephemeral follow-ups (and waits for the message) only through such a webhook.
+        self.followup.type = discord.WebhookType.application
 
     @classmethod
     def from_payload(cls, client: discord.Client, payload: dict[str, Any]) -> StoredInteraction:

@@ -25,6 +25,8 @@ from tests.fakes import discord_payloads as p
 from tests.fakes.loopback import serve_on_loopback
 
 API_PREFIX = "/api/v10"
+# Discord checks an enforced nonce for uniqueness "in the past few minutes" (create message).
+NONCE_WINDOW = 300.0
 
 
 @dataclass
@@ -86,6 +88,7 @@ class FakeDiscordAPI:
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
     _reset_rules: list[_ResetRule] = field(default_factory=list)
+    _nonces: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     port: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -351,7 +354,21 @@ class FakeDiscordAPI:
                     },
                 }
             body = {**body, "message_reference": None}
-        return 200, self._store_message(m["c"], body)
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: with enforce_nonce, a nonce this author used in the past few minutes
+            # returns the message created then, and no new message is created.
+            earlier = self._nonces.get((m["c"], str(nonce)))
+            if earlier is not None and time.monotonic() - earlier[1] < NONCE_WINDOW:
+                message = self.messages.get(earlier[0])
+                if message is not None:
+                    return 200, message
+        message = self._store_message(m["c"], body)
+        if nonce is not None:
+            message["nonce"] = nonce
+            if body.get("enforce_nonce"):
+                self._nonces[(m["c"], str(nonce))] = (message["id"], time.monotonic())
+        return 200, message
 
     def _exists(self, message_id: str) -> bool:
         """False for a message deleted here; the fake does not see every message people write
