@@ -215,9 +215,9 @@ def _build(sqlite: bool) -> _Statements:
         )
         .values(lease_until=leased)
         .returning(c.event_id),
-        strip_secrets=update(_EVENTS).where(c.id == bindparam("b_id")).values(
-            payload=without_secrets
-        ),
+        strip_secrets=update(_EVENTS)
+        .where(c.id == bindparam("b_id"))
+        .values(payload=without_secrets),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from adapters.discord.client import (
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
     APPLICATION_ID_KEY,
+    FOLLOWUPS_KEY,
     TOKEN_KEY,
     TRANSIENT_ERRORS,
     ChannelSink,
@@ -350,12 +352,13 @@ class DiscordAdapter:
             # A command another attempt did not finish: answered through the stored token.
             incoming = message_from_record(work.payload["msg"])
             original = StoredInteraction.from_payload(self.client, work.payload)
-            ephemeral = bool(work.payload.get("ephemeral"))
-            await self._deliver(
-                incoming,
-                InteractionSink(original, ephemeral=ephemeral),
-                tell_via=interaction_fields(work.payload),
+            await self._remove_earlier_followups(work, original)
+            sink = InteractionSink(
+                original,
+                ephemeral=bool(work.payload.get("ephemeral")),
+                on_followup=self._followup_recorder(work),
             )
+            await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
             return
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
@@ -384,9 +387,38 @@ class DiscordAdapter:
                 parent_id=incoming.parent_channel_id,
             )
 
+    def _followup_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
+        """Records each follow-up of an interaction's answer in the work's payload as soon as
+        it is posted (one write per 2000 characters beyond the first)."""
+        current = replace(
+            work, payload={k: v for k, v in work.payload.items() if k != FOLLOWUPS_KEY}
+        )
+
+        async def record(message_id: int) -> None:
+            nonlocal current
+            ids = [*current.payload.get(FOLLOWUPS_KEY, []), str(message_id)]
+            current = await self.inbox.record(current, {**current.payload, FOLLOWUPS_KEY: ids})
+
+        return record
+
+    async def _remove_earlier_followups(
+        self, work: Work, original: StoredInteraction | None = None
+    ) -> None:
+        """Delete the follow-ups an earlier attempt at this interaction's answer recorded: the
+        answer is posted again whole (best effort; the original response is edited anyway)."""
+        ids = work.payload.get(FOLLOWUPS_KEY) or []
+        if not ids or TOKEN_KEY not in work.payload:
+            return
+        webhook = (original or StoredInteraction.from_payload(self.client, work.payload)).followup
+        for message_id in ids:
+            await _best_effort(webhook.delete_message(int(message_id)))
+
     async def _retract(self, work: Work) -> None:
         """The inbox's give-up hook: before the asker is told this will not be answered,
         remove what the failing attempt posted, as a next attempt would (best effort)."""
+        if work.kind == "interaction":
+            await self._remove_earlier_followups(work)
+            return
         if work.kind != "message" or not work.payload.get("msg"):
             return
         incoming = message_from_record(work.payload["msg"])
@@ -620,9 +652,11 @@ class DiscordAdapter:
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
         if not await defer(interaction, ephemeral=ephemeral):
             return
-        sink = InteractionSink(interaction, ephemeral=ephemeral)
 
-        async def answer(_work: Work) -> None:
+        async def answer(work: Work) -> None:
+            sink = InteractionSink(
+                interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
+            )
             await self._deliver(incoming, sink, tell_via=interaction_webhook(interaction))
 
         command_record = {

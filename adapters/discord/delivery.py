@@ -107,10 +107,17 @@ class InteractionSink(ReplySink):
     """The deferred response is the first message; further chunks are follow-ups."""
 
     def __init__(
-        self, interaction: discord.Interaction | StoredInteraction, *, ephemeral: bool
+        self,
+        interaction: discord.Interaction | StoredInteraction,
+        *,
+        ephemeral: bool,
+        on_followup: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.interaction = interaction
         self.ephemeral = ephemeral
+        # Told each follow-up's id as soon as it exists (the inbox records it, so that another
+        # attempt at this answer removes it instead of leaving it above its own).
+        self.on_followup = on_followup
         self.followups: list[discord.WebhookMessage] = []
         self.shown: list[render.MessagePayload] = []
 
@@ -129,6 +136,8 @@ class InteractionSink(ReplySink):
                     **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
                 )
                 self.followups.append(message)
+                if self.on_followup is not None:
+                    await self.on_followup(message.id)
             if index < len(self.shown):
                 self.shown[index] = payload
             else:
@@ -156,8 +165,10 @@ class StoredInteraction:
         return await self.followup.edit_message("@original", **kwargs)  # type: ignore[arg-type]
 
 
-# Payload keys of interaction work: what StoredInteraction needs.
+# Payload keys of interaction work: what StoredInteraction needs, and the follow-ups an
+# attempt at the answer posted (ids, as text).
 APPLICATION_ID_KEY = "application_id"
+FOLLOWUPS_KEY = "followup_ids"
 # A secret (storage.events.SECRET_KEYS): the ledger drops it as soon as the row is finished.
 TOKEN_KEY = "token"
 
