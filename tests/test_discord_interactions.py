@@ -401,3 +401,41 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
     assert [m.get("followup") for m in world.api.deleted] == [True]  # the first attempt's
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
     assert status == events.ANSWERED
+
+
+async def test_a_long_command_answer_given_up_leaves_only_the_note(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Every attempt posts its first follow-up and loses the second: the last attempt's first
+    # follow-up stayed under the note that replaced the answer.
+    answer_text = _long_answer()
+    fake_openai.queue(*(_search_then(answer_text) * events.MAX_ATTEMPTS))
+    running = await start_retrying_bot(
+        world,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    try:
+        for attempt in range(1, events.MAX_ATTEMPTS + 1):  # the second follow-up of each
+            world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=attempt)
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+        await world.api.wait_for(
+            lambda: any(
+                m["content"] == texts.ERROR_GENERIC
+                for m in world.api.interaction_messages(interaction["token"])
+            ),
+            what="the note",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    assert [m["content"] for m in world.api.interaction_messages(interaction["token"])] == [
+        texts.ERROR_GENERIC
+    ]
+    assert len(world.api.deleted) == events.MAX_ATTEMPTS  # each attempt's follow-up
+    status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
+    assert status == events.FAILED
