@@ -29,6 +29,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -137,8 +138,11 @@ def _without_secrets(sqlite: bool) -> ColumnElement[Any]:
     payload = _EVENTS.c.payload
     if sqlite:
         return func.json_remove(payload, *(f'$."{key}"' for key in SECRET_KEYS))
-    keys = ", ".join(f"'{key}'" for key in SECRET_KEYS)  # constants of this module
-    return payload.op("-")(literal_column(f"CAST(ARRAY[{keys}] AS TEXT[])"))
+    listed = ", ".join(f"'{key}'" for key in SECRET_KEYS)  # constants of this module
+    keys = literal_column(f"CAST(ARRAY[{listed}] AS TEXT[])")
+    # Unchanged unless a key is there: a large payload then keeps its stored (TOASTed) value
+    # instead of being written again.
+    return case((payload.op("?|")(keys), payload.op("-")(keys)), else_=payload)
 
 
 def _build(sqlite: bool) -> _Statements:
