@@ -439,3 +439,38 @@ async def test_a_long_command_answer_given_up_leaves_only_the_note(
     assert len(world.api.deleted) == events.MAX_ATTEMPTS  # each attempt's follow-up
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
     assert status == events.FAILED
+
+
+async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attempt(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Only an answer's first message was recorded; in a DM (as in any channel answered in
+    # place) its later pieces do not reply to the question, so the next attempt's look through
+    # the history did not find them either: the second piece stayed above the new answer.
+    answer_text = _long_answer()
+    fake_openai.queue(*_search_then(answer_text), *_search_then(answer_text))
+    running = await start_retrying_bot(
+        world,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/messages", skip=2)  # the third piece
+        dm = await world.dm("How do I reset my password?")
+        await world.api.wait_for(
+            lambda: any(m["components"] for m in world.api.channel_messages(dm["channel_id"])),
+            what="the whole answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    messages = world.api.channel_messages(dm["channel_id"])
+    joined = "\n".join(m["content"] for m in messages)
+    for n in range(10):  # every line of the answer shown once
+        for i in range(10):
+            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert len(world.api.deleted) == 2  # both pieces of the first attempt

@@ -92,8 +92,10 @@ SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must
 # How long a hand-off waits for the first try of the team's notice before replying to the asker
 # (the notice goes out first); later tries run on their own. Bounded: the try needs a free slot.
 NOTICE_FIRST_TRY_WAIT = 5.0
-# The payload key recording the first message of an answer being posted (see _deliver_work).
+# The payload keys recording the messages of an answer being posted: the first, and the later
+# 2000-character pieces (see _post_recorder).
 PARTIAL_KEY = "posted_id"
+MORE_POSTS_KEY = "posted_more_ids"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
 THREAD_ALREADY_CREATED = 160004
 # The one line an operator sees when Discord refuses the intent (gateway close 4014).
@@ -374,10 +376,7 @@ class DiscordAdapter:
         if incoming.conversation.channel_id == p.get("question_channel"):
             reference = channel.get_partial_message(int(p["message_id"]))
 
-        async def remember_post(message_id: int) -> None:
-            await self.inbox.record(work, {**p, PARTIAL_KEY: str(message_id)})
-
-        sink = ChannelSink(channel, reference=reference, on_first_post=remember_post)
+        sink = ChannelSink(channel, reference=reference, on_post=self._post_recorder(work))
         final = await self._deliver(incoming, sink, typing_channel=channel)
         if final is not None:
             question = self.client.get_partial_messageable(int(p["question_channel"]))
@@ -386,6 +385,23 @@ class DiscordAdapter:
                 final,
                 parent_id=incoming.parent_channel_id,
             )
+
+    def _post_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
+        """Records each message of a channel answer in the work's payload as soon as it is
+        posted (one write per piece; an answer posted whole in one piece records nothing)."""
+        earlier = (PARTIAL_KEY, MORE_POSTS_KEY)  # removed already (_remove_earlier_attempt)
+        current = replace(work, payload={k: v for k, v in work.payload.items() if k not in earlier})
+
+        async def record(message_id: int) -> None:
+            nonlocal current
+            p = current.payload
+            if PARTIAL_KEY not in p:
+                changed = {**p, PARTIAL_KEY: str(message_id)}
+            else:
+                changed = {**p, MORE_POSTS_KEY: [*p.get(MORE_POSTS_KEY, []), str(message_id)]}
+            current = await self.inbox.record(current, changed)
+
+        return record
 
     def _followup_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
         """Records each follow-up of an interaction's answer in the work's payload as soon as
@@ -428,11 +444,12 @@ class DiscordAdapter:
         self, work: Work, channel: discord.PartialMessageable
     ) -> None:
         """A process died while answering this: remove what it posted before answering again.
-        The message it recorded, and our messages after the question that reply to it (or sit
+        The messages it recorded, and our messages after the question that reply to it (or sit
         unreplied in the thread it started), which a crash between a post and its record
         leaves unrecorded."""
         question = int(work.payload["message_id"])
         stale = {int(work.payload[PARTIAL_KEY])} if work.payload.get(PARTIAL_KEY) else set()
+        stale.update(int(i) for i in work.payload.get(MORE_POSTS_KEY) or [])
         me = self.client.user.id if self.client.user else None
         try:
             async for message in channel.history(after=discord.Object(question), limit=50):

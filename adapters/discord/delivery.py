@@ -58,13 +58,13 @@ class ChannelSink(ReplySink):
         channel: discord.abc.Messageable,
         *,
         reference: discord.Message | discord.PartialMessage | None = None,
-        on_first_post: Callable[[int], Awaitable[None]] | None = None,
+        on_post: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.channel = channel
         self.reference = reference
-        # Told the first message's id as soon as it exists (the inbox records it, so that a
-        # process that takes over after a crash can remove a half-written answer).
-        self.on_first_post = on_first_post
+        # Told each message's id as soon as it exists (the inbox records it, so that another
+        # attempt, or a give-up, can remove a half-written answer, every piece of it).
+        self.on_post = on_post
         self.sent: list[discord.Message] = []
         self.shown: list[render.MessagePayload] = []
 
@@ -76,7 +76,7 @@ class ChannelSink(ReplySink):
             # its id would be one more write for a window of a write's length, where a crash
             # between the post and the record leaves an unrecorded post anyway (found by the
             # next attempt's look through the history, app._remove_earlier_attempt).
-            self.on_first_post = None
+            self.on_post = None
         for index, payload in enumerate(payloads):
             if index < len(self.sent):
                 if self.shown[index] != payload:
@@ -97,9 +97,8 @@ class ChannelSink(ReplySink):
             )
             self.sent.append(message)
             self.shown.append(payload)
-            if self.on_first_post is not None:
-                callback, self.on_first_post = self.on_first_post, None
-                await callback(message.id)
+            if self.on_post is not None:
+                await self.on_post(message.id)
         return self.sent
 
 
