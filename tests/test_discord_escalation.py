@@ -3,6 +3,8 @@ through the real discord.py client and the fake Discord."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot import texts
@@ -13,6 +15,7 @@ from tests import discord_fixtures
 from tests.discord_fixtures import make_settings, start_bot, start_retrying_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld
+from tests.inbox_support import ledger
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -149,11 +152,14 @@ async def test_a_notice_cut_off_by_a_passing_fault_is_posted_once_later(
     assert posts[0].body["nonce"] == posts[1].body["nonce"]  # Discord returns the first one
     row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
     assert row is not None and row.notice_ref == f"{team}:{notice['id']}"
-    key = f"escalation-notice:{escalation_id}"
-    assert await events.event_status(sqlite_db, platform="discord", event_id=key) == "answered"
+    rows = await ledger(sqlite_db, "discord")
+    [notice_row] = [
+        r for k, r in rows.items() if k.startswith(f"escalation-notice:{escalation_id}:")
+    ]
+    assert (notice_row.status, notice_row.attempts) == (events.ANSWERED, 2)
 
 
-async def test_a_notice_discord_keeps_refusing_is_told_to_the_asker(
+async def test_a_notice_discord_keeps_refusing_is_told_and_asking_again_tries_again(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     team = world.no_threads_channel_id
@@ -164,7 +170,8 @@ async def test_a_notice_discord_keeps_refusing_is_told_to_the_asker(
         world.api.reset_next("POST", rf"/channels/{team}/messages", times=events.MAX_ATTEMPTS)
         question = await world.say("How do I reset my password?", mention=True)
         answer = (await world.bot_messages(question["id"]))[0]
-        human = await world.click(answer, answer["components"][0]["components"][2]["custom_id"])
+        human_id = answer["components"][0]["components"][2]["custom_id"]
+        human = await world.click(answer, human_id)
         note = await world.api.wait_for(
             lambda: [
                 m
@@ -174,8 +181,37 @@ async def test_a_notice_discord_keeps_refusing_is_told_to_the_asker(
             what="the note to the asker",
         )
         await running.adapter.inbox.wait_idle(10)
+        assert world.api.channel_messages(team) == []
+        again = await world.click(answer, human_id)  # Discord works again
+        [reply] = await world.interaction_done(again["token"])
+        [notice] = await world.bot_messages(team, 1)
+        await running.adapter.inbox.wait_idle(10)
     finally:
         await running.stop()
-    assert world.api.channel_messages(team) == []
     assert note[0]["flags"] & 64  # privately, to the one who asked
     assert len(world.api.interaction_messages(human["token"])) == 2  # the reply and the note
+    assert reply["content"].startswith(texts.ESCALATION_ALREADY_OPEN)
+    assert world.api.channel_messages(team) == [notice]
+
+
+async def test_two_people_asking_for_a_human_at_once_give_one_notice(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    team = world.no_threads_channel_id
+    running = await start_retrying_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_escalation_channel=team
+    )
+    try:
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+        human_id = answer["components"][0]["components"][2]["custom_id"]
+        clicks = await asyncio.gather(
+            world.click(answer, human_id), world.click(answer, human_id, author=world.bob)
+        )
+        for click in clicks:
+            await world.interaction_done(click["token"])
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    [notice] = world.api.channel_messages(team)
+    assert f"<@{world.alice['id']}>" in notice["content"] or world.bob["id"] in notice["content"]

@@ -569,6 +569,7 @@ class DiscordAdapter:
         requested_by: str,
         escalation_id: int,
         *,
+        request_id: str,
         parent_channel_id: str | None,
         tell_via: dict[str, str] | None = None,
     ) -> None:
@@ -578,6 +579,7 @@ class DiscordAdapter:
             conversation,
             requested_by,
             escalation_id,
+            request_id=request_id,
             parent_channel_id=parent_channel_id,
             tell_via=tell_via,
         )
@@ -636,6 +638,7 @@ class DiscordAdapter:
                     incoming.conversation,
                     incoming.author.id,
                     final.escalation_id,
+                    request_id=incoming.id,
                     parent_channel_id=incoming.parent_channel_id,
                     tell_via=tell_via,
                 )
@@ -761,6 +764,7 @@ class DiscordAdapter:
                     conversation,
                     user_id,
                     escalation_id,
+                    request_id=str(interaction.id),
                     parent_channel_id=parent_id,
                     tell_via=interaction_webhook(interaction),
                 )

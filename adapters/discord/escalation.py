@@ -4,10 +4,12 @@ A target is channel ids (the first gets the notice). The support team is the mem
 configured support role (``SUPPORTBOT_DISCORD_SUPPORT_ROLE``), or, without one, the members who
 may manage messages in the channel. Once resolved, the notice says who resolved it and when.
 
-The notice is inbox work of its own (``notice_work``, then ``post_notice``): its ledger row,
-keyed by the escalation, makes it once per escalation and carries it through a passing fault
-of Discord (tried again, as an answer is), and its fixed nonce makes Discord return the message
-an earlier attempt made (its response lost) instead of posting it twice.
+The notice is inbox work of its own (``notice_work``, then ``post_notice``), one ledger row per
+request for a human: the row carries it through a passing fault of Discord (tried again, as an
+answer is). It is posted once per escalation: a request finds it recorded and does nothing, and
+its nonce, fixed per escalation, makes Discord return the message an earlier attempt or a
+concurrent request made (its response lost, or not recorded yet) instead of posting a second
+one. A request whose notice never went out tells its asker so; asking again tries again.
 """
 
 from __future__ import annotations
@@ -60,13 +62,15 @@ class DiscordEscalations:
         requested_by: str,
         escalation_id: int,
         *,
+        request_id: str,
         parent_channel_id: str | None,
         tell_via: dict[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]] | None:
         """The inbox key and payload of the team's notice of a hand-off, or None when nobody is
         to be told (no target channel) or it was posted already. In a thread,
-        ``parent_channel_id`` is its channel, whose escalation target applies. ``tell_via``:
-        the asking interaction's webhook fields, to tell the asker privately if it fails."""
+        ``parent_channel_id`` is its channel, whose escalation target applies. ``request_id``:
+        the platform id of the request for a human (one inbox row each). ``tell_via``: the
+        asking interaction's webhook fields, to tell the asker privately if it fails."""
         target = await self.policy.target_for(
             self.channels, conversation, parent_channel_id=parent_channel_id
         )
@@ -86,20 +90,23 @@ class DiscordEscalations:
             "guild_id": conversation.workspace_id,
             **(tell_via or {}),
         }
-        return f"escalation-notice:{escalation_id}", payload
+        return f"escalation-notice:{escalation_id}:{request_id}", payload
 
     async def post_notice(self, client: discord.Client, payload: dict[str, Any]) -> None:
         """Tell the support team in their channel, with a resolve button. Raises when Discord
         fails (the inbox tries again after a passing fault)."""
         escalation_id = int(payload["escalation_id"])
+        row = await escalation.get(self.db, escalation_id)
+        if row is None or row.notice_ref is not None:
+            return  # another request's notice went out meanwhile
         channel = client.get_partial_messageable(int(payload["notice_channel"]))
         text = texts.escalation_notice(
             str(payload[SESSION_KEY]), f"<@{payload['requested_by']}>", None
         )
         notice = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
-        # The same nonce on every attempt (discord.py sends it enforced): Discord answers a
-        # repeat within minutes with the message already made, so a post whose response was
-        # lost is not made twice.
+        # One nonce per escalation (discord.py sends it enforced): Discord answers a repeat
+        # within minutes with the message already made, so neither another attempt (the
+        # response was lost) nor a concurrent request posts a second notice.
         sent = await channel.send(**send_kwargs(notice), nonce=notice_nonce(escalation_id))
         await escalation.record_notice(self.db, escalation_id, str(channel.id), str(sent.id))
 
