@@ -6,7 +6,8 @@
   target. A target is a few platform ids (a channel to post the notice in, people or groups to
   mention); the adapter knows which id is which on its platform.
 - One notice per escalation: the database allows one open escalation per conversation and hands
-  the notice to exactly one caller (``claim_notice``).
+  the notice to exactly one caller (``claim_notice``; on Discord the notice is inbox work,
+  carried through passing faults, and Discord's enforced nonce keeps it single).
 - Who may mark it resolved: by default the support team (the adapter says who is in it: members
   of the escalation channel on Slack, a support role on Discord) and the person who asked.
 """

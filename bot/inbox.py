@@ -5,8 +5,9 @@ BEFORE they ack it: the claim in the ledger (``storage.events``) is what makes t
 inbox then runs the work under one concurrency cap, keeps the lease alive on a heartbeat while
 the answer is produced (and cancels the work the moment another process owns the row), records
 the outcome fenced on its attempt number, and answers what crashed processes left behind.
-Adapters give it a ``deliver(work)`` callable (produce and post the answer) and a ``tell(work,
-text)`` callable (post a short note to the asker); they know nothing of leases.
+Adapters give it a ``deliver(work)`` callable (produce and post the answer), a ``tell(work,
+text)`` callable (post a short note to the asker) and, optionally, a ``retract(work)`` callable
+(remove what a failed attempt half-posted, before that note); they know nothing of leases.
 
 The state machine and its guarantees are drawn in docs/architecture.md ("The inbox").
 """
@@ -72,11 +73,15 @@ class OwnershipLost(Exception):
 
 Deliver = Callable[[Work], Awaitable[None]]
 Tell = Callable[[Work, str], Awaitable[None]]
+# Removes what the work's latest attempt posted (a partial answer, the first pieces of a long
+# one), best effort: called once the row is failed, just before the asker is told.
+Retract = Callable[[Work], Awaitable[None]]
 
 
 @dataclass(slots=True)
 class _Held:
     attempts: int
+    work: Work  # as last recorded by the deliverer (what it posted so far, where it answers)
     task: asyncio.Task[None] | None = None
     finishing: bool = False
     lost: bool = False
@@ -105,6 +110,7 @@ class Inbox:
         deliver: Deliver,
         *,
         tell: Tell | None = None,
+        retract: Retract | None = None,
         lease: timedelta = DEFAULT_LEASE,
         recover_every: float = DEFAULT_RECOVER_EVERY,
         max_concurrent: int = 32,
@@ -116,6 +122,7 @@ class Inbox:
         self.platform = platform
         self.deliver = deliver
         self.tell = tell
+        self.retract = retract
         self.lease = lease
         self.recover_every = recover_every
         self.max_concurrent = max_concurrent
@@ -140,6 +147,7 @@ class Inbox:
         deliver: Deliver,
         *,
         tell: Tell | None = None,
+        retract: Retract | None = None,
         max_concurrent: int = 32,
         answer_inline: bool = True,
     ) -> Inbox:
@@ -149,6 +157,7 @@ class Inbox:
             platform,
             deliver,
             tell=tell,
+            retract=retract,
             lease=timedelta(seconds=settings.lease_seconds),
             recover_every=settings.recover_every,
             max_concurrent=settings.answer_slots or max_concurrent,
@@ -190,12 +199,16 @@ class Inbox:
             payload=payload,
         ):
             raise OwnershipLost(work.key)
-        return replace(work, payload=payload)
+        recorded = replace(work, payload=payload)
+        held = self._held.get(work.key)
+        if held is not None and held.attempts == work.attempts:
+            held.work = recorded  # a give-up retracts and tells from what was recorded last
+        return recorded
 
     # ---- running one unit of work -------------------------------------------------------------
 
     def _start(self, work: Work, run: Deliver | None = None) -> asyncio.Task[None]:
-        held = _Held(work.attempts)
+        held = _Held(work.attempts, work)
         self._held[work.key] = held
         task = asyncio.create_task(self._run(work, held, run or self.deliver))
         held.task = task
@@ -223,10 +236,10 @@ class Inbox:
             self.stats.lost += 1
             return
         except TryLater as exc:
-            await self._try_later(work, held, exc)
+            await self._try_later(held.work, held, exc)
             return
         except Exception as exc:
-            await self._failed(work, held, exc)
+            await self._failed(held.work, held, exc)
             return
         held.finishing = True
         # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
@@ -248,8 +261,7 @@ class Inbox:
         )
         held.finishing = True
         self.stats.failed += 1
-        if await self._finish(work, events.FAILED):
-            await self._tell(work, texts.ERROR_GENERIC)
+        await self._fail_and_tell(work, texts.ERROR_GENERIC)
 
     async def _try_later(self, work: Work, held: _Held, exc: TryLater) -> None:
         """Hand the work back for another attempt after a pause; the last attempt fails and
@@ -265,8 +277,7 @@ class Inbox:
                 work.attempts,
             )
             self.stats.given_up += 1
-            if await self._finish(work, events.FAILED):
-                await self._tell(work, texts.ERROR_GENERIC)
+            await self._fail_and_tell(work, texts.ERROR_GENERIC)
             return
         delays = self.try_later_delays
         delay = delays[min(work.attempts, len(delays)) - 1]
@@ -281,6 +292,13 @@ class Inbox:
         )
         self.stats.retried += 1
         await self._release(work, after=timedelta(seconds=delay))
+
+    async def _fail_and_tell(self, work: Work, text: str) -> None:
+        """The end of work that will not be answered: marked failed and, if the row was still
+        ours, what this attempt half-posted removed and the asker told ``text`` once."""
+        if await self._finish(work, events.FAILED):
+            await self._retract(work)
+            await self._tell(work, text)
 
     async def _finish(self, work: Work, status: str) -> bool:
         """Record the outcome, retrying through database blips (the heartbeat keeps the lease
@@ -317,6 +335,19 @@ class Inbox:
             )
         except Exception as exc:
             log.warning("could not release %s: %s", work.key, type(exc).__name__)
+
+    async def _retract(self, work: Work) -> None:
+        if self.retract is None:
+            return
+        try:
+            await self.retract(work)
+        except Exception as exc:
+            log.warning(
+                "%s %s: removing what the failed attempt posted failed: %s",
+                self.platform,
+                work.key,
+                type(exc).__name__,
+            )
 
     async def _tell(self, work: Work, text: str) -> None:
         if self.tell is None:
@@ -393,6 +424,7 @@ class Inbox:
                 row.attempts - 1,
             )
             self.stats.given_up += 1
+            await self._retract(work)
             await self._tell(work, texts.INBOX_GAVE_UP)
         for row in taken.work:
             self.stats.recovered += 1

@@ -95,6 +95,10 @@ ESCALATION_OPENED = (
 ESCALATION_ALREADY_OPEN = "A human has already been asked to join; someone will reply here soon."
 ESCALATION_RESOLVED = "This conversation was handed back: the human hand-off is marked resolved."
 ESCALATION_NOT_OPEN = "That hand-off is already resolved (or no longer exists)."
+ESCALATION_NOTICE_FAILED = (
+    "I couldn't reach the support team just now, so they have not seen this request yet. "
+    "Please ask for a human again in a few minutes."
+)
 
 
 def escalation_notice(session_id: str, requested_by: str, reason: str | None) -> str:

@@ -29,10 +29,12 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -57,6 +59,10 @@ MAX_ATTEMPTS = 3
 SESSION_KEY = "session_id"
 # What a scrubbed payload keeps: enough to route a late "could not answer" note, no user text.
 ROUTING_KEYS = frozenset({"kind", "team_id", "enterprise_id", "channel", "channel_id", "user"})
+# Payload keys holding secrets that are only needed while the work runs (a Discord interaction's
+# webhook token, valid 15 minutes; a Slack ``response_url``, 30 minutes): a row that is finished
+# (or given up) drops them at once instead of keeping them until it is pruned days later.
+SECRET_KEYS = ("token", "response_url")
 
 # Seconds a claim waits for SQLite's write lock held by another process: the claim runs before
 # the platform's ack (Slack waits 3 s), and failing it in time means a 500 and Slack's retry.
@@ -124,13 +130,28 @@ class _Statements:
     take: Update
     give_up: Update
     renew: Update
+    strip_secrets: Update
 
 
 _EVENTS: Table = ProcessedEvent.__table__  # type: ignore[assignment]
 
 
+def _without_secrets(sqlite: bool) -> ColumnElement[Any]:
+    """The row's payload minus :data:`SECRET_KEYS` (NULL stays NULL), computed in the
+    statement, so finishing needs no read of the payload and no second round trip."""
+    payload = _EVENTS.c.payload
+    if sqlite:
+        return func.json_remove(payload, *(f'$."{key}"' for key in SECRET_KEYS))
+    listed = ", ".join(f"'{key}'" for key in SECRET_KEYS)  # constants of this module
+    keys = literal_column(f"CAST(ARRAY[{listed}] AS TEXT[])")
+    # Unchanged unless a key is there: a large payload then keeps its stored (TOASTed) value
+    # instead of being written again.
+    return case((payload.op("?|")(keys), payload.op("-")(keys)), else_=payload)
+
+
 def _build(sqlite: bool) -> _Statements:
     c = _EVENTS.c
+    without_secrets = _without_secrets(sqlite)
     now = _now_plus(sqlite, literal(_offset_value(sqlite, timedelta(0))))
     leased = _now_plus(sqlite, bindparam("b_lease", type_=String() if sqlite else Interval()))
     owned = and_(
@@ -161,7 +182,12 @@ def _build(sqlite: bool) -> _Statements:
         .inline(),
         finish=update(_EVENTS)
         .where(owned)
-        .values(status=bindparam("b_status"), lease_until=None, finished_at=now),
+        .values(
+            status=bindparam("b_status"),
+            lease_until=None,
+            finished_at=now,
+            payload=without_secrets,
+        ),
         update_payload=update(_EVENTS)
         .where(owned)
         .values(payload=bindparam("b_payload", type_=c.payload.type)),
@@ -197,6 +223,9 @@ def _build(sqlite: bool) -> _Statements:
         )
         .values(lease_until=leased)
         .returning(c.event_id),
+        strip_secrets=update(_EVENTS)
+        .where(c.id == bindparam("b_id"))
+        .values(payload=without_secrets),
     )
 
 
@@ -275,7 +304,8 @@ async def finish_event(
     attempts: int,
     status: str = ANSWERED,
 ) -> bool:
-    """Record the outcome; False when ``attempts`` no longer owns the row (fenced)."""
+    """Record the outcome, dropping the payload's :data:`SECRET_KEYS`; False when
+    ``attempts`` no longer owns the row (fenced)."""
     return await _owned_update(
         db,
         _statements(db).finish,
@@ -340,6 +370,10 @@ async def take_expired(
         try:
             async with db.write() as conn:
                 won = (await conn.execute(statement, params)).first()
+                if give_up and won is not None:
+                    # Failed now: the secrets go, in the same transaction; the caller still
+                    # gets them (``won``) to tell the asker through them.
+                    await conn.execute(statements.strip_secrets, {"b_id": row_id})
         except SQLAlchemyError as exc:  # one row's trouble must not cost the others their turn
             log.warning("taking ledger row %s failed: %s", row_id, type(exc).__name__)
             continue

@@ -85,6 +85,19 @@ async def start_bot(
 
 BotFactory = Callable[..., Awaitable[RunningBot]]
 
+# Seconds before a row handed back after a passing fault is tried again (2 s, 8 s in production).
+RETRY_SOON = (0.2, 0.2)
+
+
+async def start_retrying_bot(
+    world: DiscordWorld, db: Database, url: str, kb_uri: str, **overrides: Any
+) -> RunningBot:
+    """A bot whose leases and retries after a passing fault come round within a test."""
+    settings = make_settings(world, url, kb_uri, lease_seconds=2.0, recover_every=0.2, **overrides)
+    running = await start_bot(world, await build_runtime(settings, db=db))
+    running.adapter.inbox.try_later_delays = RETRY_SOON
+    return running
+
 
 async def start_model_bot(
     world: DiscordWorld,

@@ -3,16 +3,19 @@ through the real discord.py client and the fake Discord."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot import texts
 from bot.runtime import build_runtime
-from storage import channel_settings, escalations
+from storage import channel_settings, escalations, events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import make_settings, start_bot, start_retrying_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld
+from tests.inbox_support import ledger
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,3 +121,97 @@ async def test_a_hand_off_in_a_thread_goes_to_its_channels_team(
     }
     assert {n["content"].split("`")[1] for n in notices} == sessions
     assert world.api.channel_messages(default_team) == []
+
+
+@pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
+async def test_a_notice_cut_off_by_a_passing_fault_is_posted_once_later(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, handled: bool
+) -> None:
+    # The notice was posted once: a dropped connection lost it (logged, nobody told), or, when
+    # Discord had made it before the connection dropped, left it unrecorded (no "Resolved by").
+    team = world.no_threads_channel_id
+    running = await start_retrying_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_escalation_channel=team
+    )
+    try:
+        world.api.reset_next("POST", rf"/channels/{team}/messages", after=handled)
+        opened, resolve_id, escalation_id = await _escalated(world)
+        await world.api.wait_for(
+            lambda: len(world.api.find("POST", rf"/channels/{team}/messages")) == 2,
+            what="the notice tried again",
+        )
+        [notice] = await world.bot_messages(team, 1)
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    assert opened["content"].startswith(texts.ESCALATION_OPENED)
+    assert world.api.channel_messages(team) == [notice]  # one notice, never two
+    assert notice["components"][0]["components"][0]["custom_id"] == resolve_id
+    posts = world.api.find("POST", rf"/channels/{team}/messages")
+    assert [r.status for r in posts] == [0, 200]
+    assert posts[0].body["nonce"] == posts[1].body["nonce"]  # Discord returns the first one
+    row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
+    assert row is not None and row.notice_ref == f"{team}:{notice['id']}"
+    rows = await ledger(sqlite_db, "discord")
+    [notice_row] = [
+        r for k, r in rows.items() if k.startswith(f"escalation-notice:{escalation_id}:")
+    ]
+    assert (notice_row.status, notice_row.attempts) == (events.ANSWERED, 2)
+
+
+async def test_a_notice_discord_keeps_refusing_is_told_and_asking_again_tries_again(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    team = world.no_threads_channel_id
+    running = await start_retrying_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_escalation_channel=team
+    )
+    try:
+        world.api.reset_next("POST", rf"/channels/{team}/messages", times=events.MAX_ATTEMPTS)
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+        human_id = answer["components"][0]["components"][2]["custom_id"]
+        human = await world.click(answer, human_id)
+        note = await world.api.wait_for(
+            lambda: [
+                m
+                for m in world.api.interaction_messages(human["token"])[1:]
+                if m["content"] == texts.ESCALATION_NOTICE_FAILED
+            ],
+            what="the note to the asker",
+        )
+        await running.adapter.inbox.wait_idle(10)
+        assert world.api.channel_messages(team) == []
+        again = await world.click(answer, human_id)  # Discord works again
+        [reply] = await world.interaction_done(again["token"])
+        [notice] = await world.bot_messages(team, 1)
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    assert note[0]["flags"] & 64  # privately, to the one who asked
+    assert len(world.api.interaction_messages(human["token"])) == 2  # the reply and the note
+    assert reply["content"].startswith(texts.ESCALATION_ALREADY_OPEN)
+    assert world.api.channel_messages(team) == [notice]
+
+
+async def test_two_people_asking_for_a_human_at_once_give_one_notice(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    team = world.no_threads_channel_id
+    running = await start_retrying_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_escalation_channel=team
+    )
+    try:
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+        human_id = answer["components"][0]["components"][2]["custom_id"]
+        clicks = await asyncio.gather(
+            world.click(answer, human_id), world.click(answer, human_id, author=world.bob)
+        )
+        for click in clicks:
+            await world.interaction_done(click["token"])
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    [notice] = world.api.channel_messages(team)
+    assert f"<@{world.alice['id']}>" in notice["content"] or world.bob["id"] in notice["content"]

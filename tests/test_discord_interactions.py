@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from adapters.discord import render
+from adapters.discord.delivery import TOKEN_KEY
 from bot import texts
 from bot.runtime import build_runtime
 from storage import escalations, events, feedback, memories
 from storage.db import Database
+from storage.models import ProcessedEvent
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_retrying_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
@@ -330,3 +334,143 @@ async def test_a_button_click_cut_short_by_a_stop_is_told_to_try_again(
     assert await events.event_status(sqlite_db, platform="discord", event_id=click["id"]) == (
         events.FAILED
     )
+
+
+async def test_an_answered_command_keeps_no_webhook_token_in_the_ledger(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # The token lets anyone holding it post as the bot for 15 minutes: it stayed in the
+    # ledger row until the row was pruned, days later.
+    interaction = await world.slash("ask", {"question": "Where can I download past invoices?"})
+    await world.interaction_done(interaction["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    async with bot.adapter.db.sessions() as session:
+        stored = await session.scalar(
+            select(ProcessedEvent.payload).where(ProcessedEvent.event_id == interaction["id"])
+        )
+    assert stored is not None and stored["kind"] == "interaction"
+    assert TOKEN_KEY not in stored
+    assert interaction["token"] not in json.dumps(stored)
+
+
+def _long_answer() -> str:
+    blocks = []
+    for n in range(10):
+        lines = "\n".join(
+            f"Step {n}.{i}: open the settings page and choose item {i}." for i in range(10)
+        )
+        blocks.append(f"Part {n}: how the reset works. [1]\n\n{lines}")
+    return "\n\n".join(blocks)
+
+
+async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # The first attempt posted a follow-up, then lost its connection; the next attempt posted
+    # the whole answer again through the stored token, under the first one's follow-up.
+    answer_text = _long_answer()
+    assert len(answer_text) > 4000
+    fake_openai.queue(*_search_then(answer_text), *_search_then(answer_text))
+    running = await start_retrying_bot(
+        world,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    try:
+        world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=1)  # the second follow-up
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+        await world.api.wait_for(
+            lambda: any(
+                m["components"] for m in world.api.interaction_messages(interaction["token"])
+            ),
+            what="the whole answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    messages = world.api.interaction_messages(interaction["token"])
+    joined = "\n".join(m["content"] for m in messages)
+    for n in range(10):  # every line of the answer shown once
+        for i in range(10):
+            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])
+    assert [m.get("followup") for m in world.api.deleted] == [True]  # the first attempt's
+    status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
+    assert status == events.ANSWERED
+
+
+async def test_a_long_command_answer_given_up_leaves_only_the_note(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Every attempt posts its first follow-up and loses the second: the last attempt's first
+    # follow-up stayed under the note that replaced the answer.
+    answer_text = _long_answer()
+    fake_openai.queue(*(_search_then(answer_text) * events.MAX_ATTEMPTS))
+    running = await start_retrying_bot(
+        world,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    try:
+        for attempt in range(1, events.MAX_ATTEMPTS + 1):  # the second follow-up of each
+            world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=attempt)
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+        await world.api.wait_for(
+            lambda: any(
+                m["content"] == texts.ERROR_GENERIC
+                for m in world.api.interaction_messages(interaction["token"])
+            ),
+            what="the note",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    assert [m["content"] for m in world.api.interaction_messages(interaction["token"])] == [
+        texts.ERROR_GENERIC
+    ]
+    assert len(world.api.deleted) == events.MAX_ATTEMPTS  # each attempt's follow-up
+    status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
+    assert status == events.FAILED
+
+
+async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attempt(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Only an answer's first message was recorded; in a DM (as in any channel answered in
+    # place) its later pieces do not reply to the question, so the next attempt's look through
+    # the history did not find them either: the second piece stayed above the new answer.
+    answer_text = _long_answer()
+    fake_openai.queue(*_search_then(answer_text), *_search_then(answer_text))
+    running = await start_retrying_bot(
+        world,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        openai_api_key=FAKE_API_KEY,
+        openai_base_url=fake_openai.base_url,
+        openai_max_retries=0,
+    )
+    try:
+        world.api.reset_next("POST", r"/channels/\d+/messages", skip=2)  # the third piece
+        dm = await world.dm("How do I reset my password?")
+        await world.api.wait_for(
+            lambda: any(m["components"] for m in world.api.channel_messages(dm["channel_id"])),
+            what="the whole answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    messages = world.api.channel_messages(dm["channel_id"])
+    joined = "\n".join(m["content"] for m in messages)
+    for n in range(10):  # every line of the answer shown once
+        for i in range(10):
+            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert len(world.api.deleted) == 2  # both pieces of the first attempt

@@ -19,7 +19,7 @@ from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_retrying_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld, wait_until
 
@@ -31,19 +31,6 @@ runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Seconds before a row handed back after a passing fault is tried again (2 s, 8 s in production).
-RETRY_SOON = (0.2, 0.2)
-
-
-async def start_retrying_bot(
-    world: DiscordWorld, db: Database, url: str, kb_uri: str
-) -> RunningBot:
-    """A bot whose leases and retries after a passing fault come round within a test."""
-    settings = make_settings(world, url, kb_uri, lease_seconds=2.0, recover_every=0.2)
-    running = await start_bot(world, await build_runtime(settings, db=db))
-    running.adapter.inbox.try_later_delays = RETRY_SOON
-    return running
 
 
 async def test_forced_disconnect_resumes_and_answers_exactly_once(
@@ -418,6 +405,45 @@ async def test_resets_on_every_attempt_end_in_one_short_note(
     [note] = world.api.channel_messages(dm["channel_id"])
     assert note["content"] == texts.ERROR_GENERIC
     assert caplog.text.count("trying again in") == events.MAX_ATTEMPTS - 1
+    assert "giving up after 3 attempts" in caplog.text
+    status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
+    assert status == events.FAILED
+
+
+async def test_giving_up_removes_the_last_attempts_half_answer_before_the_note(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Every attempt posts its partial answer and then loses the edit that completes it. Each
+    # next attempt removed the earlier one's partial, but the last one's stayed above the
+    # apology: a half answer, then "something went wrong".
+    caplog.set_level(logging.WARNING)
+    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
+    try:
+        world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+", times=events.MAX_ATTEMPTS)
+        dm = await world.dm("Where can I download past invoices?")
+        await world.api.wait_for(
+            lambda: any(
+                m["content"] == texts.ERROR_GENERIC
+                for m in world.api.channel_messages(dm["channel_id"])
+            ),
+            what="the note",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    finally:
+        await running.stop()
+    [note] = world.api.channel_messages(dm["channel_id"])
+    assert note["content"] == texts.ERROR_GENERIC
+    partials = [
+        r
+        for r in world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
+        if r.body.get("content") != texts.ERROR_GENERIC
+    ]
+    assert len(partials) == events.MAX_ATTEMPTS  # each attempt got as far as its partial post
+    assert len(world.api.deleted) == events.MAX_ATTEMPTS  # and each partial is gone
     assert "giving up after 3 attempts" in caplog.text
     status = await events.event_status(sqlite_db, platform="discord", event_id=dm["id"])
     assert status == events.FAILED

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text, update
 
+from bot import texts
 from bot.inbox import Inbox, Work
 from bot.messages import (
     Attachment,
@@ -165,3 +166,54 @@ def test_serve_chooses_its_shape_from_the_database() -> None:
     assert workers_for("auto", database_url="sqlite+aiosqlite:///x.db", cpu_count=8) == 0
     assert workers_for("0", database_url=pg) == 0  # inline on request
     assert workers_for("2", database_url="sqlite+aiosqlite:///x.db") == 2
+
+
+async def test_a_failure_retracts_what_was_recorded_last_then_tells_once(db: Database) -> None:
+    said: list[tuple[str, object]] = []
+    inbox: Inbox
+
+    async def deliver(work: Work) -> None:
+        await inbox.record(work, {**work.payload, "posted": ["m1", "m2"]})
+        raise RuntimeError("the platform refused")
+
+    async def retract(work: Work) -> None:
+        said.append(("retract", work.payload.get("posted")))
+
+    async def tell(work: Work, text: str) -> None:
+        said.append(("tell", text))
+
+    inbox = Inbox(db, "test", deliver, tell=tell, retract=retract)
+    assert await inbox.submit("k-retract", {"kind": "x"})
+    await inbox.wait_idle(5)
+    assert said == [("retract", ["m1", "m2"]), ("tell", texts.ERROR_GENERIC)]
+    assert (await ledger(db, "test"))["k-retract"].status == events.FAILED
+    await inbox.aclose(0)
+
+
+async def test_work_taken_over_before_its_failure_is_neither_retracted_nor_told(
+    db: Database,
+) -> None:
+    said: list[str] = []
+
+    async def deliver(work: Work) -> None:
+        # Another process takes the row over (its attempt number moves on) just before this
+        # attempt fails: what is posted now is the new owner's to keep or remove.
+        async with db.session() as session:
+            await session.execute(
+                update(ProcessedEvent)
+                .where(ProcessedEvent.event_id == work.key)
+                .values(attempts=work.attempts + 1)
+            )
+        raise RuntimeError("the platform refused")
+
+    async def retract(_work: Work) -> None:
+        said.append("retract")
+
+    async def tell(_work: Work, _text: str) -> None:
+        said.append("tell")
+
+    inbox = Inbox(db, "test", deliver, tell=tell, retract=retract)
+    assert await inbox.submit("k-lost", {"kind": "x"})
+    await inbox.wait_idle(5)
+    assert said == []
+    await inbox.aclose(0)

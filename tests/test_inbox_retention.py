@@ -54,6 +54,32 @@ async def test_finished_ledger_rows_are_pruned_after_the_retention(db: Database)
     assert await inbox.prune() == 0
 
 
+async def test_finishing_a_row_drops_its_secrets_from_the_payload(db: Database) -> None:
+    # An interaction's webhook token (valid 15 minutes) stayed in the ledger until the row was
+    # pruned, days later.
+    def payload(key: str) -> dict[str, object]:
+        return {"kind": "interaction", "token": f"secret-{key}", "msg": {"text": key}}
+
+    for key in ("answered", "failed", "given-up", "running"):
+        assert await events.claim_event(db, platform="discord", event_id=key, payload=payload(key))
+    assert await events.finish_event(db, platform="discord", event_id="answered", attempts=1)
+    assert await events.finish_event(
+        db, platform="discord", event_id="failed", attempts=1, status=events.FAILED
+    )
+    # The last attempt died: recovery gives the row up, and still gets the token to tell the
+    # asker through it.
+    await events.release_lease(db, platform="discord", event_id="given-up", attempts=1)
+    taken = await events.take_expired(db, platform="discord", max_attempts=1, exclude={"running"})
+    assert [(r.event_id, r.payload) for r in taken.given_up] == [("given-up", payload("given-up"))]
+    async with db.sessions() as session:
+        stored = dict(
+            (await session.execute(select(ProcessedEvent.event_id, ProcessedEvent.payload))).all()
+        )
+    for key in ("answered", "failed", "given-up"):
+        assert stored[key] == {"kind": "interaction", "msg": {"text": key}}, key
+    assert stored["running"] == payload("running")  # still needed to answer
+
+
 async def test_purge_command_removes_old_conversations(
     any_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -293,3 +293,28 @@ async def test_a_retried_answer_in_several_messages_removes_every_earlier_part(
     assert len([m for m in api.messages.values() if m.deleted]) == 2  # both earlier parts
     [row] = (await ledger(db, "slack")).values()
     assert (row.status, row.attempts) == (events.ANSWERED, 2)
+
+
+async def test_a_give_up_removes_the_last_attempts_unfinished_answer(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    # Every attempt starts its stream and cannot stop it; each next attempt removed the
+    # earlier one's, but the last one's half answer stayed above the note.
+    api.fail("chat.stopStream", status=500, times=3 * events.MAX_ATTEMPTS)
+    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
+    h = await SlackHarness.start(api, settings, db=db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        [thread] = await _ask(h, QUESTIONS[:1])
+        await api.wait_for(
+            lambda: [m for m in api.messages.values() if m.text == texts.ERROR_GENERIC],
+            timeout=20,
+        )
+        await h.bot.wait_idle(15)
+    finally:
+        await h.close()
+    left = [m for m in api.messages.values() if not m.deleted]
+    assert [(m.text, m.thread_ts) for m in left] == [(texts.ERROR_GENERIC, thread)]
+    assert len(api.calls_to("chat.startStream")) == events.MAX_ATTEMPTS
+    [row] = (await ledger(db, "slack")).values()
+    assert (row.status, row.attempts) == (events.FAILED, events.MAX_ATTEMPTS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +38,10 @@ from adapters.discord.client import (
 )
 from adapters.discord.convert import ChannelContext, ChannelKind
 from adapters.discord.delivery import (
+    APPLICATION_ID_KEY,
+    FOLLOWUPS_KEY,
     TOKEN_KEY,
+    TRANSIENT_ERRORS,
     ChannelSink,
     InteractionSink,
     PersistentButton,
@@ -50,7 +54,7 @@ from adapters.discord.delivery import (
     is_transient,
     respond_ephemeral,
 )
-from adapters.discord.escalation import DiscordEscalations, thread_link
+from adapters.discord.escalation import NOTICE_KIND, DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
@@ -85,8 +89,13 @@ FIRST_POST_DELAY = 0.5
 MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
 SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must stop within 10)
-# The payload key recording the first message of an answer being posted (see _deliver_work).
+# How long a hand-off waits for the first try of the team's notice before replying to the asker
+# (the notice goes out first); later tries run on their own. Bounded: the try needs a free slot.
+NOTICE_FIRST_TRY_WAIT = 5.0
+# The payload keys recording the messages of an answer being posted: the first, and the later
+# 2000-character pieces (see _post_recorder).
 PARTIAL_KEY = "posted_id"
+MORE_POSTS_KEY = "posted_more_ids"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
 THREAD_ALREADY_CREATED = 160004
 # The one line an operator sees when Discord refuses the intent (gateway close 4014).
@@ -137,6 +146,7 @@ class DiscordAdapter:
             PLATFORM,
             self._deliver_work,
             tell=self._tell,
+            retract=self._retract,
             max_concurrent=max_concurrent_answers,
         )
         self.message_content = settings.discord_message_content
@@ -333,17 +343,24 @@ class DiscordAdapter:
         try:
             await self._answer_work(work)
         except Exception as exc:
-            if is_transient(exc):
-                raise TryLater(f"{describe(exc)}: {exc}") from exc
+            _raise_try_later_if_transient(exc)
             raise
 
     async def _answer_work(self, work: Work) -> None:
+        if work.kind == NOTICE_KIND:
+            await self.escalations.post_notice(self.client, work.payload)
+            return
         if work.kind == "interaction" and "msg" in work.payload and TOKEN_KEY in work.payload:
             # A command another attempt did not finish: answered through the stored token.
             incoming = message_from_record(work.payload["msg"])
             original = StoredInteraction.from_payload(self.client, work.payload)
-            ephemeral = bool(work.payload.get("ephemeral"))
-            await self._deliver(incoming, InteractionSink(original, ephemeral=ephemeral))
+            await self._remove_earlier_followups(work, original)
+            sink = InteractionSink(
+                original,
+                ephemeral=bool(work.payload.get("ephemeral")),
+                on_followup=self._followup_recorder(work),
+            )
+            await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
             return
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
@@ -359,10 +376,7 @@ class DiscordAdapter:
         if incoming.conversation.channel_id == p.get("question_channel"):
             reference = channel.get_partial_message(int(p["message_id"]))
 
-        async def remember_post(message_id: int) -> None:
-            await self.inbox.record(work, {**p, PARTIAL_KEY: str(message_id)})
-
-        sink = ChannelSink(channel, reference=reference, on_first_post=remember_post)
+        sink = ChannelSink(channel, reference=reference, on_post=self._post_recorder(work))
         final = await self._deliver(incoming, sink, typing_channel=channel)
         if final is not None:
             question = self.client.get_partial_messageable(int(p["question_channel"]))
@@ -372,15 +386,70 @@ class DiscordAdapter:
                 parent_id=incoming.parent_channel_id,
             )
 
+    def _post_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
+        """Records each message of a channel answer in the work's payload as soon as it is
+        posted (one write per piece; an answer posted whole in one piece records nothing)."""
+        earlier = (PARTIAL_KEY, MORE_POSTS_KEY)  # removed already (_remove_earlier_attempt)
+        current = replace(work, payload={k: v for k, v in work.payload.items() if k not in earlier})
+
+        async def record(message_id: int) -> None:
+            nonlocal current
+            p = current.payload
+            if PARTIAL_KEY not in p:
+                changed = {**p, PARTIAL_KEY: str(message_id)}
+            else:
+                changed = {**p, MORE_POSTS_KEY: [*p.get(MORE_POSTS_KEY, []), str(message_id)]}
+            current = await self.inbox.record(current, changed)
+
+        return record
+
+    def _followup_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
+        """Records each follow-up of an interaction's answer in the work's payload as soon as
+        it is posted (one write per 2000 characters beyond the first)."""
+        current = replace(
+            work, payload={k: v for k, v in work.payload.items() if k != FOLLOWUPS_KEY}
+        )
+
+        async def record(message_id: int) -> None:
+            nonlocal current
+            ids = [*current.payload.get(FOLLOWUPS_KEY, []), str(message_id)]
+            current = await self.inbox.record(current, {**current.payload, FOLLOWUPS_KEY: ids})
+
+        return record
+
+    async def _remove_earlier_followups(
+        self, work: Work, original: StoredInteraction | None = None
+    ) -> None:
+        """Delete the follow-ups an earlier attempt at this interaction's answer recorded: the
+        answer is posted again whole (best effort; the original response is edited anyway)."""
+        ids = work.payload.get(FOLLOWUPS_KEY) or []
+        if not ids or TOKEN_KEY not in work.payload:
+            return
+        webhook = (original or StoredInteraction.from_payload(self.client, work.payload)).followup
+        for message_id in ids:
+            await _best_effort(webhook.delete_message(int(message_id)))
+
+    async def _retract(self, work: Work) -> None:
+        """The inbox's give-up hook: before the asker is told this will not be answered,
+        remove what the failing attempt posted, as a next attempt would (best effort)."""
+        if work.kind == "interaction":
+            await self._remove_earlier_followups(work)
+            return
+        if work.kind != "message" or not work.payload.get("msg"):
+            return
+        incoming = message_from_record(work.payload["msg"])
+        await self._remove_earlier_attempt(work, self._channel(incoming.conversation))
+
     async def _remove_earlier_attempt(
         self, work: Work, channel: discord.PartialMessageable
     ) -> None:
         """A process died while answering this: remove what it posted before answering again.
-        The message it recorded, and our messages after the question that reply to it (or sit
+        The messages it recorded, and our messages after the question that reply to it (or sit
         unreplied in the thread it started), which a crash between a post and its record
         leaves unrecorded."""
         question = int(work.payload["message_id"])
         stale = {int(work.payload[PARTIAL_KEY])} if work.payload.get(PARTIAL_KEY) else set()
+        stale.update(int(i) for i in work.payload.get(MORE_POSTS_KEY) or [])
         me = self.client.user.id if self.client.user else None
         try:
             async for message in channel.history(after=discord.Object(question), limit=50):
@@ -448,6 +517,9 @@ class DiscordAdapter:
 
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker where the answer would have gone."""
+        if work.kind == NOTICE_KIND:
+            await self._tell_notice_failed(work.payload)
+            return
         if work.kind == "interaction" and TOKEN_KEY in work.payload:
             original = StoredInteraction.from_payload(self.client, work.payload)
             await original.edit_original_response(
@@ -478,14 +550,63 @@ class DiscordAdapter:
                 allowed_mentions=discord.AllowedMentions.none(),
             )
 
+    async def _tell_notice_failed(self, payload: dict[str, Any]) -> None:
+        """The team's notice could not be posted: the asker must not wait for a human in vain.
+        Privately through the asking interaction when there was one, else where they asked."""
+        text = texts.ESCALATION_NOTICE_FAILED
+        none = discord.AllowedMentions.none()
+        if TOKEN_KEY in payload:
+            webhook = StoredInteraction.from_payload(self.client, payload).followup
+            await webhook.send(text, ephemeral=True, allowed_mentions=none)
+            return
+        guild_id = int(payload.get("guild_id") or 0) or None
+        channel = self.client.get_partial_messageable(int(payload["asked_in"]), guild_id=guild_id)
+        await channel.send(text, allowed_mentions=none)
+
+    async def _announce(
+        self,
+        conversation: ConversationKey,
+        requested_by: str,
+        escalation_id: int,
+        *,
+        request_id: str,
+        parent_channel_id: str | None,
+        tell_via: dict[str, str] | None = None,
+    ) -> None:
+        """Hand the team's notice to the inbox (once per escalation, tried again through a
+        passing fault) and wait for its first try, so the notice goes out before the reply."""
+        found = await self.escalations.notice_work(
+            conversation,
+            requested_by,
+            escalation_id,
+            request_id=request_id,
+            parent_channel_id=parent_channel_id,
+            tell_via=tell_via,
+        )
+        if found is None:
+            return
+        first_try: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def run(work: Work) -> None:
+            try:
+                await self._deliver_work(work)
+            finally:
+                if not first_try.done():
+                    first_try.set_result(None)
+
+        if await self.inbox.submit(*found, run=run):
+            await asyncio.wait({first_try}, timeout=NOTICE_FIRST_TRY_WAIT)
+
     async def _deliver(
         self,
         incoming: IncomingMessage,
         sink: ReplySink,
         *,
         typing_channel: discord.abc.Messageable | None = None,
+        tell_via: dict[str, str] | None = None,
     ) -> Reply | None:
         """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s.
+        ``tell_via``: the interaction's webhook fields when answering one.
 
         During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
         answer is posted: no typing call, no partial post, no edits."""
@@ -513,12 +634,13 @@ class DiscordAdapter:
         if final is not None and not final.silent:
             await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
-                await self.escalations.announce(
-                    self.client,
+                await self._announce(
                     incoming.conversation,
                     incoming.author.id,
                     final.escalation_id,
+                    request_id=incoming.id,
                     parent_channel_id=incoming.parent_channel_id,
+                    tell_via=tell_via,
                 )
         return final
 
@@ -550,10 +672,12 @@ class DiscordAdapter:
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
         if not await defer(interaction, ephemeral=ephemeral):
             return
-        sink = InteractionSink(interaction, ephemeral=ephemeral)
 
-        async def answer(_work: Work) -> None:
-            await self._deliver(incoming, sink)
+        async def answer(work: Work) -> None:
+            sink = InteractionSink(
+                interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
+            )
+            await self._deliver(incoming, sink, tell_via=interaction_webhook(interaction))
 
         command_record = {
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
@@ -583,8 +707,8 @@ class DiscordAdapter:
             try:
                 await answer(work)
             except Exception as exc:
-                if command_record is not None and is_transient(exc):
-                    raise TryLater(f"{describe(exc)}: {exc}") from exc
+                if command_record is not None:
+                    _raise_try_later_if_transient(exc)
                 raise
 
         await self.inbox.submit(str(interaction.id), payload, run=run)
@@ -636,8 +760,13 @@ class DiscordAdapter:
             if escalation_id:
                 extra = (render.resolve_button(escalation_id),)
                 parent_id = interaction_parent_id(interaction)
-                await self.escalations.announce(
-                    self.client, conversation, user_id, escalation_id, parent_channel_id=parent_id
+                await self._announce(
+                    conversation,
+                    user_id,
+                    escalation_id,
+                    request_id=str(interaction.id),
+                    parent_channel_id=parent_id,
+                    tell_via=interaction_webhook(interaction),
                 )
                 if conversation.thread_id:  # a forum post is a thread
                     await self.forum.mark(
@@ -702,11 +831,26 @@ class DiscordAdapter:
 # --- helpers ----------------------------------------------------------------------------------
 
 
+def _raise_try_later_if_transient(exc: BaseException) -> None:
+    """A passing fault of the connection to Discord is not the asker's: the inbox tries the
+    work again later instead of apologising."""
+    if is_transient(exc):
+        raise TryLater(f"{describe(exc)}: {exc}") from exc
+
+
+def interaction_fields(payload: dict[str, Any]) -> dict[str, str]:
+    """The webhook fields of stored interaction work (see delivery.interaction_webhook)."""
+    return {
+        APPLICATION_ID_KEY: str(payload[APPLICATION_ID_KEY]),
+        TOKEN_KEY: str(payload[TOKEN_KEY]),
+    }
+
+
 async def _best_effort(call: Any) -> None:
     """Cleanup calls must never cost the user their answer."""
     try:
         await call
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, *TRANSIENT_ERRORS) as exc:
         log.info("discord: optional call failed (%s)", describe(exc))
 
 

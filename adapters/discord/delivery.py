@@ -58,13 +58,13 @@ class ChannelSink(ReplySink):
         channel: discord.abc.Messageable,
         *,
         reference: discord.Message | discord.PartialMessage | None = None,
-        on_first_post: Callable[[int], Awaitable[None]] | None = None,
+        on_post: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.channel = channel
         self.reference = reference
-        # Told the first message's id as soon as it exists (the inbox records it, so that a
-        # process that takes over after a crash can remove a half-written answer).
-        self.on_first_post = on_first_post
+        # Told each message's id as soon as it exists (the inbox records it, so that another
+        # attempt, or a give-up, can remove a half-written answer, every piece of it).
+        self.on_post = on_post
         self.sent: list[discord.Message] = []
         self.shown: list[render.MessagePayload] = []
 
@@ -76,7 +76,7 @@ class ChannelSink(ReplySink):
             # its id would be one more write for a window of a write's length, where a crash
             # between the post and the record leaves an unrecorded post anyway (found by the
             # next attempt's look through the history, app._remove_earlier_attempt).
-            self.on_first_post = None
+            self.on_post = None
         for index, payload in enumerate(payloads):
             if index < len(self.sent):
                 if self.shown[index] != payload:
@@ -97,9 +97,8 @@ class ChannelSink(ReplySink):
             )
             self.sent.append(message)
             self.shown.append(payload)
-            if self.on_first_post is not None:
-                callback, self.on_first_post = self.on_first_post, None
-                await callback(message.id)
+            if self.on_post is not None:
+                await self.on_post(message.id)
         return self.sent
 
 
@@ -107,10 +106,17 @@ class InteractionSink(ReplySink):
     """The deferred response is the first message; further chunks are follow-ups."""
 
     def __init__(
-        self, interaction: discord.Interaction | StoredInteraction, *, ephemeral: bool
+        self,
+        interaction: discord.Interaction | StoredInteraction,
+        *,
+        ephemeral: bool,
+        on_followup: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.interaction = interaction
         self.ephemeral = ephemeral
+        # Told each follow-up's id as soon as it exists (the inbox records it, so that another
+        # attempt at this answer removes it instead of leaving it above its own).
+        self.on_followup = on_followup
         self.followups: list[discord.WebhookMessage] = []
         self.shown: list[render.MessagePayload] = []
 
@@ -129,6 +135,8 @@ class InteractionSink(ReplySink):
                     **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
                 )
                 self.followups.append(message)
+                if self.on_followup is not None:
+                    await self.on_followup(message.id)
             if index < len(self.shown):
                 self.shown[index] = payload
             else:
@@ -144,6 +152,9 @@ class StoredInteraction:
 
     def __init__(self, client: discord.Client, application_id: int, token: str) -> None:
         self.followup = discord.Webhook.partial(application_id, token, client=client)
+        # An interaction's webhook, as a live interaction's ``followup`` is: discord.py sends
+        # ephemeral follow-ups (and waits for the message) only through such a webhook.
+        self.followup.type = discord.WebhookType.application
 
     @classmethod
     def from_payload(cls, client: discord.Client, payload: dict[str, Any]) -> StoredInteraction:
@@ -153,8 +164,11 @@ class StoredInteraction:
         return await self.followup.edit_message("@original", **kwargs)  # type: ignore[arg-type]
 
 
-# Payload keys of interaction work: what StoredInteraction needs.
+# Payload keys of interaction work: what StoredInteraction needs, and the follow-ups an
+# attempt at the answer posted (ids, as text).
 APPLICATION_ID_KEY = "application_id"
+FOLLOWUPS_KEY = "followup_ids"
+# A secret (storage.events.SECRET_KEYS): the ledger drops it as soon as the row is finished.
 TOKEN_KEY = "token"
 
 

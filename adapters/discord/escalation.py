@@ -3,25 +3,37 @@
 A target is channel ids (the first gets the notice). The support team is the members with the
 configured support role (``SUPPORTBOT_DISCORD_SUPPORT_ROLE``), or, without one, the members who
 may manage messages in the channel. Once resolved, the notice says who resolved it and when.
+
+The notice is inbox work of its own (``notice_work``, then ``post_notice``), one ledger row per
+request for a human: the row carries it through a passing fault of Discord (tried again, as an
+answer is). It is posted once per escalation: a request finds it recorded and does nothing, and
+its nonce, fixed per escalation, makes Discord return the message an earlier attempt or a
+concurrent request made (its response lost, or not recorded yet) instead of posting a second
+one. A request whose notice never went out tells its asker so; asking again tries again.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 
 from adapters.discord import render
-from adapters.discord.delivery import ChannelSink, describe, is_transient
+from adapters.discord.delivery import describe, send_kwargs
 from bot import escalation, texts
 from bot.channels import ChannelSettings
 from bot.config import Settings
 from bot.escalation import EscalationPolicy
+from bot.inbox import SESSION_KEY
 from bot.messages import ConversationKey, Platform
 from storage.db import Database
 from storage.models import Escalation
 
 log = logging.getLogger(__name__)
+
+# The kind of the inbox work that posts a team's notice.
+NOTICE_KIND = "escalation_notice"
 
 
 class DiscordEscalations:
@@ -44,35 +56,59 @@ class DiscordEscalations:
         policy = EscalationPolicy.from_settings(settings, Platform.DISCORD)
         return cls(db, policy, settings.discord_support_role, channels)
 
-    async def announce(
+    async def notice_work(
         self,
-        client: discord.Client,
         conversation: ConversationKey,
         requested_by: str,
         escalation_id: int,
         *,
+        request_id: str,
         parent_channel_id: str | None,
-    ) -> None:
-        """Tell the support team in their channel (once per escalation), with a resolve button.
-        In a thread, ``parent_channel_id`` is its channel, whose escalation target applies."""
+        tell_via: dict[str, str] | None = None,
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The inbox key and payload of the team's notice of a hand-off, or None when nobody is
+        to be told (no target channel) or it was posted already. In a thread,
+        ``parent_channel_id`` is its channel, whose escalation target applies. ``request_id``:
+        the platform id of the request for a human (one inbox row each). ``tell_via``: the
+        asking interaction's webhook fields, to tell the asker privately if it fails."""
         target = await self.policy.target_for(
             self.channels, conversation, parent_channel_id=parent_channel_id
         )
         channels = [i for i in target if i.isdigit()]
-        if not channels or not await escalation.claim_notice(self.db, escalation_id):
-            return
-        channel = client.get_partial_messageable(int(channels[0]))
-        text = texts.escalation_notice(conversation.session_id, f"<@{requested_by}>", None)
-        payload = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
-        try:
-            sent = await ChannelSink(channel).show([payload])
-        except Exception as exc:
-            if not isinstance(exc, discord.HTTPException) and not is_transient(exc):
-                raise
-            log.error("discord: escalation notice to %s failed (%s)", channel.id, describe(exc))
-            return
-        if sent:
-            await escalation.record_notice(self.db, escalation_id, str(channel.id), str(sent[0].id))
+        if not channels or not escalation_id:
+            return None
+        row = await escalation.get(self.db, escalation_id)
+        if row is None or row.notice_ref is not None:
+            return None  # posted (or claimed by a process of an older version)
+        payload: dict[str, Any] = {
+            "kind": NOTICE_KIND,
+            "escalation_id": escalation_id,
+            "notice_channel": channels[0],
+            SESSION_KEY: conversation.session_id,
+            "requested_by": requested_by,
+            "asked_in": conversation.channel_id,
+            "guild_id": conversation.workspace_id,
+            **(tell_via or {}),
+        }
+        return f"escalation-notice:{escalation_id}:{request_id}", payload
+
+    async def post_notice(self, client: discord.Client, payload: dict[str, Any]) -> None:
+        """Tell the support team in their channel, with a resolve button. Raises when Discord
+        fails (the inbox tries again after a passing fault)."""
+        escalation_id = int(payload["escalation_id"])
+        row = await escalation.get(self.db, escalation_id)
+        if row is None or row.notice_ref is not None:
+            return  # another request's notice went out meanwhile
+        channel = client.get_partial_messageable(int(payload["notice_channel"]))
+        text = texts.escalation_notice(
+            str(payload[SESSION_KEY]), f"<@{payload['requested_by']}>", None
+        )
+        notice = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
+        # One nonce per escalation (discord.py sends it enforced): Discord answers a repeat
+        # within minutes with the message already made, so neither another attempt (the
+        # response was lost) nor a concurrent request posts a second notice.
+        sent = await channel.send(**send_kwargs(notice), nonce=notice_nonce(escalation_id))
+        await escalation.record_notice(self.db, escalation_id, str(channel.id), str(sent.id))
 
     async def may_resolve(self, interaction: discord.Interaction, escalation_id: int) -> bool:
         row = await escalation.get(self.db, escalation_id)
@@ -105,6 +141,11 @@ class DiscordEscalations:
             )
         except discord.HTTPException as exc:  # cosmetic: the escalation is resolved anyway
             log.warning("discord: could not update the notice of %s (%s)", row.id, describe(exc))
+
+
+def notice_nonce(escalation_id: int) -> str:
+    """The notice's nonce (Discord allows 25 characters)."""
+    return f"sb-notice-{escalation_id}"
 
 
 def resolved_notice(row: Escalation) -> str:

@@ -123,6 +123,7 @@ class SlackBot:
             PLATFORM,
             self._deliver,
             tell=self._tell,
+            retract=self._retract,
             max_concurrent=max_concurrent_answers,
             answer_inline=answer_inline,
         )
@@ -351,6 +352,17 @@ class SlackBot:
             await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
             return
         await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
+
+    async def _retract(self, work: Work) -> None:
+        """The inbox's give-up hook: before the asker is told, remove what the failing attempt
+        posted, as a next attempt would (best effort)."""
+        p = work.payload
+        if work.kind != "message" or not p.get("channel") or not p.get("msg"):
+            return
+        client = await self.client_for(p.get("team_id"), p.get("enterprise_id"))
+        if client is not None:
+            route = Route(p["channel"], p.get("thread_ts"), p.get("user"), p.get("team_id"))
+            await self._remove_earlier_attempt(work, client, route)
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
         if work.kind == "message":

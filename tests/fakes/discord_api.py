@@ -25,6 +25,8 @@ from tests.fakes import discord_payloads as p
 from tests.fakes.loopback import serve_on_loopback
 
 API_PREFIX = "/api/v10"
+# Discord checks an enforced nonce for uniqueness "in the past few minutes" (create message).
+NONCE_WINDOW = 300.0
 
 
 @dataclass
@@ -53,6 +55,7 @@ class _ResetRule:
     pattern: re.Pattern[str]
     times: int
     after: bool  # handle the request first: the change is made, the response is lost
+    skip: int = 0  # matching requests let through before the first reset
 
 
 Handler = Callable[[web.Request, re.Match[str], Any], Awaitable[tuple[int, Any]]]
@@ -86,6 +89,7 @@ class FakeDiscordAPI:
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
     _reset_rules: list[_ResetRule] = field(default_factory=list)
+    _nonces: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     port: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -136,12 +140,18 @@ class FakeDiscordAPI:
         self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, 0.0, status))
 
     def reset_next(
-        self, method: str, path_regex: str, *, times: int = 1, after: bool = False
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        times: int = 1,
+        after: bool = False,
+        skip: int = 0,
     ) -> None:
-        """Reset the connection (TCP RST) on the next ``times`` matching requests, before
-        handling them or, with ``after``, once handled (the message exists, its response is
-        lost). Recorded with status 0."""
-        self._reset_rules.append(_ResetRule(method, re.compile(path_regex), times, after))
+        """Reset the connection (TCP RST) on the next ``times`` matching requests (after
+        letting ``skip`` through), before handling them or, with ``after``, once handled (the
+        message exists, its response is lost). Recorded with status 0."""
+        self._reset_rules.append(_ResetRule(method, re.compile(path_regex), times, after, skip))
 
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
@@ -231,6 +241,9 @@ class FakeDiscordAPI:
     def _matching_reset_rule(self, method: str, path: str) -> _ResetRule | None:
         for rule in self._reset_rules:
             if rule.times > 0 and rule.method == method and rule.pattern.fullmatch(path):
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
                 rule.times -= 1
                 return rule
         return None
@@ -273,6 +286,11 @@ class FakeDiscordAPI:
                 "GET",
                 r(r"/webhooks/(?P<a>\d+)/(?P<t>[^/]+)/messages/(?P<m>@original|\d+)"),
                 self._get_webhook_message,
+            ),
+            (
+                "DELETE",
+                r(r"/webhooks/(?P<a>\d+)/(?P<t>[^/]+)/messages/(?P<m>@original|\d+)"),
+                self._delete_webhook_message,
             ),
             ("PUT", r(r"/applications/(?P<a>\d+)/commands"), self._put_commands),
             ("PUT", r(r"/applications/(?P<a>\d+)/guilds/(?P<g>\d+)/commands"), self._put_commands),
@@ -351,7 +369,21 @@ class FakeDiscordAPI:
                     },
                 }
             body = {**body, "message_reference": None}
-        return 200, self._store_message(m["c"], body)
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: with enforce_nonce, a nonce this author used in the past few minutes
+            # returns the message created then, and no new message is created.
+            earlier = self._nonces.get((m["c"], str(nonce)))
+            if earlier is not None and time.monotonic() - earlier[1] < NONCE_WINDOW:
+                message = self.messages.get(earlier[0])
+                if message is not None:
+                    return 200, message
+        message = self._store_message(m["c"], body)
+        if nonce is not None:
+            message["nonce"] = nonce
+            if body.get("enforce_nonce"):
+                self._nonces[(m["c"], str(nonce))] = (message["id"], time.monotonic())
+        return 200, message
 
     def _exists(self, message_id: str) -> bool:
         """False for a message deleted here; the fake does not see every message people write
@@ -492,6 +524,18 @@ class FakeDiscordAPI:
         key = f"original:{m['t']}" if m["m"] == "@original" else m["m"]
         message = self.messages.get(key)
         return (200, message) if message else (404, {"message": "Unknown Message", "code": 10008})
+
+    async def _delete_webhook_message(
+        self, _r: web.Request, m: re.Match[str], _b: Any
+    ) -> tuple[int, Any]:
+        """Discord: the original response or a follow-up of the interaction whose token it
+        is (ephemeral ones too) is deleted, 204; any other id is Unknown Message."""
+        key = f"original:{m['t']}" if m["m"] == "@original" else m["m"]
+        message = self.messages.get(key)
+        if message is None or message.get("interaction_token") != m["t"]:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        self.deleted.append(self.messages.pop(key))
+        return 204, None
 
     async def _put_commands(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         scope = m.groupdict().get("g") or "global"
