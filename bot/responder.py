@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import channel_admin, learning, metrics, slash, texts
-from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
+from bot.agent import Agent, AgentRequest, AgentResult, ModelFilteredError, ModelTimeoutError
 from bot.autoanswer import (
     DEFAULT_MIN_COVERAGE,
     DEFAULT_MIN_PROBABILITY,
@@ -102,14 +102,16 @@ class Responder:
                     metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
-            # The error boundary: log for the operator (session id, exception type and
-            # traceback; never message contents or credentials), apologise to the user.
+            # The error boundary: log for the operator (session id and the reason; never
+            # message contents or credentials), apologise to the user. A fault we expect (the
+            # model failed after its retries) is one line; anything else carries its traceback.
+            expected = isinstance(exc, ModelError)
             log.error(
                 "answer failed for session %s (message %s): %s",
                 session_id,
                 msg.id,
-                type(exc).__name__,
-                exc_info=True,
+                _reason(exc) if expected else type(exc).__name__,
+                exc_info=not expected,
             )
             await self._record_error(session_id, exc)
             metrics.observe_answer(ReplyKind.ERROR.value)
@@ -376,9 +378,21 @@ def _session_id(msg: IncomingMessage) -> str:
         return "unknown"
 
 
+def _reason(exc: BaseException) -> str:
+    """One line for the operator: the error's own message, and what caused it underneath."""
+    reason = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        detail = " ".join(str(cause).split())[:200]
+        reason += f" ({type(cause).__name__}{': ' + detail if detail else ''})"
+    return reason
+
+
 def _apology(exc: BaseException) -> str:
     if isinstance(exc, ModelTimeoutError):
         return texts.ERROR_MODEL_TIMEOUT
+    if isinstance(exc, ModelFilteredError):
+        return texts.ERROR_MODEL_FILTERED
     if isinstance(exc, ModelError):
         return texts.ERROR_MODEL_UNAVAILABLE
     return texts.ERROR_GENERIC

@@ -24,6 +24,12 @@ ERROR_MODEL_TIMEOUT = (
 ERROR_MODEL_UNAVAILABLE = (
     "Sorry, the language model is not available right now. Please try again in a moment."
 )
+# The model's provider refused to finish this answer (its content filter).
+ERROR_MODEL_FILTERED = (
+    "Sorry, I can't answer that one. Try asking it differently, or ask for a human."
+)
+# Appended to an answer the model stopped because it ran out of room.
+ANSWER_CUT_SHORT = "_(This answer was cut short. Ask a narrower question for the rest.)_"
 
 NOT_IN_DOCS = (
     "I couldn't find this in the documentation, so I'd rather not guess. "
