@@ -291,7 +291,8 @@ class DiscordAdapter:
             "question_channel": str(message.channel.id),
             "new_thread": target == "new-thread",
         }
-        if not await self.inbox.submit(str(message.id), record):
+        # No redelivery on the gateway: a claim the database cannot take now is held.
+        if await self.inbox.submit_or_hold(str(message.id), record) is False:
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
 
     async def _route(
