@@ -185,6 +185,15 @@ def slack_escalation_group_ping(group_mention: str) -> str:
 
 KB_NO_PATHS = "name at least one docs folder or file to ingest (or use --sample)"
 KB_SAMPLE_MISSING = "the bundled sample docs are missing from this installation"
+# Operator log lines at start-up (%s: the knowledge base's URI, then the error's type).
+KB_EMPTY_AT_START = (
+    "the knowledge base at %s is empty or missing: every question will be answered "
+    "'not in the docs' until you run `supportbot ingest DOCS`"
+)
+KB_UNREADABLE_AT_START = (
+    "the knowledge base at %s cannot be read (%s): questions get an apology until it is "
+    "rebuilt with `supportbot ingest DOCS`"
+)
 KB_NO_HITS = "No matching passages (the knowledge base may be empty: run `supportbot ingest`)."
 
 

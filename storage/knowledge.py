@@ -857,6 +857,11 @@ class KnowledgeBase:
             version=int(table.version),
         )
 
+    def passage_count(self) -> int:
+        """How many passages the knowledge base holds (0 when nothing was ever ingested)."""
+        table = self._table()
+        return 0 if table is None else int(table.count_rows())
+
     def ping(self) -> bool:
         """True when the store answers (an empty knowledge base is reachable)."""
         try:
