@@ -25,7 +25,7 @@ from typing import Any
 from bot import metrics, texts
 from bot.config import Settings
 from storage import events
-from storage.db import Database
+from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -234,16 +234,31 @@ class Inbox:
 
     async def record(self, work: Work, payload: dict[str, Any]) -> Work:
         """Save a changed payload (e.g. the thread the answer goes to) before acting on it, so
-        recovery continues from there. Raises :class:`OwnershipLost` if the row is not ours."""
-        if not await events.update_payload(
-            self.db,
-            platform=self.platform,
-            event_id=work.key,
-            attempts=work.attempts,
-            payload=payload,
-        ):
-            raise OwnershipLost(work.key)
-        return replace(work, payload=payload)
+        recovery continues from there. Raises :class:`OwnershipLost` if the row is not ours.
+
+        Retried through a database blip (the heartbeat keeps the lease meanwhile), as
+        finishing is: what is recorded here is what lets a later attempt remove a half-posted
+        answer. A database that stays unreachable hands the work back (:class:`TryLater`)."""
+        for delay in FINISH_RETRY_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                owned = await events.update_payload(
+                    self.db,
+                    platform=self.platform,
+                    event_id=work.key,
+                    attempts=work.attempts,
+                    payload=payload,
+                )
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                log.warning("recording the progress of %s failed: %s", work.key, type(exc).__name__)
+                continue
+            if not owned:
+                raise OwnershipLost(work.key)
+            return replace(work, payload=payload)
+        raise TryLater("the database stayed unreachable")
 
     # ---- running one unit of work -------------------------------------------------------------
 

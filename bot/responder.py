@@ -28,11 +28,12 @@ from bot.autoanswer import (
 )
 from bot.channels import ChannelPolicy, ChannelSettings
 from bot.errors import ModelError
+from bot.inbox import TryLater
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
-from storage.db import Database
+from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,13 @@ class Responder:
                 final = item
         return final
 
-    async def stream(self, msg: IncomingMessage) -> AsyncIterator[str | Reply]:
-        """Text deltas as they are produced, then exactly one final Reply. Never raises.
+    async def stream(
+        self, msg: IncomingMessage, *, hand_back_storage_faults: bool = False
+    ) -> AsyncIterator[str | Reply]:
+        """Text deltas as they are produced, then exactly one final Reply. Never raises, but
+        with ``hand_back_storage_faults`` (work run by the inbox, whose question is safe in
+        the ledger) a database that could not be reached raises :class:`TryLater` instead of
+        an apology: the question is answered again once the database is back.
 
         The final Reply is authoritative: normally the deltas join to its text, but after an
         error mid-answer it carries the apology instead. Messages written by bots yield nothing.
@@ -102,6 +108,9 @@ class Responder:
                     metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
+            # (A model error is the model's, even when a timeout lies underneath.)
+            if hand_back_storage_faults and not isinstance(exc, ModelError) and unreachable(exc):
+                raise TryLater(f"the database is unreachable ({type(exc).__name__})") from exc
             # The error boundary: log for the operator (session id and the reason; never
             # message contents or credentials), apologise to the user. A fault we expect (the
             # model failed after its retries) is one line; anything else carries its traceback.

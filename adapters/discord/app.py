@@ -498,7 +498,7 @@ class DiscordAdapter:
         # The first partial post waits first_post_delay; later edits come every stream_interval.
         next_push = time.monotonic() + self.first_post_delay
         try:
-            async for item in self.responder.stream(incoming):
+            async for item in self.responder.stream(incoming, hand_back_storage_faults=True):
                 if isinstance(item, Reply):
                     final = item
                     continue

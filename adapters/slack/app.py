@@ -398,7 +398,7 @@ class SlackBot:
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
-        final = await writer.write(self.responder.stream(msg))
+        final = await writer.write(self.responder.stream(msg, hand_back_storage_faults=True))
         if final is not None and final.silent and final.reaction:
             await _best_effort(
                 client.reactions_add(channel=route.channel, timestamp=msg.id, name=final.reaction)
