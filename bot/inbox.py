@@ -477,7 +477,14 @@ class Inbox:
             try:
                 found = await self.drain()
             except Exception as exc:
-                log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
+                if unreachable(exc):  # one line per pass, not the statement and its parameters
+                    log.warning(
+                        "%s: taking work from the ledger failed: the database is unreachable (%s)",
+                        self.platform,
+                        type(exc).__name__,
+                    )
+                else:
+                    log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
                 await self.prune()

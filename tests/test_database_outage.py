@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,9 @@ from storage.models import Base
 from tests import discord_fixtures
 from tests.discord_fixtures import make_settings, start_bot
 from tests.fakes.discord_world import DiscordWorld, wait_until
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_harness import SlackHarness, build_kb, slack_settings
+from tests.fakes.slack_sender import app_mention, new_ts
 from tests.inbox_support import ledger
 
 pytestmark = pytest.mark.timeout(90)
@@ -183,3 +187,65 @@ async def test_an_answer_cut_off_by_a_database_outage_is_given_again_once_it_is_
 async def _answered(db: Database, key: str) -> bool:
     rows = await ledger(db, "discord")
     return key in rows and rows[key].status == events.ANSWERED
+
+
+async def test_a_ready_during_an_outage_reads_back_what_was_missed_once_the_database_is_back(
+    world: DiscordWorld,
+    pg_url: str,
+    link: PostgresLink,
+    kb_uri: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A question posted while no process was connected is read back on READY; when that
+    READY comes while the database is down, the catch-up waits for it instead of giving up."""
+    db = Database(link.url(pg_url))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    settings = make_settings(world, link.url(pg_url), kb_uri)
+    first = await start_bot(world, await build_runtime(settings, db=db))
+    await first.stop()
+    missed = await world.say("How do I reset my password?", mention=True)  # nobody connected
+    with caplog.at_level(logging.WARNING):
+        async with link.outage():
+            second = await start_bot(world, await build_runtime(settings, db=db))
+            await wait_until(
+                lambda: any("missed messages" in r.getMessage() for r in caplog.records),
+                timeout=20,
+                what="the catch-up to meet the outage",
+            )
+    try:
+        [answer] = await world.bot_messages(missed["id"], timeout=30)  # in a thread of its own
+        await wait_until(lambda: _answered(db, missed["id"]), timeout=20, what="answered")
+    finally:
+        await second.stop()
+        await db.dispose()
+    assert "reset your password" in answer["content"].lower()
+
+
+async def test_slack_events_during_an_outage_get_a_500_one_log_line_and_are_answered_on_retry(
+    pg_url: str, link: PostgresLink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack_kb = build_kb(tmp_path)
+    api = FakeSlackAPI()
+    await api.start()
+    db = Database(link.url(pg_url))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    h = await SlackHarness.start(api, slack_settings(link.url(pg_url), slack_kb, api), db=db)
+    ts = new_ts()
+    body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+    try:
+        async with h.sender() as sender:
+            with caplog.at_level(logging.WARNING, logger="adapters.slack"):
+                async with link.outage():
+                    refused = await sender.event(body)
+            retried = await sender.event(body, retry_num=1)  # Slack's retry, database back
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+        await api.close()
+        await db.dispose()
+    assert (refused.status, retried.status) == (500, 200)
+    [line] = [r for r in caplog.records if r.name == "adapters.slack.app"]
+    assert "database is unreachable" in line.getMessage() and not line.exc_info
+    assert [m.thread_ts for m in api.posted()] == [ts]

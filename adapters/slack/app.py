@@ -44,6 +44,7 @@ from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
+from storage.db import unreachable
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,12 @@ class SlackBot:
         if isinstance(error, SlackUnavailable):
             # Not acked (a 500, or no Socket Mode ack): Slack delivers the request again.
             log.warning("slack request not acked: %s", error)
+            return
+        if unreachable(error):
+            # Not acked either (bolt answers 500): Slack retries once the database is back.
+            log.warning(
+                "slack request not acked: the database is unreachable (%s)", type(error).__name__
+            )
             return
         log.error(
             "slack request failed (%s): %s",
