@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from bot import texts
 from bot.answerability import Answerability
-from bot.errors import ModelError
+from bot.errors import KnowledgeBaseError, ModelError
 from bot.grounding import (
     UNKNOWN_NAME,
     Decision,
@@ -284,11 +284,13 @@ class OpenAIAgent:
         arguments = json.dumps({"query": follow_up_query(request) or request.question})
         try:
             result = await toolbox.execute(SEARCH_TOOL, arguments)
-        except Exception:
+        except Exception as exc:
+            known = isinstance(exc, KnowledgeBaseError)  # its message says it all
             log.warning(
-                "searching the question first failed (session %s); the model searches itself",
+                "searching the question first failed (session %s)%s; the model searches itself",
                 request.session_id or "-",
-                exc_info=True,
+                f": {exc}" if known else "",
+                exc_info=not known,
             )
             return []
         call = {"name": SEARCH_TOOL, "arguments": arguments}

@@ -27,7 +27,7 @@ from bot.autoanswer import (
     stay_silent,
 )
 from bot.channels import ChannelPolicy, ChannelSettings
-from bot.errors import ModelError
+from bot.errors import KnowledgeBaseError, ModelError
 from bot.inbox import TryLater
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
@@ -113,8 +113,9 @@ class Responder:
                 raise TryLater(f"the database is unreachable ({type(exc).__name__})") from exc
             # The error boundary: log for the operator (session id and the reason; never
             # message contents or credentials), apologise to the user. A fault we expect (the
-            # model failed after its retries) is one line; anything else carries its traceback.
-            expected = isinstance(exc, ModelError)
+            # model failed after its retries, the knowledge base cannot be read) is one line;
+            # anything else carries its traceback.
+            expected = isinstance(exc, ModelError | KnowledgeBaseError)
             log.error(
                 "answer failed for session %s (message %s): %s",
                 session_id,

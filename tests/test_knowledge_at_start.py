@@ -1,18 +1,27 @@
-"""A process started on a knowledge base that cannot answer anything says so in one line at
-start-up (and still starts: fixing the knowledge base needs no restart)."""
+"""A knowledge base that cannot answer anything (missing, empty, unreadable, removed while the
+bot runs) is one clear line for the operator, a short apology or refusal for the asker, and
+fixing it needs no restart."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from pathlib import Path
 
 import pytest
 
+from bot import texts
 from bot.config import load_settings
 from bot.runtime import build_runtime
 from storage.db import Database
+from storage.knowledge import TABLE_REFRESH_SECONDS
+from tests import discord_fixtures
+from tests.discord_fixtures import make_settings, start_bot
+from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.slack_harness import build_kb
+
+world = discord_fixtures.world
 
 
 async def _start(uri: str, sqlite_url: str, db: Database) -> None:
@@ -59,3 +68,35 @@ async def test_a_built_knowledge_base_says_nothing(
     with caplog.at_level(logging.INFO, logger="bot.runtime"):
         await _start(uri, sqlite_url, sqlite_db)
     assert _kb_lines(caplog) == []
+
+
+async def test_a_knowledge_base_removed_under_a_running_bot_is_one_line_and_an_apology(
+    world: DiscordWorld,
+    tmp_path: Path,
+    sqlite_url: str,
+    sqlite_db: Database,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The knowledge-base folder deleted while the bot runs (a botched deploy, a volume gone):
+    each asker gets the short apology, the operator one line naming the folder and the fix,
+    and once the knowledge base is rebuilt the same process answers again."""
+    uri = build_kb(tmp_path / "kb")
+    running = await start_bot(
+        world, await build_runtime(make_settings(world, sqlite_url, uri), db=sqlite_db)
+    )
+    try:
+        shutil.rmtree(uri)
+        with caplog.at_level(logging.WARNING):
+            gone = await world.dm("How do I reset my password?")
+            [apology] = await world.bot_messages(gone["channel_id"])
+        build_kb(tmp_path / "kb")  # rebuilt at the same place
+        await asyncio.sleep(TABLE_REFRESH_SECONDS)  # how long a replica may read the old one
+        back = await world.dm("How do I reset my password?")
+        [answer] = await world.bot_messages(back["channel_id"])
+    finally:
+        await running.stop()
+    assert apology["content"] == texts.ERROR_GENERIC
+    [line] = [r for r in caplog.records if r.name == "bot.responder"]
+    assert not line.exc_info and uri in line.getMessage()
+    assert "supportbot ingest" in line.getMessage()
+    assert "reset your password" in answer["content"].lower()
