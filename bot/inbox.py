@@ -195,7 +195,7 @@ class Inbox:
         try:
             return await self.submit(key, payload)
         except Exception as exc:
-            if len(self._unclaimed) >= HOLD_LIMIT:
+            if not unreachable(exc) or len(self._unclaimed) >= HOLD_LIMIT:
                 raise
             log.warning(
                 "%s %s: the database is unreachable (%s); claiming it when it is back",
@@ -218,8 +218,10 @@ class Inbox:
             for key, payload in list(self._unclaimed.items()):
                 try:
                     await self.submit(key, payload)
-                except Exception:
-                    break  # still unreachable: wait, then start again from this one
+                except Exception as exc:
+                    if unreachable(exc):
+                        break  # still unreachable: wait, then start again from this one
+                    log.error("%s %s: claiming a held event failed: %s", self.platform, key, exc)
                 del self._unclaimed[key]
             if asyncio.get_running_loop().time() > deadline and self._unclaimed:
                 log.error(

@@ -108,8 +108,9 @@ class Responder:
                     metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
-            # (A model error is the model's, even when a timeout lies underneath.)
-            if hand_back_storage_faults and not isinstance(exc, ModelError) and unreachable(exc):
+            # (A model or knowledge-base error is theirs, whatever lies underneath.)
+            known = isinstance(exc, ModelError | KnowledgeBaseError)
+            if hand_back_storage_faults and not known and unreachable(exc):
                 raise TryLater(f"the database is unreachable ({type(exc).__name__})") from exc
             # The error boundary: log for the operator (session id and the reason; never
             # message contents or credentials), apologise to the user. A fault we expect (the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -171,6 +172,14 @@ class Database:
 _UNREACHABLE_SQLSTATES = ("08", "57P")
 
 
+# What SQLite (and other drivers) say in an OperationalError that may pass: a locked or busy
+# file, a full or failing disk, a file that cannot be opened or written for now, a lost server.
+_PASSING = re.compile(
+    r"locked|busy|disk|full|unable to open|readonly|read-only|connect|closed|terminat|shut",
+    re.IGNORECASE,
+)
+
+
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database could not be reached or dropped the connection (a
     restart, an outage, a full or locked SQLite file), as opposed to a bad statement: work that
@@ -183,8 +192,10 @@ def unreachable(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, ConnectionError | TimeoutError):
             return True  # the driver could not connect (refused, reset, timed out)
-        if isinstance(current, OperationalError | InterfaceError):
+        if isinstance(current, InterfaceError):
             return True
+        if isinstance(current, OperationalError) and _PASSING.search(str(current.orig)):
+            return True  # not "no such table" or a syntax error: those stay until fixed
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
         sqlstate = str(getattr(current, "sqlstate", "") or "")
