@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from bot import texts
 from bot.answerability import Answerability
-from bot.errors import ModelError
+from bot.errors import KnowledgeBaseError, ModelError
 from bot.grounding import (
     UNKNOWN_NAME,
     Decision,
@@ -171,13 +171,15 @@ class OpenAIAgent:
                 body["tool_choice"] = "none"  # out of tool rounds: answer with what we have
             content: list[str] = []
             calls: dict[int, dict[str, str]] = {}
-            async for chunk in self._chunks(body):
+            finish: str | None = None
+            async for chunk in self._fitting_chunks(body, request.session_id):
                 served_model = chunk.get("model") or served_model
                 counted = chunk.get("usage")
                 if counted:
                     for key in usage:
                         usage[key] += counted.get(key) or 0
                 for choice in chunk.get("choices") or ():
+                    finish = choice.get("finish_reason") or finish
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
                     if text:
@@ -195,6 +197,7 @@ class OpenAIAgent:
                         if function:
                             entry["name"] += function.get("name") or ""
                             entry["arguments"] += function.get("arguments") or ""
+            _check_finish(finish)
             if not calls:
                 break
             gate.paragraph_break()  # text said before a search ("Let me check…") stands apart
@@ -224,6 +227,12 @@ class OpenAIAgent:
                 )
         for out in gate.finish():
             yield out
+        if finish == "length" and gate.answer_text.strip() and not gate.refused:
+            # The model ran out of output tokens mid-answer: say so rather than pass a cut
+            # sentence off as the whole answer.
+            note = "\n\n" + texts.ANSWER_CUT_SHORT
+            gate.answer_text += note
+            yield note
 
         answer = gate.answer_text.strip()
         cited = sorted({int(n) for n in CITATION.findall(answer) if 0 < int(n) <= 999})
@@ -275,11 +284,13 @@ class OpenAIAgent:
         arguments = json.dumps({"query": follow_up_query(request) or request.question})
         try:
             result = await toolbox.execute(SEARCH_TOOL, arguments)
-        except Exception:
+        except Exception as exc:
+            known = isinstance(exc, KnowledgeBaseError)  # its message says it all
             log.warning(
-                "searching the question first failed (session %s); the model searches itself",
+                "searching the question first failed (session %s)%s; the model searches itself",
                 request.session_id or "-",
-                exc_info=True,
+                f": {exc}" if known else "",
+                exc_info=not known,
             )
             return []
         call = {"name": SEARCH_TOOL, "arguments": arguments}
@@ -291,6 +302,30 @@ class OpenAIAgent:
             },
             {"role": "tool", "tool_call_id": SEARCH_FIRST_CALL_ID, "content": result},
         ]
+
+    async def _fitting_chunks(
+        self, body: dict[str, Any], session_id: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`_chunks`, but a conversation too long for the model's context is asked again
+        without its history (summary and earlier turns): the question is still answered from
+        the docs, where telling the user to "try again" would fail the same way forever."""
+        try:
+            async for chunk in self._chunks(body):
+                yield chunk
+            return
+        except ContextTooLongError:
+            messages = body["messages"]
+            shorter = without_history(messages)
+            if len(shorter) == len(messages):
+                raise
+        log.warning(
+            "the conversation is too long for the model (session %s); "
+            "answering without its history",
+            session_id or "-",
+        )
+        messages[:] = shorter  # later rounds of this answer go on from the shorter list
+        async for chunk in self._chunks(body):
+            yield chunk
 
     async def _chunks(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The streamed chunks of one completion, as plain dicts; transport failures become
@@ -324,9 +359,36 @@ class OpenAIAgent:
                 raise ModelError("the model is unreachable") from exc
             raise ModelTimeoutError("the model timed out") from exc
         except openai.APIStatusError as exc:
+            if exc.code == "context_length_exceeded":
+                raise ContextTooLongError("the conversation is too long for the model") from exc
             raise ModelError(f"the model answered HTTP {exc.status_code}") from exc
         except (openai.APIError, httpx2.HTTPError) as exc:
             raise ModelError(f"the model request failed: {type(exc).__name__}") from exc
+
+
+class ContextTooLongError(ModelError):
+    """The request is longer than the model's context window (HTTP 400)."""
+
+
+def without_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` (as built by :func:`build_messages`, plus this answer's rounds) with the
+    conversation's summary and earlier turns left out: the system prompt, then everything from
+    the new question on."""
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    return messages[:1] + messages[users[-1] :] if users else list(messages)
+
+
+class ModelFilteredError(ModelError):
+    """The model's provider stopped the answer with its content filter."""
+
+
+def _check_finish(finish: str | None) -> None:
+    """Raise for a completion that did not finish: a body that ended without a finish reason
+    was cut (a proxy or the server gave up), and a filtered one is no answer to show."""
+    if finish is None:
+        raise ModelError("the model's answer ended without a finish reason (stream cut)")
+    if finish == "content_filter":
+        raise ModelFilteredError("the model's content filter stopped the answer")
 
 
 def _timed_out(exc: BaseException) -> bool:

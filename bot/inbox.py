@@ -26,7 +26,7 @@ from typing import Any
 from bot import metrics, texts
 from bot.config import Settings
 from storage import events
-from storage.db import Database
+from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,11 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
 # Seconds before work handed back with TryLater is taken again, by attempt number.
 TRY_LATER_DELAYS = (2.0, 8.0)
+# Claims held while the database is unreachable (platforms without redelivery): seconds between
+# tries, the last one repeated, for at most HOLD_FOR; at most HOLD_LIMIT events are held.
+HOLD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
+HOLD_FOR = timedelta(minutes=15)
+HOLD_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,9 @@ class Inbox:
         self._heartbeat: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._closing = False
+        # Events whose claim failed because the database was unreachable: key -> payload.
+        self._unclaimed: dict[str, dict[str, Any]] = {}
+        self._claiming: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(
@@ -188,22 +196,84 @@ class Inbox:
             self._start(Work(key, payload, 1), run)
         return claimed
 
+    async def submit_or_hold(self, key: str, payload: dict[str, Any]) -> bool | None:
+        """:meth:`submit` for a platform that never delivers an event twice (the Discord
+        gateway): when the database cannot be reached, the event is held in this process and
+        claimed as soon as it can be, instead of being lost. True: claimed now; False: already
+        taken; None: held. (A crash while holding is covered by the adapter's catch-up.)"""
+        try:
+            return await self.submit(key, payload)
+        except Exception as exc:
+            if not unreachable(exc) or len(self._unclaimed) >= HOLD_LIMIT:
+                raise
+            log.warning(
+                "%s %s: the database is unreachable (%s); claiming it when it is back",
+                self.platform,
+                key,
+                type(exc).__name__,
+            )
+            self._unclaimed[key] = payload
+            if self._claiming is None or self._claiming.done():
+                self._claiming = asyncio.create_task(self._claim_unclaimed())
+            return None
+
+    async def _claim_unclaimed(self) -> None:
+        """Claim the held events, oldest first, until none is left or they are too old."""
+        deadline = asyncio.get_running_loop().time() + HOLD_FOR.total_seconds()
+        tries = 0
+        while self._unclaimed and not self._closing:
+            await asyncio.sleep(HOLD_RETRY_DELAYS[min(tries, len(HOLD_RETRY_DELAYS) - 1)])
+            tries += 1
+            for key, payload in list(self._unclaimed.items()):
+                try:
+                    await self.submit(key, payload)
+                except Exception as exc:
+                    if unreachable(exc):
+                        break  # still unreachable: wait, then start again from this one
+                    log.error("%s %s: claiming a held event failed: %s", self.platform, key, exc)
+                del self._unclaimed[key]
+            if asyncio.get_running_loop().time() > deadline and self._unclaimed:
+                log.error(
+                    "%s: the database stayed unreachable; dropped %d held event(s)",
+                    self.platform,
+                    len(self._unclaimed),
+                )
+                self._unclaimed.clear()
+                return
+        if not self._unclaimed:
+            log.info("%s: the database is back; held events claimed", self.platform)
+
     async def record(self, work: Work, payload: dict[str, Any]) -> Work:
         """Save a changed payload (e.g. the thread the answer goes to) before acting on it, so
-        recovery continues from there. Raises :class:`OwnershipLost` if the row is not ours."""
-        if not await events.update_payload(
-            self.db,
-            platform=self.platform,
-            event_id=work.key,
-            attempts=work.attempts,
-            payload=payload,
-        ):
-            raise OwnershipLost(work.key)
-        recorded = replace(work, payload=payload)
-        held = self._held.get(work.key)
-        if held is not None and held.attempts == work.attempts:
-            held.work = recorded  # a give-up retracts and tells from what was recorded last
-        return recorded
+        recovery continues from there. Raises :class:`OwnershipLost` if the row is not ours.
+
+        Retried through a database blip (the heartbeat keeps the lease meanwhile), as
+        finishing is: what is recorded here is what lets a later attempt remove a half-posted
+        answer. A database that stays unreachable hands the work back (:class:`TryLater`)."""
+        for delay in FINISH_RETRY_DELAYS:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                owned = await events.update_payload(
+                    self.db,
+                    platform=self.platform,
+                    event_id=work.key,
+                    attempts=work.attempts,
+                    payload=payload,
+                )
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                log.warning("recording the progress of %s failed: %s", work.key, type(exc).__name__)
+                continue
+            if not owned:
+                raise OwnershipLost(work.key)
+            recorded = replace(work, payload=payload)
+            held = self._held.get(work.key)
+            if held is not None and held.attempts == work.attempts:
+                held.work = recorded  # a give-up retracts and tells from what was recorded last
+            return recorded
+        raise TryLater("the database stayed unreachable")
 
     # ---- running one unit of work -------------------------------------------------------------
 
@@ -441,7 +511,14 @@ class Inbox:
             try:
                 found = await self.drain()
             except Exception as exc:
-                log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
+                if unreachable(exc):  # one line per pass, not the statement and its parameters
+                    log.warning(
+                        "%s: taking work from the ledger failed: the database is unreachable (%s)",
+                        self.platform,
+                        type(exc).__name__,
+                    )
+                else:
+                    log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
                 await self.prune()
@@ -494,6 +571,10 @@ class Inbox:
         metrics.unregister_collector(self._collect_metrics)
         await _cancel(self._recovery)
         self._recovery = None
+        await _cancel(self._claiming)
+        self._claiming = None
+        if self._unclaimed:  # the next process's catch-up reads them back from the platform
+            log.warning("%s: %d held event(s) left unclaimed", self.platform, len(self._unclaimed))
         tasks = [held.task for held in self._held.values() if held.task is not None]
         if tasks:
             _done, late = await asyncio.wait(tasks, timeout=grace)

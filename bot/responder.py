@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import channel_admin, learning, metrics, slash, texts
-from bot.agent import Agent, AgentRequest, AgentResult, ModelTimeoutError
+from bot.agent import Agent, AgentRequest, AgentResult, ModelFilteredError, ModelTimeoutError
 from bot.autoanswer import (
     DEFAULT_MIN_COVERAGE,
     DEFAULT_MIN_PROBABILITY,
@@ -27,12 +27,13 @@ from bot.autoanswer import (
     stay_silent,
 )
 from bot.channels import ChannelPolicy, ChannelSettings
-from bot.errors import ModelError
+from bot.errors import KnowledgeBaseError, ModelError
+from bot.inbox import TryLater
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
 from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
-from storage.db import Database
+from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,13 @@ class Responder:
                 final = item
         return final
 
-    async def stream(self, msg: IncomingMessage) -> AsyncIterator[str | Reply]:
-        """Text deltas as they are produced, then exactly one final Reply. Never raises.
+    async def stream(
+        self, msg: IncomingMessage, *, hand_back_storage_faults: bool = False
+    ) -> AsyncIterator[str | Reply]:
+        """Text deltas as they are produced, then exactly one final Reply. Never raises, but
+        with ``hand_back_storage_faults`` (work run by the inbox, whose question is safe in
+        the ledger) a database that could not be reached raises :class:`TryLater` instead of
+        an apology: the question is answered again once the database is back.
 
         The final Reply is authoritative: normally the deltas join to its text, but after an
         error mid-answer it carries the apology instead. Messages written by bots yield nothing.
@@ -102,14 +108,21 @@ class Responder:
                     metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
-            # The error boundary: log for the operator (session id, exception type and
-            # traceback; never message contents or credentials), apologise to the user.
+            # (A model or knowledge-base error is theirs, whatever lies underneath.)
+            known = isinstance(exc, ModelError | KnowledgeBaseError)
+            if hand_back_storage_faults and not known and unreachable(exc):
+                raise TryLater(f"the database is unreachable ({type(exc).__name__})") from exc
+            # The error boundary: log for the operator (session id and the reason; never
+            # message contents or credentials), apologise to the user. A fault we expect (the
+            # model failed after its retries, the knowledge base cannot be read) is one line;
+            # anything else carries its traceback.
+            expected = isinstance(exc, ModelError | KnowledgeBaseError)
             log.error(
                 "answer failed for session %s (message %s): %s",
                 session_id,
                 msg.id,
-                type(exc).__name__,
-                exc_info=True,
+                _reason(exc) if expected else type(exc).__name__,
+                exc_info=not expected,
             )
             await self._record_error(session_id, exc)
             metrics.observe_answer(ReplyKind.ERROR.value)
@@ -376,9 +389,21 @@ def _session_id(msg: IncomingMessage) -> str:
         return "unknown"
 
 
+def _reason(exc: BaseException) -> str:
+    """One line for the operator: the error's own message, and what caused it underneath."""
+    reason = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        detail = " ".join(str(cause).split())[:200]
+        reason += f" ({type(cause).__name__}{': ' + detail if detail else ''})"
+    return reason
+
+
 def _apology(exc: BaseException) -> str:
     if isinstance(exc, ModelTimeoutError):
         return texts.ERROR_MODEL_TIMEOUT
+    if isinstance(exc, ModelFilteredError):
+        return texts.ERROR_MODEL_FILTERED
     if isinstance(exc, ModelError):
         return texts.ERROR_MODEL_UNAVAILABLE
     return texts.ERROR_GENERIC

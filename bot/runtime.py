@@ -97,6 +97,7 @@ async def build_runtime(
         if isinstance(exc, KnowledgeError):
             raise KnowledgeBaseError(str(exc)) from None
         raise
+    await report_knowledge_base(knowledge)
     agent = make_agent(settings, knowledge)
     responder = Responder(
         db=database,
@@ -121,6 +122,20 @@ async def build_runtime(
         loop_lag=loop_lag,
         trimmer=trimmer,
     )
+
+
+async def report_knowledge_base(knowledge: KnowledgeBase) -> None:
+    """One line for the operator at start-up when the knowledge base cannot answer anything
+    (never ingested, emptied, or unreadable): the process still starts, so that fixing the
+    knowledge base needs no restart, but the reason for every refusal or apology is in the log
+    from the first second."""
+    try:
+        passages = await asyncio.to_thread(knowledge.passage_count)
+    except Exception as exc:
+        log.error(texts.KB_UNREADABLE_AT_START, knowledge.uri, type(exc).__name__)
+        return
+    if passages == 0:
+        log.warning(texts.KB_EMPTY_AT_START, knowledge.uri)
 
 
 async def check_knowledge_base(knowledge: KnowledgeBase) -> None:

@@ -24,6 +24,12 @@ ERROR_MODEL_TIMEOUT = (
 ERROR_MODEL_UNAVAILABLE = (
     "Sorry, the language model is not available right now. Please try again in a moment."
 )
+# The model's provider refused to finish this answer (its content filter).
+ERROR_MODEL_FILTERED = (
+    "Sorry, I can't answer that one. Try asking it differently, or ask for a human."
+)
+# Appended to an answer the model stopped because it ran out of room.
+ANSWER_CUT_SHORT = "_(This answer was cut short. Ask a narrower question for the rest.)_"
 
 NOT_IN_DOCS = (
     "I couldn't find this in the documentation, so I'd rather not guess. "
@@ -183,6 +189,15 @@ def slack_escalation_group_ping(group_mention: str) -> str:
 
 KB_NO_PATHS = "name at least one docs folder or file to ingest (or use --sample)"
 KB_SAMPLE_MISSING = "the bundled sample docs are missing from this installation"
+# Operator log lines at start-up (%s: the knowledge base's URI, then the error's type).
+KB_EMPTY_AT_START = (
+    "the knowledge base at %s is empty or missing: every question will be answered "
+    "'not in the docs' until you run `supportbot ingest DOCS`"
+)
+KB_UNREADABLE_AT_START = (
+    "the knowledge base at %s cannot be read (%s): questions get an apology until it is "
+    "rebuilt with `supportbot ingest DOCS`"
+)
 KB_NO_HITS = "No matching passages (the knowledge base may be empty: run `supportbot ingest`)."
 
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import metrics, offload
+from bot.errors import KnowledgeBaseError
 from bot.messages import Source
+from storage.kb_errors import KnowledgeError
 from storage.queries import sub_queries
 
 if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
@@ -105,13 +107,16 @@ class ToolBox:
         """Search, number new passages, and return (citation number, hit) pairs."""
         query = " ".join(query.split())[:MAX_QUERY_CHARS]
         started = time.perf_counter()
-        hits = await offload.run_kb(
-            self.knowledge.search,
-            query,
-            k=self.k,
-            per_source=self.per_source,
-            source_prefix=self.source_prefix,
-        )
+        try:
+            hits = await offload.run_kb(
+                self.knowledge.search,
+                query,
+                k=self.k,
+                per_source=self.per_source,
+                source_prefix=self.source_prefix,
+            )
+        except KnowledgeError as exc:  # an expected fault: one line for the operator
+            raise KnowledgeBaseError(str(exc)) from exc
         metrics.RETRIEVAL_LATENCY.observe(time.perf_counter() - started)
         numbered = [(self._number(hit), hit) for hit in hits]
         self.calls.append(

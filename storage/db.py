@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -169,3 +170,43 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# SQLSTATE classes that mean "the server is not there for now": connection exceptions (08),
+# and shutting down, crashed or still starting (57P01-57P03).
+_UNREACHABLE_SQLSTATES = ("08", "57P")
+
+
+# What SQLite (and other drivers) say in an OperationalError that may pass: a locked or busy
+# file, a full or failing disk, a file that cannot be opened or written for now, a lost server.
+_PASSING = re.compile(
+    r"locked|busy|disk|full|unable to open|readonly|read-only|connect|closed|terminat|shut",
+    re.IGNORECASE,
+)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or dropped the connection (a
+    restart, an outage, a full or locked SQLite file), as opposed to a bad statement: work that
+    failed this way may succeed if done again a little later."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True  # the driver could not connect (refused, reset, timed out)
+        if isinstance(current, InterfaceError):
+            return True
+        if isinstance(current, OperationalError) and _PASSING.search(str(current.orig)):
+            return True  # not "no such table" or a syntax error: those stay until fixed
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = str(getattr(current, "sqlstate", "") or "")
+        if sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        if type(current).__module__.startswith("asyncpg") and "Interface" in type(current).__name__:
+            return True  # asyncpg's client-side connection errors (closed, busy after a reset)
+        current = current.__cause__ or current.__context__
+    return False

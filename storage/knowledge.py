@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from storage.documents import (
     redact_document,
 )
 from storage.embeddings import Embedder
+from storage.kb_errors import KnowledgeError
 from storage.lazyimport import defer_reexports
 from storage.lru import Lru
 from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
@@ -81,8 +83,7 @@ PASSAGES_MAX_ROWS = 20_000
 PASSAGES_MAX_BYTES = 16 * 2**20  # of Arrow data: text, titles, ids, window vectors
 
 
-class KnowledgeError(Exception):
-    """The knowledge base cannot do what was asked; ``str(exc)`` is one line for an operator."""
+_RUST_LOCATION = re.compile(r",\s*/\S+\.rs:\d+:\d+")
 
 
 class EmbedderMismatchError(KnowledgeError):
@@ -318,7 +319,25 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------ search
 
-    def search(
+    def search(self, query: str, **options: Any) -> list[SearchHit]:
+        """:meth:`_search`, with a store that fails underneath (its files removed or damaged
+        while the process runs) reported as one :class:`KnowledgeError` line naming it."""
+        try:
+            return self._search(query, **options)
+        except KnowledgeError:
+            raise
+        except (ValueError, RuntimeError, OSError, pa.ArrowException) as exc:
+            if isinstance(exc, ValueError) and "not found" not in str(exc):
+                raise  # a bad argument, not a damaged store
+
+            # Lance's messages end with the Rust source location: not for operators.
+            detail = _RUST_LOCATION.sub("", (str(exc).splitlines() or [""])[0])[:200]
+            raise KnowledgeError(
+                f"the knowledge base at {self.uri} cannot be read ({type(exc).__name__}: "
+                f"{detail}); rebuild it with `supportbot ingest DOCS`"
+            ) from exc
+
+    def _search(
         self,
         query: str,
         *,
@@ -856,6 +875,11 @@ class KnowledgeBase:
             size_bytes=_size_on_disk(self.uri) or table.stats().get("total_bytes"),
             version=int(table.version),
         )
+
+    def passage_count(self) -> int:
+        """How many passages the knowledge base holds (0 when nothing was ever ingested)."""
+        table = self._table()
+        return 0 if table is None else int(table.count_rows())
 
     def ping(self) -> bool:
         """True when the store answers (an empty knowledge base is reachable)."""

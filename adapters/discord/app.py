@@ -78,8 +78,11 @@ from bot.messages import (
 )
 from bot.runtime import Runtime
 from storage import memories
+from storage.db import unreachable
 
 log = logging.getLogger(__name__)
+# Seconds between tries of a catch-up that found the database unreachable (about 15 minutes).
+CATCH_UP_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0) + (15.0,) * 60
 
 PLATFORM = "discord"
 STREAM_EDIT_INTERVAL = 1.0  # seconds between edits of a streamed answer (Discord: ~5 edits/5 s)
@@ -228,16 +231,31 @@ class DiscordAdapter:
             self._catch_up = asyncio.create_task(self.read_missed())
 
     async def read_missed(self) -> int:
-        """Messages of the catch-up window through the live path; how many were read."""
-        since = datetime.now(UTC) - self.catch_up_window
-        try:
-            channels = await catch_up.channels_to_read(self.client, self.db, since)
-            read = await catch_up.catch_up(self.client, channels, since, self.on_message)
-        except Exception:  # the live gateway keeps working without it
-            log.warning("discord: reading back missed messages failed", exc_info=True)
-            return 0
-        log.info("discord: read back %d message(s) from %d channel(s)", read, len(channels))
-        return read
+        """Messages of the catch-up window through the live path; how many were read.
+
+        A database that cannot be reached (the READY came during an outage) is waited for,
+        with the window kept from this READY on, while it still covers the gap: otherwise
+        what was posted while no process was connected would never be answered."""
+        started = datetime.now(UTC)
+        since = started - self.catch_up_window
+        for delay in CATCH_UP_RETRY_DELAYS:
+            try:
+                channels = await catch_up.channels_to_read(self.client, self.db, since)
+                read = await catch_up.catch_up(self.client, channels, since, self.on_message)
+            except Exception as exc:  # the live gateway keeps working without it
+                if not unreachable(exc) or datetime.now(UTC) - started > self.catch_up_window:
+                    log.warning("discord: reading back missed messages failed", exc_info=True)
+                    return 0
+                log.warning(
+                    "discord: reading back missed messages waits for the database (%s)",
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                continue
+            log.info("discord: read back %d message(s) from %d channel(s)", read, len(channels))
+            return read
+        log.error("discord: reading back missed messages gave up; the database stayed down")
+        return 0
 
     # --- messages -----------------------------------------------------------------------------
 
@@ -301,7 +319,8 @@ class DiscordAdapter:
             "question_channel": str(message.channel.id),
             "new_thread": target == "new-thread",
         }
-        if not await self.inbox.submit(str(message.id), record):
+        # No redelivery on the gateway: a claim the database cannot take now is held.
+        if await self.inbox.submit_or_hold(str(message.id), record) is False:
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
 
     async def _route(
@@ -618,7 +637,7 @@ class DiscordAdapter:
         # The first partial post waits first_post_delay; later edits come every stream_interval.
         next_push = time.monotonic() + self.first_post_delay
         try:
-            async for item in self.responder.stream(incoming):
+            async for item in self.responder.stream(incoming, hand_back_storage_faults=True):
                 if isinstance(item, Reply):
                     final = item
                     continue

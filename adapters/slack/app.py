@@ -55,6 +55,7 @@ from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
+from storage.db import unreachable
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,12 @@ class SlackBot:
             # Not acked (a 500, or no Socket Mode ack): Slack delivers the request again.
             log.warning("slack request not acked: %s", error)
             return
+        if unreachable(error):
+            # Not acked either (bolt answers 500): Slack retries once the database is back.
+            log.warning(
+                "slack request not acked: the database is unreachable (%s)", type(error).__name__
+            )
+            return
         log.error(
             "slack request failed (%s): %s",
             body.get("type") if isinstance(body, dict) else "?",
@@ -434,7 +441,7 @@ class SlackBot:
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
-        final = await writer.write(self.responder.stream(msg))
+        final = await writer.write(self.responder.stream(msg, hand_back_storage_faults=True))
         if final is not None and final.silent and final.reaction:
             await _best_effort(
                 client.reactions_add(channel=route.channel, timestamp=msg.id, name=final.reaction)

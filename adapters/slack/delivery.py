@@ -305,16 +305,13 @@ class AnswerWriter:
         # must not make it look different (that posted the whole answer a second time).
         seen = self.shown.strip()
         if final is None or not final.text.startswith(seen):
-            # The final word differs from what was streamed (an apology after a failure, for
-            # instance): close the stream as it is and post the final reply on its own.
+            # The final word differs from what was streamed (an apology after the model failed
+            # mid-answer, for instance): close the stream and put the final reply in its place,
+            # as the update mode does, so the asker never keeps half an answer next to it.
             await self.client.chat_stopStream(channel=self.route.channel, ts=self.ts)
-            if final is not None:
-                await post_messages(
-                    self.client,
-                    self.route,
-                    render_reply(final, extra_blocks=extra),
-                    on_post=self._posted,
-                )
+            if final is not None and not final.silent:
+                rest = await self._update_first(render_reply(final, extra_blocks=extra))
+                await post_messages(self.client, self.route, rest, on_post=self._posted)
             return
         rest = final.text[len(seen) :]
         trailing = self.shown[len(self.shown.rstrip()) :]

@@ -7,6 +7,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import SQLAlchemyError
 
+from storage.db import unreachable
+
 # ``ok: false`` errors that say "not now" rather than "never" (Slack's documented ones).
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -33,7 +35,8 @@ def database_failure(exc: BaseException) -> str:
     its parameters (which hold user text)."""
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0][:200]}" if lines else type(cause).__name__
+    reason = f"{type(cause).__name__}: {lines[0][:200]}" if lines else type(cause).__name__
+    return f"the database is unreachable ({reason})" if unreachable(exc) else reason
 
 
 def _method(exc: SlackApiError) -> str:

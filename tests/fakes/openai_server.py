@@ -75,6 +75,8 @@ class Turn:
     completion_tokens: int | None = None
     abort_after: int | None = None  # drop the connection after this many content chunks
     raw_stream: bytes | None = None  # served verbatim as the SSE body (malformed-stream tests)
+    finish_reason: str | None = None  # e.g. "length" or "content_filter"; default stop/tool_calls
+    end_early: bool = False  # the body ends cleanly after the content: no finish_reason, no [DONE]
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Failure:
     status: int
     retry_after_ms: int | None = 10  # small, so the client's retry waits ~10 ms
     message: str = "fake failure"
+    code: str | None = None  # the error's code, e.g. "context_length_exceeded" (with a 400)
 
 
 Policy = Callable[[dict[str, Any]], Turn]
@@ -137,8 +140,16 @@ class FakeOpenAI:
     def queue(self, *turns: Turn) -> None:
         self._script.extend(turns)
 
-    def fail_next(self, status: int, *, times: int = 1, retry_after_ms: int | None = 10) -> None:
-        self._failures.extend(Failure(status, retry_after_ms) for _ in range(times))
+    def fail_next(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after_ms: int | None = 10,
+        code: str | None = None,
+        message: str = "fake failure",
+    ) -> None:
+        self._failures.extend(Failure(status, retry_after_ms, message, code) for _ in range(times))
 
     @property
     def base_url(self) -> str:
@@ -234,8 +245,13 @@ class FakeOpenAI:
             headers["retry-after-ms"] = str(failure.retry_after_ms)
             headers["retry-after"] = str(max(1, math.ceil(failure.retry_after_ms / 1000)))
         kind = "rate_limit_exceeded" if failure.status == 429 else "server_error"
+        if failure.status == 400:
+            kind = "invalid_request_error"
+        error = {"message": failure.message, "type": kind, "code": failure.code or kind}
+        if failure.status == 400:
+            error["param"] = "messages"
         return web.json_response(
-            {"error": {"message": failure.message, "type": kind, "code": kind}},
+            {"error": error},
             status=failure.status,
             headers=headers,
         )
@@ -319,7 +335,11 @@ class FakeOpenAI:
             for start in range(0, len(arguments), 7):
                 piece = {"index": index, "function": {"arguments": arguments[start : start + 7]}}
                 await send(delta({"tool_calls": [piece]}))
-        await send(delta({}, "tool_calls" if turn.tool_calls else "stop"))
+        if turn.end_early:  # a body that ends cleanly, but before the answer is finished
+            await response.write_eof()
+            return response
+        finish = turn.finish_reason or ("tool_calls" if turn.tool_calls else "stop")
+        await send(delta({}, finish))
         if usage is not None:
             await send([], {"usage": usage})
         await response.write(b"data: [DONE]\n\n")
