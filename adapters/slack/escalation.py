@@ -14,11 +14,13 @@ has no idempotent post, so it is kept single here: the work claims the escalatio
 attempt that finds that record first looks in the channel for the notice an earlier attempt may
 have posted without learning so (a response lost after Slack posted it). The post itself is not
 retried inside slack_sdk (except for 429s, which post nothing): every retry goes through that
-look. A request whose notice never went out tells its asker privately; asking again tries again.
+look (a few quick tries in each attempt, as slack_sdk would make). A request whose notice never
+went out tells its asker privately; asking again tries again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -50,6 +52,7 @@ MAX_MEMBER_PAGES = 50  # conversations.members pages (of 1000) read to check one
 POSTING_KEY = "notice_posting_since"
 CLOCK_MARGIN = 300.0  # seconds: our clock and Slack's may disagree a little
 HISTORY_LIMIT = 200  # channel messages read looking for a notice an earlier attempt posted
+POST_RETRY_DELAYS = (0.5, 1.0)  # seconds before posting again within one attempt (as slack_sdk)
 
 # Hands notice work to the inbox (the adapter's: it knows the client and how to run work).
 SubmitNotice = Callable[[AsyncWebClient, str, dict[str, Any]], Awaitable[None]]
@@ -224,20 +227,39 @@ class SlackEscalations:
         if not await escalation.claim_notice_for(self.db, escalation_id, work):
             return  # another request is posting it (and tells its asker if it cannot)
         channel = str(p["notice_channel"])
-        if p.get(POSTING_KEY):
-            found = await _posted_notice(client, channel, escalation_id, str(p[POSTING_KEY]))
-            if found is not None:  # an earlier attempt posted it; only its answer was lost
-                await escalation.record_notice(self.db, escalation_id, channel, found)
-                return
-        else:
+        since = p.get(POSTING_KEY)
+        if since is None:  # the first try: say so before posting, for the tries after it
             since = f"{time.time() - CLOCK_MARGIN:.6f}"
-            work = await record(work, {**p, POSTING_KEY: since})
+            await record(work, {**p, POSTING_KEY: since})
+        elif await self._found_posted(client, channel, escalation_id, str(since)):
+            return
         session_id = str(p[SESSION_KEY])
         conversation = convert.conversation_from_session_id(session_id)
         target = await self.target(conversation) if conversation else SlackTarget()
         messages = notice_messages(session_id, str(p["requested_by"]), target, escalation_id)
-        posted = await post_messages(_posting_once(client), Route(channel, None), messages)
-        await escalation.record_notice(self.db, escalation_id, channel, posted[0])
+        once = _posting_once(client)
+        for retry, delay in enumerate((0.0, *POST_RETRY_DELAYS)):
+            if retry:  # as slack_sdk would retry, but only after looking for the notice
+                await asyncio.sleep(delay)
+                if await self._found_posted(client, channel, escalation_id, str(since)):
+                    return
+            try:
+                posted = await post_messages(once, Route(channel, None), messages)
+            except CALL_FAILURES as exc:
+                if transient_failure(exc) is None or retry == len(POST_RETRY_DELAYS):
+                    raise
+                continue
+            await escalation.record_notice(self.db, escalation_id, channel, posted[0])
+            return
+
+    async def _found_posted(
+        self, client: AsyncWebClient, channel: str, escalation_id: int, since: str
+    ) -> bool:
+        """An earlier try posted the notice and only its answer was lost: record it."""
+        found = await _posted_notice(client, channel, escalation_id, since)
+        if found is not None:
+            await escalation.record_notice(self.db, escalation_id, channel, found)
+        return found is not None
 
     async def tell_notice_failed(
         self, client: AsyncWebClient, p: dict[str, Any], text: str
