@@ -3,7 +3,9 @@
 "One open escalation per conversation" is enforced by the partial unique index
 ``uq_escalations_open_session`` (WHERE status = 'open'): opening is an insert that does nothing
 on conflict, so two clicks or two replicas racing get one row and exactly one of them learns it
-created it. The team's notice is claimed the same way (``claim_notice``), so it is sent once.
+created it. The team's notice is claimed the same way, so it is sent once: for good
+(``claim_notice``, a mention in the conversation), or by one piece of inbox work until it posts
+the notice or gives up (``claim_notice_for``, ``release_notice``).
 """
 
 from __future__ import annotations
