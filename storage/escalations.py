@@ -3,7 +3,9 @@
 "One open escalation per conversation" is enforced by the partial unique index
 ``uq_escalations_open_session`` (WHERE status = 'open'): opening is an insert that does nothing
 on conflict, so two clicks or two replicas racing get one row and exactly one of them learns it
-created it. The team's notice is claimed the same way (``claim_notice``), so it is sent once.
+created it. The team's notice is claimed the same way, so it is sent once: for good
+(``claim_notice``, a mention in the conversation), or by one piece of inbox work until it posts
+the notice or gives up (``claim_notice_for``, ``release_notice``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from storage.models import Escalation
 OPEN = "open"
 RESOLVED = "resolved"
 NOTICE_PENDING = "pending"  # notice_ref while the claiming process posts the notice
+# notice_ref while a piece of inbox work (named after the prefix) posts the notice; unlike the
+# bare claim it is released when that work gives up, so asking again tries again.
+NOTICE_HELD_BY = "pending="
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,37 @@ async def claim_notice(db: Database, *, escalation_id: int) -> bool:
             .values(notice_ref=NOTICE_PENDING)
         )
         return result.rowcount == 1
+
+
+def held_by(owner: str) -> str:
+    """The notice_ref of a notice claimed by ``owner`` (an inbox key)."""
+    return (NOTICE_HELD_BY + owner)[:255]
+
+
+async def claim_notice_for(db: Database, *, escalation_id: int, owner: str) -> bool:
+    """True when ``owner`` holds the notice of the escalation: it took it now, or already held
+    it (an earlier attempt of the same work). False: posted, or another request is posting it."""
+    mine = held_by(owner)
+    async with db.session() as session:
+        result = await session.execute(
+            update(Escalation)
+            .where(
+                Escalation.id == escalation_id,
+                (Escalation.notice_ref.is_(None)) | (Escalation.notice_ref == mine),
+            )
+            .values(notice_ref=mine)
+        )
+        return result.rowcount == 1
+
+
+async def release_notice(db: Database, *, escalation_id: int, owner: str) -> None:
+    """``owner`` gave up posting the notice: the next request for a human may try again."""
+    async with db.session() as session:
+        await session.execute(
+            update(Escalation)
+            .where(Escalation.id == escalation_id, Escalation.notice_ref == held_by(owner))
+            .values(notice_ref=None)
+        )
 
 
 async def set_notice_ref(db: Database, *, escalation_id: int, notice_ref: str) -> None:

@@ -5,12 +5,17 @@ open escalation per conversation under a double click, and who may press "Mark r
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import time
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bot import texts
+from storage import escalations, events
 from storage.db import Database
 from storage.models import ChannelSetting, Escalation
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
@@ -22,6 +27,7 @@ from tests.fakes.slack_harness import (
     slack_settings,
 )
 from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
+from tests.inbox_support import INBOX_FAST, ledger
 
 __all__ = ["api", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -271,3 +277,134 @@ async def test_each_workspace_has_its_own_escalation_target(
     [team_b_notice] = api.posted("CTEAMB")
     assert default_notice.token == "xoxb-T0000AAA1" and "T0000AAA1" in default_notice.text
     assert team_b_notice.token == "xoxb-T0000BBB2" and "T0000BBB2" in team_b_notice.text
+
+
+# ---- the team's notice through passing faults (inbox work of its own) -----------------------
+
+NOTICE_POST_TRIES = 3  # per attempt: the first post and its two quick retries
+FAILED = texts.ESCALATION_NOTICE_FAILED
+
+
+async def _notice_settled(db: Database, api: FakeSlackAPI, timeout: float = 20.0) -> Escalation:
+    """The open escalation once its notice is recorded and no notice work is left unfinished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await _escalations(db)  # the click's work may not have opened it yet
+        ref = rows[0].notice_ref if rows else None
+        notices = [r for k, r in (await ledger(db, "slack")).items() if "notice" in k]
+        settled = all(r.status != events.ANSWERING for r in notices)
+        if ref and not ref.startswith("pending") and settled:
+            return rows[0]
+        assert time.monotonic() < deadline, (ref, [r.status for r in notices])
+        await asyncio.sleep(0.05)
+
+
+def _notice_posts(api: FakeSlackAPI) -> int:
+    return len([c for c in api.calls_to("chat.postMessage") if c.params["channel"] == "CSUPPORT"])
+
+
+@pytest.mark.parametrize("handled", [False, True], ids=["before-posting", "after-posting"])
+async def test_a_notice_cut_off_by_a_passing_fault_is_posted_once_later(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, handled: bool
+) -> None:
+    """Slack failing past the client's retries used to lose the notice (logged, nobody told);
+    a 500 after Slack had posted it made slack_sdk post it again. Now it is tried again, after
+    looking for the one Slack may have made, and posted once."""
+    settings = slack_settings(
+        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
+    )
+    h = await SlackHarness.start(api, settings, db=db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            # The notice is the click's first post: every try of a whole attempt fails (or,
+            # handled, the first post is made but answered with a 500).
+            api.fail(
+                "chat.postMessage",
+                status=500,
+                times=1 if handled else NOTICE_POST_TRIES,
+                handled=handled,
+                channel="CSUPPORT",
+            )
+            await _click(sender, answer, "sb_human")
+            row = await _notice_settled(db, api)
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [notice] = api.posted("CSUPPORT")
+    assert row.notice_ref == f"CSUPPORT:{notice.ts}"
+    assert _notice_posts(api) == (1 if handled else NOTICE_POST_TRIES + 1)
+    assert texts.ESCALATION_OPENED in api.posted("C0000001")[1].text
+    assert not [e for e in api.ephemerals if e.params.get("text") == FAILED]
+
+
+async def test_a_notice_slack_keeps_refusing_is_told_privately_and_asking_again_tries_again(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """The asker used to believe a human was told; now they are told privately that the
+    notice did not go out, and clicking again (Slack works again) posts it, once."""
+    settings = slack_settings(
+        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
+    )
+    h = await SlackHarness.start(api, settings, db=db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            as_shown = replace(answer, blocks=copy.deepcopy(answer.blocks))  # before the click
+            tries = NOTICE_POST_TRIES * events.MAX_ATTEMPTS
+            api.fail("chat.postMessage", status=500, times=tries, channel="CSUPPORT")
+            await _click(sender, answer, "sb_human")
+            told = await api.wait_for(
+                lambda: [
+                    e
+                    for e in api.ephemerals
+                    if e.params.get("text") == texts.ESCALATION_NOTICE_FAILED
+                ],
+                timeout=20,
+            )
+            await h.bot.wait_idle()
+            assert api.posted("CSUPPORT") == []
+            [row] = await _escalations(db)
+            assert row.status == "open" and row.notice_ref is None  # free for the next request
+            await _click(sender, as_shown, "sb_human")  # Slack works again
+            row = await _notice_settled(db, api)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [note] = told
+    assert note.params["user"] == ASKER and note.params["channel"] == "C0000001"
+    [notice] = api.posted("CSUPPORT")
+    assert row.notice_ref == f"CSUPPORT:{notice.ts}"
+    assert len(api.posted("C0000001")) == 2  # the answer and one hand-off reply, no more
+    notices = {k: r for k, r in (await ledger(db, "slack")).items() if "notice" in k}
+    assert sorted(r.status for r in notices.values()) == [events.ANSWERED, events.FAILED]
+
+
+async def test_a_double_click_during_a_passing_fault_still_gives_one_notice(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """Four clicks, the first notice cut off by a fault: one request holds the notice and posts
+    it once when Slack is back; the other clicks neither post one nor tell of a failure."""
+    settings = slack_settings(
+        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
+    )
+    h = await SlackHarness.start(api, settings, db=db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            api.fail("chat.postMessage", status=500, times=NOTICE_POST_TRIES, channel="CSUPPORT")
+            await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
+            row = await _notice_settled(db, api)
+            await api.wait_for(lambda: len(api.ephemerals) == 3)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    [notice] = api.posted("CSUPPORT")
+    assert row.notice_ref == f"CSUPPORT:{notice.ts}"
+    assert len(api.posted("C0000001")) == 2
+    assert all(texts.ESCALATION_ALREADY_OPEN in e.params["text"] for e in api.ephemerals)
+    assert await escalations.get_escalation(db, escalation_id=row.id) is not None

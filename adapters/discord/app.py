@@ -54,7 +54,7 @@ from adapters.discord.delivery import (
     is_transient,
     respond_ephemeral,
 )
-from adapters.discord.escalation import NOTICE_KIND, DiscordEscalations, thread_link
+from adapters.discord.escalation import DiscordEscalations, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
@@ -67,6 +67,7 @@ from adapters.discord.shapes import (
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, texts
+from bot.escalation import NOTICE_KIND
 from bot.inbox import SESSION_KEY, Deliver, Inbox, TryLater, Undeliverable, Work
 from bot.looplag import shed_progress
 from bot.messages import (
@@ -92,9 +93,6 @@ FIRST_POST_DELAY = 0.5
 MAX_CONCURRENT_ANSWERS = 64  # beyond this, messages wait their turn instead of piling on the DB
 THREAD_NAME_LIMIT = 100
 SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must stop within 10)
-# How long a hand-off waits for the first try of the team's notice before replying to the asker
-# (the notice goes out first); later tries run on their own. Bounded: the try needs a free slot.
-NOTICE_FIRST_TRY_WAIT = 5.0
 # The payload keys recording the messages of an answer being posted: the first, and the later
 # 2000-character pieces (see _post_recorder).
 PARTIAL_KEY = "posted_id"
@@ -537,7 +535,8 @@ class DiscordAdapter:
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker where the answer would have gone."""
         if work.kind == NOTICE_KIND:
-            await self._tell_notice_failed(work.payload)
+            if await escalation.notice_given_up(self.db, work):
+                await self._tell_notice_failed(work.payload)
             return
         if work.kind == "interaction" and TOKEN_KEY in work.payload:
             original = StoredInteraction.from_payload(self.client, work.payload)
@@ -602,19 +601,8 @@ class DiscordAdapter:
             parent_channel_id=parent_channel_id,
             tell_via=tell_via,
         )
-        if found is None:
-            return
-        first_try: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def run(work: Work) -> None:
-            try:
-                await self._deliver_work(work)
-            finally:
-                if not first_try.done():
-                    first_try.set_result(None)
-
-        if await self.inbox.submit(*found, run=run):
-            await asyncio.wait({first_try}, timeout=NOTICE_FIRST_TRY_WAIT)
+        if found is not None:
+            await escalation.submit_notice(self.inbox, *found, self._deliver_work)
 
     async def _deliver(
         self,

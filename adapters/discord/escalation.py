@@ -4,12 +4,13 @@ A target is channel ids (the first gets the notice). The support team is the mem
 configured support role (``SUPPORTBOT_DISCORD_SUPPORT_ROLE``), or, without one, the members who
 may manage messages in the channel. Once resolved, the notice says who resolved it and when.
 
-The notice is inbox work of its own (``notice_work``, then ``post_notice``), one ledger row per
-request for a human: the row carries it through a passing fault of Discord (tried again, as an
-answer is). It is posted once per escalation: a request finds it recorded and does nothing, and
-its nonce, fixed per escalation, makes Discord return the message an earlier attempt or a
-concurrent request made (its response lost, or not recorded yet) instead of posting a second
-one. A request whose notice never went out tells its asker so; asking again tries again.
+The notice is inbox work of its own (the core's, ``bot.escalation``: ``notice_work`` here builds
+it, ``post_notice`` posts it), one ledger row per request for a human: the row carries it through
+a passing fault of Discord (tried again, as an answer is). It is posted once per escalation: a
+request finds it recorded and does nothing, and its nonce, fixed per escalation, makes Discord
+return the message an earlier attempt or a concurrent request made (its response lost, or not
+recorded yet) instead of posting a second one. A request whose notice never went out tells its
+asker so; asking again tries again.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ from storage.db import Database
 from storage.models import Escalation
 
 log = logging.getLogger(__name__)
-
-# The kind of the inbox work that posts a team's notice.
-NOTICE_KIND = "escalation_notice"
 
 
 class DiscordEscalations:
@@ -75,29 +73,23 @@ class DiscordEscalations:
             self.channels, conversation, parent_channel_id=parent_channel_id
         )
         channels = [i for i in target if i.isdigit()]
-        if not channels or not escalation_id:
-            return None
-        row = await escalation.get(self.db, escalation_id)
-        if row is None or row.notice_ref is not None:
+        if not channels or not await escalation.notice_wanted(self.db, escalation_id):
             return None  # posted (or claimed by a process of an older version)
-        payload: dict[str, Any] = {
-            "kind": NOTICE_KIND,
-            "escalation_id": escalation_id,
-            "notice_channel": channels[0],
-            SESSION_KEY: conversation.session_id,
-            "requested_by": requested_by,
-            "asked_in": conversation.channel_id,
-            "guild_id": conversation.workspace_id,
+        payload = escalation.notice_payload(
+            escalation_id,
+            channels[0],
+            conversation,
+            requested_by,
+            guild_id=conversation.workspace_id,
             **(tell_via or {}),
-        }
-        return f"escalation-notice:{escalation_id}:{request_id}", payload
+        )
+        return escalation.notice_key(escalation_id, request_id), payload
 
     async def post_notice(self, client: discord.Client, payload: dict[str, Any]) -> None:
         """Tell the support team in their channel, with a resolve button. Raises when Discord
         fails (the inbox tries again after a passing fault)."""
         escalation_id = int(payload["escalation_id"])
-        row = await escalation.get(self.db, escalation_id)
-        if row is None or row.notice_ref is not None:
+        if not await escalation.notice_wanted(self.db, escalation_id):
             return  # another request's notice went out meanwhile
         channel = client.get_partial_messageable(int(payload["notice_channel"]))
         text = texts.escalation_notice(

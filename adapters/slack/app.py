@@ -20,7 +20,6 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -49,8 +48,10 @@ from adapters.slack.failures import (
 )
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
+from bot import escalation as core_escalation
 from bot import texts
 from bot.config import Settings
+from bot.escalation import NOTICE_KIND
 from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
@@ -128,6 +129,7 @@ class SlackBot:
             max_concurrent=max_concurrent_answers,
             answer_inline=answer_inline,
         )
+        self.escalations.submit_notice = self._submit_notice
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app(socket_mode)
         self._register()
@@ -347,9 +349,25 @@ class SlackBot:
             raise Undeliverable("no bot token for this workspace")
         await self.process(work, client)
 
+    async def _submit_notice(
+        self, client: AsyncWebClient, key: str, payload: dict[str, Any]
+    ) -> None:
+        """The team's notice as inbox work of its own, first tried here with ``client``."""
+        await core_escalation.submit_notice(
+            self.inbox, key, payload, lambda work: self.process(work, client)
+        )
+
     async def _tell(self, work: Work, text: str) -> None:
         """A short note to the asker, where the answer would have gone."""
         p = work.payload
+        if work.kind == NOTICE_KIND:
+            # The core decides whether the notice's asker needs telling (and frees the notice
+            # for the next request); the note is theirs alone.
+            told = await core_escalation.notice_given_up(self.db, work)
+            client = await self.client_for(p.get("team_id"), p.get("enterprise_id"))
+            if told is not None and client is not None:
+                await self.escalations.tell_notice_failed(client, p, told)
+            return
         client = await self.client_for(p.get("team_id"), p.get("enterprise_id"))
         if client is None or not p.get("channel"):
             log.warning("cannot tell the asker of %s (no token or channel)", work.key)
@@ -372,9 +390,12 @@ class SlackBot:
             await self._remove_earlier_attempt(work, client, route)
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
-        if work.kind == "message":
+        if work.kind in ("message", NOTICE_KIND):
             try:
-                await self._answer_message(work, client)
+                if work.kind == NOTICE_KIND:
+                    await self.escalations.post_notice(client, work, self.inbox.record)
+                else:
+                    await self._answer_message(work, client)
             except CALL_FAILURES as exc:
                 reason = transient_failure(exc)
                 if reason is None:
@@ -385,7 +406,7 @@ class SlackBot:
             return
         handler = {
             "command": self._answer_command,
-            "action": self._handle_action,
+            "action": lambda p, c: self._handle_action(p, c, request_id=work.key),
             "assistant_started": self._greet_assistant_thread,
         }.get(work.kind)
         if handler is None:
@@ -447,12 +468,18 @@ class SlackBot:
                 client.reactions_add(channel=route.channel, timestamp=msg.id, name=final.reaction)
             )
         if final is not None and final.escalation_id:
-            # The answer is out: a failed notice must not turn it into a failed delivery.
+            # The answer is out: a failed hand-over of the notice (its own work, tried again
+            # through passing faults) must not turn it into a failed delivery.
             try:
                 await self.escalations.announce(
-                    client, msg.conversation, msg.author.id, final.escalation_id
+                    client,
+                    p,
+                    msg.conversation,
+                    msg.author.id,
+                    final.escalation_id,
+                    request_id=msg.id,
                 )
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            except (*CALL_FAILURES, *DATABASE_FAILURES) as exc:
                 log.error("escalation notice for %s failed: %s", work.key, type(exc).__name__)
 
     async def _remove_earlier_attempt(
@@ -531,7 +558,9 @@ class SlackBot:
 
     # ---- buttons ---------------------------------------------------------------------------
 
-    async def _handle_action(self, p: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _handle_action(
+        self, p: dict[str, Any], client: AsyncWebClient, *, request_id: str
+    ) -> None:
         value = render.parse_button_value(p.get("value"))
         action = p.get("action_id")
         user = str(p.get("user") or "")
@@ -544,7 +573,9 @@ class SlackBot:
             )
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
-            note = await self.escalations.request(client, p, str(value.get("s", "")), user)
+            note = await self.escalations.request(
+                client, p, str(value.get("s", "")), user, request_id=request_id
+            )
             if note is not None:
                 await self._send_ephemeral(client, p, render.render_reply(note, buttons=False))
         elif action == render.ACTION_RESOLVE and "e" in value:

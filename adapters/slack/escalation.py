@@ -6,23 +6,39 @@ without costing the notice. A target is Slack ids: a channel (``C…``/``G…``)
 user groups (``S…``) and users (``U…``/``W…``) are mentioned, in that channel or, with no
 channel, in the conversation itself. The team (who may resolve) is the members of those
 channels and groups plus those users.
+
+The notice in a channel is inbox work of its own (the core's, ``bot.escalation``), one ledger
+row per request for a human, tried again after a passing fault of Slack as an answer is. Slack
+has no idempotent post, so it is kept single here: the work claims the escalation's notice
+(another request then does nothing), records that it is about to post before posting, and an
+attempt that finds that record first looks in the channel for the notice an earlier attempt may
+have posted without learning so (a response lost after Slack posted it). The post itself is not
+retried inside slack_sdk (except for 429s, which post nothing): every retry goes through that
+look (a few quick tries in each attempt, as slack_sdk would make). A request whose notice never
+went out tells its asker privately; asking again tries again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert, render
 from adapters.slack.delivery import Route, post_messages
+from adapters.slack.failures import CALL_FAILURES, transient_failure
 from adapters.slack.thread_history import thread_reader
 from bot import escalation, texts
 from bot.config import Settings
 from bot.escalation import EscalationPolicy
+from bot.inbox import SESSION_KEY, Work
 from bot.messages import ConversationKey, Platform, Reply, ReplyKind
 from bot.responder import Responder
 from storage.db import Database
@@ -31,6 +47,16 @@ from storage.models import Escalation
 log = logging.getLogger(__name__)
 
 MAX_MEMBER_PAGES = 50  # conversations.members pages (of 1000) read to check one click
+# The notice work's payload key: when (a Slack ts, our clock less CLOCK_MARGIN) an attempt began
+# posting the notice. A later attempt looks for it in the channel from then on.
+POSTING_KEY = "notice_posting_since"
+CLOCK_MARGIN = 300.0  # seconds: our clock and Slack's may disagree a little
+HISTORY_LIMIT = 200  # channel messages read looking for a notice an earlier attempt posted
+POST_RETRY_DELAYS = (0.5, 1.0)  # seconds before posting again within one attempt (as slack_sdk)
+
+# Hands notice work to the inbox (the adapter's: it knows the client and how to run work).
+SubmitNotice = Callable[[AsyncWebClient, str, dict[str, Any]], Awaitable[None]]
+RecordProgress = Callable[[Work, dict[str, Any]], Awaitable[Work]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +91,7 @@ class SlackEscalations:
         self.db = db
         self.responder = responder
         self.policy = policy
+        self.submit_notice: SubmitNotice | None = None  # set by the app once its inbox exists
 
     async def target(self, conversation: ConversationKey) -> SlackTarget:
         # A Slack thread's conversation names its channel, whose settings apply: no parent.
@@ -74,22 +101,34 @@ class SlackEscalations:
     # ---- "Talk to a human" -----------------------------------------------------------------
 
     async def request(
-        self, client: AsyncWebClient, p: dict[str, Any], session_id: str, user: str
+        self,
+        client: AsyncWebClient,
+        p: dict[str, Any],
+        session_id: str,
+        user: str,
+        *,
+        request_id: str,
     ) -> Reply | None:
         """Open the hand-off and say so in the conversation. Returns a reply for the clicker
         alone when there is nothing new to tell the conversation (a double click, or a hand-off
-        already open)."""
+        already open). ``request_id``: the click's inbox key (its notice work is named by it)."""
         conversation = convert.conversation_from_session_id(session_id)
         if conversation is None:
             log.warning("escalation button with a bad session id %r", session_id)
             return None
         hand_off = await self.responder.escalate(conversation=conversation, requested_by=user)
         reply, escalation_id = hand_off.reply, hand_off.escalation_id
-        if escalation_id and not hand_off.created:  # already open: nothing new for the thread
-            return Reply(reply.text, ReplyKind.INFO, ephemeral=True, session_id=session_id)
         target = await self.target(conversation)
+        if escalation_id and not hand_off.created:  # already open: nothing new for the thread
+            if target.channels:  # but a notice that never went out is tried again
+                await self._send_notice(
+                    client, p, target, conversation, user, escalation_id, request_id
+                )
+            return Reply(reply.text, ReplyKind.INFO, ephemeral=True, session_id=session_id)
         extra = [render.resolve_block(escalation_id)] if escalation_id else []
-        ping = await self._announce(client, target, conversation, user, escalation_id)
+        ping = await self._announce(
+            client, p, target, conversation, user, escalation_id, request_id
+        )
         text = reply.text
         if ping:
             slots = " ".join(render.mention_slot(i) for i in range(len(ping)))
@@ -113,11 +152,21 @@ class SlackEscalations:
         return None
 
     async def announce(
-        self, client: AsyncWebClient, conversation: ConversationKey, user: str, escalation_id: int
+        self,
+        client: AsyncWebClient,
+        origin: dict[str, Any],
+        conversation: ConversationKey,
+        user: str,
+        escalation_id: int,
+        *,
+        request_id: str,
     ) -> None:
-        """The agent handed off by itself: tell the team (once), as for the button."""
+        """The agent handed off by itself: tell the team (once), as for the button. ``origin``:
+        the answered work's payload (its workspace); ``request_id``: the question's id."""
         target = await self.target(conversation)
-        ping = await self._announce(client, target, conversation, user, escalation_id)
+        ping = await self._announce(
+            client, origin, target, conversation, user, escalation_id, request_id
+        )
         if ping:
             slots = " ".join(render.mention_slot(i) for i in range(len(ping)))
             note = Reply(texts.slack_escalation_group_ping(slots), ReplyKind.INFO)
@@ -127,36 +176,102 @@ class SlackEscalations:
     async def _announce(
         self,
         client: AsyncWebClient,
+        origin: dict[str, Any],
         target: SlackTarget,
         conversation: ConversationKey,
         user: str,
         escalation_id: int,
+        request_id: str,
     ) -> list[str]:
-        """Post the team's notice if this caller is the one to (returns mentions still to be
-        made in the conversation, when the target has no channel of its own)."""
-        if not await escalation.claim_notice(self.db, escalation_id):
-            return []
+        """Have the team's notice posted (returns mentions still to be made in the
+        conversation, once per escalation, when the target has no channel of its own)."""
         if target.channels:
-            await self._post_notice(client, target, conversation, user, escalation_id)
+            await self._send_notice(
+                client, origin, target, conversation, user, escalation_id, request_id
+            )
+            return []
+        if not await escalation.claim_notice(self.db, escalation_id):
             return []
         return target.mentions
 
-    async def _post_notice(
+    async def _send_notice(
         self,
         client: AsyncWebClient,
+        origin: dict[str, Any],
         target: SlackTarget,
         conversation: ConversationKey,
         user: str,
         escalation_id: int,
+        request_id: str,
     ) -> None:
-        channel = target.channels[0]
-        messages = notice_messages(conversation.session_id, user, target, escalation_id)
-        try:
-            posted = await post_messages(client, Route(channel, None), messages)
-        except SlackApiError as exc:
-            log.error("escalation notice to %s failed: %s", channel, exc.response.get("error"))
+        """Hand the notice to the inbox as work of its own and wait for its first try."""
+        if self.submit_notice is None or not await escalation.notice_wanted(self.db, escalation_id):
             return
-        await escalation.record_notice(self.db, escalation_id, channel, posted[0])
+        payload = escalation.notice_payload(
+            escalation_id,
+            target.channels[0],
+            conversation,
+            user,
+            team_id=origin.get("team_id") or conversation.workspace_id,
+            enterprise_id=origin.get("enterprise_id"),
+        )
+        await self.submit_notice(client, escalation.notice_key(escalation_id, request_id), payload)
+
+    async def post_notice(self, client: AsyncWebClient, work: Work, record: RecordProgress) -> None:
+        """The notice work: post the team's notice once. Raises when Slack fails (the inbox
+        tries again after a passing fault)."""
+        p = work.payload
+        escalation_id = int(p["escalation_id"])
+        if not await escalation.notice_wanted(self.db, escalation_id):
+            return  # another request's notice went out meanwhile
+        if not await escalation.claim_notice_for(self.db, escalation_id, work):
+            return  # another request is posting it (and tells its asker if it cannot)
+        channel = str(p["notice_channel"])
+        since = p.get(POSTING_KEY)
+        if since is None:  # the first try: say so before posting, for the tries after it
+            since = f"{time.time() - CLOCK_MARGIN:.6f}"
+            await record(work, {**p, POSTING_KEY: since})
+        elif await self._found_posted(client, channel, escalation_id, str(since)):
+            return
+        session_id = str(p[SESSION_KEY])
+        conversation = convert.conversation_from_session_id(session_id)
+        target = await self.target(conversation) if conversation else SlackTarget()
+        messages = notice_messages(session_id, str(p["requested_by"]), target, escalation_id)
+        once = _posting_once(client)
+        for retry, delay in enumerate((0.0, *POST_RETRY_DELAYS)):
+            if retry:  # as slack_sdk would retry, but only after looking for the notice
+                await asyncio.sleep(delay)
+                if await self._found_posted(client, channel, escalation_id, str(since)):
+                    return
+            try:
+                posted = await post_messages(once, Route(channel, None), messages)
+            except CALL_FAILURES as exc:
+                if transient_failure(exc) is None or retry == len(POST_RETRY_DELAYS):
+                    raise
+                continue
+            await escalation.record_notice(self.db, escalation_id, channel, posted[0])
+            return
+
+    async def _found_posted(
+        self, client: AsyncWebClient, channel: str, escalation_id: int, since: str
+    ) -> bool:
+        """An earlier try posted the notice and only its answer was lost: record it."""
+        found = await _posted_notice(client, channel, escalation_id, since)
+        if found is not None:
+            await escalation.record_notice(self.db, escalation_id, channel, found)
+        return found is not None
+
+    async def tell_notice_failed(
+        self, client: AsyncWebClient, p: dict[str, Any], text: str
+    ) -> None:
+        """The notice never went out: the asker is told privately, where they asked."""
+        conversation = convert.conversation_from_session_id(str(p.get(SESSION_KEY) or ""))
+        await client.chat_postEphemeral(
+            channel=str(p["asked_in"]),
+            user=str(p["requested_by"]),
+            thread_ts=conversation.thread_id if conversation else None,
+            text=text,
+        )
 
     # ---- "Mark resolved" -------------------------------------------------------------------
 
@@ -247,6 +362,54 @@ def notice_messages(
         extra = [render.context_block(render.with_mentions(render.escape(note), mentions))]
     notice = Reply(text=text, kind=ReplyKind.INFO)
     return render.render_reply(notice, extra_blocks=extra, mentions=mentions)
+
+
+def _posting_once(client: AsyncWebClient) -> AsyncWebClient:
+    """The client without slack_sdk's own retries of 5xx and dropped connections: Slack may
+    have posted before failing, so a retry must first look for the notice (``post_notice``).
+    A 429 posted nothing and is still waited out."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+async def _posted_notice(
+    client: AsyncWebClient, channel: str, escalation_id: int, since: str
+) -> str | None:
+    """The ts of our notice of ``escalation_id`` in ``channel`` posted after ``since``, if an
+    earlier attempt made it. Raises on a passing fault; a refusal (no access to the history)
+    is logged and answered None: a second notice is better than none."""
+    try:
+        me = await client.auth_test()
+        history = await client.conversations_history(
+            channel=channel, oldest=since, limit=HISTORY_LIMIT
+        )
+    except CALL_FAILURES as exc:
+        if transient_failure(exc) is not None:
+            raise
+        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+        log.warning("cannot look for an earlier notice of escalation %s: %s", escalation_id, reason)
+        return None
+    for message in history.get("messages") or []:
+        ours = message.get("bot_id") == me.get("bot_id") or message.get("user") == me.get("user_id")
+        if ours and _resolves(message, escalation_id):
+            return str(message["ts"])
+    return None
+
+
+def _resolves(message: dict[str, Any], escalation_id: int) -> bool:
+    """Whether ``message`` carries the "Mark resolved" button of ``escalation_id``."""
+    for block in message.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if element.get("action_id") != render.ACTION_RESOLVE:
+                continue
+            if render.parse_button_value(element.get("value")).get("e") == escalation_id:
+                return True
+    return False
 
 
 async def _channel_members(client: AsyncWebClient, channel: str) -> set[str]:

@@ -73,6 +73,8 @@ class _Failure:
     retry_after: int = 1
     error: str | None = None
     after: int = 0  # calls that succeed before this failure starts
+    handled: bool = False  # the call took effect before the failure (a 5xx after the work)
+    channel: str | None = None  # only calls about this channel fail (None: every call)
 
 
 class FakeSlackAPI:
@@ -129,10 +131,15 @@ class FakeSlackAPI:
         times: int = 1,
         retry_after: int = 1,
         after: int = 0,
+        handled: bool = False,
+        channel: str | None = None,
     ) -> None:
         """The next ``times`` calls of ``method`` (after ``after`` that succeed) fail with HTTP
-        ``status`` (429: Retry-After)."""
-        failure = _Failure(status, times, retry_after, after=after)
+        ``status`` (429: Retry-After). ``handled``: Slack did the call's work first (a message
+        is posted) and only its answer is a server error, as when a gateway fails late.
+        ``channel``: only calls about that channel fail (an outage of one channel's shard)."""
+        failure = _Failure(status, times, retry_after, after=after, handled=handled)
+        failure.channel = channel
         self._failures.setdefault(method, []).append(failure)
 
     def error(self, method: str, error: str, *, times: int = 1, after: int = 0) -> None:
@@ -223,7 +230,11 @@ class FakeSlackAPI:
         self._notify()
         if self.latency:
             await asyncio.sleep(self.latency)
-        failure = self._take_failure(method)
+        failure = self._take_failure(method, params.get("channel"))
+        if failure is not None and failure.handled:
+            handler = getattr(self, "_m_" + method.replace(".", "_"))
+            handler(params, token)
+            self._notify()
         if failure is not None:
             if failure.status == 429:
                 return web.json_response(
@@ -243,11 +254,13 @@ class FakeSlackAPI:
         self._notify()
         return web.json_response({"ok": True, **result})
 
-    def _take_failure(self, method: str) -> _Failure | None:
+    def _take_failure(self, method: str, channel: Any = None) -> _Failure | None:
         queue = self._failures.get(method)
         if not queue:
             return None
         failure = queue[0]
+        if failure.channel is not None and failure.channel != channel:
+            return None
         if failure.after > 0:
             failure.after -= 1
             return None
@@ -385,6 +398,17 @@ class FakeSlackAPI:
             and float(m.ts) > float(params.get("oldest") or 0)
         ]
         return {"messages": found, "has_more": False}
+
+    def _m_conversations_history(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        """A channel's messages (not thread replies), newest first, after ``oldest``."""
+        oldest = float(params.get("oldest") or 0)
+        found = [
+            {"type": "message", "ts": m.ts, "text": m.text, "blocks": m.blocks, **self._author(m)}
+            for m in reversed(self.posted(params.get("channel")))
+            if (m.thread_ts is None or m.thread_ts == m.ts) and float(m.ts) > oldest
+        ]
+        limit = int(params.get("limit") or 100)
+        return {"messages": found[:limit], "has_more": len(found) > limit}
 
     def _m_conversations_members(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
         members = self.channel_members.get(str(params.get("channel")))
