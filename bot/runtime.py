@@ -63,6 +63,7 @@ def make_agent(settings: Settings, knowledge: KnowledgeBase) -> Agent:
             base_url=settings.openai_base_url or None,
             timeout=settings.openai_timeout,
             max_retries=settings.openai_max_retries,
+            max_retry_wait=settings.openai_max_retry_wait,
         )
     return OfflineAgent(knowledge)
 
