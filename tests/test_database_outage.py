@@ -382,3 +382,35 @@ async def test_channel_settings_during_an_outage_are_the_defaults_and_one_line_w
     assert "the database is unreachable" in outage.getMessage() and not outage.exc_info
     assert "using defaults" in outage.getMessage()
     assert unexpected.exc_info  # a bug or a missing migration keeps its traceback
+
+
+async def test_a_question_that_cannot_be_stored_in_an_outage_is_one_line_without_traceback(
+    pg_url: str, link: PostgresLink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database goes away while the answer is being made: storing the answer fails, and
+    so does keeping the question alone; that is one warning with the reason."""
+    from bot.agent import OfflineAgent
+    from tests.core_support import build_kb as build_core_kb
+    from tests.core_support import message, responder
+
+    db = Database(link.url(pg_url))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    agent = OfflineAgent(build_core_kb(tmp_path))
+    original = agent.run
+
+    async def cut_off(request: Any) -> AsyncIterator[Any]:
+        async for item in original(request):
+            if link._server is not None and link._server.is_serving():
+                await link.down()  # after the conversation was read, before anything is stored
+            yield item
+
+    agent.run = cut_off  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.responder"):
+            await responder(db, agent).handle(message("How do I reset my password?"))
+    finally:
+        await link.up()
+        await db.dispose()
+    [kept] = [r for r in caplog.records if "could not store the question" in r.getMessage()]
+    assert "the database is unreachable" in kept.getMessage() and not kept.exc_info
