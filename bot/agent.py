@@ -2,11 +2,13 @@
 
 Both agents share one contract: ``run(request)`` is an async iterator that yields text deltas
 (``str``) and finally exactly one :class:`AgentResult`. Exceptions propagate: the Responder is
-the error boundary. This is the only module (besides the OpenAI embedder) that imports openai.
+the error boundary. This is the only module (besides the OpenAI embedder, and
+``bot/model_client.py``, the client it builds) that imports openai.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -100,6 +102,10 @@ class ModelTimeoutError(ModelError):
     """The model did not answer within the configured timeout (after retries)."""
 
 
+class ModelBusyError(ModelError):
+    """The model is rate limited for longer than a question may wait."""
+
+
 # --- OpenAI tool-calling agent ----------------------------------------------------------------
 
 
@@ -117,6 +123,7 @@ class OpenAIAgent:
         base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 3,
+        max_retry_wait: float | None = None,
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         k: int = 5,
         search_first: bool = True,
@@ -129,10 +136,18 @@ class OpenAIAgent:
         self.max_tool_rounds = max_tool_rounds
         self.k = k
         self.answerability = Answerability(knowledge)
-        # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff.
-        import openai  # here: the offline answerer and other commands never load the SDK
+        # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff, but
+        # gives up on a Retry-After longer than ``max_retry_wait`` (bot/model_client.py).
+        # Imported here: the offline answerer and other commands never load the SDK.
+        import openai
 
-        self.client = openai.AsyncOpenAI(
+        from bot import model_client
+
+        wait = model_client.MAX_RETRY_WAIT if max_retry_wait is None else max_retry_wait
+        # One request (all its tries and waits) ends within one timeout plus that wait.
+        self.request_budget = timeout + wait
+        self.client = model_client.BoundedRetryOpenAI(
+            max_retry_wait=wait,
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
@@ -341,9 +356,13 @@ class OpenAIAgent:
         import openai
 
         try:
-            response = await self.client.post(
-                "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
-            )
+            try:
+                async with asyncio.timeout(self.request_budget):
+                    response = await self.client.post(
+                        "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
+                    )
+            except TimeoutError as exc:  # the tries and their waits together took too long
+                raise ModelTimeoutError("the model did not start answering in time") from exc
             try:
                 body_chunks = response.aiter_bytes()
                 async for payload in sse_payloads(body_chunks):
@@ -359,6 +378,12 @@ class OpenAIAgent:
                 raise ModelError("the model is unreachable") from exc
             raise ModelTimeoutError("the model timed out") from exc
         except openai.APIStatusError as exc:
+            if exc.status_code == 429 and self.client.waits_too_long(exc.response):
+                wait = self.client.retry_after(exc.response)
+                raise ModelBusyError(
+                    f"the model is rate limited and asked to wait {wait:.0f} s, longer than "
+                    f"a question waits ({self.client.max_retry_wait:.0f} s)"
+                ) from None
             if exc.code == "context_length_exceeded":
                 raise ContextTooLongError("the conversation is too long for the model") from exc
             raise ModelError(f"the model answered HTTP {exc.status_code}") from exc

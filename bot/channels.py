@@ -15,7 +15,7 @@ from typing import Any
 from bot import texts
 from bot.messages import ConversationKey
 from storage import channel_settings
-from storage.db import Database
+from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +152,15 @@ class ChannelSettings:
                 self.db, platform=platform, workspace_id=workspace_id
             )
             configured = {row.channel_id: ChannelPolicy.from_row(row) for row in rows}
-        except Exception:
+        except Exception as exc:
+            passing = unreachable(exc)  # an outage is expected: its reason, not a traceback
             log.warning(
-                "reading channel settings of %s %s failed; using %s",
+                "reading channel settings of %s %s failed%s; using %s",
                 platform,
                 workspace_id or "direct messages",
+                f": the database is unreachable ({type(exc).__name__})" if passing else "",
                 "the last known ones" if cached is not None else "defaults",
-                exc_info=True,
+                exc_info=not passing,
             )
             configured = cached[1] if cached is not None else {}
         if len(self._cache) >= self.prune_at:

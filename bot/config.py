@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     )
     openai_timeout: float = Field(30.0, gt=0, validation_alias=_env("SUPPORTBOT_OPENAI_TIMEOUT"))
     openai_max_retries: int = Field(3, ge=0, validation_alias=_env("SUPPORTBOT_OPENAI_RETRIES"))
+    # A rate-limited model asking us to wait longer than this gets the apology at once.
+    openai_max_retry_wait: float = Field(
+        20.0, ge=0, validation_alias=_env("SUPPORTBOT_OPENAI_MAX_RETRY_WAIT")
+    )
 
     memory_turns: int = Field(10, ge=1, validation_alias=_env("SUPPORTBOT_MEMORY_TURNS"))
     max_question_chars: int = Field(

@@ -506,19 +506,26 @@ class Inbox:
         ``poll`` is how long to wait when nothing was found (default ``recover_every``)."""
         wait = self.recover_every if poll is None else poll
         next_prune = time.monotonic()
+        waiting = False  # for the database: one line when that starts, one when it ends
         while not self._closing:
             found = 0
             try:
                 found = await self.drain()
             except Exception as exc:
-                if unreachable(exc):  # one line per pass, not the statement and its parameters
+                if not unreachable(exc):
+                    log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
+                elif not waiting:  # not one line per pass (a worker polls 20 times a second)
+                    waiting = True
                     log.warning(
-                        "%s: taking work from the ledger failed: the database is unreachable (%s)",
+                        "%s: taking work from the ledger failed: the database is unreachable "
+                        "(%s); trying again until it is back",
                         self.platform,
                         type(exc).__name__,
                     )
-                else:
-                    log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
+            else:
+                if waiting:
+                    waiting = False
+                    log.info("%s: the database is back; taking work from the ledger", self.platform)
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
                 await self.prune()

@@ -279,8 +279,14 @@ class Responder:
     ) -> None:
         try:
             await self.memory.remember(session_id, USER, question, metadata)
-        except Exception:  # the answer's own failure is what the boundary reports
-            log.warning("could not store the question of session %s", session_id, exc_info=True)
+        except Exception as exc:  # the answer's own failure is what the boundary reports
+            passing = unreachable(exc)  # an outage is expected: its reason, not a traceback
+            log.warning(
+                "could not store the question of session %s%s",
+                session_id,
+                f": the database is unreachable ({type(exc).__name__})" if passing else "",
+                exc_info=not passing,
+            )
 
     # --- commands and buttons -----------------------------------------------------------------
 

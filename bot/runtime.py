@@ -6,6 +6,7 @@ Adapters and CLI commands call :func:`build_runtime` and hand ``runtime.responde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
 from bot.looplag import LoopLagMonitor
 from bot.memory import MemoryPolicy
 from bot.responder import Responder
-from storage.db import Database
+from storage.db import Database, unreachable
 from storage.embeddings import make_embedder, preload
 from storage.knowledge import KnowledgeBase, KnowledgeError
 
@@ -62,6 +63,7 @@ def make_agent(settings: Settings, knowledge: KnowledgeBase) -> Agent:
             base_url=settings.openai_base_url or None,
             timeout=settings.openai_timeout,
             max_retries=settings.openai_max_retries,
+            max_retry_wait=settings.openai_max_retry_wait,
         )
     return OfflineAgent(knowledge)
 
@@ -168,6 +170,36 @@ async def ensure_schema(db: Database, *, create_if_empty: bool = False) -> bool:
         raise DatabaseError(f"cannot create the database tables: {exc}") from None
     log.info("created the supportbot tables in %s", migrate.safe_url(db.url))
     return True
+
+
+DATABASE_RETRY_EVERY = 1.0  # seconds between attempts while the database is unreachable
+
+
+async def ensure_schema_when_reachable(
+    db: Database, stop: asyncio.Event, *, retry_every: float = DATABASE_RETRY_EVERY
+) -> bool:
+    """:func:`ensure_schema` for a long-running process (a `serve` worker) that may start while
+    the database is down: wait for it instead of exiting, so work resumes within a second or so
+    of the database coming back rather than after the supervisor's restart backoff. One warning
+    when the wait starts, one info line when it ends. Any other failure (a missing schema) still
+    raises. False when ``stop`` was set before the database came back."""
+    waiting = False
+    while not stop.is_set():
+        try:
+            await ensure_schema(db)
+        except DatabaseError as exc:
+            if not unreachable(exc):
+                raise
+            if not waiting:
+                waiting = True
+                log.warning("%s; waiting for it to come back", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_every)
+            continue
+        if waiting:
+            log.info("the database is back")
+        return True
+    return False
 
 
 async def _table_names(db: Database) -> set[str]:

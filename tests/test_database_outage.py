@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,167 @@ async def test_slack_events_during_an_outage_get_a_500_one_log_line_and_are_answ
     [line] = [r for r in caplog.records if r.name == "adapters.slack.app"]
     assert "database is unreachable" in line.getMessage() and not line.exc_info
     assert [m.thread_ts for m in api.posted()] == [ts]
+
+
+class WorkerLog:
+    """What worker processes wrote to stderr (inherited from the test: captured by capfd)."""
+
+    def __init__(self, capfd: pytest.CaptureFixture[str]) -> None:
+        self.capfd = capfd
+        self.lines: list[str] = []
+
+    def has(self, text: str) -> bool:
+        self.lines += self.capfd.readouterr().err.splitlines()
+        return any(text in line for line in self.lines)
+
+    def count(self, text: str) -> int:
+        self.has(text)
+        return sum(text in line for line in self.lines)
+
+
+async def test_a_worker_waits_out_a_database_outage_instead_of_dying(
+    pg_url: str,
+    link: PostgresLink,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A `serve --workers` worker whose database is unreachable (when it starts, or later)
+    stays up and takes work again once it is back, instead of exiting and being restarted
+    after a growing backoff; it says so in one line when the wait starts and one when it ends."""
+    from adapters.slack.server import WORKER_COMMAND
+    from bot.supervisor import WorkerPool
+    from tests.fakes.slack_harness import BOT_TOKEN, SIGNING_SECRET
+
+    slack_kb = build_kb(tmp_path)
+    api = FakeSlackAPI()
+    await api.start()
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    for name in [n for n in os.environ if n.startswith(("SLACK_", "OPENAI_", "SUPPORTBOT_"))]:
+        monkeypatch.delenv(name)
+    worker_env = {  # the worker inherits the environment, as under `supportbot serve`
+        "DATABASE_URL": link.url(pg_url),
+        "SUPPORTBOT_KB_URI": slack_kb,
+        "SUPPORTBOT_EMBEDDER": "none",
+        "SLACK_API_URL": api.base_url,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SUPPORTBOT_LEASE_SECONDS": "3",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    for name, value in worker_env.items():
+        monkeypatch.setenv(name, value)
+    # The front acks and queues straight into PostgreSQL; only the worker loses its database.
+    front = await SlackHarness.start(
+        api, slack_settings(pg_url, slack_kb, api), db=db, answer_inline=False
+    )
+    worker_log = WorkerLog(capfd)
+    pool = WorkerPool(WORKER_COMMAND, 1)
+    asked: list[str] = []
+
+    async def ask(sender: Any) -> None:
+        asked.append(new_ts())
+        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=asked[-1])
+        assert (await sender.event(body)).status == 200  # queued for the worker
+
+    try:
+        async with front.sender() as sender:
+            async with link.outage():  # the worker starts while its database is down
+                pool.start()
+                await ask(sender)
+                await wait_until(
+                    lambda: worker_log.has("waiting for it to come back"),
+                    timeout=60,
+                    what="the worker to wait for its database",
+                )
+                [pid] = pool.pids()
+            await api.wait_for(lambda: _finished(api) == asked, timeout=30)
+            assert worker_log.count("the database is back") == 1
+            await wait_until(lambda: _all_answered(db, 1), timeout=20, what="the first answer")
+            async with link.outage():  # and again while it is taking work
+                await ask(sender)
+                await wait_until(
+                    lambda: worker_log.has("taking work from the ledger failed"),
+                    timeout=20,
+                    what="the worker to meet the outage",
+                )
+            await api.wait_for(lambda: _finished(api) == asked, timeout=30)
+            await wait_until(lambda: _all_answered(db, 2), timeout=20, what="the second answer")
+        assert pool.pids() == [pid] and pool.restarts == 0  # never exited, never restarted
+        assert worker_log.count("waiting for it to come back") == 1
+        assert worker_log.count("taking work from the ledger failed") == 1
+        assert worker_log.count("the database is back; taking work") == 1
+        assert worker_log.count("Traceback") == 0
+    finally:
+        await pool.aclose()
+        await front.close()
+        await api.close()
+        await db.dispose()
+
+
+def _finished(api: FakeSlackAPI) -> list[str | None]:
+    return [m.thread_ts for m in api.posted() if not m.streaming]
+
+
+async def _all_answered(db: Database, count: int) -> bool:
+    rows = await ledger(db, "slack")
+    return [row.status for row in rows.values()] == [events.ANSWERED] * count
+
+
+async def test_channel_settings_during_an_outage_are_the_defaults_and_one_line_without_traceback(
+    pg_url: str, link: PostgresLink, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.channels import DEFAULT_POLICY, ChannelSettings
+    from bot.messages import ConversationKey, Platform
+
+    db = Database(link.url(pg_url))  # no tables: a failure that is not an outage
+    settings = ChannelSettings(db, ttl=0)
+    where = ConversationKey(Platform.SLACK, "T1", "C1")
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.channels"):
+            async with link.outage():
+                assert await settings.policy(where) == DEFAULT_POLICY
+            [outage] = caplog.records
+            caplog.clear()
+            assert await settings.policy(where) == DEFAULT_POLICY  # the table is missing
+            [unexpected] = caplog.records
+    finally:
+        await db.dispose()
+    assert "the database is unreachable" in outage.getMessage() and not outage.exc_info
+    assert "using defaults" in outage.getMessage()
+    assert unexpected.exc_info  # a bug or a missing migration keeps its traceback
+
+
+async def test_a_question_that_cannot_be_stored_in_an_outage_is_one_line_without_traceback(
+    pg_url: str, link: PostgresLink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database goes away while the answer is being made: storing the answer fails, and
+    so does keeping the question alone; that is one warning with the reason."""
+    from bot.agent import OfflineAgent
+    from tests.core_support import build_kb as build_core_kb
+    from tests.core_support import message, responder
+
+    db = Database(link.url(pg_url))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    agent = OfflineAgent(build_core_kb(tmp_path))
+    original = agent.run
+
+    async def cut_off(request: Any) -> AsyncIterator[Any]:
+        async for item in original(request):
+            if link._server is not None and link._server.is_serving():
+                await link.down()  # after the conversation was read, before anything is stored
+            yield item
+
+    agent.run = cut_off  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.responder"):
+            await responder(db, agent).handle(message("How do I reset my password?"))
+    finally:
+        await link.up()
+        await db.dispose()
+    [kept] = [r for r in caplog.records if "could not store the question" in r.getMessage()]
+    assert "the database is unreachable" in kept.getMessage() and not kept.exc_info

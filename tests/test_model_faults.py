@@ -215,3 +215,68 @@ async def test_malformed_tool_calls_are_told_to_the_model_and_the_answer_goes_on
     assert any("unknown tool" in t for t in told)
     assert "Traceback" not in message["content"]
     assert "According to the docs" in message["content"]
+
+
+async def _slack_retrying(
+    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI, **extra: object
+) -> SlackHarness:
+    settings = slack_settings(
+        url, kb, api, openai_api_key=FAKE_API_KEY, openai_base_url=model.base_url, **extra
+    )
+    return await SlackHarness.start(api, settings, db=db)
+
+
+async def test_a_rate_limit_asking_to_wait_a_minute_is_an_apology_at_once_not_after_minutes(
+    api: FakeSlackAPI,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK would wait out a Retry-After of up to two minutes on each of its retries; past
+    what an asker tolerates (20 s by default) the request is not retried at all."""
+    fake_openai.fail_next(429, times=4, retry_after_ms=60_000)
+    h = await _slack_retrying(api, sqlite_db, sqlite_url, kb_uri, fake_openai)  # 3 retries
+    try:
+        with caplog.at_level(logging.ERROR, logger="bot.responder"):
+            failed = await _ask_slack(h, api, "how do I reset my password?")
+    finally:
+        await h.close()
+    assert failed == [texts.ERROR_MODEL_UNAVAILABLE]
+    assert len(fake_openai.requests) == 1  # asked once, not retried after 60 s three times
+    [record] = [r for r in caplog.records if r.name == "bot.responder"]
+    assert "rate limited and asked to wait 60 s" in record.getMessage() and not record.exc_info
+
+
+async def test_retries_that_together_wait_too_long_end_in_an_apology(
+    api: FakeSlackAPI,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    fake_openai: FakeOpenAI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each Retry-After is short enough to wait out, but one request (its tries and waits)
+    may take only one timeout plus the longest wait: 0.2 + 0.5 s here, where three waits of
+    0.4 s would come first."""
+    fake_openai.fail_next(429, times=4, retry_after_ms=400)
+    h = await _slack_retrying(
+        api,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        fake_openai,
+        openai_timeout=0.2,
+        openai_max_retry_wait=0.5,
+        openai_max_retries=3,
+    )
+    try:
+        with caplog.at_level(logging.ERROR, logger="bot.responder"):
+            failed = await _ask_slack(h, api, "how do I reset my password?")
+    finally:
+        await h.close()
+    assert failed == [texts.ERROR_MODEL_TIMEOUT]
+    assert len(fake_openai.requests) < 4  # the last retry was never sent
+    [record] = [r for r in caplog.records if r.name == "bot.responder"]
+    assert "did not start answering in time" in record.getMessage() and not record.exc_info

@@ -17,7 +17,7 @@ import signal
 
 from adapters.slack.app import SlackBot
 from bot.config import Settings
-from bot.runtime import build_runtime, ensure_schema
+from bot.runtime import build_runtime, ensure_schema_when_reachable
 from bot.supervisor import heartbeat_forever
 
 log = logging.getLogger(__name__)
@@ -32,20 +32,23 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
     runtime = await build_runtime(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Heartbeat from the start: a worker waiting for its database is alive (and must still
+    # notice a supervisor that is gone).
+    heartbeat = asyncio.create_task(heartbeat_forever(stop.set))
     try:
-        await ensure_schema(runtime.db)
+        if not await ensure_schema_when_reachable(runtime.db, stop):
+            return
         bot = SlackBot(runtime)
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await bot.start(recover=False)
         log.info("supportbot Slack worker taking work from the ledger")
-        heartbeat = asyncio.create_task(heartbeat_forever(stop.set))
         try:
             await bot.work_loop(stop)
         finally:
-            heartbeat.cancel()
             await bot.aclose(timeout=SHUTDOWN_GRACE)
     finally:
+        heartbeat.cancel()
         await runtime.aclose()
