@@ -250,30 +250,26 @@ class Inbox:
         Retried through a database blip (the heartbeat keeps the lease meanwhile), as
         finishing is: what is recorded here is what lets a later attempt remove a half-posted
         answer. A database that stays unreachable hands the work back (:class:`TryLater`)."""
-        for delay in FINISH_RETRY_DELAYS:
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                owned = await events.update_payload(
-                    self.db,
-                    platform=self.platform,
-                    event_id=work.key,
-                    attempts=work.attempts,
-                    payload=payload,
-                )
-            except Exception as exc:
-                if not unreachable(exc):
-                    raise
-                log.warning("recording the progress of %s failed: %s", work.key, type(exc).__name__)
-                continue
-            if not owned:
-                raise OwnershipLost(work.key)
-            recorded = replace(work, payload=payload)
-            held = self._held.get(work.key)
-            if held is not None and held.attempts == work.attempts:
-                held.work = recorded  # a give-up retracts and tells from what was recorded last
-            return recorded
-        raise TryLater("the database stayed unreachable")
+        owned = await self._through_blips(
+            lambda: events.update_payload(
+                self.db,
+                platform=self.platform,
+                event_id=work.key,
+                attempts=work.attempts,
+                payload=payload,
+            ),
+            f"recording the progress of {work.key}",
+            retry_if=unreachable,
+        )
+        if owned is None:
+            raise TryLater("the database stayed unreachable")
+        if not owned:
+            raise OwnershipLost(work.key)
+        recorded = replace(work, payload=payload)
+        held = self._held.get(work.key)
+        if held is not None and held.attempts == work.attempts:
+            held.work = recorded  # a give-up retracts and tells from what was recorded last
+        return recorded
 
     # ---- running one unit of work -------------------------------------------------------------
 
@@ -373,26 +369,49 @@ class Inbox:
     async def _finish(self, work: Work, status: str) -> bool:
         """Record the outcome, retrying through database blips (the heartbeat keeps the lease
         meanwhile). False when the row is no longer ours or the database never came back."""
+        owned = await self._through_blips(
+            lambda: events.finish_event(
+                self.db,
+                platform=self.platform,
+                event_id=work.key,
+                attempts=work.attempts,
+                status=status,
+            ),
+            f"recording {work.key} as {status}",
+            count_retries=True,
+        )
+        if owned is None:
+            log.error(
+                "gave up recording %s as %s; the database stayed unreachable", work.key, status
+            )
+            return False
+        if not owned:
+            log.warning("%s %s was no longer ours when finishing", self.platform, work.key)
+        return owned
+
+    async def _through_blips(
+        self,
+        write: Callable[[], Awaitable[bool]],
+        what: str,
+        *,
+        retry_if: Callable[[BaseException], bool] = lambda _exc: True,
+        count_retries: bool = False,
+    ) -> bool | None:
+        """Run one ledger write of a row this process holds, again after each pause of
+        FINISH_RETRY_DELAYS while it fails in a way ``retry_if`` accepts (the heartbeat keeps
+        the lease meanwhile); other errors are raised. None: the database never came back."""
         for delay in FINISH_RETRY_DELAYS:
             if delay:
-                self.stats.finish_retries += 1
+                if count_retries:
+                    self.stats.finish_retries += 1
                 await asyncio.sleep(delay)
             try:
-                owned = await events.finish_event(
-                    self.db,
-                    platform=self.platform,
-                    event_id=work.key,
-                    attempts=work.attempts,
-                    status=status,
-                )
+                return await write()
             except Exception as exc:
-                log.warning("recording %s as %s failed: %s", work.key, status, type(exc).__name__)
-                continue
-            if not owned:
-                log.warning("%s %s was no longer ours when finishing", self.platform, work.key)
-            return owned
-        log.error("gave up recording %s as %s; the database stayed unreachable", work.key, status)
-        return False
+                if not retry_if(exc):
+                    raise
+                log.warning("%s failed: %s", what, type(exc).__name__)
+        return None
 
     async def _release(self, work: Work, *, after: timedelta = timedelta(0)) -> None:
         try:
