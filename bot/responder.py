@@ -108,15 +108,14 @@ class Responder:
                     metrics.observe_answer("unanswered" if item.silent else item.kind.value)
                 yield item
         except Exception as exc:
-            # (A model or knowledge-base error is theirs, whatever lies underneath.)
-            known = isinstance(exc, ModelError | KnowledgeBaseError)
-            if hand_back_storage_faults and not known and unreachable(exc):
+            # A model or knowledge-base error is theirs, whatever lies underneath.
+            expected = isinstance(exc, ModelError | KnowledgeBaseError)
+            if hand_back_storage_faults and not expected and unreachable(exc):
                 raise TryLater(f"the database is unreachable ({type(exc).__name__})") from exc
             # The error boundary: log for the operator (session id and the reason; never
             # message contents or credentials), apologise to the user. A fault we expect (the
             # model failed after its retries, the knowledge base cannot be read) is one line;
             # anything else carries its traceback.
-            expected = isinstance(exc, ModelError | KnowledgeBaseError)
             log.error(
                 "answer failed for session %s (message %s): %s",
                 session_id,
