@@ -62,8 +62,8 @@ def to_incoming(line: str, conversation: ConversationKey) -> IncomingMessage:
     )
 
 
-def render_sources(sources: tuple[Source, ...]) -> str:
-    lines = [f"{texts.SOURCES_HEADING}:"]
+def render_sources(sources: tuple[Source, ...], heading: str = texts.SOURCES_HEADING) -> str:
+    lines = [f"{heading}:"]
     for n, source in enumerate(sources, start=1):
         where = heading_of(source)
         lines.append(f"  [{n}] {where} ({source.url_or_path})")
@@ -120,6 +120,8 @@ class ConsoleAdapter:
                 self.write(("\n" if exchange.streamed else "") + reply.text)
             if reply.sources and reply.kind in (ReplyKind.ANSWER, ReplyKind.ESCALATED):
                 self.write("\n\n" + render_sources(reply.sources))
+            if reply.related:
+                self.write("\n\n" + render_sources(reply.related, texts.RELATED_HEADING))
         self.write("\n\n")
         return exchange
 

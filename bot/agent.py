@@ -30,7 +30,14 @@ from bot.grounding import (
 from bot.memory import ConversationContext
 from bot.messages import ReplyKind, Source
 from bot.quotes import quote_markdown
-from bot.tools import SEARCH_TOOL, TOOL_SCHEMAS, Searchable, ToolBox, source_of
+from bot.tools import (
+    SEARCH_TOOL,
+    TOOL_SCHEMAS,
+    Searchable,
+    ToolBox,
+    related_sources,
+    source_of,
+)
 from storage.passages import WINDOW_SENTENCES, heading_of, sentences_with_code
 from storage.queries import sub_queries
 
@@ -78,6 +85,8 @@ class AgentResult:
     sources: tuple[Source, ...] = ()
     tool_metadata: dict[str, Any] = field(default_factory=dict)
     escalation_reason: str | None = None
+    # With a refusal: the pages nearest the question, offered as leads, not as an answer.
+    related: tuple[Source, ...] = ()
 
 
 class Agent(Protocol):
@@ -283,6 +292,11 @@ class OpenAIAgent:
             sources=sources,
             tool_metadata=metadata,
             escalation_reason=toolbox.escalation_reason,
+            related=(
+                related_sources(request.question, toolbox.passages)
+                if kind is ReplyKind.NO_ANSWER
+                else ()
+            ),
         )
 
     async def _searched_first(
@@ -601,7 +615,8 @@ class OfflineAgent:
         if not decision.answerable:
             yield texts.NOT_IN_DOCS
             metadata["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            yield AgentResult(texts.NOT_IN_DOCS, ReplyKind.NO_ANSWER, (), metadata)
+            related = related_sources(question, toolbox.passages)
+            yield AgentResult(texts.NOT_IN_DOCS, ReplyKind.NO_ANSWER, (), metadata, related=related)
             return
         parts = [texts.OFFLINE_LABEL]
         sources: list[Source] = []

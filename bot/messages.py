@@ -120,6 +120,9 @@ class Reply:
     # set); the question is recorded as unanswered.
     silent: bool = False
     reaction: str | None = None
+    # With "not in the docs": the pages nearest the question, shown apart from sources, as leads
+    # the asker may read (the bot does not claim they answer it).
+    related: tuple[Source, ...] = ()
 
 
 def message_to_record(msg: IncomingMessage, *, max_text: int | None = None) -> dict[str, Any]:

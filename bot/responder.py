@@ -253,6 +253,9 @@ class Responder:
                 metadata["question"] = question[:QUESTION_IN_METADATA_CHARS]
             if escalation_id is not None:
                 metadata["escalation_id"] = escalation_id
+            related = result.related if kind is ReplyKind.NO_ANSWER else ()
+            if related:
+                metadata["related"] = [source.url_or_path for source in related]
             # The question and its answer are stored together, in one statement.
             memory_id = await self.memory.remember_turn(
                 session_id, question, question_metadata, text, metadata
@@ -271,6 +274,7 @@ class Responder:
             memory_id=memory_id,
             session_id=session_id,
             escalation_id=escalation_id,
+            related=related,
         )
 
     async def _keep_question(

@@ -124,6 +124,8 @@ def escalation_resolved_notice(resolved_by: str, when: str) -> str:
 
 
 SOURCES_HEADING = "Sources"
+# Over the pages offered with a refusal: leads, not an answer.
+RELATED_HEADING = "Closest pages in the docs (they may not answer this)"
 
 
 def help_text(commands: list[tuple[str, str]]) -> str:

@@ -54,6 +54,14 @@ async def test_mention_starts_a_thread_and_is_answered_there(
     assert world.api.channel_messages(world.channel_id) == []
 
 
+async def test_discord_refusal_shows_the_leads_embed(world: DiscordWorld, bot: RunningBot) -> None:
+    question = await world.say("Can I pay my invoices with PayPal?", mention=True)
+    (refusal,) = await world.bot_messages(question["id"])
+    assert "couldn't find this" in refusal["content"]
+    assert refusal["embeds"][0]["title"] == texts.RELATED_HEADING
+    assert "billing.md" in refusal["embeds"][0]["fields"][0]["value"]
+
+
 async def test_follow_up_in_thread_is_answered_with_context(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:

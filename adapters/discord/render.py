@@ -140,7 +140,9 @@ def application_commands(commands: tuple[SlashCommand, ...]) -> list[dict[str, A
 def render_reply(reply: Reply, *, limit: int = MESSAGE_LIMIT) -> list[MessagePayload]:
     """The messages to post for a reply; sources and buttons ride on the last one."""
     chunks = split_markdown(reply.text, limit=limit) or [_fallback_text(reply)]
-    embed = sources_embed(reply.sources)
+    embed = sources_embed(reply.sources) or sources_embed(
+        reply.related, heading=texts.RELATED_HEADING
+    )
     buttons = reply_buttons(reply)
     payloads = [MessagePayload(content=chunk) for chunk in chunks]
     payloads[-1] = MessagePayload(
@@ -185,11 +187,14 @@ def resolve_button(escalation_id: int) -> ButtonSpec:
     )
 
 
-def sources_embed(sources: tuple[Source, ...] | list[Source]) -> dict[str, Any] | None:
-    """One embed listing the sources, kept within every embed limit (None if no sources)."""
+def sources_embed(
+    sources: tuple[Source, ...] | list[Source], *, heading: str = texts.SOURCES_HEADING
+) -> dict[str, Any] | None:
+    """One embed listing the sources (or, under its own heading, the pages offered with a
+    refusal), kept within every embed limit (None if there are none)."""
     if not sources:
         return None
-    title = texts.SOURCES_HEADING[:EMBED_TITLE_LIMIT]
+    title = heading[:EMBED_TITLE_LIMIT]
     embed: dict[str, Any] = {"type": "rich", "title": title, "fields": []}
     total = len(title)
     for number, source in enumerate(sources, start=1):

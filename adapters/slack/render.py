@@ -210,13 +210,20 @@ def source_link(source: Source) -> str:
     return f"{title} (`{escape(target)}`)" if target else title
 
 
-def sources_block(sources: tuple[Source, ...]) -> dict[str, Any] | None:
+def sources_block(
+    sources: tuple[Source, ...],
+    *,
+    heading: str = texts.SOURCES_HEADING,
+    block_id: str = "sb_sources",
+) -> dict[str, Any] | None:
+    """A context block listing pages: an answer's sources, or (with its own heading) the pages
+    offered with a refusal."""
     if not sources:
         return None
-    elements = [{"type": "mrkdwn", "text": f"*{escape(texts.SOURCES_HEADING)}:*"}]
+    elements = [{"type": "mrkdwn", "text": f"*{escape(heading)}:*"}]
     for source in sources[: CONTEXT_ELEMENTS - 1]:
         elements.append({"type": "mrkdwn", "text": source_link(source)[:SECTION_LIMIT]})
-    return {"type": "context", "block_id": "sb_sources", "elements": elements}
+    return {"type": "context", "block_id": block_id, "elements": elements}
 
 
 def button_value(**fields: Any) -> str:
@@ -307,9 +314,12 @@ def footer_blocks(
 ) -> list[dict[str, Any]]:
     """What goes under the last part of an answer: sources, then the buttons."""
     blocks: list[dict[str, Any]] = []
-    sources = sources_block(reply.sources)
-    if sources is not None:
-        blocks.append(sources)
+    for listed in (
+        sources_block(reply.sources),
+        sources_block(reply.related, heading=texts.RELATED_HEADING, block_id="sb_related"),
+    ):
+        if listed is not None:
+            blocks.append(listed)
     if share:
         block = share_block(reply)
         if block is not None:

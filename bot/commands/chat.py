@@ -157,24 +157,37 @@ async def _ask(question: str, *, as_json: bool, session: str) -> None:
 def reply_json(reply: Any) -> dict[str, Any]:
     """The stable ``ask --json`` object."""
     if reply is None:
-        return {"text": "", "kind": "none", "sources": [], "session_id": None, "memory_id": None}
+        return {
+            "text": "",
+            "kind": "none",
+            "sources": [],
+            "related": [],
+            "session_id": None,
+            "memory_id": None,
+        }
     return {
         "text": reply.text,
         "kind": reply.kind.value,
-        "sources": [
-            {
-                "n": n,
-                "title": s.title,
-                "heading": s.heading,
-                "path": s.url_or_path,
-                "snippet": s.snippet,
-                "score": s.score,
-            }
-            for n, s in enumerate(reply.sources, start=1)
-        ],
+        "sources": sources_json(reply.sources),
+        # Pages offered with a refusal ("kind": "no_answer"): not sources of an answer.
+        "related": sources_json(reply.related),
         "session_id": reply.session_id,
         "memory_id": reply.memory_id,
     }
+
+
+def sources_json(sources: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "n": n,
+            "title": s.title,
+            "heading": s.heading,
+            "path": s.url_or_path,
+            "snippet": s.snippet,
+            "score": s.score,
+        }
+        for n, s in enumerate(sources, start=1)
+    ]
 
 
 async def stdin_lines(prompt: str | None) -> AsyncIterator[str]:
