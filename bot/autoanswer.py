@@ -87,6 +87,8 @@ async def stay_silent(
         agent_kind=result.kind.value,
         question=question[:QUESTION_CHARS],
     )
+    if result.related:  # the report's coverage gaps name the pages nearest them
+        metadata["related"] = [source.url_or_path for source in result.related]
     memory_id = await memory.remember(session_id, EVENT, "", metadata)
     return Reply(
         text="",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,9 @@ WORD_SIMILARITY = 0.5  # Jaccard of content words, when no embedder is configure
 TOP_GAPS = 10
 TOP_DOCUMENTS = 10
 EXAMPLES_PER_GAP = 5
+# A gap's nearest pages: the ones its refusals most often offered as closest (the page to extend,
+# or to link a new one from).
+PAGES_PER_GAP = 3
 MAX_CLUSTERED = 1000  # the most recent unanswered questions are grouped; older ones are counted
 
 Embed = Callable[[list[str]], Any]  # texts -> array of vectors (an Embedder's .embed)
@@ -57,11 +60,18 @@ class Gap:
     label: str
     count: int
     questions: list[str]
+    # The pages its refusals offered as closest, most often first (none recorded: empty).
+    pages: list[str] = field(default_factory=list)
 
 
-def cluster_questions(questions: list[str], embed: Embed | None = None) -> list[Gap]:
+def cluster_questions(
+    questions: list[str],
+    embed: Embed | None = None,
+    related: Sequence[Sequence[str]] | None = None,
+) -> list[Gap]:
     """Greedy single pass: a question joins the first group whose first question is similar
-    enough, else starts a group. Groups are returned largest first."""
+    enough, else starts a group. Groups are returned largest first. ``related[i]``: the pages
+    offered with question i's refusal (:attr:`Gap.pages` counts them)."""
     if not questions:
         return []
     groups: list[list[int]] = []
@@ -91,7 +101,9 @@ def cluster_questions(questions: list[str], embed: Embed | None = None) -> list[
         texts = [questions[i] for i in group]
         label = Counter(t.strip().lower() for t in texts).most_common(1)[0][0]
         label = next(t for t in texts if t.strip().lower() == label)
-        gaps.append(Gap(label, len(texts), list(dict.fromkeys(texts))[:EXAMPLES_PER_GAP]))
+        pages = Counter(page for i in group for page in (related[i] if related else ()))
+        ranked = sorted(pages, key=lambda page: (-pages[page], page))[:PAGES_PER_GAP]
+        gaps.append(Gap(label, len(texts), list(dict.fromkeys(texts))[:EXAMPLES_PER_GAP], ranked))
     return sorted(gaps, key=lambda g: (-g.count, g.label))
 
 
@@ -129,6 +141,7 @@ async def build_report(
     outcomes = Counter({kind: 0 for kind in OUTCOME_KINDS})
     first_tokens: list[float] = []
     unanswered: list[str] = []
+    nearest: list[list[str]] = []  # each unanswered question's closest pages (Reply.related)
     citations: Counter[str] = Counter()
     for turn in turns:
         meta = turn.tool_metadata or {}
@@ -140,10 +153,11 @@ async def build_report(
             first_tokens.append(float(meta["first_token_ms"]))
         if kind in UNANSWERED_KINDS and meta.get("question"):
             unanswered.append(str(meta["question"]))
+            nearest.append([str(page) for page in meta.get("related") or [] if page])
         if kind == "answer":
             citations.update(cited_sources(meta))
 
-    gaps = cluster_questions(unanswered[-MAX_CLUSTERED:], embed)
+    gaps = cluster_questions(unanswered[-MAX_CLUSTERED:], embed, nearest[-MAX_CLUSTERED:])
     ranked = sorted(citations.items(), key=lambda kv: (-kv[1], kv[0]))
     documents: dict[str, Any] = {
         "most_cited": [{"source": s, "citations": n} for s, n in ranked[:TOP_DOCUMENTS]],
@@ -175,7 +189,8 @@ async def build_report(
             "samples": len(first_tokens),
         },
         "coverage_gaps": [
-            {"label": g.label, "count": g.count, "questions": g.questions} for g in gaps[:TOP_GAPS]
+            {"label": g.label, "count": g.count, "questions": g.questions, "nearest_pages": g.pages}
+            for g in gaps[:TOP_GAPS]
         ],
         "gap_clustering": "embedder" if embed is not None else "shared words",
         "documents": documents,

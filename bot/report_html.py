@@ -106,11 +106,15 @@ def report_sections(report: dict[str, Any]) -> str:
     out.append(f"<section><h2>Coverage gaps ({escape(report['gap_clustering'])})</h2>")
     gaps = report["coverage_gaps"]
     if gaps:
-        out.append("<table><tr><th>questions</th><th>gap</th><th>examples</th></tr>")
+        out.append(
+            "<table><tr><th>questions</th><th>gap</th><th>examples</th><th>nearest pages</th></tr>"
+        )
         for gap in gaps:
             examples = "<br>".join(escape(q) for q in gap["questions"])
+            pages = "<br>".join(escape(p) for p in gap.get("nearest_pages") or ()) or "—"
             out.append(
-                f"<tr><td>{gap['count']}</td><td>{escape(gap['label'])}</td><td>{examples}</td></tr>"
+                f"<tr><td>{gap['count']}</td><td>{escape(gap['label'])}</td><td>{examples}</td>"
+                f"<td>{pages}</td></tr>"
             )
         out.append("</table>")
     else:

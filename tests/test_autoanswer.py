@@ -50,8 +50,11 @@ async def test_grounded_posts_answered_others_silent(db: Database, kb: Knowledge
     assert reply.kind is ReplyKind.ANSWER and not reply.silent
     assert "".join(deltas) == reply.text and reply.sources[0].url_or_path == "auth.md"
 
-    deltas, reply = await collect(responder, new_post("Can I pay with PayPal?", msg_id="p2"))
+    deltas, reply = await collect(
+        responder, new_post("Can I pay my invoices with PayPal?", msg_id="p2")
+    )
     assert deltas == [] and reply.silent and reply.text == "" and reply.reaction is None
+    assert reply.related == ()  # a silent post shows nothing, not even leads
 
     # A reaction instead of silence, set while running.
     await channel_settings.upsert_setting(
@@ -75,9 +78,11 @@ async def test_grounded_posts_answered_others_silent(db: Database, kb: Knowledge
         )
     assert [e.tool_metadata["kind"] for e in events] == ["unanswered", "unanswered"]
     assert [e.tool_metadata["question"] for e in events] == [
-        "Can I pay with PayPal?",
+        "Can I pay my invoices with PayPal?",
         "Is there a Kubernetes operator?",
     ]
+    # The report's coverage gaps name the page nearest the first (billing.md's invoices).
+    assert events[0].tool_metadata["related"] == ["billing.md"]
     # The silent posts never enter a conversation's history as bot turns.
     context = await responder.memory.load("slack:T1:CHELP:p2")
     assert [m["role"] for m in context.history] == ["user"]

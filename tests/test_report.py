@@ -47,14 +47,24 @@ SEED = [
     (
         "d",
         "assistant",
-        {"kind": "no_answer", "first_token_ms": 50, "question": "Can I pay with PayPal?"},
+        {
+            "kind": "no_answer",
+            "first_token_ms": 50,
+            "question": "Can I pay with PayPal?",
+            "related": ["billing.md", "faq.md"],
+        },
         NOW,
     ),
     ("e", "user", None, NOW),
     (
         "e",
         "event",
-        {"kind": "unanswered", "first_token_ms": 80, "question": "Can I pay using PayPal?"},
+        {
+            "kind": "unanswered",
+            "first_token_ms": 80,
+            "question": "Can I pay using PayPal?",
+            "related": ["billing.md"],
+        },
         NOW,
     ),
     ("h", "user", None, NOW),
@@ -81,8 +91,15 @@ EXPECTED = {
             "label": "Can I pay with PayPal?",
             "count": 2,
             "questions": ["Can I pay with PayPal?", "Can I pay using PayPal?"],
+            # billing.md was offered with both refusals, faq.md with one.
+            "nearest_pages": ["billing.md", "faq.md"],
         },
-        {"label": SCRIPT_QUESTION, "count": 1, "questions": [SCRIPT_QUESTION]},
+        {
+            "label": SCRIPT_QUESTION,
+            "count": 1,
+            "questions": [SCRIPT_QUESTION],
+            "nearest_pages": [],
+        },
     ],
     "gap_clustering": "shared words",
     "documents": {
@@ -225,7 +242,7 @@ async def test_real_failures_and_silences_are_counted(db: Database, tmp_path: Pa
     )
     await broken.aclose()
     offline = Responder(db=db, agent=OfflineAgent(kb), memory=MemoryPolicy(db, turns=5))
-    refused = await offline.handle(ask("Can I pay with PayPal?", "t2"))
+    refused = await offline.handle(ask("Can I pay my invoices with PayPal?", "t2"))
     answered = await offline.handle(ask("how do I reset my password?", "t3"))
     assert (failed.kind, refused.kind, answered.kind) == (
         ReplyKind.ERROR,
@@ -239,7 +256,8 @@ async def test_real_failures_and_silences_are_counted(db: Database, tmp_path: Pa
         1,
         1,
     )
-    assert report["coverage_gaps"][0]["questions"] == ["Can I pay with PayPal?"]
+    assert report["coverage_gaps"][0]["questions"] == ["Can I pay my invoices with PayPal?"]
+    assert report["coverage_gaps"][0]["nearest_pages"] == ["billing.md"]  # offered with it
     assert report["time_to_first_token_ms"]["samples"] == 2
     assert report["documents"]["most_cited"] == [{"source": "auth.md", "citations": 1}]
     assert report["documents"]["never_cited"] == ["billing.md"]

@@ -88,7 +88,11 @@ def print_summary(data: dict[str, Any]) -> None:
     typer.echo(f"feedback: {data['feedback']['up']} up, {data['feedback']['down']} down")
     typer.echo(f"time to first token: median {ttft['median']} ms, p95 {ttft['p95']} ms")
     for gap in data["coverage_gaps"]:
-        typer.echo(f"gap ({gap['count']}): {gap['label']}")
+        near = gap.get("nearest_pages") or []
+        typer.echo(
+            f"gap ({gap['count']}): {gap['label']}"
+            + (f" (nearest pages: {', '.join(near)})" if near else "")
+        )
     for doc in data["documents"]["most_cited"]:
         typer.echo(f"cited {doc['citations']}: {doc['source']}")
     never = data["documents"].get("never_cited")
