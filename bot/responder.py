@@ -322,6 +322,17 @@ class Responder:
         text = texts.FEEDBACK_THANKS_HELPFUL if helpful else texts.FEEDBACK_THANKS_UNHELPFUL
         return self._info(text, session_id, ephemeral=True)
 
+    async def follows(self, conversation: ConversationKey) -> bool:
+        """Are messages in this thread that do not mention the bot for it? When it has taken
+        part in the conversation and no hand-off is open there (:meth:`handed_off`)."""
+        return await self.memory.follows(conversation) and not await self.handed_off(conversation)
+
+    async def handed_off(self, conversation: ConversationKey) -> bool:
+        """Is a hand-off open in this conversation? Then the team has it: the bot answers only
+        when mentioned, so that it never talks over the person helping (nor answers their
+        replies as questions) until the hand-off is resolved."""
+        return await escalations.has_open(self.db, session_id=conversation.session_id)
+
     async def escalate(
         self, *, conversation: ConversationKey, requested_by: str, reason: str | None = None
     ) -> HandOff:

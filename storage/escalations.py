@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
@@ -133,6 +133,21 @@ async def resolve_escalation(
         if result.rowcount != 1:
             return None
     return await get_escalation(db, escalation_id=escalation_id)
+
+
+async def has_open(db: Database, *, session_id: str) -> bool:
+    """Is a hand-off open in this conversation? Asked for thread replies that do not mention
+    the bot (where one is open the bot steps back), so a prebuilt read of at most one id."""
+    async with db.reads() as conn:
+        return (await conn.scalar(_OPEN_ID, {"b_session": session_id})) is not None
+
+
+_ESCALATIONS: Table = Escalation.__table__  # type: ignore[assignment]
+_OPEN_ID = (
+    select(_ESCALATIONS.c.id)
+    .where(_ESCALATIONS.c.session_id == bindparam("b_session"), _ESCALATIONS.c.status == OPEN)
+    .limit(1)
+)
 
 
 async def get_escalation(db: Database, *, escalation_id: int) -> Escalation | None:

@@ -215,3 +215,33 @@ async def test_two_people_asking_for_a_human_at_once_give_one_notice(
         await running.stop()
     [notice] = world.api.channel_messages(team)
     assert f"<@{world.alice['id']}>" in notice["content"] or world.bob["id"] in notice["content"]
+
+
+async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """After a hand-off, the team's replies and the asker's un-mentioned follow-ups in the
+    thread are for the humans; a mention still reaches the bot, and once the hand-off is
+    resolved it follows the thread again."""
+    settings = make_settings(
+        world, sqlite_url, kb_uri, discord_escalation_channel=world.no_threads_channel_id
+    )
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        opened, _resolve_id, escalation_id = await _escalated(world)
+        thread_id = opened["channel_id"]
+        assert len(world.api.channel_messages(thread_id)) == 1  # the answer
+        await world.say("Hi, I'm on it: which plan are you on?", channel_id=thread_id,
+                        author=world.bob)  # fmt: skip
+        await world.say("The team plan. How do I reset my password?", channel_id=thread_id)
+        await world.say("How do I reset my password?", channel_id=thread_id, mention=True)
+        await world.bot_messages(thread_id, 2)
+        await asyncio.sleep(0.5)  # the un-mentioned two stay unanswered
+        assert len(world.api.channel_messages(thread_id)) == 2
+        await escalations.resolve_escalation(
+            sqlite_db, escalation_id=escalation_id, resolved_by=world.bob["id"]
+        )
+        await world.say("And how long does the reset link last?", channel_id=thread_id)
+        await world.bot_messages(thread_id, 3)
+    finally:
+        await running.stop()

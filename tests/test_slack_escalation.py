@@ -408,3 +408,49 @@ async def test_a_double_click_during_a_passing_fault_still_gives_one_notice(
     assert len(api.posted("C0000001")) == 2
     assert all(texts.ESCALATION_ALREADY_OPEN in e.params["text"] for e in api.ephemerals)
     assert await escalations.get_escalation(db, escalation_id=row.id) is not None
+
+
+async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """After a hand-off, the team's replies and the asker's un-mentioned follow-ups in the thread
+    are for the humans: the bot answers only when mentioned, and follows the thread again once
+    the hand-off is resolved."""
+    settings = slack_settings(any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    api.channel_members["CSUPPORT"] = ["UAGENT01"]
+    h = await SlackHarness.start(api, settings, db=db)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            root = answer.thread_ts
+
+            async def say(text: str, user: str) -> None:
+                event = app_mention(
+                    text=text, ts=new_ts(), thread_ts=root, user=user,
+                    event_type="message", channel_type="channel",
+                )  # fmt: skip
+                await sender.event(event)
+                await h.bot.wait_idle()
+
+            # Before the hand-off an un-mentioned follow-up is answered (the bot joined).
+            await say("how do I reset my password?", ASKER)
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+            await _click(sender, answer, "sb_human")
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 3 and api.posted("CSUPPORT"))
+            await h.bot.wait_idle()
+            await say("Hi, I'm on it: which plan are you on?", "UAGENT01")
+            await say("the team plan, how do I reset my password again?", ASKER)
+            await asyncio.sleep(0.3)
+            await h.bot.wait_idle()
+            assert len(api.posted("C0000001")) == 3  # nothing said over the human
+            # A mention still reaches the bot.
+            await say(f"<@{BOT}> how do I reset my password?", ASKER)
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 4)
+            # Resolved: the bot follows the thread again.
+            [row] = await _escalations(db)
+            await escalations.resolve_escalation(db, escalation_id=row.id, resolved_by="UAGENT01")
+            await say("and how do I reset my password on mobile?", ASKER)
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 5)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()

@@ -330,22 +330,26 @@ class DiscordAdapter:
         if context.kind is ChannelKind.DM:
             return "dm"
         if context.kind is ChannelKind.THREAD:
-            if incoming.mentions_bot or context.parent_id in self.forum_channels:
+            if incoming.mentions_bot:
                 return "thread"
-            if (await self.responder.channels.policy(
-                incoming.conversation, parent_channel_id=context.parent_id
-            )).auto_answer:  # fmt: skip
-                return "thread"
-            if await self.responder.memory.follows(incoming.conversation):
-                return "thread"
-            return None
+            unprompted = (
+                context.parent_id in self.forum_channels
+                or (await self.responder.channels.policy(
+                    incoming.conversation, parent_channel_id=context.parent_id
+                )).auto_answer
+                or await self.responder.memory.follows(incoming.conversation)
+            )  # fmt: skip
+            # While a hand-off is open the team has the thread: the bot speaks when mentioned.
+            if not unprompted or await self.responder.handed_off(incoming.conversation):
+                return None
+            return "thread"
         if not known:
             # A thread the bot has answered in has memories under the thread's session id.
             thread_key = convert.thread_conversation(
                 guild_id=incoming.conversation.workspace_id,
                 thread_id=incoming.conversation.channel_id,
             )
-            if await self.responder.memory.follows(thread_key):
+            if await self.responder.follows(thread_key):
                 return "thread-by-memory"
         # A mention in a thread Discord would not describe goes this way too: starting a thread
         # there fails, and it is answered in place (see _open_thread).
