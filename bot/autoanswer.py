@@ -27,8 +27,10 @@ DEFAULT_MIN_COVERAGE = MIN_COVERAGE
 # signal: the highest bar that still answers at least 70% of the answerable posts. Three sets
 # (17:10 UTC): 0.80 gave precision 92.0%, coverage 71.2%. Four sets, model refitted on them
 # (19:35 UTC): 0.80 gives 89.3% / 71.7%, 0.85 would answer 61.6%. No bar reaches 95% pooled
-# precision with 70% coverage (docs/bench-sections/autoanswer.md).
-DEFAULT_MIN_PROBABILITY = 0.80
+# precision with 70% coverage (docs/bench-sections/autoanswer.md). The model refitted on the
+# spent fresh batches too (2026-12-05): 0.75 is the highest bar answering 70% of the answerable
+# fit rows (bench/eval/fit_refusal.py --semantic prints it).
+DEFAULT_MIN_PROBABILITY = 0.75
 QUESTION_CHARS = 500  # kept in the record, for the report's coverage gaps
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.kb_eval import UNSCORED_BATCHES, load_questions
+from bot.kb_eval import SPENT_BATCHES, UNSCORED_BATCHES, load_questions
 
 EVAL = Path(__file__).resolve().parent.parent / "bench" / "eval"
 EXTERNAL = ["flask", "etcd", "pytest", "fastapi", "prometheus", "scrapy"]
@@ -91,8 +91,8 @@ def test_corpora_record_source_and_licence() -> None:
         assert any(folder.glob("LICENSE*"))
 
 
-def _bench_module(name: str):  # type: ignore[no-untyped-def]
-    path = EVAL.parent / f"{name}.py"
+def _bench_module(name: str, path: Path | None = None):  # type: ignore[no-untyped-def]
+    path = path or EVAL.parent / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -140,7 +140,8 @@ def test_the_fresh_only_sets_are_registered_but_out_of_every_default_run(
     name: str, batch: int
 ) -> None:
     """prometheus and scrapy are in SETS (so each can be scored once, on purpose) but not in
-    `make eval`'s default sets, not among the sets the answer-or-refuse model is fitted on, and
+    `make eval`'s default sets, not among the sets the answer-or-refuse model is fitted on until
+    their batch is spent (prometheus's batch 6 is, since 2026-12-05), and
     every row is of the set's one batch (6 or 7): with no --fresh-batch, no split of it has a
     question to score. When scored, it is reported as the held-out split (whose per-question
     misses are dropped), not as "all"."""
@@ -150,7 +151,8 @@ def test_the_fresh_only_sets_are_registered_but_out_of_every_default_run(
     path = EVAL / f"{name}.jsonl"
     assert eval_sets.SETS[name] == (path, EVAL / "corpora" / name / "docs")
     assert name not in eval_sets.DEFAULT_SETS.split(",")
-    assert f'"{name}"' not in fit_refusal
+    # The answer-or-refuse model is fitted on a fresh batch only once its one look is taken.
+    assert (f'"{name}"' in fit_refusal) is (batch in SPENT_BATCHES)
     rows = rows_of(name)
     assert {row.get("batch") for row in rows} == {batch}
     assert {row["split"] for row in rows} == {"heldout"}
@@ -187,3 +189,16 @@ def test_supportbot_eval_leaves_the_unscored_batches_out_unless_asked_for(tmp_pa
 
     assert scored("--split", "heldout") == 1
     assert scored("--split", "heldout", "--fresh-batch", "5") == 2
+
+
+def test_the_model_is_fitted_on_spent_batches_only() -> None:
+    """fit_refusal.py reads the spent fresh batches (4-6) of a set and never an unspent one (7),
+    nor the original held-out halves (rows without a batch)."""
+    assert SPENT_BATCHES < UNSCORED_BATCHES and 7 not in SPENT_BATCHES
+    fit_refusal = _bench_module("fit_refusal", EVAL / "fit_refusal.py")
+    for name in (*fit_refusal.SEMANTIC_SETS, "scrapy"):
+        spent = fit_refusal.spent_questions(name)
+        assert all(q.batch in SPENT_BATCHES for q in spent)
+        expected = [r for r in rows_of(name) if r.get("batch") in SPENT_BATCHES]
+        assert len(spent) == len(expected), name
+    assert fit_refusal.spent_questions("scrapy") == []
