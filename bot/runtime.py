@@ -86,6 +86,7 @@ async def build_runtime(
             openai_api_key=key,
             openai_base_url=settings.openai_base_url,
             openai_model=settings.openai_embedding_model,
+            openai_max_retry_wait=settings.openai_max_retry_wait,
         )
         knowledge, _ = await asyncio.gather(
             asyncio.to_thread(KnowledgeBase.open, settings.kb_uri, embedder),
