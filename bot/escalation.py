@@ -166,10 +166,19 @@ def notice_payload(
 
 
 def notice_posted(escalation: Escalation) -> bool:
-    """The notice is out (or was claimed by a process of an older version, which posted it or
-    failed alone). A claim held by notice work is not: that work may still give up."""
+    """The notice is out (or the team was mentioned, or a live process of an older version is
+    posting it). A claim held by notice work is not: that work may still give up; nor is an
+    older version's claim whose lease ran out: its process died before recording the notice."""
     ref = escalation.notice_ref
-    return ref is not None and not ref.startswith(escalations.NOTICE_HELD_BY)
+    if ref is None or ref.startswith(escalations.NOTICE_HELD_BY):
+        return False
+    return not escalations.stale_pending(escalation)
+
+
+def stale_claim(escalation: Escalation) -> bool:
+    """Whether the notice was claimed by a process of an older version that died: it may have
+    posted the notice before dying, so a platform without an idempotent post looks first."""
+    return escalations.stale_pending(escalation)
 
 
 async def notice_wanted(db: Database, escalation_id: int) -> bool:

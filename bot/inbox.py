@@ -48,6 +48,25 @@ HOLD_FOR = timedelta(minutes=15)
 HOLD_LIMIT = 10_000
 
 
+@dataclass(slots=True)
+class OutageLog:
+    """Logs a database outage once, not once per attempt: the first failure as a warning with
+    its reason, nothing while it lasts, one info line when the next attempt succeeds."""
+
+    logger: logging.Logger
+    down: bool = False
+
+    def failed(self, message: str, *args: Any) -> None:
+        if not self.down:
+            self.down = True
+            self.logger.warning(message, *args)
+
+    def back(self, message: str, *args: Any) -> None:
+        if self.down:
+            self.down = False
+            self.logger.info(message, *args)
+
+
 @dataclass(frozen=True, slots=True)
 class Work:
     """One claimed unit of work: ``payload`` is all that is needed to do it, ``attempts`` the
@@ -145,6 +164,10 @@ class Inbox:
         # Events whose claim failed because the database was unreachable: key -> payload.
         self._unclaimed: dict[str, dict[str, Any]] = {}
         self._claiming: asyncio.Task[None] | None = None
+        # One line per outage for each loop that meets it, shared by every piece of work.
+        self._renewing = OutageLog(log)
+        self._writing = OutageLog(log)
+        self._taking = OutageLog(log)
 
     @classmethod
     def from_settings(
@@ -406,11 +429,23 @@ class Inbox:
                     self.stats.finish_retries += 1
                 await asyncio.sleep(delay)
             try:
-                return await write()
+                written = await write()
             except Exception as exc:
                 if not retry_if(exc):
                     raise
-                log.warning("%s failed: %s", what, type(exc).__name__)
+                if unreachable(exc):  # once per outage, not per try of every piece of work
+                    self._writing.failed(
+                        "%s: %s failed: the database is unreachable (%s); retrying until it is "
+                        "back",
+                        self.platform,
+                        what,
+                        type(exc).__name__,
+                    )
+                else:
+                    log.warning("%s failed: %s", what, type(exc).__name__)
+                continue
+            self._writing.back("%s: the database is back; recording work again", self.platform)
+            return written
         return None
 
     async def _release(self, work: Work, *, after: timedelta = timedelta(0)) -> None:
@@ -469,12 +504,22 @@ class Inbox:
                     self.db, platform=self.platform, owned=snapshot.items(), lease=self.lease
                 )
             except Exception as exc:
-                log.warning("renewing %d leases failed: %s", len(snapshot), type(exc).__name__)
+                if unreachable(exc):  # once per outage, not every beat
+                    self._renewing.failed(
+                        "%s: renewing %d leases failed: the database is unreachable (%s); "
+                        "retrying until it is back",
+                        self.platform,
+                        len(snapshot),
+                        type(exc).__name__,
+                    )
+                else:
+                    log.warning("renewing %d leases failed: %s", len(snapshot), type(exc).__name__)
                 if time.monotonic() - last_ok > self.lease.total_seconds():
                     # Our leases may have lapsed: another process may be answering now.
                     self._lose(snapshot.keys())
                 continue
             last_ok = time.monotonic()
+            self._renewing.back("%s: the database is back; renewing leases again", self.platform)
             self._lose(key for key in snapshot if key not in kept)
 
     def _lose(self, keys: Any) -> None:
@@ -525,7 +570,6 @@ class Inbox:
         ``poll`` is how long to wait when nothing was found (default ``recover_every``)."""
         wait = self.recover_every if poll is None else poll
         next_prune = time.monotonic()
-        waiting = False  # for the database: one line when that starts, one when it ends
         while not self._closing:
             found = 0
             try:
@@ -533,18 +577,17 @@ class Inbox:
             except Exception as exc:
                 if not unreachable(exc):
                     log.error("%s: taking work from the ledger failed: %s", self.platform, exc)
-                elif not waiting:  # not one line per pass (a worker polls 20 times a second)
-                    waiting = True
-                    log.warning(
+                else:  # not one line per pass (a worker polls 20 times a second)
+                    self._taking.failed(
                         "%s: taking work from the ledger failed: the database is unreachable "
                         "(%s); trying again until it is back",
                         self.platform,
                         type(exc).__name__,
                     )
             else:
-                if waiting:
-                    waiting = False
-                    log.info("%s: the database is back; taking work from the ledger", self.platform)
+                self._taking.back(
+                    "%s: the database is back; taking work from the ledger", self.platform
+                )
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
                 await self.prune()

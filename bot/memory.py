@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, delete, select
 
-from bot.messages import ConversationKey
+from bot.messages import Author, ConversationKey
 from storage import memories, retention
 from storage.db import Database
 from storage.models import Memory
@@ -154,6 +154,21 @@ class MemoryPolicy:
         """Has the bot taken part in this conversation (so it answers follow-ups without a
         mention)? One question for every platform: it has stored turns under its session."""
         return await memories.has_memories(self.db, session_id=conversation.session_id)
+
+    async def thread_asker(self, thread: ConversationKey) -> str | None:
+        """Who asked the question a thread was started for: the author of the thread's stored
+        question whose message is the thread's root (the thread id names that message on
+        Slack, and on Discord for a thread started from a message)."""
+        if thread.thread_id is None:
+            return None
+        return await memories.question_author(
+            self.db, session_id=thread.session_id, message_id=thread.thread_id, role=USER
+        )
+
+    async def may_clear_thread(self, thread: ConversationKey, person: Author) -> bool:
+        """Whether ``person`` may forget a shared thread's whole conversation: its asker, or
+        someone the platform says moderates it. Anyone else may forget only their own turns."""
+        return person.moderates or person.id == await self.thread_asker(thread)
 
     async def forget(self, session_id: str) -> int:
         """Remove the conversation's text from every table; returns the memories deleted."""

@@ -51,6 +51,9 @@ class Author:
     is_bot: bool = False
     # A workspace / guild administrator, as the platform says (set by adapters where it matters).
     is_admin: bool = False
+    # May moderate the channel this message came from, as the platform says (Discord: Manage
+    # Threads or Manage Messages there); set by adapters where it matters.
+    moderates: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class IncomingMessage:
     raw: Any = field(default=None, compare=False, repr=False)
     # The channel a thread belongs to (a Discord forum, say): its per-channel settings apply.
     parent_channel_id: str | None = None
+    # A command private to its caller inside a shared thread (``conversation`` is the caller's
+    # own there): the thread's conversation, which ``/forget`` may clear for its asker.
+    shared_thread: ConversationKey | None = None
 
 
 class ReplyKind(enum.StrEnum):

@@ -154,9 +154,7 @@ class Responder:
             yield await channel_admin.handle(msg, self.channels, session_id)
             return
         if command is slash.FORGET:
-            count = await self.memory.forget(session_id)
-            text = texts.forgotten(count) if count else texts.FORGOTTEN_NONE
-            yield self._info(text, session_id, ephemeral=True)
+            yield self._info(await self._forget(msg, session_id), session_id, ephemeral=True)
             return
 
         question, problem = clean_text(msg.text, self.max_question_chars)
@@ -180,7 +178,8 @@ class Responder:
         )
         auto = is_auto_answer_post(msg, policy)
         context = await self.memory.load(session_id)
-        question_metadata = {"message_id": msg.id}
+        # Who asked: a thread started for this question may be cleared by its asker.
+        question_metadata = {"message_id": msg.id, "author_id": msg.author.id}
         request = AgentRequest(
             question=question,
             context=context,
@@ -295,6 +294,18 @@ class Responder:
 
     async def forget(self, conversation: ConversationKey) -> int:
         return await self.memory.forget(conversation.session_id)
+
+    async def _forget(self, msg: IncomingMessage, session_id: str) -> str:
+        """``/forget``, and what it did, truthfully. In a shared thread the bot takes part in,
+        its asker or a moderator clears the whole thread's memory; anyone else is told who may,
+        and only their own exchanges there are forgotten."""
+        own = await self.memory.forget(session_id)
+        thread = msg.shared_thread
+        if thread is None or not await self.memory.follows(thread):
+            return texts.forgotten(own) if own else texts.FORGOTTEN_NONE
+        if not await self.memory.may_clear_thread(thread, msg.author):
+            return texts.thread_not_yours_to_forget(own)
+        return texts.thread_forgotten(own + await self.memory.forget(thread.session_id))
 
     def help_text(self) -> str:
         return texts.help_text([(c.usage, c.description) for c in slash.COMMANDS])

@@ -16,6 +16,7 @@ from bot import malloc, offload, startup, texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.config import Settings
 from bot.errors import ConfigError, DatabaseError, KnowledgeBaseError
+from bot.inbox import OutageLog
 from bot.looplag import LoopLagMonitor
 from bot.memory import MemoryPolicy
 from bot.responder import Responder
@@ -86,6 +87,7 @@ async def build_runtime(
             openai_api_key=key,
             openai_base_url=settings.openai_base_url,
             openai_model=settings.openai_embedding_model,
+            openai_max_retry_wait=settings.openai_max_retry_wait,
         )
         knowledge, _ = await asyncio.gather(
             asyncio.to_thread(KnowledgeBase.open, settings.kb_uri, embedder),
@@ -183,21 +185,18 @@ async def ensure_schema_when_reachable(
     of the database coming back rather than after the supervisor's restart backoff. One warning
     when the wait starts, one info line when it ends. Any other failure (a missing schema) still
     raises. False when ``stop`` was set before the database came back."""
-    waiting = False
+    outage = OutageLog(log)
     while not stop.is_set():
         try:
             await ensure_schema(db)
         except DatabaseError as exc:
             if not unreachable(exc):
                 raise
-            if not waiting:
-                waiting = True
-                log.warning("%s; waiting for it to come back", exc)
+            outage.failed("%s; waiting for it to come back", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_every)
             continue
-        if waiting:
-            log.info("the database is back")
+        outage.back("the database is back")
         return True
     return False
 

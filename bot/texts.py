@@ -84,8 +84,26 @@ FORGOTTEN_NONE = "There was nothing to forget: I have no memory of this conversa
 
 
 def forgotten(count: int) -> str:
-    noun = "message" if count == 1 else "messages"
-    return f"Done: I forgot this conversation ({count} {noun})."
+    return f"Done: I forgot this conversation ({_messages(count)})."
+
+
+def thread_forgotten(count: int) -> str:
+    return f"Done: I forgot this thread's conversation ({_messages(count)})."
+
+
+FORGET_THREAD_NOT_ALLOWED = "Only the person who asked here or a moderator can clear this thread."
+
+
+def thread_not_yours_to_forget(own: int) -> str:
+    """``/forget`` in a thread by someone who may not clear it (``own``: their own /ask
+    messages there, which were forgotten)."""
+    if not own:
+        return FORGET_THREAD_NOT_ALLOWED
+    return f"{FORGET_THREAD_NOT_ALLOWED} I forgot only your own /ask messages ({_messages(own)})."
+
+
+def _messages(count: int) -> str:
+    return f"{count} {'message' if count == 1 else 'messages'}"
 
 
 FEEDBACK_THANKS_HELPFUL = "Thanks for the feedback! Glad it helped."

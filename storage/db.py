@@ -139,11 +139,22 @@ class Database:
         Autocommit on PostgreSQL like :meth:`single_statement`; on SQLite the statement commits
         in the same trip to the driver thread (``sqlite_driver.COMMIT_IN_STATEMENT``). Never
         for several statements that must succeed or fail together (use :meth:`session`).
-        ``lock_wait`` (SQLite): seconds to wait for a write lock another connection holds before
-        "database is locked", instead of the usual SQLITE_BUSY_TIMEOUT_MS.
+        ``lock_wait``: seconds to wait for a lock another connection holds before failing
+        ("database is locked" on SQLite instead of the usual SQLITE_BUSY_TIMEOUT_MS; PostgreSQL's
+        lock_not_available, where waits are otherwise unbounded).
         """
+        if lock_wait is not None and not self.is_sqlite:
+            # SET LOCAL needs a transaction to scope it to (autocommit has none): the bound ends
+            # with it, so the pooled connection's later writes wait as long as ever.
+            async with self.engine.connect() as conn:
+                await conn.execute(
+                    text(f"SET LOCAL lock_timeout = {max(1, int(lock_wait * 1000))}")
+                )
+                yield conn
+                await conn.commit()
+            return
         async with self._write_engine.connect() as conn:
-            if lock_wait is not None and self.is_sqlite:
+            if lock_wait is not None:
                 busy_ms = int(lock_wait * 1000)
                 await conn.execution_options(**{sqlite_driver.BUSY_TIMEOUT_MS: busy_ms})
             yield conn
@@ -173,8 +184,9 @@ class Database:
 
 
 # SQLSTATE classes that mean "the server is not there for now": connection exceptions (08),
-# and shutting down, crashed or still starting (57P01-57P03).
-_UNREACHABLE_SQLSTATES = ("08", "57P")
+# shutting down, crashed or still starting (57P01-57P03), and a lock another transaction held
+# past a bounded wait (55P03 lock_not_available: SQLite's "database is locked").
+_UNREACHABLE_SQLSTATES = ("08", "57P", "55P03")
 
 
 # What SQLite (and other drivers) say in an OperationalError that may pass: a locked or busy

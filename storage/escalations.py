@@ -5,13 +5,14 @@
 on conflict, so two clicks or two replicas racing get one row and exactly one of them learns it
 created it. The team's notice is claimed the same way, so it is sent once: for good
 (``claim_notice``, a mention in the conversation), or by one piece of inbox work until it posts
-the notice or gives up (``claim_notice_for``, ``release_notice``).
+the notice or gives up (``claim_notice_for``, ``release_notice``). A bare claim an older version
+left behind is taken over once its lease has run out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,7 +22,14 @@ from storage.models import Escalation
 
 OPEN = "open"
 RESOLVED = "resolved"
-NOTICE_PENDING = "pending"  # notice_ref while the claiming process posts the notice
+# notice_ref of a bare claim: a process of an older version made it as it opened the escalation,
+# right before posting the notice in a channel, and replaced it by the notice's place once posted.
+# Held no longer than NOTICE_PENDING_LEASE after the escalation was opened: a claim older than
+# that is a process that died (or failed alone) in between, and the notice is still wanted.
+NOTICE_PENDING = "pending"
+NOTICE_PENDING_LEASE = timedelta(minutes=2)
+# notice_ref once the team was mentioned in the conversation itself (a target with no channel).
+NOTICE_MENTIONED = "mentioned"
 # notice_ref while a piece of inbox work (named after the prefix) posts the notice; unlike the
 # bare claim it is released when that work gives up, so asking again tries again.
 NOTICE_HELD_BY = "pending="
@@ -72,14 +80,24 @@ async def open_escalation(
 
 
 async def claim_notice(db: Database, *, escalation_id: int) -> bool:
-    """True for exactly one caller per escalation: the one that posts the team's notice."""
+    """True for exactly one caller per escalation: the one that mentions the team."""
     async with db.session() as session:
         result = await session.execute(
             update(Escalation)
             .where(Escalation.id == escalation_id, Escalation.notice_ref.is_(None))
-            .values(notice_ref=NOTICE_PENDING)
+            .values(notice_ref=NOTICE_MENTIONED)
         )
         return result.rowcount == 1
+
+
+def _pending_cutoff() -> datetime:
+    # ``created_at`` is written by the application's clock, so it is compared with that clock.
+    return datetime.now(UTC) - NOTICE_PENDING_LEASE
+
+
+def stale_pending(row: Escalation) -> bool:
+    """Whether ``row`` carries a bare claim whose lease ran out (see ``NOTICE_PENDING``)."""
+    return row.notice_ref == NOTICE_PENDING and row.created_at < _pending_cutoff()
 
 
 def held_by(owner: str) -> str:
@@ -89,14 +107,16 @@ def held_by(owner: str) -> str:
 
 async def claim_notice_for(db: Database, *, escalation_id: int, owner: str) -> bool:
     """True when ``owner`` holds the notice of the escalation: it took it now, or already held
-    it (an earlier attempt of the same work). False: posted, or another request is posting it."""
+    it (an earlier attempt of the same work), or took over a stale bare claim. False: posted,
+    or another request (or a live process of an older version) is posting it."""
     mine = held_by(owner)
+    stale = (Escalation.notice_ref == NOTICE_PENDING) & (Escalation.created_at < _pending_cutoff())
     async with db.session() as session:
         result = await session.execute(
             update(Escalation)
             .where(
                 Escalation.id == escalation_id,
-                (Escalation.notice_ref.is_(None)) | (Escalation.notice_ref == mine),
+                Escalation.notice_ref.is_(None) | (Escalation.notice_ref == mine) | stale,
             )
             .values(notice_ref=mine)
         )

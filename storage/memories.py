@@ -95,6 +95,27 @@ async def count_memories(db: Database, *, session_id: str) -> int:
         return int(total or 0)
 
 
+async def question_author(
+    db: Database, *, session_id: str, message_id: str, role: str
+) -> str | None:
+    """Who asked the session's stored question of ``message_id`` (``role``: the questions'),
+    as recorded with it; None when it is not stored or was stored before authors were kept."""
+    query = (
+        select(Memory.tool_metadata)
+        .where(
+            Memory.session_id == session_id,
+            Memory.role == role,
+            Memory.tool_metadata["message_id"].as_string() == message_id,
+        )
+        .order_by(Memory.id)
+        .limit(1)
+    )
+    async with db.reads() as conn:
+        metadata = await conn.scalar(query)
+    author = (metadata or {}).get("author_id")
+    return str(author) if author else None
+
+
 async def has_memories(db: Database, *, session_id: str) -> bool:
     """Does the session have any stored turn? Asked for every thread reply that does not
     mention the bot, so a prebuilt Core read of at most one id, not a count."""

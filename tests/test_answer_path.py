@@ -45,14 +45,14 @@ async def test_an_answer_reads_memory_once_and_writes_it_once(
 
     memory_sql = [s for s in seen if "MEMORIES" in s]
     assert [s.split()[0] for s in memory_sql] == ["SELECT", "INSERT"], memory_sql
-    # Both rows, in order, with their own metadata: the question's message id, the answer's
-    # agent details.
+    # Both rows, in order, with their own metadata: the question's message id and author, the
+    # answer's agent details.
     rows = await memories.export_session(db, session_id=reply.session_id)
     assert [(r.role, r.content) for r in rows[-2:]] == [
         ("user", "And API tokens?"),
         ("assistant", reply.text),
     ]
-    assert rows[-2].tool_metadata == {"message_id": "m2"}
+    assert rows[-2].tool_metadata == {"message_id": "m2", "author_id": "U1"}
     assert rows[-2].created_at is not None and rows[-1].created_at is not None
     assert rows[-1].id == reply.memory_id and rows[-1].tool_metadata["agent"] == "openai"
     # One model call per answer (the agent searched first), both over one pooled keep-alive

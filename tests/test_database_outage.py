@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -414,3 +415,45 @@ async def test_a_question_that_cannot_be_stored_in_an_outage_is_one_line_without
         await db.dispose()
     [kept] = [r for r in caplog.records if "could not store the question" in r.getMessage()]
     assert "the database is unreachable" in kept.getMessage() and not kept.exc_info
+
+
+async def test_renewing_leases_and_recording_progress_log_an_outage_once_and_its_end_once(
+    pg_url: str, link: PostgresLink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every heartbeat and every try of every answer's progress record used to log a warning
+    while the database was down (dozens of lines for one outage); now each says so once, with
+    the reason, and once that it is back, and the work is finished as before."""
+    from bot.inbox import Inbox, Work
+
+    db = Database(link.url(pg_url))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    down = asyncio.Event()
+
+    async def deliver(work: Work) -> None:
+        await down.wait()
+        await inbox.record(work, {**work.payload, "posted": "part"})  # tried through the outage
+
+    # Heartbeats every 2 s; the leases outlast the outage, so no work is given up as lost.
+    inbox = Inbox(db, "test", deliver, lease=timedelta(seconds=8))
+    try:
+        for key in ("q1", "q2", "q3"):
+            assert await inbox.submit(key, {"kind": "question"})
+        with caplog.at_level(logging.INFO, logger="bot.inbox"):
+            async with link.outage():
+                down.set()
+                await asyncio.sleep(5.0)  # two heartbeats and each record's first five tries
+            await inbox.wait_idle(timeout=30)
+        rows = await ledger(db, "test")
+    finally:
+        await inbox.aclose()
+        await db.dispose()
+    assert [row.status for row in rows.values()] == [events.ANSWERED] * 3
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "bot.inbox"]
+    renewing = [line for line in lines if "renewing" in line[1]]
+    recording = [line for line in lines if "recording" in line[1]]
+    assert [level for level, _ in renewing] == [logging.WARNING, logging.INFO], lines
+    assert [level for level, _ in recording] == [logging.WARNING, logging.INFO], lines
+    for _, message in (renewing[0], recording[0]):
+        assert "the database is unreachable" in message
+    assert "recording the progress of q" in recording[0][1]

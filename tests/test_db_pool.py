@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from storage import events, memories
-from storage.db import Database
+from storage.db import Database, unreachable
 from storage.models import Base
 
 
@@ -137,4 +138,40 @@ async def test_a_claim_gives_up_on_a_held_write_lock_but_ordinary_writes_wait_fo
         assert await events.claim_event(db, platform="slack", event_id="ev1", payload={})
     finally:
         other.close()
+        await db.dispose()
+
+
+async def test_a_claim_on_postgresql_gives_up_on_a_held_table_lock_but_other_writes_wait(
+    pg_url: str,
+) -> None:
+    """A claim blocked by another transaction's lock on the ledger used to wait without limit
+    (past Slack's 3 s, so nobody was told to retry); now it fails after CLAIM_LOCK_WAIT as on
+    SQLite, as a passing fault (a 500 to Slack, TryLater), and the bound does not stay on the
+    pooled connection: an ordinary write waits for the lock as before."""
+    db = Database(pg_url, pool_size=1, max_overflow=0)
+    dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    other = await asyncpg.connect(dsn, timeout=5)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        locked = other.transaction()
+        await locked.start()
+        await other.execute("LOCK TABLE processed_events IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(DBAPIError) as failed:
+            await asyncio.wait_for(
+                events.claim_event(db, platform="slack", event_id="ev1", payload={}), timeout=10
+            )
+        assert time.monotonic() - started < events.CLAIM_LOCK_WAIT + 2
+        assert unreachable(failed.value)
+        # The lock ends a little after the next write starts waiting for it.
+        asyncio.get_running_loop().call_later(
+            events.CLAIM_LOCK_WAIT * 1.5, lambda: asyncio.ensure_future(locked.rollback())
+        )
+        waited = time.monotonic()
+        assert await events.renew_leases(db, platform="slack", owned=[("ev0", 1)]) == set()
+        assert time.monotonic() - waited > events.CLAIM_LOCK_WAIT  # it waited, as ever
+        assert await events.claim_event(db, platform="slack", event_id="ev1", payload={})
+    finally:
+        await other.close()
         await db.dispose()

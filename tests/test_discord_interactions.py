@@ -24,6 +24,7 @@ from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
 
+MANAGE_THREADS = 1 << 34  # Discord's permission bit
 pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
 
 world = discord_fixtures.world
@@ -474,3 +475,47 @@ async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attemp
         for i in range(10):
             assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
     assert len(world.api.deleted) == 2  # both pieces of the first attempt
+
+
+@pytest.mark.parametrize("who", ["asker", "moderator", "someone else"])
+async def test_forget_in_a_bot_thread_clears_it_for_its_asker_or_a_moderator_only(
+    world: DiscordWorld, bot: RunningBot, who: str
+) -> None:
+    """/forget in the thread the bot started for a question used to forget only the caller's
+    own /ask exchanges and say "nothing to forget" while the thread's memory stayed. Now the
+    asker or a member who may manage threads or messages clears the thread; anyone else is
+    told privately who may, and forgets only their own exchanges there."""
+    question = await world.say("How do I reset my password?", mention=True)
+    thread_id = question["id"]  # a thread started from a message has the message's id
+    await world.bot_messages(thread_id)
+    thread = world.api.threads[thread_id]
+    db = bot.adapter.db
+    session = f"discord:{world.guild_id}:{thread_id}:{thread_id}"
+    bobs_own = f"discord:{world.guild_id}:{thread_id}:ask-{world.bob['id']}"
+    asked = await world.slash(
+        "ask", {"question": "Where can I download past invoices?"}, channel=thread, author=world.bob
+    )
+    await world.interaction_done(asked["token"])
+    assert await memories.count_memories(db, session_id=session) == 2
+    assert await memories.count_memories(db, session_id=bobs_own) == 2
+    if who == "asker":
+        forget = await world.slash("forget", channel=thread)  # alice asked the question
+    elif who == "moderator":
+        forget = await world.slash(
+            "forget", channel=thread, author=world.bob, permissions=MANAGE_THREADS
+        )
+    else:
+        forget = await world.slash("forget", channel=thread, author=world.bob)
+    answer = await world.interaction_done(forget["token"])
+    callback = world.api.find("POST", rf"/interactions/{forget['id']}/.+/callback")[0]
+    assert int(callback.body["data"]["flags"]) & 64  # private to the caller
+    left = await memories.count_memories(db, session_id=session)
+    assert left == (2 if who == "someone else" else 0)  # the thread's memory stays, or goes
+    bobs_left = await memories.count_memories(db, session_id=bobs_own)
+    assert bobs_left == (2 if who == "asker" else 0)  # alice's /forget is not bob's
+    said = answer[0]["content"]
+    if who == "someone else":
+        assert said == texts.thread_not_yours_to_forget(2)
+        assert texts.FORGET_THREAD_NOT_ALLOWED in said
+    else:  # the thread's turns (and the moderator's own /ask exchanges)
+        assert said == texts.thread_forgotten(2 if who == "asker" else 4)

@@ -9,11 +9,15 @@ import copy
 import json
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select, update
 
+from adapters.slack import convert, render
+from adapters.slack.escalation import SlackTarget, notice_messages
 from bot import texts
 from storage import escalations, events
 from storage.db import Database
@@ -21,6 +25,7 @@ from storage.models import ChannelSetting, Escalation
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import (
+    BOT_TOKEN,
     SlackHarness,
     install_via_oauth,
     oauth_settings,
@@ -454,3 +459,74 @@ async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
             await h.bot.wait_idle()
     finally:
         await h.close()
+
+
+# ---- a bare claim left by a process of an older version ---------------------------------------
+
+
+async def _bare_claim(db: Database, session_id: str, age: timedelta) -> int:
+    """The escalation as an older version left it: opened ``age`` ago and its notice claimed
+    with the bare marker that version replaced by the notice's place once posted."""
+    conversation = convert.conversation_from_session_id(session_id)
+    assert conversation is not None
+    opened = await escalations.open_escalation(
+        db,
+        session_id=session_id,
+        platform="slack",
+        channel_id=conversation.channel_id,
+        thread_id=conversation.thread_id,
+        requested_by=ASKER,
+    )
+    async with db.session() as session:
+        await session.execute(
+            update(Escalation)
+            .where(Escalation.id == opened.escalation.id)
+            .values(notice_ref="pending", created_at=datetime.now(UTC) - age)
+        )
+    return opened.escalation.id
+
+
+@pytest.mark.parametrize(
+    "case", ["died-before-posting", "died-after-posting", "live"], ids=lambda c: c
+)
+async def test_an_older_versions_bare_notice_claim_is_taken_over_only_once_its_lease_ran_out(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, case: str
+) -> None:
+    """An older version's process that died between claiming the notice and recording it left
+    a bare "pending" that counted as posted: the team never heard. Once its lease has run out,
+    asking for a human posts it through the notice work, once (not again if the dead process
+    had posted it); a fresh claim (that process may be posting right now) is left alone."""
+    settings = slack_settings(
+        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
+    )
+    h = await SlackHarness.start(api, settings, db=db)
+    age = timedelta(seconds=5) if case == "live" else timedelta(minutes=10)
+    try:
+        async with h.sender() as sender:
+            answer = await _answered_question(h, api, sender)
+            session_id = render.parse_button_value(_button(answer, "sb_human")["value"])["s"]
+            escalation_id = await _bare_claim(db, session_id, age)
+            if case == "died-after-posting":
+                old = notice_messages(session_id, ASKER, SlackTarget(("CSUPPORT",)), escalation_id)
+                client = AsyncWebClient(token=BOT_TOKEN, base_url=api.base_url)
+                await client.chat_postMessage(
+                    channel="CSUPPORT", text=old[0].text, blocks=old[0].blocks
+                )
+            await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(3)))
+            await api.wait_for(lambda: len(api.ephemerals) == 3)
+            if case != "live":
+                row = await _notice_settled(db, api)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    notices = api.posted("CSUPPORT")
+    if case == "live":
+        assert notices == []
+        [row] = await _escalations(db)
+        assert row.notice_ref == "pending"
+        return
+    [notice] = notices
+    assert row.notice_ref == f"CSUPPORT:{notice.ts}"
+    assert _notice_posts(api) == 1  # after posting: the dead process's, found and recorded
+    assert len(api.posted("C0000001")) == 1  # the answer; each click told privately only
+    assert all(texts.ESCALATION_ALREADY_OPEN in e.params["text"] for e in api.ephemerals)

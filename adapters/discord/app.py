@@ -54,7 +54,7 @@ from adapters.discord.delivery import (
     is_transient,
     respond_ephemeral,
 )
-from adapters.discord.escalation import DiscordEscalations, thread_link
+from adapters.discord.escalation import DiscordEscalations, NoticeRequest, thread_link
 from adapters.discord.forum import ForumWorkflow
 from adapters.discord.shapes import (
     channel_context,
@@ -585,26 +585,10 @@ class DiscordAdapter:
         channel = self.client.get_partial_messageable(int(payload["asked_in"]), guild_id=guild_id)
         await channel.send(text, allowed_mentions=none)
 
-    async def _announce(
-        self,
-        conversation: ConversationKey,
-        requested_by: str,
-        escalation_id: int,
-        *,
-        request_id: str,
-        parent_channel_id: str | None,
-        tell_via: dict[str, str] | None = None,
-    ) -> None:
+    async def _announce(self, request: NoticeRequest) -> None:
         """Hand the team's notice to the inbox (once per escalation, tried again through a
         passing fault) and wait for its first try, so the notice goes out before the reply."""
-        found = await self.escalations.notice_work(
-            conversation,
-            requested_by,
-            escalation_id,
-            request_id=request_id,
-            parent_channel_id=parent_channel_id,
-            tell_via=tell_via,
-        )
+        found = await self.escalations.notice_work(request)
         if found is not None:
             await escalation.submit_notice(self.inbox, *found, self._deliver_work)
 
@@ -646,12 +630,14 @@ class DiscordAdapter:
             await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
                 await self._announce(
-                    incoming.conversation,
-                    incoming.author.id,
-                    final.escalation_id,
-                    request_id=incoming.id,
-                    parent_channel_id=incoming.parent_channel_id,
-                    tell_via=tell_via,
+                    NoticeRequest(
+                        incoming.conversation,
+                        incoming.author.id,
+                        final.escalation_id,
+                        request_id=incoming.id,
+                        parent_channel_id=incoming.parent_channel_id,
+                        tell_via=tell_via,
+                    )
                 )
         return final
 
@@ -772,12 +758,14 @@ class DiscordAdapter:
                 extra = (render.resolve_button(escalation_id),)
                 parent_id = interaction_parent_id(interaction)
                 await self._announce(
-                    conversation,
-                    user_id,
-                    escalation_id,
-                    request_id=str(interaction.id),
-                    parent_channel_id=parent_id,
-                    tell_via=interaction_webhook(interaction),
+                    NoticeRequest(
+                        conversation,
+                        user_id,
+                        escalation_id,
+                        request_id=str(interaction.id),
+                        parent_channel_id=parent_id,
+                        tell_via=interaction_webhook(interaction),
+                    )
                 )
                 if conversation.thread_id:  # a forum post is a thread
                     await self.forum.mark(

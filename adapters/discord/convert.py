@@ -26,6 +26,8 @@ from bot.messages import Attachment, Author, ConversationKey, IncomingMessage, P
 
 ADMINISTRATOR = 1 << 3  # Discord permission bits
 MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
+MANAGE_THREADS = 1 << 34
 
 # Discord channel types that matter here.
 _DM_TYPES = {1, 3}  # DM, group DM
@@ -147,7 +149,11 @@ def interaction_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage | Non
     kind = kind_from_channel_type(channel.get("type"), guild_id=guild_id)
     options = command_options(data)
     question = options.get("question")
-    author = replace(_author(user_data), is_admin=is_guild_admin(payload))
+    author = replace(
+        _author(user_data),
+        is_admin=is_guild_admin(payload),
+        moderates=_has_permission(payload, ADMINISTRATOR | MANAGE_THREADS | MANAGE_MESSAGES),
+    )
     parent = channel.get("parent_id") if kind is ChannelKind.THREAD else None
     return IncomingMessage(
         id=str(interaction_id),
@@ -161,11 +167,22 @@ def interaction_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage | Non
         command=name.lower(),
         raw=payload,
         parent_channel_id=str(parent) if parent else None,
+        shared_thread=(
+            thread_conversation(guild_id=guild_id, thread_id=str(channel_id))
+            if kind is ChannelKind.THREAD and guild_id
+            else None
+        ),
     )
 
 
 def is_guild_admin(payload: Mapping[str, Any]) -> bool:
     """Administrator or Manage Server in this guild (the member's computed permissions)."""
+    return _has_permission(payload, ADMINISTRATOR | MANAGE_GUILD)
+
+
+def _has_permission(payload: Mapping[str, Any], bits: int) -> bool:
+    """Whether the interaction's member has any of ``bits`` (their permissions computed for
+    the channel it came from, as Discord sends them)."""
     member = payload.get("member")
     if not isinstance(member, Mapping) or not payload.get("guild_id"):
         return False
@@ -173,7 +190,7 @@ def is_guild_admin(payload: Mapping[str, Any]) -> bool:
         permissions = int(member.get("permissions") or 0)
     except (TypeError, ValueError):
         return False
-    return bool(permissions & (ADMINISTRATOR | MANAGE_GUILD))
+    return bool(permissions & bits)
 
 
 def command_options(data: Mapping[str, Any]) -> dict[str, Any]:

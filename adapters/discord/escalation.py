@@ -16,6 +16,7 @@ asker so; asking again tries again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -32,6 +33,19 @@ from storage.db import Database
 from storage.models import Escalation
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRequest:
+    """A request for a human whose team notice may be due: a click of "Talk to a human", or
+    the agent handing off by itself."""
+
+    conversation: ConversationKey
+    requested_by: str
+    escalation_id: int
+    request_id: str  # the platform id of the request (one inbox row each)
+    parent_channel_id: str | None  # in a thread: its channel, whose escalation target applies
+    tell_via: dict[str, str] | None = None  # the asking interaction's webhook fields, if any
 
 
 class DiscordEscalations:
@@ -54,36 +68,26 @@ class DiscordEscalations:
         policy = EscalationPolicy.from_settings(settings, Platform.DISCORD)
         return cls(db, policy, settings.discord_support_role, channels)
 
-    async def notice_work(
-        self,
-        conversation: ConversationKey,
-        requested_by: str,
-        escalation_id: int,
-        *,
-        request_id: str,
-        parent_channel_id: str | None,
-        tell_via: dict[str, str] | None = None,
-    ) -> tuple[str, dict[str, Any]] | None:
+    async def notice_work(self, request: NoticeRequest) -> tuple[str, dict[str, Any]] | None:
         """The inbox key and payload of the team's notice of a hand-off, or None when nobody is
-        to be told (no target channel) or it was posted already. In a thread,
-        ``parent_channel_id`` is its channel, whose escalation target applies. ``request_id``:
-        the platform id of the request for a human (one inbox row each). ``tell_via``: the
-        asking interaction's webhook fields, to tell the asker privately if it fails."""
+        to be told (no target channel) or it was posted already. ``request.tell_via`` lets the
+        notice work tell the asker privately if it fails."""
+        conversation = request.conversation
         target = await self.policy.target_for(
-            self.channels, conversation, parent_channel_id=parent_channel_id
+            self.channels, conversation, parent_channel_id=request.parent_channel_id
         )
         channels = [i for i in target if i.isdigit()]
-        if not channels or not await escalation.notice_wanted(self.db, escalation_id):
-            return None  # posted (or claimed by a process of an older version)
+        if not channels or not await escalation.notice_wanted(self.db, request.escalation_id):
+            return None  # posted (or a live process of an older version is posting it)
         payload = escalation.notice_payload(
-            escalation_id,
+            request.escalation_id,
             channels[0],
             conversation,
-            requested_by,
+            request.requested_by,
             guild_id=conversation.workspace_id,
-            **(tell_via or {}),
+            **(request.tell_via or {}),
         )
-        return escalation.notice_key(escalation_id, request_id), payload
+        return escalation.notice_key(request.escalation_id, request.request_id), payload
 
     async def post_notice(self, client: discord.Client, payload: dict[str, Any]) -> None:
         """Tell the support team in their channel, with a resolve button. Raises when Discord

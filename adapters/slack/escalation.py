@@ -222,16 +222,20 @@ class SlackEscalations:
         tries again after a passing fault)."""
         p = work.payload
         escalation_id = int(p["escalation_id"])
-        if not await escalation.notice_wanted(self.db, escalation_id):
+        row = await escalation.get(self.db, escalation_id)
+        if row is None or escalation.notice_posted(row):
             return  # another request's notice went out meanwhile
         if not await escalation.claim_notice_for(self.db, escalation_id, work):
             return  # another request is posting it (and tells its asker if it cannot)
         channel = str(p["notice_channel"])
         since = p.get(POSTING_KEY)
+        # An older version's process that died holding the claim may have posted it.
+        look = since is not None or escalation.stale_claim(row)
         if since is None:  # the first try: say so before posting, for the tries after it
-            since = f"{time.time() - CLOCK_MARGIN:.6f}"
+            began = row.created_at.timestamp() if look else time.time()
+            since = f"{began - CLOCK_MARGIN:.6f}"
             await record(work, {**p, POSTING_KEY: since})
-        elif await self._found_posted(client, channel, escalation_id, str(since)):
+        if look and await self._found_posted(client, channel, escalation_id, str(since)):
             return
         session_id = str(p[SESSION_KEY])
         conversation = convert.conversation_from_session_id(session_id)

@@ -45,6 +45,7 @@ def open_knowledge_base(embedder_name: str | None = None, **options: Any) -> Any
             openai_api_key=key,
             openai_base_url=settings.openai_base_url,
             openai_model=settings.openai_embedding_model,
+            openai_max_retry_wait=settings.openai_max_retry_wait,
         )
     except ValueError as exc:
         raise ConfigError(f"SUPPORTBOT_EMBEDDER: {exc}") from None

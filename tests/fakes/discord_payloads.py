@@ -240,7 +240,10 @@ def interaction(
     guild_id: str | None = None,
     message_payload: dict[str, Any] | None = None,
     roles: list[str] | None = None,
+    permissions: int | None = None,
 ) -> dict[str, Any]:
+    """``permissions``: the member's permission bits in the channel, instead of a typical
+    member's."""
     payload: dict[str, Any] = {
         "id": snowflake(),
         "application_id": application_id,
@@ -261,6 +264,8 @@ def interaction(
         payload["guild_id"] = guild_id
         payload["guild_locale"] = "en-US"
         payload["member"] = member(author, roles)
+        if permissions is not None:
+            payload["member"]["permissions"] = str(permissions)
     else:
         payload["user"] = author
     if message_payload is not None:

@@ -186,8 +186,10 @@ class DiscordWorld:
         *,
         channel: dict[str, Any] | None = None,
         author: dict[str, Any] | None = None,
+        permissions: int | None = None,
     ) -> dict[str, Any]:
-        """A slash command interaction (INTERACTION_CREATE, type 2)."""
+        """A slash command interaction (INTERACTION_CREATE, type 2); ``permissions``: the
+        member's in that channel (default: a typical member's)."""
         data: dict[str, Any] = {"id": p.snowflake(), "name": name, "type": 1}
         if options:
             data["options"] = [
@@ -202,6 +204,7 @@ class DiscordWorld:
             author=author or self.alice,
             channel=channel,
             guild_id=channel.get("guild_id"),
+            permissions=permissions,
         )
         self.api.interaction_channels[payload["token"]] = payload["channel_id"]
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)

@@ -132,6 +132,7 @@ class FakeOpenAI:
         self.failures_served = 0
         self._script: deque[Turn] = deque()
         self._failures: deque[Failure] = deque()
+        self._embedding_failures: deque[Failure] = deque()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -148,8 +149,11 @@ class FakeOpenAI:
         retry_after_ms: int | None = 10,
         code: str | None = None,
         message: str = "fake failure",
+        embeddings: bool = False,
     ) -> None:
-        self._failures.extend(Failure(status, retry_after_ms, message, code) for _ in range(times))
+        """Fail the next chat calls (or, ``embeddings``, the next embedding calls)."""
+        queue = self._embedding_failures if embeddings else self._failures
+        queue.extend(Failure(status, retry_after_ms, message, code) for _ in range(times))
 
     @property
     def base_url(self) -> str:
@@ -349,6 +353,8 @@ class FakeOpenAI:
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.embedding_requests.append(body)
+        if self._embedding_failures:
+            return self._failure(self._embedding_failures.popleft())
         inputs = body.get("input", [])
         if isinstance(inputs, str):
             inputs = [inputs]
