@@ -115,6 +115,8 @@ class ConsoleAdapter:
         exchange.total_s = time.perf_counter() - started
         reply = exchange.reply
         if reply is not None:
+            if reply.silent and reply.reaction:
+                self.write(f"(:{reply.reaction}:)")
             if reply.text != exchange.streamed:
                 # Nothing was streamed (commands), or an error replaced a partial answer.
                 self.write(("\n" if exchange.streamed else "") + reply.text)

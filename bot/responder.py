@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from bot import channel_admin, learning, metrics, slash, texts
+from bot import channel_admin, learning, metrics, slash, smalltalk, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelFilteredError, ModelTimeoutError
 from bot.autoanswer import (
     DEFAULT_MIN_COVERAGE,
@@ -127,6 +127,15 @@ class Responder:
             metrics.observe_answer(ReplyKind.ERROR.value)
             yield Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
 
+    async def _acknowledge(self, msg: IncomingMessage, session_id: str) -> Reply:
+        """Thanks or "ok" (bot.smalltalk): a reaction, not a search and not a stored question;
+        nothing at all for a new post in an auto-answer channel that nobody addressed to us."""
+        policy = await self.channels.policy(
+            msg.conversation, parent_channel_id=msg.parent_channel_id
+        )
+        reaction = None if is_auto_answer_post(msg, policy) else smalltalk.ACKNOWLEDGED_REACTION
+        return Reply("", ReplyKind.INFO, silent=True, reaction=reaction, session_id=session_id)
+
     async def _record_error(self, session_id: str, exc: BaseException) -> None:
         """Best effort: count the failure for reports (the database may be what failed)."""
         try:
@@ -157,6 +166,9 @@ class Responder:
             yield self._info(await self._forget(msg, session_id), session_id, ephemeral=True)
             return
 
+        if msg.command is None and smalltalk.is_acknowledgement(msg.text):
+            yield await self._acknowledge(msg, session_id)
+            return
         question, problem = clean_text(msg.text, self.max_question_chars)
         if problem == "empty":
             usage = texts.ASK_USAGE if command is slash.ASK else texts.EMPTY_QUESTION
@@ -178,6 +190,18 @@ class Responder:
         )
         auto = is_auto_answer_post(msg, policy)
         context = await self.memory.load(session_id)
+        offer = smalltalk.reply_to_offer(question, context.history)
+        if offer is smalltalk.OfferReply.ACCEPTED:  # "yes" to the refusal's "bring in a human?"
+            hand_off = await self.escalate(
+                conversation=msg.conversation,
+                requested_by=msg.author.id,
+                reason=context.previous_question or question,
+            )
+            yield hand_off.reply
+            return
+        if offer is smalltalk.OfferReply.DECLINED:
+            yield await self._acknowledge(msg, session_id)
+            return
         # Who asked: a thread started for this question may be cleared by its asker.
         question_metadata = {"message_id": msg.id, "author_id": msg.author.id}
         request = AgentRequest(

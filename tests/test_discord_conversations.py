@@ -62,6 +62,19 @@ async def test_discord_refusal_shows_the_leads_embed(world: DiscordWorld, bot: R
     assert "billing.md" in refusal["embeds"][0]["fields"][0]["value"]
 
 
+async def test_discord_thanks_in_a_bot_thread_is_a_reaction(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    question = await world.say("How do I reset my password?", mention=True)
+    thread_id = question["id"]
+    await world.bot_messages(thread_id, 1)
+    thanks = await world.say("thanks!", channel_id=thread_id)
+    await world.api.wait_for(lambda: world.api.reactions, what="a reaction")
+    await asyncio.sleep(0.2)
+    assert world.api.reactions == [(thread_id, thanks["id"], "👍")]
+    assert len(world.api.channel_messages(thread_id)) == 1
+
+
 async def test_follow_up_in_thread_is_answered_with_context(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 MAX_APPLIED_TAGS = 5  # Discord's limit per post
 # Reactions are configured by name (as in Slack); Discord wants the character.
 EMOJI = {
+    "+1": "👍",
+    "thumbsup": "👍",
     "eyes": "👀",
     "question": "❓",
     "grey_question": "❔",

@@ -463,10 +463,19 @@ class SlackBot:
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
         final = await writer.write(self.responder.stream(msg, hand_back_storage_faults=True))
-        if final is not None and final.silent and final.reaction:
-            await _best_effort(
-                client.reactions_add(channel=route.channel, timestamp=msg.id, name=final.reaction)
-            )
+        if final is not None and final.silent:
+            if final.reaction:
+                await _best_effort(
+                    client.reactions_add(
+                        channel=route.channel, timestamp=msg.id, name=final.reaction
+                    )
+                )
+            if p.get("assistant") and route.thread_ts:  # no message will clear "thinking"
+                await _best_effort(
+                    client.assistant_threads_setStatus(
+                        channel_id=route.channel, thread_ts=route.thread_ts, status=""
+                    )
+                )
         if final is not None and final.escalation_id:
             # The answer is out: a failed hand-over of the notice (its own work, tried again
             # through passing faults) must not turn it into a failed delivery.
