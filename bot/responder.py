@@ -179,8 +179,10 @@ class Responder:
             msg.conversation, parent_channel_id=msg.parent_channel_id
         )
         auto = is_auto_answer_post(msg, policy)
-        context = await self.memory.load(session_id)
-        question_metadata = {"message_id": msg.id}
+        # Work the inbox runs again (a platform fault, a crash, a lost lease) may find what
+        # its earlier attempt stored: set apart by the load, replaced when this one stores.
+        context = await self.memory.load(session_id, msg.id)
+        question_metadata = {memories.MESSAGE_KEY: msg.id}
         request = AgentRequest(
             question=question,
             context=context,
@@ -211,7 +213,9 @@ class Responder:
                     min_probability=self.auto_answer_min_probability,
                 )
                 if not verdict.answer:
-                    await self._keep_question(session_id, question, question_metadata)
+                    await self._keep_question(
+                        session_id, question, question_metadata, context.earlier_attempt
+                    )
                     stored = True
                     yield await stay_silent(
                         self.memory, session_id, question, result, policy, verdict.reason
@@ -244,6 +248,7 @@ class Responder:
                     yield addition
             metadata: dict[str, Any] = dict(result.tool_metadata)
             metadata["kind"] = kind.value
+            metadata[memories.REPLY_KEY] = msg.id
             metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
             if metadata.get("first_token_ms") is None:
                 metadata["first_token_ms"] = first_token_ms
@@ -255,12 +260,21 @@ class Responder:
                 metadata["escalation_id"] = escalation_id
             # The question and its answer are stored together, in one statement.
             memory_id = await self.memory.remember_turn(
-                session_id, question, question_metadata, text, metadata
+                session_id,
+                question,
+                question_metadata,
+                text,
+                metadata,
+                replacing=context.earlier_attempt,
             )
             stored = True
         finally:
             if not stored:  # a failed (or cancelled) answer still keeps the question
-                await asyncio.shield(self._keep_question(session_id, question, question_metadata))
+                await asyncio.shield(
+                    self._keep_question(
+                        session_id, question, question_metadata, context.earlier_attempt
+                    )
+                )
         if self.memory.needs_compaction(context):
             await self.memory.compact(session_id)
         yield Reply(
@@ -274,10 +288,14 @@ class Responder:
         )
 
     async def _keep_question(
-        self, session_id: str, question: str, metadata: dict[str, Any]
+        self,
+        session_id: str,
+        question: str,
+        metadata: dict[str, Any],
+        replacing: tuple[int, ...],
     ) -> None:
         try:
-            await self.memory.remember(session_id, USER, question, metadata)
+            await self.memory.remember(session_id, USER, question, metadata, replacing=replacing)
         except Exception as exc:  # the answer's own failure is what the boundary reports
             passing = unreachable(exc)  # an outage is expected: its reason, not a traceback
             log.warning(
