@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from storage import events
 from storage.db import Database
-from storage.models import Memory
-from tests.fakes.openai_server import FakeOpenAI
+from storage.models import Base, Memory
+from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
-from tests.inbox_support import ledger
-from tests.test_inbox_processes import _kill, _serve, _slack_env
+from tests.fakes.slack_socket import FakeSocketMode
+from tests.inbox_support import ledger, model_runs
+from tests.test_inbox_processes import _kill, _serve, _slack_env, _spawn
 
 __all__ = ["api", "kb_uri"]
 pytestmark = pytest.mark.timeout(120)
@@ -79,3 +82,85 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
         assert "Reset password" in turns[1][2]
     finally:
         await _kill(proc)
+
+
+def _stalling(seconds: float) -> Callable[[dict[str, Any]], Turn]:
+    """The usual answers, streamed so slowly that one answer outlasts several leases."""
+
+    def policy(request: dict[str, Any]) -> Turn:
+        turn = default_policy(request)
+        chunks = max(1, len(turn.content) // turn.chunk_chars)
+        return replace(turn, chunk_delay=seconds / chunks)
+
+    return policy
+
+
+async def test_an_answer_streamed_for_longer_than_a_lease_is_kept_by_its_replica(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str
+) -> None:
+    # Two `serve` replicas on one PostgreSQL; the model streams one answer for about three
+    # leases. The answering replica's heartbeat keeps the row: the other never takes it over,
+    # so the question is answered once, by one model run.
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with FakeOpenAI(policy=_stalling(9.0)) as model:
+        envs = [_slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
+        procs = [await _serve(env, "--workers", "0") for env in envs]
+        try:
+            ts = new_ts()
+            url = f"http://127.0.0.1:{envs[0]['PORT']}/slack/events"
+            async with SlackSender(url, SIGNING_SECRET) as sender:
+                body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+                assert (await sender.event(body)).status == 200
+            await api.wait_for(
+                lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=40
+            )
+            await asyncio.sleep(3.5)
+            [answer] = api.posted()
+            assert "Reset password" in answer.text
+            [row] = (await ledger(db, "slack")).values()
+            assert (row.status, row.attempts) == (events.ANSWERED, 1)
+            assert len(model_runs(model)) == 1
+        finally:
+            for proc in procs:
+                await _kill(proc)
+            await db.dispose()
+
+
+async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_process(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # `run slack --socket-mode`, SIGKILLed while finishing a streamed answer it has acked and
+    # stored; Slack sends nothing again (the envelope was acked). The next process answers.
+    db = sqlite_db
+    socket = FakeSocketMode()
+    await socket.start()
+    api.socket_url = socket.url
+    env = _slack_env(sqlite_url, kb_uri, model, api)
+    env["SLACK_APP_TOKEN"] = "xapp-1-test"
+    api.stall("chat.stopStream")
+    proc = await _spawn("run", "slack", "--socket-mode", env=env)
+    try:
+        await socket.wait_connected(timeout=30)
+        ts = new_ts()
+        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+        await socket.wait_ack(await socket.send("events_api", body), timeout=15)
+        await api.wait_for(lambda: api.calls_to("chat.stopStream"), timeout=30)
+        await _kill(proc)
+        [half] = api.posted()
+        assert half.streaming
+        api.unstall("chat.stopStream")
+        proc = await _spawn("run", "slack", "--socket-mode", env=env)
+        await api.wait_for(
+            lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
+        )
+        await asyncio.sleep(3.5)
+        [answer] = api.posted()
+        assert answer.thread_ts == ts and "Reset password" in answer.text
+        [row] = (await ledger(db, "slack")).values()
+        assert row.status == events.ANSWERED
+        assert [role for _, role, _ in await _turns(db)] == ["user", "assistant"]
+    finally:
+        await _kill(proc)
+        await socket.close()
