@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from storage import events
 from storage.db import Database
 from storage.models import Base, Memory
+from tests.fakes.discord_world import DiscordWorld, write_docs
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
@@ -25,7 +27,7 @@ from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.inbox_support import ledger, model_runs
-from tests.test_inbox_processes import _kill, _serve, _slack_env, _spawn
+from tests.test_inbox_processes import _env, _kill, _serve, _slack_env, _spawn
 
 __all__ = ["api", "kb_uri"]
 pytestmark = pytest.mark.timeout(120)
@@ -164,3 +166,45 @@ async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_proces
     finally:
         await _kill(proc)
         await socket.close()
+
+
+async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_after_restart(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # `run discord`: the answer is stored, then Discord stops answering its post and the
+    # process is SIGKILLed meanwhile. The next process answers it (the gateway replays
+    # nothing) and memory holds the turn once.
+    from storage.knowledge import KnowledgeBase
+
+    kb = str(tmp_path / "kb")
+    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
+    world = await DiscordWorld.start()
+    env = _env(
+        sqlite_url,
+        kb,
+        model,
+        DISCORD_TOKEN="fake-discord-token",
+        DISCORD_API_URL=world.api.base_url,
+        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
+    )
+    proc = await _spawn("run", "discord", env=env)
+    try:
+        await world.gateway.wait_ready(1, timeout=30)
+        posts = r"/channels/\d+/messages"
+        world.api.stall("POST", posts)
+        channel = (await world.dm("how do I reset my password?"))["channel_id"]
+        await world.api.wait_for(lambda: world.api.find("POST", posts), timeout=30, what="post")
+        await _kill(proc)
+        assert world.api.channel_messages(channel) == []
+        world.api.unstall()
+        proc = await _spawn("run", "discord", env=env)
+        [answer] = await world.bot_messages(channel, timeout=30)
+        await asyncio.sleep(3.5)
+        assert [m["id"] for m in world.api.channel_messages(channel)] == [answer["id"]]
+        assert "Reset password" in answer["content"]
+        [row] = (await ledger(sqlite_db, "discord")).values()
+        assert row.status == events.ANSWERED
+        assert [role for _, role, _ in await _turns(sqlite_db)] == ["user", "assistant"]
+    finally:
+        await _kill(proc)
+        await world.stop()

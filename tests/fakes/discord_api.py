@@ -89,6 +89,7 @@ class FakeDiscordAPI:
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
     _reset_rules: list[_ResetRule] = field(default_factory=list)
+    _stalls: list[tuple[str, re.Pattern[str], asyncio.Event]] = field(default_factory=list)
     _nonces: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -153,6 +154,16 @@ class FakeDiscordAPI:
         message exists, its response is lost). Recorded with status 0."""
         self._reset_rules.append(_ResetRule(method, re.compile(path_regex), times, after, skip))
 
+    def stall(self, method: str, path_regex: str) -> None:
+        """Matching requests hang (Discord stopped answering) and never take effect; once
+        :meth:`unstall` is called, the ones still waiting get their connection reset."""
+        self._stalls.append((method, re.compile(path_regex), asyncio.Event()))
+
+    def unstall(self) -> None:
+        for _method, _pattern, released in self._stalls:
+            released.set()
+        self._stalls.clear()
+
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
         return [r for r in self.requests if r.method == method and pattern.fullmatch(r.path)]
@@ -199,6 +210,13 @@ class FakeDiscordAPI:
         record = RecordedRequest(request.method, path, dict(request.query), body)
         self.requests.append(record)
         try:
+            for method, pattern, released in list(self._stalls):
+                if method == request.method and pattern.fullmatch(path):
+                    self.changed.set()
+                    await released.wait()
+                    record.status = 0
+                    _reset_connection(request)
+                    raise ConnectionResetError("connection reset by the fake (test control)")
             reset = self._matching_reset_rule(request.method, path)
             if reset is not None:
                 if reset.after:
