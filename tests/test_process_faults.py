@@ -7,6 +7,7 @@ visible, and the conversation's memory holds each question and its answer once."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -24,7 +25,7 @@ from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SIGNING_SECRET
-from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
+from tests.fakes.slack_sender import SlackSender, app_mention, event_callback, new_ts
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.inbox_support import ledger, model_runs
 from tests.test_inbox_processes import _env, _kill, _serve, _slack_env, _spawn
@@ -208,3 +209,61 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
     finally:
         await _kill(proc)
         await world.stop()
+
+
+async def test_malformed_and_oversize_requests_to_serve_with_workers(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # `serve --workers 1`: signed events Slack would never send (a message without its
+    # channel or timestamp: answerable nowhere, and all such events shared one ledger key),
+    # bodies that are not JSON, over the size limit or badly signed, each get a clear 4xx;
+    # nothing is stored for them, and a 40,000-character question and a normal one are still
+    # answered once each.
+    db = Database(pg_url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    env = _slack_env(pg_url, kb_uri, model, api)
+    proc = await _serve(env, "--workers", "1")
+    try:
+        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        mention = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
+        no_channel = app_mention(text=mention)
+        del no_channel["event"]["channel"]
+        no_ts = app_mention(text=mention, channel="C0000002")
+        del no_ts["event"]["ts"], no_ts["event"]["event_ts"]
+        edit = event_callback(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": "C0000002",
+                "ts": new_ts(),
+                "message": {"type": "message", "user": "UHUMAN001", "text": mention},
+                "previous_message": {"type": "message", "user": "UHUMAN001", "text": "?"},
+            }
+        )
+        huge, normal = new_ts(), new_ts()
+        async with SlackSender(url, SIGNING_SECRET) as sender:
+            for body in (no_channel, no_ts, edit):
+                assert (await sender.event(body)).status == 400, body
+            oversize = json.dumps({"type": "event_callback", "event": {"text": "x" * 3_000_000}})
+            assert (await sender.post_raw(oversize, content_type="application/json")).status == 413
+            assert (await sender.post_raw("{", content_type="application/json")).status == 400
+            badly_signed = await sender.post_raw(
+                json.dumps(app_mention(text=mention)), content_type="application/json", secret="x"
+            )
+            assert badly_signed.status == 401
+            long_question = f"<@{DEFAULT_BOT_USER}> " + "why? " * 8_000
+            for ts, text in ((huge, long_question), (normal, mention)):
+                assert (await sender.event(app_mention(text=text, ts=ts))).status == 200
+        await api.wait_for(
+            lambda: len(api.posted()) == 2 and not any(m.streaming for m in api.posted()),
+            timeout=30,
+        )
+        await asyncio.sleep(1)
+        assert Counter(m.thread_ts for m in api.posted()) == {huge: 1, normal: 1}
+        rows = await ledger(db, "slack")
+        assert len(rows) == 2 and {r.status for r in rows.values()} == {events.ANSWERED}
+        assert len(await _turns(db)) == 4
+    finally:
+        await _kill(proc)
+        await db.dispose()
