@@ -103,6 +103,7 @@ class FakeDiscordAPI:
         return self.base_url
 
     async def stop(self) -> None:
+        self.unstall()  # a stalled request would hold up the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -113,6 +113,8 @@ class FakeSlackAPI:
         return self.base_url
 
     async def close(self) -> None:
+        for method in list(self._stalls):  # a stalled call would hold up the shutdown
+            self.unstall(method)
         if self._runner is not None:
             await self._runner.cleanup()
 
