@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot import texts
 from storage import events
 from storage.db import Database
 from storage.models import Base, Memory
@@ -267,3 +268,35 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
     finally:
         await _kill(proc)
         await db.dispose()
+
+
+async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_apology(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The model starts streaming, then goes silent for longer than SUPPORTBOT_OPENAI_TIMEOUT:
+    # the streamed start is replaced by the short "took too long" reply, once, and the
+    # question is finished (not tried again by another attempt).
+    partial = "To reset your password, open Settings and then "
+    async with FakeOpenAI() as model:
+        model.queue(Turn(content=partial * 4, chunk_chars=8, stall_after=3, stall=5.0))
+        env = _slack_env(sqlite_url, kb_uri, model, api)
+        env["SUPPORTBOT_OPENAI_TIMEOUT"] = "1.5"
+        proc = await _serve(env, "--workers", "0")
+        try:
+            ts = new_ts()
+            url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+            async with SlackSender(url, SIGNING_SECRET) as sender:
+                body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+                assert (await sender.event(body)).status == 200
+            await api.wait_for(
+                lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
+            )
+            await asyncio.sleep(3.5)
+            assert [(m.thread_ts, m.text) for m in api.posted()] == [
+                (ts, texts.ERROR_MODEL_TIMEOUT)
+            ]
+            [row] = (await ledger(sqlite_db, "slack")).values()
+            assert (row.status, row.attempts) == (events.ANSWERED, 1)
+            assert len(model.requests) == 1
+        finally:
+            await _kill(proc)
