@@ -300,3 +300,41 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
             assert len(model.requests) == 1
         finally:
             await _kill(proc)
+
+
+async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # Slack creates the message, then answers 500 (a gateway failing late). slack_sdk used
+    # to post again blindly: a half-streamed copy in the thread, or a second message in the
+    # DM, stayed beside the answer. Now each retry first deletes the copy.
+    env = _slack_env(sqlite_url, kb_uri, model, api)
+    api.fail("chat.startStream", status=500, handled=True)
+    api.fail("chat.postMessage", status=500, handled=True, channel="D0000003")
+    proc = await _serve(env, "--workers", "0")
+    try:
+        ts = new_ts()
+        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        async with SlackSender(url, SIGNING_SECRET) as sender:
+            question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
+            assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
+            dm = app_mention(
+                text="how do I reset my password?",
+                channel="D0000003",
+                event_type="message",
+                channel_type="im",
+            )
+            assert (await sender.event(dm)).status == 200
+        await api.wait_for(
+            lambda: len([m for m in api.posted() if not m.streaming]) >= 2, timeout=30
+        )
+        await asyncio.sleep(2)
+        [answer] = api.posted("C0000001")
+        assert answer.thread_ts == ts and "Reset password" in answer.text
+        [direct] = api.posted("D0000003")
+        assert "Reset password" in direct.text
+        assert len(api.calls_to("chat.startStream")) == 2
+        rows = await ledger(sqlite_db, "slack")
+        assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
+    finally:
+        await _kill(proc)
