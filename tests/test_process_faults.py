@@ -338,3 +338,33 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
         assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
     finally:
         await _kill(proc)
+
+
+async def test_an_append_slack_made_before_failing_is_not_shown_twice(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # A piece appended to the streamed answer, then a 500: slack_sdk used to send the piece
+    # again, and the answer showed it twice. Now the attempt is handed back: its streamed
+    # message is removed and the answer streamed again, whole, once.
+    steps = "".join(f"Step {i}: do thing number {i}.\n" for i in range(30))
+
+    def policy(_request: dict[str, Any]) -> Turn:
+        return Turn(content=steps, chunk_chars=40, chunk_delay=0.1)
+
+    async with FakeOpenAI(policy=policy) as model:
+        env = _slack_env(sqlite_url, kb_uri, model, api)
+        api.fail("chat.appendStream", status=500, handled=True)
+        proc = await _serve(env, "--workers", "0")
+        try:
+            ts = new_ts()
+            url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+            async with SlackSender(url, SIGNING_SECRET) as sender:
+                body = app_mention(text=f"<@{DEFAULT_BOT_USER}> what are the steps?", ts=ts)
+                assert (await sender.event(body)).status == 200
+            await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=40)
+            await asyncio.sleep(2)
+            [answer] = api.posted()
+            assert not answer.streaming and answer.thread_ts == ts
+            assert [answer.text.count(f"Step {i}:") for i in range(30)] == [1] * 30
+        finally:
+            await _kill(proc)

@@ -325,7 +325,10 @@ class AnswerWriter:
             self.ts, self.streamed, self.reopen = str(response["ts"]), text, ""
             await self._posted(self.ts)
         else:
-            await self.client.chat_appendStream(
+            # Not retried blindly either: an append Slack made before a 5xx, sent again,
+            # shows its text twice. A passing failure hands the work back (TryLater): the
+            # next attempt removes this streamed message and answers again.
+            await posting_once(self.client).chat_appendStream(
                 channel=self.route.channel, ts=self.ts, markdown_text=piece
             )
             self.streamed += piece
