@@ -368,3 +368,36 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
             assert [answer.text.count(f"Step {i}:") for i in range(30)] == [1] * 30
         finally:
             await _kill(proc)
+
+
+async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # Discord makes the answer's message, then answers 500; discord.py tries again with the
+    # same (enforced) nonce, and Discord hands back the message it made: posted once.
+    from storage.knowledge import KnowledgeBase
+
+    kb = str(tmp_path / "kb")
+    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
+    world = await DiscordWorld.start()
+    env = _env(
+        sqlite_url,
+        kb,
+        model,
+        DISCORD_TOKEN="fake-discord-token",
+        DISCORD_API_URL=world.api.base_url,
+        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
+    )
+    proc = await _spawn("run", "discord", env=env)
+    try:
+        await world.gateway.wait_ready(1, timeout=30)
+        world.api.fail_with(500, "POST", r"/channels/\d+/messages", handled=True)
+        channel = (await world.dm("how do I reset my password?"))["channel_id"]
+        await world.bot_messages(channel, timeout=30)
+        await asyncio.sleep(2.5)
+        [answer] = world.api.channel_messages(channel)
+        assert "Reset password" in answer["content"]
+        assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
+    finally:
+        await _kill(proc)
+        await world.stop()

@@ -47,6 +47,7 @@ class _FailRule:
     retry_after: float
     status: int = 429
     via: bool = True  # Discord's 429s carry ``Via``; discord.py treats one without as a ban
+    handled: bool = False  # the request takes effect first; only its answer is the error
 
 
 @dataclass
@@ -137,9 +138,13 @@ class FakeDiscordAPI:
             _FailRule(method, re.compile(path_regex), times, retry_after, via=via)
         )
 
-    def fail_with(self, status: int, method: str, path_regex: str, *, times: int = 1) -> None:
-        """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404)."""
-        self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, 0.0, status))
+    def fail_with(
+        self, status: int, method: str, path_regex: str, *, times: int = 1, handled: bool = False
+    ) -> None:
+        """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404);
+        ``handled``: the request takes effect first (a 5xx from a gateway failing late)."""
+        rule = _FailRule(method, re.compile(path_regex), times, 0.0, status, handled=handled)
+        self._fail_rules.append(rule)
 
     def reset_next(
         self,
@@ -227,6 +232,8 @@ class FakeDiscordAPI:
                 raise ConnectionResetError("connection reset by the fake (test control)")
             rule = self._matching_fail_rule(request.method, path)
             if rule is not None and rule.status != 429:
+                if rule.handled:
+                    await self._route(request, path, body)
                 record.status = rule.status
                 return _json(rule.status, {"message": "Injected failure", "code": 0})
             if rule is not None:
