@@ -35,6 +35,10 @@ class ConversationContext:
     history: list[dict[str, str]] = field(default_factory=list)  # role/content, oldest first
     summary: str | None = None
     unsummarized: int = 0  # question/answer rows not folded into the summary yet
+    # Rows an earlier attempt at this same message stored (the question it kept when it
+    # failed, or a turn whose answer never reached the asker): not history, and replaced by
+    # this attempt's rows when they are stored.
+    earlier_attempt: tuple[int, ...] = ()
 
     @property
     def previous_question(self) -> str | None:
@@ -51,8 +55,9 @@ class MemoryPolicy:
         self.db = db
         self.window = max(1, turns) * 2  # a turn is a question and its answer
 
-    async def load(self, session_id: str) -> ConversationContext:
-        """The summary and every turn after it (at most window + SLACK rows).
+    async def load(self, session_id: str, message_id: str = "") -> ConversationContext:
+        """The summary and every turn after it (at most window + SLACK rows); rows stored
+        for ``message_id`` itself (work answered again) are set apart, not history.
 
         Usually ONE query: the newest window + SLACK + 1 rows of the session, summaries
         included. A summary is written after the turns it covers, so when it is among those
@@ -61,19 +66,17 @@ class MemoryPolicy:
         """
         limit = self.window + self.SLACK
         async with self.db.reads() as conn:
-            newest = (
-                await conn.execute(_NEWEST_ROWS, {"session_id": session_id, "limit": limit + 1})
-            ).all()
+            found = await conn.execute(_NEWEST_ROWS, {"session_id": session_id, "limit": limit + 1})
+            newest, earlier = _set_apart(found.all(), message_id)
             summary = next((row for row in newest if row.role == SUMMARY), None)
             if summary is None and len(newest) > limit:
                 summary = (await conn.execute(_LATEST_SUMMARY, {"session_id": session_id})).first()
                 covered = _covers_through(summary.tool_metadata if summary else None)
-                turns = (
-                    await conn.execute(
-                        _RECENT_TURNS,
-                        {"session_id": session_id, "covered": covered, "limit": limit},
-                    )
-                ).all()
+                found = await conn.execute(
+                    _RECENT_TURNS,
+                    {"session_id": session_id, "covered": covered, "limit": limit},
+                )
+                turns, earlier = _set_apart(found.all(), message_id)
             else:
                 covered = _covers_through(summary.tool_metadata if summary else None)
                 turns = [r for r in newest if r.role != SUMMARY and r.id > covered][:limit]
@@ -81,6 +84,7 @@ class MemoryPolicy:
             history=[{"role": r.role, "content": r.content} for r in reversed(turns)],
             summary=summary.content if summary is not None else None,
             unsummarized=len(turns),
+            earlier_attempt=earlier,
         )
 
     def needs_compaction(self, context: ConversationContext, added: int = 2) -> bool:
@@ -94,12 +98,16 @@ class MemoryPolicy:
         question_metadata: dict[str, Any] | None,
         answer: str,
         answer_metadata: dict[str, Any] | None,
+        *,
+        replacing: tuple[int, ...] = (),
     ) -> int:
-        """Store a question and its answer together (one statement); returns the answer's id."""
+        """Store a question and its answer together (one statement; in the same transaction
+        the rows ``replacing`` names are deleted); returns the answer's id."""
         _, answer_id = await memories.append_memories(
             self.db,
             [(USER, question, question_metadata), (ASSISTANT, answer, answer_metadata)],
             session_id=session_id,
+            replacing=replacing,
         )
         return answer_id
 
@@ -109,9 +117,11 @@ class MemoryPolicy:
         role: str,
         content: str,
         tool_metadata: dict[str, Any] | None = None,
+        *,
+        replacing: tuple[int, ...] = (),
     ) -> int:
         (row_id,) = await memories.append_memories(
-            self.db, [(role, content, tool_metadata)], session_id=session_id
+            self.db, [(role, content, tool_metadata)], session_id=session_id, replacing=replacing
         )
         return row_id
 
@@ -185,6 +195,12 @@ def _latest_summary_query(session_id: str) -> Any:
 
 
 # Built once with bound parameters, so each load reuses SQLAlchemy's compiled statement.
+# The platform message a turn's row belongs to: a question's own id, an answer's reply_to.
+_FOR_MESSAGE = case(
+    (Memory.role == USER, Memory.tool_metadata[memories.MESSAGE_KEY].as_string()),
+    (Memory.role == ASSISTANT, Memory.tool_metadata[memories.REPLY_KEY].as_string()),
+    else_=None,
+).label("for_message")
 _NEWEST_ROWS = (
     select(
         Memory.id,
@@ -192,6 +208,7 @@ _NEWEST_ROWS = (
         Memory.content,
         # Only a summary's metadata is needed (covers_through): turns' is never decoded.
         case((Memory.role == SUMMARY, Memory.tool_metadata), else_=None).label("tool_metadata"),
+        _FOR_MESSAGE,
     )
     .where(
         Memory.session_id == bindparam("session_id"),
@@ -207,7 +224,7 @@ _LATEST_SUMMARY = (
     .limit(1)
 )
 _RECENT_TURNS = (
-    select(Memory.id, Memory.role, Memory.content)
+    select(Memory.id, Memory.role, Memory.content, _FOR_MESSAGE)
     .where(
         Memory.session_id == bindparam("session_id"),
         Memory.role.in_((USER, ASSISTANT)),
@@ -216,6 +233,14 @@ _RECENT_TURNS = (
     .order_by(Memory.id.desc())
     .limit(bindparam("limit", literal_execute=False))
 )
+
+
+def _set_apart(rows: list[Any], message_id: str) -> tuple[list[Any], tuple[int, ...]]:
+    """Split rows into the conversation and those stored for ``message_id`` itself."""
+    if not message_id:
+        return rows, ()
+    earlier = tuple(r.id for r in rows if r.for_message == message_id)
+    return [r for r in rows if r.for_message != message_id], earlier
 
 
 def _covers_through(summary_metadata: dict[str, Any] | None) -> int:

@@ -189,7 +189,9 @@ class Responder:
             msg.conversation, parent_channel_id=msg.parent_channel_id
         )
         auto = is_auto_answer_post(msg, policy)
-        context = await self.memory.load(session_id)
+        # Work the inbox runs again (a platform fault, a crash, a lost lease) may find what
+        # its earlier attempt stored: set apart by the load, replaced when this one stores.
+        context = await self.memory.load(session_id, msg.id)
         offer = smalltalk.reply_to_offer(question, context.history)
         if offer is smalltalk.OfferReply.ACCEPTED:  # "yes" to the refusal's "bring in a human?"
             hand_off = await self.escalate(
@@ -203,7 +205,7 @@ class Responder:
             yield await self._acknowledge(msg, session_id)
             return
         # Who asked: a thread started for this question may be cleared by its asker.
-        question_metadata = {"message_id": msg.id, "author_id": msg.author.id}
+        question_metadata = {memories.MESSAGE_KEY: msg.id, "author_id": msg.author.id}
         request = AgentRequest(
             question=question,
             context=context,
@@ -234,7 +236,9 @@ class Responder:
                     min_probability=self.auto_answer_min_probability,
                 )
                 if not verdict.answer:
-                    await self._keep_question(session_id, question, question_metadata)
+                    await self._keep_question(
+                        session_id, question, question_metadata, context.earlier_attempt
+                    )
                     stored = True
                     yield await stay_silent(
                         self.memory, session_id, question, result, policy, verdict.reason
@@ -267,6 +271,7 @@ class Responder:
                     yield addition
             metadata: dict[str, Any] = dict(result.tool_metadata)
             metadata["kind"] = kind.value
+            metadata[memories.REPLY_KEY] = msg.id
             metadata["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
             if metadata.get("first_token_ms") is None:
                 metadata["first_token_ms"] = first_token_ms
@@ -281,12 +286,21 @@ class Responder:
                 metadata["related"] = [source.url_or_path for source in related]
             # The question and its answer are stored together, in one statement.
             memory_id = await self.memory.remember_turn(
-                session_id, question, question_metadata, text, metadata
+                session_id,
+                question,
+                question_metadata,
+                text,
+                metadata,
+                replacing=context.earlier_attempt,
             )
             stored = True
         finally:
             if not stored:  # a failed (or cancelled) answer still keeps the question
-                await asyncio.shield(self._keep_question(session_id, question, question_metadata))
+                await asyncio.shield(
+                    self._keep_question(
+                        session_id, question, question_metadata, context.earlier_attempt
+                    )
+                )
         if self.memory.needs_compaction(context):
             await self.memory.compact(session_id)
         yield Reply(
@@ -301,10 +315,14 @@ class Responder:
         )
 
     async def _keep_question(
-        self, session_id: str, question: str, metadata: dict[str, Any]
+        self,
+        session_id: str,
+        question: str,
+        metadata: dict[str, Any],
+        replacing: tuple[int, ...],
     ) -> None:
         try:
-            await self.memory.remember(session_id, USER, question, metadata)
+            await self.memory.remember(session_id, USER, question, metadata, replacing=replacing)
         except Exception as exc:  # the answer's own failure is what the boundary reports
             passing = unreachable(exc)  # an outage is expected: its reason, not a traceback
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,8 +48,18 @@ async def append_memory(
     return memory
 
 
+# The metadata keys that tie turns to the platform message they belong to: a question's own
+# id, and on its answer the id of the question it answers.
+MESSAGE_KEY = "message_id"
+REPLY_KEY = "reply_to"
+
+
 async def append_memories(
-    db: Database, rows: list[tuple[str, str, dict[str, Any] | None]], *, session_id: str
+    db: Database,
+    rows: list[tuple[str, str, dict[str, Any] | None]],
+    *,
+    session_id: str,
+    replacing: Sequence[int] = (),
 ) -> list[int]:
     """Store (role, content, tool_metadata) rows of one session in ONE multi-row INSERT
     (atomic: all or none, one round trip); returns their ids in the same order.
@@ -57,13 +68,18 @@ async def append_memories(
     ``INSERT … VALUES (…), (…) RETURNING id`` ("insertmanyvalues") and compiles it once per
     process; a ``.values([...])`` statement was compiled again for every call, and the ORM
     unit of work (identity map, flush ordering) costs more than the statement for rows
-    nobody reloads.
+    nobody reloads. ``replacing``: ids of the session's rows deleted in the same transaction
+    (what an earlier attempt at the same message stored).
     """
     values = [
         {"session_id": session_id, "role": role, "content": content, "tool_metadata": metadata}
         for role, content, metadata in rows
     ]
     async with db.write() as conn:
+        if replacing:
+            await conn.execute(
+                delete(Memory).where(Memory.session_id == session_id, Memory.id.in_(replacing))
+            )
         result = await conn.execute(_INSERT_RETURNING_ID, values)
         # Rows of one VALUES list get ascending ids in list order (one sequence / rowid).
         return sorted(int(row_id) for row_id in result.scalars())

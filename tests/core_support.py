@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,9 @@ def conversation(thread: str | None = "t1", channel: str = "C1") -> Conversation
     return ConversationKey(Platform.SLACK, "T1", channel, thread)
 
 
+_MESSAGE_IDS = itertools.count(1)
+
+
 def message(
     text: str,
     *,
@@ -71,10 +75,12 @@ def message(
     channel: str = "C1",
     user: str = "U1",
     command: str | None = None,
-    msg_id: str = "m1",
+    msg_id: str | None = None,
 ) -> IncomingMessage:
+    """A user message; each gets its own id, as on a platform, unless ``msg_id`` is given
+    (the Responder treats the same id in a conversation as the same message answered again)."""
     return IncomingMessage(
-        id=msg_id,
+        id=msg_id or f"m{next(_MESSAGE_IDS)}",
         conversation=conversation(thread, channel),
         author=Author(id=user, display_name=user),
         text=text,

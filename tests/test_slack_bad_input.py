@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.db import Database
-from storage.models import ProcessedEvent
+from storage.models import Memory, ProcessedEvent
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness, slack_settings
@@ -201,3 +201,8 @@ async def test_a_web_api_failing_past_the_client_retries_is_answered_a_little_la
     assert len(api.calls_to("chat.postMessage")) == 4
     [row] = (await ledger(sqlite_db, "slack")).values()
     assert (row.status, row.attempts) == ("answered", 2)
+    # The failed attempt kept the question; the second one replaced it with the whole turn
+    # (the question used to be stored twice, and read back by the retry as its own history).
+    async with sqlite_db.sessions() as session:
+        turns = (await session.scalars(select(Memory.role).order_by(Memory.id))).all()
+    assert turns == ["user", "assistant"]

@@ -174,7 +174,7 @@ def malformed(body: Any) -> str | None:
         if not isinstance(event, dict):
             return "event is not an object"
         if event.get("type") in ("app_mention", "message"):
-            return _malformed_message(event, "event")
+            return _malformed_message(event, "event") or _unplaced(event)
         if "assistant_thread" in event and not isinstance(event["assistant_thread"], dict):
             return "event.assistant_thread is not an object"
     if body.get("type") == "block_actions":
@@ -191,6 +191,18 @@ def _malformed_message(message: dict[str, Any], where: str) -> str | None:
             return f"{where}.{key} is not an object"
     inner = message.get("message")
     return _malformed_message(inner, f"{where}.message") if inner else None
+
+
+def _unplaced(event: dict[str, Any]) -> str | None:
+    """A message event without the channel or timestamp Slack always sends: it could only be
+    answered nowhere (and every such event would share one ledger key)."""
+    for key in ("channel", "ts"):
+        if not event.get(key):
+            return f"event.{key} is missing"
+    inner = event.get("message")
+    if inner and not inner.get("ts"):
+        return "event.message.ts is missing"
+    return None
 
 
 def _malformed_actions(body: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ allows about one message per second per channel); the final message is always se
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,8 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack.failures import CALL_FAILURES, transient_failure
 from adapters.slack.render import (
     CHUNK_LIMIT,
     SlackMessage,
@@ -40,6 +44,10 @@ STREAM_MESSAGE_LIMIT = 11_500
 TOO_LONG_ERRORS = frozenset({"msg_too_long", "msg_blocks_too_long"})
 # Below this many characters per call, a refusal is not about length: give up.
 MIN_PIECE = splitting.MIN_LIMIT
+# Seconds before a message is created again within one attempt (as slack_sdk would wait).
+CREATE_RETRY_DELAYS = (0.5, 1.0)
+# How far back a copy left by a failed create is looked for: our clock and Slack's may differ.
+COPY_MARGIN = 60.0
 
 
 class ChannelThrottle:
@@ -79,21 +87,95 @@ def too_long(exc: BaseException) -> bool:
     return isinstance(exc, SlackApiError) and _error(exc) in TOO_LONG_ERRORS
 
 
+def posting_once(client: AsyncWebClient) -> AsyncWebClient:
+    """The client without slack_sdk's own retries of 5xx and dropped connections: Slack may
+    have posted before failing (it has no idempotency key), so a blind retry posts twice.
+    A 429 posted nothing and is still waited out."""
+    return AsyncWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        session=client.session,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+    )
+
+
+async def create_message(
+    client: AsyncWebClient,
+    route: Route,
+    method: str,
+    shown: str,
+    *,
+    retry_delays: tuple[float, ...] = CREATE_RETRY_DELAYS,
+    **params: Any,
+) -> AsyncSlackResponse:
+    """``chat.postMessage`` or ``chat.startStream`` at ``route`` (``shown``: its text as
+    Slack shows it), tried again through passing faults as slack_sdk would, but each retry
+    first deletes the copy an earlier try may have posted before its answer was lost (ours,
+    in the same place, with the same text, since just before the first try).
+    ``retry_delays=()``: one try, for callers that look for an earlier copy themselves."""
+    once = posting_once(client)
+    since = f"{time.time() - COPY_MARGIN:.6f}"
+    for retry, delay in enumerate((0.0, *retry_delays)):
+        if retry:
+            await asyncio.sleep(delay)
+            await _delete_copies(client, route, shown, since)
+        try:
+            return await getattr(once, method)(
+                channel=route.channel, thread_ts=route.thread_ts, **params
+            )
+        except CALL_FAILURES as exc:
+            if transient_failure(exc) is None or retry == len(retry_delays):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _delete_copies(client: AsyncWebClient, route: Route, text: str, since: str) -> None:
+    """Delete our messages with ``text`` posted at ``route`` after ``since``. A failure to
+    look for a passing reason raises (the attempt is handed back, and the next one removes
+    what this one left); a refusal (no access to the history) is logged: a copy is better
+    than no answer."""
+    try:
+        me = await client.auth_test()
+        if route.thread_ts:
+            found = await client.conversations_replies(
+                channel=route.channel, ts=route.thread_ts, oldest=since, limit=50
+            )
+        else:
+            found = await client.conversations_history(
+                channel=route.channel, oldest=since, limit=50
+            )
+    except SlackApiError as exc:
+        if transient_failure(exc) is not None:
+            raise
+        log.warning("cannot look for a copy a failed post left: %s", _error(exc))
+        return
+    for message in found.get("messages") or []:
+        ours = message.get("bot_id") == me.get("bot_id") or message.get("user") == me.get("user_id")
+        if ours and message.get("text") == text and message.get("ts") != route.thread_ts:
+            log.info("deleting the copy a failed post left in %s", route.channel)
+            await client.chat_delete(channel=route.channel, ts=str(message["ts"]))
+
+
 async def post_messages(
     client: AsyncWebClient,
     route: Route,
     messages: list[SlackMessage],
     *,
     on_post: OnPost | None = None,
+    retry_delays: tuple[float, ...] = CREATE_RETRY_DELAYS,
 ) -> list[str]:
     """Post each message in order (one Slack refuses as too long is cut smaller and posted);
     returns their timestamps, each also told to ``on_post`` as soon as it exists."""
     stamps: list[str] = []
     for message in messages:
         try:
-            response = await client.chat_postMessage(
-                channel=route.channel,
-                thread_ts=route.thread_ts,
+            response = await create_message(
+                client,
+                route,
+                "chat_postMessage",
+                message.text,
+                retry_delays=retry_delays,
                 text=message.text,
                 blocks=message.blocks,
                 unfurl_links=False,
@@ -103,7 +185,9 @@ async def post_messages(
             if smaller is None:
                 raise
             _log_too_long(exc, len(message.text), len(smaller))
-            stamps += await post_messages(client, route, smaller, on_post=on_post)
+            stamps += await post_messages(
+                client, route, smaller, on_post=on_post, retry_delays=retry_delays
+            )
             continue
         stamps.append(str(response["ts"]))
         if on_post is not None:
@@ -182,9 +266,11 @@ class AnswerWriter:
         blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": preview}}]
         try:
             if self.ts is None:
-                response = await self.client.chat_postMessage(
-                    channel=self.route.channel,
-                    thread_ts=self.route.thread_ts,
+                response = await create_message(
+                    self.client,
+                    self.route,
+                    "chat_postMessage",
+                    preview,
                     text=preview,
                     blocks=blocks,
                     unfurl_links=False,
@@ -227,9 +313,11 @@ class AnswerWriter:
         """Send ``piece``: the start of a new streamed message, or more of the current one."""
         if self.ts is None:
             text = self.reopen + piece
-            response = await self.client.chat_startStream(
-                channel=self.route.channel,
-                thread_ts=str(self.route.thread_ts),
+            response = await create_message(
+                self.client,
+                self.route,
+                "chat_startStream",
+                text,
                 markdown_text=text,
                 recipient_team_id=self.route.team_id,
                 recipient_user_id=self.route.user_id,
@@ -237,7 +325,10 @@ class AnswerWriter:
             self.ts, self.streamed, self.reopen = str(response["ts"]), text, ""
             await self._posted(self.ts)
         else:
-            await self.client.chat_appendStream(
+            # Not retried blindly either: an append Slack made before a 5xx, sent again,
+            # shows its text twice. A passing failure hands the work back (TryLater): the
+            # next attempt removes this streamed message and answers again.
+            await posting_once(self.client).chat_appendStream(
                 channel=self.route.channel, ts=self.ts, markdown_text=piece
             )
             self.streamed += piece

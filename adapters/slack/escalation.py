@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert, render
-from adapters.slack.delivery import Route, post_messages
+from adapters.slack.delivery import Route, post_messages, posting_once
 from adapters.slack.failures import CALL_FAILURES, transient_failure
 from adapters.slack.thread_history import thread_reader
 from bot import escalation, texts
@@ -241,14 +240,14 @@ class SlackEscalations:
         conversation = convert.conversation_from_session_id(session_id)
         target = await self.target(conversation) if conversation else SlackTarget()
         messages = notice_messages(session_id, str(p["requested_by"]), target, escalation_id)
-        once = _posting_once(client)
+        once = posting_once(client)
         for retry, delay in enumerate((0.0, *POST_RETRY_DELAYS)):
             if retry:  # as slack_sdk would retry, but only after looking for the notice
                 await asyncio.sleep(delay)
                 if await self._found_posted(client, channel, escalation_id, str(since)):
                     return
             try:
-                posted = await post_messages(once, Route(channel, None), messages)
+                posted = await post_messages(once, Route(channel, None), messages, retry_delays=())
             except CALL_FAILURES as exc:
                 if transient_failure(exc) is None or retry == len(POST_RETRY_DELAYS):
                     raise
@@ -366,19 +365,6 @@ def notice_messages(
         extra = [render.context_block(render.with_mentions(render.escape(note), mentions))]
     notice = Reply(text=text, kind=ReplyKind.INFO)
     return render.render_reply(notice, extra_blocks=extra, mentions=mentions)
-
-
-def _posting_once(client: AsyncWebClient) -> AsyncWebClient:
-    """The client without slack_sdk's own retries of 5xx and dropped connections: Slack may
-    have posted before failing, so a retry must first look for the notice (``post_notice``).
-    A 429 posted nothing and is still waited out."""
-    return AsyncWebClient(
-        token=client.token,
-        base_url=client.base_url,
-        timeout=client.timeout,
-        session=client.session,
-        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
-    )
 
 
 async def _posted_notice(

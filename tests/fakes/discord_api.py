@@ -47,6 +47,7 @@ class _FailRule:
     retry_after: float
     status: int = 429
     via: bool = True  # Discord's 429s carry ``Via``; discord.py treats one without as a ban
+    handled: bool = False  # the request takes effect first; only its answer is the error
 
 
 @dataclass
@@ -89,6 +90,7 @@ class FakeDiscordAPI:
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
     _reset_rules: list[_ResetRule] = field(default_factory=list)
+    _stalls: list[tuple[str, re.Pattern[str], asyncio.Event]] = field(default_factory=list)
     _nonces: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     port: int = 0
@@ -102,6 +104,7 @@ class FakeDiscordAPI:
         return self.base_url
 
     async def stop(self) -> None:
+        self.unstall()  # a stalled request would hold up the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -135,9 +138,13 @@ class FakeDiscordAPI:
             _FailRule(method, re.compile(path_regex), times, retry_after, via=via)
         )
 
-    def fail_with(self, status: int, method: str, path_regex: str, *, times: int = 1) -> None:
-        """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404)."""
-        self._fail_rules.append(_FailRule(method, re.compile(path_regex), times, 0.0, status))
+    def fail_with(
+        self, status: int, method: str, path_regex: str, *, times: int = 1, handled: bool = False
+    ) -> None:
+        """Answer the next ``times`` matching requests with an error ``status`` (e.g. 404);
+        ``handled``: the request takes effect first (a 5xx from a gateway failing late)."""
+        rule = _FailRule(method, re.compile(path_regex), times, 0.0, status, handled=handled)
+        self._fail_rules.append(rule)
 
     def reset_next(
         self,
@@ -152,6 +159,16 @@ class FakeDiscordAPI:
         letting ``skip`` through), before handling them or, with ``after``, once handled (the
         message exists, its response is lost). Recorded with status 0."""
         self._reset_rules.append(_ResetRule(method, re.compile(path_regex), times, after, skip))
+
+    def stall(self, method: str, path_regex: str) -> None:
+        """Matching requests hang (Discord stopped answering) and never take effect; once
+        :meth:`unstall` is called, the ones still waiting get their connection reset."""
+        self._stalls.append((method, re.compile(path_regex), asyncio.Event()))
+
+    def unstall(self) -> None:
+        for _method, _pattern, released in self._stalls:
+            released.set()
+        self._stalls.clear()
 
     def find(self, method: str, path_regex: str) -> list[RecordedRequest]:
         pattern = re.compile(path_regex)
@@ -199,6 +216,13 @@ class FakeDiscordAPI:
         record = RecordedRequest(request.method, path, dict(request.query), body)
         self.requests.append(record)
         try:
+            for method, pattern, released in list(self._stalls):
+                if method == request.method and pattern.fullmatch(path):
+                    self.changed.set()
+                    await released.wait()
+                    record.status = 0
+                    _reset_connection(request)
+                    raise ConnectionResetError("connection reset by the fake (test control)")
             reset = self._matching_reset_rule(request.method, path)
             if reset is not None:
                 if reset.after:
@@ -208,6 +232,8 @@ class FakeDiscordAPI:
                 raise ConnectionResetError("connection reset by the fake (test control)")
             rule = self._matching_fail_rule(request.method, path)
             if rule is not None and rule.status != 429:
+                if rule.handled:
+                    await self._route(request, path, body)
                 record.status = rule.status
                 return _json(rule.status, {"message": "Injected failure", "code": 0})
             if rule is not None:

@@ -74,6 +74,8 @@ class Turn:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     abort_after: int | None = None  # drop the connection after this many content chunks
+    stall_after: int | None = None  # go silent after this many content chunks...
+    stall: float = 0.0  # ...for this many seconds, then go on (a model that stalls mid-stream)
     raw_stream: bytes | None = None  # served verbatim as the SSE body (malformed-stream tests)
     finish_reason: str | None = None  # e.g. "length" or "content_filter"; default stop/tool_calls
     end_early: bool = False  # the body ends cleanly after the content: no finish_reason, no [DONE]
@@ -326,6 +328,8 @@ class FakeOpenAI:
                     request.transport.abort()
                 return response
             await send(delta({"content": turn.content[start : start + size]}))
+            if turn.stall_after is not None and number + 1 == turn.stall_after:
+                await asyncio.sleep(turn.stall)
         for index, call in enumerate(self._tool_calls_payload(turn)):
             # Like the real API: id, type and name first, then the arguments in pieces.
             head = {

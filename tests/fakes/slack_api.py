@@ -96,6 +96,7 @@ class FakeSlackAPI:
         self.unsupported: set[str] = set()
         self.latency = 0.0
         self._failures: dict[str, list[_Failure]] = {}
+        self._stalls: dict[str, asyncio.Event] = {}
         self._last_micros = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -112,6 +113,8 @@ class FakeSlackAPI:
         return self.base_url
 
     async def close(self) -> None:
+        for method in list(self._stalls):  # a stalled call would hold up the shutdown
+            self.unstall(method)
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -141,6 +144,16 @@ class FakeSlackAPI:
         failure = _Failure(status, times, retry_after, after=after, handled=handled)
         failure.channel = channel
         self._failures.setdefault(method, []).append(failure)
+
+    def stall(self, method: str) -> None:
+        """Calls of ``method`` hang (a platform that stopped answering) and never take effect;
+        once :meth:`unstall` is called, the ones still waiting get an HTTP 500."""
+        self._stalls[method] = asyncio.Event()
+
+    def unstall(self, method: str) -> None:
+        stalled = self._stalls.pop(method, None)
+        if stalled is not None:
+            stalled.set()
 
     def error(self, method: str, error: str, *, times: int = 1, after: int = 0) -> None:
         """The next ``times`` calls (after ``after`` that succeed) answer HTTP 200
@@ -230,6 +243,10 @@ class FakeSlackAPI:
         self._notify()
         if self.latency:
             await asyncio.sleep(self.latency)
+        stalled = self._stalls.get(method)
+        if stalled is not None:
+            await stalled.wait()
+            return web.Response(status=500, text="server error")
         failure = self._take_failure(method, params.get("channel"))
         if failure is not None and failure.handled:
             handler = getattr(self, "_m_" + method.replace(".", "_"))
