@@ -61,10 +61,12 @@ SETS: dict[str, tuple[Path, Path]] = {
     "prometheus": (EVAL / "prometheus.jsonl", EVAL / "corpora" / "prometheus" / "docs"),
     # Batch 7 only (held out, unscored), likewise: --sets scrapy --split heldout --fresh-batch 7.
     "scrapy": (EVAL / "scrapy.jsonl", EVAL / "corpora" / "scrapy" / "docs"),
+    # Batch 8 only (held out, unscored), likewise: --sets traefik --split heldout --fresh-batch 8.
+    "traefik": (EVAL / "traefik.jsonl", EVAL / "corpora" / "traefik" / "docs"),
     "sample": (EVAL / "questions.jsonl", ROOT / "bot" / "sample_docs"),
 }
-# What `make eval` scores: every set above except prometheus and scrapy (held out only, batches
-# 6 and 7).
+# What `make eval` scores: every set above except prometheus, scrapy and traefik (held out only,
+# batches 6, 7 and 8).
 DEFAULT_SETS = "flask,etcd,pytest,fastapi,sample"
 TARGETS = {"recall_at_5": 0.95, "mrr_at_10": 0.85, "both_at_10": 0.80}
 DECISION_TARGET, REFUSAL_TARGET = 0.90, 0.80
