@@ -170,12 +170,10 @@ async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_proces
         await socket.close()
 
 
-async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_after_restart(
-    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
-) -> None:
-    # `run discord`: the answer is stored, then Discord stops answering its post and the
-    # process is SIGKILLed meanwhile. The next process answers it (the gateway replays
-    # nothing) and memory holds the turn once.
+async def _discord_world(
+    sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> tuple[DiscordWorld, dict[str, str]]:
+    """A fake Discord and the environment of a `run discord` process on the test docs."""
     from storage.knowledge import KnowledgeBase
 
     kb = str(tmp_path / "kb")
@@ -189,6 +187,16 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
         DISCORD_API_URL=world.api.base_url,
         SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
     )
+    return world, env
+
+
+async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_after_restart(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # `run discord`: the answer is stored, then Discord stops answering its post and the
+    # process is SIGKILLed meanwhile. The next process answers it (the gateway replays
+    # nothing) and memory holds the turn once.
+    world, env = await _discord_world(sqlite_url, tmp_path, model)
     proc = await _spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)
@@ -375,19 +383,7 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
 ) -> None:
     # Discord makes the answer's message, then answers 500; discord.py tries again with the
     # same (enforced) nonce, and Discord hands back the message it made: posted once.
-    from storage.knowledge import KnowledgeBase
-
-    kb = str(tmp_path / "kb")
-    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
-    world = await DiscordWorld.start()
-    env = _env(
-        sqlite_url,
-        kb,
-        model,
-        DISCORD_TOKEN="fake-discord-token",
-        DISCORD_API_URL=world.api.base_url,
-        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
-    )
+    world, env = await _discord_world(sqlite_url, tmp_path, model)
     proc = await _spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)
