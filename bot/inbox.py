@@ -25,7 +25,7 @@ from typing import Any
 
 from bot import metrics, texts
 from bot.config import Settings
-from storage import events
+from storage import events, memories
 from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
@@ -461,6 +461,10 @@ class Inbox:
             log.warning("could not release %s: %s", work.key, type(exc).__name__)
 
     async def _retract(self, work: Work) -> None:
+        """Work given up: what it posted is removed (the adapter's ``retract``) and an answer
+        it stored but never delivered is forgotten, so the next question's context holds no
+        answer the asker never saw (the question stays)."""
+        await self._forget_undelivered(work)
         if self.retract is None:
             return
         try:
@@ -468,6 +472,24 @@ class Inbox:
         except Exception as exc:
             log.warning(
                 "%s %s: removing what the failed attempt posted failed: %s",
+                self.platform,
+                work.key,
+                type(exc).__name__,
+            )
+
+    async def _forget_undelivered(self, work: Work) -> None:
+        session_id = work.payload.get(SESSION_KEY)
+        record = work.payload.get("msg")
+        message_id = record.get("id") if isinstance(record, dict) else None
+        if not session_id or not message_id:
+            return  # not an answer to a message (a notice, a button)
+        try:
+            await memories.forget_answer(
+                self.db, session_id=str(session_id), message_id=str(message_id)
+            )
+        except Exception as exc:  # the asker is still told; the context keeps one stale turn
+            log.warning(
+                "%s %s: forgetting the undelivered answer failed: %s",
                 self.platform,
                 work.key,
                 type(exc).__name__,

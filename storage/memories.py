@@ -148,6 +148,20 @@ _COUNT = (
 _ANY = select(_MEMORIES.c.id).where(_MEMORIES.c.session_id == bindparam("b_session")).limit(1)
 
 
+async def forget_answer(db: Database, *, session_id: str, message_id: str) -> int:
+    """Delete the stored answer(s) to one platform message (the question stays); returns how
+    many rows were deleted."""
+    async with db.single_statement() as session:
+        result = await session.execute(
+            delete(Memory).where(
+                Memory.session_id == session_id,
+                Memory.role == "assistant",
+                Memory.tool_metadata[REPLY_KEY].as_string() == message_id,
+            )
+        )
+        return int(result.rowcount or 0)
+
+
 async def forget_session(db: Database, *, session_id: str) -> int:
     """Delete every memory of a session; returns how many were deleted."""
     async with db.single_statement() as session:

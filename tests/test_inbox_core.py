@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import text, update
 
@@ -18,6 +19,7 @@ from bot.messages import (
     ConversationKey,
     IncomingMessage,
     Platform,
+    ReplyKind,
     message_from_record,
     message_to_record,
 )
@@ -217,3 +219,35 @@ async def test_work_taken_over_before_its_failure_is_neither_retracted_nor_told(
     await inbox.wait_idle(5)
     assert said == []
     await inbox.aclose(0)
+
+
+async def test_an_answer_stored_but_never_delivered_is_forgotten_when_the_work_fails(
+    db: Database, tmp_path: Path
+) -> None:
+    """The platform refused every attempt: the asker is told, and the conversation keeps the
+    question but not the answer they never saw (the next question's context must not hold it)."""
+    from bot.inbox import SESSION_KEY
+    from storage import memories
+    from tests.core_support import build_kb, message, responder
+
+    resp = responder(db, kb=build_kb(tmp_path))
+    asked = message("How do I reset my password?")
+    session = asked.conversation.session_id
+    told: list[str] = []
+
+    async def deliver(work: Work) -> None:
+        reply = await resp.handle(message_from_record(work.payload["msg"]))
+        assert reply.kind is ReplyKind.ANSWER  # stored with the question, then ...
+        raise RuntimeError("the platform refused")  # ... never delivered
+
+    async def tell(_work: Work, text: str) -> None:
+        told.append(text)
+
+    inbox = Inbox(db, "test", deliver, tell=tell)
+    payload = {"kind": "message", "msg": message_to_record(asked), SESSION_KEY: session}
+    assert await inbox.submit("k-undelivered", payload)
+    await inbox.wait_idle(10)
+    await inbox.aclose(0)
+    assert told == [texts.ERROR_GENERIC]
+    rows = await memories.load_recent(db, session_id=session, limit=10)
+    assert [(r.role, r.content) for r in rows] == [("user", "How do I reset my password?")]
