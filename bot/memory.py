@@ -160,10 +160,24 @@ class MemoryPolicy:
             )
         return True
 
-    async def follows(self, conversation: ConversationKey) -> bool:
-        """Has the bot taken part in this conversation (so it answers follow-ups without a
-        mention)? One question for every platform: it has stored turns under its session."""
-        return await memories.has_memories(self.db, session_id=conversation.session_id)
+    async def follows(
+        self, conversation: ConversationKey, author_id: str | None = None, *, open_: bool = False
+    ) -> bool:
+        """Does the bot answer ``author_id``'s follow-ups here without a mention? When it has
+        taken part in this conversation (stored turns under its session) and, in a shared
+        thread, this person asked it something here: other people talking in the thread (a
+        teammate's "I had that too") are not questions for the bot unless they mention it.
+        Questions stored before their authors were recorded name nobody: then anyone, as
+        before. Without ``author_id``, whether the bot has taken part at all. ``open_``: a
+        conversation the bot answers unasked (a forum post, an auto-answer channel's thread) is
+        followed before it has any turn too."""
+        askers = await memories.recent_askers(
+            self.db, session_id=conversation.session_id, role=USER
+        )
+        if askers is None:
+            return open_
+        known = {asker for asker in askers if asker}
+        return author_id is None or not known or author_id in known
 
     async def thread_asker(self, thread: ConversationKey) -> str | None:
         """Who asked the question a thread was started for: the author of the thread's stored

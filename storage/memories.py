@@ -132,6 +132,17 @@ async def question_author(
     return str(author) if author else None
 
 
+async def recent_askers(db: Database, *, session_id: str, role: str) -> list[str | None] | None:
+    """Who asked the session's most recent stored questions (``role``: the questions'), newest
+    first, None for a question stored before authors were recorded; None when the session has
+    no stored turn at all (one read of at most ASKERS_READ rows)."""
+    async with db.reads() as conn:
+        rows = (await conn.execute(_RECENT, {"b_session": session_id})).all()
+    if not rows:
+        return None
+    return [str(author) if author else None for row_role, author in rows if row_role == role]
+
+
 async def has_memories(db: Database, *, session_id: str) -> bool:
     """Does the session have any stored turn? Asked for every thread reply that does not
     mention the bot, so a prebuilt Core read of at most one id, not a count."""
@@ -146,6 +157,13 @@ _COUNT = (
     .where(_MEMORIES.c.session_id == bindparam("b_session"))
 )
 _ANY = select(_MEMORIES.c.id).where(_MEMORIES.c.session_id == bindparam("b_session")).limit(1)
+ASKERS_READ = 200  # a thread's recent turns: whoever asked lately may follow up unmentioned
+_RECENT = (
+    select(_MEMORIES.c.role, _MEMORIES.c.tool_metadata["author_id"].as_string())
+    .where(_MEMORIES.c.session_id == bindparam("b_session"))
+    .order_by(_MEMORIES.c.id.desc())
+    .limit(ASKERS_READ)
+)
 
 
 async def forget_answer(db: Database, *, session_id: str, message_id: str) -> int:

@@ -80,7 +80,7 @@ def message(
     """A user message; each gets its own id, as on a platform, unless ``msg_id`` is given
     (the Responder treats the same id in a conversation as the same message answered again)."""
     return IncomingMessage(
-        id=msg_id or f"m{next(_MESSAGE_IDS)}",
+        id=msg_id or f"auto-{next(_MESSAGE_IDS)}",  # never one a test spells out ("m2")
         conversation=conversation(thread, channel),
         author=Author(id=user, display_name=user),
         text=text,

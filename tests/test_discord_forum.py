@@ -180,3 +180,18 @@ async def test_a_post_discord_will_not_describe_keeps_its_tags_and_is_answered(
     assert not world.api.threads[thread_id]["thread_metadata"]["archived"]
     warned = [r.getMessage() for r in caplog.records if r.name == "adapters.discord.forum"]
     assert len(warned) == 1 and thread_id in warned[0]
+
+
+async def test_a_forum_post_is_answered_for_its_askers_not_everyone_replying(
+    world: DiscordWorld, forum_bot: RunningBot
+) -> None:
+    thread_id, _ = await world.forum_post("How do I reset my password?")
+    await world.bot_messages(thread_id, 1)
+    # Bob asks in Alice's post without addressing the bot: a question the docs answer, so only
+    # the rule (not the confidence gate) keeps the bot out of it.
+    await world.say("How long does the reset link last?", channel_id=thread_id, author=world.bob)
+    await world.say("And when are invoices sent?", channel_id=thread_id)  # the poster
+    await world.bot_messages(thread_id, 2)
+    await asyncio.sleep(0.5)
+    assert len(world.api.channel_messages(thread_id)) == 2  # Bob was not answered
+    assert world.api.reactions == []

@@ -177,3 +177,34 @@ async def test_url_verification_handshake(harness: SlackHarness, api: FakeSlackA
         response = await sender.post_raw(json.dumps(body), content_type="application/json")
     assert response.status == 200 and "c-123" in response.text
     assert not api.posted()
+
+
+async def test_in_a_shared_thread_only_people_who_asked_the_bot_are_answered_unmentioned(
+    harness: SlackHarness, api: FakeSlackAPI
+) -> None:
+    """A teammate talking in the thread is not asking the bot; mentioning it makes them one
+    of its askers there."""
+    root = new_ts()
+    async with harness.sender() as sender:
+
+        async def say(text: str, user: str) -> None:
+            event = app_mention(
+                text=text, ts=new_ts(), thread_ts=root, user=user,
+                event_type="message", channel_type="channel",
+            )  # fmt: skip
+            await sender.event(event)
+            await harness.bot.wait_idle()
+
+        await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?", ts=root))
+        await api.wait_for(lambda: len(answers(api)) == 1)
+        await harness.bot.wait_idle()
+        await say("I had the same problem with my password last week", "UTEAMMATE")
+        await say("when are invoices sent?", "UHUMAN001")  # the asker, unmentioned
+        await api.wait_for(lambda: len(answers(api)) == 2)
+        await asyncio.sleep(0.3)
+        assert len(answers(api)) == 2  # the teammate got no answer
+        await say(f"<@{BOT}> how long does the reset link last?", "UTEAMMATE")
+        await api.wait_for(lambda: len(answers(api)) == 3)
+        await say("and how do I get a refund?", "UTEAMMATE")  # now one of its askers
+        await api.wait_for(lambda: len(answers(api)) == 4)
+        await harness.bot.wait_idle()

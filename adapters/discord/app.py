@@ -332,13 +332,17 @@ class DiscordAdapter:
         if context.kind is ChannelKind.THREAD:
             if incoming.mentions_bot:
                 return "thread"
-            unprompted = (
+            open_ = (
                 context.parent_id in self.forum_channels
                 or (await self.responder.channels.policy(
                     incoming.conversation, parent_channel_id=context.parent_id
                 )).auto_answer
-                or await self.responder.memory.follows(incoming.conversation)
             )  # fmt: skip
+            # Unmentioned, the bot answers the people who asked it here (any first post of a
+            # forum or auto-answer thread), not everyone talking in the thread.
+            unprompted = await self.responder.memory.follows(
+                incoming.conversation, incoming.author.id, open_=open_
+            )
             # While a hand-off is open the team has the thread: the bot speaks when mentioned.
             if not unprompted or await self.responder.handed_off(incoming.conversation):
                 return None
@@ -349,7 +353,7 @@ class DiscordAdapter:
                 guild_id=incoming.conversation.workspace_id,
                 thread_id=incoming.conversation.channel_id,
             )
-            if await self.responder.follows(thread_key):
+            if await self.responder.follows(thread_key, incoming.author.id):
                 return "thread-by-memory"
         # A mention in a thread Discord would not describe goes this way too: starting a thread
         # there fails, and it is answered in place (see _open_thread).

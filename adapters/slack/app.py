@@ -270,7 +270,7 @@ class SlackBot:
         joined = False
         if convert.thread_root(message) and not convert.is_from_bot(message, bot):
             key = convert.conversation_for(message, team_id=team_id)
-            joined = await self.responder.follows(key)
+            joined = await self.responder.follows(key, message.get("user"))
         msg = convert.event_to_incoming(
             event, team_id=team_id, bot=bot, thread_joined=joined,
             auto_answer=await self._auto_answers(message, team_id, bot),
