@@ -205,7 +205,7 @@ class Responder:
             yield await self._acknowledge(msg, session_id)
             return
         # Who asked: a thread started for this question may be cleared by its asker.
-        question_metadata = {memories.MESSAGE_KEY: msg.id, "author_id": msg.author.id}
+        question_metadata = {memories.MESSAGE_KEY: msg.id, memories.AUTHOR_KEY: msg.author.id}
         request = AgentRequest(
             question=question,
             context=context,

@@ -52,6 +52,7 @@ async def append_memory(
 # id, and on its answer the id of the question it answers.
 MESSAGE_KEY = "message_id"
 REPLY_KEY = "reply_to"
+AUTHOR_KEY = "author_id"  # on a question: who asked it
 
 
 async def append_memories(
@@ -121,14 +122,14 @@ async def question_author(
         .where(
             Memory.session_id == session_id,
             Memory.role == role,
-            Memory.tool_metadata["message_id"].as_string() == message_id,
+            Memory.tool_metadata[MESSAGE_KEY].as_string() == message_id,
         )
         .order_by(Memory.id)
         .limit(1)
     )
     async with db.reads() as conn:
         metadata = await conn.scalar(query)
-    author = (metadata or {}).get("author_id")
+    author = (metadata or {}).get(AUTHOR_KEY)
     return str(author) if author else None
 
 
@@ -143,23 +144,15 @@ async def recent_askers(db: Database, *, session_id: str, role: str) -> list[str
     return [str(author) if author else None for row_role, author in rows if row_role == role]
 
 
-async def has_memories(db: Database, *, session_id: str) -> bool:
-    """Does the session have any stored turn? Asked for every thread reply that does not
-    mention the bot, so a prebuilt Core read of at most one id, not a count."""
-    async with db.reads() as conn:
-        return (await conn.scalar(_ANY, {"b_session": session_id})) is not None
-
-
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
 _COUNT = (
     select(func.count())
     .select_from(_MEMORIES)
     .where(_MEMORIES.c.session_id == bindparam("b_session"))
 )
-_ANY = select(_MEMORIES.c.id).where(_MEMORIES.c.session_id == bindparam("b_session")).limit(1)
 ASKERS_READ = 200  # a thread's recent turns: whoever asked lately may follow up unmentioned
 _RECENT = (
-    select(_MEMORIES.c.role, _MEMORIES.c.tool_metadata["author_id"].as_string())
+    select(_MEMORIES.c.role, _MEMORIES.c.tool_metadata[AUTHOR_KEY].as_string())
     .where(_MEMORIES.c.session_id == bindparam("b_session"))
     .order_by(_MEMORIES.c.id.desc())
     .limit(ASKERS_READ)
