@@ -375,13 +375,15 @@ class Responder:
         text = texts.FEEDBACK_THANKS_HELPFUL if helpful else texts.FEEDBACK_THANKS_UNHELPFUL
         return self._info(text, session_id, ephemeral=True)
 
-    async def follows(self, conversation: ConversationKey, author_id: str | None = None) -> bool:
+    async def follows(
+        self, conversation: ConversationKey, author_id: str | None = None, *, open_: bool = False
+    ) -> bool:
         """Is a message of ``author_id`` in this thread that does not mention the bot for it?
-        When the bot has taken part, this person asked it something here
-        (:meth:`MemoryPolicy.follows`), and no hand-off is open there (:meth:`handed_off`)."""
-        return await self.memory.follows(conversation, author_id) and not await self.handed_off(
-            conversation
-        )
+        When the bot has taken part, this person asked it something here (``open_``: or the
+        thread is one the bot answers unasked and has no turn yet; :meth:`MemoryPolicy.follows`),
+        and no hand-off is open there (:meth:`handed_off`: the team has the thread)."""
+        followed = await self.memory.follows(conversation, author_id, open_=open_)
+        return followed and not await self.handed_off(conversation)
 
     async def handed_off(self, conversation: ConversationKey) -> bool:
         """Is a hand-off open in this conversation? Then the team has it: the bot answers only

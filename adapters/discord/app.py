@@ -339,14 +339,11 @@ class DiscordAdapter:
                 )).auto_answer
             )  # fmt: skip
             # Unmentioned, the bot answers the people who asked it here (any first post of a
-            # forum or auto-answer thread), not everyone talking in the thread.
-            unprompted = await self.responder.memory.follows(
+            # forum or auto-answer thread), and nobody while a hand-off is open.
+            followed = await self.responder.follows(
                 incoming.conversation, incoming.author.id, open_=open_
             )
-            # While a hand-off is open the team has the thread: the bot speaks when mentioned.
-            if not unprompted or await self.responder.handed_off(incoming.conversation):
-                return None
-            return "thread"
+            return "thread" if followed else None
         if not known:
             # A thread the bot has answered in has memories under the thread's session id.
             thread_key = convert.thread_conversation(
