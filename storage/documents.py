@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage import asciidoc, notebooks
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,17 @@ RST_SUFFIXES = {".rst", ".rest"}
 TEXT_SUFFIXES = {".txt", ".text"}
 HTML_SUFFIXES = {".html", ".htm"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = MARKDOWN_SUFFIXES | RST_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+ASCIIDOC_SUFFIXES = {".adoc", ".asciidoc"}  # not ".asc": also armoured PGP signatures
+NOTEBOOK_SUFFIXES = {".ipynb"}
+SUPPORTED_SUFFIXES = (
+    MARKDOWN_SUFFIXES
+    | RST_SUFFIXES
+    | TEXT_SUFFIXES
+    | HTML_SUFFIXES
+    | PDF_SUFFIXES
+    | ASCIIDOC_SUFFIXES
+    | NOTEBOOK_SUFFIXES
+)
 HEADING_SEPARATOR = " > "
 
 
@@ -153,6 +164,14 @@ def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Par
         doc = parse_rst(text, fallback_title=_title_from_name(path))
     elif suffix in TEXT_SUFFIXES:
         doc = parse_text(text, fallback_title=_title_from_name(path))
+    elif suffix in ASCIIDOC_SUFFIXES:
+        doc = parse_markdown(asciidoc.to_markdown(text), fallback_title=_title_from_name(path))
+    elif suffix in NOTEBOOK_SUFFIXES:
+        try:
+            markdown = notebooks.to_markdown(text)
+        except notebooks.NotANotebook as exc:
+            raise UnreadableFile(str(exc)) from None
+        doc = parse_markdown(markdown, fallback_title=_title_from_name(path))
     else:
         doc = parse_markdown(text, fallback_title=_title_from_name(path))
     doc.warnings[:0] = warnings

@@ -1,10 +1,12 @@
-"""Shared fixtures: real SQLite files and real PostgreSQL databases, one fresh database per test."""
+"""Shared fixtures: real SQLite files and real PostgreSQL databases, one fresh database per test;
+the CLI on a fresh knowledge base."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -70,3 +72,13 @@ async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
         await conn.run_sync(Base.metadata.create_all)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI on a fresh knowledge base in ``tmp_path/cli-kb``: BM25 only, offline answerer."""
+    monkeypatch.setenv("SUPPORTBOT_KB_URI", str(tmp_path / "cli-kb"))
+    monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -205,15 +205,6 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, out, err
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SUPPORTBOT_KB_URI", str(tmp_path / "cli-kb"))
-    monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_cli_ingest_search_json_and_stats(
     cli_env: Path, docs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,152 @@
+"""AsciiDoc pages and Jupyter notebooks are documentation too: they are read into sections and
+passages like Markdown, searched through a real LanceDB table, and a broken notebook is skipped
+with its reason while the rest of the folder is ingested."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from storage.documents import chunk_document, read_document
+from storage.knowledge import KnowledgeBase
+from tests.knowledge_helpers import write_docs
+from tests.test_knowledge_ingest import run_cli
+
+ASCIIDOC_PAGE = """\
+// Antora page: the comment, the author line and attribute entries are not text
+= Replication Guide
+Jane Writer <jane@example.com>
+v2.1, 2026-10-01
+:description: How the kestrel replicator copies ledgers between regions.
+:toc: left
+:product: Kestrel
+
+////
+A block comment that mentions the word zeppelin.
+////
+
+== Setting up replicas
+
+include::partial$setup-note.adoc[]
+
+The {product} replicator needs a link:https://example.com/keys[signed region key] before it
+starts; see <<failover,the failover section>>.
+
+[source,yaml]
+.replicator.yaml
+----
+replicas: 3
+
+regions: [eu, us]
+----
+
+=== Tuning the batch size
+
+NOTE: Batches above 4096 records are split. Smaller batches lower the replication lag but cost
+more round trips between the regions.
+
+[[failover]]
+== Failover
+
+****
+The standby region takes over after three missed heartbeats. Writes made in the primary
+region during the last second before the failover may be replayed.
+****
+"""
+
+
+def _notebook(cells: list[dict], language: str = "python") -> str:
+    return json.dumps(
+        {
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {"language_info": {"name": language}},
+            "cells": cells,
+        }
+    )
+
+
+NOTEBOOK = _notebook(
+    [
+        {"cell_type": "markdown", "source": ["# Quickstart\n", "\n", "## Loading a ledger\n"]},
+        {"cell_type": "markdown", "source": "Open the ledger with the marmot client first."},
+        {
+            "cell_type": "code",
+            "source": ["client = marmot.connect()\n", "ledger = client.open('sales')"],
+            "outputs": [{"output_type": "stream", "text": ["platypus output\n"]}],
+        },
+        {"cell_type": "raw", "source": "raw cells are not rendered"},
+    ]
+)
+
+
+def test_an_asciidoc_page_becomes_sections_with_whole_code_blocks(tmp_path: Path) -> None:
+    path = write_docs(tmp_path, {"replication.adoc": ASCIIDOC_PAGE}) / "replication.adoc"
+    chunks = chunk_document(read_document(path), source="replication.adoc")
+    text = "\n".join(chunk.text for chunk in chunks)
+
+    assert {chunk.title for chunk in chunks} == {"Replication Guide"}
+    # The page's own summary opens it, and headings nest as in Markdown.
+    assert chunks[0].text.startswith("How the kestrel replicator copies ledgers")
+    assert [chunk.heading for chunk in chunks] == [
+        "",
+        "Setting up replicas",
+        "Setting up replicas > Tuning the batch size",
+        "Failover",
+    ]
+    # A listing block is one fenced block in its language, blank line inside kept.
+    assert "```yaml\nreplicas: 3\n\nregions: [eu, us]\n```" in text
+    # Macros keep the words a reader sees; attribute references resolve.
+    assert "The Kestrel replicator needs a signed region key before it" in text
+    assert "see the failover section." in text
+    assert "replicator.yaml" in text and "NOTE: Batches above 4096 records are split." in text
+    assert "The standby region takes over after three missed heartbeats." in text
+    # What carries no words for a reader is gone.
+    for dropped in ("Jane Writer", "zeppelin", ":toc:", "include::", "[source", "[[failover]]"):
+        assert dropped not in text, dropped
+    assert "****" not in text and "----" not in text and "////" not in text
+
+
+def test_a_notebook_becomes_its_prose_and_code_without_outputs(tmp_path: Path) -> None:
+    path = write_docs(tmp_path, {"quickstart.ipynb": NOTEBOOK}) / "quickstart.ipynb"
+    chunks = chunk_document(read_document(path), source="quickstart.ipynb")
+
+    assert [(chunk.title, chunk.heading) for chunk in chunks] == [
+        ("Quickstart", "Loading a ledger")
+    ]
+    assert chunks[0].text == (
+        "Open the ledger with the marmot client first.\n\n"
+        "```python\nclient = marmot.connect()\nledger = client.open('sales')\n```"
+    )
+
+
+def test_ingest_searches_asciidoc_and_notebooks_and_skips_a_broken_notebook(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = write_docs(
+        cli_env / "docs",
+        {
+            "guides/replication.adoc": ASCIIDOC_PAGE,
+            "tutorials/quickstart.ipynb": NOTEBOOK,
+            "tutorials/half-saved.ipynb": NOTEBOOK[: len(NOTEBOOK) // 2],
+            "tutorials/not-a-notebook.ipynb": json.dumps({"worksheets": []}),
+        },
+    )
+    code, out, err = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0
+    assert "Ingested 2 file(s)" in out and "2 file(s) skipped" in out
+    assert "half-saved.ipynb" in err and "not valid notebook JSON" in err
+    assert "not-a-notebook.ipynb" in err and "not a Jupyter notebook" in err
+
+    kb = KnowledgeBase.open(str(cli_env / "cli-kb"), None)
+    hit = kb.search("how many missed heartbeats before the standby region takes over", k=1)[0]
+    assert (hit.source, hit.title, hit.heading) == (
+        "guides/replication.adoc",
+        "Replication Guide",
+        "Failover",
+    )
+    hit = kb.search("how do I open a ledger with the marmot client", k=1)[0]
+    assert hit.source == "tutorials/quickstart.ipynb" and "marmot.connect()" in hit.text
+    assert not kb.search("platypus output", k=3)  # outputs are not documentation
