@@ -193,7 +193,21 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_DESCRIPTION = re.compile(r"^description:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
-_SHORTCODE_LINE = re.compile(r"^\s*\{\{[<%].*[%>]\}\}\s*$")
+# Lines that are only a site generator's markup: Hugo shortcodes ({{< >}}, {{% %}}), Liquid or
+# Jinja tags ({% include %}), MDX module lines (import X from '...'; export ...), component or
+# HTML tags with no text between them (<Tabs>, </TabItem>, <br/>), and admonition fences (:::).
+_MARKUP_LINE = re.compile(
+    r"""^\s*(?:
+        \{\{[<%].*[%>]\}\}
+      | \{%.*%\}
+      | (?:import|export)\s+(?:.+\s+from\s+)?['"][^'"]+['"];?
+      | (?:<(?!https?:|mailto:)/?[A-Za-z][^<>]*>\s*)+
+      | :::+\s*[\w-]*
+    )\s*$""",
+    re.VERBOSE,
+)
+_ADMONITION_TITLE = re.compile(r"^\s*:::+\s*[\w-]+\s+(\S.*)$")  # ":::tip Pro tip" -> "Pro tip"
+_HTML_COMMENT = re.compile(r"<!--.*?-->")
 
 
 def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
@@ -217,12 +231,16 @@ def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
     sections: list[Section] = [Section(path=[], lines=lead)]
     stack: list[tuple[int, str]] = []
     in_fence = False
-    for line in text.splitlines():
+    for line in _without_comments(text.splitlines()):
         if _FENCE.match(line):
             in_fence = not in_fence
         match = None if in_fence else _ATX_HEADING.match(line)
         if match is None:
-            if in_fence or not _SHORTCODE_LINE.match(line):
+            if in_fence:
+                sections[-1].lines.append(line)
+            elif (title_match := _ADMONITION_TITLE.match(line)) is not None:
+                sections[-1].lines.append(title_match.group(1))
+            elif not _MARKUP_LINE.match(line):
                 sections[-1].lines.append(line)
             continue
         level, heading = len(match.group(1)), match.group(2).strip()
@@ -232,6 +250,33 @@ def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
         stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
         sections.append(Section(path=[h for _, h in stack]))
     return ParsedDocument(title=title or fallback_title, sections=sections)
+
+
+def _without_comments(lines: list[str]) -> Iterator[str]:
+    """The lines without HTML comments (``<!-- ... -->``, on one line or several) outside code
+    fences: a reader of the published page never sees them (authors' notes, TODOs, disabled
+    sections), so they must not be searched or quoted."""
+    in_fence = in_comment = False
+    for line in lines:
+        if in_comment:
+            end = line.find("-->")
+            if end == -1:
+                continue
+            line, in_comment = line[end + 3 :], False
+            if not line.strip():
+                continue
+        elif _FENCE.match(line):
+            in_fence = not in_fence
+        if in_fence:
+            yield line
+            continue
+        had_comment = "<!--" in line
+        line = _HTML_COMMENT.sub("", line)
+        start = line.find("<!--")
+        if start != -1:
+            line, in_comment = line[:start], True
+        if not had_comment or line.strip():
+            yield line
 
 
 _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+.:_])\1{2,}\s*$")

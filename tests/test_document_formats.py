@@ -150,3 +150,59 @@ def test_ingest_searches_asciidoc_and_notebooks_and_skips_a_broken_notebook(
     hit = kb.search("how do I open a ledger with the marmot client", k=1)[0]
     assert hit.source == "tutorials/quickstart.ipynb" and "marmot.connect()" in hit.text
     assert not kb.search("platypus output", k=3)  # outputs are not documentation
+
+
+MDX_PAGE = """\
+---
+title: Installing Gizmo
+---
+import Tabs from '@theme/Tabs';
+import TabItem from '@theme/TabItem';
+
+<!-- TODO(ops): the staging password is hunter2, rotate before launch -->
+
+## Requirements
+
+:::note
+Gizmo needs Node 18 or newer on every build agent.
+:::
+
+:::tip Faster builds
+Cache the gizmo folder between pipeline runs to save a minute per build.
+:::
+
+<Tabs>
+<TabItem value="npm" label="npm">
+
+```bash
+npm install gizmo
+<!-- a comment inside code is code -->
+```
+
+</TabItem>
+</Tabs>
+
+Run the installer <!-- inline author note --> once per agent.
+<!--
+## Old section
+The legacy wombat installer is gone.
+-->
+{% include footer.html %}
+"""
+
+
+def test_markup_a_reader_never_sees_is_not_indexed(tmp_path: Path) -> None:
+    path = write_docs(tmp_path, {"install.mdx": MDX_PAGE}) / "install.mdx"
+    chunks = chunk_document(read_document(path), source="install.mdx")
+    text = "\n".join(chunk.text for chunk in chunks)
+
+    # The page starts with its first visible words, not with module imports.
+    assert [chunk.heading for chunk in chunks] == ["Requirements"]
+    assert text.startswith("Gizmo needs Node 18 or newer on every build agent.")
+    assert "Faster builds\nCache the gizmo folder" in text  # an admonition keeps its title
+    assert "```bash\nnpm install gizmo\n<!-- a comment inside code is code -->\n```" in text
+    assert "Run the installer  once per agent." in text
+    for hidden in ("hunter2", "TODO", "inline author note", "wombat", "Old section"):
+        assert hidden not in text, hidden
+    for markup in ("import Tabs", "<Tabs>", "</TabItem>", ":::", "{% include"):
+        assert markup not in text, markup
