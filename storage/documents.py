@@ -284,7 +284,7 @@ _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+.:_])\1{2,}\s*$")
 
 def parse_rst(text: str, *, fallback_title: str) -> ParsedDocument:
     """Underlined (optionally overlined) titles; levels follow the order adornments appear."""
-    lines = text.splitlines()
+    lines = list(_without_rst_comments(text.splitlines()))
     styles: list[str] = []
     title = ""
     sections: list[Section] = [Section(path=[])]
@@ -313,6 +313,24 @@ def parse_rst(text: str, *, fallback_title: str) -> ParsedDocument:
             sections.append(Section(path=[h for _, h in stack]))
         i += consumed
     return ParsedDocument(title=title or fallback_title, sections=sections)
+
+
+# ".. words" that are not a directive ("name::"), a target ("_label:"), a substitution ("|x|")
+# or a footnote ("[1]"), or a bare "..": a comment, whose indented lines belong to it.
+_RST_COMMENT = re.compile(r"^\.\.(?:\s*$|\s+(?![_|\[])(?!\S+::))")
+_RST_TARGET = re.compile(r"^\.\.\s+_[^:]*:")  # ".. _label:" names a place; it is not text
+
+
+def _without_rst_comments(lines: list[str]) -> Iterator[str]:
+    """The lines without reST comments (and their bodies) and hyperlink targets: a reader of
+    the published page sees neither."""
+    in_comment = False
+    for line in lines:
+        if in_comment and (not line.strip() or line[:1].isspace()):
+            continue
+        in_comment = bool(_RST_COMMENT.match(line))
+        if not in_comment and not _RST_TARGET.match(line):
+            yield line
 
 
 _RST_ROLE = re.compile(r":[a-z]+:`([^`<]*?)\s*(?:<[^>]*>)?`")

@@ -206,3 +206,43 @@ def test_markup_a_reader_never_sees_is_not_indexed(tmp_path: Path) -> None:
         assert hidden not in text, hidden
     for markup in ("import Tabs", "<Tabs>", "</TabItem>", ":::", "{% include"):
         assert markup not in text, markup
+
+
+RST_PAGE = """\
+Deploying
+=========
+
+.. _deploy-label:
+
+.. TODO(ops): the staging password is hunter2; this comment
+   goes on over an indented line.
+
+Rollouts
+--------
+
+.. _Kubernetes: https://kubernetes.io
+
+    A block quote right after a target is text.
+
+..
+   An empty comment hides this whole block about the wombat cluster.
+
+.. note::
+
+   Rollouts pause after 3 failed health checks in a row.
+
+See :ref:`deploy-label` for the rollback steps.
+"""
+
+
+def test_rst_comments_and_link_targets_are_not_indexed(tmp_path: Path) -> None:
+    path = write_docs(tmp_path, {"deploy.rst": RST_PAGE}) / "deploy.rst"
+    chunks = chunk_document(read_document(path), source="deploy.rst")
+    text = "\n".join(chunk.text for chunk in chunks)
+
+    assert [chunk.heading for chunk in chunks] == ["Rollouts"]
+    assert text.startswith("A block quote right after a target is text.")
+    assert "Rollouts pause after 3 failed health checks in a row." in text
+    assert "See deploy-label for the rollback steps." in text
+    for hidden in ("hunter2", "indented line", "wombat", "_deploy-label:", "kubernetes.io"):
+        assert hidden not in text, hidden
