@@ -193,11 +193,13 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_DESCRIPTION = re.compile(r"^description:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
-# Lines that are only a site generator's markup: Hugo shortcodes ({{< >}}, {{% %}}), Liquid or
+_SHORTCODE_LINE = re.compile(r"^\s*\{\{[<%].*[%>]\}\}\s*$")  # Hugo: {{< x >}}, {{% x %}}
+# Lines of a source page that are only a site generator's markup: Hugo shortcodes, Liquid or
 # Jinja tags ({% include %}), MDX module lines (import X from '...'; export ...), component or
 # HTML tags with no text between them (<Tabs>, </TabItem>, <br/>), and admonition fences (:::).
+# Not when indented by four spaces or more: that is an indented code block.
 _MARKUP_LINE = re.compile(
-    r"""^\s*(?:
+    r"""^[ ]{0,3}(?:
         \{\{[<%].*[%>]\}\}
       | \{%.*%\}
       | (?:import|export)\s+(?:.+\s+from\s+)?['"][^'"]+['"];?
@@ -206,16 +208,18 @@ _MARKUP_LINE = re.compile(
     )\s*$""",
     re.VERBOSE,
 )
-_ADMONITION_TITLE = re.compile(r"^\s*:::+\s*[\w-]+\s+(\S.*)$")  # ":::tip Pro tip" -> "Pro tip"
+_ADMONITION_TITLE = re.compile(r"^[ ]{0,3}:::+\s*[\w-]+\s+(\S.*)$")  # ":::tip Pro tip" -> "Pro tip"
 _HTML_COMMENT = re.compile(r"<!--.*?-->")
 
 
-def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
+def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) -> ParsedDocument:
     """ATX headings (``#`` .. ``######``) outside code fences start sections.
 
     YAML front matter gives the title, and its ``description`` (a summary the author wrote for
     the page) opens the first section. Lines that are only a site generator's shortcode
     (Hugo's ``{{< ... >}}``, ``{{% ... %}}``) carry no words for a reader and are dropped.
+    On a ``source_page`` (not text already extracted from HTML, whose code blocks are not
+    fenced) HTML comments and the other markup lines of ``_MARKUP_LINE`` are dropped too.
     """
     title = ""
     lead: list[str] = []
@@ -231,16 +235,18 @@ def parse_markdown(text: str, *, fallback_title: str) -> ParsedDocument:
     sections: list[Section] = [Section(path=[], lines=lead)]
     stack: list[tuple[int, str]] = []
     in_fence = False
-    for line in _without_comments(text.splitlines()):
+    markup = _MARKUP_LINE if source_page else _SHORTCODE_LINE
+    lines = text.splitlines()
+    for line in _without_comments(lines) if source_page else lines:
         if _FENCE.match(line):
             in_fence = not in_fence
         match = None if in_fence else _ATX_HEADING.match(line)
         if match is None:
             if in_fence:
                 sections[-1].lines.append(line)
-            elif (title_match := _ADMONITION_TITLE.match(line)) is not None:
+            elif source_page and (title_match := _ADMONITION_TITLE.match(line)) is not None:
                 sections[-1].lines.append(title_match.group(1))
-            elif not _MARKUP_LINE.match(line):
+            elif not markup.match(line):
                 sections[-1].lines.append(line)
             continue
         level, heading = len(match.group(1)), match.group(2).strip()
@@ -267,7 +273,7 @@ def _without_comments(lines: list[str]) -> Iterator[str]:
                 continue
         elif _FENCE.match(line):
             in_fence = not in_fence
-        if in_fence:
+        if in_fence or line.startswith(("    ", "\t")):  # code, fenced or indented
             yield line
             continue
         had_comment = "<!--" in line
@@ -375,7 +381,7 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
         block.insert_after("\n")
     body = soup.body or soup
     plain = "\n".join(line.strip() for line in body.get_text().splitlines())
-    doc = parse_markdown(plain, fallback_title=page_title or fallback_title)
+    doc = parse_markdown(plain, fallback_title=page_title or fallback_title, source_page=False)
     if page_title and doc.title == fallback_title:
         doc.title = page_title
     return doc

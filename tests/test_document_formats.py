@@ -246,3 +246,26 @@ def test_rst_comments_and_link_targets_are_not_indexed(tmp_path: Path) -> None:
     assert "See deploy-label for the rollback steps." in text
     for hidden in ("hunter2", "indented line", "wombat", "_deploy-label:", "kubernetes.io"):
         assert hidden not in text, hidden
+
+
+def test_code_that_looks_like_markup_is_kept(tmp_path: Path) -> None:
+    """Template code in an HTML page's <pre> (not fenced once extracted) and in an indented
+    Markdown code block is documentation, not the page's own markup."""
+    docs = write_docs(
+        tmp_path,
+        {
+            "templates.html": (
+                "<html><body><h1>Templates</h1><p>The base layout of every blog page:</p><pre>"
+                "&lt;!doctype html&gt;\n{% block content %}{% endblock %}\n&lt;div&gt;\n"
+                "&lt;!-- header --&gt;</pre></body></html>"
+            ),
+            "layout.md": (
+                "# Layout\n\nThe base layout of every blog page:\n\n"
+                "    {% block content %}\n    <div>\n    <!-- header -->\n"
+            ),
+        },
+    )
+    for name in ("templates.html", "layout.md"):
+        text = "\n".join(c.text for c in chunk_document(read_document(docs / name), source=name))
+        for code in ("{% block content %}", "<div>", "<!-- header -->"):
+            assert code in text, (name, code)
