@@ -232,6 +232,11 @@ def kb_ingest_summary(
     )
 
 
+def kb_fetched_site(url: str, pages: int, skipped: int) -> str:
+    left_out = f" ({skipped} left out: listed below)" if skipped else ""
+    return f"Fetched {pages} page(s) from {url}{left_out}."
+
+
 def kb_skipped_file(path: str, reason: str) -> str:
     return f"warning: skipped {path}: {reason}"
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from storage import asciidoc, notebooks
 from storage.secrets import RedactionReport, drop_secret_lines, redact
@@ -83,8 +84,12 @@ class ParsedDocument:
 
 @dataclass(frozen=True)
 class SkippedFile:
-    path: Path
+    path: Path | str  # a local file, or the URL of a page fetched from a site
     reason: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name if isinstance(self.path, Path) else self.path
 
 
 class UnreadableFile(Exception):
@@ -97,10 +102,30 @@ class UnreadableFile(Exception):
 @dataclass(frozen=True)
 class FoundFile:
     path: Path
-    source: str  # path relative to the ingest root, with forward slashes
+    source: str  # path relative to the ingest root, with forward slashes; or the page's URL
+    fetched: bool = False  # a page fetched from a site into ``path``: messages name its URL
+
+    @property
+    def where(self) -> Path | str:
+        """How messages name it: the local file, or the URL it was fetched from."""
+        return self.source if self.fetched else self.path
 
 
-def discover(roots: Sequence[Path]) -> tuple[list[FoundFile], list[SkippedFile]]:
+@dataclass
+class FetchedPages:
+    """Pages fetched from elsewhere (a docs site: storage/crawl.py) into local files; each is
+    cited by its own name (its URL), not by its local path."""
+
+    label: str  # what the pages are called in messages: the URL they were fetched from
+    files: list[FoundFile]
+    skipped: list[SkippedFile] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def discover(roots: Sequence[Path | FetchedPages]) -> tuple[list[FoundFile], list[SkippedFile]]:
     """All supported files under the roots (hidden files and folders ignored), sorted.
 
     A file whose real path lies outside its root (a symlink such as ``config.txt -> ../.env``)
@@ -109,6 +134,10 @@ def discover(roots: Sequence[Path]) -> tuple[list[FoundFile], list[SkippedFile]]
     found: list[FoundFile] = []
     skipped: list[SkippedFile] = []
     for root in roots:
+        if isinstance(root, FetchedPages):
+            found.extend(root.files)
+            skipped.extend(root.skipped)
+            continue
         if root.is_file():
             candidates = [(root, root.name)]  # named explicitly: the user chose this file
         else:
@@ -358,7 +387,14 @@ def parse_text(text: str, *, fallback_title: str) -> ParsedDocument:
     return ParsedDocument(title=title, sections=[Section(path=[], lines=body)])
 
 
-_HTML_DROP = ("script", "style", "noscript", "template", "iframe", "svg", "nav", "head")
+_HTML_DROP = (
+    "script", "style", "noscript", "template", "iframe", "svg", "nav", "head", "aside", "footer",
+    "button",
+)  # fmt: skip
+# A published page's site chrome (sidebars, search, the site footer) and what it hides from
+# readers repeat on every page or are never read: not the page's content.
+_HTML_CHROME_ROLES = {"navigation", "search", "contentinfo", "complementary", "banner"}
+_HTML_PERMALINK_CLASSES = {"headerlink", "anchorjs-link", "headeranchor"}  # the "¶" after titles
 _HTML_BLOCKS = (
     "p", "div", "li", "pre", "tr", "br", "section", "article", "table",
     "blockquote", "dd", "dt", "ul", "ol", "main", "footer", "header",
@@ -373,18 +409,34 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_HTML_DROP):
         tag.decompose()
+    for tag in soup.find_all(_is_chrome):
+        if not tag.decomposed:
+            tag.decompose()
+    # The page's own content, when the page says where it is.
+    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    body = main if main is not None and main.get_text(strip=True) else soup.body or soup
     for level in range(1, 7):
         for heading in soup.find_all(f"h{level}"):
             heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
     for block in soup.find_all(_HTML_BLOCKS):
         block.insert_before("\n")
         block.insert_after("\n")
-    body = soup.body or soup
     plain = "\n".join(line.strip() for line in body.get_text().splitlines())
     doc = parse_markdown(plain, fallback_title=page_title or fallback_title, source_page=False)
     if page_title and doc.title == fallback_title:
         doc.title = page_title
     return doc
+
+
+def _is_chrome(tag: Any) -> bool:
+    attributes = tag.attrs or {}
+    classes = set(attributes.get("class") or ())
+    return (
+        attributes.get("role") in _HTML_CHROME_ROLES
+        or attributes.get("aria-hidden") == "true"
+        or "hidden" in attributes
+        or bool(classes & _HTML_PERMALINK_CLASSES)
+    )
 
 
 def _read_pdf(path: Path) -> ParsedDocument:

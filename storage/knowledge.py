@@ -29,6 +29,7 @@ from storage.documents import (
     CHUNKER_VERSION,
     DEFAULT_MAX_FILE_BYTES,
     Chunk,
+    FetchedPages,
     SkippedFile,
     UnreadableFile,
     chunk_document,
@@ -120,7 +121,7 @@ class IngestReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # (file, lines dropped, kinds) for files that held secret-looking lines; never the secret
-    redacted: list[tuple[Path, int, str]] = field(default_factory=list)
+    redacted: list[tuple[Path | str, int, str]] = field(default_factory=list)
     seconds: float = 0.0
     indexes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
@@ -491,7 +492,7 @@ class KnowledgeBase:
 
     def ingest(
         self,
-        paths: Sequence[Path],
+        paths: Sequence[Path | FetchedPages],
         *,
         prune: bool = False,
         progress: bool = False,
@@ -501,14 +502,17 @@ class KnowledgeBase:
 
         ``prune`` also drops chunks whose file was not found in this run (the given paths are
         taken as the whole corpus). ``recreate`` rebuilds the table (e.g. for a new embedder).
+        Pages fetched from a site (:class:`FetchedPages`) are read like files, named by URL.
         """
         started = time.perf_counter()
         report = IngestReport()
-        roots = [Path(p) for p in paths]
+        roots = [p if isinstance(p, FetchedPages) else Path(p) for p in paths]
         if not roots:
             raise IngestInputError("no path given; name a docs folder or file to ingest")
         for root in roots:
-            if not root.exists():
+            if isinstance(root, FetchedPages):
+                report.warnings.extend(root.warnings)
+            elif not root.exists():
                 raise IngestInputError(f"{root} does not exist")
         with _Progress(progress) as bar:
             chunks, found, read = self._read_all(roots, report, bar.update)
@@ -626,7 +630,7 @@ class KnowledgeBase:
         return rebuild
 
     def _read_all(
-        self, roots: list[Path], report: IngestReport, update: ProgressFn
+        self, roots: list[Path | FetchedPages], report: IngestReport, update: ProgressFn
     ) -> tuple[list[Chunk], set[str], set[str]]:
         """Chunks of every readable file, the sources found, and the sources read."""
         found, unsupported = discover(roots)
@@ -640,18 +644,18 @@ class KnowledgeBase:
             try:
                 doc = read_document(item.path, max_bytes=self.max_file_bytes)
             except UnreadableFile as exc:
-                report.skipped.append(SkippedFile(item.path, str(exc)))
-                log.warning("skipped %s: %s", item.path, exc)
+                report.skipped.append(SkippedFile(item.where, str(exc)))
+                log.warning("skipped %s: %s", item.where, exc)
                 continue
             for warning in doc.warnings:
-                report.warnings.append(f"{item.path}: {warning}")
-                log.warning("%s: %s", item.path, warning)
+                report.warnings.append(f"{item.where}: {warning}")
+                log.warning("%s: %s", item.where, warning)
             redaction = redact_document(doc)
             if redaction:
-                report.redacted.append((item.path, redaction.lines, redaction.describe()))
+                report.redacted.append((item.where, redaction.lines, redaction.describe()))
                 log.warning(
                     "%s: %d secret-looking line(s) not indexed (%s)",
-                    item.path,
+                    item.where,
                     redaction.lines,
                     redaction.describe(),
                 )
@@ -660,12 +664,12 @@ class KnowledgeBase:
             chunks.extend(chunk_document(doc, source=item.source))
         return chunks, {item.source for item in found}, read
 
-    def _nothing_to_ingest(self, roots: list[Path], report: IngestReport) -> str:
+    def _nothing_to_ingest(self, roots: list[Path | FetchedPages], report: IngestReport) -> str:
         where = ", ".join(str(r) for r in roots)
         if report.skipped:
             return (
                 f"no readable documents in {where} ({len(report.skipped)} file(s) skipped: "
-                f"{report.skipped[0].path.name}: {report.skipped[0].reason}); "
+                f"{report.skipped[0].name}: {report.skipped[0].reason}); "
                 "the knowledge base was not changed"
             )
         if report.files:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,7 +79,10 @@ def hit_json(hit: Any) -> dict[str, Any]:
 
 
 def ingest(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Docs folders or files.")] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(help="Docs folders or files, or the http(s) URL of a published docs site."),
+    ] = None,
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files not found in PATHs.")
     ] = False,
@@ -94,18 +98,30 @@ def ingest(
     max_file_mb: Annotated[
         float, typer.Option(help="Skip files larger than this many MB.", min=0.001)
     ] = 10.0,
+    max_pages: Annotated[
+        int, typer.Option(help="Fetch at most this many pages of each docs site URL.", min=1)
+    ] = 500,
 ) -> None:
-    """Read docs (md, rst, txt, html, pdf), chunk, embed new or changed chunks, index."""
-    roots = list(paths or [])
+    """Read docs (md, rst, adoc, ipynb, txt, html, pdf; folders, files or a docs site's URL),
+    chunk, embed new or changed chunks, index. A site's pages are cited by their URLs."""
+    wanted = list(paths or [])
     if sample:
         if not SAMPLE_DOCS.is_dir():
             raise IngestError(texts.KB_SAMPLE_MISSING)
-        roots.append(SAMPLE_DOCS)
-    if not roots:
+        wanted.append(str(SAMPLE_DOCS))
+    if not wanted:
         raise IngestError(texts.KB_NO_PATHS)
-    kb = open_knowledge_base(embedder, max_file_bytes=int(max_file_mb * 1024 * 1024))
-    with storage_errors():
-        report = kb.ingest(roots, prune=prune, progress=sys.stderr.isatty(), recreate=recreate)
+    max_bytes = int(max_file_mb * 1024 * 1024)
+    kb = open_knowledge_base(embedder, max_file_bytes=max_bytes)
+    with tempfile.TemporaryDirectory(prefix="supportbot-crawl-") as fetched_into:
+        roots = [
+            _fetch_site(item, Path(fetched_into) / str(n), max_pages, max_bytes)
+            if _is_url(item)
+            else Path(item)
+            for n, item in enumerate(wanted)
+        ]
+        with storage_errors():
+            report = kb.ingest(roots, prune=prune, progress=sys.stderr.isatty(), recreate=recreate)
     for skipped in report.skipped:
         typer.echo(texts.kb_skipped_file(str(skipped.path), skipped.reason), err=True)
     for warning in report.warnings:
@@ -123,6 +139,23 @@ def ingest(
             seconds=report.seconds,
         )
     )
+
+
+def _is_url(item: str) -> bool:
+    return item.startswith(("http://", "https://"))
+
+
+def _fetch_site(url: str, folder: Path, max_pages: int, max_bytes: int) -> Any:
+    """A docs site's pages, fetched into ``folder`` (storage/crawl.py); one line says how many."""
+    from storage.crawl import CrawlError, crawl
+
+    folder.mkdir(parents=True)
+    try:
+        site = crawl(url, folder, max_pages=max_pages, max_bytes=max_bytes)
+    except CrawlError as exc:
+        raise IngestError(str(exc)) from None
+    typer.echo(texts.kb_fetched_site(url, len(site.files), len(site.skipped)), err=True)
+    return site
 
 
 @kb_app.command("search")

@@ -1,0 +1,235 @@
+"""`supportbot ingest URL` reads a published docs site (storage/crawl.py), served here by a
+loopback HTTP server: it stays in the start URL's folder, obeys robots.txt, keeps documents
+only, cites each passage by its page's URL, leaves the site's chrome out, re-ingests
+incrementally, prunes pages the site dropped, and fails in one line when the site is not there."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.knowledge_helpers import write_text_pdf
+from tests.test_knowledge_ingest import run_cli
+
+Page = tuple[int, dict[str, str], bytes]
+
+
+def html(title: str, body: str, *, links: str = "") -> Page:
+    """A page as a docs generator publishes it: sidebar, search, content, footer."""
+    page = (
+        f"<html><head><title>{title}</title></head><body>"
+        f'<div role="navigation">Sidebar zebra links {links}</div>'
+        f'<div role="search">Search the quagga docs</div>'
+        f'<div role="main"><h1>{title}<a class="headerlink" href="#">¶</a></h1>{body}</div>'
+        "<footer>Copyright 2026 Okapi Inc.</footer></body></html>"
+    )
+    return 200, {"Content-Type": "text/html; charset=utf-8"}, page.encode()
+
+
+@dataclass
+class Site:
+    pages: dict[str, Page]
+    requested: list[str] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    pdf = write_text_pdf(
+        tmp_path / "manual.pdf", ["Operator manual", "The pelican relay restarts at 03:00."]
+    )
+    links = (
+        '<a href="install.html">Install</a> <a href="guide/config.html#ports">Config</a> '
+        '<a href="private/internal.html">Internal</a> <a href="/blog/post.html">Blog</a> '
+        '<a href="http://example.invalid/elsewhere.html">Elsewhere</a> '
+        '<a href="logo.png">Logo</a> <a href="missing.html">Missing</a> '
+        '<a href="old-install.html">Old</a> <a href="notes.md">Notes</a> '
+        '<a href="manual.pdf">Manual</a> <a href="index.html">Home</a> '
+        '<a href="download.bin">Download</a>'
+    )
+    state = Site(
+        pages={
+            "/robots.txt": (
+                200,
+                {"Content-Type": "text/plain"},
+                b"User-agent: *\nDisallow: /docs/private/\n",
+            ),
+            "/docs/": html(
+                "Orbit docs", "<p>Welcome to the Orbit documentation home.</p>", links=links
+            ),
+            "/docs/index.html": html(
+                "Orbit docs", "<p>Welcome to the Orbit documentation home.</p>", links=links
+            ),
+            "/docs/install.html": html(
+                "Installing Orbit",
+                "<h2>Ports</h2><p>The orbit daemon listens on port 6612 by default.</p>",
+            ),
+            "/docs/guide/config.html": html(
+                "Configuration", "<p>The quokka cache is flushed every 45 minutes.</p>"
+            ),
+            "/docs/private/internal.html": html("Internal", "<p>The staging wombat password.</p>"),
+            "/blog/post.html": html("Blog", "<p>Our walrus launch party.</p>"),
+            "/docs/logo.png": (200, {"Content-Type": "image/png"}, b"\x89PNG"),
+            "/docs/old-install.html": (301, {"Location": "/docs/install.html"}, b""),
+            "/docs/notes.md": (
+                200,
+                {"Content-Type": "text/plain; charset=utf-8"},
+                b"# Release notes\n\nVersion 2 renames the heron flag to --heron-mode.\n",
+            ),
+            "/docs/manual.pdf": (200, {"Content-Type": "application/pdf"}, pdf.read_bytes()),
+            "/docs/download.bin": (200, {"Content-Type": "application/octet-stream"}, b"\x00\x01"),
+        }
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requested.append(self.path)
+            status, headers, body = state.pages.get(self.path, (404, {}, b"not found"))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def search(question: str, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    code, out, err = run_cli(["kb", "search", question, "--json", "-k", "3"], capsys)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_docs_site_is_ingested_and_cited_by_url(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["ingest", f"{site.url}/docs/"], capsys)
+    assert code == 0, err
+    # Home, install, config, notes, manual: the redirect and index.html are the same pages.
+    assert f"Fetched 5 page(s) from {site.url}/docs/ (3 left out: listed below)." in err
+    assert f"skipped {site.url}/docs/private/internal.html: disallowed by robots.txt" in err
+    assert f"skipped {site.url}/docs/missing.html: HTTP 404" in err
+    assert f"skipped {site.url}/docs/download.bin: not a document (application/octet-stream)" in err
+    assert out.startswith("Ingested 5 file(s):")
+    # Never fetched: outside the folder, another host, images, what robots.txt forbids.
+    assert not [p for p in site.requested if p.startswith(("/blog", "/docs/private"))]
+    assert "/docs/logo.png" not in site.requested
+
+    hit = search("which port does the orbit daemon listen on", capsys)[0]
+    assert (hit["source"], hit["title"]) == (f"{site.url}/docs/install.html", "Installing Orbit")
+    assert search("when does the pelican relay restart", capsys)[0]["source"] == (
+        f"{site.url}/docs/manual.pdf"
+    )
+    assert search("heron flag renamed", capsys)[0]["source"] == f"{site.url}/docs/notes.md"
+    assert (
+        search("quokka cache flushed", capsys)[0]["source"] == f"{site.url}/docs/guide/config.html"
+    )
+    # The site's chrome is on every page and is nobody's answer.
+    for chrome in ("zebra", "quagga", "Okapi", "¶"):
+        assert all(chrome not in h["snippet"] for h in search(chrome, capsys)), chrome
+
+    # An answer cites the page by its URL (a link on Slack and Discord).
+    code, out, err = run_cli(
+        ["ask", "--json", "Which port does the orbit daemon listen on?"], capsys
+    )
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer["kind"] == "answer"
+    assert answer["sources"][0]["path"] == f"{site.url}/docs/install.html"
+
+
+def test_a_site_re_ingests_incrementally_and_prunes_dropped_pages(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
+    code, out, _ = run_cli(["ingest", f"{site.url}/docs/"], capsys)
+    assert code == 0 and "0 chunk(s) added" in out and "0 removed" in out
+
+    del site.pages["/docs/guide/config.html"]
+    code, out, err = run_cli(["ingest", f"{site.url}/docs/", "--prune"], capsys)
+    assert code == 0 and "1 removed" in out, out
+    assert f"skipped {site.url}/docs/guide/config.html: HTTP 404" in err
+    assert all("guide/config.html" not in h["source"] for h in search("quokka cache", capsys))
+
+
+def test_a_sitemap_lists_the_pages_and_max_pages_stops_the_crawl(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.pages["/docs/sitemap.xml"] = (
+        200,
+        {"Content-Type": "application/xml"},
+        (
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<url><loc>{site.url}/docs/install.html</loc></url>"
+            f"<url><loc>{site.url}/docs/guide/config.html</loc></url>"
+            f"<url><loc>{site.url}/blog/post.html</loc></url></urlset>"
+        ).encode(),
+    )
+    code, out, err = run_cli(["ingest", f"{site.url}/docs/sitemap.xml", "--max-pages", "1"], capsys)
+    assert code == 0 and out.startswith("Ingested 1 file(s)"), err
+    assert f"Fetched 1 page(s) from {site.url}/docs/sitemap.xml." in err
+    assert "stopped at 1 pages (--max-pages); 1 more were found and not fetched" in err
+    assert "/blog/post.html" not in site.requested  # listed, but outside the folder
+
+
+def test_a_site_that_is_not_there_is_one_line_and_changes_nothing(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
+    code, _, err = run_cli(["ingest", f"{site.url}/nowhere/", "--prune"], capsys)
+    assert code != 0
+    assert f"{site.url}/nowhere/ answered HTTP 404" in err and "Traceback" not in err
+    code, _, err = run_cli(["ingest", "http://127.0.0.1:9/docs/"], capsys)  # nothing listens
+    assert code != 0 and "cannot fetch http://127.0.0.1:9/docs/: ConnectionRefusedError" in err
+    # The knowledge base still holds the site.
+    assert search("orbit daemon port", capsys)[0]["source"] == f"{site.url}/docs/install.html"
+
+
+def test_a_start_url_that_redirects_is_crawled_where_it_lands(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.pages["/latest/"] = (302, {"Location": "/docs/"}, b"")
+    code, _, err = run_cli(["ingest", f"{site.url}/latest/"], capsys)
+    assert code == 0, err
+    assert f"Fetched 5 page(s) from {site.url}/latest/" in err
+    hit = search("which port does the orbit daemon listen on", capsys)[0]
+    assert hit["source"] == f"{site.url}/docs/install.html"
+
+
+def test_a_url_with_credentials_is_refused_before_anything_is_fetched(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret_url = site.url.replace("http://", "http://reader:s3cr3t-token@") + "/docs/"
+    code, out, err = run_cli(["ingest", secret_url], capsys)
+    assert code != 0 and site.requested == []
+    assert "holds a user name or password" in err
+    assert "s3cr3t-token" not in err + out
+
+
+def test_a_nofollow_page_is_read_but_its_links_are_not(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, headers, body = site.pages["/docs/"]
+    nofollow = b'<meta name="robots" content="noindex, nofollow"></head>'
+    site.pages["/docs/"] = (status, headers, body.replace(b"</head>", nofollow))
+    code, _, err = run_cli(["ingest", f"{site.url}/docs/"], capsys)
+    assert code == 0 and f"Fetched 1 page(s) from {site.url}/docs/." in err
+    assert [p for p in site.requested if p != "/robots.txt"] == ["/docs/"]
