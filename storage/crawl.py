@@ -50,6 +50,9 @@ _CONTENT_TYPES = {
     "application/pdf": ".pdf",
 }
 _SITEMAP_TAG = re.compile(r"\{[^}]*\}")
+# Code hosts' web pages are an application (issues, commits, blame...), not a docs site: a crawl
+# of a repository's pages would index hundreds of them. Their files are read from a clone.
+_CODE_HOSTS = {"github.com", "www.github.com", "gitlab.com", "bitbucket.org", "codeberg.org"}
 
 
 class CrawlError(Exception):
@@ -127,6 +130,11 @@ def crawl(
     parts = urlsplit(start)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CrawlError(f"{start_url} is not an http(s) URL")
+    if parts.hostname in _CODE_HOSTS:
+        raise CrawlError(
+            f"{start_url} is a code host's web interface, not a docs site: clone the repository "
+            "(git clone) and ingest its docs folder, or give the published docs site's URL"
+        )
     if parts.username or parts.password:
         # Every page would be cited by a URL holding them: in the knowledge base and in replies.
         raise CrawlError("the URL holds a user name or password; give a URL without them")

@@ -233,3 +233,13 @@ def test_a_nofollow_page_is_read_but_its_links_are_not(
     code, _, err = run_cli(["ingest", f"{site.url}/docs/"], capsys)
     assert code == 0 and f"Fetched 1 page(s) from {site.url}/docs/." in err
     assert [p for p in site.requested if p != "/robots.txt"] == ["/docs/"]
+
+
+def test_a_code_host_url_is_refused_with_what_to_do_instead(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Crawling a repository's web pages would index its issues and commits, not its docs; the
+    refusal comes before any request (this test would otherwise need the internet)."""
+    code, _, err = run_cli(["ingest", "https://github.com/acme/orbit/tree/main/docs"], capsys)
+    assert code != 0
+    assert "code host's web interface" in err and "git clone" in err
