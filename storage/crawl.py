@@ -26,7 +26,13 @@ from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 from urllib.request import Request, urlopen
 from urllib.robotparser import RobotFileParser
 
-from storage.documents import SUPPORTED_SUFFIXES, FetchedPages, FoundFile, SkippedFile
+from storage.documents import (
+    SUPPORTED_SUFFIXES,
+    FetchedPages,
+    FoundFile,
+    SkippedFile,
+    generated_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +117,8 @@ class _Crawl:
         url = normalize(url)
         if url in self.seen or not url.startswith(self.scope):
             return
-        if PurePosixPath(urlsplit(url).path).suffix.lower() in _NOT_DOCUMENTS:
+        path = urlsplit(url).path
+        if PurePosixPath(path).suffix.lower() in _NOT_DOCUMENTS or generated_page(path):
             return
         self.seen.add(url)
         self.queue.append(url)

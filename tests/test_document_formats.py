@@ -269,3 +269,32 @@ def test_code_that_looks_like_markup_is_kept(tmp_path: Path) -> None:
         text = "\n".join(c.text for c in chunk_document(read_document(docs / name), source=name))
         for code in ("{% block content %}", "<div>", "<!-- header -->"):
             assert code in text, (name, code)
+
+
+def test_a_docs_generators_by_products_are_not_read_as_pages(tmp_path: Path) -> None:
+    """A Sphinx build folder holds a copy of every page's source and an index of every term;
+    read as documents they compete with the pages themselves."""
+    page = "<html><body><div role='main'><h1>Config</h1><p>{}</p></div></body></html>"
+    docs = write_docs(
+        tmp_path / "html",
+        {
+            "config.html": page.format("SECRET_KEY signs the session cookie."),
+            "_sources/config.rst.txt": "Config\n======\n\nSECRET_KEY signs the session cookie.\n",
+            "_modules/flask/app.html": page.format("def secret_key(self): ..."),
+            "genindex.html": page.format("SECRET_KEY (config value)"),
+            "search.html": page.format("Please activate JavaScript to enable search."),
+            "guide/404.html": page.format("Page not found."),
+        },
+    )
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    report = kb.ingest([docs])
+    assert report.files == 1
+    assert sorted(str(s.path.relative_to(docs)) for s in report.skipped) == [
+        "_modules/flask/app.html",
+        "_sources/config.rst.txt",
+        "genindex.html",
+        "guide/404.html",
+        "search.html",
+    ]
+    assert {s.reason for s in report.skipped} == {"a docs generator's by-product, not a page"}
+    assert [hit.source for hit in kb.search("SECRET_KEY session cookie", k=5)] == ["config.html"]

@@ -243,3 +243,22 @@ def test_a_code_host_url_is_refused_with_what_to_do_instead(
     code, _, err = run_cli(["ingest", "https://github.com/acme/orbit/tree/main/docs"], capsys)
     assert code != 0
     assert "code host's web interface" in err and "git clone" in err
+
+
+def test_a_docs_generators_by_products_are_not_fetched(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, headers, body = site.pages["/docs/install.html"]
+    extra = b'<a href="_sources/install.rst.txt">Show source</a> <a href="genindex.html">Index</a>'
+    site.pages["/docs/install.html"] = (
+        status,
+        headers,
+        body.replace(b"</body>", extra + b"</body>"),
+    )
+    site.pages["/docs/_sources/install.rst.txt"] = (
+        200,
+        {"Content-Type": "text/plain"},
+        b"port 6612",
+    )
+    assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
+    assert not [p for p in site.requested if "_sources" in p or "genindex" in p]
