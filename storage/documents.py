@@ -430,6 +430,9 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     for tag in soup.find_all(_is_chrome):
         if not tag.decomposed:
             tag.decompose()
+    for tag in soup.find_all(("ul", "ol")):
+        if not tag.decomposed and _is_link_list(tag):
+            tag.decompose()
     # The page's own content, when the page says where it is.
     main = soup.find("main") or soup.find(attrs={"role": "main"})
     body = main if main is not None and main.get_text(strip=True) else soup.body or soup
@@ -444,6 +447,18 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     if page_title and doc.title == fallback_title:
         doc.title = page_title
     return doc
+
+
+def _is_link_list(tag: Any) -> bool:
+    """A list whose items are only links (a table of contents, "next" and "see also" lists):
+    navigation inside the content. On a hub page it holds every child page's title, so the hub
+    outranks the pages it links to."""
+    items = tag.find_all("li", recursive=False)
+    if len(items) < 3:
+        return False
+    text = len(tag.get_text(" ", strip=True))
+    linked = sum(len(a.get_text(" ", strip=True)) for a in tag.find_all("a"))
+    return text > 0 and linked >= 0.9 * text
 
 
 def _is_chrome(tag: Any) -> bool:

@@ -298,3 +298,24 @@ def test_a_docs_generators_by_products_are_not_read_as_pages(tmp_path: Path) -> 
     ]
     assert {s.reason for s in report.skipped} == {"a docs generator's by-product, not a page"}
     assert [hit.source for hit in kb.search("SECRET_KEY session cookie", k=5)] == ["config.html"]
+
+
+def test_a_list_of_links_is_navigation_not_content() -> None:
+    """A hub page's table of contents holds every child page's title; read as text, the hub
+    outranks the pages it links to. A list that says something keeps its words."""
+    from storage.documents import parse_html
+
+    page = (
+        "<html><body><div role='main'><h1>Patterns</h1><p>Recipes for larger apps.</p>"
+        "<ul><li><a href='factories.html'>Application factories</a></li>"
+        "<li><a href='blueprints.html'>Modular apps with blueprints</a></li>"
+        "<li><a href='celery.html'>Background tasks with Celery</a></li></ul>"
+        "<ul><li>Blueprints need <a href='reg.html'>registering</a> on the app.</li>"
+        "<li>Factories take a config object.</li><li>Celery needs a broker.</li></ul>"
+        "</div></body></html>"
+    )
+    text = "\n".join(
+        chunk.text for chunk in chunk_document(parse_html(page, fallback_title="x"), source="p")
+    )
+    assert "Application factories" not in text and "Background tasks with Celery" not in text
+    assert "Blueprints need registering on the app." in text and "Celery needs a broker." in text
