@@ -453,8 +453,7 @@ def _is_link_list(tag: Any) -> bool:
     """A list whose items are only links (a table of contents, "next" and "see also" lists):
     navigation inside the content. On a hub page it holds every child page's title, so the hub
     outranks the pages it links to."""
-    items = tag.find_all("li", recursive=False)
-    if len(items) < 3:
+    if not tag.find_all("li", recursive=False):
         return False
     text = len(tag.get_text(" ", strip=True))
     linked = sum(len(a.get_text(" ", strip=True)) for a in tag.find_all("a"))

@@ -310,6 +310,7 @@ def test_a_list_of_links_is_navigation_not_content() -> None:
         "<ul><li><a href='factories.html'>Application factories</a></li>"
         "<li><a href='blueprints.html'>Modular apps with blueprints</a></li>"
         "<li><a href='celery.html'>Background tasks with Celery</a></li></ul>"
+        "<h2>Development</h2><ul><li><a href='completion.html'>Shell completion</a></li></ul>"
         "<ul><li>Blueprints need <a href='reg.html'>registering</a> on the app.</li>"
         "<li>Factories take a config object.</li><li>Celery needs a broker.</li></ul>"
         "</div></body></html>"
@@ -318,4 +319,5 @@ def test_a_list_of_links_is_navigation_not_content() -> None:
         chunk.text for chunk in chunk_document(parse_html(page, fallback_title="x"), source="p")
     )
     assert "Application factories" not in text and "Background tasks with Celery" not in text
+    assert "Shell completion" not in text
     assert "Blueprints need registering on the app." in text and "Celery needs a broker." in text
