@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from bot import channel_admin, learning, metrics, slash, smalltalk, texts
+from bot import channel_admin, learning, metrics, slash, smalltalk, text_commands, texts
 from bot.agent import Agent, AgentRequest, AgentResult, ModelFilteredError, ModelTimeoutError
 from bot.autoanswer import (
     DEFAULT_MIN_COVERAGE,
@@ -31,7 +31,7 @@ from bot.errors import KnowledgeBaseError, ModelError
 from bot.inbox import TryLater
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
-from bot.messages import ConversationKey, IncomingMessage, Reply, ReplyKind
+from bot.messages import Author, ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, feedback, memories
 from storage.db import Database, unreachable
 
@@ -162,7 +162,7 @@ class Responder:
         if channel_admin.is_settings_request(msg):
             yield await channel_admin.handle(msg, self.channels, session_id)
             return
-        if command is slash.FORGET:
+        if command is slash.FORGET or text_commands.forget_request(msg):
             yield self._info(await self._forget(msg, session_id), session_id, ephemeral=True)
             return
 
@@ -338,14 +338,26 @@ class Responder:
         return await self.memory.forget(conversation.session_id)
 
     async def _forget(self, msg: IncomingMessage, session_id: str) -> str:
-        """``/forget``, and what it did, truthfully. In a shared thread the bot takes part in,
-        its asker or a moderator clears the whole thread's memory; anyone else is told who may,
-        and only their own exchanges there are forgotten."""
+        """``/forget`` or "forget" said in words (bot.text_commands), and what it did,
+        truthfully. In a shared thread the bot takes part in, its asker or a moderator clears
+        the whole thread's memory; anyone else is told who may, and only their own exchanges
+        there (a command's conversation of its own) are forgotten."""
+        if msg.command is None and not msg.is_direct:
+            # Said in a thread (or channel): that conversation is the shared one.
+            return await self._forget_shared(msg.conversation, msg.author, own=0)
         own = await self.memory.forget(session_id)
-        thread = msg.shared_thread
-        if thread is None or not await self.memory.follows(thread):
+        if msg.shared_thread is not None:
+            return await self._forget_shared(msg.shared_thread, msg.author, own=own)
+        said = texts.forgotten(own) if own else texts.FORGOTTEN_NONE
+        # A channel's command reaches only the caller's own exchanges: say how a thread's go.
+        return said if msg.is_direct else f"{said}\n{texts.FORGET_THREAD_HINT}"
+
+    async def _forget_shared(self, thread: ConversationKey, person: Author, *, own: int) -> str:
+        """Clear a shared thread's memory if ``person`` may (``own``: their own exchanges there,
+        already forgotten)."""
+        if not await self.memory.follows(thread):
             return texts.forgotten(own) if own else texts.FORGOTTEN_NONE
-        if not await self.memory.may_clear_thread(thread, msg.author):
+        if not await self.memory.may_clear_thread(thread, person):
             return texts.thread_not_yours_to_forget(own)
         return texts.thread_forgotten(own + await self.memory.forget(thread.session_id))
 

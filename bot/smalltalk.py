@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
+from dataclasses import dataclass
 
 from bot import texts
 
@@ -20,27 +21,88 @@ ACKNOWLEDGED_REACTION = "+1"
 MAX_WORDS = 8  # "ok that worked, thank you so much!" is eight; longer is a question or a story
 
 _MENTION = re.compile(r"<[@#!][^>]*>")
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-# Words that make a message an acknowledgement (at least one must be there) ...
-# fmt: off
-THANKS = frozenset({
-    "thanks", "thank", "thx", "ty", "tysm", "tyvm", "cheers", "ok", "okay", "k", "kk", "great",
-    "perfect", "awesome", "cool", "nice", "excellent", "brilliant", "wonderful", "worked", "works",
-    "working", "solved", "fixed", "helped", "helpful", "appreciated", "appreciate", "nvm",
-    "nevermind", "got", "gotcha", "understood", "noted", "sense",
-})
-# ... and words that may come with them ("that worked, thank you so much").
-ALONGSIDE = frozenset({
-    "you", "so", "much", "a", "lot", "very", "many", "it", "that", "this", "now", "all", "for",
-    "the", "help", "again", "makes", "just", "really", "good", "fine", "sounds", "super", "mate",
-    "man", "guys", "bot", "indeed", "oh", "ah", "yes", "yeah", "yep", "mind", "never", "it's",
-    "that's", "thats", "everyone", "i", "we",
-})
-# fmt: on
-# "ok" is not a yes: it may only acknowledge, and a yes pings the team.
-YES = frozenset({"yes", "yeah", "yep", "yup", "sure", "y", "please", "do", "go", "ahead"})
-NO = frozenset({"no", "nope", "nah", "not", "now", "thanks", "thank", "you", "n", "later"})
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")  # letters, with one inner apostrophe
 POSITIVE_EMOJI = frozenset("👍🙏🎉✅👌❤🙌😊🙂💯🔥✨🥳😀😃😄🤝👏")
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """One language's small talk, as words in lower case without accents ("merci", "si").
+
+    A message is matched against one language at a time, never a mix, so that each list can
+    stay loose within its own language without two of them adding up to a question."""
+
+    thanks: frozenset[str]  # one of these makes a message an acknowledgement ...
+    alongside: frozenset[str]  # ... which may also have these ("that worked, thank you so much")
+    # A reply made only of these accepts the offer of a human. Never "ok" or its like ("vale",
+    # "d'accord", "einverstanden"): those may only acknowledge, and a yes pings the team.
+    yes: frozenset[str]
+    no_first: frozenset[str]  # a decline starts with one of these ...
+    no: frozenset[str]  # ... and has only these ("no thanks", "non merci", "nein danke")
+
+
+def _words(spaced: str) -> frozenset[str]:
+    return frozenset(spaced.split())
+
+
+# The languages a channel may choose for its refusal (texts.NOT_IN_DOCS_TRANSLATIONS).
+# fmt: off
+VOCABULARIES: dict[str, Vocabulary] = {
+    "en": Vocabulary(
+        thanks=_words(
+            "thanks thank thx ty tysm tyvm cheers ok okay k kk great perfect awesome cool nice "
+            "excellent brilliant wonderful worked works working solved fixed helped helpful "
+            "appreciated appreciate nvm nevermind got gotcha understood noted sense"
+        ),
+        alongside=_words(
+            "you so much a lot very many it that this now all for the help again makes just "
+            "really good fine sounds super mate man guys bot indeed oh ah yes yeah yep mind "
+            "never it's that's thats everyone i we"
+        ),
+        yes=_words("yes yeah yep yup sure y please do go ahead"),
+        no_first=_words("no nope nah n"),
+        no=_words("no nope nah not now thanks thank you n later"),
+    ),
+    "fr": Vocabulary(
+        thanks=_words(
+            "merci mercii ok okay d'accord dac parfait super genial top nickel excellent cool "
+            "impeccable marche fonctionne resolu regle compris entendu note bravo"
+        ),
+        alongside=_words(
+            "beaucoup bien tres pour ton votre l'aide aide c'est ca tout a toi vous mille "
+            "encore bon oui ah oh j'ai je"
+        ),
+        yes=_words("oui ouais volontiers svp stp s'il vous te plait"),
+        no_first=_words("non nan"),
+        no=_words("non nan merci pas maintenant plus tard ca va"),
+    ),
+    "de": Vocabulary(
+        thanks=_words(
+            "danke dank dankeschon ok okay super perfekt prima toll klasse passt funktioniert "
+            "klappt geklappt verstanden gelost erledigt klar einverstanden"
+        ),
+        alongside=_words(
+            "vielen schon sehr fur die hilfe es das jetzt alles gut mal ja wieder dir ihnen "
+            "echt wirklich herzlichen besten tausend hat ah oh"
+        ),
+        yes=_words("ja jawohl gerne gern bitte"),
+        no_first=_words("nein nee ne"),
+        no=_words("nein nee ne danke nicht jetzt spater"),
+    ),
+    "es": Vocabulary(
+        thanks=_words(
+            "gracias ok okay vale perfecto genial excelente listo funciona funciono "
+            "solucionado resuelto entendido acuerdo"
+        ),
+        alongside=_words(
+            "muchas mil muy por la tu su ayuda todo ya de te lo bien bueno super si ah oh"
+        ),
+        yes=_words("si claro porfa por favor"),
+        no_first=_words("no"),
+        no=_words("no gracias ahora todavia por favor"),
+    ),
+}
+# fmt: on
 
 
 class OfferReply(enum.Enum):
@@ -49,12 +111,14 @@ class OfferReply(enum.Enum):
 
 
 def words_of(text: str) -> list[str]:
-    return _WORD.findall(_MENTION.sub(" ", text).lower().replace("’", "'"))
+    """The message's words in lower case without accents ("¡Sí!" -> ["si"])."""
+    plain = unicodedata.normalize("NFKD", _MENTION.sub(" ", text).lower().replace("’", "'"))
+    return _WORD.findall("".join(ch for ch in plain if not unicodedata.combining(ch)))
 
 
 def is_acknowledgement(text: str) -> bool:
-    """Thanks, "ok", "that worked", or only positive emoji (skin tones and variation selectors
-    allowed): something to acknowledge, not a question to search for."""
+    """Thanks, "ok", "that worked" (in a language the bot speaks), or only positive emoji (skin
+    tones and variation selectors allowed): something to acknowledge, not a question."""
     words = words_of(text)
     if not words:
         symbols = [
@@ -63,9 +127,12 @@ def is_acknowledgement(text: str) -> bool:
             if not ch.isspace() and unicodedata.category(ch) not in ("Po", "Mn", "Sk", "Cf")
         ]
         return bool(symbols) and all(_positive(ch) for ch in symbols)
-    if len(words) > MAX_WORDS or "?" in text:
+    if len(words) > MAX_WORDS or _asks(text):
         return False
-    return any(w in THANKS for w in words) and all(w in THANKS or w in ALONGSIDE for w in words)
+    return any(
+        any(w in v.thanks for w in words) and all(w in v.thanks or w in v.alongside for w in words)
+        for v in VOCABULARIES.values()
+    )
 
 
 def reply_to_offer(text: str, history: list[dict[str, str]]) -> OfferReply | None:
@@ -75,13 +142,17 @@ def reply_to_offer(text: str, history: list[dict[str, str]]) -> OfferReply | Non
     if not offered_human(history[-1].get("content", "")):
         return None
     words = words_of(text)
-    if not words or len(words) > 4 or "?" in text:
+    if not words or len(words) > 4 or _asks(text):
         return None
-    if all(w in YES for w in words):
+    if any(all(w in v.yes for w in words) for v in VOCABULARIES.values()):
         return OfferReply.ACCEPTED
-    if words[0] in ("no", "nope", "nah", "n") and all(w in NO for w in words):
+    if any(words[0] in v.no_first and all(w in v.no for w in words) for v in VOCABULARIES.values()):
         return OfferReply.DECLINED
     return None
+
+
+def _asks(text: str) -> bool:
+    return "?" in text or "¿" in text
 
 
 def offered_human(answer: str) -> bool:

@@ -92,6 +92,11 @@ def thread_forgotten(count: int) -> str:
 
 
 FORGET_THREAD_NOT_ALLOWED = "Only the person who asked here or a moderator can clear this thread."
+# After /forget in a channel, which reaches only the caller's own /ask exchanges there.
+FORGET_THREAD_HINT = (
+    "To clear what I remember of a thread, reply “forget” in that thread and mention me "
+    "(the person who asked there or a moderator may)."
+)
 
 
 def thread_not_yours_to_forget(own: int) -> str:
@@ -157,7 +162,8 @@ def help_text(commands: list[tuple[str, str]]) -> str:
     lines += [
         "",
         "You can also mention me or message me directly. I remember each thread until you "
-        "use `/forget`.",
+        "use `/forget`, or, in a thread, mention me with “forget” (its asker or a moderator "
+        "may clear a thread).",
     ]
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,27 @@ def make_settings(world: DiscordWorld, sqlite_url: str, kb_uri: str, **overrides
     values.update(world.settings())
     values.update(overrides)
     return load_settings(**values)
+
+
+def team_settings(world: DiscordWorld, sqlite_url: str, kb_uri: str, **overrides: Any) -> Settings:
+    """Settings whose hand-offs are noticed in the world's team channel, the support role's."""
+    return make_settings(
+        world,
+        sqlite_url,
+        kb_uri,
+        discord_escalation_channel=world.no_threads_channel_id,
+        discord_support_role=world.support_role_id,
+        **overrides,
+    )
+
+
+def model_overrides(model: FakeOpenAI) -> dict[str, Any]:
+    """The settings that answer with the OpenAI agent against ``model``, without retries."""
+    return {
+        "openai_api_key": FAKE_API_KEY,
+        "openai_base_url": model.base_url,
+        "openai_max_retries": 0,
+    }
 
 
 class RunningBot:
@@ -99,6 +121,18 @@ async def start_retrying_bot(
     return running
 
 
+@asynccontextmanager
+async def retrying_bot(
+    world: DiscordWorld, db: Database, url: str, kb_uri: str, **overrides: Any
+) -> AsyncIterator[RunningBot]:
+    """:func:`start_retrying_bot` for the ``async with`` block, then stopped."""
+    running = await start_retrying_bot(world, db, url, kb_uri, **overrides)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
 async def start_model_bot(
     world: DiscordWorld,
     db: Database,
@@ -108,14 +142,7 @@ async def start_model_bot(
     **adapter_options: Any,
 ) -> RunningBot:
     """A bot answering with the OpenAI agent against ``model`` (no retries)."""
-    settings = make_settings(
-        world,
-        db_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=model.base_url,
-        openai_max_retries=0,
-    )
+    settings = make_settings(world, db_url, kb_uri, **model_overrides(model))
     return await start_bot(world, await build_runtime(settings, db=db), **adapter_options)
 
 

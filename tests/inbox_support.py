@@ -12,10 +12,22 @@ from sqlalchemy import select, text
 
 from bot.agent import SEARCH_FIRST_CALL_ID
 from storage.db import Database
-from storage.models import ProcessedEvent
+from storage.models import Base, ProcessedEvent
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 
 INBOX_FAST = {"lease_seconds": 1.0, "recover_every": 0.3}
+
+
+@contextlib.asynccontextmanager
+async def tables_on(url: str) -> AsyncIterator[Database]:
+    """A database with the tables made (processes share it), disposed of afterwards."""
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        yield db
+    finally:
+        await db.dispose()
 
 
 def slow_policy(seconds_per_call: float) -> Callable[[dict[str, Any]], Turn]:

@@ -21,14 +21,13 @@ import pytest
 from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
-from storage.models import Base
 from tests import discord_fixtures
 from tests.discord_fixtures import make_settings, start_bot
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_harness import SlackHarness, build_kb, slack_settings
 from tests.fakes.slack_sender import app_mention, new_ts
-from tests.inbox_support import ledger
+from tests.inbox_support import ledger, tables_on
 
 pytestmark = pytest.mark.timeout(90)
 world = discord_fixtures.world
@@ -103,31 +102,28 @@ async def test_a_message_arriving_while_the_database_is_down_is_answered_once_it
     kb_uri: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    db = Database(link.url(pg_url))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    running = await start_bot(
-        world, await build_runtime(make_settings(world, pg_url, kb_uri), db=db)
-    )
-    try:
-        before = await world.dm("How do I reset my password?")
-        await world.bot_messages(before["channel_id"])
-        with caplog.at_level(logging.WARNING, logger="bot.inbox"):
-            async with link.outage():
-                during = await world.dm("How do I reset my password?")
-                await wait_until(
-                    lambda: any(
-                        "database is unreachable" in r.getMessage() for r in caplog.records
-                    ),
-                    timeout=20,
-                    what="the claim to fail",
-                )
-                assert world.api.channel_messages(during["channel_id"]) == []  # no apology
-        [answer] = await world.bot_messages(during["channel_id"], timeout=30)
-        await wait_until(lambda: _answered(db, during["id"]), timeout=20, what="answered")
-    finally:
-        await running.stop()
-        await db.dispose()
+    async with tables_on(link.url(pg_url)) as db:
+        running = await start_bot(
+            world, await build_runtime(make_settings(world, pg_url, kb_uri), db=db)
+        )
+        try:
+            before = await world.dm("How do I reset my password?")
+            await world.bot_messages(before["channel_id"])
+            with caplog.at_level(logging.WARNING, logger="bot.inbox"):
+                async with link.outage():
+                    during = await world.dm("How do I reset my password?")
+                    await wait_until(
+                        lambda: any(
+                            "database is unreachable" in r.getMessage() for r in caplog.records
+                        ),
+                        timeout=20,
+                        what="the claim to fail",
+                    )
+                    assert world.api.channel_messages(during["channel_id"]) == []  # no apology
+            [answer] = await world.bot_messages(during["channel_id"], timeout=30)
+            await wait_until(lambda: _answered(db, during["id"]), timeout=20, what="answered")
+        finally:
+            await running.stop()
     assert "reset your password" in answer["content"].lower()
 
 
@@ -147,41 +143,42 @@ async def test_an_answer_cut_off_by_a_database_outage_is_given_again_once_it_is_
     """The question is claimed, then the database goes away while the model answers: storing
     the answer fails. The question is safe in the ledger, so it is answered again once the
     database is back, instead of the answer being replaced by an apology."""
-    db = Database(link.url(pg_url))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    settings = make_settings(world, link.url(pg_url), kb_uri, lease_seconds=2.0, recover_every=0.3)
-    # No partial post: the answer is posted once, after it is stored (where the outage hits).
-    running = await start_bot(world, await build_runtime(settings, db=db), first_post_delay=30)
-    slow = asyncio.Event()
-    original = running.adapter.runtime.agent.run
-
-    async def slow_agent(request: Any) -> AsyncIterator[Any]:
-        async for item in original(request):
-            if not slow.is_set():
-                slow.set()
-                await asyncio.sleep(1.0)  # the database goes down meanwhile
-            yield item
-
-    running.adapter.runtime.agent.run = slow_agent  # type: ignore[method-assign]
-    try:
-        with caplog.at_level(logging.WARNING):
-            dm = await world.dm("How do I reset my password?")
-            await asyncio.wait_for(slow.wait(), 20)
-            async with link.outage():
-                await wait_until(lambda: _failed_or_handed_back(caplog), timeout=20, what="fault")
-        await wait_until(
-            lambda: any(
-                "reset your password" in m["content"].lower()
-                for m in world.api.channel_messages(dm["channel_id"])
-            ),
-            timeout=30,
-            what="the answer",
+    async with tables_on(link.url(pg_url)) as db:
+        settings = make_settings(
+            world, link.url(pg_url), kb_uri, lease_seconds=2.0, recover_every=0.3
         )
-        await wait_until(lambda: _answered(db, dm["id"]), timeout=20, what="answered")
-    finally:
-        await running.stop()
-        await db.dispose()
+        # No partial post: the answer is posted once, after it is stored (where the outage hits).
+        running = await start_bot(world, await build_runtime(settings, db=db), first_post_delay=30)
+        slow = asyncio.Event()
+        original = running.adapter.runtime.agent.run
+
+        async def slow_agent(request: Any) -> AsyncIterator[Any]:
+            async for item in original(request):
+                if not slow.is_set():
+                    slow.set()
+                    await asyncio.sleep(1.0)  # the database goes down meanwhile
+                yield item
+
+        running.adapter.runtime.agent.run = slow_agent  # type: ignore[method-assign]
+        try:
+            with caplog.at_level(logging.WARNING):
+                dm = await world.dm("How do I reset my password?")
+                await asyncio.wait_for(slow.wait(), 20)
+                async with link.outage():
+                    await wait_until(
+                        lambda: _failed_or_handed_back(caplog), timeout=20, what="fault"
+                    )
+            await wait_until(
+                lambda: any(
+                    "reset your password" in m["content"].lower()
+                    for m in world.api.channel_messages(dm["channel_id"])
+                ),
+                timeout=30,
+                what="the answer",
+            )
+            await wait_until(lambda: _answered(db, dm["id"]), timeout=20, what="answered")
+        finally:
+            await running.stop()
     shown = [m["content"] for m in world.api.channel_messages(dm["channel_id"])]
     assert len(shown) == 1 and "reset your password" in shown[0].lower(), shown
 
@@ -200,27 +197,24 @@ async def test_a_ready_during_an_outage_reads_back_what_was_missed_once_the_data
 ) -> None:
     """A question posted while no process was connected is read back on READY; when that
     READY comes while the database is down, the catch-up waits for it instead of giving up."""
-    db = Database(link.url(pg_url))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    settings = make_settings(world, link.url(pg_url), kb_uri)
-    first = await start_bot(world, await build_runtime(settings, db=db))
-    await first.stop()
-    missed = await world.say("How do I reset my password?", mention=True)  # nobody connected
-    with caplog.at_level(logging.WARNING):
-        async with link.outage():
-            second = await start_bot(world, await build_runtime(settings, db=db))
-            await wait_until(
-                lambda: any("missed messages" in r.getMessage() for r in caplog.records),
-                timeout=20,
-                what="the catch-up to meet the outage",
-            )
-    try:
-        [answer] = await world.bot_messages(missed["id"], timeout=30)  # in a thread of its own
-        await wait_until(lambda: _answered(db, missed["id"]), timeout=20, what="answered")
-    finally:
-        await second.stop()
-        await db.dispose()
+    async with tables_on(link.url(pg_url)) as db:
+        settings = make_settings(world, link.url(pg_url), kb_uri)
+        first = await start_bot(world, await build_runtime(settings, db=db))
+        await first.stop()
+        missed = await world.say("How do I reset my password?", mention=True)  # nobody connected
+        with caplog.at_level(logging.WARNING):
+            async with link.outage():
+                second = await start_bot(world, await build_runtime(settings, db=db))
+                await wait_until(
+                    lambda: any("missed messages" in r.getMessage() for r in caplog.records),
+                    timeout=20,
+                    what="the catch-up to meet the outage",
+                )
+        try:
+            [answer] = await world.bot_messages(missed["id"], timeout=30)  # in a thread of its own
+            await wait_until(lambda: _answered(db, missed["id"]), timeout=20, what="answered")
+        finally:
+            await second.stop()
     assert "reset your password" in answer["content"].lower()
 
 
@@ -230,23 +224,20 @@ async def test_slack_events_during_an_outage_get_a_500_one_log_line_and_are_answ
     slack_kb = build_kb(tmp_path)
     api = FakeSlackAPI()
     await api.start()
-    db = Database(link.url(pg_url))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    h = await SlackHarness.start(api, slack_settings(link.url(pg_url), slack_kb, api), db=db)
-    ts = new_ts()
-    body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
-    try:
-        async with h.sender() as sender:
-            with caplog.at_level(logging.WARNING, logger="adapters.slack"):
-                async with link.outage():
-                    refused = await sender.event(body)
-            retried = await sender.event(body, retry_num=1)  # Slack's retry, database back
-        await h.bot.wait_idle()
-    finally:
-        await h.close()
-        await api.close()
-        await db.dispose()
+    async with tables_on(link.url(pg_url)) as db:
+        h = await SlackHarness.start(api, slack_settings(link.url(pg_url), slack_kb, api), db=db)
+        ts = new_ts()
+        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+        try:
+            async with h.sender() as sender:
+                with caplog.at_level(logging.WARNING, logger="adapters.slack"):
+                    async with link.outage():
+                        refused = await sender.event(body)
+                retried = await sender.event(body, retry_num=1)  # Slack's retry, database back
+            await h.bot.wait_idle()
+        finally:
+            await h.close()
+            await api.close()
     assert (refused.status, retried.status) == (500, 200)
     [line] = [r for r in caplog.records if r.name == "adapters.slack.app"]
     assert "database is unreachable" in line.getMessage() and not line.exc_info
@@ -286,70 +277,69 @@ async def test_a_worker_waits_out_a_database_outage_instead_of_dying(
     slack_kb = build_kb(tmp_path)
     api = FakeSlackAPI()
     await api.start()
-    db = Database(pg_url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    for name in [n for n in os.environ if n.startswith(("SLACK_", "OPENAI_", "SUPPORTBOT_"))]:
-        monkeypatch.delenv(name)
-    worker_env = {  # the worker inherits the environment, as under `supportbot serve`
-        "DATABASE_URL": link.url(pg_url),
-        "SUPPORTBOT_KB_URI": slack_kb,
-        "SUPPORTBOT_EMBEDDER": "none",
-        "SLACK_API_URL": api.base_url,
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SUPPORTBOT_LEASE_SECONDS": "3",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-    }
-    for name, value in worker_env.items():
-        monkeypatch.setenv(name, value)
-    # The front acks and queues straight into PostgreSQL; only the worker loses its database.
-    front = await SlackHarness.start(
-        api, slack_settings(pg_url, slack_kb, api), db=db, answer_inline=False
-    )
-    worker_log = WorkerLog(capfd)
-    pool = WorkerPool(WORKER_COMMAND, 1)
-    asked: list[str] = []
+    async with tables_on(pg_url) as db:
+        for name in [n for n in os.environ if n.startswith(("SLACK_", "OPENAI_", "SUPPORTBOT_"))]:
+            monkeypatch.delenv(name)
+        worker_env = {  # the worker inherits the environment, as under `supportbot serve`
+            "DATABASE_URL": link.url(pg_url),
+            "SUPPORTBOT_KB_URI": slack_kb,
+            "SUPPORTBOT_EMBEDDER": "none",
+            "SLACK_API_URL": api.base_url,
+            "SLACK_BOT_TOKEN": BOT_TOKEN,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SUPPORTBOT_LEASE_SECONDS": "3",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
+        for name, value in worker_env.items():
+            monkeypatch.setenv(name, value)
+        # The front acks and queues straight into PostgreSQL; only the worker loses its database.
+        front = await SlackHarness.start(
+            api, slack_settings(pg_url, slack_kb, api), db=db, answer_inline=False
+        )
+        worker_log = WorkerLog(capfd)
+        pool = WorkerPool(WORKER_COMMAND, 1)
+        asked: list[str] = []
 
-    async def ask(sender: Any) -> None:
-        asked.append(new_ts())
-        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=asked[-1])
-        assert (await sender.event(body)).status == 200  # queued for the worker
+        async def ask(sender: Any) -> None:
+            asked.append(new_ts())
+            body = app_mention(
+                text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=asked[-1]
+            )
+            assert (await sender.event(body)).status == 200  # queued for the worker
 
-    try:
-        async with front.sender() as sender:
-            async with link.outage():  # the worker starts while its database is down
-                pool.start()
-                await ask(sender)
-                await wait_until(
-                    lambda: worker_log.has("waiting for it to come back"),
-                    timeout=60,
-                    what="the worker to wait for its database",
-                )
-                [pid] = pool.pids()
-            await api.wait_for(lambda: _finished(api) == asked, timeout=30)
-            assert worker_log.count("the database is back") == 1
-            await wait_until(lambda: _all_answered(db, 1), timeout=20, what="the first answer")
-            async with link.outage():  # and again while it is taking work
-                await ask(sender)
-                await wait_until(
-                    lambda: worker_log.has("taking work from the ledger failed"),
-                    timeout=20,
-                    what="the worker to meet the outage",
-                )
-            await api.wait_for(lambda: _finished(api) == asked, timeout=30)
-            await wait_until(lambda: _all_answered(db, 2), timeout=20, what="the second answer")
-        assert pool.pids() == [pid] and pool.restarts == 0  # never exited, never restarted
-        assert worker_log.count("waiting for it to come back") == 1
-        assert worker_log.count("taking work from the ledger failed") == 1
-        assert worker_log.count("the database is back; taking work") == 1
-        assert worker_log.count("Traceback") == 0
-    finally:
-        await pool.aclose()
-        await front.close()
-        await api.close()
-        await db.dispose()
+        try:
+            async with front.sender() as sender:
+                async with link.outage():  # the worker starts while its database is down
+                    pool.start()
+                    await ask(sender)
+                    await wait_until(
+                        lambda: worker_log.has("waiting for it to come back"),
+                        timeout=60,
+                        what="the worker to wait for its database",
+                    )
+                    [pid] = pool.pids()
+                await api.wait_for(lambda: _finished(api) == asked, timeout=30)
+                assert worker_log.count("the database is back") == 1
+                await wait_until(lambda: _all_answered(db, 1), timeout=20, what="the first answer")
+                async with link.outage():  # and again while it is taking work
+                    await ask(sender)
+                    await wait_until(
+                        lambda: worker_log.has("taking work from the ledger failed"),
+                        timeout=20,
+                        what="the worker to meet the outage",
+                    )
+                await api.wait_for(lambda: _finished(api) == asked, timeout=30)
+                await wait_until(lambda: _all_answered(db, 2), timeout=20, what="the second answer")
+            assert pool.pids() == [pid] and pool.restarts == 0  # never exited, never restarted
+            assert worker_log.count("waiting for it to come back") == 1
+            assert worker_log.count("taking work from the ledger failed") == 1
+            assert worker_log.count("the database is back; taking work") == 1
+            assert worker_log.count("Traceback") == 0
+        finally:
+            await pool.aclose()
+            await front.close()
+            await api.close()
 
 
 def _finished(api: FakeSlackAPI) -> list[str | None]:
@@ -394,25 +384,22 @@ async def test_a_question_that_cannot_be_stored_in_an_outage_is_one_line_without
     from tests.core_support import build_kb as build_core_kb
     from tests.core_support import message, responder
 
-    db = Database(link.url(pg_url))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    agent = OfflineAgent(build_core_kb(tmp_path))
-    original = agent.run
+    async with tables_on(link.url(pg_url)) as db:
+        agent = OfflineAgent(build_core_kb(tmp_path))
+        original = agent.run
 
-    async def cut_off(request: Any) -> AsyncIterator[Any]:
-        async for item in original(request):
-            if link._server is not None and link._server.is_serving():
-                await link.down()  # after the conversation was read, before anything is stored
-            yield item
+        async def cut_off(request: Any) -> AsyncIterator[Any]:
+            async for item in original(request):
+                if link._server is not None and link._server.is_serving():
+                    await link.down()  # after the conversation was read, before anything is stored
+                yield item
 
-    agent.run = cut_off  # type: ignore[method-assign]
-    try:
-        with caplog.at_level(logging.WARNING, logger="bot.responder"):
-            await responder(db, agent).handle(message("How do I reset my password?"))
-    finally:
-        await link.up()
-        await db.dispose()
+        agent.run = cut_off  # type: ignore[method-assign]
+        try:
+            with caplog.at_level(logging.WARNING, logger="bot.responder"):
+                await responder(db, agent).handle(message("How do I reset my password?"))
+        finally:
+            await link.up()
     [kept] = [r for r in caplog.records if "could not store the question" in r.getMessage()]
     assert "the database is unreachable" in kept.getMessage() and not kept.exc_info
 
@@ -425,29 +412,26 @@ async def test_renewing_leases_and_recording_progress_log_an_outage_once_and_its
     the reason, and once that it is back, and the work is finished as before."""
     from bot.inbox import Inbox, Work
 
-    db = Database(link.url(pg_url))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    down = asyncio.Event()
+    async with tables_on(link.url(pg_url)) as db:
+        down = asyncio.Event()
 
-    async def deliver(work: Work) -> None:
-        await down.wait()
-        await inbox.record(work, {**work.payload, "posted": "part"})  # tried through the outage
+        async def deliver(work: Work) -> None:
+            await down.wait()
+            await inbox.record(work, {**work.payload, "posted": "part"})  # tried through the outage
 
-    # Heartbeats every 2 s; the leases outlast the outage, so no work is given up as lost.
-    inbox = Inbox(db, "test", deliver, lease=timedelta(seconds=8))
-    try:
-        for key in ("q1", "q2", "q3"):
-            assert await inbox.submit(key, {"kind": "question"})
-        with caplog.at_level(logging.INFO, logger="bot.inbox"):
-            async with link.outage():
-                down.set()
-                await asyncio.sleep(5.0)  # two heartbeats and each record's first five tries
-            await inbox.wait_idle(timeout=30)
-        rows = await ledger(db, "test")
-    finally:
-        await inbox.aclose()
-        await db.dispose()
+        # Heartbeats every 2 s; the leases outlast the outage, so no work is given up as lost.
+        inbox = Inbox(db, "test", deliver, lease=timedelta(seconds=8))
+        try:
+            for key in ("q1", "q2", "q3"):
+                assert await inbox.submit(key, {"kind": "question"})
+            with caplog.at_level(logging.INFO, logger="bot.inbox"):
+                async with link.outage():
+                    down.set()
+                    await asyncio.sleep(5.0)  # two heartbeats and each record's first five tries
+                await inbox.wait_idle(timeout=30)
+            rows = await ledger(db, "test")
+        finally:
+            await inbox.aclose()
     assert [row.status for row in rows.values()] == [events.ANSWERED] * 3
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "bot.inbox"]
     renewing = [line for line in lines if "renewing" in line[1]]

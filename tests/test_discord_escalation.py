@@ -12,7 +12,7 @@ from bot.runtime import build_runtime
 from storage import channel_settings, escalations, events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot, start_retrying_bot
+from tests.discord_fixtures import make_settings, start_bot, start_retrying_bot, team_settings
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld
 from tests.inbox_support import ledger
@@ -36,13 +36,7 @@ async def _escalated(world: DiscordWorld) -> tuple[dict, str, int]:
 async def test_bystander_is_refused_support_role_resolves_and_notice_says_who(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = make_settings(
-        world,
-        sqlite_url,
-        kb_uri,
-        discord_escalation_channel=world.no_threads_channel_id,
-        discord_support_role=world.support_role_id,
-    )
+    settings = team_settings(world, sqlite_url, kb_uri)
     running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
     try:
         opened, resolve_id, escalation_id = await _escalated(world)

@@ -18,11 +18,18 @@ from storage import escalations, events, feedback, memories
 from storage.db import Database
 from storage.models import ProcessedEvent
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_retrying_bot
+from tests.discord_fixtures import (
+    RunningBot,
+    make_settings,
+    model_overrides,
+    retrying_bot,
+    start_bot,
+    team_settings,
+)
 from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
+from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
 
 MANAGE_THREADS = 1 << 34  # Discord's permission bit
 pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
@@ -35,14 +42,7 @@ fake_openai = openai_server.fake_openai
 
 
 def _openai_settings(world, sqlite_url, kb_uri, fake: FakeOpenAI):
-    return make_settings(
-        world,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake.base_url,
-        openai_max_retries=0,
-    )
+    return make_settings(world, sqlite_url, kb_uri, **model_overrides(fake))
 
 
 def _search_then(content: str, **turn_options) -> tuple[Turn, Turn]:
@@ -170,13 +170,7 @@ async def test_answer_quoting_everyone_pings_nobody(
 async def test_buttons_work_after_restart(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = make_settings(
-        world,
-        sqlite_url,
-        kb_uri,
-        discord_escalation_channel=world.no_threads_channel_id,
-        discord_support_role=world.support_role_id,
-    )
+    settings = team_settings(world, sqlite_url, kb_uri)
     first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
     question = await world.say("How do I reset my password?", mention=True)
     thread_id = question["id"]
@@ -372,16 +366,8 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
     answer_text = _long_answer()
     assert len(answer_text) > 4000
     fake_openai.queue(*_search_then(answer_text), *_search_then(answer_text))
-    running = await start_retrying_bot(
-        world,
-        sqlite_db,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
-    try:
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
         world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=1)  # the second follow-up
         interaction = await world.slash("ask", {"question": "How do I reset my password?"})
         await world.api.wait_for(
@@ -391,8 +377,6 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
             what="the whole answer",
         )
         await running.adapter.inbox.wait_idle(10)
-    finally:
-        await running.stop()
     messages = world.api.interaction_messages(interaction["token"])
     joined = "\n".join(m["content"] for m in messages)
     for n in range(10):  # every line of the answer shown once
@@ -411,16 +395,8 @@ async def test_a_long_command_answer_given_up_leaves_only_the_note(
     # follow-up stayed under the note that replaced the answer.
     answer_text = _long_answer()
     fake_openai.queue(*(_search_then(answer_text) * events.MAX_ATTEMPTS))
-    running = await start_retrying_bot(
-        world,
-        sqlite_db,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
-    try:
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
         for attempt in range(1, events.MAX_ATTEMPTS + 1):  # the second follow-up of each
             world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=attempt)
         interaction = await world.slash("ask", {"question": "How do I reset my password?"})
@@ -432,8 +408,6 @@ async def test_a_long_command_answer_given_up_leaves_only_the_note(
             what="the note",
         )
         await running.adapter.inbox.wait_idle(10)
-    finally:
-        await running.stop()
     assert [m["content"] for m in world.api.interaction_messages(interaction["token"])] == [
         texts.ERROR_GENERIC
     ]
@@ -450,16 +424,8 @@ async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attemp
     # the history did not find them either: the second piece stayed above the new answer.
     answer_text = _long_answer()
     fake_openai.queue(*_search_then(answer_text), *_search_then(answer_text))
-    running = await start_retrying_bot(
-        world,
-        sqlite_db,
-        sqlite_url,
-        kb_uri,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
-    try:
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
         world.api.reset_next("POST", r"/channels/\d+/messages", skip=2)  # the third piece
         dm = await world.dm("How do I reset my password?")
         await world.api.wait_for(
@@ -467,8 +433,6 @@ async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attemp
             what="the whole answer",
         )
         await running.adapter.inbox.wait_idle(10)
-    finally:
-        await running.stop()
     messages = world.api.channel_messages(dm["channel_id"])
     joined = "\n".join(m["content"] for m in messages)
     for n in range(10):  # every line of the answer shown once

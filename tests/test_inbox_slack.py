@@ -17,7 +17,7 @@ from storage.db import Database
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import RETRY_SOON, SlackHarness, running_harness, slack_settings
 from tests.fakes.slack_sender import app_mention, new_ts
 from tests.inbox_support import INBOX_FAST, finish_fails_once, ledger, model_runs, slow_policy
 
@@ -194,15 +194,11 @@ async def test_a_stream_slack_fails_to_close_is_answered_again_not_apologised_fo
     the unfinished stream and answers once."""
     api.fail("chat.stopStream", status=500, times=3)
     settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    h = await SlackHarness.start(api, settings, db=db)
-    h.bot.inbox.try_later_delays = (0.2, 0.2)
-    try:
+    async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
         [thread] = await _ask(h, QUESTIONS[:1])
         await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) == 4, timeout=20)
         await api.wait_for(lambda: _answers(api), timeout=20)
         await h.bot.wait_idle(15)
-    finally:
-        await h.close()
     [answer] = api.posted()
     assert answer.thread_ts == thread and not answer.streaming
     assert "Reset password" in answer.text
@@ -217,9 +213,7 @@ async def test_a_web_api_that_keeps_failing_is_tried_three_times_then_the_asker_
     # A DM answer is one chat.postMessage: three attempts of three calls each all fail.
     api.fail("chat.postMessage", status=500, times=9)
     settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    h = await SlackHarness.start(api, settings, db=db)
-    h.bot.inbox.try_later_delays = (0.2, 0.2)
-    try:
+    async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
         async with h.sender() as sender:
             dm = app_mention(
                 text="when are invoices sent?",
@@ -231,8 +225,6 @@ async def test_a_web_api_that_keeps_failing_is_tried_three_times_then_the_asker_
         await api.wait_for(lambda: api.posted("D0000003"), timeout=20)
         await h.bot.wait_idle(15)
         await asyncio.sleep(1.5)  # past the lease and several recovery passes: nothing more
-    finally:
-        await h.close()
     [note] = api.posted("D0000003")
     assert note.text == texts.ERROR_GENERIC
     assert len(api.calls_to("chat.postMessage")) == 10
@@ -265,9 +257,7 @@ async def test_a_retried_answer_in_several_messages_removes_every_earlier_part(
         )
         # The third message of the answer fails past the client's own retries (3 calls).
         api.fail("chat.postMessage", status=500, times=3, after=2)
-        h = await SlackHarness.start(api, settings, db=db)
-        h.bot.inbox.try_later_delays = (0.2, 0.2)
-        try:
+        async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
             async with h.sender() as sender:
                 dm = app_mention(
                     text="list the steps", channel="D0000004", event_type="message",
@@ -283,8 +273,6 @@ async def test_a_retried_answer_in_several_messages_removes_every_earlier_part(
                 timeout=20,
             )
             await h.bot.wait_idle(15)
-        finally:
-            await h.close()
     posted = api.posted("D0000004")
     joined = "\n".join(m.text for m in posted)
     assert len(posted) >= 3
@@ -302,17 +290,13 @@ async def test_a_give_up_removes_the_last_attempts_unfinished_answer(
     # earlier one's, but the last one's half answer stayed above the note.
     api.fail("chat.stopStream", status=500, times=3 * events.MAX_ATTEMPTS)
     settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    h = await SlackHarness.start(api, settings, db=db)
-    h.bot.inbox.try_later_delays = (0.2, 0.2)
-    try:
+    async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
         [thread] = await _ask(h, QUESTIONS[:1])
         await api.wait_for(
             lambda: [m for m in api.messages.values() if m.text == texts.ERROR_GENERIC],
             timeout=20,
         )
         await h.bot.wait_idle(15)
-    finally:
-        await h.close()
     left = [m for m in api.messages.values() if not m.deleted]
     assert [(m.text, m.thread_ts) for m in left] == [(texts.ERROR_GENERIC, thread)]
     assert len(api.calls_to("chat.startStream")) == events.MAX_ATTEMPTS

@@ -13,68 +13,43 @@ import logging
 import pytest
 
 from bot import texts
-from storage.db import Database
-from tests import discord_fixtures
-from tests.discord_fixtures import start_model_bot
+from tests import discord_fixtures, model_support
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
-from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
+from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api
-from tests.fakes.slack_harness import SlackHarness, slack_settings
-from tests.fakes.slack_sender import app_mention, new_ts
+from tests.model_support import RunDiscord, StartSlack, ask_in_dm, ask_slack, responder_error
 
 pytestmark = pytest.mark.timeout(60)
 world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 fake_openai = openai_server.fake_openai
+slack_with_model = model_support.slack_with_model
+discord_with_model = model_support.discord_with_model
 __all__ = ["api"]
 
 PARTIAL = "To reset your password, open Settings and then "
-
-
-async def _slack(api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI):
-    settings = slack_settings(
-        url,
-        kb,
-        api,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=model.base_url,
-        openai_max_retries=0,
-    )
-    return await SlackHarness.start(api, settings, db=db)
-
-
-async def _ask_slack(h: SlackHarness, api: FakeSlackAPI, question: str) -> list[str]:
-    """Mention the bot in a new thread; the texts of the bot's messages in it, once done."""
-    ts = new_ts()
-    async with h.sender() as sender:
-        response = await sender.event(app_mention(text=f"<@{DEFAULT_BOT_USER}> {question}", ts=ts))
-    assert response.status == 200
-    await h.bot.wait_idle()
-    return [m.text for m in api.posted() if m.thread_ts == ts and not m.deleted]
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
 async def test_a_model_failing_past_its_retries_is_one_log_line_and_one_apology(
     status: int,
     api: FakeSlackAPI,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    slack_with_model: StartSlack,
     fake_openai: FakeOpenAI,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_openai.fail_next(status, retry_after_ms=None)
-    h = await _slack(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
+    h = await slack_with_model(openai_max_retries=0)
     try:
         with caplog.at_level(logging.ERROR, logger="bot.responder"):
-            failed = await _ask_slack(h, api, "how do I reset my password?")
-        answered = await _ask_slack(h, api, "how do I reset my password?")
+            failed = await ask_slack(h, api, "how do I reset my password?")
+        answered = await ask_slack(h, api, "how do I reset my password?")
     finally:
         await h.close()
     assert failed == [texts.ERROR_MODEL_UNAVAILABLE]
-    [record] = [r for r in caplog.records if r.name == "bot.responder"]
+    record = responder_error(caplog)
     assert not record.exc_info  # an expected fault: no traceback in the operator's log
     assert f"HTTP {status}" in record.getMessage()
     assert len(answered) == 1 and "Reset password" in answered[0]  # the next one is answered
@@ -98,20 +73,15 @@ CUT_OR_FILTERED = {
 
 @pytest.mark.parametrize("fault", list(CUT_OR_FILTERED))
 async def test_slack_answer_cut_mid_stream_leaves_only_the_apology(
-    fault: str,
-    api: FakeSlackAPI,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
-    fake_openai: FakeOpenAI,
+    fault: str, api: FakeSlackAPI, slack_with_model: StartSlack, fake_openai: FakeOpenAI
 ) -> None:
     """In a thread the answer is streamed (chat.startStream): the streamed start of a failed
     answer is replaced by the apology, not left beside it."""
     turn, apology = CUT_OR_FILTERED[fault]
     fake_openai.queue(turn)
-    h = await _slack(api, sqlite_db, sqlite_url, kb_uri, fake_openai)
+    h = await slack_with_model(openai_max_retries=0)
     try:
-        shown = await _ask_slack(h, api, "how do I reset my password?")
+        shown = await ask_slack(h, api, "how do I reset my password?")
     finally:
         await h.close()
     assert shown == [apology]
@@ -119,53 +89,33 @@ async def test_slack_answer_cut_mid_stream_leaves_only_the_apology(
 
 @pytest.mark.parametrize("fault", list(CUT_OR_FILTERED))
 async def test_discord_answer_cut_or_filtered_becomes_one_apology(
-    fault: str,
-    world: DiscordWorld,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
-    fake_openai: FakeOpenAI,
+    fault: str, world: DiscordWorld, discord_with_model: RunDiscord, fake_openai: FakeOpenAI
 ) -> None:
     turn, apology = CUT_OR_FILTERED[fault]
     fake_openai.queue(turn)
-    running = await start_model_bot(world, sqlite_db, sqlite_url, kb_uri, fake_openai)
-    try:
-        dm = await world.dm("how do I reset my password?")
-        messages = await world.bot_messages(dm["channel_id"])
-    finally:
-        await running.stop()
+    async with discord_with_model():
+        _, messages = await ask_in_dm(world, "how do I reset my password?")
     assert [m["content"] for m in messages] == [apology]
 
 
 async def test_an_answer_cut_at_the_token_limit_says_so(
-    world: DiscordWorld,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
-    fake_openai: FakeOpenAI,
+    world: DiscordWorld, discord_with_model: RunDiscord, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.queue(Turn(content=PARTIAL, finish_reason="length"))
-    running = await start_model_bot(world, sqlite_db, sqlite_url, kb_uri, fake_openai)
-    try:
-        dm = await world.dm("how do I reset my password?")
-        [message] = await world.bot_messages(dm["channel_id"])
-    finally:
-        await running.stop()
+    async with discord_with_model():
+        _, [message] = await ask_in_dm(world, "how do I reset my password?")
     assert message["content"].startswith(PARTIAL.strip())
     assert message["content"].endswith(texts.ANSWER_CUT_SHORT)
 
 
 async def test_a_conversation_too_long_for_the_model_is_answered_without_its_history(
     world: DiscordWorld,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    discord_with_model: RunDiscord,
     fake_openai: FakeOpenAI,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     first_question = "How do I reset my password?"
-    running = await start_model_bot(world, sqlite_db, sqlite_url, kb_uri, fake_openai)
-    try:
+    async with discord_with_model():
         first = await world.say(first_question, mention=True)
         thread_id = first["id"]
         await world.bot_messages(thread_id, 1)
@@ -178,8 +128,6 @@ async def test_a_conversation_too_long_for_the_model_is_answered_without_its_his
         with caplog.at_level(logging.WARNING, logger="bot.agent"):
             await world.say("Where can I download past invoices?", channel_id=thread_id)
             answers = await world.bot_messages(thread_id, 2)
-    finally:
-        await running.stop()
     assert "According to the docs" in answers[1]["content"]
     refused, retried = fake_openai.messages_sent()[-2:]
     assert first_question in str(refused)
@@ -189,11 +137,7 @@ async def test_a_conversation_too_long_for_the_model_is_answered_without_its_his
 
 
 async def test_malformed_tool_calls_are_told_to_the_model_and_the_answer_goes_on(
-    world: DiscordWorld,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
-    fake_openai: FakeOpenAI,
+    world: DiscordWorld, discord_with_model: RunDiscord, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.queue(
         Turn(
@@ -204,12 +148,8 @@ async def test_malformed_tool_calls_are_told_to_the_model_and_the_answer_goes_on
         ),
         Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "reset password"})]),
     )
-    running = await start_model_bot(world, sqlite_db, sqlite_url, kb_uri, fake_openai)
-    try:
-        dm = await world.dm("how do I reset my password?")
-        [message] = await world.bot_messages(dm["channel_id"])
-    finally:
-        await running.stop()
+    async with discord_with_model():
+        _, [message] = await ask_in_dm(world, "how do I reset my password?")
     told = [m["content"] for m in fake_openai.messages_sent()[-1] if m.get("role") == "tool"]
     assert any("invalid arguments" in t for t in told)
     assert any("unknown tool" in t for t in told)
@@ -217,43 +157,37 @@ async def test_malformed_tool_calls_are_told_to_the_model_and_the_answer_goes_on
     assert "According to the docs" in message["content"]
 
 
-async def _slack_retrying(
-    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI, **extra: object
-) -> SlackHarness:
-    settings = slack_settings(
-        url, kb, api, openai_api_key=FAKE_API_KEY, openai_base_url=model.base_url, **extra
-    )
-    return await SlackHarness.start(api, settings, db=db)
+async def _apology_after_retries(
+    start: StartSlack, api: FakeSlackAPI, caplog: pytest.LogCaptureFixture, **settings: object
+) -> tuple[list[str], logging.LogRecord]:
+    """Ask once through a bot that retries the model; what the asker saw and the log line."""
+    h = await start(**settings)
+    try:
+        with caplog.at_level(logging.ERROR, logger="bot.responder"):
+            failed = await ask_slack(h, api, "how do I reset my password?")
+    finally:
+        await h.close()
+    return failed, responder_error(caplog)
 
 
 async def test_a_rate_limit_asking_to_wait_a_minute_is_an_apology_at_once_not_after_minutes(
     api: FakeSlackAPI,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    slack_with_model: StartSlack,
     fake_openai: FakeOpenAI,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The SDK would wait out a Retry-After of up to two minutes on each of its retries; past
     what an asker tolerates (20 s by default) the request is not retried at all."""
     fake_openai.fail_next(429, times=4, retry_after_ms=60_000)
-    h = await _slack_retrying(api, sqlite_db, sqlite_url, kb_uri, fake_openai)  # 3 retries
-    try:
-        with caplog.at_level(logging.ERROR, logger="bot.responder"):
-            failed = await _ask_slack(h, api, "how do I reset my password?")
-    finally:
-        await h.close()
+    failed, record = await _apology_after_retries(slack_with_model, api, caplog)  # 3 retries
     assert failed == [texts.ERROR_MODEL_UNAVAILABLE]
     assert len(fake_openai.requests) == 1  # asked once, not retried after 60 s three times
-    [record] = [r for r in caplog.records if r.name == "bot.responder"]
     assert "rate limited and asked to wait 60 s" in record.getMessage() and not record.exc_info
 
 
 async def test_retries_that_together_wait_too_long_end_in_an_apology(
     api: FakeSlackAPI,
-    sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    slack_with_model: StartSlack,
     fake_openai: FakeOpenAI,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -261,22 +195,14 @@ async def test_retries_that_together_wait_too_long_end_in_an_apology(
     may take only one timeout plus the longest wait: 0.2 + 0.5 s here, where three waits of
     0.4 s would come first."""
     fake_openai.fail_next(429, times=4, retry_after_ms=400)
-    h = await _slack_retrying(
+    failed, record = await _apology_after_retries(
+        slack_with_model,
         api,
-        sqlite_db,
-        sqlite_url,
-        kb_uri,
-        fake_openai,
+        caplog,
         openai_timeout=0.2,
         openai_max_retry_wait=0.5,
         openai_max_retries=3,
     )
-    try:
-        with caplog.at_level(logging.ERROR, logger="bot.responder"):
-            failed = await _ask_slack(h, api, "how do I reset my password?")
-    finally:
-        await h.close()
     assert failed == [texts.ERROR_MODEL_TIMEOUT]
     assert len(fake_openai.requests) < 4  # the last retry was never sent
-    [record] = [r for r in caplog.records if r.name == "bot.responder"]
     assert "did not start answering in time" in record.getMessage() and not record.exc_info

@@ -108,10 +108,13 @@ async def test_commands_forget_and_help(sqlite_db: Database, kb: KnowledgeBase) 
     help_reply = await resp.handle(message("", command="help"))
     assert help_reply.kind is ReplyKind.INFO and "/ask" in help_reply.text
     assert "/forget" in help_reply.text
+    assert "“forget”" in help_reply.text  # how a thread is cleared without a command
     forgot = await resp.handle(message("", command="forget"))
-    assert forgot.text == texts.forgotten(2)
+    # In a channel a command reaches the caller's own exchanges: it says how a thread's go.
+    assert forgot.text == f"{texts.forgotten(2)}\n{texts.FORGET_THREAD_HINT}"
     assert await memories.count_memories(sqlite_db, session_id="slack:T1:C1:t1") == 0
-    assert (await resp.handle(message("", command="forget"))).text == texts.FORGOTTEN_NONE
+    again = await resp.handle(message("", command="forget"))
+    assert again.text == f"{texts.FORGOTTEN_NONE}\n{texts.FORGET_THREAD_HINT}"
     asked = await resp.handle(message("When are invoices sent?", command="ask"))
     assert asked.kind is ReplyKind.ANSWER
     unknown = await resp.handle(message("", command="frobnicate"))

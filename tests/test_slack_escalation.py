@@ -8,6 +8,7 @@ import asyncio
 import copy
 import json
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,9 +27,11 @@ from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import (
     BOT_TOKEN,
+    RETRY_SOON,
     SlackHarness,
     install_via_oauth,
     oauth_settings,
+    running_harness,
     slack_settings,
 )
 from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
@@ -74,6 +77,15 @@ async def _click(sender: SlackSender, message: FakeMessage, action_id: str, **op
         **options,
     )
     assert (await sender.interaction(click)).status == 200
+
+
+def _retrying(
+    api: FakeSlackAPI, db: Database, url: str, kb_uri: str
+) -> AbstractAsyncContextManager[SlackHarness]:
+    """The bot noticing the team in CSUPPORT, whose inbox tries again work that a passing
+    fault handed back within a test."""
+    settings = slack_settings(url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST)
+    return running_harness(api, settings, db=db, try_later_delays=RETRY_SOON)
 
 
 async def _escalations(db: Database) -> list[Escalation]:
@@ -315,29 +327,21 @@ async def test_a_notice_cut_off_by_a_passing_fault_is_posted_once_later(
     """Slack failing past the client's retries used to lose the notice (logged, nobody told);
     a 500 after Slack had posted it made slack_sdk post it again. Now it is tried again, after
     looking for the one Slack may have made, and posted once."""
-    settings = slack_settings(
-        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
-    )
-    h = await SlackHarness.start(api, settings, db=db)
-    h.bot.inbox.try_later_delays = (0.2, 0.2)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            # The notice is the click's first post: every try of a whole attempt fails (or,
-            # handled, the first post is made but answered with a 500).
-            api.fail(
-                "chat.postMessage",
-                status=500,
-                times=1 if handled else NOTICE_POST_TRIES,
-                handled=handled,
-                channel="CSUPPORT",
-            )
-            await _click(sender, answer, "sb_human")
-            row = await _notice_settled(db, api)
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _retrying(api, db, any_db_url, kb_uri) as h, h.sender() as sender:
+        answer = await _answered_question(h, api, sender)
+        # The notice is the click's first post: every try of a whole attempt fails (or,
+        # handled, the first post is made but answered with a 500).
+        api.fail(
+            "chat.postMessage",
+            status=500,
+            times=1 if handled else NOTICE_POST_TRIES,
+            handled=handled,
+            channel="CSUPPORT",
+        )
+        await _click(sender, answer, "sb_human")
+        row = await _notice_settled(db, api)
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+        await h.bot.wait_idle()
     [notice] = api.posted("CSUPPORT")
     assert row.notice_ref == f"CSUPPORT:{notice.ts}"
     assert _notice_posts(api) == (1 if handled else NOTICE_POST_TRIES + 1)
@@ -350,35 +354,25 @@ async def test_a_notice_slack_keeps_refusing_is_told_privately_and_asking_again_
 ) -> None:
     """The asker used to believe a human was told; now they are told privately that the
     notice did not go out, and clicking again (Slack works again) posts it, once."""
-    settings = slack_settings(
-        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
-    )
-    h = await SlackHarness.start(api, settings, db=db)
-    h.bot.inbox.try_later_delays = (0.2, 0.2)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            as_shown = replace(answer, blocks=copy.deepcopy(answer.blocks))  # before the click
-            tries = NOTICE_POST_TRIES * events.MAX_ATTEMPTS
-            api.fail("chat.postMessage", status=500, times=tries, channel="CSUPPORT")
-            await _click(sender, answer, "sb_human")
-            told = await api.wait_for(
-                lambda: [
-                    e
-                    for e in api.ephemerals
-                    if e.params.get("text") == texts.ESCALATION_NOTICE_FAILED
-                ],
-                timeout=20,
-            )
-            await h.bot.wait_idle()
-            assert api.posted("CSUPPORT") == []
-            [row] = await _escalations(db)
-            assert row.status == "open" and row.notice_ref is None  # free for the next request
-            await _click(sender, as_shown, "sb_human")  # Slack works again
-            row = await _notice_settled(db, api)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _retrying(api, db, any_db_url, kb_uri) as h, h.sender() as sender:
+        answer = await _answered_question(h, api, sender)
+        as_shown = replace(answer, blocks=copy.deepcopy(answer.blocks))  # before the click
+        tries = NOTICE_POST_TRIES * events.MAX_ATTEMPTS
+        api.fail("chat.postMessage", status=500, times=tries, channel="CSUPPORT")
+        await _click(sender, answer, "sb_human")
+        told = await api.wait_for(
+            lambda: [
+                e for e in api.ephemerals if e.params.get("text") == texts.ESCALATION_NOTICE_FAILED
+            ],
+            timeout=20,
+        )
+        await h.bot.wait_idle()
+        assert api.posted("CSUPPORT") == []
+        [row] = await _escalations(db)
+        assert row.status == "open" and row.notice_ref is None  # free for the next request
+        await _click(sender, as_shown, "sb_human")  # Slack works again
+        row = await _notice_settled(db, api)
+        await h.bot.wait_idle()
     [note] = told
     assert note.params["user"] == ASKER and note.params["channel"] == "C0000001"
     [notice] = api.posted("CSUPPORT")
@@ -393,21 +387,13 @@ async def test_a_double_click_during_a_passing_fault_still_gives_one_notice(
 ) -> None:
     """Four clicks, the first notice cut off by a fault: one request holds the notice and posts
     it once when Slack is back; the other clicks neither post one nor tell of a failure."""
-    settings = slack_settings(
-        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
-    )
-    h = await SlackHarness.start(api, settings, db=db)
-    h.bot.inbox.try_later_delays = (0.2, 0.2)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            api.fail("chat.postMessage", status=500, times=NOTICE_POST_TRIES, channel="CSUPPORT")
-            await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
-            row = await _notice_settled(db, api)
-            await api.wait_for(lambda: len(api.ephemerals) == 3)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _retrying(api, db, any_db_url, kb_uri) as h, h.sender() as sender:
+        answer = await _answered_question(h, api, sender)
+        api.fail("chat.postMessage", status=500, times=NOTICE_POST_TRIES, channel="CSUPPORT")
+        await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
+        row = await _notice_settled(db, api)
+        await api.wait_for(lambda: len(api.ephemerals) == 3)
+        await h.bot.wait_idle()
     [notice] = api.posted("CSUPPORT")
     assert row.notice_ref == f"CSUPPORT:{notice.ts}"
     assert len(api.posted("C0000001")) == 2

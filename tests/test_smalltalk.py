@@ -3,6 +3,9 @@ a yes to the refusal's offer of a human brings one in. Core, Slack and Discord."
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -10,6 +13,7 @@ from bot import texts
 from bot.messages import Reply, ReplyKind
 from bot.report import build_report
 from bot.smalltalk import OfferReply, is_acknowledgement, reply_to_offer
+from bot.text_commands import is_forget_request
 from storage import channel_settings, escalations
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
@@ -17,11 +21,12 @@ from storage.models import Escalation, Memory
 from tests.core_support import kb_fixture, message, responder  # noqa: F401
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
-from tests.fakes.slack_harness import SlackHarness
+from tests.fakes.slack_harness import SlackHarness, slack_settings
 from tests.fakes.slack_sender import app_mention, new_ts
 
 __all__ = ["api", "harness", "kb_uri"]
 
+EVAL_SETS = Path(__file__).resolve().parent.parent / "bench" / "eval"
 REFUSED = [{"role": "user", "content": "Can I pay in bitcoin?"}]
 REFUSED.append({"role": "assistant", "content": texts.NOT_IN_DOCS})
 
@@ -43,6 +48,69 @@ def test_acknowledgements(text: str) -> None:
 )  # fmt: skip
 def test_questions_are_not_acknowledgements(text: str) -> None:
     assert not is_acknowledgement(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["merci", "Merci beaucoup !", "merci, ça marche", "d'accord", "parfait, merci", "Danke",
+     "vielen Dank!", "danke schön", "ok, hat geklappt", "gracias", "¡Muchas gracias!", "vale",
+     "de acuerdo", "perfecto, gracias", "<@U0BOT> merci"],
+)  # fmt: skip
+def test_acknowledgements_in_french_german_and_spanish(text: str) -> None:
+    assert is_acknowledgement(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["merci, mais comment exporter ?", "¿gracias, y cómo exporto?", "danke, aber wie geht SSO",
+     "comment réinitialiser mon mot de passe", "wie setze ich mein Passwort zurück",
+     "cómo restablezco mi contraseña", "merci danke gracias"],  # languages are not mixed
+)  # fmt: skip
+def test_questions_in_other_languages_are_not_acknowledgements(text: str) -> None:
+    assert not is_acknowledgement(text)
+
+
+@pytest.mark.parametrize("language", sorted(texts.NOT_IN_DOCS_TRANSLATIONS))
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("oui", OfferReply.ACCEPTED), ("Oui, s'il vous plaît", OfferReply.ACCEPTED),
+     ("ja", OfferReply.ACCEPTED), ("Ja, bitte!", OfferReply.ACCEPTED),
+     ("ja gerne", OfferReply.ACCEPTED), ("sí", OfferReply.ACCEPTED), ("Si", OfferReply.ACCEPTED),
+     ("sí, por favor", OfferReply.ACCEPTED), ("claro", OfferReply.ACCEPTED),
+     ("non", OfferReply.DECLINED), ("non merci", OfferReply.DECLINED),
+     ("nein", OfferReply.DECLINED), ("nein danke", OfferReply.DECLINED),
+     ("no", OfferReply.DECLINED), ("no, gracias", OfferReply.DECLINED),
+     # "ok" and its like may only acknowledge: a yes pings the team.
+     ("d'accord", None), ("vale", None), ("de acuerdo", None), ("einverstanden", None),
+     ("okay", None), ("oui, et comment exporter ?", None), ("¿sí?", None)],
+)  # fmt: skip
+def test_yes_and_no_in_french_german_and_spanish_after_each_refusal(
+    language: str, text: str, expected: OfferReply | None
+) -> None:
+    refused = [REFUSED[0], {"role": "assistant", "content": texts.not_in_docs(language)}]
+    assert reply_to_offer(text, refused) is expected
+    assert reply_to_offer(text, REFUSED[:1]) is None  # not right after the offer: nothing
+
+
+def _evaluation_questions() -> list[str]:
+    files = sorted(EVAL_SETS.glob("*.jsonl"))
+    assert files, f"no evaluation sets in {EVAL_SETS}"
+    return [json.loads(line)["question"] for f in files for line in f.open() if line.strip()]
+
+
+def test_no_evaluation_question_is_small_talk_or_a_command() -> None:
+    """Precision: whatever the lists learn, a real question is never acknowledged with a
+    reaction, taken for a yes or no to the offer of a human (in any refusal language), or for
+    "forget"."""
+    questions = _evaluation_questions()
+    assert len(questions) > 900
+    refusals = [
+        [REFUSED[0], {"role": "assistant", "content": refusal}]
+        for refusal in texts.NOT_IN_DOCS_TRANSLATIONS.values()
+    ]
+    assert [q for q in questions if is_acknowledgement(q)] == []
+    assert [q for q in questions for h in refusals if reply_to_offer(q, h) is not None] == []
+    assert [q for q in questions if is_forget_request(q)] == []
 
 
 def test_a_yes_or_no_counts_only_right_after_the_offer_of_a_human() -> None:
@@ -140,3 +208,67 @@ async def test_slack_thanks_in_a_thread_is_a_reaction(
         await harness.bot.wait_idle()
     assert api.reactions == [("C0000001", thanks, "+1")]
     assert len(api.posted("C0000001")) == 1  # the answer only
+
+
+async def test_a_french_channel_thanks_declines_and_accepts_in_french(
+    db: Database, kb: KnowledgeBase
+) -> None:
+    await channel_settings.upsert_setting(
+        db, platform="slack", workspace_id="T1", channel_id="C1", refusal_language="fr"
+    )
+    resp = responder(db, kb=kb)
+    refusal = await _first_reply(resp, "Can I pay my invoices with PayPal?")
+    assert refusal.text.startswith(texts.not_in_docs("fr")[:40])
+    stored = await _memories(db)
+    thanks = await _final(resp, message("Merci beaucoup !", msg_id="m2"))
+    declined = await _final(resp, message("non merci", msg_id="m3"))
+    for reply in (thanks, declined):
+        assert reply.silent and reply.reaction == "+1"
+    assert await _memories(db) == stored  # neither is stored as a question
+    assert await escalations.has_open(db, session_id=refusal.session_id) is False
+    await _first_reply(resp, "Can I pay my invoices with PayPal?", msg_id="m4")
+    accepted = await _first_reply(resp, "Oui", msg_id="m5")
+    assert accepted.kind is ReplyKind.ESCALATED
+    async with db.sessions() as session:
+        [row] = (await session.scalars(select(Escalation))).all()
+    assert row.reason == "Can I pay my invoices with PayPal?"
+
+
+async def test_slack_a_spanish_channel_thanks_and_si_in_a_thread(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    await channel_settings.upsert_setting(
+        db, platform="slack", workspace_id="T0000001", channel_id="C0000001",
+        refusal_language="es",
+    )  # fmt: skip
+    h = await SlackHarness.start(api, slack_settings(any_db_url, kb_uri, api), db=db)
+    root, thanks = new_ts(), new_ts()
+
+    def in_thread(text: str, ts: str | None = None) -> dict:
+        return app_mention(
+            text=text, ts=ts, thread_ts=root, event_type="message", channel_type="channel"
+        )
+
+    def answered() -> list:
+        return [m for m in api.posted("C0000001") if not m.streaming]
+
+    try:
+        async with h.sender() as sender:
+            await sender.event(
+                app_mention(text=f"<@{DEFAULT_BOT_USER}> can I pay in bitcoin?", ts=root)
+            )
+            await api.wait_for(lambda: answered())
+            await h.bot.wait_idle()
+            assert answered()[0].text.startswith("No encontré esto")
+            await sender.event(in_thread("¡Muchas gracias!", thanks))
+            await api.wait_for(lambda: api.reactions)
+            await h.bot.wait_idle()
+            await sender.event(in_thread("sí"))
+            await api.wait_for(lambda: len(answered()) == 2)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    assert api.reactions == [("C0000001", thanks, "+1")]
+    assert texts.ESCALATION_OPENED in answered()[1].text
+    session = f"slack:T0000001:C0000001:{root}"
+    assert await escalations.has_open(db, session_id=session)

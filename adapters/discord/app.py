@@ -66,7 +66,7 @@ from adapters.discord.shapes import (
 )
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
-from bot import escalation, slash, texts
+from bot import escalation, slash, text_commands, texts
 from bot.escalation import NOTICE_KIND
 from bot.inbox import SESSION_KEY, Deliver, Inbox, TryLater, Undeliverable, Work
 from bot.looplag import shed_progress
@@ -326,7 +326,8 @@ class DiscordAdapter:
     ) -> str | None:
         """Where to answer: "dm", "thread" (in the thread), "thread-by-memory" (a channel Discord
         would not describe, known as a thread only by stored memories), "new-thread" (a mention
-        in a channel), or None: not for us. ``known`` is False for such an undescribed channel."""
+        in a channel), "channel" (in place), or None: not for us. ``known`` is False for such
+        an undescribed channel."""
         if context.kind is ChannelKind.DM:
             return "dm"
         if context.kind is ChannelKind.THREAD:
@@ -352,9 +353,14 @@ class DiscordAdapter:
             )
             if await self.responder.follows(thread_key, incoming.author.id):
                 return "thread-by-memory"
+        if not incoming.mentions_bot:
+            return None
+        if text_commands.forget_request(incoming):
+            # "forget" said in a channel opens no thread of its own: answered in place.
+            return "channel"
         # A mention in a thread Discord would not describe goes this way too: starting a thread
         # there fails, and it is answered in place (see _open_thread).
-        return "new-thread" if incoming.mentions_bot else None
+        return "new-thread"
 
     # --- delivering claimed work (live or recovered: one path) -------------------------------
 

@@ -426,7 +426,7 @@ class SlackBot:
 
     async def _answer_message(self, work: Work, client: AsyncWebClient) -> None:
         p = work.payload
-        msg = message_from_record(p["msg"])
+        msg = await with_admin_flag(client, message_from_record(p["msg"]))
         route = Route(p["channel"], p.get("thread_ts"), p.get("user"), p.get("team_id"))
         if work.attempts > 1:
             await self._remove_earlier_attempt(work, client, route)
@@ -459,6 +459,7 @@ class SlackBot:
             streaming=self.streaming,
             extra_blocks=self._escalation_blocks,
             on_post=remember_post,
+            private_notes=not msg.is_direct,
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.

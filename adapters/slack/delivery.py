@@ -31,7 +31,7 @@ from adapters.slack.render import (
     resplit,
 )
 from bot import splitting
-from bot.messages import Reply
+from bot.messages import Reply, ReplyKind
 
 log = logging.getLogger(__name__)
 
@@ -216,9 +216,13 @@ class AnswerWriter:
         streaming: bool = True,
         extra_blocks: ExtraBlocks | None = None,
         on_post: OnPost | None = None,
+        private_notes: bool = False,
     ) -> None:
         self.client = client
         self.route = route
+        # The core's notes for the asker alone (ephemeral INFO: what /forget did, say) are
+        # posted with chat.postEphemeral where others could see them (not in a DM).
+        self.private_notes = private_notes and route.user_id is not None
         self.throttle = throttle
         self.mode = "stream" if streaming and route.thread_ts else "update"
         self.extra_blocks = extra_blocks
@@ -368,10 +372,28 @@ class AnswerWriter:
             return
         if final is None or final.silent:  # an auto-answer post the bot is not sure about
             return
+        if self.ts is None and self._private(final):
+            await self._post_privately(final)
+            return
         messages = render_reply(final, extra_blocks=extra)
         if self.ts is not None:
             messages = await self._update_first(messages)
         await post_messages(self.client, self.route, messages, on_post=self._posted)
+
+    def _private(self, final: Reply) -> bool:
+        return self.private_notes and final.ephemeral and final.kind is ReplyKind.INFO
+
+    async def _post_privately(self, final: Reply) -> None:
+        """Only the asker sees it, in the thread it answers (nothing to record: an ephemeral
+        message cannot be deleted, and a second attempt's copy is as private)."""
+        for message in render_reply(final, buttons=False):
+            await self.client.chat_postEphemeral(
+                channel=self.route.channel,
+                user=self.route.user_id,
+                thread_ts=self.route.thread_ts,
+                text=message.text,
+                blocks=message.blocks,
+            )
 
     async def _update_first(self, messages: list[SlackMessage]) -> list[SlackMessage]:
         """Put the first message into the one shown so far; returns what is left to post."""

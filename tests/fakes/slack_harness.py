@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from tests.fakes.slack_sender import SlackSender
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"
 OAUTH_CLIENT_ID = "111.222"
+# Seconds before work handed back after a passing fault is tried again (2 s, 8 s in production).
+RETRY_SOON = (0.2, 0.2)
 
 DOCS = {
     "passwords.md": (
@@ -130,3 +134,22 @@ class SlackHarness:
     async def close(self) -> None:
         await self.runner.cleanup()  # stops the bot (on_shutdown) too
         await self.runtime.aclose()
+
+
+@asynccontextmanager
+async def running_harness(
+    api: FakeSlackAPI,
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    try_later_delays: tuple[float, ...] | None = None,
+) -> AsyncIterator[SlackHarness]:
+    """A started harness for the ``async with`` block, closed afterwards (``try_later_delays``:
+    how soon the inbox tries again work a passing fault handed back)."""
+    h = await SlackHarness.start(api, settings, db=db)
+    if try_later_delays is not None:
+        h.bot.inbox.try_later_delays = try_later_delays
+    try:
+        yield h
+    finally:
+        await h.close()
