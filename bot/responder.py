@@ -166,7 +166,8 @@ class Responder:
             yield self._info(await self._forget(msg, session_id), session_id, ephemeral=True)
             return
 
-        if msg.command is None and smalltalk.is_acknowledgement(msg.text):
+        acknowledgement = msg.command is None and smalltalk.is_acknowledgement(msg.text)
+        if acknowledgement and not smalltalk.may_accept(msg.text):
             yield await self._acknowledge(msg, session_id)
             return
         question, problem = clean_text(msg.text, self.max_question_chars)
@@ -201,7 +202,8 @@ class Responder:
             )
             yield hand_off.reply
             return
-        if offer is smalltalk.OfferReply.DECLINED:
+        if offer is smalltalk.OfferReply.DECLINED or acknowledgement:
+            # "yes thanks" with no offer of a human before it is thanks, nothing to search.
             yield await self._acknowledge(msg, session_id)
             return
         # Who asked: a thread started for this question may be cleared by its asker.

@@ -39,6 +39,8 @@ class Vocabulary:
     yes: frozenset[str]
     no_first: frozenset[str]  # a decline starts with one of these ...
     no: frozenset[str]  # ... and has only these ("no thanks", "non merci", "nein danke")
+    # Thanks that may ride on a yes ("yes thanks", "oui merci"): still a yes.
+    gratitude: frozenset[str]
 
 
 def _words(spaced: str) -> frozenset[str]:
@@ -62,6 +64,7 @@ VOCABULARIES: dict[str, Vocabulary] = {
         yes=_words("yes yeah yep yup sure y please do go ahead"),
         no_first=_words("no nope nah n"),
         no=_words("no nope nah not now thanks thank you n later"),
+        gratitude=_words("thanks thank you thx ty so much a lot very many"),
     ),
     "fr": Vocabulary(
         thanks=_words(
@@ -75,6 +78,7 @@ VOCABULARIES: dict[str, Vocabulary] = {
         yes=_words("oui ouais volontiers svp stp s'il vous te plait"),
         no_first=_words("non nan"),
         no=_words("non nan merci pas maintenant plus tard ca va"),
+        gratitude=_words("merci beaucoup bien mille"),
     ),
     "de": Vocabulary(
         thanks=_words(
@@ -88,6 +92,7 @@ VOCABULARIES: dict[str, Vocabulary] = {
         yes=_words("ja jawohl gerne gern bitte"),
         no_first=_words("nein nee ne"),
         no=_words("nein nee ne danke nicht jetzt spater"),
+        gratitude=_words("danke dank dankeschon vielen schon sehr herzlichen"),
     ),
     "es": Vocabulary(
         thanks=_words(
@@ -100,6 +105,7 @@ VOCABULARIES: dict[str, Vocabulary] = {
         yes=_words("si claro porfa por favor"),
         no_first=_words("no"),
         no=_words("no gracias ahora todavia por favor"),
+        gratitude=_words("gracias muchas mil"),
     ),
 }
 # fmt: on
@@ -142,13 +148,26 @@ def reply_to_offer(text: str, history: list[dict[str, str]]) -> OfferReply | Non
     if not offered_human(history[-1].get("content", "")):
         return None
     words = words_of(text)
-    if not words or len(words) > 4 or _asks(text):
+    if not words or len(words) > 6 or _asks(text):
         return None
-    if any(all(w in v.yes for w in words) for v in VOCABULARIES.values()):
+    if any(_accepts(words, v) for v in VOCABULARIES.values()):
         return OfferReply.ACCEPTED
     if any(words[0] in v.no_first and all(w in v.no for w in words) for v in VOCABULARIES.values()):
         return OfferReply.DECLINED
     return None
+
+
+def may_accept(text: str) -> bool:
+    """Could this acknowledgement be a yes ("yes thanks", "oui merci") to a human on offer?
+    Then the conversation decides (:func:`reply_to_offer`) before it is only acknowledged."""
+    words = words_of(text)
+    return any(_accepts(words, v) for v in VOCABULARIES.values())
+
+
+def _accepts(words: list[str], v: Vocabulary) -> bool:
+    """A yes, with thanks at most: "yes", "yes please", "yes thanks" (not "ok": a yes pings
+    the team, so it must be said)."""
+    return any(w in v.yes for w in words) and all(w in v.yes or w in v.gratitude for w in words)
 
 
 def _asks(text: str) -> bool:

@@ -82,7 +82,9 @@ def test_questions_in_other_languages_are_not_acknowledgements(text: str) -> Non
      ("no", OfferReply.DECLINED), ("no, gracias", OfferReply.DECLINED),
      # "ok" and its like may only acknowledge: a yes pings the team.
      ("d'accord", None), ("vale", None), ("de acuerdo", None), ("einverstanden", None),
-     ("okay", None), ("oui, et comment exporter ?", None), ("¿sí?", None)],
+     ("okay", None), ("oui, et comment exporter ?", None), ("¿sí?", None),
+     ("oui merci", OfferReply.ACCEPTED), ("ja, danke schön", OfferReply.ACCEPTED),
+     ("sí, muchas gracias", OfferReply.ACCEPTED), ("d'accord merci", None)],
 )  # fmt: skip
 def test_yes_and_no_in_french_german_and_spanish_after_each_refusal(
     language: str, text: str, expected: OfferReply | None
@@ -118,6 +120,10 @@ def test_a_yes_or_no_counts_only_right_after_the_offer_of_a_human() -> None:
     assert reply_to_offer("Sure", REFUSED) is OfferReply.ACCEPTED
     assert reply_to_offer("no thanks", REFUSED) is OfferReply.DECLINED
     assert reply_to_offer("ok", REFUSED) is None  # may only acknowledge; a yes pings the team
+    # Thanks riding on a yes keep it a yes; "ok" riding on one does not make "ok" a yes.
+    for text in ("yes thanks", "Yes, thank you!", "yes please, thanks a lot"):
+        assert reply_to_offer(text, REFUSED) is OfferReply.ACCEPTED, text
+    assert reply_to_offer("ok thanks", REFUSED) is None
     assert reply_to_offer("yes, and how do I export?", REFUSED) is None
     answered = [REFUSED[0], {"role": "assistant", "content": "Open Settings [1]"}]
     assert reply_to_offer("yes", answered) is None
@@ -178,6 +184,23 @@ async def test_yes_to_the_offer_opens_a_hand_off_for_the_refused_question(
     async with sqlite_db.sessions() as session:
         [row] = (await session.scalars(select(Escalation))).all()
     assert row.reason == "Can I pay my invoices with PayPal?" and row.requested_by == "U1"
+
+
+async def test_yes_thanks_accepts_the_offer_of_a_human_and_is_thanks_otherwise(
+    sqlite_db: Database, kb: KnowledgeBase
+) -> None:
+    """ "yes thanks" reads as thanks (a reaction, nothing searched) unless the bot's last word
+    was the refusal's offer of a human: then it is a yes."""
+    resp = responder(sqlite_db, kb=kb)
+    answer = await _first_reply(resp, "How do I reset my password?")
+    assert answer.kind is ReplyKind.ANSWER
+    thanks = await _first_reply(resp, "yes thanks", msg_id="m2")
+    assert thanks.silent and thanks.reaction == "+1"
+    refusal = await _first_reply(resp, "Can I pay my invoices with PayPal?", msg_id="m3")
+    assert refusal.kind is ReplyKind.NO_ANSWER
+    accepted = await _first_reply(resp, "Yes, thanks!", msg_id="m4")
+    assert accepted.kind is ReplyKind.ESCALATED
+    assert await escalations.has_open(sqlite_db, session_id=refusal.session_id)
 
 
 async def _first_reply(resp, text: str, msg_id: str = "m1") -> Reply:  # type: ignore[no-untyped-def]
