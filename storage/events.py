@@ -52,7 +52,10 @@ ANSWERING = "answering"
 ANSWERED = "answered"
 IGNORED = "ignored"
 FAILED = "failed"
-FINISHED = (ANSWERED, IGNORED, FAILED)
+# The question was deleted: whoever still holds the work must stop, post nothing more and take
+# back what it posted and stored (bot.inbox); nobody takes the row again.
+WITHDRAWN = "withdrawn"
+FINISHED = (ANSWERED, IGNORED, FAILED, WITHDRAWN)
 DEFAULT_LEASE = timedelta(seconds=15)
 MAX_ATTEMPTS = 3
 # The payload key under which the conversation's session id is kept (``/forget`` finds rows by it).
@@ -432,6 +435,34 @@ async def release_lease(
             "b_lease": _offset_value(db.is_sqlite, after or timedelta(seconds=-1)),
         },
     )
+
+
+async def withdraw(db: Database, *, platform: str, event_ids: Collection[str]) -> list[TakenRow]:
+    """The rows of ``event_ids`` (a deleted question's work) as they end up: work still in
+    progress is withdrawn first (its holder loses it and no process takes it again), so no
+    payload changes after that; then each row keeps only its routing ids (the question's text
+    goes). Returned with their payloads from before that scrub (what each answer posted). The
+    unique index finds the rows."""
+    if not event_ids:
+        return []
+    c = _EVENTS.c
+    mine = and_(c.platform == platform, c.event_id.in_(list(event_ids)))
+    now = db_time(db)
+    async with db.write() as conn:
+        await conn.execute(
+            update(_EVENTS)
+            .where(mine, c.status == ANSWERING)
+            .values(status=WITHDRAWN, lease_until=None, finished_at=now)
+        )
+    async with db.session() as session:
+        rows = (
+            await session.execute(select(c.id, c.event_id, c.payload, c.attempts).where(mine))
+        ).all()
+        for row in rows:
+            await session.execute(
+                update(_EVENTS).where(c.id == row.id).values(payload=_scrubbed(row.payload))
+            )
+    return [TakenRow(row.event_id, dict(row.payload or {}), row.attempts) for row in rows]
 
 
 async def event_status(db: Database, *, platform: str, event_id: str) -> str | None:
