@@ -352,7 +352,9 @@ class Responder:
         key of the work that answered it. Work still answering it is withdrawn first, so it
         stores and posts nothing more (and takes back what it did, bot.inbox)."""
         question_key = ledger_prefix + message_id
-        rows = await events.withdraw(self.db, platform=platform, event_ids=[question_key])
+        rows = await events.withdraw(
+            self.db, platform=platform, event_ids=[question_key], hold=question_key
+        )
         found = {str(r.payload[SESSION_KEY]) for r in rows if r.payload.get(SESSION_KEY)}
         forgotten, versions = 0, set()
         for session_id in dict.fromkeys([*sessions, *sorted(found)]):

@@ -437,17 +437,39 @@ async def release_lease(
     )
 
 
-async def withdraw(db: Database, *, platform: str, event_ids: Collection[str]) -> list[TakenRow]:
+async def withdraw(
+    db: Database, *, platform: str, event_ids: Collection[str], hold: str | None = None
+) -> list[TakenRow]:
     """The rows of ``event_ids`` (a deleted question's work) as they end up: work still in
     progress is withdrawn first (its holder loses it and no process takes it again), so no
     payload changes after that; then each row keeps only its routing ids (the question's text
     goes). Returned with their payloads from before that scrub (what each answer posted). The
-    unique index finds the rows."""
+    unique index finds the rows.
+
+    ``hold``: a key claimed as withdrawn when nobody has claimed it yet, so that the question's
+    own event, arriving after its deletion (a slow handler, a retry), is absorbed as a duplicate
+    instead of being answered."""
+    c = _EVENTS.c
+    now = db_time(db)
+    if hold is not None:
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    insert(_EVENTS).values(
+                        platform=platform,
+                        event_id=hold,
+                        status=WITHDRAWN,
+                        attempts=0,
+                        received_at=now,
+                        finished_at=now,
+                    )
+                )
+            event_ids = [key for key in event_ids if key != hold]  # nothing else was there
+        except IntegrityError:
+            pass  # claimed already: withdrawn below
     if not event_ids:
         return []
-    c = _EVENTS.c
     mine = and_(c.platform == platform, c.event_id.in_(list(event_ids)))
-    now = db_time(db)
     async with db.write() as conn:
         await conn.execute(
             update(_EVENTS)
