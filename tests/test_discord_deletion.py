@@ -118,7 +118,8 @@ async def test_deleting_other_messages_changes_nothing(
     world: DiscordWorld, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
     """A message the bot never answered, and the bot's own reply deleted by a moderator: no
-    memory is forgotten and the bot deletes nothing."""
+    memory is forgotten and the bot deletes nothing (then the question itself is deleted: its
+    turn goes, so the deletions before were told apart, not ignored)."""
     running = await start_model_bot(world, db, any_db_url, kb_uri, fake_openai)
     try:
         question = await world.say("how do I reset my password?", mention=True)
@@ -136,10 +137,15 @@ async def test_deleting_other_messages_changes_nothing(
         await world.delete(dm)
         await _idle(running)
         after = await _exported(db, session)
+        deletes = world.api.find("DELETE", r".*/messages/\d+")
+        await world.delete(question)
+        await _idle(running)
+        at_last = await _exported(db, session)
     finally:
         await running.stop()
     assert after == before and "reset my password" in after
-    assert world.api.find("DELETE", r".*/messages/\d+") == []
+    assert deletes == []
+    assert at_last == "[]"
 
 
 async def test_a_question_deleted_at_once_leaves_nothing(

@@ -155,7 +155,8 @@ async def test_deleting_other_messages_changes_nothing(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
     """A deleted message the bot never answered, and the bot's own answer deleted by someone:
-    no memory is forgotten and nothing is deleted."""
+    no memory is forgotten and nothing is deleted (then the question itself is deleted: only
+    its turn goes, so the two deletions before were told apart, not ignored)."""
     h = await _start(api, db, any_db_url, kb_uri, fake_openai)
     try:
         async with h.sender() as sender:
@@ -171,10 +172,16 @@ async def test_deleting_other_messages_changes_nothing(
             await h.bot.wait_idle()
             await asyncio.sleep(0.1)
             after = await export_session(h.runtime.db, session_id=session)
+            deletes_after = list(api.calls_to("chat.delete"))
+            body = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
+            assert (await sender.event(body)).status == 200
+            await h.bot.wait_idle()
+            at_last = await export_session(h.runtime.db, session_id=session)
     finally:
         await h.close()
     assert [m.id for m in after] == [m.id for m in before] and len(before) == 2
-    assert api.calls_to("chat.delete") == []
+    assert deletes_after == []
+    assert at_last == []
 
 
 async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
