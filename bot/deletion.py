@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bot.inbox import DELETION_KIND, Work
+from bot.inbox import DELETION_KIND, Inbox, Work
 
 if TYPE_CHECKING:
     from bot.responder import Responder
@@ -35,7 +35,6 @@ TO_DELETE_KEY = "to_delete"
 
 PostedBy = Callable[[Work], Awaitable[Iterable[str]]]
 Remove = Callable[[str], Awaitable[None]]
-Record = Callable[[Work, dict[str, Any]], Awaitable[Work]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +63,7 @@ def deletion_payload(
 
 
 async def run_deletion(
-    work: Work,
-    *,
-    platform: str,
-    responder: Responder,
-    record: Record,
-    posted_by: PostedBy,
-    remove: Remove,
+    work: Work, inbox: Inbox, responder: Responder, *, posted_by: PostedBy, remove: Remove
 ) -> None:
     """Forget the deleted message (:meth:`Responder.forget_deleted`), record which of the
     bot's messages answered it, then delete them one by one (``remove`` ignores one that is
@@ -78,6 +71,7 @@ async def run_deletion(
     p = work.payload
     to_delete = p.get(TO_DELETE_KEY)
     if not isinstance(to_delete, list):
+        platform = inbox.platform
         deleted = await responder.forget_deleted(
             platform=platform,
             message_id=str(p["message_id"]),
@@ -98,6 +92,6 @@ async def run_deletion(
         )
         if not to_delete:
             return
-        work = await record(work, {**p, TO_DELETE_KEY: to_delete})
+        work = await inbox.record(work, {**p, TO_DELETE_KEY: to_delete})
     for message in to_delete:
         await remove(str(message))

@@ -28,6 +28,7 @@ fake_openai = openai_server.fake_openai
 SECRET = "hunter2-SECRET-TOKEN"
 # Words in neither document: refused, so the report lists it among the coverage gaps.
 SECRET_QUESTION = f"my api token is {SECRET}, why does the zeppelin quorum flicker?"
+PASSWORD_QUESTION = "how do I reset my password?"
 
 
 def _thread_session(world: DiscordWorld, thread_id: str) -> str:
@@ -44,6 +45,16 @@ async def _idle(running: RunningBot) -> None:
     await running.adapter.inbox.wait_idle()
 
 
+async def _answered_mention(
+    world: DiscordWorld, running: RunningBot, question: str
+) -> tuple[dict, str, dict]:
+    """A mention answered in the thread started from it: (question, thread id, reply)."""
+    message = await world.say(question, mention=True)
+    (reply,) = await world.bot_messages(message["id"])
+    await _idle(running)
+    return message, message["id"], reply
+
+
 async def test_a_deleted_mention_is_forgotten_and_its_reply_deleted(
     world: DiscordWorld, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
@@ -52,10 +63,7 @@ async def test_a_deleted_mention_is_forgotten_and_its_reply_deleted(
     on without it."""
     running = await start_model_bot(world, db, any_db_url, kb_uri, fake_openai)
     try:
-        question = await world.say(SECRET_QUESTION, mention=True)
-        thread = question["id"]
-        (answer,) = await world.bot_messages(thread)
-        await _idle(running)
+        question, thread, answer = await _answered_mention(world, running, SECRET_QUESTION)
         session = _thread_session(world, thread)
         assert SECRET in await _exported(db, session)
         assert SECRET in json.dumps((await build_report(db))["coverage_gaps"])
@@ -95,9 +103,7 @@ async def test_a_bulk_delete_forgets_the_questions_it_holds(
     its reply deleted; the thread's other turn stays."""
     running = await start_model_bot(world, db, any_db_url, kb_uri, fake_openai)
     try:
-        first = await world.say("how do I reset my password?", mention=True)
-        thread = first["id"]
-        await world.bot_messages(thread)
+        _first, thread, _reply = await _answered_mention(world, running, PASSWORD_QUESTION)
         secret = await world.say(SECRET_QUESTION, channel_id=thread, mention=True)
         replies = await world.bot_messages(thread, 2)
         await _idle(running)
@@ -122,10 +128,7 @@ async def test_deleting_other_messages_changes_nothing(
     turn goes, so the deletions before were told apart, not ignored)."""
     running = await start_model_bot(world, db, any_db_url, kb_uri, fake_openai)
     try:
-        question = await world.say("how do I reset my password?", mention=True)
-        thread = question["id"]
-        (answer,) = await world.bot_messages(thread)
-        await _idle(running)
+        question, thread, answer = await _answered_mention(world, running, PASSWORD_QUESTION)
         session = _thread_session(world, thread)
         before = await _exported(db, session)
         chatter = await world.say("lunch?", channel_id=thread, author=world.bob)
@@ -155,10 +158,7 @@ async def test_a_question_deleted_at_once_leaves_nothing(
     claimed, or while it is answered. Either way no reply stays and nothing is stored."""
     running = await start_model_bot(world, db, any_db_url, kb_uri, fake_openai)
     try:
-        first = await world.say("how do I reset my password?", mention=True)
-        thread = first["id"]
-        (answer,) = await world.bot_messages(thread)
-        await _idle(running)
+        _first, thread, answer = await _answered_mention(world, running, PASSWORD_QUESTION)
         follow_up = await world.say(f"my password is {SECRET}, is that safe?", channel_id=thread)
         await world.delete(follow_up)
         await _idle(running)

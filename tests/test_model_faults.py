@@ -18,10 +18,10 @@ from tests import discord_fixtures
 from tests.discord_fixtures import start_model_bot
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn
+from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import SlackHarness, start_model_harness
 from tests.fakes.slack_sender import app_mention, new_ts
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,16 +33,10 @@ __all__ = ["api"]
 PARTIAL = "To reset your password, open Settings and then "
 
 
-async def _slack(api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI):
-    settings = slack_settings(
-        url,
-        kb,
-        api,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=model.base_url,
-        openai_max_retries=0,
-    )
-    return await SlackHarness.start(api, settings, db=db)
+async def _slack(
+    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI
+) -> SlackHarness:
+    return await start_model_harness(api, db, url, kb, model, openai_max_retries=0)
 
 
 async def _ask_slack(h: SlackHarness, api: FakeSlackAPI, question: str) -> list[str]:
@@ -217,15 +211,6 @@ async def test_malformed_tool_calls_are_told_to_the_model_and_the_answer_goes_on
     assert "According to the docs" in message["content"]
 
 
-async def _slack_retrying(
-    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI, **extra: object
-) -> SlackHarness:
-    settings = slack_settings(
-        url, kb, api, openai_api_key=FAKE_API_KEY, openai_base_url=model.base_url, **extra
-    )
-    return await SlackHarness.start(api, settings, db=db)
-
-
 async def test_a_rate_limit_asking_to_wait_a_minute_is_an_apology_at_once_not_after_minutes(
     api: FakeSlackAPI,
     sqlite_db: Database,
@@ -237,7 +222,7 @@ async def test_a_rate_limit_asking_to_wait_a_minute_is_an_apology_at_once_not_af
     """The SDK would wait out a Retry-After of up to two minutes on each of its retries; past
     what an asker tolerates (20 s by default) the request is not retried at all."""
     fake_openai.fail_next(429, times=4, retry_after_ms=60_000)
-    h = await _slack_retrying(api, sqlite_db, sqlite_url, kb_uri, fake_openai)  # 3 retries
+    h = await start_model_harness(api, sqlite_db, sqlite_url, kb_uri, fake_openai)  # 3 retries
     try:
         with caplog.at_level(logging.ERROR, logger="bot.responder"):
             failed = await _ask_slack(h, api, "how do I reset my password?")
@@ -261,7 +246,7 @@ async def test_retries_that_together_wait_too_long_end_in_an_apology(
     may take only one timeout plus the longest wait: 0.2 + 0.5 s here, where three waits of
     0.4 s would come first."""
     fake_openai.fail_next(429, times=4, retry_after_ms=400)
-    h = await _slack_retrying(
+    h = await start_model_harness(
         api,
         sqlite_db,
         sqlite_url,

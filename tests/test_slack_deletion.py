@@ -14,10 +14,10 @@ from storage import events
 from storage.db import Database
 from storage.memories import export_session
 from storage.models import ProcessedEvent
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_ID, DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import SlackHarness, start_model_harness
 from tests.fakes.slack_sender import (
     app_mention,
     message_deleted,
@@ -33,15 +33,6 @@ DM = "D0000009"
 SECRET = "hunter2-SECRET-TOKEN"
 # Words in neither document: refused, so the report lists it among the coverage gaps.
 SECRET_QUESTION = f"my api token is {SECRET}, why does the zeppelin quorum flicker?"
-
-
-async def _start(
-    api: FakeSlackAPI, db: Database, url: str, kb_uri: str, model: FakeOpenAI, **extra: object
-) -> SlackHarness:
-    settings = slack_settings(
-        url, kb_uri, api, openai_api_key=FAKE_API_KEY, openai_base_url=model.base_url, **extra
-    )
-    return await SlackHarness.start(api, settings, db=db)
 
 
 def _dm(text: str) -> dict:
@@ -63,7 +54,7 @@ def _sent_after(model: FakeOpenAI, start: int) -> str:
 async def test_a_deleted_dm_question_and_its_answer_are_forgotten(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
-    h = await _start(api, db, any_db_url, kb_uri, fake_openai)
+    h = await start_model_harness(api, db, any_db_url, kb_uri, fake_openai)
     session = f"slack:T0000001:{DM}"
     try:
         async with h.sender() as sender:
@@ -123,7 +114,7 @@ async def test_a_deleted_thread_parent_takes_the_answer_in_its_thread(
 ) -> None:
     """A channel mention is answered in a thread under it; deleting it leaves a tombstone
     (message_changed), then, once the bot's reply is gone, message_deleted: one forgetting."""
-    h = await _start(api, db, any_db_url, kb_uri, fake_openai)
+    h = await start_model_harness(api, db, any_db_url, kb_uri, fake_openai)
     try:
         async with h.sender() as sender:
             other = await _ask(h, sender, app_mention(text=f"<@{BOT}> where are my invoices?"))
@@ -157,7 +148,7 @@ async def test_deleting_other_messages_changes_nothing(
     """A deleted message the bot never answered, and the bot's own answer deleted by someone:
     no memory is forgotten and nothing is deleted (then the question itself is deleted: only
     its turn goes, so the two deletions before were told apart, not ignored)."""
-    h = await _start(api, db, any_db_url, kb_uri, fake_openai)
+    h = await start_model_harness(api, db, any_db_url, kb_uri, fake_openai)
     try:
         async with h.sender() as sender:
             question = _dm("how do I reset my password?")
@@ -193,7 +184,7 @@ async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
         Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "password"})], delay=0.8),
         Turn(content="Open Settings, choose Security and click Reset password [1]."),
     )
-    h = await _start(api, db, any_db_url, kb_uri, fake_openai, lease_seconds=2.0)
+    h = await start_model_harness(api, db, any_db_url, kb_uri, fake_openai, lease_seconds=2.0)
     try:
         async with h.sender() as sender:
             question = _dm(f"my password is {SECRET}; how do I reset it?")

@@ -504,14 +504,7 @@ class DiscordAdapter:
             with contextlib.suppress(discord.NotFound):  # gone already (a moderator, a retry)
                 await channel.get_partial_message(message_id).delete()
 
-        await run_deletion(
-            work,
-            platform=PLATFORM,
-            responder=self.responder,
-            record=self.inbox.record,
-            posted_by=posted_by,
-            remove=remove,
-        )
+        await run_deletion(work, self.inbox, self.responder, posted_by=posted_by, remove=remove)
 
     async def _remove_earlier_attempt(
         self, work: Work, channel: discord.PartialMessageable

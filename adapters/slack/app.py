@@ -460,14 +460,7 @@ class SlackBot:
                 if exc.response.get("error") != "message_not_found":
                     raise
 
-        await run_deletion(
-            work,
-            platform=PLATFORM,
-            responder=self.responder,
-            record=self.inbox.record,
-            posted_by=posted_by,
-            remove=remove,
-        )
+        await run_deletion(work, self.inbox, self.responder, posted_by=posted_by, remove=remove)
 
     async def _auto_answers(
         self, message: dict[str, Any], team_id: str, bot: convert.BotIdentity

@@ -21,6 +21,7 @@ from bot.runtime import Runtime, build_runtime
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.fakes.loopback import serve_on_loopback
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_sender import SlackSender
 
@@ -130,3 +131,13 @@ class SlackHarness:
     async def close(self) -> None:
         await self.runner.cleanup()  # stops the bot (on_shutdown) too
         await self.runtime.aclose()
+
+
+async def start_model_harness(
+    api: FakeSlackAPI, db: Database, url: str, kb_uri: str, model: FakeOpenAI, **extra: Any
+) -> SlackHarness:
+    """The Slack bot answering with the OpenAI agent against ``model`` (the OpenAI fake)."""
+    settings = slack_settings(
+        url, kb_uri, api, openai_api_key=FAKE_API_KEY, openai_base_url=model.base_url, **extra
+    )
+    return await SlackHarness.start(api, settings, db=db)
