@@ -20,6 +20,7 @@ from bot.channels import ChannelPolicy
 from bot.grounding import MIN_COVERAGE
 from bot.memory import EVENT, MemoryPolicy
 from bot.messages import IncomingMessage, Reply, ReplyKind
+from storage import memories
 
 # Chosen with bench/autoanswer.py (precision first); equal to the normal rule unless raised.
 DEFAULT_MIN_COVERAGE = MIN_COVERAGE
@@ -78,6 +79,8 @@ async def stay_silent(
     result: AgentResult,
     policy: ChannelPolicy,
     reason: str,
+    *,
+    message_id: str,
 ) -> Reply:
     """A post the gate rejected: record it as unanswered (an event memory, for reports) and
     reply with nothing to post, or only the channel's reaction."""
@@ -89,6 +92,7 @@ async def stay_silent(
         agent_kind=result.kind.value,
         question=question[:QUESTION_CHARS],
     )
+    metadata[memories.REPLY_KEY] = message_id  # forgotten with the post if it is deleted
     if result.related:  # the report's coverage gaps name the pages nearest them
         metadata["related"] = [source.url_or_path for source in result.related]
     memory_id = await memory.remember(session_id, EVENT, "", metadata)

@@ -25,6 +25,7 @@ from typing import Any
 
 from bot import metrics, texts
 from bot.config import Settings
+from bot.memory import forget_message
 from storage import events, memories
 from storage.db import Database, unreachable
 
@@ -35,6 +36,8 @@ DEFAULT_RECOVER_EVERY = 2.0  # seconds between looks for expired rows (a cheap i
 DEFAULT_RETENTION = timedelta(days=7)
 # The payload key naming the conversation's session: ``/forget`` finds the ledger rows by it.
 SESSION_KEY = events.SESSION_KEY
+# Work forgetting a message someone deleted (bot.deletion): nobody asked, so nobody is told.
+DELETION_KIND = "deletion"
 PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 # After a successful post, recording "answered" is retried this long (seconds between tries):
 # giving up would let the lease lapse and the question be answered a second time.
@@ -286,12 +289,14 @@ class Inbox:
         )
         if owned is None:
             raise TryLater("the database stayed unreachable")
-        if not owned:
-            raise OwnershipLost(work.key)
         recorded = replace(work, payload=payload)
         held = self._held.get(work.key)
         if held is not None and held.attempts == work.attempts:
-            held.work = recorded  # a give-up retracts and tells from what was recorded last
+            # A give-up retracts and tells from what was recorded last; a withdrawal (the
+            # question was deleted) takes back what was posted, this post included.
+            held.work = recorded
+        if not owned:
+            raise OwnershipLost(work.key)
         return recorded
 
     # ---- running one unit of work -------------------------------------------------------------
@@ -317,12 +322,14 @@ class Inbox:
             if held.lost:
                 log.warning("%s %s: another process took it over; stopped", self.platform, work.key)
                 self.stats.lost += 1
+                await self._take_back_if_withdrawn(held.work)
                 return
             await self._release(work)  # shutdown: hand it to the next process at once
             raise
         except OwnershipLost:
             log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
             self.stats.lost += 1
+            await self._take_back_if_withdrawn(held.work)
             return
         except TryLater as exc:
             await self._try_later(held.work, held, exc)
@@ -332,7 +339,7 @@ class Inbox:
             return
         held.finishing = True
         # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
-        if await asyncio.shield(self._finish(work, events.ANSWERED)):
+        if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
             self.stats.delivered += 1
 
     async def _failed(self, work: Work, held: _Held, exc: Exception) -> None:
@@ -410,6 +417,7 @@ class Inbox:
             return False
         if not owned:
             log.warning("%s %s was no longer ours when finishing", self.platform, work.key)
+            await self._take_back_if_withdrawn(work)
         return owned
 
     async def _through_blips(
@@ -465,6 +473,33 @@ class Inbox:
         it stored but never delivered is forgotten, so the next question's context holds no
         answer the asker never saw (the question stays)."""
         await self._forget_undelivered(work)
+        await self._remove_posts(work)
+
+    async def _take_back_if_withdrawn(self, work: Work) -> None:
+        """The row is no longer this work's. If that is because its question was deleted
+        (withdrawn, bot.deletion), the turn it stored is forgotten and what it posted removed:
+        the deletion forgot what existed when it ran, this covers what came after."""
+        session_id, message_id = _question_of(work)
+        try:
+            status = await events.event_status(self.db, platform=self.platform, event_id=work.key)
+            if status != events.WITHDRAWN:
+                return
+            log.info(
+                "%s %s: its question was deleted; taking the answer back", self.platform, work.key
+            )
+            if session_id and message_id:
+                await forget_message(self.db, session_id, message_id)
+        except Exception as exc:
+            log.warning(
+                "%s %s: taking back the answer to a deleted question failed: %s",
+                self.platform,
+                work.key,
+                type(exc).__name__,
+            )
+            return
+        await self._remove_posts(work)
+
+    async def _remove_posts(self, work: Work) -> None:
         if self.retract is None:
             return
         try:
@@ -478,9 +513,7 @@ class Inbox:
             )
 
     async def _forget_undelivered(self, work: Work) -> None:
-        session_id = work.payload.get(SESSION_KEY)
-        record = work.payload.get("msg")
-        message_id = record.get("id") if isinstance(record, dict) else None
+        session_id, message_id = _question_of(work)
         if not session_id or not message_id:
             return  # not an answer to a message (a notice, a button)
         try:
@@ -496,7 +529,7 @@ class Inbox:
             )
 
     async def _tell(self, work: Work, text: str) -> None:
-        if self.tell is None:
+        if self.tell is None or work.kind == DELETION_KIND:
             return
         try:
             await self.tell(work, text)
@@ -676,6 +709,14 @@ class Inbox:
                 await asyncio.gather(*late, return_exceptions=True)
         await _cancel(self._heartbeat)
         self._heartbeat = None
+
+
+def _question_of(work: Work) -> tuple[str | None, str | None]:
+    """(session id, message id) of the question a piece of work answers; None for others."""
+    record = work.payload.get("msg")
+    message_id = record.get("id") if isinstance(record, dict) else None
+    session_id = work.payload.get(SESSION_KEY)
+    return (str(session_id) if session_id else None), (str(message_id) if message_id else None)
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, case, delete, select
 
-from bot.messages import Author, ConversationKey
+from bot.messages import EDIT_MARK, Author, ConversationKey
 from storage import memories, retention
 from storage.db import Database
 from storage.models import Memory
@@ -194,9 +194,33 @@ class MemoryPolicy:
         someone the platform says moderates it. Anyone else may forget only their own turns."""
         return person.moderates or person.id == await self.thread_asker(thread)
 
+    async def forget_message(self, session_id: str, message_id: str) -> memories.ForgottenMessage:
+        """Forget a deleted message's turn (see :func:`forget_message`)."""
+        return await forget_message(self.db, session_id, message_id)
+
     async def forget(self, session_id: str) -> int:
         """Remove the conversation's text from every table; returns the memories deleted."""
         return await retention.forget_conversation(self.db, session_id=session_id)
+
+
+async def forget_message(
+    db: Database, session_id: str, message_id: str
+) -> memories.ForgottenMessage:
+    """Forget one platform message of a conversation (it was deleted): its question and what
+    answered it, for every version of it (its edits), and its line in the running summary
+    when it had already been folded in."""
+    forgotten = await memories.forget_message(
+        db, session_id=session_id, message_id=message_id, edits_prefix=message_id + EDIT_MARK
+    )
+    if forgotten.questions:
+        async with db.session() as session:
+            summary = await session.scalar(_latest_summary_query(session_id))
+            if summary is not None:
+                text = summary.content
+                for question in forgotten.questions:
+                    text = text.replace("\n- " + _shorten(question, QUESTION_MAX_CHARS), "", 1)
+                summary.content = text
+    return forgotten
 
 
 def _latest_summary_query(session_id: str) -> Any:

@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# How an edited message's id is written: "<message id>:edit:<edit>". An edit is answered as a
+# question of its own under that id; a deleted message takes every version with it.
+EDIT_MARK = ":edit:"
+
+
+def edited_id(message_id: str, edit: str) -> str:
+    return f"{message_id}{EDIT_MARK}{edit}"
+
 
 class Platform(enum.StrEnum):
     SLACK = "slack"

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,13 @@ from bot.autoanswer import (
     stay_silent,
 )
 from bot.channels import ChannelPolicy, ChannelSettings
+from bot.deletion import Deleted
 from bot.errors import KnowledgeBaseError, ModelError
-from bot.inbox import TryLater
+from bot.inbox import SESSION_KEY, TryLater, Work
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
 from bot.messages import Author, ConversationKey, IncomingMessage, Reply, ReplyKind
-from storage import escalations, feedback, memories
+from storage import escalations, events, feedback, memories
 from storage.db import Database, unreachable
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,13 @@ class Responder:
                     )
                     stored = True
                     yield await stay_silent(
-                        self.memory, session_id, question, result, policy, verdict.reason
+                        self.memory,
+                        session_id,
+                        question,
+                        result,
+                        policy,
+                        verdict.reason,
+                        message_id=msg.id,
                     )
                     return
                 yield result.text
@@ -338,6 +345,28 @@ class Responder:
 
     async def forget(self, conversation: ConversationKey) -> int:
         return await self.memory.forget(conversation.session_id)
+
+    async def forget_deleted(
+        self, *, platform: str, message_id: str, sessions: Sequence[str], ledger_prefix: str
+    ) -> Deleted:
+        """Someone deleted the message ``message_id``: forget it (bot.deletion). ``sessions``:
+        the conversations it may belong to; ``ledger_prefix`` + a version's id is the ledger
+        key of the work that answered it. Work still answering it is withdrawn first, so it
+        stores and posts nothing more (and takes back what it did, bot.inbox)."""
+        question_key = ledger_prefix + message_id
+        rows = await events.withdraw(
+            self.db, platform=platform, event_ids=[question_key], hold=question_key
+        )
+        found = {str(r.payload[SESSION_KEY]) for r in rows if r.payload.get(SESSION_KEY)}
+        forgotten, versions = 0, set()
+        for session_id in dict.fromkeys([*sessions, *sorted(found)]):
+            turn = await self.memory.forget_message(session_id, message_id)
+            forgotten += turn.rows
+            versions.update(turn.versions)
+        edits = {ledger_prefix + version for version in versions} - {question_key}
+        rows += await events.withdraw(self.db, platform=platform, event_ids=edits)
+        answers = tuple(Work(r.event_id, r.payload, r.attempts) for r in rows)
+        return Deleted(forgotten, answers)
 
     async def _forget(self, msg: IncomingMessage, session_id: str) -> str:
         """``/forget`` or "forget" said in words (bot.text_commands), and what it did,

@@ -52,7 +52,10 @@ ANSWERING = "answering"
 ANSWERED = "answered"
 IGNORED = "ignored"
 FAILED = "failed"
-FINISHED = (ANSWERED, IGNORED, FAILED)
+# The question was deleted: whoever still holds the work must stop, post nothing more and take
+# back what it posted and stored (bot.inbox); nobody takes the row again.
+WITHDRAWN = "withdrawn"
+FINISHED = (ANSWERED, IGNORED, FAILED, WITHDRAWN)
 DEFAULT_LEASE = timedelta(seconds=15)
 MAX_ATTEMPTS = 3
 # The payload key under which the conversation's session id is kept (``/forget`` finds rows by it).
@@ -432,6 +435,56 @@ async def release_lease(
             "b_lease": _offset_value(db.is_sqlite, after or timedelta(seconds=-1)),
         },
     )
+
+
+async def withdraw(
+    db: Database, *, platform: str, event_ids: Collection[str], hold: str | None = None
+) -> list[TakenRow]:
+    """The rows of ``event_ids`` (a deleted question's work) as they end up: work still in
+    progress is withdrawn first (its holder loses it and no process takes it again), so no
+    payload changes after that; then each row keeps only its routing ids (the question's text
+    goes). Returned with their payloads from before that scrub (what each answer posted). The
+    unique index finds the rows.
+
+    ``hold``: a key claimed as withdrawn when nobody has claimed it yet, so that the question's
+    own event, arriving after its deletion (a slow handler, a retry), is absorbed as a duplicate
+    instead of being answered."""
+    c = _EVENTS.c
+    now = db_time(db)
+    if hold is not None:
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    insert(_EVENTS).values(
+                        platform=platform,
+                        event_id=hold,
+                        status=WITHDRAWN,
+                        attempts=0,
+                        received_at=now,
+                        finished_at=now,
+                    )
+                )
+            event_ids = [key for key in event_ids if key != hold]  # nothing else was there
+        except IntegrityError:
+            pass  # claimed already: withdrawn below
+    if not event_ids:
+        return []
+    mine = and_(c.platform == platform, c.event_id.in_(list(event_ids)))
+    async with db.write() as conn:
+        await conn.execute(
+            update(_EVENTS)
+            .where(mine, c.status == ANSWERING)
+            .values(status=WITHDRAWN, lease_until=None, finished_at=now)
+        )
+    async with db.session() as session:
+        rows = (
+            await session.execute(select(c.id, c.event_id, c.payload, c.attempts).where(mine))
+        ).all()
+        for row in rows:
+            await session.execute(
+                update(_EVENTS).where(c.id == row.id).values(payload=_scrubbed(row.payload))
+            )
+    return [TakenRow(row.event_id, dict(row.payload or {}), row.attempts) for row in rows]
 
 
 async def event_status(db: Database, *, platform: str, event_id: str) -> str | None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-from sqlalchemy import Table, bindparam, delete, func, insert, select
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 
 from storage.db import Database
-from storage.models import Memory
+from storage.models import Escalation, Feedback, Memory
 
 
 class MemoryOut(BaseModel):
@@ -171,6 +172,60 @@ async def forget_answer(db: Database, *, session_id: str, message_id: str) -> in
             )
         )
         return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgottenMessage:
+    """What :func:`forget_message` removed: how many rows, the questions' texts (a running
+    summary may quote them) and the ids of the message's versions that had rows."""
+
+    rows: int = 0
+    questions: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+
+
+async def forget_message(
+    db: Database, *, session_id: str, message_id: str, edits_prefix: str
+) -> ForgottenMessage:
+    """Delete every row of a session that belongs to one platform message: its question(s)
+    (``MESSAGE_KEY``) and what answered them (``REPLY_KEY``: answers, silent auto-answer
+    events), for the message itself and its edits (ids starting with ``edits_prefix``). In the
+    same transaction, votes on those answers lose their comments and hand-offs they opened
+    lose their reasons (the facts stay, the words go)."""
+
+    def of_message(key: str) -> Any:
+        value = Memory.tool_metadata[key].as_string()
+        return or_(value == message_id, value.startswith(edits_prefix, autoescape=True))
+
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(Memory.id, Memory.content, Memory.tool_metadata).where(
+                    Memory.session_id == session_id,
+                    or_(of_message(MESSAGE_KEY), of_message(REPLY_KEY)),
+                )
+            )
+        ).all()
+        if not rows:
+            return ForgottenMessage()
+        ids = [row.id for row in rows]
+        questions, versions, hand_offs = [], set(), set()
+        for row in rows:
+            metadata = row.tool_metadata or {}
+            if metadata.get(MESSAGE_KEY):
+                questions.append(row.content)
+            versions.add(str(metadata.get(MESSAGE_KEY) or metadata.get(REPLY_KEY)))
+            if isinstance(metadata.get("escalation_id"), int):
+                hand_offs.add(metadata["escalation_id"])
+        await session.execute(
+            update(Feedback).where(Feedback.memory_id.in_(ids)).values(comment=None)
+        )
+        if hand_offs:
+            await session.execute(
+                update(Escalation).where(Escalation.id.in_(hand_offs)).values(reason=None)
+            )
+        await session.execute(delete(Memory).where(Memory.id.in_(ids)))
+    return ForgottenMessage(len(ids), tuple(questions), tuple(sorted(versions)))
 
 
 async def forget_session(db: Database, *, session_id: str) -> int:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from adapters.slack.convert import (
     BotIdentity,
+    Deletion,
     command_to_incoming,
     conversation_from_session_id,
     dedupe_key,
+    deletion_of,
     event_to_incoming,
     plain_text,
 )
@@ -127,3 +129,32 @@ def test_commands_and_session_ids_round_trip() -> None:
     for key in (msg.conversation, dm.conversation):
         assert conversation_from_session_id(key.session_id) == key
     assert conversation_from_session_id("discord:1:2") is None
+
+
+def test_a_deleted_thread_parent_is_a_deletion_not_a_question() -> None:
+    """Slack turns a deleted thread parent that has replies into a tombstone (message_changed):
+    that is the question's deletion, never a new question "This message was deleted."."""
+    question = _event(text="<@UBOT> my token is abc", thread_ts="1700000000.000100")
+    tombstone = _event(
+        subtype="message_changed",
+        hidden=True,
+        ts="1700000099.000001",
+        message={
+            "type": "message",
+            "subtype": "tombstone",
+            "text": "This message was deleted.",
+            "user": "USLACKBOT",
+            "ts": "1700000000.000100",
+            "thread_ts": "1700000000.000100",
+        },
+        previous_message=question,
+    )
+    assert event_to_incoming(tombstone, team_id="T1", bot=BOT, thread_joined=True) is None
+    assert deletion_of(tombstone) == Deletion("C1", "1700000000.000100", question)
+    deleted = _event(subtype="message_deleted", deleted_ts="1700000000.000100", hidden=True)
+    del deleted["user"], deleted["text"]
+    found = deletion_of(deleted)
+    assert found == Deletion("C1", "1700000000.000100", {})
+    key = found.conversation(team_id="T1", channel_type="channel")
+    assert key.session_id == "slack:T1:C1:1700000000.000100"
+    assert deletion_of(_event()) is None

@@ -110,7 +110,7 @@ async def test_dm_answered_and_bot_messages_ignored(
     assert "first day of every month" in posted[0].text
 
 
-async def test_deleted_question_deletes_nothing_and_edit_is_reanswered(
+async def test_an_edit_is_reanswered_and_deleting_the_question_takes_every_version(
     harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
 ) -> None:
     ts = new_ts()
@@ -159,16 +159,20 @@ async def test_deleted_question_deletes_nothing_and_edit_is_reanswered(
         }
         assert (await sender.event(event_callback(edit))).status == 200
         await api.wait_for(lambda: len(answers(api, "D0000001")) == 2)
+        await harness.bot.wait_idle()
+        session = "slack:T0000001:D0000001"
+        turns = await memories.load_recent(sqlite_db, session_id=session, limit=10)
+        assert [t.content for t in turns if t.role == "user"] == [
+            "when are invoices sent?",
+            "how do I reset my password?",
+        ]  # the edited question got its own answer
+        answered = {m.ts for m in answers(api, "D0000001")}
         assert (await sender.event(event_callback(deleted))).status == 200
         await harness.bot.wait_idle()
-    posted = answers(api, "D0000001")
-    assert len(posted) == 2  # the edited question got its own answer; nothing was deleted
-    assert not api.calls_to("chat.delete")
-    turns = await memories.load_recent(sqlite_db, session_id="slack:T0000001:D0000001", limit=10)
-    assert [t.content for t in turns if t.role == "user"] == [
-        "when are invoices sent?",
-        "how do I reset my password?",
-    ]
+    # Deleting the question takes every version of it: both turns, both answers.
+    assert answers(api, "D0000001") == []
+    assert {c.params["ts"] for c in api.calls_to("chat.delete")} == answered
+    assert await memories.load_recent(sqlite_db, session_id=session, limit=10) == []
 
 
 async def test_url_verification_handshake(harness: SlackHarness, api: FakeSlackAPI) -> None:

@@ -16,9 +16,10 @@ custom ids carry ids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,8 +68,9 @@ from adapters.discord.shapes import (
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, text_commands, texts
+from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
-from bot.inbox import SESSION_KEY, Deliver, Inbox, TryLater, Undeliverable, Work
+from bot.inbox import DELETION_KIND, SESSION_KEY, Deliver, Inbox, TryLater, Undeliverable, Work
 from bot.looplag import shed_progress
 from bot.messages import (
     ConversationKey,
@@ -321,6 +323,26 @@ class DiscordAdapter:
         if await self.inbox.submit_or_hold(str(message.id), record) is False:
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
 
+    async def on_messages_deleted(
+        self, message_ids: Iterable[int], channel_id: int, guild_id: int | None
+    ) -> None:
+        """Messages were deleted (one, or a moderator's bulk delete): each becomes deletion work
+        that forgets it if the bot answered it (bot.deletion), claimed like any message."""
+        guild = str(guild_id) if guild_id else None
+        for message_id in message_ids:
+            candidates = convert.conversations_of_message(
+                guild_id=guild, channel_id=str(channel_id), message_id=str(message_id)
+            )
+            payload = deletion_payload(
+                str(message_id),
+                [key.session_id for key in candidates],
+                "",  # a message's answer is claimed under the message's own id
+                channel_id=str(channel_id),
+                guild_id=guild,
+            )
+            if await self.inbox.submit_or_hold(f"del:{message_id}", payload) is False:
+                log.info("discord: deletion of %s already taken; skipping", message_id)
+
     async def _route(
         self, incoming: IncomingMessage, context: ChannelContext, *, known: bool
     ) -> str | None:
@@ -377,6 +399,9 @@ class DiscordAdapter:
     async def _answer_work(self, work: Work) -> None:
         if work.kind == NOTICE_KIND:
             await self.escalations.post_notice(self.client, work.payload)
+            return
+        if work.kind == DELETION_KIND:
+            await self._forget_deleted(work)
             return
         if work.kind == "interaction" and "msg" in work.payload and TOKEN_KEY in work.payload:
             # A command another attempt did not finish: answered through the stored token.
@@ -468,13 +493,36 @@ class DiscordAdapter:
         incoming = message_from_record(work.payload["msg"])
         await self._remove_earlier_attempt(work, self._channel(incoming.conversation))
 
+    async def _forget_deleted(self, work: Work) -> None:
+        """A deleted question is forgotten and the bot's answers to it are deleted: what each
+        answer recorded posting and what the channel shows it posted (a one-piece answer is
+        not recorded), as ``channel/message`` ids."""
+
+        async def posted_by(answer: Work) -> list[str]:
+            if answer.kind != "message" or not answer.payload.get("msg"):
+                return []
+            channel = self._channel(message_from_record(answer.payload["msg"]).conversation)
+            return [f"{channel.id}/{m}" for m in await self._posts_of(answer, channel)]
+
+        async def remove(where: str) -> None:
+            channel_id, message_id = (int(part) for part in where.split("/"))
+            channel = self.client.get_partial_messageable(channel_id)
+            with contextlib.suppress(discord.NotFound):  # gone already (a moderator, a retry)
+                await channel.get_partial_message(message_id).delete()
+
+        await run_deletion(work, self.inbox, self.responder, posted_by=posted_by, remove=remove)
+
     async def _remove_earlier_attempt(
         self, work: Work, channel: discord.PartialMessageable
     ) -> None:
-        """A process died while answering this: remove what it posted before answering again.
-        The messages it recorded, and our messages after the question that reply to it (or sit
-        unreplied in the thread it started), which a crash between a post and its record
-        leaves unrecorded."""
+        """A process died while answering this: remove what it posted before answering again."""
+        for message_id in sorted(await self._posts_of(work, channel)):
+            await _best_effort(channel.get_partial_message(message_id).delete())
+
+    async def _posts_of(self, work: Work, channel: discord.PartialMessageable) -> set[int]:
+        """What an answer's work posted: the messages it recorded, and our messages after the
+        question that reply to it (or sit unreplied in the thread it started), which a crash
+        between a post and its record, or a one-piece answer, leaves unrecorded."""
         question = int(work.payload["message_id"])
         stale = {int(work.payload[PARTIAL_KEY])} if work.payload.get(PARTIAL_KEY) else set()
         stale.update(int(i) for i in work.payload.get(MORE_POSTS_KEY) or [])
@@ -487,8 +535,7 @@ class DiscordAdapter:
                     stale.add(message.id)
         except Exception as exc:  # best effort: answering matters more than the cleanup
             log.info("discord: could not look for an earlier answer (%s)", describe(exc))
-        for message_id in sorted(stale):
-            await _best_effort(channel.get_partial_message(message_id).delete())
+        return stale
 
     def _channel(self, conversation: ConversationKey) -> discord.PartialMessageable:
         guild_id = int(conversation.workspace_id or 0) or None

@@ -9,6 +9,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import discord
@@ -29,6 +30,9 @@ class EventHandler(Protocol):
     def start_recovery(self) -> None: ...
     async def on_message(self, message: discord.Message) -> None: ...
     async def on_interaction(self, interaction: discord.Interaction) -> None: ...
+    async def on_messages_deleted(
+        self, message_ids: Iterable[int], channel_id: int, guild_id: int | None
+    ) -> None: ...
     async def on_error(self, where: str, *args: Any, exc: BaseException | None = None) -> None: ...
 
 
@@ -69,6 +73,17 @@ class SupportClient(discord.AutoShardedClient):
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         await self.adapter.on_interaction(interaction)
+
+    # The raw events: they come whether or not the message is cached (this bot caches none).
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        await self.adapter.on_messages_deleted(
+            [payload.message_id], payload.channel_id, payload.guild_id
+        )
+
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
+        await self.adapter.on_messages_deleted(
+            sorted(payload.message_ids), payload.channel_id, payload.guild_id
+        )
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         await self.adapter.on_error(event_method, *args)

@@ -90,6 +90,21 @@ def thread_conversation(*, guild_id: str, thread_id: str) -> ConversationKey:
     return ConversationKey(Platform.DISCORD, guild_id, thread_id, thread_id)
 
 
+def conversations_of_message(
+    *, guild_id: str | None, channel_id: str, message_id: str
+) -> list[ConversationKey]:
+    """Where a message's turn may be stored when only its ids are known (Discord says no more
+    of a deleted message): a DM's conversation; else the channel's (answered in place), the
+    thread's it was posted in, and the thread's started from it (a mention's answer)."""
+    if not guild_id:
+        return [conversation_for(guild_id=None, channel_id=channel_id, kind=ChannelKind.DM)]
+    return [
+        conversation_for(guild_id=guild_id, channel_id=channel_id, kind=ChannelKind.CHANNEL),
+        thread_conversation(guild_id=guild_id, thread_id=channel_id),
+        thread_conversation(guild_id=guild_id, thread_id=message_id),
+    ]
+
+
 def message_to_incoming(
     payload: Mapping[str, Any], *, bot_user_id: str, context: ChannelContext
 ) -> IncomingMessage | None:

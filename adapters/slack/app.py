@@ -20,6 +20,7 @@ import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -51,8 +52,9 @@ from adapters.slack.oauth_state import PruningOAuthStateStore
 from bot import escalation as core_escalation
 from bot import texts
 from bot.config import Settings
+from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
-from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
+from bot.inbox import DELETION_KIND, SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
@@ -264,6 +266,9 @@ class SlackBot:
             }
             return Work(f"ev:{event_id}", payload)
         bot = convert.BotIdentity(context.get("bot_user_id"), context.get("bot_id"))
+        deletion = convert.deletion_of(event) if event.get("type") == "message" else None
+        if deletion is not None:
+            return self._deletion_work(deletion, event, base, bot)
         message = convert.message_of(event) if event.get("type") == "message" else event
         if message is None or event.get("type") not in ("app_mention", "message"):
             return None
@@ -290,6 +295,31 @@ class SlackBot:
             "first_turn": not joined,
         }
         return Work(convert.dedupe_key(event, team_id=team_id, event_id=event_id), payload)
+
+    def _deletion_work(
+        self,
+        deletion: convert.Deletion,
+        event: dict[str, Any],
+        base: dict[str, Any],
+        bot: convert.BotIdentity,
+    ) -> Work | None:
+        """Someone deleted a message: work that forgets it if the bot answered it (bot.deletion).
+        The bot's own messages (its answers, which it deletes itself) are nothing to forget.
+        Keyed by the message, so a tombstone and the later ``message_deleted`` are one work."""
+        if convert.is_from_bot(deletion.previous, bot):
+            return None
+        team_id = base["team_id"]
+        conversation = deletion.conversation(
+            team_id=team_id, channel_type=event.get("channel_type")
+        )
+        payload = deletion_payload(
+            deletion.ts,
+            [conversation.session_id],
+            convert.message_key(team_id, deletion.channel, ""),
+            **base,
+            channel=deletion.channel,
+        )
+        return Work(f"del:{team_id}:{deletion.channel}:{deletion.ts}", payload)
 
     def _classify_action(self, body: dict[str, Any], base: dict[str, Any]) -> Work | None:
         actions = body.get("actions") or []
@@ -390,10 +420,12 @@ class SlackBot:
             await self._remove_earlier_attempt(work, client, route)
 
     async def process(self, work: Work, client: AsyncWebClient) -> None:
-        if work.kind in ("message", NOTICE_KIND):
+        if work.kind in ("message", NOTICE_KIND, DELETION_KIND):
             try:
                 if work.kind == NOTICE_KIND:
                     await self.escalations.post_notice(client, work, self.inbox.record)
+                elif work.kind == DELETION_KIND:
+                    await self._forget_deleted(work, client)
                 else:
                     await self._answer_message(work, client)
             except CALL_FAILURES as exc:
@@ -412,6 +444,23 @@ class SlackBot:
         if handler is None:
             raise Undeliverable(f"unknown work kind {work.kind!r}")
         await handler(work.payload, client)
+
+    async def _forget_deleted(self, work: Work, client: AsyncWebClient) -> None:
+        """A deleted question is forgotten and the bot's answers to it are deleted: the
+        messages each answer recorded posting (every part is recorded as it is posted)."""
+        channel = str(work.payload["channel"])
+
+        async def posted_by(answer: Work) -> set[str]:
+            return posted_messages(answer.payload) if answer.kind == "message" else set()
+
+        async def remove(ts: str) -> None:
+            try:
+                await client.chat_delete(channel=channel, ts=ts)
+            except SlackApiError as exc:
+                if exc.response.get("error") != "message_not_found":
+                    raise
+
+        await run_deletion(work, self.inbox, self.responder, posted_by=posted_by, remove=remove)
 
     async def _auto_answers(
         self, message: dict[str, Any], team_id: str, bot: convert.BotIdentity

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.messages import Author, ConversationKey, IncomingMessage, Platform
+from bot.messages import Author, ConversationKey, IncomingMessage, Platform, edited_id
 
 # Message subtypes that are still a person talking; every other subtype (joins, topic changes,
 # bot messages, replies bookkeeping, deletes) is not a question.
 ANSWERABLE_SUBTYPES = frozenset({None, "", "file_share", "thread_broadcast", "me_message"})
+TOMBSTONE = "tombstone"  # what a deleted thread parent becomes while its replies remain
 
 _USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
 _CHANNEL_REF = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|([^>]*))?>")
@@ -79,12 +80,54 @@ def message_of(event: dict[str, Any]) -> dict[str, Any] | None:
         previous = event.get("previous_message") or {}
         if not inner or inner.get("text", "") == previous.get("text", ""):
             return None  # unfurls and other edits that did not change the question
+        if inner.get("subtype") not in ANSWERABLE_SUBTYPES:
+            return None  # a thread parent's tombstone ("This message was deleted."), ...
         inner.setdefault("channel", event.get("channel"))
         inner.setdefault("channel_type", event.get("channel_type"))
         return inner
     if subtype not in ANSWERABLE_SUBTYPES:
         return None
     return event
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A message someone deleted: its channel and ts, and the message as it was (``previous``,
+    empty when Slack did not send it)."""
+
+    channel: str
+    ts: str
+    previous: dict[str, Any]
+
+    def conversation(self, *, team_id: str, channel_type: str | None) -> ConversationKey:
+        """The conversation the message belonged to (its thread is known from ``previous``)."""
+        message = {"channel_type": channel_type, **self.previous}
+        return conversation_for(
+            {**message, "channel": self.channel, "ts": self.ts}, team_id=team_id
+        )
+
+
+def deletion_of(event: dict[str, Any]) -> Deletion | None:
+    """The message a ``message`` event says was deleted, or None. Slack says it two ways:
+    ``message_deleted`` (``deleted_ts``), and for a thread parent that has replies, a
+    ``message_changed`` whose new version is a ``tombstone`` (the thread stays, the parent
+    reads "This message was deleted."; once the replies are gone too, ``message_deleted``)."""
+    subtype = event.get("subtype")
+    if subtype == "message_deleted":
+        ts = event.get("deleted_ts")
+    elif subtype == "message_changed" and (event.get("message") or {}).get("subtype") == TOMBSTONE:
+        ts = event["message"].get("ts")
+    else:
+        return None
+    previous = event.get("previous_message")
+    if not ts or not event.get("channel"):
+        return None
+    return Deletion(str(event["channel"]), str(ts), previous if isinstance(previous, dict) else {})
+
+
+def message_key(team_id: str, channel: object, ts: object) -> str:
+    """The ledger key of a message's work (its edits' keys extend it, see ``dedupe_key``)."""
+    return f"msg:{team_id}:{channel}:{ts}"
 
 
 def thread_root(event: dict[str, Any]) -> str | None:
@@ -133,7 +176,7 @@ def event_to_incoming(
     ts = str(message.get("ts", ""))
     edited = (message.get("edited") or {}).get("ts")
     return IncomingMessage(
-        id=f"{ts}:edit:{edited}" if edited else ts,
+        id=edited_id(ts, edited) if edited else ts,
         conversation=conversation_for(message, team_id=team_id),
         author=Author(id=str(message.get("user", "")), display_name="", is_bot=False),
         text=text,
@@ -152,15 +195,15 @@ def dedupe_key(event: dict[str, Any], *, team_id: str, event_id: str) -> str:
     if event.get("type") in ("app_mention", "message") and message is not None:
         channel, ts = message.get("channel") or event.get("channel"), message.get("ts")
         edited = (message.get("edited") or {}).get("ts")
-        key = f"msg:{team_id}:{channel}:{ts}"
-        return f"{key}:edit:{edited}" if edited else key
+        key = message_key(team_id, channel, ts)
+        return edited_id(key, edited) if edited else key
     return f"ev:{event_id}"
 
 
 # Fields of a message event that Slack always sends as strings (when present).
 _MESSAGE_STRINGS = (
     "type", "subtype", "text", "ts", "thread_ts", "channel", "channel_type", "user", "bot_id",
-    "team", "event_ts",
+    "team", "event_ts", "deleted_ts",
 )  # fmt: skip
 
 

@@ -88,6 +88,9 @@ class FakeDiscordAPI:
     # Called with a thread payload after a thread is created (the harness forwards it to the
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    # Called with a MESSAGE_DELETE payload after a message is deleted through the API (the
+    # harness forwards it to the gateway, as Discord tells every bot that can see the channel).
+    on_message_deleted: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _fail_rules: list[_FailRule] = field(default_factory=list)
     _reset_rules: list[_ResetRule] = field(default_factory=list)
     _stalls: list[tuple[str, re.Pattern[str], asyncio.Event]] = field(default_factory=list)
@@ -430,7 +433,16 @@ class FakeDiscordAPI:
         if message is None or message["channel_id"] != m["c"]:
             return 404, {"message": "Unknown Message", "code": 10008}
         self.deleted.append(self.messages.pop(m["m"]))
+        if self.on_message_deleted is not None:
+            await self.on_message_deleted(self.delete_event(m["m"], m["c"]))
         return 204, None
+
+    def delete_event(self, message_id: str, channel_id: str) -> dict[str, Any]:
+        """The gateway's MESSAGE_DELETE: ids only (no author, no content)."""
+        event = {"id": message_id, "channel_id": channel_id}
+        if self.channel_guild.get(channel_id):
+            event["guild_id"] = self.channel_guild[channel_id]
+        return event
 
     async def _thread(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         if m["c"] in self.forbid_threads_in:

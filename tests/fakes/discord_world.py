@@ -94,6 +94,12 @@ class DiscordWorld:
                 await gateway.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
 
         api.on_thread_created = thread_created
+
+        async def message_deleted(event: dict[str, Any]) -> None:
+            with contextlib.suppress(AssertionError):
+                await gateway.dispatch("MESSAGE_DELETE", event, guild_id=event.get("guild_id"))
+
+        api.on_message_deleted = message_deleted
         return world
 
     async def stop(self) -> None:
@@ -140,6 +146,27 @@ class DiscordWorld:
         self.api.user_messages.append(payload)
         await self.gateway.dispatch("MESSAGE_CREATE", payload, guild_id=self.guild_id)
         return payload
+
+    async def delete(self, message: dict[str, Any]) -> None:
+        """Someone (its author, or a moderator) deletes a message: it is gone from the channel
+        and the gateway says MESSAGE_DELETE with its ids only, as Discord does."""
+        message_id, channel_id = message["id"], message["channel_id"]
+        self.api.user_deleted.add(message_id)
+        self.api.user_messages[:] = [m for m in self.api.user_messages if m["id"] != message_id]
+        if self.api.messages.pop(message_id, None) is not None:  # one of the bot's
+            self.api.deleted.append(message)
+        event = self.api.delete_event(message_id, channel_id)
+        if message.get("guild_id"):
+            event["guild_id"] = message["guild_id"]
+        await self.gateway.dispatch("MESSAGE_DELETE", event, guild_id=event.get("guild_id"))
+
+    async def bulk_delete(self, messages: list[dict[str, Any]]) -> None:
+        """A moderator deletes several messages of one channel at once: MESSAGE_DELETE_BULK."""
+        ids = [m["id"] for m in messages]
+        self.api.user_deleted.update(ids)
+        self.api.user_messages[:] = [m for m in self.api.user_messages if m["id"] not in ids]
+        event = {"ids": ids, "channel_id": messages[0]["channel_id"], "guild_id": self.guild_id}
+        await self.gateway.dispatch("MESSAGE_DELETE_BULK", event, guild_id=self.guild_id)
 
     async def dm(self, content: str, *, author: dict[str, Any] | None = None) -> dict[str, Any]:
         """A direct message; returns the payload (its channel_id is the DM channel)."""

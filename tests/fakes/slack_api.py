@@ -351,9 +351,14 @@ class FakeSlackAPI:
         return {"channel": message.channel, "ts": message.ts}
 
     def _m_chat_delete(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
+        """As Slack: a message that does not exist (or is deleted already) is
+        ``message_not_found``; a bot token may delete only the bot's own messages."""
         message = self.messages.get((params["channel"], params["ts"]))
-        if message is not None:
-            message.deleted = True
+        if message is None or message.deleted:
+            return {"ok": False, "error": "message_not_found"}
+        if message.user is not None:
+            return {"ok": False, "error": "cant_delete_message"}
+        message.deleted = True
         return {"channel": params["channel"], "ts": params["ts"]}
 
     def _m_chat_postEphemeral(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:

@@ -71,6 +71,64 @@ def app_mention(
     return event_callback(event, team=team, event_id=event_id)
 
 
+def message_deleted(
+    *,
+    channel: str,
+    deleted: dict[str, Any] | None,
+    deleted_ts: str | None = None,
+    team: str = "T0000001",
+    channel_type: str = "channel",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """What Slack sends when a message is deleted: ``message`` with subtype
+    ``message_deleted``, the deleted message's ts and (usually) the message as it was."""
+    ts = new_ts()
+    event: dict[str, Any] = {
+        "type": "message",
+        "subtype": "message_deleted",
+        "hidden": True,
+        "channel": channel,
+        "ts": ts,
+        "event_ts": ts,
+        "deleted_ts": deleted_ts or (deleted or {})["ts"],
+        "channel_type": channel_type,
+    }
+    if deleted is not None:
+        event["previous_message"] = {"type": "message", **deleted}
+    return event_callback(event, team=team, event_id=event_id)
+
+
+def thread_parent_deleted(
+    *, channel: str, deleted: dict[str, Any], team: str = "T0000001", event_id: str | None = None
+) -> dict[str, Any]:
+    """What Slack sends when a thread parent that has replies is deleted: ``message_changed``
+    whose new version is a tombstone (the replies stay under "This message was deleted.")."""
+    ts = new_ts()
+    tombstone = {
+        "type": "message",
+        "subtype": "tombstone",
+        "text": "This message was deleted.",
+        "user": "USLACKBOT",
+        "hidden": True,
+        "ts": deleted["ts"],
+        "thread_ts": deleted["ts"],
+        "parent_user_id": "USLACKBOT",
+        "reply_count": 1,
+    }
+    event = {
+        "type": "message",
+        "subtype": "message_changed",
+        "hidden": True,
+        "channel": channel,
+        "ts": ts,
+        "event_ts": ts,
+        "message": tombstone,
+        "previous_message": {"type": "message", "thread_ts": deleted["ts"], **deleted},
+        "channel_type": "channel",
+    }
+    return event_callback(event, team=team, event_id=event_id)
+
+
 def event_callback(
     event: dict[str, Any], *, team: str = "T0000001", event_id: str | None = None
 ) -> dict[str, Any]:
