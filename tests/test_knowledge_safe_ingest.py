@@ -16,15 +16,6 @@ OPENAI_KEY = "sk-" + "proj-" + "Q1w2E3r4T5y6U7i8O9p0AsDfGhJkLzXc"
 AWS_KEY = "AKIA" + "Z7Q4ME2XW9RT3KVB"
 
 
-@pytest.fixture
-def cli_kb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SUPPORTBOT_KB_URI", str(tmp_path / "kb"))
-    monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def search(query: str, capsys: pytest.CaptureFixture[str]) -> list[dict]:
     code, out, err = run_cli(["kb", "search", query, "--json", "-k", "10"], capsys)
     assert code == 0, err
@@ -32,13 +23,13 @@ def search(query: str, capsys: pytest.CaptureFixture[str]) -> list[dict]:
 
 
 def test_symlink_out_of_the_docs_folder_is_skipped_and_its_token_never_searchable(
-    cli_kb: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    cli_env: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    (cli_kb / ".env").write_text(f"SLACK_BOT_TOKEN={SLACK_TOKEN}\nPORT=3000\n")
-    docs = cli_kb / "docs"
+    (cli_env / ".env").write_text(f"SLACK_BOT_TOKEN={SLACK_TOKEN}\nPORT=3000\n")
+    docs = cli_env / "docs"
     docs.mkdir()
     (docs / "setup.md").write_text("# Setup\n\nSet the bot token in the environment.\n")
-    (docs / "config.txt").symlink_to(cli_kb / ".env")
+    (docs / "config.txt").symlink_to(cli_env / ".env")
     (docs / "inside.md").symlink_to(docs / "setup.md")  # a link that stays inside is fine
 
     with caplog.at_level(logging.WARNING):
@@ -55,9 +46,9 @@ def test_symlink_out_of_the_docs_folder_is_skipped_and_its_token_never_searchabl
 
 
 def test_secret_lines_are_dropped_the_rest_indexed_and_reported(
-    cli_kb: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    docs = cli_kb / "docs"
+    docs = cli_env / "docs"
     docs.mkdir()
     (docs / "deploy.md").write_text(
         "# Deploy\n\n## Credentials\n\n"
