@@ -41,6 +41,9 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
 # Seconds before work handed back with TryLater is taken again, by attempt number.
 TRY_LATER_DELAYS = (2.0, 8.0)
+# Seconds a shutdown gives the adapter to take down what an unfinished answer posted (the
+# process must stop within 10 s of SIGTERM, grace included).
+ABANDON_RETRACT_SECONDS = 1.5
 # Claims held while the database is unreachable (platforms without redelivery): seconds between
 # tries, the last one repeated, for at most HOLD_FOR; at most HOLD_LIMIT events are held.
 HOLD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
@@ -318,7 +321,7 @@ class Inbox:
                 log.warning("%s %s: another process took it over; stopped", self.platform, work.key)
                 self.stats.lost += 1
                 return
-            await self._release(work)  # shutdown: hand it to the next process at once
+            await self._abandon(held.work)
             raise
         except OwnershipLost:
             log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
@@ -334,6 +337,18 @@ class Inbox:
         # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
         if await asyncio.shield(self._finish(work, events.ANSWERED)):
             self.stats.delivered += 1
+
+    async def _abandon(self, work: Work) -> None:
+        """Shutdown: take down what this attempt half-posted (left up, it would look like an
+        answer still being written until another process took the work over, which may be
+        never), then hand the work to the next process at once."""
+        try:
+            await asyncio.wait_for(self._retract(work), ABANDON_RETRACT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "%s %s: taking down the unfinished answer timed out", self.platform, work.key
+            )
+        await self._release(work)
 
     async def _failed(self, work: Work, held: _Held, exc: Exception) -> None:
         """The work raised: logged for the operator, marked failed (so no later process repeats

@@ -7,33 +7,35 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from storage import events
 from storage.db import Database
-from tests.fakes.discord_world import DiscordWorld, write_docs
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import BOT_TOKEN, SIGNING_SECRET
+from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
 from tests.inbox_support import ledger, slow_policy
+from tests.process_support import (
+    create_schema,
+    discord_world,
+    health,
+    kill,
+    serve,
+    slack_env,
+    spawn,
+)
 
 __all__ = ["api", "kb_uri"]
 pytestmark = pytest.mark.timeout(150)
-ROOT = Path(__file__).resolve().parent.parent
 BURST = 40
 QUESTIONS = ["how do I reset my password?", "where can I download past invoices?"]
-# Short leases so a killed process's questions are taken over within seconds.
-FAST_INBOX = {"SUPPORTBOT_LEASE_SECONDS": "3", "SUPPORTBOT_RECOVER_EVERY": "0.3"}
 
 
 # An answer is one model call (the agent searches before asking the model): these delays are
@@ -48,89 +50,6 @@ async def model() -> AsyncIterator[FakeOpenAI]:
 async def slow_model() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI(policy=slow_policy(1.2)) as fake:
         yield fake
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(db_url: str, kb: str, model: FakeOpenAI, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "OPENAI_", "DISCORD", "SUPPORTBOT_"))
-    }
-    env.update(
-        DATABASE_URL=db_url,
-        SUPPORTBOT_KB_URI=kb,
-        SUPPORTBOT_EMBEDDER="none",
-        OPENAI_API_KEY=FAKE_API_KEY,
-        OPENAI_BASE_URL=model.base_url,
-        HOST="127.0.0.1",
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(ROOT),
-        **FAST_INBOX,
-    )
-    env.update(extra)
-    return env
-
-
-def _slack_env(db_url: str, kb: str, model: FakeOpenAI, api: FakeSlackAPI) -> dict[str, str]:
-    return _env(
-        db_url,
-        kb,
-        model,
-        SLACK_API_URL=api.base_url,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        PORT=str(_free_port()),
-    )
-
-
-async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        env=env,
-        cwd=str(ROOT),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=open(
-            f"/tmp/inbox_proc_{args[0]}_{os.getpid()}_{asyncio.get_running_loop().time():.0f}.log",
-            "w",
-        ),
-    )
-
-
-async def _health(port: str) -> int | None:
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{port}/healthz") as response,
-        ):
-            return response.status
-    except aiohttp.ClientError:
-        return None
-
-
-async def _serve(env: dict[str, str], *extra: str) -> asyncio.subprocess.Process:
-    proc = await _spawn("serve", *extra, env=env)
-    for _ in range(400):
-        if proc.returncode is not None:
-            raise AssertionError("supportbot serve exited early")
-        if await _health(env["PORT"]) == 200:
-            return proc
-        await asyncio.sleep(0.1)
-    raise AssertionError("supportbot serve never became healthy")
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
 
 
 def _slack_answers(api: FakeSlackAPI) -> Counter[str]:
@@ -176,41 +95,37 @@ async def _assert_all_answered_once(
 async def test_slack_serve_killed_mid_burst_answers_everything_once_after_restart(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, model: FakeOpenAI
 ) -> None:
-    env = _slack_env(any_db_url, kb_uri, model, api)
-    proc = await _serve(env, "--workers", "0")
+    env = slack_env(any_db_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "0")
     try:
         url = f"http://127.0.0.1:{env['PORT']}/slack/events"
         threads = await _send_burst([url], BURST)
         await api.wait_for(lambda: _slack_finished(api) >= 3, timeout=30)
         await asyncio.sleep(0.2)
-        await _kill(proc)
+        await kill(proc)
         assert _slack_finished(api) < BURST  # killed mid-burst
-        proc = await _serve(env, "--workers", "0")  # Slack re-delivers nothing
+        proc = await serve(env, "--workers", "0")  # Slack re-delivers nothing
         await _assert_all_answered_once(api, threads, db)
     finally:
-        await _kill(proc)
+        await kill(proc)
 
 
 async def test_two_postgres_replicas_one_killed_mid_burst(
     api: FakeSlackAPI, pg_url: str, kb_uri: str, model: FakeOpenAI
 ) -> None:
-    db = Database(pg_url)
-    from storage.models import Base
-
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    envs = [_slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
-    procs = [await _serve(env, "--workers", "0") for env in envs]
+    db = await create_schema(pg_url)
+    envs = [slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
+    procs = [await serve(env, "--workers", "0") for env in envs]
     try:
         urls = [f"http://127.0.0.1:{env['PORT']}/slack/events" for env in envs]
         threads = await _send_burst(urls, BURST)
         await api.wait_for(lambda: _slack_finished(api) >= 3, timeout=30)
-        await _kill(procs[0])
+        await kill(procs[0])
         assert _slack_finished(api) < BURST
         await _assert_all_answered_once(api, threads, db)  # the survivor takes over
     finally:
         for proc in procs:
-            await _kill(proc)
+            await kill(proc)
         await db.dispose()
 
 
@@ -230,13 +145,9 @@ def _children(pid: int) -> list[int]:
 async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
     api: FakeSlackAPI, pg_url: str, kb_uri: str, model: FakeOpenAI
 ) -> None:
-    db = Database(pg_url)
-    from storage.models import Base
-
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    env = _slack_env(pg_url, kb_uri, model, api)
-    proc = await _serve(env, "--workers", "1")
+    db = await create_schema(pg_url)
+    env = slack_env(pg_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "1")
     try:
         url = f"http://127.0.0.1:{env['PORT']}/slack/events"
         first = await _send_burst([url], 1)
@@ -245,7 +156,7 @@ async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
         os.kill(worker, signal.SIGKILL)
         statuses = []
         for _ in range(50):
-            statuses.append(await _health(env["PORT"]))
+            statuses.append(await health(env["PORT"]))
             if statuses[-1] == 503:
                 break
             await asyncio.sleep(0.05)
@@ -254,19 +165,19 @@ async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
         started = asyncio.get_running_loop().time()
         await api.wait_for(lambda: _slack_finished(api) == 2, timeout=30)
         assert asyncio.get_running_loop().time() - started < 30
-        assert await _health(env["PORT"]) == 200
+        assert await health(env["PORT"]) == 200
         assert [w for w in _children(proc.pid) if w != worker]  # a new worker
         await _assert_all_answered_once(api, first + second, db)
         # SIGKILL the supervisor itself: its workers notice and stop instead of lingering.
         orphans = _children(proc.pid)
-        await _kill(proc)
+        await kill(proc)
         for _ in range(100):
             if not any(Path(f"/proc/{pid}").exists() for pid in orphans):
                 break
             await asyncio.sleep(0.1)
         assert not any(Path(f"/proc/{pid}").exists() for pid in orphans)
     finally:
-        await _kill(proc)
+        await kill(proc)
         await db.dispose()
 
 
@@ -274,20 +185,8 @@ async def test_discord_process_killed_mid_burst_answers_everything_once_after_re
     db: Database, any_db_url: str, tmp_path: Path, slow_model: FakeOpenAI
 ) -> None:
     model = slow_model
-    from storage.knowledge import KnowledgeBase
-
-    kb = str(tmp_path / "kb")
-    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
-    world = await DiscordWorld.start()
-    env = _env(
-        any_db_url,
-        kb,
-        model,
-        DISCORD_TOKEN="fake-discord-token",
-        DISCORD_API_URL=world.api.base_url,
-        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
-    )
-    proc = await _spawn("run", "discord", env=env)
+    world, env = await discord_world(any_db_url, tmp_path, model)
+    proc = await spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)
         channels: list[str] = []
@@ -309,9 +208,9 @@ async def test_discord_process_killed_mid_burst_answers_everything_once_after_re
 
         while await claimed() < BURST:
             await asyncio.sleep(0.02)
-        await _kill(proc)
+        await kill(proc)
         assert answered() < BURST
-        proc = await _spawn("run", "discord", env=env)  # the gateway replays nothing
+        proc = await spawn("run", "discord", env=env)  # the gateway replays nothing
         await world.api.wait_for(lambda: answered() == BURST, timeout=60, what="every answer")
         await asyncio.sleep(3.5)
         for channel in channels:
@@ -320,7 +219,7 @@ async def test_discord_process_killed_mid_burst_answers_everything_once_after_re
         rows = await ledger(db, "discord")
         assert Counter(row.status for row in rows.values()) == {events.ANSWERED: BURST}
     finally:
-        await _kill(proc)
+        await kill(proc)
         await world.stop()
 
 

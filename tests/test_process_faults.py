@@ -15,13 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot import texts
 from storage import events
 from storage.db import Database
-from storage.models import Base, Memory
-from tests.fakes.discord_world import DiscordWorld, write_docs
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
@@ -29,7 +26,15 @@ from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, event_callback, new_ts
 from tests.fakes.slack_socket import FakeSocketMode
 from tests.inbox_support import ledger, model_runs
-from tests.test_inbox_processes import _env, _kill, _serve, _slack_env, _spawn
+from tests.process_support import (
+    create_schema,
+    discord_world,
+    kill,
+    serve,
+    slack_env,
+    spawn,
+    stored_turns,
+)
 
 __all__ = ["api", "kb_uri"]
 pytestmark = pytest.mark.timeout(120)
@@ -41,15 +46,6 @@ async def model() -> AsyncIterator[FakeOpenAI]:
         yield fake
 
 
-async def _turns(db: Database) -> list[tuple[str, str, str]]:
-    """Every stored question and answer: (session, role, content), in order."""
-    async with db.sessions() as session:
-        rows = await session.scalars(
-            select(Memory).where(Memory.role.in_(("user", "assistant"))).order_by(Memory.id)
-        )
-        return [(r.session_id, r.role, r.content) for r in rows]
-
-
 async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_posting(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, model: FakeOpenAI
 ) -> None:
@@ -57,9 +53,9 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
     # the streamed message, and the process is SIGKILLed while it waits. The restarted
     # process takes the question over: the half-finished message goes, one answer stays, and
     # memory holds the question and its answer once (it used to hold the turn twice).
-    env = _slack_env(any_db_url, kb_uri, model, api)
+    env = slack_env(any_db_url, kb_uri, model, api)
     api.stall("chat.stopStream")
-    proc = await _serve(env, "--workers", "0")
+    proc = await serve(env, "--workers", "0")
     try:
         ts = new_ts()
         question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
@@ -67,11 +63,11 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
         async with SlackSender(url, SIGNING_SECRET) as sender:
             assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
         await api.wait_for(lambda: api.calls_to("chat.stopStream"), timeout=30)
-        await _kill(proc)
+        await kill(proc)
         [half] = api.posted()
         assert half.streaming  # a half-finished answer is visible now
         api.unstall("chat.stopStream")
-        proc = await _serve(env, "--workers", "0")
+        proc = await serve(env, "--workers", "0")
         await api.wait_for(
             lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
         )
@@ -81,11 +77,11 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
         assert api.messages[(half.channel, half.ts)].deleted
         rows = await ledger(db, "slack")
         assert Counter(row.status for row in rows.values()) == {events.ANSWERED: 1}
-        turns = await _turns(db)
+        turns = await stored_turns(db)
         assert [role for _, role, _ in turns] == ["user", "assistant"], turns
         assert "Reset password" in turns[1][2]
     finally:
-        await _kill(proc)
+        await kill(proc)
 
 
 def _stalling(seconds: float) -> Callable[[dict[str, Any]], Turn]:
@@ -105,12 +101,10 @@ async def test_an_answer_streamed_for_longer_than_a_lease_is_kept_by_its_replica
     # Two `serve` replicas on one PostgreSQL; the model streams one answer for about three
     # leases. The answering replica's heartbeat keeps the row: the other never takes it over,
     # so the question is answered once, by one model run.
-    db = Database(pg_url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+    db = await create_schema(pg_url)
     async with FakeOpenAI(policy=_stalling(9.0)) as model:
-        envs = [_slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
-        procs = [await _serve(env, "--workers", "0") for env in envs]
+        envs = [slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
+        procs = [await serve(env, "--workers", "0") for env in envs]
         try:
             ts = new_ts()
             url = f"http://127.0.0.1:{envs[0]['PORT']}/slack/events"
@@ -128,7 +122,7 @@ async def test_an_answer_streamed_for_longer_than_a_lease_is_kept_by_its_replica
             assert len(model_runs(model)) == 1
         finally:
             for proc in procs:
-                await _kill(proc)
+                await kill(proc)
             await db.dispose()
 
 
@@ -141,21 +135,21 @@ async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_proces
     socket = FakeSocketMode()
     await socket.start()
     api.socket_url = socket.url
-    env = _slack_env(sqlite_url, kb_uri, model, api)
+    env = slack_env(sqlite_url, kb_uri, model, api)
     env["SLACK_APP_TOKEN"] = "xapp-1-test"
     api.stall("chat.stopStream")
-    proc = await _spawn("run", "slack", "--socket-mode", env=env)
+    proc = await spawn("run", "slack", "--socket-mode", env=env)
     try:
         await socket.wait_connected(timeout=30)
         ts = new_ts()
         body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
         await socket.wait_ack(await socket.send("events_api", body), timeout=15)
         await api.wait_for(lambda: api.calls_to("chat.stopStream"), timeout=30)
-        await _kill(proc)
+        await kill(proc)
         [half] = api.posted()
         assert half.streaming
         api.unstall("chat.stopStream")
-        proc = await _spawn("run", "slack", "--socket-mode", env=env)
+        proc = await spawn("run", "slack", "--socket-mode", env=env)
         await api.wait_for(
             lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
         )
@@ -164,30 +158,10 @@ async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_proces
         assert answer.thread_ts == ts and "Reset password" in answer.text
         [row] = (await ledger(db, "slack")).values()
         assert row.status == events.ANSWERED
-        assert [role for _, role, _ in await _turns(db)] == ["user", "assistant"]
+        assert [role for _, role, _ in await stored_turns(db)] == ["user", "assistant"]
     finally:
-        await _kill(proc)
+        await kill(proc)
         await socket.close()
-
-
-async def _discord_world(
-    sqlite_url: str, tmp_path: Path, model: FakeOpenAI
-) -> tuple[DiscordWorld, dict[str, str]]:
-    """A fake Discord and the environment of a `run discord` process on the test docs."""
-    from storage.knowledge import KnowledgeBase
-
-    kb = str(tmp_path / "kb")
-    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
-    world = await DiscordWorld.start()
-    env = _env(
-        sqlite_url,
-        kb,
-        model,
-        DISCORD_TOKEN="fake-discord-token",
-        DISCORD_API_URL=world.api.base_url,
-        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
-    )
-    return world, env
 
 
 async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_after_restart(
@@ -196,27 +170,27 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
     # `run discord`: the answer is stored, then Discord stops answering its post and the
     # process is SIGKILLed meanwhile. The next process answers it (the gateway replays
     # nothing) and memory holds the turn once.
-    world, env = await _discord_world(sqlite_url, tmp_path, model)
-    proc = await _spawn("run", "discord", env=env)
+    world, env = await discord_world(sqlite_url, tmp_path, model)
+    proc = await spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)
         posts = r"/channels/\d+/messages"
         world.api.stall("POST", posts)
         channel = (await world.dm("how do I reset my password?"))["channel_id"]
         await world.api.wait_for(lambda: world.api.find("POST", posts), timeout=30, what="post")
-        await _kill(proc)
+        await kill(proc)
         assert world.api.channel_messages(channel) == []
         world.api.unstall()
-        proc = await _spawn("run", "discord", env=env)
+        proc = await spawn("run", "discord", env=env)
         [answer] = await world.bot_messages(channel, timeout=30)
         await asyncio.sleep(3.5)
         assert [m["id"] for m in world.api.channel_messages(channel)] == [answer["id"]]
         assert "Reset password" in answer["content"]
         [row] = (await ledger(sqlite_db, "discord")).values()
         assert row.status == events.ANSWERED
-        assert [role for _, role, _ in await _turns(sqlite_db)] == ["user", "assistant"]
+        assert [role for _, role, _ in await stored_turns(sqlite_db)] == ["user", "assistant"]
     finally:
-        await _kill(proc)
+        await kill(proc)
         await world.stop()
 
 
@@ -228,11 +202,9 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
     # bodies that are not JSON, over the size limit or badly signed, each get a clear 4xx;
     # nothing is stored for them, and a 40,000-character question and a normal one are still
     # answered once each.
-    db = Database(pg_url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    env = _slack_env(pg_url, kb_uri, model, api)
-    proc = await _serve(env, "--workers", "1")
+    db = await create_schema(pg_url)
+    env = slack_env(pg_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "1")
     try:
         url = f"http://127.0.0.1:{env['PORT']}/slack/events"
         mention = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
@@ -272,9 +244,9 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
         assert Counter(m.thread_ts for m in api.posted()) == {huge: 1, normal: 1}
         rows = await ledger(db, "slack")
         assert len(rows) == 2 and {r.status for r in rows.values()} == {events.ANSWERED}
-        assert len(await _turns(db)) == 4
+        assert len(await stored_turns(db)) == 4
     finally:
-        await _kill(proc)
+        await kill(proc)
         await db.dispose()
 
 
@@ -287,9 +259,9 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
     partial = "To reset your password, open Settings and then "
     async with FakeOpenAI() as model:
         model.queue(Turn(content=partial * 4, chunk_chars=8, stall_after=3, stall=5.0))
-        env = _slack_env(sqlite_url, kb_uri, model, api)
+        env = slack_env(sqlite_url, kb_uri, model, api)
         env["SUPPORTBOT_OPENAI_TIMEOUT"] = "1.5"
-        proc = await _serve(env, "--workers", "0")
+        proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
             url = f"http://127.0.0.1:{env['PORT']}/slack/events"
@@ -307,7 +279,7 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
             assert (row.status, row.attempts) == (events.ANSWERED, 1)
             assert len(model.requests) == 1
         finally:
-            await _kill(proc)
+            await kill(proc)
 
 
 async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
@@ -316,10 +288,10 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
     # Slack creates the message, then answers 500 (a gateway failing late). slack_sdk used
     # to post again blindly: a half-streamed copy in the thread, or a second message in the
     # DM, stayed beside the answer. Now each retry first deletes the copy.
-    env = _slack_env(sqlite_url, kb_uri, model, api)
+    env = slack_env(sqlite_url, kb_uri, model, api)
     api.fail("chat.startStream", status=500, handled=True)
     api.fail("chat.postMessage", status=500, handled=True, channel="D0000003")
-    proc = await _serve(env, "--workers", "0")
+    proc = await serve(env, "--workers", "0")
     try:
         ts = new_ts()
         url = f"http://127.0.0.1:{env['PORT']}/slack/events"
@@ -345,7 +317,7 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
         rows = await ledger(sqlite_db, "slack")
         assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
     finally:
-        await _kill(proc)
+        await kill(proc)
 
 
 async def test_an_append_slack_made_before_failing_is_not_shown_twice(
@@ -360,9 +332,9 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
         return Turn(content=steps, chunk_chars=40, chunk_delay=0.1)
 
     async with FakeOpenAI(policy=policy) as model:
-        env = _slack_env(sqlite_url, kb_uri, model, api)
+        env = slack_env(sqlite_url, kb_uri, model, api)
         api.fail("chat.appendStream", status=500, handled=True)
-        proc = await _serve(env, "--workers", "0")
+        proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
             url = f"http://127.0.0.1:{env['PORT']}/slack/events"
@@ -375,7 +347,7 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
             assert not answer.streaming and answer.thread_ts == ts
             assert [answer.text.count(f"Step {i}:") for i in range(30)] == [1] * 30
         finally:
-            await _kill(proc)
+            await kill(proc)
 
 
 async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
@@ -383,8 +355,8 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
 ) -> None:
     # Discord makes the answer's message, then answers 500; discord.py tries again with the
     # same (enforced) nonce, and Discord hands back the message it made: posted once.
-    world, env = await _discord_world(sqlite_url, tmp_path, model)
-    proc = await _spawn("run", "discord", env=env)
+    world, env = await discord_world(sqlite_url, tmp_path, model)
+    proc = await spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)
         world.api.fail_with(500, "POST", r"/channels/\d+/messages", handled=True)
@@ -395,5 +367,5 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
         assert "Reset password" in answer["content"]
         assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
     finally:
-        await _kill(proc)
+        await kill(proc)
         await world.stop()
