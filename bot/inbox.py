@@ -672,7 +672,8 @@ class Inbox:
 
     async def aclose(self, grace: float = 8.0) -> None:
         """Stop taking work, give answers in flight ``grace`` seconds, then hand the rest back
-        to the ledger (lease ended now) for the next process."""
+        to the ledger (lease ended now) for the next process. Taking down what those posted
+        comes out of ``grace``, so the whole takes about ``grace`` seconds at most."""
         self._closing = True
         metrics.unregister_collector(self._collect_metrics)
         await _cancel(self._recovery)
@@ -683,7 +684,8 @@ class Inbox:
             log.warning("%s: %d held event(s) left unclaimed", self.platform, len(self._unclaimed))
         tasks = [held.task for held in self._held.values() if held.task is not None]
         if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=grace)
+            finishing = max(0.0, grace - ABANDON_RETRACT_SECONDS)
+            _done, late = await asyncio.wait(tasks, timeout=finishing)
             for task in late:
                 task.cancel()
             if late:

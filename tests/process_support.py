@@ -4,10 +4,12 @@ contract's variables (DESIGN.md §8): starting, asking, stopping and reading wha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -159,3 +161,23 @@ async def discord_world(
         SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
     )
     return world, env
+
+
+@contextlib.asynccontextmanager
+async def discord_process(
+    db_url: str,
+    tmp_path: Path,
+    model: FakeOpenAI,
+    extra_env: Callable[[DiscordWorld], dict[str, str]] = lambda _world: {},
+) -> AsyncIterator[tuple[DiscordWorld, asyncio.subprocess.Process]]:
+    """A fake Discord and a `run discord` process connected to it (killed at the end), with
+    ``extra_env(world)`` added to its environment."""
+    world, env = await discord_world(db_url, tmp_path, model)
+    env.update(extra_env(world))
+    proc = await spawn("run", "discord", env=env)
+    try:
+        await world.gateway.wait_ready(1, timeout=30)
+        yield world, proc
+    finally:
+        await kill(proc)
+        await world.stop()

@@ -25,6 +25,7 @@ from tests.inbox_support import ledger, slow_policy
 from tests.process_support import (
     create_schema,
     discord_world,
+    events_url,
     health,
     kill,
     serve,
@@ -98,7 +99,7 @@ async def test_slack_serve_killed_mid_burst_answers_everything_once_after_restar
     env = slack_env(any_db_url, kb_uri, model, api)
     proc = await serve(env, "--workers", "0")
     try:
-        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        url = events_url(env)
         threads = await _send_burst([url], BURST)
         await api.wait_for(lambda: _slack_finished(api) >= 3, timeout=30)
         await asyncio.sleep(0.2)
@@ -117,7 +118,7 @@ async def test_two_postgres_replicas_one_killed_mid_burst(
     envs = [slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
     procs = [await serve(env, "--workers", "0") for env in envs]
     try:
-        urls = [f"http://127.0.0.1:{env['PORT']}/slack/events" for env in envs]
+        urls = [events_url(env) for env in envs]
         threads = await _send_burst(urls, BURST)
         await api.wait_for(lambda: _slack_finished(api) >= 3, timeout=30)
         await kill(procs[0])
@@ -149,7 +150,7 @@ async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
     env = slack_env(pg_url, kb_uri, model, api)
     proc = await serve(env, "--workers", "1")
     try:
-        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        url = events_url(env)
         first = await _send_burst([url], 1)
         await api.wait_for(lambda: _slack_finished(api) == 1, timeout=30)
         [worker] = _children(proc.pid)

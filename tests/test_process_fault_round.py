@@ -28,14 +28,13 @@ from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new
 from tests.inbox_support import ledger, model_runs
 from tests.process_support import (
     create_schema,
-    discord_world,
+    discord_process,
     events_url,
     free_port,
     kill,
     mention,
     serve,
     slack_env,
-    spawn,
     stored_turns,
 )
 
@@ -154,10 +153,7 @@ async def test_odd_discord_messages_each_get_one_short_reply(
     # only a file (told files cannot be read; it used to be greeted), a bare mention, a
     # question wrapped in zero-width and direction marks, and DMs of only such marks or
     # nothing: each gets one short reply, and the process keeps running.
-    world, env = await discord_world(sqlite_url, tmp_path, model)
-    proc = await spawn("run", "discord", env=env)
-    try:
-        await world.gateway.wait_ready(1, timeout=30)
+    async with discord_process(sqlite_url, tmp_path, model) as (world, proc):
         code = "```python\n" + "x = 1  # a line of code\n" * 160 + "```"
         marks = "\u200b\u202ehow do I reset\u200d my password?\u200f"
         mentions = {
@@ -186,9 +182,6 @@ async def test_odd_discord_messages_each_get_one_short_reply(
         rows = await ledger(sqlite_db, "discord")
         assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
         assert proc.returncode is None
-    finally:
-        await kill(proc)
-        await world.stop()
 
 
 async def _count(db: Database, model: type) -> list:
@@ -208,12 +201,12 @@ async def test_discord_double_clicks_act_once_and_answer_both_clicks(
     # `run discord`: the asker double-clicks "helpful", then "talk to a human", then "Mark
     # resolved". One vote, one hand-off with one notice to the team, one resolution; each
     # click is answered (deferred within Discord's 3 s, then filled in).
-    world, env = await discord_world(sqlite_url, tmp_path, model)
-    team = world.no_threads_channel_id
-    env["SUPPORTBOT_DISCORD_ESCALATION_CHANNEL"] = team
-    proc = await spawn("run", "discord", env=env)
-    try:
-        await world.gateway.wait_ready(1, timeout=30)
+
+    def to_team(world: DiscordWorld) -> dict[str, str]:
+        return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
+
+    async with discord_process(sqlite_url, tmp_path, model, to_team) as (world, proc):
+        team = world.no_threads_channel_id
         question = await world.say("how do I reset my password?", mention=True)
         [answer] = await world.bot_messages(question["id"], timeout=20)
         helpful, _unhelpful, human = answer["components"][0]["components"]
@@ -236,9 +229,6 @@ async def test_discord_double_clicks_act_once_and_answer_both_clicks(
         assert escalation.status == "resolved"
         assert len(world.api.find("POST", r"/interactions/\d+/[^/]+/callback")) == 6
         assert proc.returncode is None
-    finally:
-        await kill(proc)
-        await world.stop()
 
 
 def _click_payload(message: FakeMessage, action_id: str, key: str, api: FakeSlackAPI) -> dict:
@@ -331,32 +321,28 @@ async def test_discord_slow_model_is_deferred_at_once_and_answered_once(
     # `run discord` with a model whose first token takes 4 s and which then pauses for 7 s:
     # `/ask` is deferred within Discord's 3 s, a DM shows typing meanwhile, and each is
     # answered once, by one model run, although every answer outlasts several leases.
-    async with FakeOpenAI(policy=_slow_answers(4.0, 7.0)) as model:
-        world, env = await discord_world(sqlite_url, tmp_path, model)
-        proc = await spawn("run", "discord", env=env)
-        try:
-            await world.gateway.wait_ready(1, timeout=30)
-            asked = time.monotonic()
-            command = await world.slash("ask", {"question": "how do I reset my password?"})
-            dm = await world.dm("where can I download past invoices?")
-            callback = rf"/interactions/\d+/{command['token']}/callback"
-            await world.api.wait_for(lambda: world.api.find("POST", callback), timeout=3)
-            assert world.api.find("POST", callback)[0].at - asked < 3
-            typing = rf"/channels/{dm['channel_id']}/typing"
-            await world.api.wait_for(lambda: world.api.find("POST", typing), timeout=5)
-            [answer] = await world.interaction_done(command["token"], timeout=40)
-            [direct] = await world.bot_messages(dm["channel_id"], timeout=20)
-            await asyncio.sleep(3.5)  # past a lease: a second answer would show now
-            assert "Reset password" in answer["content"]
-            assert "invoices" in direct["content"].lower()
-            assert len(world.api.interaction_messages(command["token"])) == 1
-            assert len(world.api.channel_messages(dm["channel_id"])) == 1
-            assert len(model_runs(model)) == 2
-            rows = await ledger(sqlite_db, "discord")
-            assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
-        finally:
-            await kill(proc)
-            await world.stop()
+    async with (
+        FakeOpenAI(policy=_slow_answers(4.0, 7.0)) as model,
+        discord_process(sqlite_url, tmp_path, model) as (world, _proc),
+    ):
+        asked = time.monotonic()
+        command = await world.slash("ask", {"question": "how do I reset my password?"})
+        dm = await world.dm("where can I download past invoices?")
+        callback = rf"/interactions/\d+/{command['token']}/callback"
+        await world.api.wait_for(lambda: world.api.find("POST", callback), timeout=3)
+        assert world.api.find("POST", callback)[0].at - asked < 3
+        typing = rf"/channels/{dm['channel_id']}/typing"
+        await world.api.wait_for(lambda: world.api.find("POST", typing), timeout=5)
+        [answer] = await world.interaction_done(command["token"], timeout=40)
+        [direct] = await world.bot_messages(dm["channel_id"], timeout=20)
+        await asyncio.sleep(3.5)  # past a lease: a second answer would show now
+        assert "Reset password" in answer["content"]
+        assert "invoices" in direct["content"].lower()
+        assert len(world.api.interaction_messages(command["token"])) == 1
+        assert len(world.api.channel_messages(dm["channel_id"])) == 1
+        assert len(model_runs(model)) == 2
+        rows = await ledger(sqlite_db, "discord")
+        assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
 
 
 async def test_odd_slack_messages_each_get_one_short_reply(

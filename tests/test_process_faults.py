@@ -28,7 +28,9 @@ from tests.fakes.slack_socket import FakeSocketMode
 from tests.inbox_support import ledger, model_runs
 from tests.process_support import (
     create_schema,
+    discord_process,
     discord_world,
+    events_url,
     kill,
     serve,
     slack_env,
@@ -59,7 +61,7 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
     try:
         ts = new_ts()
         question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
-        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        url = events_url(env)
         async with SlackSender(url, SIGNING_SECRET) as sender:
             assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
         await api.wait_for(lambda: api.calls_to("chat.stopStream"), timeout=30)
@@ -107,7 +109,7 @@ async def test_an_answer_streamed_for_longer_than_a_lease_is_kept_by_its_replica
         procs = [await serve(env, "--workers", "0") for env in envs]
         try:
             ts = new_ts()
-            url = f"http://127.0.0.1:{envs[0]['PORT']}/slack/events"
+            url = events_url(envs[0])
             async with SlackSender(url, SIGNING_SECRET) as sender:
                 body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
                 assert (await sender.event(body)).status == 200
@@ -206,7 +208,7 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
     env = slack_env(pg_url, kb_uri, model, api)
     proc = await serve(env, "--workers", "1")
     try:
-        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        url = events_url(env)
         mention = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
         no_channel = app_mention(text=mention)
         del no_channel["event"]["channel"]
@@ -264,7 +266,7 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
         proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
-            url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+            url = events_url(env)
             async with SlackSender(url, SIGNING_SECRET) as sender:
                 body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
                 assert (await sender.event(body)).status == 200
@@ -294,7 +296,7 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
     proc = await serve(env, "--workers", "0")
     try:
         ts = new_ts()
-        url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        url = events_url(env)
         async with SlackSender(url, SIGNING_SECRET) as sender:
             question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
             assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
@@ -337,7 +339,7 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
         proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
-            url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+            url = events_url(env)
             async with SlackSender(url, SIGNING_SECRET) as sender:
                 body = app_mention(text=f"<@{DEFAULT_BOT_USER}> what are the steps?", ts=ts)
                 assert (await sender.event(body)).status == 200
@@ -355,10 +357,7 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
 ) -> None:
     # Discord makes the answer's message, then answers 500; discord.py tries again with the
     # same (enforced) nonce, and Discord hands back the message it made: posted once.
-    world, env = await discord_world(sqlite_url, tmp_path, model)
-    proc = await spawn("run", "discord", env=env)
-    try:
-        await world.gateway.wait_ready(1, timeout=30)
+    async with discord_process(sqlite_url, tmp_path, model) as (world, _proc):
         world.api.fail_with(500, "POST", r"/channels/\d+/messages", handled=True)
         channel = (await world.dm("how do I reset my password?"))["channel_id"]
         await world.bot_messages(channel, timeout=30)
@@ -366,6 +365,3 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
         [answer] = world.api.channel_messages(channel)
         assert "Reset password" in answer["content"]
         assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
-    finally:
-        await kill(proc)
-        await world.stop()
