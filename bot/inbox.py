@@ -44,6 +44,9 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
 # Seconds before work handed back with TryLater is taken again, by attempt number.
 TRY_LATER_DELAYS = (2.0, 8.0)
+# Seconds a shutdown gives the adapter to take down what an unfinished answer posted (the
+# process must stop within 10 s of SIGTERM, grace included).
+ABANDON_RETRACT_SECONDS = 1.5
 # Claims held while the database is unreachable (platforms without redelivery): seconds between
 # tries, the last one repeated, for at most HOLD_FOR; at most HOLD_LIMIT events are held.
 HOLD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
@@ -324,7 +327,7 @@ class Inbox:
                 self.stats.lost += 1
                 await self._take_back_if_withdrawn(held.work)
                 return
-            await self._release(work)  # shutdown: hand it to the next process at once
+            await self._abandon(held.work)
             raise
         except OwnershipLost:
             log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
@@ -341,6 +344,18 @@ class Inbox:
         # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
         if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
             self.stats.delivered += 1
+
+    async def _abandon(self, work: Work) -> None:
+        """Shutdown: take down what this attempt half-posted (left up, it would look like an
+        answer still being written until another process took the work over, which may be
+        never), then hand the work to the next process at once."""
+        try:
+            await asyncio.wait_for(self._retract(work), ABANDON_RETRACT_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "%s %s: taking down the unfinished answer timed out", self.platform, work.key
+            )
+        await self._release(work)
 
     async def _failed(self, work: Work, held: _Held, exc: Exception) -> None:
         """The work raised: logged for the operator, marked failed (so no later process repeats
@@ -690,7 +705,8 @@ class Inbox:
 
     async def aclose(self, grace: float = 8.0) -> None:
         """Stop taking work, give answers in flight ``grace`` seconds, then hand the rest back
-        to the ledger (lease ended now) for the next process."""
+        to the ledger (lease ended now) for the next process. Taking down what those posted
+        comes out of ``grace``, so the whole takes about ``grace`` seconds at most."""
         self._closing = True
         metrics.unregister_collector(self._collect_metrics)
         await _cancel(self._recovery)
@@ -701,7 +717,8 @@ class Inbox:
             log.warning("%s: %d held event(s) left unclaimed", self.platform, len(self._unclaimed))
         tasks = [held.task for held in self._held.values() if held.task is not None]
         if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=grace)
+            finishing = max(0.0, grace - ABANDON_RETRACT_SECONDS)
+            _done, late = await asyncio.wait(tasks, timeout=finishing)
             for task in late:
                 task.cancel()
             if late:

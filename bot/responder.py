@@ -174,6 +174,8 @@ class Responder:
         question, problem = clean_text(msg.text, self.max_question_chars)
         if problem == "empty":
             usage = texts.ASK_USAGE if command is slash.ASK else texts.EMPTY_QUESTION
+            if msg.attachments and command is None:  # a screenshot or file, and no words
+                usage = texts.ATTACHMENT_ONLY
             yield self._info(usage, session_id, ephemeral=True)
             return
         if problem == "unreadable":

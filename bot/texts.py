@@ -68,6 +68,10 @@ OFFLINE_LABEL = "_Offline answer (no language model configured): quoted from the
 EMPTY_QUESTION = (
     "Hi! Ask me a question about the docs, for example: `/ask How do I reset my password?`"
 )
+ATTACHMENT_ONLY = (
+    "I can't read files or images yet. Please type your question in words, for example: "
+    "How do I reset my password?"
+)
 UNREADABLE_INPUT = (
     "I couldn't read that message (it doesn't look like text). "
     "Please type your question in plain words."

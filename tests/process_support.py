@@ -1,19 +1,22 @@
-"""Shared set-ups of the tests that run the real processes (`supportbot serve`, `run slack
---socket-mode`, `run discord`) against the loopback fakes, configured only by the outside
-contract's variables: their environment, starting and killing them, and a question mentioned to
-a `serve` process."""
+"""Real `supportbot` processes against the loopback fakes, configured only through the outside
+contract's variables (DESIGN.md §8): starting, asking, stopping and reading what they stored."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import select
 
+from storage.db import Database
+from storage.models import Base, Memory
 from tests.fakes.discord_world import DiscordWorld, write_docs
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
@@ -23,7 +26,7 @@ from tests.fakes.slack_sender import SlackSender, app_mention
 ROOT = Path(__file__).resolve().parent.parent
 # Short leases so a killed process's questions are taken over within seconds.
 FAST_INBOX = {"SUPPORTBOT_LEASE_SECONDS": "3", "SUPPORTBOT_RECOVER_EVERY": "0.3"}
-QUESTION = "how do I reset my password?"
+QUESTION = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
 
 
 def free_port() -> int:
@@ -33,7 +36,7 @@ def free_port() -> int:
 
 
 def process_env(db_url: str, kb: str, model: FakeOpenAI, **extra: str) -> dict[str, str]:
-    """A process's environment: this one's without platform or bot settings, then ours."""
+    """The environment of a process on ``db_url`` and ``kb``, answering with ``model``."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -55,6 +58,7 @@ def process_env(db_url: str, kb: str, model: FakeOpenAI, **extra: str) -> dict[s
 
 
 def slack_env(db_url: str, kb: str, model: FakeOpenAI, api: FakeSlackAPI) -> dict[str, str]:
+    """A Slack process's environment, on a port of its own."""
     return process_env(
         db_url,
         kb,
@@ -66,28 +70,8 @@ def slack_env(db_url: str, kb: str, model: FakeOpenAI, api: FakeSlackAPI) -> dic
     )
 
 
-async def discord_env(
-    db_url: str, tmp_path: Path, model: FakeOpenAI
-) -> tuple[DiscordWorld, dict[str, str]]:
-    """A started fake Discord and the environment of a `run discord` process on the test docs
-    (the caller stops the world)."""
-    from storage.knowledge import KnowledgeBase
-
-    kb = str(tmp_path / "kb")
-    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
-    world = await DiscordWorld.start()
-    env = process_env(
-        db_url,
-        kb,
-        model,
-        DISCORD_TOKEN="fake-discord-token",
-        DISCORD_API_URL=world.api.base_url,
-        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
-    )
-    return world, env
-
-
 async def spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``python -m bot ARGS`` (its log in /tmp, for reading after a failure)."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -115,7 +99,7 @@ async def health(port: str) -> int | None:
 
 
 async def serve(env: dict[str, str], *extra: str) -> asyncio.subprocess.Process:
-    """`supportbot serve`, once it answers healthy."""
+    """`supportbot serve`, once its /healthz answers 200."""
     proc = await spawn("serve", *extra, env=env)
     for _ in range(400):
         if proc.returncode is not None:
@@ -136,15 +120,64 @@ def events_url(env: dict[str, str]) -> str:
     return f"http://127.0.0.1:{env['PORT']}/slack/events"
 
 
-async def ask_serve(env: dict[str, str], ts: str, question: str = QUESTION) -> None:
-    """The bot mentioned with ``question`` at ``ts`` through a `serve` process (acked 200)."""
+async def mention(env: dict[str, str], ts: str, text: str = QUESTION) -> None:
+    """One signed ``app_mention`` to a `serve` process, acked."""
     async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
-        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> {question}", ts=ts)
-        assert (await sender.event(body)).status == 200
+        assert (await sender.event(app_mention(text=text, ts=ts))).status == 200
 
 
-async def all_streams_closed(api: FakeSlackAPI, timeout: float = 30) -> None:
-    """Wait until something is posted and no streamed message is still open."""
-    await api.wait_for(
-        lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=timeout
+async def create_schema(db_url: str) -> Database:
+    """A database with every table (a PostgreSQL one is shared by replicas)."""
+    db = Database(db_url)
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    return db
+
+
+async def stored_turns(db: Database) -> list[tuple[str, str, str]]:
+    """Every stored question and answer: (session, role, content), in order."""
+    async with db.sessions() as session:
+        rows = await session.scalars(
+            select(Memory).where(Memory.role.in_(("user", "assistant"))).order_by(Memory.id)
+        )
+        return [(r.session_id, r.role, r.content) for r in rows]
+
+
+async def discord_world(
+    db_url: str, tmp_path: Path, model: FakeOpenAI
+) -> tuple[DiscordWorld, dict[str, str]]:
+    """A fake Discord and the environment of a `run discord` process on the test docs."""
+    from storage.knowledge import KnowledgeBase
+
+    kb = str(tmp_path / "kb")
+    KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
+    world = await DiscordWorld.start()
+    env = process_env(
+        db_url,
+        kb,
+        model,
+        DISCORD_TOKEN="fake-discord-token",
+        DISCORD_API_URL=world.api.base_url,
+        SUPPORTBOT_DISCORD_MESSAGE_CONTENT="true",
     )
+    return world, env
+
+
+@contextlib.asynccontextmanager
+async def discord_process(
+    db_url: str,
+    tmp_path: Path,
+    model: FakeOpenAI,
+    extra_env: Callable[[DiscordWorld], dict[str, str]] = lambda _world: {},
+) -> AsyncIterator[tuple[DiscordWorld, asyncio.subprocess.Process]]:
+    """A fake Discord and a `run discord` process connected to it (killed at the end), with
+    ``extra_env(world)`` added to its environment."""
+    world, env = await discord_world(db_url, tmp_path, model)
+    env.update(extra_env(world))
+    proc = await spawn("run", "discord", env=env)
+    try:
+        await world.gateway.wait_ready(1, timeout=30)
+        yield world, proc
+    finally:
+        await kill(proc)
+        await world.stop()

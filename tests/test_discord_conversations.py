@@ -371,9 +371,10 @@ async def test_same_message_twice_is_answered_once(world: DiscordWorld, bot: Run
 
 
 async def test_attachment_only_message_gets_a_hint(world: DiscordWorld, bot: RunningBot) -> None:
+    # Told that files cannot be read (a greeting answered it as if nothing had been sent).
     question = await world.say("", mention=True, attachments=[p.attachment("error.png")])
     answer = (await world.bot_messages(question["id"]))[0]
-    assert answer["content"] == texts.EMPTY_QUESTION
+    assert answer["content"] == texts.ATTACHMENT_ONLY
 
 
 async def test_a_bare_mention_or_a_sticker_sent_to_the_bot_gets_a_hint(

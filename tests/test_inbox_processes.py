@@ -21,9 +21,10 @@ from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
-from tests.inbox_support import ledger, slow_policy, tables_on
+from tests.inbox_support import ledger, slow_policy
 from tests.process_support import (
-    discord_env,
+    create_schema,
+    discord_world,
     events_url,
     health,
     kill,
@@ -113,19 +114,20 @@ async def test_slack_serve_killed_mid_burst_answers_everything_once_after_restar
 async def test_two_postgres_replicas_one_killed_mid_burst(
     api: FakeSlackAPI, pg_url: str, kb_uri: str, model: FakeOpenAI
 ) -> None:
-    async with tables_on(pg_url) as db:
-        envs = [slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
-        procs = [await serve(env, "--workers", "0") for env in envs]
-        try:
-            urls = [events_url(env) for env in envs]
-            threads = await _send_burst(urls, BURST)
-            await api.wait_for(lambda: _slack_finished(api) >= 3, timeout=30)
-            await kill(procs[0])
-            assert _slack_finished(api) < BURST
-            await _assert_all_answered_once(api, threads, db)  # the survivor takes over
-        finally:
-            for proc in procs:
-                await kill(proc)
+    db = await create_schema(pg_url)
+    envs = [slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
+    procs = [await serve(env, "--workers", "0") for env in envs]
+    try:
+        urls = [events_url(env) for env in envs]
+        threads = await _send_burst(urls, BURST)
+        await api.wait_for(lambda: _slack_finished(api) >= 3, timeout=30)
+        await kill(procs[0])
+        assert _slack_finished(api) < BURST
+        await _assert_all_answered_once(api, threads, db)  # the survivor takes over
+    finally:
+        for proc in procs:
+            await kill(proc)
+        await db.dispose()
 
 
 def _children(pid: int) -> list[int]:
@@ -144,45 +146,47 @@ def _children(pid: int) -> list[int]:
 async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
     api: FakeSlackAPI, pg_url: str, kb_uri: str, model: FakeOpenAI
 ) -> None:
-    async with tables_on(pg_url) as db:
-        env = slack_env(pg_url, kb_uri, model, api)
-        proc = await serve(env, "--workers", "1")
-        try:
-            url = events_url(env)
-            first = await _send_burst([url], 1)
-            await api.wait_for(lambda: _slack_finished(api) == 1, timeout=30)
-            [worker] = _children(proc.pid)
-            os.kill(worker, signal.SIGKILL)
-            statuses = []
-            for _ in range(50):
-                statuses.append(await health(env["PORT"]))
-                if statuses[-1] == 503:
-                    break
-                await asyncio.sleep(0.05)
-            assert statuses[-1] == 503  # no live worker: acked questions would wait
-            second = await _send_burst([url], 1)  # acked and queued while no worker runs
-            started = asyncio.get_running_loop().time()
-            await api.wait_for(lambda: _slack_finished(api) == 2, timeout=30)
-            assert asyncio.get_running_loop().time() - started < 30
-            assert await health(env["PORT"]) == 200
-            assert [w for w in _children(proc.pid) if w != worker]  # a new worker
-            await _assert_all_answered_once(api, first + second, db)
-            # SIGKILL the supervisor itself: its workers notice and stop instead of lingering.
-            orphans = _children(proc.pid)
-            await kill(proc)
-            for _ in range(100):
-                if not any(Path(f"/proc/{pid}").exists() for pid in orphans):
-                    break
-                await asyncio.sleep(0.1)
-            assert not any(Path(f"/proc/{pid}").exists() for pid in orphans)
-        finally:
-            await kill(proc)
+    db = await create_schema(pg_url)
+    env = slack_env(pg_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "1")
+    try:
+        url = events_url(env)
+        first = await _send_burst([url], 1)
+        await api.wait_for(lambda: _slack_finished(api) == 1, timeout=30)
+        [worker] = _children(proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        statuses = []
+        for _ in range(50):
+            statuses.append(await health(env["PORT"]))
+            if statuses[-1] == 503:
+                break
+            await asyncio.sleep(0.05)
+        assert statuses[-1] == 503  # no live worker: acked questions would wait
+        second = await _send_burst([url], 1)  # acked and queued while no worker runs
+        started = asyncio.get_running_loop().time()
+        await api.wait_for(lambda: _slack_finished(api) == 2, timeout=30)
+        assert asyncio.get_running_loop().time() - started < 30
+        assert await health(env["PORT"]) == 200
+        assert [w for w in _children(proc.pid) if w != worker]  # a new worker
+        await _assert_all_answered_once(api, first + second, db)
+        # SIGKILL the supervisor itself: its workers notice and stop instead of lingering.
+        orphans = _children(proc.pid)
+        await kill(proc)
+        for _ in range(100):
+            if not any(Path(f"/proc/{pid}").exists() for pid in orphans):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() for pid in orphans)
+    finally:
+        await kill(proc)
+        await db.dispose()
 
 
 async def test_discord_process_killed_mid_burst_answers_everything_once_after_restart(
     db: Database, any_db_url: str, tmp_path: Path, slow_model: FakeOpenAI
 ) -> None:
-    world, env = await discord_env(any_db_url, tmp_path, slow_model)
+    model = slow_model
+    world, env = await discord_world(any_db_url, tmp_path, model)
     proc = await spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)

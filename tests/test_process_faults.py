@@ -15,28 +15,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from bot import texts
 from storage import events
 from storage.db import Database
-from storage.models import Memory
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, event_callback, new_ts
 from tests.fakes.slack_socket import FakeSocketMode
-from tests.inbox_support import ledger, model_runs, tables_on
+from tests.inbox_support import ledger, model_runs
 from tests.process_support import (
-    all_streams_closed,
-    ask_serve,
-    discord_env,
+    create_schema,
+    discord_process,
+    discord_world,
     events_url,
     kill,
     serve,
     slack_env,
     spawn,
+    stored_turns,
 )
 
 __all__ = ["api", "kb_uri"]
@@ -47,15 +46,6 @@ pytestmark = pytest.mark.timeout(120)
 async def model() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
-
-
-async def _turns(db: Database) -> list[tuple[str, str, str]]:
-    """Every stored question and answer: (session, role, content), in order."""
-    async with db.sessions() as session:
-        rows = await session.scalars(
-            select(Memory).where(Memory.role.in_(("user", "assistant"))).order_by(Memory.id)
-        )
-        return [(r.session_id, r.role, r.content) for r in rows]
 
 
 async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_posting(
@@ -70,21 +60,26 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
     proc = await serve(env, "--workers", "0")
     try:
         ts = new_ts()
-        await ask_serve(env, ts)
+        question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
+        url = events_url(env)
+        async with SlackSender(url, SIGNING_SECRET) as sender:
+            assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
         await api.wait_for(lambda: api.calls_to("chat.stopStream"), timeout=30)
         await kill(proc)
         [half] = api.posted()
         assert half.streaming  # a half-finished answer is visible now
         api.unstall("chat.stopStream")
         proc = await serve(env, "--workers", "0")
-        await all_streams_closed(api)
+        await api.wait_for(
+            lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
+        )
         await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
         [answer] = api.posted()
         assert answer.thread_ts == ts and "Reset password" in answer.text
         assert api.messages[(half.channel, half.ts)].deleted
         rows = await ledger(db, "slack")
         assert Counter(row.status for row in rows.values()) == {events.ANSWERED: 1}
-        turns = await _turns(db)
+        turns = await stored_turns(db)
         assert [role for _, role, _ in turns] == ["user", "assistant"], turns
         assert "Reset password" in turns[1][2]
     finally:
@@ -108,12 +103,13 @@ async def test_an_answer_streamed_for_longer_than_a_lease_is_kept_by_its_replica
     # Two `serve` replicas on one PostgreSQL; the model streams one answer for about three
     # leases. The answering replica's heartbeat keeps the row: the other never takes it over,
     # so the question is answered once, by one model run.
-    async with tables_on(pg_url) as db, FakeOpenAI(policy=_stalling(9.0)) as model:
+    db = await create_schema(pg_url)
+    async with FakeOpenAI(policy=_stalling(9.0)) as model:
         envs = [slack_env(pg_url, kb_uri, model, api) for _ in range(2)]
         procs = [await serve(env, "--workers", "0") for env in envs]
         try:
             ts = new_ts()
-            url = f"http://127.0.0.1:{envs[0]['PORT']}/slack/events"
+            url = events_url(envs[0])
             async with SlackSender(url, SIGNING_SECRET) as sender:
                 body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
                 assert (await sender.event(body)).status == 200
@@ -129,6 +125,7 @@ async def test_an_answer_streamed_for_longer_than_a_lease_is_kept_by_its_replica
         finally:
             for proc in procs:
                 await kill(proc)
+            await db.dispose()
 
 
 async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_process(
@@ -155,13 +152,15 @@ async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_proces
         assert half.streaming
         api.unstall("chat.stopStream")
         proc = await spawn("run", "slack", "--socket-mode", env=env)
-        await all_streams_closed(api)
+        await api.wait_for(
+            lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
+        )
         await asyncio.sleep(3.5)
         [answer] = api.posted()
         assert answer.thread_ts == ts and "Reset password" in answer.text
         [row] = (await ledger(db, "slack")).values()
         assert row.status == events.ANSWERED
-        assert [role for _, role, _ in await _turns(db)] == ["user", "assistant"]
+        assert [role for _, role, _ in await stored_turns(db)] == ["user", "assistant"]
     finally:
         await kill(proc)
         await socket.close()
@@ -173,7 +172,7 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
     # `run discord`: the answer is stored, then Discord stops answering its post and the
     # process is SIGKILLed meanwhile. The next process answers it (the gateway replays
     # nothing) and memory holds the turn once.
-    world, env = await discord_env(sqlite_url, tmp_path, model)
+    world, env = await discord_world(sqlite_url, tmp_path, model)
     proc = await spawn("run", "discord", env=env)
     try:
         await world.gateway.wait_ready(1, timeout=30)
@@ -191,7 +190,7 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
         assert "Reset password" in answer["content"]
         [row] = (await ledger(sqlite_db, "discord")).values()
         assert row.status == events.ANSWERED
-        assert [role for _, role, _ in await _turns(sqlite_db)] == ["user", "assistant"]
+        assert [role for _, role, _ in await stored_turns(sqlite_db)] == ["user", "assistant"]
     finally:
         await kill(proc)
         await world.stop()
@@ -205,57 +204,52 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
     # bodies that are not JSON, over the size limit or badly signed, each get a clear 4xx;
     # nothing is stored for them, and a 40,000-character question and a normal one are still
     # answered once each.
-    async with tables_on(pg_url) as db:
-        env = slack_env(pg_url, kb_uri, model, api)
-        proc = await serve(env, "--workers", "1")
-        try:
-            url = events_url(env)
-            mention = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
-            no_channel = app_mention(text=mention)
-            del no_channel["event"]["channel"]
-            no_ts = app_mention(text=mention, channel="C0000002")
-            del no_ts["event"]["ts"], no_ts["event"]["event_ts"]
-            edit = event_callback(
-                {
-                    "type": "message",
-                    "subtype": "message_changed",
-                    "channel": "C0000002",
-                    "ts": new_ts(),
-                    "message": {"type": "message", "user": "UHUMAN001", "text": mention},
-                    "previous_message": {"type": "message", "user": "UHUMAN001", "text": "?"},
-                }
+    db = await create_schema(pg_url)
+    env = slack_env(pg_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "1")
+    try:
+        url = events_url(env)
+        mention = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
+        no_channel = app_mention(text=mention)
+        del no_channel["event"]["channel"]
+        no_ts = app_mention(text=mention, channel="C0000002")
+        del no_ts["event"]["ts"], no_ts["event"]["event_ts"]
+        edit = event_callback(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": "C0000002",
+                "ts": new_ts(),
+                "message": {"type": "message", "user": "UHUMAN001", "text": mention},
+                "previous_message": {"type": "message", "user": "UHUMAN001", "text": "?"},
+            }
+        )
+        huge, normal = new_ts(), new_ts()
+        async with SlackSender(url, SIGNING_SECRET) as sender:
+            for body in (no_channel, no_ts, edit):
+                assert (await sender.event(body)).status == 400, body
+            oversize = json.dumps({"type": "event_callback", "event": {"text": "x" * 3_000_000}})
+            assert (await sender.post_raw(oversize, content_type="application/json")).status == 413
+            assert (await sender.post_raw("{", content_type="application/json")).status == 400
+            badly_signed = await sender.post_raw(
+                json.dumps(app_mention(text=mention)), content_type="application/json", secret="x"
             )
-            huge, normal = new_ts(), new_ts()
-            async with SlackSender(url, SIGNING_SECRET) as sender:
-                for body in (no_channel, no_ts, edit):
-                    assert (await sender.event(body)).status == 400, body
-                oversize = json.dumps(
-                    {"type": "event_callback", "event": {"text": "x" * 3_000_000}}
-                )
-                assert (
-                    await sender.post_raw(oversize, content_type="application/json")
-                ).status == 413
-                assert (await sender.post_raw("{", content_type="application/json")).status == 400
-                badly_signed = await sender.post_raw(
-                    json.dumps(app_mention(text=mention)),
-                    content_type="application/json",
-                    secret="x",
-                )
-                assert badly_signed.status == 401
-                long_question = f"<@{DEFAULT_BOT_USER}> " + "why? " * 8_000
-                for ts, text in ((huge, long_question), (normal, mention)):
-                    assert (await sender.event(app_mention(text=text, ts=ts))).status == 200
-            await api.wait_for(
-                lambda: len(api.posted()) == 2 and not any(m.streaming for m in api.posted()),
-                timeout=30,
-            )
-            await asyncio.sleep(1)
-            assert Counter(m.thread_ts for m in api.posted()) == {huge: 1, normal: 1}
-            rows = await ledger(db, "slack")
-            assert len(rows) == 2 and {r.status for r in rows.values()} == {events.ANSWERED}
-            assert len(await _turns(db)) == 4
-        finally:
-            await kill(proc)
+            assert badly_signed.status == 401
+            long_question = f"<@{DEFAULT_BOT_USER}> " + "why? " * 8_000
+            for ts, text in ((huge, long_question), (normal, mention)):
+                assert (await sender.event(app_mention(text=text, ts=ts))).status == 200
+        await api.wait_for(
+            lambda: len(api.posted()) == 2 and not any(m.streaming for m in api.posted()),
+            timeout=30,
+        )
+        await asyncio.sleep(1)
+        assert Counter(m.thread_ts for m in api.posted()) == {huge: 1, normal: 1}
+        rows = await ledger(db, "slack")
+        assert len(rows) == 2 and {r.status for r in rows.values()} == {events.ANSWERED}
+        assert len(await stored_turns(db)) == 4
+    finally:
+        await kill(proc)
+        await db.dispose()
 
 
 async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_apology(
@@ -272,8 +266,13 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
         proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
-            await ask_serve(env, ts)
-            await all_streams_closed(api)
+            url = events_url(env)
+            async with SlackSender(url, SIGNING_SECRET) as sender:
+                body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+                assert (await sender.event(body)).status == 200
+            await api.wait_for(
+                lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
+            )
             await asyncio.sleep(3.5)
             assert [(m.thread_ts, m.text) for m in api.posted()] == [
                 (ts, texts.ERROR_MODEL_TIMEOUT)
@@ -340,7 +339,10 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
         proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
-            await ask_serve(env, ts, "what are the steps?")
+            url = events_url(env)
+            async with SlackSender(url, SIGNING_SECRET) as sender:
+                body = app_mention(text=f"<@{DEFAULT_BOT_USER}> what are the steps?", ts=ts)
+                assert (await sender.event(body)).status == 200
             await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=40)
             await asyncio.sleep(2)
             [answer] = api.posted()
@@ -355,10 +357,7 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
 ) -> None:
     # Discord makes the answer's message, then answers 500; discord.py tries again with the
     # same (enforced) nonce, and Discord hands back the message it made: posted once.
-    world, env = await discord_env(sqlite_url, tmp_path, model)
-    proc = await spawn("run", "discord", env=env)
-    try:
-        await world.gateway.wait_ready(1, timeout=30)
+    async with discord_process(sqlite_url, tmp_path, model) as (world, _proc):
         world.api.fail_with(500, "POST", r"/channels/\d+/messages", handled=True)
         channel = (await world.dm("how do I reset my password?"))["channel_id"]
         await world.bot_messages(channel, timeout=30)
@@ -366,6 +365,3 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
         [answer] = world.api.channel_messages(channel)
         assert "Reset password" in answer["content"]
         assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
-    finally:
-        await kill(proc)
-        await world.stop()

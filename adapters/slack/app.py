@@ -39,7 +39,13 @@ from adapters.slack.authorize import (
     TokenAuthorize,
     find_bot,
 )
-from adapters.slack.delivery import AnswerWriter, ChannelThrottle, Route, post_messages
+from adapters.slack.delivery import (
+    AnswerWriter,
+    ChannelThrottle,
+    Route,
+    post_messages,
+    respond,
+)
 from adapters.slack.escalation import SlackEscalations
 from adapters.slack.failures import (
     CALL_FAILURES,
@@ -586,20 +592,12 @@ class SlackBot:
     async def _send_ephemeral(
         self, client: AsyncWebClient, p: dict[str, Any], messages: list[render.SlackMessage]
     ) -> None:
-        """Through ``response_url`` (5 uses in 30 min), else chat.postEphemeral."""
+        """Through ``response_url`` (5 uses in 30 min), else chat.postEphemeral (only where the
+        url surely did not deliver: after a 5xx it may have, and a second copy is worse)."""
         url = p.get("response_url")
         for index, message in enumerate(messages):
-            if url and index < 4:
-                try:
-                    webhook = AsyncWebhookClient(url, retry_handlers=retry_handlers())
-                    response = await webhook.send(
-                        text=message.text, blocks=message.blocks, response_type="ephemeral"
-                    )
-                    if response.status_code == 200:
-                        continue
-                    log.warning("response_url answered %s", response.status_code)
-                except aiohttp.ClientError as exc:
-                    log.warning("response_url failed: %s", type(exc).__name__)
+            if url and index < 4 and await respond(url, message):
+                continue
             await client.chat_postEphemeral(
                 channel=p["channel"], user=p["user"], text=message.text, blocks=message.blocks
             )

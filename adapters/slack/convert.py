@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.messages import Author, ConversationKey, IncomingMessage, Platform, edited_id
+from bot.messages import Attachment, Author, ConversationKey, IncomingMessage, Platform, edited_id
 
 # Message subtypes that are still a person talking; every other subtype (joins, topic changes,
 # bot messages, replies bookkeeping, deletes) is not a question.
@@ -184,7 +184,23 @@ def event_to_incoming(
         is_direct=direct,
         mentions_bot=mentioned,
         command=None,
+        attachments=files_of(message),
         raw=event,
+    )
+
+
+def files_of(message: dict[str, Any]) -> tuple[Attachment, ...]:
+    """The files shared with a message (``file_share``), as neutral attachments."""
+    files = message.get("files")
+    return tuple(
+        Attachment(
+            name=str(f.get("name") or f.get("title") or ""),
+            url=str(f.get("url_private") or ""),
+            content_type=str(f.get("mimetype") or ""),
+            size=f["size"] if isinstance(f.get("size"), int) else 0,
+        )
+        for f in (files if isinstance(files, list) else [])
+        if isinstance(f, dict)
     )
 
 

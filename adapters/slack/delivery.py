@@ -16,10 +16,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from adapters.slack.failures import CALL_FAILURES, transient_failure
 from adapters.slack.render import (
@@ -42,6 +44,8 @@ STREAM_CHUNK = 3500  # characters per chat.startStream/appendStream call (Slack:
 STREAM_MESSAGE_LIMIT = 11_500
 # Slack's answers to a message too long for it; the text is then cut smaller and sent again.
 TOO_LONG_ERRORS = frozenset({"msg_too_long", "msg_blocks_too_long"})
+# Slack's answer to stopping (or appending to) a streamed message that is not streaming.
+NOT_STREAMING = "message_not_in_streaming_state"
 # Below this many characters per call, a refusal is not about length: give up.
 MIN_PIECE = splitting.MIN_LIMIT
 # Seconds before a message is created again within one attempt (as slack_sdk would wait).
@@ -100,6 +104,51 @@ def posting_once(client: AsyncWebClient) -> AsyncWebClient:
     )
 
 
+async def _tried_again(
+    attempt: Callable[[int], Awaitable[AsyncSlackResponse | None]],
+    retry_delays: tuple[float, ...],
+) -> AsyncSlackResponse | None:
+    """``attempt(retry)`` (``retry``: how many tries failed before it), tried again after each
+    of ``retry_delays`` while it fails for a reason that may pass, as slack_sdk would."""
+    for retry, delay in enumerate((0.0, *retry_delays)):
+        if retry:
+            await asyncio.sleep(delay)
+        try:
+            return await attempt(retry)
+        except CALL_FAILURES as exc:
+            if transient_failure(exc) is None or retry == len(retry_delays):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def respond(url: str, message: SlackMessage) -> bool:
+    """Post ``message`` to a slash command's or click's ``response_url`` (ephemeral), once.
+    True: it arrived, or may have (a 5xx, or a connection dropped or timed out once the request
+    was out): Slack has no idempotency key, so posting it again, there or with
+    chat.postEphemeral, may show it twice. False: it surely did not (a 4xx, as for an expired
+    or used-up url, or no connection at all), and the caller posts it another way."""
+    webhook = AsyncWebhookClient(
+        url, timeout=15, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)]
+    )
+    try:
+        response = await webhook.send(
+            text=message.text, blocks=message.blocks, response_type="ephemeral"
+        )
+    except aiohttp.ClientConnectorError as exc:
+        log.warning("response_url unreachable (%s); posting another way", type(exc).__name__)
+        return False
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("response_url failed (%s); it may have arrived", type(exc).__name__)
+        return True
+    if response.status_code == 200:
+        return True
+    if response.status_code < 500:
+        log.warning("response_url refused (HTTP %s); posting another way", response.status_code)
+        return False
+    log.warning("response_url answered HTTP %s; it may have arrived", response.status_code)
+    return True
+
+
 async def create_message(
     client: AsyncWebClient,
     route: Route,
@@ -116,18 +165,42 @@ async def create_message(
     ``retry_delays=()``: one try, for callers that look for an earlier copy themselves."""
     once = posting_once(client)
     since = f"{time.time() - COPY_MARGIN:.6f}"
-    for retry, delay in enumerate((0.0, *retry_delays)):
+
+    async def attempt(retry: int) -> AsyncSlackResponse:
         if retry:
-            await asyncio.sleep(delay)
             await _delete_copies(client, route, shown, since)
+        return await getattr(once, method)(
+            channel=route.channel, thread_ts=route.thread_ts, **params
+        )
+
+    response = await _tried_again(attempt, retry_delays)
+    assert response is not None
+    return response
+
+
+async def stop_stream(
+    client: AsyncWebClient,
+    channel: str,
+    ts: str,
+    *,
+    retry_delays: tuple[float, ...] = CREATE_RETRY_DELAYS,
+    **params: Any,
+) -> None:
+    """``chat.stopStream``, done once whatever Slack's answers: tried again through passing
+    faults, but a retry told the stream is stopped already is done, since a 5xx or a dropped
+    connection may come after Slack stopped it. (slack_sdk's blind retry got that refusal as
+    an error, and the finished answer was taken back for an apology.)"""
+    once = posting_once(client)
+
+    async def attempt(retry: int) -> None:
         try:
-            return await getattr(once, method)(
-                channel=route.channel, thread_ts=route.thread_ts, **params
-            )
-        except CALL_FAILURES as exc:
-            if transient_failure(exc) is None or retry == len(retry_delays):
+            await once.chat_stopStream(channel=channel, ts=ts, **params)
+        except SlackApiError as exc:
+            if not retry or _error(exc) != NOT_STREAMING:
                 raise
-    raise AssertionError("unreachable")
+            log.info("the stream %s was stopped by an earlier try", ts)
+
+    await _tried_again(attempt, retry_delays)
 
 
 async def _delete_copies(client: AsyncWebClient, route: Route, text: str, since: str) -> None:
@@ -360,9 +433,7 @@ class AnswerWriter:
         if fence is not None:
             closing = ("" if self.streamed.endswith("\n") else "\n") + _marker(fence)
             self.reopen = fence + "\n"
-        await self.client.chat_stopStream(
-            channel=self.route.channel, ts=self.ts, markdown_text=closing
-        )
+        await stop_stream(self.client, self.route.channel, self.ts, markdown_text=closing)
         self.ts, self.streamed = None, ""
 
     async def _finish(self, final: Reply | None) -> None:
@@ -421,7 +492,7 @@ class AnswerWriter:
             # The final word differs from what was streamed (an apology after the model failed
             # mid-answer, for instance): close the stream and put the final reply in its place,
             # as the update mode does, so the asker never keeps half an answer next to it.
-            await self.client.chat_stopStream(channel=self.route.channel, ts=self.ts)
+            await stop_stream(self.client, self.route.channel, self.ts)
             if final is not None and not final.silent:
                 rest = await self._update_first(render_reply(final, extra_blocks=extra))
                 await post_messages(self.client, self.route, rest, on_post=self._posted)
@@ -431,9 +502,7 @@ class AnswerWriter:
         self.pending = rest.removeprefix(trailing) if trailing else rest
         await self._stream_pending()
         blocks = footer_blocks(final) + extra
-        await self.client.chat_stopStream(
-            channel=self.route.channel, ts=self.ts, blocks=blocks or None
-        )
+        await stop_stream(self.client, self.route.channel, self.ts, blocks=blocks or None)
 
 
 def _cut_at_line(text: str, room: int) -> int:

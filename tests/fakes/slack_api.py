@@ -7,7 +7,8 @@ user would see (including streamed messages), and fails on demand (HTTP 500, 429
 It refuses what Slack refuses for size: message text over 40,000 characters (``msg_too_long``),
 more than 50 blocks or a section text over 3,000 characters (``invalid_blocks``), and streamed
 Markdown over 12,000 characters, in one call or in one streamed message, whose Markdown is one
-markdown block (``msg_too_long``).
+markdown block (``msg_too_long``); and, as Slack does, it refuses to append to or stop a stream
+that was stopped already (``message_not_in_streaming_state``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ TEXT_LIMIT = 40_000
 SECTION_LIMIT = 3_000
 MAX_BLOCKS = 50
 MARKDOWN_LIMIT = 12_000
+# The name ``fail`` takes for POSTs to a ``response_url``.
+RESPONSE_URL = "response_url"
+# Slack's answer to appending to, or stopping, a streamed message that is no longer streaming.
+NOT_STREAMING = "message_not_in_streaming_state"
 
 
 @dataclass
@@ -230,9 +235,14 @@ class FakeSlackAPI:
         return web.json_response(self.stats())
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
+        """Fails as ``fail(RESPONSE_URL, ...)`` says (``handled``: after delivering)."""
         body = await request.json()
-        self.responses.setdefault(request.match_info["key"], []).append(body)
+        failure = self._take_failure(RESPONSE_URL)
+        if failure is None or failure.handled:
+            self.responses.setdefault(request.match_info["key"], []).append(body)
         self._notify()
+        if failure is not None:
+            return web.Response(status=failure.status, text=failure.error or "server error")
         return web.Response(text="ok")
 
     async def _handle_api(self, request: web.Request) -> web.Response:
@@ -382,7 +392,8 @@ class FakeSlackAPI:
 
     def _m_chat_appendStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages[(params["channel"], params["ts"])]
-        assert message.streaming, "appendStream after stopStream"
+        if not message.streaming:
+            return {"ok": False, "error": NOT_STREAMING}
         more = params.get("markdown_text") or ""
         if len(more) > MARKDOWN_LIMIT or len(message.text) + len(more) > MARKDOWN_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
@@ -392,6 +403,8 @@ class FakeSlackAPI:
 
     def _m_chat_stopStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages[(params["channel"], params["ts"])]
+        if not message.streaming:
+            return {"ok": False, "error": NOT_STREAMING}
         more = params.get("markdown_text") or ""
         if len(message.text) + len(more) > MARKDOWN_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
