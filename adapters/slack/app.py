@@ -48,8 +48,11 @@ from adapters.slack.failures import (
 )
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
+from adapters.slack.shortcut import NOTE_KIND as SHORTCUT_NOTE
+from adapters.slack.shortcut import SlackShortcuts, asked_by_shortcut, is_ask
 from bot import escalation as core_escalation
 from bot import texts
+from bot.ask_message import ANSWER_AFTER_KEY
 from bot.config import Settings
 from bot.escalation import NOTICE_KIND
 from bot.inbox import SESSION_KEY, Inbox, TryLater, Undeliverable, Work
@@ -130,6 +133,7 @@ class SlackBot:
             answer_inline=answer_inline,
         )
         self.escalations.submit_notice = self._submit_notice
+        self.shortcuts = SlackShortcuts(self)
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app(socket_mode)
         self._register()
@@ -202,6 +206,8 @@ class SlackBot:
     # ---- intake ------------------------------------------------------------------------------
 
     async def _ledger_middleware(self, body: dict[str, Any], context: Any, next: Any) -> Any:
+        if is_ask(body):  # the "Ask supportbot" message shortcut (adapters/slack/shortcut.py)
+            return await self.shortcuts.intake(body, context)
         work = await self._classify(body, context)
         if work is None:
             if body.get("type") == "event_callback":
@@ -394,6 +400,8 @@ class SlackBot:
             try:
                 if work.kind == NOTICE_KIND:
                     await self.escalations.post_notice(client, work, self.inbox.record)
+                elif asked_by_shortcut(work):
+                    await self.shortcuts.answer(work, client, self._answer_message)
                 else:
                     await self._answer_message(work, client)
             except CALL_FAILURES as exc:
@@ -408,6 +416,7 @@ class SlackBot:
             "command": self._answer_command,
             "action": lambda p, c: self._handle_action(p, c, request_id=work.key),
             "assistant_started": self._greet_assistant_thread,
+            SHORTCUT_NOTE: lambda p, c: self.shortcuts.send_note(work, c),
         }.get(work.kind)
         if handler is None:
             raise Undeliverable(f"unknown work kind {work.kind!r}")
@@ -498,7 +507,8 @@ class SlackBot:
         posted before answering again. Every message it recorded, and in a thread, our messages
         after the question (a crash right after a post, before the record, leaves one)."""
         stamps = posted_messages(work.payload)
-        question = str(work.payload["msg"]["id"])
+        # Our replies after the question, or after it was asked about (an older message).
+        question = str(work.payload.get(ANSWER_AFTER_KEY) or work.payload["msg"]["id"])
         if route.thread_ts:
             try:
                 me = await client.auth_test()
