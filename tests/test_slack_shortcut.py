@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from adapters.slack.delivery import CREATE_RETRY_DELAYS
 from adapters.slack.manifest import build_manifest
 from adapters.slack.render import markdown_to_mrkdwn
 from bot import texts
@@ -240,3 +241,40 @@ def test_the_manifest_offers_the_shortcut() -> None:
     assert "commands" in manifest["oauth_config"]["scopes"]["bot"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     json.dumps(manifest)  # serialisable as is
+
+
+async def test_another_attempt_keeps_the_bots_older_replies_in_a_busy_thread(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """The question is an old message of a thread where the bot has answered since: when the
+    first attempt meets a passing fault, the next one removes only what was posted after the
+    click, never the bot's earlier answer in that thread."""
+    settings = slack_settings(sqlite_url, kb_uri, api, lease_seconds=1.0, recover_every=0.2)
+    h = await SlackHarness.start(api, settings, db=sqlite_db)
+    h.bot.inbox.try_later_delays = (0.2, 0.2)
+    try:
+        root = api.add_user_message(CHANNEL, "release day!", user="UOTHER001")
+        old = api.add_user_message(
+            CHANNEL, "how do I reset my password?", user=AUTHOR, thread_ts=root.ts
+        )
+        async with h.sender() as sender:
+            await sender.event(
+                app_mention(
+                    text=f"<@{BOT}> when are invoices sent?", user="UOTHER001", thread_ts=root.ts
+                )
+            )
+            await api.wait_for(lambda: _answers(api))
+            await h.bot.wait_idle()
+            [earlier] = _answers(api)
+            for method in ("chat.startStream", "chat.postMessage"):  # its first attempt
+                api.fail(method, status=500, times=len(CREATE_RETRY_DELAYS) + 1)
+            message = {"user": AUTHOR, "text": old.text, "ts": old.ts, "thread_ts": root.ts}
+            await sender.interaction(message_shortcut(message))
+            await api.wait_for(lambda: len(_answers(api)) == 2, timeout=15)
+            await h.bot.wait_idle()
+    finally:
+        await h.close()
+    assert h.bot.inbox.stats.retried == 1  # answered by a second attempt
+    answers = _answers(api)
+    assert earlier in answers  # still there
+    assert "Reset password" in answers[1].text and answers[1].thread_ts == root.ts

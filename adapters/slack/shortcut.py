@@ -194,4 +194,7 @@ class SlackShortcuts:
 
 
 def _error(exc: SlackApiError) -> str:
+    """Slack's ``error`` of a refused call ("" for an HTTP error, whose body is no JSON)."""
+    if getattr(exc.response, "status_code", 200) != 200:
+        return ""
     return str(exc.response.get("error") or "")
