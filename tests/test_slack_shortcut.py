@@ -61,23 +61,14 @@ async def test_a_question_nobody_addressed_is_answered_in_its_thread_for_its_aut
 
             # The question's author, not the clicker, is the asker: their follow-up in the
             # thread is answered without a mention; the clicker's chatter there is not.
-            await sender.event(
-                app_mention(
-                    text="and where can I download past invoices?",
-                    event_type="message",
-                    user=AUTHOR,
-                    thread_ts=question.ts,
+            def in_thread(text: str, user: str) -> dict:
+                return app_mention(
+                    text=text, event_type="message", user=user, thread_ts=question.ts
                 )
-            )
+
+            await sender.event(in_thread("and where can I download past invoices?", AUTHOR))
             await api.wait_for(lambda: len(_answers(api)) == 2)
-            await sender.event(
-                app_mention(
-                    text="I had that too last week",
-                    event_type="message",
-                    user=HELPER,
-                    thread_ts=question.ts,
-                )
-            )
+            await sender.event(in_thread("I had that too last week", HELPER))
             await asyncio.sleep(0.5)
             await h.bot.wait_idle()
     finally:

@@ -197,15 +197,18 @@ class DiscordWorld:
                 for k, v in options.items()
             ]
         channel = channel or p.text_channel(self.channel_id, self.guild_id, "help")
-        payload = p.interaction(
+        return await self.interact(
             kind=p.APPLICATION_COMMAND,
-            application_id=self.api.application_id,
             data=data,
             author=author or self.alice,
             channel=channel,
             guild_id=channel.get("guild_id"),
             permissions=permissions,
         )
+
+    async def interact(self, **fields: Any) -> dict[str, Any]:
+        """Any interaction (``discord_payloads.interaction`` fields) through the gateway."""
+        payload = p.interaction(application_id=self.api.application_id, **fields)
         self.api.interaction_channels[payload["token"]] = payload["channel_id"]
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
         return payload
@@ -235,18 +238,14 @@ class DiscordWorld:
             "target_id": target["id"],
             "resolved": {"messages": {target["id"]: resolved}},
         }
-        payload = p.interaction(
+        return await self.interact(
             kind=p.APPLICATION_COMMAND,
-            application_id=self.api.application_id,
             data=data,
             author=author or self.bob,
             channel=channel,
             guild_id=self.guild_id,
             app_permissions=app_permissions,
         )
-        self.api.interaction_channels[payload["token"]] = payload["channel_id"]
-        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
-        return payload
 
     async def click(
         self,
@@ -262,9 +261,8 @@ class DiscordWorld:
             channel_id = message["channel_id"]
             thread = self.api.threads.get(channel_id)
             channel = thread or p.text_channel(channel_id, self.guild_id, "help")
-        payload = p.interaction(
+        return await self.interact(
             kind=p.MESSAGE_COMPONENT,
-            application_id=self.api.application_id,
             data={"custom_id": custom_id, "component_type": 2},
             author=author or self.alice,
             channel=channel,
@@ -272,9 +270,6 @@ class DiscordWorld:
             message_payload=message,
             roles=roles,
         )
-        self.api.interaction_channels[payload["token"]] = payload["channel_id"]
-        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
-        return payload
 
     # ----------------------------------------------------------------- observing the bot
     async def bot_messages(
