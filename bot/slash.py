@@ -43,6 +43,20 @@ HELP = SlashCommand(name="help", description="Show what the bot can do")
 COMMANDS: tuple[SlashCommand, ...] = (ASK, FORGET, HELP)
 
 
+@dataclass(frozen=True, slots=True)
+class MessageCommand:
+    """A command in a message's own menu, run on a message someone already wrote (Slack: a
+    message shortcut; Discord: a message command). See bot/ask_message.py."""
+
+    name: str
+    description: str
+
+
+ASK_MESSAGE = MessageCommand(
+    name="Ask supportbot", description="Answer this message's question in its thread"
+)
+
+
 def find_command(name: str | None) -> SlashCommand | None:
     """The command by name, with or without its leading slash (case-insensitive)."""
     if not name:

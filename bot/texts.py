@@ -329,6 +329,32 @@ DISCORD_INVALID_BUTTON = "Sorry, I couldn't understand that button. Please ask y
 DISCORD_UNKNOWN_COMMAND = "Sorry, I don't know that command. Try `/help` to see what I can do."
 
 
+# --- "Ask supportbot" on a message (Slack message shortcut, Discord message command) --------
+
+ASK_MESSAGE_EMPTY = "That message has no text, so there is nothing for me to answer."
+ASK_MESSAGE_ONLY_ATTACHMENTS = (
+    "That message only has attachments, and I can only answer text. Ask the question in words "
+    "(mention me in its thread)."
+)
+ASK_MESSAGE_FROM_BOT = "That message was written by a bot; I only answer questions people asked."
+ASK_MESSAGE_UNREADABLE = "I can't read that message as a question."
+ASK_MESSAGE_ALREADY = "I have already taken that message: the answer is (or will be) in its thread."
+ASK_MESSAGE_FAILED = "Sorry, I couldn't take that message just now. Please try again in a moment."
+ASK_MESSAGE_ANSWERING_IN_THREAD = "On it: I'm answering that message in its thread."
+ASK_MESSAGE_ANSWERING_IN_PLACE = (
+    "I can't start a thread on that message here, so I'm answering it as a reply in the channel."
+)
+SLACK_ASK_MESSAGE_NOT_IN_CHANNEL = (
+    "I can't post in that conversation because I'm not a member of it. Add me first "
+    "(type `/invite @supportbot` there, or open the channel's details → Integrations → "
+    "Add apps), then use *Ask supportbot* again."
+)
+DISCORD_ASK_MESSAGE_NO_THREADS = (
+    "I can't start a thread in this channel: give supportbot the *Create Public Threads* and "
+    "*Send Messages in Threads* permissions here, or mention me in a thread instead."
+)
+
+
 # --- channel settings from chat (`/ask settings ...`, workspace or guild admins only) -------------
 SETTINGS_ADMIN_ONLY = "Only workspace or server admins can change the bot's settings here."
 SETTINGS_USAGE = (

@@ -271,7 +271,12 @@ async def test_cli_runs_answers_and_stops_on_sigterm(
         await world.gateway.wait_ready(1, timeout=30)
         dm = await world.dm("Where can I download past invoices?")
         await world.bot_messages(dm["channel_id"], timeout=30)
-        assert [c["name"] for c in world.api.commands["global"]] == ["ask", "forget", "help"]
+        assert [c["name"] for c in world.api.commands["global"]] == [
+            "ask",
+            "forget",
+            "help",
+            "Ask supportbot",
+        ]
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 15)
@@ -299,9 +304,10 @@ async def test_invite_url_and_sync_commands(
     assert "scope=bot+applications.commands" in url and "permissions=" in url
     monkeypatch.setenv("DISCORD_APPLICATION_ID", "1234")
     assert await process.application_id_of(settings) == 1234
-    assert await process.sync_commands_once(settings, guild_id=int(world.guild_id)) == 3
-    assert [c["name"] for c in world.api.commands[world.guild_id]] == ["ask", "forget", "help"]
-    assert await process.sync_commands_once(settings) == 3
+    assert await process.sync_commands_once(settings, guild_id=int(world.guild_id)) == 4
+    names = [c["name"] for c in world.api.commands[world.guild_id]]
+    assert names == ["ask", "forget", "help", "Ask supportbot"]
+    assert await process.sync_commands_once(settings) == 4
     assert "global" in world.api.commands
 
 

@@ -30,6 +30,7 @@ import discord.http
 import yarl
 
 from adapters.discord import catch_up, convert, render
+from adapters.discord.ask_message import DiscordAskMessage, is_ask
 from adapters.discord.client import (
     SupportClient,
     guard_frames,
@@ -68,6 +69,7 @@ from adapters.discord.shapes import (
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
 from bot import escalation, slash, text_commands, texts
+from bot.ask_message import ANSWER_AFTER_KEY
 from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
 from bot.inbox import DELETION_KIND, SESSION_KEY, Deliver, Inbox, TryLater, Undeliverable, Work
@@ -175,6 +177,7 @@ class DiscordAdapter:
         self.client = self._make_client()
         self.forum = ForumWorkflow(self.client, runtime.responder.channels)
         self.thread_parents = ThreadParents()
+        self.ask_message = DiscordAskMessage(self)
 
     def _make_client(self) -> SupportClient:
         options = {"intents": intents_for(self.message_content), **self._client_options}
@@ -524,11 +527,13 @@ class DiscordAdapter:
         question that reply to it (or sit unreplied in the thread it started), which a crash
         between a post and its record, or a one-piece answer, leaves unrecorded."""
         question = int(work.payload["message_id"])
+        # Ours after the question, or after it was asked about (an older message's thread).
+        after = int(work.payload.get(ANSWER_AFTER_KEY) or question)
         stale = {int(work.payload[PARTIAL_KEY])} if work.payload.get(PARTIAL_KEY) else set()
         stale.update(int(i) for i in work.payload.get(MORE_POSTS_KEY) or [])
         me = self.client.user.id if self.client.user else None
         try:
-            async for message in channel.history(after=discord.Object(question), limit=50):
+            async for message in channel.history(after=discord.Object(after), limit=50):
                 replied_to = message.reference.message_id if message.reference else None
                 own_thread = channel.id == question and replied_to is None
                 if message.author.id == me and (replied_to == question or own_thread):
@@ -701,7 +706,9 @@ class DiscordAdapter:
     # --- interactions -------------------------------------------------------------------------
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        if interaction.type is discord.InteractionType.application_command:
+        if is_ask(interaction):  # "Ask supportbot" in a message's menu (ask_message.py)
+            await self.ask_message.handle(interaction)
+        elif interaction.type is discord.InteractionType.application_command:
             await self._on_command(interaction)
         elif interaction.type is discord.InteractionType.component:
             custom_id = str((interaction.data or {}).get("custom_id", ""))

@@ -17,6 +17,7 @@ import discord.gateway
 import discord.http
 
 from adapters.discord import render
+from adapters.discord.ask_message import application_command as ask_message_command
 from adapters.discord.delivery import describe
 from bot import slash
 
@@ -178,11 +179,12 @@ def guard_frames() -> None:
 async def sync_application_commands(
     client: discord.Client, *, guild_id: int | None = None
 ) -> list[dict[str, Any]]:
-    """Overwrite the application's commands (globally, or in one guild: instant, for testing)."""
+    """Overwrite the application's commands, the message command "Ask supportbot" included
+    (globally, or in one guild: instant, for testing)."""
     application_id = client.application_id
     if application_id is None:
         application_id = (await client.application_info()).id
-    payload = render.application_commands(slash.COMMANDS)
+    payload = [*render.application_commands(slash.COMMANDS), ask_message_command()]
     if guild_id is not None:
         result = await client.http.bulk_upsert_guild_commands(application_id, guild_id, payload)
     else:

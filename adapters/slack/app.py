@@ -55,8 +55,11 @@ from adapters.slack.failures import (
 )
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
 from adapters.slack.oauth_state import PruningOAuthStateStore
+from adapters.slack.shortcut import NOTE_KIND as SHORTCUT_NOTE
+from adapters.slack.shortcut import SlackShortcuts, asked_by_shortcut, is_ask
 from bot import escalation as core_escalation
 from bot import texts
+from bot.ask_message import ANSWER_AFTER_KEY
 from bot.config import Settings
 from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
@@ -138,6 +141,7 @@ class SlackBot:
             answer_inline=answer_inline,
         )
         self.escalations.submit_notice = self._submit_notice
+        self.shortcuts = SlackShortcuts(self)
         self._session: aiohttp.ClientSession | None = None
         self.app = self._build_app(socket_mode)
         self._register()
@@ -210,6 +214,8 @@ class SlackBot:
     # ---- intake ------------------------------------------------------------------------------
 
     async def _ledger_middleware(self, body: dict[str, Any], context: Any, next: Any) -> Any:
+        if is_ask(body):  # the "Ask supportbot" message shortcut (adapters/slack/shortcut.py)
+            return await self.shortcuts.intake(body, context)
         work = await self._classify(body, context)
         if work is None:
             if body.get("type") == "event_callback":
@@ -321,7 +327,7 @@ class SlackBot:
         payload = deletion_payload(
             deletion.ts,
             [conversation.session_id],
-            convert.message_key(team_id, deletion.channel, ""),
+            convert.message_key(team_id=team_id, channel=deletion.channel, ts=""),
             **base,
             channel=deletion.channel,
         )
@@ -432,6 +438,8 @@ class SlackBot:
                     await self.escalations.post_notice(client, work, self.inbox.record)
                 elif work.kind == DELETION_KIND:
                     await self._forget_deleted(work, client)
+                elif asked_by_shortcut(work):
+                    await self.shortcuts.answer(work, client, self._answer_message)
                 else:
                     await self._answer_message(work, client)
             except CALL_FAILURES as exc:
@@ -446,6 +454,7 @@ class SlackBot:
             "command": self._answer_command,
             "action": lambda p, c: self._handle_action(p, c, request_id=work.key),
             "assistant_started": self._greet_assistant_thread,
+            SHORTCUT_NOTE: lambda p, c: self.shortcuts.send_note(work, c),
         }.get(work.kind)
         if handler is None:
             raise Undeliverable(f"unknown work kind {work.kind!r}")
@@ -554,7 +563,8 @@ class SlackBot:
         posted before answering again. Every message it recorded, and in a thread, our messages
         after the question (a crash right after a post, before the record, leaves one)."""
         stamps = posted_messages(work.payload)
-        question = str(work.payload["msg"]["id"])
+        # Our replies after the question, or after it was asked about (an older message).
+        question = str(work.payload.get(ANSWER_AFTER_KEY) or work.payload["msg"]["id"])
         if route.thread_ts:
             try:
                 me = await client.auth_test()

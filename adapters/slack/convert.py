@@ -125,11 +125,6 @@ def deletion_of(event: dict[str, Any]) -> Deletion | None:
     return Deletion(str(event["channel"]), str(ts), previous if isinstance(previous, dict) else {})
 
 
-def message_key(team_id: str, channel: object, ts: object) -> str:
-    """The ledger key of a message's work (its edits' keys extend it, see ``dedupe_key``)."""
-    return f"msg:{team_id}:{channel}:{ts}"
-
-
 def thread_root(event: dict[str, Any]) -> str | None:
     return event.get("thread_ts") or None
 
@@ -211,9 +206,16 @@ def dedupe_key(event: dict[str, Any], *, team_id: str, event_id: str) -> str:
     if event.get("type") in ("app_mention", "message") and message is not None:
         channel, ts = message.get("channel") or event.get("channel"), message.get("ts")
         edited = (message.get("edited") or {}).get("ts")
-        key = message_key(team_id, channel, ts)
+        key = message_key(team_id=team_id, channel=channel, ts=ts)
         return edited_id(key, edited) if edited else key
     return f"ev:{event_id}"
+
+
+def message_key(*, team_id: str, channel: Any, ts: Any) -> str:
+    """The ledger key of one message: whatever way it reaches the bot (a mention and its
+    ``message`` twin, a follow-up, the "Ask supportbot" shortcut), it is answered once (its
+    edits' keys extend it, see ``dedupe_key``; a deletion finds its work by it)."""
+    return f"msg:{team_id}:{channel}:{ts}"
 
 
 # Fields of a message event that Slack always sends as strings (when present).
@@ -238,7 +240,24 @@ def malformed(body: Any) -> str | None:
             return "event.assistant_thread is not an object"
     if body.get("type") == "block_actions":
         return _malformed_actions(body)
+    if body.get("type") == "message_action":
+        return _malformed_shortcut(body)
     return None
+
+
+def _malformed_shortcut(body: dict[str, Any]) -> str | None:
+    """A message shortcut: the objects we read, and the message's fields as in an event."""
+    for key in ("user", "channel", "team", "message"):
+        if not isinstance(body.get(key), dict):
+            return f"{key} is not an object"
+    for key in ("callback_id", "trigger_id", "response_url", "action_ts"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            return f"{key} is not a string"
+    if body["message"].get("files") is not None and not isinstance(body["message"]["files"], list):
+        return "message.files is not a list"
+    if not body["channel"].get("id") or not body["message"].get("ts"):
+        return "channel.id or message.ts is missing"
+    return _malformed_message(body["message"], "message")
 
 
 def _malformed_message(message: dict[str, Any], where: str) -> str | None:

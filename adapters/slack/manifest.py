@@ -1,4 +1,5 @@
-"""The Slack app manifest: scopes, events, slash commands and interactivity for one public URL.
+"""The Slack app manifest: scopes, events, slash commands, the message shortcut and interactivity
+for one public URL.
 
 Every request kind (events, commands, interactivity) goes to ``URL/slack/events`` (bolt's single
 endpoint); OAuth redirects to ``URL/slack/oauth_redirect``.
@@ -30,6 +31,8 @@ BOT_SCOPES = (
     "mpim:history",
     "usergroups:read",  # escalations to a user group: who may resolve them
 )
+# The "Ask supportbot" message shortcut's id (adapters/slack/shortcut.py).
+ASK_SHORTCUT_ID = "ask_supportbot"
 BOT_EVENTS = (
     "app_mention",
     "assistant_thread_started",
@@ -39,6 +42,17 @@ BOT_EVENTS = (
     "message.im",
     "message.mpim",
 )
+
+
+def ask_shortcut() -> dict[str, str]:
+    """The ``features.shortcuts`` entry of the "Ask supportbot" message shortcut."""
+    command = slash.ASK_MESSAGE
+    return {
+        "name": command.name,
+        "type": "message",
+        "callback_id": ASK_SHORTCUT_ID,
+        "description": command.description,
+    }
 
 
 def build_manifest(url: str, *, socket_mode: bool = False) -> dict[str, Any]:
@@ -71,6 +85,8 @@ def build_manifest(url: str, *, socket_mode: bool = False) -> dict[str, Any]:
             "assistant_view": {"assistant_description": "Ask me about the docs."},
             "bot_user": {"display_name": texts.BOT_NAME, "always_online": True},
             "slash_commands": commands,
+            # "Ask supportbot" in every message's menu (message shortcuts need `commands`).
+            "shortcuts": [ask_shortcut()],
         },
         "oauth_config": {
             "redirect_urls": [base + REDIRECT_PATH],

@@ -22,6 +22,14 @@ GUILD_FORUM = 15
 # Interaction types.
 APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
+# Application command types (``data.type`` of an APPLICATION_COMMAND interaction).
+CHAT_INPUT = 1
+MESSAGE_COMMAND = 3
+
+# The bot's permission bits in a channel, as Discord sends them (``app_permissions``).
+BOT_PERMISSIONS = 2248473465835073
+CREATE_PUBLIC_THREADS = 1 << 35
+SEND_MESSAGES_IN_THREADS = 1 << 38
 
 _EPOCH_MS = 1420070400000
 _lock = threading.Lock()
@@ -241,9 +249,10 @@ def interaction(
     message_payload: dict[str, Any] | None = None,
     roles: list[str] | None = None,
     permissions: int | None = None,
+    app_permissions: int | None = None,
 ) -> dict[str, Any]:
     """``permissions``: the member's permission bits in the channel, instead of a typical
-    member's."""
+    member's; ``app_permissions``: the bot's there, instead of what an invite grants."""
     payload: dict[str, Any] = {
         "id": snowflake(),
         "application_id": application_id,
@@ -254,7 +263,7 @@ def interaction(
         "token": interaction_token(),
         "version": 1,
         "locale": "en-US",
-        "app_permissions": "2248473465835073",
+        "app_permissions": str(BOT_PERMISSIONS if app_permissions is None else app_permissions),
         "entitlements": [],
         "authorizing_integration_owners": {"0": guild_id or "0"},
         "context": 0 if guild_id else 1,

@@ -224,18 +224,55 @@ class DiscordWorld:
                 for k, v in options.items()
             ]
         channel = channel or p.text_channel(self.channel_id, self.guild_id, "help")
-        payload = p.interaction(
+        return await self.interact(
             kind=p.APPLICATION_COMMAND,
-            application_id=self.api.application_id,
             data=data,
             author=author or self.alice,
             channel=channel,
             guild_id=channel.get("guild_id"),
             permissions=permissions,
         )
+
+    async def interact(self, **fields: Any) -> dict[str, Any]:
+        """Any interaction (``discord_payloads.interaction`` fields) through the gateway."""
+        payload = p.interaction(application_id=self.api.application_id, **fields)
         self.api.interaction_channels[payload["token"]] = payload["channel_id"]
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
         return payload
+
+    async def message_command(
+        self,
+        target: dict[str, Any],
+        name: str = "Ask supportbot",
+        *,
+        author: dict[str, Any] | None = None,
+        channel: dict[str, Any] | None = None,
+        app_permissions: int | None = None,
+    ) -> dict[str, Any]:
+        """Run a message command from ``target``'s Apps menu (INTERACTION_CREATE, type 2, data
+        type 3 MESSAGE: ``target_id`` and the message in ``resolved.messages``), as ``author``
+        (bob by default) in the channel or thread the message is in."""
+        if channel is None:
+            channel_id = target["channel_id"]
+            thread = self.api.threads.get(channel_id)
+            channel = thread or self.api.channels.get(channel_id)
+            channel = channel or p.text_channel(channel_id, self.guild_id, "help")
+        resolved = {k: v for k, v in target.items() if k not in ("guild_id", "member")}
+        data = {
+            "id": p.snowflake(),
+            "name": name,
+            "type": p.MESSAGE_COMMAND,
+            "target_id": target["id"],
+            "resolved": {"messages": {target["id"]: resolved}},
+        }
+        return await self.interact(
+            kind=p.APPLICATION_COMMAND,
+            data=data,
+            author=author or self.bob,
+            channel=channel,
+            guild_id=self.guild_id,
+            app_permissions=app_permissions,
+        )
 
     async def click(
         self,
@@ -251,9 +288,8 @@ class DiscordWorld:
             channel_id = message["channel_id"]
             thread = self.api.threads.get(channel_id)
             channel = thread or p.text_channel(channel_id, self.guild_id, "help")
-        payload = p.interaction(
+        return await self.interact(
             kind=p.MESSAGE_COMPONENT,
-            application_id=self.api.application_id,
             data={"custom_id": custom_id, "component_type": 2},
             author=author or self.alice,
             channel=channel,
@@ -261,9 +297,6 @@ class DiscordWorld:
             message_payload=message,
             roles=roles,
         )
-        self.api.interaction_channels[payload["token"]] = payload["channel_id"]
-        await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
-        return payload
 
     # ----------------------------------------------------------------- observing the bot
     async def bot_messages(

@@ -97,6 +97,9 @@ class FakeSlackAPI:
         self.oauth_grants: dict[str, dict[str, Any]] = {}
         self.channel_members: dict[str, list[str]] = {}  # conversations.members
         self.usergroup_members: dict[str, list[str]] = {}  # usergroups.users.list
+        # Conversations the bot is not a member of: posting there is refused, as Slack does
+        # (public channels: not_in_channel; others the bot cannot even see: channel_not_found).
+        self.outside: set[str] = set()
         self.socket_url: str | None = None
         self.unsupported: set[str] = set()
         self.latency = 0.0
@@ -325,8 +328,20 @@ class FakeSlackAPI:
             "is_enterprise_install": False,
         }
 
+    def _not_a_member(self, channel: Any) -> str | None:
+        """Slack's error for posting in a conversation the bot is not in (None: it is)."""
+        if channel not in self.outside:
+            return None
+        return "not_in_channel" if str(channel).startswith("C") else "channel_not_found"
+
+    def _m_conversations_info(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
+        channel = str(params.get("channel", ""))
+        if self._not_a_member(channel) == "channel_not_found":
+            return {"ok": False, "error": "channel_not_found"}
+        return {"channel": {"id": channel, "is_member": channel not in self.outside}}
+
     def _m_chat_postMessage(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
-        refused = _refused(params)
+        refused = self._not_a_member(params.get("channel")) or _refused(params)
         if refused:
             return {"ok": False, "error": refused}
         message = FakeMessage(
@@ -372,10 +387,14 @@ class FakeSlackAPI:
         return {"channel": params["channel"], "ts": params["ts"]}
 
     def _m_chat_postEphemeral(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if self._not_a_member(params.get("channel")):
+            return {"ok": False, "error": self._not_a_member(params.get("channel"))}
         self.ephemerals.append(ApiCall("chat.postEphemeral", params, token))
         return {"message_ts": self._next_ts()}
 
     def _m_chat_startStream(self, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if self._not_a_member(params.get("channel")):
+            return {"ok": False, "error": self._not_a_member(params.get("channel"))}
         if len(params.get("markdown_text") or "") > MARKDOWN_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
         message = FakeMessage(

@@ -269,3 +269,32 @@ def block_action(
     if response_url:
         payload["response_url"] = response_url
     return payload
+
+
+def message_shortcut(
+    message: dict[str, Any],
+    *,
+    channel: str = "C0000001",
+    user: str = "UHELPER01",
+    team: str = "T0000001",
+    response_url: str | None = None,
+    callback_id: str = "ask_supportbot",
+) -> dict[str, Any]:
+    """A ``message_action`` payload: ``user`` picked a message shortcut on ``message`` (the
+    message as Slack shows it: ``type``, ``user`` or ``bot_id``, ``text``, ``ts``, ...)."""
+    payload: dict[str, Any] = {
+        "type": "message_action",
+        "token": "legacy-verification-token",
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": team, "domain": "test"},
+        "user": {"id": user, "name": "helper", "team_id": team},
+        "channel": {"id": channel, "name": "general"},
+        "is_enterprise_install": False,
+        "callback_id": callback_id,
+        "trigger_id": f"trig.{next(_ids)}",
+        "message_ts": message.get("ts"),
+        "message": {"type": "message", **message},
+    }
+    if response_url:
+        payload["response_url"] = response_url
+    return payload
