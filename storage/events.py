@@ -487,6 +487,22 @@ async def withdraw(
     return [TakenRow(row.event_id, dict(row.payload or {}), row.attempts) for row in rows]
 
 
+async def conversation_payloads(
+    db: Database, *, platform: str, session_id: str, since: datetime, other_than: str
+) -> list[dict[str, Any]]:
+    """The payloads of a conversation's other work received since ``since`` (what each of
+    them recorded posting, for instance). Bounded by the ``received_at`` index, then filtered
+    by the session key in the payload."""
+    query = select(ProcessedEvent.payload).where(
+        ProcessedEvent.platform == platform,
+        ProcessedEvent.received_at >= since,
+        ProcessedEvent.event_id != other_than,
+        ProcessedEvent.payload[SESSION_KEY].as_string() == session_id,
+    )
+    async with db.sessions() as session:
+        return [payload for payload in (await session.scalars(query)).all() if payload]
+
+
 async def event_status(db: Database, *, platform: str, event_id: str) -> str | None:
     async with db.sessions() as session:
         return await session.scalar(

@@ -302,3 +302,32 @@ async def test_a_give_up_removes_the_last_attempts_unfinished_answer(
     assert len(api.calls_to("chat.startStream")) == events.MAX_ATTEMPTS
     [row] = (await ledger(db, "slack")).values()
     assert (row.status, row.attempts) == (events.FAILED, events.MAX_ATTEMPTS)
+
+
+async def test_a_retried_answer_leaves_the_answer_to_a_later_question_in_its_thread(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """The first answer in a thread fails to close (Slack keeps answering 500), and before it
+    is tried again the asker asks a second question there, which is answered. The retry used
+    to delete every bot message after the first question: the second answer went too."""
+    api.fail("chat.stopStream", status=500, times=3)
+    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
+    async with running_harness(api, settings, db=db, try_later_delays=(2.5, 2.5)) as h:
+        [thread] = await _ask(h, QUESTIONS[:1])
+        await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) == 3, timeout=20)
+        async with h.sender() as sender:
+            later = app_mention(
+                text=f"<@{BOT}> when are invoices sent?", ts=new_ts(), thread_ts=thread
+            )
+            assert (await sender.event(later)).status == 200
+        await api.wait_for(
+            lambda: any("invoice" in m.text.lower() for m in api.posted() if not m.streaming),
+            timeout=20,
+        )
+        await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) == 5, timeout=20)
+        await h.bot.wait_idle(15)
+    answers = [m.text for m in api.posted() if m.thread_ts == thread and not m.streaming]
+    assert len(answers) == 2, answers
+    assert sum("Reset password" in text for text in answers) == 1
+    assert sum("invoice" in text.lower() for text in answers) == 1
+    assert len([m for m in api.messages.values() if m.deleted]) == 1  # the unfinished stream

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -66,7 +67,7 @@ from bot.escalation import NOTICE_KIND
 from bot.inbox import DELETION_KIND, SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
-from storage import memories
+from storage import events, memories
 from storage.db import unreachable
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ ACTION_PATTERN = re.compile(r"^sb_")
 # _answer_message); rows written before that recorded only the first, under LEGACY_PARTIAL_KEY.
 PARTIAL_KEY = "posted"
 LEGACY_PARTIAL_KEY = "posted_ts"
+# Slack's clock (a message's ts) against the database's (received_at): rows received this long
+# before the question still count as the conversation's other work.
+CLOCK_SKEW = timedelta(minutes=5)
 # Ledger payloads keep at most this much of a message's blocks (buttons need only their ids).
 MAX_STORED_BLOCKS = 60
 
@@ -561,7 +565,9 @@ class SlackBot:
     ) -> None:
         """An earlier attempt died or met a passing fault while answering this: remove what it
         posted before answering again. Every message it recorded, and in a thread, our messages
-        after the question (a crash right after a post, before the record, leaves one)."""
+        after the question (a crash right after a post, before the record, leaves one) that
+        are not what the conversation's other work recorded posting: the answer to a later
+        question in the same thread stays."""
         stamps = posted_messages(work.payload)
         # Our replies after the question, or after it was asked about (an older message).
         question = str(work.payload.get(ANSWER_AFTER_KEY) or work.payload["msg"]["id"])
@@ -571,16 +577,30 @@ class SlackBot:
                 replies = await client.conversations_replies(
                     channel=route.channel, ts=route.thread_ts, oldest=question, limit=50
                 )
+                others = await self._posted_by_other_work(work, question)
                 stamps.update(
                     str(m["ts"])
                     for m in replies.get("messages") or []
                     if float(m["ts"]) > float(question)
+                    and str(m["ts"]) not in others
                     and (m.get("bot_id") == me.get("bot_id") or m.get("user") == me.get("user_id"))
                 )
             except Exception as exc:
                 log.info("could not look for an earlier answer to %s: %s", work.key, exc)
         for ts in sorted(stamps):
             await _best_effort(client.chat_delete(channel=route.channel, ts=ts))
+
+    async def _posted_by_other_work(self, work: Work, question: str) -> set[str]:
+        """The messages the conversation's other work (answers to later questions in the
+        thread) recorded posting since the question was asked."""
+        session_id = work.payload.get(SESSION_KEY)
+        if not session_id:
+            return set()
+        asked = datetime.fromtimestamp(float(question), UTC) - CLOCK_SKEW
+        payloads = await events.conversation_payloads(
+            self.db, platform="slack", session_id=str(session_id), since=asked, other_than=work.key
+        )
+        return {ts for payload in payloads for ts in posted_messages(payload)}
 
     async def _escalation_blocks(self, reply: Reply) -> list[dict[str, Any]]:
         """The agent may hand off by itself: offer "Mark resolved" for that escalation."""
