@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.slack import convert
 from adapters.slack.convert import (
     BotIdentity,
     Deletion,
@@ -158,3 +159,11 @@ def test_a_deleted_thread_parent_is_a_deletion_not_a_question() -> None:
     key = found.conversation(team_id="T1", channel_type="channel")
     assert key.session_id == "slack:T1:C1:1700000000.000100"
     assert deletion_of(_event()) is None
+
+
+def test_an_edited_question_was_asked_when_it_was_last_edited() -> None:
+    """A retry scans the thread for its earlier answer after the question; an edited
+    question's id carries its edit ("ts:edit:edit_ts"), which is no number: the scan failed
+    and the earlier answer stayed."""
+    assert convert.asked_at("1700000000.000100") == "1700000000.000100"
+    assert convert.asked_at("1700000000.000100:edit:1700000050.000200") == "1700000050.000200"

@@ -570,7 +570,9 @@ class SlackBot:
         question in the same thread stays."""
         stamps = posted_messages(work.payload)
         # Our replies after the question, or after it was asked about (an older message).
-        question = str(work.payload.get(ANSWER_AFTER_KEY) or work.payload["msg"]["id"])
+        question = str(
+            work.payload.get(ANSWER_AFTER_KEY) or convert.asked_at(str(work.payload["msg"]["id"]))
+        )
         if route.thread_ts:
             try:
                 me = await client.auth_test()

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.messages import Attachment, Author, ConversationKey, IncomingMessage, Platform, edited_id
+from bot.messages import (
+    EDIT_MARK,
+    Attachment,
+    Author,
+    ConversationKey,
+    IncomingMessage,
+    Platform,
+    edited_id,
+)
 
 # Message subtypes that are still a person talking; every other subtype (joins, topic changes,
 # bot messages, replies bookkeeping, deletes) is not a question.
@@ -123,6 +131,13 @@ def deletion_of(event: dict[str, Any]) -> Deletion | None:
     if not ts or not event.get("channel"):
         return None
     return Deletion(str(event["channel"]), str(ts), previous if isinstance(previous, dict) else {})
+
+
+def asked_at(message_id: str) -> str:
+    """When a question was asked, as a Slack ts: its message's, or its latest edit's (an edited
+    question's id is ``ts:edit:edit_ts``, see ``bot.messages.edited_id``)."""
+    ts, _, edited = message_id.partition(EDIT_MARK)
+    return edited or ts
 
 
 def thread_root(event: dict[str, Any]) -> str | None:
