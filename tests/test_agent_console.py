@@ -156,6 +156,27 @@ def test_ask_json_prints_valid_json(deployment: dict[str, str], tmp_path: Path) 
     assert payload["sources"][0]["path"] == "billing.md"
     assert payload["session_id"].startswith("console:local:")
     assert isinstance(payload["memory_id"], int)
+    assert payload["sources"][0]["url"] is None  # a local path: no page to open
+
+
+def test_ask_json_cites_the_published_page_with_docs_url(
+    deployment: dict[str, str], tmp_path: Path
+) -> None:
+    """With SUPPORTBOT_DOCS_URL the cited file is its page, in ``path`` (where a source is, as
+    for a crawled page) and in ``url`` (the page to open)."""
+    env = dict(deployment, SUPPORTBOT_DOCS_URL="https://docs.example.com/v2")
+    result = subprocess.run(
+        [*SUPPORTBOT, "ask", "--json", "When are invoices sent?"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=WAIT,
+    )
+    assert result.returncode == 0, result.stderr
+    source = json.loads(result.stdout)["sources"][0]
+    page = "https://docs.example.com/v2/billing#invoices"
+    assert (source["path"], source["url"], source["heading"]) == (page, page, "Invoices")
 
 
 def test_ask_on_a_new_database_creates_the_schema(

@@ -4,6 +4,8 @@ its page while crawled pages and learned answers keep their source."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -12,13 +14,33 @@ from pathlib import Path
 import pytest
 
 from bot.agent import OfflineAgent, final_result
+from bot.cli import main
 from bot.config import load_settings
 from bot.doc_links import DocsLinks, DocsSite, DocsStyle
 from bot.errors import ConfigError
+from bot.runtime import build_runtime
+from storage.db import Database
 from storage.documents import FetchedPages, FoundFile
 from storage.knowledge import KnowledgeBase
+from tests import discord_fixtures
+from tests.discord_fixtures import make_settings, model_overrides, start_bot
+from tests.fakes import openai_server
+from tests.fakes.discord_world import DiscordWorld
+from tests.fakes.discord_world import write_docs as write_discord_docs
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_api import DEFAULT_BOT_USER as SLACK_BOT
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_fixtures import api
+from tests.fakes.slack_harness import build_kb as build_slack_kb
+from tests.fakes.slack_harness import running_harness, slack_settings
+from tests.fakes.slack_sender import app_mention
+
+world = discord_fixtures.world  # fixtures (pytest finds them as module attributes)
+fake_openai = openai_server.fake_openai
+__all__ = ["api", "fake_openai", "world"]
 
 BASE = "https://docs.example.com/"
+SLACK_CHANNEL = "C0000001"  # where app_mention posts by default
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -234,6 +256,81 @@ async def test_refusal_leads_link_to_their_pages_too(kb: KnowledgeBase) -> None:
     assert BASE + "user%20guide/install.md" in [s.url_or_path for s in result.related]
 
 
+def cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> object:
+    """Run the real command line in-process; its stdout parsed as JSON."""
+    with contextlib.suppress(SystemExit):
+        main(argv)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_kb_search_json_keeps_the_stored_source_and_adds_the_page(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = cli_env / "docs"
+    (docs / "guide").mkdir(parents=True)
+    (docs / "guide" / "install.md").write_text(GUIDE, encoding="utf-8")
+    with contextlib.suppress(SystemExit):
+        main(["ingest", str(docs)])
+    capsys.readouterr()
+    question = ["kb", "search", "install the agent on Linux", "--json"]
+    [before] = cli_json(question, capsys)  # type: ignore[misc]
+    assert "url" not in before  # without the setting: exactly the documented keys
+    monkeypatch.setenv("SUPPORTBOT_DOCS_URL", BASE)
+    monkeypatch.setenv("SUPPORTBOT_DOCS_URL_STYLE", "mkdocs")
+    [hit] = cli_json(question, capsys)  # type: ignore[misc]
+    assert hit["source"] == "guide/install.md"
+    assert hit["url"] == BASE + "guide/install/#on-linux-debian"
+
+
 async def test_without_the_setting_citations_are_paths(kb: KnowledgeBase) -> None:
     result = await final_result(OfflineAgent(kb), "How do I install the agent on Linux?")
     assert result.sources[0].url_or_path == "user guide/install.md"
+
+
+# ---- end to end: a clickable citation on each platform -------------------------------------
+
+
+@pytest.mark.timeout(60)
+async def test_a_slack_answer_links_its_source_to_the_published_page(
+    api: FakeSlackAPI, tmp_path: Path, sqlite_db: Database, sqlite_url: str
+) -> None:
+    """Through the real bolt app and slack_sdk against the fake Slack (offline answerer)."""
+    settings = slack_settings(
+        sqlite_url, build_slack_kb(tmp_path), api, docs_url=BASE, docs_url_style="mkdocs"
+    )
+    async with running_harness(api, settings, db=sqlite_db) as harness:
+        async with harness.sender() as sender:
+            mention = app_mention(text=f"<@{SLACK_BOT}> how do I reset my password?")
+            assert (await sender.event(mention)).status == 200
+        await api.wait_for(lambda: [m for m in api.posted(SLACK_CHANNEL) if not m.streaming])
+        await harness.bot.wait_idle()
+    (answer,) = api.posted(SLACK_CHANNEL)
+    (block,) = [b for b in answer.blocks if b.get("block_id") == "sb_sources"]
+    links = [element["text"] for element in block["elements"][1:]]
+    page = BASE + "passwords/#resetting-your-password"
+    assert links[0] == f"<{page}|Passwords › Resetting your password>"
+
+
+@pytest.mark.timeout(60)
+async def test_a_discord_answer_links_its_source_to_the_published_page(
+    world: DiscordWorld,
+    tmp_path: Path,
+    sqlite_db: Database,
+    sqlite_url: str,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Through the real discord.py client against the fake Discord (the model agent)."""
+    kb_uri = str(tmp_path / "kb")
+    KnowledgeBase.open(kb_uri, None).ingest(write_discord_docs(tmp_path / "docs"))
+    settings = make_settings(
+        world, sqlite_url, kb_uri, docs_url=BASE, **model_overrides(fake_openai)
+    )
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+    finally:
+        await running.stop()
+    field = answer["embeds"][0]["fields"][0]
+    page = BASE + "passwords#reset-your-password"  # auto: a Markdown page's clean URL
+    assert field["value"].startswith(f"[Passwords — Reset your password]({page})\n")

@@ -69,18 +69,21 @@ def storage_errors() -> Iterator[None]:
 
 
 def hit_json(hit: Any, links: DocsLinks | None = None) -> dict[str, Any]:
-    """The stable ``kb search --json`` object (documented in docs/knowledge-base.md); ``url``
-    is the page the passage is cited by (SUPPORTBOT_DOCS_URL, or a crawled page), else null."""
-    from bot.tools import published_url
-
-    return {
+    """The stable ``kb search --json`` object (documented in docs/knowledge-base.md). With
+    SUPPORTBOT_DOCS_URL set (``links``), also ``url``: the page the passage is cited by, or
+    null; without it the object is exactly as before."""
+    found = {
         "source": hit.source,
         "title": hit.title,
         "heading": hit.heading,
         "snippet": hit.snippet(SNIPPET_CHARS),
         "score": round(float(hit.score), 6),
-        "url": published_url(hit, links),
     }
+    if links:
+        from bot.tools import published_url
+
+        found["url"] = published_url(hit, links)
+    return found
 
 
 def ingest(
