@@ -33,6 +33,8 @@ ASCIIDOC = frozenset({".adoc", ".asciidoc"})
 NOTEBOOK = frozenset({".ipynb"})
 # Sources a generator turns into a page; anything else (.html, .pdf, .txt) is published as it is.
 GENERATED = MARKDOWN | RESTRUCTURED | ASCIIDOC | NOTEBOOK
+# MkDocs builds Markdown (and notebooks with mkdocs-jupyter); other files it copies as they are.
+_PAGES = {DocsStyle.MKDOCS: MARKDOWN | NOTEBOOK}
 # A folder's own page in MkDocs (index.md, else README.md), Docusaurus (index, README) and
 # Hugo (_index.md): the folder's URL.
 INDEX_STEMS = frozenset({"index", "readme", "_index"})
@@ -82,7 +84,7 @@ class DocsSite:
         suffix = _suffix(name)
         stem = name[: len(name) - len(suffix)]
         style = self._style_for(suffix)
-        if style is DocsStyle.FILE or suffix not in GENERATED or not stem:
+        if style is DocsStyle.FILE or suffix not in _PAGES.get(style, GENERATED) or not stem:
             return path
         stem_path = f"{folder}/{stem}" if folder else stem
         if style is DocsStyle.SPHINX:

@@ -58,6 +58,7 @@ def url(style: str, path: str, heading: str = "") -> str:
         ("mkdocs", "index.md", ""),
         ("mkdocs", "a/b/c/deep.markdown", "a/b/c/deep/"),
         ("mkdocs", "tutorials/intro.ipynb", "tutorials/intro/"),
+        ("mkdocs", "guide/install.rst", "guide/install.rst"),  # copied, not built
         # Sphinx: one .html per source, index included; .md is MyST, .ipynb nbsphinx/myst-nb.
         ("sphinx", "guide/install.rst", "guide/install.html"),
         ("sphinx", "guide/index.rst", "guide/index.html"),
