@@ -26,7 +26,6 @@ from tests import discord_fixtures
 from tests.discord_fixtures import make_settings, model_overrides, start_bot
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
-from tests.fakes.discord_world import write_docs as write_discord_docs
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import DEFAULT_BOT_USER as SLACK_BOT
 from tests.fakes.slack_api import FakeSlackAPI
@@ -36,8 +35,9 @@ from tests.fakes.slack_harness import running_harness, slack_settings
 from tests.fakes.slack_sender import app_mention
 
 world = discord_fixtures.world  # fixtures (pytest finds them as module attributes)
+kb_uri = discord_fixtures.kb_uri  # the Discord world's two docs
 fake_openai = openai_server.fake_openai
-__all__ = ["api", "fake_openai", "world"]
+__all__ = ["api", "fake_openai", "kb_uri", "world"]
 
 BASE = "https://docs.example.com/"
 SLACK_CHANNEL = "C0000001"  # where app_mention posts by default
@@ -315,14 +315,12 @@ async def test_a_slack_answer_links_its_source_to_the_published_page(
 @pytest.mark.timeout(60)
 async def test_a_discord_answer_links_its_source_to_the_published_page(
     world: DiscordWorld,
-    tmp_path: Path,
+    kb_uri: str,
     sqlite_db: Database,
     sqlite_url: str,
     fake_openai: FakeOpenAI,
 ) -> None:
     """Through the real discord.py client against the fake Discord (the model agent)."""
-    kb_uri = str(tmp_path / "kb")
-    KnowledgeBase.open(kb_uri, None).ingest(write_discord_docs(tmp_path / "docs"))
     settings = make_settings(
         world, sqlite_url, kb_uri, docs_url=BASE, **model_overrides(fake_openai)
     )
