@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from bot import texts
 from bot.answerability import Answerability
+from bot.doc_links import DocsLinks
 from bot.errors import KnowledgeBaseError, ModelError
 from bot.grounding import (
     UNKNOWN_NAME,
@@ -136,10 +137,13 @@ class OpenAIAgent:
         max_tool_rounds: int = DEFAULT_MAX_TOOL_ROUNDS,
         k: int = 5,
         search_first: bool = True,
+        links: DocsLinks | None = None,
     ) -> None:
         """``search_first``: search the question before the model's first turn (see
-        :meth:`_searched_first`); False leaves the first search to the model, as before."""
+        :meth:`_searched_first`); False leaves the first search to the model, as before.
+        ``links``: where cited docs files are published (SUPPORTBOT_DOCS_URL)."""
         self.knowledge = knowledge
+        self.links = links or DocsLinks()
         self.model = model
         self.search_first = search_first
         self.max_tool_rounds = max_tool_rounds
@@ -172,7 +176,11 @@ class OpenAIAgent:
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
         toolbox = ToolBox(
-            self.knowledge, k=self.k, question=request.question, source_prefix=request.source_prefix
+            self.knowledge,
+            k=self.k,
+            question=request.question,
+            source_prefix=request.source_prefix,
+            links=self.links,
         )
         messages = build_messages(request, max_searches=self.max_tool_rounds)
         if self.search_first:
@@ -293,7 +301,7 @@ class OpenAIAgent:
             tool_metadata=metadata,
             escalation_reason=toolbox.escalation_reason,
             related=(
-                related_sources(request.question, toolbox.passages)
+                related_sources(request.question, toolbox.passages, links=toolbox.links)
                 if kind is ReplyKind.NO_ANSWER
                 else ()
             ),
@@ -577,16 +585,21 @@ class OfflineAgent:
         *,
         k: int = 5,
         answerability: Answerability | None = None,
+        links: DocsLinks | None = None,
     ) -> None:
         """``answerability``: the answer-or-refuse rule, by default the learned one over
-        ``knowledge`` (pass e.g. ``Answerability(kb, min_probability=None)`` for a baseline)."""
+        ``knowledge`` (pass e.g. ``Answerability(kb, min_probability=None)`` for a baseline).
+        ``links``: where cited docs files are published (SUPPORTBOT_DOCS_URL)."""
         self.knowledge = knowledge
+        self.links = links or DocsLinks()
         self.k = k
         self.answerability = answerability or Answerability(knowledge)
 
     async def run(self, request: AgentRequest) -> AsyncIterator[str | AgentResult]:
         started = time.perf_counter()
-        toolbox = ToolBox(self.knowledge, k=self.k, source_prefix=request.source_prefix)
+        toolbox = ToolBox(
+            self.knowledge, k=self.k, source_prefix=request.source_prefix, links=self.links
+        )
         question = request.question
         # "and the timeout?": a short follow-up is searched first in the context of the previous
         # question, then on its own; either way the passages must cover what *this* question asks.
@@ -615,7 +628,7 @@ class OfflineAgent:
         if not decision.answerable:
             yield texts.NOT_IN_DOCS
             metadata["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-            related = related_sources(question, toolbox.passages)
+            related = related_sources(question, toolbox.passages, links=toolbox.links)
             yield AgentResult(texts.NOT_IN_DOCS, ReplyKind.NO_ANSWER, (), metadata, related=related)
             return
         parts = [texts.OFFLINE_LABEL]
@@ -624,7 +637,7 @@ class OfflineAgent:
             quote = quote_of(decision, hit)
             where = heading_of(hit) or hit.source
             parts.append(f"**{where}** [{n}]\n{quote}")
-            sources.append(source_of(hit))
+            sources.append(source_of(hit, toolbox.links))
         text = "\n\n".join(parts)
         for i, part in enumerate(parts):
             yield part if i == 0 else "\n\n" + part

@@ -10,9 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.doc_links import DocsLinks, parse_docs_styles, parse_docs_urls
 from bot.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///supportbot.db"
@@ -71,6 +79,11 @@ class Settings(BaseSettings):
     kb_uri: str = Field(DEFAULT_KB_URI, validation_alias=_env("SUPPORTBOT_KB_URI"))
     # Approved answers learned from resolved hand-offs are written here (then ingested).
     learned_dir: str = Field("learned_docs", validation_alias=_env("SUPPORTBOT_LEARNED_DIR"))
+    # Where the ingested docs folder is published, so citations link to its pages
+    # (bot/doc_links.py): "https://docs.example.com/" or "FOLDER=URL,..." pairs, and the
+    # generator's page naming: auto (default), mkdocs, sphinx, clean, file (or FOLDER=STYLE).
+    docs_url: str = Field("", validation_alias=_env("SUPPORTBOT_DOCS_URL"))
+    docs_url_style: str = Field("", validation_alias=_env("SUPPORTBOT_DOCS_URL_STYLE"))
     admin_token: SecretStr | None = Field(None, validation_alias=_env("SUPPORTBOT_ADMIN_TOKEN"))
     embedder: EmbedderName = Field("auto", validation_alias=_env("SUPPORTBOT_EMBEDDER"))
     log_level: str = Field("INFO", validation_alias=_env("SUPPORTBOT_LOG_LEVEL"))
@@ -163,6 +176,24 @@ class Settings(BaseSettings):
     def _check_targets(cls, value: str) -> str:
         parse_workspace_targets(value)
         return value
+
+    @field_validator("docs_url")
+    @classmethod
+    def _check_docs_url(cls, value: str) -> str:
+        parse_docs_urls(value)
+        return value
+
+    @field_validator("docs_url_style")
+    @classmethod
+    def _check_docs_url_style(cls, value: str, info: ValidationInfo) -> str:
+        urls = info.data.get("docs_url")  # absent when SUPPORTBOT_DOCS_URL itself was refused
+        parse_docs_styles(value, prefixes=None if urls is None else set(parse_docs_urls(urls)))
+        return value
+
+    @property
+    def docs_links(self) -> DocsLinks:
+        """Cited files -> their published pages (empty without SUPPORTBOT_DOCS_URL)."""
+        return DocsLinks.parse(self.docs_url, self.docs_url_style)
 
     @field_validator("database_url")
     @classmethod

@@ -65,8 +65,9 @@ def make_agent(settings: Settings, knowledge: KnowledgeBase) -> Agent:
             timeout=settings.openai_timeout,
             max_retries=settings.openai_max_retries,
             max_retry_wait=settings.openai_max_retry_wait,
+            links=settings.docs_links,
         )
-    return OfflineAgent(knowledge)
+    return OfflineAgent(knowledge, links=settings.docs_links)
 
 
 async def build_runtime(

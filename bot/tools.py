@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import metrics, offload
+from bot.doc_links import DocsLinks, is_url
 from bot.errors import KnowledgeBaseError
 from bot.grounding import content_words, found_in, passage_words
+from bot.learning import LEARNED_FOLDER
 from bot.messages import Source
 from storage.kb_errors import KnowledgeError
 from storage.queries import sub_queries
@@ -102,6 +104,7 @@ class ToolBox:
     per_source: int = PASSAGES_PER_SOURCE
     question: str = ""  # the user's question: its parts are searched with the model's first query
     source_prefix: str | None = None  # the channel's knowledge filter ("billing/")
+    links: DocsLinks = field(default_factory=DocsLinks)  # cited files -> published pages
     passages: list[SearchHit] = field(default_factory=list)  # numbered: passages[n-1] is [n]
     calls: list[dict[str, Any]] = field(default_factory=list)
     escalation_reason: str | None = None
@@ -194,7 +197,7 @@ class ToolBox:
     def sources(self, upto: int | None = None) -> tuple[Source, ...]:
         """Reply sources in citation order (``sources[i]`` is ``[i + 1]``)."""
         chosen = self.passages if upto is None else self.passages[:upto]
-        return tuple(source_of(hit) for hit in chosen)
+        return tuple(source_of(hit, self.links) for hit in chosen)
 
     def retrieved_metadata(self) -> list[dict[str, Any]]:
         return [
@@ -210,21 +213,40 @@ class ToolBox:
         ]
 
 
-def source_of(hit: SearchHit) -> Source:
+def source_of(hit: SearchHit, links: DocsLinks | None = None) -> Source:
+    """The citation of a passage: linked to its published page when ``links`` knows it."""
     snippet = " ".join(hit.text.split())
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
     return Source(
         title=hit.title or hit.source,
-        url_or_path=hit.source,
+        url_or_path=citation_target(hit, links),
         snippet=snippet,
         score=float(hit.score),
         heading=hit.heading,
     )
 
 
+def citation_target(hit: SearchHit, links: DocsLinks | None) -> str:
+    """Where a citation points: the published page of a docs file, else the stored source (a
+    crawled page's URL already; an approved learned answer, which has no page and is cited as
+    the team's answer, by its path)."""
+    if not links or hit.source.startswith(f"{LEARNED_FOLDER}/"):
+        return hit.source
+    return links.url_for(hit.source, hit.heading) or hit.source
+
+
+def published_url(hit: SearchHit, links: DocsLinks | None) -> str | None:
+    """The page a passage is cited by, when it has one (``kb search --json``'s ``url``)."""
+    target = citation_target(hit, links)
+    return target if is_url(target) else None
+
+
 def related_sources(
-    question: str, hits: list[SearchHit], limit: int = RELATED_PAGES
+    question: str,
+    hits: list[SearchHit],
+    limit: int = RELATED_PAGES,
+    links: DocsLinks | None = None,
 ) -> tuple[Source, ...]:
     """The pages nearest a question the docs were not found to answer, for the asker to read
     themselves: the best passage of each of the first ``limit`` pages in retrieval order that
@@ -237,7 +259,7 @@ def related_sources(
             break
         if hit.source not in related and any(found_in(w, passage_words(hit)) for w in words):
             related[hit.source] = hit
-    return tuple(source_of(hit) for hit in related.values())
+    return tuple(source_of(hit, links) for hit in related.values())
 
 
 def format_passages(numbered: list[tuple[int, SearchHit]]) -> str:

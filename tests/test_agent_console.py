@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,21 +142,38 @@ def test_demo_without_a_terminal_asks_sample_questions(
     assert "couldn't find this in the documentation" in out  # the uncovered demo question
 
 
-def test_ask_json_prints_valid_json(deployment: dict[str, str], tmp_path: Path) -> None:
+def ask_json(question: str, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """``supportbot ask --json QUESTION`` in a new process; its JSON object."""
     result = subprocess.run(
-        [*SUPPORTBOT, "ask", "--json", "When are invoices sent?"],
+        [*SUPPORTBOT, "ask", "--json", question],
         capture_output=True,
         text=True,
-        env=deployment,
-        cwd=tmp_path,
+        env=env,
+        cwd=cwd,
         timeout=WAIT,
     )
     assert result.returncode == 0, result.stderr
-    payload = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_ask_json_prints_valid_json(deployment: dict[str, str], tmp_path: Path) -> None:
+    payload = ask_json("When are invoices sent?", deployment, tmp_path)
     assert payload["kind"] == "answer" and "[1]" in payload["text"]
     assert payload["sources"][0]["path"] == "billing.md"
     assert payload["session_id"].startswith("console:local:")
     assert isinstance(payload["memory_id"], int)
+    assert payload["sources"][0]["url"] is None  # a local path: no page to open
+
+
+def test_ask_json_cites_the_published_page_with_docs_url(
+    deployment: dict[str, str], tmp_path: Path
+) -> None:
+    """With SUPPORTBOT_DOCS_URL the cited file is its page, in ``path`` (where a source is, as
+    for a crawled page) and in ``url`` (the page to open)."""
+    env = dict(deployment, SUPPORTBOT_DOCS_URL="https://docs.example.com/v2")
+    source = ask_json("When are invoices sent?", env, tmp_path)["sources"][0]
+    page = "https://docs.example.com/v2/billing#invoices"
+    assert (source["path"], source["url"], source["heading"]) == (page, page, "Invoices")
 
 
 def test_ask_on_a_new_database_creates_the_schema(

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import texts
+from bot.doc_links import is_url
 
 SAMPLE_DOCS = Path(__file__).resolve().parent.parent / "sample_docs"
 # Questions the bundled sample docs answer, plus one they do not (to show "not in the docs").
@@ -183,6 +184,8 @@ def sources_json(sources: Any) -> list[dict[str, Any]]:
             "title": s.title,
             "heading": s.heading,
             "path": s.url_or_path,
+            # The page to open: the published URL (SUPPORTBOT_DOCS_URL, a crawled page) or null.
+            "url": s.url_or_path if is_url(s.url_or_path) else None,
             "snippet": s.snippet,
             "score": s.score,
         }

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import texts
+from bot.doc_links import DocsLinks
 from bot.errors import ConfigError, IngestError, KnowledgeBaseError
 
 log = logging.getLogger(__name__)
@@ -67,15 +68,22 @@ def storage_errors() -> Iterator[None]:
         raise KnowledgeBaseError(str(exc)) from None
 
 
-def hit_json(hit: Any) -> dict[str, Any]:
-    """The stable ``kb search --json`` object (documented in README)."""
-    return {
+def hit_json(hit: Any, links: DocsLinks | None = None) -> dict[str, Any]:
+    """The stable ``kb search --json`` object (documented in docs/knowledge-base.md). With
+    SUPPORTBOT_DOCS_URL set (``links``), also ``url``: the page the passage is cited by, or
+    null; without it the object is exactly as before."""
+    found = {
         "source": hit.source,
         "title": hit.title,
         "heading": hit.heading,
         "snippet": hit.snippet(SNIPPET_CHARS),
         "score": round(float(hit.score), 6),
     }
+    if links:
+        from bot.tools import published_url
+
+        found["url"] = published_url(hit, links)
+    return found
 
 
 def ingest(
@@ -173,7 +181,11 @@ def kb_search(
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps([hit_json(hit) for hit in hits], ensure_ascii=False, indent=2))
+        from bot.config import load_settings
+
+        links = load_settings().docs_links
+        found = [hit_json(hit, links) for hit in hits]
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
     if not hits:
         typer.echo(texts.KB_NO_HITS)

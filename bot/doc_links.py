@@ -1,0 +1,224 @@
+"""Where a cited docs file is published: ``SUPPORTBOT_DOCS_URL`` turns ``guide/install.md`` into
+``https://docs.example.com/guide/install/#heading``, so a citation is a link, not a path.
+
+Docs ingested from a folder are cited by their path inside it. Teams publish that folder with a
+generator, and each generator has its own rule from a file to a page and from a heading to an
+anchor; an operator names the generator (:class:`DocsStyle`) rather than writing a template,
+because a template cannot say that ``index.md`` is the folder's page or how headings become
+anchors. Stdlib only: bot/config.py validates the setting with it at start-up.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+
+class DocsStyle(enum.StrEnum):
+    """How a generator names pages; ``auto`` decides per file by its suffix."""
+
+    AUTO = "auto"  # .rst -> Sphinx, .adoc -> .html, the rest clean (the default)
+    MKDOCS = "mkdocs"  # guide/install.md -> guide/install/ ; guide/index.md -> guide/
+    SPHINX = "sphinx"  # guide/install.rst -> guide/install.html
+    CLEAN = "clean"  # Docusaurus, Hugo, VitePress: guide/install.md -> guide/install
+    FILE = "file"  # served as they are: guide/install.md -> guide/install.md
+
+
+MARKDOWN = frozenset({".md", ".markdown", ".mdx"})
+RESTRUCTURED = frozenset({".rst", ".rest"})
+ASCIIDOC = frozenset({".adoc", ".asciidoc"})
+NOTEBOOK = frozenset({".ipynb"})
+# Sources a generator turns into a page; anything else (.html, .pdf, .txt) is published as it is.
+GENERATED = MARKDOWN | RESTRUCTURED | ASCIIDOC | NOTEBOOK
+# MkDocs builds Markdown (and notebooks with mkdocs-jupyter); other files it copies as they are.
+_PAGES = {DocsStyle.MKDOCS: MARKDOWN | NOTEBOOK}
+# A folder's own page in MkDocs (index.md, else README.md), Docusaurus (index, README) and
+# Hugo (_index.md): the folder's URL.
+INDEX_STEMS = frozenset({"index", "readme", "_index"})
+HEADING_SEPARATOR = " > "  # storage/documents.py joins the heading path with it
+
+_MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+
+
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+def mkdocs_anchor(heading: str) -> str:
+    """Python-Markdown's ``toc`` slugify (MkDocs and Material's default)."""
+    value = re.sub(r"[^\w\s-]", "", _ascii(heading)).strip().lower()
+    return re.sub(r"[-\s]+", "-", value)
+
+
+def github_anchor(heading: str) -> str:
+    """github-slugger's rule (Docusaurus; Hugo's default ``github`` heading ids): lower-case,
+    punctuation dropped, each space a hyphen (runs are not collapsed)."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def sphinx_anchor(heading: str) -> str:
+    """docutils' ``make_id`` (Sphinx section ids, MyST Markdown's too): runs of anything but
+    ASCII letters and digits become one hyphen; leading digits and hyphens are dropped."""
+    value = re.sub(r"[^a-z0-9]+", "-", " ".join(_ascii(heading.lower()).split()))
+    return re.sub(r"^[-0-9]+|-+$", "", value)
+
+
+@dataclass(frozen=True, slots=True)
+class DocsSite:
+    """One published folder: its base URL (ending in ``/``) and its generator's style."""
+
+    base: str
+    style: DocsStyle = DocsStyle.AUTO
+
+    def url(self, path: str, heading: str = "") -> str:
+        page, anchor = self.page(path), self.anchor(path, heading)
+        url = self.base + quote(page, safe="/")
+        return f"{url}#{quote(anchor, safe='-_')}" if anchor else url
+
+    def page(self, path: str) -> str:
+        """The page's path under the base."""
+        folder, _, name = path.rpartition("/")
+        suffix = _suffix(name)
+        stem = name[: len(name) - len(suffix)]
+        style = self._style_for(suffix)
+        if style is DocsStyle.FILE or suffix not in _PAGES.get(style, GENERATED) or not stem:
+            return path
+        stem_path = f"{folder}/{stem}" if folder else stem
+        if style is DocsStyle.SPHINX:
+            return f"{stem_path}.html"
+        if stem.lower() in INDEX_STEMS:
+            return f"{folder}/" if folder else ""
+        return f"{stem_path}/" if style is DocsStyle.MKDOCS else stem_path
+
+    def anchor(self, path: str, heading: str) -> str:
+        """The anchor of the passage's innermost heading where the generator's rule is known
+        (Markdown and reStructuredText pages); "" otherwise: the page without an anchor."""
+        innermost = heading.rsplit(HEADING_SEPARATOR, 1)[-1].strip()
+        innermost = _MARKDOWN_LINK.sub(r"\1", innermost)
+        if not innermost:
+            return ""
+        suffix = _suffix(path)
+        style = self._style_for(suffix)
+        if suffix in RESTRUCTURED:
+            return sphinx_anchor(innermost) if style is DocsStyle.SPHINX else ""
+        if suffix not in MARKDOWN:  # notebooks, AsciiDoc, HTML, PDF: ids we cannot know
+            return ""
+        rule = {
+            DocsStyle.MKDOCS: mkdocs_anchor,
+            DocsStyle.SPHINX: sphinx_anchor,
+            DocsStyle.CLEAN: github_anchor,
+        }.get(style)
+        return rule(innermost) if rule else ""
+
+    def _style_for(self, suffix: str) -> DocsStyle:
+        if self.style is not DocsStyle.AUTO:
+            return self.style
+        if suffix in RESTRUCTURED:
+            return DocsStyle.SPHINX  # only Sphinx builds reStructuredText
+        if suffix in ASCIIDOC:
+            return DocsStyle.SPHINX  # Asciidoctor and Antora publish install.adoc as install.html
+        return DocsStyle.CLEAN
+
+
+@dataclass(frozen=True, slots=True)
+class DocsLinks:
+    """Published folders by path prefix ("" for everything else), longest prefix first."""
+
+    sites: tuple[tuple[str, DocsSite], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.sites)
+
+    def url_for(self, path: str, heading: str = "") -> str | None:
+        """The published page of a cited file, None when it has none (no site covers it, or
+        it is cited by URL already)."""
+        if is_url(path):
+            return None
+        for prefix, site in self.sites:
+            if path.startswith(prefix):
+                return site.url(path[len(prefix) :], heading)
+        return None
+
+    @classmethod
+    def parse(cls, urls: str, styles: str = "") -> DocsLinks:
+        """From ``SUPPORTBOT_DOCS_URL`` and ``SUPPORTBOT_DOCS_URL_STYLE`` (see
+        :func:`parse_docs_urls` and :func:`parse_docs_styles`)."""
+        bases = parse_docs_urls(urls)
+        chosen = parse_docs_styles(styles, prefixes=set(bases))
+        default = chosen.get("", DocsStyle.AUTO)
+        sites = {
+            prefix: DocsSite(base, chosen.get(prefix, default)) for prefix, base in bases.items()
+        }
+        ordered = sorted(sites.items(), key=lambda item: len(item[0]), reverse=True)
+        return cls(tuple(ordered))
+
+
+def _suffix(path: str) -> str:
+    """The file name's suffix, lower-cased with its dot ("" for none)."""
+    name = path.rpartition("/")[2]
+    stem, dot, suffix = name.rpartition(".")
+    return f".{suffix.lower()}" if dot and stem else ""
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _entries(spec: str) -> list[tuple[str, str]]:
+    """``"URL"`` or ``"PREFIX=URL, ..."`` -> [(prefix, value)]; a bare value has prefix ""."""
+    entries = []
+    for entry in spec.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        head, sep, tail = entry.partition("=")
+        if sep and "://" not in head:  # "api/=https://..." (a bare URL may hold "=" in it)
+            entries.append((_folder(head), tail.strip()))
+        else:
+            entries.append(("", entry))
+    return entries
+
+
+def _folder(prefix: str) -> str:
+    prefix = prefix.strip().strip("/")
+    if not prefix:
+        raise ValueError("has an empty folder before '='; write FOLDER=URL or the URL alone")
+    return prefix + "/"
+
+
+def parse_docs_urls(spec: str) -> dict[str, str]:
+    """``"https://docs.example.com/"`` or ``"guide/=https://a.example/,api/=https://b.example/"``
+    (and at most one bare URL for every other file) -> {folder prefix: base URL ending in /}."""
+    bases: dict[str, str] = {}
+    for prefix, url in _entries(spec):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL or FOLDER=URL pairs, got {url!r}")
+        if parts.username or parts.password:
+            raise ValueError("must not hold a user name or password (every citation shows it)")
+        if parts.query or parts.fragment:
+            raise ValueError(f"must be a base URL without '?' or '#', got {url!r}")
+        if prefix in bases:
+            raise ValueError(f"names {prefix or 'the default URL'!r} twice")
+        bases[prefix] = url if url.endswith("/") else url + "/"
+    return bases
+
+
+def parse_docs_styles(spec: str, *, prefixes: set[str] | None = None) -> dict[str, DocsStyle]:
+    """``"mkdocs"`` or ``"sphinx,api/=sphinx"`` -> {folder prefix: style}; a folder must be one
+    ``SUPPORTBOT_DOCS_URL`` names (when ``prefixes`` is given)."""
+    styles: dict[str, DocsStyle] = {}
+    names = ", ".join(style.value for style in DocsStyle)
+    for prefix, value in _entries(spec):
+        try:
+            styles[prefix] = DocsStyle(value.lower())
+        except ValueError:
+            raise ValueError(
+                f"must be one of {names} (or FOLDER=STYLE pairs), got {value!r}"
+            ) from None
+        if prefixes is not None and prefix and prefix not in prefixes:
+            raise ValueError(f"names folder {prefix!r}, which SUPPORTBOT_DOCS_URL does not")
+    return styles

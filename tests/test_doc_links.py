@@ -1,0 +1,335 @@
+"""Citations link to the published docs page (SUPPORTBOT_DOCS_URL, bot/doc_links.py): the
+mapping per generator, the setting's validation, and the core turning a cited local file into
+its page while crawled pages and learned answers keep their source."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.agent import OfflineAgent, final_result
+from bot.cli import main
+from bot.config import load_settings
+from bot.doc_links import DocsLinks, DocsSite, DocsStyle
+from bot.errors import ConfigError
+from bot.runtime import build_runtime
+from storage.db import Database
+from storage.documents import FetchedPages, FoundFile
+from storage.knowledge import KnowledgeBase
+from tests import discord_fixtures
+from tests.discord_fixtures import make_settings, model_overrides, start_bot
+from tests.fakes import openai_server
+from tests.fakes.discord_world import DiscordWorld
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_api import DEFAULT_BOT_USER as SLACK_BOT
+from tests.fakes.slack_api import FakeSlackAPI
+from tests.fakes.slack_fixtures import api
+from tests.fakes.slack_harness import build_kb as build_slack_kb
+from tests.fakes.slack_harness import running_harness, slack_settings
+from tests.fakes.slack_sender import app_mention
+
+world = discord_fixtures.world  # fixtures (pytest finds them as module attributes)
+kb_uri = discord_fixtures.kb_uri  # the Discord world's two docs
+fake_openai = openai_server.fake_openai
+__all__ = ["api", "fake_openai", "kb_uri", "world"]
+
+BASE = "https://docs.example.com/"
+SLACK_CHANNEL = "C0000001"  # where app_mention posts by default
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def url(style: str, path: str, heading: str = "") -> str:
+    return DocsSite(BASE, DocsStyle(style)).url(path, heading)
+
+
+@pytest.mark.parametrize(
+    ("style", "path", "expected"),
+    [
+        # MkDocs: directory URLs; index.md (or README.md) is its folder's page.
+        ("mkdocs", "guide/install.md", "guide/install/"),
+        ("mkdocs", "guide/index.md", "guide/"),
+        ("mkdocs", "guide/README.md", "guide/"),
+        ("mkdocs", "index.md", ""),
+        ("mkdocs", "a/b/c/deep.markdown", "a/b/c/deep/"),
+        ("mkdocs", "tutorials/intro.ipynb", "tutorials/intro/"),
+        ("mkdocs", "guide/install.rst", "guide/install.rst"),  # copied, not built
+        # Sphinx: one .html per source, index included; .md is MyST, .ipynb nbsphinx/myst-nb.
+        ("sphinx", "guide/install.rst", "guide/install.html"),
+        ("sphinx", "guide/index.rst", "guide/index.html"),
+        ("sphinx", "guide/install.md", "guide/install.html"),
+        ("sphinx", "tutorials/intro.ipynb", "tutorials/intro.html"),
+        # Docusaurus / Hugo / VitePress: no suffix, no trailing slash; _index.md is Hugo's.
+        ("clean", "guide/install.md", "guide/install"),
+        ("clean", "guide/install.mdx", "guide/install"),
+        ("clean", "guide/_index.md", "guide/"),
+        ("clean", "guide/index.md", "guide/"),
+        ("clean", "guide/install.adoc", "guide/install"),
+        # Plain: the file is served as it is.
+        ("file", "guide/install.md", "guide/install.md"),
+        ("file", "guide/index.md", "guide/index.md"),
+        # auto (the default): .rst as Sphinx, .adoc as Asciidoctor's .html, the rest clean.
+        ("auto", "guide/install.rst", "guide/install.html"),
+        ("auto", "guide/install.adoc", "guide/install.html"),
+        ("auto", "guide/install.asciidoc", "guide/install.html"),
+        ("auto", "guide/install.md", "guide/install"),
+        ("auto", "guide/index.md", "guide/"),
+        # Pages that are published as they are, whatever the generator.
+        ("mkdocs", "reference/api.html", "reference/api.html"),
+        ("sphinx", "manual.pdf", "manual.pdf"),
+        ("clean", "notes/changes.txt", "notes/changes.txt"),
+        # Suffixes in any case; a dot in a folder name is not a suffix.
+        ("sphinx", "guide/INSTALL.RST", "guide/INSTALL.html"),
+        ("mkdocs", "v1.2/notes", "v1.2/notes"),
+        # Spaces and other characters a URL cannot hold are percent-encoded.
+        ("mkdocs", "user guide/set up & run.md", "user%20guide/set%20up%20%26%20run/"),
+        ("sphinx", "guía/instalación.rst", "gu%C3%ADa/instalaci%C3%B3n.html"),
+    ],
+)
+def test_a_file_becomes_its_generators_page(style: str, path: str, expected: str) -> None:
+    assert url(style, path) == BASE + expected
+
+
+@pytest.mark.parametrize(
+    ("style", "path", "heading", "anchor"),
+    [
+        # MkDocs (Python-Markdown toc): punctuation dropped, runs of spaces/hyphens one hyphen.
+        ("mkdocs", "a.md", "Install on Linux (Debian)", "install-on-linux-debian"),
+        ("mkdocs", "a.md", "Don't panic -- really", "dont-panic-really"),
+        ("mkdocs", "a.md", "Using `pip` > The [CLI](cli.md)", "the-cli"),
+        ("mkdocs", "a.md", "Café crème", "cafe-creme"),
+        # Docusaurus / Hugo (github-slugger): each space one hyphen, no collapsing.
+        ("clean", "a.md", "Install on Linux (Debian)", "install-on-linux-debian"),
+        ("clean", "a.md", "Don't panic -- really", "dont-panic----really"),
+        ("auto", "a.mdx", "Step 2: Configure", "step-2-configure"),
+        # Sphinx (docutils make_id): any run of other characters is one hyphen, leading
+        # digits dropped; MyST Markdown pages get the same ids.
+        ("sphinx", "a.rst", "Don't panic", "don-t-panic"),
+        ("sphinx", "a.rst", "2. Setting up ``pip``", "setting-up-pip"),
+        ("auto", "a.rst", "Parent > Using the API", "using-the-api"),
+        ("sphinx", "a.md", "Install (Linux)", "install-linux"),
+        # Only the innermost heading of the path counts.
+        ("mkdocs", "a.md", "Setup > Linux > Debian", "debian"),
+    ],
+)
+def test_the_cited_heading_becomes_the_generators_anchor(
+    style: str, path: str, heading: str, anchor: str
+) -> None:
+    assert url(style, path, heading).endswith("#" + anchor)
+
+
+@pytest.mark.parametrize(
+    ("style", "path"),
+    [
+        ("file", "a.md"),  # a file served raw has no heading ids
+        ("mkdocs", "a.rst"),  # MkDocs does not build reStructuredText: unsure, no anchor
+        ("auto", "a.adoc"),  # Asciidoctor's ids are not the slug rules above
+        ("sphinx", "a.ipynb"),  # nbsphinx keeps the heading's case
+        ("mkdocs", "a.html"),  # the page's own ids are unknown
+        ("clean", "a.pdf"),
+    ],
+)
+def test_no_anchor_where_the_rule_is_not_known(style: str, path: str) -> None:
+    assert "#" not in url(style, path, "Some heading")
+
+
+def test_a_passage_before_the_first_heading_links_the_page_alone() -> None:
+    assert url("mkdocs", "guide/install.md", "") == BASE + "guide/install/"
+
+
+def test_folders_may_be_published_at_their_own_bases_with_their_own_styles() -> None:
+    links = DocsLinks.parse(
+        "https://docs.example.com/latest, api/=https://api.example.com/ref/,"
+        "api/internal/=https://internal.example.com",
+        "mkdocs, api/=sphinx",
+    )
+    assert links.url_for("guide/a.md") == "https://docs.example.com/latest/guide/a/"
+    assert links.url_for("api/client.rst") == "https://api.example.com/ref/client.html"
+    # The longest folder wins, with the default style (mkdocs) when it names none.
+    assert links.url_for("api/internal/x.md") == "https://internal.example.com/x/"
+    # A cited URL (a crawled page) is already its page.
+    assert links.url_for("https://site.example/a.html") is None
+    # Without a bare URL, files outside the named folders keep their path.
+    only_api = DocsLinks.parse("api/=https://api.example.com/")
+    assert only_api.url_for("guide/a.md") is None
+    assert not DocsLinks.parse("") and DocsLinks.parse(BASE)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SUPPORTBOT_DOCS_URL", "docs.example.com", "SUPPORTBOT_DOCS_URL must be an http(s) URL"),
+        ("SUPPORTBOT_DOCS_URL", "ftp://docs.example.com/", "SUPPORTBOT_DOCS_URL must be an"),
+        ("SUPPORTBOT_DOCS_URL", "https://", "SUPPORTBOT_DOCS_URL must be an http(s) URL"),
+        ("SUPPORTBOT_DOCS_URL", "api/=/docs/api", "SUPPORTBOT_DOCS_URL must be an http(s) URL"),
+        ("SUPPORTBOT_DOCS_URL", "https://u:pw@docs.example.com/", "SUPPORTBOT_DOCS_URL must not"),
+        ("SUPPORTBOT_DOCS_URL", "https://docs.example.com/?v=2", "SUPPORTBOT_DOCS_URL must be a"),
+        ("SUPPORTBOT_DOCS_URL", "=https://docs.example.com/", "SUPPORTBOT_DOCS_URL has an empty"),
+        ("SUPPORTBOT_DOCS_URL_STYLE", "jekyll", "SUPPORTBOT_DOCS_URL_STYLE must be one of"),
+        ("SUPPORTBOT_DOCS_URL_STYLE", "api/=sphinx", "SUPPORTBOT_DOCS_URL_STYLE names folder"),
+    ],
+)
+def test_a_bad_docs_url_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv("SUPPORTBOT_DOCS_URL", BASE)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(expected)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_process_with_a_bad_docs_url_refuses_to_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "SLACK_"))}
+    env.update(SUPPORTBOT_DOCS_URL="docs.example.com", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SUPPORTBOT_DOCS_URL must be an http(s) URL" in lines[0]
+
+
+# ---- the core: where a knowledge-base hit becomes a Source ----------------------------------
+
+GUIDE = "# Installing\n\n## On Linux (Debian)\n\nRun apt install flagpole to install the agent.\n"
+LEARNED = (
+    "# How do I move a workspace?\n\n## Answered by the team on 2026-01-05\n\n"
+    "**Question:** How do I move a workspace?\n\nOpen Admin and choose Transfer workspace.\n"
+)
+CRAWLED = "<html><body><h1>Webhooks</h1><h2>Retries</h2><p>Webhook deliveries are retried "
+CRAWLED += "five times over an hour.</p></body></html>"
+
+
+@pytest.fixture
+def kb(tmp_path: Path) -> KnowledgeBase:
+    """Three kinds of source: a docs folder, an approved learned answer, a crawled page."""
+    docs = tmp_path / "docs"
+    (docs / "user guide").mkdir(parents=True)
+    (docs / "user guide" / "install.md").write_text(GUIDE, encoding="utf-8")
+    learned_root = tmp_path / "learned_docs"
+    (learned_root / "learned").mkdir(parents=True)
+    (learned_root / "learned" / "1-how-do-i-move-a-workspace.md").write_text(LEARNED, "utf-8")
+    page = tmp_path / "fetched" / "webhooks.html"
+    page.parent.mkdir()
+    page.write_text(CRAWLED, encoding="utf-8")
+    site_url = "https://site.example/guide/webhooks.html"
+    site = FetchedPages("https://site.example/guide/", [FoundFile(page, site_url, fetched=True)])
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs, learned_root, site])
+    return knowledge
+
+
+async def test_a_cited_docs_file_links_to_its_page_and_heading(kb: KnowledgeBase) -> None:
+    agent = OfflineAgent(kb, links=load_settings(docs_url=BASE, docs_url_style="mkdocs").docs_links)
+    result = await final_result(agent, "How do I install the agent on Linux?")
+    source = result.sources[0]
+    assert source.url_or_path == BASE + "user%20guide/install/#on-linux-debian"
+    assert source.title == "Installing" and source.heading == "On Linux (Debian)"
+    # What the answer's metadata records (and kb search --json reports) is the stored source.
+    assert result.tool_metadata["sources"][0]["source"] == "user guide/install.md"
+
+
+async def test_learned_answers_and_crawled_pages_keep_their_citation(kb: KnowledgeBase) -> None:
+    agent = OfflineAgent(kb, links=DocsLinks.parse(BASE))
+    learned = await final_result(agent, "How do I move a workspace?")
+    assert learned.sources[0].url_or_path == "learned/1-how-do-i-move-a-workspace.md"
+    assert learned.sources[0].heading == "Answered by the team on 2026-01-05"
+    crawled = await final_result(agent, "How many times are webhook deliveries retried?")
+    assert crawled.sources[0].url_or_path == "https://site.example/guide/webhooks.html"
+
+
+async def test_refusal_leads_link_to_their_pages_too(kb: KnowledgeBase) -> None:
+    agent = OfflineAgent(kb, links=DocsLinks.parse(BASE, "file"))
+    result = await final_result(agent, "Can I install the agent on Windows with chocolatey?")
+    assert result.kind.value == "no_answer"
+    assert BASE + "user%20guide/install.md" in [s.url_or_path for s in result.related]
+
+
+def cli_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> object:
+    """Run the real command line in-process; its stdout parsed as JSON."""
+    with contextlib.suppress(SystemExit):
+        main(argv)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_kb_search_json_keeps_the_stored_source_and_adds_the_page(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = cli_env / "docs"
+    (docs / "guide").mkdir(parents=True)
+    (docs / "guide" / "install.md").write_text(GUIDE, encoding="utf-8")
+    with contextlib.suppress(SystemExit):
+        main(["ingest", str(docs)])
+    capsys.readouterr()
+    question = ["kb", "search", "install the agent on Linux", "--json"]
+    [before] = cli_json(question, capsys)  # type: ignore[misc]
+    assert "url" not in before  # without the setting: exactly the documented keys
+    monkeypatch.setenv("SUPPORTBOT_DOCS_URL", BASE)
+    monkeypatch.setenv("SUPPORTBOT_DOCS_URL_STYLE", "mkdocs")
+    [hit] = cli_json(question, capsys)  # type: ignore[misc]
+    assert hit["source"] == "guide/install.md"
+    assert hit["url"] == BASE + "guide/install/#on-linux-debian"
+
+
+async def test_without_the_setting_citations_are_paths(kb: KnowledgeBase) -> None:
+    result = await final_result(OfflineAgent(kb), "How do I install the agent on Linux?")
+    assert result.sources[0].url_or_path == "user guide/install.md"
+
+
+# ---- end to end: a clickable citation on each platform -------------------------------------
+
+
+@pytest.mark.timeout(60)
+async def test_a_slack_answer_links_its_source_to_the_published_page(
+    api: FakeSlackAPI, tmp_path: Path, sqlite_db: Database, sqlite_url: str
+) -> None:
+    """Through the real bolt app and slack_sdk against the fake Slack (offline answerer)."""
+    settings = slack_settings(
+        sqlite_url, build_slack_kb(tmp_path), api, docs_url=BASE, docs_url_style="mkdocs"
+    )
+    async with running_harness(api, settings, db=sqlite_db) as harness:
+        async with harness.sender() as sender:
+            mention = app_mention(text=f"<@{SLACK_BOT}> how do I reset my password?")
+            assert (await sender.event(mention)).status == 200
+        await api.wait_for(lambda: [m for m in api.posted(SLACK_CHANNEL) if not m.streaming])
+        await harness.bot.wait_idle()
+    (answer,) = api.posted(SLACK_CHANNEL)
+    (block,) = [b for b in answer.blocks if b.get("block_id") == "sb_sources"]
+    links = [element["text"] for element in block["elements"][1:]]
+    page = BASE + "passwords/#resetting-your-password"
+    assert links[0] == f"<{page}|Passwords › Resetting your password>"
+
+
+@pytest.mark.timeout(60)
+async def test_a_discord_answer_links_its_source_to_the_published_page(
+    world: DiscordWorld,
+    kb_uri: str,
+    sqlite_db: Database,
+    sqlite_url: str,
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Through the real discord.py client against the fake Discord (the model agent)."""
+    settings = make_settings(
+        world, sqlite_url, kb_uri, docs_url=BASE, **model_overrides(fake_openai)
+    )
+    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+    finally:
+        await running.stop()
+    field = answer["embeds"][0]["fields"][0]
+    page = BASE + "passwords#reset-your-password"  # auto: a Markdown page's clean URL
+    assert field["value"].startswith(f"[Passwords — Reset your password]({page})\n")
