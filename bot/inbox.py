@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot import metrics, texts
@@ -271,6 +271,20 @@ class Inbox:
                 return
         if not self._unclaimed:
             log.info("%s: the database is back; held events claimed", self.platform)
+
+    async def conversation_work(self, work: Work, *, since: datetime) -> list[dict[str, Any]]:
+        """The payloads of the rest of ``work``'s conversation's work received since ``since``
+        (what each recorded posting, for instance: a retry's clean-up must leave those alone)."""
+        session_id = work.payload.get(SESSION_KEY)
+        if not session_id:
+            return []
+        return await events.conversation_payloads(
+            self.db,
+            platform=self.platform,
+            session_id=str(session_id),
+            since=since,
+            other_than=work.key,
+        )
 
     async def record(self, work: Work, payload: dict[str, Any]) -> Work:
         """Save a changed payload (e.g. the thread the answer goes to) before acting on it, so

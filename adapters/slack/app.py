@@ -67,7 +67,7 @@ from bot.escalation import NOTICE_KIND
 from bot.inbox import DELETION_KIND, SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
-from storage import events, memories
+from storage import memories
 from storage.db import unreachable
 
 log = logging.getLogger(__name__)
@@ -595,13 +595,8 @@ class SlackBot:
     async def _posted_by_other_work(self, work: Work, question: str) -> set[str]:
         """The messages the conversation's other work (answers to later questions in the
         thread) recorded posting since the question was asked."""
-        session_id = work.payload.get(SESSION_KEY)
-        if not session_id:
-            return set()
         asked = datetime.fromtimestamp(float(question), UTC) - CLOCK_SKEW
-        payloads = await events.conversation_payloads(
-            self.db, platform="slack", session_id=str(session_id), since=asked, other_than=work.key
-        )
+        payloads = await self.inbox.conversation_work(work, since=asked)
         return {ts for payload in payloads for ts in posted_messages(payload)}
 
     async def _escalation_blocks(self, reply: Reply) -> list[dict[str, Any]]:
