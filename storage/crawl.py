@@ -19,6 +19,7 @@ import logging
 import re
 import xml.etree.ElementTree as ElementTree
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.error import HTTPError, URLError
@@ -131,8 +132,11 @@ def crawl(
     max_pages: int = DEFAULT_MAX_PAGES,
     max_bytes: int = 10 * 1024 * 1024,
     timeout: float = TIMEOUT_SECONDS,
+    progress: Callable[[int], None] | None = None,
 ) -> FetchedPages:
-    """Fetch the site under ``start_url`` into ``folder``; the pages, named by URL."""
+    """Fetch the site under ``start_url`` into ``folder``; the pages, named by URL.
+    ``progress`` is told how many pages are kept after each request (a large site takes a
+    while: one request at a time)."""
     start = normalize(start_url)
     parts = urlsplit(start)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -163,6 +167,8 @@ def crawl(
             state.skipped.append(SkippedFile(url, "disallowed by robots.txt"))
             continue
         _fetch(client, url, state, first=not state.pages and not sitemap)
+        if progress is not None:
+            progress(len(state.pages))
     if not state.pages and state.skipped:
         raise CrawlError(f"nothing to read at {start_url}: {state.skipped[0].reason}")
     fetched = FetchedPages(label=start_url, files=state.pages, skipped=state.skipped)

@@ -262,3 +262,14 @@ def test_a_docs_generators_by_products_are_not_fetched(
     )
     assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
     assert not [p for p in site.requested if "_sources" in p or "genindex" in p]
+
+
+def test_a_crawl_reports_its_progress_page_by_page(site: Site, tmp_path: Path) -> None:
+    """On a terminal, `ingest URL` shows how many pages it has so far (one request at a time
+    can take a while on a large site)."""
+    from storage.crawl import crawl
+
+    counts: list[int] = []
+    fetched = crawl(f"{site.url}/docs/", tmp_path / "pages", progress=counts.append)
+    assert len(fetched.files) == 5
+    assert counts == sorted(counts) and counts[-1] == 5 and len(counts) >= 5

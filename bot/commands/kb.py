@@ -158,10 +158,24 @@ def _fetch_site(url: str, folder: Path, max_pages: int, max_bytes: int) -> Any:
     from storage.crawl import CrawlError, crawl
 
     folder.mkdir(parents=True)
+    terminal = sys.stderr.isatty()
+
+    def fetched(pages: int) -> None:
+        typer.echo(f"\rFetching {url}: {pages} page(s)", err=True, nl=False)
+
     try:
-        site = crawl(url, folder, max_pages=max_pages, max_bytes=max_bytes)
+        site = crawl(
+            url,
+            folder,
+            max_pages=max_pages,
+            max_bytes=max_bytes,
+            progress=fetched if terminal else None,
+        )
     except CrawlError as exc:
         raise IngestError(str(exc)) from None
+    finally:
+        if terminal:
+            typer.echo("", err=True)
     typer.echo(texts.kb_fetched_site(url, len(site.files), len(site.skipped)), err=True)
     return site
 
