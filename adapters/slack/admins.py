@@ -9,6 +9,7 @@ from dataclasses import replace
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.failures import slack_error
 from bot.channel_admin import is_settings_request
 from bot.messages import IncomingMessage
 from bot.text_commands import forget_request
@@ -26,7 +27,7 @@ async def with_admin_flag(client: AsyncWebClient, msg: IncomingMessage) -> Incom
     try:
         user = (await client.users_info(user=msg.author.id)).get("user") or {}
     except SlackApiError as exc:
-        log.warning("users.info failed for %s: %s", msg.author.id, exc.response.get("error"))
+        log.warning("users.info failed for %s: %s", msg.author.id, slack_error(exc))
         return msg
     admin = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
     author = replace(msg.author, is_admin=admin and settings, moderates=admin and forget)

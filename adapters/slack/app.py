@@ -52,6 +52,7 @@ from adapters.slack.failures import (
     CALL_FAILURES,
     DATABASE_FAILURES,
     database_failure,
+    slack_error,
     transient_failure,
 )
 from adapters.slack.manifest import BOT_SCOPES, INSTALL_PATH, REDIRECT_PATH
@@ -476,7 +477,7 @@ class SlackBot:
             try:
                 await client.chat_delete(channel=channel, ts=ts)
             except SlackApiError as exc:
-                if exc.response.get("error") != "message_not_found":
+                if slack_error(exc) != "message_not_found":
                     raise
 
         await run_deletion(work, self.inbox, self.responder, posted_by=posted_by, remove=remove)

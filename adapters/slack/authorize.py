@@ -28,6 +28,7 @@ from adapters.slack.failures import (
     CALL_FAILURES,
     DATABASE_FAILURES,
     database_failure,
+    slack_error,
     transient_failure,
 )
 
@@ -104,7 +105,7 @@ class TokenAuthorize(AsyncAuthorize):
             reason = transient_failure(exc)
             if reason is None and isinstance(exc, SlackApiError):
                 # The token was revoked or is wrong: bolt tells the user to reinstall.
-                log.error("Slack refused the bot token: %s", exc.response.get("error"))
+                log.error("Slack refused the bot token: %s", slack_error(exc))
                 return None
             raise SlackUnavailable(f"auth.test failed: {reason}") from exc
         return AuthorizeResult.from_auth_test_response(

@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.slack.failures import CALL_FAILURES, transient_failure
+from adapters.slack.failures import CALL_FAILURES, slack_error, transient_failure
 from adapters.slack.render import (
     CHUNK_LIMIT,
     SlackMessage,
@@ -88,7 +88,7 @@ OnPost = Callable[[str], Awaitable[None]]
 
 def too_long(exc: BaseException) -> bool:
     """Slack refused the message for its length."""
-    return isinstance(exc, SlackApiError) and _error(exc) in TOO_LONG_ERRORS
+    return isinstance(exc, SlackApiError) and slack_error(exc) in TOO_LONG_ERRORS
 
 
 def posting_once(client: AsyncWebClient) -> AsyncWebClient:
@@ -196,7 +196,7 @@ async def stop_stream(
         try:
             await once.chat_stopStream(channel=channel, ts=ts, **params)
         except SlackApiError as exc:
-            if not retry or _error(exc) != NOT_STREAMING:
+            if not retry or slack_error(exc) != NOT_STREAMING:
                 raise
             log.info("the stream %s was stopped by an earlier try", ts)
 
@@ -221,7 +221,7 @@ async def _delete_copies(client: AsyncWebClient, route: Route, text: str, since:
     except SlackApiError as exc:
         if transient_failure(exc) is not None:
             raise
-        log.warning("cannot look for a copy a failed post left: %s", _error(exc))
+        log.warning("cannot look for a copy a failed post left: %s", slack_error(exc))
         return
     for message in found.get("messages") or []:
         ours = message.get("bot_id") == me.get("bot_id") or message.get("user") == me.get("user_id")
@@ -272,7 +272,7 @@ def _log_too_long(exc: SlackApiError, size: int, parts: int) -> None:
     log.warning(
         "Slack refused %d characters as too long (%s); sending them in %d parts",
         size,
-        _error(exc),
+        slack_error(exc),
         parts,
     )
 
@@ -336,7 +336,7 @@ class AnswerWriter:
                 if self.ts is not None:
                     raise
                 # Streaming is not available here (older workspace, not a thread, ...).
-                log.info("chat.startStream unavailable (%s); using chat.update", _error(exc))
+                log.info("chat.startStream unavailable (%s); using chat.update", slack_error(exc))
                 self.mode = "update"
         text = self.shown + self.pending
         preview = preview_text(text, self.preview_limit)
@@ -516,10 +516,3 @@ def _marker(fence: str) -> str:
     stripped = fence.lstrip()
     char = stripped[:1]
     return stripped[: len(stripped) - len(stripped.lstrip(char))]
-
-
-def _error(exc: SlackApiError) -> str:
-    try:
-        return str(exc.response.get("error"))
-    except Exception:
-        return type(exc).__name__

@@ -32,7 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert, render
 from adapters.slack.delivery import Route, post_messages, posting_once
-from adapters.slack.failures import CALL_FAILURES, transient_failure
+from adapters.slack.failures import CALL_FAILURES, slack_error, transient_failure
 from adapters.slack.thread_history import thread_reader
 from bot import escalation, texts
 from bot.config import Settings
@@ -335,7 +335,7 @@ class SlackEscalations:
                 if user in (response.get("users") or []):
                     return True
         except SlackApiError as exc:
-            log.warning("cannot check the support team: %s", exc.response.get("error"))
+            log.warning("cannot check the support team: %s", slack_error(exc))
         return False
 
 
@@ -381,7 +381,7 @@ async def _posted_notice(
     except CALL_FAILURES as exc:
         if transient_failure(exc) is not None:
             raise
-        reason = exc.response.get("error") if isinstance(exc, SlackApiError) else exc
+        reason = slack_error(exc) if isinstance(exc, SlackApiError) else exc
         log.warning("cannot look for an earlier notice of escalation %s: %s", escalation_id, reason)
         return None
     for message in history.get("messages") or []:
@@ -433,7 +433,7 @@ async def _permalink(client: AsyncWebClient, row: Escalation) -> str | None:
     try:
         found = await client.chat_getPermalink(channel=row.channel_id, message_ts=row.thread_id)
     except SlackApiError as exc:
-        log.info("no permalink for escalation %s: %s", row.id, exc.response.get("error"))
+        log.info("no permalink for escalation %s: %s", row.id, slack_error(exc))
         return None
     link = found.get("permalink")
     return str(link) if link else None

@@ -19,13 +19,25 @@ CALL_FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError)
 DATABASE_FAILURES = (SQLAlchemyError, OSError)
 
 
+def slack_error(exc: SlackApiError) -> str:
+    """Slack's error code for a refused call ("not_in_channel"), or "HTTP 500" for an HTTP
+    error, whose body is no JSON to read a code from ("" if Slack gave no code)."""
+    status = getattr(exc.response, "status_code", 200)
+    if status != 200:
+        return f"HTTP {status}"
+    try:
+        return str(exc.response.get("error") or "")
+    except AttributeError:  # a body that is not a JSON object
+        return ""
+
+
 def transient_failure(exc: BaseException) -> str | None:
     """Why a failed Web API call may work if tried again later (None: it will not)."""
     if isinstance(exc, SlackApiError):
         status = getattr(exc.response, "status_code", 200)
-        error = str(exc.response.get("error") or "") if status == 200 else ""
+        error = slack_error(exc) or f"HTTP {status}"
         if status == 429 or status >= 500 or error in TRANSIENT_ERRORS:
-            return f"{error or f'HTTP {status}'} from {_method(exc)}"
+            return f"{error} from {_method(exc)}"
         return None
     return type(exc).__name__  # a dropped connection or a timeout
 

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert, render
 from adapters.slack.authorize import NotTakenNow
-from adapters.slack.failures import DATABASE_FAILURES, database_failure
+from adapters.slack.failures import DATABASE_FAILURES, database_failure, slack_error
 from adapters.slack.manifest import ASK_SHORTCUT_ID
 from bot import ask_message, texts
 from bot.inbox import SESSION_KEY, Work
@@ -152,7 +152,7 @@ class SlackShortcuts:
         try:
             await answer_message(work, client)
         except SlackApiError as exc:
-            if _error(exc) not in NOT_A_MEMBER:
+            if slack_error(exc) not in NOT_A_MEMBER:
                 raise
             # Removed from the channel between the look and the post.
             await self._tell_not_a_member(work, client)
@@ -168,9 +168,9 @@ class SlackShortcuts:
         try:
             info = await client.conversations_info(channel=channel)
         except SlackApiError as exc:
-            if _error(exc) in NOT_A_MEMBER:
+            if slack_error(exc) in NOT_A_MEMBER:
                 return False
-            log.info("conversations.info for a shortcut failed (%s); answering", _error(exc))
+            log.info("conversations.info for a shortcut failed (%s); answering", slack_error(exc))
             return True
         found = info.get("channel") or {}
         return found.get("is_member") is not False or bool(found.get("is_im"))
@@ -191,10 +191,3 @@ class SlackShortcuts:
         }
         reply = render.render_reply(Reply(text, ReplyKind.INFO, ephemeral=True), buttons=False)
         await self.bot._send_ephemeral(client, where, reply)
-
-
-def _error(exc: SlackApiError) -> str:
-    """Slack's ``error`` of a refused call ("" for an HTTP error, whose body is no JSON)."""
-    if getattr(exc.response, "status_code", 200) != 200:
-        return ""
-    return str(exc.response.get("error") or "")
