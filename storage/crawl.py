@@ -62,6 +62,11 @@ _SITEMAP_TAG = re.compile(r"\{[^}]*\}")
 _CODE_HOSTS = {"github.com", "www.github.com", "gitlab.com", "bitbucket.org", "codeberg.org"}
 
 
+# Answers that say "not now" rather than "not here": the page keeps its passages (--prune).
+# 404 and 410 say the page is gone; 401 and 403 that it is no longer public: both drop it.
+_PASSING_STATUSES = {408, 425, 429}
+
+
 class CrawlError(Exception):
     """The site cannot be read at all (bad URL, start page unreachable); ``str`` says why."""
 
@@ -113,6 +118,8 @@ class _Crawl:
     digests: set[str] = field(default_factory=set)
     pages: list[FoundFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)  # pages that exist but were not kept
+    failed_in_passing: int = 0  # pages with no answer or a transient error this time
 
     def enqueue(self, url: str) -> None:
         url = normalize(url)
@@ -171,11 +178,26 @@ def crawl(
             progress(len(state.pages))
     if not state.pages and state.skipped:
         raise CrawlError(f"nothing to read at {start_url}: {state.skipped[0].reason}")
-    fetched = FetchedPages(label=start_url, files=state.pages, skipped=state.skipped)
+    fetched = FetchedPages(
+        label=start_url, files=state.pages, skipped=state.skipped, unread=state.unread
+    )
     if state.queue:
         fetched.warnings.append(
             f"{start_url}: stopped at {max_pages} pages (--max-pages); "
             f"{len(state.queue)} more were found and not fetched"
+        )
+    if state.failed_in_passing:
+        fetched.warnings.append(
+            f"{start_url}: {state.failed_in_passing} page(s) could not be fetched this time "
+            "(no answer or a server error); they are tried again on the next ingest"
+        )
+    if state.queue or state.failed_in_passing:
+        # Pages behind the ones not fetched were not found either: --prune keeps the site's
+        # stored pages that this fetch did not see, rather than drop pages that still exist.
+        fetched.incomplete_under = state.scope
+        fetched.warnings.append(
+            f"{start_url}: the site was not fetched completely; its pages not seen this time "
+            "are kept (--prune removes none of them)"
         )
     return fetched
 
@@ -202,12 +224,15 @@ def _fetch(client: _Client, url: str, state: _Crawl, *, first: bool) -> None:
         if first:
             raise CrawlError(f"cannot fetch {url}: {reason}") from None
         state.skipped.append(SkippedFile(url, f"cannot fetch: {reason}"))
+        state.failed_in_passing += 1
         return
     final = normalize(response.url)
     if response.status != 200:
         if first:
             raise CrawlError(f"{url} answered HTTP {response.status}")
         state.skipped.append(SkippedFile(url, f"HTTP {response.status}"))
+        if response.status in _PASSING_STATUSES or response.status >= 500:
+            state.failed_in_passing += 1
         return
     if first and final != url:
         state.scope = _folder_of(final)  # http -> https, docs.x.com -> x.com/docs/: go along
@@ -226,6 +251,7 @@ def _fetch(client: _Client, url: str, state: _Crawl, *, first: bool) -> None:
     if response.too_large:
         limit = state.max_bytes // (1024 * 1024)
         state.skipped.append(SkippedFile(url, f"larger than the {limit} MB limit"))
+        state.unread.append(final)  # it exists: --prune keeps what an earlier ingest read
         return
     digest = hashlib.sha256(body).hexdigest()
     if digest in state.digests:

@@ -120,9 +120,33 @@ class FetchedPages:
     files: list[FoundFile]
     skipped: list[SkippedFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Set when the fetch did not see the whole site (it stopped at its page limit, or a page
+    # failed in passing: a timeout, a 5xx), to the URL prefix its pages live under: a page under
+    # it that was not fetched this time may still exist, so --prune must not drop it.
+    incomplete_under: str | None = None
+    unread: list[str] = field(default_factory=list)  # pages that exist but were not read
 
     def __str__(self) -> str:
         return self.label
+
+
+@dataclass(frozen=True)
+class Found:
+    """What one ingest run found: the sources it saw, and the prefixes under which a source it
+    did not see may still exist (an incomplete site fetch). Pruning drops only what is gone."""
+
+    sources: frozenset[str]
+    unsure_prefixes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, files: Sequence[FoundFile], roots: Sequence[Path | FetchedPages] = ()) -> Found:
+        fetched = [root for root in roots if isinstance(root, FetchedPages)]
+        unread = [source for root in fetched for source in root.unread]
+        unsure = tuple(root.incomplete_under for root in fetched if root.incomplete_under)
+        return cls(frozenset([item.source for item in files] + unread), unsure)
+
+    def may_exist(self, source: str) -> bool:
+        return source in self.sources or source.startswith(self.unsure_prefixes)
 
 
 def discover(roots: Sequence[Path | FetchedPages]) -> tuple[list[FoundFile], list[SkippedFile]]:

@@ -30,6 +30,7 @@ from storage.documents import (
     DEFAULT_MAX_FILE_BYTES,
     Chunk,
     FetchedPages,
+    Found,
     SkippedFile,
     UnreadableFile,
     chunk_document,
@@ -554,14 +555,15 @@ class KnowledgeBase:
                 )
         with _Progress(progress) as bar:
             sources = {c.source for c in chunks}
-            self._store(list(chunks), sources, sources, matrix, report, bar.update, prune=False)
+            found = Found(frozenset(sources))
+            self._store(list(chunks), found, sources, matrix, report, bar.update, prune=False)
         report.seconds = time.perf_counter() - started
         return report
 
     def _store(
         self,
         chunks: list[Chunk],
-        sources_found: set[str],
+        found: Found,
         sources_read: set[str],
         vectors: np.ndarray | None,
         report: IngestReport,
@@ -575,7 +577,7 @@ class KnowledgeBase:
         if table is not None:
             self._check_embedder(self._recorded_embedder(table), for_ingest=True)
             if rebuild_old_chunking and not self._is_current(table):
-                recreate = self._rebuild_old_chunking(table, sources_found, report, prune=prune)
+                recreate = self._rebuild_old_chunking(table, found, report, prune=prune)
                 table = None if recreate else table
         previous = self._table() if recreate else None
         replaced = previous.count_rows() if previous is not None else None
@@ -592,7 +594,7 @@ class KnowledgeBase:
         report.timings["write"] = time.perf_counter() - clock
         clock = time.perf_counter()
         report.chunks_removed = self._delete_stale(
-            table, existing, chunks, sources_found, sources_read, prune=prune
+            table, existing, chunks, found, sources_read, prune=prune
         )
         if replaced is not None:
             report.chunks_removed = replaced
@@ -608,20 +610,21 @@ class KnowledgeBase:
         return not self.embeds_windows or WINDOWS_COLUMN in table.schema.names
 
     def _rebuild_old_chunking(
-        self, table: Any, sources_found: set[str], report: IngestReport, *, prune: bool
+        self, table: Any, found: Found, report: IngestReport, *, prune: bool
     ) -> bool:
         """Chunk ids of two chunkings never match, so a table chunked by an older version is
         rebuilt rather than mixed, when that loses nothing: every file it holds is in this run
         (or ``--prune`` says the paths are the whole corpus). Otherwise the new passages are
         added as usual and the operator is told how to finish."""
         stored = set(self._existing_ids(table).values())
-        if prune or stored <= sources_found:
+        # A rebuild keeps only what this run read: not when a site was only partly fetched.
+        if (prune and not found.unsure_prefixes) or stored <= found.sources:
             message = f"{self.uri} was chunked by an older version of supportbot; rebuilt"
             rebuild = True
         else:
             message = (
                 f"{self.uri} was chunked by an older version of supportbot and holds files not "
-                f"given now ({len(stored - sources_found)}); run `supportbot ingest --prune` "
+                f"given now ({len(stored - found.sources)}); run `supportbot ingest --prune` "
                 "with all your docs folders to rebuild it"
             )
             rebuild = False
@@ -631,7 +634,7 @@ class KnowledgeBase:
 
     def _read_all(
         self, roots: list[Path | FetchedPages], report: IngestReport, update: ProgressFn
-    ) -> tuple[list[Chunk], set[str], set[str]]:
+    ) -> tuple[list[Chunk], Found, set[str]]:
         """Chunks of every readable file, the sources found, and the sources read."""
         found, unsupported = discover(roots)
         report.skipped.extend(unsupported)
@@ -662,7 +665,7 @@ class KnowledgeBase:
             report.files += 1
             read.add(item.source)
             chunks.extend(chunk_document(doc, source=item.source))
-        return chunks, {item.source for item in found}, read
+        return chunks, Found.of(found, roots), read
 
     def _nothing_to_ingest(self, roots: list[Path | FetchedPages], report: IngestReport) -> str:
         where = ", ".join(str(r) for r in roots)
@@ -771,7 +774,7 @@ class KnowledgeBase:
         table: Any,
         existing: dict[str, str],
         chunks: list[Chunk],
-        sources_found: set[str],
+        found: Found,
         sources_read: set[str],
         *,
         prune: bool,
@@ -787,7 +790,7 @@ class KnowledgeBase:
             chunk_id
             for chunk_id, source in existing.items()
             if chunk_id not in current
-            and (source in sources_read or (prune and source not in sources_found))
+            and (source in sources_read or (prune and not found.may_exist(source)))
         ]
         if not stale:
             return 0

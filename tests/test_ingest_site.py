@@ -273,3 +273,66 @@ def test_a_crawl_reports_its_progress_page_by_page(site: Site, tmp_path: Path) -
     fetched = crawl(f"{site.url}/docs/", tmp_path / "pages", progress=counts.append)
     assert len(fetched.files) == 5
     assert counts == sorted(counts) and counts[-1] == 5 and len(counts) >= 5
+
+
+def test_prune_keeps_the_pages_a_flaky_site_did_not_serve_this_time(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A re-crawl during a blip (a 503, a timeout) must not delete what the site still has:
+    neither the page that failed nor the pages only linked from it."""
+    site.pages["/docs/guide/config.html"] = html(
+        "Configuration",
+        "<p>The quokka cache is flushed every 45 minutes.</p>",
+        links='<a href="ports.html">Ports</a>',
+    )
+    site.pages["/docs/guide/ports.html"] = html(
+        "Ports", "<p>The marmot relay listens on port 7733.</p>"
+    )
+    assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
+    assert search("marmot relay port", capsys)[0]["source"].endswith("/docs/guide/ports.html")
+
+    healthy = site.pages["/docs/guide/config.html"]
+    site.pages["/docs/guide/config.html"] = (503, {"Content-Type": "text/plain"}, b"busy")
+    code, out, err = run_cli(["ingest", f"{site.url}/docs/", "--prune"], capsys)
+    assert code == 0, err
+    assert "0 removed" in out, out
+    assert "1 page(s) could not be fetched this time" in err
+    assert "its pages not seen this time are kept" in err
+    assert search("quokka cache flushed", capsys)[0]["source"].endswith("/docs/guide/config.html")
+    assert search("marmot relay port", capsys)[0]["source"].endswith("/docs/guide/ports.html")
+
+    # Once the site answers in full again, --prune drops what it really dropped.
+    site.pages["/docs/guide/config.html"] = healthy
+    del site.pages["/docs/guide/ports.html"]
+    code, out, err = run_cli(["ingest", f"{site.url}/docs/", "--prune"], capsys)
+    assert code == 0 and "1 removed" in out, out
+    assert "not seen this time are kept" not in err
+    assert all("ports.html" not in h["source"] for h in search("marmot relay port", capsys))
+
+
+def test_prune_keeps_the_pages_a_crawl_stopped_by_max_pages_did_not_reach(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
+    code, out, err = run_cli(["ingest", f"{site.url}/docs/", "--prune", "--max-pages", "2"], capsys)
+    assert code == 0, err
+    assert "0 removed" in out, out
+    assert "stopped at 2 pages (--max-pages)" in err
+    assert search("quokka cache flushed", capsys)[0]["source"].endswith("/docs/guide/config.html")
+    assert search("pelican relay restart", capsys)[0]["source"].endswith("/docs/manual.pdf")
+
+
+def test_prune_keeps_a_page_that_grew_past_the_size_limit(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As for a file in a folder: a page that exists but cannot be read keeps what was read."""
+    assert run_cli(["ingest", f"{site.url}/docs/"], capsys)[0] == 0
+    status, headers, body = site.pages["/docs/notes.md"]
+    site.pages["/docs/notes.md"] = (status, headers, body + b"x" * 1_100_000)
+    code, out, err = run_cli(
+        ["ingest", f"{site.url}/docs/", "--prune", "--max-file-mb", "1"], capsys
+    )
+    assert code == 0, err
+    assert "larger than the 1 MB limit" in err
+    assert "0 removed" in out, out
+    assert search("heron flag renamed", capsys)[0]["source"] == f"{site.url}/docs/notes.md"
