@@ -6,11 +6,17 @@ incrementally, prunes pages the site dropped, and fails in one line when the sit
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -336,3 +342,80 @@ def test_prune_keeps_a_page_that_grew_past_the_size_limit(
     assert "larger than the 1 MB limit" in err
     assert "0 removed" in out, out
     assert search("heron flag renamed", capsys)[0]["source"] == f"{site.url}/docs/notes.md"
+
+
+class _Lines:
+    """A child process's output, read as it comes (the process keeps running)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for(self, wanted: str, *, after: int = 0, timeout: float = 60.0) -> int:
+        """The index of the first line from ``after`` on that contains ``wanted``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for index in range(after, len(self.lines)):
+                    if wanted in self.lines[index]:
+                        return index
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no line with {wanted!r} in {self.lines}")
+                self._changed.wait(left)
+
+
+def test_ingest_every_follows_the_site_survives_a_failed_round_and_stops_on_sigterm(
+    cli_env: Path, site: Site
+) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "bot", "ingest", f"{site.url}/docs/", "--prune"]
+    child = subprocess.Popen(
+        [*command, "--every", "1s"],
+        cwd=cli_env,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = _Lines(child.stdout), _Lines(child.stderr)
+        out.wait_for("Ingested 5 file(s)")
+        err.wait_for("Next ingest at")
+
+        # The site goes down: the round says why, and the process carries on.
+        site.pages["/docs/"] = (503, {"Content-Type": "text/plain"}, b"maintenance")
+        failed = err.wait_for(f"error: {site.url}/docs/ answered HTTP 503")
+        err.wait_for("Next ingest at", after=failed)
+        assert child.poll() is None
+
+        # Back, without one page: the next round prunes it.
+        site.pages["/docs/"] = site.pages["/docs/index.html"]
+        del site.pages["/docs/guide/config.html"]
+        pruned = out.wait_for("1 removed")
+        assert out.lines[pruned].startswith("Ingested 4 file(s)")
+
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 0
+        err.wait_for("Stopped (SIGTERM).")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert not any("Traceback" in line for line in err.lines), err.lines
+
+
+def test_ingest_every_refuses_a_duration_it_cannot_read(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["ingest", f"{site.url}/docs/", "--every", "6 hours"], capsys)
+    assert code == 1
+    assert "error: --every: '6 hours' is not a duration; use a number and s, m, h or d" in err
+    assert site.requested == []  # refused before anything was fetched

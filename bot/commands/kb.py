@@ -109,6 +109,14 @@ def ingest(
     max_pages: Annotated[
         int, typer.Option(help="Fetch at most this many pages of each docs site URL.", min=1)
     ] = 500,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep running: ingest again every DURATION (30m, 6h, 1d), e.g. to follow a "
+            "docs site. A failed round is reported and the next one runs on time.",
+            metavar="DURATION",
+        ),
+    ] = None,
 ) -> None:
     """Read docs (md, rst, adoc, ipynb, txt, html, pdf; folders, files or a docs site's URL),
     chunk, embed new or changed chunks, index. A site's pages are cited by their URLs."""
@@ -119,8 +127,38 @@ def ingest(
         wanted.append(str(SAMPLE_DOCS))
     if not wanted:
         raise IngestError(texts.KB_NO_PATHS)
+    interval = parse_interval(every) if every is not None else None
     max_bytes = int(max_file_mb * 1024 * 1024)
     kb = open_knowledge_base(embedder, max_file_bytes=max_bytes)
+
+    if interval is None:
+        _ingest_once(kb, wanted, prune=prune, recreate=recreate, max_pages=max_pages)
+        return
+    from bot.commands.every import run_every
+
+    rebuild = [recreate]  # --recreate rebuilds once, not every round
+
+    def one_round() -> None:
+        _ingest_once(kb, wanted, prune=prune, recreate=rebuild[0], max_pages=max_pages)
+        rebuild[0] = False
+
+    run_every(interval, one_round)
+
+
+def parse_interval(text: str) -> float:
+    """``30m``, ``6h``, ``1d`` in seconds; a ConfigError naming the option otherwise."""
+    from bot.commands.every import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--every: {exc}") from None
+
+
+def _ingest_once(
+    kb: Any, wanted: list[str], *, prune: bool, recreate: bool, max_pages: int
+) -> None:
+    max_bytes = kb.max_file_bytes
     with tempfile.TemporaryDirectory(prefix="supportbot-crawl-") as fetched_into:
         roots = [
             _fetch_site(item, Path(fetched_into) / str(n), max_pages, max_bytes)
