@@ -419,3 +419,21 @@ def test_ingest_every_refuses_a_duration_it_cannot_read(
     assert code == 1
     assert "error: --every: '6 hours' is not a duration; use a number and s, m, h or d" in err
     assert site.requested == []  # refused before anything was fetched
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("30m", 1800), ("6h", 21600), ("1d", 86400), ("1h30m", 5400), (" 2H ", 7200)],
+)
+def test_every_reads_the_durations_operators_write(text: str, seconds: float) -> None:
+    from bot.commands.every import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "6", "h", "0s", "-1h", "6hours", "1h 30"])
+def test_every_refuses_what_is_not_a_duration(text: str) -> None:
+    from bot.commands.every import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(text)
