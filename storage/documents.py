@@ -218,6 +218,7 @@ def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Par
         doc = parse_text(text, fallback_title=_title_from_name(path))
     elif suffix in ASCIIDOC_SUFFIXES:
         doc = parse_markdown(asciidoc.to_markdown(text), fallback_title=_title_from_name(path))
+        doc.titled_by_heading = False  # Asciidoctor gives the document title no section id
     elif suffix in NOTEBOOK_SUFFIXES:
         try:
             markdown = notebooks.to_markdown(text)

@@ -268,6 +268,29 @@ async def test_a_cited_repeated_heading_and_front_matter_id_reach_the_link(
     assert client.sources[0].url_or_path == BASE + "02-guides/03-setup/#usage"
 
 
+@pytest.mark.parametrize(
+    ("name", "page", "anchor"),
+    [
+        # The title is a heading with an id in Markdown (and a section in reST): a section
+        # of the same name is its repeat. Asciidoctor's document title has no id.
+        ("a.md", "# Usage\n\n{intro}\n\n## Usage\n\n{body}\n", "usage-1"),
+        ("a.adoc", "= Usage\n\n{intro}\n\n== Usage\n\n{body}\n", "_usage"),
+    ],
+)
+def test_the_pages_title_counts_as_a_heading_where_it_has_an_id(
+    tmp_path: Path, name: str, page: str, anchor: str
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    intro = "The intro says what the usage tool is for and who runs it in production, daily."
+    body = "Run the usage report with the --monthly flag to get one row per customer account."
+    (docs / name).write_text(page.format(intro=intro, body=body), encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    [hit] = knowledge.search("usage report monthly flag customer", k=1)
+    assert DocsLinks.parse(BASE).url_for(hit.source, hit.heading, hit.facts).endswith("#" + anchor)
+
+
 async def test_a_table_built_before_page_facts_gets_them_on_the_next_ingest(
     tmp_path: Path,
 ) -> None:
