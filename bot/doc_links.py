@@ -11,19 +11,22 @@ anchors. Stdlib only: bot/config.py validates the setting with it at start-up.
 from __future__ import annotations
 
 import enum
+import posixpath
 import re
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from storage.page_facts import NO_FACTS, PageFacts
+
 
 class DocsStyle(enum.StrEnum):
     """How a generator names pages; ``auto`` decides per file by its suffix."""
 
-    AUTO = "auto"  # .rst -> Sphinx, .adoc -> .html, the rest clean (the default)
+    AUTO = "auto"  # .rst -> Sphinx, .adoc -> Asciidoctor/Antora, the rest clean (the default)
     MKDOCS = "mkdocs"  # guide/install.md -> guide/install/ ; guide/index.md -> guide/
     SPHINX = "sphinx"  # guide/install.rst -> guide/install.html
-    CLEAN = "clean"  # Docusaurus, Hugo, VitePress: guide/install.md -> guide/install
+    CLEAN = "clean"  # Docusaurus, Hugo, VitePress: guide/02-install.md -> guide/install
     FILE = "file"  # served as they are: guide/install.md -> guide/install.md
 
 
@@ -41,6 +44,13 @@ INDEX_STEMS = frozenset({"index", "readme", "_index"})
 HEADING_SEPARATOR = " > "  # storage/documents.py joins the heading path with it
 
 _MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+# Docusaurus drops a number prefix ("02-", "3. ", "10_") from file and folder names, but not
+# the start of a date or version ("2021-01-notes", "7.0-upgrade").
+_NUMBER_PREFIX = re.compile(r"^\d+\s*[-_.]+\s*(?=[^-_.\s])")
+_NOT_NUMBER_PREFIX = re.compile(r"^\d+[-_.]\d")
+# Antora: modules/ROOT/pages/x.adoc is the component version's page x.html; another module's
+# pages sit under its name (modules/admin/pages/x.adoc -> admin/x.html).
+_ANTORA_PAGE = re.compile(r"(?:^|/)modules/([^/]+)/pages/(.+)$")
 
 
 def _ascii(text: str) -> str:
@@ -59,6 +69,14 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
+def asciidoc_anchor(heading: str) -> str:
+    """Asciidoctor's generated section id with the default ``idprefix`` and ``idseparator``
+    (both ``_``; Antora keeps them): lower-case, characters other than word characters,
+    spaces, hyphens and periods removed, each run of spaces, hyphens and periods one ``_``."""
+    value = re.sub(r"[^\w \-.]", "", "_" + heading.strip().lower())
+    return re.sub(r"[ \-._]+", "_", value).rstrip("_") or "_"
+
+
 def sphinx_anchor(heading: str) -> str:
     """docutils' ``make_id`` (Sphinx section ids, MyST Markdown's too): runs of anything but
     ASCII letters and digits become one hyphen; leading digits and hyphens are dropped."""
@@ -73,12 +91,12 @@ class DocsSite:
     base: str
     style: DocsStyle = DocsStyle.AUTO
 
-    def url(self, path: str, heading: str = "") -> str:
-        page, anchor = self.page(path), self.anchor(path, heading)
+    def url(self, path: str, heading: str = "", facts: PageFacts = NO_FACTS) -> str:
+        page, anchor = self.page(path, facts), self.anchor(path, heading, facts)
         url = self.base + quote(page, safe="/")
         return f"{url}#{quote(anchor, safe='-_')}" if anchor else url
 
-    def page(self, path: str) -> str:
+    def page(self, path: str, facts: PageFacts = NO_FACTS) -> str:
         """The page's path under the base."""
         folder, _, name = path.rpartition("/")
         suffix = _suffix(name)
@@ -86,32 +104,41 @@ class DocsSite:
         style = self._style_for(suffix)
         if style is DocsStyle.FILE or suffix not in _PAGES.get(style, GENERATED) or not stem:
             return path
-        stem_path = f"{folder}/{stem}" if folder else stem
         if style is DocsStyle.SPHINX:
-            return f"{stem_path}.html"
+            if suffix in ASCIIDOC and (antora := _ANTORA_PAGE.search(path)):
+                module, page = antora.groups()
+                path = page if module == "ROOT" else f"{module}/{page}"
+            return f"{path[: len(path) - len(suffix)]}.html"
+        if style is DocsStyle.CLEAN:
+            return _clean_page(folder, stem, facts)
         if stem.lower() in INDEX_STEMS:
             return f"{folder}/" if folder else ""
-        return f"{stem_path}/" if style is DocsStyle.MKDOCS else stem_path
+        return f"{folder}/{stem}/" if folder else f"{stem}/"
 
-    def anchor(self, path: str, heading: str) -> str:
+    def anchor(self, path: str, heading: str, facts: PageFacts = NO_FACTS) -> str:
         """The anchor of the passage's innermost heading where the generator's rule is known
-        (Markdown and reStructuredText pages); "" otherwise: the page without an anchor."""
+        (Markdown, reStructuredText and AsciiDoc pages), numbered as the generator numbers a
+        repeated heading; "" otherwise: the page without an anchor."""
         innermost = heading.rsplit(HEADING_SEPARATOR, 1)[-1].strip()
         innermost = _MARKDOWN_LINK.sub(r"\1", innermost)
         if not innermost:
             return ""
         suffix = _suffix(path)
         style = self._style_for(suffix)
-        if suffix in RESTRUCTURED:
-            return sphinx_anchor(innermost) if style is DocsStyle.SPHINX else ""
-        if suffix not in MARKDOWN:  # notebooks, AsciiDoc, HTML, PDF: ids we cannot know
+        repeat = facts.repeat
+        if style is DocsStyle.FILE or suffix not in _PAGES.get(style, GENERATED):
             return ""
-        rule = {
-            DocsStyle.MKDOCS: mkdocs_anchor,
-            DocsStyle.SPHINX: sphinx_anchor,
-            DocsStyle.CLEAN: github_anchor,
-        }.get(style)
-        return rule(innermost) if rule else ""
+        if suffix in ASCIIDOC:  # Asciidoctor numbers a repeat from 2: _usage, _usage_2
+            return asciidoc_anchor(innermost) + (f"_{repeat + 1}" if repeat else "")
+        if suffix in RESTRUCTURED and style is not DocsStyle.SPHINX:
+            return ""
+        if suffix in NOTEBOOK:  # nbsphinx and mkdocs-jupyter ids: a rule we do not know
+            return ""
+        if style is DocsStyle.SPHINX:  # docutils gives a repeat the page's next "idN"
+            return f"id{max(facts.repeated, 1)}" if repeat else sphinx_anchor(innermost)
+        if style is DocsStyle.MKDOCS:  # Python-Markdown's toc: usage, usage_1, usage_2
+            return mkdocs_anchor(innermost) + (f"_{repeat}" if repeat else "")
+        return github_anchor(innermost) + (f"-{repeat}" if repeat else "")  # usage, usage-1
 
     def _style_for(self, suffix: str) -> DocsStyle:
         if self.style is not DocsStyle.AUTO:
@@ -123,6 +150,28 @@ class DocsSite:
         return DocsStyle.CLEAN
 
 
+def _clean_page(folder: str, stem: str, facts: PageFacts) -> str:
+    """Docusaurus's rule (which Hugo and VitePress share for plain names): number prefixes
+    dropped from the file's and its folders' names; a front-matter ``slug`` is the page's
+    path, from the docs' root when it starts with "/", else from the file's folder; without
+    one, a front-matter ``id`` replaces the file's name; a folder's index is the folder."""
+    folders = "/".join(_without_number(part) for part in folder.split("/")) if folder else ""
+    if facts.slug.startswith("/"):
+        return facts.slug.lstrip("/")
+    if not facts.slug and stem.lower() in INDEX_STEMS:
+        return f"{folders}/" if folders else ""
+    name = facts.slug or facts.id or _without_number(stem)
+    resolved = posixpath.normpath(posixpath.join("/", folders, name))
+    trailing = "/" if name.endswith("/") and resolved != "/" else ""
+    return resolved.lstrip("/") + trailing
+
+
+def _without_number(name: str) -> str:
+    if _NOT_NUMBER_PREFIX.match(name):
+        return name
+    return _NUMBER_PREFIX.sub("", name, count=1)
+
+
 @dataclass(frozen=True, slots=True)
 class DocsLinks:
     """Published folders by path prefix ("" for everything else), longest prefix first."""
@@ -132,14 +181,14 @@ class DocsLinks:
     def __bool__(self) -> bool:
         return bool(self.sites)
 
-    def url_for(self, path: str, heading: str = "") -> str | None:
+    def url_for(self, path: str, heading: str = "", facts: PageFacts = NO_FACTS) -> str | None:
         """The published page of a cited file, None when it has none (no site covers it, or
-        it is cited by URL already)."""
+        it is cited by URL already). ``facts``: what the page said of itself at ingest."""
         if is_url(path):
             return None
         for prefix, site in self.sites:
             if path.startswith(prefix):
-                return site.url(path[len(prefix) :], heading)
+                return site.url(path[len(prefix) :], heading, facts)
         return None
 
     @classmethod

@@ -178,7 +178,8 @@ class ToolBox:
             if not query:
                 return "error: 'query' is required."
             numbered = await self.search(query)
-            return format_passages(numbered + await self._search_question_parts(query, numbered))
+            found = numbered + await self._search_question_parts(query, numbered)
+            return format_passages(found, self.links)
         if name == ESCALATE_TOOL:
             self.request_escalation(str(arguments.get("reason") or ""))
             return (
@@ -233,7 +234,7 @@ def citation_target(hit: SearchHit, links: DocsLinks | None) -> str:
     the team's answer, by its path)."""
     if not links or hit.source.startswith(f"{LEARNED_FOLDER}/"):
         return hit.source
-    return links.url_for(hit.source, hit.heading) or hit.source
+    return links.url_for(hit.source, hit.heading, hit.facts) or hit.source
 
 
 def published_url(hit: SearchHit, links: DocsLinks | None) -> str | None:
@@ -262,13 +263,17 @@ def related_sources(
     return tuple(source_of(hit, links) for hit in related.values())
 
 
-def format_passages(numbered: list[tuple[int, SearchHit]]) -> str:
-    """The tool result the model reads: numbered passages with their origin."""
+def format_passages(numbered: list[tuple[int, SearchHit]], links: DocsLinks | None = None) -> str:
+    """The tool result the model reads: numbered passages with their origin, and the page
+    each is published at when SUPPORTBOT_DOCS_URL says (so that a link the model writes in
+    its prose is the published page, not a file path; citations stay numbers)."""
     if not numbered:
         return "No passages found for this query."
     blocks = []
     for n, hit in numbered:
         where = " > ".join(part for part in (hit.title, hit.heading) if part)
         text = hit.text if len(hit.text) <= PASSAGE_CHARS else hit.text[:PASSAGE_CHARS] + " …"
-        blocks.append(f"[{n}] {where} ({hit.source})\n{text}")
+        url = published_url(hit, links)
+        page = f"\nPage: {url}" if url and url != hit.source else ""
+        blocks.append(f"[{n}] {where} ({hit.source}){page}\n{text}")
     return "\n\n".join(blocks)

@@ -21,10 +21,12 @@ import xml.etree.ElementTree as ElementTree
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path, PurePosixPath
+from typing import IO
 from urllib.error import HTTPError, URLError
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
-from urllib.request import Request, urlopen
+from urllib.request import HTTPRedirectHandler, Request, build_opener
 from urllib.robotparser import RobotFileParser
 
 from storage.documents import (
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "supportbot-ingest (+https://github.com/supportbot)"
 DEFAULT_MAX_PAGES = 500
 TIMEOUT_SECONDS = 15.0
+DISALLOWED = "disallowed by robots.txt"
 # Links to these are never documents: not worth a request.
 _NOT_DOCUMENTS = {
     ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".css", ".js", ".map", ".json",
@@ -78,20 +81,47 @@ class _Response:
     content_type: str
     body: bytes
     too_large: bool = False
+    refused: bool = False  # it redirects to ``url``, which robots.txt forbids: not followed
+
+
+class _Refused(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+class _CheckedRedirects(HTTPRedirectHandler):
+    """Follows a redirect only where ``allowed`` says (robots.txt of the target's host)."""
+
+    def __init__(self, allowed: Callable[[str], bool]) -> None:
+        self.allowed = allowed
+
+    def redirect_request(
+        self, req: Request, fp: IO[bytes], code: int, msg: str, headers: Message, newurl: str
+    ) -> Request | None:
+        if not self.allowed(newurl):
+            fp.close()
+            raise _Refused(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class _Client:
-    """GET with redirects followed, a timeout, and a size cap (the body is not read past it)."""
+    """GET with redirects followed, a timeout, and a size cap (the body is not read past it).
+    ``allowed`` (set by the crawl) is asked before each redirect is followed."""
 
     def __init__(self, timeout: float, max_bytes: int) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.allowed: Callable[[str], bool] = lambda url: True
+        self._checked = build_opener(_CheckedRedirects(lambda url: self.allowed(url)))
+        self._unchecked = build_opener()
 
-    def get(self, url: str) -> _Response:
+    def get(self, url: str, *, check_redirects: bool = True) -> _Response:
         """Raises OSError (URLError, timeouts) when there is no HTTP answer at all."""
         request = Request(url, headers={"User-Agent": USER_AGENT})
+        opener = self._checked if check_redirects else self._unchecked
         try:
-            with urlopen(request, timeout=self.timeout) as response:
+            with opener.open(request, timeout=self.timeout) as response:
                 body = response.read(self.max_bytes + 1)
                 content_type = response.headers.get("Content-Type", "")
                 return _Response(
@@ -104,6 +134,8 @@ class _Client:
         except HTTPError as exc:
             exc.close()
             return _Response(url=exc.geturl() or url, status=exc.code, content_type="", body=b"")
+        except _Refused as refused:
+            return _Response(url=refused.url, status=0, content_type="", body=b"", refused=True)
 
 
 @dataclass
@@ -113,13 +145,29 @@ class _Crawl:
     scope: str  # every fetched URL starts with this (scheme://host[:port]/folder/)
     folder: Path
     max_bytes: int
+    client: _Client
     queue: deque[str] = field(default_factory=deque)
     seen: set[str] = field(default_factory=set)
     digests: set[str] = field(default_factory=set)
     pages: list[FoundFile] = field(default_factory=list)
+    kept: set[str] = field(default_factory=set)  # the pages' URLs
     skipped: list[SkippedFile] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)  # pages that exist but were not kept
     failed_in_passing: int = 0  # pages with no answer or a transient error this time
+    robots: dict[str, RobotFileParser] = field(default_factory=dict)  # by scheme://host[:port]
+
+    def allowed(self, url: str) -> bool:
+        """What the robots.txt of the URL's own host says (read once per host): after a
+        start URL redirects to another host, that host's rules are the ones that apply."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self.robots:
+            self.robots[origin] = _robots(self.client, parts.scheme, parts.netloc)
+        return self.robots[origin].can_fetch(USER_AGENT, url)
+
+    def keep(self, page: FoundFile) -> None:
+        self.pages.append(page)
+        self.kept.add(page.source)
 
     def enqueue(self, url: str) -> None:
         url = normalize(url)
@@ -158,9 +206,9 @@ def crawl(
         raise CrawlError("the URL holds a user name or password; give a URL without them")
     sitemap = parts.path.endswith(".xml")
     scope = _folder_of(start)
-    state = _Crawl(scope=scope, folder=folder, max_bytes=max_bytes)
     client = _Client(timeout, max_bytes)
-    robots = _robots(client, parts.scheme, parts.netloc)
+    state = _Crawl(scope=scope, folder=folder, max_bytes=max_bytes, client=client)
+    client.allowed = state.allowed
     if sitemap:
         for url in _sitemap_urls(client, start):
             state.enqueue(url)
@@ -170,8 +218,8 @@ def crawl(
         state.enqueue(start)
     while state.queue and len(state.pages) < max_pages:
         url = state.queue.popleft()
-        if not robots.can_fetch(USER_AGENT, url):
-            state.skipped.append(SkippedFile(url, "disallowed by robots.txt"))
+        if not state.allowed(url):
+            state.skipped.append(SkippedFile(url, DISALLOWED))
             continue
         _fetch(client, url, state, first=not state.pages and not sitemap)
         if progress is not None:
@@ -227,6 +275,9 @@ def _fetch(client: _Client, url: str, state: _Crawl, *, first: bool) -> None:
         state.failed_in_passing += 1
         return
     final = normalize(response.url)
+    if response.refused:
+        state.skipped.append(SkippedFile(url, f"redirects to {final}, {DISALLOWED}"))
+        return
     if response.status != 200:
         if first:
             raise CrawlError(f"{url} answered HTTP {response.status}")
@@ -239,7 +290,7 @@ def _fetch(client: _Client, url: str, state: _Crawl, *, first: bool) -> None:
     if final != url and not final.startswith(state.scope):
         state.skipped.append(SkippedFile(url, f"redirects outside {state.scope}"))
         return
-    if final != url and final in {page.source for page in state.pages}:
+    if final != url and final in state.kept:
         return  # a second address of a page already kept
     state.seen.add(final)
     suffix = _suffix(response.content_type, final)
@@ -260,7 +311,7 @@ def _fetch(client: _Client, url: str, state: _Crawl, *, first: bool) -> None:
     path = _local_path(state.folder, final, suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
-    state.pages.append(FoundFile(path, final, fetched=True))
+    state.keep(FoundFile(path, final, fetched=True))
     if suffix == ".html":
         for link in _links(body, final):
             state.enqueue(link)
@@ -316,7 +367,8 @@ def _robots(client: _Client, scheme: str, netloc: str) -> RobotFileParser:
     """The site's robots.txt rules; none (everything allowed) when it has none."""
     parser = RobotFileParser()
     try:
-        response: _Response | None = client.get(f"{scheme}://{netloc}/robots.txt")
+        robots_txt = f"{scheme}://{netloc}/robots.txt"
+        response: _Response | None = client.get(robots_txt, check_redirects=False)
     except OSError:
         response = None
     if response is not None and response.status == 200:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import asciidoc, notebooks
+from storage.page_facts import PageFacts, heading_key
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Chunk:
     text: str
     content_hash: str
     chunk_id: str
+    links: str = ""  # PageFacts.encode(): what the page's published address needs, or ""
 
     @property
     def embedding_text(self) -> str:
@@ -80,6 +82,9 @@ class ParsedDocument:
     title: str
     sections: list[Section]
     warnings: list[str] = field(default_factory=list)
+    slug: str = ""  # front matter's ``slug:`` and ``id:`` (Docusaurus names the page by them)
+    page_id: str = ""
+    titled_by_heading: bool = False  # the title is the page's first heading (it has an id too)
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,7 @@ def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Par
         doc = parse_text(text, fallback_title=_title_from_name(path))
     elif suffix in ASCIIDOC_SUFFIXES:
         doc = parse_markdown(asciidoc.to_markdown(text), fallback_title=_title_from_name(path))
+        doc.titled_by_heading = False  # Asciidoctor gives the document title no section id
     elif suffix in NOTEBOOK_SUFFIXES:
         try:
             markdown = notebooks.to_markdown(text)
@@ -264,6 +270,8 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_DESCRIPTION = re.compile(r"^description:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
+_FRONT_MATTER_SLUG = re.compile(r"^slug:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
+_FRONT_MATTER_ID = re.compile(r"^id:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _SHORTCODE_LINE = re.compile(r"^\s*\{\{[<%].*[%>]\}\}\s*$")  # Hugo: {{< x >}}, {{% x %}}
 # Lines of a source page that are only a site generator's markup: Hugo shortcodes, Liquid or
 # Jinja tags ({% include %}), MDX module lines (import X from '...'; export ...), component or
@@ -292,17 +300,21 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
     On a ``source_page`` (not text already extracted from HTML, whose code blocks are not
     fenced) HTML comments and the other markup lines of ``_MARKUP_LINE`` are dropped too.
     """
-    title = ""
+    title = slug = page_id = ""
     lead: list[str] = []
     if text.startswith("---\n"):
         end = text.find("\n---", 4)
         if end != -1:
-            match = _FRONT_MATTER_TITLE.search(text[4:end])
+            front = text[4:end]
+            match = _FRONT_MATTER_TITLE.search(front)
             title = match.group(1) if match else ""
-            described = _FRONT_MATTER_DESCRIPTION.search(text[4:end])
+            described = _FRONT_MATTER_DESCRIPTION.search(front)
             if described:
                 lead = [described.group(1), ""]
+            slug = match.group(1) if (match := _FRONT_MATTER_SLUG.search(front)) else ""
+            page_id = match.group(1) if (match := _FRONT_MATTER_ID.search(front)) else ""
             text = text[end + 4 :]
+    titled_by_heading = False
     sections: list[Section] = [Section(path=[], lines=lead)]
     stack: list[tuple[int, str]] = []
     in_fence = False
@@ -322,11 +334,17 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
             continue
         level, heading = len(match.group(1)), match.group(2).strip()
         if level == 1 and not title:
-            title = heading
+            title, titled_by_heading = heading, True
             continue
         stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
         sections.append(Section(path=[h for _, h in stack]))
-    return ParsedDocument(title=title or fallback_title, sections=sections)
+    return ParsedDocument(
+        title=title or fallback_title,
+        sections=sections,
+        slug=slug,
+        page_id=page_id,
+        titled_by_heading=titled_by_heading,
+    )
 
 
 def _without_comments(lines: list[str]) -> Iterator[str]:
@@ -389,7 +407,9 @@ def parse_rst(text: str, *, fallback_title: str) -> ParsedDocument:
             stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
             sections.append(Section(path=[h for _, h in stack]))
         i += consumed
-    return ParsedDocument(title=title or fallback_title, sections=sections)
+    return ParsedDocument(
+        title=title or fallback_title, sections=sections, titled_by_heading=bool(title)
+    )
 
 
 # ".. words" that are not a directive ("name::"), a target ("_label:"), a substitution ("|x|")
@@ -545,34 +565,55 @@ def chunk_document(
     small to stand alone merged into the passage before it (with its heading as a line), and a
     long section's passages overlapping by a sentence so that no fact is cut from its context.
     """
-    pieces: list[tuple[str, str]] = []  # (heading, text)
-    for section in doc.sections:
+    pieces: list[tuple[str, str, str]] = []  # (heading, text, links)
+    for section, links in zip(doc.sections, _page_facts(doc), strict=True):
         heading = HEADING_SEPARATOR.join(section.path)
         texts = list(_pack(_paragraphs(section.lines), chunk_chars))
         small = len(texts) == 1 and len(texts[0]) < MIN_SECTION_CHARS
         if not texts and section.path:
             texts, small = [""], True  # a bare heading still says what follows is about
         if small and pieces and len(pieces[-1][1]) + len(texts[0]) + 80 <= chunk_chars:
-            previous_heading, previous = pieces[-1]
+            previous_heading, previous, previous_links = pieces[-1]
             label = section.path[-1] if section.path else ""
             merged = "\n\n".join(p for p in (previous, label, texts[0]) if p)
-            pieces[-1] = (previous_heading, merged)
+            pieces[-1] = (previous_heading, merged, previous_links)
             continue
         for number, text in enumerate(texts):
             if number:  # a continuation starts with the end of the passage before it
                 text = f"{_tail(texts[number - 1])}\n\n{text}".strip()
             if text:
-                pieces.append((heading, text))
+                pieces.append((heading, text, links))
     return _chunks(doc.title, source, pieces)
 
 
-def _chunks(title: str, source: str, pieces: list[tuple[str, str]]) -> list[Chunk]:
+def _page_facts(doc: ParsedDocument) -> Iterator[str]:
+    """Each section's :class:`PageFacts`, encoded: the page's front-matter slug and id, and
+    how its heading repeats one before it on the page (the title's heading included)."""
+    seen: dict[str, int] = {}
+    if doc.titled_by_heading:
+        seen[heading_key(doc.title)] = 1
+    repeated = 0
+    for section in doc.sections:
+        repeat = 0
+        if section.path:
+            key = heading_key(section.path[-1])
+            repeat = seen.get(key, 0)
+            seen[key] = repeat + 1
+            repeated += 1 if repeat else 0
+        facts = PageFacts(doc.slug, doc.page_id, repeat, repeated if repeat else 0)
+        yield facts.encode()
+
+
+def _chunks(title: str, source: str, pieces: list[tuple[str, str, str]]) -> list[Chunk]:
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
-    for heading, text in pieces:
-        content_hash = hashlib.sha256(
-            f"{CHUNKER_VERSION}\x1f{title}\x1f{heading}\x1f{text}".encode()
-        ).hexdigest()[:32]
+    for heading, text, links in pieces:
+        # What the page says of its address is part of the passage (a changed slug, or a new
+        # heading of the same name above it, is a changed row); nothing said, nothing added.
+        hashed = f"{CHUNKER_VERSION}\x1f{title}\x1f{heading}\x1f{text}"
+        if links:
+            hashed += f"\x1f{links}"
+        content_hash = hashlib.sha256(hashed.encode()).hexdigest()[:32]
         # The same passage twice in one file still needs two distinct ids.
         ordinal = seen.get(content_hash, 0)
         seen[content_hash] = ordinal + 1
@@ -585,6 +626,7 @@ def _chunks(title: str, source: str, pieces: list[tuple[str, str]]) -> list[Chun
                 text=text,
                 content_hash=content_hash,
                 chunk_id=chunk_id.hexdigest()[:32],
+                links=links,
             )
         )
     return chunks

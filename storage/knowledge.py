@@ -42,6 +42,7 @@ from storage.embeddings import Embedder
 from storage.kb_errors import KnowledgeError
 from storage.lazyimport import defer_reexports
 from storage.lru import Lru
+from storage.page_facts import NO_FACTS, PageFacts
 from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
@@ -53,6 +54,9 @@ META_EMBEDDER = b"supportbot.embedder"
 META_DIMENSION = b"supportbot.dimension"
 META_CHUNKER = b"supportbot.chunker"
 WINDOWS_COLUMN = "window_vectors"
+# storage.page_facts.PageFacts of each passage, encoded ("" or null: nothing to say). A table
+# built before it gets the column (null) on its next ingest, without a rebuild.
+LINKS_COLUMN = "links"
 NO_EMBEDDER = "none"
 SEARCH_MODES = ("hybrid", "fts", "vector")
 RRF_K = 60
@@ -106,6 +110,7 @@ class SearchHit:
     score: float
     # The passage's windows embedded at ingest (rows x dimension), when the table has them.
     window_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
+    facts: PageFacts = NO_FACTS  # what its page says of its published address
 
     def snippet(self, limit: int = 300) -> str:
         text = " ".join(self.text.split())
@@ -312,6 +317,7 @@ class KnowledgeBase:
             fields.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
         if windows:  # float32 rows, packed: read whole for a hit, never searched
             fields.append(pa.field(WINDOWS_COLUMN, pa.binary()))
+        fields.append(pa.field(LINKS_COLUMN, pa.string()))
         metadata = {
             META_EMBEDDER: name.encode(),
             META_DIMENSION: str(dimension).encode(),
@@ -376,8 +382,10 @@ class KnowledgeBase:
         # not much more: with the ANN index every extra row costs refine_factor exact reads).
         depth = max(CANDIDATES_MIN, k * max(1, per_source) * CANDIDATES_PER_HIT)
         queries = [query, *(sub_queries(query) if decompose else [])]
-        columns = RESULT_COLUMNS + (
-            [WINDOWS_COLUMN] if self.embedder and WINDOWS_COLUMN in facts.columns else []
+        columns = (
+            RESULT_COLUMNS
+            + ([LINKS_COLUMN] if LINKS_COLUMN in facts.columns else [])
+            + ([WINDOWS_COLUMN] if self.embedder and WINDOWS_COLUMN in facts.columns else [])
         )
         passages = self._current_passages(facts, columns)
         plan = _Plan(
@@ -444,6 +452,7 @@ class KnowledgeBase:
             candidate.text,
             candidate.score,
             self._window_vectors(candidate.windows),
+            PageFacts.decode(candidate.links),
         )
 
     def document_frequencies(self) -> tuple[Mapping[str, int], int] | None:
@@ -702,6 +711,8 @@ class KnowledgeBase:
         windows = self.embeds_windows and (
             overwrite or table is None or WINDOWS_COLUMN in table.schema.names
         )
+        if not overwrite and table is not None and LINKS_COLUMN not in table.schema.names:
+            table.add_columns(pa.field(LINKS_COLUMN, pa.string()))  # null for the rows it has
         schema = self._schema(windows=windows)
         pending: list[pa.Table] = []
         pending_rows = 0
@@ -913,6 +924,7 @@ class _Candidate:
     heading: str = ""
     text: str = ""
     windows: bytes | None = field(default=None, repr=False)
+    links: str | None = None
 
 
 @dataclass(frozen=True)
@@ -933,7 +945,8 @@ class _Passages:
     version: int
     columns: list[str]
     reader: Any = None
-    # row id -> (chunk_id, source, title, heading, text, window vectors); None: too large
+    # row id -> (chunk_id, source, title, heading, text, window vectors, links); None: too
+    # large
     rows: dict[int, tuple[Any, ...]] | None = None
 
 
@@ -948,11 +961,7 @@ async def _read_passages(uri: str, session: Any, version: int, columns: list[str
     if data.nbytes > PASSAGES_MAX_BYTES:
         return _Passages(version, columns)
     values = [data.column(name).to_pylist() for name in RESULT_COLUMNS]
-    values.append(
-        data.column(WINDOWS_COLUMN).to_pylist()
-        if WINDOWS_COLUMN in columns
-        else [None] * data.num_rows
-    )
+    values.extend(_optional_columns(data))
     rows = dict(zip(data.column("_rowid").to_pylist(), zip(*values, strict=True), strict=True))
     return _Passages(version, columns, reader, rows)
 
@@ -1029,19 +1038,22 @@ async def _vector(reader: Any, vector: np.ndarray, plan: _Plan) -> list[_Candida
 
 def _candidates(data: pa.Table, scores: list[float]) -> list[_Candidate]:
     """Rows of a result table, column by column (a dict per row costs more)."""
-    names = ["chunk_id", "source", "title", "heading", "text"]
-    columns = [data.column(name).to_pylist() for name in names]
-    windows = (
-        data.column(WINDOWS_COLUMN).to_pylist()
-        if WINDOWS_COLUMN in data.column_names
-        else [None] * data.num_rows
-    )
+    columns = [data.column(name).to_pylist() for name in RESULT_COLUMNS]
+    windows, links = _optional_columns(data)
     return [
-        _Candidate(chunk_id, source, float(score), title, heading, text, packed)
-        for chunk_id, source, title, heading, text, score, packed in zip(
-            *columns, scores, windows, strict=True
+        _Candidate(chunk_id, source, float(score), title, heading, text, packed, facts)
+        for chunk_id, source, title, heading, text, score, packed, facts in zip(
+            *columns, scores, windows, links, strict=True
         )
     ]
+
+
+def _optional_columns(data: pa.Table) -> tuple[list[Any], list[Any]]:
+    """The window vectors and links of result rows, None for a table without them."""
+    return tuple(  # type: ignore[return-value]
+        data.column(name).to_pylist() if name in data.column_names else [None] * data.num_rows
+        for name in (WINDOWS_COLUMN, LINKS_COLUMN)
+    )
 
 
 def _held_candidates(passages: _Passages, data: pa.Table, scores: list[float]) -> list[_Candidate]:
@@ -1049,8 +1061,8 @@ def _held_candidates(passages: _Passages, data: pa.Table, scores: list[float]) -
     rows = passages.rows
     assert rows is not None
     return [
-        _Candidate(chunk_id, source, float(score), title, heading, text, packed)
-        for (chunk_id, source, title, heading, text, packed), score in zip(
+        _Candidate(chunk_id, source, float(score), title, heading, text, packed, links)
+        for (chunk_id, source, title, heading, text, packed, links), score in zip(
             (rows[row_id] for row_id in data.column("_rowid").to_pylist()), scores, strict=True
         )
     ]
@@ -1144,6 +1156,7 @@ def _arrow_rows(
         columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, dimension)
     if windows is not None:
         columns[WINDOWS_COLUMN] = windows
+    columns[LINKS_COLUMN] = [c.links for c in chunks]
     return pa.table(columns, schema=schema)
 
 

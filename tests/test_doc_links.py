@@ -16,17 +16,19 @@ import pytest
 from bot.agent import OfflineAgent, final_result
 from bot.cli import main
 from bot.config import load_settings
-from bot.doc_links import DocsLinks, DocsSite, DocsStyle
+from bot.doc_links import DocsLinks, DocsSite, DocsStyle, asciidoc_anchor
 from bot.errors import ConfigError
 from bot.runtime import build_runtime
 from storage.db import Database
 from storage.documents import FetchedPages, FoundFile
-from storage.knowledge import KnowledgeBase
+from storage.knowledge import LINKS_COLUMN, KnowledgeBase
+from storage.page_facts import PageFacts
 from tests import discord_fixtures
+from tests.core_support import message, openai_agent, responder
 from tests.discord_fixtures import make_settings, model_overrides, start_bot
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
 from tests.fakes.slack_api import DEFAULT_BOT_USER as SLACK_BOT
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api
@@ -128,7 +130,7 @@ def test_the_cited_heading_becomes_the_generators_anchor(
     [
         ("file", "a.md"),  # a file served raw has no heading ids
         ("mkdocs", "a.rst"),  # MkDocs does not build reStructuredText: unsure, no anchor
-        ("auto", "a.adoc"),  # Asciidoctor's ids are not the slug rules above
+        ("mkdocs", "a.adoc"),  # MkDocs does not build AsciiDoc
         ("sphinx", "a.ipynb"),  # nbsphinx keeps the heading's case
         ("mkdocs", "a.html"),  # the page's own ids are unknown
         ("clean", "a.pdf"),
@@ -136,6 +138,177 @@ def test_the_cited_heading_becomes_the_generators_anchor(
 )
 def test_no_anchor_where_the_rule_is_not_known(style: str, path: str) -> None:
     assert "#" not in url(style, path, "Some heading")
+
+
+@pytest.mark.parametrize(
+    ("path", "facts", "expected"),
+    [
+        # Number prefixes order the sidebar; Docusaurus drops them from the URL, in file and
+        # folder names alike, but not a date's or a version's digits.
+        ("docs/01-intro.md", PageFacts(), "docs/intro"),
+        ("02-guides/03-setup.md", PageFacts(), "guides/setup"),
+        ("02-guides/10_more.mdx", PageFacts(), "guides/more"),
+        ("02-guides/index.md", PageFacts(), "guides/"),
+        ("2021-01-notes.md", PageFacts(), "2021-01-notes"),
+        ("7.0-upgrade.md", PageFacts(), "7.0-upgrade"),
+        # Front matter: an absolute slug is the page's path from the docs' root, a relative
+        # one is resolved from the file's folder; an id replaces the file's name.
+        ("02-guides/03-setup.md", PageFacts(slug="/start/here"), "start/here"),
+        ("02-guides/03-setup.md", PageFacts(slug="install"), "guides/install"),
+        ("02-guides/03-setup.md", PageFacts(slug="../install"), "install"),
+        ("02-guides/03-setup.md", PageFacts(id="first-steps"), "guides/first-steps"),
+        ("02-guides/03-setup.md", PageFacts(slug="/x", id="y"), "x"),
+        ("02-guides/index.md", PageFacts(slug="/"), ""),
+    ],
+)
+def test_docusaurus_names_a_page_without_number_prefixes_or_by_its_front_matter(
+    path: str, facts: PageFacts, expected: str
+) -> None:
+    for style in ("clean", "auto"):
+        assert DocsSite(BASE, DocsStyle(style)).url(path, facts=facts) == BASE + expected
+    # MkDocs names pages by their files as they are.
+    assert url("mkdocs", "02-guides/03-setup.md") == BASE + "02-guides/03-setup/"
+
+
+@pytest.mark.parametrize(
+    ("style", "path", "expected"),
+    [
+        # Antora: the ROOT module's pages are the component version's top-level pages (its
+        # URL is the base); another module's pages sit under the module's name.
+        ("auto", "modules/ROOT/pages/deploy.adoc", "deploy.html"),
+        ("auto", "docs/modules/ROOT/pages/index.adoc", "index.html"),
+        ("auto", "modules/admin/pages/user-management.adoc", "admin/user-management.html"),
+        ("sphinx", "modules/admin/pages/sub/page.adoc", "admin/sub/page.html"),
+        # A plain Asciidoctor tree keeps its folders.
+        ("auto", "guide/install.adoc", "guide/install.html"),
+        # "modules" without "pages" under it is an ordinary folder.
+        ("auto", "modules/ROOT/partials/x.adoc", "modules/ROOT/partials/x.html"),
+    ],
+)
+def test_antora_publishes_a_modules_pages_at_the_components_root(
+    style: str, path: str, expected: str
+) -> None:
+    assert url(style, path) == BASE + expected
+
+
+@pytest.mark.parametrize(
+    ("heading", "anchor"),
+    [
+        ("Section Title", "_section_title"),
+        ("Wiley & Sons, Inc.", "_wiley_sons_inc"),
+        ("Set up: v1.2 - fast", "_set_up_v1_2_fast"),
+        ("Parent > Using the API", "_using_the_api"),
+    ],
+)
+def test_an_asciidoc_heading_links_to_asciidoctors_section_id(heading: str, anchor: str) -> None:
+    assert url("auto", "modules/ROOT/pages/a.adoc", heading).endswith("#" + anchor)
+    assert asciidoc_anchor(heading.rsplit(" > ", 1)[-1]) == anchor
+
+
+@pytest.mark.parametrize(
+    ("style", "path", "first", "second", "third"),
+    [
+        # github-slugger (Docusaurus, Hugo): -1, -2; Python-Markdown (MkDocs): _1, _2;
+        # Asciidoctor: _2, _3; docutils (Sphinx): the page's next idN, repeats page-wide.
+        ("clean", "a.md", "usage", "usage-1", "usage-2"),
+        ("mkdocs", "a.md", "usage", "usage_1", "usage_2"),
+        ("auto", "a.adoc", "_usage", "_usage_2", "_usage_3"),
+        ("sphinx", "a.rst", "usage", "id1", "id2"),
+    ],
+)
+def test_a_repeated_heading_links_to_its_own_numbered_anchor(
+    style: str, path: str, first: str, second: str, third: str
+) -> None:
+    site = DocsSite(BASE, DocsStyle(style))
+    anchors = [site.anchor(path, "Usage", PageFacts(repeat=n, repeated=n)) for n in range(3)]
+    assert anchors == [first, second, third]
+
+
+REPEATED = """---
+id: flag-setup
+---
+# Flagpole setup
+
+## Install
+
+Run apt install flagpole on every host that needs the agent, then start the service and
+check its log once.
+
+## Usage
+
+Run flagpole status to see whether the agent is connected to the control plane, and which
+flags it holds.
+
+## Server
+
+The server keeps the flags; run it next to the database with its own config file and its
+own port.
+
+## Usage
+
+Run flagpole-server migrate before the first start of a new server version, and keep a
+backup of the database.
+"""
+
+
+async def test_a_cited_repeated_heading_and_front_matter_id_reach_the_link(
+    tmp_path: Path,
+) -> None:
+    """Through ingest (the page's facts stored with its passages) to the offline answer."""
+    docs = tmp_path / "docs" / "02-guides"
+    docs.mkdir(parents=True)
+    (docs / "03-setup.md").write_text(REPEATED, encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([tmp_path / "docs"])
+    agent = OfflineAgent(knowledge, links=DocsLinks.parse(BASE))
+    server = await final_result(agent, "How do I migrate a new flagpole-server version?")
+    assert server.sources[0].url_or_path == BASE + "guides/flag-setup#usage-1"
+    agent = OfflineAgent(knowledge, links=DocsLinks.parse(BASE, "mkdocs"))
+    client = await final_result(agent, "How do I see whether the agent is connected?")
+    assert client.sources[0].url_or_path == BASE + "02-guides/03-setup/#usage"
+
+
+@pytest.mark.parametrize(
+    ("name", "page", "anchor"),
+    [
+        # The title is a heading with an id in Markdown (and a section in reST): a section
+        # of the same name is its repeat. Asciidoctor's document title has no id.
+        ("a.md", "# Usage\n\n{intro}\n\n## Usage\n\n{body}\n", "usage-1"),
+        ("a.adoc", "= Usage\n\n{intro}\n\n== Usage\n\n{body}\n", "_usage"),
+    ],
+)
+def test_the_pages_title_counts_as_a_heading_where_it_has_an_id(
+    tmp_path: Path, name: str, page: str, anchor: str
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    intro = "The intro says what the usage tool is for and who runs it in production, daily."
+    body = "Run the usage report with the --monthly flag to get one row per customer account."
+    (docs / name).write_text(page.format(intro=intro, body=body), encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    [hit] = knowledge.search("usage report monthly flag customer", k=1)
+    assert DocsLinks.parse(BASE).url_for(hit.source, hit.heading, hit.facts).endswith("#" + anchor)
+
+
+async def test_a_table_built_before_page_facts_gets_them_on_the_next_ingest(
+    tmp_path: Path,
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "install.md").write_text(GUIDE, encoding="utf-8")
+    (docs / "setup.md").write_text(REPEATED.split("## Server")[0], encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    knowledge._table().drop_columns([LINKS_COLUMN])  # as an older version built it
+    old = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    [hit] = old.search("apt install flagpole Debian", k=1)
+    assert hit.source == "install.md" and hit.facts == PageFacts()  # searchable as before
+    (docs / "setup.md").write_text(REPEATED, encoding="utf-8")  # the page changed since
+    report = old.ingest([docs])
+    assert report.chunks_unchanged  # install.md's passage was not embedded again
+    [hit] = KnowledgeBase.open(str(tmp_path / "kb"), None).search("flagpole-server migrate", k=1)
+    assert hit.facts == PageFacts(id="flag-setup", repeat=1, repeated=1)
 
 
 def test_a_passage_before_the_first_heading_links_the_page_alone() -> None:
@@ -281,6 +454,39 @@ def test_kb_search_json_keeps_the_stored_source_and_adds_the_page(
     [hit] = cli_json(question, capsys)  # type: ignore[misc]
     assert hit["source"] == "guide/install.md"
     assert hit["url"] == BASE + "guide/install/#on-linux-debian"
+
+
+async def test_the_model_reads_the_published_page_of_each_passage(
+    sqlite_db: Database, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    """Its prose can link the page; citations stay numbers mapped to stored passages."""
+    docs = tmp_path / "docs"
+    (docs / "01-guide").mkdir(parents=True)
+    (docs / "01-guide" / "02-install.md").write_text(GUIDE, encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    results = []
+    for links in (None, DocsLinks.parse(BASE)):
+        fake_openai.requests.clear()
+        fake_openai.queue(
+            Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "install Linux"})]),
+            Turn(content="Run apt install flagpole [1]."),
+        )
+        agent = openai_agent(knowledge, fake_openai)
+        agent.links = links or DocsLinks()
+        reply = await responder(sqlite_db, agent).handle(message("Install on Linux?"))
+        await agent.aclose()
+        results.append(fake_openai.requests[-1]["messages"][-1]["content"])
+        assert reply.sources[0].url_or_path == (
+            BASE + "guide/install#on-linux-debian" if links else "01-guide/02-install.md"
+        )
+    without, with_links = results
+    assert "[1] Installing > On Linux (Debian) (01-guide/02-install.md)\n" in without
+    assert "Page:" not in without
+    assert (
+        "[1] Installing > On Linux (Debian) (01-guide/02-install.md)\n"
+        f"Page: {BASE}guide/install#on-linux-debian\nRun apt install flagpole" in with_links
+    )
 
 
 async def test_without_the_setting_citations_are_paths(kb: KnowledgeBase) -> None:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -107,12 +108,19 @@ def site(tmp_path: Path) -> Iterator[Site]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with serving(Handler) as url:
+        state.url = url
+        yield state
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server for the test's duration; its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield state
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -218,6 +226,61 @@ def test_a_start_url_that_redirects_is_crawled_where_it_lands(
     assert f"Fetched 5 page(s) from {site.url}/latest/" in err
     hit = search("which port does the orbit daemon listen on", capsys)[0]
     assert hit["source"] == f"{site.url}/docs/install.html"
+
+
+@pytest.fixture
+def old_host(site: Site) -> Iterator[str]:
+    """A second loopback host (another port: another origin, with no robots.txt) whose every
+    path redirects to the same path on the site's host, as a renamed docs domain does."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/robots.txt":
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+            else:
+                self.send_response(301)
+                self.send_header("Location", site.url + self.path)
+                self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Handler) as url:
+        yield url
+
+
+def test_after_a_redirect_to_another_host_that_hosts_robots_txt_is_obeyed(
+    cli_env: Path, site: Site, old_host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The old host allows everything (it has no robots.txt); the host actually crawled
+    forbids /docs/private/, and that is the rule that applies to its pages."""
+    code, _, err = run_cli(["ingest", f"{old_host}/docs/"], capsys)
+    assert code == 0, err
+    assert f"skipped {site.url}/docs/private/internal.html: disallowed by robots.txt" in err
+    assert "/docs/private/internal.html" not in site.requested
+    assert search("orbit daemon port", capsys)[0]["source"] == f"{site.url}/docs/install.html"
+
+
+def test_a_redirect_to_a_page_robots_txt_forbids_is_not_kept(
+    cli_env: Path, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, headers, body = site.pages["/docs/"]
+    site.pages["/docs/"] = (
+        status,
+        headers,
+        body.replace(b"</body>", b'<a href="moved.html">M</a></body>'),
+    )
+    site.pages["/docs/moved.html"] = (302, {"Location": "/docs/private/internal.html"}, b"")
+    code, _, err = run_cli(["ingest", f"{site.url}/docs/"], capsys)
+    assert code == 0, err
+    assert (
+        f"skipped {site.url}/docs/moved.html: redirects to "
+        f"{site.url}/docs/private/internal.html, disallowed by robots.txt"
+    ) in err
+    assert "/docs/private/internal.html" not in site.requested  # the redirect is not followed
+    assert "wombat" not in json.dumps(search("staging wombat password", capsys))
 
 
 def test_a_url_with_credentials_is_refused_before_anything_is_fetched(
