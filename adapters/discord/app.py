@@ -78,6 +78,7 @@ from bot.messages import (
     ConversationKey,
     IncomingMessage,
     Reply,
+    Slow,
     message_from_record,
     message_to_record,
 )
@@ -665,16 +666,23 @@ class DiscordAdapter:
         During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
         answer is posted: no typing call, no partial post, no edits."""
         busy = self._cpu_bound
-        typing = Typing(typing_channel, delay=self.first_post_delay, busy=busy)
-        await typing.start()
+        # Typing is how a slow answer shows progress here: the core decides when an answer is
+        # slow (bot/progress.py, SUPPORTBOT_PROGRESS_AFTER) and yields SLOW then.
+        typing = Typing(typing_channel)
         text = ""
         final: Reply | None = None
         # The first partial post waits first_post_delay; later edits come every stream_interval.
         next_push = time.monotonic() + self.first_post_delay
+        progress = (lambda: not busy()) if typing_channel is not None else None
         try:
-            async for item in self.responder.stream(incoming, hand_back_storage_faults=True):
+            async for item in self.responder.stream(
+                incoming, hand_back_storage_faults=True, progress=progress
+            ):
                 if isinstance(item, Reply):
                     final = item
+                    continue
+                if isinstance(item, Slow):
+                    await typing.start()
                     continue
                 text += item
                 if text.strip() and time.monotonic() >= next_push and not busy():

@@ -178,25 +178,17 @@ def interaction_webhook(interaction: discord.Interaction) -> dict[str, str]:
 
 
 class Typing:
-    """The typing indicator while the core retrieves. It runs beside the answer (never delays
-    it), starts only if the answer takes longer than ``delay`` and ``busy()`` does not say the
-    process is CPU-bound then, and a failure only costs the indicator."""
+    """The typing indicator of a slow answer (the core decides it is slow, bot/progress.py).
+    It runs beside the answer (never delays it) until stopped; a failure only costs the
+    indicator."""
 
-    def __init__(
-        self,
-        channel: discord.abc.Messageable | None,
-        *,
-        delay: float = 0.0,
-        busy: Callable[[], bool] = lambda: False,
-    ) -> None:
+    def __init__(self, channel: discord.abc.Messageable | None) -> None:
         self._channel = channel
-        self._delay = delay
-        self._busy = busy
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._channel is not None:
-            self._task = asyncio.create_task(self._run(self._channel, self._delay, self._busy))
+        if self._channel is not None and self._task is None:
+            self._task = asyncio.create_task(self._run(self._channel))
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -205,13 +197,7 @@ class Typing:
             await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
-    async def _run(
-        channel: discord.abc.Messageable, delay: float, busy: Callable[[], bool]
-    ) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if busy():
-            return  # late because the CPU is, not the model: one call less per answer
+    async def _run(channel: discord.abc.Messageable) -> None:
         try:
             async with channel.typing():
                 await asyncio.Event().wait()  # until stop() cancels
