@@ -225,6 +225,29 @@ class Inbox:
             self._start(Work(key, payload, 1), run)
         return claimed
 
+    async def submit_again(
+        self, key: str, payload: dict[str, Any], *, run: Deliver | None = None
+    ) -> bool:
+        """Claim ``key`` again when its row failed (the answer was given up or refused), as
+        new work with ``payload``: someone asked for it explicitly. False: the row is not
+        failed (still answering, answered, or another caller reopened it first)."""
+        queued = not self.answer_inline
+        reopened = await events.reopen_failed(
+            self.db,
+            platform=self.platform,
+            event_id=key,
+            payload=payload,
+            lease=timedelta(0) if queued else self.lease,
+            attempts=0 if queued else 1,
+        )
+        if reopened and not queued:
+            self._start(Work(key, payload, 1), run)
+        return reopened
+
+    async def claimed_payload(self, key: str) -> dict[str, Any] | None:
+        """The payload ``key`` was claimed with (as last recorded), or None."""
+        return await events.event_payload(self.db, platform=self.platform, event_id=key)
+
     async def submit_or_hold(self, key: str, payload: dict[str, Any]) -> bool | None:
         """:meth:`submit` for a platform that never delivers an event twice (the Discord
         gateway): when the database cannot be reached, the event is held in this process and

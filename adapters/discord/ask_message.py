@@ -125,8 +125,13 @@ class DiscordAskMessage:
             "new_thread": new_thread,
             ask_message.ANSWER_AFTER_KEY: str(interaction.id),
         }
-        claimed = await self.adapter.inbox.submit(ask_message.claim_key(target_id), record)
-        return ask_message.after_claim(claimed) or texts.ASK_MESSAGE_ANSWERING_IN_THREAD
+        told = await ask_message.claim(
+            self.adapter.inbox,
+            ask_message.claim_key(target_id),
+            record,
+            request=str(interaction.id),
+        )
+        return told or texts.ASK_MESSAGE_ANSWERING_IN_THREAD
 
 
 def _context(interaction: discord.Interaction) -> ChannelContext:
