@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -170,6 +171,18 @@ APPLICATION_ID_KEY = "application_id"
 FOLLOWUPS_KEY = "followup_ids"
 # A secret (storage.events.SECRET_KEYS): the ledger drops it as soon as the row is finished.
 TOKEN_KEY = "token"
+
+
+# How long Discord accepts an interaction's token (its deferred response can be filled in).
+TOKEN_LIFETIME = timedelta(minutes=15)
+TOKEN_MARGIN = timedelta(seconds=30)  # our clock and Discord's may differ a little
+
+
+def token_valid(interaction_id: str | int) -> bool:
+    """Whether the token of the interaction ``interaction_id`` (a snowflake, which carries its
+    creation time) still works."""
+    created = discord.utils.snowflake_time(int(interaction_id))
+    return datetime.now(UTC) - created < TOKEN_LIFETIME - TOKEN_MARGIN
 
 
 def interaction_webhook(interaction: discord.Interaction) -> dict[str, str]:
