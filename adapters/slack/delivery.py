@@ -364,6 +364,10 @@ class AnswerWriter:
                     self.route,
                     "chat_startStream",
                     "",
+                    # One try: an empty copy cannot be told from another answer's begun
+                    # message; a passing failure hands the work back, and the next attempt
+                    # removes what this one left in the thread.
+                    retry_delays=(),
                     recipient_team_id=self.route.team_id,
                     recipient_user_id=self.route.user_id,
                 )
