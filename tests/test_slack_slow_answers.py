@@ -13,12 +13,13 @@ import pytest
 from bot import texts
 from storage import events
 from storage.db import Database
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, Turn, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import SlackHarness
 from tests.fakes.slack_sender import app_mention, new_ts
 from tests.inbox_support import ledger
+from tests.model_support import start_slack_with_model
 from tests.process_support import kill, mention, serve, slack_env
 
 __all__ = ["api", "fake_openai", "kb_uri"]
@@ -27,27 +28,14 @@ ANSWER = "To reset your password, open Settings and choose Reset password."
 STEPS = "".join(f"Step {i}: open Settings and check item {i}.\n" for i in range(12))
 
 
-async def _start(
-    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI, **settings: Any
-) -> SlackHarness:
-    values = slack_settings(
-        url,
-        kb,
-        api,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=model.base_url,
-        openai_max_retries=0,
-        **settings,
-    )
-    return await SlackHarness.start(api, values, db=db)
-
-
 @pytest.fixture
 async def harness(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> AsyncIterator[SlackHarness]:
     # A short progress delay keeps the tests quick; the model below is slower than it.
-    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai, progress_after=0.3)
+    h = await start_slack_with_model(
+        api, sqlite_db, sqlite_url, kb_uri, fake_openai, openai_max_retries=0, progress_after=0.3
+    )
     try:
         yield h
     finally:
