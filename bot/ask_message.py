@@ -12,22 +12,32 @@ What is not wire format lives here, once for both platforms:
   is claimed with (Slack: ``msg:<team>:<channel>:<ts>``; Discord: the message id). A double
   click, a second teammate, or a click on a message the bot already answered as a mention all
   find the row taken, and the clicker is told that instead of the thread getting a second answer.
+  Not so the same click delivered again (it finds its own claim: nothing is told or done), nor
+  a message whose earlier answer failed (the explicit ask answers it anew).
 - **What cannot be asked.** A bot's message, a message without text (or with only
   attachments), or text that does not read as a question: the clicker gets one short sentence.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
+from typing import Any
 
 from bot import texts
+from bot.inbox import Deliver, Inbox
 from bot.messages import IncomingMessage
 from bot.responder import clean_text
+
+log = logging.getLogger(__name__)
 
 # The payload key of such work naming the moment it was asked (Slack: the click's ts; Discord:
 # the interaction's snowflake): replies of ours in the thread from before it are not this
 # answer's, so another attempt never removes them (the question may be old, its thread busy).
 ANSWER_AFTER_KEY = "answer_after"
+# The payload key naming the request (click) that claimed the message: the same request
+# delivered again finds it and is not told the message was taken (by itself).
+REQUEST_KEY = "asked_by_request"
 
 
 def refusal(*, from_bot: bool, text: str, attachments: int = 0) -> str | None:
@@ -56,7 +66,31 @@ def claim_key(message_key: str) -> str:
     return message_key
 
 
-def after_claim(claimed: bool) -> str | None:
-    """What the clicker is told once the claim is decided: nothing when this request took the
-    message (the answer appears in its thread), else that it was taken already."""
-    return None if claimed else texts.ASK_MESSAGE_ALREADY
+async def claim(
+    inbox: Inbox,
+    key: str,
+    payload: dict[str, Any],
+    *,
+    request: str,
+    run: Deliver | None = None,
+) -> str | None:
+    """Claim the message (``key``, from :func:`claim_key`) for this request (``request``: the
+    click's own id, the same when the platform delivers it again); what the clicker is told
+    then: nothing when the answer is theirs to see in the thread, else that it was taken.
+
+    - The same click delivered again (a Socket Mode redelivery whose ack was lost) finds its
+      own claim: nothing is told and nothing is done twice.
+    - A message whose earlier answer failed (given up, or refused by the platform) does not
+      count as taken: the explicit ask claims it again, as new work.
+    """
+    payload = {**payload, REQUEST_KEY: request}
+    if await inbox.submit(key, payload, run=run):
+        return None
+    held = await inbox.claimed_payload(key)
+    if held is not None and held.get(REQUEST_KEY) == request:
+        log.info("%s: the same request delivered again; already taken by it", key)
+        return None
+    if await inbox.submit_again(key, payload, run=run):
+        log.info("%s: its earlier answer failed; answering it again as asked", key)
+        return None
+    return texts.ASK_MESSAGE_ALREADY

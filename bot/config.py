@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         20.0, ge=0, validation_alias=_env("SUPPORTBOT_OPENAI_MAX_RETRY_WAIT")
     )
 
+    # An answer that has shown nothing after this many seconds is "slow": the asker sees
+    # progress (Slack: the answer's message begins; Discord: the typing indicator). Decided
+    # once, in the core (bot/progress.py); a fast answer costs no extra platform call.
+    progress_after: float = Field(2.0, ge=0, validation_alias=_env("SUPPORTBOT_PROGRESS_AFTER"))
+
     memory_turns: int = Field(10, ge=1, validation_alias=_env("SUPPORTBOT_MEMORY_TURNS"))
     max_question_chars: int = Field(
         4000, ge=100, validation_alias=_env("SUPPORTBOT_MAX_QUESTION_CHARS")

@@ -211,8 +211,29 @@ class Inbox:
         already has it, so do nothing. True: the work is durable and will be done exactly once,
         here (now, by ``run`` or ``deliver``) or, queued, by a worker. Raises when the database
         is unreachable: the caller must then NOT ack, so that the platform retries."""
+        claimed = await self._take_new(events.claim_event, key, payload, run)
+        metrics.event_claimed(self.platform, claimed)
+        return claimed
+
+    async def submit_again(
+        self, key: str, payload: dict[str, Any], *, run: Deliver | None = None
+    ) -> bool:
+        """Claim ``key`` again when its row failed (the answer was given up or refused), as
+        new work with ``payload``: someone asked for it explicitly. False: the row is not
+        failed (still answering, answered, or another caller reopened it first)."""
+        return await self._take_new(events.reopen_failed, key, payload, run)
+
+    async def _take_new(
+        self,
+        take: Callable[..., Awaitable[bool]],
+        key: str,
+        payload: dict[str, Any],
+        run: Deliver | None,
+    ) -> bool:
+        """``take`` the row as new work: run here now, or queued (an expired lease, attempt 0)
+        for whichever worker takes it first."""
         queued = not self.answer_inline
-        claimed = await events.claim_event(
+        taken = await take(
             self.db,
             platform=self.platform,
             event_id=key,
@@ -220,10 +241,13 @@ class Inbox:
             lease=timedelta(0) if queued else self.lease,
             attempts=0 if queued else 1,
         )
-        metrics.event_claimed(self.platform, claimed)
-        if claimed and not queued:
+        if taken and not queued:
             self._start(Work(key, payload, 1), run)
-        return claimed
+        return taken
+
+    async def claimed_payload(self, key: str) -> dict[str, Any] | None:
+        """The payload ``key`` was claimed with (as last recorded), or None."""
+        return await events.event_payload(self.db, platform=self.platform, event_id=key)
 
     async def submit_or_hold(self, key: str, payload: dict[str, Any]) -> bool | None:
         """:meth:`submit` for a platform that never delivers an event twice (the Discord

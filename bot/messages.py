@@ -139,6 +139,16 @@ class Reply:
     related: tuple[Source, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Slow:
+    """A stream item (only where the caller asked for it, bot/progress.py): the answer has
+    shown nothing yet after the core's progress delay. Adapters render it (Slack begins the
+    answer's own message, Discord shows typing); it is never stored or shown as text."""
+
+
+SLOW = Slow()
+
+
 def message_to_record(msg: IncomingMessage, *, max_text: int | None = None) -> dict[str, Any]:
     """The one JSON-safe form of a message, kept in the inbox so another process can answer it.
 

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,8 @@ from bot.errors import KnowledgeBaseError, ModelError
 from bot.inbox import SESSION_KEY, TryLater, Work
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
-from bot.messages import Author, ConversationKey, IncomingMessage, Reply, ReplyKind
+from bot.messages import Author, ConversationKey, IncomingMessage, Reply, ReplyKind, Slow
+from bot.progress import mark_slow
 from storage import escalations, events, feedback, memories
 from storage.db import Database, unreachable
 
@@ -70,6 +71,7 @@ class Responder:
         channels: ChannelSettings | None = None,
         auto_answer_min_coverage: float = DEFAULT_MIN_COVERAGE,
         auto_answer_min_probability: float = DEFAULT_MIN_PROBABILITY,
+        progress_after: float = 2.0,
     ) -> None:
         self.db = db
         self.agent = agent
@@ -78,6 +80,8 @@ class Responder:
         self.channels = channels or ChannelSettings(db)
         self.auto_answer_min_coverage = auto_answer_min_coverage
         self.auto_answer_min_probability = auto_answer_min_probability
+        # Seconds after which an answer that has shown nothing is slow (bot/progress.py).
+        self.progress_after = progress_after
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -89,9 +93,25 @@ class Responder:
                 final = item
         return final
 
-    async def stream(
+    def stream(
+        self,
+        msg: IncomingMessage,
+        *,
+        hand_back_storage_faults: bool = False,
+        progress: Callable[[], bool] | None = None,
+    ) -> AsyncGenerator[str | Reply | Slow, None]:
+        """Text deltas as they are produced, then exactly one final Reply (see
+        :meth:`_stream`). With ``progress`` (whether showing progress is allowed now), the
+        stream also yields :data:`bot.messages.SLOW` once when the answer has shown nothing
+        after ``progress_after`` seconds (bot/progress.py): the adapter shows progress then."""
+        items = self._stream(msg, hand_back_storage_faults=hand_back_storage_faults)
+        if progress is None:
+            return items
+        return mark_slow(items, after=self.progress_after, allowed=progress)
+
+    async def _stream(
         self, msg: IncomingMessage, *, hand_back_storage_faults: bool = False
-    ) -> AsyncIterator[str | Reply]:
+    ) -> AsyncGenerator[str | Reply, None]:
         """Text deltas as they are produced, then exactly one final Reply. Never raises, but
         with ``hand_back_storage_faults`` (work run by the inbox, whose question is safe in
         the ledger) a database that could not be reached raises :class:`TryLater` instead of

@@ -109,6 +109,7 @@ async def build_runtime(
         agent=agent,
         memory=MemoryPolicy(database, turns=settings.memory_turns),
         max_question_chars=settings.max_question_chars,
+        progress_after=settings.progress_after,
     )
     # Every process that builds a runtime watches its event loop (bot/looplag.py).
     loop_lag = LoopLagMonitor(sample_log=settings.loop_lag_log)

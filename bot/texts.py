@@ -192,6 +192,8 @@ SLACK_BUTTON_HUMAN = "Talk to a human"
 SLACK_BUTTON_RESOLVE = "Mark resolved"
 SLACK_BUTTON_SHARE = "Share in channel"
 SLACK_STATUS_THINKING = "thinking…"
+# The start of a slow answer's own message where Slack cannot stream (it becomes the answer).
+SLACK_ANSWER_COMING = "_Looking into it…_"
 SLACK_ASSISTANT_PROMPTS_TITLE = "Try asking:"
 SLACK_ASSISTANT_PROMPTS = (
     "What can you help me with?",

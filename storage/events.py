@@ -503,6 +503,45 @@ async def conversation_payloads(
         return [payload for payload in (await session.scalars(query)).all() if payload]
 
 
+async def reopen_failed(
+    db: Database,
+    *,
+    platform: str,
+    event_id: str,
+    payload: dict[str, Any],
+    lease: timedelta = DEFAULT_LEASE,
+    attempts: int = 1,
+) -> bool:
+    """Take a ``failed`` row again as new work (someone asked for it explicitly): it is
+    answering again under ``attempts`` with ``payload``. A compare-and-set on the status, so
+    one caller wins; False when the row is not failed (or not there)."""
+    c = _EVENTS.c
+    statement = (
+        update(_EVENTS)
+        .where(c.platform == platform, c.event_id == event_id, c.status == FAILED)
+        .values(
+            status=ANSWERING,
+            attempts=attempts,
+            lease_until=db_time(db, lease),
+            payload=storable(payload),
+            finished_at=None,
+        )
+    )
+    async with db.write() as conn:
+        result = await conn.execute(statement)
+    return bool(result.rowcount == 1)
+
+
+async def event_payload(db: Database, *, platform: str, event_id: str) -> dict[str, Any] | None:
+    """The stored payload of one row (None: no row, or none stored)."""
+    async with db.reads() as conn:
+        return await conn.scalar(
+            select(_EVENTS.c.payload).where(
+                _EVENTS.c.platform == platform, _EVENTS.c.event_id == event_id
+            )
+        )
+
+
 async def event_status(db: Database, *, platform: str, event_id: str) -> str | None:
     async with db.sessions() as session:
         return await session.scalar(

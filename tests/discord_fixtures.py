@@ -92,6 +92,9 @@ async def start_bot(
     # Show typing and the first partial post at once, so tests see streaming even when the
     # offline answerer finishes in milliseconds.
     adapter_options.setdefault("first_post_delay", 0.0)
+    # The typing indicator comes when the core finds the answer slow (bot/progress.py): at the
+    # first post's delay here too, so tests see it as they see the first partial post.
+    runtime.responder.progress_after = adapter_options["first_post_delay"]
     adapter_options.setdefault("stream_interval", 0.2)
     adapter = DiscordAdapter(runtime, **adapter_options)
     before = len(world.gateway.sessions)

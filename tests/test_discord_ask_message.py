@@ -186,3 +186,33 @@ async def test_sync_registers_the_message_command(world: DiscordWorld, bot: Runn
     assert commands["Ask supportbot"]["type"] == 3  # MESSAGE: in every message's Apps menu
     assert "description" not in commands["Ask supportbot"]
     assert {"ask", "forget", "help"} <= set(commands)
+
+
+async def test_a_stop_before_the_invoker_was_told_is_finished_by_the_next_process(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The process stops after claiming the message but before the invoker's deferred private
+    # response is filled in (Discord stops answering that call). It used to stay
+    # "thinking..." for good: only the live handler ever filled it in. The claimed work now
+    # does, on every attempt, so the next process tells the invoker and answers, once.
+    settings = make_settings(world, sqlite_url, kb_uri)
+    first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    question = await world.say("How do I reset my password?")
+    original = r"/webhooks/\d+/[^/]+/messages/@original"
+    world.api.stall("PATCH", original)
+    asked = await world.message_command(question)
+    await world.api.wait_for(lambda: world.api.find("PATCH", original))
+    await first.stop()
+    world.api.unstall()
+    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
+    try:
+        assert await _invoker_note(world, asked) == texts.ASK_MESSAGE_ANSWERING_IN_THREAD
+        [answer] = await world.bot_messages(question["id"])
+        assert "reset your password" in answer["content"].lower()
+        await asyncio.sleep(0.5)
+        await second.adapter.inbox.wait_idle()
+    finally:
+        await second.stop()
+    assert len(world.api.channel_messages(question["id"])) == 1
+    [row] = (await ledger(sqlite_db, "discord")).values()
+    assert row.status == events.ANSWERED

@@ -269,3 +269,31 @@ async def test_another_attempt_keeps_the_bots_older_replies_in_a_busy_thread(
     answers = _answers(api)
     assert earlier in answers  # still there
     assert "Reset password" in answers[1].text and answers[1].thread_ts == root.ts
+
+
+async def test_a_mention_whose_answer_failed_is_answered_when_asked_about(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    # Slack refused the mention's answer: its row failed and the asker got the short note.
+    # That used to count as "taken": the shortcut told the clicker so and nothing was
+    # answered. A failed earlier attempt no longer blocks an explicit ask.
+    ts = new_ts()
+    text = f"<@{BOT}> how do I reset my password?"
+    api.error("chat.startStream", "restricted_action")
+    api.error("chat.postMessage", "restricted_action")
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=text, ts=ts, user=AUTHOR))
+        await harness.bot.wait_idle()
+        [row] = (await ledger(sqlite_db, "slack")).values()
+        assert row.status == events.FAILED
+        click = message_shortcut(
+            {"user": AUTHOR, "text": text, "ts": ts}, response_url=api.response_url("again")
+        )
+        assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: [m for m in _answers(api) if "Reset password" in m.text])
+        await harness.bot.wait_idle()
+    assert not api.responses.get("again")  # not "already taken"
+    [answer] = [m for m in _answers(api) if "Reset password" in m.text]
+    assert answer.thread_ts == ts
+    [row] = (await ledger(sqlite_db, "slack")).values()
+    assert row.status == events.ANSWERED

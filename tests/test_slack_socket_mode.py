@@ -17,7 +17,7 @@ from storage.db import Database
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import slack_settings
-from tests.fakes.slack_sender import app_mention
+from tests.fakes.slack_sender import app_mention, message_shortcut
 from tests.fakes.slack_socket import FakeSocketMode
 
 __all__ = ["api", "kb_uri"]
@@ -88,6 +88,30 @@ async def test_events_and_commands_over_socket_mode(
     [answer] = api.posted()
     assert "Reset password" in answer.text
     assert "first day of every month" in api.responses["sock"][0]["text"]
+
+
+async def test_a_shortcut_click_delivered_again_is_not_told_it_was_taken(
+    api: FakeSlackAPI, socket: FakeSocketMode, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Socket Mode delivers a click again when its ack was lost. The "Ask supportbot" click
+    # found the message taken (by itself) and told the clicker "already taken" for their own
+    # click. The same click again is absorbed: one answer, no note.
+    question = api.add_user_message("C0000001", "how do I reset my password?", user="UASKER001")
+    click = message_shortcut(
+        {"user": "UASKER001", "text": question.text, "ts": question.ts},
+        response_url=api.response_url("click"),
+    )
+    async with socket_bot(api, socket, sqlite_db, sqlite_url, kb_uri) as bot:
+        await socket.wait_connected()
+        await socket.wait_ack(await socket.send("interactive", click))
+        await api.wait_for(lambda: [m for m in api.posted() if m.user is None and m.text])
+        await socket.wait_ack(await socket.send("interactive", click))  # the redelivery
+        await asyncio.sleep(0.3)
+        await bot.wait_idle()
+    [answer] = [m for m in api.posted() if m.user is None]
+    assert answer.thread_ts == question.ts and "Reset password" in answer.text
+    assert not api.responses.get("click")
+    assert not api.ephemerals
 
 
 async def test_a_malformed_envelope_is_acked_and_the_next_one_answered(

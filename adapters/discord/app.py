@@ -55,6 +55,7 @@ from adapters.discord.delivery import (
     interaction_webhook,
     is_transient,
     respond_ephemeral,
+    token_valid,
 )
 from adapters.discord.escalation import DiscordEscalations, NoticeRequest, thread_link
 from adapters.discord.forum import ForumWorkflow
@@ -78,6 +79,7 @@ from bot.messages import (
     ConversationKey,
     IncomingMessage,
     Reply,
+    Slow,
     message_from_record,
     message_to_record,
 )
@@ -421,6 +423,7 @@ class DiscordAdapter:
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
             raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")
+        await self._confirm_ask(work, texts.ASK_MESSAGE_ANSWERING_IN_THREAD)
         if work.payload.get("new_thread"):
             work = await self._open_thread(work)
         p = work.payload
@@ -441,6 +444,21 @@ class DiscordAdapter:
                 final,
                 parent_id=incoming.parent_channel_id,
             )
+
+    async def _confirm_ask(self, work: Work, text: str) -> None:
+        """Fill in the deferred private response of the "Ask supportbot" command that claimed
+        this work (adapters/discord/ask_message.py), on every attempt: the one that claimed it
+        may have died before it did. Not past the token's 15 minutes; best effort."""
+        p = work.payload
+        asked = p.get(ANSWER_AFTER_KEY)
+        if TOKEN_KEY not in p or not asked or not token_valid(str(asked)):
+            return
+        original = StoredInteraction.from_payload(self.client, p)
+        await _best_effort(
+            original.edit_original_response(
+                content=text, allowed_mentions=discord.AllowedMentions.none()
+            )
+        )
 
     def _post_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
         """Records each message of a channel answer in the work's payload as soon as it is
@@ -611,6 +629,7 @@ class DiscordAdapter:
         if work.kind != "message" or not record:
             log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
             return
+        await self._confirm_ask(work, text)  # an invoker waiting on "thinking..." is told too
         conversation = message_from_record(record).conversation
         try:
             await self._channel(conversation).send(
@@ -665,16 +684,23 @@ class DiscordAdapter:
         During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
         answer is posted: no typing call, no partial post, no edits."""
         busy = self._cpu_bound
-        typing = Typing(typing_channel, delay=self.first_post_delay, busy=busy)
-        await typing.start()
+        # Typing is how a slow answer shows progress here: the core decides when an answer is
+        # slow (bot/progress.py, SUPPORTBOT_PROGRESS_AFTER) and yields SLOW then.
+        typing = Typing(typing_channel)
         text = ""
         final: Reply | None = None
         # The first partial post waits first_post_delay; later edits come every stream_interval.
         next_push = time.monotonic() + self.first_post_delay
+        progress = (lambda: not busy()) if typing_channel is not None else None
         try:
-            async for item in self.responder.stream(incoming, hand_back_storage_faults=True):
+            async for item in self.responder.stream(
+                incoming, hand_back_storage_faults=True, progress=progress
+            ):
                 if isinstance(item, Reply):
                     final = item
+                    continue
+                if isinstance(item, Slow):
+                    await typing.start()
                     continue
                 text += item
                 if text.strip() and time.monotonic() >= next_push and not busy():

@@ -6,7 +6,10 @@ interaction names the message (``data.target_id``) and carries it (``data.resolv
 The interaction is deferred privately within Discord's 3 s, then the message is claimed as the
 same inbox work a mention of it would be (kind ``message``, keyed by the message id): answered
 in a thread started on it, or in the thread (or forum post) it is in, under its author's name.
-The invoker alone is told what happened in the deferred response.
+The invoker alone is told what happened in the deferred response. When the message was
+claimed, the work itself tells them ("answering in its thread") before it answers, through the
+interaction's stored webhook token: a crash between the claim and that note leaves the next
+attempt to fill it in, so the response is never left "thinking..." while its token is valid.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import discord
 
 from adapters.discord import convert
 from adapters.discord.convert import ChannelContext, ChannelKind
-from adapters.discord.delivery import defer, describe
+from adapters.discord.delivery import defer, describe, interaction_webhook
 from adapters.discord.shapes import RoleNames, interaction_payload
 from bot import ask_message, slash, texts
 from bot.inbox import SESSION_KEY
@@ -67,6 +70,8 @@ class DiscordAskMessage:
         except Exception as exc:  # the database, a malformed payload: the invoker is told
             log.error("discord: asking about a message failed (%s)", describe(exc), exc_info=exc)
             note = texts.ASK_MESSAGE_FAILED
+        if note is None:
+            return  # claimed: the work tells the invoker (DiscordAdapter._confirm_ask)
         try:
             await interaction.edit_original_response(
                 content=note, allowed_mentions=discord.AllowedMentions.none()
@@ -74,8 +79,9 @@ class DiscordAskMessage:
         except discord.HTTPException as exc:
             log.warning("discord: could not answer interaction %s (%s)", interaction.id, exc)
 
-    async def _take(self, interaction: discord.Interaction) -> str:
-        """Claim the target message as a question; what to tell the invoker."""
+    async def _take(self, interaction: discord.Interaction) -> str | None:
+        """Claim the target message as a question; what to tell the invoker now (None: the
+        claimed work tells them itself)."""
         data = interaction.data or {}
         target_id = str(data.get("target_id") or "")
         resolved = ((data.get("resolved") or {}).get("messages") or {}).get(target_id)
@@ -124,9 +130,16 @@ class DiscordAskMessage:
             "question_channel": str(interaction.channel_id),
             "new_thread": new_thread,
             ask_message.ANSWER_AFTER_KEY: str(interaction.id),
+            # The work fills in the invoker's deferred response (any attempt of it).
+            **interaction_webhook(interaction),
         }
-        claimed = await self.adapter.inbox.submit(ask_message.claim_key(target_id), record)
-        return ask_message.after_claim(claimed) or texts.ASK_MESSAGE_ANSWERING_IN_THREAD
+        told = await ask_message.claim(
+            self.adapter.inbox,
+            ask_message.claim_key(target_id),
+            record,
+            request=str(interaction.id),
+        )
+        return told
 
 
 def _context(interaction: discord.Interaction) -> ChannelContext:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -172,31 +173,35 @@ FOLLOWUPS_KEY = "followup_ids"
 TOKEN_KEY = "token"
 
 
+# How long Discord accepts an interaction's token (its deferred response can be filled in).
+TOKEN_LIFETIME = timedelta(minutes=15)
+TOKEN_MARGIN = timedelta(seconds=30)  # our clock and Discord's may differ a little
+
+
+def token_valid(interaction_id: str | int) -> bool:
+    """Whether the token of the interaction ``interaction_id`` (a snowflake, which carries its
+    creation time) still works."""
+    created = discord.utils.snowflake_time(int(interaction_id))
+    return datetime.now(UTC) - created < TOKEN_LIFETIME - TOKEN_MARGIN
+
+
 def interaction_webhook(interaction: discord.Interaction) -> dict[str, str]:
     """The payload fields that let another process finish ``interaction``."""
     return {APPLICATION_ID_KEY: str(interaction.application_id), TOKEN_KEY: interaction.token}
 
 
 class Typing:
-    """The typing indicator while the core retrieves. It runs beside the answer (never delays
-    it), starts only if the answer takes longer than ``delay`` and ``busy()`` does not say the
-    process is CPU-bound then, and a failure only costs the indicator."""
+    """The typing indicator of a slow answer (the core decides it is slow, bot/progress.py).
+    It runs beside the answer (never delays it) until stopped; a failure only costs the
+    indicator."""
 
-    def __init__(
-        self,
-        channel: discord.abc.Messageable | None,
-        *,
-        delay: float = 0.0,
-        busy: Callable[[], bool] = lambda: False,
-    ) -> None:
+    def __init__(self, channel: discord.abc.Messageable | None) -> None:
         self._channel = channel
-        self._delay = delay
-        self._busy = busy
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if self._channel is not None:
-            self._task = asyncio.create_task(self._run(self._channel, self._delay, self._busy))
+        if self._channel is not None and self._task is None:
+            self._task = asyncio.create_task(self._run(self._channel))
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -205,13 +210,7 @@ class Typing:
             await asyncio.gather(task, return_exceptions=True)
 
     @staticmethod
-    async def _run(
-        channel: discord.abc.Messageable, delay: float, busy: Callable[[], bool]
-    ) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if busy():
-            return  # late because the CPU is, not the model: one call less per answer
+    async def _run(channel: discord.abc.Messageable) -> None:
         try:
             async with channel.typing():
                 await asyncio.Event().wait()  # until stop() cancels

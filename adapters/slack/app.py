@@ -66,6 +66,7 @@ from bot.config import Settings
 from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
 from bot.inbox import DELETION_KIND, SESSION_KEY, Inbox, TryLater, Undeliverable, Work
+from bot.looplag import shed_progress
 from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
@@ -532,7 +533,12 @@ class SlackBot:
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
-        final = await writer.write(self.responder.stream(msg, hand_back_storage_faults=True))
+        # An Assistant thread shows "thinking…" already; elsewhere a slow answer begins its
+        # own message when the core says it is slow (bot/progress.py).
+        progress = None if p.get("assistant") else self._progress_allowed
+        final = await writer.write(
+            self.responder.stream(msg, hand_back_storage_faults=True, progress=progress)
+        )
         if final is not None and final.silent:
             if final.reaction:
                 await _best_effort(
@@ -560,6 +566,9 @@ class SlackBot:
                 )
             except (*CALL_FAILURES, *DATABASE_FAILURES) as exc:
                 log.error("escalation notice for %s failed: %s", work.key, type(exc).__name__)
+
+    def _progress_allowed(self) -> bool:
+        return not shed_progress(self.runtime.loop_lag, self.inbox.in_flight)
 
     async def _remove_earlier_attempt(
         self, work: Work, client: AsyncWebClient, route: Route

@@ -32,8 +32,8 @@ from adapters.slack.render import (
     render_reply,
     resplit,
 )
-from bot import splitting
-from bot.messages import Reply, ReplyKind
+from bot import splitting, texts
+from bot.messages import Reply, ReplyKind, Slow
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ MIN_PIECE = splitting.MIN_LIMIT
 CREATE_RETRY_DELAYS = (0.5, 1.0)
 # How far back a copy left by a failed create is looked for: our clock and Slack's may differ.
 COPY_MARGIN = 60.0
+
+
+class StreamExpired(Exception):
+    """Slack ended a streamed message before we did (it expires a stream after about five
+    minutes): appending to it or stopping it is refused with ``message_not_in_streaming_state``."""
 
 
 class ChannelThrottle:
@@ -196,8 +201,10 @@ async def stop_stream(
         try:
             await once.chat_stopStream(channel=channel, ts=ts, **params)
         except SlackApiError as exc:
-            if not retry or slack_error(exc) != NOT_STREAMING:
+            if slack_error(exc) != NOT_STREAMING:
                 raise
+            if not retry:  # not by us: Slack ended it (it expires streams)
+                raise StreamExpired(ts) from exc
             log.info("the stream %s was stopped by an earlier try", ts)
 
     await _tried_again(attempt, retry_delays)
@@ -309,8 +316,12 @@ class AnswerWriter:
         self.stream_chunk = STREAM_CHUNK  # halved when Slack refuses a piece as too long
         self.streamed = ""  # what the current streamed message holds
         self.reopen = ""  # the code fence to reopen at the start of the next streamed message
+        self.stamps: list[str] = []  # every message of this answer, in order
+        # Slack expired a streamed message of this answer: it is posted whole, as messages.
+        self.expired = False
 
     async def _posted(self, ts: str) -> None:
+        self.stamps.append(ts)
         if self.on_post is not None:
             await self.on_post(ts)
 
@@ -321,11 +332,76 @@ class AnswerWriter:
                 if isinstance(item, Reply):
                     final = item
                     continue
+                if isinstance(item, Slow):  # the core says this answer is slow
+                    await self._begin()
+                    continue
                 self.pending += item
+                if self.expired:
+                    continue  # posted whole at the end
                 if self.pending.strip() and self.throttle.ready(self.route.channel):
-                    await self._send_progress()
+                    try:
+                        await self._send_progress()
+                    except StreamExpired:
+                        self._expire()
         await self._finish(final)
         return final
+
+    def _expire(self) -> None:
+        log.warning("Slack expired the streamed answer in %s; posting it whole", self.route.channel)
+        self.expired = True
+
+    async def _begin(self) -> None:
+        """Show the asker that the answer is coming: begin the answer's own message (a
+        stream with no text yet, or a short note that the first words replace), which
+        becomes the answer. Recorded like every message of it (``on_post``), so a failed
+        attempt's retraction or the next attempt removes it as it would half an answer."""
+        if self.ts is not None or self.shown:
+            return
+        if self.mode == "stream":
+            try:
+                response = await create_message(
+                    self.client,
+                    self.route,
+                    "chat_startStream",
+                    "",
+                    # One try: an empty copy cannot be told from another answer's begun
+                    # message; a passing failure hands the work back, and the next attempt
+                    # removes what this one left in the thread.
+                    retry_delays=(),
+                    recipient_team_id=self.route.team_id,
+                    recipient_user_id=self.route.user_id,
+                )
+            except SlackApiError as exc:
+                if transient_failure(exc) is not None:
+                    raise
+                log.info("chat.startStream unavailable (%s); using chat.update", slack_error(exc))
+                self.mode = "update"
+            else:
+                self.ts, self.streamed = str(response["ts"]), ""
+                await self._posted(self.ts)
+                return
+        note = texts.SLACK_ANSWER_COMING
+        response = await create_message(
+            self.client,
+            self.route,
+            "chat_postMessage",
+            note,
+            text=note,
+            blocks=[{"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}],
+        )
+        self.ts = str(response["ts"])
+        await self._posted(self.ts)
+
+    async def _drop_begun(self) -> None:
+        """The message begun for a slow answer that has nothing to show there after all (the
+        bot stays silent, or the reply is private): removed (best effort)."""
+        ts, self.ts = self.ts, None
+        if ts is None:
+            return
+        try:
+            await self.client.chat_delete(channel=self.route.channel, ts=ts)
+        except CALL_FAILURES as exc:
+            log.warning("could not remove the message begun for an answer: %s", exc)
 
     async def _send_progress(self) -> None:
         if self.mode == "stream":
@@ -405,9 +481,14 @@ class AnswerWriter:
             # Not retried blindly either: an append Slack made before a 5xx, sent again,
             # shows its text twice. A passing failure hands the work back (TryLater): the
             # next attempt removes this streamed message and answers again.
-            await posting_once(self.client).chat_appendStream(
-                channel=self.route.channel, ts=self.ts, markdown_text=piece
-            )
+            try:
+                await posting_once(self.client).chat_appendStream(
+                    channel=self.route.channel, ts=self.ts, markdown_text=piece
+                )
+            except SlackApiError as exc:
+                if slack_error(exc) == NOT_STREAMING:
+                    raise StreamExpired(self.ts) from exc
+                raise
             self.streamed += piece
 
     async def _after_too_long(self, exc: SlackApiError, piece: str) -> None:
@@ -438,8 +519,17 @@ class AnswerWriter:
 
     async def _finish(self, final: Reply | None) -> None:
         extra = await self.extra_blocks(final) if final and self.extra_blocks else []
-        if self.mode == "stream" and self.ts is not None:
-            await self._finish_stream(final, extra)
+        nothing_here = final is None or final.silent or self._private(final)
+        if nothing_here and not self.shown.strip() and not self.expired:
+            await self._drop_begun()  # begun for a slow answer, which shows nothing here
+        if self.mode == "stream" and self.ts is not None and not self.expired:
+            try:
+                await self._finish_stream(final, extra)
+                return
+            except StreamExpired:
+                self._expire()
+        if self.expired:
+            await self._post_whole(final, extra)
             return
         if final is None or final.silent:  # an auto-answer post the bot is not sure about
             return
@@ -450,6 +540,20 @@ class AnswerWriter:
         if self.ts is not None:
             messages = await self._update_first(messages)
         await post_messages(self.client, self.route, messages, on_post=self._posted)
+
+    async def _post_whole(self, final: Reply | None, extra: list[dict[str, Any]]) -> None:
+        """Slack expired the stream before the answer was done: the partial messages go, and
+        the finished answer is posted as ordinary messages, so the asker still gets it whole."""
+        for ts in self.stamps:
+            try:
+                await self.client.chat_delete(channel=self.route.channel, ts=ts)
+            except SlackApiError as exc:
+                if slack_error(exc) != "message_not_found":
+                    log.warning("could not remove an expired stream: %s", slack_error(exc))
+        self.ts, self.shown = None, ""
+        if final is not None and not final.silent:
+            messages = render_reply(final, extra_blocks=extra)
+            await post_messages(self.client, self.route, messages, on_post=self._posted)
 
     def _private(self, final: Reply) -> bool:
         return self.private_notes and final.ephemeral and final.kind is ReplyKind.INFO

@@ -129,10 +129,13 @@ class SlackShortcuts:
         key = ask_message.claim_key(
             convert.message_key(team_id=team_id, channel=channel, ts=msg.id)
         )
-        claimed = await self.bot.inbox.submit(
-            key, payload, run=lambda work: self.bot.process(work, client)
+        told = await ask_message.claim(
+            self.bot.inbox,
+            key,
+            payload,
+            request=str(body.get("trigger_id") or body.get("action_ts")),
+            run=lambda work: self.bot.process(work, client),
         )
-        told = ask_message.after_claim(claimed)
         if told is not None:
             log.info("shortcut on %s: already taken; telling the clicker", key)
             await tell_clicker(told)

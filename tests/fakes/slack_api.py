@@ -168,6 +168,16 @@ class FakeSlackAPI:
         ``{"ok": false, "error": error}``."""
         self._failures.setdefault(method, []).append(_Failure(200, times, error=error, after=after))
 
+    def expire_streams(self) -> int:
+        """End every streamed message still streaming, as Slack does about five minutes after
+        it began: what was streamed stays, and appending or stopping is refused from then on
+        (``message_not_in_streaming_state``). Returns how many were ended."""
+        live = [m for m in self.messages.values() if m.streaming and not m.deleted]
+        for message in live:
+            message.streaming = False
+        self._notify()
+        return len(live)
+
     def add_identity(self, token: str, identity: Identity) -> None:
         self.identities[token] = identity
 
