@@ -346,7 +346,7 @@ class Responder:
     # --- commands and buttons -----------------------------------------------------------------
 
     async def forget(self, conversation: ConversationKey) -> int:
-        return await self.memory.forget(conversation.session_id)
+        return await self.memory.forget(conversation)
 
     async def forget_deleted(
         self, *, platform: str, message_id: str, sessions: Sequence[str], ledger_prefix: str
@@ -378,7 +378,7 @@ class Responder:
         if msg.command is None and not msg.is_direct:
             # Said in a thread (or channel): that conversation is the shared one.
             return await self._forget_shared(msg.conversation, msg.author, own=0)
-        own = await self.memory.forget(session_id)
+        own = await self.memory.forget(msg.conversation)
         if msg.shared_thread is not None:
             return await self._forget_shared(msg.shared_thread, msg.author, own=own)
         said = texts.forgotten(own) if own else texts.FORGOTTEN_NONE
@@ -392,7 +392,7 @@ class Responder:
             return texts.forgotten(own) if own else texts.FORGOTTEN_NONE
         if not await self.memory.may_clear_thread(thread, person):
             return texts.thread_not_yours_to_forget(own)
-        return texts.thread_forgotten(own + await self.memory.forget(thread.session_id))
+        return texts.thread_forgotten(own + await self.memory.forget(thread))
 
     def help_text(self) -> str:
         return texts.help_text([(c.usage, c.description) for c in slash.COMMANDS])

@@ -18,6 +18,7 @@ from storage import escalations, events, feedback, memories
 from storage.db import Database
 from storage.models import ProcessedEvent
 from tests import discord_fixtures
+from tests.core_support import words_held
 from tests.discord_fixtures import (
     RunningBot,
     make_settings,
@@ -102,7 +103,7 @@ async def test_forget_clears_the_conversation(world: DiscordWorld, bot: RunningB
     forget = await world.slash("forget", channel={"id": dm["channel_id"], "type": p.DM})
     answer = await world.interaction_done(forget["token"])
     assert answer[0]["content"] == texts.forgotten(2)
-    assert await memories.count_memories(bot.adapter.db, session_id=session) == 0
+    assert await words_held(bot.adapter.db, session) == []
 
 
 async def test_long_answer_is_split_with_balanced_fences(
@@ -473,9 +474,9 @@ async def test_forget_in_a_bot_thread_clears_it_for_its_asker_or_a_moderator_onl
     answer = await world.interaction_done(forget["token"])
     callback = world.api.find("POST", rf"/interactions/{forget['id']}/.+/callback")[0]
     assert int(callback.body["data"]["flags"]) & 64  # private to the caller
-    left = await memories.count_memories(db, session_id=session)
+    left = len(await words_held(db, session))
     assert left == (2 if who == "someone else" else 0)  # the thread's memory stays, or goes
-    bobs_left = await memories.count_memories(db, session_id=bobs_own)
+    bobs_left = len(await words_held(db, bobs_own))
     assert bobs_left == (2 if who == "asker" else 0)  # alice's /forget is not bob's
     said = answer[0]["content"]
     if who == "someone else":
