@@ -32,7 +32,7 @@ from bot.errors import KnowledgeBaseError, ModelError
 from bot.inbox import SESSION_KEY, TryLater, Work
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
-from bot.messages import Author, ConversationKey, IncomingMessage, Reply, ReplyKind
+from bot.messages import EDIT_MARK, Author, ConversationKey, IncomingMessage, Reply, ReplyKind
 from storage import escalations, events, feedback, memories
 from storage.db import Database, unreachable
 
@@ -353,11 +353,16 @@ class Responder:
     ) -> Deleted:
         """Someone deleted the message ``message_id``: forget it (bot.deletion). ``sessions``:
         the conversations it may belong to; ``ledger_prefix`` + a version's id is the ledger
-        key of the work that answered it. Work still answering it is withdrawn first, so it
-        stores and posts nothing more (and takes back what it did, bot.inbox)."""
+        key of the work that answered it. Work still answering it or one of its edits is
+        withdrawn first, so it stores and posts nothing more (and takes back what it did,
+        bot.inbox)."""
         question_key = ledger_prefix + message_id
         rows = await events.withdraw(
-            self.db, platform=platform, event_ids=[question_key], hold=question_key
+            self.db,
+            platform=platform,
+            event_ids=[question_key],
+            hold=question_key,
+            in_flight_prefix=question_key + EDIT_MARK,
         )
         found = {str(r.payload[SESSION_KEY]) for r in rows if r.payload.get(SESSION_KEY)}
         forgotten, versions = 0, set()
@@ -365,7 +370,8 @@ class Responder:
             turn = await self.memory.forget_message(session_id, message_id)
             forgotten += turn.rows
             versions.update(turn.versions)
-        edits = {ledger_prefix + version for version in versions} - {question_key}
+        edits = {ledger_prefix + version for version in versions} - {r.event_id for r in rows}
+        edits.discard(question_key)
         rows += await events.withdraw(self.db, platform=platform, event_ids=edits)
         answers = tuple(Work(r.event_id, r.payload, r.attempts) for r in rows)
         return Deleted(forgotten, answers)

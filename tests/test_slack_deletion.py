@@ -21,6 +21,7 @@ from tests.fakes.slack_harness import SlackHarness
 from tests.fakes.slack_sender import (
     app_mention,
     message_deleted,
+    message_edited,
     new_ts,
     thread_parent_deleted,
 )
@@ -204,3 +205,48 @@ async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
     assert status == "withdrawn"
     assert rows == []
     assert [m for m in api.posted(DM) if m.user is None] == []
+
+
+async def test_a_question_deleted_while_its_edit_is_answered_leaves_no_answer(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """An edit is answered as a question of its own (under a key that extends the question's).
+    Deleted while the model still works on the edit: that work is withdrawn too (it used to go
+    on, post its answer and store the edited words), and the first answer is deleted."""
+    fake_openai.queue(
+        Turn(content="Invoices are sent on the first day of each month [1]."),
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "password"})], delay=0.8),
+        Turn(content="Open Settings, choose Security and click Reset password [1]."),
+    )
+    h = await start_slack_with_model(api, db, any_db_url, kb_uri, fake_openai, lease_seconds=2.0)
+    try:
+        async with h.sender() as sender:
+            question = _dm("when are invoices sent?")
+            first = await _ask(h, sender, question)
+            assert first
+            edit_ts = new_ts()
+            edit = message_edited(
+                channel=DM,
+                original=question["event"],
+                text=f"my password is {SECRET}; how do I reset it?",
+                channel_type="im",
+                edited_ts=edit_ts,
+            )
+            assert (await sender.event(edit)).status == 200
+            key = f"msg:T0000001:{DM}:{question['event']['ts']}:edit:{edit_ts}"
+            assert await events.event_status(h.runtime.db, platform="slack", event_id=key) == (
+                "answering"
+            )
+            deleted = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
+            assert (await sender.event(deleted)).status == 200
+            await h.bot.wait_idle(timeout=20)
+            rows = await export_session(h.runtime.db, session_id=f"slack:T0000001:{DM}")
+            status = await events.event_status(h.runtime.db, platform="slack", event_id=key)
+            ledger = await _ledger_text(h.runtime.db)
+    finally:
+        await h.close()
+    assert status == "withdrawn"
+    assert rows == []
+    assert [m for m in api.posted(DM) if m.user is None] == []
+    assert set(first) <= {c.params["ts"] for c in api.calls_to("chat.delete")}
+    assert SECRET not in ledger
