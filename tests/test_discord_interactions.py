@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -21,9 +22,11 @@ from tests import discord_fixtures
 from tests.core_support import words_held
 from tests.discord_fixtures import (
     RunningBot,
+    apology,
     make_settings,
     model_overrides,
     retrying_bot,
+    settle,
     start_bot,
     team_settings,
 )
@@ -401,17 +404,9 @@ async def test_a_long_command_answer_given_up_leaves_only_the_note(
         for attempt in range(1, events.MAX_ATTEMPTS + 1):  # the second follow-up of each
             world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=attempt)
         interaction = await world.slash("ask", {"question": "How do I reset my password?"})
-        await world.api.wait_for(
-            lambda: any(
-                m["content"] == texts.ERROR_GENERIC
-                for m in world.api.interaction_messages(interaction["token"])
-            ),
-            what="the note",
-        )
-        await running.adapter.inbox.wait_idle(10)
-    assert [m["content"] for m in world.api.interaction_messages(interaction["token"])] == [
-        texts.ERROR_GENERIC
-    ]
+        messages = partial(world.api.interaction_messages, interaction["token"])
+        told = await settle(world, running, messages, apology, what="the note")
+    assert [m["content"] for m in told] == [texts.ERROR_GENERIC]
     assert len(world.api.deleted) == events.MAX_ATTEMPTS  # each attempt's follow-up
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
     assert status == events.FAILED
