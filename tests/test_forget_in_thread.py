@@ -23,7 +23,7 @@ from tests.fakes.discord_world import DiscordWorld, write_docs
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SlackHarness, slack_settings
-from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
+from tests.fakes.slack_sender import SlackSender, app_mention, new_ts, thread_reply
 
 __all__ = ["api", "kb_uri", "world"]
 pytestmark = pytest.mark.timeout(90)
@@ -77,9 +77,7 @@ def test_questions_mentioning_forget_are_not_commands(text: str) -> None:
 def _in_thread(text: str, root: str, user: str, *, mention: bool) -> dict:
     if mention:
         return app_mention(text=f"<@{BOT}> {text}", thread_ts=root, user=user)
-    return app_mention(
-        text=text, thread_ts=root, user=user, event_type="message", channel_type="channel"
-    )
+    return thread_reply(text=text, thread_ts=root, user=user)
 
 
 async def _ask(sender: SlackSender, api: FakeSlackAPI, h: SlackHarness, question: str) -> str:

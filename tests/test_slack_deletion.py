@@ -12,13 +12,14 @@ from sqlalchemy import select
 from bot.report import build_report
 from storage import events
 from storage.db import Database
-from storage.memories import export_session
+from storage.memories import MemoryOut, export_session
 from storage.models import ProcessedEvent
 from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_ID, DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SlackHarness
 from tests.fakes.slack_sender import (
+    SlackSender,
     app_mention,
     message_deleted,
     message_edited,
@@ -177,6 +178,21 @@ async def test_deleting_other_messages_changes_nothing(
     assert at_last == []
 
 
+async def _deleted_in_flight(
+    h: SlackHarness, sender: SlackSender, question: dict, key: str
+) -> tuple[str | None, list[MemoryOut], str]:
+    """Delete the DM ``question`` while the work of ``key`` is still answering; once the bot
+    is idle, that work's status, what the conversation holds, and the ledger's text."""
+    db = h.runtime.db
+    assert await events.event_status(db, platform="slack", event_id=key) == "answering"
+    deleted = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
+    assert (await sender.event(deleted)).status == 200
+    await h.bot.wait_idle(timeout=20)
+    rows = await export_session(db, session_id=f"slack:T0000001:{DM}")
+    status = await events.event_status(db, platform="slack", event_id=key)
+    return status, rows, await _ledger_text(db)
+
+
 async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
@@ -192,14 +208,7 @@ async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
             question = _dm(f"my password is {SECRET}; how do I reset it?")
             assert (await sender.event(question)).status == 200
             key = f"msg:T0000001:{DM}:{question['event']['ts']}"
-            assert await events.event_status(h.runtime.db, platform="slack", event_id=key) == (
-                "answering"
-            )
-            deleted = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
-            assert (await sender.event(deleted)).status == 200
-            await h.bot.wait_idle(timeout=20)
-            rows = await export_session(h.runtime.db, session_id=f"slack:T0000001:{DM}")
-            status = await events.event_status(h.runtime.db, platform="slack", event_id=key)
+            status, rows, _ledger = await _deleted_in_flight(h, sender, question, key)
     finally:
         await h.close()
     assert status == "withdrawn"
@@ -234,15 +243,7 @@ async def test_a_question_deleted_while_its_edit_is_answered_leaves_no_answer(
             )
             assert (await sender.event(edit)).status == 200
             key = f"msg:T0000001:{DM}:{question['event']['ts']}:edit:{edit_ts}"
-            assert await events.event_status(h.runtime.db, platform="slack", event_id=key) == (
-                "answering"
-            )
-            deleted = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
-            assert (await sender.event(deleted)).status == 200
-            await h.bot.wait_idle(timeout=20)
-            rows = await export_session(h.runtime.db, session_id=f"slack:T0000001:{DM}")
-            status = await events.event_status(h.runtime.db, platform="slack", event_id=key)
-            ledger = await _ledger_text(h.runtime.db)
+            status, rows, ledger = await _deleted_in_flight(h, sender, question, key)
     finally:
         await h.close()
     assert status == "withdrawn"

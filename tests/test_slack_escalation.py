@@ -35,7 +35,7 @@ from tests.fakes.slack_harness import (
     running_harness,
     slack_settings,
 )
-from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
+from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts, thread_reply
 from tests.inbox_support import INBOX_FAST, ledger
 
 __all__ = ["api", "kb_uri"]
@@ -386,11 +386,7 @@ async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
         root = answer.thread_ts
 
         async def say(text: str, user: str) -> None:
-            event = app_mention(
-                text=text, ts=new_ts(), thread_ts=root, user=user,
-                event_type="message", channel_type="channel",
-            )  # fmt: skip
-            await sender.event(event)
+            await sender.event(thread_reply(text=text, thread_ts=root, user=user))
             await h.bot.wait_idle()
 
         # Before the hand-off an un-mentioned follow-up is answered (the bot joined).

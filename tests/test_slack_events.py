@@ -10,7 +10,13 @@ from storage.db import Database
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness
-from tests.fakes.slack_sender import app_mention, message_deleted, message_edited, new_ts
+from tests.fakes.slack_sender import (
+    app_mention,
+    message_deleted,
+    message_edited,
+    new_ts,
+    thread_reply,
+)
 
 __all__ = ["api", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -172,11 +178,7 @@ async def test_in_a_shared_thread_only_people_who_asked_the_bot_are_answered_unm
     async with harness.sender() as sender:
 
         async def say(text: str, user: str) -> None:
-            event = app_mention(
-                text=text, ts=new_ts(), thread_ts=root, user=user,
-                event_type="message", channel_type="channel",
-            )  # fmt: skip
-            await sender.event(event)
+            await sender.event(thread_reply(text=text, thread_ts=root, user=user))
             await harness.bot.wait_idle()
 
         await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?", ts=root))

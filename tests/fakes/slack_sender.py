@@ -71,6 +71,16 @@ def app_mention(
     return event_callback(event, team=team, event_id=event_id)
 
 
+def thread_reply(
+    *, text: str, thread_ts: str, user: str = "UHUMAN001", channel: str = "C0000001"
+) -> dict[str, Any]:
+    """A reply in a channel thread, as the bot receives one that does not mention it."""
+    return app_mention(
+        text=text, ts=new_ts(), thread_ts=thread_ts, user=user, channel=channel,
+        event_type="message", channel_type="channel",
+    )  # fmt: skip
+
+
 def message_edited(
     *,
     channel: str,
