@@ -14,6 +14,7 @@ import re
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,10 +105,14 @@ class Responder:
             return
         session_id = _session_id(msg)
         try:
-            async for item in self._answer(msg, session_id):
-                if isinstance(item, Reply):
-                    metrics.observe_answer("unanswered" if item.silent else item.kind.value)
-                yield item
+            # Closed with this stream, at once: the answer's clean-up (storing the question of
+            # an answer cut short) is done before whoever stopped reading goes on, which may be
+            # to take back what this work stored (its question was deleted, bot.inbox).
+            async with aclosing(self._answer(msg, session_id)) as answer:
+                async for item in answer:
+                    if isinstance(item, Reply):
+                        metrics.observe_answer("unanswered" if item.silent else item.kind.value)
+                    yield item
         except Exception as exc:
             # A model or knowledge-base error is theirs, whatever lies underneath.
             expected = isinstance(exc, ModelError | KnowledgeBaseError)
