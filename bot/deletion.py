@@ -5,9 +5,9 @@ The bot then forgets the message as if it had never been asked: its question and
 to it (and to its edits) leave the memories, so later answers, ``memories export``, the report
 and /admin no longer see them; their words leave the ledger, a vote's comment and a hand-off's
 reason that came with the answer go, its line leaves the running summary; and the bot's answers
-are deleted on the platform. Work still answering it is withdrawn: it stops and takes back what
-it posted or stored (``bot.inbox``). Platforms do not say who deleted a message: its author or a
-moderator, and both are reason enough.
+are deleted on the platform. Work still answering it, or one of its edits, is withdrawn: it
+stops and takes back what it posted or stored (``bot.inbox``). Platforms do not say who
+deleted a message: its author or a moderator, and both are reason enough.
 
 The adapter turns the platform's delete event into deletion work with :func:`deletion_payload`,
 claimed in the ledger like any event (so a duplicate delivery, a retry or a second replica does

@@ -24,6 +24,11 @@ SUMMARY = "summary"
 # What happened without a visible answer (an error, a silent auto-answer post): kept for
 # reports, never loaded into a conversation's history (only user and assistant turns are).
 EVENT = "event"
+# Who asked in a conversation that was forgotten: an author id and no words, never loaded into
+# its history, so that forgetting a thread clears what the bot remembers of it but not whom it
+# follows there (:meth:`MemoryPolicy.follows`).
+ASKER = "asker"
+FOLLOWED_ROLES = (USER, ASKER)
 SUMMARY_MAX_CHARS = 1500
 QUESTION_MAX_CHARS = 200
 
@@ -172,7 +177,7 @@ class MemoryPolicy:
         conversation the bot answers unasked (a forum post, an auto-answer channel's thread) is
         followed before it has any turn too."""
         askers = await memories.recent_askers(
-            self.db, session_id=conversation.session_id, role=USER
+            self.db, session_id=conversation.session_id, roles=FOLLOWED_ROLES
         )
         if askers is None:
             return open_
@@ -186,7 +191,10 @@ class MemoryPolicy:
         if thread.thread_id is None:
             return None
         return await memories.question_author(
-            self.db, session_id=thread.session_id, message_id=thread.thread_id, role=USER
+            self.db,
+            session_id=thread.session_id,
+            message_id=thread.thread_id,
+            roles=FOLLOWED_ROLES,
         )
 
     async def may_clear_thread(self, thread: ConversationKey, person: Author) -> bool:
@@ -198,9 +206,25 @@ class MemoryPolicy:
         """Forget a deleted message's turn (see :func:`forget_message`)."""
         return await forget_message(self.db, session_id, message_id)
 
-    async def forget(self, session_id: str) -> int:
-        """Remove the conversation's text from every table; returns the memories deleted."""
-        return await retention.forget_conversation(self.db, session_id=session_id)
+    async def forget(self, conversation: ConversationKey) -> int:
+        """Remove the conversation's text from every table; returns the memories deleted.
+        Whom the bot follows there stays, and who asked the question a thread was started for
+        (ids, not a word of what they said): the asker who goes on talking in a forgotten
+        thread unmentioned is still answered, and may clear it again."""
+        session_id = conversation.session_id
+        askers = await memories.recent_askers(self.db, session_id=session_id, roles=FOLLOWED_ROLES)
+        # A conversation whose questions name nobody (stored before authors were recorded, or
+        # none among the newest rows) is followed for anyone: a record naming nobody keeps it so.
+        kept = () if askers is None else (list(dict.fromkeys(askers)) or [None])
+        root = conversation.thread_id
+        asker = await self.thread_asker(conversation) if root and kept else None
+        return await retention.forget_conversation(
+            self.db,
+            session_id=session_id,
+            asker_role=ASKER,
+            askers=kept,
+            root=(root, asker) if root and asker else None,
+        )
 
 
 async def forget_message(

@@ -14,6 +14,7 @@ import re
 import time
 import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,15 @@ from bot.errors import KnowledgeBaseError, ModelError
 from bot.inbox import SESSION_KEY, TryLater, Work
 from bot.learning import ThreadReader
 from bot.memory import EVENT, USER, MemoryPolicy
-from bot.messages import Author, ConversationKey, IncomingMessage, Reply, ReplyKind, Slow
+from bot.messages import (
+    EDIT_MARK,
+    Author,
+    ConversationKey,
+    IncomingMessage,
+    Reply,
+    ReplyKind,
+    Slow,
+)
 from bot.progress import mark_slow
 from storage import escalations, events, feedback, memories
 from storage.db import Database, unreachable
@@ -124,10 +133,14 @@ class Responder:
             return
         session_id = _session_id(msg)
         try:
-            async for item in self._answer(msg, session_id):
-                if isinstance(item, Reply):
-                    metrics.observe_answer("unanswered" if item.silent else item.kind.value)
-                yield item
+            # Closed with this stream, at once: the answer's clean-up (storing the question of
+            # an answer cut short) is done before whoever stopped reading goes on, which may be
+            # to take back what this work stored (its question was deleted, bot.inbox).
+            async with aclosing(self._answer(msg, session_id)) as answer:
+                async for item in answer:
+                    if isinstance(item, Reply):
+                        metrics.observe_answer("unanswered" if item.silent else item.kind.value)
+                    yield item
         except Exception as exc:
             # A model or knowledge-base error is theirs, whatever lies underneath.
             expected = isinstance(exc, ModelError | KnowledgeBaseError)
@@ -366,18 +379,23 @@ class Responder:
     # --- commands and buttons -----------------------------------------------------------------
 
     async def forget(self, conversation: ConversationKey) -> int:
-        return await self.memory.forget(conversation.session_id)
+        return await self.memory.forget(conversation)
 
     async def forget_deleted(
         self, *, platform: str, message_id: str, sessions: Sequence[str], ledger_prefix: str
     ) -> Deleted:
         """Someone deleted the message ``message_id``: forget it (bot.deletion). ``sessions``:
         the conversations it may belong to; ``ledger_prefix`` + a version's id is the ledger
-        key of the work that answered it. Work still answering it is withdrawn first, so it
-        stores and posts nothing more (and takes back what it did, bot.inbox)."""
+        key of the work that answered it. Work still answering it or one of its edits is
+        withdrawn first, so it stores and posts nothing more (and takes back what it did,
+        bot.inbox)."""
         question_key = ledger_prefix + message_id
         rows = await events.withdraw(
-            self.db, platform=platform, event_ids=[question_key], hold=question_key
+            self.db,
+            platform=platform,
+            event_ids=[question_key],
+            hold=question_key,
+            in_flight_prefix=question_key + EDIT_MARK,
         )
         found = {str(r.payload[SESSION_KEY]) for r in rows if r.payload.get(SESSION_KEY)}
         forgotten, versions = 0, set()
@@ -385,7 +403,8 @@ class Responder:
             turn = await self.memory.forget_message(session_id, message_id)
             forgotten += turn.rows
             versions.update(turn.versions)
-        edits = {ledger_prefix + version for version in versions} - {question_key}
+        edits = {ledger_prefix + version for version in versions} - {r.event_id for r in rows}
+        edits.discard(question_key)
         rows += await events.withdraw(self.db, platform=platform, event_ids=edits)
         answers = tuple(Work(r.event_id, r.payload, r.attempts) for r in rows)
         return Deleted(forgotten, answers)
@@ -398,7 +417,7 @@ class Responder:
         if msg.command is None and not msg.is_direct:
             # Said in a thread (or channel): that conversation is the shared one.
             return await self._forget_shared(msg.conversation, msg.author, own=0)
-        own = await self.memory.forget(session_id)
+        own = await self.memory.forget(msg.conversation)
         if msg.shared_thread is not None:
             return await self._forget_shared(msg.shared_thread, msg.author, own=own)
         said = texts.forgotten(own) if own else texts.FORGOTTEN_NONE
@@ -412,7 +431,7 @@ class Responder:
             return texts.forgotten(own) if own else texts.FORGOTTEN_NONE
         if not await self.memory.may_clear_thread(thread, person):
             return texts.thread_not_yours_to_forget(own)
-        return texts.thread_forgotten(own + await self.memory.forget(thread.session_id))
+        return texts.thread_forgotten(own + await self.memory.forget(thread))
 
     def help_text(self) -> str:
         return texts.help_text([(c.usage, c.description) for c in slash.COMMANDS])

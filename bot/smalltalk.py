@@ -116,10 +116,11 @@ class OfferReply(enum.Enum):
     DECLINED = "declined"
 
 
-def words_of(text: str) -> list[str]:
-    """The message's words in lower case without accents ("¡Sí!" -> ["si"])."""
+def words_of(text: str, word: re.Pattern[str] = _WORD) -> list[str]:
+    """The message's words in lower case without accents ("¡Sí!" -> ["si"]); ``word`` says
+    what a word is (letters, with one inner apostrophe)."""
     plain = unicodedata.normalize("NFKD", _MENTION.sub(" ", text).lower().replace("’", "'"))
-    return _WORD.findall("".join(ch for ch in plain if not unicodedata.combining(ch)))
+    return word.findall("".join(ch for ch in plain if not unicodedata.combining(ch)))
 
 
 def is_acknowledgement(text: str) -> bool:

@@ -438,7 +438,12 @@ async def release_lease(
 
 
 async def withdraw(
-    db: Database, *, platform: str, event_ids: Collection[str], hold: str | None = None
+    db: Database,
+    *,
+    platform: str,
+    event_ids: Collection[str],
+    hold: str | None = None,
+    in_flight_prefix: str | None = None,
 ) -> list[TakenRow]:
     """The rows of ``event_ids`` (a deleted question's work) as they end up: work still in
     progress is withdrawn first (its holder loses it and no process takes it again), so no
@@ -448,9 +453,23 @@ async def withdraw(
 
     ``hold``: a key claimed as withdrawn when nobody has claimed it yet, so that the question's
     own event, arriving after its deletion (a slow handler, a retry), is absorbed as a duplicate
-    instead of being answered."""
+    instead of being answered.
+
+    ``in_flight_prefix``: work still in progress whose key starts with it is withdrawn too (a
+    deleted question's edits, answered under keys that extend its own, which nothing stored
+    names yet). Found through the status index: only unfinished rows are read."""
     c = _EVENTS.c
     now = db_time(db)
+    if in_flight_prefix:
+        async with db.reads() as conn:
+            found = await conn.scalars(
+                select(c.event_id).where(
+                    c.status == ANSWERING,
+                    c.platform == platform,
+                    c.event_id.startswith(in_flight_prefix, autoescape=True),
+                )
+            )
+            event_ids = list(dict.fromkeys([*event_ids, *found.all()]))
     if hold is not None:
         try:
             async with db.write() as conn:

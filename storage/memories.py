@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,15 +114,16 @@ async def count_memories(db: Database, *, session_id: str) -> int:
 
 
 async def question_author(
-    db: Database, *, session_id: str, message_id: str, role: str
+    db: Database, *, session_id: str, message_id: str, roles: Collection[str]
 ) -> str | None:
-    """Who asked the session's stored question of ``message_id`` (``role``: the questions'),
-    as recorded with it; None when it is not stored or was stored before authors were kept."""
+    """Who asked the session's stored question of ``message_id`` (rows of ``roles``: the
+    questions', and the records of who asked in a forgotten conversation), as recorded with
+    it; None when it is not stored or was stored before authors were kept."""
     query = (
         select(Memory.tool_metadata)
         .where(
             Memory.session_id == session_id,
-            Memory.role == role,
+            Memory.role.in_(list(roles)),
             Memory.tool_metadata[MESSAGE_KEY].as_string() == message_id,
         )
         .order_by(Memory.id)
@@ -134,15 +135,18 @@ async def question_author(
     return str(author) if author else None
 
 
-async def recent_askers(db: Database, *, session_id: str, role: str) -> list[str | None] | None:
-    """Who asked the session's most recent stored questions (``role``: the questions'), newest
-    first, None for a question stored before authors were recorded; None when the session has
-    no stored turn at all (one read of at most ASKERS_READ rows)."""
+async def recent_askers(
+    db: Database, *, session_id: str, roles: Collection[str]
+) -> list[str | None] | None:
+    """Who asked the session's most recent stored questions (rows of ``roles``: the questions'
+    and the records of who asked in a forgotten conversation), newest first, None for a
+    question stored before authors were recorded; None when the session has no stored row at
+    all (one read of at most ASKERS_READ rows)."""
     async with db.reads() as conn:
         rows = (await conn.execute(_RECENT, {"b_session": session_id})).all()
     if not rows:
         return None
-    return [str(author) if author else None for row_role, author in rows if row_role == role]
+    return [str(author) if author else None for row_role, author in rows if row_role in roles]
 
 
 _MEMORIES: Table = Memory.__table__  # type: ignore[assignment]
@@ -212,7 +216,7 @@ async def forget_message(
         questions, versions, hand_offs = [], set(), set()
         for row in rows:
             metadata = row.tool_metadata or {}
-            if metadata.get(MESSAGE_KEY):
+            if metadata.get(MESSAGE_KEY) and row.content:
                 questions.append(row.content)
             versions.add(str(metadata.get(MESSAGE_KEY) or metadata.get(REPLY_KEY)))
             if isinstance(metadata.get("escalation_id"), int):

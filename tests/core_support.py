@@ -11,6 +11,7 @@ from bot.agent import Agent, OfflineAgent, OpenAIAgent
 from bot.memory import MemoryPolicy
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform
 from bot.responder import Responder
+from storage import memories
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
@@ -110,3 +111,10 @@ def responder(
     return Responder(
         db=db, agent=agent, memory=MemoryPolicy(db, turns=turns), max_question_chars=4000
     )
+
+
+async def words_held(db: Database, session_id: str) -> list[str]:
+    """The words the bot still holds of a conversation (after a forget, the records of who
+    asked there stay, with none)."""
+    rows = await memories.export_session(db, session_id=session_id)
+    return [row.content for row in rows if row.content]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.discord.app import DiscordAdapter
+from bot import texts
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime, build_runtime
 from storage.db import Database
@@ -147,6 +148,42 @@ async def start_model_bot(
     """A bot answering with the OpenAI agent against ``model`` (no retries)."""
     settings = make_settings(world, db_url, kb_uri, **model_overrides(model))
     return await start_bot(world, await build_runtime(settings, db=db), **adapter_options)
+
+
+@pytest.fixture
+async def retrying(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> AsyncIterator[RunningBot]:
+    """:func:`start_retrying_bot` on the test's database and docs, stopped at the end."""
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri) as running:
+        yield running
+
+
+def finished(message: dict[str, Any]) -> bool:
+    """An answer's last edit brings its buttons: a message with them is a finished answer."""
+    return bool(message.get("components"))
+
+
+def apology(message: dict[str, Any]) -> bool:
+    return message["content"] == texts.ERROR_GENERIC
+
+
+async def settle(
+    world: DiscordWorld,
+    running: RunningBot,
+    messages: Callable[[], list[dict[str, Any]]],
+    done: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    linger: float = 0.0,
+) -> list[dict[str, Any]]:
+    """``messages()`` once one of them is ``done`` and the bot has nothing left to do, and
+    ``linger`` seconds more (a late apology or duplicate would show by then)."""
+    await world.api.wait_for(lambda: any(done(m) for m in messages()), what=what)
+    await running.adapter.inbox.wait_idle(10)
+    if linger:
+        await asyncio.sleep(linger)
+    return messages()
 
 
 @pytest.fixture

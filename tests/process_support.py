@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -163,21 +164,38 @@ async def discord_world(
     return world, env
 
 
+@dataclass
+class DiscordProcess:
+    """A fake Discord and the `run discord` process connected to it, which a test may kill
+    and start again (the gateway replays nothing to the new one)."""
+
+    world: DiscordWorld
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process
+
+    async def kill(self) -> None:
+        await kill(self.proc)
+
+    async def restart(self) -> None:
+        """A new process in place of the killed one (not waited for: it connects by itself)."""
+        self.proc = await spawn("run", "discord", env=self.env)
+
+
 @contextlib.asynccontextmanager
 async def discord_process(
     db_url: str,
     tmp_path: Path,
     model: FakeOpenAI,
     extra_env: Callable[[DiscordWorld], dict[str, str]] = lambda _world: {},
-) -> AsyncIterator[tuple[DiscordWorld, asyncio.subprocess.Process]]:
-    """A fake Discord and a `run discord` process connected to it (killed at the end), with
-    ``extra_env(world)`` added to its environment."""
+) -> AsyncIterator[DiscordProcess]:
+    """A fake Discord and a `run discord` process connected to it (killed at the end, as is
+    any process started in its place), with ``extra_env(world)`` added to its environment."""
     world, env = await discord_world(db_url, tmp_path, model)
     env.update(extra_env(world))
-    proc = await spawn("run", "discord", env=env)
+    running = DiscordProcess(world, env, await spawn("run", "discord", env=env))
     try:
         await world.gateway.wait_ready(1, timeout=30)
-        yield world, proc
+        yield running
     finally:
-        await kill(proc)
+        await running.kill()
         await world.stop()

@@ -18,18 +18,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bot.config import Settings
 from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, start_bot
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_fixtures import api
 from tests.fakes.slack_harness import SlackHarness, build_kb, slack_settings
 from tests.fakes.slack_sender import app_mention, new_ts
 from tests.inbox_support import ledger, tables_on
 
 pytestmark = pytest.mark.timeout(90)
+__all__ = ["api"]
 world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 
@@ -95,35 +98,57 @@ async def link(pg_url: str) -> AsyncIterator[PostgresLink]:
     await hop.down()
 
 
+@pytest.fixture
+async def linked_db(link: PostgresLink, pg_url: str) -> AsyncIterator[Database]:
+    """The tables on PostgreSQL, reached through the link (disposed of afterwards)."""
+    async with tables_on(link.url(pg_url)) as db:
+        yield db
+
+
+def _settings(world: DiscordWorld, db: Database, kb_uri: str, **overrides: Any) -> Settings:
+    return make_settings(world, db.url, kb_uri, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    world: DiscordWorld, db: Database, settings: Settings, **options: Any
+) -> AsyncIterator[RunningBot]:
+    """A bot on ``db`` (the adapter's ``options``), stopped at the end."""
+    running = await start_bot(world, await build_runtime(settings, db=db), **options)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def _until_answered(db: Database, key: str) -> None:
+    await wait_until(lambda: _answered(db, key), timeout=20, what="answered")
+
+
 async def test_a_message_arriving_while_the_database_is_down_is_answered_once_it_is_back(
     world: DiscordWorld,
-    pg_url: str,
+    linked_db: Database,
     link: PostgresLink,
     kb_uri: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with tables_on(link.url(pg_url)) as db:
-        running = await start_bot(
-            world, await build_runtime(make_settings(world, pg_url, kb_uri), db=db)
-        )
-        try:
-            before = await world.dm("How do I reset my password?")
-            await world.bot_messages(before["channel_id"])
-            with caplog.at_level(logging.WARNING, logger="bot.inbox"):
-                async with link.outage():
-                    during = await world.dm("How do I reset my password?")
-                    await wait_until(
-                        lambda: any(
-                            "database is unreachable" in r.getMessage() for r in caplog.records
-                        ),
-                        timeout=20,
-                        what="the claim to fail",
-                    )
-                    assert world.api.channel_messages(during["channel_id"]) == []  # no apology
-            [answer] = await world.bot_messages(during["channel_id"], timeout=30)
-            await wait_until(lambda: _answered(db, during["id"]), timeout=20, what="answered")
-        finally:
-            await running.stop()
+    db = linked_db
+    async with _running(world, db, _settings(world, db, kb_uri)):
+        before = await world.dm("How do I reset my password?")
+        await world.bot_messages(before["channel_id"])
+        with caplog.at_level(logging.WARNING, logger="bot.inbox"):
+            async with link.outage():
+                during = await world.dm("How do I reset my password?")
+                await wait_until(
+                    lambda: any(
+                        "database is unreachable" in r.getMessage() for r in caplog.records
+                    ),
+                    timeout=20,
+                    what="the claim to fail",
+                )
+                assert world.api.channel_messages(during["channel_id"]) == []  # no apology
+        [answer] = await world.bot_messages(during["channel_id"], timeout=30)
+        await _until_answered(db, during["id"])
     assert "reset your password" in answer["content"].lower()
 
 
@@ -135,7 +160,7 @@ def _failed_or_handed_back(caplog: pytest.LogCaptureFixture) -> bool:
 
 async def test_an_answer_cut_off_by_a_database_outage_is_given_again_once_it_is_back(
     world: DiscordWorld,
-    pg_url: str,
+    linked_db: Database,
     link: PostgresLink,
     kb_uri: str,
     caplog: pytest.LogCaptureFixture,
@@ -143,12 +168,10 @@ async def test_an_answer_cut_off_by_a_database_outage_is_given_again_once_it_is_
     """The question is claimed, then the database goes away while the model answers: storing
     the answer fails. The question is safe in the ledger, so it is answered again once the
     database is back, instead of the answer being replaced by an apology."""
-    async with tables_on(link.url(pg_url)) as db:
-        settings = make_settings(
-            world, link.url(pg_url), kb_uri, lease_seconds=2.0, recover_every=0.3
-        )
-        # No partial post: the answer is posted once, after it is stored (where the outage hits).
-        running = await start_bot(world, await build_runtime(settings, db=db), first_post_delay=30)
+    db = linked_db
+    settings = _settings(world, db, kb_uri, lease_seconds=2.0, recover_every=0.3)
+    # No partial post: the answer is posted once, after it is stored (where the outage hits).
+    async with _running(world, db, settings, first_post_delay=30) as running:
         slow = asyncio.Event()
         original = running.adapter.runtime.agent.run
 
@@ -160,25 +183,20 @@ async def test_an_answer_cut_off_by_a_database_outage_is_given_again_once_it_is_
                 yield item
 
         running.adapter.runtime.agent.run = slow_agent  # type: ignore[method-assign]
-        try:
-            with caplog.at_level(logging.WARNING):
-                dm = await world.dm("How do I reset my password?")
-                await asyncio.wait_for(slow.wait(), 20)
-                async with link.outage():
-                    await wait_until(
-                        lambda: _failed_or_handed_back(caplog), timeout=20, what="fault"
-                    )
-            await wait_until(
-                lambda: any(
-                    "reset your password" in m["content"].lower()
-                    for m in world.api.channel_messages(dm["channel_id"])
-                ),
-                timeout=30,
-                what="the answer",
-            )
-            await wait_until(lambda: _answered(db, dm["id"]), timeout=20, what="answered")
-        finally:
-            await running.stop()
+        with caplog.at_level(logging.WARNING):
+            dm = await world.dm("How do I reset my password?")
+            await asyncio.wait_for(slow.wait(), 20)
+            async with link.outage():
+                await wait_until(lambda: _failed_or_handed_back(caplog), timeout=20, what="fault")
+        await wait_until(
+            lambda: any(
+                "reset your password" in m["content"].lower()
+                for m in world.api.channel_messages(dm["channel_id"])
+            ),
+            timeout=30,
+            what="the answer",
+        )
+        await _until_answered(db, dm["id"])
     shown = [m["content"] for m in world.api.channel_messages(dm["channel_id"])]
     assert len(shown) == 1 and "reset your password" in shown[0].lower(), shown
 
@@ -190,54 +208,52 @@ async def _answered(db: Database, key: str) -> bool:
 
 async def test_a_ready_during_an_outage_reads_back_what_was_missed_once_the_database_is_back(
     world: DiscordWorld,
-    pg_url: str,
+    linked_db: Database,
     link: PostgresLink,
     kb_uri: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A question posted while no process was connected is read back on READY; when that
     READY comes while the database is down, the catch-up waits for it instead of giving up."""
-    async with tables_on(link.url(pg_url)) as db:
-        settings = make_settings(world, link.url(pg_url), kb_uri)
-        first = await start_bot(world, await build_runtime(settings, db=db))
-        await first.stop()
-        missed = await world.say("How do I reset my password?", mention=True)  # nobody connected
-        with caplog.at_level(logging.WARNING):
-            async with link.outage():
-                second = await start_bot(world, await build_runtime(settings, db=db))
-                await wait_until(
-                    lambda: any("missed messages" in r.getMessage() for r in caplog.records),
-                    timeout=20,
-                    what="the catch-up to meet the outage",
-                )
-        try:
+    db = linked_db
+    settings = _settings(world, db, kb_uri)
+    async with _running(world, db, settings):
+        pass  # a process was connected, then went away
+    missed = await world.say("How do I reset my password?", mention=True)  # nobody connected
+    with caplog.at_level(logging.WARNING):
+        await link.down()  # the next process starts during the outage
+        async with _running(world, db, settings):
+            await wait_until(
+                lambda: any("missed messages" in r.getMessage() for r in caplog.records),
+                timeout=20,
+                what="the catch-up to meet the outage",
+            )
+            await link.up()
             [answer] = await world.bot_messages(missed["id"], timeout=30)  # in a thread of its own
-            await wait_until(lambda: _answered(db, missed["id"]), timeout=20, what="answered")
-        finally:
-            await second.stop()
+            await _until_answered(db, missed["id"])
     assert "reset your password" in answer["content"].lower()
 
 
 async def test_slack_events_during_an_outage_get_a_500_one_log_line_and_are_answered_on_retry(
-    pg_url: str, link: PostgresLink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    api: FakeSlackAPI,
+    linked_db: Database,
+    link: PostgresLink,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    slack_kb = build_kb(tmp_path)
-    api = FakeSlackAPI()
-    await api.start()
-    async with tables_on(link.url(pg_url)) as db:
-        h = await SlackHarness.start(api, slack_settings(link.url(pg_url), slack_kb, api), db=db)
-        ts = new_ts()
-        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
-        try:
-            async with h.sender() as sender:
-                with caplog.at_level(logging.WARNING, logger="adapters.slack"):
-                    async with link.outage():
-                        refused = await sender.event(body)
-                retried = await sender.event(body, retry_num=1)  # Slack's retry, database back
-            await h.bot.wait_idle()
-        finally:
-            await h.close()
-            await api.close()
+    db = linked_db
+    h = await SlackHarness.start(api, slack_settings(db.url, build_kb(tmp_path), api), db=db)
+    ts = new_ts()
+    body = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?", ts=ts)
+    try:
+        async with h.sender() as sender:
+            with caplog.at_level(logging.WARNING, logger="adapters.slack"):
+                async with link.outage():
+                    refused = await sender.event(body)
+            retried = await sender.event(body, retry_num=1)  # Slack's retry, database back
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
     assert (refused.status, retried.status) == (500, 200)
     [line] = [r for r in caplog.records if r.name == "adapters.slack.app"]
     assert "database is unreachable" in line.getMessage() and not line.exc_info
@@ -261,6 +277,7 @@ class WorkerLog:
 
 
 async def test_a_worker_waits_out_a_database_outage_instead_of_dying(
+    api: FakeSlackAPI,
     pg_url: str,
     link: PostgresLink,
     tmp_path: Path,
@@ -275,8 +292,6 @@ async def test_a_worker_waits_out_a_database_outage_instead_of_dying(
     from tests.fakes.slack_harness import BOT_TOKEN, SIGNING_SECRET
 
     slack_kb = build_kb(tmp_path)
-    api = FakeSlackAPI()
-    await api.start()
     async with tables_on(pg_url) as db:
         for name in [n for n in os.environ if n.startswith(("SLACK_", "OPENAI_", "SUPPORTBOT_"))]:
             monkeypatch.delenv(name)
@@ -339,7 +354,6 @@ async def test_a_worker_waits_out_a_database_outage_instead_of_dying(
         finally:
             await pool.aclose()
             await front.close()
-            await api.close()
 
 
 def _finished(api: FakeSlackAPI) -> list[str | None]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.memory import SUMMARY, MemoryPolicy
+from bot.memory import SUMMARY, MemoryPolicy, forget_message
 from bot.messages import edited_id
 from storage import escalations, feedback, memories
 from storage.db import Database
+from storage.knowledge import KnowledgeBase
 from storage.models import Escalation, Feedback
+from tests.core_support import kb_fixture, message, responder  # noqa: F401
 
 SESSION = "slack:T1:D1"
 SECRET = "hunter2-SECRET"
@@ -66,3 +68,20 @@ async def test_forgetting_a_message_takes_its_turns_summary_line_and_words(db: D
     # Forgetting it again (a second delete event) finds nothing and changes nothing.
     assert (await policy.forget_message(SESSION, "1.1")).rows == 0
     assert len(await memories.export_session(db, session_id=SESSION)) == len(rows)
+
+
+async def test_an_answer_cut_short_has_stored_its_question_once_its_stream_is_closed(
+    db: Database, kb: KnowledgeBase
+) -> None:
+    """Work that stops reading an answer (its question was deleted meanwhile) takes back what
+    the answer stored once the stream is closed. The question an answer cut short keeps was
+    stored later, when the inner generator was finalised, so it outlived that take-back (a
+    Discord question deleted at once stayed stored, now and then)."""
+    bot = responder(db, kb=kb)
+    question = message("how do I reset my password?")
+    stream = bot.stream(question)
+    assert isinstance(await anext(stream), str)  # the answer has begun
+    await stream.aclose()
+    session = question.conversation.session_id
+    assert [m.role for m in await memories.export_session(db, session_id=session)] == ["user"]
+    assert (await forget_message(db, session, question.id)).rows == 1  # all there is to take

@@ -83,7 +83,9 @@ async def test_a_question_nobody_addressed_is_answered_in_a_thread_for_its_autho
     assert "billing page" in messages[1]["content"].lower()
     session = f"discord:{world.guild_id}:{thread_id}:{thread_id}"
     assert (
-        await memories.question_author(db, session_id=session, message_id=thread_id, role="user")
+        await memories.question_author(
+            db, session_id=session, message_id=thread_id, roles=("user",)
+        )
         == world.alice["id"]
     )
     rows = await ledger(db, "discord")

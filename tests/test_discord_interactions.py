@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -18,11 +19,14 @@ from storage import escalations, events, feedback, memories
 from storage.db import Database
 from storage.models import ProcessedEvent
 from tests import discord_fixtures
+from tests.core_support import words_held
 from tests.discord_fixtures import (
     RunningBot,
+    apology,
     make_settings,
     model_overrides,
     retrying_bot,
+    settle,
     start_bot,
     team_settings,
 )
@@ -102,7 +106,7 @@ async def test_forget_clears_the_conversation(world: DiscordWorld, bot: RunningB
     forget = await world.slash("forget", channel={"id": dm["channel_id"], "type": p.DM})
     answer = await world.interaction_done(forget["token"])
     assert answer[0]["content"] == texts.forgotten(2)
-    assert await memories.count_memories(bot.adapter.db, session_id=session) == 0
+    assert await words_held(bot.adapter.db, session) == []
 
 
 async def test_long_answer_is_split_with_balanced_fences(
@@ -400,17 +404,9 @@ async def test_a_long_command_answer_given_up_leaves_only_the_note(
         for attempt in range(1, events.MAX_ATTEMPTS + 1):  # the second follow-up of each
             world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=attempt)
         interaction = await world.slash("ask", {"question": "How do I reset my password?"})
-        await world.api.wait_for(
-            lambda: any(
-                m["content"] == texts.ERROR_GENERIC
-                for m in world.api.interaction_messages(interaction["token"])
-            ),
-            what="the note",
-        )
-        await running.adapter.inbox.wait_idle(10)
-    assert [m["content"] for m in world.api.interaction_messages(interaction["token"])] == [
-        texts.ERROR_GENERIC
-    ]
+        messages = partial(world.api.interaction_messages, interaction["token"])
+        told = await settle(world, running, messages, apology, what="the note")
+    assert [m["content"] for m in told] == [texts.ERROR_GENERIC]
     assert len(world.api.deleted) == events.MAX_ATTEMPTS  # each attempt's follow-up
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
     assert status == events.FAILED
@@ -473,9 +469,9 @@ async def test_forget_in_a_bot_thread_clears_it_for_its_asker_or_a_moderator_onl
     answer = await world.interaction_done(forget["token"])
     callback = world.api.find("POST", rf"/interactions/{forget['id']}/.+/callback")[0]
     assert int(callback.body["data"]["flags"]) & 64  # private to the caller
-    left = await memories.count_memories(db, session_id=session)
+    left = len(await words_held(db, session))
     assert left == (2 if who == "someone else" else 0)  # the thread's memory stays, or goes
-    bobs_left = await memories.count_memories(db, session_id=bobs_own)
+    bobs_left = len(await words_held(db, bobs_own))
     assert bobs_left == (2 if who == "asker" else 0)  # alice's /forget is not bob's
     said = answer[0]["content"]
     if who == "someone else":

@@ -9,7 +9,9 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,14 @@ from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_retrying_bot
+from tests.discord_fixtures import (
+    RunningBot,
+    apology,
+    finished,
+    make_settings,
+    settle,
+    start_bot,
+)
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld, wait_until
 
@@ -29,6 +38,7 @@ world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
+retrying = discord_fixtures.retrying
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -332,12 +342,26 @@ async def test_delivery_error_is_logged_apologised_and_not_retried_later(
     assert "reset your password" in answer["content"].lower()
 
 
+async def _answered(
+    world: DiscordWorld, running: RunningBot, channel_id: str, *, linger: float = 0.5
+) -> list[dict[str, Any]]:
+    """The messages in ``channel_id`` once its answer is finished and the bot idle, and
+    ``linger`` seconds more (a late apology or duplicate would show by then)."""
+    messages = partial(world.api.channel_messages, channel_id)
+    return await settle(world, running, messages, finished, what="the answer", linger=linger)
+
+
+async def _told(world: DiscordWorld, running: RunningBot, channel_id: str) -> list[dict[str, Any]]:
+    """The messages in ``channel_id`` once the asker is told the question failed."""
+    messages = partial(world.api.channel_messages, channel_id)
+    return await settle(world, running, messages, apology, what="the note", linger=0.5)
+
+
 @pytest.mark.parametrize("handled", [False, True], ids=["before-handling", "after-handling"])
 async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
     world: DiscordWorld,
     sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    retrying: RunningBot,
     handled: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -345,19 +369,9 @@ async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
     # and the asker got an apology instead of the answer (or, when Discord had already made
     # the message, the answer and an apology).
     caplog.set_level(logging.WARNING)
-    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
-    try:
-        world.api.reset_next("POST", r"/channels/\d+/messages", after=handled)
-        dm = await world.dm("Where can I download past invoices?")
-        await world.api.wait_for(
-            lambda: any(m.get("components") for m in world.api.channel_messages(dm["channel_id"])),
-            what="the answer",
-        )
-        await running.adapter.inbox.wait_idle(10)
-        await asyncio.sleep(0.5)  # a late apology or duplicate would show up by now
-    finally:
-        await running.stop()
-    [answer] = world.api.channel_messages(dm["channel_id"])
+    world.api.reset_next("POST", r"/channels/\d+/messages", after=handled)
+    dm = await world.dm("Where can I download past invoices?")
+    [answer] = await _answered(world, retrying, dm["channel_id"])
     assert "billing page" in answer["content"].lower()
     assert [
         r.status for r in world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
@@ -371,21 +385,11 @@ async def test_a_connection_reset_on_the_answer_post_is_retried_not_apologised(
 
 
 async def test_a_connection_reset_on_an_edit_of_a_streamed_answer_is_retried(
-    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+    world: DiscordWorld, retrying: RunningBot
 ) -> None:
-    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
-    try:
-        world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+")
-        question = await world.say("How do I reset my password?", mention=True)
-        await world.api.wait_for(
-            lambda: any(m.get("components") for m in world.api.channel_messages(question["id"])),
-            what="the answer",
-        )
-        await running.adapter.inbox.wait_idle(10)
-        await asyncio.sleep(0.5)
-    finally:
-        await running.stop()
-    [answer] = world.api.channel_messages(question["id"])  # the half-edited one was removed
+    world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+")
+    question = await world.say("How do I reset my password?", mention=True)
+    [answer] = await _answered(world, retrying, question["id"])  # the half-edited one went
     assert "reset your password" in answer["content"].lower()
     assert answer["content"] != texts.ERROR_GENERIC
 
@@ -393,22 +397,13 @@ async def test_a_connection_reset_on_an_edit_of_a_streamed_answer_is_retried(
 async def test_resets_on_every_attempt_end_in_one_short_note(
     world: DiscordWorld,
     sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    retrying: RunningBot,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
-    try:
-        world.api.reset_next("POST", r"/channels/\d+/messages", times=events.MAX_ATTEMPTS)
-        dm = await world.dm("Where can I download past invoices?")
-        await world.api.wait_for(
-            lambda: world.api.channel_messages(dm["channel_id"]), what="the note"
-        )
-        await asyncio.sleep(0.5)
-    finally:
-        await running.stop()
-    [note] = world.api.channel_messages(dm["channel_id"])
+    world.api.reset_next("POST", r"/channels/\d+/messages", times=events.MAX_ATTEMPTS)
+    dm = await world.dm("Where can I download past invoices?")
+    [note] = await _told(world, retrying, dm["channel_id"])
     assert note["content"] == texts.ERROR_GENERIC
     assert caplog.text.count("trying again in") == events.MAX_ATTEMPTS - 1
     assert "giving up after 3 attempts" in caplog.text
@@ -419,29 +414,16 @@ async def test_resets_on_every_attempt_end_in_one_short_note(
 async def test_giving_up_removes_the_last_attempts_half_answer_before_the_note(
     world: DiscordWorld,
     sqlite_db: Database,
-    sqlite_url: str,
-    kb_uri: str,
+    retrying: RunningBot,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Every attempt posts its partial answer and then loses the edit that completes it. Each
     # next attempt removed the earlier one's partial, but the last one's stayed above the
     # apology: a half answer, then "something went wrong".
     caplog.set_level(logging.WARNING)
-    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
-    try:
-        world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+", times=events.MAX_ATTEMPTS)
-        dm = await world.dm("Where can I download past invoices?")
-        await world.api.wait_for(
-            lambda: any(
-                m["content"] == texts.ERROR_GENERIC
-                for m in world.api.channel_messages(dm["channel_id"])
-            ),
-            what="the note",
-        )
-        await running.adapter.inbox.wait_idle(10)
-    finally:
-        await running.stop()
-    [note] = world.api.channel_messages(dm["channel_id"])
+    world.api.reset_next("PATCH", r"/channels/\d+/messages/\d+", times=events.MAX_ATTEMPTS)
+    dm = await world.dm("Where can I download past invoices?")
+    [note] = await _told(world, retrying, dm["channel_id"])
     assert note["content"] == texts.ERROR_GENERIC
     partials = [
         r
@@ -473,41 +455,26 @@ async def test_a_connection_reset_on_the_defer_still_answers_the_command(
 
 
 async def test_a_mention_whose_thread_never_opened_is_told_under_the_question(
-    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+    world: DiscordWorld, retrying: RunningBot
 ) -> None:
     # The note went to the thread the answer was to open, which did not exist: Discord said
     # 404 and the asker heard nothing.
-    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
-    try:
-        world.api.reset_next(
-            "POST", r"/channels/\d+/messages/\d+/threads", times=events.MAX_ATTEMPTS
-        )
-        question = await world.say("How do I reset my password?", mention=True)
-        [note] = await world.bot_messages(world.channel_id)
-    finally:
-        await running.stop()
+    world.api.reset_next("POST", r"/channels/\d+/messages/\d+/threads", times=events.MAX_ATTEMPTS)
+    question = await world.say("How do I reset my password?", mention=True)
+    [note] = await world.bot_messages(world.channel_id)
     assert note["content"] == texts.ERROR_GENERIC
     assert str(note["message_reference"]["message_id"]) == question["id"]
     assert question["id"] not in world.api.threads
 
 
 async def test_a_429_discord_py_does_not_wait_out_is_retried_not_apologised(
-    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+    world: DiscordWorld, retrying: RunningBot
 ) -> None:
     # Without a Via header discord.py raises a 429 at once (it takes it for a ban): the row
     # failed and the asker got an apology instead of the answer.
-    running = await start_retrying_bot(world, sqlite_db, sqlite_url, kb_uri)
-    try:
-        world.api.fail_next("POST", r"/channels/\d+/messages", retry_after=0.1, via=False)
-        dm = await world.dm("Where can I download past invoices?")
-        await world.api.wait_for(
-            lambda: any(m.get("components") for m in world.api.channel_messages(dm["channel_id"])),
-            what="the answer",
-        )
-        await running.adapter.inbox.wait_idle(10)
-    finally:
-        await running.stop()
-    [answer] = world.api.channel_messages(dm["channel_id"])
+    world.api.fail_next("POST", r"/channels/\d+/messages", retry_after=0.1, via=False)
+    dm = await world.dm("Where can I download past invoices?")
+    [answer] = await _answered(world, retrying, dm["channel_id"], linger=0.0)
     assert "billing page" in answer["content"].lower()
     posts = world.api.find("POST", rf"/channels/{dm['channel_id']}/messages")
     assert [r.status for r in posts] == [429, 200]

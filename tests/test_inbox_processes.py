@@ -24,13 +24,12 @@ from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
 from tests.inbox_support import ledger, slow_policy
 from tests.process_support import (
     create_schema,
-    discord_world,
+    discord_process,
     events_url,
     health,
     kill,
     serve,
     slack_env,
-    spawn,
 )
 
 __all__ = ["api", "kb_uri"]
@@ -185,11 +184,8 @@ async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
 async def test_discord_process_killed_mid_burst_answers_everything_once_after_restart(
     db: Database, any_db_url: str, tmp_path: Path, slow_model: FakeOpenAI
 ) -> None:
-    model = slow_model
-    world, env = await discord_world(any_db_url, tmp_path, model)
-    proc = await spawn("run", "discord", env=env)
-    try:
-        await world.gateway.wait_ready(1, timeout=30)
+    async with discord_process(any_db_url, tmp_path, slow_model) as running:
+        world = running.world
         channels: list[str] = []
         for i in range(BURST):
             if i % 4 == 0:  # a channel mention: answered in a new thread
@@ -209,9 +205,9 @@ async def test_discord_process_killed_mid_burst_answers_everything_once_after_re
 
         while await claimed() < BURST:
             await asyncio.sleep(0.02)
-        await kill(proc)
+        await running.kill()
         assert answered() < BURST
-        proc = await spawn("run", "discord", env=env)  # the gateway replays nothing
+        await running.restart()  # the gateway replays nothing
         await world.api.wait_for(lambda: answered() == BURST, timeout=60, what="every answer")
         await asyncio.sleep(3.5)
         for channel in channels:
@@ -219,9 +215,6 @@ async def test_discord_process_killed_mid_burst_answers_everything_once_after_re
         assert world.api.channel_messages(world.channel_id) == []
         rows = await ledger(db, "discord")
         assert Counter(row.status for row in rows.values()) == {events.ANSWERED: BURST}
-    finally:
-        await kill(proc)
-        await world.stop()
 
 
 def _final(messages: list[dict[str, Any]]) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -36,6 +38,37 @@ def _answers(api: FakeSlackAPI) -> Counter[str]:
     return Counter(m.thread_ts or m.ts for m in api.posted() if not m.streaming)
 
 
+def _inbox(
+    api: FakeSlackAPI,
+    db: Database,
+    url: str,
+    kb_uri: str,
+    model: FakeOpenAI | None = None,
+    *,
+    try_later_delays: tuple[float, ...] | None = None,
+    **settings: Any,
+) -> AbstractAsyncContextManager[SlackHarness]:
+    """A started harness whose leases and recovery come round within a test (``settings``
+    override them), answering with ``model`` when one is given (else offline);
+    ``try_later_delays``: how soon work a passing fault handed back is tried again."""
+    values: dict[str, Any] = {**INBOX_FAST, **settings}
+    if model is not None:
+        values.update(openai_api_key=FAKE_API_KEY, openai_base_url=model.base_url)
+    return running_harness(
+        api,
+        slack_settings(url, kb_uri, api, **values),
+        db=db,
+        try_later_delays=try_later_delays,
+    )
+
+
+async def _dm(h: SlackHarness, channel: str, text: str) -> None:
+    """A direct message to the bot, acked."""
+    async with h.sender() as sender:
+        dm = app_mention(text=text, channel=channel, event_type="message", channel_type="im")
+        assert (await sender.event(dm)).status == 200
+
+
 async def _ask(h: SlackHarness, questions: list[str]) -> list[str]:
     threads = []
     async with h.sender() as sender:
@@ -53,22 +86,11 @@ async def test_slow_model_is_answered_once_despite_a_short_lease(
 ) -> None:
     """Lease 1 s, recovery every 0.3 s in the same process, a model taking 3 s per answer."""
     async with FakeOpenAI(policy=slow_policy(1.5)) as model:
-        settings = slack_settings(
-            any_db_url,
-            kb_uri,
-            api,
-            openai_api_key=FAKE_API_KEY,
-            openai_base_url=model.base_url,
-            **INBOX_FAST,
-        )
-        h = await SlackHarness.start(api, settings, db=db)
-        try:
+        async with _inbox(api, db, any_db_url, kb_uri, model) as h:
             threads = await _ask(h, QUESTIONS)
             await api.wait_for(lambda: len(_answers(api)) == len(threads), timeout=30)
             await h.bot.wait_idle(15)
             await asyncio.sleep(1.5)  # several leases and recovery passes later: nothing more
-        finally:
-            await h.close()
         assert _answers(api) == Counter(threads)
         assert sorted(model_runs(model)) == sorted(QUESTIONS)
     rows = await ledger(db, "slack")
@@ -79,16 +101,12 @@ async def test_slow_model_is_answered_once_despite_a_short_lease(
 async def test_a_failing_finish_after_the_post_neither_repeats_nor_apologises(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
 ) -> None:
-    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    h = await SlackHarness.start(api, settings, db=db)
-    try:
+    async with _inbox(api, db, any_db_url, kb_uri) as h:
         async with finish_fails_once(db, lambda: h.bot.inbox.stats.finish_retries >= 1):
             [thread] = await _ask(h, QUESTIONS[:1])
             await api.wait_for(lambda: _answers(api), timeout=15)
         await h.bot.wait_idle(20)
         await asyncio.sleep(1.5)  # past the lease and several recovery passes
-    finally:
-        await h.close()
     assert _answers(api) == Counter([thread])
     assert not [m for m in api.posted() if texts.ERROR_GENERIC in m.text]
     assert h.bot.inbox.stats.finish_retries >= 1
@@ -102,26 +120,14 @@ async def test_one_slot_and_a_burst_every_question_answered_or_told(
     """One answer slot, a short lease, a burst of 6 (waiting work keeps its lease alive), plus
     two questions whose processes died too often: their askers are told once."""
     async with FakeOpenAI(policy=slow_policy(0.2)) as model:
-        settings = slack_settings(
-            any_db_url,
-            kb_uri,
-            api,
-            openai_api_key=FAKE_API_KEY,
-            openai_base_url=model.base_url,
-            answer_slots=1,
-            lease_seconds=0.5,
-            recover_every=0.2,
-        )
         dead = [await _abandoned(db, attempts=events.MAX_ATTEMPTS) for _ in range(2)]
-        h = await SlackHarness.start(api, settings, db=db)
-        try:
+        one_slot = {"answer_slots": 1, "lease_seconds": 0.5, "recover_every": 0.2}
+        async with _inbox(api, db, any_db_url, kb_uri, model, **one_slot) as h:
             threads = await _ask(h, [f"{QUESTIONS[i % 3]} ({i})" for i in range(6)])
             await api.wait_for(lambda: len(_answers(api)) == 8, timeout=40)
             await h.bot.wait_idle(15)
             await asyncio.sleep(1.0)
             assert await h.bot.recover_expired() == 0  # nothing left, and no second note
-        finally:
-            await h.close()
         assert len(model_runs(model)) == 6
     answers = _answers(api)
     assert answers == Counter(threads + dead)
@@ -193,8 +199,7 @@ async def test_a_stream_slack_fails_to_close_is_answered_again_not_apologised_fo
     used to leave that stream open and post an apology under it. Now a second attempt removes
     the unfinished stream and answers once."""
     api.fail("chat.stopStream", status=500, times=3)
-    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
+    async with _inbox(api, db, any_db_url, kb_uri, try_later_delays=RETRY_SOON) as h:
         [thread] = await _ask(h, QUESTIONS[:1])
         await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) == 4, timeout=20)
         await api.wait_for(lambda: _answers(api), timeout=20)
@@ -212,16 +217,8 @@ async def test_a_web_api_that_keeps_failing_is_tried_three_times_then_the_asker_
 ) -> None:
     # A DM answer is one chat.postMessage: three attempts of three calls each all fail.
     api.fail("chat.postMessage", status=500, times=9)
-    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
-        async with h.sender() as sender:
-            dm = app_mention(
-                text="when are invoices sent?",
-                channel="D0000003",
-                event_type="message",
-                channel_type="im",
-            )
-            assert (await sender.event(dm)).status == 200
+    async with _inbox(api, db, any_db_url, kb_uri, try_later_delays=RETRY_SOON) as h:
+        await _dm(h, "D0000003", "when are invoices sent?")
         await api.wait_for(lambda: api.posted("D0000003"), timeout=20)
         await h.bot.wait_idle(15)
         await asyncio.sleep(1.5)  # past the lease and several recovery passes: nothing more
@@ -245,25 +242,14 @@ async def test_a_retried_answer_in_several_messages_removes_every_earlier_part(
                 Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "steps"})]),
                 Turn(content=answer, chunk_chars=2000),
             )
-        settings = slack_settings(
-            any_db_url,
-            kb_uri,
-            api,
-            openai_api_key=FAKE_API_KEY,
-            openai_base_url=model.base_url,
-            openai_model="fake-gpt",
-            openai_max_retries=0,
-            **INBOX_FAST,
-        )
         # The third message of the answer fails past the client's own retries (3 calls).
         api.fail("chat.postMessage", status=500, times=3, after=2)
-        async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
-            async with h.sender() as sender:
-                dm = app_mention(
-                    text="list the steps", channel="D0000004", event_type="message",
-                    channel_type="im",
-                )  # fmt: skip
-                assert (await sender.event(dm)).status == 200
+        inbox = _inbox(
+            api, db, any_db_url, kb_uri, model, try_later_delays=RETRY_SOON,
+            openai_model="fake-gpt", openai_max_retries=0,
+        )  # fmt: skip
+        async with inbox as h:
+            await _dm(h, "D0000004", "list the steps")
             await api.wait_for(
                 lambda: any(
                     b.get("block_id") == "sb_human"
@@ -289,8 +275,7 @@ async def test_a_give_up_removes_the_last_attempts_unfinished_answer(
     # Every attempt starts its stream and cannot stop it; each next attempt removed the
     # earlier one's, but the last one's half answer stayed above the note.
     api.fail("chat.stopStream", status=500, times=3 * events.MAX_ATTEMPTS)
-    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    async with running_harness(api, settings, db=db, try_later_delays=RETRY_SOON) as h:
+    async with _inbox(api, db, any_db_url, kb_uri, try_later_delays=RETRY_SOON) as h:
         [thread] = await _ask(h, QUESTIONS[:1])
         await api.wait_for(
             lambda: [m for m in api.messages.values() if m.text == texts.ERROR_GENERIC],
@@ -311,8 +296,7 @@ async def test_a_retried_answer_leaves_the_answer_to_a_later_question_in_its_thr
     is tried again the asker asks a second question there, which is answered. The retry used
     to delete every bot message after the first question: the second answer went too."""
     api.fail("chat.stopStream", status=500, times=3)
-    settings = slack_settings(any_db_url, kb_uri, api, **INBOX_FAST)
-    async with running_harness(api, settings, db=db, try_later_delays=(2.5, 2.5)) as h:
+    async with _inbox(api, db, any_db_url, kb_uri, try_later_delays=(2.5, 2.5)) as h:
         [thread] = await _ask(h, QUESTIONS[:1])
         await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) == 3, timeout=20)
         async with h.sender() as sender:

@@ -153,7 +153,8 @@ async def test_odd_discord_messages_each_get_one_short_reply(
     # only a file (told files cannot be read; it used to be greeted), a bare mention, a
     # question wrapped in zero-width and direction marks, and DMs of only such marks or
     # nothing: each gets one short reply, and the process keeps running.
-    async with discord_process(sqlite_url, tmp_path, model) as (world, proc):
+    async with discord_process(sqlite_url, tmp_path, model) as running:
+        world, proc = running.world, running.proc
         code = "```python\n" + "x = 1  # a line of code\n" * 160 + "```"
         marks = "\u200b\u202ehow do I reset\u200d my password?\u200f"
         mentions = {
@@ -205,7 +206,8 @@ async def test_discord_double_clicks_act_once_and_answer_both_clicks(
     def to_team(world: DiscordWorld) -> dict[str, str]:
         return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
 
-    async with discord_process(sqlite_url, tmp_path, model, to_team) as (world, proc):
+    async with discord_process(sqlite_url, tmp_path, model, to_team) as running:
+        world, proc = running.world, running.proc
         team = world.no_threads_channel_id
         question = await world.say("how do I reset my password?", mention=True)
         [answer] = await world.bot_messages(question["id"], timeout=20)
@@ -323,8 +325,9 @@ async def test_discord_slow_model_is_deferred_at_once_and_answered_once(
     # answered once, by one model run, although every answer outlasts several leases.
     async with (
         FakeOpenAI(policy=_slow_answers(4.0, 7.0)) as model,
-        discord_process(sqlite_url, tmp_path, model) as (world, _proc),
+        discord_process(sqlite_url, tmp_path, model) as running,
     ):
+        world = running.world
         asked = time.monotonic()
         command = await world.slash("ask", {"question": "how do I reset my password?"})
         dm = await world.dm("where can I download past invoices?")

@@ -29,7 +29,6 @@ from tests.inbox_support import ledger, model_runs
 from tests.process_support import (
     create_schema,
     discord_process,
-    discord_world,
     events_url,
     kill,
     serve,
@@ -70,20 +69,27 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
         assert half.streaming  # a half-finished answer is visible now
         api.unstall("chat.stopStream")
         proc = await serve(env, "--workers", "0")
-        await api.wait_for(
-            lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
-        )
-        await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
-        [answer] = api.posted()
-        assert answer.thread_ts == ts and "Reset password" in answer.text
+        await _answered_once_after_restart(api, db, ts)
         assert api.messages[(half.channel, half.ts)].deleted
-        rows = await ledger(db, "slack")
-        assert Counter(row.status for row in rows.values()) == {events.ANSWERED: 1}
-        turns = await stored_turns(db)
-        assert [role for _, role, _ in turns] == ["user", "assistant"], turns
-        assert "Reset password" in turns[1][2]
+        assert "Reset password" in (await stored_turns(db))[1][2]
     finally:
         await kill(proc)
+
+
+async def _answered_once_after_restart(api: FakeSlackAPI, db: Database, ts: str) -> None:
+    """The question of thread ``ts``, which a killed process left half-answered, is answered
+    once by the next one: one finished answer (a late duplicate would show within a lease),
+    its work answered, and memory holding the question and its answer once."""
+    await api.wait_for(
+        lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
+    )
+    await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+    [answer] = api.posted()
+    assert answer.thread_ts == ts and "Reset password" in answer.text
+    [row] = (await ledger(db, "slack")).values()
+    assert row.status == events.ANSWERED
+    turns = await stored_turns(db)
+    assert [role for _, role, _ in turns] == ["user", "assistant"], turns
 
 
 def _stalling(seconds: float) -> Callable[[dict[str, Any]], Turn]:
@@ -152,15 +158,7 @@ async def test_socket_mode_killed_mid_answer_is_answered_once_by_the_next_proces
         assert half.streaming
         api.unstall("chat.stopStream")
         proc = await spawn("run", "slack", "--socket-mode", env=env)
-        await api.wait_for(
-            lambda: api.posted() and not any(m.streaming for m in api.posted()), timeout=30
-        )
-        await asyncio.sleep(3.5)
-        [answer] = api.posted()
-        assert answer.thread_ts == ts and "Reset password" in answer.text
-        [row] = (await ledger(db, "slack")).values()
-        assert row.status == events.ANSWERED
-        assert [role for _, role, _ in await stored_turns(db)] == ["user", "assistant"]
+        await _answered_once_after_restart(api, db, ts)
     finally:
         await kill(proc)
         await socket.close()
@@ -172,18 +170,16 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
     # `run discord`: the answer is stored, then Discord stops answering its post and the
     # process is SIGKILLed meanwhile. The next process answers it (the gateway replays
     # nothing) and memory holds the turn once.
-    world, env = await discord_world(sqlite_url, tmp_path, model)
-    proc = await spawn("run", "discord", env=env)
-    try:
-        await world.gateway.wait_ready(1, timeout=30)
+    async with discord_process(sqlite_url, tmp_path, model) as running:
+        world = running.world
         posts = r"/channels/\d+/messages"
         world.api.stall("POST", posts)
         channel = (await world.dm("how do I reset my password?"))["channel_id"]
         await world.api.wait_for(lambda: world.api.find("POST", posts), timeout=30, what="post")
-        await kill(proc)
+        await running.kill()
         assert world.api.channel_messages(channel) == []
         world.api.unstall()
-        proc = await spawn("run", "discord", env=env)
+        await running.restart()
         [answer] = await world.bot_messages(channel, timeout=30)
         await asyncio.sleep(3.5)
         assert [m["id"] for m in world.api.channel_messages(channel)] == [answer["id"]]
@@ -191,9 +187,6 @@ async def test_discord_killed_while_posting_a_stored_answer_is_answered_once_aft
         [row] = (await ledger(sqlite_db, "discord")).values()
         assert row.status == events.ANSWERED
         assert [role for _, role, _ in await stored_turns(sqlite_db)] == ["user", "assistant"]
-    finally:
-        await kill(proc)
-        await world.stop()
 
 
 async def test_malformed_and_oversize_requests_to_serve_with_workers(
@@ -357,7 +350,8 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
 ) -> None:
     # Discord makes the answer's message, then answers 500; discord.py tries again with the
     # same (enforced) nonce, and Discord hands back the message it made: posted once.
-    async with discord_process(sqlite_url, tmp_path, model) as (world, _proc):
+    async with discord_process(sqlite_url, tmp_path, model) as running:
+        world = running.world
         world.api.fail_with(500, "POST", r"/channels/\d+/messages", handled=True)
         channel = (await world.dm("how do I reset my password?"))["channel_id"]
         await world.bot_messages(channel, timeout=30)

@@ -9,7 +9,13 @@ from bot.messages import Author, ReplyKind
 from storage import memories
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
-from tests.core_support import kb_fixture, message, openai_agent, responder  # noqa: F401
+from tests.core_support import (  # noqa: F401
+    kb_fixture,
+    message,
+    openai_agent,
+    responder,
+    words_held,
+)
 from tests.fakes.openai_server import FakeOpenAI, fake_openai_fixture  # noqa: F401
 
 SECRET = "ZX-SECRET-4471"
@@ -112,7 +118,7 @@ async def test_commands_forget_and_help(sqlite_db: Database, kb: KnowledgeBase) 
     forgot = await resp.handle(message("", command="forget"))
     # In a channel a command reaches the caller's own exchanges: it says how a thread's go.
     assert forgot.text == f"{texts.forgotten(2)}\n{texts.FORGET_THREAD_HINT}"
-    assert await memories.count_memories(sqlite_db, session_id="slack:T1:C1:t1") == 0
+    assert await words_held(sqlite_db, "slack:T1:C1:t1") == []
     again = await resp.handle(message("", command="forget"))
     assert again.text == f"{texts.FORGOTTEN_NONE}\n{texts.FORGET_THREAD_HINT}"
     asked = await resp.handle(message("When are invoices sent?", command="ask"))

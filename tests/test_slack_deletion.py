@@ -12,15 +12,17 @@ from sqlalchemy import select
 from bot.report import build_report
 from storage import events
 from storage.db import Database
-from storage.memories import export_session
+from storage.memories import MemoryOut, export_session
 from storage.models import ProcessedEvent
 from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_ID, DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SlackHarness
 from tests.fakes.slack_sender import (
+    SlackSender,
     app_mention,
     message_deleted,
+    message_edited,
     new_ts,
     thread_parent_deleted,
 )
@@ -176,6 +178,21 @@ async def test_deleting_other_messages_changes_nothing(
     assert at_last == []
 
 
+async def _deleted_in_flight(
+    h: SlackHarness, sender: SlackSender, question: dict, key: str
+) -> tuple[str | None, list[MemoryOut], str]:
+    """Delete the DM ``question`` while the work of ``key`` is still answering; once the bot
+    is idle, that work's status, what the conversation holds, and the ledger's text."""
+    db = h.runtime.db
+    assert await events.event_status(db, platform="slack", event_id=key) == "answering"
+    deleted = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
+    assert (await sender.event(deleted)).status == 200
+    await h.bot.wait_idle(timeout=20)
+    rows = await export_session(db, session_id=f"slack:T0000001:{DM}")
+    status = await events.event_status(db, platform="slack", event_id=key)
+    return status, rows, await _ledger_text(db)
+
+
 async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
     api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
@@ -191,16 +208,46 @@ async def test_a_question_deleted_while_it_is_answered_leaves_no_answer(
             question = _dm(f"my password is {SECRET}; how do I reset it?")
             assert (await sender.event(question)).status == 200
             key = f"msg:T0000001:{DM}:{question['event']['ts']}"
-            assert await events.event_status(h.runtime.db, platform="slack", event_id=key) == (
-                "answering"
-            )
-            deleted = message_deleted(channel=DM, deleted=question["event"], channel_type="im")
-            assert (await sender.event(deleted)).status == 200
-            await h.bot.wait_idle(timeout=20)
-            rows = await export_session(h.runtime.db, session_id=f"slack:T0000001:{DM}")
-            status = await events.event_status(h.runtime.db, platform="slack", event_id=key)
+            status, rows, _ledger = await _deleted_in_flight(h, sender, question, key)
     finally:
         await h.close()
     assert status == "withdrawn"
     assert rows == []
     assert [m for m in api.posted(DM) if m.user is None] == []
+
+
+async def test_a_question_deleted_while_its_edit_is_answered_leaves_no_answer(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """An edit is answered as a question of its own (under a key that extends the question's).
+    Deleted while the model still works on the edit: that work is withdrawn too (it used to go
+    on, post its answer and store the edited words), and the first answer is deleted."""
+    fake_openai.queue(
+        Turn(content="Invoices are sent on the first day of each month [1]."),
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "password"})], delay=0.8),
+        Turn(content="Open Settings, choose Security and click Reset password [1]."),
+    )
+    h = await start_slack_with_model(api, db, any_db_url, kb_uri, fake_openai, lease_seconds=2.0)
+    try:
+        async with h.sender() as sender:
+            question = _dm("when are invoices sent?")
+            first = await _ask(h, sender, question)
+            assert first
+            edit_ts = new_ts()
+            edit = message_edited(
+                channel=DM,
+                original=question["event"],
+                text=f"my password is {SECRET}; how do I reset it?",
+                channel_type="im",
+                edited_ts=edit_ts,
+            )
+            assert (await sender.event(edit)).status == 200
+            key = f"msg:T0000001:{DM}:{question['event']['ts']}:edit:{edit_ts}"
+            status, rows, ledger = await _deleted_in_flight(h, sender, question, key)
+    finally:
+        await h.close()
+    assert status == "withdrawn"
+    assert rows == []
+    assert [m for m in api.posted(DM) if m.user is None] == []
+    assert set(first) <= {c.params["ts"] for c in api.calls_to("chat.delete")}
+    assert SECRET not in ledger

@@ -8,7 +8,8 @@ import asyncio
 import copy
 import json
 import time
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from tests.fakes.slack_harness import (
     running_harness,
     slack_settings,
 )
-from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
+from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts, thread_reply
 from tests.inbox_support import INBOX_FAST, ledger
 
 __all__ = ["api", "kb_uri"]
@@ -79,13 +80,47 @@ async def _click(sender: SlackSender, message: FakeMessage, action_id: str, **op
     assert (await sender.interaction(click)).status == 200
 
 
+Asked = tuple[SlackHarness, SlackSender, FakeMessage]
+
+
+@asynccontextmanager
+async def _asked(
+    api: FakeSlackAPI,
+    db: Database,
+    url: str,
+    kb_uri: str,
+    target: str = "CSUPPORT",
+    *,
+    channel: str = "C0000001",
+    try_later_delays: tuple[float, ...] | None = None,
+    **settings: Any,
+) -> AsyncIterator[Asked]:
+    """The bot noticing the team in ``target`` (``settings``: more of them), a sender, and
+    its answer (with its buttons) to a question of ``channel`` that the docs do not answer."""
+    values = slack_settings(url, kb_uri, api, slack_escalation_target=target, **settings)
+    async with (
+        running_harness(api, values, db=db, try_later_delays=try_later_delays) as h,
+        h.sender() as sender,
+    ):
+        yield h, sender, await _answered_question(h, api, sender, channel)
+
+
 def _retrying(
     api: FakeSlackAPI, db: Database, url: str, kb_uri: str
-) -> AbstractAsyncContextManager[SlackHarness]:
-    """The bot noticing the team in CSUPPORT, whose inbox tries again work that a passing
-    fault handed back within a test."""
-    settings = slack_settings(url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST)
-    return running_harness(api, settings, db=db, try_later_delays=RETRY_SOON)
+) -> AbstractAsyncContextManager[Asked]:
+    """:func:`_asked` of a bot noticing the team in CSUPPORT, whose inbox tries again work
+    that a passing fault handed back within a test."""
+    return _asked(api, db, url, kb_uri, try_later_delays=RETRY_SOON, **INBOX_FAST)
+
+
+async def _hand_off(
+    h: SlackHarness, api: FakeSlackAPI, sender: SlackSender, answer: FakeMessage
+) -> FakeMessage:
+    """Ask for a human under ``answer``; the bot's hand-off reply, once the bot is idle."""
+    await _click(sender, answer, "sb_human")
+    await api.wait_for(lambda: len(api.posted(answer.channel)) == 2)
+    await h.bot.wait_idle()
+    return api.posted(answer.channel)[1]
 
 
 async def _escalations(db: Database) -> list[Escalation]:
@@ -97,18 +132,9 @@ async def test_notice_mentions_the_team_and_goes_out_before_the_cosmetic_update(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     target = "CSUPPORT+SHELPERS+UONCALL1"
-    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target=target)
-    h = await SlackHarness.start(api, settings, db=sqlite_db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            api.error("chat.update", "cant_update_message", times=10)  # the cosmetic edit fails
-            await _click(sender, answer, "sb_human")
-            await api.wait_for(lambda: api.posted("CSUPPORT"))
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _asked(api, sqlite_db, sqlite_url, kb_uri, target) as (h, sender, answer):
+        api.error("chat.update", "cant_update_message", times=10)  # the cosmetic edit fails
+        handoff = await _hand_off(h, api, sender, answer)
     [notice] = api.posted("CSUPPORT")
     shown = notice.text + json.dumps(notice.blocks)
     for mention in ("<!subteam^SHELPERS>", f"<@{ASKER}>", "<@UONCALL1>"):
@@ -120,7 +146,6 @@ async def test_notice_mentions_the_team_and_goes_out_before_the_cosmetic_update(
     notice_call = next(i for i in posts if api.calls[i].params.get("channel") == "CSUPPORT")
     update_call = next(i for i, c in enumerate(api.calls) if c.method == "chat.update")
     assert notice_call < update_call
-    handoff = api.posted("C0000001")[1]
     assert texts.ESCALATION_OPENED in handoff.text
     [row] = await _escalations(sqlite_db)
     assert row.notice_ref == f"CSUPPORT:{notice.ts}"
@@ -129,17 +154,8 @@ async def test_notice_mentions_the_team_and_goes_out_before_the_cosmetic_update(
 async def test_group_only_target_is_pinged_in_the_conversation_unescaped(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="SHELPERS")
-    h = await SlackHarness.start(api, settings, db=sqlite_db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            await _click(sender, answer, "sb_human")
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
-    handoff = api.posted("C0000001")[1]
+    async with _asked(api, sqlite_db, sqlite_url, kb_uri, "SHELPERS") as (h, sender, answer):
+        handoff = await _hand_off(h, api, sender, answer)
     section = handoff.blocks[0]["text"]["text"]
     assert "<!subteam^SHELPERS>" in section and "<!subteam^SHELPERS>" in handoff.text
     assert "&lt;!subteam" not in section
@@ -157,16 +173,9 @@ async def test_channel_setting_overrides_the_default_target(
                 escalation_target="CBILLING",
             )
         )
-    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CDEFAULT")
-    h = await SlackHarness.start(api, settings, db=sqlite_db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender, channel="C0000009")
-            await _click(sender, answer, "sb_human")
-            await api.wait_for(lambda: api.posted("CBILLING"))
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    asked = _asked(api, sqlite_db, sqlite_url, kb_uri, "CDEFAULT", channel="C0000009")
+    async with asked as (h, sender, answer):
+        await _hand_off(h, api, sender, answer)
     assert api.posted("CBILLING") and not api.posted("CDEFAULT")
 
 
@@ -175,17 +184,11 @@ async def test_double_click_opens_one_escalation_with_one_notice_and_one_reply(
 ) -> None:
     """The repeated clicks are told privately that a human was already asked (they used to
     post that in the thread too, one message per click)."""
-    settings = slack_settings(any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT")
-    h = await SlackHarness.start(api, settings, db=db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 2 and api.posted("CSUPPORT"))
-            await api.wait_for(lambda: len(api.ephemerals) == 3)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _asked(api, db, any_db_url, kb_uri) as (h, sender, answer):
+        await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 2 and api.posted("CSUPPORT"))
+        await api.wait_for(lambda: len(api.ephemerals) == 3)
+        await h.bot.wait_idle()
     rows = await _escalations(db)
     assert [r.status for r in rows] == ["open"]
     assert len(api.posted("CSUPPORT")) == 1
@@ -200,27 +203,19 @@ async def test_only_the_team_or_the_asker_may_resolve_and_the_notice_says_who(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     api.channel_members["CSUPPORT"] = ["UAGENT01", "UAGENT02", "UAGENT03"]
-    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
-    h = await SlackHarness.start(api, settings, db=sqlite_db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            await _click(sender, answer, "sb_human")
-            await api.wait_for(lambda: api.posted("CSUPPORT"))
-            await h.bot.wait_idle()
-            [notice] = api.posted("CSUPPORT")
-            # A bystander is refused, privately; nothing changes.
-            await _click(sender, notice, "sb_resolve", user="UBYSTAND1")
-            await api.wait_for(lambda: api.ephemerals)
-            await h.bot.wait_idle()
-            assert texts.ESCALATION_RESOLVE_NOT_ALLOWED in json.dumps(api.ephemerals[-1].params)
-            assert [r.status for r in await _escalations(sqlite_db)] == ["open"]
-            # A member of the escalation channel (found on the second page) may.
-            await _click(sender, notice, "sb_resolve", user="UAGENT03")
-            await api.wait_for(lambda: "Resolved by" in json.dumps(notice.blocks))
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _asked(api, sqlite_db, sqlite_url, kb_uri) as (h, sender, answer):
+        await _hand_off(h, api, sender, answer)
+        [notice] = api.posted("CSUPPORT")
+        # A bystander is refused, privately; nothing changes.
+        await _click(sender, notice, "sb_resolve", user="UBYSTAND1")
+        await api.wait_for(lambda: api.ephemerals)
+        await h.bot.wait_idle()
+        assert texts.ESCALATION_RESOLVE_NOT_ALLOWED in json.dumps(api.ephemerals[-1].params)
+        assert [r.status for r in await _escalations(sqlite_db)] == ["open"]
+        # A member of the escalation channel (found on the second page) may.
+        await _click(sender, notice, "sb_resolve", user="UAGENT03")
+        await api.wait_for(lambda: "Resolved by" in json.dumps(notice.blocks))
+        await h.bot.wait_idle()
     [row] = await _escalations(sqlite_db)
     assert row.status == "resolved" and row.resolved_by == "UAGENT03"
     shown = json.dumps(notice.blocks)
@@ -230,21 +225,12 @@ async def test_only_the_team_or_the_asker_may_resolve_and_the_notice_says_who(
 async def test_the_asker_may_resolve_their_own_question(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
-    settings = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
     api.channel_members["CSUPPORT"] = []
-    h = await SlackHarness.start(api, settings, db=sqlite_db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            await _click(sender, answer, "sb_human")
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
-            await h.bot.wait_idle()
-            handoff = api.posted("C0000001")[1]
-            await _click(sender, handoff, "sb_resolve", user=ASKER)
-            await api.wait_for(lambda: texts.ESCALATION_RESOLVED in json.dumps(handoff.blocks))
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _asked(api, sqlite_db, sqlite_url, kb_uri) as (h, sender, answer):
+        handoff = await _hand_off(h, api, sender, answer)
+        await _click(sender, handoff, "sb_resolve", user=ASKER)
+        await api.wait_for(lambda: texts.ESCALATION_RESOLVED in json.dumps(handoff.blocks))
+        await h.bot.wait_idle()
     [row] = await _escalations(sqlite_db)
     assert row.status == "resolved" and row.resolved_by == ASKER
     assert f"<@{ASKER}>" in json.dumps(api.posted("CSUPPORT")[0].blocks)
@@ -276,16 +262,7 @@ async def test_each_workspace_has_its_own_escalation_target(
                 await sender.event(event)
                 await api.wait_for(lambda c=channel: [m for m in api.posted(c) if not m.streaming])
                 await h.bot.wait_idle()
-                answer = api.posted(channel)[0]
-                button = _button(answer, "sb_human")
-                click = block_action(
-                    action_id="sb_human",
-                    value=button["value"],
-                    message=_payload(answer),
-                    channel=channel,
-                    team=team,
-                )
-                assert (await sender.interaction(click)).status == 200
+                await _click(sender, api.posted(channel)[0], "sb_human", team=team)
                 await api.wait_for(lambda c=channel: len(api.posted(c)) == 2)
                 await h.bot.wait_idle()
     finally:
@@ -327,8 +304,7 @@ async def test_a_notice_cut_off_by_a_passing_fault_is_posted_once_later(
     """Slack failing past the client's retries used to lose the notice (logged, nobody told);
     a 500 after Slack had posted it made slack_sdk post it again. Now it is tried again, after
     looking for the one Slack may have made, and posted once."""
-    async with _retrying(api, db, any_db_url, kb_uri) as h, h.sender() as sender:
-        answer = await _answered_question(h, api, sender)
+    async with _retrying(api, db, any_db_url, kb_uri) as (h, sender, answer):
         # The notice is the click's first post: every try of a whole attempt fails (or,
         # handled, the first post is made but answered with a 500).
         api.fail(
@@ -354,8 +330,7 @@ async def test_a_notice_slack_keeps_refusing_is_told_privately_and_asking_again_
 ) -> None:
     """The asker used to believe a human was told; now they are told privately that the
     notice did not go out, and clicking again (Slack works again) posts it, once."""
-    async with _retrying(api, db, any_db_url, kb_uri) as h, h.sender() as sender:
-        answer = await _answered_question(h, api, sender)
+    async with _retrying(api, db, any_db_url, kb_uri) as (h, sender, answer):
         as_shown = replace(answer, blocks=copy.deepcopy(answer.blocks))  # before the click
         tries = NOTICE_POST_TRIES * events.MAX_ATTEMPTS
         api.fail("chat.postMessage", status=500, times=tries, channel="CSUPPORT")
@@ -387,8 +362,7 @@ async def test_a_double_click_during_a_passing_fault_still_gives_one_notice(
 ) -> None:
     """Four clicks, the first notice cut off by a fault: one request holds the notice and posts
     it once when Slack is back; the other clicks neither post one nor tell of a failure."""
-    async with _retrying(api, db, any_db_url, kb_uri) as h, h.sender() as sender:
-        answer = await _answered_question(h, api, sender)
+    async with _retrying(api, db, any_db_url, kb_uri) as (h, sender, answer):
         api.fail("chat.postMessage", status=500, times=NOTICE_POST_TRIES, channel="CSUPPORT")
         await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(4)))
         row = await _notice_settled(db, api)
@@ -407,44 +381,34 @@ async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
     """After a hand-off, the team's replies and the asker's un-mentioned follow-ups in the thread
     are for the humans: the bot answers only when mentioned, and follows the thread again once
     the hand-off is resolved."""
-    settings = slack_settings(any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT")
     api.channel_members["CSUPPORT"] = ["UAGENT01"]
-    h = await SlackHarness.start(api, settings, db=db)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            root = answer.thread_ts
+    async with _asked(api, db, any_db_url, kb_uri) as (h, sender, answer):
+        root = answer.thread_ts
 
-            async def say(text: str, user: str) -> None:
-                event = app_mention(
-                    text=text, ts=new_ts(), thread_ts=root, user=user,
-                    event_type="message", channel_type="channel",
-                )  # fmt: skip
-                await sender.event(event)
-                await h.bot.wait_idle()
+        async def say(text: str, user: str) -> None:
+            await sender.event(thread_reply(text=text, thread_ts=root, user=user))
+            await h.bot.wait_idle()
 
-            # Before the hand-off an un-mentioned follow-up is answered (the bot joined).
-            await say("how do I reset my password?", ASKER)
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
-            await _click(sender, answer, "sb_human")
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 3 and api.posted("CSUPPORT"))
-            await h.bot.wait_idle()
-            await say("Hi, I'm on it: which plan are you on?", "UAGENT01")
-            await say("the team plan, how do I reset my password again?", ASKER)
-            await asyncio.sleep(0.3)
-            await h.bot.wait_idle()
-            assert len(api.posted("C0000001")) == 3  # nothing said over the human
-            # A mention still reaches the bot.
-            await say(f"<@{BOT}> how do I reset my password?", ASKER)
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 4)
-            # Resolved: the bot follows the thread again.
-            [row] = await _escalations(db)
-            await escalations.resolve_escalation(db, escalation_id=row.id, resolved_by="UAGENT01")
-            await say("and how do I reset my password on mobile?", ASKER)
-            await api.wait_for(lambda: len(api.posted("C0000001")) == 5)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+        # Before the hand-off an un-mentioned follow-up is answered (the bot joined).
+        await say("how do I reset my password?", ASKER)
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 2)
+        await _click(sender, answer, "sb_human")
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 3 and api.posted("CSUPPORT"))
+        await h.bot.wait_idle()
+        await say("Hi, I'm on it: which plan are you on?", "UAGENT01")
+        await say("the team plan, how do I reset my password again?", ASKER)
+        await asyncio.sleep(0.3)
+        await h.bot.wait_idle()
+        assert len(api.posted("C0000001")) == 3  # nothing said over the human
+        # A mention still reaches the bot.
+        await say(f"<@{BOT}> how do I reset my password?", ASKER)
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 4)
+        # Resolved: the bot follows the thread again.
+        [row] = await _escalations(db)
+        await escalations.resolve_escalation(db, escalation_id=row.id, resolved_by="UAGENT01")
+        await say("and how do I reset my password on mobile?", ASKER)
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 5)
+        await h.bot.wait_idle()
 
 
 # ---- a bare claim left by a process of an older version ---------------------------------------
@@ -482,29 +446,21 @@ async def test_an_older_versions_bare_notice_claim_is_taken_over_only_once_its_l
     a bare "pending" that counted as posted: the team never heard. Once its lease has run out,
     asking for a human posts it through the notice work, once (not again if the dead process
     had posted it); a fresh claim (that process may be posting right now) is left alone."""
-    settings = slack_settings(
-        any_db_url, kb_uri, api, slack_escalation_target="CSUPPORT", **INBOX_FAST
-    )
-    h = await SlackHarness.start(api, settings, db=db)
     age = timedelta(seconds=5) if case == "live" else timedelta(minutes=10)
-    try:
-        async with h.sender() as sender:
-            answer = await _answered_question(h, api, sender)
-            session_id = render.parse_button_value(_button(answer, "sb_human")["value"])["s"]
-            escalation_id = await _bare_claim(db, session_id, age)
-            if case == "died-after-posting":
-                old = notice_messages(session_id, ASKER, SlackTarget(("CSUPPORT",)), escalation_id)
-                client = AsyncWebClient(token=BOT_TOKEN, base_url=api.base_url)
-                await client.chat_postMessage(
-                    channel="CSUPPORT", text=old[0].text, blocks=old[0].blocks
-                )
-            await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(3)))
-            await api.wait_for(lambda: len(api.ephemerals) == 3)
-            if case != "live":
-                row = await _notice_settled(db, api)
-            await h.bot.wait_idle()
-    finally:
-        await h.close()
+    async with _asked(api, db, any_db_url, kb_uri, **INBOX_FAST) as (h, sender, answer):
+        session_id = render.parse_button_value(_button(answer, "sb_human")["value"])["s"]
+        escalation_id = await _bare_claim(db, session_id, age)
+        if case == "died-after-posting":
+            old = notice_messages(session_id, ASKER, SlackTarget(("CSUPPORT",)), escalation_id)
+            client = AsyncWebClient(token=BOT_TOKEN, base_url=api.base_url)
+            await client.chat_postMessage(
+                channel="CSUPPORT", text=old[0].text, blocks=old[0].blocks
+            )
+        await asyncio.gather(*(_click(sender, answer, "sb_human") for _ in range(3)))
+        await api.wait_for(lambda: len(api.ephemerals) == 3)
+        if case != "live":
+            row = await _notice_settled(db, api)
+        await h.bot.wait_idle()
     notices = api.posted("CSUPPORT")
     if case == "live":
         assert notices == []

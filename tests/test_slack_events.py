@@ -10,7 +10,13 @@ from storage.db import Database
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness
-from tests.fakes.slack_sender import app_mention, event_callback, new_ts
+from tests.fakes.slack_sender import (
+    app_mention,
+    message_deleted,
+    message_edited,
+    new_ts,
+    thread_reply,
+)
 
 __all__ = ["api", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -126,38 +132,18 @@ async def test_an_edit_is_reanswered_and_deleting_the_question_takes_every_versi
         )
         await api.wait_for(lambda: len(answers(api, "D0000001")) == 1)
         await harness.bot.wait_idle()
-        edit = {
-            "type": "message",
-            "subtype": "message_changed",
-            "channel": "D0000001",
-            "channel_type": "im",
-            "ts": new_ts(),
-            "hidden": True,
-            "message": {
-                "type": "message",
-                "user": "UHUMAN001",
-                "text": "how do I reset my password?",
-                "ts": ts,
-                "edited": {"user": "UHUMAN001", "ts": new_ts()},
-            },
-            "previous_message": {
-                "type": "message",
-                "user": "UHUMAN001",
-                "text": "when are invoices sent?",
-                "ts": ts,
-            },
-        }
-        deleted = {
-            "type": "message",
-            "subtype": "message_deleted",
-            "channel": "D0000001",
-            "channel_type": "im",
-            "ts": new_ts(),
-            "hidden": True,
-            "deleted_ts": ts,
-            "previous_message": {"type": "message", "user": "UHUMAN001", "text": "x", "ts": ts},
-        }
-        assert (await sender.event(event_callback(edit))).status == 200
+        edit = message_edited(
+            channel="D0000001",
+            original={"ts": ts, "text": "when are invoices sent?"},
+            text="how do I reset my password?",
+            channel_type="im",
+        )
+        deleted = message_deleted(
+            channel="D0000001",
+            deleted={"type": "message", "user": "UHUMAN001", "text": "x", "ts": ts},
+            channel_type="im",
+        )
+        assert (await sender.event(edit)).status == 200
         await api.wait_for(lambda: len(answers(api, "D0000001")) == 2)
         await harness.bot.wait_idle()
         session = "slack:T0000001:D0000001"
@@ -167,7 +153,7 @@ async def test_an_edit_is_reanswered_and_deleting_the_question_takes_every_versi
             "how do I reset my password?",
         ]  # the edited question got its own answer
         answered = {m.ts for m in answers(api, "D0000001")}
-        assert (await sender.event(event_callback(deleted))).status == 200
+        assert (await sender.event(deleted)).status == 200
         await harness.bot.wait_idle()
     # Deleting the question takes every version of it: both turns, both answers.
     assert answers(api, "D0000001") == []
@@ -192,11 +178,7 @@ async def test_in_a_shared_thread_only_people_who_asked_the_bot_are_answered_unm
     async with harness.sender() as sender:
 
         async def say(text: str, user: str) -> None:
-            event = app_mention(
-                text=text, ts=new_ts(), thread_ts=root, user=user,
-                event_type="message", channel_type="channel",
-            )  # fmt: skip
-            await sender.event(event)
+            await sender.event(thread_reply(text=text, thread_ts=root, user=user))
             await harness.bot.wait_idle()
 
         await sender.event(app_mention(text=f"<@{BOT}> how do I reset my password?", ts=root))

@@ -12,6 +12,7 @@ from bot import texts
 from storage import feedback, memories
 from storage.db import Database
 from storage.models import Base, Escalation
+from tests.core_support import words_held
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
@@ -100,7 +101,7 @@ async def test_ask_without_text_shows_usage_and_forget_clears_memory(
         await sender.command("/forget", "", response_url=api.response_url("f"))
         await api.wait_for(lambda: api.responses.get("f"))
         await harness.bot.wait_idle()
-    assert await memories.count_memories(sqlite_db, session_id=session) == 0
+    assert await words_held(sqlite_db, session) == []
     # The reply says how a thread's memory is cleared, which a slash command cannot reach.
     forgot = api.responses["f"][0]["text"]
     assert forgot.startswith(texts.forgotten(2)) and "reply “forget” in that thread" in forgot

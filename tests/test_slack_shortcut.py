@@ -82,7 +82,9 @@ async def test_a_question_nobody_addressed_is_answered_in_its_thread_for_its_aut
     assert asked[0].content == "how do I reset my password?"
     assert asked[0].tool_metadata[memories.AUTHOR_KEY] == AUTHOR
     assert (
-        await memories.question_author(db, session_id=session, message_id=question.ts, role="user")
+        await memories.question_author(
+            db, session_id=session, message_id=question.ts, roles=("user",)
+        )
         == AUTHOR
     )  # the thread's asker (may clear it with /forget)
     [row] = [r for r in (await ledger(db, "slack")).values() if r.event_id.endswith(question.ts)]

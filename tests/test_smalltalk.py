@@ -13,7 +13,7 @@ from bot import texts
 from bot.messages import Reply, ReplyKind
 from bot.report import build_report
 from bot.smalltalk import OfferReply, is_acknowledgement, reply_to_offer
-from bot.text_commands import is_forget_request
+from bot.text_commands import FORGET_WORDS, is_forget_request
 from storage import channel_settings, escalations
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
@@ -112,7 +112,12 @@ def test_no_evaluation_question_is_small_talk_or_a_command() -> None:
     ]
     assert [q for q in questions if is_acknowledgement(q)] == []
     assert [q for q in questions for h in refusals if reply_to_offer(q, h) is not None] == []
+    # "forget" in each of those languages too (bot.text_commands), as a question starts or not.
+    assert sorted(FORGET_WORDS) == sorted(texts.NOT_IN_DOCS_TRANSLATIONS)
     assert [q for q in questions if is_forget_request(q)] == []
+    said = [" ".join(p) for w in FORGET_WORDS.values() for p in sorted(w.phrases)]
+    assert all(is_forget_request(phrase) for phrase in said)
+    assert [f"{p} {q}" for p in said for q in questions if is_forget_request(f"{p} {q}")] == []
 
 
 def test_a_yes_or_no_counts_only_right_after_the_offer_of_a_human() -> None:

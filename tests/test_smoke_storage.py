@@ -11,8 +11,8 @@ async def test_append_load_forget_roundtrip(db: Database) -> None:
     assert await memories.forget_session(db, session_id="s1") == 5
     assert await memories.count_memories(db, session_id="s2") == 1
     # Any stored turn (the thread-follow check): s2 has one, s1 none left.
-    assert await memories.recent_askers(db, session_id="s2", role="user") is not None
-    assert await memories.recent_askers(db, session_id="s1", role="user") is None
+    assert await memories.recent_askers(db, session_id="s2", roles=("user",)) is not None
+    assert await memories.recent_askers(db, session_id="s1", roles=("user",)) is None
 
 
 async def test_event_ledger_claims_once(db: Database) -> None:

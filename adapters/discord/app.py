@@ -692,23 +692,25 @@ class DiscordAdapter:
         # The first partial post waits first_post_delay; later edits come every stream_interval.
         next_push = time.monotonic() + self.first_post_delay
         progress = (lambda: not busy()) if typing_channel is not None else None
+        answer = self.responder.stream(incoming, hand_back_storage_faults=True, progress=progress)
         try:
-            async for item in self.responder.stream(
-                incoming, hand_back_storage_faults=True, progress=progress
-            ):
-                if isinstance(item, Reply):
-                    final = item
-                    continue
-                if isinstance(item, Slow):
-                    await typing.start()
-                    continue
-                text += item
-                if text.strip() and time.monotonic() >= next_push and not busy():
-                    await typing.stop()
-                    await sink.show(
-                        [render.MessagePayload(c) for c in render.render_progress(text)]
-                    )
-                    next_push = time.monotonic() + self.stream_interval
+            # Closed at once when showing it fails (the work lost its row, say): what the
+            # answer stores when cut short is stored before the inbox takes back what it did.
+            async with contextlib.aclosing(answer):
+                async for item in answer:
+                    if isinstance(item, Reply):
+                        final = item
+                        continue
+                    if isinstance(item, Slow):
+                        await typing.start()
+                        continue
+                    text += item
+                    if text.strip() and time.monotonic() >= next_push and not busy():
+                        await typing.stop()
+                        await sink.show(
+                            [render.MessagePayload(c) for c in render.render_progress(text)]
+                        )
+                        next_push = time.monotonic() + self.stream_interval
         finally:
             await typing.stop()
         if final is not None and not final.silent:

@@ -71,6 +71,54 @@ def app_mention(
     return event_callback(event, team=team, event_id=event_id)
 
 
+def thread_reply(
+    *, text: str, thread_ts: str, user: str = "UHUMAN001", channel: str = "C0000001"
+) -> dict[str, Any]:
+    """A reply in a channel thread, as the bot receives one that does not mention it."""
+    return app_mention(
+        text=text, ts=new_ts(), thread_ts=thread_ts, user=user, channel=channel,
+        event_type="message", channel_type="channel",
+    )  # fmt: skip
+
+
+def message_edited(
+    *,
+    channel: str,
+    original: dict[str, Any],
+    text: str,
+    team: str = "T0000001",
+    channel_type: str = "channel",
+    edited_ts: str | None = None,
+) -> dict[str, Any]:
+    """What Slack sends when a message is edited: ``message`` with subtype
+    ``message_changed``, the message as it is now (with its ``edited`` time) and as it was."""
+    ts = new_ts()
+    user = original.get("user", "UHUMAN001")
+    event: dict[str, Any] = {
+        "type": "message",
+        "subtype": "message_changed",
+        "hidden": True,
+        "channel": channel,
+        "channel_type": channel_type,
+        "ts": ts,
+        "event_ts": ts,
+        "message": {
+            "type": "message",
+            "user": user,
+            "text": text,
+            "ts": original["ts"],
+            "edited": {"user": user, "ts": edited_ts or new_ts()},
+        },
+        "previous_message": {
+            "type": "message",
+            "user": user,
+            "text": original.get("text", ""),
+            "ts": original["ts"],
+        },
+    }
+    return event_callback(event, team=team)
+
+
 def message_deleted(
     *,
     channel: str,
