@@ -166,3 +166,31 @@ async def test_a_process_killed_while_a_slow_answer_began_leaves_no_stray_messag
             assert api.messages[(begun.channel, begun.ts)].deleted
         finally:
             await kill(proc)
+
+
+async def test_a_slow_answer_to_ask_shows_a_private_note_that_the_answer_replaces(
+    api: FakeSlackAPI, harness: SlackHarness, fake_openai: FakeOpenAI
+) -> None:
+    # /ask answers privately through its response_url; with a slow model the asker used to
+    # see nothing at all until the answer came.
+    fake_openai.queue(Turn(content=ANSWER, delay=1.5))
+    async with harness.sender() as sender:
+        await sender.command("/ask", "how do I reset it?", response_url=api.response_url("slow"))
+        await api.wait_for(lambda: len(api.responses.get("slow", [])) >= 2, timeout=30)
+    await harness.bot.wait_idle(timeout=30)
+    note, answer = api.responses["slow"]
+    assert note["text"] == texts.SLACK_ANSWER_COMING and note["response_type"] == "ephemeral"
+    assert "replace_original" not in note
+    assert ANSWER in answer["text"] and answer["replace_original"] is True
+
+
+async def test_a_fast_answer_to_ask_comes_without_a_note(
+    api: FakeSlackAPI, harness: SlackHarness, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.queue(Turn(content=ANSWER))
+    async with harness.sender() as sender:
+        await sender.command("/ask", "how do I reset it?", response_url=api.response_url("fast"))
+        await api.wait_for(lambda: api.responses.get("fast"), timeout=30)
+    await harness.bot.wait_idle(timeout=30)
+    [answer] = api.responses["fast"]
+    assert ANSWER in answer["text"] and "replace_original" not in answer

@@ -67,7 +67,7 @@ from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
 from bot.inbox import DELETION_KIND, SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.looplag import shed_progress
-from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
+from bot.messages import Reply, ReplyKind, Slow, message_from_record, message_to_record
 from bot.runtime import Runtime
 from storage import memories
 from storage.db import unreachable
@@ -619,21 +619,38 @@ class SlackBot:
 
     async def _answer_command(self, p: dict[str, Any], client: AsyncWebClient) -> None:
         msg = await with_admin_flag(client, message_from_record(p["msg"]))
-        reply = await self.responder.handle(msg)
-        if reply is None:
+        url = p.get("response_url")
+        # A slow answer (bot/progress.py) shows a private note first, which the answer then
+        # replaces: the asker of /ask sees nothing at all otherwise until the model is done.
+        progress = self._progress_allowed if url else None
+        noted = False
+        reply = None
+        async for item in self.responder.stream(msg, progress=progress):
+            if isinstance(item, Slow) and url and not noted:
+                noted = await respond(url, render.SlackMessage(texts.SLACK_ANSWER_COMING))
+            elif isinstance(item, Reply):
+                reply = item
+        if reply is None:  # never for a person's command: only bots' messages get none
             return
         shareable = reply.kind in (ReplyKind.ANSWER, ReplyKind.NO_ANSWER)
         messages = render.render_reply(reply, share=shareable, buttons=False)
-        await self._send_ephemeral(client, p, messages)
+        await self._send_ephemeral(client, p, messages, replace_first=noted)
 
     async def _send_ephemeral(
-        self, client: AsyncWebClient, p: dict[str, Any], messages: list[render.SlackMessage]
+        self,
+        client: AsyncWebClient,
+        p: dict[str, Any],
+        messages: list[render.SlackMessage],
+        *,
+        replace_first: bool = False,
     ) -> None:
         """Through ``response_url`` (5 uses in 30 min), else chat.postEphemeral (only where the
-        url surely did not deliver: after a 5xx it may have, and a second copy is worse)."""
+        url surely did not deliver: after a 5xx it may have, and a second copy is worse).
+        ``replace_first``: the first message takes the place of a note the url showed."""
         url = p.get("response_url")
         for index, message in enumerate(messages):
-            if url and index < 4 and await respond(url, message):
+            replace = replace_first and index == 0
+            if url and index < 4 and await respond(url, message, replace_original=replace):
                 continue
             await client.chat_postEphemeral(
                 channel=p["channel"], user=p["user"], text=message.text, blocks=message.blocks

@@ -126,8 +126,9 @@ async def _tried_again(
     raise AssertionError("unreachable")
 
 
-async def respond(url: str, message: SlackMessage) -> bool:
-    """Post ``message`` to a slash command's or click's ``response_url`` (ephemeral), once.
+async def respond(url: str, message: SlackMessage, *, replace_original: bool = False) -> bool:
+    """Post ``message`` to a slash command's or click's ``response_url`` (ephemeral), once
+    (``replace_original``: in place of the message that url showed last).
     True: it arrived, or may have (a 5xx, or a connection dropped or timed out once the request
     was out): Slack has no idempotency key, so posting it again, there or with
     chat.postEphemeral, may show it twice. False: it surely did not (a 4xx, as for an expired
@@ -137,7 +138,10 @@ async def respond(url: str, message: SlackMessage) -> bool:
     )
     try:
         response = await webhook.send(
-            text=message.text, blocks=message.blocks, response_type="ephemeral"
+            text=message.text,
+            blocks=message.blocks or None,
+            response_type="ephemeral",
+            replace_original=replace_original or None,
         )
     except aiohttp.ClientConnectorError as exc:
         log.warning("response_url unreachable (%s); posting another way", type(exc).__name__)
