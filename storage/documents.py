@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage import asciidoc, notebooks
+from storage import asciidoc, myst, notebooks
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,8 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
     in_fence = False
     markup = _MARKUP_LINE if source_page else _SHORTCODE_LINE
     lines = text.splitlines()
+    if source_page:  # MyST (Sphinx's Markdown): roles, directives and targets as rendered
+        lines = myst.to_markdown(lines)
     for line in _without_comments(lines) if source_page else lines:
         if _FENCE.match(line):
             in_fence = not in_fence

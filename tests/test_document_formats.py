@@ -321,3 +321,106 @@ def test_a_list_of_links_is_navigation_not_content() -> None:
     assert "Application factories" not in text and "Background tasks with Celery" not in text
     assert "Shell completion" not in text
     assert "Blueprints need registering on the app." in text and "Celery needs a broker." in text
+
+
+MYST_PAGE = """\
+# Advanced Patterns
+
+```{currentmodule} kestrel
+```
+
+```{contents}
+:depth: 1
+:local: true
+```
+
+(callbacks-label)=
+
+## Callbacks
+
+A callback is set with {func}`~kestrel.Option.callback` and reads the
+{class}`Context`; see {ref}`the evaluation order <callback-evaluation-order>`, which is
+{ref}`explained in
+the concepts page <concepts>`, and {pep}`8`.
+
+```{versionchanged} 2.0
+```
+
+```{note}
+Callbacks run after type conversion, for every source.
+```
+
+```{admonition} Eager options
+:class: tip
+
+   An eager option is handled before the others.
+```
+
+Here is an example:
+
+```{eval-rst}
+.. click:example::
+
+    @kestrel.command()
+    @kestrel.option('--version', is_flag=True, is_eager=True)
+    def hello():
+        kestrel.echo('Hello')
+
+And what it looks like:
+
+.. click:run::
+
+    invoke(hello, args=['--version'])
+
+Use :func:`kestrel.echo` with ``err=True`` for errors.
+```
+
+```{code-block} toml
+[tool.kestrel]
+eager = true
+```
+
+Showing a literal template: `{name}` and ```{r}``` stay as they are.
+
+```{r}
+summary(cars)
+```
+"""
+
+
+def test_myst_markup_is_read_as_the_rendered_page(tmp_path: Path) -> None:
+    """A Sphinx MyST page (Click's docs): roles as the words Sphinx shows, admonitions as
+    prose, code directives and eval-rst examples as fenced code, and the directives that
+    show nothing (currentmodule, contents, click:run) and (label)= targets gone."""
+    path = write_docs(tmp_path, {"advanced.md": MYST_PAGE}) / "advanced.md"
+    chunks = chunk_document(read_document(path), source="advanced.md")
+    text = "\n".join(chunk.text for chunk in chunks)
+
+    assert [chunk.heading for chunk in chunks] == ["Callbacks"]
+    assert text.startswith("A callback is set with `callback` and reads the\n`Context`; see")
+    assert "see the evaluation order, which is\nexplained in\nthe concepts page, and PEP 8." in text
+    assert "Changed in version 2.0.\n\nCallbacks run after type conversion" in text
+    assert "Eager options\n\nAn eager option is handled before the others." in text
+    assert (
+        "```python\n@kestrel.command()\n@kestrel.option('--version', is_flag=True, is_eager=True)"
+        "\ndef hello():\n    kestrel.echo('Hello')\n```" in text
+    )
+    assert "Use `kestrel.echo` with `err=True` for errors." in text
+    assert "```toml\n[tool.kestrel]\neager = true\n```" in text
+    assert "`{name}` and ```{r}``` stay as they are." in text
+    assert "```r\nsummary(cars)\n```" in text
+    for markup in (
+        "{func}",
+        "{class}",
+        "{ref}",
+        "{note}",
+        "eval-rst",
+        "click:",
+        ":class:",
+        "currentmodule",
+        ":depth:",
+        "callbacks-label",
+        "invoke(hello",
+        ":func:",
+    ):
+        assert markup not in text, markup
