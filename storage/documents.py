@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 CHUNK_CHARS = 800
 # Bumped whenever chunking changes what is stored: a knowledge base built by another version is
 # detected (storage.knowledge) and rebuilt on the next ingest instead of mixing two chunkings.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 MIN_SECTION_CHARS = (
     80  # a smaller section (a bare heading, a one-liner) joins the passage before it
 )
@@ -606,7 +606,7 @@ def _pack(paragraphs: Iterator[str], limit: int) -> Iterator[str]:
         yield current
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])(\s+)")
 
 
 def _split_long(paragraph: str, limit: int) -> Iterator[str]:
@@ -617,7 +617,10 @@ def _split_long(paragraph: str, limit: int) -> Iterator[str]:
         yield from _split_code(paragraph, limit)
         return
     current = ""
-    for sentence in _SENTENCE_END.split(paragraph):
+    # Sentences are rejoined with the line break they had: a list's next item starts a line.
+    parts = _SENTENCE_END.split(paragraph)
+    joint = " "
+    for sentence, gap in zip(parts[::2], [*parts[1::2], ""], strict=True):
         while len(sentence) > limit:  # one enormous "sentence": cut at a space
             cut = sentence.rfind(" ", 0, limit)
             cut = cut if cut > limit // 2 else limit
@@ -630,7 +633,8 @@ def _split_long(paragraph: str, limit: int) -> Iterator[str]:
             yield current
             current = sentence
         else:
-            current = f"{current} {sentence}" if current else sentence
+            current = f"{current}{joint}{sentence}" if current else sentence
+        joint = "\n" if "\n" in gap else " "
     if current:
         yield current
 

@@ -62,7 +62,12 @@ def sentences_with_code(text: str) -> list[tuple[str, CodeBlock | None]]:
         if code is not None:
             code.append(raw.rstrip())
             continue
-        if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
+        if line.startswith(("- ", "* ")) or LIST_ITEM.match(line):
+            # A list item, with the lines it is wrapped onto: "`None` to always" + "allow."
+            flush()
+            current.append(line[2:].strip() if line[0] in "-*" else line)
+            continue
+        if not line or line.startswith(("#", "|", "> ")):
             flush()
             if line and not set(line) <= set("|-: "):  # table separators carry nothing
                 units.append((line.strip("#>*-| ").replace(" | ", ", "), None))
