@@ -206,6 +206,8 @@ def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Par
         text = raw.decode("utf-8", errors="replace")
         warnings.append("invalid UTF-8; undecodable bytes were replaced")
     if suffix in HTML_SUFFIXES:
+        if is_template(text):
+            raise UnreadableFile("a site template (Jinja or Liquid tags), not a page")
         doc = parse_html(text, fallback_title=_title_from_name(path))
     elif suffix in RST_SUFFIXES:
         doc = parse_rst(text, fallback_title=_title_from_name(path))
@@ -419,6 +421,20 @@ _HTML_BLOCKS = (
     "p", "div", "li", "pre", "tr", "br", "section", "article", "table",
     "blockquote", "dd", "dt", "ul", "ol", "main", "footer", "header",
 )  # fmt: skip
+
+
+# A theme's template beside the docs (MkDocs' overrides/, Sphinx's _templates/): statement tags
+# outside code. A published page shows a template only as code, in <pre> or <code>.
+_TEMPLATE_TAG = re.compile(
+    r"\{%-?\s*(?:extends|block|include|import|from|if|for|set|macro|call|with|raw|assign|"
+    r"capture|unless|case)\b"
+)
+_HTML_CODE = re.compile(r"<(pre|code|script|textarea)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+
+
+def is_template(html: str) -> bool:
+    """Is this HTML file a site generator's template rather than a page?"""
+    return bool(_TEMPLATE_TAG.search(_HTML_CODE.sub("", html)))
 
 
 def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:

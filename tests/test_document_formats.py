@@ -424,3 +424,36 @@ def test_myst_markup_is_read_as_the_rendered_page(tmp_path: Path) -> None:
         ":func:",
     ):
         assert markup not in text, markup
+
+
+def test_a_theme_template_beside_the_docs_is_not_a_page(tmp_path: Path) -> None:
+    """MkDocs' overrides/ (and Sphinx's _templates/) hold the theme's Jinja templates: read as
+    a page, "{% set class = ... %}" became a searchable passage. A page that shows template
+    code in <pre> is still a page."""
+    docs = write_docs(
+        tmp_path / "docs",
+        {
+            "overrides/partials/nav.html": (
+                '{% import "partials/nav-item.html" as item with context %}\n'
+                '<!-- Main navigation -->\n{% set class = "md-nav md-nav--primary" %}\n'
+                '<nav class="{{ class }}" aria-label="{{ lang.t(\'nav.title\') }}">\n'
+                "  {% for nav_item in nav %}{{ item.render(nav_item, path, 1) }}{% endfor %}\n"
+                "</nav>\n"
+            ),
+            "templates.html": (
+                "<html><body><h1>Templates</h1><p>The base layout of every blog page:</p><pre>"
+                "{% extends 'base.html' %}\n{% block content %}{% endblock %}</pre></body></html>"
+            ),
+            "guide.md": "# Guide\n\nThe navigation lists every page of the site.\n",
+        },
+    )
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    report = kb.ingest([docs])
+    assert report.files == 2
+    assert [(s.path.relative_to(docs).as_posix(), s.reason) for s in report.skipped] == [
+        ("overrides/partials/nav.html", "a site template (Jinja or Liquid tags), not a page")
+    ]
+    assert {hit.source for hit in kb.search("navigation class", k=5)} <= {
+        "guide.md",
+        "templates.html",
+    }
