@@ -625,7 +625,7 @@ class KnowledgeBase:
                 "with all your docs folders to rebuild it"
             )
             rebuild = False
-        log.warning(message)
+        log.info(message)
         report.warnings.append(message)
         return rebuild
 
@@ -645,15 +645,15 @@ class KnowledgeBase:
                 doc = read_document(item.path, max_bytes=self.max_file_bytes)
             except UnreadableFile as exc:
                 report.skipped.append(SkippedFile(item.where, str(exc)))
-                log.warning("skipped %s: %s", item.where, exc)
+                log.info("skipped %s: %s", item.where, exc)
                 continue
             for warning in doc.warnings:
                 report.warnings.append(f"{item.where}: {warning}")
-                log.warning("%s: %s", item.where, warning)
+                log.info("%s: %s", item.where, warning)
             redaction = redact_document(doc)
             if redaction:
                 report.redacted.append((item.where, redaction.lines, redaction.describe()))
-                log.warning(
+                log.info(
                     "%s: %d secret-looking line(s) not indexed (%s)",
                     item.where,
                     redaction.lines,

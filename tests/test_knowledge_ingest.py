@@ -256,3 +256,38 @@ def test_a_write_by_another_process_is_searched_after_the_refresh_interval(
     writer.ingest([write_docs(tmp_path / "more", {"ibis.md": "# Ibis\n\nThe ibis relay naps.\n"})])
     time.sleep(TABLE_REFRESH_SECONDS + 0.5)
     assert reader.search("ibis relay", k=1, mode="fts")[0].source == "ibis.md"
+
+
+def test_cli_ingest_names_each_skipped_file_once(tmp_path: Path) -> None:
+    """`supportbot ingest` lists what it skipped and why; the same lines also reached the
+    terminal a second time, unformatted, through Python's last-resort log handler."""
+    import os
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    (docs / "overrides").mkdir(parents=True)
+    (docs / "guide.md").write_text("# Guide\n\nThe heron relay restarts hourly.\n")
+    (docs / "blob.md").write_bytes(b"\x00\x01binary")
+    (docs / "overrides" / "main.html").write_text("{% extends 'base.html' %}\n<p>x</p>\n")
+    env = dict(
+        os.environ,
+        SUPPORTBOT_KB_URI=str(tmp_path / "kb"),
+        SUPPORTBOT_EMBEDDER="none",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'sb.db'}",
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent),  # this checkout's code
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "ingest", str(docs)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if "blob.md" in line] == [
+        f"warning: skipped {docs / 'blob.md'}: looks binary, not text"
+    ]
+    assert len([line for line in lines if "main.html" in line]) == 1
