@@ -287,7 +287,7 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
     markup = _MARKUP_LINE if source_page else _SHORTCODE_LINE
     lines = text.splitlines()
     if source_page:  # MyST (Sphinx's Markdown): roles, directives and targets as rendered
-        lines = myst.to_markdown(lines)
+        lines = myst.to_markdown(_admonitions(lines))
     for line in _without_comments(lines) if source_page else lines:
         if _FENCE.match(line):
             in_fence = not in_fence
@@ -307,6 +307,35 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
         stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
         sections.append(Section(path=[h for _, h in stack]))
     return ParsedDocument(title=title or fallback_title, sections=sections)
+
+
+# Python-Markdown / MkDocs admonitions: '!!! note "Title"' (or '??? tip', '???+ warning'), the
+# body indented by four spaces under it.
+_ADMONITION = re.compile(r"""^(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+[\w-]+)*\s*(?:"([^"]*)")?\s*$""")
+
+
+def _admonitions(lines: list[str]) -> list[str]:
+    """MkDocs admonitions as the prose they show: the title when it has one, then the body
+    out-dented (left indented, "!!! tip" opened every quote of it and its body read as an
+    indented code block)."""
+    out: list[str] = []
+    in_fence = False
+    body = False  # in an admonition's indented body
+    for line in lines:
+        if body and line.strip() and not line.startswith(("    ", "\t")):
+            body = False
+        if body:
+            out.append(line[4:] if line.startswith("    ") else line.lstrip("\t"))
+            continue
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _ADMONITION.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        body = True
+        out += ["", match.group(1), ""] if match.group(1) else [""]
+    return out
 
 
 def _without_comments(lines: list[str]) -> Iterator[str]:

@@ -457,3 +457,24 @@ def test_a_theme_template_beside_the_docs_is_not_a_page(tmp_path: Path) -> None:
         "guide.md",
         "templates.html",
     }
+
+
+def test_mkdocs_admonitions_are_read_as_their_prose(tmp_path: Path) -> None:
+    """MkDocs (Python-Markdown) admonitions: "!!! tip" opened the quote of its body, and the
+    body, indented by four spaces, was kept as an indented block."""
+    page = (
+        "# Async\n\n## Clients\n\nUse an async client in async code.\n\n"
+        "!!! tip\n    Use IPython to try this code interactively.\n\n"
+        '!!! warning "Pool reuse"\n    Do not create a client inside a hot loop.\n\n'
+        "    Share one client instead:\n\n    ```python\n    client = make_client()\n    ```\n\n"
+        "Closing the client releases its connections.\n\n"
+        "```text\n!!! tip\n    inside code it stays\n```\n"
+    )
+    path = write_docs(tmp_path, {"async.md": page}) / "async.md"
+    text = "\n".join(c.text for c in chunk_document(read_document(path), source="async.md"))
+    assert "Use an async client in async code.\n\nUse IPython to try this code" in text
+    assert "Pool reuse\n\nDo not create a client inside a hot loop." in text
+    assert "Share one client instead:\n\n```python\nclient = make_client()\n```" in text
+    assert "```\n\nClosing the client releases its connections." in text
+    assert "```text\n!!! tip\n    inside code it stays\n```" in text
+    assert text.count("!!!") == 1
