@@ -46,6 +46,7 @@ _ADMONITIONS = {
     "rubric", "container", "glossary", "epigraph", "pull-quote", "highlights", "list-table",
     "div", "versionadded", "versionchanged", "deprecated", "versionremoved",
 }  # fmt: skip
+_TABS = {"tab", "tab-item", "group-tab"}
 _VERSION_NOTES = {
     "versionadded": "New in version {}.",
     "versionchanged": "Changed in version {}.",
@@ -157,7 +158,9 @@ def _directive(name: str, argument: str, body: list[str], *, rst: bool = False) 
     if name in _ADMONITIONS:
         lead = [_VERSION_NOTES[name].format(argument)] if name in _VERSION_NOTES else []
         if not lead and argument:
-            lead = [_rst_inline(roles(argument))]  # an admonition's or a tab's title
+            title = _rst_inline(roles(argument))  # an admonition's or a tab's title
+            # A tab's title names what its body is for: "Bash: Add this to ~/.bashrc".
+            lead = [f"{title}:" if name in _TABS and not title.endswith(":") else title]
         inner = from_rst(body) if rst else to_markdown(body)
         return ["", *lead, *([""] if lead else []), *inner, ""]
     # Unknown to us: kept as the block it was (R Markdown's ```{r} chunk is code).

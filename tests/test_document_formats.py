@@ -373,6 +373,16 @@ And what it looks like:
     invoke(hello, args=['--version'])
 
 Use :func:`kestrel.echo` with ``err=True`` for errors.
+
+.. tabs::
+
+    .. group-tab:: Bash
+
+        Add this to ``~/.bashrc``:
+
+        .. code-block:: bash
+
+            eval "$(kestrel completion bash)"
 ```
 
 ```{code-block} toml
@@ -407,6 +417,10 @@ def test_myst_markup_is_read_as_the_rendered_page(tmp_path: Path) -> None:
     )
     assert "Use `kestrel.echo` with `err=True` for errors." in text
     assert "```toml\n[tool.kestrel]\neager = true\n```" in text
+    assert (
+        'Bash:\n\nAdd this to `~/.bashrc`:\n\n```bash\neval "$(kestrel completion bash)"\n```'
+        in text
+    )
     assert "`{name}` and ```{r}``` stay as they are." in text
     assert "```r\nsummary(cars)\n```" in text
     for markup in (
