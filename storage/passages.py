@@ -11,7 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
+# Not after "e.g." / "i.e." / "cf." / "vs.": "pass encoded bytes, e.g. `content=...`" is one
+# sentence (it was quoted as "`content=<str>.encode("latin1")`." on its own).
+SENTENCE_SPLIT = re.compile(
+    r"(?<=[.!?])(?<![eE]\.g\.)(?<![iI]\.e\.)(?<!\bcf\.)(?<!\bvs\.)\s+(?=[A-Z0-9`\"'(*])"
+)
 LIST_ITEM = re.compile(r"^\d+[.)]\s")
 WINDOW_SENTENCES = 2  # about as long as an answer
 MAX_WINDOWS = 8  # per passage; passages are <= ~800 characters, so this rarely binds

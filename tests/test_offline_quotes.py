@@ -175,3 +175,15 @@ def test_each_code_block_follows_its_own_sentence() -> None:
     assert quote_markdown(sentences_with_code(passage), [1, 2]).endswith(
         '"pw"))\n```\n> Both work with clients too.'
     )
+
+
+def test_an_abbreviation_does_not_end_a_sentence() -> None:
+    """ "e.g. `content=...`" was cut into a sentence of its own, quoted as a fragment."""
+    assert sentences_of(
+        "If you need an explicit encoding, pass encoded bytes, e.g. `content=<str>.encode()`. "
+        "Compare the defaults, i.e. UTF-8 here. Responses are guessed."
+    ) == [
+        "If you need an explicit encoding, pass encoded bytes, e.g. `content=<str>.encode()`.",
+        "Compare the defaults, i.e. UTF-8 here.",
+        "Responses are guessed.",
+    ]
