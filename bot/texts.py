@@ -377,3 +377,10 @@ def settings_summary(values: dict[str, object], *, saved: bool) -> str:
             shown = "on" if value else "off"
         lines.append(f"- {name.replace('_', ' ')}: {shown}")
     return "\n".join(lines)
+
+
+def channel_filter_matches_nothing(prefix: str, files: int, example: str) -> str:
+    return (
+        f"warning: no document in the knowledge base ({files} file(s)) is under {prefix!r}: "
+        f"this channel will answer nothing until one is (sources look like {example!r})"
+    )
