@@ -251,6 +251,10 @@ def kb_skipped_file(path: str, reason: str) -> str:
     return f"warning: skipped {path}: {reason}"
 
 
+def kb_skipped_of_type(count: int, reason: str, example: str) -> str:
+    return f"warning: skipped {count} files: {reason} (e.g. {example})"
+
+
 def kb_file_warning(message: str) -> str:
     return f"warning: {message}"
 

@@ -291,3 +291,21 @@ def test_cli_ingest_names_each_skipped_file_once(tmp_path: Path) -> None:
         f"warning: skipped {docs / 'blob.md'}: looks binary, not text"
     ]
     assert len([line for line in lines if "main.html" in line]) == 1
+
+
+def test_cli_ingest_sums_up_files_skipped_for_their_type(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A docs folder's images were one warning line each: a screenful for a real site."""
+    docs = cli_env / "docs"
+    (docs / "img").mkdir(parents=True)
+    (docs / "guide.md").write_text("# Guide\n\nThe heron relay restarts hourly.\n")
+    for name in ("a.png", "b.png", "c.png"):
+        (docs / "img" / name).write_bytes(b"\x89PNG")
+    (docs / "site.css").write_text("body { color: red }\n")
+    code, _out, err = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: skipped 3 files: unsupported file type .png (e.g. {docs / 'img' / 'a.png'})",
+        f"warning: skipped {docs / 'site.css'}: unsupported file type .css",
+    ]

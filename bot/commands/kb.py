@@ -130,8 +130,8 @@ def ingest(
         ]
         with storage_errors():
             report = kb.ingest(roots, prune=prune, progress=sys.stderr.isatty(), recreate=recreate)
-    for skipped in report.skipped:
-        typer.echo(texts.kb_skipped_file(str(skipped.path), skipped.reason), err=True)
+    for line in skipped_lines(report.skipped):
+        typer.echo(line, err=True)
     for warning in report.warnings:
         typer.echo(texts.kb_file_warning(warning), err=True)
     for path, lines, kinds in report.redacted:
@@ -147,6 +147,21 @@ def ingest(
             seconds=report.seconds,
         )
     )
+
+
+def skipped_lines(skipped: list[Any]) -> list[str]:
+    """One line per skipped file, except that files skipped for their type are one line per
+    type: a docs folder's images and stylesheets were a screenful of warnings."""
+    by_reason: dict[str, list[str]] = {}
+    for item in skipped:
+        by_reason.setdefault(item.reason, []).append(str(item.path))
+    lines = []
+    for reason, paths in by_reason.items():
+        if len(paths) > 1 and reason.startswith("unsupported file type"):
+            lines.append(texts.kb_skipped_of_type(len(paths), reason, paths[0]))
+        else:
+            lines += [texts.kb_skipped_file(path, reason) for path in paths]
+    return lines
 
 
 def _is_url(item: str) -> bool:
