@@ -41,7 +41,7 @@ from storage.embeddings import Embedder
 from storage.kb_errors import KnowledgeError
 from storage.lazyimport import defer_reexports
 from storage.lru import Lru
-from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
+from storage.passages import WINDOW_EMBEDDER_PREFIX, snippet_of, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
 
@@ -107,8 +107,7 @@ class SearchHit:
     window_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def snippet(self, limit: int = 300) -> str:
-        text = " ".join(self.text.split())
-        return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+        return snippet_of(self.text, limit)
 
 
 @dataclass

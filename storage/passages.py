@@ -103,3 +103,14 @@ def windows_of(passage: Any) -> list[str]:
     under its title and heading, which often carry what the sentences leave implicit."""
     context = heading_of(passage)
     return [f"{context}: {w}" if context else w for w in window_texts(passage.text)]
+
+
+_FENCE_LINE = re.compile(r"^\s*(```|~~~).*$", re.MULTILINE)
+
+
+def snippet_of(text: str, limit: int) -> str:
+    """A passage as one line of at most ``limit`` characters, cut at a word: its code fences'
+    marker lines are left out (on one line "```python client = ..." is no code block, and a
+    cut one left Discord's embed and the terminal with an unclosed fence)."""
+    flat = " ".join(_FENCE_LINE.sub("", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
