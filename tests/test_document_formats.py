@@ -191,10 +191,15 @@ The legacy wombat installer is gone.
 """
 
 
+def page_chunks(folder: Path, name: str, page: str) -> tuple[list, str]:
+    """One page written to ``folder``, read and chunked: its chunks and their text."""
+    path = write_docs(folder, {name: page}) / name
+    chunks = chunk_document(read_document(path), source=name)
+    return chunks, "\n".join(chunk.text for chunk in chunks)
+
+
 def test_markup_a_reader_never_sees_is_not_indexed(tmp_path: Path) -> None:
-    path = write_docs(tmp_path, {"install.mdx": MDX_PAGE}) / "install.mdx"
-    chunks = chunk_document(read_document(path), source="install.mdx")
-    text = "\n".join(chunk.text for chunk in chunks)
+    chunks, text = page_chunks(tmp_path, "install.mdx", MDX_PAGE)
 
     # The page starts with its first visible words, not with module imports.
     assert [chunk.heading for chunk in chunks] == ["Requirements"]
@@ -236,9 +241,7 @@ See :ref:`deploy-label` for the rollback steps.
 
 
 def test_rst_comments_and_link_targets_are_not_indexed(tmp_path: Path) -> None:
-    path = write_docs(tmp_path, {"deploy.rst": RST_PAGE}) / "deploy.rst"
-    chunks = chunk_document(read_document(path), source="deploy.rst")
-    text = "\n".join(chunk.text for chunk in chunks)
+    chunks, text = page_chunks(tmp_path, "deploy.rst", RST_PAGE)
 
     assert [chunk.heading for chunk in chunks] == ["Rollouts"]
     assert text.startswith("A block quote right after a target is text.")
@@ -402,9 +405,7 @@ def test_myst_markup_is_read_as_the_rendered_page(tmp_path: Path) -> None:
     """A Sphinx MyST page (Click's docs): roles as the words Sphinx shows, admonitions as
     prose, code directives and eval-rst examples as fenced code, and the directives that
     show nothing (currentmodule, contents, click:run) and (label)= targets gone."""
-    path = write_docs(tmp_path, {"advanced.md": MYST_PAGE}) / "advanced.md"
-    chunks = chunk_document(read_document(path), source="advanced.md")
-    text = "\n".join(chunk.text for chunk in chunks)
+    chunks, text = page_chunks(tmp_path, "advanced.md", MYST_PAGE)
 
     assert [chunk.heading for chunk in chunks] == ["Callbacks"]
     assert text.startswith("A callback is set with `callback` and reads the\n`Context`; see")
@@ -484,8 +485,7 @@ def test_mkdocs_admonitions_are_read_as_their_prose(tmp_path: Path) -> None:
         "Closing the client releases its connections.\n\n"
         "```text\n!!! tip\n    inside code it stays\n```\n"
     )
-    path = write_docs(tmp_path, {"async.md": page}) / "async.md"
-    text = "\n".join(c.text for c in chunk_document(read_document(path), source="async.md"))
+    _, text = page_chunks(tmp_path, "async.md", page)
     assert "Use an async client in async code.\n\nUse IPython to try this code" in text
     assert "Pool reuse\n\nDo not create a client inside a hot loop." in text
     assert "Share one client instead:\n\n```python\nclient = make_client()\n```" in text

@@ -260,31 +260,17 @@ def test_a_write_by_another_process_is_searched_after_the_refresh_interval(
 
 def test_cli_ingest_names_each_skipped_file_once(tmp_path: Path) -> None:
     """`supportbot ingest` lists what it skipped and why; the same lines also reached the
-    terminal a second time, unformatted, through Python's last-resort log handler."""
-    import os
-    import subprocess
-    import sys
+    terminal a second time, unformatted, through Python's last-resort log handler (only a
+    process of its own has no log handler installed by pytest)."""
+    from tests.test_report import supportbot
 
     docs = tmp_path / "docs"
     (docs / "overrides").mkdir(parents=True)
     (docs / "guide.md").write_text("# Guide\n\nThe heron relay restarts hourly.\n")
     (docs / "blob.md").write_bytes(b"\x00\x01binary")
     (docs / "overrides" / "main.html").write_text("{% extends 'base.html' %}\n<p>x</p>\n")
-    env = dict(
-        os.environ,
-        SUPPORTBOT_KB_URI=str(tmp_path / "kb"),
-        SUPPORTBOT_EMBEDDER="none",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'sb.db'}",
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),  # this checkout's code
-    )
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "ingest", str(docs)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    url = f"sqlite:///{tmp_path / 'sb.db'}"
+    done = supportbot("ingest", str(docs), url=url, kb=tmp_path / "kb", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     assert [line for line in lines if "blob.md" in line] == [
