@@ -255,6 +255,17 @@ def kb_skipped_of_type(count: int, reason: str, example: str) -> str:
     return f"warning: skipped {count} files: {reason} (e.g. {example})"
 
 
+KB_SEARCH_EMPTY = "nothing to search for: give a question or some words"
+
+
+def eval_unknown_gold(gold: str, similar: str | None) -> str:
+    hint = f" (did you mean {similar!r}?)" if similar else ""
+    return (
+        f"warning: gold source {gold!r} is not in the knowledge base, so its questions cannot "
+        f"find it{hint}"
+    )
+
+
 def kb_file_warning(message: str) -> str:
     return f"warning: {message}"
 

@@ -203,6 +203,8 @@ def kb_search(
     mode: Annotated[str, typer.Option(help="hybrid | fts | vector")] = "hybrid",
 ) -> None:
     """Show the best passage of the best matching sources."""
+    if not question.strip():
+        raise ConfigError(texts.KB_SEARCH_EMPTY)
     kb = open_knowledge_base()
     with storage_errors():
         try:
@@ -280,6 +282,8 @@ def eval_command(
         raise IngestError(f"{file} has no questions to score (split {split})")
     modes = ["hybrid", "fts", "vector"] if mode == "all" else [mode]
     kb = open_knowledge_base()
+    with storage_errors():
+        warn_about_unknown_gold(questions, kb.sources())
     if kb.embedder is None:
         modes = [m for m in modes if m == "fts"] or ["fts"]
     with storage_errors():
@@ -319,6 +323,19 @@ def eval_command(
             f"{_pct(decisions.answered_answerable)}; per kind: "
             + ", ".join(f"{k} {v:.0%}" for k, v in decisions.by_kind.items())
         )
+
+
+def warn_about_unknown_gold(questions: list[Any], sources: list[str]) -> None:
+    """A gold source the knowledge base does not hold (a path written without its folder,
+    a file not ingested) scores its questions 0 with no hint why: name each on stderr, with
+    the stored source of the same file name when there is one."""
+    known = set(sources)
+    by_name: dict[str, list[str]] = {}
+    for source in sources:
+        by_name.setdefault(source.rsplit("/", 1)[-1], []).append(source)
+    for gold in sorted({g for q in questions for g in q.gold} - known):
+        similar = by_name.get(gold.rsplit("/", 1)[-1], [])
+        typer.echo(texts.eval_unknown_gold(gold, similar[0] if similar else None), err=True)
 
 
 def _answer_or_refuse(kb: Any, questions: list[Any]) -> Any:
