@@ -209,6 +209,8 @@ def from_rst(lines: list[str]) -> list[str]:
                 out += _fenced("", block)
                 i = end
                 continue
+        if line.lstrip().startswith("#"):  # reST text, not a Markdown heading (nor "####")
+            line = line.lstrip().lstrip("#").lstrip()
         out.append(_rst_inline(line))
         i += 1
     return out

@@ -369,7 +369,7 @@ Here is an example:
     def hello():
         kestrel.echo('Hello')
 
-And what it looks like:
+# And what it looks like:
 
 .. click:run::
 
@@ -407,7 +407,8 @@ def test_myst_markup_is_read_as_the_rendered_page(tmp_path: Path) -> None:
     show nothing (currentmodule, contents, click:run) and (label)= targets gone."""
     chunks, text = page_chunks(tmp_path, "advanced.md", MYST_PAGE)
 
-    assert [chunk.heading for chunk in chunks] == ["Callbacks"]
+    assert [chunk.heading for chunk in chunks] == ["Callbacks"]  # "# And what..." is text
+    assert "\n\nAnd what it looks like:\n" in text
     assert text.startswith("A callback is set with `callback` and reads the\n`Context`; see")
     assert "see the evaluation order, which is\nexplained in\nthe concepts page, and PEP 8." in text
     assert "Changed in version 2.0.\n\nCallbacks run after type conversion" in text
