@@ -641,7 +641,10 @@ class OfflineAgent:
         text = "\n\n".join(parts)
         for i, part in enumerate(parts):
             yield part if i == 0 else "\n\n" + part
-        metadata["cited"] = list(range(1, len(sources) + 1))
+        # The cited passages by their numbers in "sources" (the retrieved passages), as the
+        # model's answers record them: the report counts the pages they name.
+        numbers = {hit.chunk_id: n for n, hit in enumerate(toolbox.passages, start=1)}
+        metadata["cited"] = [numbers[h.chunk_id] for h in decision.chosen if h.chunk_id in numbers]
         metadata["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         yield AgentResult(text, ReplyKind.ANSWER, tuple(sources), metadata)
 

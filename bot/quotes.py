@@ -22,32 +22,47 @@ MAX_STEPS = 3
 MAX_STEPS_CHARS = 300
 MAX_CODE_LINES = 12
 MAX_CODE_CHARS = 600
+MAX_CODE_BLOCKS = 2  # in one quote: each after the sentence it follows
 # A reference-style link ("[design doc][design-learner]") points at a definition the quote
 # does not carry: shown as its text.
 _REFERENCE_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
 
 
 def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: list[int]) -> str:
-    """The ``chosen`` sentences (indices, in document order) as a Markdown quote, followed by
-    the code block they lead to, if any."""
+    """The ``chosen`` sentences (indices, in document order) as a Markdown quote, each code
+    block right after the sentence it follows (at most MAX_CODE_BLOCKS), as on the page: "To
+    provide Basic credentials: [code] To provide Digest credentials: [code]" used to show the
+    first block after both sentences, so the Digest question got the Basic example."""
     chosen = sorted(i for i in chosen if 0 <= i < len(sentences))
-    code = next((sentences[i][1] for i in chosen if sentences[i][1] is not None), None)
+    has_code = any(sentences[i][1] is not None for i in chosen)
     after = chosen[-1] + 1 if chosen else len(sentences)
-    if code is None and after < len(sentences):
+    if not has_code and after < len(sentences):
         intro, block = sentences[after]
         if block is not None and intro.rstrip().endswith(":"):
-            chosen, code = [*chosen, after], block
-    quote = shortened(readable(" ".join(sentences[i][0] for i in chosen)), MAX_QUOTE_CHARS)
-    if code is None and chosen and sentences[chosen[-1]][0].rstrip().endswith(":"):
-        # "This can be described as a three step process:" needs the steps that follow, one a
-        # line (list items are sentences here).
-        room = MAX_STEPS_CHARS
-        for step, _ in sentences[chosen[-1] + 1 : chosen[-1] + 1 + MAX_STEPS]:
-            if room <= 0:
-                break
-            quote += "\n> " + shortened(readable(step), room)
-            room -= len(step)
-    return f"> {quote}" + (f"\n{fenced(code)}" if code is not None else "")
+            chosen, has_code = [*chosen, after], True
+    parts: list[str] = []
+    room, blocks, pending = MAX_QUOTE_CHARS, 0, []
+    for i in chosen:
+        pending.append(sentences[i][0])
+        code = sentences[i][1]
+        if code is not None and blocks < MAX_CODE_BLOCKS:
+            text = shortened(readable(" ".join(pending)), max(room, 80))
+            room -= len(text)
+            parts += [f"> {text}", fenced(code)]
+            blocks, pending = blocks + 1, []
+    if pending or not parts:
+        text = shortened(readable(" ".join(pending)), max(room, 80))
+        if not has_code and chosen and sentences[chosen[-1]][0].rstrip().endswith(":"):
+            # "This can be described as a three step process:" needs the steps that follow,
+            # one a line (list items are sentences here).
+            steps = MAX_STEPS_CHARS
+            for step, _ in sentences[chosen[-1] + 1 : chosen[-1] + 1 + MAX_STEPS]:
+                if steps <= 0:
+                    break
+                text += "\n> " + shortened(readable(step), steps)
+                steps -= len(step)
+        parts.append(f"> {text}")
+    return "\n".join(parts)
 
 
 def fenced(code: CodeBlock) -> str:

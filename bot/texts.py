@@ -253,6 +253,21 @@ def kb_skipped_file(path: str, reason: str) -> str:
     return f"warning: skipped {path}: {reason}"
 
 
+def kb_skipped_of_type(count: int, reason: str, example: str) -> str:
+    return f"warning: skipped {count} files: {reason} (e.g. {example})"
+
+
+KB_SEARCH_EMPTY = "nothing to search for: give a question or some words"
+
+
+def eval_unknown_gold(gold: str, similar: str | None) -> str:
+    hint = f" (did you mean {similar!r}?)" if similar else ""
+    return (
+        f"warning: gold source {gold!r} is not in the knowledge base, so its questions cannot "
+        f"find it{hint}"
+    )
+
+
 def kb_file_warning(message: str) -> str:
     return f"warning: {message}"
 
@@ -379,3 +394,10 @@ def settings_summary(values: dict[str, object], *, saved: bool) -> str:
             shown = "on" if value else "off"
         lines.append(f"- {name.replace('_', ' ')}: {shown}")
     return "\n".join(lines)
+
+
+def channel_filter_matches_nothing(prefix: str, files: int, example: str) -> str:
+    return (
+        f"warning: no document in the knowledge base ({files} file(s)) is under {prefix!r}: "
+        f"this channel will answer nothing until one is (sources look like {example!r})"
+    )

@@ -21,6 +21,7 @@ from bot.grounding import content_words, found_in, passage_words
 from bot.learning import LEARNED_FOLDER
 from bot.messages import Source
 from storage.kb_errors import KnowledgeError
+from storage.passages import snippet_of
 from storage.queries import sub_queries
 
 if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
@@ -216,9 +217,7 @@ class ToolBox:
 
 def source_of(hit: SearchHit, links: DocsLinks | None = None) -> Source:
     """The citation of a passage: linked to its published page when ``links`` knows it."""
-    snippet = " ".join(hit.text.split())
-    if len(snippet) > SNIPPET_CHARS:
-        snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
+    snippet = snippet_of(hit.text, SNIPPET_CHARS)
     return Source(
         title=hit.title or hit.source,
         url_or_path=citation_target(hit, links),

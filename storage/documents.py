@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage import asciidoc, notebooks
+from storage import asciidoc, myst, notebooks
 from storage.page_facts import PageFacts, heading_key
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 CHUNK_CHARS = 800
 # Bumped whenever chunking changes what is stored: a knowledge base built by another version is
 # detected (storage.knowledge) and rebuilt on the next ingest instead of mixing two chunkings.
-CHUNKER_VERSION = "2"
+# ("3" was a chunking released and reverted on 2026-12-04: never reuse a number.)
+CHUNKER_VERSION = "4"
 MIN_SECTION_CHARS = (
     80  # a smaller section (a bare heading, a one-liner) joins the passage before it
 )
@@ -235,6 +236,8 @@ def read_document(path: Path, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Par
         text = raw.decode("utf-8", errors="replace")
         warnings.append("invalid UTF-8; undecodable bytes were replaced")
     if suffix in HTML_SUFFIXES:
+        if is_template(text):
+            raise UnreadableFile("a site template (Jinja or Liquid tags), not a page")
         doc = parse_html(text, fallback_title=_title_from_name(path))
     elif suffix in RST_SUFFIXES:
         doc = parse_rst(text, fallback_title=_title_from_name(path))
@@ -320,6 +323,8 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
     in_fence = False
     markup = _MARKUP_LINE if source_page else _SHORTCODE_LINE
     lines = text.splitlines()
+    if source_page:  # MyST (Sphinx's Markdown): roles, directives and targets as rendered
+        lines = myst.to_markdown(_admonitions(lines))
     for line in _without_comments(lines) if source_page else lines:
         if _FENCE.match(line):
             in_fence = not in_fence
@@ -345,6 +350,35 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
         page_id=page_id,
         titled_by_heading=titled_by_heading,
     )
+
+
+# Python-Markdown / MkDocs admonitions: '!!! note "Title"' (or '??? tip', '???+ warning'), the
+# body indented by four spaces under it.
+_ADMONITION = re.compile(r"""^(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+[\w-]+)*\s*(?:"([^"]*)")?\s*$""")
+
+
+def _admonitions(lines: list[str]) -> list[str]:
+    """MkDocs admonitions as the prose they show: the title when it has one, then the body
+    out-dented (left indented, "!!! tip" opened every quote of it and its body read as an
+    indented code block)."""
+    out: list[str] = []
+    in_fence = False
+    body = False  # in an admonition's indented body
+    for line in lines:
+        if body and line.strip() and not line.startswith(("    ", "\t")):
+            body = False
+        if body:
+            out.append(line[4:] if line.startswith("    ") else line.lstrip("\t"))
+            continue
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _ADMONITION.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        body = True
+        out += ["", match.group(1), ""] if match.group(1) else [""]
+    return out
 
 
 def _without_comments(lines: list[str]) -> Iterator[str]:
@@ -461,6 +495,20 @@ _HTML_BLOCKS = (
     "p", "div", "li", "pre", "tr", "br", "section", "article", "table",
     "blockquote", "dd", "dt", "ul", "ol", "main", "footer", "header",
 )  # fmt: skip
+
+
+# A theme's template beside the docs (MkDocs' overrides/, Sphinx's _templates/): statement tags
+# outside code. A published page shows a template only as code, in <pre> or <code>.
+_TEMPLATE_TAG = re.compile(
+    r"\{%-?\s*(?:extends|block|include|import|from|if|for|set|macro|call|with|raw|assign|"
+    r"capture|unless|case)\b"
+)
+_HTML_CODE = re.compile(r"<(pre|code|script|textarea)\b.*?</\1\s*>", re.DOTALL | re.IGNORECASE)
+
+
+def is_template(html: str) -> bool:
+    """Is this HTML file a site generator's template rather than a page?"""
+    return bool(_TEMPLATE_TAG.search(_HTML_CODE.sub("", html)))
 
 
 def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
@@ -670,7 +718,7 @@ def _pack(paragraphs: Iterator[str], limit: int) -> Iterator[str]:
         yield current
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])(\s+)")
 
 
 def _split_long(paragraph: str, limit: int) -> Iterator[str]:
@@ -681,7 +729,10 @@ def _split_long(paragraph: str, limit: int) -> Iterator[str]:
         yield from _split_code(paragraph, limit)
         return
     current = ""
-    for sentence in _SENTENCE_END.split(paragraph):
+    # Sentences are rejoined with the line break they had: a list's next item starts a line.
+    parts = _SENTENCE_END.split(paragraph)
+    joint = " "
+    for sentence, gap in zip(parts[::2], [*parts[1::2], ""], strict=True):
         while len(sentence) > limit:  # one enormous "sentence": cut at a space
             cut = sentence.rfind(" ", 0, limit)
             cut = cut if cut > limit // 2 else limit
@@ -694,7 +745,8 @@ def _split_long(paragraph: str, limit: int) -> Iterator[str]:
             yield current
             current = sentence
         else:
-            current = f"{current} {sentence}" if current else sentence
+            current = f"{current}{joint}{sentence}" if current else sentence
+        joint = "\n" if "\n" in gap else " "
     if current:
         yield current
 

@@ -43,7 +43,7 @@ from storage.kb_errors import KnowledgeError
 from storage.lazyimport import defer_reexports
 from storage.lru import Lru
 from storage.page_facts import NO_FACTS, PageFacts
-from storage.passages import WINDOW_EMBEDDER_PREFIX, windows_of
+from storage.passages import WINDOW_EMBEDDER_PREFIX, snippet_of, windows_of
 from storage.queries import sub_queries
 from storage.vocabulary import Vocabulary
 
@@ -113,8 +113,7 @@ class SearchHit:
     facts: PageFacts = NO_FACTS  # what its page says of its published address
 
     def snippet(self, limit: int = 300) -> str:
-        text = " ".join(self.text.split())
-        return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+        return snippet_of(self.text, limit)
 
 
 @dataclass
@@ -637,7 +636,7 @@ class KnowledgeBase:
                 "with all your docs folders to rebuild it"
             )
             rebuild = False
-        log.warning(message)
+        log.info(message)
         report.warnings.append(message)
         return rebuild
 
@@ -657,15 +656,15 @@ class KnowledgeBase:
                 doc = read_document(item.path, max_bytes=self.max_file_bytes)
             except UnreadableFile as exc:
                 report.skipped.append(SkippedFile(item.where, str(exc)))
-                log.warning("skipped %s: %s", item.where, exc)
+                log.info("skipped %s: %s", item.where, exc)
                 continue
             for warning in doc.warnings:
                 report.warnings.append(f"{item.where}: {warning}")
-                log.warning("%s: %s", item.where, warning)
+                log.info("%s: %s", item.where, warning)
             redaction = redact_document(doc)
             if redaction:
                 report.redacted.append((item.where, redaction.lines, redaction.describe()))
-                log.warning(
+                log.info(
                     "%s: %d secret-looking line(s) not indexed (%s)",
                     item.where,
                     redaction.lines,

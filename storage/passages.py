@@ -11,7 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(*])")
+# Not after "e.g." / "i.e." / "cf." / "vs.": "pass encoded bytes, e.g. `content=...`" is one
+# sentence (it was quoted as "`content=<str>.encode("latin1")`." on its own).
+SENTENCE_SPLIT = re.compile(
+    r"(?<=[.!?])(?<![eE]\.g\.)(?<![iI]\.e\.)(?<!\bcf\.)(?<!\bvs\.)\s+(?=[A-Z0-9`\"'(*])"
+)
 LIST_ITEM = re.compile(r"^\d+[.)]\s")
 WINDOW_SENTENCES = 2  # about as long as an answer
 MAX_WINDOWS = 8  # per passage; passages are <= ~800 characters, so this rarely binds
@@ -62,7 +66,12 @@ def sentences_with_code(text: str) -> list[tuple[str, CodeBlock | None]]:
         if code is not None:
             code.append(raw.rstrip())
             continue
-        if not line or line.startswith(("#", "|", "- ", "* ", "> ")) or LIST_ITEM.match(line):
+        if line.startswith(("- ", "* ")) or LIST_ITEM.match(line):
+            # A list item, with the lines it is wrapped onto: "`None` to always" + "allow."
+            flush()
+            current.append(line[2:].strip() if line[0] in "-*" else line)
+            continue
+        if not line or line.startswith(("#", "|", "> ")):
             flush()
             if line and not set(line) <= set("|-: "):  # table separators carry nothing
                 units.append((line.strip("#>*-| ").replace(" | ", ", "), None))
@@ -94,3 +103,14 @@ def windows_of(passage: Any) -> list[str]:
     under its title and heading, which often carry what the sentences leave implicit."""
     context = heading_of(passage)
     return [f"{context}: {w}" if context else w for w in window_texts(passage.text)]
+
+
+_FENCE_LINE = re.compile(r"^\s*(```|~~~).*$", re.MULTILINE)
+
+
+def snippet_of(text: str, limit: int) -> str:
+    """A passage as one line of at most ``limit`` characters, cut at a word: its code fences'
+    marker lines are left out (on one line "```python client = ..." is no code block, and a
+    cut one left Discord's embed and the terminal with an unclosed fence)."""
+    flat = " ".join(_FENCE_LINE.sub("", text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"

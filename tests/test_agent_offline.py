@@ -128,3 +128,38 @@ def test_no_answer_gate_hides_the_token() -> None:
     assert gate.feed("Let me check.") == ["Let me check."]
     gate.paragraph_break()
     assert gate.feed("It is 8 [1].") == ["\n\nIt is 8 [1]."]
+
+
+async def test_the_cited_numbers_name_the_quoted_pages(tmp_path: Path) -> None:
+    """``cited`` holds numbers into the answer's retrieved ``sources`` (the report counts the
+    pages they name); the offline answer recorded 1..k instead, so the report credited the
+    top search results rather than the pages it quoted."""
+    from bot.report import cited_sources
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "http2.md").write_text(
+        "# HTTP/2\n\nHTTP/2 is a binary protocol that multiplexes concurrent requests over one "
+        "TCP stream and compresses headers.\n\n## Enabling HTTP/2\n\nWhen using the client, "
+        "HTTP/2 support is not enabled by default. You can enable it by passing http2=True.\n",
+        encoding="utf-8",
+    )
+    (docs / "index.md").write_text(
+        "# Kestrel\n\n## Dependencies\n\nThe project relies on these libraries:\n\n"
+        "* `h11` - HTTP/1.1 support.\n* `h2` - HTTP/2 support. *(Optional, with "
+        "`kestrel[http2]`)*\n",
+        encoding="utf-8",
+    )
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    kb.ingest([docs])
+    question = "How do I enable HTTP/2, and which libraries does the project rely on?"
+    result = None
+    async for item in OfflineAgent(kb).run(AgentRequest(question=question)):
+        if isinstance(item, AgentResult):
+            result = item
+    assert result is not None and result.kind is ReplyKind.ANSWER
+    shown = [source.url_or_path for source in result.sources]
+    assert shown == ["http2.md", "index.md"]
+    retrieved = {s["n"]: s["source"] for s in result.tool_metadata["sources"]}
+    assert [retrieved[n] for n in result.tool_metadata["cited"]] == shown
+    assert sorted(cited_sources(result.tool_metadata)) == sorted(shown)

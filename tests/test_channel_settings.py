@@ -267,3 +267,29 @@ async def test_concurrent_first_writes_make_one_row(db: Database) -> None:
     )
     [row] = await channel_settings.list_settings(db)
     assert (row.auto_answer, row.refusal_language, row.unanswered_reaction) == (True, "fr", "eyes")
+
+
+def test_cli_warns_when_a_knowledge_filter_matches_no_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A filter with a typo ("billng/") made the channel refuse everything, silently."""
+    from tests.test_knowledge_ingest import run_cli
+
+    build_kb(tmp_path)
+    monkeypatch.setenv("SUPPORTBOT_KB_URI", str(tmp_path / "kb"))
+    monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["db", "upgrade"], capsys)[0] == 0
+
+    code, out, err = run_cli(
+        ["channels", "set", "slack:T1:C1", "--knowledge-filter", "billng/"], capsys
+    )
+    assert code == 0 and "knowledge_filter: billng/" in out
+    assert err.strip() == texts.channel_filter_matches_nothing("billng/", 2, "auth/passwords.md")
+    assert "billng/" in err and "answer nothing" in err
+
+    code, out, err = run_cli(
+        ["channels", "set", "slack:T1:C1", "--knowledge-filter", "billing/"], capsys
+    )
+    assert code == 0 and err == ""

@@ -187,3 +187,25 @@ def test_application_commands_come_from_the_core_definitions() -> None:
     }
     assert ask["options"][1]["name"] == "ephemeral" and ask["options"][1]["type"] == 5
     assert all(len(c["description"]) <= 100 for c in rendered)
+
+
+def test_a_cited_passages_snippet_carries_no_code_fence_markers() -> None:
+    """A source's snippet is one line: "Setting a timeout: ```python client = ..." was no code
+    block, and cut short it left the embed (and `kb search`) with an unclosed fence."""
+    from bot.tools import source_of
+    from storage.knowledge import SearchHit
+
+    text = (
+        "You can set a timeout on a client instance:\n\n```python\n"
+        + "\n".join(
+            f"client = httpx.Client(timeout={n})  # a default {n}s timeout" for n in range(9)
+        )
+        + "\n```\n\nTimeouts apply to every request."
+    )
+    hit = SearchHit(
+        chunk_id="c1", source="timeouts.md", title="Timeouts", heading="", text=text, score=1.0
+    )
+    snippet = source_of(hit).snippet
+    assert "```" not in snippet and "`" not in hit.snippet(300)
+    assert snippet.startswith("You can set a timeout on a client instance: client = httpx.Client(")
+    assert snippet.endswith("…") and len(snippet) <= 240

@@ -191,10 +191,15 @@ The legacy wombat installer is gone.
 """
 
 
+def page_chunks(folder: Path, name: str, page: str) -> tuple[list, str]:
+    """One page written to ``folder``, read and chunked: its chunks and their text."""
+    path = write_docs(folder, {name: page}) / name
+    chunks = chunk_document(read_document(path), source=name)
+    return chunks, "\n".join(chunk.text for chunk in chunks)
+
+
 def test_markup_a_reader_never_sees_is_not_indexed(tmp_path: Path) -> None:
-    path = write_docs(tmp_path, {"install.mdx": MDX_PAGE}) / "install.mdx"
-    chunks = chunk_document(read_document(path), source="install.mdx")
-    text = "\n".join(chunk.text for chunk in chunks)
+    chunks, text = page_chunks(tmp_path, "install.mdx", MDX_PAGE)
 
     # The page starts with its first visible words, not with module imports.
     assert [chunk.heading for chunk in chunks] == ["Requirements"]
@@ -236,9 +241,7 @@ See :ref:`deploy-label` for the rollback steps.
 
 
 def test_rst_comments_and_link_targets_are_not_indexed(tmp_path: Path) -> None:
-    path = write_docs(tmp_path, {"deploy.rst": RST_PAGE}) / "deploy.rst"
-    chunks = chunk_document(read_document(path), source="deploy.rst")
-    text = "\n".join(chunk.text for chunk in chunks)
+    chunks, text = page_chunks(tmp_path, "deploy.rst", RST_PAGE)
 
     assert [chunk.heading for chunk in chunks] == ["Rollouts"]
     assert text.startswith("A block quote right after a target is text.")
@@ -321,3 +324,172 @@ def test_a_list_of_links_is_navigation_not_content() -> None:
     assert "Application factories" not in text and "Background tasks with Celery" not in text
     assert "Shell completion" not in text
     assert "Blueprints need registering on the app." in text and "Celery needs a broker." in text
+
+
+MYST_PAGE = """\
+# Advanced Patterns
+
+```{currentmodule} kestrel
+```
+
+```{contents}
+:depth: 1
+:local: true
+```
+
+(callbacks-label)=
+
+## Callbacks
+
+A callback is set with {func}`~kestrel.Option.callback` and reads the
+{class}`Context`; see {ref}`the evaluation order <callback-evaluation-order>`, which is
+{ref}`explained in
+the concepts page <concepts>`, and {pep}`8`.
+
+```{versionchanged} 2.0
+```
+
+```{note}
+Callbacks run after type conversion, for every source.
+```
+
+```{admonition} Eager options
+:class: tip
+
+   An eager option is handled before the others.
+```
+
+Here is an example:
+
+```{eval-rst}
+.. click:example::
+
+    @kestrel.command()
+    @kestrel.option('--version', is_flag=True, is_eager=True)
+    def hello():
+        kestrel.echo('Hello')
+
+# And what it looks like:
+
+.. click:run::
+
+    invoke(hello, args=['--version'])
+
+Use :func:`kestrel.echo` with ``err=True`` for errors.
+
+.. tabs::
+
+    .. group-tab:: Bash
+
+        Add this to ``~/.bashrc``:
+
+        .. code-block:: bash
+
+            eval "$(kestrel completion bash)"
+```
+
+```{code-block} toml
+[tool.kestrel]
+eager = true
+```
+
+Showing a literal template: `{name}` and ```{r}``` stay as they are.
+
+```{r}
+summary(cars)
+```
+"""
+
+
+def test_myst_markup_is_read_as_the_rendered_page(tmp_path: Path) -> None:
+    """A Sphinx MyST page (Click's docs): roles as the words Sphinx shows, admonitions as
+    prose, code directives and eval-rst examples as fenced code, and the directives that
+    show nothing (currentmodule, contents, click:run) and (label)= targets gone."""
+    chunks, text = page_chunks(tmp_path, "advanced.md", MYST_PAGE)
+
+    assert [chunk.heading for chunk in chunks] == ["Callbacks"]  # "# And what..." is text
+    assert "\n\nAnd what it looks like:\n" in text
+    assert text.startswith("A callback is set with `callback` and reads the\n`Context`; see")
+    assert "see the evaluation order, which is\nexplained in\nthe concepts page, and PEP 8." in text
+    assert "Changed in version 2.0.\n\nCallbacks run after type conversion" in text
+    assert "Eager options\n\nAn eager option is handled before the others." in text
+    assert (
+        "```python\n@kestrel.command()\n@kestrel.option('--version', is_flag=True, is_eager=True)"
+        "\ndef hello():\n    kestrel.echo('Hello')\n```" in text
+    )
+    assert "Use `kestrel.echo` with `err=True` for errors." in text
+    assert "```toml\n[tool.kestrel]\neager = true\n```" in text
+    assert (
+        'Bash:\n\nAdd this to `~/.bashrc`:\n\n```bash\neval "$(kestrel completion bash)"\n```'
+        in text
+    )
+    assert "`{name}` and ```{r}``` stay as they are." in text
+    assert "```r\nsummary(cars)\n```" in text
+    for markup in (
+        "{func}",
+        "{class}",
+        "{ref}",
+        "{note}",
+        "eval-rst",
+        "click:",
+        ":class:",
+        "currentmodule",
+        ":depth:",
+        "callbacks-label",
+        "invoke(hello",
+        ":func:",
+    ):
+        assert markup not in text, markup
+
+
+def test_a_theme_template_beside_the_docs_is_not_a_page(tmp_path: Path) -> None:
+    """MkDocs' overrides/ (and Sphinx's _templates/) hold the theme's Jinja templates: read as
+    a page, "{% set class = ... %}" became a searchable passage. A page that shows template
+    code in <pre> is still a page."""
+    docs = write_docs(
+        tmp_path / "docs",
+        {
+            "overrides/partials/nav.html": (
+                '{% import "partials/nav-item.html" as item with context %}\n'
+                '<!-- Main navigation -->\n{% set class = "md-nav md-nav--primary" %}\n'
+                '<nav class="{{ class }}" aria-label="{{ lang.t(\'nav.title\') }}">\n'
+                "  {% for nav_item in nav %}{{ item.render(nav_item, path, 1) }}{% endfor %}\n"
+                "</nav>\n"
+            ),
+            "templates.html": (
+                "<html><body><h1>Templates</h1><p>The base layout of every blog page:</p><pre>"
+                "{% extends 'base.html' %}\n{% block content %}{% endblock %}</pre></body></html>"
+            ),
+            "guide.md": "# Guide\n\nThe navigation lists every page of the site.\n",
+        },
+    )
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    report = kb.ingest([docs])
+    assert report.files == 2
+    assert [(s.path.relative_to(docs).as_posix(), s.reason) for s in report.skipped] == [
+        ("overrides/partials/nav.html", "a site template (Jinja or Liquid tags), not a page")
+    ]
+    assert {hit.source for hit in kb.search("navigation class", k=5)} <= {
+        "guide.md",
+        "templates.html",
+    }
+
+
+def test_mkdocs_admonitions_are_read_as_their_prose(tmp_path: Path) -> None:
+    """MkDocs (Python-Markdown) admonitions: "!!! tip" opened the quote of its body, and the
+    body, indented by four spaces, was kept as an indented block."""
+    page = (
+        "# Async\n\n## Clients\n\nUse an async client in async code.\n\n"
+        "!!! tip\n    Use IPython to try this code interactively.\n\n"
+        '!!! warning "Pool reuse"\n    Do not create a client inside a hot loop.\n\n'
+        "    Share one client instead:\n\n    ```python\n    client = make_client()\n    ```\n\n"
+        "Closing the client releases its connections.\n\n"
+        "```text\n!!! tip\n    inside code it stays\n```\n"
+    )
+    _, text = page_chunks(tmp_path, "async.md", page)
+    assert "Use an async client in async code.\n\nUse IPython to try this code" in text
+    assert "Pool reuse\n\nDo not create a client inside a hot loop." in text
+    assert "Share one client instead:\n\n```python\nclient = make_client()\n```" in text
+    assert "```\n\nClosing the client releases its connections." in text
+    assert "```text\n!!! tip\n    inside code it stays\n```" in text
+    assert text.count("!!!") == 1

@@ -162,3 +162,20 @@ def test_front_matter_description_opens_the_page_and_shortcodes_are_dropped() ->
     text = "\n".join(c.text for c in chunks)
     assert "{{% alert" not in text and "{{% /alert" not in text
     assert "Compaction frees the keyspace history" in text and "{{< kept-in-code >}}" in text
+
+
+def test_a_long_list_keeps_each_item_on_its_own_line() -> None:
+    """A list written without blank lines is one long paragraph, cut at sentence ends: the
+    cut used to rejoin the sentences with spaces, so "...is raised. * The **read** timeout"
+    became one sentence of the quote."""
+    items = "".join(
+        f"* The **{kind}** timeout specifies the longest wait for the {kind} step of a\n"
+        f"request to finish. If it takes longer, a `{kind.title()}Timeout` is raised.\n"
+        for kind in ("connect", "read", "write", "pool", "resolve", "handshake", "drain")
+    )
+    assert len(items) > CHUNK_CHARS
+    chunks = chunks_of(f"# Timeouts\n\n## Kinds\n\n{items}")
+    for chunk in chunks:
+        assert ". * The" not in chunk.text
+    text = "\n".join(chunk.text for chunk in chunks)
+    assert "is raised.\n* The **read** timeout" in text

@@ -74,10 +74,41 @@ def test_cli_eval_json(
     monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
     monkeypatch.chdir(tmp_path)
     assert run_cli(["ingest", "--sample"], capsys)[0] == 0
-    code, out, _ = run_cli(["eval", str(QUESTIONS), "--json", "--mode", "all"], capsys)
-    assert code == 0
+    code, out, err = run_cli(["eval", str(QUESTIONS), "--json", "--mode", "all"], capsys)
+    assert code == 0 and err == ""  # every gold source is in the knowledge base
     (fts,) = json.loads(out)  # without an embedder only BM25 can be measured
     assert fts["mode"] == "fts" and fts["questions"] >= 40
     assert set(fts) >= {"recall_at_5", "mrr_at_10", "latency_p50_ms", "latency_p95_ms"}
     code, out, _ = run_cli(["eval", str(QUESTIONS)], capsys)
     assert "recall@5" in out and "MRR@10" in out
+
+
+def test_cli_eval_names_gold_sources_the_knowledge_base_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator's own question file with "timeouts.md" for "advanced/timeouts.md" scored
+    those questions 0 without a word why; an empty `kb search` blamed an empty knowledge base."""
+    docs = tmp_path / "docs" / "advanced"
+    docs.mkdir(parents=True)
+    (docs / "timeouts.md").write_text("# Timeouts\n\nThe default timeout is five seconds.\n")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        '{"question": "What is the default timeout?", "gold": ["timeouts.md"]}\n'
+        '{"question": "How long is the timeout?", "gold": ["advanced/timeouts.md"]}\n'
+        '{"question": "Is there a retry setting?", "gold": ["retries.md"]}\n'
+    )
+    monkeypatch.setenv("SUPPORTBOT_KB_URI", str(tmp_path / "kb"))
+    monkeypatch.setenv("SUPPORTBOT_EMBEDDER", "none")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["ingest", str(tmp_path / "docs")], capsys)[0] == 0
+    code, out, err = run_cli(["eval", str(questions), "--json"], capsys)
+    assert code == 0 and json.loads(out)[0]["questions"] == 3
+    assert err.splitlines() == [
+        "warning: gold source 'retries.md' is not in the knowledge base, so its questions "
+        "cannot find it",
+        "warning: gold source 'timeouts.md' is not in the knowledge base, so its questions "
+        "cannot find it (did you mean 'advanced/timeouts.md'?)",
+    ]
+
+    code, _out, err = run_cli(["kb", "search", "  "], capsys)
+    assert code == 1 and err == "error: nothing to search for: give a question or some words\n"

@@ -256,3 +256,42 @@ def test_a_write_by_another_process_is_searched_after_the_refresh_interval(
     writer.ingest([write_docs(tmp_path / "more", {"ibis.md": "# Ibis\n\nThe ibis relay naps.\n"})])
     time.sleep(TABLE_REFRESH_SECONDS + 0.5)
     assert reader.search("ibis relay", k=1, mode="fts")[0].source == "ibis.md"
+
+
+def test_cli_ingest_names_each_skipped_file_once(tmp_path: Path) -> None:
+    """`supportbot ingest` lists what it skipped and why; the same lines also reached the
+    terminal a second time, unformatted, through Python's last-resort log handler (only a
+    process of its own has no log handler installed by pytest)."""
+    from tests.test_report import supportbot
+
+    docs = tmp_path / "docs"
+    (docs / "overrides").mkdir(parents=True)
+    (docs / "guide.md").write_text("# Guide\n\nThe heron relay restarts hourly.\n")
+    (docs / "blob.md").write_bytes(b"\x00\x01binary")
+    (docs / "overrides" / "main.html").write_text("{% extends 'base.html' %}\n<p>x</p>\n")
+    url = f"sqlite:///{tmp_path / 'sb.db'}"
+    done = supportbot("ingest", str(docs), url=url, kb=tmp_path / "kb", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if "blob.md" in line] == [
+        f"warning: skipped {docs / 'blob.md'}: looks binary, not text"
+    ]
+    assert len([line for line in lines if "main.html" in line]) == 1
+
+
+def test_cli_ingest_sums_up_files_skipped_for_their_type(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A docs folder's images were one warning line each: a screenful for a real site."""
+    docs = cli_env / "docs"
+    (docs / "img").mkdir(parents=True)
+    (docs / "guide.md").write_text("# Guide\n\nThe heron relay restarts hourly.\n")
+    for name in ("a.png", "b.png", "c.png"):
+        (docs / "img" / name).write_bytes(b"\x89PNG")
+    (docs / "site.css").write_text("body { color: red }\n")
+    code, _out, err = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0
+    assert err.splitlines() == [
+        f"warning: skipped 3 files: unsupported file type .png (e.g. {docs / 'img' / 'a.png'})",
+        f"warning: skipped {docs / 'site.css'}: unsupported file type .css",
+    ]

@@ -128,3 +128,62 @@ async def test_offline_answer_to_how_do_i_carries_the_command(
 def test_reference_links_show_their_text() -> None:
     pairs = sentences_with_code("See the [design doc][design-learner] and [the API][] first.")
     assert quote_markdown(pairs, [0]) == "> See the design doc and the API first."
+
+
+def test_a_wrapped_list_item_is_one_sentence_and_keeps_its_emphasis() -> None:
+    """A list item wrapped onto the next line used to be cut into "...or `None` to always" and
+    "allow.", and a list item's closing emphasis lost its ``*``."""
+    passage = (
+        "Limits define:\n\n"
+        "- `max_keepalive_connections`, allowable keep-alive connections, or `None` to always\n"
+        "allow. (Defaults 20)\n"
+        "- `max_connections`, maximum number of connections.\n\n"
+        "As well as these optional installs:\n\n"
+        "* `h2` - HTTP/2 support. *(Optional, with `httpx[http2]`)*\n"
+        "1. Register the member\n   with `vaultctl member add`.\n"
+    )
+    assert sentences_of(passage) == [
+        "Limits define:",
+        "`max_keepalive_connections`, allowable keep-alive connections, or `None` to always allow.",
+        "(Defaults 20)",
+        "`max_connections`, maximum number of connections.",
+        "As well as these optional installs:",
+        "`h2` - HTTP/2 support.",
+        "*(Optional, with `httpx[http2]`)*",
+        "Register the member with `vaultctl member add`.",
+    ]
+
+
+def test_each_code_block_follows_its_own_sentence() -> None:
+    """Two sentences, each introducing its own example: the quote used to join the sentences
+    and show only the first example, so a Digest question was shown the Basic example."""
+    passage = (
+        "To provide Basic credentials, pass a 2-tuple as the `auth` argument:\n\n"
+        '```pycon\n>>> httpx.get(url, auth=("user", "pw"))\n```\n\n'
+        "To provide Digest credentials, pass a `DigestAuth` object as `auth`:\n\n"
+        '```pycon\n>>> httpx.get(url, auth=httpx.DigestAuth("user", "pw"))\n```\n\n'
+        "Both work with clients too."
+    )
+    quote = quote_markdown(sentences_with_code(passage), [0, 1])
+    assert quote == (
+        "> To provide Basic credentials, pass a 2-tuple as the `auth` argument:\n"
+        '```pycon\n>>> httpx.get(url, auth=("user", "pw"))\n```\n'
+        "> To provide Digest credentials, pass a `DigestAuth` object as `auth`:\n"
+        '```pycon\n>>> httpx.get(url, auth=httpx.DigestAuth("user", "pw"))\n```'
+    )
+    # A sentence after the last example is quoted after it, not before it.
+    assert quote_markdown(sentences_with_code(passage), [1, 2]).endswith(
+        '"pw"))\n```\n> Both work with clients too.'
+    )
+
+
+def test_an_abbreviation_does_not_end_a_sentence() -> None:
+    """ "e.g. `content=...`" was cut into a sentence of its own, quoted as a fragment."""
+    assert sentences_of(
+        "If you need an explicit encoding, pass encoded bytes, e.g. `content=<str>.encode()`. "
+        "Compare the defaults, i.e. UTF-8 here. Responses are guessed."
+    ) == [
+        "If you need an explicit encoding, pass encoded bytes, e.g. `content=<str>.encode()`.",
+        "Compare the defaults, i.e. UTF-8 here.",
+        "Responses are guessed.",
+    ]

@@ -106,6 +106,27 @@ def make_web_client(settings: Settings, token: str | None = None) -> AsyncWebCli
     )
 
 
+class _ChosenArguments(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself and then warns that it ignores
+    it, because we hand it a client and an ``authorize`` (which use that very token): two
+    WARNING lines at every start that told operators their token was "unused" / "ignored"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slack_bolt.logger import messages
+
+        return record.getMessage() not in {
+            messages.warning_client_prioritized_and_token_skipped(),
+            messages.warning_token_skipped(),
+        }
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("adapters.slack.bolt")
+    if not any(isinstance(f, _ChosenArguments) for f in logger.filters):
+        logger.addFilter(_ChosenArguments())
+    return logger
+
+
 def oauth_enabled(settings: Settings) -> bool:
     return bool(settings.slack_client_id and settings.slack_client_secret)
 
@@ -158,7 +179,7 @@ class SlackBot:
         settings = self.settings
         common: dict[str, Any] = {
             "name": "supportbot",
-            "logger": logging.getLogger("adapters.slack.bolt"),
+            "logger": _bolt_logger(),
             "process_before_response": False,
             "request_verification_enabled": not socket_mode,
             "signing_secret": settings.secret("slack_signing_secret") if not socket_mode else "",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from bot import texts
 from bot.commands import load_settings
 from bot.errors import ConfigError, DatabaseError
 from bot.messages import Platform
@@ -165,6 +166,23 @@ def set_channel(
 
     result = with_database(work)
     echo_policy(result["channel"], result)
+    if checked.get("knowledge_filter"):
+        warn_if_filter_matches_nothing(str(checked["knowledge_filter"]))
+
+
+def warn_if_filter_matches_nothing(prefix: str) -> None:
+    """A knowledge filter no document is under makes the channel refuse every question: say
+    so when the knowledge base can be read (a filter set before the docs are ingested is
+    fine, so this is a warning, not an error)."""
+    from bot.commands.kb import open_knowledge_base
+    from bot.errors import SupportbotError
+
+    try:
+        sources = open_knowledge_base("none").sources()
+    except SupportbotError:
+        return
+    if sources and not any(source.startswith(prefix) for source in sources):
+        typer.echo(texts.channel_filter_matches_nothing(prefix, len(sources), sources[0]), err=True)
 
 
 @channels_app.command("show")

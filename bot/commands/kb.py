@@ -168,8 +168,8 @@ def _ingest_once(
         ]
         with storage_errors():
             report = kb.ingest(roots, prune=prune, progress=sys.stderr.isatty(), recreate=recreate)
-    for skipped in report.skipped:
-        typer.echo(texts.kb_skipped_file(str(skipped.path), skipped.reason), err=True)
+    for line in skipped_lines(report.skipped):
+        typer.echo(line, err=True)
     for warning in report.warnings:
         typer.echo(texts.kb_file_warning(warning), err=True)
     for path, lines, kinds in report.redacted:
@@ -185,6 +185,21 @@ def _ingest_once(
             seconds=report.seconds,
         )
     )
+
+
+def skipped_lines(skipped: list[Any]) -> list[str]:
+    """One line per skipped file, except that files skipped for their type are one line per
+    type: a docs folder's images and stylesheets were a screenful of warnings."""
+    by_reason: dict[str, list[str]] = {}
+    for item in skipped:
+        by_reason.setdefault(item.reason, []).append(str(item.path))
+    lines = []
+    for reason, paths in by_reason.items():
+        if len(paths) > 1 and reason.startswith("unsupported file type"):
+            lines.append(texts.kb_skipped_of_type(len(paths), reason, paths[0]))
+        else:
+            lines += [texts.kb_skipped_file(path, reason) for path in paths]
+    return lines
 
 
 def _is_url(item: str) -> bool:
@@ -226,6 +241,8 @@ def kb_search(
     mode: Annotated[str, typer.Option(help="hybrid | fts | vector")] = "hybrid",
 ) -> None:
     """Show the best passage of the best matching sources."""
+    if not question.strip():
+        raise ConfigError(texts.KB_SEARCH_EMPTY)
     kb = open_knowledge_base()
     with storage_errors():
         try:
@@ -303,6 +320,8 @@ def eval_command(
         raise IngestError(f"{file} has no questions to score (split {split})")
     modes = ["hybrid", "fts", "vector"] if mode == "all" else [mode]
     kb = open_knowledge_base()
+    with storage_errors():
+        warn_about_unknown_gold(questions, kb.sources())
     if kb.embedder is None:
         modes = [m for m in modes if m == "fts"] or ["fts"]
     with storage_errors():
@@ -342,6 +361,19 @@ def eval_command(
             f"{_pct(decisions.answered_answerable)}; per kind: "
             + ", ".join(f"{k} {v:.0%}" for k, v in decisions.by_kind.items())
         )
+
+
+def warn_about_unknown_gold(questions: list[Any], sources: list[str]) -> None:
+    """A gold source the knowledge base does not hold (a path written without its folder,
+    a file not ingested) scores its questions 0 with no hint why: name each on stderr, with
+    the stored source of the same file name when there is one."""
+    known = set(sources)
+    by_name: dict[str, list[str]] = {}
+    for source in sources:
+        by_name.setdefault(source.rsplit("/", 1)[-1], []).append(source)
+    for gold in sorted({g for q in questions for g in q.gold} - known):
+        similar = by_name.get(gold.rsplit("/", 1)[-1], [])
+        typer.echo(texts.eval_unknown_gold(gold, similar[0] if similar else None), err=True)
 
 
 def _answer_or_refuse(kb: Any, questions: list[Any]) -> Any:
