@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.thread_history import thread_reader
@@ -158,3 +159,14 @@ async def test_rejected_or_silent_threads_add_nothing(
     assert draft.question == "talk to a human"  # no earlier question: the asker's words
     await learning.reject(db, learned_id=draft.id, reviewed_by="ops")
     assert (await learned.get(db, learned_id=draft.id)).status == "rejected"
+
+
+def test_a_draft_id_that_is_not_a_number_is_one_clear_line(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_knowledge_ingest import run_cli
+
+    code, _, err = run_cli(["learned", "reject", "abc"], capsys)
+    assert code == 2
+    assert "'abc' is not a draft id: use the number `supportbot learned list` shows" in err
+    assert "valid integer" not in err

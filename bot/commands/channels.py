@@ -89,7 +89,7 @@ def echo_policy(channel: str, policy: dict[str, Any]) -> None:
 
 @channels_app.command("set")
 def set_channel(
-    channel: Annotated[str, typer.Argument(help="PLATFORM:WORKSPACE:CHANNEL")],
+    channel: Annotated[str, typer.Argument(help="PLATFORM:WORKSPACE:CHANNEL", metavar="CHANNEL")],
     auto_answer: Annotated[
         str | None, typer.Option(help=f"Answer every new post ({ON_OFF}).")
     ] = None,
@@ -187,7 +187,7 @@ def warn_if_filter_matches_nothing(prefix: str) -> None:
 
 @channels_app.command("show")
 def show_channel(
-    channel: Annotated[str, typer.Argument(help="PLATFORM:WORKSPACE:CHANNEL")],
+    channel: Annotated[str, typer.Argument(help="PLATFORM:WORKSPACE:CHANNEL", metavar="CHANNEL")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The settings in force for one channel (the defaults when none were set)."""
@@ -244,7 +244,7 @@ def list_channels(
 
 @channels_app.command("clear")
 def clear_channel(
-    channel: Annotated[str, typer.Argument(help="PLATFORM:WORKSPACE:CHANNEL")],
+    channel: Annotated[str, typer.Argument(help="PLATFORM:WORKSPACE:CHANNEL", metavar="CHANNEL")],
 ) -> None:
     """Remove a channel's settings (back to the defaults)."""
     platform, workspace, channel_id = parse_channel(channel)

@@ -51,7 +51,7 @@ def chat(
 
 
 def ask(
-    question: Annotated[str, typer.Argument(help="The question to ask.")],
+    question: Annotated[str, typer.Argument(help="The question to ask.", metavar="QUESTION")],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object: text, kind, sources, ...")
     ] = False,

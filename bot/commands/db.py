@@ -67,7 +67,9 @@ def _report(result: MigrationResult, *, upgrading: bool) -> None:
 
 @db_app.command("upgrade")
 def upgrade(
-    revision: str = typer.Argument("head", help="Target revision (default: the newest)."),
+    revision: str = typer.Argument(
+        "head", help="Target revision (default: the newest).", metavar="REVISION"
+    ),
 ) -> None:
     """Create or upgrade the schema; adopts a legacy database that has no migration history."""
     from storage import migrate
@@ -78,7 +80,9 @@ def upgrade(
 # ignore_unknown_options: let "-1" through as the revision instead of parsing it as an option.
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def downgrade(
-    revision: str = typer.Argument(..., help="Target revision, -1, or base (drops every table)."),
+    revision: str = typer.Argument(
+        ..., help="Target revision, -1, or base (drops every table).", metavar="REVISION"
+    ),
 ) -> None:
     """Downgrade the schema to REVISION."""
     from storage import migrate
@@ -114,7 +118,11 @@ def check() -> None:
 
 
 @memories_app.command("export")
-def export(session_id: str = typer.Argument(..., help="The conversation's session id.")) -> None:
+def export(
+    session_id: str = typer.Argument(
+        ..., help="The conversation's session id.", metavar="SESSION_ID"
+    ),
+) -> None:
     """Print a session's memories as JSON lines (the tool metadata under "metadata")."""
     from storage import migrate
 

@@ -89,7 +89,10 @@ def hit_json(hit: Any, links: DocsLinks | None = None) -> dict[str, Any]:
 def ingest(
     paths: Annotated[
         list[str] | None,
-        typer.Argument(help="Docs folders or files, or the http(s) URL of a published docs site."),
+        typer.Argument(
+            help="Docs folders or files, or the http(s) URL of a published docs site.",
+            metavar="PATH_OR_URL",
+        ),
     ] = None,
     prune: Annotated[
         bool, typer.Option("--prune", help="Remove chunks of files not found in PATHs.")
@@ -235,7 +238,7 @@ def _fetch_site(url: str, folder: Path, max_pages: int, max_bytes: int) -> Any:
 
 @kb_app.command("search")
 def kb_search(
-    question: Annotated[str, typer.Argument(help="What to look for.")],
+    question: Annotated[str, typer.Argument(help="What to look for.", metavar="QUESTION")],
     k: Annotated[int, typer.Option("-k", help="How many sources.", min=1, max=100)] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array of hits.")] = False,
     mode: Annotated[str, typer.Option(help="hybrid | fts | vector")] = "hybrid",
@@ -288,7 +291,9 @@ def kb_stats(
 
 
 def eval_command(
-    file: Annotated[Path, typer.Argument(help="JSON lines: {question, gold: [sources], ...}.")],
+    file: Annotated[
+        Path, typer.Argument(help="JSON lines: {question, gold: [sources], ...}.", metavar="FILE")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     mode: Annotated[str, typer.Option(help="hybrid | fts | vector | all")] = "hybrid",
     split: Annotated[str, typer.Option(help="dev | heldout | all")] = "all",

@@ -89,9 +89,24 @@ def list_learned(
         typer.echo(f"    A: {answer[:200]}{'…' if len(answer) > 200 else ''}")
 
 
+def _draft_id(text: str) -> int:
+    """A draft's id as `learned list` shows it (``#12`` or ``12``)."""
+    try:
+        return int(text.strip().removeprefix("#"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a draft id: use the number `supportbot learned list` shows"
+        ) from None
+
+
+DRAFT_ID = typer.Argument(
+    help="The draft's id (see `learned list`).", metavar="ID", parser=_draft_id
+)
+
+
 @learned_app.command("approve")
 def approve_learned(
-    learned_id: Annotated[int, typer.Argument(help="The draft's id (see `learned list`).")],
+    learned_id: Annotated[int, DRAFT_ID],
     reviewer: Annotated[str | None, typer.Option(help="Who approves (default: you).")] = None,
 ) -> None:
     """Turn a draft into a knowledge-base document (learned/<id>-<slug>.md) and ingest it."""
@@ -117,7 +132,7 @@ def approve_learned(
 
 @learned_app.command("reject")
 def reject_learned(
-    learned_id: Annotated[int, typer.Argument(help="The draft's id (see `learned list`).")],
+    learned_id: Annotated[int, DRAFT_ID],
     reviewer: Annotated[str | None, typer.Option(help="Who rejects (default: you).")] = None,
 ) -> None:
     """Discard a draft; nothing enters the knowledge base."""
