@@ -39,6 +39,7 @@ from storage.documents import (
     redact_document,
 )
 from storage.embeddings import Embedder
+from storage.ingest_lock import ingest_lock
 from storage.kb_errors import KnowledgeError
 from storage.lazyimport import defer_reexports
 from storage.lru import Lru
@@ -523,7 +524,7 @@ class KnowledgeBase:
                 report.warnings.extend(root.warnings)
             elif not root.exists():
                 raise IngestInputError(f"{root} does not exist")
-        with _Progress(progress) as bar:
+        with ingest_lock(self.uri), _Progress(progress) as bar:
             chunks, found, read = self._read_all(roots, report, bar.update)
             if not chunks:
                 raise IngestInputError(self._nothing_to_ingest(roots, report))
@@ -561,7 +562,7 @@ class KnowledgeBase:
                     f"vectors have shape {matrix.shape}, expected "
                     f"({len(chunks)}, {self.embedder.dimension})"
                 )
-        with _Progress(progress) as bar:
+        with ingest_lock(self.uri), _Progress(progress) as bar:
             sources = {c.source for c in chunks}
             found = Found(frozenset(sources))
             self._store(list(chunks), found, sources, matrix, report, bar.update, prune=False)

@@ -4,6 +4,8 @@ plus the embedder record, BM25-only mode and the CLI surface (ingest, kb search 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -295,3 +297,34 @@ def test_cli_ingest_sums_up_files_skipped_for_their_type(
         f"warning: skipped 3 files: unsupported file type .png (e.g. {docs / 'img' / 'a.png'})",
         f"warning: skipped {docs / 'site.css'}: unsupported file type .css",
     ]
+
+
+def test_a_second_ingest_while_one_is_writing_stops_with_one_line(
+    cli_env: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two ingests on one knowledge base (a cron run outlasting its interval, a release-phase
+    ingest beside `ingest --every`) would each delete what the other wrote as stale."""
+    from storage.ingest_lock import ingest_lock
+
+    kb_uri = str(cli_env / "cli-kb")
+    assert run_cli(["ingest", str(docs)], capsys)[0] == 0
+    holding, release = threading.Event(), threading.Event()
+
+    def other_ingest() -> None:
+        with ingest_lock(kb_uri):
+            holding.set()
+            release.wait(30)
+
+    other = threading.Thread(target=other_ingest)
+    other.start()
+    try:
+        assert holding.wait(30)
+        code, out, err = run_cli(["ingest", str(docs), "--prune"], capsys)
+        assert code == 1 and out == ""
+        assert f"another ingest (process {os.getpid()}) is writing to the knowledge base" in err
+        assert "run this one when it has finished" in err and "Traceback" not in err
+    finally:
+        release.set()
+        other.join()
+    code, out, _ = run_cli(["ingest", str(docs), "--prune"], capsys)
+    assert code == 0 and "0 removed" in out
