@@ -111,6 +111,16 @@ async def serve(env: dict[str, str], *extra: str) -> asyncio.subprocess.Process:
     raise AssertionError("supportbot serve never became healthy")
 
 
+@contextlib.asynccontextmanager
+async def serving(env: dict[str, str], *extra: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`supportbot serve` (healthy) for the block, SIGKILLed after it whatever happens."""
+    proc = await serve(env, *extra)
+    try:
+        yield proc
+    finally:
+        await kill(proc)
+
+
 async def kill(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
         proc.send_signal(signal.SIGKILL)

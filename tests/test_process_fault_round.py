@@ -34,6 +34,7 @@ from tests.process_support import (
     kill,
     mention,
     serve,
+    serving,
     slack_env,
     stored_turns,
 )
@@ -69,8 +70,7 @@ async def test_a_stream_slack_stopped_before_answering_500_keeps_its_answer(
     # finished answer back and apologised instead. A stop that finds the stream stopped is done.
     env = slack_env(sqlite_url, kb_uri, model, api)
     api.fail("chat.stopStream", status=500, handled=True)
-    proc = await serve(env, "--workers", "0")
-    try:
+    async with serving(env, "--workers", "0"):
         ts = new_ts()
         await mention(env, ts)
         await api.wait_for(lambda: len(api.calls_to("chat.stopStream")) >= 2, timeout=30)
@@ -81,8 +81,6 @@ async def test_a_stream_slack_stopped_before_answering_500_keeps_its_answer(
         assert not [m for m in api.messages.values() if m.deleted]
         [row] = (await ledger(sqlite_db, "slack")).values()
         assert (row.status, row.attempts) == (events.ANSWERED, 1)
-    finally:
-        await kill(proc)
 
 
 async def test_a_response_url_that_fails_after_delivering_is_not_answered_twice(
@@ -95,8 +93,7 @@ async def test_a_response_url_that_fails_after_delivering_is_not_answered_twice(
     env = slack_env(sqlite_url, kb_uri, model, api)
     api.fail(RESPONSE_URL, status=500, times=3, handled=True)
     refused = f"http://127.0.0.1:{free_port()}/response/closed"
-    proc = await serve(env, "--workers", "0")
-    try:
+    async with serving(env, "--workers", "0"):
         async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
             for url in (api.response_url("late"), refused):
                 sent = await sender.command("/ask", "how do I reset my password?", response_url=url)
@@ -109,8 +106,6 @@ async def test_a_response_url_that_fails_after_delivering_is_not_answered_twice(
         assert "Reset password" in fallback.params["text"]
         rows = await ledger(sqlite_db, "slack")
         assert {r.status for r in rows.values()} == {events.ANSWERED}
-    finally:
-        await kill(proc)
 
 
 async def test_sigterm_mid_stream_takes_the_half_answer_down_and_the_restart_answers_once(
@@ -356,8 +351,7 @@ async def test_odd_slack_messages_each_get_one_short_reply(
     # such marks: one short reply each, nothing crashes. The bare mention's hint is for the
     # one who mentioned: it comes privately, in the thread.
     env = slack_env(sqlite_url, kb_uri, model, api)
-    proc = await serve(env, "--workers", "0")
-    try:
+    async with serving(env, "--workers", "0") as proc:
         file_only = {"subtype": "file_share", "files": [{"id": "F1", "name": "screenshot.png"}]}
         bodies = {
             "bare": app_mention(text=f"<@{DEFAULT_BOT_USER}>"),
@@ -397,5 +391,3 @@ async def test_odd_slack_messages_each_get_one_short_reply(
         rows = await ledger(sqlite_db, "slack")
         assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
         assert len(rows) == 4 and proc.returncode is None
-    finally:
-        await kill(proc)

@@ -32,6 +32,7 @@ from tests.process_support import (
     events_url,
     kill,
     serve,
+    serving,
     slack_env,
     spawn,
     stored_turns,
@@ -199,8 +200,7 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
     # answered once each.
     db = await create_schema(pg_url)
     env = slack_env(pg_url, kb_uri, model, api)
-    proc = await serve(env, "--workers", "1")
-    try:
+    async with serving(env, "--workers", "1"):
         url = events_url(env)
         mention = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
         no_channel = app_mention(text=mention)
@@ -240,8 +240,6 @@ async def test_malformed_and_oversize_requests_to_serve_with_workers(
         rows = await ledger(db, "slack")
         assert len(rows) == 2 and {r.status for r in rows.values()} == {events.ANSWERED}
         assert len(await stored_turns(db)) == 4
-    finally:
-        await kill(proc)
         await db.dispose()
 
 
@@ -256,8 +254,7 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
         model.queue(Turn(content=partial * 4, chunk_chars=8, stall_after=3, stall=5.0))
         env = slack_env(sqlite_url, kb_uri, model, api)
         env["SUPPORTBOT_OPENAI_TIMEOUT"] = "1.5"
-        proc = await serve(env, "--workers", "0")
-        try:
+        async with serving(env, "--workers", "0"):
             ts = new_ts()
             url = events_url(env)
             async with SlackSender(url, SIGNING_SECRET) as sender:
@@ -273,8 +270,6 @@ async def test_a_model_that_stalls_mid_stream_past_its_timeout_leaves_only_an_ap
             [row] = (await ledger(sqlite_db, "slack")).values()
             assert (row.status, row.attempts) == (events.ANSWERED, 1)
             assert len(model.requests) == 1
-        finally:
-            await kill(proc)
 
 
 async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
@@ -286,8 +281,7 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
     env = slack_env(sqlite_url, kb_uri, model, api)
     api.fail("chat.startStream", status=500, handled=True)
     api.fail("chat.postMessage", status=500, handled=True, channel="D0000003")
-    proc = await serve(env, "--workers", "0")
-    try:
+    async with serving(env, "--workers", "0"):
         ts = new_ts()
         url = events_url(env)
         async with SlackSender(url, SIGNING_SECRET) as sender:
@@ -311,8 +305,6 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
         assert len(api.calls_to("chat.startStream")) == 2
         rows = await ledger(sqlite_db, "slack")
         assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
-    finally:
-        await kill(proc)
 
 
 async def test_an_append_slack_made_before_failing_is_not_shown_twice(
@@ -329,8 +321,7 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
     async with FakeOpenAI(policy=policy) as model:
         env = slack_env(sqlite_url, kb_uri, model, api)
         api.fail("chat.appendStream", status=500, handled=True)
-        proc = await serve(env, "--workers", "0")
-        try:
+        async with serving(env, "--workers", "0"):
             ts = new_ts()
             url = events_url(env)
             async with SlackSender(url, SIGNING_SECRET) as sender:
@@ -341,8 +332,6 @@ async def test_an_append_slack_made_before_failing_is_not_shown_twice(
             [answer] = api.posted()
             assert not answer.streaming and answer.thread_ts == ts
             assert [answer.text.count(f"Step {i}:") for i in range(30)] == [1] * 30
-        finally:
-            await kill(proc)
 
 
 async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
