@@ -139,11 +139,13 @@ def ingest(
         return
     from bot.commands.every import run_every
 
-    rebuild = [recreate]  # --recreate rebuilds once, not every round
+    rebuilt = False  # --recreate rebuilds once, not every round
 
     def one_round() -> None:
-        _ingest_once(kb, wanted, prune=prune, recreate=rebuild[0], max_pages=max_pages)
-        rebuild[0] = False
+        nonlocal rebuilt
+        rebuild = recreate and not rebuilt
+        _ingest_once(kb, wanted, prune=prune, recreate=rebuild, max_pages=max_pages)
+        rebuilt = True
 
     run_every(interval, one_round)
 
