@@ -39,7 +39,7 @@ from bot.tools import (
     related_sources,
     source_of,
 )
-from storage.passages import WINDOW_SENTENCES, heading_of, sentences_with_code
+from storage.passages import WINDOW_SENTENCES, breadcrumb, sentences_with_code
 from storage.queries import sub_queries
 
 log = logging.getLogger(__name__)
@@ -635,7 +635,7 @@ class OfflineAgent:
         sources: list[Source] = []
         for n, hit in enumerate(decision.chosen, start=1):
             quote = quote_of(decision, hit)
-            where = heading_of(hit) or hit.source
+            where = breadcrumb(hit.title, hit.heading) or hit.source
             parts.append(f"**{where}** [{n}]\n{quote}")
             sources.append(source_of(hit, toolbox.links))
         text = "\n\n".join(parts)

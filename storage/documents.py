@@ -16,6 +16,7 @@ from typing import Any
 
 from storage import asciidoc, myst, notebooks
 from storage.page_facts import PageFacts, heading_key
+from storage.passages import HEADING_SEPARATOR
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ SUPPORTED_SUFFIXES = (
     | ASCIIDOC_SUFFIXES
     | NOTEBOOK_SUFFIXES
 )
-HEADING_SEPARATOR = " > "
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ LIST_ITEM = re.compile(r"^\d+[.)]\s")
 WINDOW_SENTENCES = 2  # about as long as an answer
 MAX_WINDOWS = 8  # per passage; passages are <= ~800 characters, so this rarely binds
 HEADING_JOIN = " › "
+# The chunker stores a passage's heading path joined with this ("Install > Linux").
+HEADING_SEPARATOR = " > "
+# What people are shown between a page's title and each of its headings, on every platform.
+BREADCRUMB_SEPARATOR = " › "
 # Windows are embedded at ingest only for the local model: the answerer's semantic check is
 # fitted on its similarity scale (bot.semantic), and with a paid embedding API they would double
 # the cost of every ingest.
@@ -94,8 +98,19 @@ def window_texts(text: str) -> list[str]:
 
 
 def heading_of(passage: Any) -> str:
-    """Where a passage sits, as people read it: "Title › Heading" (either may be empty)."""
+    """Where a passage sits, as its windows were embedded at ingest: "Title › Heading" (either
+    may be empty). Keep it as it is, or stored windows stop matching; users see `breadcrumb`."""
     return HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
+
+
+def breadcrumb(title: str, heading: str) -> str:
+    """Where a passage sits, as users are shown it: "Title › Install › Linux", one separator
+    throughout (the stored heading path uses another); a first heading that repeats the title
+    is shown once."""
+    parts = [p.strip() for p in heading.split(HEADING_SEPARATOR)] if heading else []
+    if parts and title and parts[0] == title.strip():
+        parts = parts[1:]
+    return BREADCRUMB_SEPARATOR.join(p for p in (title.strip(), *parts) if p)
 
 
 def windows_of(passage: Any) -> list[str]:

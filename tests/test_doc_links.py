@@ -481,10 +481,10 @@ async def test_the_model_reads_the_published_page_of_each_passage(
             BASE + "guide/install#on-linux-debian" if links else "01-guide/02-install.md"
         )
     without, with_links = results
-    assert "[1] Installing > On Linux (Debian) (01-guide/02-install.md)\n" in without
+    assert "[1] Installing › On Linux (Debian) (01-guide/02-install.md)\n" in without
     assert "Page:" not in without
     assert (
-        "[1] Installing > On Linux (Debian) (01-guide/02-install.md)\n"
+        "[1] Installing › On Linux (Debian) (01-guide/02-install.md)\n"
         f"Page: {BASE}guide/install#on-linux-debian\nRun apt install flagpole" in with_links
     )
 
@@ -538,4 +538,4 @@ async def test_a_discord_answer_links_its_source_to_the_published_page(
         await running.stop()
     field = answer["embeds"][0]["fields"][0]
     page = BASE + "passwords#reset-your-password"  # auto: a Markdown page's clean URL
-    assert field["value"].startswith(f"[Passwords — Reset your password]({page})\n")
+    assert field["value"].startswith(f"[Passwords › Reset your password]({page})\n")

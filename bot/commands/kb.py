@@ -20,6 +20,7 @@ import typer
 from bot import texts
 from bot.doc_links import DocsLinks
 from bot.errors import ConfigError, IngestError, KnowledgeBaseError
+from storage.passages import breadcrumb
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def kb_search(
         typer.echo(texts.KB_NO_HITS)
         return
     for rank, hit in enumerate(hits, start=1):
-        place = " > ".join(p for p in (hit.title, hit.heading) if p)
+        place = breadcrumb(hit.title, hit.heading)
         typer.echo(f"{rank}. [{hit.score:.4f}] {hit.source} — {place}")
         typer.echo(f"   {hit.snippet(SNIPPET_CHARS)}")
 
