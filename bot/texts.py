@@ -290,6 +290,13 @@ def kb_redacted(path: str, lines: int, kinds: str) -> str:
     return f"warning: {path}: {lines} secret-looking line(s) not indexed ({kinds})"
 
 
+def kb_not_found(pages: int, paths: list[str]) -> str:
+    """Stored pages an ingest without --prune did not find and kept."""
+    where = ", ".join(paths)
+    are = "page is" if pages == 1 else "pages are"
+    return f"note: {pages} stored {are} no longer in {where}; run with --prune to remove them"
+
+
 # --- database CLI (supportbot db ..., supportbot memories export) ----------------------------
 
 

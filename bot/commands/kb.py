@@ -180,6 +180,8 @@ def _ingest_once(
         typer.echo(texts.kb_file_warning(warning), err=True)
     for path, lines, kinds in report.redacted:
         typer.echo(texts.kb_redacted(str(path), lines, kinds), err=True)
+    if report.not_found:
+        typer.echo(texts.kb_not_found(len(report.not_found), wanted), err=True)
     typer.echo(
         texts.kb_ingest_summary(
             files=report.files,
