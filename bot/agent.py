@@ -39,7 +39,7 @@ from bot.tools import (
     related_sources,
     source_of,
 )
-from storage.passages import WINDOW_SENTENCES, breadcrumb, sentences_with_code
+from storage.passages import WINDOW_SENTENCES, breadcrumb, own_lines, sentences_with_code
 from storage.queries import sub_queries
 
 log = logging.getLogger(__name__)
@@ -674,7 +674,7 @@ def quote_of(decision: Decision, hit: Any) -> str:
         chosen = best_sentences(decision.question_words, [s for s, _ in sentences])
     else:
         chosen = list(range(max(0, index - 1), min(len(sentences), index + WINDOW_SENTENCES)))
-    return quote_markdown(sentences, chosen)
+    return quote_markdown(sentences, chosen, own_lines(hit.text))
 
 
 def follow_up_query(request: AgentRequest) -> str | None:
