@@ -117,7 +117,8 @@ def ingest(
         str | None,
         typer.Option(
             help="Keep running: ingest again every DURATION (30m, 6h, 1d), e.g. to follow a "
-            "docs site. A failed round is reported and the next one runs on time.",
+            "docs site. A failed round is reported and retried soon (at most twice); the next "
+            "one runs on time.",
             metavar="DURATION",
         ),
     ] = None,
