@@ -103,6 +103,15 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+async def _offline_answer(kb: KnowledgeBase, question: str) -> AgentResult:
+    result = None
+    async for item in OfflineAgent(kb).run(AgentRequest(question=question)):
+        if isinstance(item, AgentResult):
+            result = item
+    assert result is not None
+    return result
+
+
 @pytest.mark.parametrize("embedder", ["none", "local"])
 async def test_offline_answer_to_how_do_i_carries_the_command(
     docs: Path, tmp_path: Path, embedder: str
@@ -111,13 +120,8 @@ async def test_offline_answer_to_how_do_i_carries_the_command(
         str(tmp_path / "kb"), load_local_embedder() if embedder == "local" else None
     )
     kb.ingest([docs])
-    result = None
-    async for item in OfflineAgent(kb).run(
-        AgentRequest(question="How do I take a snapshot backup?")
-    ):
-        if isinstance(item, AgentResult):
-            result = item
-    assert result is not None and result.kind is ReplyKind.ANSWER
+    result = await _offline_answer(kb, "How do I take a snapshot backup?")
+    assert result.kind is ReplyKind.ANSWER
     assert (
         "```sh\n$ vaultctl snapshot save backup.db\n$ vaultctl snapshot status backup.db\n```"
         in (result.text)
@@ -245,12 +249,7 @@ async def test_the_offline_answer_quotes_a_list_line_by_line(tmp_path: Path) -> 
     (folder / "retries.md").write_text(LIST_PAGES["retries.md"], encoding="utf-8")
     kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
     kb.ingest([folder])
-    result = None
-    async for item in OfflineAgent(kb).run(
-        AgentRequest(question="Which backoff modes are supported for retries?")
-    ):
-        if isinstance(item, AgentResult):
-            result = item
-    assert result is not None and result.kind is ReplyKind.ANSWER
+    result = await _offline_answer(kb, "Which backoff modes are supported for retries?")
+    assert result.kind is ReplyKind.ANSWER
     assert "modes are:\n> linear\n> exponential" in result.text
     assert "are: linear" not in result.text and "exponential jittered" not in result.text
