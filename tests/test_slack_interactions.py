@@ -282,3 +282,31 @@ async def test_a_button_whose_value_has_the_wrong_types_is_unusable_not_a_crash(
     assert "Traceback" not in caplog.text and "failed (attempt" not in caplog.text
     assert not await feedback.list_feedback(sqlite_db)
     assert texts.ERROR_GENERIC not in json.dumps([m.text for m in api.posted()])
+
+
+async def test_a_click_slack_keeps_failing_is_told_to_the_clicker_alone(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    # "Helpful" is clicked on an answer in a channel, and Slack answers 500 to the edit that
+    # thanks the clicker, past slack_sdk's retries. The apology went to the whole channel, in
+    # the answer's thread, as if the answer had failed; it is the clicker's, privately.
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
+        await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
+        await harness.bot.wait_idle()
+        [answer] = api.posted()
+        api.fail("chat.update", status=500, times=3)
+        click = block_action(
+            action_id="sb_helpful",
+            value=_button(answer, "sb_helpful")["value"],
+            message=_as_payload_message(answer),
+            response_url=api.response_url("clicker"),
+        )
+        assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.responses.get("clicker"), timeout=10)
+        await harness.bot.wait_idle()
+    assert api.posted() == [answer]
+    [note] = api.responses["clicker"]
+    assert note["text"] == texts.ERROR_GENERIC and note["response_type"] == "ephemeral"
+    [vote] = await feedback.list_feedback(sqlite_db)
+    assert vote.value == 1

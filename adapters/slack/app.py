@@ -441,7 +441,9 @@ class SlackBot:
         if client is None or not p.get("channel"):
             log.warning("cannot tell the asker of %s (no token or channel)", work.key)
             return
-        if work.kind == "command":
+        if work.kind in ("command", "action"):
+            # A slash command's or a button click's note is for that person alone: a click
+            # on an answer in a channel once apologised to the whole channel.
             reply = Reply(text=text, kind=ReplyKind.ERROR)
             await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
             return
