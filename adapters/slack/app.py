@@ -481,7 +481,7 @@ class SlackBot:
             return
         handler = {
             "command": self._answer_command,
-            "action": lambda p, c: self._handle_action(p, c, request_id=work.key),
+            "action": lambda p, c: self._handle_action(p, c, work),
             "assistant_started": self._greet_assistant_thread,
             SHORTCUT_NOTE: lambda p, c: self.shortcuts.send_note(work, c),
         }.get(work.kind)
@@ -692,9 +692,14 @@ class SlackBot:
 
     # ---- buttons ---------------------------------------------------------------------------
 
-    async def _handle_action(
-        self, p: dict[str, Any], client: AsyncWebClient, *, request_id: str
-    ) -> None:
+    async def _handle_action(self, p: dict[str, Any], client: AsyncWebClient, work: Work) -> None:
+        held = work
+
+        async def record(changes: dict[str, Any]) -> None:
+            # What this click did so far, for an attempt after a crash (the payload is ``p``).
+            nonlocal held
+            held = await self.inbox.record(held, {**held.payload, **changes})
+
         value = render.parse_button_value(p.get("value"))
         action = p.get("action_id")
         user = str(p.get("user") or "")
@@ -708,7 +713,7 @@ class SlackBot:
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
             note = await self.escalations.request(
-                client, p, str(value.get("s", "")), user, request_id=request_id
+                client, p, str(value.get("s", "")), user, request_id=work.key, record=record
             )
             if note is not None:
                 await self._send_ephemeral(client, p, render.render_reply(note, buttons=False))
