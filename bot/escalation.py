@@ -45,6 +45,10 @@ NOTICE_KIND = "escalation_notice"
 # it "already open" and leaving the conversation without its hand-off message.
 OPENED_KEY = "opened_escalation"
 ANNOUNCED_KEY = "announced_escalation"
+# The hand-off a click on "Mark resolved" is about to close, recorded before closing it: a later
+# attempt of that click finishes the resolve (the learned draft, the notes) instead of finding
+# the hand-off "not open".
+RESOLVING_KEY = "resolving_escalation"
 # How long a request for a human waits for the first try of the team's notice before replying to
 # the asker (the notice goes out first); later tries run on their own. Bounded: the try needs a
 # free slot.

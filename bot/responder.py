@@ -506,13 +506,21 @@ class Responder:
         resolved_by: str,
         read_thread: ThreadReader | None = None,
         thread_link: str | None = None,
+        resumed: bool = False,
     ) -> Reply:
         """Close a hand-off; with ``read_thread`` (the adapter's thread history), the team's
-        answer is captured as a draft for review (bot.learning). Capture never fails a resolve."""
+        answer is captured as a draft for review (bot.learning). Capture never fails a resolve.
+        ``resumed``: a later attempt of the same request, whose earlier attempt may have closed
+        it and died before capturing the draft: a closed hand-off is finished, not "not open"
+        (capturing adds nothing when the draft exists)."""
         try:
             resolved = await escalations.resolve_escalation(
                 self.db, escalation_id=escalation_id, resolved_by=resolved_by
             )
+            if resolved is None and resumed:
+                row = await escalations.get_escalation(self.db, escalation_id=escalation_id)
+                if row is not None and row.status == escalations.RESOLVED:
+                    resolved = row
         except Exception:
             log.error("resolving escalation %s failed", escalation_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True)

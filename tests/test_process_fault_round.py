@@ -18,7 +18,7 @@ from sqlalchemy import select
 from bot import texts
 from storage import events
 from storage.db import Database
-from storage.models import Escalation, Feedback
+from storage.models import Escalation, Feedback, LearnedAnswer
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, RESPONSE_URL, FakeMessage, FakeSlackAPI
@@ -439,5 +439,50 @@ async def test_a_hand_off_cut_short_by_sigkill_is_said_in_the_thread_after_resta
         assert escalation.status == "open"
         rows = await ledger(sqlite_db, "slack")
         assert {r.status for r in rows.values()} == {events.ANSWERED}
+    finally:
+        await kill(proc)
+
+
+async def test_a_resolve_cut_short_by_sigkill_is_finished_after_restart(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # The asker clicks "Mark resolved" and the process is SIGKILLed while it reads the thread
+    # for the team's answer (the hand-off is resolved in the database by then). The restarted
+    # process took the click over, found the hand-off "not open" and told the asker so: no
+    # draft was ever learned from the team's answer, and the thread kept its button.
+    env = slack_env(sqlite_url, kb_uri, model, api)
+    env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = "CTEAM0001"
+    proc = await serve(env, "--workers", "0")
+    try:
+        ts = new_ts()
+        await mention(env, ts)
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=30)
+        [answer] = api.posted()
+        async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+            click = _click_payload(answer, "sb_human", "human", api)
+            assert (await sender.interaction(click)).status == 200
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2, timeout=20)
+            handoff = api.posted("C0000001")[1]
+            api.add_user_message(
+                "C0000001", "Use the reset link from the login page.", user="UTEAM0001",
+                thread_ts=ts,
+            )  # fmt: skip
+            api.stall("conversations.replies")
+            click = _click_payload(handoff, "sb_resolve", "resolver", api)
+            assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.calls_to("conversations.replies"), timeout=20)
+        await kill(proc)
+        api.unstall("conversations.replies")
+        proc = await serve(env, "--workers", "0")
+        await api.wait_for(
+            lambda: texts.ESCALATION_RESOLVED in str(api.messages[("C0000001", handoff.ts)].blocks),
+            timeout=30,
+        )
+        await asyncio.sleep(1.5)
+        assert not [r for r in api.all_responses() if r["text"] == texts.ESCALATION_NOT_OPEN]
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "resolved"
+        [draft] = await _count(sqlite_db, LearnedAnswer)
+        assert "reset link" in draft.answer
     finally:
         await kill(proc)

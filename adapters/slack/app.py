@@ -718,7 +718,7 @@ class SlackBot:
             if note is not None:
                 await self._send_ephemeral(client, p, render.render_reply(note, buttons=False))
         elif action == render.ACTION_RESOLVE and "e" in value:
-            done = await self.escalations.resolve(client, p, int(value["e"]), user)
+            done = await self.escalations.resolve(client, p, int(value["e"]), user, record)
             if done.reply.ephemeral:
                 await self._send_ephemeral(
                     client, p, render.render_reply(done.reply, buttons=False)

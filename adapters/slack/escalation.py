@@ -293,9 +293,16 @@ class SlackEscalations:
     # ---- "Mark resolved" -------------------------------------------------------------------
 
     async def resolve(
-        self, client: AsyncWebClient, p: dict[str, Any], escalation_id: int, user: str
+        self,
+        client: AsyncWebClient,
+        p: dict[str, Any],
+        escalation_id: int,
+        user: str,
+        record: RecordChanges,
     ) -> Resolution:
-        """Resolve if ``user`` may (an ephemeral reply when not), and update the team's notice."""
+        """Resolve if ``user`` may (an ephemeral reply when not), and update the team's notice.
+        ``record``: saves progress in the click's work, as for a request."""
+        resumed = p.get(escalation.RESOLVING_KEY) == escalation_id
         row = await escalation.get(self.db, escalation_id)
         clicked = f"{p.get('channel')}:{p.get('message_ts')}"
         on_notice = row is not None and row.notice_ref == clicked
@@ -309,11 +316,13 @@ class SlackEscalations:
                     texts.ESCALATION_RESOLVE_NOT_ALLOWED, ReplyKind.INFO, ephemeral=True
                 )
                 return Resolution(refused, on_notice)
+            await record({escalation.RESOLVING_KEY: escalation_id})
         reply = await self.responder.resolve_escalation(
             escalation_id=escalation_id,
             resolved_by=user,
             read_thread=thread_reader(client),
             thread_link=await _permalink(client, row) if row is not None else None,
+            resumed=resumed,
         )
         resolved = await escalation.get(self.db, escalation_id)
         if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:
