@@ -81,6 +81,9 @@ ACTION_PATTERN = re.compile(r"^sb_")
 # _answer_message); rows written before that recorded only the first, under LEGACY_PARTIAL_KEY.
 PARTIAL_KEY = "posted"
 LEGACY_PARTIAL_KEY = "posted_ts"
+# In a slash command's work: its response_url shows the slow answer's private note, which the
+# answer (or the apology) of any later attempt must replace, not leave above itself.
+NOTED_KEY = "noted"
 # Slack's clock (a message's ts) against the database's (received_at): rows received this long
 # before the question still count as the conversation's other work.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -443,9 +446,11 @@ class SlackBot:
             return
         if work.kind in ("command", "action"):
             # A slash command's or a button click's note is for that person alone: a click
-            # on an answer in a channel once apologised to the whole channel.
+            # on an answer in a channel once apologised to the whole channel. It takes the
+            # place of a slow answer's note.
             reply = Reply(text=text, kind=ReplyKind.ERROR)
-            await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
+            messages = render.render_reply(reply, buttons=False)
+            await self._send_ephemeral(client, p, messages, replace_first=bool(p.get(NOTED_KEY)))
             return
         await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
 
@@ -480,7 +485,7 @@ class SlackBot:
                 raise TryLater(reason) from exc
             return
         handler = {
-            "command": self._answer_command,
+            "command": lambda _p, c: self._answer_command(work, c),
             "action": lambda p, c: self._handle_action(p, c, work),
             "assistant_started": self._greet_assistant_thread,
             SHORTCUT_NOTE: lambda p, c: self.shortcuts.send_note(work, c),
@@ -640,17 +645,21 @@ class SlackBot:
         escalation_id = (memory.tool_metadata or {}).get("escalation_id") if memory else None
         return [render.resolve_block(int(escalation_id))] if escalation_id else []
 
-    async def _answer_command(self, p: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _answer_command(self, work: Work, client: AsyncWebClient) -> None:
+        p = work.payload
         msg = await with_admin_flag(client, message_from_record(p["msg"]))
         url = p.get("response_url")
         # A slow answer (bot/progress.py) shows a private note first, which the answer then
         # replaces: the asker of /ask sees nothing at all otherwise until the model is done.
+        # An earlier attempt (its process died) may have shown it already.
         progress = self._progress_allowed if url else None
-        noted = False
+        noted = bool(p.get(NOTED_KEY))
         reply = None
         async for item in self.responder.stream(msg, progress=progress):
             if isinstance(item, Slow) and url and not noted:
                 noted = await respond(url, render.SlackMessage(texts.SLACK_ANSWER_COMING))
+                if noted:
+                    await self.inbox.record(work, {**p, NOTED_KEY: True})
             elif isinstance(item, Reply):
                 reply = item
         if reply is None:  # never for a person's command: only bots' messages get none
