@@ -348,3 +348,59 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
         [answer] = world.api.channel_messages(channel)
         assert "Reset password" in answer["content"]
         assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
+
+
+def _streamed_for(seconds: float) -> Callable[[dict[str, Any]], Turn]:
+    """The usual answers, each streamed over about ``seconds``."""
+
+    def policy(request: dict[str, Any]) -> Turn:
+        turn = default_policy(request)
+        chunks = max(1, len(turn.content) // turn.chunk_chars)
+        return replace(turn, chunk_delay=seconds / chunks)
+
+    return policy
+
+
+async def test_socket_mode_reconnecting_mid_answer_answers_once_and_takes_new_questions(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Guard: Slack ends the websocket (`disconnect`, then the close) while an answer is being
+    # streamed, and after the client reconnects delivers the same event again (its ack may
+    # not have arrived). The answer goes on over the Web API, the redelivery is acked and
+    # does nothing, and a question sent on the new connection is answered.
+    socket = FakeSocketMode()
+    await socket.start()
+    api.socket_url = socket.url
+    async with FakeOpenAI(policy=_streamed_for(6.0)) as model:
+        env = slack_env(sqlite_url, kb_uri, model, api)
+        env["SLACK_APP_TOKEN"] = "xapp-1-test"
+        proc = await spawn("run", "slack", "--socket-mode", env=env)
+        try:
+            await socket.wait_connected(timeout=30)
+            first = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
+            await socket.wait_ack(await socket.send("events_api", first), timeout=15)
+            await api.wait_for(lambda: api.calls_to("chat.appendStream"), timeout=30)
+            opened = len(api.calls_to("apps.connections.open"))
+            await socket.disconnect()
+            await api.wait_for(
+                lambda: len(api.calls_to("apps.connections.open")) > opened, timeout=20
+            )
+            await socket.wait_connected(timeout=20)
+            again = await socket.send("events_api", first, retry_attempt=1)
+            await socket.wait_ack(again, timeout=15)
+            second = app_mention(text=f"<@{DEFAULT_BOT_USER}> when are invoices sent?")
+            await socket.wait_ack(await socket.send("events_api", second), timeout=15)
+            await api.wait_for(
+                lambda: len([m for m in api.posted() if not m.streaming]) >= 2, timeout=40
+            )
+            await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+        finally:
+            await kill(proc)
+            await socket.close()
+    answers = api.posted()
+    assert sorted(m.thread_ts or "" for m in answers) == sorted(
+        [first["event"]["ts"], second["event"]["ts"]]
+    )
+    assert "Reset password" in answers[0].text and "invoices" in answers[1].text.lower()
+    rows = await ledger(sqlite_db, "slack")
+    assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
