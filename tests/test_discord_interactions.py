@@ -34,6 +34,7 @@ from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
+from tests.inbox_support import ledger
 
 MANAGE_THREADS = 1 << 34  # Discord's permission bit
 pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
@@ -390,6 +391,38 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
     assert [m.get("followup") for m in world.api.deleted] == [True]  # the first attempt's
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
     assert status == events.ANSWERED
+
+
+async def test_rate_limited_follow_ups_and_response_edit_are_waited_out_not_retried(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Guard: Discord answers 429 (with Retry-After) to the first follow-ups of a long `/ask`
+    # answer and to an edit of its deferred response. discord.py's webhook client waits them
+    # out: every line shows once, in one attempt, with nothing deleted and no apology.
+    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
+        world.api.fail_next("POST", r"/webhooks/\d+/[^/]+", times=2, retry_after=0.5)
+        world.api.fail_next(
+            "PATCH", r"/webhooks/\d+/[^/]+/messages/@original", times=1, retry_after=0.5
+        )
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+        await world.api.wait_for(
+            lambda: any(
+                m["components"] for m in world.api.interaction_messages(interaction["token"])
+            ),
+            what="the whole answer",
+        )
+        await running.adapter.inbox.wait_idle(10)
+    limited = [r for r in world.api.requests if "/webhooks/" in r.path and r.status == 429]
+    assert len(limited) == 3
+    joined = "\n".join(m["content"] for m in world.api.interaction_messages(interaction["token"]))
+    for n in range(10):
+        for i in range(10):
+            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert world.api.deleted == []
+    row = (await ledger(sqlite_db, "discord"))[interaction["id"]]
+    assert (row.status, row.attempts) == (events.ANSWERED, 1)
 
 
 async def test_a_long_command_answer_given_up_leaves_only_the_note(
