@@ -404,3 +404,53 @@ async def test_socket_mode_reconnecting_mid_answer_answers_once_and_takes_new_qu
     assert "Reset password" in answers[0].text and "invoices" in answers[1].text.lower()
     rows = await ledger(sqlite_db, "slack")
     assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
+
+
+async def test_a_dm_answer_slack_posted_as_the_process_died_is_not_left_beside_the_answer(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # A DM is answered at its top level. Slack made the answer's first message, and `serve`
+    # was SIGKILLed before learning so (nothing recorded it). The next process answered again
+    # and the stray start of the first answer stayed above the answer for good; only a thread
+    # was searched for such a message. The answer to an earlier question in the DM stays.
+    env = slack_env(sqlite_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "0")
+    try:
+        async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+            earlier = app_mention(
+                text="when are invoices sent?",
+                channel="D0000003",
+                event_type="message",
+                channel_type="im",
+            )
+            assert (await sender.event(earlier)).status == 200
+            [invoices] = await api.wait_for(lambda: api.posted("D0000003"), timeout=30)
+            api.stall("chat.postMessage", handled=True, channel="D0000003")
+            question = app_mention(
+                text="how do I reset my password?",
+                channel="D0000003",
+                event_type="message",
+                channel_type="im",
+            )
+            assert (await sender.event(question)).status == 200
+        await api.wait_for(lambda: len(api.posted("D0000003")) == 2, timeout=30)
+        await kill(proc)
+        api.unstall("chat.postMessage")
+        proc = await serve(env, "--workers", "0")
+        await api.wait_for(
+            lambda: any("Reset password" in m.text for m in api.posted("D0000003")), timeout=30
+        )
+        await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+    finally:
+        await kill(proc)
+    earlier_answer, answer = api.posted("D0000003")
+    assert earlier_answer.ts == invoices.ts and "invoices" in earlier_answer.text.lower()
+    assert "Reset password" in answer.text and "sb_helpful" in json.dumps(answer.blocks)
+    assert len([m for m in api.messages.values() if m.deleted]) == 1  # the stray start
+    rows = await ledger(sqlite_db, "slack")
+    assert sorted((r.status, r.attempts) for r in rows.values()) == [
+        (events.ANSWERED, 1),
+        (events.ANSWERED, 2),
+    ]
+    turns = await stored_turns(sqlite_db)
+    assert [role for _, role, _ in turns] == ["user", "assistant"] * 2

@@ -602,21 +602,27 @@ class SlackBot:
         self, work: Work, client: AsyncWebClient, route: Route
     ) -> None:
         """An earlier attempt died or met a passing fault while answering this: remove what it
-        posted before answering again. Every message it recorded, and in a thread, our messages
-        after the question (a crash right after a post, before the record, leaves one) that
-        are not what the conversation's other work recorded posting: the answer to a later
-        question in the same thread stays."""
+        posted before answering again. Every message it recorded, and in a thread or a DM, our
+        messages after the question (a crash right after a post, before the record, leaves
+        one) that are not what the conversation's other work recorded posting: the answer to a
+        later question in the same thread or DM stays."""
         stamps = posted_messages(work.payload)
         # Our replies after the question, or after it was asked about (an older message).
         question = str(
             work.payload.get(ANSWER_AFTER_KEY) or convert.asked_at(str(work.payload["msg"]["id"]))
         )
-        if route.thread_ts:
+        direct = bool(work.payload["msg"].get("is_direct"))
+        if route.thread_ts or direct:
             try:
                 me = await client.auth_test()
-                replies = await client.conversations_replies(
-                    channel=route.channel, ts=route.thread_ts, oldest=question, limit=50
-                )
+                if route.thread_ts:
+                    replies = await client.conversations_replies(
+                        channel=route.channel, ts=route.thread_ts, oldest=question, limit=50
+                    )
+                else:  # a DM answered at its top level: the DM's own history
+                    replies = await client.conversations_history(
+                        channel=route.channel, oldest=question, limit=50
+                    )
                 others = await self._posted_by_other_work(work, question)
                 stamps.update(
                     str(m["ts"])
