@@ -393,47 +393,61 @@ async def test_odd_slack_messages_each_get_one_short_reply(
         assert len(rows) == 4 and proc.returncode is None
 
 
-@pytest.mark.parametrize("posted", [False, True], ids=["notice-unsent", "notice-sent"])
+# (escalation target, the channel whose post is cut short, whether Slack made that post)
+HAND_OFF_CUTS = {
+    "notice-unsent": ("CTEAM0001", "CTEAM0001", False),
+    "notice-sent": ("CTEAM0001", "CTEAM0001", True),
+    "mention-unsent": ("S0TEAM0001", "C0000001", False),
+}
+
+
+@pytest.mark.parametrize("cut", HAND_OFF_CUTS.values(), ids=HAND_OFF_CUTS.keys())
 async def test_a_hand_off_cut_short_by_sigkill_is_said_in_the_thread_after_restart(
     api: FakeSlackAPI,
     sqlite_db: Database,
     sqlite_url: str,
     kb_uri: str,
     model: FakeOpenAI,
-    posted: bool,
+    cut: tuple[str, str, bool],
 ) -> None:
     # "Talk to a human" is clicked and the process is SIGKILLed while Slack has not answered
-    # the team's notice (which it did or did not post). The restarted process took the click
-    # over, found the hand-off the killed attempt had opened "already open", and told the
-    # asker so privately: the thread never said a human was asked nor offered "Mark
-    # resolved". Now the click carries on as the one that opened it: one notice, one message.
+    # the team's notice (which it did or did not post), or, for a team mentioned in the
+    # conversation, the hand-off message. The restarted process took the click over, found
+    # the hand-off the killed attempt had opened "already open", and told the asker so
+    # privately: the thread never said a human was asked nor offered "Mark resolved", and a
+    # team to mention was never mentioned. Now the click carries on as the one that opened
+    # it: one notice (or mention), one message.
+    target, stalled, posted = cut
     env = slack_env(sqlite_url, kb_uri, model, api)
-    env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = "CTEAM0001"
+    env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = target
     proc = await serve(env, "--workers", "0")
     try:
         ts = new_ts()
         await mention(env, ts)
         await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=30)
         [answer] = api.posted()
-        api.stall("chat.postMessage", handled=posted, channel="CTEAM0001")
+        api.stall("chat.postMessage", handled=posted, channel=stalled)
         async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
             click = _click_payload(answer, "sb_human", "clicker", api)
             assert (await sender.interaction(click)).status == 200
         await api.wait_for(
-            lambda: any(c.params.get("channel") == "CTEAM0001" for c in api.calls),
+            lambda: (
+                api.calls_to("chat.postMessage")
+                and api.calls_to("chat.postMessage")[-1].params.get("channel") == stalled
+            ),
             timeout=20,
         )
         await kill(proc)
         api.unstall("chat.postMessage")
         proc = await serve(env, "--workers", "0")
-        await api.wait_for(
-            lambda: len(api.posted("C0000001")) == 2 and api.posted("CTEAM0001"), timeout=30
-        )
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 2, timeout=30)
         await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
-        assert len(api.posted("CTEAM0001")) == 1
+        assert len(api.posted("CTEAM0001")) == (target == "CTEAM0001")
         [_answer, handoff] = api.posted("C0000001")
         assert handoff.thread_ts == ts and texts.ESCALATION_OPENED in handoff.text
         assert "sb_resolve" in _buttons(handoff.blocks)
+        if target.startswith("S"):
+            assert f"<!subteam^{target}>" in handoff.text
         assert not api.all_responses() and not api.ephemerals
         [escalation] = await _count(sqlite_db, Escalation)
         assert escalation.status == "open"

@@ -139,6 +139,9 @@ class SlackEscalations:
         ping = await self._announce(
             client, p, target, conversation, user, escalation_id, request_id
         )
+        if opened and not hand_off.created and not target.channels and not ping:
+            # The attempt that died claimed the mentions for this click's message; still due.
+            ping = target.mentions
         text = reply.text
         if ping:
             slots = " ".join(render.mention_slot(i) for i in range(len(ping)))
