@@ -393,6 +393,43 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
     assert status == events.ANSWERED
 
 
+@pytest.mark.parametrize("lost", [0, 1], ids=["first-follow-up", "second-follow-up"])
+async def test_a_follow_up_discord_made_before_the_connection_dropped_is_not_left_twice(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    fake_openai: FakeOpenAI,
+    lost: int,
+) -> None:
+    # Discord made a follow-up of a long `/ask` answer, then the connection dropped before
+    # its response came: its id was never recorded, and a follow-up has no nonce. The next
+    # attempt deleted only the recorded follow-ups and posted the answer again: that piece
+    # showed twice. It is now found in the channel (its interaction metadata) and deleted.
+    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
+        world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=lost, after=True)
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+
+        async def answered() -> bool:
+            status = await events.event_status(
+                sqlite_db, platform="discord", event_id=interaction["id"]
+            )
+            return status == events.ANSWERED
+
+        await wait_until(answered, what="the answer")
+        await running.adapter.inbox.wait_idle(10)
+    messages = world.api.interaction_messages(interaction["token"])
+    joined = "\n".join(m["content"] for m in messages)
+    for n in range(10):  # every line of the answer shown once
+        for i in range(10):
+            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert len(world.api.deleted) == lost + 1  # every follow-up of the first attempt
+    row = (await ledger(sqlite_db, "discord"))[interaction["id"]]
+    assert (row.status, row.attempts) == (events.ANSWERED, 2)
+
+
 async def test_rate_limited_follow_ups_and_response_edit_are_waited_out_not_retried(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
