@@ -7,6 +7,7 @@ import json
 import time
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -353,6 +354,25 @@ async def test_an_answered_command_keeps_no_webhook_token_in_the_ledger(
     assert interaction["token"] not in json.dumps(stored)
 
 
+async def _asked_until_answered(world: DiscordWorld, running: RunningBot) -> dict[str, Any]:
+    """`/ask` about resetting a password, once its whole answer (with the buttons) is shown
+    and the bot is idle; returns the interaction."""
+    interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+    await world.api.wait_for(
+        lambda: any(m["components"] for m in world.api.interaction_messages(interaction["token"])),
+        what="the whole answer",
+    )
+    await running.adapter.inbox.wait_idle(10)
+    return interaction
+
+
+def _lines_not_shown_once(messages: list[dict[str, Any]]) -> list[str]:
+    """The lines of :func:`_long_answer` that ``messages`` do not show exactly once."""
+    joined = "\n".join(m["content"] for m in messages)
+    lines = (f"Step {n}.{i}:" for n in range(10) for i in range(10))
+    return [line for line in lines if joined.count(line) != 1]
+
+
 def _long_answer() -> str:
     blocks = []
     for n in range(10):
@@ -374,19 +394,9 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
     model = model_overrides(fake_openai)
     async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
         world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=1)  # the second follow-up
-        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
-        await world.api.wait_for(
-            lambda: any(
-                m["components"] for m in world.api.interaction_messages(interaction["token"])
-            ),
-            what="the whole answer",
-        )
-        await running.adapter.inbox.wait_idle(10)
+        interaction = await _asked_until_answered(world, running)
     messages = world.api.interaction_messages(interaction["token"])
-    joined = "\n".join(m["content"] for m in messages)
-    for n in range(10):  # every line of the answer shown once
-        for i in range(10):
-            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert _lines_not_shown_once(messages) == []
     assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])
     assert [m.get("followup") for m in world.api.deleted] == [True]  # the first attempt's
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
@@ -421,10 +431,7 @@ async def test_a_follow_up_discord_made_before_the_connection_dropped_is_not_lef
         await wait_until(answered, what="the answer")
         await running.adapter.inbox.wait_idle(10)
     messages = world.api.interaction_messages(interaction["token"])
-    joined = "\n".join(m["content"] for m in messages)
-    for n in range(10):  # every line of the answer shown once
-        for i in range(10):
-            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert _lines_not_shown_once(messages) == []
     assert len(world.api.deleted) == lost + 1  # every follow-up of the first attempt
     row = (await ledger(sqlite_db, "discord"))[interaction["id"]]
     assert (row.status, row.attempts) == (events.ANSWERED, 2)
@@ -443,20 +450,10 @@ async def test_rate_limited_follow_ups_and_response_edit_are_waited_out_not_retr
         world.api.fail_next(
             "PATCH", r"/webhooks/\d+/[^/]+/messages/@original", times=1, retry_after=0.5
         )
-        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
-        await world.api.wait_for(
-            lambda: any(
-                m["components"] for m in world.api.interaction_messages(interaction["token"])
-            ),
-            what="the whole answer",
-        )
-        await running.adapter.inbox.wait_idle(10)
+        interaction = await _asked_until_answered(world, running)
     limited = [r for r in world.api.requests if "/webhooks/" in r.path and r.status == 429]
     assert len(limited) == 3
-    joined = "\n".join(m["content"] for m in world.api.interaction_messages(interaction["token"]))
-    for n in range(10):
-        for i in range(10):
-            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert _lines_not_shown_once(world.api.interaction_messages(interaction["token"])) == []
     assert world.api.deleted == []
     row = (await ledger(sqlite_db, "discord"))[interaction["id"]]
     assert (row.status, row.attempts) == (events.ANSWERED, 1)
@@ -500,10 +497,7 @@ async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attemp
         )
         await running.adapter.inbox.wait_idle(10)
     messages = world.api.channel_messages(dm["channel_id"])
-    joined = "\n".join(m["content"] for m in messages)
-    for n in range(10):  # every line of the answer shown once
-        for i in range(10):
-            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert _lines_not_shown_once(messages) == []
     assert len(world.api.deleted) == 2  # both pieces of the first attempt
 
 

@@ -393,6 +393,16 @@ async def test_odd_slack_messages_each_get_one_short_reply(
         assert len(rows) == 4 and proc.returncode is None
 
 
+async def _answered_mention(env: dict[str, str], api: FakeSlackAPI) -> tuple[str, FakeMessage]:
+    """A mention to the `serve` process of ``env``, once its answer is finished: (the
+    question's ts, the answer)."""
+    ts = new_ts()
+    await mention(env, ts)
+    await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=30)
+    [answer] = api.posted()
+    return ts, answer
+
+
 # (escalation target, the channel whose post is cut short, whether Slack made that post)
 HAND_OFF_CUTS = {
     "notice-unsent": ("CTEAM0001", "CTEAM0001", False),
@@ -422,10 +432,7 @@ async def test_a_hand_off_cut_short_by_sigkill_is_said_in_the_thread_after_resta
     env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = target
     proc = await serve(env, "--workers", "0")
     try:
-        ts = new_ts()
-        await mention(env, ts)
-        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=30)
-        [answer] = api.posted()
+        ts, answer = await _answered_mention(env, api)
         api.stall("chat.postMessage", handled=posted, channel=stalled)
         async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
             click = _click_payload(answer, "sb_human", "clicker", api)
@@ -468,10 +475,7 @@ async def test_a_resolve_cut_short_by_sigkill_is_finished_after_restart(
     env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = "CTEAM0001"
     proc = await serve(env, "--workers", "0")
     try:
-        ts = new_ts()
-        await mention(env, ts)
-        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=30)
-        [answer] = api.posted()
+        ts, answer = await _answered_mention(env, api)
         async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
             click = _click_payload(answer, "sb_human", "human", api)
             assert (await sender.interaction(click)).status == 200

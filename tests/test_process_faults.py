@@ -77,6 +77,11 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
         await kill(proc)
 
 
+def _direct(text: str) -> dict[str, Any]:
+    """A direct message to the bot, as Slack delivers it."""
+    return app_mention(text=text, channel="D0000003", event_type="message", channel_type="im")
+
+
 async def _answered_once_after_restart(api: FakeSlackAPI, db: Database, ts: str) -> None:
     """The question of thread ``ts``, which a killed process left half-answered, is answered
     once by the next one: one finished answer (a late duplicate would show within a lease),
@@ -287,12 +292,7 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
         async with SlackSender(url, SIGNING_SECRET) as sender:
             question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
             assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
-            dm = app_mention(
-                text="how do I reset my password?",
-                channel="D0000003",
-                event_type="message",
-                channel_type="im",
-            )
+            dm = _direct("how do I reset my password?")
             assert (await sender.event(dm)).status == 200
         await api.wait_for(
             lambda: len([m for m in api.posted() if not m.streaming]) >= 2, timeout=30
@@ -350,17 +350,6 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
         assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
 
 
-def _streamed_for(seconds: float) -> Callable[[dict[str, Any]], Turn]:
-    """The usual answers, each streamed over about ``seconds``."""
-
-    def policy(request: dict[str, Any]) -> Turn:
-        turn = default_policy(request)
-        chunks = max(1, len(turn.content) // turn.chunk_chars)
-        return replace(turn, chunk_delay=seconds / chunks)
-
-    return policy
-
-
 async def test_socket_mode_reconnecting_mid_answer_answers_once_and_takes_new_questions(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
@@ -371,7 +360,7 @@ async def test_socket_mode_reconnecting_mid_answer_answers_once_and_takes_new_qu
     socket = FakeSocketMode()
     await socket.start()
     api.socket_url = socket.url
-    async with FakeOpenAI(policy=_streamed_for(6.0)) as model:
+    async with FakeOpenAI(policy=_stalling(6.0)) as model:
         env = slack_env(sqlite_url, kb_uri, model, api)
         env["SLACK_APP_TOKEN"] = "xapp-1-test"
         proc = await spawn("run", "slack", "--socket-mode", env=env)
@@ -417,21 +406,11 @@ async def test_a_dm_answer_slack_posted_as_the_process_died_is_not_left_beside_t
     proc = await serve(env, "--workers", "0")
     try:
         async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
-            earlier = app_mention(
-                text="when are invoices sent?",
-                channel="D0000003",
-                event_type="message",
-                channel_type="im",
-            )
+            earlier = _direct("when are invoices sent?")
             assert (await sender.event(earlier)).status == 200
             [invoices] = await api.wait_for(lambda: api.posted("D0000003"), timeout=30)
             api.stall("chat.postMessage", handled=True, channel="D0000003")
-            question = app_mention(
-                text="how do I reset my password?",
-                channel="D0000003",
-                event_type="message",
-                channel_type="im",
-            )
+            question = _direct("how do I reset my password?")
             assert (await sender.event(question)).status == 200
         await api.wait_for(lambda: len(api.posted("D0000003")) == 2, timeout=30)
         await kill(proc)

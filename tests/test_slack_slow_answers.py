@@ -139,6 +139,12 @@ async def test_a_stream_slack_expired_still_delivers_the_whole_answer(
     assert row.status == events.ANSWERED
 
 
+def _slow_first_answer(env: dict[str, str], model: FakeOpenAI) -> dict[str, str]:
+    """``env`` for a process whose first answer takes 30 s and is slow after 0.5 s."""
+    model.queue(Turn(content=ANSWER, delay=30.0))
+    return {**env, "SUPPORTBOT_PROGRESS_AFTER": "0.5"}
+
+
 async def test_a_process_killed_while_a_slow_answer_began_leaves_no_stray_message(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
@@ -146,9 +152,7 @@ async def test_a_process_killed_while_a_slow_answer_began_leaves_no_stray_messag
     # takes the work over removes that begun message as it would half an answer, and answers
     # once.
     async with FakeOpenAI() as model:
-        model.queue(Turn(content=ANSWER, delay=30.0))
-        env = slack_env(sqlite_url, kb_uri, model, api)
-        env["SUPPORTBOT_PROGRESS_AFTER"] = "0.5"
+        env = _slow_first_answer(slack_env(sqlite_url, kb_uri, model, api), model)
         proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
@@ -202,9 +206,7 @@ async def test_ask_killed_after_its_note_is_answered_in_the_notes_place_after_re
     # `/ask` showed its private "Looking into it…" note, then `serve` was SIGKILLed. The next
     # process answered as a new private message: the note stayed above the answer for good.
     async with FakeOpenAI() as model:
-        model.queue(Turn(content=ANSWER, delay=30.0))
-        env = slack_env(sqlite_url, kb_uri, model, api)
-        env["SUPPORTBOT_PROGRESS_AFTER"] = "0.5"
+        env = _slow_first_answer(slack_env(sqlite_url, kb_uri, model, api), model)
         proc = await serve(env, "--workers", "0")
         try:
             async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
