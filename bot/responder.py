@@ -160,7 +160,25 @@ class Responder:
             )
             await self._record_error(session_id, exc)
             metrics.observe_answer(ReplyKind.ERROR.value)
-            yield Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
+            yield await self._failed(msg, session_id, exc)
+
+    async def _failed(self, msg: IncomingMessage, session_id: str, exc: Exception) -> Reply:
+        """The apology for an answer that failed. Not to a post nobody addressed to the bot in
+        an auto-answer channel: there it speaks only with a grounded answer, and during a
+        model outage it apologised under every new post; such a post gets the channel's
+        reaction for unanswered posts, as when the gate holds an answer back."""
+        policy = await self.channels.policy(
+            msg.conversation, parent_channel_id=msg.parent_channel_id
+        )
+        if is_auto_answer_post(msg, policy):
+            return Reply(
+                "",
+                ReplyKind.ERROR,
+                silent=True,
+                reaction=policy.unanswered_reaction,
+                session_id=session_id,
+            )
+        return Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
 
     async def _acknowledge(self, msg: IncomingMessage, session_id: str) -> Reply:
         """Thanks or "ok" (bot.smalltalk): a reaction, not a search and not a stored question;
@@ -507,13 +525,21 @@ class Responder:
         resolved_by: str,
         read_thread: ThreadReader | None = None,
         thread_link: str | None = None,
+        resumed: bool = False,
     ) -> Reply:
         """Close a hand-off; with ``read_thread`` (the adapter's thread history), the team's
-        answer is captured as a draft for review (bot.learning). Capture never fails a resolve."""
+        answer is captured as a draft for review (bot.learning). Capture never fails a resolve.
+        ``resumed``: a later attempt of the same request, whose earlier attempt may have closed
+        it and died before capturing the draft: a closed hand-off is finished, not "not open"
+        (capturing adds nothing when the draft exists)."""
         try:
             resolved = await escalations.resolve_escalation(
                 self.db, escalation_id=escalation_id, resolved_by=resolved_by
             )
+            if resolved is None and resumed:
+                row = await escalations.get_escalation(self.db, escalation_id=escalation_id)
+                if row is not None and row.status == escalations.RESOLVED:
+                    resolved = row
         except Exception:
             log.error("resolving escalation %s failed", escalation_id, exc_info=True)
             return Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, ephemeral=True)

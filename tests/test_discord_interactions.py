@@ -7,6 +7,7 @@ import json
 import time
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -35,6 +36,7 @@ from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
+from tests.inbox_support import ledger
 
 MANAGE_THREADS = 1 << 34  # Discord's permission bit
 pytestmark = pytest.mark.timeout(60)  # a hang fails fast instead of eating the CI budget
@@ -338,6 +340,25 @@ async def test_an_answered_command_keeps_no_webhook_token_in_the_ledger(
     assert interaction["token"] not in json.dumps(stored)
 
 
+async def _asked_until_answered(world: DiscordWorld, running: RunningBot) -> dict[str, Any]:
+    """`/ask` about resetting a password, once its whole answer (with the buttons) is shown
+    and the bot is idle; returns the interaction."""
+    interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+    await world.api.wait_for(
+        lambda: any(m["components"] for m in world.api.interaction_messages(interaction["token"])),
+        what="the whole answer",
+    )
+    await running.adapter.inbox.wait_idle(10)
+    return interaction
+
+
+def _lines_not_shown_once(messages: list[dict[str, Any]]) -> list[str]:
+    """The lines of :func:`_long_answer` that ``messages`` do not show exactly once."""
+    joined = "\n".join(m["content"] for m in messages)
+    lines = (f"Step {n}.{i}:" for n in range(10) for i in range(10))
+    return [line for line in lines if joined.count(line) != 1]
+
+
 def _long_answer() -> str:
     blocks = []
     for n in range(10):
@@ -359,23 +380,69 @@ async def test_a_retried_long_command_answer_leaves_no_duplicate_follow_ups(
     model = model_overrides(fake_openai)
     async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
         world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=1)  # the second follow-up
-        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
-        await world.api.wait_for(
-            lambda: any(
-                m["components"] for m in world.api.interaction_messages(interaction["token"])
-            ),
-            what="the whole answer",
-        )
-        await running.adapter.inbox.wait_idle(10)
+        interaction = await _asked_until_answered(world, running)
     messages = world.api.interaction_messages(interaction["token"])
-    joined = "\n".join(m["content"] for m in messages)
-    for n in range(10):  # every line of the answer shown once
-        for i in range(10):
-            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert _lines_not_shown_once(messages) == []
     assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])
     assert [m.get("followup") for m in world.api.deleted] == [True]  # the first attempt's
     status = await events.event_status(sqlite_db, platform="discord", event_id=interaction["id"])
     assert status == events.ANSWERED
+
+
+@pytest.mark.parametrize("lost", [0, 1], ids=["first-follow-up", "second-follow-up"])
+async def test_a_follow_up_discord_made_before_the_connection_dropped_is_not_left_twice(
+    world: DiscordWorld,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    fake_openai: FakeOpenAI,
+    lost: int,
+) -> None:
+    # Discord made a follow-up of a long `/ask` answer, then the connection dropped before
+    # its response came: its id was never recorded, and a follow-up has no nonce. The next
+    # attempt deleted only the recorded follow-ups and posted the answer again: that piece
+    # showed twice. It is now found in the channel (its interaction metadata) and deleted.
+    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
+        world.api.reset_next("POST", r"/webhooks/\d+/[^/]+", skip=lost, after=True)
+        interaction = await world.slash("ask", {"question": "How do I reset my password?"})
+
+        async def answered() -> bool:
+            status = await events.event_status(
+                sqlite_db, platform="discord", event_id=interaction["id"]
+            )
+            return status == events.ANSWERED
+
+        await wait_until(answered, what="the answer")
+        await running.adapter.inbox.wait_idle(10)
+    messages = world.api.interaction_messages(interaction["token"])
+    assert _lines_not_shown_once(messages) == []
+    assert len(world.api.deleted) == lost + 1  # every follow-up of the first attempt
+    row = (await ledger(sqlite_db, "discord"))[interaction["id"]]
+    assert (row.status, row.attempts) == (events.ANSWERED, 2)
+
+
+async def test_rate_limited_follow_ups_and_response_edit_are_waited_out_not_retried(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Guard: Discord answers 429 (with Retry-After) to the first follow-ups of a long `/ask`
+    # answer and to an edit of its deferred response. discord.py's webhook client waits them
+    # out: every line shows once, in one attempt, with nothing deleted and no apology.
+    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
+        world.api.fail_next("POST", r"/webhooks/\d+/[^/]+", times=2, retry_after=0.5)
+        world.api.fail_next(
+            "PATCH", r"/webhooks/\d+/[^/]+/messages/@original", times=1, retry_after=0.5
+        )
+        interaction = await _asked_until_answered(world, running)
+    limited = [r for r in world.api.requests if "/webhooks/" in r.path and r.status == 429]
+    assert len(limited) == 3
+    assert _lines_not_shown_once(world.api.interaction_messages(interaction["token"])) == []
+    assert world.api.deleted == []
+    row = (await ledger(sqlite_db, "discord"))[interaction["id"]]
+    assert (row.status, row.attempts) == (events.ANSWERED, 1)
 
 
 async def test_a_long_command_answer_given_up_leaves_only_the_note(
@@ -416,10 +483,7 @@ async def test_a_retried_long_answer_in_a_dm_leaves_no_piece_of_the_first_attemp
         )
         await running.adapter.inbox.wait_idle(10)
     messages = world.api.channel_messages(dm["channel_id"])
-    joined = "\n".join(m["content"] for m in messages)
-    for n in range(10):  # every line of the answer shown once
-        for i in range(10):
-            assert joined.count(f"Step {n}.{i}:") == 1, (n, i)
+    assert _lines_not_shown_once(messages) == []
     assert len(world.api.deleted) == 2  # both pieces of the first attempt
 
 

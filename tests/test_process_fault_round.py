@@ -18,7 +18,7 @@ from sqlalchemy import select
 from bot import texts
 from storage import events
 from storage.db import Database
-from storage.models import Escalation, Feedback
+from storage.models import Escalation, Feedback, LearnedAnswer
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.openai_server import FakeOpenAI, Turn, default_policy
 from tests.fakes.slack_api import DEFAULT_BOT_USER, RESPONSE_URL, FakeMessage, FakeSlackAPI
@@ -391,3 +391,116 @@ async def test_odd_slack_messages_each_get_one_short_reply(
         rows = await ledger(sqlite_db, "slack")
         assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
         assert len(rows) == 4 and proc.returncode is None
+
+
+async def _answered_mention(env: dict[str, str], api: FakeSlackAPI) -> tuple[str, FakeMessage]:
+    """A mention to the `serve` process of ``env``, once its answer is finished: (the
+    question's ts, the answer)."""
+    ts = new_ts()
+    await mention(env, ts)
+    await api.wait_for(lambda: [m for m in api.posted() if not m.streaming], timeout=30)
+    [answer] = api.posted()
+    return ts, answer
+
+
+# (escalation target, the channel whose post is cut short, whether Slack made that post)
+HAND_OFF_CUTS = {
+    "notice-unsent": ("CTEAM0001", "CTEAM0001", False),
+    "notice-sent": ("CTEAM0001", "CTEAM0001", True),
+    "mention-unsent": ("S0TEAM0001", "C0000001", False),
+}
+
+
+@pytest.mark.parametrize("cut", HAND_OFF_CUTS.values(), ids=HAND_OFF_CUTS.keys())
+async def test_a_hand_off_cut_short_by_sigkill_is_said_in_the_thread_after_restart(
+    api: FakeSlackAPI,
+    sqlite_db: Database,
+    sqlite_url: str,
+    kb_uri: str,
+    model: FakeOpenAI,
+    cut: tuple[str, str, bool],
+) -> None:
+    # "Talk to a human" is clicked and the process is SIGKILLed while Slack has not answered
+    # the team's notice (which it did or did not post), or, for a team mentioned in the
+    # conversation, the hand-off message. The restarted process took the click over, found
+    # the hand-off the killed attempt had opened "already open", and told the asker so
+    # privately: the thread never said a human was asked nor offered "Mark resolved", and a
+    # team to mention was never mentioned. Now the click carries on as the one that opened
+    # it: one notice (or mention), one message.
+    target, stalled, posted = cut
+    env = slack_env(sqlite_url, kb_uri, model, api)
+    env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = target
+    proc = await serve(env, "--workers", "0")
+    try:
+        ts, answer = await _answered_mention(env, api)
+        api.stall("chat.postMessage", handled=posted, channel=stalled)
+        async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+            click = _click_payload(answer, "sb_human", "clicker", api)
+            assert (await sender.interaction(click)).status == 200
+        await api.wait_for(
+            lambda: (
+                api.calls_to("chat.postMessage")
+                and api.calls_to("chat.postMessage")[-1].params.get("channel") == stalled
+            ),
+            timeout=20,
+        )
+        await kill(proc)
+        api.unstall("chat.postMessage")
+        proc = await serve(env, "--workers", "0")
+        await api.wait_for(lambda: len(api.posted("C0000001")) == 2, timeout=30)
+        await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+        assert len(api.posted("CTEAM0001")) == (target == "CTEAM0001")
+        [_answer, handoff] = api.posted("C0000001")
+        assert handoff.thread_ts == ts and texts.ESCALATION_OPENED in handoff.text
+        assert "sb_resolve" in _buttons(handoff.blocks)
+        if target.startswith("S"):
+            assert f"<!subteam^{target}>" in handoff.text
+        assert not api.all_responses() and not api.ephemerals
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "open"
+        rows = await ledger(sqlite_db, "slack")
+        assert {r.status for r in rows.values()} == {events.ANSWERED}
+    finally:
+        await kill(proc)
+
+
+async def test_a_resolve_cut_short_by_sigkill_is_finished_after_restart(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # The asker clicks "Mark resolved" and the process is SIGKILLed while it reads the thread
+    # for the team's answer (the hand-off is resolved in the database by then). The restarted
+    # process took the click over, found the hand-off "not open" and told the asker so: no
+    # draft was ever learned from the team's answer, and the thread kept its button.
+    env = slack_env(sqlite_url, kb_uri, model, api)
+    env["SUPPORTBOT_SLACK_ESCALATION_CHANNEL"] = "CTEAM0001"
+    proc = await serve(env, "--workers", "0")
+    try:
+        ts, answer = await _answered_mention(env, api)
+        async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+            click = _click_payload(answer, "sb_human", "human", api)
+            assert (await sender.interaction(click)).status == 200
+            await api.wait_for(lambda: len(api.posted("C0000001")) == 2, timeout=20)
+            handoff = api.posted("C0000001")[1]
+            api.add_user_message(
+                "C0000001", "Use the reset link from the login page.", user="UTEAM0001",
+                thread_ts=ts,
+            )  # fmt: skip
+            api.stall("conversations.replies")
+            click = _click_payload(handoff, "sb_resolve", "resolver", api)
+            assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.calls_to("conversations.replies"), timeout=20)
+        await kill(proc)
+        api.unstall("conversations.replies")
+        proc = await serve(env, "--workers", "0")
+        await api.wait_for(
+            lambda: texts.ESCALATION_RESOLVED in str(api.messages[("C0000001", handoff.ts)].blocks),
+            timeout=30,
+        )
+        await asyncio.sleep(1.5)
+        assert not [r for r in api.all_responses() if r["text"] == texts.ESCALATION_NOT_OPEN]
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "resolved"
+        [draft] = await _count(sqlite_db, LearnedAnswer)
+        assert "reset link" in draft.answer
+    finally:
+        await kill(proc)

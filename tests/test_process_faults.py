@@ -77,6 +77,11 @@ async def test_slack_serve_killed_after_storing_an_answer_it_never_finished_post
         await kill(proc)
 
 
+def _direct(text: str) -> dict[str, Any]:
+    """A direct message to the bot, as Slack delivers it."""
+    return app_mention(text=text, channel="D0000003", event_type="message", channel_type="im")
+
+
 async def _answered_once_after_restart(api: FakeSlackAPI, db: Database, ts: str) -> None:
     """The question of thread ``ts``, which a killed process left half-answered, is answered
     once by the next one: one finished answer (a late duplicate would show within a lease),
@@ -287,12 +292,7 @@ async def test_a_post_slack_made_before_failing_is_not_left_beside_the_answer(
         async with SlackSender(url, SIGNING_SECRET) as sender:
             question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
             assert (await sender.event(app_mention(text=question, ts=ts))).status == 200
-            dm = app_mention(
-                text="how do I reset my password?",
-                channel="D0000003",
-                event_type="message",
-                channel_type="im",
-            )
+            dm = _direct("how do I reset my password?")
             assert (await sender.event(dm)).status == 200
         await api.wait_for(
             lambda: len([m for m in api.posted() if not m.streaming]) >= 2, timeout=30
@@ -348,3 +348,88 @@ async def test_discord_post_made_before_a_server_error_is_not_posted_twice(
         [answer] = world.api.channel_messages(channel)
         assert "Reset password" in answer["content"]
         assert len(world.api.find("POST", rf"/channels/{channel}/messages")) == 2
+
+
+async def test_socket_mode_reconnecting_mid_answer_answers_once_and_takes_new_questions(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Guard: Slack ends the websocket (`disconnect`, then the close) while an answer is being
+    # streamed, and after the client reconnects delivers the same event again (its ack may
+    # not have arrived). The answer goes on over the Web API, the redelivery is acked and
+    # does nothing, and a question sent on the new connection is answered.
+    socket = FakeSocketMode()
+    await socket.start()
+    api.socket_url = socket.url
+    async with FakeOpenAI(policy=_stalling(6.0)) as model:
+        env = slack_env(sqlite_url, kb_uri, model, api)
+        env["SLACK_APP_TOKEN"] = "xapp-1-test"
+        proc = await spawn("run", "slack", "--socket-mode", env=env)
+        try:
+            await socket.wait_connected(timeout=30)
+            first = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
+            await socket.wait_ack(await socket.send("events_api", first), timeout=15)
+            await api.wait_for(lambda: api.calls_to("chat.appendStream"), timeout=30)
+            opened = len(api.calls_to("apps.connections.open"))
+            await socket.disconnect()
+            await api.wait_for(
+                lambda: len(api.calls_to("apps.connections.open")) > opened, timeout=20
+            )
+            await socket.wait_connected(timeout=20)
+            again = await socket.send("events_api", first, retry_attempt=1)
+            await socket.wait_ack(again, timeout=15)
+            second = app_mention(text=f"<@{DEFAULT_BOT_USER}> when are invoices sent?")
+            await socket.wait_ack(await socket.send("events_api", second), timeout=15)
+            await api.wait_for(
+                lambda: len([m for m in api.posted() if not m.streaming]) >= 2, timeout=40
+            )
+            await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+        finally:
+            await kill(proc)
+            await socket.close()
+    answers = api.posted()
+    assert sorted(m.thread_ts or "" for m in answers) == sorted(
+        [first["event"]["ts"], second["event"]["ts"]]
+    )
+    assert "Reset password" in answers[0].text and "invoices" in answers[1].text.lower()
+    rows = await ledger(sqlite_db, "slack")
+    assert {(r.status, r.attempts) for r in rows.values()} == {(events.ANSWERED, 1)}
+
+
+async def test_a_dm_answer_slack_posted_as_the_process_died_is_not_left_beside_the_answer(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, model: FakeOpenAI
+) -> None:
+    # A DM is answered at its top level. Slack made the answer's first message, and `serve`
+    # was SIGKILLed before learning so (nothing recorded it). The next process answered again
+    # and the stray start of the first answer stayed above the answer for good; only a thread
+    # was searched for such a message. The answer to an earlier question in the DM stays.
+    env = slack_env(sqlite_url, kb_uri, model, api)
+    proc = await serve(env, "--workers", "0")
+    try:
+        async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+            earlier = _direct("when are invoices sent?")
+            assert (await sender.event(earlier)).status == 200
+            [invoices] = await api.wait_for(lambda: api.posted("D0000003"), timeout=30)
+            api.stall("chat.postMessage", handled=True, channel="D0000003")
+            question = _direct("how do I reset my password?")
+            assert (await sender.event(question)).status == 200
+        await api.wait_for(lambda: len(api.posted("D0000003")) == 2, timeout=30)
+        await kill(proc)
+        api.unstall("chat.postMessage")
+        proc = await serve(env, "--workers", "0")
+        await api.wait_for(
+            lambda: any("Reset password" in m.text for m in api.posted("D0000003")), timeout=30
+        )
+        await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+    finally:
+        await kill(proc)
+    earlier_answer, answer = api.posted("D0000003")
+    assert earlier_answer.ts == invoices.ts and "invoices" in earlier_answer.text.lower()
+    assert "Reset password" in answer.text and "sb_helpful" in json.dumps(answer.blocks)
+    assert len([m for m in api.messages.values() if m.deleted]) == 1  # the stray start
+    rows = await ledger(sqlite_db, "slack")
+    assert sorted((r.status, r.attempts) for r in rows.values()) == [
+        (events.ANSWERED, 1),
+        (events.ANSWERED, 2),
+    ]
+    turns = await stored_turns(sqlite_db)
+    assert [role for _, role, _ in turns] == ["user", "assistant"] * 2

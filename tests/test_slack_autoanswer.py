@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 
+from bot import texts
 from storage import channel_settings, learned
 from storage.activity import open_escalations
 from storage.db import Database
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness
 from tests.fakes.slack_sender import app_mention, block_action, new_ts
+from tests.model_support import start_slack_with_model
 
 __all__ = ["api", "harness", "kb_uri"]
 HELP, OTHER = "C0000001", "C0000002"
@@ -105,3 +108,35 @@ async def test_events_and_duplicates_are_counted(harness: SlackHarness, api: Fak
     assert value(metrics.EVENTS_DEDUPLICATED) == duplicates + 1
     exposition, _ = await metrics.render()
     assert b'supportbot_events_deduplicated_total{platform="slack"}' in exposition
+
+
+async def test_a_model_outage_is_not_apologised_for_under_posts_nobody_addressed(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # The model fails past its retries. An unaddressed post in an auto-answer channel used to
+    # get "the language model is not available" in its thread: the bot spoke unasked under
+    # every new post, though there it speaks only with a grounded answer. It reacts as for a
+    # post the gate held back; a mention in the same channel is still told.
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="slack", workspace_id="T0000001", channel_id=HELP,
+        auto_answer=True, unanswered_reaction="eyes",
+    )  # fmt: skip
+    unaddressed, mentioned = new_ts(), new_ts()
+    async with FakeOpenAI() as model:
+        model.fail_next(500, times=20)
+        h = await start_slack_with_model(
+            api, sqlite_db, sqlite_url, kb_uri, model, openai_max_retries=0
+        )
+        try:
+            async with h.sender() as sender:
+                await sender.event(post("how do I reset my password?", HELP, unaddressed))
+                await api.wait_for(lambda: api.reactions, timeout=20)
+                question = f"<@{DEFAULT_BOT_USER}> how do I reset my password?"
+                await sender.event(app_mention(text=question, channel=HELP, ts=mentioned))
+                await api.wait_for(lambda: api.posted(HELP), timeout=20)
+            await h.bot.wait_idle()
+        finally:
+            await h.close()
+    assert api.reactions == [(HELP, unaddressed, "eyes")]
+    [apology] = api.posted(HELP)
+    assert apology.thread_ts == mentioned and apology.text == texts.ERROR_MODEL_UNAVAILABLE

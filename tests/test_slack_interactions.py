@@ -17,7 +17,7 @@ from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, 
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness, slack_settings
-from tests.fakes.slack_sender import app_mention, block_action, new_ts
+from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
 
 __all__ = ["api", "fake_openai", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -38,6 +38,15 @@ def _button(message: FakeMessage | dict[str, Any], action_id: str) -> dict[str, 
             if element.get("action_id") == action_id:
                 return element
     raise AssertionError(f"no {action_id} button")
+
+
+async def _answered(h: SlackHarness, sender: SlackSender) -> FakeMessage:
+    """A question mentioning the bot in a channel, once its answer is finished."""
+    await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
+    await h.api.wait_for(lambda: h.api.posted() and not h.api.posted()[0].streaming)
+    await h.bot.wait_idle()
+    [answer] = h.api.posted()
+    return answer
 
 
 async def test_ask_is_acked_before_the_answer_and_answered_ephemerally(
@@ -111,10 +120,7 @@ async def test_feedback_buttons_store_a_vote_and_thank_in_place(
     harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
 ) -> None:
     async with harness.sender() as sender:
-        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
-        await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
-        await harness.bot.wait_idle()
-        [answer] = api.posted()
+        answer = await _answered(harness, sender)
         helpful = _button(answer, "sb_helpful")
         click = block_action(
             action_id="sb_helpful", value=helpful["value"], message=_as_payload_message(answer)
@@ -263,10 +269,7 @@ async def test_a_button_whose_value_has_the_wrong_types_is_unusable_not_a_crash(
     as a failed action with a traceback and the clicker was told something went wrong."""
     caplog.set_level("WARNING")
     async with harness.sender() as sender:
-        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
-        await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
-        await harness.bot.wait_idle()
-        [answer] = api.posted()
+        answer = await _answered(harness, sender)
         for action_id, value in (
             ("sb_helpful", '{"m": "abc", "s": "x"}'),
             ("sb_resolve", '{"e": "abc"}'),
@@ -282,3 +285,28 @@ async def test_a_button_whose_value_has_the_wrong_types_is_unusable_not_a_crash(
     assert "Traceback" not in caplog.text and "failed (attempt" not in caplog.text
     assert not await feedback.list_feedback(sqlite_db)
     assert texts.ERROR_GENERIC not in json.dumps([m.text for m in api.posted()])
+
+
+async def test_a_click_slack_keeps_failing_is_told_to_the_clicker_alone(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    # "Helpful" is clicked on an answer in a channel, and Slack answers 500 to the edit that
+    # thanks the clicker, past slack_sdk's retries. The apology went to the whole channel, in
+    # the answer's thread, as if the answer had failed; it is the clicker's, privately.
+    async with harness.sender() as sender:
+        answer = await _answered(harness, sender)
+        api.fail("chat.update", status=500, times=3)
+        click = block_action(
+            action_id="sb_helpful",
+            value=_button(answer, "sb_helpful")["value"],
+            message=_as_payload_message(answer),
+            response_url=api.response_url("clicker"),
+        )
+        assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.responses.get("clicker"), timeout=10)
+        await harness.bot.wait_idle()
+    assert api.posted() == [answer]
+    [note] = api.responses["clicker"]
+    assert note["text"] == texts.ERROR_GENERIC and note["response_type"] == "ephemeral"
+    [vote] = await feedback.list_feedback(sqlite_db)
+    assert vote.value == 1

@@ -14,13 +14,13 @@ from bot import texts
 from storage import events
 from storage.db import Database
 from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai
-from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeMessage, FakeSlackAPI
+from tests.fakes.slack_api import DEFAULT_BOT_USER, RESPONSE_URL, FakeMessage, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness
-from tests.fakes.slack_sender import app_mention, new_ts
+from tests.fakes.slack_harness import SIGNING_SECRET, SlackHarness
+from tests.fakes.slack_sender import SlackSender, app_mention, new_ts
 from tests.inbox_support import ledger
 from tests.model_support import start_slack_with_model
-from tests.process_support import kill, mention, serve, slack_env
+from tests.process_support import events_url, kill, mention, serve, slack_env
 
 __all__ = ["api", "fake_openai", "kb_uri"]
 pytestmark = pytest.mark.timeout(90)
@@ -139,6 +139,12 @@ async def test_a_stream_slack_expired_still_delivers_the_whole_answer(
     assert row.status == events.ANSWERED
 
 
+def _slow_first_answer(env: dict[str, str], model: FakeOpenAI) -> dict[str, str]:
+    """``env`` for a process whose first answer takes 30 s and is slow after 0.5 s."""
+    model.queue(Turn(content=ANSWER, delay=30.0))
+    return {**env, "SUPPORTBOT_PROGRESS_AFTER": "0.5"}
+
+
 async def test_a_process_killed_while_a_slow_answer_began_leaves_no_stray_message(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
@@ -146,9 +152,7 @@ async def test_a_process_killed_while_a_slow_answer_began_leaves_no_stray_messag
     # takes the work over removes that begun message as it would half an answer, and answers
     # once.
     async with FakeOpenAI() as model:
-        model.queue(Turn(content=ANSWER, delay=30.0))
-        env = slack_env(sqlite_url, kb_uri, model, api)
-        env["SUPPORTBOT_PROGRESS_AFTER"] = "0.5"
+        env = _slow_first_answer(slack_env(sqlite_url, kb_uri, model, api), model)
         proc = await serve(env, "--workers", "0")
         try:
             ts = new_ts()
@@ -194,3 +198,48 @@ async def test_a_fast_answer_to_ask_comes_without_a_note(
     await harness.bot.wait_idle(timeout=30)
     [answer] = api.responses["fast"]
     assert ANSWER in answer["text"] and "replace_original" not in answer
+
+
+async def test_ask_killed_after_its_note_is_answered_in_the_notes_place_after_restart(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # `/ask` showed its private "Looking into it…" note, then `serve` was SIGKILLed. The next
+    # process answered as a new private message: the note stayed above the answer for good.
+    async with FakeOpenAI() as model:
+        env = _slow_first_answer(slack_env(sqlite_url, kb_uri, model, api), model)
+        proc = await serve(env, "--workers", "0")
+        try:
+            async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+                url = api.response_url("ask")
+                sent = await sender.command("/ask", "how do I reset it?", response_url=url)
+                assert sent.status == 200
+            await api.wait_for(lambda: api.responses.get("ask"), timeout=20)
+            await asyncio.sleep(1.0)  # the note recorded, the model still thinking
+            await kill(proc)
+            proc = await serve(env, "--workers", "0")
+            await api.wait_for(lambda: len(api.responses["ask"]) >= 2, timeout=30)
+            await asyncio.sleep(1.5)
+        finally:
+            await kill(proc)
+    note, answer = api.responses["ask"]
+    assert note["text"] == texts.SLACK_ANSWER_COMING
+    assert "Reset password" in answer["text"] and answer["replace_original"] is True
+    [row] = (await ledger(sqlite_db, "slack")).values()
+    assert (row.status, row.attempts) == (events.ANSWERED, 2)
+
+
+async def test_a_slow_ask_that_fails_is_apologised_for_in_its_notes_place(
+    api: FakeSlackAPI, harness: SlackHarness, fake_openai: FakeOpenAI
+) -> None:
+    # The note is shown, then the answer cannot be delivered (the response_url refuses it and
+    # chat.postEphemeral fails past slack_sdk's retries): the apology replaces the note.
+    fake_openai.queue(Turn(content=ANSWER, delay=1.5))
+    api.fail(RESPONSE_URL, status=404, after=1)
+    api.fail("chat.postEphemeral", status=500, times=3)
+    async with harness.sender() as sender:
+        await sender.command("/ask", "how do I reset it?", response_url=api.response_url("fails"))
+        await api.wait_for(lambda: len(api.responses.get("fails", [])) >= 2, timeout=30)
+    await harness.bot.wait_idle(timeout=30)
+    note, apology = api.responses["fails"]
+    assert note["text"] == texts.SLACK_ANSWER_COMING
+    assert apology["text"] == texts.ERROR_GENERIC and apology["replace_original"] is True

@@ -494,14 +494,43 @@ class DiscordAdapter:
     async def _remove_earlier_followups(
         self, work: Work, original: StoredInteraction | None = None
     ) -> None:
-        """Delete the follow-ups an earlier attempt at this interaction's answer recorded: the
-        answer is posted again whole (best effort; the original response is edited anyway)."""
-        ids = work.payload.get(FOLLOWUPS_KEY) or []
-        if not ids or TOKEN_KEY not in work.payload:
+        """Delete the follow-ups an earlier attempt at this interaction's answer posted: the
+        answer is posted again whole (best effort; the original response is edited anyway).
+        The recorded ones, and those it never learned the id of (Discord made the message but
+        the response was lost: a follow-up has no nonce), found in the channel."""
+        if TOKEN_KEY not in work.payload:
             return
+        ids = {int(i) for i in work.payload.get(FOLLOWUPS_KEY) or []}
+        ids |= await self._unrecorded_followups(work)
         webhook = (original or StoredInteraction.from_payload(self.client, work.payload)).followup
-        for message_id in ids:
-            await _best_effort(webhook.delete_message(int(message_id)))
+        for message_id in sorted(ids):
+            await _best_effort(webhook.delete_message(message_id))
+
+    async def _unrecorded_followups(self, work: Work) -> set[int]:
+        """The follow-ups of this command's interaction in its channel (the bot's messages
+        after it whose interaction metadata names it and its original response). Ephemeral
+        ones are not in the channel's history: those cannot be found."""
+        p = work.payload
+        if p.get("ephemeral") or "msg" not in p or not work.key.isdigit():
+            return set()
+        interaction_id = int(work.key)
+        bot = self.client.user
+        channel = self._channel(message_from_record(p["msg"]).conversation)
+        found: set[int] = set()
+        try:
+            async for message in channel.history(after=discord.Object(interaction_id), limit=50):
+                made_by = message.interaction_metadata
+                if (
+                    bot is not None
+                    and message.author.id == bot.id
+                    and made_by is not None
+                    and made_by.id == interaction_id
+                    and made_by.original_response_message_id is not None
+                ):
+                    found.add(message.id)
+        except (discord.HTTPException, OSError, TimeoutError) as exc:
+            log.info("discord: could not look for follow-ups of %s: %s", work.key, exc)
+        return found
 
     async def _retract(self, work: Work) -> None:
         """The inbox's give-up hook: before the asker is told this will not be answered,

@@ -81,6 +81,9 @@ ACTION_PATTERN = re.compile(r"^sb_")
 # _answer_message); rows written before that recorded only the first, under LEGACY_PARTIAL_KEY.
 PARTIAL_KEY = "posted"
 LEGACY_PARTIAL_KEY = "posted_ts"
+# In a slash command's work: its response_url shows the slow answer's private note, which the
+# answer (or the apology) of any later attempt must replace, not leave above itself.
+NOTED_KEY = "noted"
 # Slack's clock (a message's ts) against the database's (received_at): rows received this long
 # before the question still count as the conversation's other work.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -441,9 +444,13 @@ class SlackBot:
         if client is None or not p.get("channel"):
             log.warning("cannot tell the asker of %s (no token or channel)", work.key)
             return
-        if work.kind == "command":
+        if work.kind in ("command", "action"):
+            # A slash command's or a button click's note is for that person alone: a click
+            # on an answer in a channel once apologised to the whole channel. It takes the
+            # place of a slow answer's note.
             reply = Reply(text=text, kind=ReplyKind.ERROR)
-            await self._send_ephemeral(client, p, render.render_reply(reply, buttons=False))
+            messages = render.render_reply(reply, buttons=False)
+            await self._send_ephemeral(client, p, messages, replace_first=bool(p.get(NOTED_KEY)))
             return
         await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
 
@@ -478,8 +485,8 @@ class SlackBot:
                 raise TryLater(reason) from exc
             return
         handler = {
-            "command": self._answer_command,
-            "action": lambda p, c: self._handle_action(p, c, request_id=work.key),
+            "command": lambda _p, c: self._answer_command(work, c),
+            "action": lambda p, c: self._handle_action(p, c, work),
             "assistant_started": self._greet_assistant_thread,
             SHORTCUT_NOTE: lambda p, c: self.shortcuts.send_note(work, c),
         }.get(work.kind)
@@ -595,21 +602,27 @@ class SlackBot:
         self, work: Work, client: AsyncWebClient, route: Route
     ) -> None:
         """An earlier attempt died or met a passing fault while answering this: remove what it
-        posted before answering again. Every message it recorded, and in a thread, our messages
-        after the question (a crash right after a post, before the record, leaves one) that
-        are not what the conversation's other work recorded posting: the answer to a later
-        question in the same thread stays."""
+        posted before answering again. Every message it recorded, and in a thread or a DM, our
+        messages after the question (a crash right after a post, before the record, leaves
+        one) that are not what the conversation's other work recorded posting: the answer to a
+        later question in the same thread or DM stays."""
         stamps = posted_messages(work.payload)
         # Our replies after the question, or after it was asked about (an older message).
         question = str(
             work.payload.get(ANSWER_AFTER_KEY) or convert.asked_at(str(work.payload["msg"]["id"]))
         )
-        if route.thread_ts:
+        direct = bool(work.payload["msg"].get("is_direct"))
+        if route.thread_ts or direct:
             try:
                 me = await client.auth_test()
-                replies = await client.conversations_replies(
-                    channel=route.channel, ts=route.thread_ts, oldest=question, limit=50
-                )
+                if route.thread_ts:
+                    replies = await client.conversations_replies(
+                        channel=route.channel, ts=route.thread_ts, oldest=question, limit=50
+                    )
+                else:  # a DM answered at its top level: the DM's own history
+                    replies = await client.conversations_history(
+                        channel=route.channel, oldest=question, limit=50
+                    )
                 others = await self._posted_by_other_work(work, question)
                 stamps.update(
                     str(m["ts"])
@@ -638,17 +651,21 @@ class SlackBot:
         escalation_id = (memory.tool_metadata or {}).get("escalation_id") if memory else None
         return [render.resolve_block(int(escalation_id))] if escalation_id else []
 
-    async def _answer_command(self, p: dict[str, Any], client: AsyncWebClient) -> None:
+    async def _answer_command(self, work: Work, client: AsyncWebClient) -> None:
+        p = work.payload
         msg = await with_admin_flag(client, message_from_record(p["msg"]))
         url = p.get("response_url")
         # A slow answer (bot/progress.py) shows a private note first, which the answer then
         # replaces: the asker of /ask sees nothing at all otherwise until the model is done.
+        # An earlier attempt (its process died) may have shown it already.
         progress = self._progress_allowed if url else None
-        noted = False
+        noted = bool(p.get(NOTED_KEY))
         reply = None
         async for item in self.responder.stream(msg, progress=progress):
             if isinstance(item, Slow) and url and not noted:
                 noted = await respond(url, render.SlackMessage(texts.SLACK_ANSWER_COMING))
+                if noted:
+                    await self.inbox.record(work, {**p, NOTED_KEY: True})
             elif isinstance(item, Reply):
                 reply = item
         if reply is None:  # never for a person's command: only bots' messages get none
@@ -690,9 +707,14 @@ class SlackBot:
 
     # ---- buttons ---------------------------------------------------------------------------
 
-    async def _handle_action(
-        self, p: dict[str, Any], client: AsyncWebClient, *, request_id: str
-    ) -> None:
+    async def _handle_action(self, p: dict[str, Any], client: AsyncWebClient, work: Work) -> None:
+        held = work
+
+        async def record(changes: dict[str, Any]) -> None:
+            # What this click did so far, for an attempt after a crash (the payload is ``p``).
+            nonlocal held
+            held = await self.inbox.record(held, {**held.payload, **changes})
+
         value = render.parse_button_value(p.get("value"))
         action = p.get("action_id")
         user = str(p.get("user") or "")
@@ -706,12 +728,12 @@ class SlackBot:
             await self._replace_block(client, p, render.FEEDBACK_BLOCK, reply)
         elif action == render.ACTION_HUMAN:
             note = await self.escalations.request(
-                client, p, str(value.get("s", "")), user, request_id=request_id
+                client, p, str(value.get("s", "")), user, request_id=work.key, record=record
             )
             if note is not None:
                 await self._send_ephemeral(client, p, render.render_reply(note, buttons=False))
         elif action == render.ACTION_RESOLVE and "e" in value:
-            done = await self.escalations.resolve(client, p, int(value["e"]), user)
+            done = await self.escalations.resolve(client, p, int(value["e"]), user, record)
             if done.reply.ephemeral:
                 await self._send_ephemeral(
                     client, p, render.render_reply(done.reply, buttons=False)

@@ -56,6 +56,8 @@ POST_RETRY_DELAYS = (0.5, 1.0)  # seconds before posting again within one attemp
 # Hands notice work to the inbox (the adapter's: it knows the client and how to run work).
 SubmitNotice = Callable[[AsyncWebClient, str, dict[str, Any]], Awaitable[None]]
 RecordProgress = Callable[[Work, dict[str, Any]], Awaitable[Work]]
+# Saves these keys in the payload of the work at hand (a click's), for its later attempts.
+RecordChanges = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +109,27 @@ class SlackEscalations:
         user: str,
         *,
         request_id: str,
+        record: RecordChanges,
     ) -> Reply | None:
         """Open the hand-off and say so in the conversation. Returns a reply for the clicker
         alone when there is nothing new to tell the conversation (a double click, or a hand-off
-        already open). ``request_id``: the click's inbox key (its notice work is named by it)."""
+        already open). ``request_id``: the click's inbox key (its notice work is named by it);
+        ``record``: saves progress in the click's work, which ``p`` is the payload of, so an
+        attempt after a crash finishes what an earlier one began (and posts nothing twice)."""
         conversation = convert.conversation_from_session_id(session_id)
         if conversation is None:
             log.warning("escalation button with a bad session id %r", session_id)
             return None
         hand_off = await self.responder.escalate(conversation=conversation, requested_by=user)
-        reply, escalation_id = hand_off.reply, hand_off.escalation_id
+        escalation_id = hand_off.escalation_id
+        opened = escalation.opened_by_request(p, escalation_id, hand_off.created)
+        reply = hand_off.reply
+        if opened and not hand_off.created:  # an earlier attempt of this click opened it
+            reply = Reply(texts.ESCALATION_OPENED, reply.kind, session_id=reply.session_id)
+        elif hand_off.created:
+            await record({escalation.OPENED_KEY: escalation_id})
         target = await self.target(conversation)
-        if escalation_id and not hand_off.created:  # already open: nothing new for the thread
+        if escalation_id and not opened:  # already open: nothing new for the thread
             if target.channels:  # but a notice that never went out is tried again
                 await self._send_notice(
                     client, p, target, conversation, user, escalation_id, request_id
@@ -128,15 +139,21 @@ class SlackEscalations:
         ping = await self._announce(
             client, p, target, conversation, user, escalation_id, request_id
         )
+        if opened and not hand_off.created and not target.channels and not ping:
+            # The attempt that died claimed the mentions for this click's message; still due.
+            ping = target.mentions
         text = reply.text
         if ping:
             slots = " ".join(render.mention_slot(i) for i in range(len(ping)))
             text += "\n\n" + texts.slack_escalation_group_ping(slots)
         shown = Reply(text=text, kind=reply.kind, session_id=reply.session_id)
         route = Route(conversation.channel_id, conversation.thread_id)
-        await post_messages(
-            client, route, render.render_reply(shown, extra_blocks=extra, mentions=ping)
-        )
+        if not escalation_id or p.get(escalation.ANNOUNCED_KEY) != escalation_id:
+            await post_messages(
+                client, route, render.render_reply(shown, extra_blocks=extra, mentions=ping)
+            )
+            if escalation_id:
+                await record({escalation.ANNOUNCED_KEY: escalation_id})
         if p.get("has_message") and p.get("message_ts"):
             note = render.context_block(render.escape(texts.SLACK_ESCALATION_REQUESTED))
             blocks = render.replace_block(p.get("blocks") or [], render.HUMAN_BLOCK, note)
@@ -279,9 +296,16 @@ class SlackEscalations:
     # ---- "Mark resolved" -------------------------------------------------------------------
 
     async def resolve(
-        self, client: AsyncWebClient, p: dict[str, Any], escalation_id: int, user: str
+        self,
+        client: AsyncWebClient,
+        p: dict[str, Any],
+        escalation_id: int,
+        user: str,
+        record: RecordChanges,
     ) -> Resolution:
-        """Resolve if ``user`` may (an ephemeral reply when not), and update the team's notice."""
+        """Resolve if ``user`` may (an ephemeral reply when not), and update the team's notice.
+        ``record``: saves progress in the click's work, as for a request."""
+        resumed = p.get(escalation.RESOLVING_KEY) == escalation_id
         row = await escalation.get(self.db, escalation_id)
         clicked = f"{p.get('channel')}:{p.get('message_ts')}"
         on_notice = row is not None and row.notice_ref == clicked
@@ -295,11 +319,13 @@ class SlackEscalations:
                     texts.ESCALATION_RESOLVE_NOT_ALLOWED, ReplyKind.INFO, ephemeral=True
                 )
                 return Resolution(refused, on_notice)
+            await record({escalation.RESOLVING_KEY: escalation_id})
         reply = await self.responder.resolve_escalation(
             escalation_id=escalation_id,
             resolved_by=user,
             read_thread=thread_reader(client),
             thread_link=await _permalink(client, row) if row is not None else None,
+            resumed=resumed,
         )
         resolved = await escalation.get(self.db, escalation_id)
         if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:

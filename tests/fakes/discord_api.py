@@ -27,6 +27,7 @@ from tests.fakes.loopback import serve_on_loopback
 API_PREFIX = "/api/v10"
 # Discord checks an enforced nonce for uniqueness "in the past few minutes" (create message).
 NONCE_WINDOW = 300.0
+EPHEMERAL_FLAG = 1 << 6  # a message flag: shown to one user only
 
 
 @dataclass
@@ -80,6 +81,8 @@ class FakeDiscordAPI:
     forbid_threads_in: set[str] = field(default_factory=set)
     channel_guild: dict[str, str] = field(default_factory=dict)  # channel id -> guild id
     interaction_channels: dict[str, str] = field(default_factory=dict)  # token -> channel id
+    # token -> the interaction (its id, type and user go in its messages' interaction_metadata)
+    interactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     user_messages: list[dict[str, Any]] = field(default_factory=list)  # what people wrote
     user_deleted: set[str] = field(default_factory=set)  # ids of what people wrote, then deleted
     channel_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -469,7 +472,9 @@ class FakeDiscordAPI:
         found = [
             x
             for x in [*self.user_messages, *self.messages.values()]
-            if x["channel_id"] == m["c"] and int(x["id"]) > after
+            if x["channel_id"] == m["c"]
+            and int(x["id"]) > after
+            and not int(x.get("flags") or 0) & EPHEMERAL_FLAG  # only its user ever sees one
         ]
         found.sort(key=lambda x: int(x["id"]), reverse=not after)
         return 200, sorted(found[:limit], key=lambda x: -int(x["id"]))
@@ -520,7 +525,9 @@ class FakeDiscordAPI:
         self.acknowledged.add(m["t"])
         if kind in (4, 5):  # a message now (4) or a "thinking" one filled in later (5)
             channel_id = self.interaction_channels.get(m["t"], f"interaction:{m['i']}")
-            message = self._store_message(channel_id, data, interaction_token=m["t"])
+            message = self._store_message(
+                channel_id, data, interaction_token=m["t"], **self._made_by(m["t"])
+            )
             self.messages[f"original:{m['t']}"] = message
         if req.query.get("with_response") in ("1", "true"):
             original = self.messages.get(f"original:{m['t']}")
@@ -541,10 +548,28 @@ class FakeDiscordAPI:
 
     async def _followup(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
         channel_id = self.interaction_channels.get(m["t"], f"followup:{m['t']}")
+        original = self.messages.get(f"original:{m['t']}")
         message = self._store_message(
-            channel_id, body or {}, webhook_id=m["a"], interaction_token=m["t"], followup=True
+            channel_id,
+            body or {},
+            webhook_id=m["a"],
+            interaction_token=m["t"],
+            followup=True,
+            **self._made_by(m["t"], original["id"] if original else None),
         )
         return 200, message
+
+    def _made_by(self, token: str, original_id: str | None = None) -> dict[str, Any]:
+        """Discord's ``interaction_metadata`` of a message an interaction's response or
+        follow-up made (a follow-up also names the original response)."""
+        interaction = self.interactions.get(token)
+        if interaction is None:
+            return {}
+        user = interaction.get("user") or (interaction.get("member") or {}).get("user")
+        made = {"id": interaction["id"], "type": interaction["type"], "user": user}
+        if original_id is not None:
+            made["original_response_message_id"] = original_id
+        return {"interaction_metadata": made}
 
     async def _edit_webhook_message(
         self, _r: web.Request, m: re.Match[str], body: Any

@@ -237,6 +237,7 @@ class DiscordWorld:
         """Any interaction (``discord_payloads.interaction`` fields) through the gateway."""
         payload = p.interaction(application_id=self.api.application_id, **fields)
         self.api.interaction_channels[payload["token"]] = payload["channel_id"]
+        self.api.interactions[payload["token"]] = payload
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=self.guild_id)
         return payload
 

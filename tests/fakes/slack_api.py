@@ -105,6 +105,7 @@ class FakeSlackAPI:
         self.latency = 0.0
         self._failures: dict[str, list[_Failure]] = {}
         self._stalls: dict[str, asyncio.Event] = {}
+        self._stall_rules: dict[str, tuple[bool, str | None]] = {}
         self._last_micros = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -153,10 +154,13 @@ class FakeSlackAPI:
         failure.channel = channel
         self._failures.setdefault(method, []).append(failure)
 
-    def stall(self, method: str) -> None:
-        """Calls of ``method`` hang (a platform that stopped answering) and never take effect;
-        once :meth:`unstall` is called, the ones still waiting get an HTTP 500."""
+    def stall(self, method: str, *, handled: bool = False, channel: str | None = None) -> None:
+        """Calls of ``method`` hang (a platform that stopped answering) and never take effect
+        (``handled``: they do take effect first, only the answer never comes); once
+        :meth:`unstall` is called, the ones still waiting get an HTTP 500. ``channel``: only
+        calls about that channel hang."""
         self._stalls[method] = asyncio.Event()
+        self._stall_rules[method] = (handled, channel)
 
     def unstall(self, method: str) -> None:
         stalled = self._stalls.pop(method, None)
@@ -267,7 +271,13 @@ class FakeSlackAPI:
         if self.latency:
             await asyncio.sleep(self.latency)
         stalled = self._stalls.get(method)
+        handled, only = self._stall_rules.get(method, (False, None))
+        if stalled is not None and only not in (None, params.get("channel")):
+            stalled = None
         if stalled is not None:
+            if handled:
+                getattr(self, "_m_" + method.replace(".", "_"))(params, token)
+                self._notify()
             await stalled.wait()
             return web.Response(status=500, text="server error")
         failure = self._take_failure(method, params.get("channel"))

@@ -47,7 +47,20 @@ class FakeSocketMode:
     async def wait_connected(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
-    async def send(self, kind: str, payload: dict[str, Any]) -> str:
+    async def disconnect(self, reason: str = "refresh_requested") -> None:
+        """End every connection as Slack does (a ``disconnect`` message, then the close); the
+        client is expected to open a new one through ``apps.connections.open``."""
+        self._connected.clear()
+        for connection in list(self._connections):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await connection.send(json.dumps({"type": "disconnect", "reason": reason}))
+            await connection.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def send(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
         """Push one envelope to the newest connection; returns its envelope id."""
         await self.wait_connected()
         envelope_id = f"env-{next(_ids)}"
@@ -56,12 +69,17 @@ class FakeSocketMode:
             "type": kind,
             "payload": payload,
             "accepts_response_payload": kind != "events_api",
-            "retry_attempt": 0,
-            "retry_reason": "",
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
         }
         self.sent_times[envelope_id] = time.monotonic()
-        await self._connections[-1].send(json.dumps(envelope))
-        return envelope_id
+        for _ in range(50):  # a connection closing under a reconnect: the client's next one
+            try:
+                await self._connections[-1].send(json.dumps(envelope))
+                return envelope_id
+            except (websockets.ConnectionClosed, IndexError):
+                await asyncio.sleep(0.1)
+        raise TimeoutError("no open Socket Mode connection to send on")
 
     async def wait_ack(self, envelope_id: str, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
