@@ -128,8 +128,8 @@ class DocsSite:
         repeat = facts.repeat
         if style is DocsStyle.FILE or suffix not in _PAGES.get(style, GENERATED):
             return ""
-        if facts.anchor and (suffix in MARKDOWN or suffix in NOTEBOOK):
-            return facts.anchor  # "## Install {#setup}": every generator uses the given id
+        if facts.anchor:  # "## Install {#setup}", "[[setup]]": every generator keeps the id
+            return facts.anchor
         if suffix in ASCIIDOC:  # Asciidoctor numbers a repeat from 2: _usage, _usage_2
             return asciidoc_anchor(innermost) + (f"_{repeat + 1}" if repeat else "")
         if suffix in RESTRUCTURED and style is not DocsStyle.SPHINX:

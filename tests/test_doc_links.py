@@ -462,6 +462,40 @@ async def test_a_heading_given_an_id_is_cited_by_it_and_shown_without_it(
     assert (usage.heading, usage.url_or_path) == ("Usage", f"{BASE}{page}#usage-daily")
 
 
+EXPLICIT_ADOC_IDS = """= Agent guide
+
+[[setup]]
+== Install the agent
+
+Run apt install flagpole-agent on each host, then enable the flagpole-agent service with
+systemctl and check its log once: the first start registers the host with the control plane,
+which takes a few seconds on a new host and may need the proxy settings of your network.
+
+[#usage-daily.wide]
+== Usage
+
+Run flagpole status every morning to see which flags the agent holds right now, whether it
+is connected to the control plane, and when it last fetched a new set of flags from it; add
+--verbose to list each flag with the rule that turned it on for this host.
+"""
+
+
+async def test_an_asciidoc_section_given_an_id_is_cited_by_it(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "agent.adoc").write_text(EXPLICIT_ADOC_IDS, encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    agent = OfflineAgent(knowledge, links=DocsLinks.parse(BASE))
+    install = (await final_result(agent, "How do I install flagpole-agent on a host?")).sources[0]
+    assert (install.heading, install.url_or_path) == (
+        "Install the agent",
+        BASE + "agent.html#setup",
+    )
+    usage = (await final_result(agent, "Which flags does the agent hold right now?")).sources[0]
+    assert (usage.heading, usage.url_or_path) == ("Usage", BASE + "agent.html#usage-daily")
+
+
 # Heading ids as generators write them: Sphinx (the section's id; the "¶" permalink is
 # chrome), MkDocs (the heading's own id), a permalink without a class (its target).
 CRAWLED_WITH_IDS = """<html><head><title>Webhooks</title></head><body><main>
