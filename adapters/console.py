@@ -26,7 +26,7 @@ from bot.messages import (
     Source,
 )
 from bot.slash import find_command
-from storage.passages import heading_of
+from storage.passages import breadcrumb
 
 QUIT_COMMANDS = frozenset({"/quit", "/exit", "/q"})
 
@@ -65,7 +65,7 @@ def to_incoming(line: str, conversation: ConversationKey) -> IncomingMessage:
 def render_sources(sources: tuple[Source, ...], heading: str = texts.SOURCES_HEADING) -> str:
     lines = [f"{heading}:"]
     for n, source in enumerate(sources, start=1):
-        where = heading_of(source)
+        where = breadcrumb(source.title, source.heading)
         lines.append(f"  [{n}] {where} ({source.url_or_path})")
     return "\n".join(lines)
 

@@ -39,7 +39,7 @@ from bot.tools import (
     related_sources,
     source_of,
 )
-from storage.passages import WINDOW_SENTENCES, heading_of, sentences_with_code
+from storage.passages import WINDOW_SENTENCES, breadcrumb, own_lines, sentences_with_code
 from storage.queries import sub_queries
 
 log = logging.getLogger(__name__)
@@ -635,7 +635,7 @@ class OfflineAgent:
         sources: list[Source] = []
         for n, hit in enumerate(decision.chosen, start=1):
             quote = quote_of(decision, hit)
-            where = heading_of(hit) or hit.source
+            where = breadcrumb(hit.title, hit.heading) or hit.source
             parts.append(f"**{where}** [{n}]\n{quote}")
             sources.append(source_of(hit, toolbox.links))
         text = "\n\n".join(parts)
@@ -674,7 +674,7 @@ def quote_of(decision: Decision, hit: Any) -> str:
         chosen = best_sentences(decision.question_words, [s for s, _ in sentences])
     else:
         chosen = list(range(max(0, index - 1), min(len(sentences), index + WINDOW_SENTENCES)))
-    return quote_markdown(sentences, chosen)
+    return quote_markdown(sentences, chosen, own_lines(hit.text))
 
 
 def follow_up_query(request: AgentRequest) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bot import texts
-from bot.messages import ConversationKey
+from bot.messages import ConversationKey, Platform
 from storage import channel_settings
 from storage.db import Database, unreachable
 
@@ -58,8 +58,8 @@ class ChannelPolicy:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def refusal_text(self) -> str:
-        return texts.not_in_docs(self.refusal_language)
+    def refusal_text(self, platform: Platform) -> str:
+        return texts.not_in_docs(self.refusal_language, buttons=platform.has_buttons)
 
 
 DEFAULT_POLICY = ChannelPolicy()  # a channel without a row

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from storage.page_facts import NO_FACTS, PageFacts
+from storage.passages import HEADING_SEPARATOR
 
 
 class DocsStyle(enum.StrEnum):
@@ -41,7 +42,6 @@ _PAGES = {DocsStyle.MKDOCS: MARKDOWN | NOTEBOOK}
 # A folder's own page in MkDocs (index.md, else README.md), Docusaurus (index, README) and
 # Hugo (_index.md): the folder's URL.
 INDEX_STEMS = frozenset({"index", "readme", "_index"})
-HEADING_SEPARATOR = " > "  # storage/documents.py joins the heading path with it
 
 _MARKDOWN_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 # Docusaurus drops a number prefix ("02-", "3. ", "10_") from file and folder names, but not

@@ -27,7 +27,7 @@ EVENT = "event"
 # Who asked in a conversation that was forgotten: an author id and no words, never loaded into
 # its history, so that forgetting a thread clears what the bot remembers of it but not whom it
 # follows there (:meth:`MemoryPolicy.follows`).
-ASKER = "asker"
+ASKER = memories.ASKER_ROLE
 FOLLOWED_ROLES = (USER, ASKER)
 SUMMARY_MAX_CHARS = 1500
 QUESTION_MAX_CHARS = 200

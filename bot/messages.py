@@ -24,6 +24,11 @@ class Platform(enum.StrEnum):
     DISCORD = "discord"
     CONSOLE = "console"
 
+    @property
+    def has_buttons(self) -> bool:
+        """Whether replies carry buttons ("Talk to a human", feedback): not in a terminal."""
+        return self is not Platform.CONSOLE
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from storage.passages import CodeBlock
 
@@ -28,11 +28,17 @@ MAX_CODE_BLOCKS = 2  # in one quote: each after the sentence it follows
 _REFERENCE_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
 
 
-def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: list[int]) -> str:
+def quote_markdown(
+    sentences: Sequence[tuple[str, CodeBlock | None]],
+    chosen: list[int],
+    own_lines: Collection[int] = frozenset(),
+) -> str:
     """The ``chosen`` sentences (indices, in document order) as a Markdown quote, each code
     block right after the sentence it follows (at most MAX_CODE_BLOCKS), as on the page: "To
     provide Basic credentials: [code] To provide Digest credentials: [code]" used to show the
-    first block after both sentences, so the Digest question got the Basic example."""
+    first block after both sentences, so the Digest question got the Basic example. A list
+    item, what follows a list (``own_lines``, storage.passages.own_lines) and what follows a
+    colon start a line of their own: "Modes are: linear exponential" read as one sentence."""
     chosen = sorted(i for i in chosen if 0 <= i < len(sentences))
     has_code = any(sentences[i][1] is not None for i in chosen)
     after = chosen[-1] + 1 if chosen else len(sentences)
@@ -43,15 +49,19 @@ def quote_markdown(sentences: Sequence[tuple[str, CodeBlock | None]], chosen: li
     parts: list[str] = []
     room, blocks, pending = MAX_QUOTE_CHARS, 0, []
     for i in chosen:
+        if pending and (i in own_lines or sentences[i - 1][0].rstrip().endswith(":")):
+            pending.append("\n> ")
+        elif pending:
+            pending.append(" ")
         pending.append(sentences[i][0])
         code = sentences[i][1]
         if code is not None and blocks < MAX_CODE_BLOCKS:
-            text = shortened(readable(" ".join(pending)), max(room, 80))
+            text = shortened(readable("".join(pending)), max(room, 80))
             room -= len(text)
             parts += [f"> {text}", fenced(code)]
             blocks, pending = blocks + 1, []
     if pending or not parts:
-        text = shortened(readable(" ".join(pending)), max(room, 80))
+        text = shortened(readable("".join(pending)), max(room, 80))
         if not has_code and chosen and sentences[chosen[-1]][0].rstrip().endswith(":"):
             # "This can be described as a three step process:" needs the steps that follow,
             # one a line (list items are sentences here).

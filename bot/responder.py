@@ -38,6 +38,7 @@ from bot.messages import (
     Author,
     ConversationKey,
     IncomingMessage,
+    Platform,
     Reply,
     ReplyKind,
     Slow,
@@ -262,7 +263,7 @@ class Responder:
                 if first_token_ms is None:
                     first_token_ms = round((time.perf_counter() - started) * 1000, 2)
                 if not auto:  # an auto-answer is held back until the gate has judged it
-                    yield _localized(item, policy)
+                    yield _localized(item, policy, msg.conversation.platform)
             if result is None:  # an agent must end with a result; treat a silent one as a bug
                 raise RuntimeError("agent finished without a result")
             metrics.observe_latency(result.tool_metadata, first_token_ms)
@@ -291,7 +292,7 @@ class Responder:
                 yield result.text
             text, kind = result.text, result.kind
             if kind is ReplyKind.NO_ANSWER and text == texts.NOT_IN_DOCS:
-                text = policy.refusal_text()
+                text = policy.refusal_text(msg.conversation.platform)
             if problem == "truncated":
                 note = "\n\n" + texts.truncated_note(self.max_question_chars)
                 text += note
@@ -539,9 +540,10 @@ class Responder:
         return Reply(text=text, kind=ReplyKind.INFO, ephemeral=ephemeral, session_id=session_id)
 
 
-def _localized(delta: str, policy: ChannelPolicy) -> str:
-    """The refusal streamed in the channel's language (other text is the model's own)."""
-    return policy.refusal_text() if delta == texts.NOT_IN_DOCS else delta
+def _localized(delta: str, policy: ChannelPolicy, platform: Platform) -> str:
+    """The refusal streamed in the channel's language, saying how to ask for a human on this
+    platform (other text is the model's own)."""
+    return policy.refusal_text(platform) if delta == texts.NOT_IN_DOCS else delta
 
 
 def _session_id(msg: IncomingMessage) -> str:

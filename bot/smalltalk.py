@@ -177,7 +177,8 @@ def _asks(text: str) -> bool:
 
 def offered_human(answer: str) -> bool:
     """Was this (stored) answer the refusal that asks whether to bring in a human?"""
-    return any(answer.startswith(refusal) for refusal in texts.NOT_IN_DOCS_TRANSLATIONS.values())
+    refusals = (*texts.NOT_IN_DOCS_TRANSLATIONS.values(), *texts.NOT_IN_DOCS_TYPED.values())
+    return any(answer.startswith(refusal) for refusal in refusals)
 
 
 def _positive(ch: str) -> bool:

@@ -31,36 +31,50 @@ ERROR_MODEL_FILTERED = (
 # Appended to an answer the model stopped because it ran out of room.
 ANSWER_CUT_SHORT = "_(This answer was cut short. Ask a narrower question for the rest.)_"
 
-NOT_IN_DOCS = (
-    "I couldn't find this in the documentation, so I'd rather not guess. "
-    "Would you like me to bring in a human? Use the *Talk to a human* button "
-    "(or say “talk to a human”)."
-)
-
-# The refusal in the languages a channel may choose (`supportbot channels set --refusal-language`).
-NOT_IN_DOCS_TRANSLATIONS = {
-    "en": NOT_IN_DOCS,
+# The refusal in the languages a channel may choose (`supportbot channels set
+# --refusal-language`): what it says, then how to ask for a human where the platform shows a
+# "Talk to a human" button (Slack, Discord), then how where there is none and one types it
+# (the console: a "yes" to the offer, or the phrase, opens the hand-off).
+_REFUSALS = {
+    "en": (
+        "I couldn't find this in the documentation, so I'd rather not guess. "
+        "Would you like me to bring in a human?",
+        "Use the *Talk to a human* button (or say “talk to a human”).",
+        "Reply “yes”, or say “talk to a human”.",
+    ),
     "fr": (
         "Je n'ai pas trouvé cela dans la documentation, je préfère donc ne pas deviner. "
-        "Voulez-vous que je fasse appel à un humain ? Utilisez le bouton *Talk to a human* "
-        "(ou écrivez « talk to a human »)."
+        "Voulez-vous que je fasse appel à un humain ?",
+        "Utilisez le bouton *Talk to a human* (ou écrivez « talk to a human »).",
+        "Répondez « oui », ou écrivez « talk to a human ».",
     ),
     "de": (
         "Das habe ich in der Dokumentation nicht gefunden, daher rate ich lieber nicht. "
-        "Soll ich einen Menschen hinzuholen? Nutzen Sie die Schaltfläche *Talk to a human* "
-        "(oder schreiben Sie „talk to a human“)."
+        "Soll ich einen Menschen hinzuholen?",
+        "Nutzen Sie die Schaltfläche *Talk to a human* (oder schreiben Sie „talk to a human“).",
+        "Antworten Sie „ja“, oder schreiben Sie „talk to a human“.",
     ),
     "es": (
         "No encontré esto en la documentación, así que prefiero no adivinar. "
-        "¿Quiere que avise a una persona? Use el botón *Talk to a human* "
-        "(o escriba «talk to a human»)."
+        "¿Quiere que avise a una persona?",
+        "Use el botón *Talk to a human* (o escriba «talk to a human»).",
+        "Responda «sí», o escriba «talk to a human».",
     ),
 }
+NOT_IN_DOCS_TRANSLATIONS = {
+    code: f"{lead} {button}" for code, (lead, button, _) in _REFUSALS.items()
+}
+# Where the platform has no buttons: the same refusal, saying what to type instead.
+NOT_IN_DOCS_TYPED = {code: f"{lead} {typed}" for code, (lead, _, typed) in _REFUSALS.items()}
+# The agent's refusal; the Responder puts the channel's language and platform's way in.
+NOT_IN_DOCS = NOT_IN_DOCS_TRANSLATIONS["en"]
 
 
-def not_in_docs(language: str | None) -> str:
-    """The refusal in ``language`` (an ISO code such as "fr"); English when unknown."""
-    return NOT_IN_DOCS_TRANSLATIONS.get((language or "en").lower(), NOT_IN_DOCS)
+def not_in_docs(language: str | None, *, buttons: bool = True) -> str:
+    """The refusal in ``language`` (an ISO code such as "fr"; English when unknown), for a
+    platform with or without the "Talk to a human" button."""
+    refusals = NOT_IN_DOCS_TRANSLATIONS if buttons else NOT_IN_DOCS_TYPED
+    return refusals.get((language or "en").lower(), refusals["en"])
 
 
 OFFLINE_LABEL = "_Offline answer (no language model configured): quoted from the docs._"
@@ -274,6 +288,13 @@ def kb_file_warning(message: str) -> str:
 
 def kb_redacted(path: str, lines: int, kinds: str) -> str:
     return f"warning: {path}: {lines} secret-looking line(s) not indexed ({kinds})"
+
+
+def kb_not_found(pages: int, paths: list[str]) -> str:
+    """Stored pages an ingest without --prune did not find and kept."""
+    where = ", ".join(paths)
+    are = "page is" if pages == 1 else "pages are"
+    return f"note: {pages} stored {are} no longer in {where}; run with --prune to remove them"
 
 
 # --- database CLI (supportbot db ..., supportbot memories export) ----------------------------

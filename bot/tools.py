@@ -21,7 +21,7 @@ from bot.grounding import content_words, found_in, passage_words
 from bot.learning import LEARNED_FOLDER
 from bot.messages import Source
 from storage.kb_errors import KnowledgeError
-from storage.passages import snippet_of
+from storage.passages import breadcrumb, snippet_of
 from storage.queries import sub_queries
 
 if TYPE_CHECKING:  # the hits' type only; lancedb is imported where the KB is opened
@@ -270,7 +270,7 @@ def format_passages(numbered: list[tuple[int, SearchHit]], links: DocsLinks | No
         return "No passages found for this query."
     blocks = []
     for n, hit in numbered:
-        where = " > ".join(part for part in (hit.title, hit.heading) if part)
+        where = breadcrumb(hit.title, hit.heading)
         text = hit.text if len(hit.text) <= PASSAGE_CHARS else hit.text[:PASSAGE_CHARS] + " …"
         url = published_url(hit, links)
         page = f"\nPage: {url}" if url and url != hit.source else ""

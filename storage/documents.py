@@ -16,7 +16,9 @@ from typing import Any
 
 from storage import asciidoc, myst, notebooks
 from storage.page_facts import PageFacts, heading_key
+from storage.passages import HEADING_SEPARATOR
 from storage.secrets import RedactionReport, drop_secret_lines, redact
+from storage.titles import title_from_name
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,6 @@ SUPPORTED_SUFFIXES = (
     | ASCIIDOC_SUFFIXES
     | NOTEBOOK_SUFFIXES
 )
-HEADING_SEPARATOR = " > "
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _title_from_name(path: Path) -> str:
-    return path.stem.replace("-", " ").replace("_", " ").strip().capitalize() or path.name
+    return title_from_name(path.stem) or path.name
 
 
 _FENCE = re.compile(r"^\s*(```|~~~)")

@@ -128,6 +128,8 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     # (file, lines dropped, kinds) for files that held secret-looking lines; never the secret
     redacted: list[tuple[Path | str, int, str]] = field(default_factory=list)
+    # Stored sources this run did not find and kept (no prune): what --prune would remove.
+    not_found: list[str] = field(default_factory=list)
     seconds: float = 0.0
     indexes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
@@ -538,6 +540,7 @@ class KnowledgeBase:
                 prune=prune,
                 recreate=recreate,
                 rebuild_old_chunking=True,
+                note_not_found=True,
             )
         report.seconds = time.perf_counter() - started
         return report
@@ -581,6 +584,7 @@ class KnowledgeBase:
         prune: bool,
         recreate: bool = False,
         rebuild_old_chunking: bool = False,
+        note_not_found: bool = False,
     ) -> None:
         table = None if recreate else self._table()
         if table is not None:
@@ -607,6 +611,9 @@ class KnowledgeBase:
         )
         if replaced is not None:
             report.chunks_removed = replaced
+        elif note_not_found and not prune:
+            gone = {source for source in existing.values() if not found.may_exist(source)}
+            report.not_found = sorted(gone)
         report.timings["delete"] = time.perf_counter() - clock
         self._maintain_indexes(table, report, changed=bool(fresh or report.chunks_removed))
         self._changed()

@@ -22,7 +22,7 @@ class MemoryOut(BaseModel):
     id: int
     session_id: str
     role: str
-    content: str
+    content: str | None  # None on a record of who asked (ASKER_ROLE): it keeps no words
     # Read from ORM rows by its own name first: a Memory's ``metadata`` attribute is the
     # declarative MetaData, not the column. Written out as "metadata" (the historical name).
     tool_metadata: dict[str, Any] | None = Field(
@@ -54,6 +54,10 @@ async def append_memory(
 MESSAGE_KEY = "message_id"
 REPLY_KEY = "reply_to"
 AUTHOR_KEY = "author_id"  # on a question: who asked it
+# A record of who asked in a conversation that was forgotten (an author id, no words): not a
+# turn of the conversation, so an export shows it without content and a purge does not count
+# it among the memories it deleted.
+ASKER_ROLE = "asker"
 
 
 async def append_memories(
@@ -240,8 +244,14 @@ async def forget_session(db: Database, *, session_id: str) -> int:
 
 
 async def export_session(db: Database, *, session_id: str) -> list[MemoryOut]:
+    """Every row the session holds, in order; a record of who asked (``ASKER_ROLE``) with
+    ``content`` None, not an empty turn."""
     async with db.single_statement() as session:
         rows = await session.scalars(
             select(Memory).where(Memory.session_id == session_id).order_by(Memory.id)
         )
-        return [MemoryOut.model_validate(row) for row in rows]
+        exported = [MemoryOut.model_validate(row) for row in rows]
+    return [
+        row.model_copy(update={"content": None}) if row.role == ASKER_ROLE else row
+        for row in exported
+    ]

@@ -20,6 +20,10 @@ LIST_ITEM = re.compile(r"^\d+[.)]\s")
 WINDOW_SENTENCES = 2  # about as long as an answer
 MAX_WINDOWS = 8  # per passage; passages are <= ~800 characters, so this rarely binds
 HEADING_JOIN = " › "
+# The chunker stores a passage's heading path joined with this ("Install > Linux").
+HEADING_SEPARATOR = " > "
+# What people are shown between a page's title and each of its headings, on every platform.
+BREADCRUMB_SEPARATOR = " › "
 # Windows are embedded at ingest only for the local model: the answerer's semantic check is
 # fitted on its similarity scale (bot.semantic), and with a paid embedding API they would double
 # the cost of every ingest.
@@ -42,15 +46,31 @@ def sentences_with_code(text: str) -> list[tuple[str, CodeBlock | None]]:
     """:func:`sentences_of`, each with the fenced code block that directly follows it (no prose
     between): "A snapshot is taken with `etcdctl`:" is followed by the command a quote of it
     needs."""
-    units: list[tuple[str, CodeBlock | None]] = []
+    return [(sentence, code) for sentence, code, _ in _sentences(text)]
+
+
+def own_lines(text: str) -> frozenset[int]:
+    """Which of the text's sentences (:func:`sentences_of` indices) a quote starts on a line of
+    its own: each list item's first, and the first after a list. Run on, "Modes are:" +
+    "linear" + "exponential" + "Pick one." reads "Modes are: linear exponential Pick one."."""
+    return frozenset(i for i, (_, _, own) in enumerate(_sentences(text)) if own)
+
+
+def _sentences(text: str) -> list[tuple[str, CodeBlock | None, bool]]:
+    """Each sentence, the code block that follows it, and whether it starts a line of its own
+    (:func:`own_lines`)."""
+    units: list[tuple[str, CodeBlock | None, bool]] = []
     current: list[str] = []
+    item = False  # is ``current`` a list item
     code: list[str] | None = None  # the lines of the fence being read
     language = ""
 
     def flush() -> None:
+        nonlocal item
         if current:
-            units.append((" ".join(current), None))
+            units.append((" ".join(current), None, item))
             current.clear()
+        item = False
 
     for raw in text.splitlines():
         line = raw.strip()
@@ -60,7 +80,7 @@ def sentences_with_code(text: str) -> list[tuple[str, CodeBlock | None]]:
                 code, language = [], line[3:].strip()
             else:
                 if units and units[-1][1] is None and code:
-                    units[-1] = (units[-1][0], CodeBlock(language, "\n".join(code)))
+                    units[-1] = (units[-1][0], CodeBlock(language, "\n".join(code)), units[-1][2])
                 code = None
             continue
         if code is not None:
@@ -70,19 +90,24 @@ def sentences_with_code(text: str) -> list[tuple[str, CodeBlock | None]]:
             # A list item, with the lines it is wrapped onto: "`None` to always" + "allow."
             flush()
             current.append(line[2:].strip() if line[0] in "-*" else line)
+            item = True
             continue
         if not line or line.startswith(("#", "|", "> ")):
             flush()
             if line and not set(line) <= set("|-: "):  # table separators carry nothing
-                units.append((line.strip("#>*-| ").replace(" | ", ", "), None))
+                units.append((line.strip("#>*-| ").replace(" | ", ", "), None, False))
             continue
         current.append(line)
     flush()
-    sentences: list[tuple[str, CodeBlock | None]] = []
-    for unit, after in units:
+    sentences: list[tuple[str, CodeBlock | None, bool]] = []
+    after_list = False
+    for unit, after, listed in units:
         parts = [s.strip() for s in SENTENCE_SPLIT.split(unit) if len(s.strip()) > 2]
-        # The code follows the unit's last sentence.
-        sentences += [(s, after if i == len(parts) - 1 else None) for i, s in enumerate(parts)]
+        # The code follows the unit's last sentence; an item, or what follows a list, starts
+        # a line with its first.
+        last, own = len(parts) - 1, listed or after_list
+        sentences += [(s, after if i == last else None, own and not i) for i, s in enumerate(parts)]
+        after_list = listed
     return sentences
 
 
@@ -94,8 +119,19 @@ def window_texts(text: str) -> list[str]:
 
 
 def heading_of(passage: Any) -> str:
-    """Where a passage sits, as people read it: "Title › Heading" (either may be empty)."""
+    """Where a passage sits, as its windows were embedded at ingest: "Title › Heading" (either
+    may be empty). Keep it as it is, or stored windows stop matching; users see `breadcrumb`."""
     return HEADING_JOIN.join(p for p in (passage.title, passage.heading) if p)
+
+
+def breadcrumb(title: str, heading: str) -> str:
+    """Where a passage sits, as users are shown it: "Title › Install › Linux", one separator
+    throughout (the stored heading path uses another); a first heading that repeats the title
+    is shown once."""
+    parts = [p.strip() for p in heading.split(HEADING_SEPARATOR)] if heading else []
+    if parts and title and parts[0] == title.strip():
+        parts = parts[1:]
+    return BREADCRUMB_SEPARATOR.join(p for p in (title.strip(), *parts) if p)
 
 
 def windows_of(passage: Any) -> list[str]:

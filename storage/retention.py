@@ -15,7 +15,7 @@ from sqlalchemy import delete, true, update
 
 from storage import events
 from storage.db import Database
-from storage.memories import AUTHOR_KEY, MESSAGE_KEY
+from storage.memories import ASKER_ROLE, AUTHOR_KEY, MESSAGE_KEY
 from storage.models import Escalation, Feedback, Memory
 
 
@@ -84,7 +84,10 @@ async def purge_older_than(db: Database, *, age: timedelta) -> Purged:
     cutoff = events.db_time(db, -age)
     async with db.session() as session:
         feedback = await session.execute(delete(Feedback).where(Feedback.created_at < cutoff))
-        memories = await session.execute(delete(Memory).where(Memory.created_at < cutoff))
+        # Records of who asked go too, but they are not memories: not counted as such.
+        old = Memory.created_at < cutoff
+        await session.execute(delete(Memory).where(old, Memory.role == ASKER_ROLE))
+        memories = await session.execute(delete(Memory).where(old))
         escalations = await session.execute(
             delete(Escalation).where(Escalation.created_at < cutoff)
         )

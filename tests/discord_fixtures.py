@@ -109,6 +109,18 @@ async def start_bot(
     return RunningBot(adapter, task)
 
 
+@asynccontextmanager
+async def running_bot(
+    world: DiscordWorld, settings: Settings, db: Database, **adapter_options: Any
+) -> AsyncIterator[RunningBot]:
+    """A bot on a new runtime of ``settings`` for the ``async with`` block, then stopped."""
+    running = await start_bot(world, await build_runtime(settings, db=db), **adapter_options)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
 BotFactory = Callable[..., Awaitable[RunningBot]]
 
 # Seconds before a row handed back after a passing fault is tried again (2 s, 8 s in production).

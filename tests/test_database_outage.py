@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from bot.config import Settings
-from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, running_bot
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api
@@ -114,11 +113,8 @@ async def _running(
     world: DiscordWorld, db: Database, settings: Settings, **options: Any
 ) -> AsyncIterator[RunningBot]:
     """A bot on ``db`` (the adapter's ``options``), stopped at the end."""
-    running = await start_bot(world, await build_runtime(settings, db=db), **options)
-    try:
+    async with running_bot(world, settings, db, **options) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def _until_answered(db: Database, key: str) -> None:

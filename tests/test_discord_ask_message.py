@@ -17,7 +17,7 @@ from bot.runtime import build_runtime
 from storage import events, memories
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot
+from tests.discord_fixtures import RunningBot, make_settings, running_bot, start_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld
 from tests.inbox_support import ledger
@@ -206,15 +206,12 @@ async def test_a_stop_before_the_invoker_was_told_is_finished_by_the_next_proces
     await world.api.wait_for(lambda: world.api.find("PATCH", original))
     await first.stop()
     world.api.unstall()
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db) as second:
         assert await _invoker_note(world, asked) == texts.ASK_MESSAGE_ANSWERING_IN_THREAD
         [answer] = await world.bot_messages(question["id"])
         assert "reset your password" in answer["content"].lower()
         await asyncio.sleep(0.5)
         await second.adapter.inbox.wait_idle()
-    finally:
-        await second.stop()
     assert len(world.api.channel_messages(question["id"])) == 1
     [row] = (await ledger(sqlite_db, "discord")).values()
     assert row.status == events.ANSWERED

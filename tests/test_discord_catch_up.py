@@ -10,7 +10,7 @@ import pytest
 from bot.runtime import Runtime, build_runtime
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import make_settings, running_bot, start_bot
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld, wait_until
 
@@ -42,8 +42,7 @@ async def test_a_question_posted_while_the_bot_was_down_is_answered_once(
     await world.say("lunch anyone?")
 
     settings = make_settings(world, sqlite_url, kb_uri)
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db) as second:
         await wait_until(lambda: answers_about(world, "billing page"), what="the missed question")
         # Another READY (a reconnect that could not resume) reads the same window again.
         assert await second.adapter.read_missed() >= 3
@@ -51,8 +50,6 @@ async def test_a_question_posted_while_the_bot_was_down_is_answered_once(
         assert answers_about(world, "billing page") == 1
         assert answers_about(world, "reset your password") == 1
         assert not any("lunch" in m["content"] for m in world.api.messages.values())
-    finally:
-        await second.stop()
 
 
 async def test_catch_up_can_be_switched_off(
@@ -61,12 +58,9 @@ async def test_catch_up_can_be_switched_off(
     await (await start_bot(world, runtime)).stop()
     await world.say("Where can I download past invoices?", mention=True)
     settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
-    bot = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         await asyncio.sleep(0.5)
         assert answers_about(world, "billing page") == 0
-    finally:
-        await bot.stop()
 
 
 async def test_a_forum_post_created_while_the_bot_was_down_is_answered(
@@ -76,12 +70,9 @@ async def test_a_forum_post_created_while_the_bot_was_down_is_answered(
     await (await start_bot(world, await build_runtime(settings, db=sqlite_db))).stop()
     thread_id, _ = await world.forum_post("How do I reset my password?")
 
-    bot = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         [answer] = await world.bot_messages(thread_id)
         assert "reset your password" in answer["content"].lower()
-    finally:
-        await bot.stop()
 
 
 async def test_one_unreadable_channel_does_not_stop_the_catch_up_of_the_others(
@@ -99,11 +90,8 @@ async def test_one_unreadable_channel_does_not_stop_the_catch_up_of_the_others(
     await world.say("Where can I download past invoices?", mention=True)  # while nobody listens
 
     settings = make_settings(world, sqlite_url, kb_uri)
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         await wait_until(lambda: answers_about(world, "billing page"), what="the missed question")
-    finally:
-        await second.stop()
     assert world.api.find("GET", rf"/channels/{thread['id']}")  # the bad channel was tried
 
 
@@ -126,12 +114,9 @@ async def test_a_dm_posted_while_the_bot_was_down_is_answered(
     world.api.user_messages.append(missed)  # only in the DM's history: nobody was connected
 
     settings = make_settings(world, sqlite_url, kb_uri)
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         await world.bot_messages(dm["channel_id"], 2)
         await asyncio.sleep(0.3)
-    finally:
-        await second.stop()
     assert answers_about(world, "billing page") == 1
     assert answers_about(world, "reset your password") == 1
     assert not world.api.find("GET", rf"/channels/{dm['channel_id']}")

@@ -13,11 +13,15 @@ import pytest
 from bot import texts
 from bot.config import Settings
 from bot.inbox import SESSION_KEY
-from bot.runtime import build_runtime
 from storage import channel_settings, events, memories
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot, make_settings, start_bot, start_model_bot
+from tests.discord_fixtures import (
+    RunningBot,
+    make_settings,
+    running_bot,
+    start_model_bot,
+)
 from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld, wait_until
@@ -86,15 +90,12 @@ async def test_follow_up_in_thread_is_answered_with_context(
         openai_base_url=fake_openai.base_url,
         openai_max_retries=0,
     )
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         first = await world.say("How do I reset my password?", mention=True)
         thread_id = first["id"]
         await world.bot_messages(thread_id, 1)
         await world.say("And how long does the link take?", channel_id=thread_id)  # no mention
         answers = await world.bot_messages(thread_id, 2)
-    finally:
-        await running.stop()
     assert "According to the docs" in answers[1]["content"]
     # The model saw the first question and answer of the thread when answering the second.
     last_request = fake_openai.messages_sent()[-1]
@@ -117,15 +118,12 @@ async def test_a_mention_is_answered_with_its_channels_settings(
         knowledge_filter="billing/", refusal_language="de",
     )  # fmt: skip
     settings = make_settings(world, sqlite_url, kb_uri)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         first = await world.say("How do I reset my password?", mention=True)
         thread_id = first["id"]
         answer = (await world.bot_messages(thread_id, 1))[0]
         await world.say("How do I reset my password?", channel_id=thread_id)  # no mention
         again = (await world.bot_messages(thread_id, 2))[1]
-    finally:
-        await running.stop()
     for reply in (answer, again):
         assert reply["content"].startswith(texts.not_in_docs("de").split(",")[0]), reply
         assert "reset your password" not in reply["content"].lower()
@@ -143,12 +141,9 @@ async def a_thread_the_bot_answered_in(
     world: DiscordWorld, db: Database, settings: Settings
 ) -> str:
     """A mention answered in a new thread by a process that then stops; the thread's id."""
-    first = await start_bot(world, await build_runtime(settings, db=db))
-    try:
+    async with running_bot(world, settings, db):
         question = await world.say("Where can I download past invoices?", mention=True)
         await world.bot_messages(question["id"], 1)
-    finally:
-        await first.stop()
     return str(question["id"])
 
 
@@ -171,15 +166,12 @@ async def test_a_thread_unknown_since_restart_keeps_its_channels_settings(
     settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
     thread_id = await a_thread_the_bot_answered_in(world, sqlite_db, settings)
 
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db) as second:
         assert second.adapter.client.get_channel(int(thread_id)) is None  # not cached
         await world.say("How do I reset my password?", channel_id=thread_id)  # no mention
         follow_up = (await world.bot_messages(thread_id, 2))[1]
         await world.say("And how do I change my password?", channel_id=thread_id)
         again = (await world.bot_messages(thread_id, 3))[2]
-    finally:
-        await second.stop()
     assert refused_in_german(follow_up), follow_up
     assert refused_in_german(again), again
     assert len(world.api.find("GET", rf"/channels/{thread_id}")) == 1  # then remembered
@@ -200,12 +192,9 @@ async def test_a_thread_whose_parent_cannot_be_learned_is_still_answered(
     world.api.fail_with(403, "GET", rf"/channels/{thread_id}")
 
     caplog.set_level(logging.WARNING, logger="adapters.discord.thread_parents")
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         await world.say("How do I reset my password?", channel_id=thread_id)
         follow_up = (await world.bot_messages(thread_id, 2))[1]
-    finally:
-        await second.stop()
     assert "reset your password" in follow_up["content"].lower()
     warned = [r for r in caplog.records if r.name == "adapters.discord.thread_parents"]
     assert warned and thread_id in warned[0].getMessage() and "Forbidden" in warned[0].getMessage()
@@ -222,16 +211,13 @@ async def test_a_mention_in_a_thread_made_while_offline_is_answered_in_that_thre
     await billing_only_german_channel(world, sqlite_db)
     thread_id = world.thread_made_offline()
     settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db) as running:
         assert running.adapter.client.get_channel(int(thread_id)) is None  # not cached
         await world.say("How do I reset my password?", channel_id=thread_id, mention=True)
         answer = (await world.bot_messages(thread_id, 1))[0]
         await world.say("And how do I change my password?", channel_id=thread_id)  # no mention
         again = (await world.bot_messages(thread_id, 2))[1]
         await running.adapter.inbox.wait_idle(10)
-    finally:
-        await running.stop()
     assert refused_in_german(answer), answer
     assert refused_in_german(again), again
     assert not world.api.find("POST", r"/channels/\d+/messages/\d+/threads")
@@ -248,12 +234,9 @@ async def test_a_post_in_a_forum_thread_discord_py_has_not_cached_is_answered(
     post: answered without a mention, in the post."""
     thread_id = world.thread_made_offline(world.forum_id, "reset")
     settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         await world.say("How do I reset my password?", channel_id=thread_id)
         answer = (await world.bot_messages(thread_id))[0]
-    finally:
-        await running.stop()
     assert "reset your password" in answer["content"].lower()
 
 
@@ -272,14 +255,11 @@ async def test_a_mention_in_an_uncached_thread_discord_will_not_describe_is_answ
     world.api.fail_with(403, "GET", rf"/channels/{thread_id}", times=2)
     caplog.set_level(logging.WARNING, logger="adapters.discord.thread_parents")
     settings = make_settings(world, sqlite_url, kb_uri, discord_catch_up_minutes=0)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         await world.say("How do I reset my password?", channel_id=thread_id, mention=True)
         answer = (await world.bot_messages(thread_id))[0]
         await world.say("Where can I download past invoices?", channel_id=thread_id, mention=True)
         await world.bot_messages(thread_id, 2)
-    finally:
-        await running.stop()
     assert "reset your password" in answer["content"].lower()
     warned = [r for r in caplog.records if r.name == "adapters.discord.thread_parents"]
     assert len(warned) == 1

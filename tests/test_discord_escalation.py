@@ -8,11 +8,15 @@ import asyncio
 import pytest
 
 from bot import texts
-from bot.runtime import build_runtime
 from storage import channel_settings, escalations, events
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot, start_retrying_bot, team_settings
+from tests.discord_fixtures import (
+    make_settings,
+    running_bot,
+    start_retrying_bot,
+    team_settings,
+)
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld
 from tests.inbox_support import ledger
@@ -37,8 +41,7 @@ async def test_bystander_is_refused_support_role_resolves_and_notice_says_who(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:
     settings = team_settings(world, sqlite_url, kb_uri)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         opened, resolve_id, escalation_id = await _escalated(world)
         refused = await world.click(opened, resolve_id, author=world.bob)
         answer = (await world.interaction_done(refused["token"]))[0]
@@ -53,8 +56,6 @@ async def test_bystander_is_refused_support_role_resolves_and_notice_says_who(
         answer = (await world.interaction_done(done["token"]))[0]
         assert answer["content"] == texts.ESCALATION_RESOLVED
         notice = world.api.channel_messages(world.no_threads_channel_id)[0]
-    finally:
-        await running.stop()
     row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
     assert row is not None and row.status == "resolved" and row.resolved_by == world.bob["id"]
     assert f"Resolved by <@{world.bob['id']}> at <t:" in notice["content"]
@@ -67,13 +68,10 @@ async def test_the_asker_may_resolve_their_own_hand_off(
     settings = make_settings(
         world, sqlite_url, kb_uri, discord_escalation_channel=world.no_threads_channel_id
     )
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         opened, resolve_id, escalation_id = await _escalated(world)
         done = await world.click(opened, resolve_id, author=world.alice)
         answer = (await world.interaction_done(done["token"]))[0]
-    finally:
-        await running.stop()
     assert answer["content"] == texts.ESCALATION_RESOLVED
     row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
     assert row is not None and row.resolved_by == world.alice["id"]
@@ -91,8 +89,7 @@ async def test_a_hand_off_in_a_thread_goes_to_its_channels_team(
         escalation_target=help_team,
     )  # fmt: skip
     settings = make_settings(world, sqlite_url, kb_uri, discord_escalation_channel=default_team)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         by_button, _, _ = await _escalated(world)
         question = await world.say("Where can I download past invoices?", mention=True)
         thread_id = question["id"]
@@ -104,8 +101,6 @@ async def test_a_hand_off_in_a_thread_goes_to_its_channels_team(
         )
         by_command = (await world.interaction_done(command["token"]))[0]
         notices = await world.bot_messages(help_team, 3)
-    finally:
-        await running.stop()
     for reply in (by_button, asked, by_command):
         assert reply["content"].startswith(texts.ESCALATION_OPENED), reply
     sessions = {
@@ -220,8 +215,7 @@ async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
     settings = make_settings(
         world, sqlite_url, kb_uri, discord_escalation_channel=world.no_threads_channel_id
     )
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         opened, _resolve_id, escalation_id = await _escalated(world)
         thread_id = opened["channel_id"]
         assert len(world.api.channel_messages(thread_id)) == 1  # the answer
@@ -237,5 +231,3 @@ async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
         )
         await world.say("And how long does the reset link last?", channel_id=thread_id)
         await world.bot_messages(thread_id, 3)
-    finally:
-        await running.stop()

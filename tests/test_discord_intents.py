@@ -13,7 +13,7 @@ from bot.config import load_settings
 from bot.runtime import build_runtime
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import make_settings, running_bot, start_bot
 from tests.fakes.discord_world import DiscordWorld
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,13 +43,10 @@ async def test_refused_intent_reconnects_without_it_and_logs_one_line(
     caplog.set_level(logging.INFO)
     world.gateway.refuse_privileged = True
     settings = make_settings(world, sqlite_url, kb_uri, discord_message_content=True)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         # Still useful without the intent: a mention is answered.
         question = await world.say("How do I reset my password?", mention=True)
         answers = await world.bot_messages(question["id"])
-    finally:
-        await running.stop()
     assert "Reset password" in answers[0]["content"]
     assert world.gateway.refused == 1
     first, second = world.gateway.identifies

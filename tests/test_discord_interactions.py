@@ -26,6 +26,7 @@ from tests.discord_fixtures import (
     make_settings,
     model_overrides,
     retrying_bot,
+    running_bot,
     settle,
     start_bot,
     team_settings,
@@ -67,13 +68,10 @@ async def test_ask_is_deferred_within_3s_then_answered(
         )
     )
     settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         sent_at = time.monotonic()
         interaction = await world.slash("ask", {"question": "How do I reset my password?"})
         done = await world.interaction_done(interaction["token"])
-    finally:
-        await running.stop()
     callback = world.api.find("POST", rf"/interactions/{interaction['id']}/.+/callback")[0]
     assert callback.body["type"] == 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
     assert callback.query.get("with_response") in ("1", "true")
@@ -122,8 +120,7 @@ async def test_long_answer_is_split_with_balanced_fences(
     assert len(long_answer) > 7000
     fake_openai.queue(*_search_then(long_answer, chunk_chars=400))
     settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         question = await world.say("How do I reset my password?", mention=True)
         thread_id = question["id"]
         await world.api.wait_for(
@@ -133,8 +130,6 @@ async def test_long_answer_is_split_with_balanced_fences(
             ),
             what="the whole long answer",
         )
-    finally:
-        await running.stop()
     messages = world.api.channel_messages(thread_id)
     assert len(messages) >= 4
     for message in messages:
@@ -156,12 +151,9 @@ async def test_answer_quoting_everyone_pings_nobody(
 ) -> None:
     fake_openai.queue(*_search_then("Post this: @everyone @here <@&123> please reset now [1]"))
     settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         question = await world.say("How do I reset my password?", mention=True)
         answer = (await world.bot_messages(question["id"]))[0]
-    finally:
-        await running.stop()
     assert "@everyone" in answer["content"]
     sent = world.api.find("POST", r"/channels/\d+/messages") + world.api.find(
         "PATCH", r"/channels/\d+/messages/\d+"
@@ -262,19 +254,13 @@ async def test_a_slash_command_cut_short_by_a_stop_is_answered_by_the_next_proce
     # not answer it, and the asker's "thinking..." never turned into an answer.
     fake_openai.queue(Turn(content="slow", delay=5.0))  # the first process never gets there
     settings = _openai_settings(world, sqlite_url, kb_uri, fake_openai)
-    first = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db) as first:
         interaction = await world.slash("ask", {"question": "How do I reset my password?"})
         await wait_until(lambda: fake_openai.requests, what="the model call")
         await first.adapter.close(grace=0.0)  # stops mid-answer: the claim is handed back
-    finally:
-        await first.stop()
     assert not world.api.interaction_messages(interaction["token"])[0].get("edits")
-    second = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         done = await world.interaction_done(interaction["token"])
-    finally:
-        await second.stop()
     assert "According to the docs" in done[0]["content"]
     assert done[0]["components"]  # the answer's buttons, as live
     assert len(world.api.interaction_messages(interaction["token"])) == 1

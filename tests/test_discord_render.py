@@ -110,7 +110,7 @@ def test_local_paths_and_urls_in_sources() -> None:
     )
     assert embed is not None
     assert embed["fields"][0]["value"] == "`docs/guide.md`\nHow to install"
-    assert embed["fields"][1]["value"] == "[API — Auth](https://x.dev/api)"
+    assert embed["fields"][1]["value"] == "[API › Auth](https://x.dev/api)"
     assert render.sources_embed(()) is None
 
 

@@ -17,7 +17,6 @@ import pytest
 
 from bot import texts
 from bot.messages import Author, ConversationKey, IncomingMessage, Platform, message_to_record
-from bot.runtime import build_runtime
 from storage import events
 from storage.db import Database
 from tests import discord_fixtures
@@ -26,8 +25,8 @@ from tests.discord_fixtures import (
     apology,
     finished,
     make_settings,
+    running_bot,
     settle,
-    start_bot,
 )
 from tests.fakes import discord_payloads as p
 from tests.fakes.discord_world import DiscordWorld, wait_until
@@ -146,14 +145,11 @@ async def test_configured_shards_each_identify_and_answer(
     world = await DiscordWorld.start(extra_guilds=3)
     try:
         settings = make_settings(world, sqlite_url, kb_uri, discord_shard_count=2)
-        running = await start_bot(world, await build_runtime(settings, db=sqlite_db), sessions=2)
-        try:
+        async with running_bot(world, settings, sqlite_db, sessions=2):
             shards = sorted(tuple(i["shard"]) for i in world.gateway.identifies)
             assert shards == [(0, 2), (1, 2)]
             question = await world.say("How do I reset my password?", mention=True)
             await world.bot_messages(question["id"])
-        finally:
-            await running.stop()
     finally:
         await world.stop()
 
@@ -165,12 +161,9 @@ async def test_automatic_shard_count_comes_from_gateway_bot(
     world.api.shards = 2
     try:
         settings = make_settings(world, sqlite_url, kb_uri)
-        running = await start_bot(world, await build_runtime(settings, db=sqlite_db), sessions=2)
-        try:
+        async with running_bot(world, settings, sqlite_db, sessions=2) as running:
             assert sorted(tuple(i["shard"]) for i in world.gateway.identifies) == [(0, 2), (1, 2)]
             assert running.adapter.client.shard_count == 2
-        finally:
-            await running.stop()
     finally:
         await world.stop()
 

@@ -18,14 +18,13 @@ from bot.cli import main
 from bot.config import load_settings
 from bot.doc_links import DocsLinks, DocsSite, DocsStyle, asciidoc_anchor
 from bot.errors import ConfigError
-from bot.runtime import build_runtime
 from storage.db import Database
 from storage.documents import FetchedPages, FoundFile, heading_attributes
 from storage.knowledge import LINKS_COLUMN, KnowledgeBase
 from storage.page_facts import PageFacts
 from tests import discord_fixtures
 from tests.core_support import message, openai_agent, responder
-from tests.discord_fixtures import make_settings, model_overrides, start_bot
+from tests.discord_fixtures import make_settings, model_overrides, running_bot
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
@@ -614,10 +613,10 @@ async def test_the_model_reads_the_published_page_of_each_passage(
             BASE + "guide/install#on-linux-debian" if links else "01-guide/02-install.md"
         )
     without, with_links = results
-    assert "[1] Installing > On Linux (Debian) (01-guide/02-install.md)\n" in without
+    assert "[1] Installing › On Linux (Debian) (01-guide/02-install.md)\n" in without
     assert "Page:" not in without
     assert (
-        "[1] Installing > On Linux (Debian) (01-guide/02-install.md)\n"
+        "[1] Installing › On Linux (Debian) (01-guide/02-install.md)\n"
         f"Page: {BASE}guide/install#on-linux-debian\nRun apt install flagpole" in with_links
     )
 
@@ -663,12 +662,9 @@ async def test_a_discord_answer_links_its_source_to_the_published_page(
     settings = make_settings(
         world, sqlite_url, kb_uri, docs_url=BASE, **model_overrides(fake_openai)
     )
-    running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-    try:
+    async with running_bot(world, settings, sqlite_db):
         question = await world.say("How do I reset my password?", mention=True)
         answer = (await world.bot_messages(question["id"]))[0]
-    finally:
-        await running.stop()
     field = answer["embeds"][0]["fields"][0]
     page = BASE + "passwords#reset-your-password"  # auto: a Markdown page's clean URL
-    assert field["value"].startswith(f"[Passwords — Reset your password]({page})\n")
+    assert field["value"].startswith(f"[Passwords › Reset your password]({page})\n")

@@ -11,14 +11,13 @@ import asyncio
 import pytest
 
 from bot import texts
-from bot.runtime import build_runtime
 from bot.text_commands import is_forget_request
 from storage import memories
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests import discord_fixtures
 from tests.core_support import words_held
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import make_settings, running_bot
 from tests.fakes.discord_world import DiscordWorld, write_docs
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
@@ -151,10 +150,7 @@ async def test_discord_forget_in_a_thread_clears_it_for_its_asker_only(
 ) -> None:
     kb = str(tmp_path / "kb")
     KnowledgeBase.open(kb, None).ingest(write_docs(tmp_path / "docs"))
-    running = await start_bot(
-        world, await build_runtime(make_settings(world, any_db_url, kb), db=db)
-    )
-    try:
+    async with running_bot(world, make_settings(world, any_db_url, kb), db) as running:
         question = await world.say("How do I reset my password?", mention=True)
         thread_id = question["id"]  # a thread started from a message has the message's id
         await world.bot_messages(thread_id, 1)
@@ -184,5 +180,3 @@ async def test_discord_forget_in_a_thread_clears_it_for_its_asker_only(
         await asyncio.sleep(0.2)
         assert in_place["content"] == texts.FORGOTTEN_NONE
         assert len(world.api.threads) == threads
-    finally:
-        await running.stop()

@@ -17,7 +17,7 @@ from bot.runtime import build_runtime
 from storage.db import Database
 from storage.knowledge import TABLE_REFRESH_SECONDS
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, start_bot
+from tests.discord_fixtures import make_settings, running_bot
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.slack_harness import build_kb
 
@@ -81,10 +81,7 @@ async def test_a_knowledge_base_removed_under_a_running_bot_is_one_line_and_an_a
     each asker gets the short apology, the operator one line naming the folder and the fix,
     and once the knowledge base is rebuilt the same process answers again."""
     uri = build_kb(tmp_path / "kb")
-    running = await start_bot(
-        world, await build_runtime(make_settings(world, sqlite_url, uri), db=sqlite_db)
-    )
-    try:
+    async with running_bot(world, make_settings(world, sqlite_url, uri), sqlite_db):
         shutil.rmtree(uri)
         with caplog.at_level(logging.WARNING):
             gone = await world.dm("How do I reset my password?")
@@ -93,8 +90,6 @@ async def test_a_knowledge_base_removed_under_a_running_bot_is_one_line_and_an_a
         await asyncio.sleep(TABLE_REFRESH_SECONDS)  # how long a replica may read the old one
         back = await world.dm("How do I reset my password?")
         [answer] = await world.bot_messages(back["channel_id"])
-    finally:
-        await running.stop()
     assert apology["content"] == texts.ERROR_GENERIC
     [line] = [r for r in caplog.records if r.name == "bot.responder"]
     assert not line.exc_info and uri in line.getMessage()

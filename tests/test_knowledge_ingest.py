@@ -328,3 +328,22 @@ def test_a_second_ingest_while_one_is_writing_stops_with_one_line(
         other.join()
     code, out, _ = run_cli(["ingest", str(docs), "--prune"], capsys)
     assert code == 0 and "0 removed" in out
+
+
+def test_ingest_without_prune_names_how_many_stored_pages_are_gone(
+    cli_env: Path, docs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files removed from the folder stay searchable until --prune; the operator is told so,
+    in one line, and nothing is deleted."""
+    assert run_cli(["ingest", str(docs)], capsys)[0] == 0
+    (docs / "notes.txt").unlink()
+    code, out, err = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0 and "0 removed" in out
+    note = f"note: 1 stored page is no longer in {docs}; run with --prune to remove them"
+    assert [line for line in err.splitlines() if "no longer in" in line] == [note]
+    code, out, _ = run_cli(["kb", "search", "quokka cache", "--json", "-k", "1"], capsys)
+    assert json.loads(out)[0]["source"] == "notes.txt"  # kept
+    code, out, err = run_cli(["ingest", str(docs), "--prune"], capsys)
+    assert code == 0 and "1 removed" in out and "no longer in" not in err
+    code, out, err = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0 and "no longer in" not in err

@@ -88,9 +88,8 @@ async def test_discord_interactions_at_debug_log_no_interaction_token(
     # discord.py logs every gateway event (INTERACTION_CREATE carries the token) and every
     # webhook URL (the token is in its path) at DEBUG: the token, a credential that posts as
     # the bot for 15 minutes, was in the log.
-    from bot.runtime import build_runtime
     from storage.knowledge import KnowledgeBase
-    from tests.discord_fixtures import make_settings, start_bot
+    from tests.discord_fixtures import make_settings, running_bot
     from tests.fakes.discord_world import DiscordWorld, write_docs
 
     kb = str(tmp_path / "kb")
@@ -98,12 +97,9 @@ async def test_discord_interactions_at_debug_log_no_interaction_token(
     world = await DiscordWorld.start()
     try:
         settings = make_settings(world, sqlite_url, kb)
-        running = await start_bot(world, await build_runtime(settings, db=sqlite_db))
-        try:
+        async with running_bot(world, settings, sqlite_db):
             interaction = await world.slash("ask", {"question": "How do I reset my password?"})
             await world.interaction_done(interaction["token"])
-        finally:
-            await running.stop()
     finally:
         await world.stop()
     formatted = debug_logging.getvalue()

@@ -10,8 +10,9 @@ from adapters.slack.render import markdown_to_mrkdwn
 from bot.agent import AgentRequest, AgentResult, OfflineAgent
 from bot.messages import ReplyKind
 from bot.quotes import MAX_CODE_LINES, quote_markdown
+from storage.documents import chunk_document, parse_markdown, parse_rst
 from storage.knowledge import KnowledgeBase
-from storage.passages import CodeBlock, sentences_of, sentences_with_code
+from storage.passages import CodeBlock, own_lines, sentences_of, sentences_with_code
 from tests.knowledge_helpers import load_local_embedder
 
 BACKUP_DOC = """# Maintenance
@@ -102,6 +103,15 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+async def _offline_answer(kb: KnowledgeBase, question: str) -> AgentResult:
+    result = None
+    async for item in OfflineAgent(kb).run(AgentRequest(question=question)):
+        if isinstance(item, AgentResult):
+            result = item
+    assert result is not None
+    return result
+
+
 @pytest.mark.parametrize("embedder", ["none", "local"])
 async def test_offline_answer_to_how_do_i_carries_the_command(
     docs: Path, tmp_path: Path, embedder: str
@@ -110,13 +120,8 @@ async def test_offline_answer_to_how_do_i_carries_the_command(
         str(tmp_path / "kb"), load_local_embedder() if embedder == "local" else None
     )
     kb.ingest([docs])
-    result = None
-    async for item in OfflineAgent(kb).run(
-        AgentRequest(question="How do I take a snapshot backup?")
-    ):
-        if isinstance(item, AgentResult):
-            result = item
-    assert result is not None and result.kind is ReplyKind.ANSWER
+    result = await _offline_answer(kb, "How do I take a snapshot backup?")
+    assert result.kind is ReplyKind.ANSWER
     assert (
         "```sh\n$ vaultctl snapshot save backup.db\n$ vaultctl snapshot status backup.db\n```"
         in (result.text)
@@ -187,3 +192,64 @@ def test_an_abbreviation_does_not_end_a_sentence() -> None:
         "Compare the defaults, i.e. UTF-8 here.",
         "Responses are guessed.",
     ]
+
+
+LIST_PAGES = {
+    "retries.md": """# Retries
+
+## Backoff
+
+Retries can be tuned per client. The supported backoff modes are:
+- linear
+- exponential
+- jittered
+
+Pick one mode per client.
+""",
+    "retries.rst": """Retries
+=======
+
+Backoff
+-------
+
+Retries can be tuned per client. The supported backoff modes are:
+
+* linear
+* exponential
+* jittered
+
+Pick one mode per client.
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIST_PAGES))
+def test_a_quote_keeps_a_list_apart_from_its_intro_and_what_follows(name: str) -> None:
+    """A list's intro ran into its items, and the last item into the next sentence: "The
+    supported backoff modes are: linear exponential" and "jittered Pick one mode"."""
+    parse = parse_rst if name.endswith(".rst") else parse_markdown
+    [chunk] = chunk_document(parse(LIST_PAGES[name], fallback_title="x"), source=name)
+    pairs, own = sentences_with_code(chunk.text), own_lines(chunk.text)
+    assert [s for s, _ in pairs][1:] == [
+        "The supported backoff modes are:", "linear", "exponential", "jittered",
+        "Pick one mode per client.",
+    ]  # fmt: skip
+    assert quote_markdown(pairs, [1, 2, 3], own) == (
+        "> The supported backoff modes are:\n> linear\n> exponential"
+    )
+    assert quote_markdown(pairs, [4, 5], own) == "> jittered\n> Pick one mode per client."
+    assert quote_markdown(pairs, [0, 1], own).startswith(
+        "> Retries can be tuned per client. The supported backoff modes are:\n> linear\n"
+    )
+
+
+async def test_the_offline_answer_quotes_a_list_line_by_line(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "retries.md").write_text(LIST_PAGES["retries.md"], encoding="utf-8")
+    kb = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    kb.ingest([folder])
+    result = await _offline_answer(kb, "Which backoff modes are supported for retries?")
+    assert result.kind is ReplyKind.ANSWER
+    assert "modes are:\n> linear\n> exponential" in result.text
+    assert "are: linear" not in result.text and "exponential jittered" not in result.text

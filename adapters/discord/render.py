@@ -17,6 +17,7 @@ from bot import splitting, texts
 from bot.messages import Reply, ReplyKind, Source
 from bot.slash import SlashCommand
 from bot.splitting import fences_balanced as fences_balanced
+from storage.passages import breadcrumb
 
 MESSAGE_LIMIT = 2000
 EMBED_TOTAL_LIMIT = 6000
@@ -226,7 +227,7 @@ def split_markdown(text: str, *, limit: int = MESSAGE_LIMIT) -> list[str]:
 
 def _source_value(source: Source) -> str:
     where = source.url_or_path
-    label = f"{source.title} — {source.heading}" if source.heading else source.title
+    label = breadcrumb(source.title, source.heading)
     link = f"[{_escape_link_text(label or where)}]({where})" if _is_url(where) else f"`{where}`"
     snippet = " ".join(source.snippet.split())
     return f"{link}\n{snippet}" if snippet else link

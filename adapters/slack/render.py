@@ -17,6 +17,7 @@ from typing import Any
 
 from bot import splitting, texts
 from bot.messages import Reply, ReplyKind, Source
+from storage.passages import breadcrumb
 
 SECTION_LIMIT = 3000
 MESSAGE_TEXT_LIMIT = 4000
@@ -201,9 +202,8 @@ def context_block(text: str, block_id: str | None = None) -> dict[str, Any]:
 
 
 def source_link(source: Source) -> str:
-    title = escape(source.title or source.url_or_path or "source").replace("|", "¦")
-    if source.heading and source.heading != source.title:
-        title += " › " + escape(source.heading).replace("|", "¦")
+    place = breadcrumb(source.title, source.heading) or source.url_or_path or "source"
+    title = escape(place).replace("|", "¦")
     target = source.url_or_path
     if target.startswith(("http://", "https://")):
         return f"<{escape(target)}|{title}>"

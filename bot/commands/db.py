@@ -123,7 +123,9 @@ def export(
         ..., help="The conversation's session id.", metavar="SESSION_ID"
     ),
 ) -> None:
-    """Print a session's memories as JSON lines (the tool metadata under "metadata")."""
+    """Print a session's memories as JSON lines (the tool metadata under "metadata"). A line
+    with role "asker" and content null records who asked in a conversation that was forgotten
+    (an id, no words)."""
     from storage import migrate
 
     url = _database_url()

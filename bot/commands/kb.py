@@ -20,6 +20,7 @@ import typer
 from bot import texts
 from bot.doc_links import DocsLinks
 from bot.errors import ConfigError, IngestError, KnowledgeBaseError
+from storage.passages import breadcrumb
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def ingest(
         str | None,
         typer.Option(
             help="Keep running: ingest again every DURATION (30m, 6h, 1d), e.g. to follow a "
-            "docs site. A failed round is reported and the next one runs on time.",
+            "docs site. A failed round is reported and retried soon (at most twice); the next "
+            "one runs on time.",
             metavar="DURATION",
         ),
     ] = None,
@@ -179,6 +181,8 @@ def _ingest_once(
         typer.echo(texts.kb_file_warning(warning), err=True)
     for path, lines, kinds in report.redacted:
         typer.echo(texts.kb_redacted(str(path), lines, kinds), err=True)
+    if report.not_found:
+        typer.echo(texts.kb_not_found(len(report.not_found), wanted), err=True)
     typer.echo(
         texts.kb_ingest_summary(
             files=report.files,
@@ -265,7 +269,7 @@ def kb_search(
         typer.echo(texts.KB_NO_HITS)
         return
     for rank, hit in enumerate(hits, start=1):
-        place = " > ".join(p for p in (hit.title, hit.heading) if p)
+        place = breadcrumb(hit.title, hit.heading)
         typer.echo(f"{rank}. [{hit.score:.4f}] {hit.source} — {place}")
         typer.echo(f"   {hit.snippet(SNIPPET_CHARS)}")
 

@@ -1,0 +1,44 @@
+"""A refusal says how to ask for a human with what the platform has: Slack and Discord show a
+"Talk to a human" button, the console has none and says what to type; what it says works."""
+
+from __future__ import annotations
+
+import io
+
+from adapters.console import ConsoleAdapter
+from bot import texts
+from bot.messages import ReplyKind
+from storage.db import Database
+from storage.knowledge import KnowledgeBase
+from tests.core_support import kb_fixture, message, responder  # noqa: F401
+
+QUESTION = "How do I configure the quantum flux capacitor?"
+
+
+async def test_the_console_refusal_promises_no_button_and_its_advice_works(
+    sqlite_db: Database, kb: KnowledgeBase
+) -> None:
+    out = io.StringIO()
+    adapter = ConsoleAdapter(responder(sqlite_db, kb=kb), out=out)
+    refused = await adapter.send(QUESTION)
+    assert refused.reply is not None and refused.reply.kind is ReplyKind.NO_ANSWER
+    shown = out.getvalue()
+    assert "button" not in shown.lower()
+    assert "Reply “yes”, or say “talk to a human”." in shown
+    accepted = await adapter.send("yes")  # what the refusal told them to type
+    assert accepted.reply is not None and accepted.reply.kind is ReplyKind.ESCALATED
+
+
+async def test_platforms_with_buttons_keep_the_button_in_the_refusal(
+    sqlite_db: Database, kb: KnowledgeBase
+) -> None:
+    replies = [r async for r in responder(sqlite_db, kb=kb).stream(message(QUESTION))]
+    assert replies[-1].kind is ReplyKind.NO_ANSWER
+    assert "Use the *Talk to a human* button" in replies[-1].text
+
+
+def test_a_refusal_in_every_language_on_the_console_says_what_to_type() -> None:
+    for code in texts.NOT_IN_DOCS_TRANSLATIONS:
+        typed = texts.not_in_docs(code, buttons=False)
+        assert "*Talk to a human*" not in typed and "talk to a human" in typed
+        assert typed != texts.not_in_docs(code)
