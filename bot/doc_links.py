@@ -128,6 +128,8 @@ class DocsSite:
         repeat = facts.repeat
         if style is DocsStyle.FILE or suffix not in _PAGES.get(style, GENERATED):
             return ""
+        if facts.anchor:  # "## Install {#setup}", "[[setup]]": every generator keeps the id
+            return facts.anchor
         if suffix in ASCIIDOC:  # Asciidoctor numbers a repeat from 2: _usage, _usage_2
             return asciidoc_anchor(innermost) + (f"_{repeat + 1}" if repeat else "")
         if suffix in RESTRUCTURED and style is not DocsStyle.SPHINX:
@@ -154,16 +156,23 @@ def _clean_page(folder: str, stem: str, facts: PageFacts) -> str:
     """Docusaurus's rule (which Hugo and VitePress share for plain names): number prefixes
     dropped from the file's and its folders' names; a front-matter ``slug`` is the page's
     path, from the docs' root when it starts with "/", else from the file's folder; without
-    one, a front-matter ``id`` replaces the file's name; a folder's index is the folder."""
+    one, a front-matter ``id`` replaces the file's name; a folder's index (index, README, or
+    Docusaurus's file named as its folder: guides/guides.md) is the folder."""
     folders = "/".join(_without_number(part) for part in folder.split("/")) if folder else ""
     if facts.slug.startswith("/"):
         return facts.slug.lstrip("/")
-    if not facts.slug and stem.lower() in INDEX_STEMS:
+    if not facts.slug and _is_folder_index(folder, stem):
         return f"{folders}/" if folders else ""
     name = facts.slug or facts.id or _without_number(stem)
     resolved = posixpath.normpath(posixpath.join("/", folders, name))
     trailing = "/" if name.endswith("/") and resolved != "/" else ""
     return resolved.lstrip("/") + trailing
+
+
+def _is_folder_index(folder: str, stem: str) -> bool:
+    """Docusaurus's category index: index, README, or the folder's own name, as written."""
+    name = stem.lower()
+    return name in INDEX_STEMS or (bool(folder) and name == folder.rsplit("/", 1)[-1].lower())
 
 
 def _without_number(name: str) -> str:
@@ -183,9 +192,12 @@ class DocsLinks:
 
     def url_for(self, path: str, heading: str = "", facts: PageFacts = NO_FACTS) -> str | None:
         """The published page of a cited file, None when it has none (no site covers it, or
-        it is cited by URL already). ``facts``: what the page said of itself at ingest."""
-        if is_url(path):
-            return None
+        it is a crawled page with no id on its heading: its URL is the citation already).
+        ``facts``: what the page said of itself at ingest."""
+        if is_url(path):  # a crawled page: its heading's own id, where the page gave one
+            if not facts.anchor:
+                return None
+            return f"{path.split('#', 1)[0]}#{quote(facts.anchor, safe='-_.:')}"
         for prefix, site in self.sites:
             if path.startswith(prefix):
                 return site.url(path[len(prefix) :], heading, facts)
@@ -271,3 +283,6 @@ def parse_docs_styles(spec: str, *, prefixes: set[str] | None = None) -> dict[st
         if prefixes is not None and prefix and prefix not in prefixes:
             raise ValueError(f"names folder {prefix!r}, which SUPPORTBOT_DOCS_URL does not")
     return styles
+
+
+NO_LINKS = DocsLinks()  # no published folders: crawled pages still link their sections

@@ -29,6 +29,12 @@ class Platform(enum.StrEnum):
         """Whether replies carry buttons ("Talk to a human", feedback): not in a terminal."""
         return self is not Platform.CONSOLE
 
+    @property
+    def delivers_replies(self) -> bool:
+        """Whether a person from the team can reply where the question was asked (a chat
+        thread); a terminal session ends with its process."""
+        return self is not Platform.CONSOLE
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationKey:

@@ -514,7 +514,12 @@ class Responder:
             error = Reply(texts.ERROR_GENERIC, ReplyKind.ERROR, session_id=session_id)
             return HandOff(error, 0, created=False)
         escalation_id = int(opened.escalation.id)
-        text = texts.ESCALATION_OPENED if opened.created else texts.ESCALATION_ALREADY_OPEN
+        if not conversation.platform.delivers_replies:  # a terminal: nobody can reply there
+            text = texts.escalation_recorded(escalation_id)
+        elif opened.created:
+            text = texts.ESCALATION_OPENED
+        else:
+            text = texts.ESCALATION_ALREADY_OPEN
         reply = Reply(text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=escalation_id)
         return HandOff(reply, escalation_id, created=opened.created)
 

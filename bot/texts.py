@@ -140,6 +140,16 @@ ESCALATION_OPENED = (
     "I've asked a human to join this conversation. Someone from the team will reply here."
 )
 ESCALATION_ALREADY_OPEN = "A human has already been asked to join; someone will reply here soon."
+
+
+def escalation_recorded(escalation_id: int) -> str:
+    """A hand-off asked for in the terminal, where no reply can reach the asker."""
+    return (
+        f"I've recorded a request for a human (hand-off #{escalation_id}). A reply can't reach "
+        "this terminal: the team sees open hand-offs on the admin page and in `supportbot report`."
+    )
+
+
 ESCALATION_RESOLVED = "This conversation was handed back: the human hand-off is marked resolved."
 ESCALATION_NOT_OPEN = "That hand-off is already resolved (or no longer exists)."
 ESCALATION_NOTICE_FAILED = (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import metrics, offload
-from bot.doc_links import DocsLinks, is_url
+from bot.doc_links import NO_LINKS, DocsLinks, is_url
 from bot.errors import KnowledgeBaseError
 from bot.grounding import content_words, found_in, passage_words
 from bot.learning import LEARNED_FOLDER
@@ -228,12 +228,12 @@ def source_of(hit: SearchHit, links: DocsLinks | None = None) -> Source:
 
 
 def citation_target(hit: SearchHit, links: DocsLinks | None) -> str:
-    """Where a citation points: the published page of a docs file, else the stored source (a
-    crawled page's URL already; an approved learned answer, which has no page and is cited as
-    the team's answer, by its path)."""
-    if not links or hit.source.startswith(f"{LEARNED_FOLDER}/"):
+    """Where a citation points: the published page of a docs file; a crawled page's URL, at
+    its section where the page gave the heading an id; else the stored source (an approved
+    learned answer has no page and is cited as the team's answer, by its path)."""
+    if hit.source.startswith(f"{LEARNED_FOLDER}/"):
         return hit.source
-    return links.url_for(hit.source, hit.heading, hit.facts) or hit.source
+    return (links or NO_LINKS).url_for(hit.source, hit.heading, hit.facts) or hit.source
 
 
 def published_url(hit: SearchHit, links: DocsLinks | None) -> str | None:

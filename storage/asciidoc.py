@@ -18,6 +18,8 @@ _TITLE = re.compile(r"^(={1,6})\s+(\S.*?)\s*$")
 _ATTRIBUTE_ENTRY = re.compile(r"^:!?([\w-]+)!?:\s*(.*)$")
 # Block attribute lines: [source,java], [NOTE], [[anchor]], [#id].
 _BLOCK_ATTRIBUTES = re.compile(r"^\[\[?[^\[\]]*\]\]?\s*$")
+# An id given to the block or section below: [[install]], [[install,Install]], [#install.role].
+_BLOCK_ID = re.compile(r"^\[(?:\[([\w:.-]+)(?:,[^\]]*)?\]|#([\w:-]+)[^\]]*)\]$")
 _SOURCE_LANGUAGE = re.compile(r"^\[(?:source)?,\s*([\w+#.-]+)")
 _BLOCK_TITLE = re.compile(r"^\.([^\s.].*)$")  # ".A block title" above a block
 _DIRECTIVE = re.compile(r"^(?:include|ifdef|ifndef|ifeval|endif|toc|image)::")
@@ -41,6 +43,7 @@ def to_markdown(text: str) -> str:
     index = _header(lines, out, attributes)
     code_delimiter: str | None = None
     language = ""
+    block_id = ""  # from an anchor line, for the section title right below it
     in_comment = False
     while index < len(lines):
         line = lines[index].rstrip()
@@ -69,17 +72,21 @@ def to_markdown(text: str) -> str:
         elif _BLOCK_ATTRIBUTES.match(stripped):
             source = _SOURCE_LANGUAGE.match(stripped)
             language = source.group(1) if source else ""
+            named = _BLOCK_ID.match(stripped)
+            block_id = (named.group(1) or named.group(2)) if named else block_id
+            continue
         elif (match := _ATTRIBUTE_ENTRY.match(stripped)) is not None:
             attributes[match.group(1).lower()] = match.group(2)
         elif _DIRECTIVE.match(stripped) or _DROPPED_DELIMITER.match(stripped):
             continue
         elif (match := _TITLE.match(stripped)) is not None:
-            level = len(match.group(1))
-            out.append(f"{'#' * level} {_inline(match.group(2), attributes)}")
+            level, named = len(match.group(1)), f" {{#{block_id}}}" if block_id else ""
+            out.append(f"{'#' * level} {_inline(match.group(2), attributes)}{named}")
         elif (match := _BLOCK_TITLE.match(stripped)) is not None:
             out.append(_inline(match.group(1), attributes))
         else:
             out.append(_inline(line, attributes))
+        block_id = ""  # an anchor line names only what directly follows it
     if code_delimiter is not None:
         out.append("```")  # an unclosed block still ends as a block
     return "\n".join(out) + "\n"

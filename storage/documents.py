@@ -77,6 +77,7 @@ class Chunk:
 class Section:
     path: list[str]
     lines: list[str] = field(default_factory=list)
+    anchor: str = ""  # the id its heading was given explicitly ({#id}, <h2 id=...>), if any
 
 
 @dataclass
@@ -272,6 +273,11 @@ def _title_from_name(path: Path) -> str:
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+# A heading's attribute list, as Python-Markdown's attr_list (MkDocs), Docusaurus, Hugo,
+# VitePress and Pandoc write it: "## Install {#setup}", "## Install { #setup .wide }",
+# "## Install {: #setup }". Not part of the heading's words; its id is the heading's anchor.
+_HEADING_ATTRIBUTES = re.compile(r"\s*\{:?\s*((?:[#.][\w:.-]+|[\w-]+=\S+)(?:\s+[^{}]*)?)\s*\}\s*$")
+_ATTRIBUTE_ID = re.compile(r"(?:^|\s)#([\w:.-]+)")
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_DESCRIPTION = re.compile(r"^description:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_SLUG = re.compile(r"^slug:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
@@ -338,12 +344,12 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
             elif not markup.match(line):
                 sections[-1].lines.append(line)
             continue
-        level, heading = len(match.group(1)), match.group(2).strip()
+        level, (heading, anchor) = len(match.group(1)), heading_attributes(match.group(2))
         if level == 1 and not title:
             title, titled_by_heading = heading, True
             continue
         stack = [(lvl, h) for lvl, h in stack if lvl < level] + [(level, heading)]
-        sections.append(Section(path=[h for _, h in stack]))
+        sections.append(Section(path=[h for _, h in stack], anchor=anchor))
     return ParsedDocument(
         title=title or fallback_title,
         sections=sections,
@@ -351,6 +357,15 @@ def parse_markdown(text: str, *, fallback_title: str, source_page: bool = True) 
         page_id=page_id,
         titled_by_heading=titled_by_heading,
     )
+
+
+def heading_attributes(heading: str) -> tuple[str, str]:
+    """A Markdown heading's words and the id its attribute list gives it ("" if none)."""
+    found = _HEADING_ATTRIBUTES.search(heading)
+    if found is None or not heading[: found.start()].strip():
+        return heading.strip(), ""
+    named = _ATTRIBUTE_ID.search(found.group(1))
+    return heading[: found.start()].strip(), named.group(1) if named else ""
 
 
 # Python-Markdown / MkDocs admonitions: '!!! note "Title"' (or '??? tip', '???+ warning'), the
@@ -491,6 +506,9 @@ _HTML_DROP = (
 # A published page's site chrome (sidebars, search, the site footer) and what it hides from
 # readers repeat on every page or are never read: not the page's content.
 _HTML_CHROME_ROLES = {"navigation", "search", "contentinfo", "complementary", "banner"}
+_WORD = re.compile(r"\w")
+_HTML_ID = re.compile(r"[\w:.-]+")  # ids that read back as "{#id}" (others: no anchor)
+_HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _HTML_PERMALINK_CLASSES = {"headerlink", "anchorjs-link", "headeranchor"}  # the "¶" after titles
 _HTML_BLOCKS = (
     "p", "div", "li", "pre", "tr", "br", "section", "article", "table",
@@ -520,6 +538,13 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     page_title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_HTML_DROP):
         tag.decompose()
+    # Read before the permalinks go: a "¶" or "#" link is chrome, not the heading's words.
+    anchors: dict[int, str] = {}
+    for heading in soup.find_all(_HTML_HEADINGS):
+        anchors[id(heading)] = _html_heading_id(heading)
+        for link in heading.find_all("a", href=True):
+            if str(link["href"]).startswith("#") and not _WORD.search(link.get_text()):
+                link.decompose()
     for tag in soup.find_all(_is_chrome):
         if not tag.decomposed:
             tag.decompose()
@@ -531,7 +556,10 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     body = main if main is not None and main.get_text(strip=True) else soup.body or soup
     for level in range(1, 7):
         for heading in soup.find_all(f"h{level}"):
-            heading.replace_with(f"\n\n{'#' * level} {heading.get_text(' ', strip=True)}\n\n")
+            words = heading.get_text(" ", strip=True)
+            anchor = anchors.get(id(heading), "")
+            named = f" {{#{anchor}}}" if words and _HTML_ID.fullmatch(anchor) else ""
+            heading.replace_with(f"\n\n{'#' * level} {words}{named}\n\n")
     for block in soup.find_all(_HTML_BLOCKS):
         block.insert_before("\n")
         block.insert_after("\n")
@@ -540,6 +568,24 @@ def parse_html(text: str, *, fallback_title: str) -> ParsedDocument:
     if page_title and doc.title == fallback_title:
         doc.title = page_title
     return doc
+
+
+def _html_heading_id(heading: Any) -> str:
+    """The id a link to this heading's section uses: the heading's own (MkDocs, Docusaurus,
+    Hugo), its permalink's target ("#x"), or the section it opens (Sphinx's <section id>)."""
+    own = heading.get("id")
+    if own:
+        return str(own)
+    for link in heading.find_all("a", href=True):
+        href = str(link["href"])
+        if href.startswith("#") and len(href) > 1:
+            return href[1:]
+    parent = heading.parent
+    if parent is not None and parent.name in ("section", "div") and parent.get("id"):
+        first = parent.find(_HTML_HEADINGS)
+        if first is heading:
+            return str(parent["id"])
+    return ""
 
 
 def _is_link_list(tag: Any) -> bool:
@@ -649,7 +695,9 @@ def _page_facts(doc: ParsedDocument) -> Iterator[str]:
             repeat = seen.get(key, 0)
             seen[key] = repeat + 1
             repeated += 1 if repeat else 0
-        facts = PageFacts(doc.slug, doc.page_id, repeat, repeated if repeat else 0)
+        facts = PageFacts(
+            doc.slug, doc.page_id, repeat, repeated if repeat else 0, anchor=section.anchor
+        )
         yield facts.encode()
 
 

@@ -34,6 +34,9 @@ class PageFacts:
     # first repeat): Sphinx numbers repeats page-wide (id1, id2...), the others per heading.
     repeat: int = 0
     repeated: int = 0
+    # The id the page gave this passage's heading itself ("## Install {#setup}", or an HTML
+    # heading's id): every generator links it as written, so no slug rule is needed.
+    anchor: str = ""
 
     def encode(self) -> str:
         kept = {key: value for key, value in asdict(self).items() if value}

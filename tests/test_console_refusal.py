@@ -1,5 +1,6 @@
 """A refusal says how to ask for a human with what the platform has: Slack and Discord show a
-"Talk to a human" button, the console has none and says what to type; what it says works."""
+"Talk to a human" button, the console has none and says what to type; what it says works, and
+the hand-off it opens says where the request went (nobody can reply in a terminal)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ async def test_the_console_refusal_promises_no_button_and_its_advice_works(
     assert "Reply “yes”, or say “talk to a human”." in shown
     accepted = await adapter.send("yes")  # what the refusal told them to type
     assert accepted.reply is not None and accepted.reply.kind is ReplyKind.ESCALATED
+    # Nobody can reply in a terminal: it says where the request went, not "they'll reply here".
+    said = accepted.reply.text
+    assert "reply here" not in said and f"hand-off #{accepted.reply.escalation_id}" in said
+    assert "supportbot report" in said
 
 
 async def test_platforms_with_buttons_keep_the_button_in_the_refusal(

@@ -19,7 +19,7 @@ from bot.config import load_settings
 from bot.doc_links import DocsLinks, DocsSite, DocsStyle, asciidoc_anchor
 from bot.errors import ConfigError
 from storage.db import Database
-from storage.documents import FetchedPages, FoundFile
+from storage.documents import FetchedPages, FoundFile, heading_attributes
 from storage.knowledge import LINKS_COLUMN, KnowledgeBase
 from storage.page_facts import PageFacts
 from tests import discord_fixtures
@@ -158,6 +158,13 @@ def test_no_anchor_where_the_rule_is_not_known(style: str, path: str) -> None:
         ("02-guides/03-setup.md", PageFacts(id="first-steps"), "guides/first-steps"),
         ("02-guides/03-setup.md", PageFacts(slug="/x", id="y"), "x"),
         ("02-guides/index.md", PageFacts(slug="/"), ""),
+        # A file named as its folder is the folder's page too (Docusaurus's category index),
+        # compared as written; a top-level file is an ordinary page.
+        ("02-guides/02-guides.md", PageFacts(), "guides/"),
+        ("guides/Guides.md", PageFacts(), "guides/"),
+        ("02-guides/guides.md", PageFacts(), "guides/guides"),
+        ("guides.md", PageFacts(), "guides"),
+        ("guides/guides.md", PageFacts(slug="setup"), "guides/setup"),
     ],
 )
 def test_docusaurus_names_a_page_without_number_prefixes_or_by_its_front_matter(
@@ -401,6 +408,132 @@ def kb(tmp_path: Path) -> KnowledgeBase:
     knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
     knowledge.ingest([docs, learned_root, site])
     return knowledge
+
+
+@pytest.mark.parametrize(
+    ("heading", "words", "anchor"),
+    [
+        ("Install the agent {#setup}", "Install the agent", "setup"),
+        ("Install the agent { #setup .wide }", "Install the agent", "setup"),
+        ("Install the agent {: #setup }", "Install the agent", "setup"),
+        ("Install the agent {.wide}", "Install the agent", ""),
+        ("Use {name} in templates", "Use {name} in templates", ""),  # words, not attributes
+        ("{#only-attributes}", "{#only-attributes}", ""),
+    ],
+)
+def test_a_markdown_headings_attribute_list_is_its_id_not_its_words(
+    heading: str, words: str, anchor: str
+) -> None:
+    assert heading_attributes(heading) == (words, anchor)
+
+
+EXPLICIT_IDS = """# Agent guide
+
+## Install the agent {#setup}
+
+Run apt install flagpole-agent on each host, then enable the flagpole-agent service with
+systemctl and check its log once: the first start registers the host with the control plane,
+which takes a few seconds on a new host and may need the proxy settings of your network.
+
+## Usage { #usage-daily .wide }
+
+Run flagpole status every morning to see which flags the agent holds right now, whether it
+is connected to the control plane, and when it last fetched a new set of flags from it; add
+--verbose to list each flag with the rule that turned it on for this host.
+"""
+
+
+@pytest.mark.parametrize(
+    ("style", "page"), [("clean", "agent"), ("mkdocs", "agent/"), ("sphinx", "agent.html")]
+)
+async def test_a_heading_given_an_id_is_cited_by_it_and_shown_without_it(
+    tmp_path: Path, style: str, page: str
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "agent.md").write_text(EXPLICIT_IDS, encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    agent = OfflineAgent(knowledge, links=DocsLinks.parse(BASE, style))
+    install = (await final_result(agent, "How do I install flagpole-agent on a host?")).sources[0]
+    assert (install.heading, install.url_or_path) == ("Install the agent", f"{BASE}{page}#setup")
+    usage = (await final_result(agent, "Which flags does the agent hold right now?")).sources[0]
+    assert (usage.heading, usage.url_or_path) == ("Usage", f"{BASE}{page}#usage-daily")
+
+
+EXPLICIT_ADOC_IDS = """= Agent guide
+
+[[setup]]
+== Install the agent
+
+Run apt install flagpole-agent on each host, then enable the flagpole-agent service with
+systemctl and check its log once: the first start registers the host with the control plane,
+which takes a few seconds on a new host and may need the proxy settings of your network.
+
+[#usage-daily.wide]
+== Usage
+
+Run flagpole status every morning to see which flags the agent holds right now, whether it
+is connected to the control plane, and when it last fetched a new set of flags from it; add
+--verbose to list each flag with the rule that turned it on for this host.
+"""
+
+
+async def test_an_asciidoc_section_given_an_id_is_cited_by_it(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "agent.adoc").write_text(EXPLICIT_ADOC_IDS, encoding="utf-8")
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([docs])
+    agent = OfflineAgent(knowledge, links=DocsLinks.parse(BASE))
+    install = (await final_result(agent, "How do I install flagpole-agent on a host?")).sources[0]
+    assert (install.heading, install.url_or_path) == (
+        "Install the agent",
+        BASE + "agent.html#setup",
+    )
+    usage = (await final_result(agent, "Which flags does the agent hold right now?")).sources[0]
+    assert (usage.heading, usage.url_or_path) == ("Usage", BASE + "agent.html#usage-daily")
+
+
+# Heading ids as generators write them: Sphinx (the section's id; the "¶" permalink is
+# chrome), MkDocs (the heading's own id), a permalink without a class (its target).
+CRAWLED_WITH_IDS = """<html><head><title>Webhooks</title></head><body><main>
+<h1>Webhooks</h1>
+<section id="delivery-retries">
+<h2>Delivery retries<a class="headerlink" href="#delivery-retries">¶</a></h2>
+<p>Webhook deliveries are retried five times over an hour with a growing delay.</p></section>
+<h2 id="signing-secret">Signing secret</h2>
+<p>Each delivery carries an HMAC signature made with the endpoint's signing secret.</p>
+<h2>Timeouts <a href="#delivery-timeouts">#</a></h2>
+<p>A delivery that gets no answer within ten seconds counts as failed and is retried.</p>
+<h2>Event types</h2>
+<p>Subscriptions choose event types such as invoice.paid and customer.deleted for delivery.</p>
+</main></body></html>"""
+
+
+@pytest.mark.parametrize(
+    ("question", "heading", "anchor"),
+    [
+        ("How many times are webhook deliveries retried?", "Delivery retries", "#delivery-retries"),
+        ("How is the HMAC signature of a delivery made?", "Signing secret", "#signing-secret"),
+        ("How long until a delivery counts as failed?", "Timeouts", "#delivery-timeouts"),
+        ("Which event types can subscriptions choose?", "Event types", ""),
+    ],
+)
+async def test_a_crawled_page_is_cited_at_the_section_its_heading_names(
+    tmp_path: Path, question: str, heading: str, anchor: str
+) -> None:
+    """Without SUPPORTBOT_DOCS_URL too: the page's own ids are its published anchors."""
+    page = tmp_path / "fetched" / "webhooks.html"
+    page.parent.mkdir()
+    page.write_text(CRAWLED_WITH_IDS, encoding="utf-8")
+    url = "https://site.example/guide/webhooks.html"
+    site = FetchedPages("https://site.example/guide/", [FoundFile(page, url, fetched=True)])
+    knowledge = KnowledgeBase.open(str(tmp_path / "kb"), None)
+    knowledge.ingest([site])
+    for links in (None, DocsLinks.parse(BASE)):
+        source = (await final_result(OfflineAgent(knowledge, links=links), question)).sources[0]
+        assert (source.heading, source.url_or_path) == (heading, url + anchor)
 
 
 async def test_a_cited_docs_file_links_to_its_page_and_heading(kb: KnowledgeBase) -> None:

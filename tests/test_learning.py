@@ -22,6 +22,7 @@ from bot.messages import Author, ConversationKey, IncomingMessage, Platform, Rep
 from bot.responder import Responder
 from storage import learned, migrate
 from storage.db import Database
+from storage.knowledge import KnowledgeBase
 from tests.core_support import build_kb
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api  # noqa: F401
@@ -128,6 +129,16 @@ async def test_resolved_escalation_becomes_one_draft_then_a_cited_answer(
         assert f"Answered by the team on {today}" in reply.text and "PayPal" in reply.text
         [row] = await learned.list_answers(db, status="approved")
         assert row.document_source == source.url_or_path
+
+        # The documented upkeep of the docs (README: ingest ./docs --prune, --recreate for a
+        # new embedder) keeps what the team taught: an approved answer is part of the base.
+        for upkeep in (["--prune"], ["--prune", "--recreate"]):
+            ingested = supportbot("ingest", str(tmp_path / "docs"), *upkeep, env=env, cwd=tmp_path)
+            assert ingested.returncode == 0, ingested.stderr
+            assert row.document_source in KnowledgeBase.open(str(tmp_path / "kb"), None).sources()
+        kept = await answered_from_learned(responder, "t-kept")
+        assert kept.kind is ReplyKind.ANSWER
+        assert kept.sources[0].url_or_path == row.document_source
     finally:
         await db.dispose()
 

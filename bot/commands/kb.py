@@ -135,9 +135,10 @@ def ingest(
     interval = parse_interval(every) if every is not None else None
     max_bytes = int(max_file_mb * 1024 * 1024)
     kb = open_knowledge_base(embedder, max_file_bytes=max_bytes)
+    also = learned_answers_root(wanted)
 
     if interval is None:
-        _ingest_once(kb, wanted, prune=prune, recreate=recreate, max_pages=max_pages)
+        _ingest_once(kb, wanted, also, prune=prune, recreate=recreate, max_pages=max_pages)
         return
     from bot.commands.every import run_every
 
@@ -146,7 +147,7 @@ def ingest(
     def one_round() -> None:
         nonlocal rebuilt
         rebuild = recreate and not rebuilt
-        _ingest_once(kb, wanted, prune=prune, recreate=rebuild, max_pages=max_pages)
+        _ingest_once(kb, wanted, also, prune=prune, recreate=rebuild, max_pages=max_pages)
         rebuilt = True
 
     run_every(interval, one_round)
@@ -162,9 +163,30 @@ def parse_interval(text: str) -> float:
         raise ConfigError(f"--every: {exc}") from None
 
 
+def learned_answers_root(wanted: list[str]) -> Path | None:
+    """The folder of approved learned answers (SUPPORTBOT_LEARNED_DIR), when it holds any and
+    the ingest does not name it: they belong to the knowledge base whatever docs an ingest
+    reads, and without them ``--prune`` and ``--recreate`` would drop them."""
+    from bot.config import load_settings
+    from bot.learning import LEARNED_FOLDER
+
+    root = Path(load_settings().learned_dir)
+    if not (root / LEARNED_FOLDER).is_dir():
+        return None
+    named = {Path(item).resolve() for item in wanted if not _is_url(item)}
+    return None if root.resolve() in named else root
+
+
 def _ingest_once(
-    kb: Any, wanted: list[str], *, prune: bool, recreate: bool, max_pages: int
+    kb: Any,
+    wanted: list[str],
+    also: Path | None,
+    *,
+    prune: bool,
+    recreate: bool,
+    max_pages: int,
 ) -> None:
+    """One ingest of ``wanted`` (folders, files, site URLs), plus the ``also`` folder."""
     max_bytes = kb.max_file_bytes
     with tempfile.TemporaryDirectory(prefix="supportbot-crawl-") as fetched_into:
         roots = [
@@ -172,7 +194,7 @@ def _ingest_once(
             if _is_url(item)
             else Path(item)
             for n, item in enumerate(wanted)
-        ]
+        ] + ([also] if also is not None else [])
         with storage_errors():
             report = kb.ingest(roots, prune=prune, progress=sys.stderr.isatty(), recreate=recreate)
     for line in skipped_lines(report.skipped):
