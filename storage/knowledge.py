@@ -41,7 +41,7 @@ from storage.documents import (
 from storage.embeddings import Embedder
 from storage.ingest_lock import ingest_lock
 from storage.kb_errors import KnowledgeError
-from storage.lazyimport import defer_annotation_imports, defer_reexports
+from storage.lazyimport import defer_annotation_imports, defer_reexports, marker_only_overrides
 from storage.lru import Lru
 from storage.page_facts import NO_FACTS, PageFacts
 from storage.passages import WINDOW_EMBEDDER_PREFIX, snippet_of, windows_of
@@ -174,7 +174,8 @@ class KnowledgeBase:
     ) -> None:
         defer_reexports(UNUSED_REEXPORTS)
         defer_annotation_imports(ANNOTATION_ONLY_IMPORTS)
-        import lancedb
+        with marker_only_overrides():
+            import lancedb
 
         self.uri = uri
         self.embedder = embedder

@@ -23,6 +23,12 @@ PEP 563) and without the import of the names it uses *only* in annotations or re
 resolve on first use like the re-exports above. A name its code uses anywhere else (a function
 body, a default, a base class, a module-level statement) is imported as before, which is
 checked with ``ast`` at import.
+
+And :func:`marker_only_overrides`: on Python 3.11 lancedb decorates its connection classes with
+the ``overrides`` package, which checks every overriding method's signature against its base
+class's as the class is created (about 0.1 s of ``import lancedb``); on Python 3.12 and later
+lancedb uses ``typing.override``, a marker that checks nothing at run time. While lancedb is
+imported here it gets that same marker on 3.11 too.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ import importlib.machinery
 import importlib.util
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -52,6 +59,29 @@ def defer_reexports(packages: Sequence[str]) -> None:
             _finder = _ReexportFinder()
             sys.meta_path.insert(0, _finder)
         _finder.packages.update(packages)
+
+
+@contextmanager
+def marker_only_overrides() -> Iterator[None]:
+    """Within the block, ``import overrides`` (lancedb's only use of it on Python < 3.12) gets
+    ``typing_extensions.override``, the marker lancedb uses on 3.12+, and a plain
+    ``EnforceOverrides`` base, as lancedb defines it there; the real package is left alone
+    when something imported it already, and is what any later import gets."""
+    if sys.version_info >= (3, 12) or "overrides" in sys.modules:
+        yield
+        return
+    import typing_extensions
+
+    shim = ModuleType("overrides")
+    shim.override = typing_extensions.override  # type: ignore[attr-defined]
+    shim.final = typing_extensions.final  # type: ignore[attr-defined]
+    shim.EnforceOverrides = type("EnforceOverrides", (), {})  # type: ignore[attr-defined]
+    sys.modules["overrides"] = shim
+    try:
+        yield
+    finally:
+        if sys.modules.get("overrides") is shim:
+            del sys.modules["overrides"]
 
 
 def defer_annotation_imports(packages: Mapping[str, str]) -> None:

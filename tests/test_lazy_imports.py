@@ -184,6 +184,35 @@ def test_a_name_used_in_code_is_imported_as_usual(tmp_path: Path) -> None:
             annotation_only_imports("from m import A\n" + reads, "m")
 
 
+def test_lancedb_gets_the_override_marker_it_uses_on_newer_pythons(tmp_path: Path) -> None:
+    out = run_python(
+        f"""
+        import sys
+        from storage.knowledge import KnowledgeBase
+        KnowledgeBase.open({str(tmp_path / "kb")!r}, None)
+        import lancedb.db
+        # The marker lancedb uses on Python 3.12+ (typing.override): it checks nothing.
+        print(lancedb.db.LanceDBConnection.open_table.__override__)
+        print("overrides" in sys.modules)
+        import overrides  # the real package for anyone who imports it later
+        print(hasattr(overrides, "EnforceOverrides"), overrides.__file__ is not None)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["True", "False", "True True"]
+    out = run_python(
+        f"""
+        import overrides
+        from storage.knowledge import KnowledgeBase
+        KnowledgeBase.open({str(tmp_path / "kb2")!r}, None)
+        import lancedb.db
+        print(lancedb.db.EnforceOverrides is overrides.EnforceOverrides)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["True"]  # imported before: left alone
+
+
 def test_startup_thresholds_are_restored() -> None:
     before = gc.get_threshold()
     startup.starting()
