@@ -261,10 +261,9 @@ def _annotation_only_spec(fullname: str, path: Any, module: str) -> Any:
         code = compile(
             tree, spec.origin, "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True
         )
-        as_written = compile(source, spec.origin, "exec", dont_inherit=True)
     except (OSError, SyntaxError, ValueError):
         return None  # import it the usual way
-    spec.loader = _AnnotationOnlyLoader(code, as_written, deferred, module)
+    spec.loader = _AnnotationOnlyLoader(code, (source, spec.origin), deferred, module)
     return spec
 
 
@@ -273,9 +272,11 @@ class _AnnotationOnlyLoader:
     Should that code need an annotation at import after all (a future version defining a
     pydantic model there), the package is run again as written."""
 
-    def __init__(self, code: Any, as_written: Any, deferred: dict[str, str], source: str) -> None:
+    def __init__(
+        self, code: Any, as_written: tuple[str, str], deferred: dict[str, str], source: str
+    ) -> None:
         self.code = code
-        self.as_written = as_written
+        self.as_written = as_written  # (source, path), compiled only if needed
         self.deferred = deferred
         self.source = source
 
@@ -307,4 +308,4 @@ class _AnnotationOnlyLoader:
         except Exception:
             module.__dict__.clear()
             module.__dict__.update(initial)
-            exec(self.as_written, module.__dict__)
+            exec(compile(*self.as_written, "exec", dont_inherit=True), module.__dict__)

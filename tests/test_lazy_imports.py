@@ -159,6 +159,14 @@ def test_a_name_used_in_code_is_imported_as_usual(tmp_path: Path) -> None:
         "def f(x: Other) -> None: ...\n",
         encoding="utf-8",
     )
+    fallback = tmp_path / "annfallback"
+    fallback.mkdir()
+    (fallback / "__init__.py").write_text(
+        "from annpkg.models import Other\n"
+        "def g(x: Other) -> None: ...\n"
+        "NAME = g.__annotations__['x'].__name__  # fails on a string: run again as written\n",
+        encoding="utf-8",
+    )
     (package / "models.py").write_text(
         "import pydantic\nclass Model(pydantic.BaseModel):\n    a: int = 1\nclass Other: ...\n",
         encoding="utf-8",
@@ -168,13 +176,15 @@ def test_a_name_used_in_code_is_imported_as_usual(tmp_path: Path) -> None:
         import sys
         sys.path.insert(0, {str(tmp_path)!r})
         from storage.lazyimport import defer_annotation_imports
-        defer_annotation_imports({{"annpkg": "annpkg.models"}})
+        defer_annotation_imports({{"annpkg": "annpkg.models", "annfallback": "annpkg.models"}})
         import annpkg
         print(annpkg.Needs(field={{"a": 2}}).field.a, annpkg.f.__annotations__["x"])
+        import annfallback
+        print(annfallback.NAME)
         """,
         tmp_path,
     )
-    assert out.splitlines() == ["2 <class 'annpkg.models.Other'>"]
+    assert out.splitlines() == ["2 <class 'annpkg.models.Other'>", "Other"]
     for reads in (
         "@dataclass\nclass K:\n    pass\n",
         "class K:\n    x: A\n",
