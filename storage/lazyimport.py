@@ -53,12 +53,17 @@ _finder: _ReexportFinder | None = None
 def defer_reexports(packages: Sequence[str]) -> None:
     """Defer the re-exports of these packages from the next time they are imported (a package
     already imported, or one whose ``__init__`` does more than re-export, is left alone)."""
-    global _finder
     with _lock:
-        if _finder is None:
-            _finder = _ReexportFinder()
-            sys.meta_path.insert(0, _finder)
-        _finder.packages.update(packages)
+        _installed_finder().packages.update(packages)
+
+
+def _installed_finder() -> _ReexportFinder:
+    """The finder, first on ``sys.meta_path`` (installed on first use; call under _lock)."""
+    global _finder
+    if _finder is None:
+        _finder = _ReexportFinder()
+        sys.meta_path.insert(0, _finder)
+    return _finder
 
 
 @contextmanager
@@ -87,12 +92,8 @@ def marker_only_overrides() -> Iterator[None]:
 def defer_annotation_imports(packages: Mapping[str, str]) -> None:
     """``{package: module}``: from the next import of each package, the names its ``__init__``
     imports from ``module`` and uses only in annotations (or re-exports) load on first use."""
-    global _finder
     with _lock:
-        if _finder is None:
-            _finder = _ReexportFinder()
-            sys.meta_path.insert(0, _finder)
-        _finder.annotation_only.update(packages)
+        _installed_finder().annotation_only.update(packages)
 
 
 def annotation_only_imports(source: str, module: str) -> tuple[ast.Module, dict[str, str]]:
