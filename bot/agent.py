@@ -380,9 +380,7 @@ class OpenAIAgent:
         try:
             try:
                 async with asyncio.timeout(self.request_budget):
-                    response = await self.client.post(
-                        "/chat/completions", body=body, cast_to=httpx2.Response, stream=True
-                    )
+                    response = await self.client.post_chat(body)
             except TimeoutError as exc:  # the tries and their waits together took too long
                 raise ModelTimeoutError("the model did not start answering in time") from exc
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, select
+from sqlalchemy import Connection, bindparam, case, delete, select
 
 from bot.messages import EDIT_MARK, Author, ConversationKey
 from storage import memories, retention
@@ -70,14 +70,15 @@ class MemoryPolicy:
         compaction lags) are the summary and its turns looked up on their own.
         """
         limit = self.window + self.SLACK
-        async with self.db.reads() as conn:
-            found = await conn.execute(_NEWEST_ROWS, {"session_id": session_id, "limit": limit + 1})
+
+        def read(conn: Connection) -> ConversationContext:
+            found = conn.execute(_NEWEST_ROWS, {"session_id": session_id, "limit": limit + 1})
             newest, earlier = _set_apart(found.all(), message_id)
             summary = next((row for row in newest if row.role == SUMMARY), None)
             if summary is None and len(newest) > limit:
-                summary = (await conn.execute(_LATEST_SUMMARY, {"session_id": session_id})).first()
+                summary = conn.execute(_LATEST_SUMMARY, {"session_id": session_id}).first()
                 covered = _covers_through(summary.tool_metadata if summary else None)
-                found = await conn.execute(
+                found = conn.execute(
                     _RECENT_TURNS,
                     {"session_id": session_id, "covered": covered, "limit": limit},
                 )
@@ -85,12 +86,10 @@ class MemoryPolicy:
             else:
                 covered = _covers_through(summary.tool_metadata if summary else None)
                 turns = [r for r in newest if r.role != SUMMARY and r.id > covered][:limit]
-        return ConversationContext(
-            history=[{"role": r.role, "content": r.content} for r in reversed(turns)],
-            summary=summary.content if summary is not None else None,
-            unsummarized=len(turns),
-            earlier_attempt=earlier,
-        )
+            return _context(summary, turns, earlier)
+
+        # The reads and their checkout in one hop into SQLAlchemy's async bridge (storage.db).
+        return await self.db.read_in_one_step(read)
 
     def needs_compaction(self, context: ConversationContext, added: int = 2) -> bool:
         """True when, after ``added`` new rows, more than window + SLACK rows are unsummarized."""
@@ -303,6 +302,15 @@ def _set_apart(rows: list[Any], message_id: str) -> tuple[list[Any], tuple[int, 
         return rows, ()
     earlier = tuple(r.id for r in rows if r.for_message == message_id)
     return [r for r in rows if r.for_message != message_id], earlier
+
+
+def _context(summary: Any, turns: list[Any], earlier: tuple[int, ...]) -> ConversationContext:
+    return ConversationContext(
+        history=[{"role": r.role, "content": r.content} for r in reversed(turns)],
+        summary=summary.content if summary is not None else None,
+        unsummarized=len(turns),
+        earlier_attempt=earlier,
+    )
 
 
 def _covers_through(summary_metadata: dict[str, Any] | None) -> int:

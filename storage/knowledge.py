@@ -41,7 +41,7 @@ from storage.documents import (
 from storage.embeddings import Embedder
 from storage.ingest_lock import ingest_lock
 from storage.kb_errors import KnowledgeError
-from storage.lazyimport import defer_reexports
+from storage.lazyimport import defer_annotation_imports, defer_reexports, marker_only_overrides
 from storage.lru import Lru
 from storage.page_facts import NO_FACTS, PageFacts
 from storage.passages import WINDOW_EMBEDDER_PREFIX, snippet_of, windows_of
@@ -81,7 +81,9 @@ QUERY_CACHE_SIZE = 256  # questions (and their parts) embedded lately
 WRITE_BATCH = 16_384
 # Packages lancedb imports that only re-export a REST namespace client we never use: their
 # names load on first use instead of at `import lancedb` (storage/lazyimport.py explains).
-UNUSED_REEXPORTS = ("lance_namespace_urllib3_client",)
+UNUSED_REEXPORTS = ("lance_namespace_urllib3_client", "lance_namespace_urllib3_client.models")
+# ... and lance_namespace imports the client's models for its interface's annotations only.
+ANNOTATION_ONLY_IMPORTS = {"lance_namespace": "lance_namespace_urllib3_client.models"}
 RESULT_COLUMNS = ["chunk_id", "source", "title", "heading", "text"]
 # A table this small has its passages held in memory for its current version (see _Passages):
 # a query then returns row ids and scores only, and LanceDB's take of the candidates' columns
@@ -173,7 +175,9 @@ class KnowledgeBase:
         write_batch: int = WRITE_BATCH,
     ) -> None:
         defer_reexports(UNUSED_REEXPORTS)
-        import lancedb
+        defer_annotation_imports(ANNOTATION_ONLY_IMPORTS)
+        with marker_only_overrides():
+            import lancedb
 
         self.uri = uri
         self.embedder = embedder

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
 
 from storage.db import Database
 from storage.models import Escalation, Feedback, Memory
@@ -81,14 +81,17 @@ async def append_memories(
         {"session_id": session_id, "role": role, "content": content, "tool_metadata": metadata}
         for role, content, metadata in rows
     ]
-    async with db.write() as conn:
+
+    def store(conn: Connection) -> list[int]:
         if replacing:
-            await conn.execute(
+            conn.execute(
                 delete(Memory).where(Memory.session_id == session_id, Memory.id.in_(replacing))
             )
-        result = await conn.execute(_INSERT_RETURNING_ID, values)
+        result = conn.execute(_INSERT_RETURNING_ID, values)
         # Rows of one VALUES list get ascending ids in list order (one sequence / rowid).
         return sorted(int(row_id) for row_id in result.scalars())
+
+    return await db.write_in_one_step(store)
 
 
 _INSERT_RETURNING_ID = insert(Memory.__table__).returning(Memory.id)

@@ -4,6 +4,7 @@ names still work."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gc
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot import startup
-from storage.lazyimport import reexport_table
+from storage.lazyimport import annotation_only_imports, reexport_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,6 +105,122 @@ def test_a_package_that_does_more_is_imported_as_usual(tmp_path: Path) -> None:
         tmp_path,
     )
     assert out.splitlines() == ["3 True", "False 7 True"]
+
+
+def test_namespace_models_named_only_in_annotations_load_on_first_use(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keys.md").write_text("# Keys\n\n## Rotate a key\n\nSettings, Keys, Rotate.\n")
+    out = run_python(
+        f"""
+        import sys
+        from storage.knowledge import KnowledgeBase
+        kb = KnowledgeBase.open({str(tmp_path / "kb")!r}, None)
+        kb.ingest([{str(docs)!r}])
+        print(kb.search("rotate a key")[0].heading)
+        prefix = "lance_namespace_urllib3_client.models."
+        print(sum(m.startswith(prefix) for m in sys.modules) < 40)
+        # Every name lance_namespace offers is still there, the same objects as the client's.
+        import lance_namespace
+        from lance_namespace_urllib3_client.models.list_tables_request import ListTablesRequest
+        print(lance_namespace.ListTablesRequest is ListTablesRequest)
+        print(lance_namespace.CreateEmptyTableRequest is lance_namespace.CreateTableRequest)
+        print(all(hasattr(lance_namespace, name) for name in lance_namespace.__all__))
+        print(lance_namespace.LanceNamespace.list_tables.__annotations__["request"])
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["Rotate a key", "True", "True", "True", "True", "ListTablesRequest"]
+
+
+def test_a_name_used_in_code_is_imported_as_usual(tmp_path: Path) -> None:
+    source = textwrap.dedent(
+        """
+        from m import A, B, C, D, E, F
+        from other import G
+        __all__ = ["A", "B", "C", "D", "E", "F", "G"]
+        ALIAS = C
+        class K(D):
+            def f(self, a: A, *, b: B = E) -> B:
+                return F(a)
+        """
+    )
+    tree, deferred = annotation_only_imports(source, "m")
+    assert deferred == {"A": "A", "B": "B"}
+    assert ast.unparse(tree.body[0]) == "from m import C, D, E, F"
+    assert "from other import G" in ast.unparse(tree)
+    package = tmp_path / "annpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from annpkg.models import Model, Other\n"
+        "import pydantic\n"
+        "class Needs(pydantic.BaseModel):\n"
+        "    field: Model  # read by pydantic: this package is imported as usual\n"
+        "def f(x: Other) -> None: ...\n",
+        encoding="utf-8",
+    )
+    fallback = tmp_path / "annfallback"
+    fallback.mkdir()
+    (fallback / "__init__.py").write_text(
+        "from annpkg.models import Other\n"
+        "def g(x: Other) -> None: ...\n"
+        "NAME = g.__annotations__['x'].__name__  # fails on a string: run again as written\n",
+        encoding="utf-8",
+    )
+    (package / "models.py").write_text(
+        "import pydantic\nclass Model(pydantic.BaseModel):\n    a: int = 1\nclass Other: ...\n",
+        encoding="utf-8",
+    )
+    out = run_python(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from storage.lazyimport import defer_annotation_imports
+        defer_annotation_imports({{"annpkg": "annpkg.models", "annfallback": "annpkg.models"}})
+        import annpkg
+        print(annpkg.Needs(field={{"a": 2}}).field.a, annpkg.f.__annotations__["x"])
+        import annfallback
+        print(annfallback.NAME)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["2 <class 'annpkg.models.Other'>", "Other"]
+    for reads in (
+        "@dataclass\nclass K:\n    pass\n",
+        "class K:\n    x: A\n",
+        "@validate_call\ndef f(a: A) -> None: ...\n",
+    ):
+        with pytest.raises(ValueError):
+            annotation_only_imports("from m import A\n" + reads, "m")
+
+
+def test_lancedb_gets_the_override_marker_it_uses_on_newer_pythons(tmp_path: Path) -> None:
+    out = run_python(
+        f"""
+        import sys
+        from storage.knowledge import KnowledgeBase
+        KnowledgeBase.open({str(tmp_path / "kb")!r}, None)
+        import lancedb.db
+        # The marker lancedb uses on Python 3.12+ (typing.override): it checks nothing.
+        print(lancedb.db.LanceDBConnection.open_table.__override__)
+        print("overrides" in sys.modules)
+        import overrides  # the real package for anyone who imports it later
+        print(hasattr(overrides, "EnforceOverrides"), overrides.__file__ is not None)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["True", "False", "True True"]
+    out = run_python(
+        f"""
+        import overrides
+        from storage.knowledge import KnowledgeBase
+        KnowledgeBase.open({str(tmp_path / "kb2")!r}, None)
+        import lancedb.db
+        print(lancedb.db.EnforceOverrides is overrides.EnforceOverrides)
+        """,
+        tmp_path,
+    )
+    assert out.splitlines() == ["True"]  # imported before: left alone
 
 
 def test_startup_thresholds_are_restored() -> None:
