@@ -13,7 +13,7 @@ from storage.db import Database
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness
-from tests.fakes.slack_sender import app_mention, block_action, new_ts
+from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
 
 __all__ = ["api", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -30,6 +30,28 @@ def _button(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:
 
 def _blocks(value: Any) -> list[dict[str, Any]]:
     return json.loads(value) if isinstance(value, str) else list(value)
+
+
+async def _click_ephemeral(
+    harness: SlackHarness,
+    sender: SlackSender,
+    button: dict[str, Any],
+    message: dict[str, Any] | None,
+    key: str,
+) -> list[dict[str, Any]]:
+    """Slack's click on an ephemeral message (container.is_ephemeral, a response_url, and
+    ``message`` when given); returns what the bot sent to that response_url."""
+    click = block_action(
+        action_id=button["action_id"],
+        value=button["value"],
+        message=message,
+        ephemeral=True,
+        response_url=harness.api.response_url(key),
+    )
+    assert (await sender.interaction(click)).status == 200
+    await harness.api.wait_for(lambda: harness.api.responses.get(key))
+    await harness.bot.wait_idle()
+    return harness.api.responses[key]
 
 
 async def test_an_answer_in_an_ephemeral_channel_goes_to_the_asker_alone_with_buttons(
@@ -51,23 +73,11 @@ async def test_an_answer_in_an_ephemeral_channel_goes_to_the_asker_alone_with_bu
         assert "invoice" in private.params["text"].lower()
         blocks = _blocks(private.params["blocks"])
         helpful = _button(blocks, "sb_helpful")
-
-        # Slack's click on an ephemeral message: container.is_ephemeral and a response_url.
         shown = {"type": "message", "ts": "0", "text": private.params["text"], "blocks": blocks}
-        click = block_action(
-            action_id="sb_helpful",
-            value=helpful["value"],
-            message=shown,
-            ephemeral=True,
-            response_url=api.response_url("e1"),
-        )
-        assert (await sender.interaction(click)).status == 200
-        await api.wait_for(lambda: api.responses.get("e1"))
-        await harness.bot.wait_idle()
+        [replaced] = await _click_ephemeral(harness, sender, helpful, shown, "e1")
     assert not api.calls_to("chat.update") and api.posted() == []
     [vote] = await feedback.list_feedback(sqlite_db)
     assert vote.value == 1 and vote.user_id == "UHUMAN001"
-    [replaced] = api.responses["e1"]
     assert replaced["replace_original"] is True and replaced["response_type"] == "ephemeral"
     assert texts.FEEDBACK_THANKS_HELPFUL in json.dumps(replaced["blocks"])
     ids = [b.get("block_id") for b in replaced["blocks"]]
@@ -86,18 +96,8 @@ async def test_a_click_on_an_ephemeral_answer_without_its_message_is_answered_pr
         await harness.bot.wait_idle()
         [private] = api.calls_to("chat.postEphemeral")
         unhelpful = _button(_blocks(private.params["blocks"]), "sb_not_helpful")
-        click = block_action(
-            action_id="sb_not_helpful",
-            value=unhelpful["value"],
-            message=None,
-            ephemeral=True,
-            response_url=api.response_url("e2"),
-        )
-        assert (await sender.interaction(click)).status == 200
-        await api.wait_for(lambda: api.responses.get("e2"))
-        await harness.bot.wait_idle()
+        [note] = await _click_ephemeral(harness, sender, unhelpful, None, "e2")
     assert not api.calls_to("chat.update") and api.posted() == []
     [vote] = await feedback.list_feedback(sqlite_db)
     assert vote.value == -1
-    [note] = api.responses["e2"]
     assert note["response_type"] == "ephemeral" and not note.get("replace_original")
