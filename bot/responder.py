@@ -370,7 +370,7 @@ class Responder:
             text=text,
             kind=kind,
             sources=result.sources,
-            ephemeral=policy.ephemeral and kind is ReplyKind.ANSWER,
+            ephemeral=private_answers(msg, policy) and kind is ReplyKind.ANSWER,
             memory_id=memory_id,
             session_id=session_id,
             escalation_id=escalation_id,
@@ -394,6 +394,15 @@ class Responder:
                 f": the database is unreachable ({type(exc).__name__})" if passing else "",
                 exc_info=not passing,
             )
+
+    async def answers_privately(self, msg: IncomingMessage) -> bool:
+        """Whether an answer to ``msg`` is for its asker alone (the channel's ephemeral
+        setting). Adapters ask before answering: a private answer is not streamed where others
+        see it, and its final Reply says ``ephemeral``."""
+        policy = await self.channels.policy(
+            msg.conversation, parent_channel_id=msg.parent_channel_id
+        )
+        return private_answers(msg, policy)
 
     # --- commands and buttons -----------------------------------------------------------------
 
@@ -575,6 +584,12 @@ def _localized(delta: str, policy: ChannelPolicy, platform: Platform) -> str:
     """The refusal streamed in the channel's language, saying how to ask for a human on this
     platform (other text is the model's own)."""
     return policy.refusal_text(platform) if delta == texts.NOT_IN_DOCS else delta
+
+
+def private_answers(msg: IncomingMessage, policy: ChannelPolicy) -> bool:
+    """The one rule: answers in a channel set to ephemeral go to the asker alone (a DM is
+    private already)."""
+    return policy.ephemeral and not msg.is_direct
 
 
 def _session_id(msg: IncomingMessage) -> str:

@@ -373,6 +373,12 @@ DISCORD_BUTTON_HUMAN = "Talk to a human"
 DISCORD_BUTTON_RESOLVE = "Mark resolved"
 DISCORD_THREAD_NAME_FALLBACK = "Question"
 DISCORD_EPHEMERAL_OPTION = "Only you can see the answer"
+# A mention in a channel set to private answers: Discord has no private reply to a message.
+DISCORD_ANSWER_SENT_PRIVATELY = "I've sent you the answer in a direct message."
+DISCORD_PRIVATE_ANSWER_NEEDS_ASK = (
+    "Answers here are private, but I can't send you a direct message. "
+    "Use `/ask` in this channel to get the answer privately."
+)
 DISCORD_INVALID_BUTTON = "Sorry, I couldn't understand that button. Please ask your question again."
 DISCORD_UNKNOWN_COMMAND = "Sorry, I don't know that command. Try `/help` to see what I can do."
 

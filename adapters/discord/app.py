@@ -105,6 +105,10 @@ PARTIAL_KEY = "posted_id"
 MORE_POSTS_KEY = "posted_more_ids"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
 THREAD_ALREADY_CREATED = 160004
+# Discord's error code for a DM the user does not accept (privacy settings, the bot blocked).
+CANNOT_MESSAGE_USER = 50007
+# The payload key saying the answer is for the asker alone (the channel's ephemeral setting).
+PRIVATE_KEY = "private"
 # The one line an operator sees when Discord refuses the intent (gateway close 4014).
 MESSAGE_CONTENT_REFUSED = (
     "discord: Discord refused the Message Content intent (close code 4014), so the bot now runs "
@@ -316,6 +320,20 @@ class DiscordAdapter:
             incoming = replace(
                 incoming, conversation=key, parent_channel_id=str(message.channel.id)
             )
+        # The core decides whether the answer is the asker's alone; here it becomes a DM and
+        # one line in place (a thread would show nothing but that line).
+        private = target != "dm" and await self.responder.answers_privately(incoming)
+        if private and target == "new-thread":
+            target = "channel"
+            incoming = replace(
+                incoming,
+                conversation=convert.conversation_for(
+                    guild_id=incoming.conversation.workspace_id,
+                    channel_id=str(message.channel.id),
+                    kind=ChannelKind.CHANNEL,
+                ),
+                parent_channel_id=None,
+            )
         record = {
             "kind": "message",
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
@@ -323,6 +341,7 @@ class DiscordAdapter:
             "message_id": str(message.id),
             "question_channel": str(message.channel.id),
             "new_thread": target == "new-thread",
+            PRIVATE_KEY: private,
         }
         # No redelivery on the gateway: a claim the database cannot take now is held.
         if await self.inbox.submit_or_hold(str(message.id), record) is False:
@@ -436,7 +455,10 @@ class DiscordAdapter:
             reference = channel.get_partial_message(int(p["message_id"]))
 
         sink = ChannelSink(channel, reference=reference, on_post=self._post_recorder(work))
-        final = await self._deliver(incoming, sink, typing_channel=channel)
+        private = bool(p.get(PRIVATE_KEY))
+        final = await self._deliver(
+            incoming, sink, typing_channel=None if private else channel, private=private
+        )
         if final is not None:
             question = self.client.get_partial_messageable(int(p["question_channel"]))
             await self.forum.after_reply(
@@ -706,9 +728,12 @@ class DiscordAdapter:
         *,
         typing_channel: discord.abc.Messageable | None = None,
         tell_via: dict[str, str] | None = None,
+        private: bool = False,
     ) -> Reply | None:
         """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s.
-        ``tell_via``: the interaction's webhook fields when answering one.
+        ``tell_via``: the interaction's webhook fields when answering one. ``private``: a
+        channel message whose answer is the asker's alone: nothing is shown before the final
+        reply, which goes to their DM when the core made it ephemeral (_send_privately).
 
         During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
         answer is posted: no typing call, no partial post, no edits."""
@@ -734,6 +759,8 @@ class DiscordAdapter:
                         await typing.start()
                         continue
                     text += item
+                    if private:
+                        continue  # shown whole, where the final reply goes
                     if text.strip() and time.monotonic() >= next_push and not busy():
                         await typing.stop()
                         await sink.show(
@@ -743,7 +770,10 @@ class DiscordAdapter:
         finally:
             await typing.stop()
         if final is not None and not final.silent:
-            await sink.show(render.render_reply(final), final=True)
+            if private and final.ephemeral:
+                await self._send_privately(incoming, final, sink)
+            else:
+                await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
                 await self._announce(
                     NoticeRequest(
@@ -756,6 +786,24 @@ class DiscordAdapter:
                     )
                 )
         return final
+
+    async def _send_privately(
+        self, incoming: IncomingMessage, final: Reply, sink: ReplySink
+    ) -> None:
+        """Discord has no private reply to a channel message: the answer (with its buttons)
+        goes to the asker's DM and the channel gets one line saying so. When Discord refuses
+        the DM (50007: the asker's privacy settings), the line points to ``/ask`` instead;
+        the answer is never shown in the channel."""
+        note = texts.DISCORD_ANSWER_SENT_PRIVATELY
+        try:
+            dm = await self.client.create_dm(discord.Object(int(incoming.author.id)))
+            await ChannelSink(dm).show(render.render_reply(final), final=True)
+        except discord.Forbidden as exc:
+            if exc.code != CANNOT_MESSAGE_USER:
+                raise
+            log.info("discord: %s takes no DMs; pointed to /ask instead", incoming.author.id)
+            note = texts.DISCORD_PRIVATE_ANSWER_NEEDS_ASK
+        await sink.show([render.MessagePayload(note)], final=True)
 
     def _cpu_bound(self) -> bool:
         return shed_progress(self.runtime.loop_lag, self.inbox.in_flight)
@@ -783,7 +831,11 @@ class DiscordAdapter:
             await respond_ephemeral(interaction, texts.DISCORD_UNKNOWN_COMMAND)
             return
         options = convert.command_options(payload.get("data") or {})
-        ephemeral = bool(options.get(render.EPHEMERAL_OPTION)) or command is not slash.ASK
+        ephemeral = (
+            bool(options.get(render.EPHEMERAL_OPTION))
+            or command is not slash.ASK
+            or await self.responder.answers_privately(incoming)  # the channel's setting
+        )
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
         if not await defer(interaction, ephemeral=ephemeral):
             return

@@ -381,7 +381,10 @@ class SlackBot:
             "thread_ts": message.get("thread_ts"),
             "text": message.get("text", ""),
             "blocks": (message.get("blocks") or [])[:MAX_STORED_BLOCKS],
-            "has_message": bool(message),
+            # An ephemeral message (a private answer) cannot be edited with chat.update: the
+            # click answers through its response_url, as for a slash command's answer.
+            "ephemeral": bool(container.get("is_ephemeral")),
+            "has_message": bool(message) and not container.get("is_ephemeral"),
             "response_url": body.get("response_url"),
         }
         trigger = body.get("trigger_id") or f"{payload['message_ts']}:{action.get('action_ts')}"
@@ -558,6 +561,7 @@ class SlackBot:
             extra_blocks=self._escalation_blocks,
             on_post=remember_post,
             private_notes=not msg.is_direct,
+            private_answers=await self.responder.answers_privately(msg),
         )
         # Slack failing after the client's retries raises: the inbox logs it, marks the work
         # failed and tells the asker once.
@@ -750,6 +754,13 @@ class SlackBot:
     ) -> None:
         """Swap the clicked buttons for the reply's text (a thank-you, "resolved", ...)."""
         note = render.context_block(render.markdown_to_mrkdwn(reply.text))
+        url = p.get("response_url")
+        if p.get("ephemeral") and p.get("blocks") and url:
+            # A private answer: its buttons are swapped in place through the response_url.
+            blocks = render.replace_block(p["blocks"], block_id, note)
+            shown = render.SlackMessage(p.get("text") or reply.text, blocks)
+            if await respond(url, shown, replace_original=True):
+                return
         if p.get("has_message") and p.get("message_ts"):
             blocks = render.replace_block(p.get("blocks") or [], block_id, note)
             await client.chat_update(

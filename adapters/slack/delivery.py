@@ -301,12 +301,17 @@ class AnswerWriter:
         extra_blocks: ExtraBlocks | None = None,
         on_post: OnPost | None = None,
         private_notes: bool = False,
+        private_answers: bool = False,
     ) -> None:
         self.client = client
         self.route = route
         # The core's notes for the asker alone (ephemeral INFO: what /forget did, say) are
         # posted with chat.postEphemeral where others could see them (not in a DM).
         self.private_notes = private_notes and route.user_id is not None
+        # The core says answers here are for the asker alone (a channel set to ephemeral):
+        # nothing is streamed or begun where others see it; the final reply is posted whole
+        # with chat.postEphemeral (a reply the core did not make ephemeral is posted as usual).
+        self.private_answers = private_answers and route.user_id is not None
         self.throttle = throttle
         self.mode = "stream" if streaming and route.thread_ts else "update"
         self.extra_blocks = extra_blocks
@@ -340,7 +345,7 @@ class AnswerWriter:
                     await self._begin()
                     continue
                 self.pending += item
-                if self.expired:
+                if self.expired or self.private_answers:
                     continue  # posted whole at the end
                 if self.pending.strip() and self.throttle.ready(self.route.channel):
                     try:
@@ -359,7 +364,7 @@ class AnswerWriter:
         stream with no text yet, or a short note that the first words replace), which
         becomes the answer. Recorded like every message of it (``on_post``), so a failed
         attempt's retraction or the next attempt removes it as it would half an answer."""
-        if self.ts is not None or self.shown:
+        if self.ts is not None or self.shown or self.private_answers:
             return
         if self.mode == "stream":
             try:
@@ -538,7 +543,7 @@ class AnswerWriter:
         if final is None or final.silent:  # an auto-answer post the bot is not sure about
             return
         if self.ts is None and self._private(final):
-            await self._post_privately(final)
+            await self._post_privately(final, extra)
             return
         messages = render_reply(final, extra_blocks=extra)
         if self.ts is not None:
@@ -560,12 +565,17 @@ class AnswerWriter:
             await post_messages(self.client, self.route, messages, on_post=self._posted)
 
     def _private(self, final: Reply) -> bool:
-        return self.private_notes and final.ephemeral and final.kind is ReplyKind.INFO
+        if not final.ephemeral:
+            return False
+        return self.private_answers or (self.private_notes and final.kind is ReplyKind.INFO)
 
-    async def _post_privately(self, final: Reply) -> None:
+    async def _post_privately(self, final: Reply, extra: list[dict[str, Any]]) -> None:
         """Only the asker sees it, in the thread it answers (nothing to record: an ephemeral
-        message cannot be deleted, and a second attempt's copy is as private)."""
-        for message in render_reply(final, buttons=False):
+        message cannot be deleted, and a second attempt's copy is as private). An answer keeps
+        its buttons: their clicks come with a ``response_url``, which is how they answer."""
+        note = final.kind is ReplyKind.INFO
+        messages = render_reply(final, buttons=not note, extra_blocks=None if note else extra)
+        for message in messages:
             await self.client.chat_postEphemeral(
                 channel=self.route.channel,
                 user=self.route.user_id,

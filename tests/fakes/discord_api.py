@@ -88,6 +88,10 @@ class FakeDiscordAPI:
     channel_edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     reactions: list[tuple[str, str, str]] = field(default_factory=list)  # channel, message, emoji
     acknowledged: set[str] = field(default_factory=set)  # interaction tokens responded to
+    dm_channels: dict[str, str] = field(default_factory=dict)  # user id -> DM channel id
+    # Users whose DMs refuse the bot (server privacy settings, the bot blocked): Discord
+    # answers a message there with 403, code 50007 "Cannot send messages to this user".
+    closed_dms: set[str] = field(default_factory=set)
     # Called with a thread payload after a thread is created (the harness forwards it to the
     # gateway as THREAD_CREATE, as Discord does).
     on_thread_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -293,6 +297,7 @@ class FakeDiscordAPI:
             ("GET", r(r"/users/@me"), self._get_me),
             ("GET", r(r"/oauth2/applications/@me"), self._get_application),
             ("GET", r(r"/gateway(/bot)?"), self._get_gateway),
+            ("POST", r(r"/users/@me/channels"), self._open_dm),
             ("POST", r(r"/channels/(?P<c>\d+)/messages"), self._create_message),
             ("PATCH", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._edit_message),
             ("DELETE", r(r"/channels/(?P<c>\d+)/messages/(?P<m>\d+)"), self._delete_message),
@@ -378,9 +383,28 @@ class FakeDiscordAPI:
         self.messages[message["id"]] = message
         return message
 
+    async def _open_dm(self, _r: web.Request, _m: re.Match[str], body: Any) -> tuple[int, Any]:
+        """``POST /users/@me/channels``: the DM channel with a user (the same one each time)."""
+        user_id = str((body or {}).get("recipient_id"))
+        channel_id = self.dm_channels.setdefault(user_id, p.snowflake())
+        return 200, {
+            "id": channel_id,
+            "type": 1,
+            "last_message_id": None,
+            "recipients": [p.user(user_id, "asker")],
+        }
+
+    def dm_messages(self, user_id: str) -> list[dict[str, Any]]:
+        """What the bot sent to ``user_id``'s DM, in order."""
+        channel_id = self.dm_channels.get(user_id)
+        return [m for m in self.messages.values() if m["channel_id"] == channel_id]
+
     async def _create_message(
         self, _r: web.Request, m: re.Match[str], body: Any
     ) -> tuple[int, Any]:
+        closed = {c for u, c in self.dm_channels.items() if u in self.closed_dms}
+        if m["c"] in closed:
+            return 403, {"message": "Cannot send messages to this user", "code": 50007}
         if m["c"] not in self.threads and any(u["id"] == m["c"] for u in self.user_messages):
             # The thread a message would have started, never created: no such channel.
             return 404, {"message": "Unknown Channel", "code": 10003}

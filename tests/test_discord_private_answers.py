@@ -1,0 +1,81 @@
+"""A channel set to ephemeral answers (`supportbot channels set C --ephemeral on`) on Discord:
+`/ask` there answers privately without its own option, and a mention is answered in the
+asker's DM (Discord has no private reply to a message), with one line in the channel."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import texts
+from storage import channel_settings, feedback
+from storage.db import Database
+from tests import discord_fixtures
+from tests.discord_fixtures import RunningBot
+from tests.fakes.discord_world import DiscordWorld
+
+pytestmark = pytest.mark.timeout(60)
+
+world = discord_fixtures.world
+kb_uri = discord_fixtures.kb_uri
+runtime = discord_fixtures.runtime
+bot = discord_fixtures.bot
+
+
+async def _private_channel(world: DiscordWorld, db: Database) -> None:
+    await channel_settings.upsert_setting(
+        db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
+        ephemeral=True,
+    )  # fmt: skip
+
+
+async def test_ask_in_an_ephemeral_channel_answers_privately(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    asked = await world.slash("ask", {"question": "Where can I download past invoices?"})
+    answer = await world.interaction_done(asked["token"])
+    assert "billing page" in answer[0]["content"].lower()
+    callback = world.api.find("POST", rf"/interactions/{asked['id']}/.+/callback")[0]
+    assert int(callback.body["data"]["flags"]) & 64  # the deferred response is ephemeral
+
+
+async def test_a_mention_in_an_ephemeral_channel_is_answered_by_dm(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say("Where can I download past invoices?", mention=True)
+    alice = world.alice["id"]
+    await world.api.wait_for(
+        lambda: world.api.dm_messages(alice) and world.api.channel_messages(world.channel_id),
+        what="the DM answer and the note",
+    )
+    await bot.adapter.inbox.wait_idle(10)
+    [dm] = world.api.dm_messages(alice)
+    assert "billing page" in dm["content"].lower()
+    assert dm["components"]  # its buttons
+    [note] = world.api.channel_messages(world.channel_id)
+    assert note["content"] == texts.DISCORD_ANSWER_SENT_PRIVATELY
+    assert str(note["message_reference"]["message_id"]) == question["id"]
+    assert not world.api.threads  # no public thread for a private answer
+
+    ids = [c["custom_id"] for row in dm["components"] for c in row["components"]]
+    helpful = await world.click(dm, ids[0])
+    thanks = await world.interaction_done(helpful["token"])
+    assert thanks[0]["content"] == texts.FEEDBACK_THANKS_HELPFUL
+    [vote] = await feedback.list_feedback(sqlite_db)
+    assert vote.value == 1 and vote.user_id == alice
+
+
+async def test_an_asker_who_takes_no_dms_is_pointed_to_ask_not_answered_publicly(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    world.api.closed_dms.add(world.alice["id"])
+    await world.say("Where can I download past invoices?", mention=True)
+    [note] = await world.bot_messages(world.channel_id)
+    await bot.adapter.inbox.wait_idle(10)
+    assert note["content"] == texts.DISCORD_PRIVATE_ANSWER_NEEDS_ASK
+    assert [m["content"] for m in world.api.channel_messages(world.channel_id)] == [
+        texts.DISCORD_PRIVATE_ANSWER_NEEDS_ASK
+    ]
+    assert world.api.dm_messages(world.alice["id"]) == [] and not world.api.threads

@@ -1,0 +1,103 @@
+"""A channel set to ephemeral answers (`supportbot channels set C --ephemeral on`): on Slack
+the answer goes to the asker alone with chat.postEphemeral, and its buttons answer through
+the click's response_url (an ephemeral message cannot be edited with chat.update)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot import texts
+from storage import channel_settings, feedback
+from storage.db import Database
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, harness, kb_uri
+from tests.fakes.slack_harness import SlackHarness
+from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
+
+__all__ = ["api", "harness", "kb_uri"]
+BOT = DEFAULT_BOT_USER
+CHANNEL = "C0000001"
+
+
+def _button(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:
+    for block in blocks:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return element
+    raise AssertionError(f"no {action_id} button")
+
+
+def _blocks(value: Any) -> list[dict[str, Any]]:
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+async def _click_ephemeral(
+    harness: SlackHarness,
+    sender: SlackSender,
+    button: dict[str, Any],
+    message: dict[str, Any] | None,
+    key: str,
+) -> list[dict[str, Any]]:
+    """Slack's click on an ephemeral message (container.is_ephemeral, a response_url, and
+    ``message`` when given); returns what the bot sent to that response_url."""
+    click = block_action(
+        action_id=button["action_id"],
+        value=button["value"],
+        message=message,
+        ephemeral=True,
+        response_url=harness.api.response_url(key),
+    )
+    assert (await sender.interaction(click)).status == 200
+    await harness.api.wait_for(lambda: harness.api.responses.get(key))
+    await harness.bot.wait_idle()
+    return harness.api.responses[key]
+
+
+async def test_an_answer_in_an_ephemeral_channel_goes_to_the_asker_alone_with_buttons(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="slack", workspace_id="T0000001", channel_id=CHANNEL, ephemeral=True
+    )
+    root = new_ts()
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?", ts=root))
+        await api.wait_for(lambda: api.calls_to("chat.postEphemeral"))
+        await harness.bot.wait_idle()
+        assert api.posted() == []  # nothing public: not streamed, not posted
+        assert not api.calls_to("chat.startStream") and not api.calls_to("chat.update")
+        [private] = api.calls_to("chat.postEphemeral")
+        assert private.params["channel"] == CHANNEL and private.params["user"] == "UHUMAN001"
+        assert private.params["thread_ts"] == root
+        assert "invoice" in private.params["text"].lower()
+        blocks = _blocks(private.params["blocks"])
+        helpful = _button(blocks, "sb_helpful")
+        shown = {"type": "message", "ts": "0", "text": private.params["text"], "blocks": blocks}
+        [replaced] = await _click_ephemeral(harness, sender, helpful, shown, "e1")
+    assert not api.calls_to("chat.update") and api.posted() == []
+    [vote] = await feedback.list_feedback(sqlite_db)
+    assert vote.value == 1 and vote.user_id == "UHUMAN001"
+    assert replaced["replace_original"] is True and replaced["response_type"] == "ephemeral"
+    assert texts.FEEDBACK_THANKS_HELPFUL in json.dumps(replaced["blocks"])
+    ids = [b.get("block_id") for b in replaced["blocks"]]
+    assert "sb_feedback" not in ids and "sb_human" in ids
+
+
+async def test_a_click_on_an_ephemeral_answer_without_its_message_is_answered_privately(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="slack", workspace_id="T0000001", channel_id=CHANNEL, ephemeral=True
+    )
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> when are invoices sent?"))
+        await api.wait_for(lambda: api.calls_to("chat.postEphemeral"))
+        await harness.bot.wait_idle()
+        [private] = api.calls_to("chat.postEphemeral")
+        unhelpful = _button(_blocks(private.params["blocks"]), "sb_not_helpful")
+        [note] = await _click_ephemeral(harness, sender, unhelpful, None, "e2")
+    assert not api.calls_to("chat.update") and api.posted() == []
+    [vote] = await feedback.list_feedback(sqlite_db)
+    assert vote.value == -1
+    assert note["response_type"] == "ephemeral" and not note.get("replace_original")
