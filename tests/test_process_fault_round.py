@@ -191,6 +191,18 @@ async def _double_click(world: DiscordWorld, message: dict, custom_id: str) -> l
     return [(await world.interaction_done(c["token"], timeout=20))[0] for c in clicks]
 
 
+def _to_team(world: DiscordWorld) -> dict[str, str]:
+    """Hand-off notices go to the team's channel."""
+    return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
+
+
+async def _answered_in_thread(world: DiscordWorld) -> tuple[str, dict]:
+    """The asker mentions the bot with a question; its thread and the bot's answer there."""
+    question = await world.say("how do I reset my password?", mention=True)
+    [answer] = await world.bot_messages(question["id"], timeout=20)
+    return question["id"], answer
+
+
 async def test_discord_double_clicks_act_once_and_answer_both_clicks(
     sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
 ) -> None:
@@ -198,14 +210,10 @@ async def test_discord_double_clicks_act_once_and_answer_both_clicks(
     # resolved". One vote, one hand-off with one notice to the team, one resolution; each
     # click is answered (deferred within Discord's 3 s, then filled in).
 
-    def to_team(world: DiscordWorld) -> dict[str, str]:
-        return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
-
-    async with discord_process(sqlite_url, tmp_path, model, to_team) as running:
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
         world, proc = running.world, running.proc
         team = world.no_threads_channel_id
-        question = await world.say("how do I reset my password?", mention=True)
-        [answer] = await world.bot_messages(question["id"], timeout=20)
+        _thread, answer = await _answered_in_thread(world)
         helpful, _unhelpful, human = answer["components"][0]["components"]
         thanks = await _double_click(world, answer, helpful["custom_id"])
         assert {t["content"] for t in thanks} == {texts.FEEDBACK_THANKS_HELPFUL}
@@ -513,15 +521,10 @@ async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
     # reads the thread for the team's answer (the hand-off is closed by then). The restarted
     # process told the click to try again, and a second click found the hand-off "not open":
     # no draft was ever learned from the team's answer.
-    def to_team(world: DiscordWorld) -> dict[str, str]:
-        return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
-
-    async with discord_process(sqlite_url, tmp_path, model, to_team) as running:
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
         world = running.world
         team = world.no_threads_channel_id
-        question = await world.say("how do I reset my password?", mention=True)
-        thread_id = question["id"]
-        [answer] = await world.bot_messages(thread_id, timeout=20)
+        thread_id, answer = await _answered_in_thread(world)
         human = answer["components"][0]["components"][2]["custom_id"]
         [opened] = await world.interaction_done((await world.click(answer, human))["token"])
         await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
