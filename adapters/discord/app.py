@@ -988,7 +988,7 @@ class DiscordAdapter:
         return reply
 
     async def _resume_resolve(self, work: Work) -> None:
-        """A "Mark resolved" click a crash (or a fault) cut short: its hand-off may be closed
+        """A "Mark resolved" click a crash cut short (its lease ran out): the hand-off may be closed
         already, with no draft learned yet. Finished and answered through the stored token,
         instead of telling the clicker to try again (a second click would find it not open)."""
         reply = await self._resolve(work, resumed=True)
