@@ -191,6 +191,18 @@ async def _double_click(world: DiscordWorld, message: dict, custom_id: str) -> l
     return [(await world.interaction_done(c["token"], timeout=20))[0] for c in clicks]
 
 
+def _to_team(world: DiscordWorld) -> dict[str, str]:
+    """Hand-off notices go to the team's channel."""
+    return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
+
+
+async def _answered_in_thread(world: DiscordWorld) -> tuple[str, dict]:
+    """The asker mentions the bot with a question; its thread and the bot's answer there."""
+    question = await world.say("how do I reset my password?", mention=True)
+    [answer] = await world.bot_messages(question["id"], timeout=20)
+    return question["id"], answer
+
+
 async def test_discord_double_clicks_act_once_and_answer_both_clicks(
     sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
 ) -> None:
@@ -198,14 +210,10 @@ async def test_discord_double_clicks_act_once_and_answer_both_clicks(
     # resolved". One vote, one hand-off with one notice to the team, one resolution; each
     # click is answered (deferred within Discord's 3 s, then filled in).
 
-    def to_team(world: DiscordWorld) -> dict[str, str]:
-        return {"SUPPORTBOT_DISCORD_ESCALATION_CHANNEL": world.no_threads_channel_id}
-
-    async with discord_process(sqlite_url, tmp_path, model, to_team) as running:
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
         world, proc = running.world, running.proc
         team = world.no_threads_channel_id
-        question = await world.say("how do I reset my password?", mention=True)
-        [answer] = await world.bot_messages(question["id"], timeout=20)
+        _thread, answer = await _answered_in_thread(world)
         helpful, _unhelpful, human = answer["components"][0]["components"]
         thanks = await _double_click(world, answer, helpful["custom_id"])
         assert {t["content"] for t in thanks} == {texts.FEEDBACK_THANKS_HELPFUL}
@@ -504,3 +512,44 @@ async def test_a_resolve_cut_short_by_sigkill_is_finished_after_restart(
         assert "reset link" in draft.answer
     finally:
         await kill(proc)
+
+
+async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # `run discord`: the asker clicks "Mark resolved" and the process is SIGKILLed while it
+    # reads the thread for the team's answer (the hand-off is closed by then). The restarted
+    # process told the click to try again, and a second click found the hand-off "not open":
+    # no draft was ever learned from the team's answer.
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
+        world = running.world
+        team = world.no_threads_channel_id
+        thread_id, answer = await _answered_in_thread(world)
+        human = answer["components"][0]["components"][2]["custom_id"]
+        [opened] = await world.interaction_done((await world.click(answer, human))["token"])
+        await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
+        await world.say("Use the reset link from the login page.",
+                        channel_id=thread_id, author=world.bob)  # fmt: skip
+        history = rf"/channels/{thread_id}/messages"
+        world.api.stall("GET", history)
+        resolve = opened["components"][0]["components"][0]["custom_id"]
+        click = await world.click(opened, resolve)
+        await world.api.wait_for(lambda: world.api.find("GET", history), timeout=20)
+        await running.kill()
+        world.api.unstall()
+        await running.restart()
+        [done] = await world.interaction_done(click["token"], timeout=30)
+        assert done["content"] == texts.ESCALATION_RESOLVED
+        await asyncio.sleep(1.5)
+        assert len(world.api.interaction_messages(click["token"])) == 1
+        [notice] = world.api.channel_messages(team)
+        assert notice["content"].count("Resolved by") == 1
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "resolved"
+        assert escalation.resolved_by == world.alice["id"]
+        [draft] = await _count(sqlite_db, LearnedAnswer)
+        assert draft.answer == "Use the reset link from the login page."
+        # A click after the resolve is done is told so, and learns nothing more.
+        [again] = await world.interaction_done((await world.click(opened, resolve))["token"])
+        assert again["content"] == texts.ESCALATION_NOT_OPEN
+        assert len(await _count(sqlite_db, LearnedAnswer)) == 1

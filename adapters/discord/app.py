@@ -109,6 +109,10 @@ THREAD_ALREADY_CREATED = 160004
 CANNOT_MESSAGE_USER = 50007
 # The payload key saying the answer is for the asker alone (the channel's ephemeral setting).
 PRIVATE_KEY = "private"
+# Who clicked "Mark resolved" and in which server, kept with the hand-off it is resolving
+# (bot.escalation.RESOLVING_KEY) so that a later attempt of the click can finish it.
+RESOLVER_KEY = "resolver"
+GUILD_KEY = "guild_id"
 # The one line an operator sees when Discord refuses the intent (gateway close 4014).
 MESSAGE_CONTENT_REFUSED = (
     "discord: Discord refused the Message Content intent (close code 4014), so the bot now runs "
@@ -438,6 +442,9 @@ class DiscordAdapter:
                 on_followup=self._followup_recorder(work),
             )
             await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
+            return
+        if work.kind == "interaction" and escalation.RESOLVING_KEY in work.payload:
+            await self._resume_resolve(work)
             return
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
@@ -897,13 +904,17 @@ class DiscordAdapter:
         if not await defer(interaction, ephemeral=private):
             return
 
-        async def answer(_work: Work) -> None:
-            await self._answer_button(interaction, parsed, private)
+        async def answer(work: Work) -> None:
+            await self._answer_button(interaction, parsed, private, work)
 
         await self._submit_interaction(interaction, answer)
 
     async def _answer_button(
-        self, interaction: discord.Interaction, parsed: render.ParsedButton, private: bool
+        self,
+        interaction: discord.Interaction,
+        parsed: render.ParsedButton,
+        private: bool,
+        work: Work,
     ) -> None:
         user_id = str(interaction.user.id)
         extra: tuple[render.ButtonSpec, ...] = ()
@@ -944,20 +955,46 @@ class DiscordAdapter:
         elif not await self.escalations.may_resolve(interaction, parsed.target_id):
             reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
-            row = await escalation.get(self.db, parsed.target_id)
-            reply = await self.responder.resolve_escalation(
-                escalation_id=parsed.target_id,
-                resolved_by=user_id,
-                read_thread=thread_reader(self.client),
-                thread_link=thread_link(interaction.guild_id, row),
-            )
-            await self.escalations.mark_notice_resolved(self.client, parsed.target_id)
-            await self._mark_solved(parsed.target_id)
+            resolving = {
+                escalation.RESOLVING_KEY: parsed.target_id,
+                RESOLVER_KEY: user_id,
+                GUILD_KEY: interaction.guild_id,
+            }
+            work = await self.inbox.record(work, {**work.payload, **resolving})
+            reply = await self._resolve(work)
         payloads = render.render_reply(reply)
         if extra:
             last = payloads[-1]
             payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
         await InteractionSink(interaction, ephemeral=private).show(payloads)
+
+    async def _resolve(self, work: Work, *, resumed: bool = False) -> Reply:
+        """Close the hand-off a "Mark resolved" click recorded in its work (after its checks),
+        learn the team's answer and update the notice and the forum post. ``resumed``: a
+        later attempt of that click, which finishes what a crashed one started."""
+        p = work.payload
+        escalation_id = int(p[escalation.RESOLVING_KEY])
+        row = await escalation.get(self.db, escalation_id)
+        guild_id = p.get(GUILD_KEY)
+        reply = await self.responder.resolve_escalation(
+            escalation_id=escalation_id,
+            resolved_by=str(p[RESOLVER_KEY]),
+            read_thread=thread_reader(self.client),
+            thread_link=thread_link(int(guild_id) if guild_id else None, row),
+            resumed=resumed,
+        )
+        await self.escalations.mark_notice_resolved(self.client, escalation_id)
+        await self._mark_solved(escalation_id)
+        return reply
+
+    async def _resume_resolve(self, work: Work) -> None:
+        """A "Mark resolved" click a crash cut short (its lease ran out): the hand-off may be closed
+        already, with no draft learned yet. Finished and answered through the stored token,
+        instead of telling the clicker to try again (a second click would find it not open)."""
+        reply = await self._resolve(work, resumed=True)
+        if TOKEN_KEY in work.payload and token_valid(work.key):
+            original = StoredInteraction.from_payload(self.client, work.payload)
+            await InteractionSink(original, ephemeral=True).show(render.render_reply(reply))
 
     async def _mark_solved(self, escalation_id: int) -> None:
         row = await escalation.get(self.db, escalation_id)
