@@ -19,6 +19,7 @@ world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
+UNCOVERED = "Can I pay my invoices with PayPal?"  # the docs do not say: a refusal
 
 
 async def _private_channel(world: DiscordWorld, db: Database) -> None:
@@ -79,3 +80,31 @@ async def test_an_asker_who_takes_no_dms_is_pointed_to_ask_not_answered_publicly
         texts.DISCORD_PRIVATE_ANSWER_NEEDS_ASK
     ]
     assert world.api.dm_messages(world.alice["id"]) == [] and not world.api.threads
+
+
+async def test_a_refusal_in_an_ephemeral_channel_is_sent_by_dm_and_hands_off(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say(UNCOVERED, mention=True)
+    alice = world.alice["id"]
+    await world.api.wait_for(
+        lambda: world.api.dm_messages(alice) and world.api.channel_messages(world.channel_id),
+        what="the DM refusal and the note",
+    )
+    await bot.adapter.inbox.wait_idle(10)
+    [dm] = world.api.dm_messages(alice)
+    assert "couldn't find this" in dm["content"]
+    [note] = world.api.channel_messages(world.channel_id)
+    assert note["content"] == texts.DISCORD_ANSWER_SENT_PRIVATELY
+    assert str(note["message_reference"]["message_id"]) == question["id"]
+    assert not world.api.threads
+    ids = [c["custom_id"] for row in dm["components"] for c in row["components"]]
+    [human] = [i for i in ids if i.startswith("sb:esc:")]  # "Talk to a human" works
+    clicked = await world.click(dm, human)
+    [handoff] = await world.interaction_done(clicked["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    assert handoff["content"] == texts.ESCALATION_OPENED
+    assert [m["content"] for m in world.api.channel_messages(world.channel_id)] == [
+        texts.DISCORD_ANSWER_SENT_PRIVATELY
+    ]  # the refusal never shows in the channel

@@ -18,6 +18,7 @@ from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new
 __all__ = ["api", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
 CHANNEL = "C0000001"
+UNCOVERED = "Can I pay my invoices with PayPal?"  # the docs do not say: a refusal
 
 
 def _button(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:
@@ -101,3 +102,36 @@ async def test_a_click_on_an_ephemeral_answer_without_its_message_is_answered_pr
     [vote] = await feedback.list_feedback(sqlite_db)
     assert vote.value == -1
     assert note["response_type"] == "ephemeral" and not note.get("replace_original")
+
+
+async def test_a_refusal_in_an_ephemeral_channel_goes_to_the_asker_alone_and_hands_off(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="slack", workspace_id="T0000001", channel_id=CHANNEL, ephemeral=True
+    )
+    root = new_ts()
+    async with harness.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> {UNCOVERED}", ts=root))
+        await api.wait_for(lambda: api.calls_to("chat.postEphemeral"))
+        await harness.bot.wait_idle()
+        assert api.posted() == []  # the refusal is not public either
+        [private] = api.calls_to("chat.postEphemeral")
+        assert private.params["user"] == "UHUMAN001" and private.params["thread_ts"] == root
+        assert "couldn't find this" in private.params["text"]
+        blocks = _blocks(private.params["blocks"])
+        human = _button(blocks, "sb_human")
+        shown = {"type": "message", "ts": "0", "text": private.params["text"], "blocks": blocks}
+        click = block_action(
+            action_id=human["action_id"],
+            value=human["value"],
+            message=shown,
+            ephemeral=True,
+            response_url=api.response_url("h1"),
+        )
+        assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.posted())
+        await harness.bot.wait_idle()
+    # The hand-off stays public on purpose (the team must see it), in the question's thread.
+    [handoff] = api.posted()
+    assert handoff.thread_ts == root and texts.ESCALATION_OPENED in handoff.text
