@@ -108,3 +108,46 @@ async def test_a_refusal_in_an_ephemeral_channel_is_sent_by_dm_and_hands_off(
     assert [m["content"] for m in world.api.channel_messages(world.channel_id)] == [
         texts.DISCORD_ANSWER_SENT_PRIVATELY
     ]  # the refusal never shows in the channel
+
+
+async def test_ask_supportbot_on_anothers_message_there_answers_its_author_by_dm(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say("Where can I download past invoices?")  # alice, no mention
+    asked = await world.message_command(question)  # bob points the bot at it
+    alice = world.alice["id"]
+    await world.api.wait_for(
+        lambda: world.api.dm_messages(alice) and world.api.channel_messages(world.channel_id),
+        what="the DM answer and the note",
+    )
+    [told] = await world.interaction_done(asked["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    assert told["content"] == texts.ASK_MESSAGE_ANSWERING_PRIVATELY  # bob, privately
+    [dm] = world.api.dm_messages(alice)  # the answer is for its author, as designed
+    assert "billing page" in dm["content"].lower() and dm["components"]
+    assert world.api.dm_messages(world.bob["id"]) == []
+    [note] = world.api.channel_messages(world.channel_id)  # the mention rule: one line
+    assert note["content"] == texts.DISCORD_ANSWER_SENT_PRIVATELY
+    assert str(note["message_reference"]["message_id"]) == question["id"]
+    assert not world.api.threads  # no public thread for a private answer
+
+
+async def test_ask_supportbot_on_ones_own_message_there_answers_in_the_private_response(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say(UNCOVERED)  # alice, no mention
+    asked = await world.message_command(question, author=world.alice)  # alice herself
+    [refusal] = await world.interaction_done(asked["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    assert "couldn't find this" in refusal["content"]
+    callback = world.api.find("POST", rf"/interactions/{asked['id']}/.+/callback")[0]
+    assert int(callback.body["data"]["flags"]) & 64  # only she sees it
+    assert world.api.channel_messages(world.channel_id) == []  # nothing public
+    assert world.api.dm_messages(world.alice["id"]) == [] and not world.api.threads
+    ids = [c["custom_id"] for row in refusal["components"] for c in row["components"]]
+    [human] = [i for i in ids if i.startswith("sb:esc:")]  # "Talk to a human" works
+    clicked = await world.click(refusal, human, author=world.alice)
+    [handoff] = await world.interaction_done(clicked["token"])
+    assert handoff["content"] == texts.ESCALATION_OPENED

@@ -13,7 +13,13 @@ from storage.db import Database
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
 from tests.fakes.slack_harness import SlackHarness
-from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
+from tests.fakes.slack_sender import (
+    SlackSender,
+    app_mention,
+    block_action,
+    message_shortcut,
+    new_ts,
+)
 
 __all__ = ["api", "harness", "kb_uri"]
 BOT = DEFAULT_BOT_USER
@@ -135,3 +141,27 @@ async def test_a_refusal_in_an_ephemeral_channel_goes_to_the_asker_alone_and_han
     # The hand-off stays public on purpose (the team must see it), in the question's thread.
     [handoff] = api.posted()
     assert handoff.thread_ts == root and texts.ESCALATION_OPENED in handoff.text
+
+
+async def test_ask_supportbot_there_answers_the_messages_author_alone(
+    harness: SlackHarness, api: FakeSlackAPI, sqlite_db: Database
+) -> None:
+    await channel_settings.upsert_setting(
+        sqlite_db, platform="slack", workspace_id="T0000001", channel_id=CHANNEL, ephemeral=True
+    )
+    question = api.add_user_message(CHANNEL, UNCOVERED, user="UASKER001")
+    async with harness.sender() as sender:
+        click = message_shortcut(
+            {"user": "UASKER001", "text": question.text, "ts": question.ts},
+            user="UHELPER01",
+            response_url=api.response_url("click"),
+        )
+        assert (await sender.interaction(click)).status == 200
+        await api.wait_for(lambda: api.calls_to("chat.postEphemeral"))
+        await harness.bot.wait_idle()
+    assert [m.text for m in api.posted()] == [UNCOVERED]  # only the question itself
+    [private] = api.calls_to("chat.postEphemeral")  # the author asked, as designed
+    assert private.params["user"] == "UASKER001" and private.params["thread_ts"] == question.ts
+    assert "couldn't find this" in private.params["text"]
+    _button(_blocks(private.params["blocks"]), "sb_human")
+    assert not api.responses.get("click")
