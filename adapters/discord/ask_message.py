@@ -10,6 +10,9 @@ The invoker alone is told what happened in the deferred response. When the messa
 claimed, the work itself tells them ("answering in its thread") before it answers, through the
 interaction's stored webhook token: a crash between the claim and that note leaves the next
 attempt to fill it in, so the response is never left "thinking..." while its token is valid.
+In a channel whose answers are private it is routed as a mention there (no thread, a DM to the
+author and one line), unless the invoker is the author: then the deferred ephemeral response
+itself is the answer.
 """
 
 from __future__ import annotations
