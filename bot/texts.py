@@ -396,8 +396,7 @@ ASK_MESSAGE_ALREADY = "I have already taken that message: the answer is (or will
 ASK_MESSAGE_FAILED = "Sorry, I couldn't take that message just now. Please try again in a moment."
 ASK_MESSAGE_ANSWERING_IN_THREAD = "On it: I'm answering that message in its thread."
 ASK_MESSAGE_ANSWERING_PRIVATELY = (
-    "Answers in this channel are private, so I'm sending the answer to that message's author "
-    "in a direct message."
+    "Answers in this channel are private, so only that message's author will see the answer."
 )
 ASK_MESSAGE_ANSWERING_IN_PLACE = (
     "I can't start a thread on that message here, so I'm answering it as a reply in the channel."

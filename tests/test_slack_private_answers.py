@@ -165,4 +165,5 @@ async def test_ask_supportbot_there_answers_the_messages_author_alone(
     assert private.params["user"] == "UASKER001" and private.params["thread_ts"] == question.ts
     assert "couldn't find this" in private.params["text"]
     _button(_blocks(private.params["blocks"]), "sb_human")
-    assert not api.responses.get("click")
+    # The clicker sees no answer appear: told privately why.
+    assert [r["text"] for r in api.responses["click"]] == [texts.ASK_MESSAGE_ANSWERING_PRIVATELY]
