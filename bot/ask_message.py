@@ -7,7 +7,9 @@ What is not wire format lives here, once for both platforms:
 - **Who asks.** The message's author is the asker, not the person who clicked: the question is
   stored under their name, so they can follow up in the thread without mentioning the bot
   (``MemoryPolicy.follows``) and may clear that thread with ``/forget``. The clicker is told
-  privately what happened (or what is wrong); the answer itself is public, in the thread.
+  privately what happened (or what is wrong); the answer itself is public, in the thread,
+  unless the channel's answers are private (``Responder.answers_privately``): then, as for a
+  mention there, only the author sees it.
 - **Once per message.** The claim key is the message's own ledger key, the one a mention of it
   is claimed with (Slack: ``msg:<team>:<channel>:<ts>``; Discord: the message id). A double
   click, a second teammate, or a click on a message the bot already answered as a mention all

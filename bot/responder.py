@@ -370,7 +370,7 @@ class Responder:
             text=text,
             kind=kind,
             sources=result.sources,
-            ephemeral=private_answers(msg, policy) and kind is ReplyKind.ANSWER,
+            ephemeral=private_answers(msg, policy) and kind in PRIVATE_KINDS,
             memory_id=memory_id,
             session_id=session_id,
             escalation_id=escalation_id,
@@ -586,9 +586,14 @@ def _localized(delta: str, policy: ChannelPolicy, platform: Platform) -> str:
     return policy.refusal_text(platform) if delta == texts.NOT_IN_DOCS else delta
 
 
+# What "answers" means for that rule: an answer, and a refusal ("not in the docs") to the
+# question. A hand-off (ESCALATED) stays public on purpose: the team must see it.
+PRIVATE_KINDS = frozenset({ReplyKind.ANSWER, ReplyKind.NO_ANSWER})
+
+
 def private_answers(msg: IncomingMessage, policy: ChannelPolicy) -> bool:
-    """The one rule: answers in a channel set to ephemeral go to the asker alone (a DM is
-    private already)."""
+    """The one rule: answers (and refusals, :data:`PRIVATE_KINDS`) in a channel set to
+    ephemeral go to the asker alone (a DM is private already)."""
     return policy.ephemeral and not msg.is_direct
 
 

@@ -395,6 +395,9 @@ ASK_MESSAGE_UNREADABLE = "I can't read that message as a question."
 ASK_MESSAGE_ALREADY = "I have already taken that message: the answer is (or will be) in its thread."
 ASK_MESSAGE_FAILED = "Sorry, I couldn't take that message just now. Please try again in a moment."
 ASK_MESSAGE_ANSWERING_IN_THREAD = "On it: I'm answering that message in its thread."
+ASK_MESSAGE_ANSWERING_PRIVATELY = (
+    "Answers in this channel are private, so only that message's author will see the answer."
+)
 ASK_MESSAGE_ANSWERING_IN_PLACE = (
     "I can't start a thread on that message here, so I'm answering it as a reply in the channel."
 )

@@ -4,6 +4,8 @@ asker's DM (Discord has no private reply to a message), with one line in the cha
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bot import texts
@@ -19,6 +21,7 @@ world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
+UNCOVERED = "Can I pay my invoices with PayPal?"  # the docs do not say: a refusal
 
 
 async def _private_channel(world: DiscordWorld, db: Database) -> None:
@@ -26,6 +29,25 @@ async def _private_channel(world: DiscordWorld, db: Database) -> None:
         db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
         ephemeral=True,
     )  # fmt: skip
+
+
+async def _sent_by_dm(
+    world: DiscordWorld, bot: RunningBot, question: dict[str, Any]
+) -> dict[str, Any]:
+    """The private reply to alice's ``question`` in her DM, once idle, after checking the
+    channel shows only the one line under the question and no thread was started."""
+    alice = world.alice["id"]
+    await world.api.wait_for(
+        lambda: world.api.dm_messages(alice) and world.api.channel_messages(world.channel_id),
+        what="the DM reply and the note",
+    )
+    await bot.adapter.inbox.wait_idle(10)
+    [note] = world.api.channel_messages(world.channel_id)
+    assert note["content"] == texts.DISCORD_ANSWER_SENT_PRIVATELY
+    assert str(note["message_reference"]["message_id"]) == question["id"]
+    assert not world.api.threads  # no public thread for a private reply
+    [dm] = world.api.dm_messages(alice)
+    return dm
 
 
 async def test_ask_in_an_ephemeral_channel_answers_privately(
@@ -45,18 +67,9 @@ async def test_a_mention_in_an_ephemeral_channel_is_answered_by_dm(
     await _private_channel(world, sqlite_db)
     question = await world.say("Where can I download past invoices?", mention=True)
     alice = world.alice["id"]
-    await world.api.wait_for(
-        lambda: world.api.dm_messages(alice) and world.api.channel_messages(world.channel_id),
-        what="the DM answer and the note",
-    )
-    await bot.adapter.inbox.wait_idle(10)
-    [dm] = world.api.dm_messages(alice)
+    dm = await _sent_by_dm(world, bot, question)
     assert "billing page" in dm["content"].lower()
     assert dm["components"]  # its buttons
-    [note] = world.api.channel_messages(world.channel_id)
-    assert note["content"] == texts.DISCORD_ANSWER_SENT_PRIVATELY
-    assert str(note["message_reference"]["message_id"]) == question["id"]
-    assert not world.api.threads  # no public thread for a private answer
 
     ids = [c["custom_id"] for row in dm["components"] for c in row["components"]]
     helpful = await world.click(dm, ids[0])
@@ -79,3 +92,54 @@ async def test_an_asker_who_takes_no_dms_is_pointed_to_ask_not_answered_publicly
         texts.DISCORD_PRIVATE_ANSWER_NEEDS_ASK
     ]
     assert world.api.dm_messages(world.alice["id"]) == [] and not world.api.threads
+
+
+async def test_a_refusal_in_an_ephemeral_channel_is_sent_by_dm_and_hands_off(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say(UNCOVERED, mention=True)
+    dm = await _sent_by_dm(world, bot, question)  # the refusal is private too
+    assert "couldn't find this" in dm["content"]
+    ids = [c["custom_id"] for row in dm["components"] for c in row["components"]]
+    [human] = [i for i in ids if i.startswith("sb:esc:")]  # "Talk to a human" works
+    clicked = await world.click(dm, human)
+    [handoff] = await world.interaction_done(clicked["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    assert handoff["content"] == texts.ESCALATION_OPENED
+    assert [m["content"] for m in world.api.channel_messages(world.channel_id)] == [
+        texts.DISCORD_ANSWER_SENT_PRIVATELY
+    ]  # the refusal never shows in the channel
+
+
+async def test_ask_supportbot_on_anothers_message_there_answers_its_author_by_dm(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say("Where can I download past invoices?")  # alice, no mention
+    asked = await world.message_command(question)  # bob points the bot at it
+    dm = await _sent_by_dm(world, bot, question)  # the mention rule, for its author
+    [told] = await world.interaction_done(asked["token"])
+    assert told["content"] == texts.ASK_MESSAGE_ANSWERING_PRIVATELY  # bob, privately
+    assert "billing page" in dm["content"].lower() and dm["components"]
+    assert world.api.dm_messages(world.bob["id"]) == []
+
+
+async def test_ask_supportbot_on_ones_own_message_there_answers_in_the_private_response(
+    world: DiscordWorld, bot: RunningBot, sqlite_db: Database
+) -> None:
+    await _private_channel(world, sqlite_db)
+    question = await world.say(UNCOVERED)  # alice, no mention
+    asked = await world.message_command(question, author=world.alice)  # alice herself
+    [refusal] = await world.interaction_done(asked["token"])
+    await bot.adapter.inbox.wait_idle(10)
+    assert "couldn't find this" in refusal["content"]
+    callback = world.api.find("POST", rf"/interactions/{asked['id']}/.+/callback")[0]
+    assert int(callback.body["data"]["flags"]) & 64  # only she sees it
+    assert world.api.channel_messages(world.channel_id) == []  # nothing public
+    assert world.api.dm_messages(world.alice["id"]) == [] and not world.api.threads
+    ids = [c["custom_id"] for row in refusal["components"] for c in row["components"]]
+    [human] = [i for i in ids if i.startswith("sb:esc:")]  # "Talk to a human" works
+    clicked = await world.click(refusal, human, author=world.alice)
+    [handoff] = await world.interaction_done(clicked["token"])
+    assert handoff["content"] == texts.ESCALATION_OPENED

@@ -30,7 +30,12 @@ import discord.http
 import yarl
 
 from adapters.discord import catch_up, convert, render
-from adapters.discord.ask_message import DiscordAskMessage, is_ask
+from adapters.discord.ask_message import (
+    PRIVATE_KEY,
+    DiscordAskMessage,
+    answers_in_response,
+    is_ask,
+)
 from adapters.discord.client import (
     SupportClient,
     guard_frames,
@@ -107,8 +112,6 @@ MORE_POSTS_KEY = "posted_more_ids"
 THREAD_ALREADY_CREATED = 160004
 # Discord's error code for a DM the user does not accept (privacy settings, the bot blocked).
 CANNOT_MESSAGE_USER = 50007
-# The payload key saying the answer is for the asker alone (the channel's ephemeral setting).
-PRIVATE_KEY = "private"
 # Who clicked "Mark resolved" and in which server, kept with the hand-off it is resolving
 # (bot.escalation.RESOLVING_KEY) so that a later attempt of the click can finish it.
 RESOLVER_KEY = "resolver"
@@ -324,20 +327,13 @@ class DiscordAdapter:
             incoming = replace(
                 incoming, conversation=key, parent_channel_id=str(message.channel.id)
             )
-        # The core decides whether the answer is the asker's alone; here it becomes a DM and
-        # one line in place (a thread would show nothing but that line).
-        private = target != "dm" and await self.responder.answers_privately(incoming)
-        if private and target == "new-thread":
-            target = "channel"
-            incoming = replace(
-                incoming,
-                conversation=convert.conversation_for(
-                    guild_id=incoming.conversation.workspace_id,
-                    channel_id=str(message.channel.id),
-                    kind=ChannelKind.CHANNEL,
-                ),
-                parent_channel_id=None,
+        private = False
+        if target != "dm":  # a DM is private already
+            incoming, private = await self.private_in_place(
+                incoming, new_thread=target == "new-thread", channel_id=str(message.channel.id)
             )
+            if private and target == "new-thread":
+                target = "channel"
         record = {
             "kind": "message",
             "msg": message_to_record(incoming, max_text=self.runtime.settings.max_question_chars),
@@ -350,6 +346,28 @@ class DiscordAdapter:
         # No redelivery on the gateway: a claim the database cannot take now is held.
         if await self.inbox.submit_or_hold(str(message.id), record) is False:
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
+
+    async def private_in_place(
+        self, incoming: IncomingMessage, *, new_thread: bool, channel_id: str
+    ) -> tuple[IncomingMessage, bool]:
+        """Whether the core makes the answer to ``incoming`` its asker's alone, and the message
+        to answer then. Such an answer becomes a DM and one line where it was asked
+        (_send_privately), so no thread is started for it (it would show nothing but that
+        line): the question is answered in place, in the channel's conversation. For a mention
+        and for "Ask supportbot" alike (adapters/discord/ask_message.py)."""
+        if not await self.responder.answers_privately(incoming):
+            return incoming, False
+        if new_thread:
+            incoming = replace(
+                incoming,
+                conversation=convert.conversation_for(
+                    guild_id=incoming.conversation.workspace_id,
+                    channel_id=channel_id,
+                    kind=ChannelKind.CHANNEL,
+                ),
+                parent_channel_id=None,
+            )
+        return incoming, True
 
     async def on_messages_deleted(
         self, message_ids: Iterable[int], channel_id: int, guild_id: int | None
@@ -434,14 +452,9 @@ class DiscordAdapter:
         if work.kind == "interaction" and "msg" in work.payload and TOKEN_KEY in work.payload:
             # A command another attempt did not finish: answered through the stored token.
             incoming = message_from_record(work.payload["msg"])
-            original = StoredInteraction.from_payload(self.client, work.payload)
-            await self._remove_earlier_followups(work, original)
-            sink = InteractionSink(
-                original,
-                ephemeral=bool(work.payload.get("ephemeral")),
-                on_followup=self._followup_recorder(work),
+            await self._answer_through_token(
+                work, incoming, ephemeral=bool(work.payload.get("ephemeral"))
             )
-            await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
             return
         if work.kind == "interaction" and escalation.RESOLVING_KEY in work.payload:
             await self._resume_resolve(work)
@@ -449,7 +462,22 @@ class DiscordAdapter:
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
             raise Undeliverable(f"{work.kind or 'unknown'} work cannot be resumed")
-        await self._confirm_ask(work, texts.ASK_MESSAGE_ANSWERING_IN_THREAD)
+        if answers_in_response(work.payload):
+            # The asker asked about their own message in a channel whose answers are private:
+            # the command's own ephemeral response is the private reply (no DM needed).
+            p = work.payload
+            final = await self._answer_through_token(
+                work, message_from_record(p["msg"]), ephemeral=True
+            )
+            await self._after_reply(p, final)
+            return
+        private = bool(work.payload.get(PRIVATE_KEY))
+        await self._confirm_ask(
+            work,
+            texts.ASK_MESSAGE_ANSWERING_PRIVATELY
+            if private
+            else texts.ASK_MESSAGE_ANSWERING_IN_THREAD,
+        )
         if work.payload.get("new_thread"):
             work = await self._open_thread(work)
         p = work.payload
@@ -462,17 +490,34 @@ class DiscordAdapter:
             reference = channel.get_partial_message(int(p["message_id"]))
 
         sink = ChannelSink(channel, reference=reference, on_post=self._post_recorder(work))
-        private = bool(p.get(PRIVATE_KEY))
         final = await self._deliver(
             incoming, sink, typing_channel=None if private else channel, private=private
         )
-        if final is not None:
-            question = self.client.get_partial_messageable(int(p["question_channel"]))
-            await self.forum.after_reply(
-                question.get_partial_message(int(p["message_id"])),
-                final,
-                parent_id=incoming.parent_channel_id,
-            )
+        await self._after_reply(p, final)
+
+    async def _after_reply(self, p: dict[str, Any], final: Reply | None) -> None:
+        """The forum post's tags after its question was answered (ForumWorkflow)."""
+        if final is None:
+            return
+        incoming = message_from_record(p["msg"])
+        question = self.client.get_partial_messageable(int(p["question_channel"]))
+        await self.forum.after_reply(
+            question.get_partial_message(int(p["message_id"])),
+            final,
+            parent_id=incoming.parent_channel_id,
+        )
+
+    async def _answer_through_token(
+        self, work: Work, incoming: IncomingMessage, *, ephemeral: bool
+    ) -> Reply | None:
+        """Answer in the interaction's deferred response (its token kept in the payload), after
+        removing the follow-ups an earlier attempt posted."""
+        original = StoredInteraction.from_payload(self.client, work.payload)
+        await self._remove_earlier_followups(work, original)
+        sink = InteractionSink(
+            original, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
+        )
+        return await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
 
     async def _confirm_ask(self, work: Work, text: str) -> None:
         """Fill in the deferred private response of the "Ask supportbot" command that claimed
@@ -540,7 +585,9 @@ class DiscordAdapter:
         after it whose interaction metadata names it and its original response). Ephemeral
         ones are not in the channel's history: those cannot be found."""
         p = work.payload
-        if p.get("ephemeral") or "msg" not in p or not work.key.isdigit():
+        if work.kind != "interaction" or p.get("ephemeral") or "msg" not in p:
+            return set()
+        if not work.key.isdigit():
             return set()
         interaction_id = int(work.key)
         bot = self.client.user

@@ -10,6 +10,9 @@ The invoker alone is told what happened in the deferred response. When the messa
 claimed, the work itself tells them ("answering in its thread") before it answers, through the
 interaction's stored webhook token: a crash between the claim and that note leaves the next
 attempt to fill it in, so the response is never left "thinking..." while its token is valid.
+In a channel whose answers are private it is routed as a mention there (no thread, a DM to the
+author and one line), unless the invoker is the author: then the deferred ephemeral response
+itself is the answer.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ import discord
 
 from adapters.discord import convert
 from adapters.discord.convert import ChannelContext, ChannelKind
-from adapters.discord.delivery import defer, describe, interaction_webhook
+from adapters.discord.delivery import (
+    TOKEN_KEY,
+    defer,
+    describe,
+    interaction_webhook,
+    token_valid,
+)
 from adapters.discord.shapes import RoleNames, interaction_payload
 from bot import ask_message, slash, texts
 from bot.inbox import SESSION_KEY
@@ -34,6 +43,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MESSAGE_COMMAND = 3  # Discord's application command type for a message's menu
+# The payload key of message work whose answer is for its asker alone (the channel's ephemeral
+# setting): a mention's (DiscordAdapter.on_message) or this command's.
+PRIVATE_KEY = "private"
+# The payload key saying that private answer goes in the command's own ephemeral response:
+# the invoker asked about their own message.
+IN_RESPONSE_KEY = "answer_in_response"
 
 
 def application_command() -> dict[str, Any]:
@@ -121,6 +136,13 @@ class DiscordAskMessage:
             incoming = replace(
                 incoming, conversation=key, parent_channel_id=str(interaction.channel_id)
             )
+        # Answers there may be the asker's alone: then as for a mention (no thread; a DM and
+        # one line), unless the asker is the invoker, whose own response is private already.
+        incoming, private = await self.adapter.private_in_place(
+            incoming, new_thread=new_thread, channel_id=str(interaction.channel_id)
+        )
+        new_thread = new_thread and not private
+        in_response = private and str(interaction.user.id) == incoming.author.id
         settings = self.adapter.runtime.settings
         record = {
             "kind": "message",
@@ -129,6 +151,8 @@ class DiscordAskMessage:
             "message_id": target_id,
             "question_channel": str(interaction.channel_id),
             "new_thread": new_thread,
+            PRIVATE_KEY: private,
+            IN_RESPONSE_KEY: in_response,
             ask_message.ANSWER_AFTER_KEY: str(interaction.id),
             # The work fills in the invoker's deferred response (any attempt of it).
             **interaction_webhook(interaction),
@@ -140,6 +164,14 @@ class DiscordAskMessage:
             request=str(interaction.id),
         )
         return told
+
+
+def answers_in_response(payload: dict[str, Any]) -> bool:
+    """Whether claimed work answers in its command's ephemeral response: the invoker's own
+    message in a channel whose answers are private, while the token still works (past it, the
+    answer goes to their DM as for a mention)."""
+    asked = payload.get(ask_message.ANSWER_AFTER_KEY)
+    return bool(payload.get(IN_RESPONSE_KEY)) and TOKEN_KEY in payload and token_valid(str(asked))
 
 
 def _context(interaction: discord.Interaction) -> ChannelContext:

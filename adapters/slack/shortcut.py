@@ -25,7 +25,7 @@ from adapters.slack.failures import DATABASE_FAILURES, database_failure, slack_e
 from adapters.slack.manifest import ASK_SHORTCUT_ID
 from bot import ask_message, texts
 from bot.inbox import SESSION_KEY, Work
-from bot.messages import Reply, ReplyKind, message_to_record
+from bot.messages import Reply, ReplyKind, message_from_record, message_to_record
 
 if TYPE_CHECKING:
     from adapters.slack.app import SlackBot
@@ -159,6 +159,23 @@ class SlackShortcuts:
                 raise
             # Removed from the channel between the look and the post.
             await self._tell_not_a_member(work, client)
+            return
+        await self._tell_answered_privately(work, client)
+
+    async def _tell_answered_privately(self, work: Work, client: AsyncWebClient) -> None:
+        """Where answers are private (the core's rule) and the answer was for someone else
+        (the message's author), the clicker would see nothing happen: they are told so. Best
+        effort: the answer is out, and a second one must not follow a failed note."""
+        p = work.payload
+        msg = message_from_record(p["msg"])
+        if p.get(CLICKER_KEY) == msg.author.id:
+            return
+        if not await self.bot.responder.answers_privately(msg):
+            return
+        try:
+            await self._whisper(client, p, texts.ASK_MESSAGE_ANSWERING_PRIVATELY)
+        except SlackApiError as exc:
+            log.info("shortcut %s: could not tell the clicker (%s)", work.key, slack_error(exc))
 
     async def send_note(self, work: Work, client: AsyncWebClient) -> None:
         """The clicker's private note (the inbox's NOTE_KIND work)."""
