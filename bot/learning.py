@@ -170,6 +170,34 @@ async def reject(db: Database, *, learned_id: int, reviewed_by: str) -> None:
         raise ReviewError(f"learned answer {learned_id} is already {draft.status}")
 
 
+async def write_approved(db: Database, learned_root: Path) -> int:
+    """Write each approved answer's document under ``learned_root`` as it was approved, where the
+    folder lacks it or holds another text; returns how many were written. The database is the
+    record of what the team approved, a folder only one machine's copy: a replica, or a new
+    machine, whose folder is empty or behind gets every approved answer before an ingest reads
+    the folder, so its ``ingest --prune`` keeps them in a knowledge base the replicas share."""
+    written = 0
+    for row in await learned.approved(db):
+        source = str(row.document_source)
+        parts = Path(source).parts
+        if len(parts) != 2 or parts[0] != LEARNED_FOLDER or not source.endswith(".md"):
+            log.warning("learned answer %s: unexpected document path %r, skipped", row.id, source)
+            continue
+        text = document_text(row, row.reviewed_at or datetime.now(UTC))
+        path = learned_root / source
+        if await asyncio.to_thread(_differs, path, text):
+            await asyncio.to_thread(_write, path, text)
+            written += 1
+    return written
+
+
+def _differs(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") != text
+    except (FileNotFoundError, UnicodeDecodeError):
+        return True
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

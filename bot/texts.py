@@ -307,6 +307,19 @@ def kb_not_found(pages: int, paths: list[str]) -> str:
     return f"note: {pages} stored {are} no longer in {where}; run with --prune to remove them"
 
 
+def kb_learned_refreshed(count: int, folder: str) -> str:
+    """Approved learned answers this machine's folder lacked, written from the database."""
+    answers = "answer" if count == 1 else "answers"
+    return f"note: {count} approved learned {answers} written to {folder} from the database"
+
+
+def kb_learned_not_refreshed(reason: str, folder: str) -> str:
+    return (
+        f"warning: approved learned answers could not be read from the database ({reason}); "
+        f"ingesting {folder} as it is"
+    )
+
+
 # --- database CLI (supportbot db ..., supportbot memories export) ----------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -55,6 +55,25 @@ async def list_answers(
     query = select(LearnedAnswer).order_by(LearnedAnswer.id).limit(limit)
     if status is not None:
         query = query.where(LearnedAnswer.status == status)
+    async with db.single_statement() as session:
+        return list((await session.scalars(query)).all())
+
+
+async def queue_exists(db: Database) -> bool:
+    """Whether the database has the review queue (a database never migrated has not)."""
+    async with db.engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: inspect(sync).has_table(LearnedAnswer.__tablename__)
+        )
+
+
+async def approved(db: Database) -> list[LearnedAnswer]:
+    """Every approved answer with its document, oldest first (what the knowledge base holds)."""
+    query = (
+        select(LearnedAnswer)
+        .where(LearnedAnswer.status == APPROVED, LearnedAnswer.document_source.is_not(None))
+        .order_by(LearnedAnswer.id)
+    )
     async with db.single_statement() as session:
         return list((await session.scalars(query)).all())
 

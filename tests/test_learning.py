@@ -139,6 +139,21 @@ async def test_resolved_escalation_becomes_one_draft_then_a_cited_answer(
         kept = await answered_from_learned(responder, "t-kept")
         assert kept.kind is ReplyKind.ANSWER
         assert kept.sources[0].url_or_path == row.document_source
+
+        # A replica (same database and knowledge base, its own, empty learned folder: DESIGN
+        # keeps processes stateless apart from those two) runs the same upkeep. The database
+        # records what was approved, so its prune keeps the answer, and its folder gets a copy.
+        replica = dict(env, SUPPORTBOT_LEARNED_DIR=str(tmp_path / "replica_learned"))
+        docs = str(tmp_path / "docs")
+        for attempt in range(2):
+            ingested = supportbot("ingest", docs, "--prune", env=replica, cwd=tmp_path)
+            assert ingested.returncode == 0, ingested.stderr
+            assert row.document_source in KnowledgeBase.open(str(tmp_path / "kb"), None).sources()
+            written = "note: 1 approved learned answer written to"
+            assert (written in ingested.stderr) is (attempt == 0)  # then up to date
+        copy = tmp_path / "replica_learned" / str(row.document_source)
+        original = tmp_path / "learned_docs" / str(row.document_source)
+        assert copy.read_text(encoding="utf-8") == original.read_text(encoding="utf-8")
     finally:
         await db.dispose()
 
@@ -181,3 +196,31 @@ def test_a_draft_id_that_is_not_a_number_is_one_clear_line(
     assert code == 2
     assert "'abc' is not a draft id: use the number `supportbot learned list` shows" in err
     assert "valid integer" not in err
+
+
+def test_an_ingest_whose_database_cannot_be_read_still_ingests_and_says_why(
+    tmp_path: Path,
+) -> None:
+    # The learned answers are read from the database before an ingest; a database that is down
+    # is one warning line, not a failed ingest (the docs are still read), and no secret of the
+    # URL is printed. A SQLite file that does not exist is not created by looking for them.
+    build_kb(tmp_path)
+    env = {
+        "SUPPORTBOT_KB_URI": str(tmp_path / "kb"),
+        "SUPPORTBOT_EMBEDDER": "none",
+        "SUPPORTBOT_LEARNED_DIR": str(tmp_path / "learned_docs"),
+    }
+    down = dict(env, DATABASE_URL="postgresql+asyncpg://bot:s3cret-pw@127.0.0.1:1/none")
+    ingested = supportbot("ingest", str(tmp_path / "docs"), env=down, cwd=tmp_path)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "warning: approved learned answers could not be read from the database" in (
+        ingested.stderr
+    )
+    assert "s3cret-pw" not in ingested.stderr + ingested.stdout
+    assert "unchanged" in ingested.stdout + ingested.stderr
+
+    absent = tmp_path / "never.db"
+    fresh = dict(env, DATABASE_URL=f"sqlite+aiosqlite:///{absent}")
+    ingested = supportbot("ingest", str(tmp_path / "docs"), env=fresh, cwd=tmp_path)
+    assert ingested.returncode == 0, ingested.stderr
+    assert not absent.exists() and "warning" not in ingested.stderr

@@ -13,14 +13,18 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bot import texts
+from bot.commands import load_settings
 from bot.doc_links import DocsLinks
 from bot.errors import ConfigError, IngestError, KnowledgeBaseError
 from storage.passages import breadcrumb
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +138,11 @@ def ingest(
         raise IngestError(texts.KB_NO_PATHS)
     interval = parse_interval(every) if every is not None else None
     max_bytes = int(max_file_mb * 1024 * 1024)
+    settings = load_settings()
     kb = open_knowledge_base(embedder, max_file_bytes=max_bytes)
-    also = learned_answers_root(wanted)
 
     if interval is None:
+        also = learned_answers_root(settings, wanted)
         _ingest_once(kb, wanted, also, prune=prune, recreate=recreate, max_pages=max_pages)
         return
     from bot.commands.every import run_every
@@ -147,6 +152,7 @@ def ingest(
     def one_round() -> None:
         nonlocal rebuilt
         rebuild = recreate and not rebuilt
+        also = learned_answers_root(settings, wanted)  # answers approved since the last round
         _ingest_once(kb, wanted, also, prune=prune, recreate=rebuild, max_pages=max_pages)
         rebuilt = True
 
@@ -163,18 +169,55 @@ def parse_interval(text: str) -> float:
         raise ConfigError(f"--every: {exc}") from None
 
 
-def learned_answers_root(wanted: list[str]) -> Path | None:
-    """The folder of approved learned answers (SUPPORTBOT_LEARNED_DIR), when it holds any and
-    the ingest does not name it: they belong to the knowledge base whatever docs an ingest
-    reads, and without them ``--prune`` and ``--recreate`` would drop them."""
-    from bot.config import load_settings
+def learned_answers_root(settings: Settings, wanted: list[str]) -> Path | None:
+    """The folder of approved learned answers (SUPPORTBOT_LEARNED_DIR), first brought up to date
+    from the database, when it holds any and the ingest does not name it: they belong to the
+    knowledge base whatever docs an ingest reads, and without them ``--prune`` and
+    ``--recreate`` would drop them."""
     from bot.learning import LEARNED_FOLDER
 
-    root = Path(load_settings().learned_dir)
+    root = Path(settings.learned_dir)
+    refresh_learned_folder(settings.database_url, root)
     if not (root / LEARNED_FOLDER).is_dir():
         return None
     named = {Path(item).resolve() for item in wanted if not _is_url(item)}
     return None if root.resolve() in named else root
+
+
+def refresh_learned_folder(database_url: str, root: Path) -> None:
+    """Write the approved answers this machine's folder lacks (bot.learning.write_approved). A
+    SQLite file that does not exist yet, or a database never migrated, holds none; a database
+    that cannot be read is one warning, and the folder is ingested as it is."""
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.learning import write_approved
+    from storage import learned
+    from storage.db import Database
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return  # not created here: nothing was approved through it
+
+    async def refresh() -> int:
+        db = Database(database_url)
+        try:
+            if not await learned.queue_exists(db):
+                return 0
+            return await write_approved(db, root)
+        finally:
+            await db.dispose()
+
+    try:
+        written = asyncio.run(refresh())
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("learned answers not read from the database: %s", exc)
+        typer.echo(texts.kb_learned_not_refreshed(type(exc).__name__, str(root)), err=True)
+        return
+    if written:
+        typer.echo(texts.kb_learned_refreshed(written, str(root)), err=True)
 
 
 def _ingest_once(
