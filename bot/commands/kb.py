@@ -13,14 +13,18 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bot import texts
+from bot.commands import load_settings
 from bot.doc_links import DocsLinks
 from bot.errors import ConfigError, IngestError, KnowledgeBaseError
 from storage.passages import breadcrumb
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +35,15 @@ SNIPPET_CHARS = 300
 kb_app = typer.Typer(help="Search and inspect the knowledge base.", no_args_is_help=True)
 
 
-def open_knowledge_base(embedder_name: str | None = None, **options: Any) -> Any:
-    """The configured KnowledgeBase (settings: SUPPORTBOT_KB_URI, SUPPORTBOT_EMBEDDER, OPENAI_*)."""
-    from bot.config import load_settings
+def open_knowledge_base(
+    embedder_name: str | None = None, *, settings: Settings | None = None, **options: Any
+) -> Any:
+    """The configured KnowledgeBase (settings: SUPPORTBOT_KB_URI, SUPPORTBOT_EMBEDDER, OPENAI_*).
+    ``settings``: those the command loaded already (else they are loaded here)."""
     from storage.embeddings import make_embedder
     from storage.knowledge import KnowledgeBase
 
-    settings = load_settings()
+    settings = settings or load_settings()
     name = embedder_name or settings.embedder
     if name not in EMBEDDER_CHOICES:
         raise ConfigError(f"--embedder must be one of {', '.join(EMBEDDER_CHOICES)}")
@@ -134,8 +140,9 @@ def ingest(
         raise IngestError(texts.KB_NO_PATHS)
     interval = parse_interval(every) if every is not None else None
     max_bytes = int(max_file_mb * 1024 * 1024)
-    kb = open_knowledge_base(embedder, max_file_bytes=max_bytes)
-    also = learned_answers_root(wanted)
+    settings = load_settings()
+    kb = open_knowledge_base(embedder, settings=settings, max_file_bytes=max_bytes)
+    also = learned_answers_root(wanted, Path(settings.learned_dir))
 
     if interval is None:
         _ingest_once(kb, wanted, also, prune=prune, recreate=recreate, max_pages=max_pages)
@@ -163,14 +170,12 @@ def parse_interval(text: str) -> float:
         raise ConfigError(f"--every: {exc}") from None
 
 
-def learned_answers_root(wanted: list[str]) -> Path | None:
-    """The folder of approved learned answers (SUPPORTBOT_LEARNED_DIR), when it holds any and
-    the ingest does not name it: they belong to the knowledge base whatever docs an ingest
-    reads, and without them ``--prune`` and ``--recreate`` would drop them."""
-    from bot.config import load_settings
+def learned_answers_root(wanted: list[str], root: Path) -> Path | None:
+    """The folder of approved learned answers (``root``: SUPPORTBOT_LEARNED_DIR), when it holds
+    any and the ingest does not name it: they belong to the knowledge base whatever docs an
+    ingest reads, and without them ``--prune`` and ``--recreate`` would drop them."""
     from bot.learning import LEARNED_FOLDER
 
-    root = Path(load_settings().learned_dir)
     if not (root / LEARNED_FOLDER).is_dir():
         return None
     named = {Path(item).resolve() for item in wanted if not _is_url(item)}
@@ -274,16 +279,15 @@ def kb_search(
     """Show the best passage of the best matching sources."""
     if not question.strip():
         raise ConfigError(texts.KB_SEARCH_EMPTY)
-    kb = open_knowledge_base()
+    settings = load_settings()
+    kb = open_knowledge_base(settings=settings)
     with storage_errors():
         try:
             hits = kb.search(question, k=k, mode=mode)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
-        from bot.config import load_settings
-
-        links = load_settings().docs_links
+        links = settings.docs_links
         found = [hit_json(hit, links) for hit in hits]
         typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
