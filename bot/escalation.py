@@ -16,6 +16,8 @@
   whether to tell the asker ``texts.ESCALATION_NOTICE_FAILED``.
 - Who may mark it resolved: by default the support team (the adapter says who is in it: members
   of the escalation channel on Slack, a support role on Discord) and the person who asked.
+- A click of "Talk to a human" or "Mark resolved" cut short by a crash is finished by a later
+  attempt of its work: ``bot.escalation_recovery``.
 """
 
 from __future__ import annotations
@@ -39,16 +41,6 @@ from storage.models import Escalation
 _SEPARATORS = re.compile(r"[\s+]+")
 # The kind of the inbox work that posts a team's notice.
 NOTICE_KIND = "escalation_notice"
-# Payload keys of a request for a human's own work: the hand-off it opened, and the hand-off it
-# said so for in the conversation. A later attempt of the same request (its process died, or a
-# passing fault handed it back) carries on as the request that opened it, instead of finding
-# it "already open" and leaving the conversation without its hand-off message.
-OPENED_KEY = "opened_escalation"
-ANNOUNCED_KEY = "announced_escalation"
-# The hand-off a click on "Mark resolved" is about to close, recorded before closing it: a later
-# attempt of that click finishes the resolve (the learned draft, the notes) instead of finding
-# the hand-off "not open".
-RESOLVING_KEY = "resolving_escalation"
 # How long a request for a human waits for the first try of the team's notice before replying to
 # the asker (the notice goes out first); later tries run on their own. Bounded: the try needs a
 # free slot.
@@ -147,12 +139,6 @@ def notice_location(escalation: Escalation) -> tuple[str, str] | None:
 
 
 # ---- the team's notice as inbox work ----------------------------------------------------------
-
-
-def opened_by_request(payload: Mapping[str, Any], escalation_id: int, created: bool) -> bool:
-    """Whether the request whose work holds ``payload`` opened the hand-off: now (``created``)
-    or in an earlier attempt that recorded it."""
-    return created or (bool(escalation_id) and payload.get(OPENED_KEY) == escalation_id)
 
 
 def notice_key(escalation_id: int, request_id: str) -> str:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 
+from storage.page_facts import HEADING_ID
+
 _TITLE = re.compile(r"^(={1,6})\s+(\S.*?)\s*$")
 _ATTRIBUTE_ENTRY = re.compile(r"^:!?([\w-]+)!?:\s*(.*)$")
 # Block attribute lines: [source,java], [NOTE], [[anchor]], [#id].
 _BLOCK_ATTRIBUTES = re.compile(r"^\[\[?[^\[\]]*\]\]?\s*$")
 # An id given to the block or section below: [[install]], [[install,Install]], [#install.role].
-_BLOCK_ID = re.compile(r"^\[(?:\[([\w:.-]+)(?:,[^\]]*)?\]|#([\w:-]+)[^\]]*)\]$")
+_BLOCK_ID = re.compile(rf"^\[(?:\[({HEADING_ID})(?:,[^\]]*)?\]|#({HEADING_ID})[^\]]*)\]$")
 _SOURCE_LANGUAGE = re.compile(r"^\[(?:source)?,\s*([\w+#.-]+)")
 _BLOCK_TITLE = re.compile(r"^\.([^\s.].*)$")  # ".A block title" above a block
 _DIRECTIVE = re.compile(r"^(?:include|ifdef|ifndef|ifeval|endif|toc|image)::")
@@ -72,8 +74,7 @@ def to_markdown(text: str) -> str:
         elif _BLOCK_ATTRIBUTES.match(stripped):
             source = _SOURCE_LANGUAGE.match(stripped)
             language = source.group(1) if source else ""
-            named = _BLOCK_ID.match(stripped)
-            block_id = (named.group(1) or named.group(2)) if named else block_id
+            block_id = _block_id(stripped) or block_id
             continue
         elif (match := _ATTRIBUTE_ENTRY.match(stripped)) is not None:
             attributes[match.group(1).lower()] = match.group(2)
@@ -90,6 +91,15 @@ def to_markdown(text: str) -> str:
     if code_delimiter is not None:
         out.append("```")  # an unclosed block still ends as a block
     return "\n".join(out) + "\n"
+
+
+def _block_id(line: str) -> str:
+    """The id an anchor line gives the block or section below ("" if none). In the shorthand
+    "[#id.role%option]" a "." starts a role, so the id ends there."""
+    named = _BLOCK_ID.match(line)
+    if named is None:
+        return ""
+    return named.group(1) or named.group(2).partition(".")[0]
 
 
 def _header(lines: list[str], out: list[str], attributes: dict[str, str]) -> int:

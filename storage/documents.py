@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from storage import asciidoc, myst, notebooks
-from storage.page_facts import PageFacts, heading_key
+from storage.page_facts import HEADING_ID, PageFacts, heading_key
 from storage.passages import HEADING_SEPARATOR
 from storage.secrets import RedactionReport, drop_secret_lines, redact
 from storage.titles import title_from_name
@@ -276,8 +276,10 @@ _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 # A heading's attribute list, as Python-Markdown's attr_list (MkDocs), Docusaurus, Hugo,
 # VitePress and Pandoc write it: "## Install {#setup}", "## Install { #setup .wide }",
 # "## Install {: #setup }". Not part of the heading's words; its id is the heading's anchor.
-_HEADING_ATTRIBUTES = re.compile(r"\s*\{:?\s*((?:[#.][\w:.-]+|[\w-]+=\S+)(?:\s+[^{}]*)?)\s*\}\s*$")
-_ATTRIBUTE_ID = re.compile(r"(?:^|\s)#([\w:.-]+)")
+_HEADING_ATTRIBUTES = re.compile(
+    rf"\s*\{{:?\s*((?:[#.]{HEADING_ID}|[\w-]+=\S+)(?:\s+[^{{}}]*)?)\s*\}}\s*$"
+)  # an id ("#x") or a class (".x"), whose names take the same characters
+_ATTRIBUTE_ID = re.compile(rf"(?:^|\s)#({HEADING_ID})")
 _FRONT_MATTER_TITLE = re.compile(r"^title:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_DESCRIPTION = re.compile(r"^description:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
 _FRONT_MATTER_SLUG = re.compile(r"^slug:\s*[\"']?(.+?)[\"']?\s*$", re.MULTILINE)
@@ -507,7 +509,7 @@ _HTML_DROP = (
 # readers repeat on every page or are never read: not the page's content.
 _HTML_CHROME_ROLES = {"navigation", "search", "contentinfo", "complementary", "banner"}
 _WORD = re.compile(r"\w")
-_HTML_ID = re.compile(r"[\w:.-]+")  # ids that read back as "{#id}" (others: no anchor)
+_HTML_ID = re.compile(HEADING_ID)  # ids that read back as "{#id}" (others: no anchor)
 _HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _HTML_PERMALINK_CLASSES = {"headerlink", "anchorjs-link", "headeranchor"}  # the "¶" after titles
 _HTML_BLOCKS = (

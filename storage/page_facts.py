@@ -15,6 +15,10 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields
 
+# A heading's own id, as a page names it ("## Install {#setup}", AsciiDoc's "[[setup]]", HTML's
+# <h2 id="setup">): the characters every reader here keeps as the heading's anchor, so the
+# AsciiDoc and HTML readers only pass on an id that reads back as "{#id}" in Markdown.
+HEADING_ID = r"[\w:.-]+"
 # Words of a heading as every slug rule compares them: two headings with the same letters
 # and digits get the same anchor before numbering (a slightly wider net than any one rule).
 _NOT_WORD = re.compile(r"[\W_]+")

@@ -493,3 +493,32 @@ def test_mkdocs_admonitions_are_read_as_their_prose(tmp_path: Path) -> None:
     assert "```\n\nClosing the client releases its connections." in text
     assert "```text\n!!! tip\n    inside code it stays\n```" in text
     assert text.count("!!!") == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "anchor"),
+    [("a:b.c-d_1", "a:b.c-d_1"), ("a/b", ""), ("install.role", "install.role")],
+)
+def test_a_heading_id_reads_the_same_from_markdown_asciidoc_and_html(
+    tmp_path: Path, given: str, anchor: str
+) -> None:
+    # One character class for a heading's own id, whichever way a page gives it (an id the
+    # Markdown reader would not keep gives no anchor anywhere).
+    pages = {
+        "page.md": f"# Guide\n\n## Install {{#{given}}}\n\nRun the installer.\n",
+        "page.adoc": f"= Guide\n\n[[{given}]]\n== Install\n\nRun the installer.\n",
+        "page.html": f'<html><body><h1>Guide</h1><h2 id="{given}">Install</h2>'
+        "<p>Run the installer.</p></body></html>",
+    }
+    for name, text in pages.items():
+        (tmp_path / name).write_text(text)
+        doc = read_document(tmp_path / name)
+        [install] = [s for s in doc.sections if s.path[-1:] and s.path[-1].startswith("Install")]
+        assert install.anchor == anchor, name
+
+
+def test_an_asciidoc_shorthand_id_ends_where_its_role_begins(tmp_path: Path) -> None:
+    page = tmp_path / "page.adoc"
+    page.write_text("= Guide\n\n[#install.wide%header]\n== Install\n\nRun the installer.\n")
+    [install] = [s for s in read_document(page).sections if s.path[-1:] == ["Install"]]
+    assert install.anchor == "install"

@@ -347,3 +347,32 @@ def test_ingest_without_prune_names_how_many_stored_pages_are_gone(
     assert code == 0 and "1 removed" in out and "no longer in" not in err
     code, out, err = run_cli(["ingest", str(docs)], capsys)
     assert code == 0 and "no longer in" not in err
+
+
+def test_ingest_reads_the_settings_once_and_keeps_the_learned_answers(
+    cli_env: Path, docs: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The knowledge base and the approved learned answers (SUPPORTBOT_LEARNED_DIR) come from
+    # one reading of the settings: `ingest` read them a second time for the learned answers.
+    from bot import config
+    from bot.learning import LEARNED_FOLDER
+
+    learned_root = cli_env / "learned_docs"
+    (learned_root / LEARNED_FOLDER).mkdir(parents=True)
+    (learned_root / LEARNED_FOLDER / "1-paypal.md").write_text(
+        "# Can I pay with PayPal?\n\nYes: PayPal is accepted on annual plans.\n"
+    )
+    monkeypatch.setenv("SUPPORTBOT_LEARNED_DIR", str(learned_root))
+    readings: list[dict[str, object]] = []
+    read = config.load_settings
+
+    def counted(**overrides: object) -> config.Settings:
+        readings.append(overrides)
+        return read(**overrides)
+
+    monkeypatch.setattr(config, "load_settings", counted)
+    code, _out, err = run_cli(["ingest", str(docs)], capsys)
+    assert code == 0, err
+    assert len(readings) == 1
+    sources = KnowledgeBase.open(str(cli_env / "cli-kb"), None).sources()
+    assert any(source.startswith(f"{LEARNED_FOLDER}/") for source in sources)

@@ -514,6 +514,51 @@ async def test_a_resolve_cut_short_by_sigkill_is_finished_after_restart(
         await kill(proc)
 
 
+# The Discord request a "Talk to a human" click is cut short in: (method, path) of the team's
+# notice or of the click's reply, given the team's channel.
+DISCORD_HAND_OFF_CUTS = {
+    "notice-unsent": ("POST", "/channels/{team}/messages"),
+    "reply-unsent": ("PATCH", r"/webhooks/\d+/[^/]+/messages/@original"),
+}
+
+
+@pytest.mark.parametrize("cut", DISCORD_HAND_OFF_CUTS.values(), ids=DISCORD_HAND_OFF_CUTS.keys())
+async def test_a_discord_hand_off_cut_short_by_sigkill_is_said_after_restart(
+    sqlite_db: Database,
+    sqlite_url: str,
+    tmp_path: Path,
+    model: FakeOpenAI,
+    cut: tuple[str, str],
+) -> None:
+    # `run discord`: "Talk to a human" is clicked and the process is SIGKILLed while Discord
+    # has not answered the team's notice or the click's reply (the hand-off is open by then).
+    # The restarted process told the click to try again, and a second click found the hand-off
+    # "already open": the conversation never said a human was asked. Now the click carries on
+    # as the one that opened it: one notice, the reply with "Mark resolved".
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
+        world = running.world
+        team = world.no_threads_channel_id
+        method, path = cut
+        _thread, answer = await _answered_in_thread(world)
+        world.api.stall(method, path.format(team=team))
+        human = answer["components"][0]["components"][2]["custom_id"]
+        click = await world.click(answer, human)
+        await world.api.wait_for(lambda: world.api.find(method, path.format(team=team)), timeout=20)
+        await running.kill()
+        world.api.unstall()
+        await running.restart()
+        [done] = await world.interaction_done(click["token"], timeout=30)
+        assert done["content"] == texts.ESCALATION_OPENED
+        [resolve] = done["components"][0]["components"]
+        assert resolve["custom_id"].startswith("sb:resolve:")
+        await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
+        await asyncio.sleep(1.5)
+        assert len(world.api.interaction_messages(click["token"])) == 1
+        assert len(world.api.channel_messages(team)) == 1
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "open"
+
+
 async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
     sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
 ) -> None:

@@ -74,7 +74,7 @@ from adapters.discord.shapes import (
 )
 from adapters.discord.thread_history import thread_reader
 from adapters.discord.thread_parents import ThreadParents
-from bot import escalation, slash, text_commands, texts
+from bot import escalation, escalation_recovery, slash, text_commands, texts
 from bot.ask_message import ANSWER_AFTER_KEY
 from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
@@ -91,6 +91,7 @@ from bot.messages import (
 from bot.runtime import Runtime
 from storage import memories
 from storage.db import unreachable
+from storage.models import Escalation
 
 log = logging.getLogger(__name__)
 # Seconds between tries of a catch-up that found the database unreachable (about 15 minutes).
@@ -112,10 +113,11 @@ MORE_POSTS_KEY = "posted_more_ids"
 THREAD_ALREADY_CREATED = 160004
 # Discord's error code for a DM the user does not accept (privacy settings, the bot blocked).
 CANNOT_MESSAGE_USER = 50007
-# Who clicked "Mark resolved" and in which server, kept with the hand-off it is resolving
-# (bot.escalation.RESOLVING_KEY) so that a later attempt of the click can finish it.
-RESOLVER_KEY = "resolver"
+# What a hand-off click records besides the core's record (bot.escalation_recovery), for a
+# later attempt that cannot read the click again: the server a "Mark resolved" was clicked in
+# (the thread's link), and the channel of the thread a "Talk to a human" was clicked in.
 GUILD_KEY = "guild_id"
+PARENT_KEY = "parent_channel_id"
 # The one line an operator sees when Discord refuses the intent (gateway close 4014).
 MESSAGE_CONTENT_REFUSED = (
     "discord: Discord refused the Message Content intent (close code 4014), so the bot now runs "
@@ -456,8 +458,7 @@ class DiscordAdapter:
                 work, incoming, ephemeral=bool(work.payload.get("ephemeral"))
             )
             return
-        if work.kind == "interaction" and escalation.RESOLVING_KEY in work.payload:
-            await self._resume_resolve(work)
+        if work.kind == "interaction" and await self._resume_hand_off_click(work):
             return
         if work.kind != "message":
             # A button click is not done twice: its asker is told to try again (_tell).
@@ -977,71 +978,122 @@ class DiscordAdapter:
                     helpful=parsed.action is render.ButtonAction.HELPFUL,
                 )
         elif parsed.action is render.ButtonAction.ESCALATE:
-            conversation = interaction_conversation(interaction)
-            hand_off = await self.responder.escalate(
-                conversation=conversation, requested_by=user_id
+            reply, extra = await self._request_human(
+                work,
+                interaction_conversation(interaction),
+                user_id,
+                parent_id=interaction_parent_id(interaction),
+                tell_via=interaction_webhook(interaction),
             )
-            reply, escalation_id = hand_off.reply, hand_off.escalation_id
-            if escalation_id:
-                extra = (render.resolve_button(escalation_id),)
-                parent_id = interaction_parent_id(interaction)
-                await self._announce(
-                    NoticeRequest(
-                        conversation,
-                        user_id,
-                        escalation_id,
-                        request_id=str(interaction.id),
-                        parent_channel_id=parent_id,
-                        tell_via=interaction_webhook(interaction),
-                    )
-                )
-                if conversation.thread_id:  # a forum post is a thread
-                    await self.forum.mark(
-                        conversation.thread_id, "needs_human", parent_id=parent_id
-                    )
-        elif not await self.escalations.may_resolve(interaction, parsed.target_id):
-            reply = Reply(texts.ESCALATION_RESOLVE_NOT_ALLOWED, ephemeral=True)
         else:
-            resolving = {
-                escalation.RESOLVING_KEY: parsed.target_id,
-                RESOLVER_KEY: user_id,
-                GUILD_KEY: interaction.guild_id,
-            }
-            work = await self.inbox.record(work, {**work.payload, **resolving})
-            reply = await self._resolve(work)
-        payloads = render.render_reply(reply)
-        if extra:
-            last = payloads[-1]
-            payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
-        await InteractionSink(interaction, ephemeral=private).show(payloads)
+            reply = await self._resolve(
+                work,
+                parsed.target_id,
+                user_id,
+                is_team_member=lambda _row: self.escalations.in_team(interaction),
+                guild_id=interaction.guild_id,
+            )
+        await InteractionSink(interaction, ephemeral=private).show(_with_buttons(reply, extra))
 
-    async def _resolve(self, work: Work, *, resumed: bool = False) -> Reply:
-        """Close the hand-off a "Mark resolved" click recorded in its work (after its checks),
-        learn the team's answer and update the notice and the forum post. ``resumed``: a
-        later attempt of that click, which finishes what a crashed one started."""
-        p = work.payload
-        escalation_id = int(p[escalation.RESOLVING_KEY])
-        row = await escalation.get(self.db, escalation_id)
-        guild_id = p.get(GUILD_KEY)
-        reply = await self.responder.resolve_escalation(
-            escalation_id=escalation_id,
-            resolved_by=str(p[RESOLVER_KEY]),
+    async def _request_human(
+        self,
+        work: Work,
+        conversation: ConversationKey,
+        user_id: str,
+        *,
+        parent_id: str | None,
+        tell_via: dict[str, str] | None,
+    ) -> tuple[Reply, tuple[render.ButtonSpec, ...]]:
+        """Open the hand-off for a "Talk to a human" click (the core records it in the click's
+        work), have the team told and the forum post tagged. Returns the reply and the buttons
+        it carries ("Mark resolved")."""
+        request = await escalation_recovery.request_human(
+            self.responder,
+            work.payload,
+            conversation,
+            user_id,
+            escalation_recovery.recorder(self.inbox, work),
+            **{PARENT_KEY: parent_id},
+        )
+        escalation_id = request.escalation_id
+        if not escalation_id:
+            return request.reply, ()
+        await self._announce(
+            NoticeRequest(
+                conversation,
+                user_id,
+                escalation_id,
+                request_id=work.key,
+                parent_channel_id=parent_id,
+                tell_via=tell_via,
+            )
+        )
+        if conversation.thread_id:  # a forum post is a thread
+            await self.forum.mark(conversation.thread_id, "needs_human", parent_id=parent_id)
+        return request.reply, (render.resolve_button(escalation_id),)
+
+    async def _resolve(
+        self,
+        work: Work,
+        escalation_id: int,
+        user_id: str,
+        *,
+        is_team_member: Callable[[Escalation], Awaitable[bool]],
+        guild_id: int | None,
+    ) -> Reply:
+        """A "Mark resolved" click: the core checks, records it in the click's work, closes the
+        hand-off and learns the team's answer; the notice and the forum post are updated."""
+
+        async def link(row: Escalation) -> str | None:
+            return thread_link(guild_id, row)
+
+        reply = await escalation_recovery.resolve(
+            self.responder,
+            self.escalations.policy,
+            work.payload,
+            escalation_id,
+            user_id,
+            record=escalation_recovery.recorder(self.inbox, work),
+            is_team_member=is_team_member,
             read_thread=thread_reader(self.client),
-            thread_link=thread_link(int(guild_id) if guild_id else None, row),
-            resumed=resumed,
+            thread_link=link,
+            **{GUILD_KEY: guild_id},
         )
         await self.escalations.mark_notice_resolved(self.client, escalation_id)
         await self._mark_solved(escalation_id)
         return reply
 
-    async def _resume_resolve(self, work: Work) -> None:
-        """A "Mark resolved" click a crash cut short (its lease ran out): the hand-off may be closed
-        already, with no draft learned yet. Finished and answered through the stored token,
-        instead of telling the clicker to try again (a second click would find it not open)."""
-        reply = await self._resolve(work, resumed=True)
-        if TOKEN_KEY in work.payload and token_valid(work.key):
-            original = StoredInteraction.from_payload(self.client, work.payload)
-            await InteractionSink(original, ephemeral=True).show(render.render_reply(reply))
+    async def _resume_hand_off_click(self, work: Work) -> bool:
+        """A hand-off click a crash cut short (its lease ran out) after it changed the hand-off:
+        finished and answered through the stored token, instead of telling the clicker to try
+        again (a second click would find the hand-off already open, or not open: the
+        conversation never offered "Mark resolved", or no draft was learned). False when the
+        work recorded no such click."""
+        p = work.payload
+        if (resolving := escalation_recovery.recorded_resolve(p)) is not None:
+            reply = await self._resolve(
+                work,
+                resolving.escalation_id,
+                resolving.resolved_by or "",
+                is_team_member=_checked_already,
+                guild_id=int(p.get(GUILD_KEY) or 0) or None,
+            )
+            payloads, ephemeral = _with_buttons(reply), True
+        elif (request := escalation_recovery.recorded_request(p)) is not None:
+            reply, extra = await self._request_human(
+                work,
+                request.conversation,
+                request.requested_by,
+                parent_id=p.get(PARENT_KEY),
+                tell_via=interaction_fields(p) if TOKEN_KEY in p else None,
+            )
+            payloads, ephemeral = _with_buttons(reply, extra), False
+        else:
+            return False
+        if TOKEN_KEY in p and token_valid(work.key):
+            original = StoredInteraction.from_payload(self.client, p)
+            await InteractionSink(original, ephemeral=ephemeral).show(payloads)
+        return True
 
     async def _mark_solved(self, escalation_id: int) -> None:
         row = await escalation.get(self.db, escalation_id)
@@ -1082,6 +1134,22 @@ class DiscordAdapter:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _with_buttons(
+    reply: Reply, extra: tuple[render.ButtonSpec, ...] = ()
+) -> list[render.MessagePayload]:
+    """The reply's messages, ``extra`` buttons on the last one."""
+    payloads = render.render_reply(reply)
+    if extra:
+        last = payloads[-1]
+        payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
+    return payloads
+
+
+async def _checked_already(_row: Escalation) -> bool:
+    """Never asked: a later attempt of a resolve recorded it only after its checks passed."""
+    return False
 
 
 def _raise_try_later_if_transient(exc: BaseException) -> None:

@@ -106,18 +106,8 @@ class DiscordEscalations:
         sent = await channel.send(**send_kwargs(notice), nonce=notice_nonce(escalation_id))
         await escalation.record_notice(self.db, escalation_id, str(channel.id), str(sent.id))
 
-    async def may_resolve(self, interaction: discord.Interaction, escalation_id: int) -> bool:
-        row = await escalation.get(self.db, escalation_id)
-        if row is None or row.status != "open":
-            return True  # nothing to protect: the core answers "already resolved"
-        allowed = await self.policy.may_resolve(
-            row, str(interaction.user.id), lambda: self._in_team(interaction)
-        )
-        if not allowed:
-            log.info("discord: %s may not resolve escalation %s", interaction.user.id, row.id)
-        return allowed
-
-    async def _in_team(self, interaction: discord.Interaction) -> bool:
+    async def in_team(self, interaction: discord.Interaction) -> bool:
+        """Whether the clicker is in the support team (who may resolve, by the core's policy)."""
         if self.support_role:
             roles = getattr(interaction.user, "roles", None) or []
             return any(str(role.id) == self.support_role for role in roles)

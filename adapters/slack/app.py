@@ -60,7 +60,7 @@ from adapters.slack.oauth_state import PruningOAuthStateStore
 from adapters.slack.shortcut import NOTE_KIND as SHORTCUT_NOTE
 from adapters.slack.shortcut import SlackShortcuts, asked_by_shortcut, is_ask
 from bot import escalation as core_escalation
-from bot import texts
+from bot import escalation_recovery, texts
 from bot.ask_message import ANSWER_AFTER_KEY
 from bot.config import Settings
 from bot.deletion import deletion_payload, run_deletion
@@ -712,13 +712,8 @@ class SlackBot:
     # ---- buttons ---------------------------------------------------------------------------
 
     async def _handle_action(self, p: dict[str, Any], client: AsyncWebClient, work: Work) -> None:
-        held = work
-
-        async def record(changes: dict[str, Any]) -> None:
-            # What this click did so far, for an attempt after a crash (the payload is ``p``).
-            nonlocal held
-            held = await self.inbox.record(held, {**held.payload, **changes})
-
+        # What this click did so far, for an attempt after a crash (the payload is ``p``).
+        record = escalation_recovery.recorder(self.inbox, work)
         value = render.parse_button_value(p.get("value"))
         action = p.get("action_id")
         user = str(p.get("user") or "")

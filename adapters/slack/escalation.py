@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -34,9 +35,10 @@ from adapters.slack import convert, render
 from adapters.slack.delivery import Route, post_messages, posting_once
 from adapters.slack.failures import CALL_FAILURES, slack_error, transient_failure
 from adapters.slack.thread_history import thread_reader
-from bot import escalation, texts
+from bot import escalation, escalation_recovery, texts
 from bot.config import Settings
 from bot.escalation import EscalationPolicy
+from bot.escalation_recovery import Record
 from bot.inbox import SESSION_KEY, Work
 from bot.messages import ConversationKey, Platform, Reply, ReplyKind
 from bot.responder import Responder
@@ -56,8 +58,6 @@ POST_RETRY_DELAYS = (0.5, 1.0)  # seconds before posting again within one attemp
 # Hands notice work to the inbox (the adapter's: it knows the client and how to run work).
 SubmitNotice = Callable[[AsyncWebClient, str, dict[str, Any]], Awaitable[None]]
 RecordProgress = Callable[[Work, dict[str, Any]], Awaitable[Work]]
-# Saves these keys in the payload of the work at hand (a click's), for its later attempts.
-RecordChanges = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class SlackEscalations:
         user: str,
         *,
         request_id: str,
-        record: RecordChanges,
+        record: Record,
     ) -> Reply | None:
         """Open the hand-off and say so in the conversation. Returns a reply for the clicker
         alone when there is nothing new to tell the conversation (a double click, or a hand-off
@@ -120,14 +120,10 @@ class SlackEscalations:
         if conversation is None:
             log.warning("escalation button with a bad session id %r", session_id)
             return None
-        hand_off = await self.responder.escalate(conversation=conversation, requested_by=user)
-        escalation_id = hand_off.escalation_id
-        opened = escalation.opened_by_request(p, escalation_id, hand_off.created)
-        reply = hand_off.reply
-        if opened and not hand_off.created:  # an earlier attempt of this click opened it
-            reply = Reply(texts.ESCALATION_OPENED, reply.kind, session_id=reply.session_id)
-        elif hand_off.created:
-            await record({escalation.OPENED_KEY: escalation_id})
+        request = await escalation_recovery.request_human(
+            self.responder, p, conversation, user, record
+        )
+        escalation_id, opened, reply = request.escalation_id, request.opened, request.reply
         target = await self.target(conversation)
         if escalation_id and not opened:  # already open: nothing new for the thread
             if target.channels:  # but a notice that never went out is tried again
@@ -139,7 +135,7 @@ class SlackEscalations:
         ping = await self._announce(
             client, p, target, conversation, user, escalation_id, request_id
         )
-        if opened and not hand_off.created and not target.channels and not ping:
+        if request.resumed and not target.channels and not ping:
             # The attempt that died claimed the mentions for this click's message; still due.
             ping = target.mentions
         text = reply.text
@@ -148,12 +144,12 @@ class SlackEscalations:
             text += "\n\n" + texts.slack_escalation_group_ping(slots)
         shown = Reply(text=text, kind=reply.kind, session_id=reply.session_id)
         route = Route(conversation.channel_id, conversation.thread_id)
-        if not escalation_id or p.get(escalation.ANNOUNCED_KEY) != escalation_id:
+        if not request.announced:
             await post_messages(
                 client, route, render.render_reply(shown, extra_blocks=extra, mentions=ping)
             )
             if escalation_id:
-                await record({escalation.ANNOUNCED_KEY: escalation_id})
+                await escalation_recovery.record_announced(record, escalation_id)
         if p.get("has_message") and p.get("message_ts"):
             note = render.context_block(render.escape(texts.SLACK_ESCALATION_REQUESTED))
             blocks = render.replace_block(p.get("blocks") or [], render.HUMAN_BLOCK, note)
@@ -301,31 +297,23 @@ class SlackEscalations:
         p: dict[str, Any],
         escalation_id: int,
         user: str,
-        record: RecordChanges,
+        record: Record,
     ) -> Resolution:
         """Resolve if ``user`` may (an ephemeral reply when not), and update the team's notice.
         ``record``: saves progress in the click's work, as for a request."""
-        resumed = p.get(escalation.RESOLVING_KEY) == escalation_id
         row = await escalation.get(self.db, escalation_id)
         clicked = f"{p.get('channel')}:{p.get('message_ts')}"
         on_notice = row is not None and row.notice_ref == clicked
-        if row is not None and row.status == "open":
-            allowed = await self.policy.may_resolve(
-                row, user, lambda: self._in_team(client, row, user)
-            )
-            if not allowed:
-                log.info("escalation %s: %s may not resolve it", escalation_id, user)
-                refused = Reply(
-                    texts.ESCALATION_RESOLVE_NOT_ALLOWED, ReplyKind.INFO, ephemeral=True
-                )
-                return Resolution(refused, on_notice)
-            await record({escalation.RESOLVING_KEY: escalation_id})
-        reply = await self.responder.resolve_escalation(
-            escalation_id=escalation_id,
-            resolved_by=user,
+        reply = await escalation_recovery.resolve(
+            self.responder,
+            self.policy,
+            p,
+            escalation_id,
+            user,
+            record=record,
+            is_team_member=partial(self._in_team, client, user=user),
             read_thread=thread_reader(client),
-            thread_link=await _permalink(client, row) if row is not None else None,
-            resumed=resumed,
+            thread_link=partial(_permalink, client),
         )
         resolved = await escalation.get(self.db, escalation_id)
         if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:

@@ -35,13 +35,15 @@ SNIPPET_CHARS = 300
 kb_app = typer.Typer(help="Search and inspect the knowledge base.", no_args_is_help=True)
 
 
-def open_knowledge_base(embedder_name: str | None = None, **options: Any) -> Any:
-    """The configured KnowledgeBase (settings: SUPPORTBOT_KB_URI, SUPPORTBOT_EMBEDDER, OPENAI_*)."""
-    from bot.config import load_settings
+def open_knowledge_base(
+    embedder_name: str | None = None, *, settings: Settings | None = None, **options: Any
+) -> Any:
+    """The configured KnowledgeBase (settings: SUPPORTBOT_KB_URI, SUPPORTBOT_EMBEDDER, OPENAI_*).
+    ``settings``: those the command loaded already (else they are loaded here)."""
     from storage.embeddings import make_embedder
     from storage.knowledge import KnowledgeBase
 
-    settings = load_settings()
+    settings = settings or load_settings()
     name = embedder_name or settings.embedder
     if name not in EMBEDDER_CHOICES:
         raise ConfigError(f"--embedder must be one of {', '.join(EMBEDDER_CHOICES)}")
@@ -139,7 +141,7 @@ def ingest(
     interval = parse_interval(every) if every is not None else None
     max_bytes = int(max_file_mb * 1024 * 1024)
     settings = load_settings()
-    kb = open_knowledge_base(embedder, max_file_bytes=max_bytes)
+    kb = open_knowledge_base(embedder, settings=settings, max_file_bytes=max_bytes)
 
     if interval is None:
         also = learned_answers_root(settings, wanted)
@@ -317,16 +319,15 @@ def kb_search(
     """Show the best passage of the best matching sources."""
     if not question.strip():
         raise ConfigError(texts.KB_SEARCH_EMPTY)
-    kb = open_knowledge_base()
+    settings = load_settings()
+    kb = open_knowledge_base(settings=settings)
     with storage_errors():
         try:
             hits = kb.search(question, k=k, mode=mode)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
-        from bot.config import load_settings
-
-        links = load_settings().docs_links
+        links = settings.docs_links
         found = [hit_json(hit, links) for hit in hits]
         typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return

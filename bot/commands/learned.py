@@ -114,7 +114,7 @@ def approve_learned(
     from bot.commands.kb import open_knowledge_base, storage_errors
 
     settings = load_settings()
-    knowledge = open_knowledge_base()
+    knowledge = open_knowledge_base(settings=settings)
 
     async def work(db: Database) -> str:
         with storage_errors():
