@@ -5,6 +5,7 @@ one persistent button class."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -100,6 +101,8 @@ class ChannelSink(ReplySink):
             self.shown.append(payload)
             if self.on_post is not None:
                 await self.on_post(message.id)
+        await _remove_beyond(self.sent, len(payloads))
+        del self.shown[len(payloads) :]
         return self.sent
 
 
@@ -142,7 +145,19 @@ class InteractionSink(ReplySink):
                 self.shown[index] = payload
             else:
                 self.shown.append(payload)
+        await _remove_beyond(self.followups, len(payloads) - 1)
+        del self.shown[len(payloads) :]
         return self.followups
+
+
+async def _remove_beyond(messages: list[Any], keep: int) -> None:
+    """Delete the messages after the first ``keep`` (and forget them): a reply that now takes
+    fewer messages than were shown (an answer streamed over several that ended in a short
+    apology or refusal, say) must not leave the rest of its earlier text beneath it."""
+    while len(messages) > max(0, keep):
+        with contextlib.suppress(discord.NotFound):  # gone already (a moderator, a clean-up)
+            await messages[-1].delete()
+        messages.pop()
 
 
 class StoredInteraction:
