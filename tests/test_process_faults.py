@@ -383,6 +383,11 @@ async def test_socket_mode_reconnecting_mid_answer_answers_once_and_takes_new_qu
                 lambda: len([m for m in api.posted() if not m.streaming]) >= 2, timeout=40
             )
             await asyncio.sleep(3.5)  # past a lease: a late duplicate would show now
+            # One reconnect: slack_sdk used to reconnect on the close and then again on the
+            # `disconnect` read before it, abandoning the new connection, and an event pushed
+            # on that one meanwhile was never acked (the second question went unanswered).
+            assert len(api.calls_to("apps.connections.open")) == opened + 1
+            assert socket.connections == 1
         finally:
             await kill(proc)
             await socket.close()
