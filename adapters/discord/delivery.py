@@ -61,19 +61,23 @@ class ChannelSink(ReplySink):
         *,
         reference: discord.Message | discord.PartialMessage | None = None,
         on_post: Callable[[int], Awaitable[None]] | None = None,
+        record_whole: bool = False,
     ) -> None:
         self.channel = channel
         self.reference = reference
         # Told each message's id as soon as it exists (the inbox records it, so that another
         # attempt, or a give-up, can remove a half-written answer, every piece of it).
         self.on_post = on_post
+        # Told even of a reply posted whole in one message: one that the next attempt's look
+        # through the question's channel would not find (a private answer in a DM).
+        self.record_whole = record_whole
         self.sent: list[discord.Message] = []
         self.shown: list[render.MessagePayload] = []
 
     async def show(
         self, payloads: Sequence[render.MessagePayload], *, final: bool = False
     ) -> list[Any]:
-        if final and not self.sent and len(payloads) == 1:
+        if final and not self.sent and len(payloads) == 1 and not self.record_whole:
             # The whole reply is one post and the inbox's "answered" comes next: a record of
             # its id would be one more write for a window of a write's length, where a crash
             # between the post and the record leaves an unrecorded post anyway (found by the
