@@ -529,3 +529,19 @@ async def test_forget_in_a_bot_thread_clears_it_for_its_asker_or_a_moderator_onl
         assert texts.FORGET_THREAD_NOT_ALLOWED in said
     else:  # the thread's turns (and the moderator's own /ask exchanges)
         assert said == texts.thread_forgotten(2 if who == "asker" else 4)
+
+
+async def test_a_follow_up_discord_made_before_a_server_error_is_not_posted_twice(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Discord made the follow-up of a long `/ask` answer, then answered 500 (a gateway failing
+    # late). discord.py's webhook client sends a follow-up again after a 5xx, and a follow-up
+    # has no nonce: the piece showed twice, in one attempt that nothing cleaned up after.
+    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
+    model = model_overrides(fake_openai)
+    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
+        world.api.fail_with(500, "POST", r"/webhooks/\d+/[^/]+", handled=True)
+        interaction = await _asked_until_answered(world, running)
+    messages = world.api.interaction_messages(interaction["token"])
+    assert _lines_not_shown_once(messages) == []
+    assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import discord
+import discord.webhook.async_
+from discord.http import json_or_text
 
 from adapters.discord import render
 
@@ -139,9 +141,10 @@ class InteractionSink(ReplySink):
             elif index - 1 < len(self.followups):
                 await self.followups[index - 1].edit(**edit_kwargs(payload))
             else:
-                message = await self.interaction.followup.send(
-                    **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
-                )
+                with posting_once():
+                    message = await self.interaction.followup.send(
+                        **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
+                    )
                 self.followups.append(message)
                 if self.on_followup is not None:
                     await self.on_followup(message.id)
@@ -162,6 +165,41 @@ async def _remove_beyond(messages: list[Any], keep: int) -> None:
         with contextlib.suppress(discord.NotFound):  # gone already (a moderator, a clean-up)
             await messages[-1].delete()
         messages.pop()
+
+
+@contextlib.contextmanager
+def posting_once() -> Iterator[None]:
+    """Webhook calls in the block (this task's alone) are not sent again after a 5xx: the
+    server error is raised. discord.py's webhook client posts again after one, and a follow-up
+    has no nonce: one Discord made before failing late showed twice. Raised, the work is
+    handed back (TryLater) and the next attempt removes what this one posted."""
+    token = discord.webhook.async_.async_context.set(_POSTING_ONCE)
+    try:
+        yield
+    finally:
+        discord.webhook.async_.async_context.reset(token)
+
+
+class _ServerErrorsRaised:
+    """An aiohttp session whose requests raise DiscordServerError on a 5xx response."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    @contextlib.asynccontextmanager
+    async def request(self, *args: Any, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        async with self._session.request(*args, **kwargs) as response:
+            if response.status >= 500:
+                raise discord.DiscordServerError(response, await json_or_text(response))
+            yield response
+
+
+class _PostingOnceAdapter(discord.webhook.async_.AsyncWebhookAdapter):
+    async def request(self, route: Any, session: Any, **kwargs: Any) -> Any:
+        return await super().request(route, _ServerErrorsRaised(session), **kwargs)  # type: ignore[arg-type]
+
+
+_POSTING_ONCE = _PostingOnceAdapter()
 
 
 class StoredInteraction:
