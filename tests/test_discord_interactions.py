@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -34,6 +35,7 @@ from tests.discord_fixtures import (
 )
 from tests.fakes import discord_payloads as p
 from tests.fakes import openai_server
+from tests.fakes.discord_api import FakeDiscordAPI
 from tests.fakes.discord_world import DiscordWorld, wait_until
 from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn
 from tests.inbox_support import ledger
@@ -352,6 +354,22 @@ async def _asked_until_answered(world: DiscordWorld, running: RunningBot) -> dic
     return interaction
 
 
+async def _long_answer_asked(
+    world: DiscordWorld,
+    db: Database,
+    url: str,
+    kb_uri: str,
+    fake_openai: FakeOpenAI,
+    fault: Callable[[FakeDiscordAPI], None],
+) -> dict[str, Any]:
+    """`/ask` answered by :func:`_long_answer` (twice, for a second attempt) on a bot that
+    retries soon, with ``fault`` set on the fake Discord first; returns the interaction."""
+    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
+    async with retrying_bot(world, db, url, kb_uri, **model_overrides(fake_openai)) as running:
+        fault(world.api)
+        return await _asked_until_answered(world, running)
+
+
 def _lines_not_shown_once(messages: list[dict[str, Any]]) -> list[str]:
     """The lines of :func:`_long_answer` that ``messages`` do not show exactly once."""
     joined = "\n".join(m["content"] for m in messages)
@@ -429,14 +447,13 @@ async def test_rate_limited_follow_ups_and_response_edit_are_waited_out_not_retr
     # Guard: Discord answers 429 (with Retry-After) to the first follow-ups of a long `/ask`
     # answer and to an edit of its deferred response. discord.py's webhook client waits them
     # out: every line shows once, in one attempt, with nothing deleted and no apology.
-    fake_openai.queue(*_search_then(_long_answer()), *_search_then(_long_answer()))
-    model = model_overrides(fake_openai)
-    async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri, **model) as running:
-        world.api.fail_next("POST", r"/webhooks/\d+/[^/]+", times=2, retry_after=0.5)
-        world.api.fail_next(
-            "PATCH", r"/webhooks/\d+/[^/]+/messages/@original", times=1, retry_after=0.5
-        )
-        interaction = await _asked_until_answered(world, running)
+    def rate_limited(api: FakeDiscordAPI) -> None:
+        api.fail_next("POST", r"/webhooks/\d+/[^/]+", times=2, retry_after=0.5)
+        api.fail_next("PATCH", r"/webhooks/\d+/[^/]+/messages/@original", retry_after=0.5)
+
+    interaction = await _long_answer_asked(
+        world, sqlite_db, sqlite_url, kb_uri, fake_openai, rate_limited
+    )
     limited = [r for r in world.api.requests if "/webhooks/" in r.path and r.status == 429]
     assert len(limited) == 3
     assert _lines_not_shown_once(world.api.interaction_messages(interaction["token"])) == []
@@ -529,3 +546,22 @@ async def test_forget_in_a_bot_thread_clears_it_for_its_asker_or_a_moderator_onl
         assert texts.FORGET_THREAD_NOT_ALLOWED in said
     else:  # the thread's turns (and the moderator's own /ask exchanges)
         assert said == texts.thread_forgotten(2 if who == "asker" else 4)
+
+
+async def test_a_follow_up_discord_made_before_a_server_error_is_not_posted_twice(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # Discord made the follow-up of a long `/ask` answer, then answered 500 (a gateway failing
+    # late). discord.py's webhook client sends a follow-up again after a 5xx, and a follow-up
+    # has no nonce: the piece showed twice, in one attempt that nothing cleaned up after.
+    interaction = await _long_answer_asked(
+        world,
+        sqlite_db,
+        sqlite_url,
+        kb_uri,
+        fake_openai,
+        lambda api: api.fail_with(500, "POST", r"/webhooks/\d+/[^/]+", handled=True),
+    )
+    messages = world.api.interaction_messages(interaction["token"])
+    assert _lines_not_shown_once(messages) == []
+    assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])

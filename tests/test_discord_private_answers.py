@@ -21,6 +21,7 @@ world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
+retrying = discord_fixtures.retrying
 UNCOVERED = "Can I pay my invoices with PayPal?"  # the docs do not say: a refusal
 
 
@@ -143,3 +144,16 @@ async def test_ask_supportbot_on_ones_own_message_there_answers_in_the_private_r
     clicked = await world.click(refusal, human, author=world.alice)
     [handoff] = await world.interaction_done(clicked["token"])
     assert handoff["content"] == texts.ESCALATION_OPENED
+
+
+async def test_a_note_lost_after_the_dm_answer_does_not_send_the_answer_twice(
+    world: DiscordWorld, retrying: RunningBot, sqlite_db: Database
+) -> None:
+    # The answer reached the DM, then the connection dropped on the line for the channel: the
+    # next attempt sent the whole answer to the DM again (the DM copy was not recorded, and
+    # only the channel was searched for what the first attempt posted).
+    await _private_channel(world, sqlite_db)
+    world.api.reset_next("POST", rf"/channels/{world.channel_id}/messages")
+    question = await world.say("Where can I download past invoices?", mention=True)
+    dm = await _sent_by_dm(world, retrying, question)
+    assert "billing page" in dm["content"].lower()

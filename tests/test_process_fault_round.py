@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import texts
-from storage import events
+from storage import channel_settings, events
 from storage.db import Database
 from storage.models import Escalation, Feedback, LearnedAnswer
 from tests.fakes.discord_world import DiscordWorld
@@ -598,3 +598,32 @@ async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
         [again] = await world.interaction_done((await world.click(opened, resolve))["token"])
         assert again["content"] == texts.ESCALATION_NOT_OPEN
         assert len(await _count(sqlite_db, LearnedAnswer)) == 1
+
+
+async def test_a_private_discord_answer_cut_short_by_sigkill_is_sent_once_after_restart(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # `run discord` in a channel set to ephemeral: a mention's answer went to the asker's DM,
+    # and the process was SIGKILLed while it posted the channel's one line. The restarted
+    # process answered again and sent the whole answer to the DM a second time.
+    async with discord_process(sqlite_url, tmp_path, model) as running:
+        world = running.world
+        await channel_settings.upsert_setting(
+            sqlite_db, platform="discord", workspace_id=world.guild_id,
+            channel_id=world.channel_id, ephemeral=True,
+        )  # fmt: skip
+        line = rf"/channels/{world.channel_id}/messages"
+        world.api.stall("POST", line)
+        await world.say("How do I reset my password?", mention=True)
+        alice = world.alice["id"]
+        await world.api.wait_for(lambda: world.api.find("POST", line), timeout=30)
+        assert len(world.api.dm_messages(alice)) == 1
+        await running.kill()
+        world.api.unstall()
+        await running.restart()
+        await world.api.wait_for(lambda: world.api.channel_messages(world.channel_id), timeout=30)
+        await asyncio.sleep(1.5)  # a late duplicate would show now
+    [answer] = world.api.dm_messages(alice)
+    assert "Reset password" in answer["content"]
+    [note] = world.api.channel_messages(world.channel_id)
+    assert note["content"] == texts.DISCORD_ANSWER_SENT_PRIVATELY

@@ -157,3 +157,20 @@ async def test_a_slack_outage_at_start_is_left_to_the_reconnects(
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=20)
+
+
+async def test_a_disconnect_warning_alone_still_moves_to_a_new_connection(
+    api: FakeSlackAPI, socket: FakeSocketMode, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Guard for the one-reconnect rule (SteadySocketModeClient): Slack's `disconnect` with the
+    # connection left open a while is still followed, once, and the new connection answers.
+    async with socket_bot(api, socket, sqlite_db, sqlite_url, kb_uri):
+        await socket.wait_connected()
+        await socket.disconnect(close=False)
+        await api.wait_for(lambda: len(api.calls_to("apps.connections.open")) == 2)
+        await socket.wait_connected()
+        await asyncio.sleep(0.5)  # a second reconnect would have begun by now
+        assert len(api.calls_to("apps.connections.open")) == 2 and socket.connections == 1
+        mention = app_mention(text=f"<@{DEFAULT_BOT_USER}> how do I reset my password?")
+        await socket.wait_ack(await socket.send("events_api", mention))
+        await api.wait_for(lambda: [m for m in api.posted() if not m.streaming])

@@ -20,7 +20,13 @@ BOT = DEFAULT_BOT_USER
 
 
 async def _start(
-    api: FakeSlackAPI, db: Database, url: str, kb: str, model: FakeOpenAI, **options: object
+    api: FakeSlackAPI,
+    db: Database,
+    url: str,
+    kb: str,
+    model: FakeOpenAI,
+    openai_timeout: float = 30.0,
+    **options: object,
 ) -> SlackHarness:
     settings = slack_settings(
         url,
@@ -30,6 +36,7 @@ async def _start(
         openai_base_url=model.base_url,
         openai_model="fake-gpt",
         openai_max_retries=0,
+        openai_timeout=openai_timeout,
     )
     return await SlackHarness.start(api, settings, db=db, **options)
 
@@ -243,3 +250,29 @@ async def test_an_answer_ending_in_whitespace_is_streamed_once(
     assert message.streamed and not message.streaming and message.thread_ts == ts
     assert message.text.strip() == answer.strip()
     assert [b.get("block_id") for b in message.blocks][-2:] == ["sb_feedback", "sb_human"]
+
+
+async def test_an_answer_stalling_after_two_streamed_messages_leaves_only_the_apology(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    # The model streams more than one streamed message holds, then goes silent past the
+    # timeout: the apology took the last streamed message's place, and the first one kept
+    # the half answer above it for good.
+    fake_openai.queue(
+        Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "steps"})]),
+        Turn(
+            content=long_answer(28_000), chunk_chars=1000, chunk_delay=0.3, stall_after=15, stall=5
+        ),
+    )
+    h = await _start(api, sqlite_db, sqlite_url, kb_uri, fake_openai, openai_timeout=1.5)
+    try:
+        async with h.sender() as sender:
+            await sender.event(app_mention(text=f"<@{BOT}> list the steps", ts=new_ts()))
+        await api.wait_for(lambda: len(api.calls_to("chat.startStream")) == 2, timeout=20)
+        await api.wait_for(
+            lambda: texts.ERROR_MODEL_TIMEOUT in [m.text for m in api.posted()], timeout=20
+        )
+        await h.bot.wait_idle()
+    finally:
+        await h.close()
+    assert [m.text for m in api.posted()] == [texts.ERROR_MODEL_TIMEOUT]

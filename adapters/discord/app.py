@@ -109,6 +109,9 @@ SHUTDOWN_GRACE = 5.0  # seconds answers in flight get at close (the process must
 # 2000-character pieces (see _post_recorder).
 PARTIAL_KEY = "posted_id"
 MORE_POSTS_KEY = "posted_more_ids"
+# The messages a private answer sent to its asker's DM, as ``channel/message`` ids (see
+# _send_privately): the channel's history, searched for unrecorded posts, does not hold them.
+PRIVATE_POSTS_KEY = "posted_private"
 # Discord's error code when a thread already exists for a message (a crash after creating it).
 THREAD_ALREADY_CREATED = 160004
 # Discord's error code for a DM the user does not accept (privacy settings, the bot blocked).
@@ -490,9 +493,13 @@ class DiscordAdapter:
         if incoming.conversation.channel_id == p.get("question_channel"):
             reference = channel.get_partial_message(int(p["message_id"]))
 
-        sink = ChannelSink(channel, reference=reference, on_post=self._post_recorder(work))
+        posts = PostRecorder(self.inbox, work)
+        sink = ChannelSink(channel, reference=reference, on_post=posts.channel_post)
         final = await self._deliver(
-            incoming, sink, typing_channel=None if private else channel, private=private
+            incoming,
+            sink,
+            typing_channel=None if private else channel,
+            private=posts if private else None,
         )
         await self._after_reply(p, final)
 
@@ -534,23 +541,6 @@ class DiscordAdapter:
                 content=text, allowed_mentions=discord.AllowedMentions.none()
             )
         )
-
-    def _post_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
-        """Records each message of a channel answer in the work's payload as soon as it is
-        posted (one write per piece; an answer posted whole in one piece records nothing)."""
-        earlier = (PARTIAL_KEY, MORE_POSTS_KEY)  # removed already (_remove_earlier_attempt)
-        current = replace(work, payload={k: v for k, v in work.payload.items() if k not in earlier})
-
-        async def record(message_id: int) -> None:
-            nonlocal current
-            p = current.payload
-            if PARTIAL_KEY not in p:
-                changed = {**p, PARTIAL_KEY: str(message_id)}
-            else:
-                changed = {**p, MORE_POSTS_KEY: [*p.get(MORE_POSTS_KEY, []), str(message_id)]}
-            current = await self.inbox.record(current, changed)
-
-        return record
 
     def _followup_recorder(self, work: Work) -> Callable[[int], Awaitable[None]]:
         """Records each follow-up of an interaction's answer in the work's payload as soon as
@@ -629,13 +619,12 @@ class DiscordAdapter:
             if answer.kind != "message" or not answer.payload.get("msg"):
                 return []
             channel = self._channel(message_from_record(answer.payload["msg"]).conversation)
-            return [f"{channel.id}/{m}" for m in await self._posts_of(answer, channel)]
+            private = [str(where) for where in answer.payload.get(PRIVATE_POSTS_KEY) or []]
+            return [f"{channel.id}/{m}" for m in await self._posts_of(answer, channel)] + private
 
         async def remove(where: str) -> None:
-            channel_id, message_id = (int(part) for part in where.split("/"))
-            channel = self.client.get_partial_messageable(channel_id)
             with contextlib.suppress(discord.NotFound):  # gone already (a moderator, a retry)
-                await channel.get_partial_message(message_id).delete()
+                await self._message_at(where).delete()
 
         await run_deletion(work, self.inbox, self.responder, posted_by=posted_by, remove=remove)
 
@@ -645,6 +634,13 @@ class DiscordAdapter:
         """A process died while answering this: remove what it posted before answering again."""
         for message_id in sorted(await self._posts_of(work, channel)):
             await _best_effort(channel.get_partial_message(message_id).delete())
+        for where in work.payload.get(PRIVATE_POSTS_KEY) or []:
+            await _best_effort(self._message_at(where).delete())
+
+    def _message_at(self, where: str) -> discord.PartialMessage:
+        """The message of a ``channel/message`` id."""
+        channel_id, message_id = (int(part) for part in where.split("/"))
+        return self.client.get_partial_messageable(channel_id).get_partial_message(message_id)
 
     async def _posts_of(self, work: Work, channel: discord.PartialMessageable) -> set[int]:
         """What an answer's work posted: the messages it recorded, and our messages after the
@@ -783,12 +779,13 @@ class DiscordAdapter:
         *,
         typing_channel: discord.abc.Messageable | None = None,
         tell_via: dict[str, str] | None = None,
-        private: bool = False,
+        private: PostRecorder | None = None,
     ) -> Reply | None:
         """Stream the answer into ``sink``: typing while retrieving, edits at most ~1/s.
-        ``tell_via``: the interaction's webhook fields when answering one. ``private``: a
-        channel message whose answer is the asker's alone: nothing is shown before the final
-        reply, which goes to their DM when the core made it ephemeral (_send_privately).
+        ``tell_via``: the interaction's webhook fields when answering one. ``private`` (what
+        records the answer's posts): a channel message whose answer is the asker's alone:
+        nothing is shown before the final reply, which goes to their DM when the core made it
+        ephemeral (_send_privately).
 
         During a burst that makes the process CPU-bound (bot.looplag.shed_progress), only the
         answer is posted: no typing call, no partial post, no edits."""
@@ -814,7 +811,7 @@ class DiscordAdapter:
                         await typing.start()
                         continue
                     text += item
-                    if private:
+                    if private is not None:
                         continue  # shown whole, where the final reply goes
                     if text.strip() and time.monotonic() >= next_push and not busy():
                         await typing.stop()
@@ -825,8 +822,8 @@ class DiscordAdapter:
         finally:
             await typing.stop()
         if final is not None and not final.silent:
-            if private and final.ephemeral:
-                await self._send_privately(incoming, final, sink)
+            if private is not None and final.ephemeral:
+                await self._send_privately(incoming, final, sink, private)
             else:
                 await sink.show(render.render_reply(final), final=True)
             if final.escalation_id:  # the agent handed off by itself: tell the team too
@@ -843,16 +840,19 @@ class DiscordAdapter:
         return final
 
     async def _send_privately(
-        self, incoming: IncomingMessage, final: Reply, sink: ReplySink
+        self, incoming: IncomingMessage, final: Reply, sink: ReplySink, posts: PostRecorder
     ) -> None:
         """Discord has no private reply to a channel message: the answer (with its buttons)
         goes to the asker's DM and the channel gets one line saying so. When Discord refuses
         the DM (50007: the asker's privacy settings), the line points to ``/ask`` instead;
-        the answer is never shown in the channel."""
+        the answer is never shown in the channel. Each DM message is recorded as it is sent:
+        an attempt that fails after it (on the line, say) is followed by one that removes it
+        before sending the answer again."""
         note = texts.DISCORD_ANSWER_SENT_PRIVATELY
         try:
             dm = await self.client.create_dm(discord.Object(int(incoming.author.id)))
-            await ChannelSink(dm).show(render.render_reply(final), final=True)
+            answer = ChannelSink(dm, on_post=posts.private_post(dm.id), record_whole=True)
+            await answer.show(render.render_reply(final), final=True)
         except discord.Forbidden as exc:
             if exc.code != CANNOT_MESSAGE_USER:
                 raise
@@ -1150,6 +1150,37 @@ def _with_buttons(
 async def _checked_already(_row: Escalation) -> bool:
     """Never asked: a later attempt of a resolve recorded it only after its checks passed."""
     return False
+
+
+class PostRecorder:
+    """Records each message of a channel answer in its work's payload as soon as it is posted
+    (one write per piece; an answer posted whole in one piece records nothing), and each
+    message of a private answer sent to the asker's DM; one payload for both."""
+
+    def __init__(self, inbox: Inbox, work: Work) -> None:
+        self.inbox = inbox
+        earlier = (PARTIAL_KEY, MORE_POSTS_KEY, PRIVATE_POSTS_KEY)  # _remove_earlier_attempt
+        self.current = replace(
+            work, payload={k: v for k, v in work.payload.items() if k not in earlier}
+        )
+
+    async def channel_post(self, message_id: int) -> None:
+        p = self.current.payload
+        if PARTIAL_KEY not in p:
+            await self._save({**p, PARTIAL_KEY: str(message_id)})
+        else:
+            await self._save({**p, MORE_POSTS_KEY: [*p.get(MORE_POSTS_KEY, []), str(message_id)]})
+
+    def private_post(self, channel_id: int) -> Callable[[int], Awaitable[None]]:
+        async def record(message_id: int) -> None:
+            p = self.current.payload
+            posted = [*p.get(PRIVATE_POSTS_KEY, []), f"{channel_id}/{message_id}"]
+            await self._save({**p, PRIVATE_POSTS_KEY: posted})
+
+        return record
+
+    async def _save(self, payload: dict[str, Any]) -> None:
+        self.current = await self.inbox.record(self.current, payload)
 
 
 def _raise_try_later_if_transient(exc: BaseException) -> None:

@@ -5,13 +5,16 @@ one persistent button class."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import discord
+import discord.webhook.async_
+from discord.http import json_or_text
 
 from adapters.discord import render
 
@@ -60,19 +63,23 @@ class ChannelSink(ReplySink):
         *,
         reference: discord.Message | discord.PartialMessage | None = None,
         on_post: Callable[[int], Awaitable[None]] | None = None,
+        record_whole: bool = False,
     ) -> None:
         self.channel = channel
         self.reference = reference
         # Told each message's id as soon as it exists (the inbox records it, so that another
         # attempt, or a give-up, can remove a half-written answer, every piece of it).
         self.on_post = on_post
+        # Told even of a reply posted whole in one message: one that the next attempt's look
+        # through the question's channel would not find (a private answer in a DM).
+        self.record_whole = record_whole
         self.sent: list[discord.Message] = []
         self.shown: list[render.MessagePayload] = []
 
     async def show(
         self, payloads: Sequence[render.MessagePayload], *, final: bool = False
     ) -> list[Any]:
-        if final and not self.sent and len(payloads) == 1:
+        if final and not self.sent and len(payloads) == 1 and not self.record_whole:
             # The whole reply is one post and the inbox's "answered" comes next: a record of
             # its id would be one more write for a window of a write's length, where a crash
             # between the post and the record leaves an unrecorded post anyway (found by the
@@ -100,6 +107,8 @@ class ChannelSink(ReplySink):
             self.shown.append(payload)
             if self.on_post is not None:
                 await self.on_post(message.id)
+        await _remove_beyond(self.sent, len(payloads))
+        del self.shown[len(payloads) :]
         return self.sent
 
 
@@ -132,9 +141,10 @@ class InteractionSink(ReplySink):
             elif index - 1 < len(self.followups):
                 await self.followups[index - 1].edit(**edit_kwargs(payload))
             else:
-                message = await self.interaction.followup.send(
-                    **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
-                )
+                with posting_once():
+                    message = await self.interaction.followup.send(
+                        **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
+                    )
                 self.followups.append(message)
                 if self.on_followup is not None:
                     await self.on_followup(message.id)
@@ -142,7 +152,54 @@ class InteractionSink(ReplySink):
                 self.shown[index] = payload
             else:
                 self.shown.append(payload)
+        await _remove_beyond(self.followups, len(payloads) - 1)
+        del self.shown[len(payloads) :]
         return self.followups
+
+
+async def _remove_beyond(messages: list[Any], keep: int) -> None:
+    """Delete the messages after the first ``keep`` (and forget them): a reply that now takes
+    fewer messages than were shown (an answer streamed over several that ended in a short
+    apology or refusal, say) must not leave the rest of its earlier text beneath it."""
+    while len(messages) > max(0, keep):
+        with contextlib.suppress(discord.NotFound):  # gone already (a moderator, a clean-up)
+            await messages[-1].delete()
+        messages.pop()
+
+
+@contextlib.contextmanager
+def posting_once() -> Iterator[None]:
+    """Webhook calls in the block (this task's alone) are not sent again after a 5xx: the
+    server error is raised. discord.py's webhook client posts again after one, and a follow-up
+    has no nonce: one Discord made before failing late showed twice. Raised, the work is
+    handed back (TryLater) and the next attempt removes what this one posted."""
+    token = discord.webhook.async_.async_context.set(_POSTING_ONCE)
+    try:
+        yield
+    finally:
+        discord.webhook.async_.async_context.reset(token)
+
+
+class _ServerErrorsRaised:
+    """An aiohttp session whose requests raise DiscordServerError on a 5xx response."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    @contextlib.asynccontextmanager
+    async def request(self, *args: Any, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        async with self._session.request(*args, **kwargs) as response:
+            if response.status >= 500:
+                raise discord.DiscordServerError(response, await json_or_text(response))
+            yield response
+
+
+class _PostingOnceAdapter(discord.webhook.async_.AsyncWebhookAdapter):
+    async def request(self, route: Any, session: Any, **kwargs: Any) -> Any:
+        return await super().request(route, _ServerErrorsRaised(session), **kwargs)  # type: ignore[arg-type]
+
+
+_POSTING_ONCE = _PostingOnceAdapter()
 
 
 class StoredInteraction:

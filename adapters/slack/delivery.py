@@ -553,16 +553,20 @@ class AnswerWriter:
     async def _post_whole(self, final: Reply | None, extra: list[dict[str, Any]]) -> None:
         """Slack expired the stream before the answer was done: the partial messages go, and
         the finished answer is posted as ordinary messages, so the asker still gets it whole."""
-        for ts in self.stamps:
-            try:
-                await self.client.chat_delete(channel=self.route.channel, ts=ts)
-            except SlackApiError as exc:
-                if slack_error(exc) != "message_not_found":
-                    log.warning("could not remove an expired stream: %s", slack_error(exc))
+        await self._remove(self.stamps)
         self.ts, self.shown = None, ""
         if final is not None and not final.silent:
             messages = render_reply(final, extra_blocks=extra)
             await post_messages(self.client, self.route, messages, on_post=self._posted)
+
+    async def _remove(self, stamps: list[str]) -> None:
+        """Delete messages of this answer that its final reply does not use (best effort)."""
+        for ts in stamps:
+            try:
+                await self.client.chat_delete(channel=self.route.channel, ts=ts)
+            except SlackApiError as exc:
+                if slack_error(exc) != "message_not_found":
+                    log.warning("could not remove part of a streamed answer: %s", slack_error(exc))
 
     def _private(self, final: Reply) -> bool:
         if not final.ephemeral:
@@ -611,6 +615,8 @@ class AnswerWriter:
             # mid-answer, for instance): close the stream and put the final reply in its place,
             # as the update mode does, so the asker never keeps half an answer next to it.
             await stop_stream(self.client, self.route.channel, self.ts)
+            # An answer longer than one streamed message left its start above this one.
+            await self._remove([ts for ts in self.stamps if ts != self.ts])
             if final is not None and not final.silent:
                 rest = await self._update_first(render_reply(final, extra_blocks=extra))
                 await post_messages(self.client, self.route, rest, on_post=self._posted)

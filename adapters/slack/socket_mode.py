@@ -7,14 +7,18 @@ websocket address comes from ``apps.connections.open`` on ``SLACK_API_URL``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+from typing import Any
 
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert
 from adapters.slack.app import SlackBot, make_web_client
@@ -31,9 +35,64 @@ REFUSED_TOKEN_ERRORS = frozenset(
 )  # fmt: skip
 
 
+class SteadySocketModeClient(SocketModeClient):
+    """slack_sdk's client, reconnecting once when Slack sends ``disconnect`` and closes at once.
+
+    slack_sdk reconnects on the close, then again, unconditionally, when its queue reaches the
+    ``disconnect`` it read before the close: it abandons the connection it has just opened,
+    and an envelope Slack pushed on that one meanwhile is dropped unacked (answered only when
+    Slack retries it, if ever). A ``disconnect`` read before the latest reconnect asks for
+    nothing more, so it is let go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections_opened = 0
+        self._opened_before_disconnect = -1
+
+    async def connect(self) -> None:
+        await super().connect()
+        self.connections_opened += 1
+
+    async def enqueue_message(self, message: str) -> None:
+        if _is_disconnect(message):
+            self._opened_before_disconnect = self.connections_opened
+        await super().enqueue_message(message)
+
+    async def connect_to_new_endpoint(self, force: bool = False) -> None:
+        if not force:  # a close, or a stale session: slack_sdk checks whether still connected
+            await super().connect_to_new_endpoint()
+            return
+        async with self.connect_operation_lock:  # a reconnect on the close may be under way
+            if self.connections_opened > self._opened_before_disconnect:
+                log.info("Slack's disconnect came before the latest reconnect; not again")
+                return
+            self.wss_uri = await self.issue_new_wss_url()
+            await self.connect()
+
+
+def _is_disconnect(message: str) -> bool:
+    if '"disconnect"' not in message:  # the cheap check first: most messages are envelopes
+        return False
+    try:
+        return bool(json.loads(message).get("type") == "disconnect")
+    except (ValueError, AttributeError):
+        return False
+
+
 class CheckedSocketModeHandler(AsyncSocketModeHandler):
     """Acks an envelope whose payload Slack could not have sent (see ``convert.malformed``):
-    bolt would fail on it without acking, and Slack would redeliver it again and again."""
+    bolt would fail on it without acking, and Slack would redeliver it again and again. Its
+    client is :class:`SteadySocketModeClient`."""
+
+    def __init__(self, app: AsyncApp, *, app_token: str, web_client: AsyncWebClient) -> None:
+        # AsyncSocketModeHandler.__init__, with the steady client (a client made there and
+        # replaced would leave its message processor running).
+        self.app = app
+        self.app_token = app_token
+        self.client = SteadySocketModeClient(
+            app_token=app_token, logger=app.logger, web_client=web_client, ping_interval=10
+        )
+        self.client.socket_mode_request_listeners.append(self.handle)  # type: ignore[arg-type]
 
     async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
         problem = convert.malformed(req.payload)

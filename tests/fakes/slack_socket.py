@@ -47,14 +47,16 @@ class FakeSocketMode:
     async def wait_connected(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
-    async def disconnect(self, reason: str = "refresh_requested") -> None:
+    async def disconnect(self, reason: str = "refresh_requested", *, close: bool = True) -> None:
         """End every connection as Slack does (a ``disconnect`` message, then the close); the
-        client is expected to open a new one through ``apps.connections.open``."""
+        client is expected to open a new one through ``apps.connections.open``. ``close``
+        False: only the message, the warning Slack sends a while before it closes."""
         self._connected.clear()
         for connection in list(self._connections):
             with contextlib.suppress(websockets.ConnectionClosed):
                 await connection.send(json.dumps({"type": "disconnect", "reason": reason}))
-            await connection.close()
+            if close:
+                await connection.close()
 
     @property
     def connections(self) -> int:
