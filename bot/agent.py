@@ -152,9 +152,8 @@ class OpenAIAgent:
         # The client retries 408/409/429/5xx itself, honouring Retry-After, with backoff, but
         # gives up on a Retry-After longer than ``max_retry_wait`` (bot/model_client.py).
         # Imported here: the offline answerer and other commands never load the SDK.
-        import openai
-
         from bot import model_client
+        from storage.openai_sdk import openai
 
         wait = model_client.MAX_RETRY_WAIT if max_retry_wait is None else max_retry_wait
         # One request (all its tries and waits) ends within one timeout plus that wait.
@@ -375,7 +374,8 @@ class OpenAIAgent:
         rest of an answer.
         """
         import httpx2
-        import openai
+
+        from storage.openai_sdk import openai
 
         try:
             try:

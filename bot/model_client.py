@@ -8,14 +8,15 @@ bound itself is shared with the OpenAI embedder (``storage/openai_retries.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
-from openai._models import FinalRequestOptions
-from openai._utils._json import openapi_dumps
 
 from storage.openai_retries import MAX_RETRY_WAIT, BoundedRetry
+from storage.openai_sdk import openai
+
+if TYPE_CHECKING:
+    from openai._models import FinalRequestOptions
 
 __all__ = ["MAX_RETRY_WAIT", "BoundedRetryOpenAI"]
 
@@ -55,7 +56,7 @@ class BoundedRetryOpenAI(BoundedRetry, openai.AsyncOpenAI):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._chat_options = FinalRequestOptions.construct(
+        self._chat_options = openai._models.FinalRequestOptions.construct(
             method="post", url="/chat/completions", content=None, files=None
         )
         self._template: tuple[tuple[Any, ...], _Template] | None = None
@@ -88,7 +89,7 @@ class BoundedRetryOpenAI(BoundedRetry, openai.AsyncOpenAI):
             template.url,
             headers=headers,
             cookies=cookies if cookies else None,
-            content=openapi_dumps(options.json_data),
+            content=openai._utils._json.openapi_dumps(options.json_data),
             extensions=template.extensions,
         )
 

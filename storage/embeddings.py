@@ -147,13 +147,13 @@ class OpenAIEmbedder:
         max_retries: int = 3,
         max_retry_wait: float = MAX_RETRY_WAIT,
     ) -> None:
-        from openai import OpenAI
+        from storage.openai_sdk import openai
 
         self.model = model
         self.name = f"openai:{model}"
         self.batch_size = batch_size
         # The SDK's retries, without waiting out a long Retry-After: a search must not hang.
-        self._client = bounded(OpenAI)(
+        self._client = bounded(openai.OpenAI)(
             max_retry_wait=max_retry_wait,
             api_key=api_key,
             base_url=base_url,

@@ -16,6 +16,7 @@ import pytest
 
 from bot import startup
 from storage.lazyimport import annotation_only_imports, reexport_table
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,45 @@ def test_ingest_and_search_work_without_importing_the_namespace_client(tmp_path:
         tmp_path,
     )
     assert out.splitlines() == ["Rotate a key 0", "TableApi True True", "ApiClient"]
+
+
+def test_the_openai_sdk_answers_and_embeds_without_its_unused_api_types(tmp_path: Path) -> None:
+    # storage/openai_sdk.py: the chat client streams an answer and the embedder embeds through
+    # the real SDK against the fake server, while the type packages of APIs we never call (the
+    # Responses API, evals, vector stores) stay unimported but for the few the chat path
+    # names; a deferred type still resolves.
+    with FakeOpenAI().in_thread() as fake:
+        out = run_python(
+            f"""
+            import asyncio, sys
+            from bot.model_client import BoundedRetryOpenAI
+            from storage.embeddings import OpenAIEmbedder
+
+            async def chat():
+                client = BoundedRetryOpenAI(api_key={FAKE_API_KEY!r}, base_url={fake.base_url!r})
+                body = {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}],
+                        "stream": True}}
+                response = await client.post_chat(body)
+                text = (await response.aread()).decode()
+                await response.aclose()
+                await client.close()
+                return "data:" in text
+
+            print(asyncio.run(chat()))
+            vectors = OpenAIEmbedder(api_key={FAKE_API_KEY!r}, base_url={fake.base_url!r}).embed(
+                ["one", "two"])
+            print(len(vectors))
+            unused = ("openai.types.responses", "openai.types.evals", "openai.types.vector_stores")
+            print(sum(1 for m in sys.modules if m.startswith(unused)))
+            from openai.types.responses import Response
+            print(Response.__name__)
+            """,
+            tmp_path,
+        )
+    answered, embedded, loaded, deferred = out.splitlines()
+    assert (answered, embedded, deferred) == ("True", "2", "Response")
+    # Hundreds of modules when the SDK imports every type; a handful the chat path names.
+    assert int(loaded) < 10
 
 
 def test_only_a_pure_reexport_init_is_deferred() -> None:
