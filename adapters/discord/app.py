@@ -732,7 +732,14 @@ class DiscordAdapter:
             log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
             return
         await self._confirm_ask(work, text)  # an invoker waiting on "thinking..." is told too
-        conversation = message_from_record(record).conversation
+        incoming = message_from_record(record)
+        if work.payload.get(PRIVATE_KEY):
+            # The answer was to be the asker's alone: so is its failure (their DM), never the
+            # channel's. The command's own private response was told above already.
+            if not answers_in_response(work.payload):
+                await self._tell_by_dm(incoming.author.id, text)
+            return
+        conversation = incoming.conversation
         try:
             await self._channel(conversation).send(
                 text, allowed_mentions=discord.AllowedMentions.none()
@@ -751,6 +758,16 @@ class DiscordAdapter:
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
+
+    async def _tell_by_dm(self, user_id: str, text: str) -> None:
+        """A note to ``user_id`` alone; when they take no DMs (50007), nobody is told."""
+        try:
+            dm = await self.client.create_dm(discord.Object(int(user_id)))
+            await dm.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.Forbidden as exc:
+            if exc.code != CANNOT_MESSAGE_USER:
+                raise
+            log.info("discord: %s takes no DMs; a private note was not sent", user_id)
 
     async def _tell_notice_failed(self, payload: dict[str, Any]) -> None:
         """The team's notice could not be posted: the asker must not wait for a human in vain.
@@ -1109,13 +1126,29 @@ class DiscordAdapter:
         target = args[0] if args else None
         try:
             if isinstance(target, discord.Message) and self._addressed(target):
-                await target.channel.send(
-                    texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
-                )
+                if await self._answered_privately(target):
+                    await self._tell_by_dm(str(target.author.id), texts.ERROR_GENERIC)
+                else:
+                    await target.channel.send(
+                        texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
+                    )
             elif isinstance(target, discord.Interaction):
                 await respond_ephemeral(target, texts.ERROR_GENERIC)
         except Exception:  # the apology itself failed (network, permissions): logged only
             log.warning("discord: could not send the apology for %s", where, exc_info=True)
+
+    async def _answered_privately(self, message: discord.Message) -> bool:
+        """Whether the core makes answers to ``message`` its author's alone (the channel's
+        setting): then an apology for it is theirs alone too."""
+        bot_user = self.client.user
+        if bot_user is None or guild_id_of(message) is None:
+            return False  # a DM is private already
+        incoming = convert.message_to_incoming(
+            message_payload(message),
+            bot_user_id=str(bot_user.id),
+            context=channel_context(message.channel, message.guild),
+        )
+        return incoming is not None and await self.responder.answers_privately(incoming)
 
     def _addressed(self, message: discord.Message) -> bool:
         """Said to the bot (a DM or a mention): only then is an apology for it not noise in

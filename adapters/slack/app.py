@@ -455,6 +455,14 @@ class SlackBot:
             messages = render.render_reply(reply, buttons=False)
             await self._send_ephemeral(client, p, messages, replace_first=bool(p.get(NOTED_KEY)))
             return
+        if work.kind == "message" and p.get("msg") and p.get("user"):
+            if await self.responder.answers_privately(message_from_record(p["msg"])):
+                # The answer was to be the asker's alone: so is its failure, as the answer
+                # would have been posted (AnswerWriter._post_privately).
+                await client.chat_postEphemeral(
+                    channel=p["channel"], user=p["user"], thread_ts=p.get("thread_ts"), text=text
+                )
+                return
         await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
 
     async def _retract(self, work: Work) -> None:
