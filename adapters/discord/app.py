@@ -51,6 +51,7 @@ from adapters.discord.delivery import (
     TRANSIENT_ERRORS,
     ChannelSink,
     InteractionSink,
+    OutlivedTokenSink,
     PersistentButton,
     ReplySink,
     StoredInteraction,
@@ -522,10 +523,32 @@ class DiscordAdapter:
         removing the follow-ups an earlier attempt posted."""
         original = StoredInteraction.from_payload(self.client, work.payload)
         await self._remove_earlier_followups(work, original)
-        sink = InteractionSink(
-            original, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
-        )
+        sink = self._command_sink(original, work, incoming, ephemeral=ephemeral)
         return await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
+
+    def _command_sink(
+        self,
+        interaction: discord.Interaction | StoredInteraction,
+        work: Work,
+        incoming: IncomingMessage,
+        *,
+        ephemeral: bool,
+    ) -> ReplySink:
+        """A command's answer: in its deferred response while the token works, then (a very
+        slow model outlived its 15 minutes) where the response would have been seen: the
+        command's channel, or the asker's DM for a private one."""
+
+        async def without_token() -> ReplySink:
+            if ephemeral:
+                return ChannelSink(
+                    await self.client.create_dm(discord.Object(int(incoming.author.id)))
+                )
+            return ChannelSink(self._channel(incoming.conversation))
+
+        primary = InteractionSink(
+            interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
+        )
+        return OutlivedTokenSink(primary, without_token)
 
     async def _confirm_ask(self, work: Work, text: str) -> None:
         """Fill in the deferred private response of the "Ask supportbot" command that claimed
@@ -913,9 +936,7 @@ class DiscordAdapter:
             return
 
         async def answer(work: Work) -> None:
-            sink = InteractionSink(
-                interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
-            )
+            sink = self._command_sink(interaction, work, incoming, ephemeral=ephemeral)
             await self._deliver(incoming, sink, tell_via=interaction_webhook(interaction))
 
         command_record = {

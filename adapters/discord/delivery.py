@@ -188,6 +188,40 @@ class InteractionSink(ReplySink):
         return message
 
 
+# Discord's answers to a webhook call with an interaction token past its 15 minutes.
+TOKEN_GONE_CODES = frozenset({50027, 10015})  # Invalid Webhook Token, Unknown Webhook
+
+
+def token_gone(exc: BaseException) -> bool:
+    return isinstance(exc, discord.HTTPException) and exc.code in TOKEN_GONE_CODES
+
+
+class OutlivedTokenSink(ReplySink):
+    """An interaction's response while its token works (15 minutes), then ``fallback``: a
+    very slow answer is not lost with the token, it is posted where the asker can see it
+    (the command's channel, or their DM for a private one)."""
+
+    def __init__(
+        self, primary: InteractionSink, fallback: Callable[[], Awaitable[ReplySink]]
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.current: ReplySink = primary
+
+    async def show(
+        self, payloads: Sequence[render.MessagePayload], *, final: bool = False
+    ) -> list[Any]:
+        if self.current is self.primary:
+            try:
+                return await self.primary.show(payloads, final=final)
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+                log.info("discord: the interaction's token expired; answering without it")
+                self.current = await self.fallback()
+        return await self.current.show(payloads, final=final)
+
+
 async def _remove_beyond(messages: list[Any], keep: int) -> None:
     """Delete the messages after the first ``keep`` (and forget them): a reply that now takes
     fewer messages than were shown (an answer streamed over several that ended in a short
