@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 
 from bot import texts
-from storage import channel_settings
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import make_settings, model_overrides, running_bot
+from tests.discord_fixtures import make_settings, model_overrides, private_channel, running_bot
 from tests.fakes import openai_server
 from tests.fakes.discord_world import DiscordWorld
 from tests.fakes.openai_server import FakeOpenAI
@@ -23,13 +22,6 @@ fake_openai = openai_server.fake_openai
 QUESTION = "Where can I download past invoices?"
 
 
-async def _private_channel(world: DiscordWorld, db: Database) -> None:
-    await channel_settings.upsert_setting(
-        db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
-        ephemeral=True,
-    )  # fmt: skip
-
-
 async def test_a_model_failure_on_a_private_question_is_told_in_the_dm_not_the_channel(
     world: DiscordWorld,
     sqlite_db: Database,
@@ -39,7 +31,7 @@ async def test_a_model_failure_on_a_private_question_is_told_in_the_dm_not_the_c
 ) -> None:
     # The model is down: the apology was posted under the question for the whole channel,
     # where the answer itself would have gone to the asker's DM.
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     fake_openai.fail_next(500)
     settings = make_settings(world, sqlite_url, kb_uri, **model_overrides(fake_openai))
     alice = world.alice["id"]
@@ -60,7 +52,7 @@ async def test_a_private_question_given_up_on_is_told_in_the_dm_not_the_channel(
 ) -> None:
     # Discord keeps refusing the DM for a passing reason (a proxy's 429): after the last try
     # the inbox's note (texts.ERROR_GENERIC) went to the channel, in public.
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     world.api.fail_next("POST", r"/users/@me/channels", times=3, via=False)
     alice = world.alice["id"]
     async with discord_fixtures.retrying_bot(world, sqlite_db, sqlite_url, kb_uri) as running:

@@ -9,10 +9,10 @@ import pytest
 
 from bot import texts
 from storage.db import Database
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ToolCall, Turn, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, ToolCall, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import SlackHarness, slack_settings
+from tests.fakes.slack_harness import SlackHarness, model_settings
 from tests.fakes.slack_sender import app_mention, new_ts
 
 __all__ = ["api", "fake_openai", "kb_uri"]
@@ -33,14 +33,7 @@ async def test_an_answer_deleted_while_written_is_posted_anew_not_apologised_for
         Turn(tool_calls=[ToolCall("search_knowledge_base", {"query": "steps"})]),
         Turn(content=ANSWER, chunk_chars=60, chunk_delay=0.1),
     )
-    settings = slack_settings(
-        sqlite_url,
-        kb_uri,
-        api,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
+    settings = model_settings(sqlite_url, kb_uri, api, fake_openai)
     h = await SlackHarness.start(api, settings, db=sqlite_db, streaming=streaming)
     try:
         async with h.sender() as sender:

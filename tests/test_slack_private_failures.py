@@ -7,10 +7,10 @@ from __future__ import annotations
 from bot import texts
 from storage import channel_settings
 from storage.db import Database
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, harness, kb_uri
-from tests.fakes.slack_harness import SlackHarness, running_harness, slack_settings
+from tests.fakes.slack_harness import SlackHarness, model_settings, running_harness
 from tests.fakes.slack_sender import app_mention, new_ts
 
 __all__ = ["api", "fake_openai", "harness", "kb_uri"]
@@ -47,14 +47,7 @@ async def test_a_model_failure_on_a_private_question_is_told_to_the_asker_alone(
     # would have been the asker's alone.
     await _private_channel(sqlite_db)
     fake_openai.fail_next(500)
-    settings = slack_settings(
-        sqlite_url,
-        kb_uri,
-        api,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
+    settings = model_settings(sqlite_url, kb_uri, api, fake_openai)
     async with running_harness(api, settings, db=sqlite_db) as harness:
         text = await _told_privately(harness, new_ts())
     assert text == texts.ERROR_MODEL_UNAVAILABLE

@@ -9,10 +9,10 @@ import asyncio
 from typing import Any
 
 from storage.db import Database
-from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, Turn, fake_openai
+from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
-from tests.fakes.slack_harness import running_harness, slack_settings
+from tests.fakes.slack_harness import model_settings, running_harness
 from tests.fakes.slack_sender import app_mention, new_ts
 from tests.process_support import stored_turns
 
@@ -34,14 +34,7 @@ async def test_two_quick_questions_in_a_thread_are_answered_in_order_knowing_eac
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.policy = _policy
-    settings = slack_settings(
-        sqlite_url,
-        kb_uri,
-        api,
-        openai_api_key=FAKE_API_KEY,
-        openai_base_url=fake_openai.base_url,
-        openai_max_retries=0,
-    )
+    settings = model_settings(sqlite_url, kb_uri, api, fake_openai)
     root = new_ts()
     async with running_harness(api, settings, db=sqlite_db) as h, h.sender() as sender:
         await sender.event(app_mention(text=f"<@{BOT}> {FIRST}", ts=root))
