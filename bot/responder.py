@@ -412,6 +412,19 @@ class Responder:
         )
         return private_answers(msg, policy)
 
+    def replies_with_a_note(self, msg: IncomingMessage) -> bool:
+        """Whether the reply to ``msg`` is a short note for its sender (help, usage for an
+        empty question, settings, forget, unreadable input) rather than an answer, as
+        :meth:`_answer` decides it. An adapter that must choose public or private before
+        answering (a Discord command's deferral) keeps such a note private: an empty `/ask`
+        showed its usage line to the whole channel."""
+        command = slash.find_command(msg.command) if msg.command else None
+        if (msg.command and command is None) or command in (slash.HELP, slash.FORGET):
+            return True
+        if channel_admin.is_settings_request(msg) or text_commands.forget_request(msg):
+            return True
+        return clean_text(msg.text, self.max_question_chars)[1] in ("empty", "unreadable")
+
     # --- commands and buttons -----------------------------------------------------------------
 
     async def forget(self, conversation: ConversationKey) -> int:

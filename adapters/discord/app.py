@@ -929,6 +929,7 @@ class DiscordAdapter:
         ephemeral = (
             bool(options.get(render.EPHEMERAL_OPTION))
             or command is not slash.ASK
+            or self.responder.replies_with_a_note(incoming)  # usage, settings, ...
             or await self.responder.answers_privately(incoming)  # the channel's setting
         )
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
