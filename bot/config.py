@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -199,6 +200,18 @@ class Settings(BaseSettings):
     def docs_links(self) -> DocsLinks:
         """Cited files -> their published pages (empty without SUPPORTBOT_DOCS_URL)."""
         return DocsLinks.parse(self.docs_url, self.docs_url_style)
+
+    @field_validator("openai_base_url", "slack_api_url", "discord_api_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        """A base URL the clients can use, refused at start with its variable's name: a
+        malformed one made `run discord` die with a traceback and `serve` fail every request."""
+        if value is None or not value.strip():
+            return None  # set but empty: the platform's own address
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL (for example https://host/api/)")
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -163,6 +163,7 @@ class Inbox:
         self.try_later_delays = TRY_LATER_DELAYS
         self.stats = InboxStats()
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._turns = AskerTurns()
         self._held: dict[str, _Held] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -357,7 +358,7 @@ class Inbox:
 
     async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
         try:
-            async with self._slots:
+            async with self._turns.take(_asker_of(work)), self._slots:
                 await deliver(work)
         except asyncio.CancelledError:
             if held.lost:
@@ -764,6 +765,42 @@ class Inbox:
                 await asyncio.gather(*late, return_exceptions=True)
         await _cancel(self._heartbeat)
         self._heartbeat = None
+
+
+class AskerTurns:
+    """One question at a time per asker and conversation in this process, in the order they
+    were claimed. Someone who asks twice in quick succession in a thread had the two answered
+    at once: a slower first answer came after the second, which was written without knowing
+    the first, and the thread's memory stored the turns out of order. Other people's questions
+    in the same conversation do not wait (a channel answered in place is shared by many)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def take(self, asker: tuple[str, str] | None) -> AsyncIterator[None]:
+        if asker is None:  # not a question (a click, a deletion, a notice): no turn to wait
+            yield
+            return
+        lock, users = self._locks.get(asker, (asyncio.Lock(), 0))
+        self._locks[asker] = (lock, users + 1)
+        try:
+            async with lock:  # waiters are served first come, first served
+                yield
+        finally:
+            lock, users = self._locks[asker]
+            if users == 1:
+                del self._locks[asker]
+            else:
+                self._locks[asker] = (lock, users - 1)
+
+
+def _asker_of(work: Work) -> tuple[str, str] | None:
+    """(session id, author id) of the question ``work`` answers; None for other work."""
+    session_id, _message_id = _question_of(work)
+    record = work.payload.get("msg")
+    author = record.get("author_id") if isinstance(record, dict) else None
+    return (session_id, str(author)) if session_id and author else None
 
 
 def _question_of(work: Work) -> tuple[str | None, str | None]:

@@ -166,7 +166,8 @@ class Responder:
         """The apology for an answer that failed. Not to a post nobody addressed to the bot in
         an auto-answer channel: there it speaks only with a grounded answer, and during a
         model outage it apologised under every new post; such a post gets the channel's
-        reaction for unanswered posts, as when the gate holds an answer back."""
+        reaction for unanswered posts, as when the gate holds an answer back. Where answers
+        are private (:func:`private_answers`), so is the apology."""
         policy = await self.channels.policy(
             msg.conversation, parent_channel_id=msg.parent_channel_id
         )
@@ -178,7 +179,14 @@ class Responder:
                 reaction=policy.unanswered_reaction,
                 session_id=session_id,
             )
-        return Reply(text=_apology(exc), kind=ReplyKind.ERROR, session_id=session_id)
+        # Told the way the answer would have been: privately where answers are the asker's
+        # alone (a failed private question is theirs too, not the channel's news).
+        return Reply(
+            text=_apology(exc),
+            kind=ReplyKind.ERROR,
+            ephemeral=private_answers(msg, policy),
+            session_id=session_id,
+        )
 
     async def _acknowledge(self, msg: IncomingMessage, session_id: str) -> Reply:
         """Thanks or "ok" (bot.smalltalk): a reaction, not a search and not a stored question;
@@ -403,6 +411,19 @@ class Responder:
             msg.conversation, parent_channel_id=msg.parent_channel_id
         )
         return private_answers(msg, policy)
+
+    def replies_with_a_note(self, msg: IncomingMessage) -> bool:
+        """Whether the reply to ``msg`` is a short note for its sender (help, usage for an
+        empty question, settings, forget, unreadable input) rather than an answer, as
+        :meth:`_answer` decides it. An adapter that must choose public or private before
+        answering (a Discord command's deferral) keeps such a note private: an empty `/ask`
+        showed its usage line to the whole channel."""
+        command = slash.find_command(msg.command) if msg.command else None
+        if (msg.command and command is None) or command in (slash.HELP, slash.FORGET):
+            return True
+        if channel_admin.is_settings_request(msg) or text_commands.forget_request(msg):
+            return True
+        return clean_text(msg.text, self.max_question_chars)[1] in ("empty", "unreadable")
 
     # --- commands and buttons -----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from adapters.discord.app import DiscordAdapter
 from bot import texts
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime, build_runtime
+from storage import channel_settings
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.fakes.discord_world import DiscordWorld, write_docs
@@ -169,6 +170,14 @@ async def retrying(
     """:func:`start_retrying_bot` on the test's database and docs, stopped at the end."""
     async with retrying_bot(world, sqlite_db, sqlite_url, kb_uri) as running:
         yield running
+
+
+async def private_channel(world: DiscordWorld, db: Database) -> None:
+    """The world's channel answers privately (`channels set C --ephemeral on`)."""
+    await channel_settings.upsert_setting(
+        db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
+        ephemeral=True,
+    )  # fmt: skip
 
 
 def finished(message: dict[str, Any]) -> bool:

@@ -565,3 +565,24 @@ async def test_a_follow_up_discord_made_before_a_server_error_is_not_posted_twic
     messages = world.api.interaction_messages(interaction["token"])
     assert _lines_not_shown_once(messages) == []
     assert messages[-1]["components"] and not any(m["components"] for m in messages[:-1])
+
+
+@pytest.mark.parametrize(
+    ("options", "note"),
+    [
+        ({"question": ""}, texts.ASK_USAGE),
+        ({"question": "\u200b\u200b"}, texts.UNREADABLE_INPUT),
+        (None, texts.ASK_USAGE),
+    ],
+    ids=["empty", "unreadable", "no-option"],
+)
+async def test_an_ask_without_a_question_is_told_privately_not_to_the_channel(
+    world: DiscordWorld, bot: RunningBot, options: dict[str, Any] | None, note: str
+) -> None:
+    # `/ask` was deferred in public before the core looked at the question, so its usage line
+    # ("Usage: /ask <your question>") showed to the whole channel.
+    asked = await world.slash("ask", options)
+    [told] = await world.interaction_done(asked["token"])
+    assert told["content"] == note
+    callback = world.api.find("POST", rf"/interactions/{asked['id']}/.+/callback")[0]
+    assert int(callback.body["data"]["flags"]) & 64  # only the asker sees it

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from bot import texts
-from storage import channel_settings, feedback
+from storage import feedback
 from storage.db import Database
 from tests import discord_fixtures
-from tests.discord_fixtures import RunningBot
+from tests.discord_fixtures import RunningBot, private_channel
 from tests.fakes.discord_world import DiscordWorld
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,13 +23,6 @@ runtime = discord_fixtures.runtime
 bot = discord_fixtures.bot
 retrying = discord_fixtures.retrying
 UNCOVERED = "Can I pay my invoices with PayPal?"  # the docs do not say: a refusal
-
-
-async def _private_channel(world: DiscordWorld, db: Database) -> None:
-    await channel_settings.upsert_setting(
-        db, platform="discord", workspace_id=world.guild_id, channel_id=world.channel_id,
-        ephemeral=True,
-    )  # fmt: skip
 
 
 async def _sent_by_dm(
@@ -54,7 +47,7 @@ async def _sent_by_dm(
 async def test_ask_in_an_ephemeral_channel_answers_privately(
     world: DiscordWorld, bot: RunningBot, sqlite_db: Database
 ) -> None:
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     asked = await world.slash("ask", {"question": "Where can I download past invoices?"})
     answer = await world.interaction_done(asked["token"])
     assert "billing page" in answer[0]["content"].lower()
@@ -65,7 +58,7 @@ async def test_ask_in_an_ephemeral_channel_answers_privately(
 async def test_a_mention_in_an_ephemeral_channel_is_answered_by_dm(
     world: DiscordWorld, bot: RunningBot, sqlite_db: Database
 ) -> None:
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     question = await world.say("Where can I download past invoices?", mention=True)
     alice = world.alice["id"]
     dm = await _sent_by_dm(world, bot, question)
@@ -83,7 +76,7 @@ async def test_a_mention_in_an_ephemeral_channel_is_answered_by_dm(
 async def test_an_asker_who_takes_no_dms_is_pointed_to_ask_not_answered_publicly(
     world: DiscordWorld, bot: RunningBot, sqlite_db: Database
 ) -> None:
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     world.api.closed_dms.add(world.alice["id"])
     await world.say("Where can I download past invoices?", mention=True)
     [note] = await world.bot_messages(world.channel_id)
@@ -98,7 +91,7 @@ async def test_an_asker_who_takes_no_dms_is_pointed_to_ask_not_answered_publicly
 async def test_a_refusal_in_an_ephemeral_channel_is_sent_by_dm_and_hands_off(
     world: DiscordWorld, bot: RunningBot, sqlite_db: Database
 ) -> None:
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     question = await world.say(UNCOVERED, mention=True)
     dm = await _sent_by_dm(world, bot, question)  # the refusal is private too
     assert "couldn't find this" in dm["content"]
@@ -116,7 +109,7 @@ async def test_a_refusal_in_an_ephemeral_channel_is_sent_by_dm_and_hands_off(
 async def test_ask_supportbot_on_anothers_message_there_answers_its_author_by_dm(
     world: DiscordWorld, bot: RunningBot, sqlite_db: Database
 ) -> None:
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     question = await world.say("Where can I download past invoices?")  # alice, no mention
     asked = await world.message_command(question)  # bob points the bot at it
     dm = await _sent_by_dm(world, bot, question)  # the mention rule, for its author
@@ -129,7 +122,7 @@ async def test_ask_supportbot_on_anothers_message_there_answers_its_author_by_dm
 async def test_ask_supportbot_on_ones_own_message_there_answers_in_the_private_response(
     world: DiscordWorld, bot: RunningBot, sqlite_db: Database
 ) -> None:
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     question = await world.say(UNCOVERED)  # alice, no mention
     asked = await world.message_command(question, author=world.alice)  # alice herself
     [refusal] = await world.interaction_done(asked["token"])
@@ -152,7 +145,7 @@ async def test_a_note_lost_after_the_dm_answer_does_not_send_the_answer_twice(
     # The answer reached the DM, then the connection dropped on the line for the channel: the
     # next attempt sent the whole answer to the DM again (the DM copy was not recorded, and
     # only the channel was searched for what the first attempt posted).
-    await _private_channel(world, sqlite_db)
+    await private_channel(world, sqlite_db)
     world.api.reset_next("POST", rf"/channels/{world.channel_id}/messages")
     question = await world.say("Where can I download past invoices?", mention=True)
     dm = await _sent_by_dm(world, retrying, question)

@@ -317,8 +317,9 @@ async def test_invite_url_and_sync_commands(
 async def test_delivery_error_is_logged_apologised_and_not_retried_later(
     world: DiscordWorld, bot: RunningBot, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The streamed message vanishes (a moderator deleted it): the final edit gets 404.
-    world.api.fail_with(404, "PATCH", r"/channels/\d+/messages/\d+", times=1)
+    # Discord refuses the final edit for good (a 403: a permission taken away meanwhile).
+    # A message deleted meanwhile (404) is posted anew instead: test_discord_deleted_answers.
+    world.api.fail_with(403, "PATCH", r"/channels/\d+/messages/\d+", times=1)
     dm = await world.dm("Where can I download past invoices?")
     await world.api.wait_for(
         lambda: any(

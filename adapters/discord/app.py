@@ -51,6 +51,7 @@ from adapters.discord.delivery import (
     TRANSIENT_ERRORS,
     ChannelSink,
     InteractionSink,
+    OutlivedTokenSink,
     PersistentButton,
     ReplySink,
     StoredInteraction,
@@ -522,10 +523,32 @@ class DiscordAdapter:
         removing the follow-ups an earlier attempt posted."""
         original = StoredInteraction.from_payload(self.client, work.payload)
         await self._remove_earlier_followups(work, original)
-        sink = InteractionSink(
-            original, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
-        )
+        sink = self._command_sink(original, work, incoming, ephemeral=ephemeral)
         return await self._deliver(incoming, sink, tell_via=interaction_fields(work.payload))
+
+    def _command_sink(
+        self,
+        interaction: discord.Interaction | StoredInteraction,
+        work: Work,
+        incoming: IncomingMessage,
+        *,
+        ephemeral: bool,
+    ) -> ReplySink:
+        """A command's answer: in its deferred response while the token works, then (a very
+        slow model outlived its 15 minutes) where the response would have been seen: the
+        command's channel, or the asker's DM for a private one."""
+
+        async def without_token() -> ReplySink:
+            if ephemeral:
+                return ChannelSink(
+                    await self.client.create_dm(discord.Object(int(incoming.author.id)))
+                )
+            return ChannelSink(self._channel(incoming.conversation))
+
+        primary = InteractionSink(
+            interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
+        )
+        return OutlivedTokenSink(primary, without_token)
 
     async def _confirm_ask(self, work: Work, text: str) -> None:
         """Fill in the deferred private response of the "Ask supportbot" command that claimed
@@ -732,7 +755,14 @@ class DiscordAdapter:
             log.warning("discord: cannot tell the asker of %s (%s work)", work.key, work.kind)
             return
         await self._confirm_ask(work, text)  # an invoker waiting on "thinking..." is told too
-        conversation = message_from_record(record).conversation
+        incoming = message_from_record(record)
+        if work.payload.get(PRIVATE_KEY):
+            # The answer was to be the asker's alone: so is its failure (their DM), never the
+            # channel's. The command's own private response was told above already.
+            if not answers_in_response(work.payload):
+                await self._tell_by_dm(incoming.author.id, text)
+            return
+        conversation = incoming.conversation
         try:
             await self._channel(conversation).send(
                 text, allowed_mentions=discord.AllowedMentions.none()
@@ -751,6 +781,16 @@ class DiscordAdapter:
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
+
+    async def _tell_by_dm(self, user_id: str, text: str) -> None:
+        """A note to ``user_id`` alone; when they take no DMs (50007), nobody is told."""
+        try:
+            dm = await self.client.create_dm(discord.Object(int(user_id)))
+            await dm.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.Forbidden as exc:
+            if exc.code != CANNOT_MESSAGE_USER:
+                raise
+            log.info("discord: %s takes no DMs; a private note was not sent", user_id)
 
     async def _tell_notice_failed(self, payload: dict[str, Any]) -> None:
         """The team's notice could not be posted: the asker must not wait for a human in vain.
@@ -889,6 +929,7 @@ class DiscordAdapter:
         ephemeral = (
             bool(options.get(render.EPHEMERAL_OPTION))
             or command is not slash.ASK
+            or self.responder.replies_with_a_note(incoming)  # usage, settings, ...
             or await self.responder.answers_privately(incoming)  # the channel's setting
         )
         # Ack first: Discord gives 3 s; the answer follows within 15 min.
@@ -896,9 +937,7 @@ class DiscordAdapter:
             return
 
         async def answer(work: Work) -> None:
-            sink = InteractionSink(
-                interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
-            )
+            sink = self._command_sink(interaction, work, incoming, ephemeral=ephemeral)
             await self._deliver(incoming, sink, tell_via=interaction_webhook(interaction))
 
         command_record = {
@@ -1109,13 +1148,29 @@ class DiscordAdapter:
         target = args[0] if args else None
         try:
             if isinstance(target, discord.Message) and self._addressed(target):
-                await target.channel.send(
-                    texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
-                )
+                if await self._answered_privately(target):
+                    await self._tell_by_dm(str(target.author.id), texts.ERROR_GENERIC)
+                else:
+                    await target.channel.send(
+                        texts.ERROR_GENERIC, allowed_mentions=discord.AllowedMentions.none()
+                    )
             elif isinstance(target, discord.Interaction):
                 await respond_ephemeral(target, texts.ERROR_GENERIC)
         except Exception:  # the apology itself failed (network, permissions): logged only
             log.warning("discord: could not send the apology for %s", where, exc_info=True)
+
+    async def _answered_privately(self, message: discord.Message) -> bool:
+        """Whether the core makes answers to ``message`` its author's alone (the channel's
+        setting): then an apology for it is theirs alone too."""
+        bot_user = self.client.user
+        if bot_user is None or guild_id_of(message) is None:
+            return False  # a DM is private already
+        incoming = convert.message_to_incoming(
+            message_payload(message),
+            bot_user_id=str(bot_user.id),
+            context=channel_context(message.channel, message.guild),
+        )
+        return incoming is not None and await self.responder.answers_privately(incoming)
 
     def _addressed(self, message: discord.Message) -> bool:
         """Said to the bot (a DM or a mention): only then is an apology for it not noise in

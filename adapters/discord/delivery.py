@@ -88,28 +88,38 @@ class ChannelSink(ReplySink):
         for index, payload in enumerate(payloads):
             if index < len(self.sent):
                 if self.shown[index] != payload:
-                    await self.sent[index].edit(**edit_kwargs(payload))
+                    try:
+                        await self.sent[index].edit(**edit_kwargs(payload))
+                    except discord.NotFound:
+                        # Someone (a moderator) deleted it while the answer was written: the
+                        # asker gets the answer in a new message instead of an apology.
+                        log.info("discord: a message of an answer was deleted; posting anew")
+                        self.sent[index] = await self._post(index, payload)
                     self.shown[index] = payload
                 continue
-            # A question deleted while it was answered must not cost the answer: Discord then
-            # posts it without the reply link instead of refusing it.
-            reference = (
-                self.reference.to_reference(fail_if_not_exists=False)
-                if index == 0 and self.reference is not None
-                else None
-            )
-            message = await self.channel.send(
-                **send_kwargs(payload),
-                reference=reference,
-                mention_author=False if reference else None,
-            )
-            self.sent.append(message)
+            self.sent.append(await self._post(index, payload))
             self.shown.append(payload)
-            if self.on_post is not None:
-                await self.on_post(message.id)
         await _remove_beyond(self.sent, len(payloads))
         del self.shown[len(payloads) :]
         return self.sent
+
+    async def _post(self, index: int, payload: render.MessagePayload) -> discord.Message:
+        """Post the reply's ``index``-th message (the first replies to the question)."""
+        # A question deleted while it was answered must not cost the answer: Discord then
+        # posts it without the reply link instead of refusing it.
+        reference = (
+            self.reference.to_reference(fail_if_not_exists=False)
+            if index == 0 and self.reference is not None
+            else None
+        )
+        message = await self.channel.send(
+            **send_kwargs(payload),
+            reference=reference,
+            mention_author=False if reference else None,
+        )
+        if self.on_post is not None:
+            await self.on_post(message.id)
+        return message
 
 
 class InteractionSink(ReplySink):
@@ -128,6 +138,8 @@ class InteractionSink(ReplySink):
         # attempt at this answer removes it instead of leaving it above its own).
         self.on_followup = on_followup
         self.followups: list[discord.WebhookMessage] = []
+        # The follow-up that took the original response's place when that was deleted.
+        self.first: discord.WebhookMessage | None = None
         self.shown: list[render.MessagePayload] = []
 
     async def show(
@@ -137,17 +149,14 @@ class InteractionSink(ReplySink):
             if index < len(self.shown) and self.shown[index] == payload:
                 continue
             if index == 0:
-                await self.interaction.edit_original_response(**edit_kwargs(payload))
+                await self._edit_first(payload)
             elif index - 1 < len(self.followups):
-                await self.followups[index - 1].edit(**edit_kwargs(payload))
+                try:
+                    await self.followups[index - 1].edit(**edit_kwargs(payload))
+                except discord.NotFound:  # deleted mid-answer (a moderator): posted anew
+                    self.followups[index - 1] = await self._send(payload)
             else:
-                with posting_once():
-                    message = await self.interaction.followup.send(
-                        **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
-                    )
-                self.followups.append(message)
-                if self.on_followup is not None:
-                    await self.on_followup(message.id)
+                self.followups.append(await self._send(payload))
             if index < len(self.shown):
                 self.shown[index] = payload
             else:
@@ -155,6 +164,62 @@ class InteractionSink(ReplySink):
         await _remove_beyond(self.followups, len(payloads) - 1)
         del self.shown[len(payloads) :]
         return self.followups
+
+    async def _edit_first(self, payload: render.MessagePayload) -> None:
+        """The deferred response; a follow-up in its place once someone (a moderator) deleted
+        it while the answer was written, so the asker still gets the answer."""
+        try:
+            if self.first is None:
+                await self.interaction.edit_original_response(**edit_kwargs(payload))
+            else:
+                await self.first.edit(**edit_kwargs(payload))
+        except discord.NotFound:
+            log.info("discord: an interaction's answer was deleted; posting it anew")
+            self.first = await self._send(payload)
+
+    async def _send(self, payload: render.MessagePayload) -> discord.WebhookMessage:
+        """A new follow-up, recorded at once (``on_followup``)."""
+        with posting_once():
+            message = await self.interaction.followup.send(
+                **send_kwargs(payload), ephemeral=self.ephemeral, wait=True
+            )
+        if self.on_followup is not None:
+            await self.on_followup(message.id)
+        return message
+
+
+# Discord's answers to a webhook call with an interaction token past its 15 minutes.
+TOKEN_GONE_CODES = frozenset({50027, 10015})  # Invalid Webhook Token, Unknown Webhook
+
+
+def token_gone(exc: BaseException) -> bool:
+    return isinstance(exc, discord.HTTPException) and exc.code in TOKEN_GONE_CODES
+
+
+class OutlivedTokenSink(ReplySink):
+    """An interaction's response while its token works (15 minutes), then ``fallback``: a
+    very slow answer is not lost with the token, it is posted where the asker can see it
+    (the command's channel, or their DM for a private one)."""
+
+    def __init__(
+        self, primary: InteractionSink, fallback: Callable[[], Awaitable[ReplySink]]
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.current: ReplySink = primary
+
+    async def show(
+        self, payloads: Sequence[render.MessagePayload], *, final: bool = False
+    ) -> list[Any]:
+        if self.current is self.primary:
+            try:
+                return await self.primary.show(payloads, final=final)
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+                log.info("discord: the interaction's token expired; answering without it")
+                self.current = await self.fallback()
+        return await self.current.show(payloads, final=final)
 
 
 async def _remove_beyond(messages: list[Any], keep: int) -> None:

@@ -19,6 +19,15 @@ log = logging.getLogger(__name__)
 
 
 SHUTDOWN_GRACE = 8.0  # seconds in-flight answers get after SIGTERM (the contract allows 10)
+# Discord answered the login with 401: no retry fixes that (discord.LoginFailure).
+TOKEN_REFUSED = "DISCORD_TOKEN was refused by Discord (401 Unauthorized); check the bot token"
+
+
+def raise_if_token_refused(exc: BaseException) -> None:
+    """A refused token is one line naming its variable (the CLI prints it and exits 1), not
+    a traceback."""
+    if isinstance(exc, discord.LoginFailure):
+        raise ConfigError(TOKEN_REFUSED) from None
 
 
 async def run_bot(
@@ -48,7 +57,9 @@ async def run_bot(
         except TimeoutError:
             log.warning("discord: close timed out; exiting anyway")
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
-            raise runner.exception()  # type: ignore[misc]
+            failure = runner.exception()
+            raise_if_token_refused(failure)  # type: ignore[arg-type]
+            raise failure  # type: ignore[misc]
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     finally:
@@ -61,8 +72,9 @@ async def logged_in_client(settings: Any) -> discord.Client:
     client = discord.Client(intents=discord.Intents.none())
     try:
         await client.login(settings.secret("discord_token"))
-    except BaseException:
+    except BaseException as exc:
         await client.close()
+        raise_if_token_refused(exc)
         raise
     return client
 

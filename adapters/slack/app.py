@@ -455,7 +455,21 @@ class SlackBot:
             messages = render.render_reply(reply, buttons=False)
             await self._send_ephemeral(client, p, messages, replace_first=bool(p.get(NOTED_KEY)))
             return
+        if await self._answered_privately(work):
+            # The answer was to be the asker's alone: so is its failure, as the answer would
+            # have been posted (AnswerWriter._post_privately).
+            await client.chat_postEphemeral(
+                channel=p["channel"], user=p["user"], thread_ts=p.get("thread_ts"), text=text
+            )
+            return
         await client.chat_postMessage(channel=p["channel"], thread_ts=p.get("thread_ts"), text=text)
+
+    async def _answered_privately(self, work: Work) -> bool:
+        """Whether the core makes the answer of this message work its asker's alone."""
+        p = work.payload
+        if work.kind != "message" or not p.get("msg") or not p.get("user"):
+            return False
+        return await self.responder.answers_privately(message_from_record(p["msg"]))
 
     async def _retract(self, work: Work) -> None:
         """The inbox's give-up hook: before the asker is told, remove what the failing attempt

@@ -54,9 +54,19 @@ CREATE_RETRY_DELAYS = (0.5, 1.0)
 COPY_MARGIN = 60.0
 
 
+# Slack's answers to editing (or streaming into) a message someone else deleted meanwhile (a
+# moderator, the thread's owner): the answer is then posted whole, as new messages.
+GONE = frozenset({"message_not_found", "cant_update_message"})
+
+
 class StreamExpired(Exception):
-    """Slack ended a streamed message before we did (it expires a stream after about five
-    minutes): appending to it or stopping it is refused with ``message_not_in_streaming_state``."""
+    """The answer's message can no longer be written: Slack ended a streamed message before we
+    did (it expires a stream after about five minutes: appending to it or stopping it is
+    refused with ``message_not_in_streaming_state``), or someone deleted it (:data:`GONE`)."""
+
+
+def no_longer_writable(exc: SlackApiError) -> bool:
+    return slack_error(exc) == NOT_STREAMING or slack_error(exc) in GONE
 
 
 class ChannelThrottle:
@@ -205,6 +215,8 @@ async def stop_stream(
         try:
             await once.chat_stopStream(channel=channel, ts=ts, **params)
         except SlackApiError as exc:
+            if slack_error(exc) in GONE:  # someone deleted it
+                raise StreamExpired(ts) from exc
             if slack_error(exc) != NOT_STREAMING:
                 raise
             if not retry:  # not by us: Slack ended it (it expires streams)
@@ -356,7 +368,11 @@ class AnswerWriter:
         return final
 
     def _expire(self) -> None:
-        log.warning("Slack expired the streamed answer in %s; posting it whole", self.route.channel)
+        log.warning(
+            "the answer's message in %s can no longer be written (expired or deleted); "
+            "posting the answer whole",
+            self.route.channel,
+        )
         self.expired = True
 
     async def _begin(self) -> None:
@@ -444,6 +460,8 @@ class AnswerWriter:
                     channel=self.route.channel, ts=self.ts, text=preview, blocks=blocks
                 )
         except SlackApiError as exc:
+            if slack_error(exc) in GONE:
+                raise StreamExpired(self.ts) from exc
             if not too_long(exc) or self.preview_limit // 2 < MIN_PIECE:
                 raise
             # Only a preview: show less of it from now on; the final answer is split anyway.
@@ -495,7 +513,7 @@ class AnswerWriter:
                     channel=self.route.channel, ts=self.ts, markdown_text=piece
                 )
             except SlackApiError as exc:
-                if slack_error(exc) == NOT_STREAMING:
+                if no_longer_writable(exc):
                     raise StreamExpired(self.ts) from exc
                 raise
             self.streamed += piece
@@ -547,7 +565,12 @@ class AnswerWriter:
             return
         messages = render_reply(final, extra_blocks=extra)
         if self.ts is not None:
-            messages = await self._update_first(messages)
+            try:
+                messages = await self._update_first(messages)
+            except StreamExpired:  # deleted by someone meanwhile
+                self._expire()
+                await self._post_whole(final, extra)
+                return
         await post_messages(self.client, self.route, messages, on_post=self._posted)
 
     async def _post_whole(self, final: Reply | None, extra: list[dict[str, Any]]) -> None:
@@ -599,6 +622,8 @@ class AnswerWriter:
                 )
                 return messages[1:]
             except SlackApiError as exc:
+                if slack_error(exc) in GONE:
+                    raise StreamExpired(self.ts) from exc
                 smaller = resplit(first) if too_long(exc) else None
                 if smaller is None:
                     raise

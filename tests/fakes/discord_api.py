@@ -98,6 +98,9 @@ class FakeDiscordAPI:
     # Called with a MESSAGE_DELETE payload after a message is deleted through the API (the
     # harness forwards it to the gateway, as Discord tells every bot that can see the channel).
     on_message_deleted: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    # Interaction tokens past Discord's 15 minutes (expire_token): every webhook call with
+    # one is refused with 401, code 50027 "Invalid Webhook Token", as Discord does.
+    expired_tokens: set[str] = field(default_factory=set)
     _fail_rules: list[_FailRule] = field(default_factory=list)
     _reset_rules: list[_ResetRule] = field(default_factory=list)
     _stalls: list[tuple[str, re.Pattern[str], asyncio.Event]] = field(default_factory=list)
@@ -132,6 +135,10 @@ class FakeDiscordAPI:
         """Someone deletes what they wrote: a reply to it is refused unless it asks not to
         fail (``fail_if_not_exists: false``), then posted without the reference."""
         self.user_deleted.add(message_id)
+
+    def expire_token(self, token: str) -> None:
+        """The interaction's token is older than 15 minutes from now on."""
+        self.expired_tokens.add(token)
 
     def fail_next(
         self,
@@ -240,6 +247,10 @@ class FakeDiscordAPI:
                 record.status = 0
                 _reset_connection(request)
                 raise ConnectionResetError("connection reset by the fake (test control)")
+            webhook = re.match(r"/webhooks/\d+/([^/]+)", path)
+            if webhook is not None and webhook.group(1) in self.expired_tokens:
+                record.status = 401
+                return _json(401, {"message": "Invalid Webhook Token", "code": 50027})
             rule = self._matching_fail_rule(request.method, path)
             if rule is not None and rule.status != 429:
                 if rule.handled:

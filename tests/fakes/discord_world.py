@@ -155,6 +155,9 @@ class DiscordWorld:
         self.api.user_messages[:] = [m for m in self.api.user_messages if m["id"] != message_id]
         if self.api.messages.pop(message_id, None) is not None:  # one of the bot's
             self.api.deleted.append(message)
+            # An interaction's original response is also kept under its token.
+            for key in [k for k, m in self.api.messages.items() if m["id"] == message_id]:
+                del self.api.messages[key]
         event = self.api.delete_event(message_id, channel_id)
         if message.get("guild_id"):
             event["guild_id"] = message["guild_id"]

@@ -182,6 +182,12 @@ class FakeSlackAPI:
         self._notify()
         return len(live)
 
+    def delete_by_someone(self, channel: str, ts: str) -> None:
+        """Someone else (a moderator, the workspace owner) deletes a message: from then on
+        editing, streaming into or stopping it is ``message_not_found``, as Slack answers."""
+        self.messages[(channel, ts)].deleted = True
+        self._notify()
+
     def add_identity(self, token: str, identity: Identity) -> None:
         self.identities[token] = identity
 
@@ -384,7 +390,7 @@ class FakeSlackAPI:
 
     def _m_chat_update(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages.get((params["channel"], params["ts"]))
-        if message is None:
+        if message is None or message.deleted:
             return {"ok": False, "error": "message_not_found"}
         refused = _refused(params)
         if refused:
@@ -431,6 +437,8 @@ class FakeSlackAPI:
 
     def _m_chat_appendStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages[(params["channel"], params["ts"])]
+        if message.deleted:
+            return {"ok": False, "error": "message_not_found"}
         if not message.streaming:
             return {"ok": False, "error": NOT_STREAMING}
         more = params.get("markdown_text") or ""
@@ -442,6 +450,8 @@ class FakeSlackAPI:
 
     def _m_chat_stopStream(self, params: dict[str, Any], _token: str | None) -> dict[str, Any]:
         message = self.messages[(params["channel"], params["ts"])]
+        if message.deleted:
+            return {"ok": False, "error": "message_not_found"}
         if not message.streaming:
             return {"ok": False, "error": NOT_STREAMING}
         more = params.get("markdown_text") or ""

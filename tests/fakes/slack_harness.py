@@ -23,6 +23,7 @@ from bot.runtime import Runtime, build_runtime
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.fakes.loopback import serve_on_loopback
+from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_sender import SlackSender
 
@@ -71,6 +72,18 @@ def slack_settings(db_url: str, kb_uri: str, api: FakeSlackAPI, **extra: Any) ->
     }
     values.update(extra)
     return load_settings(**values)
+
+
+def model_settings(
+    db_url: str, kb_uri: str, api: FakeSlackAPI, model: FakeOpenAI, **extra: Any
+) -> Settings:
+    """Settings that answer with the OpenAI agent against ``model``, without retries."""
+    values: dict[str, Any] = {
+        "openai_api_key": FAKE_API_KEY,
+        "openai_base_url": model.base_url,
+        "openai_max_retries": 0,
+    }
+    return slack_settings(db_url, kb_uri, api, **{**values, **extra})
 
 
 def oauth_settings(db_url: str, kb_uri: str, api: FakeSlackAPI, **extra: Any) -> Settings:

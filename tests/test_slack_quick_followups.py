@@ -1,0 +1,52 @@
+"""One person asks the bot twice in quick succession in the same thread, through slack_sdk
+against the fake Slack and the OpenAI fake: the answers come in the order the questions were
+asked, and the second is answered knowing the first (the thread's memory holds both turns,
+in order), even when the first answer is the slower one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from storage.db import Database
+from tests.fakes.openai_server import FakeOpenAI, Turn, fake_openai
+from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
+from tests.fakes.slack_fixtures import api, kb_uri
+from tests.fakes.slack_harness import model_settings, running_harness
+from tests.fakes.slack_sender import app_mention, new_ts
+from tests.process_support import stored_turns
+
+__all__ = ["api", "fake_openai", "kb_uri"]
+BOT = DEFAULT_BOT_USER
+FIRST = "How do I reset my password?"
+SECOND = "And where are my invoices?"
+
+
+def _policy(request: dict[str, Any]) -> Turn:
+    """The first question's answer is slow to come, the second's fast."""
+    [*_, last] = [m for m in request["messages"] if m.get("role") == "user"]
+    if FIRST in str(last.get("content")):
+        return Turn(content="Answer one: open the settings page.", delay=1.5)
+    return Turn(content="Answer two: the Billing page.")
+
+
+async def test_two_quick_questions_in_a_thread_are_answered_in_order_knowing_each_other(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.policy = _policy
+    settings = model_settings(sqlite_url, kb_uri, api, fake_openai)
+    root = new_ts()
+    async with running_harness(api, settings, db=sqlite_db) as h, h.sender() as sender:
+        await sender.event(app_mention(text=f"<@{BOT}> {FIRST}", ts=root))
+        await asyncio.sleep(0.2)  # the same person, a moment later, in the answer's thread
+        await sender.event(app_mention(text=f"<@{BOT}> {SECOND}", ts=new_ts(), thread_ts=root))
+        await api.wait_for(lambda: len([m for m in api.posted() if "Answer" in m.text]) == 2)
+        await h.bot.wait_idle()
+    answers = [m.text for m in api.posted() if "Answer" in m.text]
+    assert [a.split(":")[0] for a in answers] == ["Answer one", "Answer two"]
+    [*_, second_request] = fake_openai.requests
+    history = " ".join(str(m.get("content")) for m in second_request["messages"])
+    assert FIRST in history and "Answer one" in history  # answered knowing the first turn
+    turns = [(role, text) for _session, role, text in await stored_turns(sqlite_db)]
+    assert [role for role, _ in turns] == ["user", "assistant", "user", "assistant"]
+    assert FIRST in turns[0][1] and "Answer one" in turns[1][1] and SECOND in turns[2][1]
