@@ -540,9 +540,7 @@ class DiscordAdapter:
 
         async def without_token() -> ReplySink:
             if ephemeral:
-                return ChannelSink(
-                    await self.client.create_dm(discord.Object(int(incoming.author.id)))
-                )
+                return ChannelSink(await self._dm(incoming.author.id))
             return ChannelSink(self._channel(incoming.conversation))
 
         primary = InteractionSink(
@@ -782,10 +780,14 @@ class DiscordAdapter:
                 allowed_mentions=discord.AllowedMentions.none(),
             )
 
+    async def _dm(self, user_id: str) -> discord.DMChannel:
+        """The DM channel with ``user_id`` (opened, or the cached one)."""
+        return await self.client.create_dm(discord.Object(int(user_id)))
+
     async def _tell_by_dm(self, user_id: str, text: str) -> None:
         """A note to ``user_id`` alone; when they take no DMs (50007), nobody is told."""
         try:
-            dm = await self.client.create_dm(discord.Object(int(user_id)))
+            dm = await self._dm(user_id)
             await dm.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.Forbidden as exc:
             if exc.code != CANNOT_MESSAGE_USER:
@@ -890,7 +892,7 @@ class DiscordAdapter:
         before sending the answer again."""
         note = texts.DISCORD_ANSWER_SENT_PRIVATELY
         try:
-            dm = await self.client.create_dm(discord.Object(int(incoming.author.id)))
+            dm = await self._dm(incoming.author.id)
             answer = ChannelSink(dm, on_post=posts.private_post(dm.id), record_whole=True)
             await answer.show(render.render_reply(final), final=True)
         except discord.Forbidden as exc:
