@@ -223,7 +223,9 @@ class Settings(BaseSettings):
         """The database file for SQLite URLs (None for PostgreSQL and in-memory SQLite)."""
         if not self.database_url.startswith("sqlite"):
             return None
-        path = self.database_url.split(":///", 1)[-1] if ":///" in self.database_url else ""
+        from sqlalchemy.engine import make_url  # here: `supportbot --help` needs no SQLAlchemy
+
+        path = make_url(self.database_url).database  # without a "?timeout=..." query
         return Path(path) if path and path != ":memory:" else None
 
     def secret(self, name: str) -> str:

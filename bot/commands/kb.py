@@ -179,32 +179,31 @@ def learned_answers_root(settings: Settings, wanted: list[str]) -> Path | None:
     from bot.learning import LEARNED_FOLDER
 
     root = Path(settings.learned_dir)
-    refresh_learned_folder(settings.database_url, root)
+    refresh_learned_folder(settings, root)
     if not (root / LEARNED_FOLDER).is_dir():
         return None
     named = {Path(item).resolve() for item in wanted if not _is_url(item)}
     return None if root.resolve() in named else root
 
 
-def refresh_learned_folder(database_url: str, root: Path) -> None:
+def refresh_learned_folder(settings: Settings, root: Path) -> None:
     """Write the approved answers this machine's folder lacks (bot.learning.write_approved). A
     SQLite file that does not exist yet, or a database never migrated, holds none; a database
     that cannot be read is one warning, and the folder is ingested as it is."""
     import asyncio
 
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from bot.learning import write_approved
     from storage import learned
     from storage.db import Database
 
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
-        return  # not created here: nothing was approved through it
+    sqlite = settings.sqlite_path
+    if settings.database_url.startswith("sqlite") and (sqlite is None or not sqlite.is_file()):
+        return  # not created here (or in memory): nothing was approved through it
 
     async def refresh() -> int:
-        db = Database(database_url)
+        db = Database(settings.database_url)
         try:
             if not await learned.queue_exists(db):
                 return 0
