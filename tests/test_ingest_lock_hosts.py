@@ -17,20 +17,14 @@ import sys
 from pathlib import Path
 
 from storage.ingest_lock import database_ingest_lock
+from tests.cli_support import run_supportbot
 from tests.core_support import build_kb
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def supportbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_supportbot(*args, cwd=cwd, env=env, timeout=120)
 
 
 def ingest_env(tmp_path: Path, database_url: str) -> dict[str, str]:
