@@ -65,10 +65,12 @@ SETS: dict[str, tuple[Path, Path]] = {
     "traefik": (EVAL / "traefik.jsonl", EVAL / "corpora" / "traefik" / "docs"),
     # Batch 9 only (held out, unscored), likewise: --sets celery --split heldout --fresh-batch 9.
     "celery": (EVAL / "celery.jsonl", EVAL / "corpora" / "celery" / "docs"),
+    # Batch 10 only (held out, unscored), likewise: --sets artemis --split heldout --fresh-batch 10.
+    "artemis": (EVAL / "artemis.jsonl", EVAL / "corpora" / "artemis" / "docs"),
     "sample": (EVAL / "questions.jsonl", ROOT / "bot" / "sample_docs"),
 }
-# What `make eval` scores: every set above except prometheus, scrapy, traefik and celery (held out
-# only, batches 6, 7, 8 and 9).
+# What `make eval` scores: every set above except prometheus, scrapy, traefik, celery and artemis
+# (held out only, batches 6 to 10).
 DEFAULT_SETS = "flask,etcd,pytest,fastapi,sample"
 TARGETS = {"recall_at_5": 0.95, "mrr_at_10": 0.85, "both_at_10": 0.80}
 DECISION_TARGET, REFUSAL_TARGET = 0.90, 0.80

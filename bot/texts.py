@@ -320,6 +320,13 @@ def kb_learned_not_refreshed(reason: str, folder: str) -> str:
     )
 
 
+def kb_not_locked_for_other_hosts(reason: str) -> str:
+    return (
+        "warning: the database could not be reached to lock the knowledge base against other "
+        f"hosts' ingests ({reason}); ingesting without that lock"
+    )
+
+
 # --- database CLI (supportbot db ..., supportbot memories export) ----------------------------
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from bot.responder import Responder
 from storage import channel_settings, migrate
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
+from tests.cli_support import run_supportbot
 from tests.test_answer_path import statements
 from tests.test_migrations import execute, table_names
 
@@ -53,15 +52,7 @@ def post(text: str, *, channel: str = "C1", msg_id: str = "m1") -> IncomingMessa
 
 
 def supportbot(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DATABASE_URL=database_url)
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    return run_supportbot(*args, cwd=cwd, env={"DATABASE_URL": database_url})
 
 
 async def test_migration_0008_up_down_keeps_channel_rows(any_db_url: str) -> None:

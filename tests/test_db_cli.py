@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from storage import migrate
+from tests.cli_support import run_supportbot
 
 HEAD = migrate.head_revision()
 
@@ -45,17 +46,8 @@ LEGACY_ROWS = [
 def supportbot(
     *args: str, cwd: Path, database_url: str | None = None
 ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if database_url is not None:
-        env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {"DATABASE_URL": database_url} if database_url is not None else {}
+    return run_supportbot(*args, cwd=cwd, env=env, unset=["DATABASE_URL"], timeout=60)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

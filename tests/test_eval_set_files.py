@@ -19,14 +19,24 @@ import pytest
 from bot.kb_eval import SPENT_BATCHES, UNSCORED_BATCHES, load_questions
 
 EVAL = Path(__file__).resolve().parent.parent / "bench" / "eval"
-EXTERNAL = ["flask", "etcd", "pytest", "fastapi", "prometheus", "scrapy", "traefik", "celery"]
-# Batches 4 to 9 were each written as a fresh held-out check after the earlier held-out halves
+EXTERNAL = [
+    "flask",
+    "etcd",
+    "pytest",
+    "fastapi",
+    "prometheus",
+    "scrapy",
+    "traefik",
+    "celery",
+    "artemis",
+]
+# Batches 4 to 10 were each written as a fresh held-out check after the earlier held-out halves
 # had been scored; they have no dev half by design (bench/eval/README.md).
-HELDOUT_ONLY_BATCHES = {4, 5, 6, 7, 8, 9}
+HELDOUT_ONLY_BATCHES = {4, 5, 6, 7, 8, 9, 10}
 # The sets holding each held-out-only batch (fastapi was written after batch 4, in one batch split
 # half and half; batch 5 was written for the first four sets; batch 6 is the whole prometheus set,
-# batch 7 the whole scrapy set, batch 8 the whole traefik set and batch 9 the whole celery set,
-# corpora no ranking or answering code of ours has run on).
+# batch 7 the whole scrapy set, batch 8 the whole traefik set, batch 9 the whole celery set and
+# batch 10 the whole artemis set, corpora no ranking or answering code of ours has run on).
 SETS_WITH_BATCH = {
     4: ["flask", "etcd", "pytest"],
     5: ["flask", "etcd", "pytest", "fastapi"],
@@ -34,10 +44,11 @@ SETS_WITH_BATCH = {
     7: ["scrapy"],
     8: ["traefik"],
     9: ["celery"],
+    10: ["artemis"],
 }
 # Sets made of held-out-only rows alone, each with the one batch it holds: no default run has
 # anything of them to score.
-FRESH_ONLY_SETS = {"prometheus": 6, "scrapy": 7, "traefik": 8, "celery": 9}
+FRESH_ONLY_SETS = {"prometheus": 6, "scrapy": 7, "traefik": 8, "celery": 9, "artemis": 10}
 
 
 def rows_of(name: str) -> list[dict]:
@@ -132,8 +143,8 @@ def test_unscored_batches_stay_out_of_every_run_unless_asked_for(batch: int, nam
 
 def test_held_out_only_batches_are_where_the_readme_says() -> None:
     """Batch 4 is in Flask, etcd and pytest only; batch 5 in those and FastAPI; batch 6 is the
-    prometheus set, every row of it, batch 7 the scrapy set, batch 8 the traefik set and batch 9
-    the celery set."""
+    prometheus set, every row of it, batch 7 the scrapy set, batch 8 the traefik set, batch 9
+    the celery set and batch 10 the artemis set."""
     for batch, names in SETS_WITH_BATCH.items():
         holding = [n for n in EXTERNAL if any(r.get("batch") == batch for r in rows_of(n))]
         assert holding == names, batch
@@ -143,12 +154,12 @@ def test_held_out_only_batches_are_where_the_readme_says() -> None:
 def test_the_fresh_only_sets_are_registered_but_out_of_every_default_run(
     name: str, batch: int
 ) -> None:
-    """prometheus, scrapy, traefik and celery are in SETS (so each can be scored once, on purpose)
-    but not in `make eval`'s default sets, not among the sets the answer-or-refuse model is fitted
-    on until their batch is spent (prometheus's batch 6 is, since 2026-12-05), and every row is of
-    the set's one batch (6 to 9): with no --fresh-batch, no split of it has a question to score.
-    When scored, it is reported as the held-out split (whose per-question misses are dropped), not
-    as "all"."""
+    """prometheus, scrapy, traefik, celery and artemis are in SETS (so each can be scored once, on
+    purpose) but not in `make eval`'s default sets, not among the sets the answer-or-refuse model is
+    fitted on until their batch is spent (prometheus's batch 6 is, since 2026-12-05), and every row
+    is of the set's one batch (6 to 10): with no --fresh-batch, no split of it has a question to
+    score. When scored, it is reported as the held-out split (whose per-question misses are
+    dropped), not as "all"."""
     eval_sets = _bench_module("eval_sets")
     fit_refusal = (EVAL / "fit_refusal.py").read_text(encoding="utf-8")
     assert batch in UNSCORED_BATCHES
@@ -196,11 +207,11 @@ def test_supportbot_eval_leaves_the_unscored_batches_out_unless_asked_for(tmp_pa
 
 
 def test_the_model_is_fitted_on_spent_batches_only() -> None:
-    """fit_refusal.py reads the spent fresh batches (4-6) of a set and never an unspent one (7-9),
+    """fit_refusal.py reads the spent fresh batches (4-6) of a set and never an unspent one (7-10),
     nor the original held-out halves (rows without a batch)."""
-    assert SPENT_BATCHES < UNSCORED_BATCHES and not SPENT_BATCHES & {7, 8, 9}
+    assert SPENT_BATCHES < UNSCORED_BATCHES and not SPENT_BATCHES & {7, 8, 9, 10}
     fit_refusal = _bench_module("fit_refusal", EVAL / "fit_refusal.py")
-    for name in (*fit_refusal.SEMANTIC_SETS, "scrapy", "traefik", "celery"):
+    for name in (*fit_refusal.SEMANTIC_SETS, "scrapy", "traefik", "celery", "artemis"):
         spent = fit_refusal.spent_questions(name)
         assert all(q.batch in SPENT_BATCHES for q in spent)
         expected = [r for r in rows_of(name) if r.get("batch") in SPENT_BATCHES]
@@ -208,3 +219,4 @@ def test_the_model_is_fitted_on_spent_batches_only() -> None:
     assert fit_refusal.spent_questions("scrapy") == []
     assert fit_refusal.spent_questions("traefik") == []
     assert fit_refusal.spent_questions("celery") == []
+    assert fit_refusal.spent_questions("artemis") == []

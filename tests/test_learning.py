@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from bot.responder import Responder
 from storage import learned, migrate
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
+from tests.cli_support import run_supportbot
 from tests.core_support import build_kb
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_fixtures import api  # noqa: F401
@@ -42,14 +41,7 @@ def asked(text: str, thread: str, msg_id: str) -> IncomingMessage:
 
 
 def supportbot(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=dict(os.environ, **env),
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    return run_supportbot(*args, cwd=cwd, env=env)
 
 
 async def answered_from_learned(responder: Responder, thread: str) -> object:

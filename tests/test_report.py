@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from storage.db import Database
 from storage.embeddings import local_embedder_available, make_embedder
 from storage.knowledge import KnowledgeBase
 from storage.models import Feedback, Memory
+from tests.cli_support import run_supportbot
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=10)
@@ -148,15 +147,8 @@ def make_kb(tmp_path: Path) -> Path:
 
 
 def supportbot(*args: str, url: str, kb: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DATABASE_URL=url, SUPPORTBOT_KB_URI=str(kb), SUPPORTBOT_EMBEDDER="none")
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    env = {"DATABASE_URL": url, "SUPPORTBOT_KB_URI": str(kb), "SUPPORTBOT_EMBEDDER": "none"}
+    return run_supportbot(*args, cwd=cwd, env=env)
 
 
 async def test_report_json_matches_hand_count(any_db_url: str, tmp_path: Path) -> None:

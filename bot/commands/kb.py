@@ -145,7 +145,8 @@ def ingest(
 
     if interval is None:
         also = learned_answers_root(settings, wanted)
-        _ingest_once(kb, wanted, also, prune=prune, recreate=recreate, max_pages=max_pages)
+        with _other_hosts_kept_out(settings, kb.uri):
+            _ingest_once(kb, wanted, also, prune=prune, recreate=recreate, max_pages=max_pages)
         return
     from bot.commands.every import run_every
 
@@ -155,7 +156,8 @@ def ingest(
         nonlocal rebuilt
         rebuild = recreate and not rebuilt
         also = learned_answers_root(settings, wanted)  # answers approved since the last round
-        _ingest_once(kb, wanted, also, prune=prune, recreate=rebuild, max_pages=max_pages)
+        with _other_hosts_kept_out(settings, kb.uri):
+            _ingest_once(kb, wanted, also, prune=prune, recreate=rebuild, max_pages=max_pages)
         rebuilt = True
 
     run_every(interval, one_round)
@@ -219,6 +221,23 @@ def refresh_learned_folder(settings: Settings, root: Path) -> None:
         return
     if written:
         typer.echo(texts.kb_learned_refreshed(written, str(root)), err=True)
+
+
+@contextmanager
+def _other_hosts_kept_out(settings: Settings, uri: str) -> Iterator[None]:
+    """One ingest at a time among the hosts sharing this PostgreSQL database (the folder's own
+    lock, taken by the ingest, reaches one host only)."""
+    from storage.ingest_lock import database_ingest_lock
+
+    with storage_errors(), database_ingest_lock(settings.database_url, uri, _not_locked):
+        yield
+
+
+def _not_locked(reason: str) -> None:
+    """A database that cannot be reached is one warning: the docs are still brought up to date,
+    as before the lock existed."""
+    log.warning("ingest not locked against other hosts: %s", reason)
+    typer.echo(texts.kb_not_locked_for_other_hosts(reason), err=True)
 
 
 def _ingest_once(
