@@ -30,8 +30,10 @@ DEFAULT_MIN_COVERAGE = MIN_COVERAGE
 # (19:35 UTC): 0.80 gives 89.3% / 71.7%, 0.85 would answer 61.6%. No bar reaches 95% pooled
 # precision with 70% coverage (docs/bench-sections/autoanswer.md). The model refitted on the
 # spent fresh batches too (2026-12-05): 0.75 is the highest bar answering 70% of the answerable
-# fit rows (bench/eval/fit_refusal.py --semantic prints it).
-DEFAULT_MIN_PROBABILITY = 0.75
+# fit rows (bench/eval/fit_refusal.py --semantic prints it). Refitted with batches 7 and 8 too
+# (thirteenth session): the answer threshold itself (0.755) answers only 66.7% of the answerable
+# fit rows, so the bar is that threshold, rounded: 0.76.
+DEFAULT_MIN_PROBABILITY = 0.76
 QUESTION_CHARS = 500  # kept in the record, for the report's coverage gaps
 
 

@@ -207,16 +207,16 @@ def test_supportbot_eval_leaves_the_unscored_batches_out_unless_asked_for(tmp_pa
 
 
 def test_the_model_is_fitted_on_spent_batches_only() -> None:
-    """fit_refusal.py reads the spent fresh batches (4-6) of a set and never an unspent one (7-10),
-    nor the original held-out halves (rows without a batch)."""
-    assert SPENT_BATCHES < UNSCORED_BATCHES and not SPENT_BATCHES & {7, 8, 9, 10}
+    """fit_refusal.py reads the spent fresh batches (4-8) of a set and never an unspent one (9,
+    10), nor the original held-out halves (rows without a batch)."""
+    assert SPENT_BATCHES < UNSCORED_BATCHES and not SPENT_BATCHES & {9, 10}
     fit_refusal = _bench_module("fit_refusal", EVAL / "fit_refusal.py")
-    for name in (*fit_refusal.SEMANTIC_SETS, "scrapy", "traefik", "celery", "artemis"):
+    for name in (*fit_refusal.SEMANTIC_SETS, "celery", "artemis"):
         spent = fit_refusal.spent_questions(name)
         assert all(q.batch in SPENT_BATCHES for q in spent)
         expected = [r for r in rows_of(name) if r.get("batch") in SPENT_BATCHES]
         assert len(spent) == len(expected), name
-    assert fit_refusal.spent_questions("scrapy") == []
-    assert fit_refusal.spent_questions("traefik") == []
+    assert len(fit_refusal.spent_questions("scrapy")) == len(rows_of("scrapy"))
+    assert len(fit_refusal.spent_questions("traefik")) == len(rows_of("traefik"))
     assert fit_refusal.spent_questions("celery") == []
     assert fit_refusal.spent_questions("artemis") == []
