@@ -368,6 +368,7 @@ async def main() -> int:
     print(f"\nload average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; ", end="")
     print(f"{time.perf_counter() - started:.0f} s")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
     if args.write:
         REPORT.parent.mkdir(parents=True, exist_ok=True)
