@@ -559,6 +559,37 @@ async def test_a_discord_hand_off_cut_short_by_sigkill_is_said_after_restart(
         assert escalation.status == "open"
 
 
+async def test_a_discord_click_finding_the_hand_off_open_is_answered_once_after_sigkill(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # `run discord`: Bob clicks "Talk to a human" under an answer whose hand-off Alice opened,
+    # and the process is SIGKILLed while Discord has not answered the click's reply. That click
+    # recorded nothing, so the restarted process told Bob to try again. Now it finishes as the
+    # click that found the hand-off open: "already open", once; still one hand-off, one notice.
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
+        world = running.world
+        team = world.no_threads_channel_id
+        _thread, answer = await _answered_in_thread(world)
+        human = answer["components"][0]["components"][2]["custom_id"]
+        await world.interaction_done((await world.click(answer, human))["token"])
+        await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
+        reply = r"/webhooks/\d+/[^/]+/messages/@original"
+        replies = len(world.api.find("PATCH", reply))
+        world.api.stall("PATCH", reply)
+        click = await world.click(answer, human, author=world.bob)
+        await world.api.wait_for(lambda: len(world.api.find("PATCH", reply)) > replies, timeout=20)
+        await running.kill()
+        world.api.unstall()
+        await running.restart()
+        [done] = await world.interaction_done(click["token"], timeout=30)
+        assert done["content"] == texts.ESCALATION_ALREADY_OPEN
+        await asyncio.sleep(1.5)
+        assert len(world.api.interaction_messages(click["token"])) == 1
+        assert len(world.api.channel_messages(team)) == 1
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "open" and escalation.requested_by == world.alice["id"]
+
+
 async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
     sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
 ) -> None:

@@ -1083,12 +1083,13 @@ class DiscordAdapter:
         guild_id: int | None,
     ) -> Reply:
         """A "Mark resolved" click: the core checks, records it in the click's work, closes the
-        hand-off and learns the team's answer; the notice and the forum post are updated."""
+        hand-off and learns the team's answer; the notice and the forum post are updated when
+        the click closed it (one on a closed hand-off only tells its clicker, as on Slack)."""
 
         async def link(row: Escalation) -> str | None:
             return thread_link(guild_id, row)
 
-        reply = await escalation_recovery.resolve(
+        outcome = await escalation_recovery.resolve(
             self.responder,
             self.escalations.policy,
             work.payload,
@@ -1100,9 +1101,10 @@ class DiscordAdapter:
             thread_link=link,
             **{GUILD_KEY: guild_id},
         )
-        await self.escalations.mark_notice_resolved(self.client, escalation_id)
-        await self._mark_solved(escalation_id)
-        return reply
+        if outcome.closed:
+            await self.escalations.mark_notice_resolved(self.client, escalation_id)
+            await self._mark_solved(escalation_id)
+        return outcome.reply
 
     async def _resume_hand_off_click(self, work: Work) -> bool:
         """A hand-off click a crash cut short (its lease ran out) after it changed the hand-off:

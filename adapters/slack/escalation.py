@@ -304,7 +304,7 @@ class SlackEscalations:
         row = await escalation.get(self.db, escalation_id)
         clicked = f"{p.get('channel')}:{p.get('message_ts')}"
         on_notice = row is not None and row.notice_ref == clicked
-        reply = await escalation_recovery.resolve(
+        outcome = await escalation_recovery.resolve(
             self.responder,
             self.policy,
             p,
@@ -315,10 +315,10 @@ class SlackEscalations:
             read_thread=thread_reader(client),
             thread_link=partial(_permalink, client),
         )
-        resolved = await escalation.get(self.db, escalation_id)
-        if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:
+        resolved = await escalation.get(self.db, escalation_id) if outcome.closed else None
+        if resolved is not None:
             await self._mark_notice_resolved(client, resolved)
-        return Resolution(reply, on_notice)
+        return Resolution(outcome.reply, on_notice)
 
     async def _mark_notice_resolved(self, client: AsyncWebClient, row: Escalation) -> None:
         where = escalation.notice_location(row)
