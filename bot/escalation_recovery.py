@@ -12,9 +12,12 @@ later attempt reads that record and carries on as the click that did it: a reque
 hand-off was opened (and the team's notice, inbox work of its own, goes out once), a resolve
 finishes (``Responder.resolve_escalation(resumed=True)``). A request that found the hand-off
 open already records that too (who asked where), so a later attempt answers "already open"
-instead of "try again". The adapter keeps the wire format: reading the click, the thread's
-link, showing the reply, the notice and the forum tags; it updates the notice and the tags only
-when the core says the click closed the hand-off (``Resolution.closed``).
+instead of "try again". Where the conversation is told with a new post that is not
+idempotent (Slack), the post is recorded as beginning before it is made, so a later attempt
+looks for it before posting again (``record_announcing``). The adapter keeps the wire
+format: reading the click, the thread's link, showing the reply, the notice and the forum
+tags; it updates the notice and the tags only when the core says the click closed the hand-off
+(``Resolution.closed``).
 
 The payload keys are those earlier versions wrote (a row they stored still resumes).
 """
@@ -43,6 +46,9 @@ log = logging.getLogger(__name__)
 # conversation (a platform whose announcement is not idempotent asks before posting again).
 OPENED_KEY = "opened_escalation"
 ANNOUNCED_KEY = "announced_escalation"
+# The conversation is being told (recorded just before the post): a later attempt on a
+# platform without an idempotent post looks for that post before posting again.
+ANNOUNCING_KEY = "announcing_escalation"
 # A request that found the hand-off open already (another click or the agent opened it).
 FOUND_KEY = "found_escalation"
 # Who asked, and in which conversation (a session id): what a later attempt of the request
@@ -75,13 +81,15 @@ def recorder(inbox: Inbox, work: Work) -> Record:
 class HumanRequest:
     """What a click of "Talk to a human" did. ``opened``: this click opened the hand-off, now
     or in an attempt before a crash (the conversation is to be told; otherwise it was open
-    already). ``announced``: an earlier attempt told the conversation so."""
+    already). ``announced``: an earlier attempt told the conversation so. ``announcing``: an
+    earlier attempt began telling it and may have (its post made, its record lost)."""
 
     reply: Reply
     escalation_id: int
     opened: bool
     resumed: bool
     announced: bool
+    announcing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +130,15 @@ async def request_human(
     elif escalation_id and payload.get(FOUND_KEY) != escalation_id:
         await record({FOUND_KEY: escalation_id, **who})
     announced = bool(escalation_id) and payload.get(ANNOUNCED_KEY) == escalation_id
-    return HumanRequest(reply, escalation_id, hand_off.created or resumed, resumed, announced)
+    announcing = bool(escalation_id) and payload.get(ANNOUNCING_KEY) == escalation_id
+    opened = hand_off.created or resumed
+    return HumanRequest(reply, escalation_id, opened, resumed, announced, announcing)
+
+
+async def record_announcing(record: Record, escalation_id: int, **platform_fields: Any) -> None:
+    """The conversation is about to be told of ``escalation_id`` (with the adapter's fields, such
+    as when it began): a later attempt knows a post may exist and looks for it first."""
+    await record({ANNOUNCING_KEY: escalation_id, **platform_fields})
 
 
 async def record_announced(record: Record, escalation_id: int) -> None:

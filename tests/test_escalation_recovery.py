@@ -94,6 +94,13 @@ async def test_a_request_records_what_a_later_attempt_needs_and_that_attempt_say
     )
     assert (again.escalation_id, again.opened, again.resumed) == (first.escalation_id, True, True)
     assert again.reply.text == texts.ESCALATION_OPENED and not again.announced
+    assert not again.announcing
+    # About to post: a later attempt knows a post may exist (and the adapter's "since").
+    await escalation_recovery.record_announcing(work.record, first.escalation_id, since="1.0")
+    posting = await escalation_recovery.request_human(
+        bot, work.payload, DISCORD_ASKED_IN, "UASK", work.record
+    )
+    assert posting.announcing and not posting.announced and work.payload["since"] == "1.0"
     await escalation_recovery.record_announced(work.record, first.escalation_id)
     told = await escalation_recovery.request_human(
         bot, work.payload, DISCORD_ASKED_IN, "UASK", work.record

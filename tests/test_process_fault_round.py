@@ -416,6 +416,10 @@ HAND_OFF_CUTS = {
     "notice-unsent": ("CTEAM0001", "CTEAM0001", False),
     "notice-sent": ("CTEAM0001", "CTEAM0001", True),
     "mention-unsent": ("S0TEAM0001", "C0000001", False),
+    # The hand-off's message in the thread was posted, its record lost with the process: it
+    # used to be posted a second time after the restart.
+    "message-sent": ("CTEAM0001", "C0000001", True),
+    "mention-sent": ("S0TEAM0001", "C0000001", True),
 }
 
 
