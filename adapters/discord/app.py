@@ -546,7 +546,18 @@ class DiscordAdapter:
         primary = InteractionSink(
             interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
         )
-        return OutlivedTokenSink(primary, without_token)
+        # Ephemeral messages are not the channel's: only the token could delete them.
+        retract = None if ephemeral else self._delete_own_messages
+        return OutlivedTokenSink(primary, without_token, retract)
+
+    async def _delete_own_messages(self, messages: list[tuple[int, int]]) -> None:
+        """Delete the bot's own messages by (channel, message) with the bot's token (best
+        effort: one already gone, or that Discord refuses, is logged and left)."""
+        for channel_id, message_id in messages:
+            try:
+                await self.client.http.delete_message(channel_id, message_id)
+            except (discord.HTTPException, OSError, TimeoutError) as exc:
+                log.info("discord: could not delete message %s (%s)", message_id, describe(exc))
 
     async def _confirm_ask(self, work: Work, text: str) -> None:
         """Fill in the deferred private response of the "Ask supportbot" command that claimed
