@@ -208,11 +208,10 @@ def token_gone(exc: BaseException) -> bool:
 
 def _location(message: Any) -> tuple[int, int] | None:
     """(channel, message) ids of a message an interaction's webhook returned, if it says."""
-    channel_id = getattr(message, "channel_id", None) or getattr(
-        getattr(message, "channel", None), "id", None
-    )
-    message_id = getattr(message, "id", None)
-    return (int(channel_id), int(message_id)) if channel_id and message_id else None
+    channel = getattr(message, "channel", None)
+    if channel is None or not getattr(message, "id", None):
+        return None
+    return int(channel.id), int(message.id)
 
 
 # Deletes messages by (channel, message) with the bot's own token (an interaction's token may
