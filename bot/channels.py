@@ -58,8 +58,10 @@ class ChannelPolicy:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def refusal_text(self, platform: Platform) -> str:
-        return texts.not_in_docs(self.refusal_language, buttons=platform.has_buttons)
+    def refusal_text(self, platform: Platform, *, command: bool = False) -> str:
+        """The refusal in this channel's language, offering a human the way the reply can:
+        ``command`` when it answers a slash command (Slack's has no buttons)."""
+        return texts.not_in_docs(self.refusal_language, platform.human_route(command=command))
 
 
 DEFAULT_POLICY = ChannelPolicy()  # a channel without a row

@@ -11,6 +11,10 @@ class ConfigError(SupportbotError):
     """A missing or invalid setting; names the environment variable."""
 
 
+class PlatformUnreachableError(SupportbotError):
+    """A chat platform's API could not be reached at start; names its base URL (never a token)."""
+
+
 class DatabaseError(SupportbotError):
     """The database cannot be reached, or its schema does not match the code."""
 

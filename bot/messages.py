@@ -19,6 +19,16 @@ def edited_id(message_id: str, edit: str) -> str:
     return f"{message_id}{EDIT_MARK}{edit}"
 
 
+class HumanRoute(enum.StrEnum):
+    """How a refusal tells its asker to bring in a human: with what the reply has."""
+
+    BUTTON = "button"  # the reply's own "Talk to a human" button
+    TYPED = "typed"  # no buttons at all (a terminal): a "yes", or the phrase, typed
+    # A slash command's reply without that button (Slack's /ask: a private response with only
+    # "Share in channel"): ask again by mentioning the bot, where the reply has the button.
+    MENTION = "mention"
+
+
 class Platform(enum.StrEnum):
     SLACK = "slack"
     DISCORD = "discord"
@@ -28,6 +38,15 @@ class Platform(enum.StrEnum):
     def has_buttons(self) -> bool:
         """Whether replies carry buttons ("Talk to a human", feedback): not in a terminal."""
         return self is not Platform.CONSOLE
+
+    def human_route(self, *, command: bool) -> HumanRoute:
+        """How a refusal to a message (``command``: to a slash command) offers a human. Slack
+        answers /ask privately without the button; Discord's /ask answer carries it."""
+        if not self.has_buttons:
+            return HumanRoute.TYPED
+        if command and self is Platform.SLACK:
+            return HumanRoute.MENTION
+        return HumanRoute.BUTTON
 
     @property
     def delivers_replies(self) -> bool:

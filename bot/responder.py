@@ -38,7 +38,6 @@ from bot.messages import (
     Author,
     ConversationKey,
     IncomingMessage,
-    Platform,
     Reply,
     ReplyKind,
     Slow,
@@ -289,7 +288,7 @@ class Responder:
                 if first_token_ms is None:
                     first_token_ms = round((time.perf_counter() - started) * 1000, 2)
                 if not auto:  # an auto-answer is held back until the gate has judged it
-                    yield _localized(item, policy, msg.conversation.platform)
+                    yield _localized(item, policy, msg)
             if result is None:  # an agent must end with a result; treat a silent one as a bug
                 raise RuntimeError("agent finished without a result")
             metrics.observe_latency(result.tool_metadata, first_token_ms)
@@ -318,7 +317,7 @@ class Responder:
                 yield result.text
             text, kind = result.text, result.kind
             if kind is ReplyKind.NO_ANSWER and text == texts.NOT_IN_DOCS:
-                text = policy.refusal_text(msg.conversation.platform)
+                text = _localized(text, policy, msg)
             if problem == "truncated":
                 note = "\n\n" + texts.truncated_note(self.max_question_chars)
                 text += note
@@ -601,10 +600,12 @@ class Responder:
         return Reply(text=text, kind=ReplyKind.INFO, ephemeral=ephemeral, session_id=session_id)
 
 
-def _localized(delta: str, policy: ChannelPolicy, platform: Platform) -> str:
-    """The refusal streamed in the channel's language, saying how to ask for a human on this
-    platform (other text is the model's own)."""
-    return policy.refusal_text(platform) if delta == texts.NOT_IN_DOCS else delta
+def _localized(delta: str, policy: ChannelPolicy, msg: IncomingMessage) -> str:
+    """The refusal streamed in the channel's language, saying how to ask for a human with what
+    the reply to ``msg`` has (a button, or not on a Slack /ask); other text is the model's."""
+    if delta != texts.NOT_IN_DOCS:
+        return delta
+    return policy.refusal_text(msg.conversation.platform, command=msg.command is not None)
 
 
 # What "answers" means for that rule: an answer, and a refusal ("not in the docs") to the

@@ -177,8 +177,11 @@ def _asks(text: str) -> bool:
 
 def offered_human(answer: str) -> bool:
     """Was this (stored) answer the refusal that asks whether to bring in a human?"""
-    refusals = (*texts.NOT_IN_DOCS_TRANSLATIONS.values(), *texts.NOT_IN_DOCS_TYPED.values())
-    return any(answer.startswith(refusal) for refusal in refusals)
+    return any(
+        answer.startswith(refusal)
+        for by_language in texts.NOT_IN_DOCS_BY_ROUTE.values()
+        for refusal in by_language.values()
+    )
 
 
 def _positive(ch: str) -> bool:

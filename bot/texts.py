@@ -32,48 +32,72 @@ ERROR_MODEL_FILTERED = (
 ANSWER_CUT_SHORT = "_(This answer was cut short. Ask a narrower question for the rest.)_"
 
 # The refusal in the languages a channel may choose (`supportbot channels set
-# --refusal-language`): what it says, then how to ask for a human where the platform shows a
-# "Talk to a human" button (Slack, Discord), then how where there is none and one types it
-# (the console: a "yes" to the offer, or the phrase, opens the hand-off).
+# --refusal-language`): what it says, then how to ask for a human, by what the reply has
+# (``bot.messages.HumanRoute``): the "Talk to a human" button (Slack, Discord); no buttons at
+# all, so one types it (the console: a "yes" to the offer, or the phrase, opens the hand-off);
+# a slash command's reply without the button (Slack's /ask), so one asks again by mention.
 _REFUSALS = {
     "en": (
         "I couldn't find this in the documentation, so I'd rather not guess. "
         "Would you like me to bring in a human?",
-        "Use the *Talk to a human* button (or say “talk to a human”).",
-        "Reply “yes”, or say “talk to a human”.",
+        {
+            "button": "Use the *Talk to a human* button (or say “talk to a human”).",
+            "typed": "Reply “yes”, or say “talk to a human”.",
+            "mention": "To bring in a human, mention me with your question in the channel (or "
+            "message me directly) and use the *Talk to a human* button under my reply.",
+        },
     ),
     "fr": (
         "Je n'ai pas trouvé cela dans la documentation, je préfère donc ne pas deviner. "
         "Voulez-vous que je fasse appel à un humain ?",
-        "Utilisez le bouton *Talk to a human* (ou écrivez « talk to a human »).",
-        "Répondez « oui », ou écrivez « talk to a human ».",
+        {
+            "button": "Utilisez le bouton *Talk to a human* (ou écrivez « talk to a human »).",
+            "typed": "Répondez « oui », ou écrivez « talk to a human ».",
+            "mention": "Pour faire appel à un humain, mentionnez-moi avec votre question dans "
+            "le canal (ou écrivez-moi en message direct) et utilisez le bouton "
+            "*Talk to a human* sous ma réponse.",
+        },
     ),
     "de": (
         "Das habe ich in der Dokumentation nicht gefunden, daher rate ich lieber nicht. "
         "Soll ich einen Menschen hinzuholen?",
-        "Nutzen Sie die Schaltfläche *Talk to a human* (oder schreiben Sie „talk to a human“).",
-        "Antworten Sie „ja“, oder schreiben Sie „talk to a human“.",
+        {
+            "button": "Nutzen Sie die Schaltfläche *Talk to a human* "
+            "(oder schreiben Sie „talk to a human“).",
+            "typed": "Antworten Sie „ja“, oder schreiben Sie „talk to a human“.",
+            "mention": "Um einen Menschen hinzuzuholen, erwähnen Sie mich mit Ihrer Frage im "
+            "Kanal (oder schreiben Sie mir direkt) und nutzen Sie die Schaltfläche "
+            "*Talk to a human* unter meiner Antwort.",
+        },
     ),
     "es": (
         "No encontré esto en la documentación, así que prefiero no adivinar. "
         "¿Quiere que avise a una persona?",
-        "Use el botón *Talk to a human* (o escriba «talk to a human»).",
-        "Responda «sí», o escriba «talk to a human».",
+        {
+            "button": "Use el botón *Talk to a human* (o escriba «talk to a human»).",
+            "typed": "Responda «sí», o escriba «talk to a human».",
+            "mention": "Para avisar a una persona, mencióneme con su pregunta en el canal (o "
+            "escríbame por mensaje directo) y use el botón *Talk to a human* bajo mi "
+            "respuesta.",
+        },
     ),
 }
-NOT_IN_DOCS_TRANSLATIONS = {
-    code: f"{lead} {button}" for code, (lead, button, _) in _REFUSALS.items()
+# The refusal for each route (``HumanRoute`` values), in each language.
+NOT_IN_DOCS_BY_ROUTE = {
+    route: {code: f"{lead} {ways[route]}" for code, (lead, ways) in _REFUSALS.items()}
+    for route in ("button", "typed", "mention")
 }
+NOT_IN_DOCS_TRANSLATIONS = NOT_IN_DOCS_BY_ROUTE["button"]
 # Where the platform has no buttons: the same refusal, saying what to type instead.
-NOT_IN_DOCS_TYPED = {code: f"{lead} {typed}" for code, (lead, _, typed) in _REFUSALS.items()}
+NOT_IN_DOCS_TYPED = NOT_IN_DOCS_BY_ROUTE["typed"]
 # The agent's refusal; the Responder puts the channel's language and platform's way in.
 NOT_IN_DOCS = NOT_IN_DOCS_TRANSLATIONS["en"]
 
 
-def not_in_docs(language: str | None, *, buttons: bool = True) -> str:
-    """The refusal in ``language`` (an ISO code such as "fr"; English when unknown), for a
-    platform with or without the "Talk to a human" button."""
-    refusals = NOT_IN_DOCS_TRANSLATIONS if buttons else NOT_IN_DOCS_TYPED
+def not_in_docs(language: str | None, route: str = "button") -> str:
+    """The refusal in ``language`` (an ISO code such as "fr"; English when unknown) that offers
+    a human by ``route`` (a ``bot.messages.HumanRoute``)."""
+    refusals = NOT_IN_DOCS_BY_ROUTE[route]
     return refusals.get((language or "en").lower(), refusals["en"])
 
 

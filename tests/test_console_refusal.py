@@ -8,7 +8,7 @@ import io
 
 from adapters.console import ConsoleAdapter
 from bot import texts
-from bot.messages import ReplyKind
+from bot.messages import HumanRoute, Platform, ReplyKind
 from storage.db import Database
 from storage.knowledge import KnowledgeBase
 from tests.core_support import kb_fixture, message, responder  # noqa: F401
@@ -44,6 +44,18 @@ async def test_platforms_with_buttons_keep_the_button_in_the_refusal(
 
 def test_a_refusal_in_every_language_on_the_console_says_what_to_type() -> None:
     for code in texts.NOT_IN_DOCS_TRANSLATIONS:
-        typed = texts.not_in_docs(code, buttons=False)
+        typed = texts.not_in_docs(code, HumanRoute.TYPED)
         assert "*Talk to a human*" not in typed and "talk to a human" in typed
         assert typed != texts.not_in_docs(code)
+
+
+def test_each_platform_offers_a_human_the_way_its_reply_can() -> None:
+    # Slack's /ask reply has no buttons (a private response): it says to ask by mention.
+    assert Platform.SLACK.human_route(command=True) is HumanRoute.MENTION
+    assert Platform.SLACK.human_route(command=False) is HumanRoute.BUTTON
+    assert Platform.DISCORD.human_route(command=True) is HumanRoute.BUTTON
+    assert Platform.CONSOLE.human_route(command=False) is HumanRoute.TYPED
+    for code in texts.NOT_IN_DOCS_TRANSLATIONS:
+        by_mention = texts.not_in_docs(code, HumanRoute.MENTION)
+        assert by_mention.startswith(texts.not_in_docs(code).split("?")[0])
+        assert by_mention not in (texts.not_in_docs(code), texts.not_in_docs(code, "typed"))

@@ -118,6 +118,33 @@ async def test_forum_workflow(
     assert draft.thread_link == f"https://discord.com/channels/{world.guild_id}/{thread_id}"
 
 
+async def test_mark_resolved_on_a_closed_hand_off_only_tells_the_clicker(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """A second "Mark resolved" (the hand-off's button in the post, after the hand-off was
+    closed) edited the team's notice again and re-applied the forum tags. Now, as on Slack, it
+    changes nothing and only its clicker is told, privately, that the hand-off is closed."""
+    team = world.no_threads_channel_id
+    running = await start_forum_bot(
+        world, sqlite_db, sqlite_url, kb_uri, discord_escalation_channel=team
+    )
+    try:
+        thread_id, _ = await world.forum_post("How do I reset my password?")
+        opened = await hand_off(world, (await world.bot_messages(thread_id))[0])
+        await world.bot_messages(team)
+        resolve_id, _ = await mark_resolved(world, opened)
+        await until(lambda: world.api.threads[thread_id]["thread_metadata"]["archived"])
+        changes = [rf"/channels/{thread_id}", rf"/channels/{team}/messages/\d+"]
+        before = [len(world.api.find("PATCH", path)) for path in changes]
+        again = await world.click(opened[0], resolve_id, author=world.bob)
+        [told] = await world.interaction_done(again["token"])
+        await asyncio.sleep(0.5)  # an edit after the answer would show now
+    finally:
+        await running.stop()
+    assert told["content"] == texts.ESCALATION_NOT_OPEN and told["flags"] & 64
+    assert [len(world.api.find("PATCH", path)) for path in changes] == before
+
+
 async def test_forum_workflow_on_a_post_discord_py_has_not_cached(
     world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
 ) -> None:

@@ -86,6 +86,22 @@ async def test_ask_is_deferred_within_3s_then_answered(
     assert "According to the docs" in done[0]["content"]
 
 
+async def test_an_ask_refusal_carries_the_button_it_mentions(
+    world: DiscordWorld, bot: RunningBot
+) -> None:
+    # Unlike Slack's, Discord's `/ask` answer has the "Talk to a human" button: its refusal
+    # keeps saying so (the button is there, and opens the hand-off).
+    asked = await world.slash("ask", {"question": "How do I configure the quantum flux capacitor?"})
+    [refusal] = await world.interaction_done(asked["token"])
+    assert refusal["content"].startswith(texts.NOT_IN_DOCS)
+    [human] = refusal["components"][0]["components"]
+    assert human["label"] == texts.DISCORD_BUTTON_HUMAN
+    [opened] = await world.interaction_done(
+        (await world.click(refusal, human["custom_id"]))["token"]
+    )
+    assert opened["content"] == texts.ESCALATION_OPENED
+
+
 async def test_ask_ephemeral_and_help(world: DiscordWorld, bot: RunningBot) -> None:
     private = await world.slash(
         "ask", {"question": "Where can I download past invoices?", "ephemeral": True}

@@ -54,7 +54,7 @@ def bot(db: Database, tmp_path: Path) -> Responder:
 
 async def _resolve(
     bot: Responder, work: ClickWork, escalation_id: int, user: str, **platform_fields: Any
-) -> Any:
+) -> escalation_recovery.Resolution:
     return await escalation_recovery.resolve(
         bot,
         EscalationPolicy(resolvers=Resolvers.TEAM_OR_ASKER),
@@ -94,6 +94,13 @@ async def test_a_request_records_what_a_later_attempt_needs_and_that_attempt_say
     )
     assert (again.escalation_id, again.opened, again.resumed) == (first.escalation_id, True, True)
     assert again.reply.text == texts.ESCALATION_OPENED and not again.announced
+    assert not again.announcing
+    # About to post: a later attempt knows a post may exist (and the adapter's "since").
+    await escalation_recovery.record_announcing(work.record, first.escalation_id, since="1.0")
+    posting = await escalation_recovery.request_human(
+        bot, work.payload, DISCORD_ASKED_IN, "UASK", work.record
+    )
+    assert posting.announcing and not posting.announced and work.payload["since"] == "1.0"
     await escalation_recovery.record_announced(work.record, first.escalation_id)
     told = await escalation_recovery.request_human(
         bot, work.payload, DISCORD_ASKED_IN, "UASK", work.record
@@ -104,6 +111,30 @@ async def test_a_request_records_what_a_later_attempt_needs_and_that_attempt_say
         bot, {}, DISCORD_ASKED_IN, "UOTHER", ClickWork().record
     )
     assert not other.opened and other.reply.text == texts.ESCALATION_ALREADY_OPEN
+
+
+async def test_a_request_that_finds_the_hand_off_open_records_it_for_a_later_attempt(
+    bot: Responder,
+) -> None:
+    # Another click found the hand-off open and recorded nothing: a crash before its reply
+    # left a later attempt nothing to finish, and the clicker was told to try again. Now what
+    # it found is recorded, and the later attempt says "already open" again (and opens nothing).
+    escalation_id = await _opened(bot, DISCORD_ASKED_IN)
+    work = ClickWork({"kind": "interaction"})
+    found = await escalation_recovery.request_human(
+        bot, work.payload, DISCORD_ASKED_IN, "UOTHER", work.record, parent_channel_id="800"
+    )
+    assert (found.escalation_id, found.opened) == (escalation_id, False)
+    recorded = escalation_recovery.recorded_request(work.payload)
+    assert recorded == escalation_recovery.RecordedRequest(
+        escalation_id, "UOTHER", DISCORD_ASKED_IN, opened=False
+    )
+    assert work.payload["parent_channel_id"] == "800"
+    again = await escalation_recovery.request_human(
+        bot, work.payload, recorded.conversation, recorded.requested_by, work.record
+    )
+    assert (again.escalation_id, again.opened, again.resumed) == (escalation_id, False, False)
+    assert again.reply.text == texts.ESCALATION_ALREADY_OPEN
 
 
 async def test_a_request_recorded_by_the_previous_version_resumes(bot: Responder) -> None:
@@ -132,12 +163,12 @@ async def test_a_resolve_is_checked_then_recorded_and_a_later_attempt_finishes_i
     escalation_id = await _opened(bot, SLACK_ASKED_IN)
     bystander = ClickWork()
     refused = await _resolve(bot, bystander, escalation_id, "UBYSTANDER")
-    assert refused.text == texts.ESCALATION_RESOLVE_NOT_ALLOWED and refused.ephemeral
-    assert bystander.payload == {}
+    assert refused.reply.text == texts.ESCALATION_RESOLVE_NOT_ALLOWED and refused.reply.ephemeral
+    assert bystander.payload == {} and not refused.closed
 
     work = ClickWork({"kind": "interaction"})
     done = await _resolve(bot, work, escalation_id, "UASK", guild_id=900)
-    assert done.text == texts.ESCALATION_RESOLVED
+    assert done.reply.text == texts.ESCALATION_RESOLVED and done.closed
     assert escalation_recovery.recorded_resolve(work.payload) == (
         escalation_recovery.RecordedResolve(escalation_id, "UASK")
     )
@@ -145,14 +176,17 @@ async def test_a_resolve_is_checked_then_recorded_and_a_later_attempt_finishes_i
     # The attempt after a crash (the hand-off closed already) finishes instead of "not open",
     # as the resolver who passed the checks.
     again = await _resolve(bot, work, escalation_id, "")
-    assert again.text == texts.ESCALATION_RESOLVED
+    assert again.reply.text == texts.ESCALATION_RESOLVED and again.closed
     row = await escalations.get_escalation(db, escalation_id=escalation_id)
     assert row is not None and row.resolved_by == "UASK"
     [draft] = await learned.list_answers(db)
     assert draft.answer == TEAM_ANSWER
     # Another click (its own work) finds it closed.
+    # Another click (its own work) finds it closed: a note for the clicker alone, nothing for
+    # the platform to update (the notice and the forum tags were updated by the close).
     late = await _resolve(bot, ClickWork(), escalation_id, "UASK")
-    assert late.text == texts.ESCALATION_NOT_OPEN and late.kind is ReplyKind.INFO
+    assert late.reply.text == texts.ESCALATION_NOT_OPEN and late.reply.kind is ReplyKind.INFO
+    assert late.reply.ephemeral and not late.closed
 
 
 @pytest.mark.parametrize(
@@ -174,6 +208,6 @@ async def test_a_resolve_recorded_by_the_previous_version_is_finished(
     resolver = recorded.resolved_by or str(work.payload["user"])
     assert resolver == "UASK"
     done = await _resolve(bot, work, escalation_id, resolver)
-    assert done.text == texts.ESCALATION_RESOLVED
+    assert done.reply.text == texts.ESCALATION_RESOLVED and done.closed
     [draft] = await learned.list_answers(db)
     assert draft.answer == TEAM_ANSWER

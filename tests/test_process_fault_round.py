@@ -27,6 +27,7 @@ from tests.fakes.slack_harness import SIGNING_SECRET
 from tests.fakes.slack_sender import SlackSender, app_mention, block_action, new_ts
 from tests.inbox_support import ledger, model_runs
 from tests.process_support import (
+    DiscordProcess,
     create_schema,
     discord_process,
     events_url,
@@ -201,6 +202,29 @@ async def _answered_in_thread(world: DiscordWorld) -> tuple[str, dict]:
     question = await world.say("how do I reset my password?", mention=True)
     [answer] = await world.bot_messages(question["id"], timeout=20)
     return question["id"], answer
+
+
+def _human_button(answer: dict) -> str:
+    return str(answer["components"][0]["components"][2]["custom_id"])
+
+
+async def _handed_off(world: DiscordWorld) -> tuple[str, dict, dict]:
+    """The asker's question answered in its thread, then "Talk to a human" clicked and the
+    team's notice out: the thread, the answer and the click's reply ("Mark resolved")."""
+    thread_id, answer = await _answered_in_thread(world)
+    [opened] = await world.interaction_done(
+        (await world.click(answer, _human_button(answer)))["token"]
+    )
+    team = world.no_threads_channel_id
+    await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
+    return thread_id, answer, opened
+
+
+async def _restarted_after_sigkill(running: DiscordProcess) -> None:
+    """SIGKILL the process while a request is stalled, let Discord answer again, restart."""
+    await running.kill()
+    running.world.api.unstall()
+    await running.restart()
 
 
 async def test_discord_double_clicks_act_once_and_answer_both_clicks(
@@ -416,6 +440,10 @@ HAND_OFF_CUTS = {
     "notice-unsent": ("CTEAM0001", "CTEAM0001", False),
     "notice-sent": ("CTEAM0001", "CTEAM0001", True),
     "mention-unsent": ("S0TEAM0001", "C0000001", False),
+    # The hand-off's message in the thread was posted, its record lost with the process: it
+    # used to be posted a second time after the restart.
+    "message-sent": ("CTEAM0001", "C0000001", True),
+    "mention-sent": ("S0TEAM0001", "C0000001", True),
 }
 
 
@@ -541,12 +569,9 @@ async def test_a_discord_hand_off_cut_short_by_sigkill_is_said_after_restart(
         method, path = cut
         _thread, answer = await _answered_in_thread(world)
         world.api.stall(method, path.format(team=team))
-        human = answer["components"][0]["components"][2]["custom_id"]
-        click = await world.click(answer, human)
+        click = await world.click(answer, _human_button(answer))
         await world.api.wait_for(lambda: world.api.find(method, path.format(team=team)), timeout=20)
-        await running.kill()
-        world.api.unstall()
-        await running.restart()
+        await _restarted_after_sigkill(running)
         [done] = await world.interaction_done(click["token"], timeout=30)
         assert done["content"] == texts.ESCALATION_OPENED
         [resolve] = done["components"][0]["components"]
@@ -559,6 +584,32 @@ async def test_a_discord_hand_off_cut_short_by_sigkill_is_said_after_restart(
         assert escalation.status == "open"
 
 
+async def test_a_discord_click_finding_the_hand_off_open_is_answered_once_after_sigkill(
+    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+) -> None:
+    # `run discord`: Bob clicks "Talk to a human" under an answer whose hand-off Alice opened,
+    # and the process is SIGKILLed while Discord has not answered the click's reply. That click
+    # recorded nothing, so the restarted process told Bob to try again. Now it finishes as the
+    # click that found the hand-off open: "already open", once; still one hand-off, one notice.
+    async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
+        world = running.world
+        team = world.no_threads_channel_id
+        _thread, answer, _opened = await _handed_off(world)
+        reply = r"/webhooks/\d+/[^/]+/messages/@original"
+        replies = len(world.api.find("PATCH", reply))
+        world.api.stall("PATCH", reply)
+        click = await world.click(answer, _human_button(answer), author=world.bob)
+        await world.api.wait_for(lambda: len(world.api.find("PATCH", reply)) > replies, timeout=20)
+        await _restarted_after_sigkill(running)
+        [done] = await world.interaction_done(click["token"], timeout=30)
+        assert done["content"] == texts.ESCALATION_ALREADY_OPEN
+        await asyncio.sleep(1.5)
+        assert len(world.api.interaction_messages(click["token"])) == 1
+        assert len(world.api.channel_messages(team)) == 1
+        [escalation] = await _count(sqlite_db, Escalation)
+        assert escalation.status == "open" and escalation.requested_by == world.alice["id"]
+
+
 async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
     sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
 ) -> None:
@@ -569,10 +620,7 @@ async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
     async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
         world = running.world
         team = world.no_threads_channel_id
-        thread_id, answer = await _answered_in_thread(world)
-        human = answer["components"][0]["components"][2]["custom_id"]
-        [opened] = await world.interaction_done((await world.click(answer, human))["token"])
-        await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
+        thread_id, _answer, opened = await _handed_off(world)
         await world.say("Use the reset link from the login page.",
                         channel_id=thread_id, author=world.bob)  # fmt: skip
         history = rf"/channels/{thread_id}/messages"
@@ -580,9 +628,7 @@ async def test_a_discord_resolve_cut_short_by_sigkill_is_finished_after_restart(
         resolve = opened["components"][0]["components"][0]["custom_id"]
         click = await world.click(opened, resolve)
         await world.api.wait_for(lambda: world.api.find("GET", history), timeout=20)
-        await running.kill()
-        world.api.unstall()
-        await running.restart()
+        await _restarted_after_sigkill(running)
         [done] = await world.interaction_done(click["token"], timeout=30)
         assert done["content"] == texts.ESCALATION_RESOLVED
         await asyncio.sleep(1.5)
@@ -618,9 +664,7 @@ async def test_a_private_discord_answer_cut_short_by_sigkill_is_sent_once_after_
         alice = world.alice["id"]
         await world.api.wait_for(lambda: world.api.find("POST", line), timeout=30)
         assert len(world.api.dm_messages(alice)) == 1
-        await running.kill()
-        world.api.unstall()
-        await running.restart()
+        await _restarted_after_sigkill(running)
         await world.api.wait_for(lambda: world.api.channel_messages(world.channel_id), timeout=30)
         await asyncio.sleep(1.5)  # a late duplicate would show now
     [answer] = world.api.dm_messages(alice)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from adapters.slack import render
 from bot import texts
 from storage import feedback, memories
 from storage.db import Database
@@ -47,6 +48,28 @@ async def _answered(h: SlackHarness, sender: SlackSender) -> FakeMessage:
     await h.bot.wait_idle()
     [answer] = h.api.posted()
     return answer
+
+
+async def test_an_ask_refusal_offers_a_human_the_way_that_works_there(
+    harness: SlackHarness, api: FakeSlackAPI
+) -> None:
+    # `/ask` answers privately, with only "Share in channel": its refusal said "Use the *Talk
+    # to a human* button", which it does not have. It now says to ask by mentioning the bot,
+    # whose reply (a refusal too) has that button.
+    question = "How do I configure the quantum flux capacitor?"
+    async with harness.sender() as sender:
+        await sender.command("/ask", question, response_url=api.response_url("ask"))
+        await api.wait_for(lambda: api.responses.get("ask"))
+        await sender.event(app_mention(text=f"<@{BOT}> {question}"))
+        await api.wait_for(lambda: api.posted() and not api.posted()[0].streaming)
+        await harness.bot.wait_idle()
+    [refusal] = api.responses["ask"]
+    assert "mention me with your question in the channel" in refusal["text"]
+    assert "button (or say" not in refusal["text"]
+    assert render.ACTION_HUMAN not in json.dumps(refusal["blocks"])
+    [mentioned] = api.posted()
+    assert "Talk to a human" in mentioned.text and "mention me" not in mentioned.text
+    assert _button(mentioned, render.ACTION_HUMAN)
 
 
 async def test_ask_is_acked_before_the_answer_and_answered_ephemerally(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.discord_api import FakeDiscordAPI
+from tests.process_support import free_port
 
 pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +80,20 @@ async def test_a_discord_token_refused_at_login_is_one_line_naming_it(tmp_path: 
         await api.stop()
     assert code != 0
     _one_line_naming(output, "DISCORD_TOKEN")
+
+
+async def test_a_discord_api_unreachable_at_start_is_one_line_naming_its_url(
+    tmp_path: Path,
+) -> None:
+    # DISCORD_API_URL at a closed port (Discord down, no network): `run discord` died with a
+    # 70-line aiohttp traceback. Now one line names the API base URL (never the token), the log
+    # says why, and the exit code is non-zero (a process manager restarts it).
+    api_url = f"http://127.0.0.1:{free_port()}/api/v10"
+    await _run(tmp_path, "db", "upgrade")
+    code, output = await _run(
+        tmp_path, "run", "discord", DISCORD_TOKEN=TOKEN, DISCORD_API_URL=api_url
+    )
+    assert code == 1
+    _one_line_naming(output, api_url)
+    [logged] = [line for line in output.splitlines() if " ERROR " in line]
+    assert api_url in logged and "Cannot connect to host" in logged

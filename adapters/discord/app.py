@@ -546,7 +546,18 @@ class DiscordAdapter:
         primary = InteractionSink(
             interaction, ephemeral=ephemeral, on_followup=self._followup_recorder(work)
         )
-        return OutlivedTokenSink(primary, without_token)
+        # Ephemeral messages are not the channel's: only the token could delete them.
+        retract = None if ephemeral else self._delete_own_messages
+        return OutlivedTokenSink(primary, without_token, retract)
+
+    async def _delete_own_messages(self, messages: list[tuple[int, int]]) -> None:
+        """Delete the bot's own messages by (channel, message) with the bot's token (best
+        effort: one already gone, or that Discord refuses, is logged and left)."""
+        for channel_id, message_id in messages:
+            try:
+                await self.client.http.delete_message(channel_id, message_id)
+            except (discord.HTTPException, OSError, TimeoutError) as exc:
+                log.info("discord: could not delete message %s (%s)", message_id, describe(exc))
 
     async def _confirm_ask(self, work: Work, text: str) -> None:
         """Fill in the deferred private response of the "Ask supportbot" command that claimed
@@ -1083,12 +1094,13 @@ class DiscordAdapter:
         guild_id: int | None,
     ) -> Reply:
         """A "Mark resolved" click: the core checks, records it in the click's work, closes the
-        hand-off and learns the team's answer; the notice and the forum post are updated."""
+        hand-off and learns the team's answer; the notice and the forum post are updated when
+        the click closed it (one on a closed hand-off only tells its clicker, as on Slack)."""
 
         async def link(row: Escalation) -> str | None:
             return thread_link(guild_id, row)
 
-        reply = await escalation_recovery.resolve(
+        outcome = await escalation_recovery.resolve(
             self.responder,
             self.escalations.policy,
             work.payload,
@@ -1100,9 +1112,10 @@ class DiscordAdapter:
             thread_link=link,
             **{GUILD_KEY: guild_id},
         )
-        await self.escalations.mark_notice_resolved(self.client, escalation_id)
-        await self._mark_solved(escalation_id)
-        return reply
+        if outcome.closed:
+            await self.escalations.mark_notice_resolved(self.client, escalation_id)
+            await self._mark_solved(escalation_id)
+        return outcome.reply
 
     async def _resume_hand_off_click(self, work: Work) -> bool:
         """A hand-off click a crash cut short (its lease ran out) after it changed the hand-off:

@@ -140,6 +140,8 @@ class InteractionSink(ReplySink):
         self.followups: list[discord.WebhookMessage] = []
         # The follow-up that took the original response's place when that was deleted.
         self.first: discord.WebhookMessage | None = None
+        # The original response, once an edit returned it: its channel and id.
+        self.original: tuple[int, int] | None = None
         self.shown: list[render.MessagePayload] = []
 
     async def show(
@@ -170,12 +172,20 @@ class InteractionSink(ReplySink):
         it while the answer was written, so the asker still gets the answer."""
         try:
             if self.first is None:
-                await self.interaction.edit_original_response(**edit_kwargs(payload))
+                edited = await self.interaction.edit_original_response(**edit_kwargs(payload))
+                self.original = _location(edited)
             else:
                 await self.first.edit(**edit_kwargs(payload))
         except discord.NotFound:
             log.info("discord: an interaction's answer was deleted; posting it anew")
             self.first = await self._send(payload)
+
+    def posted(self) -> list[tuple[int, int]]:
+        """(channel, message) of each message this answer has shown: the original response
+        (once known) and the follow-ups."""
+        messages = [self.first, *self.followups]
+        located = [_location(m) for m in messages if m is not None]
+        return [where for where in (self.original, *located) if where is not None]
 
     async def _send(self, payload: render.MessagePayload) -> discord.WebhookMessage:
         """A new follow-up, recorded at once (``on_followup``)."""
@@ -196,16 +206,35 @@ def token_gone(exc: BaseException) -> bool:
     return isinstance(exc, discord.HTTPException) and exc.code in TOKEN_GONE_CODES
 
 
+def _location(message: Any) -> tuple[int, int] | None:
+    """(channel, message) ids of a message an interaction's webhook returned, if it says."""
+    channel = getattr(message, "channel", None)
+    if channel is None or not getattr(message, "id", None):
+        return None
+    return int(channel.id), int(message.id)
+
+
+# Deletes messages by (channel, message) with the bot's own token (an interaction's token may
+# have expired); best effort.
+Retract = Callable[[list[tuple[int, int]]], Awaitable[None]]
+
+
 class OutlivedTokenSink(ReplySink):
     """An interaction's response while its token works (15 minutes), then ``fallback``: a
     very slow answer is not lost with the token, it is posted where the asker can see it
-    (the command's channel, or their DM for a private one)."""
+    (the command's channel, or their DM for a private one). What the response had shown by
+    then (a half-written answer, follow-ups) is removed first with ``retract``, so the
+    channel holds the answer once instead of its beginning above it."""
 
     def __init__(
-        self, primary: InteractionSink, fallback: Callable[[], Awaitable[ReplySink]]
+        self,
+        primary: InteractionSink,
+        fallback: Callable[[], Awaitable[ReplySink]],
+        retract: Retract | None = None,
     ) -> None:
         self.primary = primary
         self.fallback = fallback
+        self.retract = retract
         self.current: ReplySink = primary
 
     async def show(
@@ -218,6 +247,8 @@ class OutlivedTokenSink(ReplySink):
                 if not token_gone(exc):
                     raise
                 log.info("discord: the interaction's token expired; answering without it")
+                if self.retract is not None:
+                    await self.retract(self.primary.posted())
                 self.current = await self.fallback()
         return await self.current.show(payloads, final=final)
 

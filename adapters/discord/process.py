@@ -13,7 +13,8 @@ import discord
 
 from adapters.discord.app import DiscordAdapter
 from adapters.discord.client import sync_application_commands, use_api_url
-from bot.errors import ConfigError
+from adapters.discord.delivery import is_transient
+from bot.errors import ConfigError, PlatformUnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,26 @@ def raise_if_token_refused(exc: BaseException) -> None:
     a traceback."""
     if isinstance(exc, discord.LoginFailure):
         raise ConfigError(TOKEN_REFUSED) from None
+
+
+def raise_if_unreachable(exc: BaseException) -> None:
+    """Discord's API unreachable at login (refused, reset, timed out, its servers failing after
+    discord.py's own retries): the reason is logged and the CLI prints one line naming the API
+    base URL, then exits 1. No retry here: discord.py retries the gateway after login, never
+    the login itself, and a process manager (the Procfile's platform, systemd) restarts a
+    process that exits, with its own backoff."""
+    if not is_transient(exc):
+        return
+    base = discord.http.Route.BASE  # DISCORD_API_URL, or discord.py's default; never the token
+    log.error("discord: could not reach the Discord API at %s: %s", base, _reason(exc))
+    raise PlatformUnreachableError(
+        f"could not reach the Discord API at {base}; check the network and DISCORD_API_URL"
+    ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    return f"{type(exc).__name__}{f' {status}' if status else ''}: {exc}"
 
 
 async def run_bot(
@@ -59,6 +80,7 @@ async def run_bot(
         if runner.done() and not runner.cancelled() and runner.exception() is not None:
             failure = runner.exception()
             raise_if_token_refused(failure)  # type: ignore[arg-type]
+            raise_if_unreachable(failure)  # type: ignore[arg-type]
             raise failure  # type: ignore[misc]
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
@@ -75,6 +97,7 @@ async def logged_in_client(settings: Any) -> discord.Client:
     except BaseException as exc:
         await client.close()
         raise_if_token_refused(exc)
+        raise_if_unreachable(exc)
         raise
     return client
 

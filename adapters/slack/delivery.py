@@ -232,25 +232,35 @@ async def _delete_copies(client: AsyncWebClient, route: Route, text: str, since:
     what this one left); a refusal (no access to the history) is logged: a copy is better
     than no answer."""
     try:
-        me = await client.auth_test()
-        if route.thread_ts:
-            found = await client.conversations_replies(
-                channel=route.channel, ts=route.thread_ts, oldest=since, limit=50
-            )
-        else:
-            found = await client.conversations_history(
-                channel=route.channel, oldest=since, limit=50
-            )
+        found = await our_messages(client, route, since)
     except SlackApiError as exc:
         if transient_failure(exc) is not None:
             raise
         log.warning("cannot look for a copy a failed post left: %s", slack_error(exc))
         return
-    for message in found.get("messages") or []:
-        ours = message.get("bot_id") == me.get("bot_id") or message.get("user") == me.get("user_id")
-        if ours and message.get("text") == text and message.get("ts") != route.thread_ts:
+    for message in found:
+        if message.get("text") == text and message.get("ts") != route.thread_ts:
             log.info("deleting the copy a failed post left in %s", route.channel)
             await client.chat_delete(channel=route.channel, ts=str(message["ts"]))
+
+
+async def our_messages(
+    client: AsyncWebClient, route: Route, since: str, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Our messages at ``route`` posted after ``since`` (a thread's replies, or a channel's
+    own messages), for finding a post whose response was lost. Raises when Slack fails."""
+    me = await client.auth_test()
+    if route.thread_ts:
+        found = await client.conversations_replies(
+            channel=route.channel, ts=route.thread_ts, oldest=since, limit=limit
+        )
+    else:
+        found = await client.conversations_history(channel=route.channel, oldest=since, limit=limit)
+    return [
+        message
+        for message in found.get("messages") or []
+        if message.get("bot_id") == me.get("bot_id") or message.get("user") == me.get("user_id")
+    ]
 
 
 async def post_messages(

@@ -32,7 +32,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import convert, render
-from adapters.slack.delivery import Route, post_messages, posting_once
+from adapters.slack.delivery import Route, our_messages, post_messages, posting_once
 from adapters.slack.failures import CALL_FAILURES, slack_error, transient_failure
 from adapters.slack.thread_history import thread_reader
 from bot import escalation, escalation_recovery, texts
@@ -51,6 +51,9 @@ MAX_MEMBER_PAGES = 50  # conversations.members pages (of 1000) read to check one
 # The notice work's payload key: when (a Slack ts, our clock less CLOCK_MARGIN) an attempt began
 # posting the notice. A later attempt looks for it in the channel from then on.
 POSTING_KEY = "notice_posting_since"
+# The click's payload key, recorded with the core's "announcing" record: when (as above) its
+# attempt began posting the hand-off's message in the conversation.
+ANNOUNCING_SINCE_KEY = "announcing_since"
 CLOCK_MARGIN = 300.0  # seconds: our clock and Slack's may disagree a little
 HISTORY_LIMIT = 200  # channel messages read looking for a notice an earlier attempt posted
 POST_RETRY_DELAYS = (0.5, 1.0)  # seconds before posting again within one attempt (as slack_sdk)
@@ -144,12 +147,11 @@ class SlackEscalations:
             text += "\n\n" + texts.slack_escalation_group_ping(slots)
         shown = Reply(text=text, kind=reply.kind, session_id=reply.session_id)
         route = Route(conversation.channel_id, conversation.thread_id)
-        if not request.announced:
-            await post_messages(
-                client, route, render.render_reply(shown, extra_blocks=extra, mentions=ping)
-            )
-            if escalation_id:
-                await escalation_recovery.record_announced(record, escalation_id)
+        messages = render.render_reply(shown, extra_blocks=extra, mentions=ping)
+        if not escalation_id:
+            await post_messages(client, route, messages)
+        elif not request.announced:
+            await self._say_opened(client, p, route, messages, request, record)
         if p.get("has_message") and p.get("message_ts"):
             note = render.context_block(render.escape(texts.SLACK_ESCALATION_REQUESTED))
             blocks = render.replace_block(p.get("blocks") or [], render.HUMAN_BLOCK, note)
@@ -162,6 +164,35 @@ class SlackEscalations:
                 )
             )
         return None
+
+    async def _say_opened(
+        self,
+        client: AsyncWebClient,
+        p: dict[str, Any],
+        route: Route,
+        messages: list[render.SlackMessage],
+        request: escalation_recovery.HumanRequest,
+        record: Record,
+    ) -> None:
+        """Post the hand-off's message in the conversation once. Slack has no idempotent post:
+        the core records that the post is beginning (and since when) before it is made, and an
+        attempt after a crash that finds that record looks in the conversation for the message
+        (its "Mark resolved" button names the hand-off) before posting again."""
+        escalation_id = request.escalation_id
+        since = p.get(ANNOUNCING_SINCE_KEY)
+        posted = None
+        if request.announcing and since:
+            posted = await _posted_offering_resolve(client, route, escalation_id, str(since))
+        if posted is None:
+            if not (request.announcing and since):
+                since = f"{time.time() - CLOCK_MARGIN:.6f}"
+                await escalation_recovery.record_announcing(
+                    record, escalation_id, **{ANNOUNCING_SINCE_KEY: since}
+                )
+            await post_messages(client, route, messages)
+        else:
+            log.info("escalation %s: its message was posted before a crash", escalation_id)
+        await escalation_recovery.record_announced(record, escalation_id)
 
     async def announce(
         self,
@@ -272,7 +303,7 @@ class SlackEscalations:
         self, client: AsyncWebClient, channel: str, escalation_id: int, since: str
     ) -> bool:
         """An earlier try posted the notice and only its answer was lost: record it."""
-        found = await _posted_notice(client, channel, escalation_id, since)
+        found = await _posted_offering_resolve(client, Route(channel, None), escalation_id, since)
         if found is not None:
             await escalation.record_notice(self.db, escalation_id, channel, found)
         return found is not None
@@ -304,7 +335,7 @@ class SlackEscalations:
         row = await escalation.get(self.db, escalation_id)
         clicked = f"{p.get('channel')}:{p.get('message_ts')}"
         on_notice = row is not None and row.notice_ref == clicked
-        reply = await escalation_recovery.resolve(
+        outcome = await escalation_recovery.resolve(
             self.responder,
             self.policy,
             p,
@@ -315,10 +346,10 @@ class SlackEscalations:
             read_thread=thread_reader(client),
             thread_link=partial(_permalink, client),
         )
-        resolved = await escalation.get(self.db, escalation_id)
-        if reply.text == texts.ESCALATION_RESOLVED and resolved is not None:
+        resolved = await escalation.get(self.db, escalation_id) if outcome.closed else None
+        if resolved is not None:
             await self._mark_notice_resolved(client, resolved)
-        return Resolution(reply, on_notice)
+        return Resolution(outcome.reply, on_notice)
 
     async def _mark_notice_resolved(self, client: AsyncWebClient, row: Escalation) -> None:
         where = escalation.notice_location(row)
@@ -381,28 +412,22 @@ def notice_messages(
     return render.render_reply(notice, extra_blocks=extra, mentions=mentions)
 
 
-async def _posted_notice(
-    client: AsyncWebClient, channel: str, escalation_id: int, since: str
+async def _posted_offering_resolve(
+    client: AsyncWebClient, route: Route, escalation_id: int, since: str
 ) -> str | None:
-    """The ts of our notice of ``escalation_id`` in ``channel`` posted after ``since``, if an
-    earlier attempt made it. Raises on a passing fault; a refusal (no access to the history)
-    is logged and answered None: a second notice is better than none."""
+    """The ts of our message at ``route`` with the "Mark resolved" button of ``escalation_id``
+    (the team's notice, or the hand-off's message in the conversation) posted after ``since``,
+    if an earlier attempt made it. Raises on a passing fault; a refusal (no access to the
+    history) is logged and answered None: a second message is better than none."""
     try:
-        me = await client.auth_test()
-        history = await client.conversations_history(
-            channel=channel, oldest=since, limit=HISTORY_LIMIT
-        )
+        found = await our_messages(client, route, since, limit=HISTORY_LIMIT)
     except CALL_FAILURES as exc:
         if transient_failure(exc) is not None:
             raise
         reason = slack_error(exc) if isinstance(exc, SlackApiError) else exc
-        log.warning("cannot look for an earlier notice of escalation %s: %s", escalation_id, reason)
+        log.warning("cannot look for an earlier post of escalation %s: %s", escalation_id, reason)
         return None
-    for message in history.get("messages") or []:
-        ours = message.get("bot_id") == me.get("bot_id") or message.get("user") == me.get("user_id")
-        if ours and _resolves(message, escalation_id):
-            return str(message["ts"])
-    return None
+    return next((str(m["ts"]) for m in found if _resolves(m, escalation_id)), None)
 
 
 def _resolves(message: dict[str, Any], escalation_id: int) -> bool:

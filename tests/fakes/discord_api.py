@@ -471,6 +471,10 @@ class FakeDiscordAPI:
         if message is None or message["channel_id"] != m["c"]:
             return 404, {"message": "Unknown Message", "code": 10008}
         self.deleted.append(self.messages.pop(m["m"]))
+        # An interaction's original response is also kept under its token: gone with it.
+        for key in [k for k, v in self.messages.items() if k.startswith("original:")]:
+            if self.messages[key]["id"] == m["m"]:
+                del self.messages[key]
         if self.on_message_deleted is not None:
             await self.on_message_deleted(self.delete_event(m["m"], m["c"]))
         return 204, None

@@ -476,7 +476,13 @@ class FakeSlackAPI:
     def _m_conversations_replies(self, params: dict[str, Any], _t: str | None) -> dict[str, Any]:
         root = params.get("ts")
         found = [
-            {"ts": m.ts, "text": m.text, "thread_ts": m.thread_ts, **self._author(m)}
+            {
+                "ts": m.ts,
+                "text": m.text,
+                "blocks": m.blocks,
+                "thread_ts": m.thread_ts,
+                **self._author(m),
+            }
             for m in self.posted(params.get("channel"))
             if (m.thread_ts == root or m.ts == root)
             and float(m.ts) > float(params.get("oldest") or 0)
