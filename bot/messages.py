@@ -39,14 +39,25 @@ class Platform(enum.StrEnum):
         """Whether replies carry buttons ("Talk to a human", feedback): not in a terminal."""
         return self is not Platform.CONSOLE
 
+    @property
+    def answers_commands_privately(self) -> bool:
+        """Whether a slash command's answer is for its asker alone, with nowhere for the team to
+        reply (Slack's /ask: an ephemeral response); Discord's /ask answer is a channel message."""
+        return self is Platform.SLACK
+
     def human_route(self, *, command: bool) -> HumanRoute:
         """How a refusal to a message (``command``: to a slash command) offers a human. Slack
         answers /ask privately without the button; Discord's /ask answer carries it."""
         if not self.has_buttons:
             return HumanRoute.TYPED
-        if command and self is Platform.SLACK:
+        if command and self.answers_commands_privately:
             return HumanRoute.MENTION
         return HumanRoute.BUTTON
+
+    def team_replies_in_place(self, *, command: bool) -> bool:
+        """Whether someone from the team can answer a hand-off where it was asked for: not in a
+        terminal, nor under a private slash-command answer (they message the asker directly)."""
+        return self.delivers_replies and not (command and self.answers_commands_privately)
 
     @property
     def delivers_replies(self) -> bool:

@@ -240,9 +240,16 @@ class Responder:
         if problem == "unreadable":
             yield self._info(texts.UNREADABLE_INPUT, session_id)
             return
+        in_place = msg.conversation.platform.team_replies_in_place(command=bool(msg.command))
         if _HUMAN_REQUEST.match(question):
+            # The team reads the thread; where there is none to read (a private /ask), the
+            # question asked before is what they need to know.
+            asked = None if in_place else (await self.memory.load(session_id, msg.id))
             hand_off = await self.escalate(
-                conversation=msg.conversation, requested_by=msg.author.id, reason=question
+                conversation=msg.conversation,
+                requested_by=msg.author.id,
+                reason=(asked and asked.previous_question) or question,
+                in_place=in_place,
             )
             yield hand_off.reply
             return
@@ -261,6 +268,7 @@ class Responder:
                 conversation=msg.conversation,
                 requested_by=msg.author.id,
                 reason=context.previous_question or question,
+                in_place=in_place,
             )
             yield hand_off.reply
             return
@@ -335,8 +343,11 @@ class Responder:
                 )
                 escalation_id = opened.escalation.id
                 kind = ReplyKind.ESCALATED
-                if texts.ESCALATION_OPENED not in text:
-                    addition = ("\n\n" if text else "") + texts.ESCALATION_OPENED
+                opened_text = (
+                    texts.ESCALATION_OPENED if in_place else texts.ESCALATION_OPENED_DIRECT
+                )
+                if opened_text not in text:
+                    addition = ("\n\n" if text else "") + opened_text
                     text += addition
                     yield addition
             metadata: dict[str, Any] = dict(result.tool_metadata)
@@ -524,9 +535,16 @@ class Responder:
         return await escalations.has_open(self.db, session_id=conversation.session_id)
 
     async def escalate(
-        self, *, conversation: ConversationKey, requested_by: str, reason: str | None = None
+        self,
+        *,
+        conversation: ConversationKey,
+        requested_by: str,
+        reason: str | None = None,
+        in_place: bool = True,
     ) -> HandOff:
-        """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR."""
+        """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR.
+        ``in_place``: the team can reply where it was asked for (not under a private /ask
+        answer, where the asker is told someone will message them)."""
         session_id = conversation.session_id
         try:
             opened = await escalations.open_escalation(
@@ -546,9 +564,11 @@ class Responder:
         if not conversation.platform.delivers_replies:  # a terminal: nobody can reply there
             text = texts.escalation_recorded(escalation_id)
         elif opened.created:
-            text = texts.ESCALATION_OPENED
+            text = texts.ESCALATION_OPENED if in_place else texts.ESCALATION_OPENED_DIRECT
         else:
-            text = texts.ESCALATION_ALREADY_OPEN
+            text = (
+                texts.ESCALATION_ALREADY_OPEN if in_place else texts.ESCALATION_ALREADY_OPEN_DIRECT
+            )
         reply = Reply(text, ReplyKind.ESCALATED, session_id=session_id, escalation_id=escalation_id)
         return HandOff(reply, escalation_id, created=opened.created)
 

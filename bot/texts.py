@@ -164,6 +164,14 @@ ESCALATION_OPENED = (
     "I've asked a human to join this conversation. Someone from the team will reply here."
 )
 ESCALATION_ALREADY_OPEN = "A human has already been asked to join; someone will reply here soon."
+# A hand-off asked for under a private answer (Slack's /ask), where nobody else can reply.
+ESCALATION_OPENED_DIRECT = (
+    "I've asked the team for help. Since this answer is only visible to you, someone will "
+    "message you directly."
+)
+ESCALATION_ALREADY_OPEN_DIRECT = (
+    "The team has already been asked for help; someone will message you directly soon."
+)
 
 
 def escalation_recorded(escalation_id: int) -> str:
@@ -186,6 +194,16 @@ def escalation_notice(session_id: str, requested_by: str, reason: str | None) ->
     """The message the support team sees in their escalation channel."""
     why = f" Reason: {reason}" if reason else ""
     return f"Help needed in conversation `{session_id}` (asked by {requested_by}).{why}"
+
+
+def escalation_notice_direct(requested_by: str, question: str | None) -> str:
+    """The team's notice of a hand-off asked for privately (Slack's /ask, a DM with the bot):
+    there is no thread to read or reply in, so it says what was asked and whom to message."""
+    asked = f" They asked: {question}" if question else ""
+    return (
+        f"Help needed: {requested_by} asked for a human privately (with /ask or in a direct "
+        f"message with the bot), where nobody else can reply. Please message them directly.{asked}"
+    )
 
 
 ESCALATION_RESOLVE_NOT_ALLOWED = (

@@ -472,3 +472,30 @@ async def test_an_older_versions_bare_notice_claim_is_taken_over_only_once_its_l
     assert _notice_posts(api) == 1  # after posting: the dead process's, found and recorded
     assert len(api.posted("C0000001")) == 1  # the answer; each click told privately only
     assert all(texts.ESCALATION_ALREADY_OPEN in e.params["text"] for e in api.ephemerals)
+
+
+async def test_ask_talk_to_a_human_tells_the_team_and_promises_only_what_happens(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str
+) -> None:
+    """`/ask talk to a human` opened a hand-off in the asker's private /ask conversation, told
+    them "someone from the team will reply here", and told the team nothing: nobody could see
+    it, and nobody can reply to a private /ask answer. The team is noticed now, with what was
+    asked, and the asker is told someone will message them directly."""
+    question = "How do I configure the quantum flux capacitor?"
+    async with _asked(api, db, any_db_url, kb_uri) as (h, sender, _answer):
+        await sender.command("/ask", question, response_url=api.response_url("q"))
+        await api.wait_for(lambda: api.responses.get("q"))
+        await sender.command("/ask", "talk to a human", response_url=api.response_url("h"))
+        await api.wait_for(lambda: api.responses.get("h") and api.posted("CSUPPORT"))
+        await h.bot.wait_idle()
+    [told] = api.responses["h"]
+    assert told["text"].startswith(texts.ESCALATION_OPENED_DIRECT), told["text"]
+    assert "reply here" not in told["text"]
+    [notice] = api.posted("CSUPPORT")
+    assert f"<@{ASKER}>" in notice.text and "/ask" in notice.text
+    assert question in notice.text
+    ask_rows = [r for r in await _escalations(db) if r.thread_id == f"ask-{ASKER}"]
+    assert [r.status for r in ask_rows] == ["open"]
+    # Nothing was posted where the question was asked: the hand-off is between the team and
+    # the asker (the mention's own answer from the set-up is the channel's only message).
+    assert len(api.posted("C0000001")) == 1

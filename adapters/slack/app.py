@@ -67,7 +67,14 @@ from bot.deletion import deletion_payload, run_deletion
 from bot.escalation import NOTICE_KIND
 from bot.inbox import DELETION_KIND, SESSION_KEY, Inbox, TryLater, Undeliverable, Work
 from bot.looplag import shed_progress
-from bot.messages import Reply, ReplyKind, Slow, message_from_record, message_to_record
+from bot.messages import (
+    IncomingMessage,
+    Reply,
+    ReplyKind,
+    Slow,
+    message_from_record,
+    message_to_record,
+)
 from bot.runtime import Runtime
 from storage import memories
 from storage.db import unreachable
@@ -598,20 +605,28 @@ class SlackBot:
                         channel_id=route.channel, thread_ts=route.thread_ts, status=""
                     )
                 )
-        if final is not None and final.escalation_id:
-            # The answer is out: a failed hand-over of the notice (its own work, tried again
-            # through passing faults) must not turn it into a failed delivery.
-            try:
-                await self.escalations.announce(
-                    client,
-                    p,
-                    msg.conversation,
-                    msg.author.id,
-                    final.escalation_id,
-                    request_id=msg.id,
-                )
-            except (*CALL_FAILURES, *DATABASE_FAILURES) as exc:
-                log.error("escalation notice for %s failed: %s", work.key, type(exc).__name__)
+        if final is not None:
+            await self._announce_hand_off(work, client, msg, final)
+
+    async def _announce_hand_off(
+        self, work: Work, client: AsyncWebClient, msg: IncomingMessage, reply: Reply
+    ) -> None:
+        """Tell the team of the hand-off ``reply`` opened or found, if any. The answer is out:
+        a failed hand-over of the notice (its own work, tried again through passing faults)
+        must not turn it into a failed delivery."""
+        if not reply.escalation_id:
+            return
+        try:
+            await self.escalations.announce(
+                client,
+                work.payload,
+                msg.conversation,
+                msg.author.id,
+                reply.escalation_id,
+                request_id=msg.id,
+            )
+        except (*CALL_FAILURES, *DATABASE_FAILURES) as exc:
+            log.error("escalation notice for %s failed: %s", work.key, type(exc).__name__)
 
     def _progress_allowed(self) -> bool:
         return not shed_progress(self.runtime.loop_lag, self.inbox.in_flight)
@@ -691,6 +706,7 @@ class SlackBot:
         shareable = reply.kind in (ReplyKind.ANSWER, ReplyKind.NO_ANSWER)
         messages = render.render_reply(reply, share=shareable, buttons=False)
         await self._send_ephemeral(client, p, messages, replace_first=noted)
+        await self._announce_hand_off(work, client, msg, reply)
 
     async def _send_ephemeral(
         self,

@@ -27,6 +27,9 @@ from bot.messages import (
 ANSWERABLE_SUBTYPES = frozenset({None, "", "file_share", "thread_broadcast", "me_message"})
 TOMBSTONE = "tombstone"  # what a deleted thread parent becomes while its replies remain
 
+# A slash command in a channel is answered privately; each user's commands there are one
+# conversation, keyed by this prefix and the user id where a thread's ts would be.
+COMMAND_THREAD_PREFIX = "ask-"
 _USER_REF = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
 _CHANNEL_REF = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|([^>]*))?>")
 _SPECIAL_REF = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")
@@ -318,7 +321,16 @@ def command_conversation(body: dict[str, Any]) -> ConversationKey:
     team_id, channel = str(body.get("team_id", "")), str(body.get("channel_id", ""))
     if channel.startswith("D"):
         return ConversationKey(Platform.SLACK, team_id, channel, None)
-    return ConversationKey(Platform.SLACK, team_id, channel, f"ask-{body.get('user_id', '')}")
+    return ConversationKey(
+        Platform.SLACK, team_id, channel, f"{COMMAND_THREAD_PREFIX}{body.get('user_id', '')}"
+    )
+
+
+def is_private_conversation(conversation: ConversationKey) -> bool:
+    """Whether nobody but the asker and the bot can read or reply in ``conversation``: a
+    slash command's (:func:`command_conversation`, answered privately) or a DM with the bot."""
+    thread = conversation.thread_id or ""
+    return thread.startswith(COMMAND_THREAD_PREFIX) or conversation.channel_id.startswith("D")
 
 
 def command_to_incoming(body: dict[str, Any]) -> IncomingMessage:

@@ -283,7 +283,9 @@ class SlackEscalations:
         session_id = str(p[SESSION_KEY])
         conversation = convert.conversation_from_session_id(session_id)
         target = await self.target(conversation) if conversation else SlackTarget()
-        messages = notice_messages(session_id, str(p["requested_by"]), target, escalation_id)
+        messages = notice_messages(
+            session_id, str(p["requested_by"]), target, escalation_id, reason=row.reason
+        )
         once = posting_once(client)
         for retry, delay in enumerate((0.0, *POST_RETRY_DELAYS)):
             if retry:  # as slack_sdk would retry, but only after looking for the notice
@@ -357,7 +359,9 @@ class SlackEscalations:
         if where is None or conversation is None:
             return
         target = await self.target(conversation)
-        messages = notice_messages(row.session_id, row.requested_by, target, int(row.id), row)
+        messages = notice_messages(
+            row.session_id, row.requested_by, target, int(row.id), row, reason=row.reason
+        )
         await _cosmetic(
             client.chat_update(
                 channel=where[0], ts=where[1], text=messages[0].text, blocks=messages[0].blocks
@@ -390,11 +394,19 @@ def notice_messages(
     target: SlackTarget,
     escalation_id: int,
     resolved: Escalation | None = None,
+    *,
+    reason: str | None = None,
 ) -> list[render.SlackMessage]:
     """The team's notice: who needs help, mentions of the team, and "Mark resolved" (or, once
-    resolved, who resolved it and when)."""
+    resolved, who resolved it and when). A hand-off asked for privately (with /ask, or in a DM
+    with the bot) has no thread the team can read or reply in: its notice says what was asked
+    (``reason``) and whom to message."""
     mentions = [render.user_mention(asker), *target.mentions]
-    text = texts.escalation_notice(session_id, render.mention_slot(0), None)
+    conversation = convert.conversation_from_session_id(session_id)
+    if conversation is not None and convert.is_private_conversation(conversation):
+        text = texts.escalation_notice_direct(render.mention_slot(0), reason)
+    else:
+        text = texts.escalation_notice(session_id, render.mention_slot(0), None)
     if len(mentions) > 1:
         text += " " + " ".join(render.mention_slot(i) for i in range(1, len(mentions)))
     extra = [render.resolve_block(escalation_id)]
