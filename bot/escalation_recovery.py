@@ -109,14 +109,19 @@ async def request_human(
     conversation: ConversationKey,
     user: str,
     record: Record,
+    *,
+    in_place: bool = True,
     **platform_fields: Any,
 ) -> HumanRequest:
     """Open (or find) ``conversation``'s hand-off for ``user``'s click, whose work holds
     ``payload``. What the click found is recorded (with the adapter's own fields) before
     anything is said: a hand-off it opened, so that a later attempt says it was opened, not
     already open; one open already, so that a later attempt still says so (instead of asking
-    the clicker to try again)."""
-    hand_off = await responder.escalate(conversation=conversation, requested_by=user)
+    the clicker to try again). ``in_place``: the team can reply in ``conversation`` (not in a
+    DM with the bot, nor under a private /ask answer: Responder.escalate)."""
+    hand_off = await responder.escalate(
+        conversation=conversation, requested_by=user, in_place=in_place
+    )
     escalation_id = hand_off.escalation_id
     resumed = (
         not hand_off.created and bool(escalation_id) and payload.get(OPENED_KEY) == escalation_id
@@ -124,7 +129,8 @@ async def request_human(
     reply = hand_off.reply
     who = {REQUESTER_KEY: user, REQUESTED_IN_KEY: conversation.session_id, **platform_fields}
     if resumed:
-        reply = replace(reply, text=texts.ESCALATION_OPENED)
+        opened_text = texts.ESCALATION_OPENED if in_place else texts.ESCALATION_OPENED_DIRECT
+        reply = replace(reply, text=opened_text)
     elif hand_off.created:
         await record({OPENED_KEY: escalation_id, **who})
     elif escalation_id and payload.get(FOUND_KEY) != escalation_id:

@@ -54,10 +54,12 @@ class Platform(enum.StrEnum):
             return HumanRoute.MENTION
         return HumanRoute.BUTTON
 
-    def team_replies_in_place(self, *, command: bool) -> bool:
+    def team_replies_in_place(self, *, command: bool, direct: bool) -> bool:
         """Whether someone from the team can answer a hand-off where it was asked for: not in a
-        terminal, nor under a private slash-command answer (they message the asker directly)."""
-        return self.delivers_replies and not (command and self.answers_commands_privately)
+        terminal, nor in a DM with the bot, nor under a private slash-command answer (there
+        they message the asker directly)."""
+        private_command = command and self.answers_commands_privately
+        return self.delivers_replies and not direct and not private_command
 
     @property
     def delivers_replies(self) -> bool:

@@ -240,15 +240,14 @@ class Responder:
         if problem == "unreadable":
             yield self._info(texts.UNREADABLE_INPUT, session_id)
             return
-        in_place = msg.conversation.platform.team_replies_in_place(command=bool(msg.command))
+        in_place = msg.conversation.platform.team_replies_in_place(
+            command=bool(msg.command), direct=msg.is_direct
+        )
         if _HUMAN_REQUEST.match(question):
-            # The team reads the thread; where there is none to read (a private /ask), the
-            # question asked before is what they need to know.
-            asked = None if in_place else (await self.memory.load(session_id, msg.id))
             hand_off = await self.escalate(
                 conversation=msg.conversation,
                 requested_by=msg.author.id,
-                reason=(asked and asked.previous_question) or question,
+                reason=question if in_place else None,
                 in_place=in_place,
             )
             yield hand_off.reply
@@ -544,9 +543,13 @@ class Responder:
     ) -> HandOff:
         """Open (or find) the conversation's hand-off. On failure the id is 0 and kind ERROR.
         ``in_place``: the team can reply where it was asked for (not under a private /ask
-        answer, where the asker is told someone will message them)."""
+        answer, nor in a DM with the bot, where the asker is told someone will message them).
+        There the team has no thread to read: without a ``reason``, the conversation's last
+        question is what their notice says was asked."""
         session_id = conversation.session_id
         try:
+            if reason is None and not in_place:
+                reason = (await self.memory.load(session_id)).previous_question
             opened = await escalations.open_escalation(
                 self.db,
                 session_id=session_id,

@@ -164,10 +164,10 @@ ESCALATION_OPENED = (
     "I've asked a human to join this conversation. Someone from the team will reply here."
 )
 ESCALATION_ALREADY_OPEN = "A human has already been asked to join; someone will reply here soon."
-# A hand-off asked for under a private answer (Slack's /ask), where nobody else can reply.
+# A hand-off asked for where nobody else can reply (a private /ask answer, a DM with the bot).
 ESCALATION_OPENED_DIRECT = (
-    "I've asked the team for help. Since this answer is only visible to you, someone will "
-    "message you directly."
+    "I've asked the team for help. Nobody else can write in this conversation, so someone "
+    "from the team will message you directly."
 )
 ESCALATION_ALREADY_OPEN_DIRECT = (
     "The team has already been asked for help; someone will message you directly soon."

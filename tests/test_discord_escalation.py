@@ -231,3 +231,26 @@ async def test_the_bot_steps_back_in_a_thread_while_a_human_has_it(
         )
         await world.say("And how long does the reset link last?", channel_id=thread_id)
         await world.bot_messages(thread_id, 3)
+
+
+async def test_a_dm_hand_off_promises_a_direct_message_and_the_notice_says_so(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """Nobody but the asker and the bot can post in a DM with the bot: the asker is told
+    someone will message them, and the team's notice says what was asked and to message them."""
+    question = "How do I configure the quantum flux capacitor?"
+    async with running_bot(world, team_settings(world, sqlite_url, kb_uri), sqlite_db):
+        dm = await world.dm(question)
+        [refusal] = await world.bot_messages(dm["channel_id"])
+        [human_id] = [
+            c["custom_id"]
+            for row in refusal["components"]
+            for c in row["components"]
+            if c.get("label") == "Talk to a human"
+        ]
+        clicked = await world.click(refusal, human_id, dm=True)
+        [told] = await world.interaction_done(clicked["token"])
+        [notice] = await world.bot_messages(world.no_threads_channel_id)
+    assert texts.ESCALATION_OPENED_DIRECT in told["content"]
+    assert f"<@{world.alice['id']}>" in notice["content"]
+    assert "message them directly" in notice["content"] and question in notice["content"]

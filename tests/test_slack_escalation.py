@@ -499,3 +499,27 @@ async def test_ask_talk_to_a_human_tells_the_team_and_promises_only_what_happens
     # Nothing was posted where the question was asked: the hand-off is between the team and
     # the asker (the mention's own answer from the set-up is the channel's only message).
     assert len(api.posted("C0000001")) == 1
+
+
+async def test_a_dm_hand_off_promises_a_direct_message_and_the_notice_says_so(
+    api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    """Nobody but the asker and the bot can post in a DM with the bot: "someone from the team
+    will reply here" could not come true. The asker is told someone will message them, and the
+    team's notice says what was asked and to message them directly."""
+    question = "can I pay in bitcoin?"
+    values = slack_settings(sqlite_url, kb_uri, api, slack_escalation_target="CSUPPORT")
+    async with running_harness(api, values, db=sqlite_db) as h, h.sender() as sender:
+        dm = app_mention(text=question, channel="D0000009", event_type="message", channel_type="im")
+        await sender.event(dm)
+        await api.wait_for(lambda: [m for m in api.posted("D0000009") if not m.streaming])
+        await h.bot.wait_idle()
+        [refusal] = api.posted("D0000009")
+        await _click(sender, refusal, "sb_human")
+        await api.wait_for(lambda: len(api.posted("D0000009")) == 2 and api.posted("CSUPPORT"))
+        await h.bot.wait_idle()
+    handoff = api.posted("D0000009")[1]
+    assert texts.ESCALATION_OPENED_DIRECT in handoff.text and "reply here" not in handoff.text
+    [notice] = api.posted("CSUPPORT")
+    assert f"<@{ASKER}>" in notice.text and "message them directly" in notice.text
+    assert question in notice.text

@@ -1065,6 +1065,7 @@ class DiscordAdapter:
             conversation,
             user_id,
             escalation_recovery.recorder(self.inbox, work),
+            in_place=not convert.is_private_conversation(conversation),
             **{PARENT_KEY: parent_id},
         )
         escalation_id = request.escalation_id

@@ -75,6 +75,12 @@ def conversation_for(
     return ConversationKey(Platform.DISCORD, guild_id or "", channel_id, None)
 
 
+def is_private_conversation(conversation: ConversationKey) -> bool:
+    """Whether nobody but the asker and the bot can post in ``conversation``: a DM (the only
+    conversations without a guild). A slash command's answer in a guild is a channel message."""
+    return not conversation.workspace_id
+
+
 def command_conversation(
     *, guild_id: str | None, channel_id: str, kind: ChannelKind, user_id: str
 ) -> ConversationKey:

@@ -21,7 +21,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord import render
+from adapters.discord import convert, render
 from adapters.discord.delivery import describe, send_kwargs
 from bot import escalation, texts
 from bot.channels import ChannelSettings
@@ -96,9 +96,8 @@ class DiscordEscalations:
         if not await escalation.notice_wanted(self.db, escalation_id):
             return  # another request's notice went out meanwhile
         channel = client.get_partial_messageable(int(payload["notice_channel"]))
-        text = texts.escalation_notice(
-            str(payload[SESSION_KEY]), f"<@{payload['requested_by']}>", None
-        )
+        row = await escalation.get(self.db, escalation_id)
+        text = notice_text(str(payload[SESSION_KEY]), str(payload["requested_by"]), row)
         notice = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
         # One nonce per escalation (discord.py sends it enforced): Discord answers a repeat
         # within minutes with the message already made, so neither another attempt (the
@@ -134,8 +133,17 @@ def notice_nonce(escalation_id: int) -> str:
     return f"sb-notice-{escalation_id}"
 
 
+def notice_text(session_id: str, requested_by: str, row: Escalation | None) -> str:
+    """Who needs help where; for a DM with the bot, where the team cannot reply, what they
+    asked and to message them directly."""
+    conversation = ConversationKey.from_session_id(session_id)
+    if conversation is not None and convert.is_private_conversation(conversation):
+        return texts.escalation_notice_direct(f"<@{requested_by}>", row.reason if row else None)
+    return texts.escalation_notice(session_id, f"<@{requested_by}>", None)
+
+
 def resolved_notice(row: Escalation) -> str:
-    asked = texts.escalation_notice(row.session_id, f"<@{row.requested_by}>", None)
+    asked = notice_text(row.session_id, row.requested_by, row)
     when = f"<t:{int(row.resolved_at.timestamp())}:f>" if row.resolved_at else ""
     return f"{asked}\n{texts.escalation_resolved_notice(f'<@{row.resolved_by}>', when)}"
 

@@ -124,7 +124,12 @@ class SlackEscalations:
             log.warning("escalation button with a bad session id %r", session_id)
             return None
         request = await escalation_recovery.request_human(
-            self.responder, p, conversation, user, record
+            self.responder,
+            p,
+            conversation,
+            user,
+            record,
+            in_place=not convert.is_private_conversation(conversation),
         )
         escalation_id, opened, reply = request.escalation_id, request.opened, request.reply
         target = await self.target(conversation)

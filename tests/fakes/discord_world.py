@@ -286,9 +286,13 @@ class DiscordWorld:
         author: dict[str, Any] | None = None,
         channel: dict[str, Any] | None = None,
         roles: list[str] | None = None,
+        dm: bool = False,
     ) -> dict[str, Any]:
-        """Click a button of a message the bot sent (INTERACTION_CREATE, type 3)."""
-        if channel is None:
+        """Click a button of a message the bot sent (INTERACTION_CREATE, type 3); ``dm``: in
+        the clicker's DM with the bot (no guild)."""
+        if dm:
+            channel = {"id": message["channel_id"], "type": p.DM}
+        elif channel is None:
             channel_id = message["channel_id"]
             thread = self.api.threads.get(channel_id)
             channel = thread or p.text_channel(channel_id, self.guild_id, "help")
@@ -297,7 +301,7 @@ class DiscordWorld:
             data={"custom_id": custom_id, "component_type": 2},
             author=author or self.alice,
             channel=channel,
-            guild_id=self.guild_id,
+            guild_id=None if dm else self.guild_id,
             message_payload=message,
             roles=roles,
         )
