@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from typing import Any
 from bot import metrics, texts
 from bot.config import Settings
 from bot.memory import forget_message
+from bot.messages import EDIT_MARK
 from storage import events, memories
 from storage.db import Database, unreachable
 
@@ -44,6 +46,9 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
 # Seconds before work handed back with TryLater is taken again, by attempt number.
 TRY_LATER_DELAYS = (2.0, 8.0)
+# Seconds between looks at whether an earlier question of the same asker is still being
+# answered in another process (its turn ends when that row is finished or its lease runs out).
+TURN_POLL = 0.2
 # Seconds a shutdown gives the adapter to take down what an unfinished answer posted (the
 # process must stop within 10 s of SIGTERM, grace included).
 ABANDON_RETRACT_SECONDS = 1.5
@@ -241,6 +246,7 @@ class Inbox:
             payload=payload,
             lease=timedelta(0) if queued else self.lease,
             attempts=0 if queued else 1,
+            asker=_asker_key(_asker_of(Work(key, payload))),
         )
         if taken and not queued:
             self._start(Work(key, payload, 1), run)
@@ -358,8 +364,10 @@ class Inbox:
 
     async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
         try:
-            async with self._turns.take(_asker_of(work)), self._slots:
-                await deliver(work)
+            async with self._turns.take(_asker_of(work)):
+                await self._wait_for_earlier_turns(work)
+                async with self._slots:
+                    await deliver(work)
         except asyncio.CancelledError:
             if held.lost:
                 log.warning("%s %s: another process took it over; stopped", self.platform, work.key)
@@ -383,6 +391,36 @@ class Inbox:
         # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
         if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
             self.stats.delivered += 1
+
+    async def _wait_for_earlier_turns(self, work: Work) -> None:
+        """Across processes, what :class:`AskerTurns` does in one: wait while an earlier
+        question of the same asker and conversation is held by a live lease elsewhere (a
+        worker, a replica). An edit first stops the work still answering its question's
+        earlier versions (see :meth:`_take_back`), and waits for that work to let go. The
+        wait keeps this row's lease (the heartbeat) and lasts at most until the earlier
+        row's holder finishes or, if it died, its lease runs out."""
+        asker = _asker_key(_asker_of(work))
+        if asker is None:
+            return
+        try:
+            question_key, mark, _edit = work.key.partition(EDIT_MARK)
+            if mark:
+                await events.supersede(
+                    self.db,
+                    platform=self.platform,
+                    event_id=work.key,
+                    asker=asker,
+                    question_key=question_key,
+                    edit_mark=EDIT_MARK,
+                )
+            while await events.earlier_turn_held(
+                self.db, platform=self.platform, event_id=work.key, asker=asker
+            ):
+                await asyncio.sleep(min(TURN_POLL, self.heartbeat_every))
+        except Exception as exc:
+            if unreachable(exc):  # the question is safe in the ledger: answered later
+                raise TryLater("the database is unreachable") from exc
+            raise
 
     async def _abandon(self, work: Work) -> None:
         """Shutdown: take down what this attempt half-posted (left up, it would look like an
@@ -532,26 +570,58 @@ class Inbox:
     async def _take_back_if_withdrawn(self, work: Work) -> None:
         """The row is no longer this work's. If that is because its question was deleted
         (withdrawn, bot.deletion), the turn it stored is forgotten and what it posted removed:
-        the deletion forgot what existed when it ran, this covers what came after."""
-        session_id, message_id = _question_of(work)
+        the deletion forgot what existed when it ran, this covers what came after. If it is
+        because the question was edited meanwhile (superseded), the same is done for this
+        version alone, and then the lease is let go of: the edit's answer waits for that, so
+        the thread ends with that one answer and the memory with that one turn."""
         try:
             status = await events.event_status(self.db, platform=self.platform, event_id=work.key)
-            if status != events.WITHDRAWN:
-                return
+        except Exception as exc:
+            log.warning(
+                "%s %s: reading why the work stopped failed: %s",
+                self.platform,
+                work.key,
+                type(exc).__name__,
+            )
+            return
+        if status == events.WITHDRAWN:
             log.info(
                 "%s %s: its question was deleted; taking the answer back", self.platform, work.key
             )
+            await self._take_back(work, every_version=True)
+        elif status == events.SUPERSEDED:
+            log.info(
+                "%s %s: its question was edited; taking back the answer to the old text",
+                self.platform,
+                work.key,
+            )
+            try:
+                await self._take_back(work, every_version=False)
+            finally:
+                await self._let_go(work)
+
+    async def _take_back(self, work: Work, *, every_version: bool) -> None:
+        """Forget the turn ``work`` stored (with every edit of its message, or this version
+        alone) and remove what it posted."""
+        session_id, message_id = _question_of(work)
+        try:
             if session_id and message_id:
-                await forget_message(self.db, session_id, message_id)
+                await forget_message(self.db, session_id, message_id, with_edits=every_version)
         except Exception as exc:
             log.warning(
-                "%s %s: taking back the answer to a deleted question failed: %s",
+                "%s %s: forgetting the answer taken back failed: %s",
                 self.platform,
                 work.key,
                 type(exc).__name__,
             )
             return
         await self._remove_posts(work)
+
+    async def _let_go(self, work: Work) -> None:
+        with contextlib.suppress(Exception):  # else its lease runs out by itself
+            await events.let_go(
+                self.db, platform=self.platform, event_id=work.key, attempts=work.attempts
+            )
 
     async def _remove_posts(self, work: Work) -> None:
         if self.retract is None:
@@ -801,6 +871,15 @@ def _asker_of(work: Work) -> tuple[str, str] | None:
     record = work.payload.get("msg")
     author = record.get("author_id") if isinstance(record, dict) else None
     return (session_id, str(author)) if session_id and author else None
+
+
+def _asker_key(asker: tuple[str, str] | None) -> str | None:
+    """The ledger's ``asker`` column for (session id, author id): readable, or a digest when
+    it would not fit."""
+    if asker is None:
+        return None
+    key = " ".join(asker)
+    return key if len(key) <= 255 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def _question_of(work: Work) -> tuple[str | None, str | None]:

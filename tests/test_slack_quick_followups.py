@@ -50,3 +50,45 @@ async def test_two_quick_questions_in_a_thread_are_answered_in_order_knowing_eac
     turns = [(role, text) for _session, role, text in await stored_turns(sqlite_db)]
     assert [role for role, _ in turns] == ["user", "assistant", "user", "assistant"]
     assert FIRST in turns[0][1] and "Answer one" in turns[1][1] and SECOND in turns[2][1]
+
+
+async def test_two_quick_questions_taken_by_two_replicas_are_answered_one_after_the_other(
+    api: FakeSlackAPI, db: Database, any_db_url: str, kb_uri: str, fake_openai: FakeOpenAI
+) -> None:
+    """The same, with the two questions taken by two replicas sharing the database (two
+    inboxes, each with its own in-process turns): the second replica waits for the first's
+    answer (its live lease in the ledger) before it answers."""
+    first_done_when_second_asked: list[bool] = []
+
+    def policy(request: dict[str, Any]) -> Turn:
+        turn = _policy(request)
+        if "Answer two" in turn.content:
+            first_done_when_second_asked.append(
+                any("Answer one" in m.text and not m.streaming for m in api.posted())
+            )
+        return turn
+
+    fake_openai.policy = policy
+    settings = model_settings(any_db_url, kb_uri, api, fake_openai)
+    root = new_ts()
+    async with (
+        running_harness(api, settings, db=db) as one,
+        running_harness(api, settings, db=db) as two,
+        one.sender() as to_one,
+        two.sender() as to_two,
+    ):
+        await to_one.event(app_mention(text=f"<@{BOT}> {FIRST}", ts=root))
+        await asyncio.sleep(0.2)
+        await to_two.event(app_mention(text=f"<@{BOT}> {SECOND}", ts=new_ts(), thread_ts=root))
+        await api.wait_for(lambda: len(_answers(api)) == 2, timeout=20)
+        await one.bot.wait_idle()
+        await two.bot.wait_idle()
+    assert first_done_when_second_asked == [True]  # started only once the first was posted
+    assert [a.split(":")[0] for a in _answers(api)] == ["Answer one", "Answer two"]
+    turns = [(role, text) for _session, role, text in await stored_turns(db)]
+    assert [role for role, _ in turns] == ["user", "assistant", "user", "assistant"]
+    assert FIRST in turns[0][1] and "Answer one" in turns[1][1] and SECOND in turns[2][1]
+
+
+def _answers(api: FakeSlackAPI) -> list[str]:
+    return [m.text for m in api.posted() if "Answer" in m.text and not m.streaming]
