@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -364,6 +364,7 @@ class Inbox:
 
     async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
         try:
+            await self._stop_earlier_versions(work)
             async with self._turns.take(_asker_of(work)):
                 await self._wait_for_earlier_turns(work)
                 async with self._slots:
@@ -392,35 +393,47 @@ class Inbox:
         if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
             self.stats.delivered += 1
 
+    async def _stop_earlier_versions(self, work: Work) -> None:
+        """``work`` answers an edited question: the work still answering its earlier
+        versions is superseded (the ledger), and stopped at once when this process holds it
+        (elsewhere, at its holder's next heartbeat). Each takes back what it posted and
+        stored for its version, then lets go (:meth:`_take_back_if_withdrawn`); the edit's
+        answer waits for that in :meth:`_wait_for_earlier_turns`."""
+        asker = _asker_key(_asker_of(work))
+        question_key, mark, _edit = work.key.partition(EDIT_MARK)
+        if asker is None or not mark:
+            return
+        with _database_faults_passing():
+            stopped = await events.supersede(
+                self.db,
+                platform=self.platform,
+                event_id=work.key,
+                asker=asker,
+                question_key=question_key,
+                edit_mark=EDIT_MARK,
+            )
+        if stopped:
+            versions = question_key + EDIT_MARK
+            self._lose(
+                key
+                for key in self._held
+                if key != work.key and (key == question_key or key.startswith(versions))
+            )
+
     async def _wait_for_earlier_turns(self, work: Work) -> None:
         """Across processes, what :class:`AskerTurns` does in one: wait while an earlier
         question of the same asker and conversation is held by a live lease elsewhere (a
-        worker, a replica). An edit first stops the work still answering its question's
-        earlier versions (see :meth:`_take_back`), and waits for that work to let go. The
-        wait keeps this row's lease (the heartbeat) and lasts at most until the earlier
+        worker, a replica), or an earlier version of an edited question is being taken back.
+        The wait keeps this row's lease (the heartbeat) and lasts at most until the earlier
         row's holder finishes or, if it died, its lease runs out."""
         asker = _asker_key(_asker_of(work))
         if asker is None:
             return
-        try:
-            question_key, mark, _edit = work.key.partition(EDIT_MARK)
-            if mark:
-                await events.supersede(
-                    self.db,
-                    platform=self.platform,
-                    event_id=work.key,
-                    asker=asker,
-                    question_key=question_key,
-                    edit_mark=EDIT_MARK,
-                )
+        with _database_faults_passing():
             while await events.earlier_turn_held(
                 self.db, platform=self.platform, event_id=work.key, asker=asker
             ):
                 await asyncio.sleep(min(TURN_POLL, self.heartbeat_every))
-        except Exception as exc:
-            if unreachable(exc):  # the question is safe in the ledger: answered later
-                raise TryLater("the database is unreachable") from exc
-            raise
 
     async def _abandon(self, work: Work) -> None:
         """Shutdown: take down what this attempt half-posted (left up, it would look like an
@@ -871,6 +884,18 @@ def _asker_of(work: Work) -> tuple[str, str] | None:
     record = work.payload.get("msg")
     author = record.get("author_id") if isinstance(record, dict) else None
     return (session_id, str(author)) if session_id and author else None
+
+
+@contextlib.contextmanager
+def _database_faults_passing() -> Iterator[None]:
+    """An unreachable database hands the work back (:class:`TryLater`): the question is safe
+    in the ledger and answered once the database is back."""
+    try:
+        yield
+    except Exception as exc:
+        if unreachable(exc):
+            raise TryLater("the database is unreachable") from exc
+        raise
 
 
 def _asker_key(asker: tuple[str, str] | None) -> str | None:
