@@ -363,35 +363,40 @@ class Inbox:
             del self._held[key]
 
     async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
-        try:
-            await self._stop_earlier_versions(work)
-            async with self._turns.take(_asker_of(work)):
+        # The asker's turn in this process lasts until the work is recorded or taken back,
+        # so the next question's look at the ledger finds this one done and need not wait.
+        async with contextlib.AsyncExitStack() as turn:
+            try:
+                await self._stop_earlier_versions(work)
+                await turn.enter_async_context(self._turns.take(_asker_of(work)))
                 await self._wait_for_earlier_turns(work)
                 async with self._slots:
                     await deliver(work)
-        except asyncio.CancelledError:
-            if held.lost:
-                log.warning("%s %s: another process took it over; stopped", self.platform, work.key)
+            except asyncio.CancelledError:
+                if held.lost:
+                    log.warning(
+                        "%s %s: another process took it over; stopped", self.platform, work.key
+                    )
+                    self.stats.lost += 1
+                    await self._take_back_if_withdrawn(held.work)
+                    return
+                await self._abandon(held.work)
+                raise
+            except OwnershipLost:
+                log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
                 self.stats.lost += 1
                 await self._take_back_if_withdrawn(held.work)
                 return
-            await self._abandon(held.work)
-            raise
-        except OwnershipLost:
-            log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
-            self.stats.lost += 1
-            await self._take_back_if_withdrawn(held.work)
-            return
-        except TryLater as exc:
-            await self._try_later(held.work, held, exc)
-            return
-        except Exception as exc:
-            await self._failed(held.work, held, exc)
-            return
-        held.finishing = True
-        # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
-        if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
-            self.stats.delivered += 1
+            except TryLater as exc:
+                await self._try_later(held.work, held, exc)
+                return
+            except Exception as exc:
+                await self._failed(held.work, held, exc)
+                return
+            held.finishing = True
+            # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
+            if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
+                self.stats.delivered += 1
 
     async def _stop_earlier_versions(self, work: Work) -> None:
         """``work`` answers an edited question: the work still answering its earlier
