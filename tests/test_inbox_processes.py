@@ -16,7 +16,7 @@ import pytest
 
 from storage import events
 from storage.db import Database
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Turn
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SIGNING_SECRET
@@ -30,6 +30,7 @@ from tests.process_support import (
     kill,
     serve,
     slack_env,
+    socket_owner,
 )
 
 __all__ = ["api", "kb_uri"]
@@ -179,6 +180,33 @@ async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
     finally:
         await kill(proc)
         await db.dispose()
+
+
+async def test_a_worker_killed_mid_answer_is_answered_once_by_another_worker(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str
+) -> None:
+    """`serve --workers 2`: the worker writing an answer (streamed slowly) is SIGKILLed while
+    the answer is half posted. Once its lease runs out another worker takes the question over,
+    removes the half answer and answers it: one answer in the thread, recorded once."""
+    slow = Turn(content="Open Settings, then Security, then Reset password. " * 3, chunk_delay=0.2)
+    async with FakeOpenAI(policy=lambda _request: slow) as model:
+        db = await create_schema(pg_url)
+        env = slack_env(pg_url, kb_uri, model, api)
+        proc = await serve(env, "--workers", "2")
+        try:
+            threads = await _send_burst([events_url(env)], 1)
+            await api.wait_for(lambda: any(m.streaming for m in api.posted()), timeout=30)
+            victim = socket_owner(_children(proc.pid), model.client_ports[0])
+            assert victim is not None  # the worker talking to the model
+            os.kill(victim, signal.SIGKILL)
+            await _assert_all_answered_once(api, threads, db)
+            [row] = (await ledger(db, "slack")).values()
+            assert row.attempts == 2  # the killed attempt, then the one that answered
+            assert len(model.requests) == 2
+            assert len(set(model.client_ports)) == 2  # from another process
+        finally:
+            await kill(proc)
+            await db.dispose()
 
 
 async def test_discord_process_killed_mid_burst_answers_everything_once_after_restart(
