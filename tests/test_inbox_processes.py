@@ -28,9 +28,17 @@ from tests.process_support import (
     events_url,
     health,
     kill,
+    mention,
     serve,
     slack_env,
     socket_owner,
+)
+from tests.test_slack_quick_followups import (
+    FIRST,
+    SECOND,
+    answers_given,
+    assert_turns_in_order,
+    first_is_slow,
 )
 
 __all__ = ["api", "kb_uri"]
@@ -204,6 +212,35 @@ async def test_a_worker_killed_mid_answer_is_answered_once_by_another_worker(
             assert row.attempts == 2  # the killed attempt, then the one that answered
             assert len(model.requests) == 2
             assert len(set(model.client_ports)) == 2  # from another process
+        finally:
+            await kill(proc)
+            await db.dispose()
+
+
+async def test_two_workers_answer_one_askers_two_questions_one_after_the_other(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str
+) -> None:
+    """`serve --workers 2` with one answer slot each: the first question goes to one worker,
+    the asker's quick follow-up in its thread to the other, which waits for the first answer
+    (its live lease in the ledger) before it answers: in order, knowing the first."""
+    async with FakeOpenAI(policy=first_is_slow) as model:
+        db = await create_schema(pg_url)
+        env = {**slack_env(pg_url, kb_uri, model, api), "SUPPORTBOT_ANSWER_SLOTS": "1"}
+        proc = await serve(env, "--workers", "2")
+        try:
+            root = new_ts()
+            await mention(env, root, f"<@{DEFAULT_BOT_USER}> {FIRST}")
+            await api.wait_for(lambda: len(model.requests) == 1, timeout=30)
+            first_worker = socket_owner(_children(proc.pid), model.client_ports[0])
+            body = app_mention(text=f"<@{DEFAULT_BOT_USER}> {SECOND}", ts=new_ts(), thread_ts=root)
+            async with SlackSender(events_url(env), SIGNING_SECRET) as sender:
+                assert (await sender.event(body)).status == 200
+            await api.wait_for(lambda: len(answers_given(api)) == 2, timeout=30)
+            second_worker = socket_owner(_children(proc.pid), model.client_ports[1])
+            assert None not in (first_worker, second_worker) and first_worker != second_worker
+            assert [a.split(":")[0] for a in answers_given(api)] == ["Answer one", "Answer two"]
+            await asyncio.sleep(0.5)  # the second turn's record
+            await assert_turns_in_order(db)
         finally:
             await kill(proc)
             await db.dispose()

@@ -22,7 +22,7 @@ FIRST = "How do I reset my password?"
 SECOND = "And where are my invoices?"
 
 
-def _policy(request: dict[str, Any]) -> Turn:
+def first_is_slow(request: dict[str, Any]) -> Turn:
     """The first question's answer is slow to come, the second's fast."""
     [*_, last] = [m for m in request["messages"] if m.get("role") == "user"]
     if FIRST in str(last.get("content")):
@@ -33,7 +33,7 @@ def _policy(request: dict[str, Any]) -> Turn:
 async def test_two_quick_questions_in_a_thread_are_answered_in_order_knowing_each_other(
     api: FakeSlackAPI, sqlite_db: Database, sqlite_url: str, kb_uri: str, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.policy = _policy
+    fake_openai.policy = first_is_slow
     settings = model_settings(sqlite_url, kb_uri, api, fake_openai)
     root = new_ts()
     async with running_harness(api, settings, db=sqlite_db) as h, h.sender() as sender:
@@ -47,9 +47,7 @@ async def test_two_quick_questions_in_a_thread_are_answered_in_order_knowing_eac
     [*_, second_request] = fake_openai.requests
     history = " ".join(str(m.get("content")) for m in second_request["messages"])
     assert FIRST in history and "Answer one" in history  # answered knowing the first turn
-    turns = [(role, text) for _session, role, text in await stored_turns(sqlite_db)]
-    assert [role for role, _ in turns] == ["user", "assistant", "user", "assistant"]
-    assert FIRST in turns[0][1] and "Answer one" in turns[1][1] and SECOND in turns[2][1]
+    await assert_turns_in_order(sqlite_db)
 
 
 async def test_two_quick_questions_taken_by_two_replicas_are_answered_one_after_the_other(
@@ -61,7 +59,7 @@ async def test_two_quick_questions_taken_by_two_replicas_are_answered_one_after_
     first_done_when_second_asked: list[bool] = []
 
     def policy(request: dict[str, Any]) -> Turn:
-        turn = _policy(request)
+        turn = first_is_slow(request)
         if "Answer two" in turn.content:
             first_done_when_second_asked.append(
                 any("Answer one" in m.text and not m.streaming for m in api.posted())
@@ -80,15 +78,21 @@ async def test_two_quick_questions_taken_by_two_replicas_are_answered_one_after_
         await to_one.event(app_mention(text=f"<@{BOT}> {FIRST}", ts=root))
         await asyncio.sleep(0.2)
         await to_two.event(app_mention(text=f"<@{BOT}> {SECOND}", ts=new_ts(), thread_ts=root))
-        await api.wait_for(lambda: len(_answers(api)) == 2, timeout=20)
+        await api.wait_for(lambda: len(answers_given(api)) == 2, timeout=20)
         await one.bot.wait_idle()
         await two.bot.wait_idle()
     assert first_done_when_second_asked == [True]  # started only once the first was posted
-    assert [a.split(":")[0] for a in _answers(api)] == ["Answer one", "Answer two"]
+    assert [a.split(":")[0] for a in answers_given(api)] == ["Answer one", "Answer two"]
+    await assert_turns_in_order(db)
+
+
+async def assert_turns_in_order(db: Database) -> None:
+    """The thread's memory holds the first turn, then the second."""
     turns = [(role, text) for _session, role, text in await stored_turns(db)]
     assert [role for role, _ in turns] == ["user", "assistant", "user", "assistant"]
     assert FIRST in turns[0][1] and "Answer one" in turns[1][1] and SECOND in turns[2][1]
 
 
-def _answers(api: FakeSlackAPI) -> list[str]:
+def answers_given(api: FakeSlackAPI) -> list[str]:
+    """The finished answers' texts, in posting order."""
     return [m.text for m in api.posted() if "Answer" in m.text and not m.streaming]
