@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -361,42 +361,37 @@ class Inbox:
     def _forget(self, key: str, held: _Held) -> None:
         if self._held.get(key) is held:
             del self._held[key]
+        self._turns.ended(_asker_of(held.work))
 
     async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
-        # The asker's turn in this process lasts until the work is recorded or taken back,
-        # so the next question's look at the ledger finds this one done and need not wait.
-        async with contextlib.AsyncExitStack() as turn:
-            try:
-                await self._stop_earlier_versions(work)
-                await turn.enter_async_context(self._turns.take(_asker_of(work)))
-                await self._wait_for_earlier_turns(work)
-                async with self._slots:
-                    await deliver(work)
-            except asyncio.CancelledError:
-                if held.lost:
-                    log.warning(
-                        "%s %s: another process took it over; stopped", self.platform, work.key
-                    )
-                    self.stats.lost += 1
-                    await self._take_back_if_withdrawn(held.work)
-                    return
-                await self._abandon(held.work)
-                raise
-            except OwnershipLost:
-                log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
+        try:
+            await self._stop_earlier_versions(work)
+            await self._wait_for_earlier_turns(work)
+            async with self._slots:
+                await deliver(work)
+        except asyncio.CancelledError:
+            if held.lost:
+                log.warning("%s %s: another process took it over; stopped", self.platform, work.key)
                 self.stats.lost += 1
                 await self._take_back_if_withdrawn(held.work)
                 return
-            except TryLater as exc:
-                await self._try_later(held.work, held, exc)
-                return
-            except Exception as exc:
-                await self._failed(held.work, held, exc)
-                return
-            held.finishing = True
-            # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
-            if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
-                self.stats.delivered += 1
+            await self._abandon(held.work)
+            raise
+        except OwnershipLost:
+            log.warning("%s %s: ownership lost; stopped", self.platform, work.key)
+            self.stats.lost += 1
+            await self._take_back_if_withdrawn(held.work)
+            return
+        except TryLater as exc:
+            await self._try_later(held.work, held, exc)
+            return
+        except Exception as exc:
+            await self._failed(held.work, held, exc)
+            return
+        held.finishing = True
+        # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
+        if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
+            self.stats.delivered += 1
 
     async def _stop_earlier_versions(self, work: Work) -> None:
         """``work`` answers an edited question: the work still answering its earlier
@@ -426,19 +421,27 @@ class Inbox:
             )
 
     async def _wait_for_earlier_turns(self, work: Work) -> None:
-        """Across processes, what :class:`AskerTurns` does in one: wait while an earlier
-        question of the same asker and conversation is held by a live lease elsewhere (a
-        worker, a replica), or an earlier version of an edited question is being taken back.
-        The wait keeps this row's lease (the heartbeat) and lasts at most until the earlier
-        row's holder finishes or, if it died, its lease runs out."""
-        asker = _asker_key(_asker_of(work))
-        if asker is None:
+        """One question at a time per asker and conversation, in claim order, in every
+        process at once: wait while an earlier question of the same asker is held by a live
+        lease (being answered or waiting its own turn, here or in another worker or replica),
+        or an earlier version of an edited question is being taken back. Not a slot: the
+        wait keeps this row's lease (the heartbeat) and lasts at most until the earlier row's
+        holder finishes or, if it died, its lease runs out. Work of the same asker ending in
+        this process ends the wait at once (:class:`AskerTurns`); other processes' at the
+        next look at the ledger."""
+        asker = _asker_of(work)
+        ledger_key = _asker_key(asker)
+        if asker is None or ledger_key is None:
             return
         with _database_faults_passing():
-            while await events.earlier_turn_held(
-                self.db, platform=self.platform, event_id=work.key, asker=asker
-            ):
-                await asyncio.sleep(min(TURN_POLL, self.heartbeat_every))
+            while True:
+                ended_here = self._turns.signal(asker)
+                if not await events.earlier_turn_held(
+                    self.db, platform=self.platform, event_id=work.key, asker=ledger_key
+                ):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended_here.wait(), min(TURN_POLL, self.heartbeat_every))
 
     async def _abandon(self, work: Work) -> None:
         """Shutdown: take down what this attempt half-posted (left up, it would look like an
@@ -856,31 +859,24 @@ class Inbox:
 
 
 class AskerTurns:
-    """One question at a time per asker and conversation in this process, in the order they
-    were claimed. Someone who asks twice in quick succession in a thread had the two answered
-    at once: a slower first answer came after the second, which was written without knowing
-    the first, and the thread's memory stored the turns out of order. Other people's questions
-    in the same conversation do not wait (a channel answered in place is shared by many)."""
+    """Wakes the work of this process waiting for an asker's turn (:meth:`Inbox.
+    _wait_for_earlier_turns`) as soon as this process ends a piece of that asker's work, so
+    a follow-up answered in the same process starts at once instead of at the next look at
+    the ledger. Only a wake-up: the ledger decides whose turn it is (rows in id order, the
+    same in every process, so waits never form a cycle, as a lock taken in arrival order
+    here and a ledger wait there could after a takeover)."""
 
     def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._ended: dict[tuple[str, str], asyncio.Event] = {}
 
-    @contextlib.asynccontextmanager
-    async def take(self, asker: tuple[str, str] | None) -> AsyncIterator[None]:
-        if asker is None:  # not a question (a click, a deletion, a notice): no turn to wait
-            yield
-            return
-        lock, users = self._locks.get(asker, (asyncio.Lock(), 0))
-        self._locks[asker] = (lock, users + 1)
-        try:
-            async with lock:  # waiters are served first come, first served
-                yield
-        finally:
-            lock, users = self._locks[asker]
-            if users == 1:
-                del self._locks[asker]
-            else:
-                self._locks[asker] = (lock, users - 1)
+    def signal(self, asker: tuple[str, str]) -> asyncio.Event:
+        """The event set when this process next ends work of ``asker`` (take it before
+        looking at the ledger, so an end in between is not missed)."""
+        return self._ended.setdefault(asker, asyncio.Event())
+
+    def ended(self, asker: tuple[str, str] | None) -> None:
+        if asker is not None and (event := self._ended.pop(asker, None)) is not None:
+            event.set()
 
 
 def _asker_of(work: Work) -> tuple[str, str] | None:

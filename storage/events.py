@@ -261,7 +261,7 @@ def _build(sqlite: bool) -> _Statements:
                 c.event_id.like(bindparam("b_versions"), escape="/"),
             ),
         )
-        .values(status=SUPERSEDED, finished_at=now),
+        .values(status=SUPERSEDED, finished_at=now, payload=without_secrets),
         let_go=update(_EVENTS)
         .where(
             c.platform == bindparam("b_platform"),

@@ -5,10 +5,15 @@ work of its question's earlier versions, whose leases stay until their holders l
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
+from typing import Any
 
+from bot.inbox import Inbox, Work
 from storage import events, migrate
 from storage.db import Database
+from tests.inbox_support import ledger
 from tests.test_migrations import execute
 
 PREVIOUS = "0008_ops"
@@ -99,3 +104,50 @@ async def test_an_edit_supersedes_its_earlier_versions_which_hold_until_let_go(
     assert not await _held_before(db, "q:edit:2")
     taken = await events.take_expired(db, platform="slack")
     assert taken.work == [] and taken.given_up == []  # nobody answers the old text again
+
+
+def _question(n: int) -> dict[str, Any]:
+    return {
+        "kind": "message",
+        "session_id": "slack:T1:C1:1.0",
+        "msg": {"id": f"m{n}", "author_id": "U1"},
+    }
+
+
+async def test_a_dead_workers_question_holds_the_askers_next_only_until_its_lease_runs_out(
+    db: Database,
+) -> None:
+    """A worker took the asker's first question and was killed: its row keeps a live lease
+    nobody renews. The asker's next question waits for it, but only until that lease runs
+    out; then both are answered (the first taken over by the recovery)."""
+    lease = timedelta(seconds=1.5)
+    queue = Inbox(db, "slack", _never, answer_inline=False)
+    assert await queue.submit("q1", _question(1))
+    [taken] = (await events.take_expired(db, platform="slack", lease=lease)).work
+    assert taken.event_id == "q1"  # ...by a worker that dies now, holding it
+    started: dict[str, float] = {}
+
+    async def deliver(work: Work) -> None:
+        started[work.key] = time.monotonic()
+
+    inbox = Inbox(db, "slack", deliver, lease=lease, recover_every=0.1)
+    asked = time.monotonic()
+    assert await inbox.submit("q2", _question(2))
+    inbox.start()
+    try:
+        while "q1" not in started:
+            assert time.monotonic() - asked < 10
+            await asyncio.sleep(0.05)
+        await inbox.wait_idle(5)
+    finally:
+        await inbox.aclose(0)
+    assert 0.8 < started["q2"] - asked < 5  # waited for the dead worker's lease, not for ever
+    rows = await ledger(db, "slack")
+    assert {key: row.status for key, row in rows.items()} == {
+        "q1": events.ANSWERED,
+        "q2": events.ANSWERED,
+    }
+
+
+async def _never(work: Work) -> None:
+    raise AssertionError(f"the queueing process answered {work.key}")
