@@ -570,8 +570,11 @@ class Inbox:
         return None
 
     async def _release(self, work: Work, *, after: timedelta = timedelta(0)) -> None:
+        """Hand the work back to the ledger. A row no longer this work's (its question was
+        deleted or edited meanwhile) is taken back instead, as no attempt will follow to
+        remove what this one posted."""
         try:
-            await events.release_lease(
+            released = await events.release_lease(
                 self.db,
                 platform=self.platform,
                 event_id=work.key,
@@ -580,6 +583,9 @@ class Inbox:
             )
         except Exception as exc:
             log.warning("could not release %s: %s", work.key, type(exc).__name__)
+            return
+        if not released:
+            await self._take_back_if_withdrawn(work)
 
     async def _retract(self, work: Work) -> None:
         """Work given up: what it posted is removed (the adapter's ``retract``) and an answer

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from bot.inbox import Inbox, Work
+from bot.inbox import Inbox, TryLater, Work
 from storage import events, migrate
 from storage.db import Database
 from tests.inbox_support import ledger
@@ -151,3 +151,34 @@ async def test_a_dead_workers_question_holds_the_askers_next_only_until_its_leas
 
 async def _never(work: Work) -> None:
     raise AssertionError(f"the queueing process answered {work.key}")
+
+
+async def test_work_handed_back_after_its_question_was_edited_is_taken_back_not_retried(
+    db: Database,
+) -> None:
+    """The platform failed for a while (TryLater) just as the question was edited: no attempt
+    will follow to remove what this one posted, so it is taken back at once and the row let
+    go of (else the edit's answer would wait for the whole lease)."""
+    edited = asyncio.Event()
+    retracted: list[str] = []
+
+    async def deliver(work: Work) -> None:
+        await edited.wait()
+        raise TryLater("the platform failed")
+
+    async def retract(work: Work) -> None:
+        retracted.append(work.key)
+
+    inbox = Inbox(db, "slack", deliver, retract=retract, lease=timedelta(seconds=30))
+    assert await inbox.submit("q", _question(1))
+    await _claim(db, "q:edit:1")
+    await events.supersede(
+        db, platform="slack", event_id="q:edit:1", asker=ASKER, question_key="q", edit_mark=":edit:"
+    )
+    edited.set()
+    await inbox.wait_idle(5)
+    await inbox.aclose(0)
+    assert retracted == ["q"]
+    row = (await ledger(db, "slack"))["q"]
+    assert (row.status, row.lease_until) == (events.SUPERSEDED, None)
+    assert not await _held_before(db, "q:edit:1")
