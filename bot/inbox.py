@@ -27,7 +27,7 @@ from typing import Any
 from bot import metrics, texts
 from bot.config import Settings
 from bot.memory import forget_message
-from bot.messages import EDIT_MARK
+from bot.messages import EDIT_MARK, ConversationKey
 from storage import events, memories
 from storage.db import Database, unreachable
 
@@ -431,7 +431,7 @@ class Inbox:
         next look at the ledger."""
         asker = _asker_of(work)
         ledger_key = _asker_key(asker)
-        if asker is None or ledger_key is None:
+        if asker is None or ledger_key is None or _opens_its_conversation(work):
             return
         with _database_faults_passing():
             while True:
@@ -891,6 +891,15 @@ def _asker_of(work: Work) -> tuple[str, str] | None:
     record = work.payload.get("msg")
     author = record.get("author_id") if isinstance(record, dict) else None
     return (session_id, str(author)) if session_id and author else None
+
+
+def _opens_its_conversation(work: Work) -> bool:
+    """Whether ``work``'s question is the one its conversation's thread was started from (a
+    mention answered in a new thread): every other question there came after it, so it has
+    no earlier turn to wait for, and the look at the ledger is saved (most questions)."""
+    session_id, message_id = _question_of(work)
+    key = ConversationKey.from_session_id(session_id) if session_id else None
+    return key is not None and key.thread_id is not None and key.thread_id == message_id
 
 
 @contextlib.contextmanager
