@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from bot import metrics, texts
 from bot.config import Settings
 from bot.memory import forget_message
+from bot.messages import EDIT_MARK, ConversationKey
 from storage import events, memories
 from storage.db import Database, unreachable
 
@@ -44,6 +46,9 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of finished ledger rows
 FINISH_RETRY_DELAYS = (0.0, 0.1, 0.3, 1.0, 2.0, 4.0, 8.0)
 # Seconds before work handed back with TryLater is taken again, by attempt number.
 TRY_LATER_DELAYS = (2.0, 8.0)
+# Seconds between looks at whether an earlier question of the same asker is still being
+# answered in another process (its turn ends when that row is finished or its lease runs out).
+TURN_POLL = 0.2
 # Seconds a shutdown gives the adapter to take down what an unfinished answer posted (the
 # process must stop within 10 s of SIGTERM, grace included).
 ABANDON_RETRACT_SECONDS = 1.5
@@ -241,6 +246,7 @@ class Inbox:
             payload=payload,
             lease=timedelta(0) if queued else self.lease,
             attempts=0 if queued else 1,
+            asker=_asker_key(_asker_of(Work(key, payload))),
         )
         if taken and not queued:
             self._start(Work(key, payload, 1), run)
@@ -355,10 +361,13 @@ class Inbox:
     def _forget(self, key: str, held: _Held) -> None:
         if self._held.get(key) is held:
             del self._held[key]
+        self._turns.ended(_asker_of(held.work))
 
     async def _run(self, work: Work, held: _Held, deliver: Deliver) -> None:
         try:
-            async with self._turns.take(_asker_of(work)), self._slots:
+            await self._stop_earlier_versions(work)
+            await self._wait_for_earlier_turns(work)
+            async with self._slots:
                 await deliver(work)
         except asyncio.CancelledError:
             if held.lost:
@@ -383,6 +392,56 @@ class Inbox:
         # Shielded: a shutdown arriving now must not leave a posted answer unrecorded.
         if await asyncio.shield(self._finish(held.work, events.ANSWERED)):
             self.stats.delivered += 1
+
+    async def _stop_earlier_versions(self, work: Work) -> None:
+        """``work`` answers an edited question: the work still answering its earlier
+        versions is superseded (the ledger), and stopped at once when this process holds it
+        (elsewhere, at its holder's next heartbeat). Each takes back what it posted and
+        stored for its version, then lets go (:meth:`_take_back_if_withdrawn`); the edit's
+        answer waits for that in :meth:`_wait_for_earlier_turns`."""
+        asker = _asker_key(_asker_of(work))
+        question_key, mark, _edit = work.key.partition(EDIT_MARK)
+        if asker is None or not mark:
+            return
+        with _database_faults_passing():
+            stopped = await events.supersede(
+                self.db,
+                platform=self.platform,
+                event_id=work.key,
+                asker=asker,
+                question_key=question_key,
+                edit_mark=EDIT_MARK,
+            )
+        if stopped:
+            versions = question_key + EDIT_MARK
+            self._lose(
+                key
+                for key in self._held
+                if key != work.key and (key == question_key or key.startswith(versions))
+            )
+
+    async def _wait_for_earlier_turns(self, work: Work) -> None:
+        """One question at a time per asker and conversation, in claim order, in every
+        process at once: wait while an earlier question of the same asker is held by a live
+        lease (being answered or waiting its own turn, here or in another worker or replica),
+        or an earlier version of an edited question is being taken back. Not a slot: the
+        wait keeps this row's lease (the heartbeat) and lasts at most until the earlier row's
+        holder finishes or, if it died, its lease runs out. Work of the same asker ending in
+        this process ends the wait at once (:class:`AskerTurns`); other processes' at the
+        next look at the ledger."""
+        asker = _asker_of(work)
+        ledger_key = _asker_key(asker)
+        if asker is None or ledger_key is None or _opens_its_conversation(work):
+            return
+        with _database_faults_passing():
+            while True:
+                ended_here = self._turns.signal(asker)
+                if not await events.earlier_turn_held(
+                    self.db, platform=self.platform, event_id=work.key, asker=ledger_key
+                ):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended_here.wait(), min(TURN_POLL, self.heartbeat_every))
 
     async def _abandon(self, work: Work) -> None:
         """Shutdown: take down what this attempt half-posted (left up, it would look like an
@@ -511,8 +570,11 @@ class Inbox:
         return None
 
     async def _release(self, work: Work, *, after: timedelta = timedelta(0)) -> None:
+        """Hand the work back to the ledger. A row no longer this work's (its question was
+        deleted or edited meanwhile) is taken back instead, as no attempt will follow to
+        remove what this one posted."""
         try:
-            await events.release_lease(
+            released = await events.release_lease(
                 self.db,
                 platform=self.platform,
                 event_id=work.key,
@@ -521,6 +583,9 @@ class Inbox:
             )
         except Exception as exc:
             log.warning("could not release %s: %s", work.key, type(exc).__name__)
+            return
+        if not released:
+            await self._take_back_if_withdrawn(work)
 
     async def _retract(self, work: Work) -> None:
         """Work given up: what it posted is removed (the adapter's ``retract``) and an answer
@@ -532,26 +597,58 @@ class Inbox:
     async def _take_back_if_withdrawn(self, work: Work) -> None:
         """The row is no longer this work's. If that is because its question was deleted
         (withdrawn, bot.deletion), the turn it stored is forgotten and what it posted removed:
-        the deletion forgot what existed when it ran, this covers what came after."""
-        session_id, message_id = _question_of(work)
+        the deletion forgot what existed when it ran, this covers what came after. If it is
+        because the question was edited meanwhile (superseded), the same is done for this
+        version alone, and then the lease is let go of: the edit's answer waits for that, so
+        the thread ends with that one answer and the memory with that one turn."""
         try:
             status = await events.event_status(self.db, platform=self.platform, event_id=work.key)
-            if status != events.WITHDRAWN:
-                return
+        except Exception as exc:
+            log.warning(
+                "%s %s: reading why the work stopped failed: %s",
+                self.platform,
+                work.key,
+                type(exc).__name__,
+            )
+            return
+        if status == events.WITHDRAWN:
             log.info(
                 "%s %s: its question was deleted; taking the answer back", self.platform, work.key
             )
+            await self._take_back(work, every_version=True)
+        elif status == events.SUPERSEDED:
+            log.info(
+                "%s %s: its question was edited; taking back the answer to the old text",
+                self.platform,
+                work.key,
+            )
+            try:
+                await self._take_back(work, every_version=False)
+            finally:
+                await self._let_go(work)
+
+    async def _take_back(self, work: Work, *, every_version: bool) -> None:
+        """Forget the turn ``work`` stored (with every edit of its message, or this version
+        alone) and remove what it posted."""
+        session_id, message_id = _question_of(work)
+        try:
             if session_id and message_id:
-                await forget_message(self.db, session_id, message_id)
+                await forget_message(self.db, session_id, message_id, with_edits=every_version)
         except Exception as exc:
             log.warning(
-                "%s %s: taking back the answer to a deleted question failed: %s",
+                "%s %s: forgetting the answer taken back failed: %s",
                 self.platform,
                 work.key,
                 type(exc).__name__,
             )
             return
         await self._remove_posts(work)
+
+    async def _let_go(self, work: Work) -> None:
+        with contextlib.suppress(Exception):  # else its lease runs out by itself
+            await events.let_go(
+                self.db, platform=self.platform, event_id=work.key, attempts=work.attempts
+            )
 
     async def _remove_posts(self, work: Work) -> None:
         if self.retract is None:
@@ -768,31 +865,24 @@ class Inbox:
 
 
 class AskerTurns:
-    """One question at a time per asker and conversation in this process, in the order they
-    were claimed. Someone who asks twice in quick succession in a thread had the two answered
-    at once: a slower first answer came after the second, which was written without knowing
-    the first, and the thread's memory stored the turns out of order. Other people's questions
-    in the same conversation do not wait (a channel answered in place is shared by many)."""
+    """Wakes the work of this process waiting for an asker's turn (:meth:`Inbox.
+    _wait_for_earlier_turns`) as soon as this process ends a piece of that asker's work, so
+    a follow-up answered in the same process starts at once instead of at the next look at
+    the ledger. Only a wake-up: the ledger decides whose turn it is (rows in id order, the
+    same in every process, so waits never form a cycle, as a lock taken in arrival order
+    here and a ledger wait there could after a takeover)."""
 
     def __init__(self) -> None:
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._ended: dict[tuple[str, str], asyncio.Event] = {}
 
-    @contextlib.asynccontextmanager
-    async def take(self, asker: tuple[str, str] | None) -> AsyncIterator[None]:
-        if asker is None:  # not a question (a click, a deletion, a notice): no turn to wait
-            yield
-            return
-        lock, users = self._locks.get(asker, (asyncio.Lock(), 0))
-        self._locks[asker] = (lock, users + 1)
-        try:
-            async with lock:  # waiters are served first come, first served
-                yield
-        finally:
-            lock, users = self._locks[asker]
-            if users == 1:
-                del self._locks[asker]
-            else:
-                self._locks[asker] = (lock, users - 1)
+    def signal(self, asker: tuple[str, str]) -> asyncio.Event:
+        """The event set when this process next ends work of ``asker`` (take it before
+        looking at the ledger, so an end in between is not missed)."""
+        return self._ended.setdefault(asker, asyncio.Event())
+
+    def ended(self, asker: tuple[str, str] | None) -> None:
+        if asker is not None and (event := self._ended.pop(asker, None)) is not None:
+            event.set()
 
 
 def _asker_of(work: Work) -> tuple[str, str] | None:
@@ -801,6 +891,36 @@ def _asker_of(work: Work) -> tuple[str, str] | None:
     record = work.payload.get("msg")
     author = record.get("author_id") if isinstance(record, dict) else None
     return (session_id, str(author)) if session_id and author else None
+
+
+def _opens_its_conversation(work: Work) -> bool:
+    """Whether ``work``'s question is the one its conversation's thread was started from (a
+    mention answered in a new thread): every other question there came after it, so it has
+    no earlier turn to wait for, and the look at the ledger is saved (most questions)."""
+    session_id, message_id = _question_of(work)
+    key = ConversationKey.from_session_id(session_id) if session_id else None
+    return key is not None and key.thread_id is not None and key.thread_id == message_id
+
+
+@contextlib.contextmanager
+def _database_faults_passing() -> Iterator[None]:
+    """An unreachable database hands the work back (:class:`TryLater`): the question is safe
+    in the ledger and answered once the database is back."""
+    try:
+        yield
+    except Exception as exc:
+        if unreachable(exc):
+            raise TryLater("the database is unreachable") from exc
+        raise
+
+
+def _asker_key(asker: tuple[str, str] | None) -> str | None:
+    """The ledger's ``asker`` column for (session id, author id): readable, or a digest when
+    it would not fit."""
+    if asker is None:
+        return None
+    key = " ".join(asker)
+    return key if len(key) <= 255 else hashlib.sha256(key.encode()).hexdigest()
 
 
 def _question_of(work: Work) -> tuple[str | None, str | None]:

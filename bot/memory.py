@@ -227,13 +227,17 @@ class MemoryPolicy:
 
 
 async def forget_message(
-    db: Database, session_id: str, message_id: str
+    db: Database, session_id: str, message_id: str, *, with_edits: bool = True
 ) -> memories.ForgottenMessage:
     """Forget one platform message of a conversation (it was deleted): its question and what
-    answered it, for every version of it (its edits), and its line in the running summary
-    when it had already been folded in."""
+    answered it, for every version of it (its edits; ``with_edits=False``: this version
+    alone, an old text an edit replaced), and its line in the running summary when it had
+    already been folded in."""
     forgotten = await memories.forget_message(
-        db, session_id=session_id, message_id=message_id, edits_prefix=message_id + EDIT_MARK
+        db,
+        session_id=session_id,
+        message_id=message_id,
+        edits_prefix=message_id + EDIT_MARK if with_edits else None,
     )
     if forgotten.questions:
         async with db.session() as session:

@@ -55,7 +55,11 @@ FAILED = "failed"
 # The question was deleted: whoever still holds the work must stop, post nothing more and take
 # back what it posted and stored (bot.inbox); nobody takes the row again.
 WITHDRAWN = "withdrawn"
-FINISHED = (ANSWERED, IGNORED, FAILED, WITHDRAWN)
+# The question was edited while this version was being answered: its holder stops, takes back
+# what it posted and stored for this version alone, then lets go of the lease (which it keeps
+# until then, so the edit's answer waits for that); nobody takes the row again.
+SUPERSEDED = "superseded"
+FINISHED = (ANSWERED, IGNORED, FAILED, WITHDRAWN, SUPERSEDED)
 DEFAULT_LEASE = timedelta(seconds=15)
 MAX_ATTEMPTS = 3
 # The payload key under which the conversation's session id is kept (``/forget`` finds rows by it).
@@ -134,6 +138,9 @@ class _Statements:
     give_up: Update
     renew: Update
     strip_secrets: Update
+    earlier_turn: Select[Any]
+    supersede: Update
+    let_go: Update
 
 
 _EVENTS: Table = ProcessedEvent.__table__  # type: ignore[assignment]
@@ -164,6 +171,19 @@ def _build(sqlite: bool) -> _Statements:
         c.attempts == bindparam("b_attempts"),
     )
     expired = or_(c.lease_until.is_(None), c.lease_until < now)
+    # Rows of the same asker and conversation claimed before the row ``b_event_id``, among
+    # those that hold a lease (the partial index on platform and asker).
+    this_row = (
+        select(c.id)
+        .where(c.platform == bindparam("b_platform"), c.event_id == bindparam("b_event_id"))
+        .scalar_subquery()
+    )
+    same_asker_before = and_(
+        c.platform == bindparam("b_platform"),
+        c.asker == bindparam("b_asker"),
+        c.lease_until.is_not(None),
+        c.id < this_row,
+    )
     takeable = and_(
         c.id == bindparam("b_id"),
         c.status == ANSWERING,
@@ -180,6 +200,7 @@ def _build(sqlite: bool) -> _Statements:
             lease_until=leased,
             payload=bindparam("b_payload", type_=c.payload.type),
             received_at=now,
+            asker=bindparam("b_asker", type_=String()),
         )
         # No RETURNING of the new id on PostgreSQL: nobody reads it.
         .inline(),
@@ -229,6 +250,26 @@ def _build(sqlite: bool) -> _Statements:
         strip_secrets=update(_EVENTS)
         .where(c.id == bindparam("b_id"))
         .values(payload=without_secrets),
+        earlier_turn=select(literal(1)).where(same_asker_before, c.lease_until > now).limit(1),
+        supersede=update(_EVENTS)
+        .where(
+            same_asker_before,
+            c.status == ANSWERING,
+            c.lease_until.is_not(None),
+            or_(
+                c.event_id == bindparam("b_question"),
+                c.event_id.like(bindparam("b_versions"), escape="/"),
+            ),
+        )
+        .values(status=SUPERSEDED, finished_at=now, payload=without_secrets),
+        let_go=update(_EVENTS)
+        .where(
+            c.platform == bindparam("b_platform"),
+            c.event_id == bindparam("b_event_id"),
+            c.status == SUPERSEDED,
+            c.attempts == bindparam("b_attempts"),
+        )
+        .values(lease_until=None),
     )
 
 
@@ -270,12 +311,14 @@ async def claim_event(
     payload: dict[str, Any] | None = None,
     lease: timedelta = DEFAULT_LEASE,
     attempts: int = 1,
+    asker: str | None = None,
 ) -> bool:
     """Take an event for this process. False means someone already took it: do nothing.
 
     A single Core INSERT (no ORM unit of work): this runs before the platform's ack, on the
     hot path of every request. ``attempts=0`` with a zero lease queues the work for whichever
-    worker takes it first (the take then counts as the first attempt).
+    worker takes it first (the take then counts as the first attempt). ``asker``: the asker
+    and conversation of a question (see :func:`earlier_turn_held`).
     """
     params = {
         "b_platform": platform,
@@ -283,6 +326,7 @@ async def claim_event(
         "b_attempts": attempts,
         "b_lease": _offset_value(db.is_sqlite, lease),
         "b_payload": storable(payload),
+        "b_asker": asker,
     }
     try:
         async with db.write(lock_wait=CLAIM_LOCK_WAIT) as conn:
@@ -530,10 +574,12 @@ async def reopen_failed(
     payload: dict[str, Any],
     lease: timedelta = DEFAULT_LEASE,
     attempts: int = 1,
+    asker: str | None = None,
 ) -> bool:
     """Take a ``failed`` row again as new work (someone asked for it explicitly): it is
-    answering again under ``attempts`` with ``payload``. A compare-and-set on the status, so
-    one caller wins; False when the row is not failed (or not there)."""
+    answering again under ``attempts`` with ``payload`` (and ``asker``, as a claim). A
+    compare-and-set on the status, so one caller wins; False when the row is not failed (or
+    not there)."""
     c = _EVENTS.c
     statement = (
         update(_EVENTS)
@@ -544,11 +590,61 @@ async def reopen_failed(
             lease_until=db_time(db, lease),
             payload=storable(payload),
             finished_at=None,
+            asker=asker,
         )
     )
     async with db.write() as conn:
         result = await conn.execute(statement)
     return bool(result.rowcount == 1)
+
+
+async def earlier_turn_held(db: Database, *, platform: str, event_id: str, asker: str) -> bool:
+    """Whether a question of the same ``asker`` (and conversation), claimed before the row
+    ``event_id``, is still held by a live lease (being answered, waiting its own turn, or
+    being let go of after an edit), by the database clock. A holder that died stops holding
+    it when its lease runs out, so a wait on this is bounded by that lease."""
+    async with db.reads() as conn:
+        found = await conn.scalar(
+            _statements(db).earlier_turn,
+            {"b_platform": platform, "b_event_id": event_id, "b_asker": asker},
+        )
+    return found is not None
+
+
+async def supersede(
+    db: Database, *, platform: str, event_id: str, asker: str, question_key: str, edit_mark: str
+) -> int:
+    """Mark the unfinished work of the earlier versions of an edited question (the row
+    ``question_key`` and rows keyed ``question_key + edit_mark + …`` claimed before
+    ``event_id``) as :data:`SUPERSEDED`; their leases stay until their holders let go.
+    Returns how many rows that stopped."""
+    async with db.write() as conn:
+        result = await conn.execute(
+            _statements(db).supersede,
+            {
+                "b_platform": platform,
+                "b_event_id": event_id,
+                "b_asker": asker,
+                "b_question": question_key,
+                "b_versions": _like_prefix(question_key + edit_mark),
+            },
+        )
+    return int(result.rowcount or 0)
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching what starts with ``text`` (escaped with ``/``)."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return escaped + "%"
+
+
+async def let_go(db: Database, *, platform: str, event_id: str, attempts: int) -> bool:
+    """The holder of a superseded row is done taking it back: its lease ends (fenced)."""
+    return await _owned_update(
+        db,
+        _statements(db).let_go,
+        {"b_platform": platform, "b_event_id": event_id, "b_attempts": attempts},
+    )
 
 
 async def event_payload(db: Database, *, platform: str, event_id: str) -> dict[str, Any] | None:

@@ -196,16 +196,19 @@ class ForgottenMessage:
 
 
 async def forget_message(
-    db: Database, *, session_id: str, message_id: str, edits_prefix: str
+    db: Database, *, session_id: str, message_id: str, edits_prefix: str | None
 ) -> ForgottenMessage:
     """Delete every row of a session that belongs to one platform message: its question(s)
     (``MESSAGE_KEY``) and what answered them (``REPLY_KEY``: answers, silent auto-answer
-    events), for the message itself and its edits (ids starting with ``edits_prefix``). In the
+    events), for the message itself and its edits (ids starting with ``edits_prefix``; None:
+    the message alone). In the
     same transaction, votes on those answers lose their comments and hand-offs they opened
     lose their reasons (the facts stay, the words go)."""
 
     def of_message(key: str) -> Any:
         value = Memory.tool_metadata[key].as_string()
+        if edits_prefix is None:
+            return value == message_id
         return or_(value == message_id, value.startswith(edits_prefix, autoescape=True))
 
     async with db.session() as session:

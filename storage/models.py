@@ -97,12 +97,22 @@ class ProcessedEvent(Base):
 
     ``status`` is received -> answering (with ``lease_until``) -> answered | ignored | failed.
     ``payload`` keeps what is needed to answer, so a restarted process can finish acked work.
+    ``asker`` names the asker and conversation of a question (None for other work): the
+    inbox answers one asker's questions there one at a time, across processes, through it.
     """
 
     __tablename__ = "processed_events"
     __table_args__ = (
         UniqueConstraint("platform", "event_id"),
         Index("ix_processed_events_status_lease_until", "status", "lease_until"),
+        # Only rows someone may still hold (a lease is set): small, whatever the ledger's size.
+        Index(
+            "ix_processed_events_asker_held",
+            "platform",
+            "asker",
+            postgresql_where=text("lease_until IS NOT NULL"),
+            sqlite_where=text("lease_until IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -114,6 +124,7 @@ class ProcessedEvent(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    asker: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class Feedback(Base):

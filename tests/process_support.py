@@ -127,6 +127,23 @@ async def kill(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+def socket_owner(pids: list[int], local_port: int) -> int | None:
+    """Which of ``pids`` holds the TCP connection whose local port is ``local_port`` (the
+    client side of a connection a fake saw), from /proc/net/tcp and the processes' fds."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == local_port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
 def events_url(env: dict[str, str]) -> str:
     return f"http://127.0.0.1:{env['PORT']}/slack/events"
 

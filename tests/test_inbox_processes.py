@@ -5,10 +5,12 @@ worker is killed. Counted at the fake platforms: every question answered exactly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 
 from storage import events
 from storage.db import Database
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Policy, Turn
 from tests.fakes.slack_api import DEFAULT_BOT_USER, FakeSlackAPI
 from tests.fakes.slack_fixtures import api, kb_uri
 from tests.fakes.slack_harness import SIGNING_SECRET
@@ -28,8 +30,18 @@ from tests.process_support import (
     events_url,
     health,
     kill,
+    mention,
     serve,
+    serving,
     slack_env,
+    socket_owner,
+)
+from tests.test_slack_quick_followups import (
+    FIRST,
+    SECOND,
+    answers_given,
+    assert_turns_in_order,
+    first_is_slow,
 )
 
 __all__ = ["api", "kb_uri"]
@@ -179,6 +191,76 @@ async def test_serve_restarts_a_killed_worker_and_is_unhealthy_meanwhile(
     finally:
         await kill(proc)
         await db.dispose()
+
+
+@dataclass
+class _Workers:
+    model: FakeOpenAI
+    db: Database
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process
+
+    def owner(self, request: int) -> int | None:
+        """The worker process that made the model's ``request``-th call."""
+        return socket_owner(_children(self.proc.pid), self.model.client_ports[request])
+
+
+@contextlib.asynccontextmanager
+async def _two_workers(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str, policy: Policy, **env: str
+) -> AsyncIterator[_Workers]:
+    """`serve --workers 2` on PostgreSQL answering with ``policy``, for the block."""
+    async with FakeOpenAI(policy=policy) as model:
+        db = await create_schema(pg_url)
+        try:
+            full_env = {**slack_env(pg_url, kb_uri, model, api), **env}
+            async with serving(full_env, "--workers", "2") as proc:
+                yield _Workers(model, db, full_env, proc)
+        finally:
+            await db.dispose()
+
+
+async def test_a_worker_killed_mid_answer_is_answered_once_by_another_worker(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str
+) -> None:
+    """`serve --workers 2`: the worker writing an answer (streamed slowly) is SIGKILLed while
+    the answer is half posted. Once its lease runs out another worker takes the question over,
+    removes the half answer and answers it: one answer in the thread, recorded once."""
+    slow = Turn(content="Open Settings, then Security, then Reset password. " * 3, chunk_delay=0.2)
+    async with _two_workers(api, pg_url, kb_uri, lambda _request: slow) as workers:
+        threads = await _send_burst([events_url(workers.env)], 1)
+        await api.wait_for(lambda: any(m.streaming for m in api.posted()), timeout=30)
+        victim = workers.owner(0)
+        assert victim is not None  # the worker talking to the model
+        os.kill(victim, signal.SIGKILL)
+        await _assert_all_answered_once(api, threads, workers.db)
+        [row] = (await ledger(workers.db, "slack")).values()
+        assert row.attempts == 2  # the killed attempt, then the one that answered
+        assert len(workers.model.requests) == 2
+        assert len(set(workers.model.client_ports)) == 2  # from another process
+
+
+async def test_two_workers_answer_one_askers_two_questions_one_after_the_other(
+    api: FakeSlackAPI, pg_url: str, kb_uri: str
+) -> None:
+    """`serve --workers 2` with one answer slot each: the first question goes to one worker,
+    the asker's quick follow-up in its thread to the other, which waits for the first answer
+    (its live lease in the ledger) before it answers: in order, knowing the first."""
+    one_slot = {"SUPPORTBOT_ANSWER_SLOTS": "1"}
+    async with _two_workers(api, pg_url, kb_uri, first_is_slow, **one_slot) as workers:
+        root = new_ts()
+        await mention(workers.env, root, f"<@{DEFAULT_BOT_USER}> {FIRST}")
+        await api.wait_for(lambda: len(workers.model.requests) == 1, timeout=30)
+        first_worker = workers.owner(0)
+        body = app_mention(text=f"<@{DEFAULT_BOT_USER}> {SECOND}", ts=new_ts(), thread_ts=root)
+        async with SlackSender(events_url(workers.env), SIGNING_SECRET) as sender:
+            assert (await sender.event(body)).status == 200
+        await api.wait_for(lambda: len(answers_given(api)) == 2, timeout=30)
+        second_worker = workers.owner(1)
+        assert None not in (first_worker, second_worker) and first_worker != second_worker
+        assert [a.split(":")[0] for a in answers_given(api)] == ["Answer one", "Answer two"]
+        await asyncio.sleep(0.5)  # the second turn's record
+        await assert_turns_in_order(workers.db)
 
 
 async def test_discord_process_killed_mid_burst_answers_everything_once_after_restart(

@@ -86,6 +86,7 @@ from bot.messages import (
     IncomingMessage,
     Reply,
     Slow,
+    edited_id,
     message_from_record,
     message_to_record,
 )
@@ -282,11 +283,26 @@ class DiscordAdapter:
     # --- messages -----------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
+        await self._take_message(message)
+
+    async def on_message_edited(self, message: discord.Message) -> None:
+        """A message was edited (MESSAGE_UPDATE, as it is now): an edited question is a
+        question of its own under the edit's id and key (``<id>:edit:<edited ms>``), routed
+        like a new message; the core stops an answer to the old text still being written.
+        Updates that are no edit (an unfurl of a message never edited) are left alone; an
+        unfurl after an edit repeats its edit time, hence its key, and is absorbed."""
+        if message.edited_at is None:
+            return
+        await self._take_message(message, edit=str(int(message.edited_at.timestamp() * 1000)))
+
+    async def _take_message(self, message: discord.Message, *, edit: str | None = None) -> None:
         bot_user = self.client.user
         if bot_user is None or message.author.bot or message.author.id == bot_user.id:
             return  # the cheap check first: most traffic in a server is not for us
         context = channel_context(message.channel, message.guild)
         payload = message_payload(message)
+        if edit is not None:
+            payload["id"] = edited_id(payload["id"], edit)
         incoming = convert.message_to_incoming(
             payload, bot_user_id=str(bot_user.id), context=context
         )
@@ -350,7 +366,7 @@ class DiscordAdapter:
             PRIVATE_KEY: private,
         }
         # No redelivery on the gateway: a claim the database cannot take now is held.
-        if await self.inbox.submit_or_hold(str(message.id), record) is False:
+        if await self.inbox.submit_or_hold(incoming.id, record) is False:
             log.info("discord: message %s already taken (retry or replica); skipping", message.id)
 
     async def private_in_place(

@@ -30,6 +30,7 @@ class EventHandler(Protocol):
     async def setup(self, client: SupportClient) -> None: ...
     def start_recovery(self) -> None: ...
     async def on_message(self, message: discord.Message) -> None: ...
+    async def on_message_edited(self, message: discord.Message) -> None: ...
     async def on_interaction(self, interaction: discord.Interaction) -> None: ...
     async def on_messages_deleted(
         self, message_ids: Iterable[int], channel_id: int, guild_id: int | None
@@ -76,6 +77,9 @@ class SupportClient(discord.AutoShardedClient):
         await self.adapter.on_interaction(interaction)
 
     # The raw events: they come whether or not the message is cached (this bot caches none).
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        await self.adapter.on_message_edited(payload.message)
+
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         await self.adapter.on_messages_deleted(
             [payload.message_id], payload.channel_id, payload.guild_id

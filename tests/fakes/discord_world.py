@@ -163,6 +163,16 @@ class DiscordWorld:
             event["guild_id"] = message["guild_id"]
         await self.gateway.dispatch("MESSAGE_DELETE", event, guild_id=event.get("guild_id"))
 
+    async def edit(self, message: dict[str, Any], content: str) -> dict[str, Any]:
+        """Its author edits a message: the gateway says MESSAGE_UPDATE with the message as it
+        is now (its ``edited_timestamp`` set), as Discord does. Returns the new version."""
+        edited = {**message, "content": content, "edited_timestamp": p.timestamp()}
+        self.api.user_messages[:] = [
+            edited if m["id"] == message["id"] else m for m in self.api.user_messages
+        ]
+        await self.gateway.dispatch("MESSAGE_UPDATE", edited, guild_id=message.get("guild_id"))
+        return edited
+
     async def bulk_delete(self, messages: list[dict[str, Any]]) -> None:
         """A moderator deletes several messages of one channel at once: MESSAGE_DELETE_BULK."""
         ids = [m["id"] for m in messages]
