@@ -10,7 +10,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from bot import malloc, offload, startup, texts
 from bot.agent import Agent, OfflineAgent, OpenAIAgent
@@ -23,6 +23,7 @@ from bot.responder import Responder
 from storage.db import Database, unreachable
 from storage.embeddings import make_embedder, preload
 from storage.knowledge import KnowledgeBase, KnowledgeError
+from storage.schema_revision import NEEDED_REVISION, VERSION_TABLE, is_outdated
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,10 @@ async def ensure_schema(db: Database, *, create_if_empty: bool = False) -> bool:
     operator runs knowingly. True when the schema was created here."""
     present = await _table_names(db)
     if all(table in present for table in REQUIRED_TABLES):
+        if VERSION_TABLE in present:  # absent: tables made without Alembic (tests' create_all)
+            revision = await _schema_revision(db)
+            if is_outdated(revision):
+                raise DatabaseError(texts.schema_outdated(str(revision), NEEDED_REVISION))
         return False
     if not (create_if_empty and not present):
         raise DatabaseError(texts.CONSOLE_SCHEMA_MISSING)
@@ -201,6 +206,14 @@ async def ensure_schema_when_reachable(
         outage.back("the database is back")
         return True
     return False
+
+
+async def _schema_revision(db: Database) -> str | None:
+    try:
+        async with db.engine.connect() as conn:
+            return await conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
+    except Exception as exc:
+        raise DatabaseError(f"cannot open the database: {type(exc).__name__}") from None
 
 
 async def _table_names(db: Database) -> set[str]:

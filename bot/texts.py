@@ -247,6 +247,15 @@ CONSOLE_BYE = "Bye!"
 CONSOLE_SCHEMA_MISSING = (
     "the database has no supportbot tables yet; run `supportbot db upgrade` first."
 )
+
+
+def schema_outdated(revision: str, needed: str) -> str:
+    return (
+        f"the database schema is at revision {revision}, and this version of supportbot needs "
+        f"{needed}; run `supportbot db upgrade` first."
+    )
+
+
 CONSOLE_SCHEMA_CREATED = "(the database was empty: created the supportbot tables)"
 
 

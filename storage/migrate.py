@@ -37,10 +37,10 @@ from sqlalchemy.pool import NullPool
 
 import migrations
 from storage.models import Base
+from storage.schema_revision import VERSION_TABLE
 from storage.sqlite_wal import ensure_wal
 
 LEGACY_REVISION = "0001_legacy"
-VERSION_TABLE = "alembic_version"
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 CONNECT_TIMEOUT_S = 10
 SQLITE_BUSY_TIMEOUT_MS = 30_000
