@@ -27,11 +27,16 @@ world = discord_fixtures.world
 kb_uri = discord_fixtures.kb_uri
 
 
+def _human_button(answer: dict) -> str:
+    """The custom id of an answer's "Talk to a human" button."""
+    custom_id: str = answer["components"][0]["components"][2]["custom_id"]
+    return custom_id
+
+
 async def _escalated(world: DiscordWorld) -> tuple[dict, str, int]:
     question = await world.say("How do I reset my password?", mention=True)
     answer = (await world.bot_messages(question["id"]))[0]
-    human_id = answer["components"][0]["components"][2]["custom_id"]
-    human = await world.click(answer, human_id)
+    human = await world.click(answer, _human_button(answer))
     opened = (await world.interaction_done(human["token"]))[0]
     resolve_id = opened["components"][0]["components"][0]["custom_id"]
     return opened, resolve_id, int(resolve_id.rsplit(":", 1)[1])
@@ -75,6 +80,35 @@ async def test_the_asker_may_resolve_their_own_hand_off(
     assert answer["content"] == texts.ESCALATION_RESOLVED
     row = await escalations.get_escalation(sqlite_db, escalation_id=escalation_id)
     assert row is not None and row.resolved_by == world.alice["id"]
+
+
+async def test_a_click_on_an_open_hand_off_is_answered_to_the_clicker_alone(
+    world: DiscordWorld, sqlite_db: Database, sqlite_url: str, kb_uri: str
+) -> None:
+    # Alice's click opens the hand-off and says so under the answer, for all to see, once.
+    # Bob's click, and Alice's second one, find it open: each clicker alone is told "already
+    # open" (an ephemeral follow-up; the public "thinking" response is gone), the thread
+    # shows nothing new and the team gets one notice.
+    team = world.no_threads_channel_id
+    settings = make_settings(world, sqlite_url, kb_uri, discord_escalation_channel=team)
+    async with running_bot(world, settings, sqlite_db):
+        question = await world.say("How do I reset my password?", mention=True)
+        answer = (await world.bot_messages(question["id"]))[0]
+        first = await world.click(answer, _human_button(answer))
+        [opened] = await world.interaction_done(first["token"])
+        seen = world.api.visible_messages(answer["channel_id"])
+        told = []
+        for author in (world.bob, world.alice):
+            again = await world.click(answer, _human_button(answer), author=author)
+            told.append(await world.private_answer(again["token"]))
+        await world.bot_messages(team, 1)
+        after = world.api.visible_messages(answer["channel_id"])
+    assert opened["content"].startswith(texts.ESCALATION_OPENED)
+    assert not opened["flags"] & 64 and opened["components"]  # "Mark resolved", for all
+    assert [m for m in seen if texts.ESCALATION_OPENED in m["content"]] == [opened]
+    assert [m["content"] for m in told] == [texts.ESCALATION_ALREADY_OPEN] * 2
+    assert after == seen
+    assert len(world.api.channel_messages(team)) == 1
 
 
 async def test_a_hand_off_in_a_thread_goes_to_its_channels_team(
@@ -159,7 +193,7 @@ async def test_a_notice_discord_keeps_refusing_is_told_and_asking_again_tries_ag
         world.api.reset_next("POST", rf"/channels/{team}/messages", times=events.MAX_ATTEMPTS)
         question = await world.say("How do I reset my password?", mention=True)
         answer = (await world.bot_messages(question["id"]))[0]
-        human_id = answer["components"][0]["components"][2]["custom_id"]
+        human_id = _human_button(answer)
         human = await world.click(answer, human_id)
         note = await world.api.wait_for(
             lambda: [
@@ -172,7 +206,7 @@ async def test_a_notice_discord_keeps_refusing_is_told_and_asking_again_tries_ag
         await running.adapter.inbox.wait_idle(10)
         assert world.api.channel_messages(team) == []
         again = await world.click(answer, human_id)  # Discord works again
-        [reply] = await world.interaction_done(again["token"])
+        reply = await world.private_answer(again["token"])  # "already open": the asker's alone
         [notice] = await world.bot_messages(team, 1)
         await running.adapter.inbox.wait_idle(10)
     finally:
@@ -193,15 +227,20 @@ async def test_two_people_asking_for_a_human_at_once_give_one_notice(
     try:
         question = await world.say("How do I reset my password?", mention=True)
         answer = (await world.bot_messages(question["id"]))[0]
-        human_id = answer["components"][0]["components"][2]["custom_id"]
+        human_id = _human_button(answer)
         clicks = await asyncio.gather(
             world.click(answer, human_id), world.click(answer, human_id, author=world.bob)
         )
-        for click in clicks:
-            await world.interaction_done(click["token"])
+        shown = [await world.answer_to(c["token"]) for c in clicks]
         await running.adapter.inbox.wait_idle(10)
     finally:
         await running.stop()
+    # One click opened the hand-off and says so for all; the other's "already open" is private.
+    shown.sort(key=lambda m: m["flags"])
+    assert [(m["content"][:20], m["flags"] & 64) for m in shown] == [
+        (texts.ESCALATION_OPENED[:20], 0),
+        (texts.ESCALATION_ALREADY_OPEN[:20], 64),
+    ]
     [notice] = world.api.channel_messages(team)
     assert f"<@{world.alice['id']}>" in notice["content"] or world.bob["id"] in notice["content"]
 

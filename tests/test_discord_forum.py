@@ -68,12 +68,39 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
     raise AssertionError("timed out")
 
 
+async def click_human(
+    world: DiscordWorld, answer: dict[str, Any], author: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Click the answer's "talk to a human" button (as Alice unless ``author``)."""
+    ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
+    return await world.click(answer, ids[2], author=author)
+
+
 async def hand_off(world: DiscordWorld, answer: dict[str, Any]) -> list[dict[str, Any]]:
     """Click the answer's "talk to a human" button; returns the hand-off's messages."""
-    ids = [c["custom_id"] for row in answer["components"] for c in row["components"]]
-    human = await world.click(answer, ids[2])
+    human = await click_human(world, answer)
     opened: list[dict[str, Any]] = await world.interaction_done(human["token"])
     return opened
+
+
+async def test_a_click_on_an_open_hand_off_leaves_the_post_and_its_tags_alone(
+    world: DiscordWorld, forum_bot: RunningBot
+) -> None:
+    # Bob's click finds the hand-off Alice's opened: he alone is told, the post shows nothing
+    # new and its tags are not applied again (a moderator may have changed them since).
+    tags = tag_ids(world)
+    thread_id, _ = await world.forum_post("How do I reset my password?")
+    answer = (await world.bot_messages(thread_id))[0]
+    [opened] = await hand_off(world, answer)
+    await until(lambda: world.api.threads[thread_id]["applied_tags"] == [tags["needs human"]])
+    tagged = len(world.api.find("PATCH", rf"/channels/{thread_id}"))
+    seen = world.api.visible_messages(thread_id)
+    again = await click_human(world, answer, author=world.bob)
+    told = await world.private_answer(again["token"])
+    assert told["content"] == texts.ESCALATION_ALREADY_OPEN
+    assert world.api.visible_messages(thread_id) == seen
+    assert [m for m in seen if texts.ESCALATION_OPENED in m["content"]] == [opened]
+    assert len(world.api.find("PATCH", rf"/channels/{thread_id}")) == tagged
 
 
 async def mark_resolved(

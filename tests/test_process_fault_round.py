@@ -187,9 +187,10 @@ async def _count(db: Database, model: type) -> list:
 
 
 async def _double_click(world: DiscordWorld, message: dict, custom_id: str) -> list[dict]:
-    """The same member clicks the same button twice at once; waits for both to be answered."""
+    """The same member clicks the same button twice at once; waits for both to be answered
+    (publicly or privately)."""
     clicks = await asyncio.gather(*(world.click(message, custom_id) for _ in range(2)))
-    return [(await world.interaction_done(c["token"], timeout=20))[0] for c in clicks]
+    return [await world.answer_to(c["token"], timeout=20) for c in clicks]
 
 
 def _to_team(world: DiscordWorld) -> dict[str, str]:
@@ -244,8 +245,8 @@ async def test_discord_double_clicks_act_once_and_answer_both_clicks(
         assert len(await _count(sqlite_db, Feedback)) == 1
         opened = await _double_click(world, answer, human["custom_id"])
         await world.api.wait_for(lambda: world.api.channel_messages(team), timeout=20)
-        texts_shown = sorted(o["content"] for o in opened)
-        assert texts_shown == sorted([texts.ESCALATION_OPENED, texts.ESCALATION_ALREADY_OPEN])
+        shown = sorted((o["content"], o["flags"] & 64) for o in opened)  # "already open": private
+        assert shown == sorted([(texts.ESCALATION_OPENED, 0), (texts.ESCALATION_ALREADY_OPEN, 64)])
         resolve = {o["components"][0]["components"][0]["custom_id"] for o in opened}
         assert len(resolve) == 1
         done = await _double_click(world, opened[0], resolve.pop())
@@ -584,27 +585,45 @@ async def test_a_discord_hand_off_cut_short_by_sigkill_is_said_after_restart(
         assert escalation.status == "open"
 
 
+# The Discord request a click finding the hand-off open is cut short in: the deletion of its
+# public "thinking" response, or the private reply that takes its place.
+DISCORD_FOUND_OPEN_CUTS = {
+    "response-not-deleted": ("DELETE", r"/webhooks/\d+/[^/]+/messages/@original"),
+    "private-reply-unsent": ("POST", r"/webhooks/\d+/[^/]+"),
+}
+
+
+@pytest.mark.parametrize(
+    "cut", DISCORD_FOUND_OPEN_CUTS.values(), ids=DISCORD_FOUND_OPEN_CUTS.keys()
+)
 async def test_a_discord_click_finding_the_hand_off_open_is_answered_once_after_sigkill(
-    sqlite_db: Database, sqlite_url: str, tmp_path: Path, model: FakeOpenAI
+    sqlite_db: Database,
+    sqlite_url: str,
+    tmp_path: Path,
+    model: FakeOpenAI,
+    cut: tuple[str, str],
 ) -> None:
     # `run discord`: Bob clicks "Talk to a human" under an answer whose hand-off Alice opened,
-    # and the process is SIGKILLed while Discord has not answered the click's reply. That click
-    # recorded nothing, so the restarted process told Bob to try again. Now it finishes as the
-    # click that found the hand-off open: "already open", once; still one hand-off, one notice.
+    # and the process is SIGKILLed while Discord has not answered the deletion of the click's
+    # public "thinking" response or the private reply that replaces it. The restarted process
+    # finishes it as the click that found the hand-off open: "already open", once, to Bob
+    # alone; the thread shows nothing new; still one hand-off, one notice.
     async with discord_process(sqlite_url, tmp_path, model, _to_team) as running:
         world = running.world
         team = world.no_threads_channel_id
+        method, path = cut
         _thread, answer, _opened = await _handed_off(world)
-        reply = r"/webhooks/\d+/[^/]+/messages/@original"
-        replies = len(world.api.find("PATCH", reply))
-        world.api.stall("PATCH", reply)
+        seen = world.api.visible_messages(answer["channel_id"])
+        calls = len(world.api.find(method, path))
+        world.api.stall(method, path)
         click = await world.click(answer, _human_button(answer), author=world.bob)
-        await world.api.wait_for(lambda: len(world.api.find("PATCH", reply)) > replies, timeout=20)
+        await world.api.wait_for(lambda: len(world.api.find(method, path)) > calls, timeout=20)
         await _restarted_after_sigkill(running)
-        [done] = await world.interaction_done(click["token"], timeout=30)
-        assert done["content"] == texts.ESCALATION_ALREADY_OPEN
+        told = await world.private_answer(click["token"], timeout=30)
+        assert told["content"] == texts.ESCALATION_ALREADY_OPEN
         await asyncio.sleep(1.5)
-        assert len(world.api.interaction_messages(click["token"])) == 1
+        assert world.api.interaction_messages(click["token"]) == [told]
+        assert world.api.visible_messages(answer["channel_id"]) == seen
         assert len(world.api.channel_messages(team)) == 1
         [escalation] = await _count(sqlite_db, Escalation)
         assert escalation.status == "open" and escalation.requested_by == world.alice["id"]

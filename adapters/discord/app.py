@@ -1033,7 +1033,6 @@ class DiscordAdapter:
         work: Work,
     ) -> None:
         user_id = str(interaction.user.id)
-        extra: tuple[render.ButtonSpec, ...] = ()
         if parsed.action in (render.ButtonAction.HELPFUL, render.ButtonAction.UNHELPFUL):
             memory = await memories.get_memory(self.db, memory_id=parsed.target_id)
             if memory is None:
@@ -1046,13 +1045,17 @@ class DiscordAdapter:
                     helpful=parsed.action is render.ButtonAction.HELPFUL,
                 )
         elif parsed.action is render.ButtonAction.ESCALATE:
+            record = escalation_recovery.recorder(self.inbox, work)
             reply, extra = await self._request_human(
                 work,
+                record,
                 interaction_conversation(interaction),
                 user_id,
                 parent_id=interaction_parent_id(interaction),
                 tell_via=interaction_webhook(interaction),
             )
+            await self._show_hand_off_reply(interaction, record, reply, extra)
+            return
         else:
             reply = await self._resolve(
                 work,
@@ -1061,11 +1064,12 @@ class DiscordAdapter:
                 is_team_member=lambda _row: self.escalations.in_team(interaction),
                 guild_id=interaction.guild_id,
             )
-        await InteractionSink(interaction, ephemeral=private).show(_with_buttons(reply, extra))
+        await InteractionSink(interaction, ephemeral=private).show(_with_buttons(reply))
 
     async def _request_human(
         self,
         work: Work,
+        record: escalation_recovery.Record,
         conversation: ConversationKey,
         user_id: str,
         *,
@@ -1073,20 +1077,23 @@ class DiscordAdapter:
         tell_via: dict[str, str] | None,
     ) -> tuple[Reply, tuple[render.ButtonSpec, ...]]:
         """Open the hand-off for a "Talk to a human" click (the core records it in the click's
-        work), have the team told and the forum post tagged. Returns the reply and the buttons
-        it carries ("Mark resolved")."""
+        work with ``record``), have the team told and the forum post tagged. Returns the reply
+        and the buttons it carries ("Mark resolved"). The reply is ephemeral unless this click
+        opened the hand-off (now, or in an attempt a crash cut short): "already open" (another
+        click, a double click, the agent) and errors are the clicker's alone, as on Slack."""
         request = await escalation_recovery.request_human(
             self.responder,
             work.payload,
             conversation,
             user_id,
-            escalation_recovery.recorder(self.inbox, work),
+            record,
             in_place=not convert.is_private_conversation(conversation),
             **{PARENT_KEY: parent_id},
         )
         escalation_id = request.escalation_id
+        reply = request.reply if request.opened else replace(request.reply, ephemeral=True)
         if not escalation_id:
-            return request.reply, ()
+            return reply, ()
         await self._announce(
             NoticeRequest(
                 conversation,
@@ -1097,9 +1104,35 @@ class DiscordAdapter:
                 tell_via=tell_via,
             )
         )
-        if conversation.thread_id:  # a forum post is a thread
+        # A forum post is a thread; it is tagged once, by the click that opened its hand-off
+        # (a moderator may have changed the tags since).
+        if conversation.thread_id and request.opened:
             await self.forum.mark(conversation.thread_id, "needs_human", parent_id=parent_id)
-        return request.reply, (render.resolve_button(escalation_id),)
+        return reply, (render.resolve_button(escalation_id),)
+
+    async def _show_hand_off_reply(
+        self,
+        interaction: discord.Interaction | StoredInteraction,
+        record: escalation_recovery.Record,
+        reply: Reply,
+        extra: tuple[render.ButtonSpec, ...],
+        *,
+        resumed: Work | None = None,
+    ) -> None:
+        """A "Talk to a human" click's reply, in its public deferred response when the click
+        opened the hand-off. Otherwise it is the clicker's alone: the public "thinking" response
+        is deleted and the reply sent as an ephemeral follow-up, recorded in the click's work so
+        that a later attempt (``resumed``) deletes it before sending its own."""
+        payloads = _with_buttons(reply, extra)
+        if not reply.ephemeral:
+            await InteractionSink(interaction, ephemeral=False).show(payloads)
+            return
+        if resumed is not None:
+            original = interaction if isinstance(interaction, StoredInteraction) else None
+            await self._remove_earlier_followups(resumed, original)
+        sink = InteractionSink(interaction, ephemeral=True, on_followup=_followups_in(record))
+        await sink.withdraw_original()
+        await sink.show(payloads)
 
     async def _resolve(
         self,
@@ -1141,6 +1174,8 @@ class DiscordAdapter:
         conversation never offered "Mark resolved", or no draft was learned). False when the
         work recorded no such click."""
         p = work.payload
+        answerable = TOKEN_KEY in p and token_valid(work.key)
+        original = StoredInteraction.from_payload(self.client, p) if answerable else None
         if (resolving := escalation_recovery.recorded_resolve(p)) is not None:
             reply = await self._resolve(
                 work,
@@ -1149,22 +1184,23 @@ class DiscordAdapter:
                 is_team_member=_checked_already,
                 guild_id=int(p.get(GUILD_KEY) or 0) or None,
             )
-            payloads, ephemeral = _with_buttons(reply), True
-        elif (request := escalation_recovery.recorded_request(p)) is not None:
+            if original is not None:
+                await InteractionSink(original, ephemeral=True).show(_with_buttons(reply))
+            return True
+        if (request := escalation_recovery.recorded_request(p)) is not None:
+            record = escalation_recovery.recorder(self.inbox, work)
             reply, extra = await self._request_human(
                 work,
+                record,
                 request.conversation,
                 request.requested_by,
                 parent_id=p.get(PARENT_KEY),
                 tell_via=interaction_fields(p) if TOKEN_KEY in p else None,
             )
-            payloads, ephemeral = _with_buttons(reply, extra), False
-        else:
-            return False
-        if TOKEN_KEY in p and token_valid(work.key):
-            original = StoredInteraction.from_payload(self.client, p)
-            await InteractionSink(original, ephemeral=ephemeral).show(payloads)
-        return True
+            if original is not None:
+                await self._show_hand_off_reply(original, record, reply, extra, resumed=work)
+            return True
+        return False
 
     async def _mark_solved(self, escalation_id: int) -> None:
         row = await escalation.get(self.db, escalation_id)
@@ -1232,6 +1268,18 @@ def _with_buttons(
         last = payloads[-1]
         payloads[-1] = render.MessagePayload(last.content, last.embeds, last.buttons + extra)
     return payloads
+
+
+def _followups_in(record: escalation_recovery.Record) -> Callable[[int], Awaitable[None]]:
+    """Records each follow-up of a click's reply (``FOLLOWUPS_KEY``) through the click's own
+    ``record``, which also holds what the click found (a second writer would overwrite it)."""
+    ids: list[str] = []
+
+    async def on_followup(message_id: int) -> None:
+        ids.append(str(message_id))
+        await record({FOLLOWUPS_KEY: list(ids)})
+
+    return on_followup
 
 
 async def _checked_already(_row: Escalation) -> bool:

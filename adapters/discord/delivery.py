@@ -142,7 +142,20 @@ class InteractionSink(ReplySink):
         self.first: discord.WebhookMessage | None = None
         # The original response, once an edit returned it: its channel and id.
         self.original: tuple[int, int] | None = None
+        # The original response was deleted on purpose (withdraw_original): the answer is all
+        # follow-ups.
+        self.withdrawn = False
         self.shown: list[render.MessagePayload] = []
+
+    async def withdraw_original(self) -> None:
+        """Delete the deferred "thinking" response so that the answer is all follow-ups, as
+        ``ephemeral`` says: Discord cannot change whether a message is ephemeral, so a public
+        deferral whose answer turned out to be the clicker's alone is answered this way. The
+        deletion comes first: a follow-up to a response still "thinking" fills that one in
+        (public), whatever its own flags. Gone already (an earlier attempt) is fine."""
+        with contextlib.suppress(discord.NotFound):
+            await self.interaction.delete_original_response()
+        self.withdrawn = True
 
     async def show(
         self, payloads: Sequence[render.MessagePayload], *, final: bool = False
@@ -170,6 +183,9 @@ class InteractionSink(ReplySink):
     async def _edit_first(self, payload: render.MessagePayload) -> None:
         """The deferred response; a follow-up in its place once someone (a moderator) deleted
         it while the answer was written, so the asker still gets the answer."""
+        if self.first is None and self.withdrawn:
+            self.first = await self._send(payload)
+            return
         try:
             if self.first is None:
                 edited = await self.interaction.edit_original_response(**edit_kwargs(payload))
@@ -316,6 +332,9 @@ class StoredInteraction:
 
     async def edit_original_response(self, **kwargs: Any) -> discord.WebhookMessage:
         return await self.followup.edit_message("@original", **kwargs)  # type: ignore[arg-type]
+
+    async def delete_original_response(self) -> None:
+        await self.followup.delete_message("@original")  # type: ignore[arg-type]
 
 
 # Payload keys of interaction work: what StoredInteraction needs, and the follow-ups an

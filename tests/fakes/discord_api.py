@@ -201,6 +201,17 @@ class FakeDiscordAPI:
             and "interaction_token" not in m
         ]
 
+    def visible_messages(self, channel_id: str) -> list[dict[str, Any]]:
+        """What everyone sees in a channel from the bot: its messages and its interactions'
+        responses and follow-ups, except ephemeral ones (only their user sees those)."""
+        return [
+            m
+            for key, m in self.messages.items()
+            if m["channel_id"] == channel_id
+            and not key.startswith("original:")  # each is kept under its id too
+            and not int(m.get("flags") or 0) & EPHEMERAL_FLAG
+        ]
+
     async def wait_for(
         self, predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
     ) -> Any:
@@ -568,6 +579,8 @@ class FakeDiscordAPI:
                 channel_id, data, interaction_token=m["t"], **self._made_by(m["t"])
             )
             self.messages[f"original:{m['t']}"] = message
+            if kind == 5:
+                message["loading"] = True
         if req.query.get("with_response") in ("1", "true"):
             original = self.messages.get(f"original:{m['t']}")
             resource: dict[str, Any] = {"type": kind}
@@ -586,8 +599,13 @@ class FakeDiscordAPI:
         return 204, None
 
     async def _followup(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
-        channel_id = self.interaction_channels.get(m["t"], f"followup:{m['t']}")
         original = self.messages.get(f"original:{m['t']}")
+        if original is not None and original.get("loading"):
+            # Discord: a follow-up to a deferred response still "thinking" fills that one in
+            # (no new message), keeping whether it is ephemeral whatever the follow-up's flags.
+            _apply_edit(original, {k: v for k, v in (body or {}).items() if k != "flags"})
+            return 200, original
+        channel_id = self.interaction_channels.get(m["t"], f"followup:{m['t']}")
         message = self._store_message(
             channel_id,
             body or {},
@@ -636,7 +654,10 @@ class FakeDiscordAPI:
         message = self.messages.get(key)
         if message is None or message.get("interaction_token") != m["t"]:
             return 404, {"message": "Unknown Message", "code": 10008}
-        self.deleted.append(self.messages.pop(key))
+        # Kept under its id, and an original response under its token too: gone under both.
+        for other in [k for k, v in self.messages.items() if v is message]:
+            del self.messages[other]
+        self.deleted.append(message)
         return 204, None
 
     async def _put_commands(self, _r: web.Request, m: re.Match[str], body: Any) -> tuple[int, Any]:
@@ -696,6 +717,7 @@ def _apply_edit(message: dict[str, Any], body: dict[str, Any]) -> None:
     for key in ("content", "embeds", "components", "allowed_mentions", "flags"):
         if key in body:
             message[key] = body[key]
+    message.pop("loading", None)  # a deferred response filled in
     message["edited_timestamp"] = p.timestamp()
     message["edits"] = message.get("edits", 0) + 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes import discord_payloads as p
-from tests.fakes.discord_api import FakeDiscordAPI
+from tests.fakes.discord_api import EPHEMERAL_FLAG, FakeDiscordAPI
 from tests.fakes.discord_gateway import FakeDiscordGateway
 
 FORUM_TAGS = ("answered by bot", "needs human", "solved")  # the forum's available tags
@@ -342,6 +342,32 @@ class DiscordWorld:
             return None
 
         return await self.api.wait_for(ready, timeout=timeout, what="interaction answer")
+
+    async def answer_to(self, token: str, *, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait until an interaction is answered, publicly or privately (see ``answered``)."""
+        return await self.api.wait_for(
+            lambda: self.answered(token), timeout=timeout, what="interaction answer"
+        )
+
+    def answered(self, token: str) -> dict[str, Any] | None:
+        """An interaction's answer: its deferred response once filled in, or the ephemeral
+        follow-up that took its place (``private_answer``); None until then."""
+        found = self.api.interaction_messages(token)
+        if found and (found[0].get("edits") or found[0].get("followup")):
+            return found[0]
+        return None
+
+    async def private_answer(self, token: str, *, timeout: float = 15.0) -> dict[str, Any]:
+        """Wait until an interaction's public deferred response has given way to an answer for
+        its user alone: the response deleted, one ephemeral follow-up."""
+
+        def ready() -> dict[str, Any] | None:
+            found = self.api.interaction_messages(token)
+            private = [m for m in found if m.get("followup") and m["flags"] & EPHEMERAL_FLAG]
+            gone = f"original:{token}" not in self.api.messages
+            return private[0] if gone and len(found) == len(private) == 1 else None
+
+        return await self.api.wait_for(ready, timeout=timeout, what="private answer")
 
 
 async def wait_until(predicate: Any, *, timeout: float = 10.0, what: str = "condition") -> Any:
