@@ -162,12 +162,10 @@ async def ensure_schema(db: Database, *, create_if_empty: bool = False) -> bool:
     nothing can be lost there, and ``ingest`` then ``ask`` should just work. A database with
     other tables, or an older supportbot schema, is left to ``supportbot db upgrade``, which an
     operator runs knowingly. True when the schema was created here."""
-    present = await _table_names(db)
+    present, revision = await _schema_of(db)
     if all(table in present for table in REQUIRED_TABLES):
-        if VERSION_TABLE in present:  # absent: tables made without Alembic (tests' create_all)
-            revision = await _schema_revision(db)
-            if is_outdated(revision):
-                raise DatabaseError(texts.schema_outdated(str(revision), NEEDED_REVISION))
+        if is_outdated(revision):
+            raise DatabaseError(texts.schema_outdated(str(revision), NEEDED_REVISION))
         return False
     if not (create_if_empty and not present):
         raise DatabaseError(texts.CONSOLE_SCHEMA_MISSING)
@@ -208,17 +206,14 @@ async def ensure_schema_when_reachable(
     return False
 
 
-async def _schema_revision(db: Database) -> str | None:
+async def _schema_of(db: Database) -> tuple[set[str], str | None]:
+    """The database's table names and its Alembic revision, on one connection (None without
+    a version table: tables made without Alembic, as the tests' create_all makes them)."""
     try:
         async with db.engine.connect() as conn:
-            return await conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
-    except Exception as exc:
-        raise DatabaseError(f"cannot open the database: {type(exc).__name__}") from None
-
-
-async def _table_names(db: Database) -> set[str]:
-    try:
-        async with db.engine.connect() as conn:
-            return await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            if VERSION_TABLE not in tables:
+                return tables, None
+            return tables, await conn.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
     except Exception as exc:
         raise DatabaseError(f"cannot open the database: {type(exc).__name__}") from None

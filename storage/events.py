@@ -253,9 +253,8 @@ def _build(sqlite: bool) -> _Statements:
         earlier_turn=select(literal(1)).where(same_asker_before, c.lease_until > now).limit(1),
         supersede=update(_EVENTS)
         .where(
-            same_asker_before,
+            same_asker_before,  # which hold a lease
             c.status == ANSWERING,
-            c.lease_until.is_not(None),
             or_(
                 c.event_id == bindparam("b_question"),
                 c.event_id.like(bindparam("b_versions"), escape="/"),

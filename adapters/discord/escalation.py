@@ -93,10 +93,10 @@ class DiscordEscalations:
         """Tell the support team in their channel, with a resolve button. Raises when Discord
         fails (the inbox tries again after a passing fault)."""
         escalation_id = int(payload["escalation_id"])
-        if not await escalation.notice_wanted(self.db, escalation_id):
+        row = await escalation.get(self.db, escalation_id)
+        if row is None or escalation.notice_posted(row):
             return  # another request's notice went out meanwhile
         channel = client.get_partial_messageable(int(payload["notice_channel"]))
-        row = await escalation.get(self.db, escalation_id)
         text = notice_text(str(payload[SESSION_KEY]), str(payload["requested_by"]), row)
         notice = render.MessagePayload(text, buttons=(render.resolve_button(escalation_id),))
         # One nonce per escalation (discord.py sends it enforced): Discord answers a repeat
